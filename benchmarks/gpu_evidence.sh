@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# GPU evidence for docs/benchmarks/, run on the lent device machine (one stage per call, each < 10 min):
+#   bash benchmarks/gpu_evidence.sh engine     # list-hardware, llama-1b example (3 cycles x 2 batch sizes), meter overhead
+#   bash benchmarks/gpu_evidence.sh roofline   # bs1/bs64 eager vs compiled static cache
+# Needs pydantic wheels in .whl/ (the device image has no pydantic). Output goes to $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/lem-out}; mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1 LEM_CACHE_DIR=/tmp/lemcache
+lem() { python3 -m gpu_ops.cli "$@"; }
+case "${1:-engine}" in
+  engine)
+    { nvidia-smi --query-gpu=name,driver_version,power.limit,mig.mode.current --format=csv; lem list-hardware; lem list-backends; } 2>&1 | tee "$OUT/device.txt"
+    lem run examples/llama-1b-gpu.yaml --out /tmp/res -q 2>&1 | tee "$OUT/llama-1b-run.log"
+    for d in /tmp/res/*/; do lem validate "$d"; python3 - "$d" <<'PY'
+import sys, json, pandas as pd
+d = sys.argv[1]
+s = json.load(open(d + "summary.json"))
+c = pd.read_parquet(d + "cycles.parquet")
+w = pd.read_parquet(d + "windows.parquet")
+print("idle W before/after:", [round(x, 1) for x in w[w.kind.str.startswith("idle")].avg_power_w])
+cols = ["sweep_point", "cycle", "duration_s", "output_tokens", "tokens_per_s", "gross_energy_j", "timeline_energy_j",
+        "cross_check_rel_diff", "net_energy_j", "j_per_token", "net_j_per_token", "avg_power_w", "peak_power_w",
+        "prefill_energy_j", "decode_energy_j", "ttft_p50_s", "tpot_mean_s", "n_samples", "foreign_processes", "temp_max_c"]
+print(c[cols].to_string(index=False))
+for p in s["sweep_points"]:
+    print(p["sweep_point"], "J/token mean %.5f ± %.5f (CV %.4f); net %.5f; tok/s %.1f (CV %.4f)" % (
+        p["j_per_token_mean"], p["j_per_token_ci95"], p["j_per_token_cv"], p["net_j_per_token_mean"], p["tokens_per_s_mean"], p["tokens_per_s_cv"]))
+PY
+    done 2>&1 | tee "$OUT/llama-1b-summary.txt"
+    python3 benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --rounds 6 2>&1 | tee "$OUT/meter_overhead.log"
+    tar czf "$OUT/results-engine.tgz" -C /tmp res
+    ;;
+  roofline)
+    python3 benchmarks/decode_roofline.py --model synthetic:llama-3.2-1b --out /tmp/roof 2>&1 | tee "$OUT/roofline.log"
+    tar czf "$OUT/results-roofline.tgz" -C /tmp roof
+    ;;
+esac

@@ -1,0 +1,94 @@
+"""The `InferenceBackend` protocol: what every backend offers the runner, and the capability matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, runtime_checkable
+
+from gpu_ops.config import ExperimentConfig
+from gpu_ops.errors import CapabilityError
+
+Clock = Callable[[], float]
+"""Seconds since the cycle started (monotonic). Every timestamp a backend records uses it."""
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    prompt_token_ids: list[int]
+    max_new_tokens: int
+    min_new_tokens: int
+    arrival_s: float
+
+
+@dataclass
+class RequestRecord:
+    """What a backend saw of one request; all times are on the cycle clock."""
+
+    id: int
+    prompt_tokens: int
+    output_tokens: int
+    arrival_s: float
+    scheduled_s: float  # when the engine started work on it (batch start / vLLM scheduled_ts)
+    token_times_s: list[float]  # host time each output token became available, one per token
+    batch_id: int = -1
+    prefill_end_s: float | None = None  # first token of its batch: end of the prefill step
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    precisions: frozenset[str]
+    batching: frozenset[str]
+    streaming: bool = True
+    prefix_caching: bool = False
+    lora: bool = False
+    speculative: bool = False
+    tensor_parallel: bool = False
+    pipeline_parallel: bool = False
+    open_loop: bool = True
+    notes: tuple[str, ...] = field(default=())
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    name: str
+
+    def version(self) -> str: ...
+
+    def capabilities(self) -> Capabilities: ...
+
+    def load(self, config: ExperimentConfig) -> None: ...
+
+    def warmup(self, requests: list[Request]) -> None: ...
+
+    def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]: ...
+
+    def peak_memory_bytes(self) -> int | None: ...
+
+    def sync(self) -> None:
+        """Wait for queued device work, so a window edge is where the work really ended."""
+
+    def close(self) -> None: ...
+
+
+def check_capabilities(name: str, caps: Capabilities, cfg: ExperimentConfig) -> None:
+    """Reject a config the backend cannot honour, naming each option."""
+    problems: list[str] = []
+    if cfg.precision not in caps.precisions:
+        problems.append(f"precision '{cfg.precision}' (supported: {', '.join(sorted(caps.precisions))})")
+    if cfg.batching.strategy not in caps.batching:
+        problems.append(f"batching.strategy '{cfg.batching.strategy}' (supported: {', '.join(sorted(caps.batching))})")
+    if cfg.lora is not None and not caps.lora:
+        problems.append("lora")
+    if cfg.parallelism.tensor > 1 and not caps.tensor_parallel:
+        problems.append(f"parallelism.tensor={cfg.parallelism.tensor}")
+    if cfg.parallelism.pipeline > 1 and not caps.pipeline_parallel:
+        problems.append(f"parallelism.pipeline={cfg.parallelism.pipeline}")
+    if cfg.streaming and not caps.streaming:
+        problems.append("streaming")
+    if cfg.traffic.mode != "offline" and not caps.open_loop:
+        problems.append(f"traffic.mode '{cfg.traffic.mode}'")
+    if cfg.vllm is not None and cfg.vllm.enable_prefix_caching and not caps.prefix_caching:
+        problems.append("vllm.enable_prefix_caching")
+    if problems:
+        raise CapabilityError(f"backend '{name}' cannot honour: {'; '.join(problems)}. Change these options or pick another backend.")

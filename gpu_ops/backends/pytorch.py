@@ -1,0 +1,263 @@
+"""PyTorch/transformers backend: `generate` with batching strategies, open-loop arrivals and per-token timestamps.
+
+Timestamps come from a streamer: `generate` hands it each step's tokens after copying them to the host,
+so the host clock at `put` is when that step's tokens existed. TTFT and ITL are measured, not derived.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gpu_ops.backends.base import Capabilities, Clock, Request, RequestRecord
+from gpu_ops.batching import BatchPlan
+from gpu_ops.config import ExperimentConfig
+from gpu_ops.decoding import resolve_sampling
+from gpu_ops.errors import CapabilityError, UserError
+from gpu_ops.models import ModelSource, resolve_model
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class _StepClock:
+    """A `generate` streamer that records when each decoding step's tokens reached the host."""
+
+    def __init__(self, clock: Clock):
+        self.clock = clock
+        self.step_times: list[float] = []
+        self._prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self._prompt_seen:  # the first put is the prompt itself
+            self._prompt_seen = True
+            return
+        self.step_times.append(self.clock())
+
+    def end(self) -> None:
+        pass
+
+
+def resolve_device(cfg: ExperimentConfig) -> str:
+    import torch
+
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError("device: 'cuda' asked but torch sees no CUDA GPU; set device: cpu or auto")
+        return f"cuda:{cfg.gpus[0]}"
+    return "cpu"
+
+
+class PytorchBackend:
+    name = "pytorch"
+
+    def __init__(self) -> None:
+        self.model = None
+        self.assistant = None
+        self.tokenizer = None
+        self.device = "cpu"
+        self.cfg: ExperimentConfig | None = None
+        self.source: ModelSource | None = None
+        self.info: dict[str, Any] = {}
+
+    def version(self) -> str:
+        import torch
+        import transformers
+
+        return f"transformers {transformers.__version__}, torch {torch.__version__}"
+
+    def capabilities(self) -> Capabilities:
+        import importlib.util
+
+        precisions = {"fp32", "fp16", "bf16"}
+        notes = ["per-step timestamps always recorded (streamer hook)", "no continuous batching: a batch runs to completion"]
+        if importlib.util.find_spec("bitsandbytes") is not None:
+            precisions |= {"int8", "int4"}
+        else:
+            notes.append("int8/int4 need bitsandbytes (not installed)")
+        return Capabilities(
+            precisions=frozenset(precisions),
+            batching=frozenset({"static", "dynamic", "sorted_static", "sorted_dynamic"}),
+            streaming=True, prefix_caching=False, lora=importlib.util.find_spec("peft") is not None,
+            speculative=True, tensor_parallel=False, pipeline_parallel=False, open_loop=True, notes=tuple(notes),
+        )
+
+    # -- loading ----------------------------------------------------------------------------
+    def _load_model(self, source: ModelSource, cfg: ExperimentConfig):
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        kwargs: dict[str, Any] = {}
+        if cfg.pytorch.attn_implementation:
+            kwargs["attn_implementation"] = cfg.pytorch.attn_implementation
+        if cfg.precision in ("int8", "int4"):
+            if not self.device.startswith("cuda"):
+                raise CapabilityError(f"precision '{cfg.precision}' needs a CUDA GPU (bitsandbytes); use fp32/bf16 on CPU")
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=cfg.precision == "int8", load_in_4bit=cfg.precision == "int4")
+            dtype = torch.bfloat16
+        else:
+            dtype = getattr(torch, DTYPES[cfg.precision])
+        if source.kind == "synthetic":
+            arch = dict(source.architecture)
+            config = AutoConfig.for_model(arch.pop("model_type"), **arch)
+            torch.manual_seed(cfg.seed)
+            with torch.device(self.device):  # random weights built directly on the device
+                model = AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
+        else:
+            where = str(source.path) if source.path else source.spec
+            try:
+                model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+            except OSError as exc:
+                raise UserError(f"model '{source.spec}': could not load ({exc}); use a local folder, builtin: or synthetic: when no hub is reachable") from None
+            if "quantization_config" not in kwargs:
+                model = model.to(self.device)
+        return model.eval()
+
+    def load(self, config: ExperimentConfig) -> None:
+        import torch
+        from transformers import AutoTokenizer
+
+        self.cfg = config
+        self.device = resolve_device(config)
+        self.source = resolve_model(config.model)
+        tok_path = self.source.tokenizer_path or self.source.spec
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tok_path))
+        self.model = self._load_model(self.source, config)
+        if config.lora is not None:
+            try:
+                from peft import PeftModel
+            except ImportError:
+                raise CapabilityError("lora: needs peft; pip install 'llm-energy-measure[lora]'") from None
+            self.model = PeftModel.from_pretrained(self.model, config.lora.path, adapter_name=config.lora.name).eval()
+        if config.pytorch.assistant_model:
+            self.assistant = self._load_model(resolve_model(config.pytorch.assistant_model), config)
+        if config.pytorch.torch_compile and not config.pytorch.static_cache:
+            self.model.forward = torch.compile(self.model.forward, mode=config.pytorch.compile_mode, dynamic=True)
+        if self.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.info = {"device": self.device, "weights": self.source.weights, "parameters": sum(p.numel() for p in self.model.parameters()),
+                     "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
+                     "static_cache": config.pytorch.static_cache, "torch_compile": config.pytorch.torch_compile}
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.config.vocab_size) if self.model is not None else len(self.tokenizer)
+
+    # -- generation -------------------------------------------------------------------------
+    def _generate_kwargs(self) -> dict[str, Any]:
+        cfg = self.cfg
+        s = resolve_sampling(cfg.decoder)
+        kw: dict[str, Any] = dict(max_new_tokens=cfg.max_output_tokens, min_new_tokens=cfg.min_output_tokens,
+                                  do_sample=s.do_sample, pad_token_id=self.pad_id, eos_token_id=self.eos_id)
+        if s.do_sample:
+            kw.update(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+        if s.repetition_penalty != 1.0:
+            kw["repetition_penalty"] = s.repetition_penalty
+        if self.assistant is not None:
+            kw["assistant_model"] = self.assistant
+        if cfg.pytorch.static_cache:
+            if cfg.pytorch.torch_compile:
+                from transformers import CompileConfig
+
+                kw["compile_config"] = CompileConfig(mode=cfg.pytorch.compile_mode)
+            else:
+                kw["disable_compile"] = True
+        return kw
+
+    @property
+    def pad_id(self) -> int:
+        t = self.tokenizer
+        return t.pad_token_id if t.pad_token_id is not None else t.eos_token_id
+
+    @property
+    def eos_id(self) -> int | None:
+        return None if self.cfg.fixed_output_length else self.tokenizer.eos_token_id
+
+    def _batch_tensors(self, batch: list[Request]):
+        import torch
+
+        width = max(len(r.prompt_token_ids) for r in batch)
+        rows = self.cfg.batching.batch_size if self.cfg.pytorch.static_cache else len(batch)  # fixed shapes for compiled graphs
+        ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((rows, width), dtype=torch.long)
+        for i in range(rows):
+            p = batch[min(i, len(batch) - 1)].prompt_token_ids
+            ids[i, width - len(p):] = torch.tensor(p)  # left padding for decoder-only models
+            mask[i, width - len(p):] = 1
+        return ids.to(self.device), mask.to(self.device), width
+
+    def _generate(self, batch: list[Request], streamer=None):
+        import torch
+
+        ids, mask, width = self._batch_tensors(batch)
+        kw = self._generate_kwargs()
+        if self.cfg.pytorch.static_cache:
+            from transformers import StaticCache
+
+            kw["past_key_values"] = StaticCache(config=self.model.config, max_cache_len=self.cfg.max_input_tokens + self.cfg.max_output_tokens)
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, streamer=streamer, **kw)
+        return out[: len(batch), width:]
+
+    def _output_lengths(self, new_tokens) -> list[int]:
+        """Tokens each row really produced: up to and including its EOS (fixed-length runs have none)."""
+        eos = self.eos_id
+        rows = new_tokens.tolist()
+        if eos is None:
+            return [len(r) for r in rows]
+        return [r.index(eos) + 1 if eos in r else len(r) for r in rows]
+
+    def warmup(self, requests: list[Request]) -> None:
+        bs = self.cfg.batching.batch_size
+        for i in range(0, len(requests), bs):
+            self._generate(requests[i: i + bs])
+
+    def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
+        plan = BatchPlan(self.cfg.batching.strategy, self.cfg.batching.batch_size)
+        pending = sorted(requests, key=lambda r: (r.arrival_s, r.id))
+        records: list[RequestRecord] = []
+        batch_id = 0
+        while pending:
+            batch, start = plan.next_batch(pending, clock(), len(pending))
+            wait = start - clock()
+            if wait > 0:
+                time.sleep(wait)  # open loop: idle until the batch may start; this idle time is inside the window
+            scheduled = clock()
+            streamer = _StepClock(clock)
+            new_tokens = self._generate(batch, streamer)
+            lengths = self._output_lengths(new_tokens)
+            steps = streamer.step_times
+            for req, n in zip(batch, lengths):
+                records.append(RequestRecord(
+                    id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=n, arrival_s=req.arrival_s,
+                    scheduled_s=scheduled, token_times_s=steps[:n], batch_id=batch_id,
+                    prefill_end_s=steps[0] if steps else None,
+                ))
+            taken = {r.id for r in batch}
+            pending = [r for r in pending if r.id not in taken]
+            batch_id += 1
+        return records
+
+    def peak_memory_bytes(self) -> int | None:
+        import torch
+
+        if self.device.startswith("cuda"):
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return None
+
+    def sync(self) -> None:
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize(self.device)
+
+    def close(self) -> None:
+        import gc
+
+        import torch
+
+        self.model = self.assistant = None
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()

@@ -1,0 +1,175 @@
+"""`llm-energy-measure` command line. User errors: one clear line on stderr, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from gpu_ops import __version__
+from gpu_ops.errors import MeasurementError, UserError
+
+
+def _cmd_run(args) -> int:
+    from gpu_ops.config import load_config
+    from gpu_ops.runner import run_experiment
+    from gpu_ops.validation import validate
+
+    cfg = load_config(args.config)
+    say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    outcome = run_experiment(cfg, Path(args.out), progress=say, show_bar=not args.quiet and not args.verbose)
+    findings = validate(outcome.tables)
+    if not args.quiet:
+        for f in findings:
+            print(f"  check {f.check}: {'ok' if f.passed else 'FAILED'} - {f.message}", file=sys.stderr)
+        _print_summary(outcome.tables.summary)
+    print(outcome.folder)
+    return 0
+
+
+def _fmt(v, unit="", scale=1.0, digits=4):
+    return "unmeasured" if v is None or v != v else f"{v * scale:.{digits}g}{unit}"
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"{summary['name']}: {summary['model']} on {summary['backend']} / {summary['hardware']} (weights: {summary['weights']})", file=sys.stderr)
+    for p in summary["sweep_points"]:
+        ci = p.get("j_per_token_ci95")
+        print(f"  {p['sweep_point']:<28} {p['n_cycles']} cycles  tok/s {_fmt(p.get('tokens_per_s_mean'))}  "
+              f"J/token {_fmt(p.get('j_per_token_mean'))}{'' if ci is None else ' ± ' + _fmt(ci)}  "
+              f"TTFT p50 {_fmt(p.get('ttft_p50_s_mean'), ' ms', 1000)}"
+              + ("" if p.get("energy_status") == "measured" else f"  ({p.get('unmeasured_reason')})"), file=sys.stderr)
+
+
+def _cmd_show_config(args) -> int:
+    from gpu_ops.config import load_config
+
+    cfg = load_config(args.config)
+    data = cfg.model_dump(mode="json") if args.all else cfg.non_defaults()
+    print(yaml.safe_dump(data, sort_keys=False).rstrip())
+    points = cfg.expand()
+    if len(points) > 1:
+        print(f"# {len(points)} sweep points: " + "; ".join(p.label for p in points))
+    return 0
+
+
+def _cmd_list_models(args) -> int:
+    from gpu_ops.models import list_models
+
+    for name, desc in list_models():
+        print(f"{name:<28} {desc}")
+    return 0
+
+
+def _cmd_list_presets(args) -> int:
+    from dataclasses import asdict
+
+    from gpu_ops.decoding import PRESETS
+
+    for name, s in PRESETS.items():
+        print(f"{name:<14} " + " ".join(f"{k}={v}" for k, v in asdict(s).items()))
+    return 0
+
+
+def _cmd_list_backends(args) -> int:
+    from gpu_ops.backends import BACKENDS, get_backend
+
+    for name, desc in BACKENDS.items():
+        try:
+            b = get_backend(name)
+            caps = b.capabilities()
+            print(f"{name:<10} available  {b.version()}  precisions={','.join(sorted(caps.precisions))} lora={caps.lora}")
+        except UserError:
+            print(f"{name:<10} unavailable  {desc}")
+    return 0
+
+
+def _cmd_list_hardware(args) -> int:
+    from gpu_ops.energy import load_nvml, topology
+    from gpu_ops.environment import cpu_profile, gpu_profile
+    from gpu_ops.energy.nvml import visible_targets
+
+    print(f"cpu: {cpu_profile()}")
+    nvml, reason = load_nvml()
+    if nvml is None:
+        print(f"gpus: none ({reason})")
+        return 0
+    for g in topology(nvml):
+        print(f"gpu{g.index}: {g.name} uuid={g.uuid} memory={g.memory_bytes >> 20} MiB power_limit={g.power_limit_w} W mig={'on' if g.mig_enabled else 'off'}")
+        for m in g.mig_instances:
+            print(f"  mig gi={m.gpu_instance_id} {m.profile} uuid={m.uuid} compute_fraction={m.compute_fraction:.3f}")
+    visible = visible_targets(nvml)
+    if visible:
+        print(f"profile of gpus [0]: {gpu_profile(visible[:1])}; of all visible: {gpu_profile(visible)}")
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    from gpu_ops.results import read_tables
+    from gpu_ops.validation import validate
+
+    findings = validate(read_tables(Path(args.folder)))
+    for f in findings:
+        print(f"{f.check}: {'ok' if f.passed else 'FAILED'} - {f.message}")
+    return 0 if all(f.passed for f in findings if f.blocking) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llm-energy-measure", description="Measure the energy an LLM spends per token.")
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run an experiment file and write a result folder")
+    r.add_argument("config")
+    r.add_argument("--out", default="results", help="folder that receives the result folder (default: results)")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true")
+    g.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=_cmd_run)
+    s = sub.add_parser("show-config", help="print the resolved config (non-default values only)")
+    s.add_argument("config")
+    s.add_argument("--all", action="store_true", help="print every field, defaults included")
+    s.set_defaults(func=_cmd_show_config)
+    sub.add_parser("list-models", help="builtin and synthetic models").set_defaults(func=_cmd_list_models)
+    sub.add_parser("list-presets", help="decoder presets").set_defaults(func=_cmd_list_presets)
+    sub.add_parser("list-backends", help="backends and whether they are installed").set_defaults(func=_cmd_list_backends)
+    sub.add_parser("list-hardware", help="CPU profile, GPUs, MIG topology").set_defaults(func=_cmd_list_hardware)
+    v = sub.add_parser("validate", help="run the physics checks on a result folder")
+    v.add_argument("folder")
+    v.set_defaults(func=_cmd_validate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        try:
+            import transformers
+
+            transformers.logging.set_verbosity_error()
+            transformers.utils.logging.disable_progress_bar()
+        except ImportError:
+            pass
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MeasurementError as exc:
+        print(f"measurement failed: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""Experiment config: YAML -> strict pydantic models, and sweep expansion into sweep points.
+
+Strict means: an unknown key is an error naming its path and the nearest valid key, every number is
+range-checked, and each message names the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gpu_ops.errors import ConfigError
+
+MAX_CONFIG_BYTES = 1 << 20
+MAX_SWEEP_POINTS = 1000
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+Precision = Literal["fp32", "fp16", "bf16", "int8", "int4"]
+Backend = Literal["pytorch", "vllm", "tensorrt"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class RandomPromptLengths(Strict):
+    """Random token ids whose input lengths follow a uniform range (vLLM's `random` dataset)."""
+
+    input_len: Annotated[int, Field(ge=1, le=131072)] = 128
+    range_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+
+class Prompts(Strict):
+    source: Literal["builtin", "jsonl", "sharegpt", "hf", "random"] = "builtin"
+    path: str | None = None
+    dataset: str | None = None
+    split: str = "train"
+    column: str = "text"
+    count: Annotated[int, Field(ge=1, le=1_000_000)] = 16
+    random: RandomPromptLengths = RandomPromptLengths()
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> Prompts:
+        if self.source in ("jsonl", "sharegpt") and not self.path:
+            raise ValueError(f"prompts.source '{self.source}' needs prompts.path (a file)")
+        if self.source == "hf" and not self.dataset:
+            raise ValueError("prompts.source 'hf' needs prompts.dataset (a dataset id)")
+        return self
+
+
+class Decoder(Strict):
+    preset: Literal["deterministic", "standard", "creative", "factual"] = "deterministic"
+    temperature: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
+    top_k: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    repetition_penalty: Annotated[float, Field(gt=0.0, le=10.0)] | None = None
+    do_sample: bool | None = None
+
+
+class Batching(Strict):
+    strategy: Literal["static", "dynamic", "sorted_static", "sorted_dynamic"] = "static"
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 1
+
+
+class Traffic(Strict):
+    mode: Literal["offline", "constant", "poisson"] = "offline"
+    rate: Annotated[float, Field(gt=0.0, le=100_000.0)] | None = None
+    burstiness: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+
+    @model_validator(mode="after")
+    def _rate(self) -> Traffic:
+        if self.mode != "offline" and self.rate is None:
+            raise ValueError(f"traffic.mode '{self.mode}' needs traffic.rate (requests per second)")
+        return self
+
+
+class Parallelism(Strict):
+    tensor: Annotated[int, Field(ge=1, le=64)] = 1
+    pipeline: Annotated[int, Field(ge=1, le=64)] = 1
+    data: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class Lora(Strict):
+    path: str
+    name: str = "adapter"
+
+
+class Slo(Strict):
+    """Service-level objectives for goodput: a request is good when it meets every one that is set."""
+
+    ttft_ms: Annotated[float, Field(gt=0, le=3_600_000)] | None = None
+    tpot_ms: Annotated[float, Field(gt=0, le=3_600_000)] | None = None
+
+
+class EnergyOptions(Strict):
+    sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = 20.0
+    idle_baseline_s: Annotated[float, Field(ge=0.0, le=600.0)] = 3.0
+    cross_check_tolerance: Annotated[float, Field(gt=0.0, le=1.0)] = 0.10
+    zeus: bool = False
+    rapl: bool = True
+
+
+class PytorchOptions(Strict):
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
+    static_cache: bool = False
+    torch_compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "reduce-overhead"
+    assistant_model: str | None = None
+
+
+class VllmOptions(Strict):
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    max_num_seqs: Annotated[int, Field(ge=1, le=65536)] | None = None
+    max_model_len: Annotated[int, Field(ge=16, le=1_048_576)] | None = None
+    enable_prefix_caching: bool | None = None
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"] = "auto"
+    enforce_eager: bool = False
+    speculative_model: str | None = None
+    num_speculative_tokens: Annotated[int, Field(ge=1, le=64)] | None = None
+
+
+class TensorrtOptions(Strict):
+    quantization: Literal["none", "fp8", "int8_weight_only", "int4_weight_only", "int4_awq"] = "none"
+    enable_kv_cache_reuse: bool = False
+    max_batch_size: Annotated[int, Field(ge=1, le=65536)] | None = None
+    max_num_tokens: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Schedule(Strict):
+    """Re-measurement schedule; becomes a cron schedule on the platform."""
+
+    interval: Literal["hourly", "daily", "weekly"] = "daily"
+    at: str = "03:00"
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = []
+
+    @field_validator("at")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", v)
+        if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+            raise ValueError("schedule.at must be a time of day HH:MM, e.g. '03:00'")
+        return v
+
+    def cron(self) -> str:
+        hour, minute = (int(x) for x in self.at.split(":"))
+        if self.interval == "hourly":
+            return f"{minute} * * * *"
+        dow = ",".join(str(DAYS.index(d)+1 if d != "sun" else 0) for d in self.days) if self.days else "*"
+        if self.interval == "weekly" and not self.days:
+            dow = "1"
+        return f"{minute} {hour} * * {dow}"
+
+
+class ExperimentConfig(Strict):
+    """One experiment file. A `sweep:` block expands it into sweep points (see `expand`)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    model: Annotated[str, Field(min_length=1, max_length=512)]
+    backend: Backend = "pytorch"
+    precision: Precision = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    gpus: list[Annotated[int, Field(ge=0, le=1023)]] = [0]
+    max_input_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 256
+    max_output_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 32
+    min_output_tokens: Annotated[int, Field(ge=0, le=1_048_576)] = 0
+    prompts: Prompts = Prompts()
+    decoder: Decoder = Decoder()
+    batching: Batching = Batching()
+    traffic: Traffic = Traffic()
+    streaming: bool = False
+    cycles: Annotated[int, Field(ge=1, le=1000)] = 3
+    warmup_requests: Annotated[int, Field(ge=0, le=100_000)] = 2
+    cooldown_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 1.0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    parallelism: Parallelism = Parallelism()
+    lora: Lora | None = None
+    slo: Slo = Slo()
+    energy: EnergyOptions = EnergyOptions()
+    pytorch: PytorchOptions = PytorchOptions()
+    vllm: VllmOptions | None = None
+    tensorrt: TensorrtOptions | None = None
+    schedule: Schedule | None = None
+    sweep: dict[str, list[Any]] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        if self.min_output_tokens > self.max_output_tokens:
+            raise ValueError(
+                f"min_output_tokens ({self.min_output_tokens}) exceeds max_output_tokens "
+                f"({self.max_output_tokens}); set them equal for a fixed output length"
+            )
+        for block in ("vllm", "tensorrt"):
+            if getattr(self, block) is not None and self.backend != block:
+                raise ValueError(f"a '{block}:' block is set but backend is '{self.backend}'; remove it or set backend: {block}")
+        if self.backend != "pytorch" and self.pytorch != PytorchOptions():
+            raise ValueError(f"a 'pytorch:' block is set but backend is '{self.backend}'; remove it or set backend: pytorch")
+        if len(set(self.gpus)) != len(self.gpus):
+            raise ValueError("gpus lists a GPU twice; list each visible GPU index once")
+        return self
+
+    @property
+    def fixed_output_length(self) -> bool:
+        return self.min_output_tokens == self.max_output_tokens
+
+    def expand(self) -> list[SweepPoint]:
+        """The grid of sweep points. A config without `sweep:` is one point."""
+        return expand_sweep(self)
+
+    def non_defaults(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    def config_hash(self) -> str:
+        return content_hash(self.model_dump(mode="json"))
+
+
+class SweepPoint(BaseModel):
+    """One concrete configuration measured for `cycles` cycles; `label` names it in every table."""
+
+    model_config = ConfigDict(frozen=True)
+    label: str
+    overrides: dict[str, Any]
+    config: ExperimentConfig
+
+
+def content_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = {}
+            node[part] = child
+        if not isinstance(child, dict):
+            raise ConfigError(f"sweep key '{dotted}': '{part}' is not a block")
+        node = child
+    node[parts[-1]] = value
+
+
+def _known_path(dotted: str) -> bool:
+    model: type[BaseModel] | None = ExperimentConfig
+    for part in dotted.split("."):
+        if model is None or part not in model.model_fields or part == "sweep":
+            return False
+        model = _submodel(model.model_fields[part].annotation)
+    return True
+
+
+def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepPoint]:
+    base = cfg.model_dump(mode="python", exclude={"sweep"})
+    if not cfg.sweep:
+        return [SweepPoint(label="default", overrides={}, config=cfg)]
+    keys = sorted(cfg.sweep)
+    for key in keys:
+        if not _known_path(key):
+            raise ConfigError(f"{source}: sweep.{key}: unknown field; use a dotted path of a config field, e.g. batching.batch_size")
+        if not cfg.sweep[key]:
+            raise ConfigError(f"{source}: sweep.{key}: empty list; give at least one value")
+    combos = list(itertools.product(*(cfg.sweep[k] for k in keys)))
+    if len(combos) > MAX_SWEEP_POINTS:
+        raise ConfigError(f"{source}: sweep: {len(combos)} sweep points exceed the limit of {MAX_SWEEP_POINTS}; split the experiment")
+    points = []
+    for values in combos:
+        data = copy.deepcopy(base)
+        overrides = dict(zip(keys, values))
+        for k, v in overrides.items():
+            _set_dotted(data, k, v)
+        try:
+            point_cfg = ExperimentConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, f"{source} (sweep point {overrides})")) from None
+        label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in overrides.items())
+        points.append(SweepPoint(label=label, overrides=overrides, config=point_cfg))
+    return points
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `VllmOptions | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    model: type[BaseModel] | None = ExperimentConfig
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return []
+        model = _submodel(model.model_fields[part].annotation)
+    return list(model.model_fields) if model else []
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            valid = _fields_at(loc[:-1])
+            near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+            hint = f"did you mean '{near[0]}'?" if near else f"valid keys here: {', '.join(valid)}"
+            lines.append(f"{source}: {path}: unknown key; {hint} Remove or rename it.")
+        elif err["type"] == "missing":
+            lines.append(f"{source}: {path}: required field is missing; add it.")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            got = err.get("input")
+            got_s = "" if isinstance(got, dict) else f" (got {json.dumps(got, default=str)[:60]})"
+            lines.append(f"{source}: {path}: {msg}{got_s}.")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must hold a mapping of fields (name:, model:, ...), not {type(data).__name__}")
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    expand_sweep(cfg, source)  # validates every sweep point now, not mid-campaign
+    return cfg
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Untrusted YAML: size-limited, `safe_load` only (no tags that build objects)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such file; check the path")
+    size = p.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: {size} bytes exceeds the {MAX_CONFIG_BYTES}-byte limit for an experiment file")
+    text = p.read_bytes()
+    try:
+        return yaml.safe_load(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text; save the file as UTF-8") from None
+    except yaml.constructor.ConstructorError as exc:
+        raise ConfigError(f"{p}: line {exc.problem_mark.line + 1 if exc.problem_mark else '?'}: "
+                          f"YAML tag not allowed ({exc.problem}); use plain values") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{p}: {where}invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    return parse_config(read_yaml(path), str(path))

@@ -1,0 +1,97 @@
+"""Environment fingerprint and hardware profile slug: what produced a number, recorded with it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import socket
+
+from gpu_ops import __version__
+from gpu_ops.energy.nvml import GpuTarget, uuid_hash
+
+SLUG_MAX = 64
+_FORBIDDEN = re.compile(r"[|,\[\]]")
+
+
+def slugify(text: str) -> str:
+    s = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-")
+    return re.sub(r"-{2,}", "-", s)[:SLUG_MAX]
+
+
+def validate_slug(slug: str, what: str) -> str:
+    """Partition keys: no `| , [ ]` (Dagster joins multi-partition keys with `|`; commas break UI backfills)."""
+    if not slug or len(slug) > 2 * SLUG_MAX + 2 or _FORBIDDEN.search(slug) or not re.fullmatch(r"[A-Za-z0-9._-]+", slug):
+        from gpu_ops.errors import UserError
+
+        raise UserError(f"{what} '{slug}': not a valid partition slug; use 1-{2 * SLUG_MAX + 2} characters from a-z 0-9 . _ - (no | , [ ])")
+    return slug
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_profile() -> str:
+    """e.g. 'AMD EPYC 9554 64-Core Processor' on 2 cores -> 'cpu-amd-epyc-9554-2c'."""
+    name = re.sub(r"\(r\)|\(tm\)|processor|cpu @.*|\d+-core", "", cpu_model().lower())
+    words = [w for w in re.split(r"[^a-z0-9]+", name) if w][:3]
+    return slugify("-".join(["cpu", *words, f"{os.cpu_count()}c"]))
+
+
+def gpu_profile(targets: list[GpuTarget]) -> str:
+    """e.g. 'NVIDIA H100 80GB HBM3' -> 'h100-80gb-hbm3'; two of them -> '2x-h100-80gb-hbm3'; a slice -> 'mig-1g-10gb-h100-80gb-hbm3'."""
+    t = targets[0]
+    base = slugify(t.name.split(" MIG ")[0].replace("NVIDIA", ""))
+    if t.mig is not None:
+        base = f"mig-{slugify(t.mig.profile)}-{base}"
+    return base if len(targets) == 1 else f"{len(targets)}x-{base}"
+
+
+def hardware_profile(targets: list[GpuTarget] | None) -> str:
+    return gpu_profile(targets) if targets else cpu_profile()
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_hash: str) -> dict:
+    import torch
+
+    fp: dict = {
+        "package_version": __version__, "python": platform.python_version(), "platform": platform.platform(),
+        "host_hash": _short_hash(socket.gethostname()), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+        "torch": torch.__version__, "cuda_runtime": torch.version.cuda, "backend_version": backend_version,
+        "config_hash": config_hash, "hardware_profile": hardware_profile(targets),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+    try:
+        import transformers
+
+        fp["transformers"] = transformers.__version__
+    except ImportError:
+        fp["transformers"] = None
+    if nvml is not None and targets:
+        def s(x):
+            return x.decode() if isinstance(x, bytes) else str(x)
+
+        fp["driver"] = s(nvml.nvmlSystemGetDriverVersion())
+        fp["nvml"] = s(nvml.nvmlSystemGetNVMLVersion())
+        cuda = nvml.nvmlSystemGetCudaDriverVersion()
+        fp["cuda_driver"] = f"{cuda // 1000}.{cuda % 1000 // 10}"
+        fp["gpus"] = [{
+            "name": t.name, "uuid_hash": uuid_hash(t.uuid), "power_limit_w": t.power_limit_w,
+            "mig_profile": t.mig.profile if t.mig else None, "parent_uuid_hash": uuid_hash(t.parent_uuid) if t.parent_uuid else None,
+        } for t in targets]
+    else:
+        fp.update(driver=None, nvml=None, cuda_driver=None, gpus=[])
+    fp["fingerprint_hash"] = _short_hash(repr(sorted((k, repr(v)) for k, v in fp.items() if k not in ("config_hash",))))
+    return fp

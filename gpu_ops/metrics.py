@@ -1,0 +1,129 @@
+"""Every metric, defined once (vLLM's definitions, vllm/benchmarks/serve.py); docs/metrics.md explains them.
+
+Per request (times in seconds on the experiment clock; "sent" = the request's arrival time, open loop):
+  TTFT  = first token time - sent
+  ITL   = gaps between consecutive output tokens
+  TPOT  = (E2E - TTFT) / (output_tokens - 1), only when output_tokens > 1
+  E2E   = last token time - sent
+  queue = time work started on it - sent
+Per cycle: throughput over the measured window; energies from the window (gross) and net of idle power.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from gpu_ops.backends.base import RequestRecord
+from gpu_ops.config import Slo
+from gpu_ops.energy.meter import WindowMeasurement, integrate
+
+
+def request_row(rec: RequestRecord) -> dict:
+    t = rec.token_times_s
+    first = t[0] if t else None
+    last = t[-1] if t else None
+    ttft = first - rec.arrival_s if first is not None else None
+    e2e = last - rec.arrival_s if last is not None else None
+    tpot = (e2e - ttft) / (rec.output_tokens - 1) if rec.output_tokens > 1 and e2e is not None else None
+    itl = list(np.diff(t)) if len(t) > 1 else []
+    return {
+        "request_id": rec.id, "prompt_tokens": rec.prompt_tokens, "output_tokens": rec.output_tokens,
+        "arrival_s": rec.arrival_s, "scheduled_s": rec.scheduled_s, "queue_s": rec.scheduled_s - rec.arrival_s,
+        "ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "itl_s": [float(x) for x in itl], "batch_id": rec.batch_id,
+        "first_token_s": first, "last_token_s": last, "prefill_end_s": rec.prefill_end_s,
+    }
+
+
+def requests_frame(records: list[RequestRecord]) -> pd.DataFrame:
+    return pd.DataFrame([request_row(r) for r in sorted(records, key=lambda r: r.id)])
+
+
+def meets_slo(req: pd.DataFrame, slo: Slo) -> pd.Series:
+    ok = pd.Series(True, index=req.index)
+    if slo.ttft_ms is not None:
+        ok &= req.ttft_s.fillna(np.inf) * 1000 <= slo.ttft_ms
+    if slo.tpot_ms is not None:
+        ok &= req.tpot_s.fillna(0) * 1000 <= slo.tpot_ms
+    return ok
+
+
+def phase_intervals(req: pd.DataFrame) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """Prefill = batch start -> its first token; decode = first token -> last token of the batch.
+    With continuous batching (vLLM) per-request spans overlap; they are merged before use."""
+    prefill, decode = [], []
+    for _, b in req.groupby("batch_id"):
+        start = b.scheduled_s.min()
+        first = b.prefill_end_s.min() if b.prefill_end_s.notna().any() else b.first_token_s.min()
+        last = b.last_token_s.max()
+        if pd.notna(first):
+            prefill.append((start, first))
+            if pd.notna(last) and last > first:
+                decode.append((first, last))
+    return _merge(prefill), _merge(decode)
+
+
+def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def phase_energy(timeline: pd.DataFrame, req: pd.DataFrame, window: WindowMeasurement) -> dict:
+    """Split the window's timeline energy into prefill, decode and the rest (idle gaps, batch set-up),
+    then scale to the counter total so the parts add up to the measured energy."""
+    keys = ("prefill_energy_j", "decode_energy_j", "other_energy_j")
+    if timeline.empty or window.gpu_energy_j is None or window.timeline_energy_j in (None, 0):
+        return dict.fromkeys(keys)
+    power = timeline.groupby("t_s", as_index=False).power_w.sum()
+    t, p = power.t_s.to_numpy(), power.power_w.to_numpy()
+    prefill, decode = phase_intervals(req)
+
+    def total(spans):
+        return sum(integrate(t, p, max(a, window.start_s), min(b, window.end_s)) or 0.0 for a, b in spans if b > a)
+
+    scale = window.gpu_energy_j / window.timeline_energy_j
+    pre, dec = total(prefill) * scale, total(decode) * scale
+    return {"prefill_energy_j": pre, "decode_energy_j": dec, "other_energy_j": window.gpu_energy_j - pre - dec}
+
+
+def _pct(s: pd.Series, q: float) -> float | None:
+    s = s.dropna()
+    return float(np.percentile(s, q)) if len(s) else None
+
+
+def cycle_row(req: pd.DataFrame, window: WindowMeasurement, idle_power_w: float | None, slo: Slo,
+              peak_memory_bytes: int | None, timeline: pd.DataFrame) -> dict:
+    out_tokens = int(req.output_tokens.sum())
+    n = len(req)
+    d = window.duration_s
+    gross = window.gpu_energy_j
+    net = gross - idle_power_w * d if gross is not None and idle_power_w is not None else None
+    good = int(meets_slo(req, slo).sum())
+    itl = np.concatenate([np.asarray(x, dtype=float) for x in req.itl_s]) if n else np.zeros(0)
+    row = {
+        "duration_s": d, "requests": n, "input_tokens": int(req.prompt_tokens.sum()), "output_tokens": out_tokens,
+        "tokens_per_s": out_tokens / d, "requests_per_s": n / d,
+        "energy_status": window.gpu_energy_status, "unmeasured_reason": window.gpu_unmeasured_reason,
+        "gross_energy_j": gross, "idle_power_w": idle_power_w, "net_energy_j": net,
+        "j_per_token": gross / out_tokens if gross is not None and out_tokens else None,
+        "net_j_per_token": net / out_tokens if net is not None and out_tokens else None,
+        "tokens_per_j": out_tokens / gross if gross else None,
+        "j_per_request": gross / n if gross is not None and n else None,
+        "avg_power_w": window.avg_power_w, "peak_power_w": window.peak_power_w,
+        "peak_memory_bytes": peak_memory_bytes,
+        "ttft_mean_s": float(req.ttft_s.mean()), "ttft_p50_s": _pct(req.ttft_s, 50), "ttft_p99_s": _pct(req.ttft_s, 99),
+        "tpot_mean_s": float(req.tpot_s.mean()) if req.tpot_s.notna().any() else None, "tpot_p50_s": _pct(req.tpot_s, 50),
+        "tpot_p99_s": _pct(req.tpot_s, 99),
+        "itl_p50_s": float(np.percentile(itl, 50)) if len(itl) else None, "itl_p99_s": float(np.percentile(itl, 99)) if len(itl) else None,
+        "e2e_mean_s": float(req.e2e_s.mean()), "e2e_p99_s": _pct(req.e2e_s, 99), "queue_mean_s": float(req.queue_s.mean()),
+        "good_requests": good, "goodput_req_per_s": good / d, "goodput_per_j": good / gross if gross else None,
+        "cpu_energy_status": window.cpu_energy_status, "cpu_energy_j": window.cpu_energy_j,
+        "cpu_unmeasured_reason": window.cpu_unmeasured_reason,
+    }
+    row.update(phase_energy(timeline, req, window))
+    return row

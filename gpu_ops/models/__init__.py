@@ -1,0 +1,80 @@
+"""Where a model comes from: `builtin:` (built here), `synthetic:` (real shapes, random weights), a local folder, or a hub id."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from gpu_ops.errors import ConfigError
+
+ARCHITECTURES = resources.files("gpu_ops.models") / "architectures"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LEM_CACHE_DIR") or Path.home() / ".cache" / "llm-energy-measure")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    spec: str
+    kind: Literal["builtin", "synthetic", "local", "hub"]
+    weights: Literal["real", "synthetic"]
+    path: Path | None  # an HF folder (builtin, local); None for synthetic (built on the device) and hub
+    tokenizer_path: Path | None
+    architecture: dict[str, Any] | None = None  # config.json of a synthetic architecture
+
+    @property
+    def slug(self) -> str:
+        """`builtin:tiny-llama` -> `builtin-tiny-llama`; used in partition keys."""
+        from gpu_ops.environment import slugify
+
+        return slugify(self.spec.replace(":", "-"))
+
+
+def list_architectures() -> list[str]:
+    return sorted(p.name.removesuffix(".json") for p in ARCHITECTURES.iterdir() if p.name.endswith(".json"))
+
+
+def load_architecture(name: str) -> dict[str, Any]:
+    names = list_architectures()
+    if name not in names:
+        raise ConfigError(f"model 'synthetic:{name}': unknown architecture; available: {', '.join(names)}")
+    cfg = json.loads((ARCHITECTURES / f"{name}.json").read_text())
+    cfg.pop("_source", None)
+    return cfg
+
+
+def list_models() -> list[tuple[str, str]]:
+    from gpu_ops.models.builtin import BUILTIN_MODELS
+
+    rows = [(f"builtin:{n}", d) for n, d in BUILTIN_MODELS.items()]
+    rows += [(f"synthetic:{n}", "real architecture, random weights built on the device") for n in list_architectures()]
+    return rows
+
+
+def resolve_model(spec: str, build: bool = True) -> ModelSource:
+    """Resolve a config's `model:`; builds `builtin:` models on first use when `build` is true."""
+    from gpu_ops.models.builtin import BUILTIN_MODELS, builtin_path, ensure_builtin
+
+    if spec.startswith("builtin:"):
+        name = spec.removeprefix("builtin:")
+        if name not in BUILTIN_MODELS:
+            raise ConfigError(f"model '{spec}': unknown builtin model; available: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}")
+        path = ensure_builtin(name) if build else builtin_path(name)
+        return ModelSource(spec, "builtin", "synthetic", path, path)
+    if spec.startswith("synthetic:"):
+        arch = load_architecture(spec.removeprefix("synthetic:"))
+        tok = ensure_builtin("tiny-llama") if build else builtin_path("tiny-llama")
+        return ModelSource(spec, "synthetic", "synthetic", None, tok, arch)
+    local = Path(spec).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ConfigError(f"model '{spec}': the folder has no config.json; point model at a Hugging Face model folder")
+        return ModelSource(spec, "local", "real", local.resolve(), local.resolve())
+    if spec.startswith((".", "/", "~")):
+        raise ConfigError(f"model '{spec}': no such folder; check the path")
+    return ModelSource(spec, "hub", "real", None, None)

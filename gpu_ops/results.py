@@ -1,0 +1,139 @@
+"""Result folders: Parquet tables + summary.json, written atomically (temp folder, then rename).
+
+A result folder is self-describing (schema version, resolved config, environment fingerprint) and is
+exactly what the platform's results inbox accepts from a standalone CLI run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gpu_ops.errors import UserError
+
+SCHEMA_VERSION = 1
+TABLES = ("experiment", "sweep_points", "cycles", "requests", "windows", "timeline")
+MAX_SUMMARY_BYTES = 16 << 20
+MAX_TABLE_BYTES = 2 << 30
+
+REQUIRED_COLUMNS = {
+    "experiment": {"name", "model", "backend", "hardware", "weights", "config_hash", "schema_version"},
+    "cycles": {"sweep_point", "cycle", "model", "backend", "hardware", "weights", "duration_s", "output_tokens",
+               "energy_status", "gross_energy_j", "net_energy_j", "j_per_token", "tokens_per_s", "avg_power_w",
+               "cross_check_rel_diff", "too_short", "foreign_processes", "power_limit_w"},
+    "requests": {"sweep_point", "cycle", "request_id", "prompt_tokens", "output_tokens", "ttft_s", "e2e_s"},
+    "windows": {"kind", "name", "duration_s", "gpu_energy_status", "gpu_energy_j"},
+    "timeline": {"t_s", "device", "power_w"},
+    "sweep_points": {"sweep_point", "config_json", "config_hash"},
+}
+
+
+def experiment_slug(model_slug: str, backend: str) -> str:
+    """The `experiment` partition key: `model__backend`."""
+    return f"{model_slug}__{backend}"
+
+
+@dataclass
+class ResultTables:
+    experiment: pd.DataFrame
+    sweep_points: pd.DataFrame
+    cycles: pd.DataFrame
+    requests: pd.DataFrame
+    windows: pd.DataFrame
+    timeline: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+
+    def table(self, name: str) -> pd.DataFrame:
+        return getattr(self, name)
+
+    @property
+    def identity(self) -> dict:
+        row = self.experiment.iloc[0]
+        return {k: row[k] for k in ("name", "model", "backend", "hardware", "weights", "config_hash")}
+
+    @property
+    def partition(self) -> tuple[str, str]:
+        row = self.experiment.iloc[0]
+        return str(row["experiment_key"]), str(row["hardware"])
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Fixed writer options so identical frames give identical bytes."""
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    pq.write_table(table, path, compression="zstd", use_dictionary=True, write_statistics=True)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_tables(tables: ResultTables, folder: Path) -> str:
+    """Write tables + summary into `folder` (which must not exist yet) atomically; returns the content hash."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        files = {}
+        for name in TABLES:
+            write_parquet(tables.table(name), tmp / f"{name}.parquet")
+            files[name] = {"rows": len(tables.table(name)), "sha256": file_sha256(tmp / f"{name}.parquet")}
+        content_hash = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+        summary = dict(tables.summary, schema_version=SCHEMA_VERSION, tables=files, content_hash=content_hash)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tables.summary = summary
+    return content_hash
+
+
+def read_tables(folder: Path) -> ResultTables:
+    """Read and schema-check a result folder (possibly from another machine: untrusted)."""
+    folder = Path(folder)
+    summary_path = folder / "summary.json"
+    if not summary_path.is_file():
+        raise UserError(f"{folder}: no summary.json; not a result folder written by llm-energy-measure")
+    if summary_path.stat().st_size > MAX_SUMMARY_BYTES:
+        raise UserError(f"{folder}/summary.json: larger than {MAX_SUMMARY_BYTES >> 20} MiB")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{folder}/summary.json: not valid JSON ({exc})") from None
+    if summary.get("schema_version") != SCHEMA_VERSION:
+        raise UserError(f"{folder}: schema_version {summary.get('schema_version')!r}, expected {SCHEMA_VERSION}; re-run with this version")
+    frames = {}
+    for name in TABLES:
+        path = folder / f"{name}.parquet"
+        if not path.is_file():
+            raise UserError(f"{folder}: missing table {name}.parquet")
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            raise UserError(f"{folder}/{name}.parquet: larger than {MAX_TABLE_BYTES >> 30} GiB")
+        expected = summary.get("tables", {}).get(name, {}).get("sha256")
+        if expected and expected != file_sha256(path):
+            raise UserError(f"{folder}/{name}.parquet: checksum differs from summary.json; the folder is damaged or was edited")
+        try:
+            frames[name] = pq.read_table(path).to_pandas()
+        except Exception as exc:
+            raise UserError(f"{folder}/{name}.parquet: unreadable Parquet ({exc})") from None
+        missing = REQUIRED_COLUMNS.get(name, set()) - set(frames[name].columns)
+        if missing:
+            raise UserError(f"{folder}/{name}.parquet: missing columns {sorted(missing)}")
+    if len(frames["experiment"]) != 1:
+        raise UserError(f"{folder}/experiment.parquet: must hold exactly one row")
+    return ResultTables(**frames, summary=summary)

@@ -1,0 +1,194 @@
+"""Runs an experiment: idle baseline, then per sweep point a warm-up window and `cycles` measured windows.
+
+Order per sweep point: load -> warm-up (compilation lands here, reported on its own) -> for each cycle:
+cooldown, open window, replay the request trace open loop, close window. Idle baseline before the first
+cycle and after the last. Net energy uses the mean of both idle powers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from gpu_ops import __version__
+from gpu_ops.backends import Request, check_capabilities, get_backend
+from gpu_ops.config import ExperimentConfig, SweepPoint
+from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_meter
+from gpu_ops.environment import fingerprint, hardware_profile
+from gpu_ops.errors import MeasurementError
+from gpu_ops.metrics import cycle_row, requests_frame
+from gpu_ops.models import resolve_model
+from gpu_ops.prompts import build_prompts
+from gpu_ops.results import ResultTables, experiment_slug, write_tables
+from gpu_ops.stats import SUMMARISED, sweep_point_statistics
+from gpu_ops.traffic import arrival_times
+
+log = logging.getLogger("gpu_ops")
+
+
+@dataclass
+class RunOutcome:
+    folder: Path
+    tables: ResultTables
+    content_hash: str
+
+
+def _requests(prompts: list[list[int]], cfg: ExperimentConfig, offset_s: float) -> list[Request]:
+    arrivals = arrival_times(cfg.traffic, len(prompts))
+    return [Request(i, p, cfg.max_output_tokens, cfg.min_output_tokens, offset_s + float(a)) for i, (p, a) in enumerate(zip(prompts, arrivals))]
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    out_root: Path,
+    *,
+    nvml=None,
+    progress: Callable[[str], None] | None = None,
+    folder_name: str | None = None,
+    show_bar: bool = False,
+) -> RunOutcome:
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
+    points = cfg.expand()
+    backend = get_backend(cfg.backend)
+    caps = backend.capabilities()
+    for p in points:
+        check_capabilities(backend.name, caps, p.config)
+    from gpu_ops.backends.pytorch import resolve_device
+
+    use_cuda = resolve_device(cfg).startswith("cuda")
+    source = resolve_model(cfg.model)
+    meter = build_meter(cfg, use_cuda, nvml_module=nvml, sync=backend.sync)
+    hardware = hardware_profile(meter.targets)
+    exp_key = experiment_slug(source.slug, cfg.backend)
+    say = progress or (lambda msg: log.info(msg))
+    started = datetime.now(timezone.utc)
+    total_cycles = len(points) * cfg.cycles
+    bar = None
+    if show_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_cycles, desc=cfg.name, unit="cycle")
+        say = bar.write
+
+    windows: list[tuple[str, str, int | None, WindowMeasurement]] = []
+    per_cycle: list[tuple[SweepPoint, int, pd.DataFrame, WindowMeasurement, int | None]] = []
+    point_info: list[dict] = []
+    with meter:
+        idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
+        if idle_before:
+            windows.append(("idle_before", "", None, idle_before))
+        for point in points:
+            pc = point.config
+            say(f"[{point.label}] loading {pc.model} ({pc.precision}) on {hardware}")
+            backend.load(pc)
+            try:
+                prompts = build_prompts(pc, backend.tokenizer, backend.vocab_size)
+                warm = _requests(prompts[: max(pc.warmup_requests, pc.batching.batch_size if pc.pytorch.static_cache else 0)], pc, 0.0)
+                if warm:
+                    meter.begin_window(f"{point.label}/warmup")
+                    backend.warmup(warm)
+                    w = meter.end_window(f"{point.label}/warmup")
+                    windows.append(("warmup", point.label, None, w))
+                    say(f"[{point.label}] warm-up {len(warm)} request(s): {w.duration_s:.2f} s (includes any compilation)")
+                for c in range(pc.cycles):
+                    if pc.cooldown_s:
+                        time.sleep(pc.cooldown_s)
+                    name = f"{point.label}/cycle-{c}"
+                    meter.begin_window(name)
+                    reqs = _requests(prompts, pc, meter.now())
+                    try:
+                        records = backend.run(reqs, meter.now)
+                    except Exception as exc:
+                        meter.cancel_window(name)  # this window's energy is discarded
+                        raise MeasurementError(f"[{point.label}] cycle {c} failed, its energy discarded: {type(exc).__name__}: {exc}") from exc
+                    w = meter.end_window(name)
+                    windows.append(("cycle", point.label, c, w))
+                    per_cycle.append((point, c, requests_frame(records), w, backend.peak_memory_bytes()))
+                    say(f"[{point.label}] cycle {c}: {w.duration_s:.2f} s, "
+                        + (f"{w.gpu_energy_j:.1f} J" if w.gpu_energy_j is not None else f"energy unmeasured ({w.gpu_unmeasured_reason})"))
+                    if bar:
+                        bar.update(1)
+                point_info.append({"sweep_point": point.label, "overrides_json": json.dumps(point.overrides, sort_keys=True, default=str),
+                                   "config_json": json.dumps(pc.model_dump(mode="json"), sort_keys=True),
+                                   "non_defaults_json": json.dumps(pc.non_defaults(), sort_keys=True), "config_hash": pc.config_hash(),
+                                   **{f"backend_{k}": v for k, v in backend.info.items()}})
+            finally:
+                backend.close()
+        idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
+        if idle_after:
+            windows.append(("idle_after", "", None, idle_after))
+        timeline = meter.timeline()
+        meter_info = meter.describe()
+    if bar:
+        bar.close()
+
+    idle = IdleBaseline(idle_before, idle_after)
+    power_limit = sum(t.power_limit_w for t in meter.targets if t.power_limit_w) or None
+    fp = fingerprint(meter.targets, meter.gpu.nvml if meter.gpu else None, backend.version(), cfg.config_hash())
+    cycles, requests = [], []
+    for point, c, req, w, peak in per_cycle:
+        row = {"sweep_point": point.label, "cycle": c, "model": cfg.model, "backend": cfg.backend, "hardware": hardware,
+               "weights": source.weights, "experiment_key": exp_key, "precision": point.config.precision,
+               "batch_size": point.config.batching.batch_size, "config_hash": point.config.config_hash(),
+               "window_start_s": w.start_s, "window_end_s": w.end_s, "timeline_energy_j": w.timeline_energy_j,
+               "cross_check_rel_diff": w.cross_check_rel_diff, "too_short": w.too_short, "n_samples": w.n_samples,
+               "foreign_processes": ",".join(map(str, w.foreign_processes)), "throttle_reasons": w.throttle_reasons,
+               "temp_min_c": w.temp_min_c, "temp_max_c": w.temp_max_c, "sm_clock_min_mhz": w.sm_clock_min_mhz,
+               "sm_clock_max_mhz": w.sm_clock_max_mhz, "power_limit_w": power_limit, "zeus_energy_j": w.zeus_energy_j,
+               "mig_attribution": w.mig_attribution, "mig_attributed_energy_j": w.mig_attributed_energy_j}
+        row.update(cycle_row(req, w, idle.power_w, point.config.slo, peak, timeline))
+        cycles.append(row)
+        requests.append(req.assign(sweep_point=point.label, cycle=c))
+    win_rows = [dict(w.to_row(), kind=kind, sweep_point=label, cycle=c) for kind, label, c, w in windows]
+    cycles_df = _numeric(pd.DataFrame(cycles))
+    stats = sweep_point_statistics(cycles_df)
+    experiment = pd.DataFrame([{
+        "name": cfg.name, "model": cfg.model, "backend": cfg.backend, "hardware": hardware, "weights": source.weights,
+        "experiment_key": exp_key, "config_hash": cfg.config_hash(), "config_json": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
+        "schema_version": 1, "package_version": __version__, "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(), "idle_power_w": idle.power_w,
+        "idle_before_w": idle_before.avg_power_w if idle_before else None, "idle_after_w": idle_after.avg_power_w if idle_after else None,
+        "cross_check_tolerance": cfg.energy.cross_check_tolerance, "fingerprint_json": json.dumps(fp, sort_keys=True),
+        "fingerprint_hash": fp["fingerprint_hash"], "meter_json": json.dumps(meter_info, sort_keys=True),
+    }])
+    summary = {
+        "name": cfg.name, "model": cfg.model, "backend": cfg.backend, "hardware": hardware, "weights": source.weights,
+        "experiment_key": exp_key, "config_hash": cfg.config_hash(), "fingerprint": fp, "meter": meter_info,
+        "idle_power_w": idle.power_w, "sweep_points": stats.to_dict(orient="records"),
+        "warmup_s": {label: w.duration_s for kind, label, _, w in windows if kind == "warmup"},
+    }
+    tables = ResultTables(experiment=experiment, sweep_points=pd.DataFrame(point_info), cycles=cycles_df,
+                          requests=pd.concat(requests, ignore_index=True) if requests else pd.DataFrame(),
+                          windows=pd.DataFrame(win_rows), timeline=timeline, summary=summary)
+    name = folder_name or f"{cfg.name}__{hardware}__{started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
+    folder = Path(out_root) / name
+    content_hash = write_tables(tables, folder)
+    return RunOutcome(folder, tables, content_hash)
+
+
+NUMERIC = SUMMARISED + ("timeline_energy_j", "idle_power_w", "power_limit_w", "zeus_energy_j", "mig_attributed_energy_j",
+                       "temp_min_c", "temp_max_c", "sm_clock_min_mhz", "sm_clock_max_mhz", "other_energy_j")
+
+
+def _numeric(df: pd.DataFrame) -> pd.DataFrame:
+    """Unmeasured values are NaN in float columns, so tables from every machine share one schema."""
+    for col in NUMERIC:
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    return df
+
+
+def _idle(meter: EnergyMeter, name: str, seconds: float, say) -> WindowMeasurement | None:
+    if seconds <= 0 or not meter.measures_gpu:
+        return None
+    w = meter.measure_idle(name, seconds)
+    say(f"{name}: {w.avg_power_w:.1f} W over {w.duration_s:.1f} s")
+    return w

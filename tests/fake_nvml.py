@@ -1,0 +1,152 @@
+"""A deterministic stand-in for pynvml at the module boundary: scripted power traces, an energy counter
+that integrates them (updated every 100 ms like the real one), MIG layouts, injected errors."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+class NVMLError(Exception):
+    pass
+
+
+class NVMLError_NotSupported(NVMLError):
+    pass
+
+
+class NVMLError_GpuIsLost(NVMLError):
+    pass
+
+
+@dataclass
+class FakeProcess:
+    pid: int
+    usedGpuMemory: int = 1 << 30
+
+
+@dataclass
+class FakeMig:
+    uuid: str
+    profile: str
+    gi: int
+    memory: int
+
+
+@dataclass
+class FakeGpu:
+    name: str = "NVIDIA H100 80GB HBM3"
+    uuid: str = "GPU-00000000-1111-2222-3333-444444444444"
+    power: Callable[[float], float] = lambda t: 300.0  # watts at seconds since fake start
+    power_limit_mw: int = 700_000
+    memory: int = 80 << 30
+    mig: list[FakeMig] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+    fail_after_s: float | None = None  # every call raises GpuIsLost after this time
+
+
+@dataclass
+class _Mem:
+    total: int
+
+
+class FakeNVML:
+    NVML_TEMPERATURE_GPU = 0
+    NVML_CLOCK_SM = 1
+    NVMLError = NVMLError
+
+    def __init__(self, gpus: list[FakeGpu], update_s: float = 0.1, dt: float = 0.001):
+        self.gpus = gpus
+        self.update_s = update_s
+        self.dt = dt
+        self.t0 = time.perf_counter()
+        self.energy_calls = 0
+
+    def _now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def _gpu(self, h) -> FakeGpu:
+        g = self.gpus[h[1]]
+        if g.fail_after_s is not None and self._now() > g.fail_after_s:
+            raise NVMLError_GpuIsLost("GPU is lost")
+        return g
+
+    # discovery
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetCount(self):
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return ("gpu", i)
+
+    def nvmlDeviceGetUUID(self, h):
+        if h[0] == "mig":
+            return self.gpus[h[1]].mig[h[2]].uuid
+        return self._gpu(h).uuid
+
+    def nvmlDeviceGetName(self, h):
+        if h[0] == "mig":
+            return f"{self.gpus[h[1]].name} MIG {self.gpus[h[1]].mig[h[2]].profile}"
+        return self._gpu(h).name
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        if h[0] == "mig":
+            return _Mem(self.gpus[h[1]].mig[h[2]].memory)
+        return _Mem(self._gpu(h).memory)
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h):
+        return self._gpu(h).power_limit_mw
+
+    def nvmlDeviceGetMigMode(self, h):
+        return (1, 1) if self._gpu(h).mig else (0, 0)
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h):
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h, j):
+        if j >= len(self.gpus[h[1]].mig):
+            raise NVMLError_NotSupported("no such MIG device")
+        return ("mig", h[1], j)
+
+    def nvmlDeviceGetGpuInstanceId(self, h):
+        return self.gpus[h[1]].mig[h[2]].gi
+
+    # counters
+    def _energy_j(self, g: FakeGpu, t: float) -> float:
+        t = (t // self.update_s) * self.update_s  # the counter moves in 100 ms steps
+        steps = int(t / self.dt)
+        return sum(g.power(i * self.dt) for i in range(steps)) * self.dt
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        self.energy_calls += 1
+        return int(self._energy_j(self._gpu(h), self._now()) * 1000)
+
+    def nvmlDeviceGetPowerUsage(self, h):
+        return int(self._gpu(h).power(self._now()) * 1000)
+
+    def nvmlDeviceGetTemperature(self, h, sensor):
+        self._gpu(h)
+        return 55
+
+    def nvmlDeviceGetClockInfo(self, h, clock):
+        self._gpu(h)
+        return 1980
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h):
+        self._gpu(h)
+        return 0
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        return [FakeProcess(p) for p in self._gpu(h).pids]
+
+    def nvmlSystemGetDriverVersion(self):
+        return "580.159.04"
+
+    def nvmlSystemGetNVMLVersion(self):
+        return "13.580.159.04"
+
+    def nvmlSystemGetCudaDriverVersion(self):
+        return 13000
