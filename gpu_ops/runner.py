@@ -65,7 +65,7 @@ def run_experiment(
 
     use_cuda = resolve_device(cfg).startswith("cuda")
     source = resolve_model(cfg.model)
-    meter = build_meter(cfg, use_cuda, nvml_module=nvml, sync=backend.sync)
+    meter = build_meter(cfg, use_cuda or nvml is not None, nvml_module=nvml, sync=backend.sync)
     hardware = hardware_profile(meter.targets)
     exp_key = experiment_slug(source.slug, cfg.backend)
     say = progress or (lambda msg: log.info(msg))

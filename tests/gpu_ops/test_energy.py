@@ -1,0 +1,176 @@
+import time
+
+import numpy as np
+import pytest
+
+from gpu_ops.energy import EnergyMeter, NvmlSource, RaplSource, integrate, select_targets, topology
+from gpu_ops.energy.meter import foreign_pids
+from gpu_ops.energy.nvml import visible_targets
+from gpu_ops.errors import ConfigError, MeasurementError
+from tests.fake_nvml import FakeGpu, FakeMig, FakeNVML
+
+H100_MIG = [FakeMig("MIG-aaaa", "3g.40gb", 1, 40 << 30), FakeMig("MIG-bbbb", "2g.20gb", 5, 20 << 30),
+            FakeMig("MIG-cccc", "1g.10gb", 13, 10 << 30)]
+
+
+def meter_for(nv, gpus=(0,), env=None, hz=50.0) -> EnergyMeter:
+    return EnergyMeter(NvmlSource(nv, select_targets(nv, list(gpus), env or {})), sample_hz=hz)
+
+
+def test_integrate_trapezoid_with_edge_interpolation():
+    t = np.array([0.0, 1.0, 2.0, 3.0])
+    p = np.array([100.0, 200.0, 200.0, 100.0])
+    assert integrate(t, p, 0.5, 2.5) == pytest.approx(0.5 * (150 + 200) / 2 + 200 + 0.5 * (200 + 150) / 2)
+    assert integrate(t, p, 0.0, 10.0) is None  # the timeline does not cover the window
+
+
+def test_counter_and_timeline_agree_on_steady_load():
+    nv = FakeNVML([FakeGpu(power=lambda t: 300.0)])
+    with meter_for(nv) as m:
+        time.sleep(0.2)
+        m.begin_window("w")
+        time.sleep(2.0)
+        w = m.end_window("w")
+    assert w.gpu_energy_status == "measured"
+    assert w.gpu_energy_j == pytest.approx(300.0 * w.duration_s, rel=0.08)  # counter moves in 100 ms steps
+    assert w.timeline_energy_j == pytest.approx(300.0 * w.duration_s, rel=0.01)
+    assert abs(w.cross_check_rel_diff) < 0.08
+    assert w.n_samples >= 50 and w.peak_power_w == 300.0 and not w.too_short
+    assert w.temp_max_c == 55 and w.sm_clock_max_mhz == 1980 and w.foreign_processes == []
+
+
+def test_short_window_flagged_too_short():
+    nv = FakeNVML([FakeGpu()])
+    with meter_for(nv) as m:
+        m.begin_window("short")
+        time.sleep(0.3)
+        w = m.end_window("short")
+    assert w.too_short
+
+
+def test_nested_windows_are_independent():
+    nv = FakeNVML([FakeGpu(power=lambda t: 100.0 if t < 1.0 else 400.0)])
+    with meter_for(nv) as m:
+        m.begin_window("outer")
+        time.sleep(0.5)
+        m.begin_window("inner")
+        time.sleep(1.5)
+        inner = m.end_window("inner")
+        outer = m.end_window("outer")
+    assert outer.gpu_energy_j > inner.gpu_energy_j > 0
+    assert outer.duration_s > inner.duration_s
+
+
+def test_idle_baseline_and_net_energy_from_runner_window():
+    nv = FakeNVML([FakeGpu(power=lambda t: 80.0)])
+    with meter_for(nv) as m:
+        time.sleep(0.2)
+        idle = m.measure_idle("idle", 1.5)
+    assert idle.avg_power_w == pytest.approx(80.0, rel=0.1)
+
+
+def test_nvml_error_mid_run_fails_the_window_with_the_cause():
+    nv = FakeNVML([FakeGpu(fail_after_s=0.5)])
+    with meter_for(nv) as m:
+        m.begin_window("w")
+        time.sleep(1.0)
+        with pytest.raises(MeasurementError, match="GpuIsLost|GPU is lost"):
+            m.end_window("w")
+
+
+def test_foreign_process_seen_during_window():
+    nv = FakeNVML([FakeGpu(pids=[1])])  # pid 1 exists here and is not ours
+    with meter_for(nv) as m:
+        m.begin_window("w")
+        time.sleep(0.7)
+        w = m.end_window("w")
+    assert w.foreign_processes == [1]
+
+
+def test_foreign_pids_other_namespace():
+    assert foreign_pids({999_999_991}, {5}) == []  # only our own process, seen under a host PID
+    assert foreign_pids({999_999_991, 999_999_992}, {5}) == [999_999_992]
+
+
+def test_unmeasured_needs_reason_and_never_zero():
+    with pytest.raises(ValueError):
+        EnergyMeter(None, None)
+    m = EnergyMeter(None, "no NVIDIA driver on this machine")
+    m.begin_window("w")
+    w = m.end_window("w")
+    assert w.gpu_energy_j is None and w.gpu_energy_status == "unmeasured"
+    assert w.gpu_unmeasured_reason == "no NVIDIA driver on this machine"
+
+
+def test_cuda_visible_devices_by_uuid_and_index():
+    nv = FakeNVML([FakeGpu(uuid="GPU-aaaa-0000"), FakeGpu(uuid="GPU-bbbb-1111"), FakeGpu(uuid="GPU-cccc-2222")])
+    assert [t.uuid for t in visible_targets(nv, {})] == ["GPU-aaaa-0000", "GPU-bbbb-1111", "GPU-cccc-2222"]
+    assert [t.uuid for t in visible_targets(nv, {"CUDA_VISIBLE_DEVICES": "2,0"})] == ["GPU-cccc-2222", "GPU-aaaa-0000"]
+    assert [t.uuid for t in visible_targets(nv, {"CUDA_VISIBLE_DEVICES": "GPU-bbbb"})] == ["GPU-bbbb-1111"]  # unique prefix
+    # gpus: [0] means the first *visible* device, here physical GPU 2: its counter is the one read
+    t = select_targets(nv, [0], {"CUDA_VISIBLE_DEVICES": "2"})
+    assert t[0].index == 2
+    with pytest.raises(ConfigError, match="out of range"):
+        select_targets(nv, [1], {"CUDA_VISIBLE_DEVICES": "2"})
+
+
+def test_energy_summed_over_exactly_the_used_gpus():
+    nv = FakeNVML([FakeGpu(uuid="GPU-a", power=lambda t: 100.0), FakeGpu(uuid="GPU-b", power=lambda t: 300.0),
+                   FakeGpu(uuid="GPU-c", power=lambda t: 500.0)])
+    with meter_for(nv, gpus=(0, 1), env={"CUDA_VISIBLE_DEVICES": "GPU-b,GPU-c"}) as m:
+        time.sleep(0.2)
+        m.begin_window("w")
+        time.sleep(1.5)
+        w = m.end_window("w")
+    assert set(w.gpu_energy_by_device_j) == {"gpu1", "gpu2"}  # idle GPU 0 excluded
+    assert w.gpu_energy_by_device_j["gpu2"] / w.gpu_energy_by_device_j["gpu1"] == pytest.approx(5 / 3, rel=0.1)
+
+
+def test_mig_topology_and_parent_attribution():
+    nv = FakeNVML([FakeGpu(uuid="GPU-parent", mig=H100_MIG, power=lambda t: 350.0)])
+    topo = topology(nv)
+    assert topo[0].mig_enabled and [m.profile for m in topo[0].mig_instances] == ["3g.40gb", "2g.20gb", "1g.10gb"]
+    visible = visible_targets(nv, {"CUDA_VISIBLE_DEVICES": "MIG-cccc"})
+    assert visible[0].mig.profile == "1g.10gb" and visible[0].parent_uuid == "GPU-parent"
+    with meter_for(nv, env={"CUDA_VISIBLE_DEVICES": "MIG-cccc"}) as m:
+        time.sleep(0.2)
+        m.begin_window("w")
+        time.sleep(1.2)
+        w = m.end_window("w")
+    assert w.mig_attribution.startswith("parent_gpu_total")
+    assert w.mig_attributed_energy_j == pytest.approx(w.gpu_energy_j / 7)  # 1 of 7 compute slices
+    # default visibility on a MIG GPU: CUDA shows the first instance
+    assert visible_targets(nv, {})[0].mig.profile == "3g.40gb"
+
+
+def test_two_slices_of_one_parent_refused():
+    nv = FakeNVML([FakeGpu(uuid="GPU-parent", mig=H100_MIG)])
+    with pytest.raises(ConfigError, match="two MIG slices of one GPU"):
+        select_targets(nv, [0, 1], {"CUDA_VISIBLE_DEVICES": "MIG-aaaa,MIG-bbbb"})
+
+
+def _zone(root, name, label, uj, max_uj=1000):
+    z = root / name
+    z.mkdir()
+    (z / "name").write_text(label)
+    (z / "energy_uj").write_text(str(uj))
+    (z / "max_energy_range_uj").write_text(str(max_uj))
+    return z
+
+
+def test_rapl_sums_packages_and_dram_without_nested_double_count(tmp_path):
+    _zone(tmp_path, "intel-rapl:0", "package-0", 100)
+    _zone(tmp_path, "intel-rapl:0:0", "core", 50)  # nested in the package: not summed
+    dram = _zone(tmp_path, "intel-rapl:0:1", "dram", 10)
+    pkg1 = _zone(tmp_path, "intel-rapl:1", "package-1", 990)
+    src, reason = RaplSource.detect(tmp_path)
+    assert reason is None and sorted(src.zones) == ["intel-rapl:0:1:dram", "intel-rapl:0:package-0", "intel-rapl:1:package-1"]
+    before = src.read_uj()
+    (dram / "energy_uj").write_text("30")
+    (pkg1 / "energy_uj").write_text("5")  # wrapped around at 1000
+    assert src.delta_j(before, src.read_uj()) == pytest.approx((20 + 15) / 1e6)
+
+
+def test_rapl_absent_is_unmeasured_with_reason(tmp_path):
+    src, reason = RaplSource.detect(tmp_path / "nope")
+    assert src is None and "CPU energy unmeasured" in reason

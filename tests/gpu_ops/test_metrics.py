@@ -1,0 +1,83 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from gpu_ops.backends.base import RequestRecord
+from gpu_ops.config import Slo, Traffic
+from gpu_ops.errors import UserError
+from gpu_ops.metrics import meets_slo, phase_intervals, request_row, requests_frame
+from gpu_ops.stats import summarize, sweep_point_statistics
+from gpu_ops.traffic import arrival_times
+
+
+def test_request_metrics_follow_vllm_definitions():
+    rec = RequestRecord(id=0, prompt_tokens=10, output_tokens=4, arrival_s=1.0, scheduled_s=1.5,
+                        token_times_s=[2.0, 2.1, 2.3, 2.6], batch_id=0, prefill_end_s=2.0)
+    r = request_row(rec)
+    assert r["ttft_s"] == pytest.approx(1.0)  # first token - sent
+    assert r["e2e_s"] == pytest.approx(1.6)  # last token - sent
+    assert r["itl_s"] == pytest.approx([0.1, 0.2, 0.3])  # gaps between tokens
+    assert r["tpot_s"] == pytest.approx((1.6 - 1.0) / 3)  # (E2E - TTFT) / (out - 1)
+    assert r["queue_s"] == pytest.approx(0.5)
+
+
+def test_tpot_undefined_for_single_token():
+    rec = RequestRecord(0, 5, 1, 0.0, 0.0, [0.4])
+    r = request_row(rec)
+    assert r["tpot_s"] is None and r["itl_s"] == [] and r["ttft_s"] == pytest.approx(0.4)
+
+
+def test_goodput_slo():
+    req = pd.DataFrame({"ttft_s": [0.1, 0.5, 0.2], "tpot_s": [0.01, 0.01, 0.09]})
+    assert meets_slo(req, Slo(ttft_ms=300, tpot_ms=50)).tolist() == [True, False, False]
+    assert meets_slo(req, Slo()).all()
+
+
+def test_phase_intervals_merge_batches():
+    recs = [RequestRecord(0, 3, 2, 0.0, 0.0, [1.0, 2.0], 0, 1.0), RequestRecord(1, 3, 2, 0.0, 0.0, [1.0, 2.0], 0, 1.0),
+            RequestRecord(2, 3, 2, 2.0, 2.5, [3.0, 4.0], 1, 3.0)]
+    pre, dec = phase_intervals(requests_frame(recs))
+    assert pre == [(0.0, 1.0), (2.5, 3.0)] and dec == [(1.0, 2.0), (3.0, 4.0)]
+
+
+def test_summarize_uses_exact_student_t():
+    x = [10.0, 12.0, 11.0, 13.0, 9.0]
+    s = summarize(x)
+    assert s["n"] == 5 and s["mean"] == pytest.approx(11.0)
+    assert s["std"] == pytest.approx(np.std(x, ddof=1))
+    assert s["ci95"] == pytest.approx(sps.t.ppf(0.975, 4) * np.std(x, ddof=1) / np.sqrt(5))
+    assert s["ci95"] > 1.96 * np.std(x, ddof=1) / np.sqrt(5)  # wider than the normal approximation
+    assert s["cv"] == pytest.approx(np.std(x, ddof=1) / 11.0)
+    assert summarize([None, float("nan")])["mean"] is None
+    assert summarize([3.0])["ci95"] is None  # one cycle: no interval
+
+
+def test_aggregation_refuses_mixed_identity():
+    cycles = pd.DataFrame({"sweep_point": ["a", "a"], "model": ["m", "m"], "backend": ["pytorch", "vllm"],
+                           "hardware": ["h", "h"], "weights": ["real", "real"], "j_per_token": [1.0, 2.0]})
+    with pytest.raises(UserError, match="mixed backend"):
+        sweep_point_statistics(cycles)
+
+
+def test_statistics_one_row_per_point_and_unmeasured_propagates():
+    cycles = pd.DataFrame({"sweep_point": ["a", "a", "a", "b", "b", "b"], "model": ["m"] * 6, "backend": ["pytorch"] * 6,
+                           "hardware": ["h"] * 6, "weights": ["real"] * 6, "tokens_per_s": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                           "j_per_token": [0.1, 0.2, 0.3, np.nan, np.nan, np.nan],
+                           "energy_status": ["measured"] * 3 + ["unmeasured"] * 3, "unmeasured_reason": [None] * 3 + ["no GPU"] * 3})
+    st = sweep_point_statistics(cycles).set_index("sweep_point")
+    assert st.loc["a", "n_cycles"] == 3 and st.loc["a", "tokens_per_s_mean"] == pytest.approx(2.0)
+    assert st.loc["b", "energy_status"] == "unmeasured" and st.loc["b", "unmeasured_reason"] == "no GPU"
+    assert st.loc["b", "j_per_token_mean"] is None or np.isnan(st.loc["b", "j_per_token_mean"])
+
+
+def test_arrivals_open_loop():
+    assert arrival_times(Traffic(mode="offline"), 3).tolist() == [0, 0, 0]
+    assert arrival_times(Traffic(mode="constant", rate=4), 3).tolist() == [0, 0.25, 0.5]
+    a = arrival_times(Traffic(mode="poisson", rate=10, seed=3), 20001)
+    assert a[0] == 0 and np.all(np.diff(a) >= 0)
+    assert np.mean(np.diff(a)) == pytest.approx(0.1, rel=0.03)  # mean gap 1/rate
+    assert np.std(np.diff(a)) == pytest.approx(0.1, rel=0.05)  # exponential: std == mean
+    bursty = arrival_times(Traffic(mode="poisson", rate=10, burstiness=0.25, seed=3), 20001)
+    assert np.std(np.diff(bursty)) > 1.8 * np.std(np.diff(a))  # Gamma(0.25): CV = 2
+    assert np.array_equal(a, arrival_times(Traffic(mode="poisson", rate=10, seed=3), 20001))  # seeded

@@ -1,0 +1,117 @@
+"""End-to-end engine runs on CPU: real tiny-model generation; GPU energy through the pynvml fake."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from gpu_ops.cli import main
+from gpu_ops.config import parse_config
+from gpu_ops.errors import MeasurementError, UserError
+from gpu_ops.results import read_tables
+from gpu_ops.runner import run_experiment
+from gpu_ops.validation import blocking_failures, validate
+from tests.fake_nvml import FakeGpu, FakeNVML
+
+BASE = {"name": "e2e", "model": "builtin:tiny-llama", "max_input_tokens": 32, "max_output_tokens": 8, "min_output_tokens": 8,
+        "prompts": {"count": 8}, "batching": {"strategy": "static", "batch_size": 4}, "cycles": 3, "warmup_requests": 2,
+        "cooldown_s": 0.0, "energy": {"idle_baseline_s": 0.5}}
+
+
+def test_cpu_run_records_unmeasured_energy_never_zero(tmp_path, tiny_model_path):
+    out = run_experiment(parse_config(BASE), tmp_path)
+    c = out.tables.cycles
+    assert len(c) == 3 and (c.energy_status == "unmeasured").all()
+    assert c.gross_energy_j.isna().all() and c.j_per_token.isna().all()
+    assert c.unmeasured_reason.str.contains("no GPU energy").all()
+    assert (c.output_tokens == 64).all() and (c.tokens_per_s > 0).all()
+    assert not blocking_failures(validate(out.tables))
+
+
+def test_fake_gpu_run_measures_energy_idle_and_net(tmp_path, tiny_model_path):
+    nv = FakeNVML([FakeGpu(power=lambda t: 250.0)])
+    cfg = parse_config(dict(BASE, prompts={"count": 32}, sweep={"batching.batch_size": [4, 8]}))
+    out = run_experiment(cfg, tmp_path, nvml=nv)
+    t = out.tables
+    assert set(t.cycles.sweep_point) == {"batch_size=4", "batch_size=8"}
+    m = t.cycles
+    assert (m.energy_status == "measured").all() and (m.gross_energy_j > 0).all()
+    assert t.experiment.iloc[0].idle_power_w == pytest.approx(250.0, rel=0.25)
+    assert (m.j_per_token == m.gross_energy_j / m.output_tokens).all()
+    assert m.hardware.iloc[0] == "h100-80gb-hbm3" and m.power_limit_w.iloc[0] == 700.0
+    assert set(t.windows.kind) == {"idle_before", "idle_after", "warmup", "cycle"}
+    assert len(t.timeline) > 10 and {"t_s", "device", "power_w"} <= set(t.timeline.columns)
+    fp = json.loads(t.experiment.iloc[0].fingerprint_json)
+    assert fp["driver"] == "580.159.04" and fp["gpus"][0]["uuid_hash"] and "GPU-" not in t.experiment.iloc[0].fingerprint_json
+    # prefill + decode + other add up to the counter energy
+    parts = m.prefill_energy_j + m.decode_energy_j + m.other_energy_j
+    assert (abs(parts - m.gross_energy_j) < 1e-6).all()
+    st = pd.DataFrame(t.summary["sweep_points"])
+    assert (st.n_cycles == 3).all() and st.j_per_token_ci95.notna().all()
+
+
+def test_result_folder_roundtrip_and_tamper_detection(tmp_path, tiny_model_path):
+    out = run_experiment(parse_config(BASE), tmp_path, folder_name="r1")
+    back = read_tables(out.folder)
+    pd.testing.assert_frame_equal(back.cycles, out.tables.cycles.reset_index(drop=True), check_dtype=False)
+    assert back.summary["content_hash"] == out.content_hash
+    assert [p.name for p in tmp_path.iterdir()] == ["r1"]  # no temp folder left behind
+    (out.folder / "cycles.parquet").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="checksum differs"):
+        read_tables(out.folder)
+
+
+def test_engine_crash_mid_cycle_discards_window_and_frees_engine(tmp_path, tiny_model_path, monkeypatch):
+    from gpu_ops.backends.pytorch import PytorchBackend
+
+    calls = {"run": 0, "close": 0}
+    real_run, real_close = PytorchBackend.run, PytorchBackend.close
+
+    def failing_run(self, requests, clock):
+        calls["run"] += 1
+        if calls["run"] == 2:
+            raise RuntimeError("CUDA out of memory (injected)")
+        return real_run(self, requests, clock)
+
+    def counting_close(self):
+        calls["close"] += 1
+        real_close(self)
+
+    monkeypatch.setattr(PytorchBackend, "run", failing_run)
+    monkeypatch.setattr(PytorchBackend, "close", counting_close)
+    with pytest.raises(MeasurementError, match=r"cycle 1 failed, its energy discarded: RuntimeError: CUDA out of memory"):
+        run_experiment(parse_config(BASE), tmp_path, nvml=FakeNVML([FakeGpu()]))
+    assert calls["close"] == 1
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_validation_rejects_crafted_bad_data(tmp_path, tiny_model_path):
+    out = run_experiment(parse_config(dict(BASE, energy={"idle_baseline_s": 0.3})), tmp_path, nvml=FakeNVML([FakeGpu()]))
+    t = out.tables
+    c = t.cycles
+    c.loc[0, "net_energy_j"] = -5.0
+    c.loc[1, "avg_power_w"] = 900.0
+    c.loc[2, "cross_check_rel_diff"] = 0.4
+    c.loc[0, "foreign_processes"] = "4242"
+    c.loc[1, "too_short"] = True
+    failed = {f.check for f in blocking_failures(validate(t))}
+    assert failed == {"net_energy_non_negative", "power_within_limit", "counter_timeline_agree", "no_foreign_gpu_process", "window_long_enough"}
+    c.loc[0, "energy_status"] = "unmeasured"
+    c.loc[0, "unmeasured_reason"] = None
+    assert "energy_present" in {f.check for f in blocking_failures(validate(t))}
+    c.loc[2, "backend"] = "vllm"
+    assert "one_model_backend_per_partition" in {f.check for f in blocking_failures(validate(t))}
+
+
+def test_cli_run_and_validate(tmp_path, capsys, tiny_model_path):
+    p = tmp_path / "tiny.yaml"
+    import yaml
+
+    p.write_text(yaml.safe_dump(dict(BASE, cycles=2)))
+    assert main(["run", str(p), "--out", str(tmp_path / "res"), "-q"]) == 0
+    folder = capsys.readouterr().out.strip()
+    assert main(["validate", folder]) == 0
+    assert "energy_present: ok" in capsys.readouterr().out
+    assert main(["list-presets"]) == 0 and "deterministic" in capsys.readouterr().out
+    assert main(["list-backends"]) == 0 and "pytorch    available" in capsys.readouterr().out
+    assert main(["list-hardware"]) == 0 and "cpu: cpu-" in capsys.readouterr().out
