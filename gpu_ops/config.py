@@ -173,6 +173,7 @@ class ExperimentConfig(Strict):
     precision: Precision = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gpus: list[Annotated[int, Field(ge=0, le=1023)]] = [0]
+    hardware: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,129}$")]] = []  # platform: profiles to measure on; empty = this machine
     max_input_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 256
     max_output_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 32
     min_output_tokens: Annotated[int, Field(ge=0, le=1_048_576)] = 0

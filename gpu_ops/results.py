@@ -68,8 +68,7 @@ class ResultTables:
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
     """Fixed writer options so identical frames give identical bytes."""
-    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
-    pq.write_table(table, path, compression="zstd", use_dictionary=True, write_statistics=True)
+    Path(path).write_bytes(_parquet_bytes(df))
 
 
 def file_sha256(path: Path) -> str:
@@ -78,6 +77,20 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = pa.BufferOutputStream()
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    pq.write_table(table, buf, compression="zstd", use_dictionary=True, write_statistics=True)
+    return buf.getvalue().to_pybytes()
+
+
+def tables_digest(tables: ResultTables) -> str:
+    """Content hash of the tables as written (same bytes as `write_tables`): the data version."""
+    files = {name: {"rows": len(tables.table(name)), "sha256": hashlib.sha256(_parquet_bytes(tables.table(name))).hexdigest()}
+             for name in TABLES}
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def write_tables(tables: ResultTables, folder: Path) -> str:

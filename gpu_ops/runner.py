@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from gpu_ops import __version__
 from gpu_ops.backends import Request, check_capabilities, get_backend
 from gpu_ops.config import ExperimentConfig, SweepPoint
 from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_meter
+from gpu_ops.energy.nvml import uuid_hash
 from gpu_ops.environment import fingerprint, hardware_profile
+from gpu_ops.locks import device_locks
 from gpu_ops.errors import MeasurementError
 from gpu_ops.metrics import cycle_row, requests_frame
 from gpu_ops.models import resolve_model
@@ -81,7 +84,8 @@ def run_experiment(
     windows: list[tuple[str, str, int | None, WindowMeasurement]] = []
     per_cycle: list[tuple[SweepPoint, int, pd.DataFrame, WindowMeasurement, int | None]] = []
     point_info: list[dict] = []
-    with meter:
+    lock_keys = [uuid_hash(t.uuid if t.mig is None else t.parent_uuid) for t in meter.targets] or [f"cpu-{socket.gethostname()}"]
+    with device_locks(lock_keys), meter:
         idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
         if idle_before:
             windows.append(("idle_before", "", None, idle_before))

@@ -16,7 +16,14 @@ from importlib import resources
 from pathlib import Path
 
 BUILD_VERSION = "1"
-BUILTIN_MODELS = {"tiny-llama": "Llama, 4 layers, hidden 256, head_dim 64, BPE tokenizer trained on the bundled corpus, random weights (seed 0)"}
+SHAPES = {
+    "tiny-llama": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4),
+    "small-llama": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8),
+}
+BUILTIN_MODELS = {
+    "tiny-llama": "Llama, 4 layers, hidden 256, head_dim 64, BPE tokenizer trained on the bundled corpus, random weights (seed 0)",
+    "small-llama": "Llama, 8 layers, hidden 512, head_dim 64, same tokenizer, random weights (seed 0)",
+}
 _SPECIAL = ["<s>", "</s>", "<unk>", "<pad>"]
 
 
@@ -36,14 +43,14 @@ def ensure_builtin(name: str) -> Path:
         if not (target / "config.json").is_file():
             tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
             try:
-                build_tiny_llama(tmp)
+                build_tiny_llama(tmp, name)
                 os.rename(tmp, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
-def build_tiny_llama(out: Path) -> None:
+def build_tiny_llama(out: Path, name: str = "tiny-llama") -> None:
     import torch
     from tokenizers import ByteLevelBPETokenizer
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -55,9 +62,9 @@ def build_tiny_llama(out: Path) -> None:
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
     tok.save_pretrained(out)
 
+    shape = SHAPES[name]
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=4, head_dim=64, max_position_embeddings=1024,
+        vocab_size=len(tok), **shape, num_key_value_heads=shape["num_attention_heads"], head_dim=64, max_position_embeddings=1024,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
         tie_word_embeddings=False, torch_dtype="float32",
     )

@@ -1,0 +1,144 @@
+"""Sensors and schedules (they replace the old daemon): experiment inbox, results inbox, cron re-measurement,
+and the automation-condition sensor that keeps statistics and the leaderboard up to date."""
+
+
+import hashlib
+import json
+import os
+import re
+import shutil
+
+import dagster as dg
+
+from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key, split
+from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
+from energy_assets.resources import GpuResource, StorageResource
+from gpu_ops.config import load_config
+from gpu_ops.environment import validate_slug
+from gpu_ops.errors import UserError
+from gpu_ops.models import resolve_model
+from gpu_ops.results import experiment_slug, read_tables
+from gpu_ops.validation import blocking_failures, validate
+
+measure_job = dg.define_asset_job(
+    "measure", selection=dg.AssetSelection.assets("raw_measurements"), partitions_def=measurement_partitions,
+    description="Measure (or ingest) one experiment x hardware partition. At most one run per hardware value runs at a time (dagster.yaml).",
+)
+
+automation = dg.AutomationConditionSensorDefinition(
+    "keep_statistics_current", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=15,
+)
+
+
+def _adds(keys: dict[str, set[str]], context) -> list:
+    out = []
+    for pdef, name in ((experiment_partitions, "experiment"), (hardware_partitions, "hardware")):
+        new = sorted(k for k in keys[name] if not context.instance.has_dynamic_partition(pdef.name, k))
+        if new:
+            out.append(pdef.build_add_request(new))
+    return out
+
+
+@dg.sensor(job=measure_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Experiment YAMLs dropped into storage/inbox: validated, registered as partitions, measured.")
+def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResource, gpu: GpuResource):
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    requests, keys, problems = [], {"experiment": set(), "hardware": set()}, []
+    for path in sorted(storage.inbox_dir.glob("*.y*ml")):
+        text = path.read_bytes()
+        digest = hashlib.sha256(text).hexdigest()[:16]
+        if seen.get(path.name) == digest:
+            continue
+        seen[path.name] = digest  # an invalid file is reported once per content; fixing it re-triggers
+        reason_file = path.with_name(path.name + ".rejected.txt")
+        try:
+            cfg = load_config(path)
+            experiment = validate_slug(experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend), "experiment")
+            hardware = [validate_slug(h, "hardware") for h in (cfg.hardware or [gpu.local_profile(cfg.gpus)])]
+        except UserError as exc:
+            problems.append(f"{path.name}: {exc}")
+            context.log.error(f"experiment inbox: skipped {path.name}: {exc}")
+            reason_file.write_text(f"{exc}\n")
+            continue
+        reason_file.unlink(missing_ok=True)
+        storage.register_experiment(experiment, text.decode())
+        for hw in hardware:
+            keys["experiment"].add(experiment)
+            keys["hardware"].add(hw)
+            requests.append(dg.RunRequest(run_key=f"{path.name}:{digest}:{hw}", partition_key=partition_key(experiment, hw),
+                                          tags={SOURCE_TAG: "measure", "lem/experiment_file": path.name, "lem/config_sha": digest}))
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=_adds(keys, context), cursor=json.dumps(seen, sort_keys=True),
+                           skip_reason=None if requests else dg.SkipReason("; ".join(problems) or "no new or changed experiment files"))
+
+
+def _quarantine(storage: StorageResource, folder, reason: str) -> None:
+    dest = storage.quarantine_dir / folder.name
+    n = 1
+    while dest.exists():
+        dest = storage.quarantine_dir / f"{folder.name}.{n}"
+        n += 1
+    shutil.move(str(folder), dest)
+    (dest / "REASON.txt").write_text(reason + "\n")
+
+
+@dg.sensor(job=measure_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Result folders from standalone CLI runs: validated and ingested into their partition, or quarantined with a reason.")
+def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource):
+    requests, keys, notes = [], {"experiment": set(), "hardware": set()}, []
+    for folder in sorted(p for p in storage.results_inbox_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (folder / "summary.json").is_file():
+            continue  # still being copied: writers put summary.json last
+        try:
+            tables = read_tables(folder)
+            experiment, hardware = tables.partition
+            validate_slug(experiment, "experiment")
+            validate_slug(hardware, "hardware")
+            failed = blocking_failures(validate(tables))
+            if failed:
+                raise UserError("physics checks failed: " + "; ".join(f"{f.check}: {f.message}" for f in failed))
+        except UserError as exc:
+            _quarantine(storage, folder, str(exc))
+            notes.append(f"quarantined {folder.name}: {exc}")
+            context.log.warning(f"results inbox: quarantined {folder.name}: {exc}")
+            continue
+        dest_dir = storage.upload_dir(experiment, hardware)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{folder.name}-{tables.summary['content_hash'][:8]}"
+        dest = dest_dir / name
+        if dest.exists():
+            shutil.rmtree(folder)  # the same result uploaded twice
+            continue
+        os.rename(folder, dest)
+        keys["experiment"].add(experiment)
+        keys["hardware"].add(hardware)
+        requests.append(dg.RunRequest(run_key=f"upload:{experiment}:{hardware}:{name}", partition_key=partition_key(experiment, hardware),
+                                      tags={SOURCE_TAG: "upload", UPLOAD_TAG: name}))
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=_adds(keys, context),
+                           skip_reason=None if requests else dg.SkipReason("; ".join(notes) or "no new result folders"))
+
+
+def build_schedules(storage: StorageResource) -> list[dg.ScheduleDefinition]:
+    """One cron schedule per registered experiment with a `schedule:` block; it re-measures every hardware
+    partition of that experiment measured before. Read at code load: reload the code location after adding one."""
+    schedules = []
+    for path in sorted(storage.experiments_dir.glob("*.yaml")):
+        try:
+            cfg = load_config(path)
+        except UserError:
+            continue
+        if cfg.schedule is None:
+            continue
+        experiment = path.stem
+
+        def remeasure(context: dg.ScheduleEvaluationContext, experiment=experiment):
+            keys = context.instance.get_materialized_partitions(dg.AssetKey("raw_measurements"))
+            for key in sorted(keys):
+                if split(key)[0] == experiment:
+                    yield dg.RunRequest(partition_key=key, tags={SOURCE_TAG: "measure", "lem/trigger": "schedule"})
+
+        schedules.append(dg.ScheduleDefinition(
+            name=f"remeasure_{re.sub(r'[^A-Za-z0-9_]', '_', experiment)}", cron_schedule=cfg.schedule.cron(), job=measure_job,
+            execution_fn=remeasure, default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=f"Re-measure {experiment} ({cfg.schedule.interval} at {cfg.schedule.at}).",
+        ))
+    return schedules

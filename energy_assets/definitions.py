@@ -1,0 +1,29 @@
+"""The code location: assets, checks, jobs, sensors, schedules and resources."""
+
+import os
+
+import dagster as dg
+
+from energy_assets.automation import automation, build_schedules, experiment_inbox, measure_job, results_inbox
+from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.io import ParquetIOManager, ResultTablesIOManager
+from energy_assets.leaderboard import leaderboard
+from energy_assets.raw import raw_measurements
+from energy_assets.resources import GpuResource, StorageResource
+from energy_assets.stats import cycle_statistics
+
+storage = StorageResource()
+
+defs = dg.Definitions(
+    assets=[raw_measurements, cycle_statistics, leaderboard],
+    asset_checks=[every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged],
+    jobs=[measure_job],
+    sensors=[experiment_inbox, results_inbox, automation],
+    schedules=build_schedules(storage),
+    resources={
+        "storage": storage,
+        "gpu": GpuResource(visible_devices=os.environ.get("LEM_VISIBLE_DEVICES")),
+        "tables_io_manager": ResultTablesIOManager(base_path=storage.io_base()),
+        "parquet_io_manager": ParquetIOManager(base_path=storage.io_base()),
+    },
+)

@@ -1,0 +1,73 @@
+"""`leaderboard`: one row per sweep point and hardware over every partition, ranked views, provenance per row."""
+
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+LEADERBOARD_CODE_VERSION = "leaderboard-v1"
+PROVENANCE = ("partition_key", "raw_run_id", "raw_storage_id", "raw_data_version", "raw_code_version", "stats_code_version",
+              "config_hash", "fingerprint_hash")
+RANKS = {  # view -> (column, ascending)
+    "rank_j_per_token": ("j_per_token_mean", True),
+    "rank_tokens_per_j": ("tokens_per_j_mean", False),
+    "rank_throughput": ("tokens_per_s_mean", False),
+    "rank_ttft": ("ttft_p50_s_mean", True),
+}
+COLUMNS = ("experiment_key", "hardware", "sweep_point", "model", "backend", "weights", "precision", "batch_size", "n_cycles",
+           "energy_status", "unmeasured_reason", "j_per_token_mean", "j_per_token_ci95", "net_j_per_token_mean", "tokens_per_j_mean",
+           "tokens_per_s_mean", "tokens_per_s_ci95", "ttft_p50_s_mean", "ttft_p99_s_mean", "tpot_mean_s_mean", "avg_power_w_mean",
+           "j_per_request_mean", "goodput_req_per_s_mean", "cross_check_rel_diff_mean")
+
+
+def build_leaderboard(stats: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate per-partition statistics, flag synthetic weights, rank; unmeasured energy ranks last (NaN)."""
+    frames = [s for s in stats if s is not None and not s.empty]
+    if not frames:
+        return pd.DataFrame(columns=list(COLUMNS) + list(PROVENANCE) + list(RANKS) + ["flag"])
+    df = pd.concat(frames, ignore_index=True)
+    for col in COLUMNS:
+        if col not in df:
+            df[col] = np.nan
+    df = df[[*COLUMNS, *PROVENANCE]].copy()
+    df["flag"] = np.where(df.weights == "synthetic", "synthetic weights", "")
+    for view, (col, asc) in RANKS.items():
+        df[view] = df[col].astype(float).rank(method="min", ascending=asc, na_option="keep").astype("Int64")
+    return df.sort_values(["rank_j_per_token", "rank_throughput", "experiment_key", "hardware", "sweep_point"],
+                          na_position="last", kind="stable").reset_index(drop=True)
+
+
+def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
+    if df.empty:
+        return "_No measurements yet: drop an experiment YAML into the inbox._"
+    view = df.head(n)
+
+    def energy(v, ci):
+        return "unmeasured" if pd.isna(v) else f"{v:.4g} ± {ci:.2g}" if pd.notna(ci) else f"{v:.4g}"
+
+    rows = ["| # | experiment | hardware | sweep point | J/token | tok/s | TTFT p50 ms | weights | run |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in view.itertuples():
+        rank = "" if pd.isna(r.rank_j_per_token) else int(r.rank_j_per_token)
+        rows.append(f"| {rank} | {r.experiment_key} | {r.hardware} | {r.sweep_point} | {energy(r.j_per_token_mean, r.j_per_token_ci95)} | "
+                    f"{r.tokens_per_s_mean:.1f} | {r.ttft_p50_s_mean * 1000:.1f} | {r.weights} | {str(r.raw_run_id)[:8]} |")
+    return "\n".join(rows)
+
+
+@dg.asset(
+    ins={"cycle_statistics": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True})},
+    io_manager_key="parquet_io_manager",
+    code_version=LEADERBOARD_CODE_VERSION,
+    group_name="leaderboard",
+    kinds={"pandas", "parquet"},
+    automation_condition=dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+    & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    description="Every sweep point on every hardware profile, ranked by J/token, tokens/J, throughput and TTFT; each row carries its provenance.",
+)
+def leaderboard(context: dg.AssetExecutionContext, cycle_statistics: dict[str, pd.DataFrame]) -> dg.Output[pd.DataFrame]:
+    df = build_leaderboard(list(cycle_statistics.values()))
+    return dg.Output(df, metadata={
+        "rows": len(df), "partitions": len(cycle_statistics),
+        "measured_rows": int((df.energy_status == "measured").sum()) if len(df) else 0,
+        "synthetic_weight_rows": int((df.weights == "synthetic").sum()) if len(df) else 0,
+        "top": dg.MetadataValue.md(top_markdown(df)),
+    })

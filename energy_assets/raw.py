@@ -1,0 +1,119 @@
+"""`raw_measurements`: one partition = one experiment file's sweep, for one model/backend, on one hardware profile.
+
+The asset either measures on this worker (its hardware must match the partition) or ingests a result
+folder uploaded for that partition. Blocking checks run in the same step: a result that fails them is
+stored for inspection but cannot feed statistics (automation waits for passing blocking checks).
+"""
+
+
+import json
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from energy_assets.partitions import measurement_partitions, split
+from energy_assets.resources import GpuResource, StorageResource
+from gpu_ops.errors import UserError
+from gpu_ops.models import resolve_model
+from gpu_ops.results import ResultTables, experiment_slug, read_tables, tables_digest
+from gpu_ops.runner import run_experiment
+from gpu_ops.validation import RAW_CHECK_NAMES, validate
+
+RAW_CODE_VERSION = "raw-v1"  # bump when the measurement method changes: downstream shows stale
+SOURCE_TAG = "lem/source"  # "measure" (default) or "upload"
+UPLOAD_TAG = "lem/upload"  # folder name under uploads/<experiment>/<hardware>/
+
+
+def power_timeline_svg(tables: ResultTables, width: int = 640, height: int = 160) -> str | None:
+    """A small SVG of the summed power timeline with cycle windows shaded: shown in the asset metadata."""
+    tl = tables.timeline
+    if tl.empty:
+        return None
+    p = tl.groupby("t_s", as_index=False).power_w.sum()
+    t0, t1 = float(p.t_s.min()), float(p.t_s.max())
+    pmax = float(p.power_w.max()) or 1.0
+
+    def x(t):
+        return (t - t0) / max(t1 - t0, 1e-9) * width
+
+    def y(w):
+        return height - w / pmax * (height - 10)
+
+    shades = "".join(f'<rect x="{x(r.window_start_s):.1f}" width="{max(x(r.window_end_s) - x(r.window_start_s), 1):.1f}" y="0" height="{height}" fill="#dbeafe"/>'
+                     for r in tables.cycles.itertuples())
+    pts = " ".join(f"{x(t):.1f},{y(w):.1f}" for t, w in zip(p.t_s, p.power_w))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{shades}'
+            f'<polyline fill="none" stroke="#b91c1c" stroke-width="1.5" points="{pts}"/>'
+            f'<text x="4" y="12" font-size="11">{pmax:.0f} W peak, {t1 - t0:.0f} s; shaded: measured cycles</text></svg>')
+
+
+def _measure(context, storage: StorageResource, gpu: GpuResource, experiment: str, hardware: str) -> ResultTables:
+    cfg = storage.load_experiment(experiment)
+    expected = experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend)
+    if expected != experiment:
+        raise UserError(f"registered file for '{experiment}' describes '{expected}'; re-register it through the inbox")
+    with gpu.selected():
+        local = gpu.local_profile(cfg.gpus)
+        if local != hardware:
+            raise UserError(f"this worker is '{local}' but the partition asks for '{hardware}': run it on a worker of that "
+                            f"profile, or upload a result folder measured there into the results inbox")
+        with tempfile.TemporaryDirectory(prefix="lem-run-") as tmp:
+            outcome = run_experiment(cfg, Path(tmp), progress=context.log.info, folder_name="result")
+            return outcome.tables
+
+
+@dg.asset(
+    partitions_def=measurement_partitions,
+    io_manager_key="tables_io_manager",
+    code_version=RAW_CODE_VERSION,
+    group_name="measurement",
+    kinds={"pytorch", "parquet"},
+    check_specs=[dg.AssetCheckSpec(name, asset="raw_measurements", blocking=True) for name in RAW_CHECK_NAMES],
+    description="Per-request, per-cycle, per-window tables and the power timeline of one experiment on one hardware profile.",
+)
+def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource, gpu: GpuResource):
+    experiment, hardware = split(context.partition_key)
+    source = context.run.tags.get(SOURCE_TAG, "measure")
+    if source == "upload":
+        folder = storage.latest_upload(experiment, hardware, context.run.tags.get(UPLOAD_TAG))
+        if folder is None:
+            raise UserError(f"no uploaded result folder for {experiment}|{hardware} under {storage.upload_dir(experiment, hardware)}")
+        tables = read_tables(folder)
+        context.log.info(f"ingesting uploaded result {folder}")
+    else:
+        tables = _measure(context, storage, gpu, experiment, hardware)
+    got = tables.partition
+    if got != (experiment, hardware):
+        raise UserError(f"result belongs to partition {got[0]}|{got[1]}, not {experiment}|{hardware}")
+    findings = validate(tables)
+    exp = tables.experiment.iloc[0]
+    c = tables.cycles
+    version = tables_digest(tables)
+    metadata = {
+        "source": source,
+        "rows_requests": len(tables.requests), "rows_cycles": len(c), "rows_timeline": len(tables.timeline),
+        "sweep_points": int(c.sweep_point.nunique()),
+        "energy_status": "measured" if (c.energy_status == "measured").all() else "unmeasured",
+        "gross_energy_j_total": float(c.gross_energy_j.sum()) if (c.energy_status == "measured").all() else None,
+        "output_tokens_total": int(c.output_tokens.sum()),
+        "idle_power_w": None if pd.isna(exp.idle_power_w) else float(exp.idle_power_w),
+        "config_hash": str(exp.config_hash), "fingerprint_hash": str(exp.fingerprint_hash),
+        "environment": dg.MetadataValue.json(json.loads(exp.fingerprint_json)),
+        "data_version": version, "model": str(exp.model), "backend": str(exp.backend), "weights": str(exp.weights),
+    }
+    svg = power_timeline_svg(tables)
+    if svg:
+        import base64
+
+        metadata["power_timeline"] = dg.MetadataValue.md(f"![power timeline](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})")
+    yield dg.Output(tables, metadata=metadata, data_version=dg.DataVersion(version))
+    for f in findings:
+        yield dg.AssetCheckResult(check_name=f.check, passed=f.passed, severity=dg.AssetCheckSeverity.ERROR,
+                                  description=f.message, metadata={k: _plain(v) for k, v in f.metadata.items() if v is not None})
+
+
+def _plain(v):
+    """numpy scalars -> Python numbers, which Dagster metadata can serialise."""
+    return v.item() if hasattr(v, "item") else v

@@ -1,0 +1,134 @@
+"""Resources: where the platform keeps its files, and which GPUs a measurement may use."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+from upath import UPath
+
+from gpu_ops.config import ExperimentConfig, load_config
+from gpu_ops.errors import UserError
+
+
+def default_storage() -> str:
+    return os.environ.get("LEM_STORAGE", str(Path("var/storage").resolve()))
+
+
+class StorageResource(dg.ConfigurableResource):
+    """Folders of the platform (local by default; any fsspec URL for the asset IO).
+
+    experiments/   validated experiment files, one per `experiment` partition key
+    inbox/         experiment YAMLs dropped by people (experiment_inbox sensor)
+    results_inbox/ result folders from standalone CLI runs (results_inbox sensor)
+    uploads/<experiment>/<hardware>/  accepted result folders, ingested by raw_measurements
+    quarantine/    rejected result folders, each with REASON.txt
+    """
+
+    base_path: str = ""  # empty: $LEM_STORAGE, else ./var/storage
+
+    @property
+    def root(self) -> Path:
+        return Path(self.base_path or default_storage())
+
+    def _dir(self, name: str) -> Path:
+        p = self.root / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self._dir("experiments")
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self._dir("inbox")
+
+    @property
+    def results_inbox_dir(self) -> Path:
+        return self._dir("results_inbox")
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self._dir("uploads")
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self._dir("quarantine")
+
+    def experiment_file(self, experiment: str) -> Path:
+        return self.experiments_dir / f"{experiment}.yaml"
+
+    def register_experiment(self, experiment: str, text: str) -> Path:
+        """Atomically store a validated experiment file as the definition of its partition."""
+        target = self.experiment_file(experiment)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{experiment}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+        return target
+
+    def load_experiment(self, experiment: str) -> ExperimentConfig:
+        path = self.experiment_file(experiment)
+        if not path.is_file():
+            raise UserError(f"experiment '{experiment}' has no registered file ({path}); drop its YAML into {self.inbox_dir}")
+        return load_config(path)
+
+    def upload_dir(self, experiment: str, hardware: str) -> Path:
+        return self.uploads_dir / experiment / hardware
+
+    def latest_upload(self, experiment: str, hardware: str, name: str | None = None) -> Path | None:
+        d = self.uploads_dir / experiment / hardware
+        if name:
+            return d / name if (d / name / "summary.json").is_file() else None
+        folders = sorted(p for p in d.glob("*") if (p / "summary.json").is_file()) if d.is_dir() else []
+        return folders[-1] if folders else None
+
+    def io_base(self) -> UPath:
+        return UPath(os.environ.get("LEM_IO_URL") or self.root / "assets")
+
+
+class GpuResource(dg.ConfigurableResource):
+    """Device selection for a measurement: which GPUs (CUDA_VISIBLE_DEVICES) this worker lends to a run.
+
+    Exclusivity has two guards: the run queue (one run per hardware value, dagster.yaml) and the engine's
+    own per-device flock (gpu_ops.locks), which also holds when the queue is misconfigured.
+    """
+
+    visible_devices: str | None = None  # e.g. "0", "GPU-uuid", "0,1"; None keeps the worker's environment
+
+    @contextlib.contextmanager
+    def selected(self):
+        old = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if self.visible_devices is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.visible_devices
+        try:
+            yield
+        finally:
+            if self.visible_devices is not None:
+                if old is None:
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = old
+
+    def local_profile(self, gpus: list[int]) -> str:
+        """The hardware profile this worker would measure on for `gpus`."""
+        from gpu_ops.energy import load_nvml, select_targets
+        from gpu_ops.environment import hardware_profile
+
+        with self.selected():
+            nvml, _ = load_nvml()
+            targets = select_targets(nvml, gpus) if nvml is not None and _cuda_usable() else []
+            return hardware_profile(targets)
+
+
+def _cuda_usable() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False

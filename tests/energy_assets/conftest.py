@@ -1,0 +1,58 @@
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from energy_assets.io import ParquetIOManager, ResultTablesIOManager
+from energy_assets.resources import GpuResource, StorageResource
+from gpu_ops.config import parse_config
+from gpu_ops.environment import cpu_profile
+from gpu_ops.runner import run_experiment
+from tests.fake_nvml import FakeGpu, FakeNVML
+
+HW = cpu_profile()
+
+
+def experiment_yaml(name: str, model: str, **over) -> str:
+    cfg = {"name": name, "model": model, "max_input_tokens": 32, "max_output_tokens": 8, "min_output_tokens": 8,
+           "prompts": {"count": 8}, "batching": {"strategy": "static", "batch_size": 4}, "cycles": 3, "warmup_requests": 2,
+           "cooldown_s": 0.0, "energy": {"idle_baseline_s": 0.3}}
+    cfg.update(over)
+    return yaml.safe_dump(cfg)
+
+
+@pytest.fixture
+def storage(tmp_path) -> StorageResource:
+    return StorageResource(base_path=str(tmp_path / "storage"))
+
+
+@pytest.fixture
+def resources(storage):
+    base = storage.io_base()
+    return {"storage": storage, "gpu": GpuResource(), "tables_io_manager": ResultTablesIOManager(base_path=base),
+            "parquet_io_manager": ParquetIOManager(base_path=base)}
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def add_partitions(instance, experiments, hardware):
+    instance.add_dynamic_partitions("experiment", list(experiments))
+    instance.add_dynamic_partitions("hardware", list(hardware))
+
+
+def fake_gpu_result(tmp_path: Path, name="gpu-exp", model="builtin:tiny-llama", load_w=250.0, folder="upload1", **over) -> Path:
+    """A result folder as a GPU worker would write it (energy through the NVML fake): 80 W idle during the
+    first idle baseline, `load_w` after; windows long enough (>= 1 s) for the counter to be trusted."""
+    params = dict(prompts={"count": 384}, batching={"strategy": "static", "batch_size": 32}, max_output_tokens=16, min_output_tokens=16)
+    params.update(over)
+    cfg = parse_config(yaml.safe_load(experiment_yaml(name, model, **params)))
+    nv = FakeNVML([FakeGpu(power=lambda t: 80.0 if t < 0.4 else load_w)])
+    out = run_experiment(cfg, tmp_path / "remote", nvml=nv, folder_name=folder)
+    return out.folder

@@ -1,0 +1,109 @@
+"""raw -> stats -> leaderboard materialised for real on CPU with the builtin models."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.leaderboard import PROVENANCE, build_leaderboard, leaderboard
+from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
+from energy_assets.stats import cycle_statistics
+from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml, fake_gpu_result
+
+ASSETS = [raw_measurements, cycle_statistics, leaderboard, every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged]
+
+
+def materialize_partition(instance, resources, key, tags=None, raise_on_error=True):
+    return dg.materialize([raw_measurements, cycle_statistics], partition_key=key, instance=instance, resources=resources,
+                          tags=tags or {}, raise_on_error=raise_on_error)
+
+
+def checks_of(result):
+    return {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+def test_two_partitions_to_leaderboard_with_provenance(storage, resources, instance):
+    storage.register_experiment("builtin-tiny-llama__pytorch", experiment_yaml("tiny", "builtin:tiny-llama"))
+    storage.register_experiment("builtin-small-llama__pytorch", experiment_yaml("small", "builtin:small-llama"))
+    add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], [HW])
+    runs = {}
+    for exp in ("builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"):
+        res = materialize_partition(instance, resources, f"{exp}|{HW}")
+        assert res.success
+        assert all(checks_of(res).values()), checks_of(res)
+        runs[exp] = res.run_id
+    lb_res = dg.materialize(ASSETS, selection=["leaderboard"], instance=instance, resources=resources)
+    assert lb_res.success
+    lb = lb_res.output_for_node("leaderboard")
+    assert len(lb) == 2 and set(lb.experiment_key) == set(runs)
+    assert lb[list(PROVENANCE)].notna().all().all()
+    for row in lb.itertuples():
+        assert row.raw_run_id == runs[row.experiment_key]  # trace a number back to the run that measured it
+        assert row.partition_key == f"{row.experiment_key}|{HW}"
+        mat = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_measurements"),
+                                                                    asset_partitions=[row.partition_key]), limit=1).records[0]
+        assert row.raw_storage_id == mat.storage_id
+        assert row.raw_data_version == mat.event_log_entry.asset_materialization.tags["dagster/data_version"]
+    # CPU: energy is unmeasured, shown as such, never as zero
+    assert (lb.energy_status == "unmeasured").all() and lb.j_per_token_mean.isna().all() and lb.rank_j_per_token.isna().all()
+    assert lb.rank_throughput.notna().all() and (lb["flag"] == "synthetic weights").all()
+    meta = instance.get_latest_materialization_event(dg.AssetKey("leaderboard")).asset_materialization.metadata
+    assert "unmeasured" in meta["top"].value and meta["rows"].value == 2
+
+
+def test_uploaded_gpu_result_is_ingested_and_ranked(tmp_path, storage, resources, instance):
+    folder = fake_gpu_result(tmp_path)
+    dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1"
+    dest.parent.mkdir(parents=True)
+    folder.rename(dest)
+    add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
+    res = materialize_partition(instance, resources, "builtin-tiny-llama__pytorch|h100-80gb-hbm3",
+                                tags={SOURCE_TAG: "upload", UPLOAD_TAG: "upload1"})
+    assert res.success and all(checks_of(res).values())
+    st = res.output_for_node("cycle_statistics")
+    assert st.energy_status.iloc[0] == "measured" and st.j_per_token_mean.iloc[0] > 0
+    mat = instance.get_latest_materialization_event(dg.AssetKey("raw_measurements")).asset_materialization
+    assert mat.metadata["source"].value == "upload" and "power_timeline" in mat.metadata
+
+
+def test_blocking_check_failure_stops_statistics(tmp_path, storage, resources, instance):
+    from gpu_ops.results import read_tables, write_tables
+
+    folder = fake_gpu_result(tmp_path)
+    t = read_tables(folder)
+    t.cycles.loc[0, "cross_check_rel_diff"] = 0.5  # counter and timeline disagree: a bad number
+    dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "bad"
+    write_tables(t, dest)
+    add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
+    res = materialize_partition(instance, resources, "builtin-tiny-llama__pytorch|h100-80gb-hbm3",
+                                tags={SOURCE_TAG: "upload", UPLOAD_TAG: "bad"}, raise_on_error=False)
+    assert checks_of(res)["counter_timeline_agree"] is False
+    assert not res.success
+    assert instance.get_latest_materialization_event(dg.AssetKey("cycle_statistics")) is None  # never summarised
+
+
+def test_wrong_hardware_partition_refused(storage, resources, instance):
+    storage.register_experiment("builtin-tiny-llama__pytorch", experiment_yaml("tiny", "builtin:tiny-llama"))
+    add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
+    res = dg.materialize([raw_measurements], partition_key="builtin-tiny-llama__pytorch|h100-80gb-hbm3", instance=instance,
+                         resources=resources, raise_on_error=False)
+    assert not res.success
+    error = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0].event_specific_data.error
+    err = error.message + (error.cause.message if error.cause else "")
+    assert "partition asks for 'h100-80gb-hbm3'" in err and "upload a result folder" in err
+
+
+def test_leaderboard_checks_fail_on_crafted_rows():
+    rows = pd.DataFrame([{"experiment_key": "m__pytorch", "hardware": "h", "sweep_point": "a", "model": "m", "backend": "vllm",
+                          "weights": "synthetic", "partition_key": "m__pytorch|h", "raw_run_id": None, "raw_storage_id": 1,
+                          "raw_data_version": "v", "raw_code_version": "c", "stats_code_version": "s", "config_hash": "x",
+                          "fingerprint_hash": "f", "j_per_token_mean": 0.1, "tokens_per_s_mean": 10.0}])
+    lb = build_leaderboard([rows])
+    assert every_row_has_provenance(lb).passed is False
+    assert no_mixed_backends(lb).passed is False
+    assert synthetic_weights_flagged(lb).passed is True and lb["flag"].iloc[0] == "synthetic weights"
+    lb.loc[0, "flag"] = ""
+    assert synthetic_weights_flagged(lb).passed is False
+    empty = build_leaderboard([])
+    assert every_row_has_provenance(empty).passed and empty.empty
