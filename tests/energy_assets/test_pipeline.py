@@ -22,7 +22,6 @@ def checks_of(result, blocking_only=True):
     """check name -> passed; the warn-level CV check depends on this machine's noise, so it is left out by default."""
     out = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-    assert "cv_under_threshold" in out or "cycle_statistics" not in str(result.dagster_run.asset_selection)
     if blocking_only:
         out.pop("cv_under_threshold", None)
     return out
