@@ -117,6 +117,20 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
                            skip_reason=None if requests else dg.SkipReason("; ".join(notes) or "no new result folders"))
 
 
+def _remeasure_schedule(experiment: str, schedule) -> dg.ScheduleDefinition:
+    @dg.schedule(name=f"remeasure_{re.sub(r'[^A-Za-z0-9_]', '_', experiment)}", cron_schedule=schedule.cron(), job=measure_job,
+                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description=f"Re-measure {experiment} ({schedule.interval} at {schedule.at}).")
+    def remeasure(context: dg.ScheduleEvaluationContext):
+        keys = context.instance.get_materialized_partitions(dg.AssetKey("raw_measurements"))
+        for key in sorted(keys):
+            if split(key)[0] == experiment:
+                yield dg.RunRequest(run_key=f"{key}@{context.scheduled_execution_time}", partition_key=key,
+                                    tags={SOURCE_TAG: "measure", "lem/trigger": "schedule"})
+
+    return remeasure
+
+
 def build_schedules(storage: StorageResource) -> list[dg.ScheduleDefinition]:
     """One cron schedule per registered experiment with a `schedule:` block; it re-measures every hardware
     partition of that experiment measured before. Read at code load: reload the code location after adding one."""
@@ -126,19 +140,6 @@ def build_schedules(storage: StorageResource) -> list[dg.ScheduleDefinition]:
             cfg = load_config(path)
         except UserError:
             continue
-        if cfg.schedule is None:
-            continue
-        experiment = path.stem
-
-        def remeasure(context: dg.ScheduleEvaluationContext, experiment=experiment):
-            keys = context.instance.get_materialized_partitions(dg.AssetKey("raw_measurements"))
-            for key in sorted(keys):
-                if split(key)[0] == experiment:
-                    yield dg.RunRequest(partition_key=key, tags={SOURCE_TAG: "measure", "lem/trigger": "schedule"})
-
-        schedules.append(dg.ScheduleDefinition(
-            name=f"remeasure_{re.sub(r'[^A-Za-z0-9_]', '_', experiment)}", cron_schedule=cfg.schedule.cron(), job=measure_job,
-            execution_fn=remeasure, default_status=dg.DefaultScheduleStatus.RUNNING,
-            description=f"Re-measure {experiment} ({cfg.schedule.interval} at {cfg.schedule.at}).",
-        ))
+        if cfg.schedule is not None:
+            schedules.append(_remeasure_schedule(path.stem, cfg.schedule))
     return schedules

@@ -3,6 +3,7 @@ that integrates them (updated every 100 ms like the real one), MIG layouts, inje
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -62,6 +63,9 @@ class FakeNVML:
         self.dt = dt
         self.t0 = time.perf_counter()
         self.energy_calls = 0
+        self._lock = threading.Lock()
+        # per GPU: integrated up to t (s), joules so far, counter value published at the last 100 ms step
+        self._state = [[0.0, 0.0, 0.0] for _ in gpus]
 
     def _now(self) -> float:
         return time.perf_counter() - self.t0
@@ -114,18 +118,29 @@ class FakeNVML:
     def nvmlDeviceGetGpuInstanceId(self, h):
         return self.gpus[h[1]].mig[h[2]].gi
 
-    # counters
-    def _energy_j(self, g: FakeGpu, t: float) -> float:
-        t = (t // self.update_s) * self.update_s  # the counter moves in 100 ms steps
-        steps = int(t / self.dt)
-        return sum(g.power(i * self.dt) for i in range(steps)) * self.dt
+    # counters: power is integrated as time passes (so a power function may depend on state, e.g. "busy"),
+    # and the counter publishes the integral in 100 ms steps like the real one
+    def _advance(self, i: int) -> float:
+        g = self.gpus[i]
+        with self._lock:
+            st = self._state[i]
+            now = self._now()
+            while st[0] + self.dt <= now:
+                st[1] += g.power(st[0]) * self.dt
+                st[0] += self.dt
+                if int(st[0] / self.update_s) != int((st[0] - self.dt) / self.update_s):
+                    st[2] = st[1]
+            return st[2]
 
     def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        self._gpu(h)
         self.energy_calls += 1
-        return int(self._energy_j(self._gpu(h), self._now()) * 1000)
+        return int(self._advance(h[1]) * 1000)
 
     def nvmlDeviceGetPowerUsage(self, h):
-        return int(self._gpu(h).power(self._now()) * 1000)
+        g = self._gpu(h)
+        self._advance(h[1])
+        return int(g.power(self._now()) * 1000)
 
     def nvmlDeviceGetTemperature(self, h, sensor):
         self._gpu(h)

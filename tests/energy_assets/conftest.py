@@ -1,6 +1,5 @@
-import os
-import shutil
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import pytest
@@ -8,6 +7,7 @@ import yaml
 
 from energy_assets.io import ParquetIOManager, ResultTablesIOManager
 from energy_assets.resources import GpuResource, StorageResource
+from gpu_ops.backends.pytorch import PytorchBackend
 from gpu_ops.config import parse_config
 from gpu_ops.environment import cpu_profile
 from gpu_ops.runner import run_experiment
@@ -48,11 +48,21 @@ def add_partitions(instance, experiments, hardware):
 
 
 def fake_gpu_result(tmp_path: Path, name="gpu-exp", model="builtin:tiny-llama", load_w=250.0, folder="upload1", **over) -> Path:
-    """A result folder as a GPU worker would write it (energy through the NVML fake): 80 W idle during the
-    first idle baseline, `load_w` after; windows long enough (>= 1 s) for the counter to be trusted."""
+    """A result folder as a GPU worker would write it (energy through the NVML fake): `load_w` while the
+    backend generates, 80 W otherwise; windows long enough (>= 1 s) for the counter to be trusted."""
     params = dict(prompts={"count": 384}, batching={"strategy": "static", "batch_size": 32}, max_output_tokens=16, min_output_tokens=16)
     params.update(over)
     cfg = parse_config(yaml.safe_load(experiment_yaml(name, model, **params)))
-    nv = FakeNVML([FakeGpu(power=lambda t: 80.0 if t < 0.4 else load_w)])
-    out = run_experiment(cfg, tmp_path / "remote", nvml=nv, folder_name=folder)
+    busy = {"on": False}
+
+    def run(self, requests, clock, _real=PytorchBackend.run):
+        busy["on"] = True
+        try:
+            return _real(self, requests, clock)
+        finally:
+            busy["on"] = False
+
+    nv = FakeNVML([FakeGpu(power=lambda t: load_w if busy["on"] else 80.0)])
+    with mock.patch.object(PytorchBackend, "run", run):
+        out = run_experiment(cfg, tmp_path / "remote", nvml=nv, folder_name=folder)
     return out.folder

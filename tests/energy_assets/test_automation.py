@@ -1,0 +1,85 @@
+"""Sensors (experiment inbox, results inbox) and cron schedules, evaluated against a real instance."""
+import datetime
+
+
+import dagster as dg
+
+from energy_assets.automation import build_schedules, experiment_inbox, results_inbox
+from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
+from energy_assets.resources import GpuResource
+from gpu_ops.results import read_tables, write_tables
+from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml, fake_gpu_result
+
+
+def evaluate(sensor, instance, cursor=None, **resources):
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    result = sensor(ctx)
+    for req in result.dynamic_partitions_requests or []:  # what the daemon would apply
+        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+    return result
+
+
+def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
+    inbox = storage.inbox_dir
+    (inbox / "tiny.yaml").write_text(experiment_yaml("tiny", "builtin:tiny-llama"))
+    (inbox / "small.yaml").write_text(experiment_yaml("small", "builtin:small-llama", hardware=["h100-80gb-hbm3", HW]))
+    (inbox / "broken.yaml").write_text("name: broken\nmodel: builtin:tiny-llama\nbatching: {batch_sise: 4}\n")
+    gpu = GpuResource()
+    r1 = evaluate(experiment_inbox, instance, storage=storage, gpu=gpu)
+    keys = sorted(r.partition_key for r in r1.run_requests)
+    assert keys == sorted([f"builtin-small-llama__pytorch|h100-80gb-hbm3", f"builtin-small-llama__pytorch|{HW}",
+                           f"builtin-tiny-llama__pytorch|{HW}"])
+    assert all(r.tags[SOURCE_TAG] == "measure" for r in r1.run_requests)
+    assert set(instance.get_dynamic_partitions("experiment")) == {"builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"}
+    assert set(instance.get_dynamic_partitions("hardware")) == {HW, "h100-80gb-hbm3"}
+    # the bad file is reported and kept (nothing lost); the good ones were registered
+    assert "did you mean 'batch_size'" in (inbox / "broken.yaml.rejected.txt").read_text()
+    assert (inbox / "broken.yaml").exists()
+    assert storage.experiment_file("builtin-tiny-llama__pytorch").read_text() == (inbox / "tiny.yaml").read_text()
+
+    r2 = evaluate(experiment_inbox, instance, cursor=r1.cursor, storage=storage, gpu=gpu)
+    assert r2.run_requests == [] and r2.skip_reason  # unchanged: nothing new
+
+    (inbox / "tiny.yaml").write_text(experiment_yaml("tiny", "builtin:tiny-llama", cycles=4))
+    (inbox / "broken.yaml").write_text(experiment_yaml("broken", "builtin:tiny-llama", backend="tensorrt"))
+    r3 = evaluate(experiment_inbox, instance, cursor=r2.cursor, storage=storage, gpu=gpu)
+    assert [r.partition_key for r in r3.run_requests] == [f"builtin-tiny-llama__tensorrt|{HW}", f"builtin-tiny-llama__pytorch|{HW}"]
+    assert r3.run_requests[1].run_key not in {r.run_key for r in r1.run_requests}  # changed content: a new run
+    assert not (inbox / "broken.yaml.rejected.txt").exists()  # fixed: the rejection note is gone
+    assert "cycles: 4" in storage.experiment_file("builtin-tiny-llama__pytorch").read_text()
+
+
+def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, instance):
+    good = fake_gpu_result(tmp_path, folder="good")
+    good.rename(storage.results_inbox_dir / "good")
+    bad_src = fake_gpu_result(tmp_path, folder="bad", name="bad")
+    t = read_tables(bad_src)
+    t.cycles.loc[1, "avg_power_w"] = 5000.0  # above the 700 W limit: physically impossible
+    write_tables(t, storage.results_inbox_dir / "bad")
+    (storage.results_inbox_dir / "partial").mkdir()  # still being copied: no summary.json yet
+    (storage.results_inbox_dir / "garbage").mkdir()
+    (storage.results_inbox_dir / "garbage" / "summary.json").write_text("{not json")
+
+    res = evaluate(results_inbox, instance, storage=storage)
+    assert len(res.run_requests) == 1
+    req = res.run_requests[0]
+    assert req.partition_key == "builtin-tiny-llama__pytorch|h100-80gb-hbm3" and req.tags[SOURCE_TAG] == "upload"
+    assert storage.latest_upload("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", req.tags[UPLOAD_TAG]) is not None
+    assert "power_within_limit" in (storage.quarantine_dir / "bad" / "REASON.txt").read_text()
+    assert "not valid JSON" in (storage.quarantine_dir / "garbage" / "REASON.txt").read_text()
+    assert (storage.results_inbox_dir / "partial").exists()  # left alone until complete
+    assert sorted(p.name for p in storage.results_inbox_dir.iterdir()) == ["partial"]
+
+
+def test_schedule_block_becomes_cron_schedule(storage, instance):
+    storage.register_experiment("builtin-tiny-llama__pytorch",
+                                experiment_yaml("tiny", "builtin:tiny-llama", schedule={"interval": "weekly", "at": "02:30", "days": ["sun", "wed"]}))
+    storage.register_experiment("builtin-small-llama__pytorch", experiment_yaml("small", "builtin:small-llama"))
+    schedules = build_schedules(storage)
+    assert [(s.name, s.cron_schedule) for s in schedules] == [("remeasure_builtin_tiny_llama__pytorch", "30 2 * * 0,3")]
+    add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], [HW, "h200"])
+    for key in (f"builtin-tiny-llama__pytorch|{HW}", "builtin-tiny-llama__pytorch|h200", f"builtin-small-llama__pytorch|{HW}"):
+        instance.report_runless_asset_event(dg.AssetMaterialization("raw_measurements", partition=key))
+    ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.datetime(2026, 11, 29, 2, 30))
+    reqs = list(schedules[0](ctx))
+    assert sorted(r.partition_key for r in reqs) == sorted([f"builtin-tiny-llama__pytorch|{HW}", "builtin-tiny-llama__pytorch|h200"])
