@@ -1,0 +1,99 @@
+"""The README's demo: Dagster on its embedded SQLite instance, the builtin models, a two-partition campaign.
+
+    python -m energy_assets.demo            # runs until Ctrl-C, UI at the printed URL
+    python -m energy_assets.demo --exit     # stop once the leaderboard is built (CI smoke test)
+
+The campaign goes through the real path: experiment files land in the inbox, the experiment_inbox sensor
+registers partitions and queues runs, the daemon runs them one per hardware at a time, and the automation
+sensor builds statistics and the leaderboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from energy_assets.local import REPO, Platform, prepare_home
+
+
+def _print_leaderboard(storage: Path) -> None:
+    import pandas as pd
+
+    lb = pd.read_parquet(storage / "assets" / "leaderboard.parquet")
+    cols = ["rank_throughput", "experiment_key", "hardware", "sweep_point", "tokens_per_s_mean", "tokens_per_s_ci95",
+            "ttft_p50_s_mean", "energy_status", "raw_run_id"]
+    print(lb[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    reasons = lb.unmeasured_reason.dropna().unique()
+    if len(reasons):
+        print(f"energy: unmeasured on this machine ({reasons[0]}); on a GPU worker the same campaign records J/token.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", default=str(REPO / ".dagster_home"))
+    ap.add_argument("--storage", default=str(REPO / "var" / "storage"))
+    ap.add_argument("--port", type=int, default=3000)
+    ap.add_argument("--campaign", default=str(REPO / "examples" / "campaign"))
+    ap.add_argument("--exit", action="store_true", help="stop once the leaderboard holds every campaign partition")
+    ap.add_argument("--timeout", type=float, default=1200)
+    args = ap.parse_args(argv)
+
+    import os
+
+    home, storage = Path(args.home).resolve(), Path(args.storage).resolve()
+    prepare_home(home)
+    os.environ.update(DAGSTER_HOME=str(home), LEM_STORAGE=str(storage))
+    from gpu_ops.models.builtin import BUILTIN_MODELS, ensure_builtin
+
+    for name in BUILTIN_MODELS:
+        print(f"builtin:{name} -> {ensure_builtin(name)}")
+    inbox = storage / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    files = sorted(Path(args.campaign).glob("*.yaml"))
+    for f in files:
+        shutil.copyfile(f, inbox / f.name)
+    print(f"campaign: {', '.join(f.name for f in files)} -> {inbox}")
+
+    import dagster as dg
+
+    started = time.time()
+    with Platform(home, storage, port=args.port) as platform:
+        print(f"\nDagster UI: {platform.url}   (asset graph: {platform.url}/asset-groups)\n", flush=True)
+        instance = dg.DagsterInstance.get()
+        deadline = time.monotonic() + args.timeout
+        last = ""
+        while time.monotonic() < deadline:
+            ev = instance.get_latest_materialization_event(dg.AssetKey("leaderboard"))
+            runs = instance.get_runs(limit=50)
+            line = f"runs: {sum(r.status.value == 'SUCCESS' for r in runs)} succeeded, {sum(r.status.value in ('STARTED', 'QUEUED', 'STARTING') for r in runs)} active, {sum(r.status.value == 'FAILURE' for r in runs)} failed"
+            if line != last:
+                print(line, flush=True)
+                last = line
+            if ev and ev.timestamp > started and ev.asset_materialization.metadata["partitions"].value >= len(files):
+                print("\nleaderboard:")
+                _print_leaderboard(storage)
+                print(f"\nOpen {platform.url}/assets/leaderboard and click a row's run id to trace it back to its raw partition.")
+                break
+            if any(r.status.value == "FAILURE" for r in runs):
+                print(f"a run failed: see {platform.url}/runs", file=sys.stderr)
+                return 1
+            time.sleep(3)
+        else:
+            print(f"timed out after {args.timeout:.0f} s waiting for the leaderboard; see {platform.url}/runs", file=sys.stderr)
+            return 1
+        if args.exit:
+            return 0
+        print("Dagster keeps running; Ctrl-C stops it.", flush=True)
+        try:
+            while all(p.poll() is None for p in platform.procs):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

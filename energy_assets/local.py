@@ -1,0 +1,123 @@
+"""Run the platform on one machine: an instance home, the webserver and daemon as subprocesses, and the
+GraphQL calls the UI makes. Used by the demo (`python -m energy_assets.demo`) and the end-to-end test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+INSTANCE_FILES = {"sqlite": REPO / "dagster.yaml", "postgres": REPO / "examples" / "instance" / "dagster.postgres.yaml"}
+
+
+def prepare_home(home: Path, variant: str | None = None) -> Path:
+    """Copy the instance config chosen by LEM_INSTANCE (sqlite | postgres) into DAGSTER_HOME."""
+    variant = variant or os.environ.get("LEM_INSTANCE", "sqlite")
+    if variant not in INSTANCE_FILES:
+        raise SystemExit(f"LEM_INSTANCE={variant!r}: use one of {', '.join(INSTANCE_FILES)}")
+    if variant == "postgres" and not os.environ.get("DAGSTER_PG_URL"):
+        raise SystemExit("LEM_INSTANCE=postgres needs DAGSTER_PG_URL, e.g. postgresql://postgres@127.0.0.1:5432/dagster")
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(INSTANCE_FILES[variant], home / "dagster.yaml")
+    return home
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Platform:
+    """dagster-webserver + dagster-daemon for this repo's workspace, stopped together."""
+
+    def __init__(self, home: Path, storage: Path, port: int | None = None, log_dir: Path | None = None):
+        self.home, self.storage = Path(home).resolve(), Path(storage).resolve()
+        self.port = port or free_port()
+        self.log_dir = Path(log_dir or self.home / "logs")
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict:
+        env = dict(os.environ, DAGSTER_HOME=str(self.home), LEM_STORAGE=str(self.storage), PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        return env
+
+    def start(self, timeout_s: float = 120) -> Platform:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        bindir = Path(sys.executable).parent
+        cmds = {
+            "webserver": [str(bindir / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(self.port)],
+            "daemon": [str(bindir / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        }
+        for name, cmd in cmds.items():
+            log = open(self.log_dir / f"{name}.log", "ab")
+            self.procs.append(subprocess.Popen(cmd, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        self.wait_ready(timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        import requests
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for p in self.procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"{p.args[0]} exited with {p.returncode}; see {self.log_dir}")
+            try:
+                r = requests.post(f"{self.url}/graphql", json={"query": "{ version }"}, timeout=2)
+                if r.ok and r.json().get("data", {}).get("version"):
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"the Dagster webserver did not answer at {self.url} within {timeout_s:.0f} s; see {self.log_dir}")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        self.procs = []
+
+    def __enter__(self) -> Platform:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def client(self):
+        from dagster_graphql import DagsterGraphQLClient
+
+        return DagsterGraphQLClient("127.0.0.1", port_number=self.port)
+
+    def launch_partition(self, experiment: str, hardware: str, tags: dict | None = None) -> str:
+        """Launch the `measure` job for one partition through GraphQL, the path the UI's Materialize button takes."""
+        part_tags = {"dagster/partition": f"{experiment}|{hardware}", "dagster/partition/experiment": experiment,
+                     "dagster/partition/hardware": hardware}
+        return self.client().submit_job_execution("measure", tags={**part_tags, **(tags or {})})
+
+    def wait_run(self, run_id: str, timeout_s: float = 600) -> str:
+        from dagster import DagsterRunStatus
+
+        deadline = time.monotonic() + timeout_s
+        done = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+        while time.monotonic() < deadline:
+            status = self.client().get_run_status(run_id)
+            if status in done:
+                return status.value
+            time.sleep(2)
+        raise TimeoutError(f"run {run_id} did not finish within {timeout_s:.0f} s")
