@@ -65,3 +65,12 @@ class ParquetIOManager(dg.UPathIOManager):
         with path.open("rb") as fh:
             return pq.read_table(fh).to_pandas()
 
+    def load_partitions(self, context: dg.InputContext):
+        """An unpartitioned reader of all partitions (the leaderboard) always gets {partition: frame},
+        also when only one partition exists; a partition reading its own upstream gets the frame."""
+        if context.has_partition_key:
+            return super().load_partitions(context)
+        paths = self._get_paths_for_partitions(context)
+        frames = {key: self._load_partition_from_path(context, key, paths[key], None) for key in context.asset_partition_keys}
+        return {key: frame for key, frame in frames.items() if frame is not None}
+

@@ -40,7 +40,7 @@ class Platform:
     def __init__(self, home: Path, storage: Path, port: int | None = None, log_dir: Path | None = None):
         self.home, self.storage = Path(home).resolve(), Path(storage).resolve()
         self.port = port or free_port()
-        self.log_dir = Path(log_dir or self.home / "logs")
+        self.log_dir = Path(log_dir or self.home / "process-logs")
         self.procs: list[subprocess.Popen] = []
 
     @property

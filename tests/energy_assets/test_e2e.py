@@ -1,0 +1,44 @@
+"""Webserver and daemon as subprocesses; a partition launched through GraphQL (the UI's path); the
+automation sensor builds statistics and the leaderboard; provenance read back."""
+
+import time
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from energy_assets.local import Platform, prepare_home
+from energy_assets.resources import StorageResource
+from tests.energy_assets.conftest import HW, experiment_yaml
+
+pytestmark = pytest.mark.slow
+
+
+def test_launch_through_graphql_and_trace_leaderboard_back(tmp_path, monkeypatch):
+    home, storage_dir = prepare_home(tmp_path / "home", "sqlite"), tmp_path / "storage"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("LEM_STORAGE", str(storage_dir))
+    storage = StorageResource(base_path=str(storage_dir))
+    storage.register_experiment("builtin-tiny-llama__pytorch", experiment_yaml("tiny", "builtin:tiny-llama"))
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions("experiment", ["builtin-tiny-llama__pytorch"])
+    instance.add_dynamic_partitions("hardware", [HW])
+    with Platform(home, storage_dir) as platform:
+        run_id = platform.launch_partition("builtin-tiny-llama__pytorch", HW)
+        assert platform.wait_run(run_id) == "SUCCESS"
+        run = instance.get_run_by_id(run_id)
+        assert run.tags["dagster/partition"] == f"builtin-tiny-llama__pytorch|{HW}"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and instance.get_latest_materialization_event(dg.AssetKey("leaderboard")) is None:
+            time.sleep(2)
+        ev = instance.get_latest_materialization_event(dg.AssetKey("leaderboard"))
+        assert ev is not None, "the automation sensor did not build the leaderboard"
+    lb = pd.read_parquet(storage_dir / "assets" / "leaderboard.parquet")
+    assert len(lb) == 1
+    row = lb.iloc[0]
+    assert row.raw_run_id == run_id and row.partition_key == f"builtin-tiny-llama__pytorch|{HW}"
+    raw = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_measurements"),
+                                                                asset_partitions=[row.partition_key]), limit=1).records[0]
+    assert raw.storage_id == row.raw_storage_id and raw.run_id == run_id
+    stats_runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": row.partition_key}))
+    assert len(stats_runs) >= 2  # the measure run, and the automation run that computed statistics
