@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
@@ -49,7 +50,7 @@ class ParquetIOManager(dg.UPathIOManager):
     extension = ".parquet"
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
-        data = _parquet_bytes(obj)
+        data = _parquet_bytes(obj, small=True)
         if _is_local(path):
             target = Path(path.path)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -66,11 +67,29 @@ class ParquetIOManager(dg.UPathIOManager):
             return pq.read_table(fh).to_pandas()
 
     def load_partitions(self, context: dg.InputContext):
-        """An unpartitioned reader of all partitions (the leaderboard) always gets {partition: frame},
-        also when only one partition exists; a partition reading its own upstream gets the frame."""
+        """An unpartitioned reader of all partitions (the leaderboard) gets them as one frame, concatenated in
+        Arrow (per-file pandas conversion dominated at 10k partitions); a partition reading its own upstream
+        partition gets that frame."""
         if context.has_partition_key:
             return super().load_partitions(context)
         paths = self._get_paths_for_partitions(context)
-        frames = {key: self._load_partition_from_path(context, key, paths[key], None) for key in context.asset_partition_keys}
-        return {key: frame for key, frame in frames.items() if frame is not None}
+        columns = (context.definition_metadata or {}).get("columns")  # AssetIn(metadata={"columns": [...]})
+        return concat_parquet([paths[key] for key in context.asset_partition_keys], columns)
+
+
+def concat_parquet(paths: list[UPath], columns: list[str] | None = None) -> pd.DataFrame:
+    """Read the files that exist (missing partitions are allowed), only `columns` when given, into one frame."""
+    tables = []
+    for path in paths:
+        try:
+            # local files through Arrow's native reader: a Python file object costs ~5x per file
+            f = pq.ParquetFile(path.path if _is_local(path) else path.open("rb"))
+        except FileNotFoundError:
+            continue
+        available = set(f.schema_arrow.names)  # a property that rebuilds the schema on every access
+        names = [c for c in columns if c in available] if columns else None
+        tables.append(f.read(columns=names, use_threads=False))
+    if not tables:
+        return pd.DataFrame()
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
 

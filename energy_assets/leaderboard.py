@@ -20,12 +20,11 @@ COLUMNS = ("experiment_key", "hardware", "sweep_point", "model", "backend", "wei
            "j_per_request_mean", "goodput_req_per_s_mean", "cross_check_rel_diff_mean")
 
 
-def build_leaderboard(stats: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate per-partition statistics, flag synthetic weights, rank; unmeasured energy ranks last (NaN)."""
-    frames = [s for s in stats if s is not None and not s.empty]
-    if not frames:
+def build_leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
+    """Statistics of every partition -> one ranked table; synthetic weights flagged; unmeasured energy is not ranked (NaN)."""
+    if stats.empty:
         return pd.DataFrame(columns=list(COLUMNS) + list(PROVENANCE) + list(RANKS) + ["flag"])
-    df = pd.concat(frames, ignore_index=True)
+    df = stats.copy()
     for col in COLUMNS:
         if col not in df:
             df[col] = np.nan
@@ -54,7 +53,8 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
 
 
 @dg.asset(
-    ins={"cycle_statistics": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True})},
+    ins={"cycle_statistics": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),
+                                        metadata={"allow_missing_partitions": True, "columns": [*COLUMNS, *PROVENANCE]})},
     io_manager_key="parquet_io_manager",
     code_version=LEADERBOARD_CODE_VERSION,
     group_name="leaderboard",
@@ -63,10 +63,10 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
     & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     description="Every sweep point on every hardware profile, ranked by J/token, tokens/J, throughput and TTFT; each row carries its provenance.",
 )
-def leaderboard(context: dg.AssetExecutionContext, cycle_statistics: dict[str, pd.DataFrame]) -> dg.Output[pd.DataFrame]:
-    df = build_leaderboard(list(cycle_statistics.values()))
+def leaderboard(context: dg.AssetExecutionContext, cycle_statistics: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    df = build_leaderboard(cycle_statistics)
     return dg.Output(df, metadata={
-        "rows": len(df), "partitions": len(cycle_statistics),
+        "rows": len(df), "partitions": int(df.partition_key.nunique()) if len(df) else 0,
         "measured_rows": int((df.energy_status == "measured").sum()) if len(df) else 0,
         "synthetic_weight_rows": int((df.weights == "synthetic").sum()) if len(df) else 0,
         "top": dg.MetadataValue.md(top_markdown(df)),

@@ -22,7 +22,7 @@ def prepare_home(home: Path, variant: str | None = None) -> Path:
     if variant not in INSTANCE_FILES:
         raise SystemExit(f"LEM_INSTANCE={variant!r}: use one of {', '.join(INSTANCE_FILES)}")
     if variant == "postgres" and not os.environ.get("DAGSTER_PG_URL"):
-        raise SystemExit("LEM_INSTANCE=postgres needs DAGSTER_PG_URL, e.g. postgresql://postgres@127.0.0.1:5432/dagster")
+        raise SystemExit("LEM_INSTANCE=postgres needs DAGSTER_PG_URL, e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/dagster")
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(INSTANCE_FILES[variant], home / "dagster.yaml")
     return home

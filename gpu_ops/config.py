@@ -226,6 +226,11 @@ class ExperimentConfig(Strict):
     def config_hash(self) -> str:
         return content_hash(self.model_dump(mode="json"))
 
+    def load_key(self) -> str:
+        """Equal keys mean the same loaded model/engine serves both configs (only run-time options differ)."""
+        fields = {"model", "backend", "precision", "device", "gpus", "seed", "parallelism", "lora", "pytorch", "vllm", "tensorrt"}
+        return content_hash(self.model_dump(mode="json", include=fields))
+
 
 class SweepPoint(BaseModel):
     """One concrete configuration measured for `cycles` cycles; `label` names it in every table."""

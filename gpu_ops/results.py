@@ -79,10 +79,15 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _parquet_bytes(df: pd.DataFrame) -> bytes:
+def _parquet_bytes(df: pd.DataFrame, small: bool = False) -> bytes:
+    """Fixed writer options. `small` tables (one row per sweep point) skip compression and dictionaries:
+    decoding them dominates when thousands are read at once, and they gain nothing from either."""
     buf = pa.BufferOutputStream()
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
-    pq.write_table(table, buf, compression="zstd", use_dictionary=True, write_statistics=True)
+    if small:
+        pq.write_table(table, buf, compression="none", use_dictionary=False, write_statistics=False)
+    else:
+        pq.write_table(table, buf, compression="zstd", use_dictionary=True, write_statistics=True)
     return buf.getvalue().to_pybytes()
 
 

@@ -59,7 +59,7 @@ def run_experiment(
     show_bar: bool = False,
 ) -> RunOutcome:
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
-    points = cfg.expand()
+    points = sorted(cfg.expand(), key=lambda p: p.config.load_key())  # fewest model reloads
     backend = get_backend(cfg.backend)
     caps = backend.capabilities()
     for p in points:
@@ -89,11 +89,11 @@ def run_experiment(
         idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
         if idle_before:
             windows.append(("idle_before", "", None, idle_before))
-        for point in points:
-            pc = point.config
-            say(f"[{point.label}] loading {pc.model} ({pc.precision}) on {hardware}")
-            backend.load(pc)
-            try:
+        try:
+            for point in points:
+                pc = point.config
+                say(f"[{point.label}] {pc.model} ({pc.precision}) on {hardware}")
+                backend.load(pc)  # reuses the loaded model when only run-time options changed
                 prompts = build_prompts(pc, backend.tokenizer, backend.vocab_size)
                 warm = _requests(prompts[: max(pc.warmup_requests, pc.batching.batch_size if pc.pytorch.static_cache else 0)], pc, 0.0)
                 if warm:
@@ -124,8 +124,8 @@ def run_experiment(
                                    "config_json": json.dumps(pc.model_dump(mode="json"), sort_keys=True),
                                    "non_defaults_json": json.dumps(pc.non_defaults(), sort_keys=True), "config_hash": pc.config_hash(),
                                    **{f"backend_{k}": v for k, v in backend.info.items()}})
-            finally:
-                backend.close()
+        finally:
+            backend.close()
         idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
         if idle_after:
             windows.append(("idle_after", "", None, idle_after))

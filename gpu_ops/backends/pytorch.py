@@ -118,6 +118,11 @@ class PytorchBackend:
         import torch
         from transformers import AutoTokenizer
 
+        if self.model is not None and self.cfg.load_key() == config.load_key():
+            self.cfg = config  # same weights and engine options: keep the loaded model
+            return
+        if self.model is not None:
+            self.close()  # another model or engine option: free the old one first
         self.cfg = config
         self.device = resolve_device(config)
         self.source = resolve_model(config.model)

@@ -103,11 +103,11 @@ def test_leaderboard_checks_fail_on_crafted_rows():
                           "weights": "synthetic", "partition_key": "m__pytorch|h", "raw_run_id": None, "raw_storage_id": 1,
                           "raw_data_version": "v", "raw_code_version": "c", "stats_code_version": "s", "config_hash": "x",
                           "fingerprint_hash": "f", "j_per_token_mean": 0.1, "tokens_per_s_mean": 10.0}])
-    lb = build_leaderboard([rows])
+    lb = build_leaderboard(rows)
     assert every_row_has_provenance(lb).passed is False
     assert no_mixed_backends(lb).passed is False
     assert synthetic_weights_flagged(lb).passed is True and lb["flag"].iloc[0] == "synthetic weights"
     lb.loc[0, "flag"] = ""
     assert synthetic_weights_flagged(lb).passed is False
-    empty = build_leaderboard([])
+    empty = build_leaderboard(pd.DataFrame())
     assert every_row_has_provenance(empty).passed and empty.empty

@@ -1,0 +1,60 @@
+"""The platform on the real PostgreSQL at 127.0.0.1:5432, in a database of its own per test run."""
+
+import os
+import uuid
+
+import dagster as dg
+import pytest
+
+from energy_assets.leaderboard import leaderboard
+from energy_assets.raw import raw_measurements
+from energy_assets.stats import cycle_statistics
+from tests.conftest import REQUIRE_SERVICES
+from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml
+
+pytestmark = pytest.mark.services
+PG = os.environ.get("LEM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def pg_database():
+    psycopg2 = pytest.importorskip("psycopg2") if not REQUIRE_SERVICES else __import__("psycopg2")
+    try:
+        admin = psycopg2.connect(PG, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"PostgreSQL unreachable at {PG} ({exc}); start it (pg_ctlcluster <ver> main start) or unset LEM_REQUIRE_SERVICES")
+        pytest.skip(f"PostgreSQL unreachable at {PG}")
+    admin.autocommit = True
+    name = f"lem_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; dagster-postgres ships psycopg2
+    url = PG.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://") + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+
+def test_materialize_on_postgres_instance(tmp_path, pg_database, storage, resources):
+    overrides = {"storage": {"postgres": {"postgres_url": pg_database}}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        storage.register_experiment("builtin-tiny-llama__pytorch", experiment_yaml("tiny", "builtin:tiny-llama"))
+        add_partitions(instance, ["builtin-tiny-llama__pytorch"], [HW])
+        key = f"builtin-tiny-llama__pytorch|{HW}"
+        assert dg.materialize([raw_measurements, cycle_statistics], partition_key=key, instance=instance, resources=resources).success
+        res = dg.materialize([raw_measurements, cycle_statistics, leaderboard], selection=["leaderboard"], instance=instance, resources=resources)
+        assert res.success
+        row = res.output_for_node("leaderboard").iloc[0]
+        rec = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_measurements"), asset_partitions=[key]), limit=1).records[0]
+        assert (row.raw_run_id, row.raw_storage_id) == (rec.run_id, rec.storage_id)
+    import psycopg2
+
+    with psycopg2.connect(pg_database.replace("+psycopg2", "")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM runs")
+        assert cur.fetchone()[0] == 2  # both runs landed in PostgreSQL
