@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU evidence for docs/benchmarks/, run on the lent device machine (one stage per call, each < 10 min):
 #   bash benchmarks/gpu_evidence.sh engine     # list-hardware, llama-1b example (3 cycles x 2 batch sizes), meter overhead
-#   bash benchmarks/gpu_evidence.sh roofline   # bs1/bs64 eager vs compiled static cache
+#   bash benchmarks/gpu_evidence.sh roofline   # bs1/bs64 eager vs compiled static cache; meter overhead (compiled)
+#   bash benchmarks/gpu_evidence.sh campaign   # 20-sweep-point campaign: share of wall time in measured windows
 # Needs pydantic wheels in .whl/ (the device image has no pydantic). Output goes to $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/lem-out}; mkdir -p "$OUT"
@@ -38,6 +39,10 @@ PY
     ;;
   roofline)
     python3 benchmarks/decode_roofline.py --model synthetic:llama-3.2-1b --out /tmp/roof 2>&1 | tee "$OUT/roofline.log"
+    python3 benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --rounds 8 --compiled 2>&1 | tee "$OUT/meter_overhead_compiled.log"
     tar czf "$OUT/results-roofline.tgz" -C /tmp roof
+    ;;
+  campaign)
+    python3 benchmarks/campaign.py --model synthetic:llama-3.2-1b --precision bf16 --out /tmp/campaign 2>&1 | tee "$OUT/campaign.log"
     ;;
 esac

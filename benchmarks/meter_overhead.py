@@ -26,12 +26,14 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--compiled", action="store_true", help="static cache + torch.compile (less host noise on a GPU)")
     args = ap.parse_args()
     cfg = parse_config({
         "name": "meter-overhead", "model": args.model, "precision": args.precision or ("bf16" if args.model.startswith("synthetic") else "fp32"),
         "max_input_tokens": 128, "max_output_tokens": args.tokens, "min_output_tokens": args.tokens,
         "prompts": {"source": "random", "count": args.batch_size * 2, "random": {"input_len": 128}},
         "batching": {"strategy": "static", "batch_size": args.batch_size},
+        "pytorch": {"static_cache": args.compiled, "torch_compile": args.compiled},
     })
     backend = get_backend("pytorch")
     backend.load(cfg)
@@ -59,7 +61,8 @@ def main() -> int:
             results[mode].append(tok_s)
             print(f"round {i} meter {mode:<3}: {tok_s:10.1f} tok/s", flush=True)
     on, off = statistics.median(results["on"]), statistics.median(results["off"])
-    print(f"device: {backend.info['device']}  model: {args.model}  batch: {args.batch_size}")
+    print(f"device: {backend.info['device']}  model: {args.model}  batch: {args.batch_size}  compiled: {args.compiled}")
+    print(f"spread: on {min(results['on']):.1f}-{max(results['on']):.1f}, off {min(results['off']):.1f}-{max(results['off']):.1f} tok/s")
     print(f"median tok/s meter on {on:.1f}, off {off:.1f}, ratio on/off = {on / off:.4f}")
     backend.close()
     return 0

@@ -118,3 +118,36 @@ def test_capability_matrix_rejects_with_clear_message():
         check_capabilities(b.name, b.capabilities(), cfg(parallelism={"tensor": 2}))
     with pytest.raises(BackendUnavailable, match="backend 'tensorrt'"):
         get_backend("tensorrt")
+
+
+def _one_cycle(tmp_path, **over):
+    from gpu_ops.runner import run_experiment
+
+    base = {"name": "opt", "model": "builtin:tiny-llama", "max_input_tokens": 16, "max_output_tokens": 4, "min_output_tokens": 4,
+            "prompts": {"count": 4}, "batching": {"batch_size": 2}, "cycles": 1, "warmup_requests": 0, "cooldown_s": 0}
+    base.update(over)
+    return run_experiment(parse_config(base), tmp_path).tables
+
+
+def test_lora_adapter_through_peft(tmp_path, tiny_model_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    base_params = sum(p.numel() for p in base.parameters())
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(tmp_path / "adapter")
+    t = _one_cycle(tmp_path / "out", lora={"path": str(tmp_path / "adapter"), "name": "demo"})
+    assert (t.cycles.output_tokens == 16).all()
+    assert t.sweep_points.backend_parameters.iloc[0] > base_params  # the adapter's weights are loaded
+
+
+def test_assisted_generation_with_draft_model(tmp_path, tiny_model_path):
+    t = _one_cycle(tmp_path, model="builtin:small-llama", batching={"batch_size": 1}, pytorch={"assistant_model": "builtin:tiny-llama"})
+    assert (t.requests.output_tokens == 4).all() and t.requests.ttft_s.notna().all()
+
+
+def test_static_cache_path_runs_on_cpu(tmp_path, tiny_model_path):
+    t = _one_cycle(tmp_path, pytorch={"static_cache": True})
+    assert (t.requests.output_tokens == 4).all()
+    assert bool(t.sweep_points.backend_static_cache.iloc[0]) is True
