@@ -2,6 +2,7 @@
 # GPU evidence for docs/benchmarks/, run on the lent device machine (one stage per call, each < 10 min):
 #   bash benchmarks/gpu_evidence.sh engine     # list-hardware, llama-1b example (3 cycles x 2 batch sizes), meter overhead
 #   bash benchmarks/gpu_evidence.sh roofline   # bs1/bs64 eager vs compiled static cache; meter overhead (compiled)
+#   bash benchmarks/gpu_evidence.sh overhead   # cost of each NVML query; meter on/off (compiled path)
 #   bash benchmarks/gpu_evidence.sh campaign   # 20-sweep-point campaign: share of wall time in measured windows
 # Needs pydantic wheels in .whl/ (the device image has no pydantic). Output goes to $OUT.
 set -uo pipefail
@@ -41,6 +42,10 @@ PY
     python3 benchmarks/decode_roofline.py --model synthetic:llama-3.2-1b --out /tmp/roof 2>&1 | tee "$OUT/roofline.log"
     python3 benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --rounds 8 --compiled 2>&1 | tee "$OUT/meter_overhead_compiled.log"
     tar czf "$OUT/results-roofline.tgz" -C /tmp roof
+    ;;
+  overhead)
+    python3 benchmarks/nvml_call_cost.py 2>&1 | tee "$OUT/nvml_call_cost.log"
+    python3 benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --rounds 8 --compiled 2>&1 | tee "$OUT/meter_overhead_compiled.log"
     ;;
   campaign)
     python3 benchmarks/campaign.py --model synthetic:llama-3.2-1b --precision bf16 --out /tmp/campaign 2>&1 | tee "$OUT/campaign.log"

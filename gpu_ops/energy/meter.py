@@ -27,7 +27,8 @@ from gpu_ops.energy.rapl import RaplSource
 from gpu_ops.errors import MeasurementError
 
 MIN_TRUSTED_UPDATES = 10  # a window shorter than 10 counter updates is flagged too short to trust
-PROCESS_POLL_S = 0.5
+PROCESS_POLL_S = 1.0
+AUX_PERIOD_S = 0.5
 
 
 @dataclass
@@ -102,6 +103,9 @@ def foreign_pids(seen: set[int], own: set[int]) -> list[int]:
 
 
 class _Sampler(threading.Thread):
+    """Power of every device each tick; temperature, clocks and clock-event reasons every AUX_PERIOD_S;
+    the process list every PROCESS_POLL_S. The rare queries are the costly ones (benchmarks/nvml_call_cost.py)."""
+
     def __init__(self, meter: EnergyMeter, period_s: float):
         super().__init__(name="lem-power-sampler", daemon=True)
         self.meter = meter
@@ -110,13 +114,16 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         m = self.meter
-        next_poll = 0.0
+        next_aux = next_poll = 0.0
+        aux: dict[str, tuple] = {}
         while not self.stop_event.is_set():
             t = m.now()
             try:
+                if t >= next_aux:
+                    aux = {target.label: m.gpu.aux(target) for target in m.targets}
+                    next_aux = t + AUX_PERIOD_S
                 for target in m.targets:
-                    power, temp, clock, reasons = m.gpu.sample(target)
-                    m._samples.append((t, target.label, power, temp, clock, reasons))
+                    m._samples.append((t, target.label, m.gpu.power_w(target), *aux[target.label]))
                 if t >= next_poll:
                     for target in m.targets:
                         m._pid_polls.append((t, target.label, m.gpu.process_pids(target)))

@@ -200,10 +200,9 @@ class NvmlSource:
                 return v.value.uiVal / 1000.0
         return self.nvml.nvmlDeviceGetPowerUsage(t.handle) / 1000.0
 
-    def sample(self, t: GpuTarget) -> tuple[float, float | None, float | None, int]:
-        """(power W, temperature C, SM clock MHz, clock-event reasons bitmask)."""
+    def aux(self, t: GpuTarget) -> tuple[float | None, float | None, int]:
+        """(temperature C, SM clock MHz, clock-event reasons bitmask)."""
         nv = self.nvml
-        power = self.power_w(t)
         temp = clock = None
         reasons = 0
         try:
@@ -214,7 +213,7 @@ class NvmlSource:
         except Exception as exc:
             if type(exc).__name__ not in ("NVMLError_NotSupported",):
                 raise
-        return power, temp, clock, reasons
+        return temp, clock, reasons
 
     def process_pids(self, t: GpuTarget) -> set[int]:
         try:
