@@ -93,10 +93,12 @@ def run_experiment(
             for point in points:
                 pc = point.config
                 say(f"[{point.label}] {pc.model} ({pc.precision}) on {hardware}")
-                backend.load(pc)  # reuses the loaded model when only run-time options changed
+                reloaded = backend.load(pc)  # reuses the loaded model when only run-time options changed
                 prompts = build_prompts(pc, backend.tokenizer, backend.vocab_size)
                 warm = _requests(prompts[: max(pc.warmup_requests, pc.batching.batch_size if pc.pytorch.static_cache else 0)], pc, 0.0)
-                if warm:
+                # warm-up keeps loading and compilation out of measured windows: needed after a (re)load, and for
+                # compiled paths whose graphs depend on the batch shape; an eager model already warm skips it
+                if warm and (reloaded or pc.pytorch.static_cache or pc.pytorch.torch_compile):
                     meter.begin_window(f"{point.label}/warmup")
                     backend.warmup(warm)
                     w = meter.end_window(f"{point.label}/warmup")

@@ -57,7 +57,8 @@ class InferenceBackend(Protocol):
 
     def capabilities(self) -> Capabilities: ...
 
-    def load(self, config: ExperimentConfig) -> None: ...
+    def load(self, config: ExperimentConfig) -> bool:
+        """Load for `config`; returns False when the already loaded model/engine serves it unchanged."""
 
     def warmup(self, requests: list[Request]) -> None: ...
 

@@ -114,13 +114,14 @@ class PytorchBackend:
                 model = model.to(self.device)
         return model.eval()
 
-    def load(self, config: ExperimentConfig) -> None:
+    def load(self, config: ExperimentConfig) -> bool:
+        """Load for `config`; False when the loaded model already serves it (only run-time options differ)."""
         import torch
         from transformers import AutoTokenizer
 
         if self.model is not None and self.cfg.load_key() == config.load_key():
-            self.cfg = config  # same weights and engine options: keep the loaded model
-            return
+            self.cfg = config
+            return False
         if self.model is not None:
             self.close()  # another model or engine option: free the old one first
         self.cfg = config
@@ -144,6 +145,7 @@ class PytorchBackend:
         self.info = {"device": self.device, "weights": self.source.weights, "parameters": sum(p.numel() for p in self.model.parameters()),
                      "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
                      "static_cache": config.pytorch.static_cache, "torch_compile": config.pytorch.torch_compile}
+        return True
 
     @property
     def vocab_size(self) -> int:

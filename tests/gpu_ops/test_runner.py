@@ -40,6 +40,7 @@ def test_fake_gpu_run_measures_energy_idle_and_net(tmp_path, tiny_model_path):
     assert (m.j_per_token == m.gross_energy_j / m.output_tokens).all()
     assert m.hardware.iloc[0] == "h100-80gb-hbm3" and m.power_limit_w.iloc[0] == 700.0
     assert set(t.windows.kind) == {"idle_before", "idle_after", "warmup", "cycle"}
+    assert (t.windows.kind == "warmup").sum() == 1  # the second point reuses the warm model
     assert len(t.timeline) > 10 and {"t_s", "device", "power_w"} <= set(t.timeline.columns)
     fp = json.loads(t.experiment.iloc[0].fingerprint_json)
     assert fp["driver"] == "580.159.04" and fp["gpus"][0]["uuid_hash"] and "GPU-" not in t.experiment.iloc[0].fingerprint_json
