@@ -3,6 +3,7 @@
 #   bash benchmarks/gpu_evidence.sh engine     # list-hardware, llama-1b example (3 cycles x 2 batch sizes), meter overhead
 #   bash benchmarks/gpu_evidence.sh roofline   # bs1/bs64 eager vs compiled static cache; meter overhead (compiled)
 #   bash benchmarks/gpu_evidence.sh overhead   # cost of each NVML query; meter on/off (compiled path)
+#   bash benchmarks/gpu_evidence.sh zeus       # our counter windows vs ZeusMonitor windows (zeus + tyro wheels in .whl/)
 #   bash benchmarks/gpu_evidence.sh campaign   # 20-sweep-point campaign: share of wall time in measured windows
 # Needs pydantic wheels in .whl/ (the device image has no pydantic). Output goes to $OUT.
 set -uo pipefail
@@ -46,6 +47,15 @@ PY
   overhead)
     python3 benchmarks/nvml_call_cost.py 2>&1 | tee "$OUT/nvml_call_cost.log"
     python3 benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --rounds 8 --compiled 2>&1 | tee "$OUT/meter_overhead_compiled.log"
+    ;;
+  zeus)
+    lem run examples/zeus-gpu.yaml --out /tmp/zeus -q 2>&1 | tee "$OUT/zeus-run.log"
+    python3 - /tmp/zeus/*/ <<'PY' 2>&1 | tee "$OUT/zeus-crosscheck.txt"
+import sys, pandas as pd
+c = pd.read_parquet(sys.argv[1] + "cycles.parquet")
+c["zeus_vs_counter"] = (c.zeus_energy_j - c.gross_energy_j) / c.gross_energy_j
+print(c[["cycle", "duration_s", "gross_energy_j", "zeus_energy_j", "zeus_vs_counter", "timeline_energy_j", "cross_check_rel_diff"]].to_string(index=False))
+PY
     ;;
   campaign)
     python3 benchmarks/campaign.py --model synthetic:llama-3.2-1b --precision bf16 --out /tmp/campaign 2>&1 | tee "$OUT/campaign.log"

@@ -103,7 +103,7 @@ class Slo(Strict):
 
 
 class EnergyOptions(Strict):
-    sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = 20.0
+    sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = 50.0
     idle_baseline_s: Annotated[float, Field(ge=0.0, le=600.0)] = 3.0
     cross_check_tolerance: Annotated[float, Field(gt=0.0, le=1.0)] = 0.10
     zeus: bool = False
