@@ -58,6 +58,6 @@ print(c[["cycle", "duration_s", "gross_energy_j", "zeus_energy_j", "zeus_vs_coun
 PY
     ;;
   campaign)
-    python3 benchmarks/campaign.py --model synthetic:llama-3.2-1b --precision bf16 --out /tmp/campaign 2>&1 | tee "$OUT/campaign.log"
+    python3 benchmarks/campaign.py --model synthetic:llama-3.2-1b --precision bf16 --cooldown "${COOLDOWN:-0.2}" --out /tmp/campaign 2>&1 | tee "$OUT/campaign.log"
     ;;
 esac
