@@ -24,11 +24,3 @@ def split(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
         dims = dict(zip(sorted(measurement_partitions.partition_dimension_names), exp_or_hw))
     return dims["experiment"], dims["hardware"]
 
-
-def add_requests(instance_or_ctx, experiment: str, hardware: str) -> list:
-    """Dynamic-partition add requests for keys not yet registered."""
-    reqs = []
-    for pdef, key in ((experiment_partitions, experiment), (hardware_partitions, hardware)):
-        if not instance_or_ctx.instance.has_dynamic_partition(pdef.name, key):
-            reqs.append(pdef.build_add_request([key]))
-    return reqs

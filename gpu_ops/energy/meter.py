@@ -13,10 +13,11 @@ is `unmeasured` with a reason: never a zero.
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
@@ -242,13 +243,14 @@ class EnergyMeter:
             for target, e0, e1 in zip(self.targets, opened.energy_mj, energy):
                 by_dev[target.label] = (e1 - e0) / 1000.0
             gpu_j = float(sum(by_dev.values()))
-        tl = self.timeline(opened.start_s, end_s)
+        around = self.timeline(opened.start_s - 1.0, end_s + 1.0)  # margins let the integral interpolate the edges
+        tl = around[(around.t_s >= opened.start_s) & (around.t_s <= end_s)]
         timeline_j = None
         peak = temp_min = temp_max = clk_min = clk_max = None
         reasons = 0
         n = len(tl)
         if n:
-            parts = [integrate(g.t_s.to_numpy(), g.power_w.to_numpy(), opened.start_s, end_s) for _, g in self.timeline(opened.start_s - 1.0, end_s + 1.0).groupby("device")]
+            parts = [integrate(g.t_s.to_numpy(), g.power_w.to_numpy(), opened.start_s, end_s) for _, g in around.groupby("device")]
             timeline_j = None if any(p is None for p in parts) else float(sum(parts))
             peak = float(tl.groupby("t_s").power_w.sum().max())
             temp_min, temp_max = _range(tl.temp_c)
@@ -294,10 +296,10 @@ class EnergyMeter:
     # -- timeline ---------------------------------------------------------------------------
     def timeline(self, start_s: float | None = None, end_s: float | None = None) -> pd.DataFrame:
         cols = ["t_s", "device", "power_w", "temp_c", "sm_clock_mhz", "throttle_reasons"]
-        df = pd.DataFrame(list(self._samples), columns=cols)
+        samples = self._samples[:]  # appended in time order by one thread: slice by bisection, not a scan
         if start_s is not None:
-            df = df[(df.t_s >= start_s) & (df.t_s <= end_s)]
-        return df.reset_index(drop=True)
+            samples = samples[bisect.bisect_left(samples, (start_s,)): bisect.bisect_right(samples, (end_s, "\uffff"))]
+        return pd.DataFrame(samples, columns=cols)
 
     def describe(self) -> dict:
         return {
@@ -324,7 +326,6 @@ class IdleBaseline:
 
     before: WindowMeasurement | None
     after: WindowMeasurement | None
-    extra: dict = field(default_factory=dict)
 
     @property
     def power_w(self) -> float | None:
