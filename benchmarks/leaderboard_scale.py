@@ -19,7 +19,7 @@ from upath import UPath
 from energy_assets.io import concat_parquet
 from energy_assets.leaderboard import COLUMNS, PROVENANCE, build_leaderboard
 from energy_assets.stats import statistics_with_provenance
-from gpu_ops.results import ResultTables, _parquet_bytes
+from gpu_ops.results import ResultTables, parquet_bytes
 from gpu_ops.stats import SUMMARISED
 
 
@@ -49,7 +49,7 @@ def main() -> int:
                 t = synthetic_tables(i, rng)
                 key = f"{t.experiment.experiment_key[0]}|{t.experiment.hardware[0]}"
                 prov = {"raw_run_id": f"run-{i}", "raw_storage_id": i, "raw_data_version": "d" * 16, "raw_code_version": "raw-v1"}
-                (folder / f"{i}.parquet").write_bytes(_parquet_bytes(statistics_with_provenance(t, key, prov), small=True))
+                (folder / f"{i}.parquet").write_bytes(parquet_bytes(statistics_with_provenance(t, key, prov), small=True))
             prep = time.perf_counter() - t0
             t0 = time.perf_counter()
             lb = build_leaderboard(concat_parquet([UPath(p) for p in sorted(folder.glob("*.parquet"))], [*COLUMNS, *PROVENANCE]))

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from gpu_ops.results import ResultTables, _parquet_bytes, read_tables, write_tables
+from gpu_ops.results import ResultTables, parquet_bytes, read_tables, write_tables
 
 
 def _is_local(path: UPath) -> bool:
@@ -50,7 +50,7 @@ class ParquetIOManager(dg.UPathIOManager):
     extension = ".parquet"
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
-        data = _parquet_bytes(obj, small=True)
+        data = parquet_bytes(obj, small=True)
         if _is_local(path):
             target = Path(path.path)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -66,11 +66,6 @@ class ResultTables:
         return str(row["experiment_key"]), str(row["hardware"])
 
 
-def write_parquet(df: pd.DataFrame, path: Path) -> None:
-    """Fixed writer options so identical frames give identical bytes."""
-    Path(path).write_bytes(_parquet_bytes(df))
-
-
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -79,8 +74,8 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _parquet_bytes(df: pd.DataFrame, small: bool = False) -> bytes:
-    """Fixed writer options. `small` tables (one row per sweep point) skip compression and dictionaries:
+def parquet_bytes(df: pd.DataFrame, small: bool = False) -> bytes:
+    """Fixed writer options, so identical frames give identical bytes. `small` tables (one row per sweep point) skip compression and dictionaries:
     decoding them dominates when thousands are read at once, and they gain nothing from either."""
     buf = pa.BufferOutputStream()
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
@@ -91,11 +86,22 @@ def _parquet_bytes(df: pd.DataFrame, small: bool = False) -> bytes:
     return buf.getvalue().to_pybytes()
 
 
-def tables_digest(tables: ResultTables) -> str:
-    """Content hash of the tables as written (same bytes as `write_tables`): the data version."""
-    files = {name: {"rows": len(tables.table(name)), "sha256": hashlib.sha256(_parquet_bytes(tables.table(name))).hexdigest()}
-             for name in TABLES}
+def _serialised(tables: ResultTables) -> dict[str, tuple[bytes, dict]]:
+    """Each table's Parquet bytes and its {rows, sha256} entry of summary.json."""
+    out = {}
+    for name in TABLES:
+        data = parquet_bytes(tables.table(name))
+        out[name] = (data, {"rows": len(tables.table(name)), "sha256": hashlib.sha256(data).hexdigest()})
+    return out
+
+
+def _content_hash(files: dict[str, dict]) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def tables_digest(tables: ResultTables) -> str:
+    """Content hash of the tables as `write_tables` writes them: the data version."""
+    return _content_hash({name: entry for name, (_, entry) in _serialised(tables).items()})
 
 
 def write_tables(tables: ResultTables, folder: Path) -> str:
@@ -105,10 +111,10 @@ def write_tables(tables: ResultTables, folder: Path) -> str:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
         files = {}
-        for name in TABLES:
-            write_parquet(tables.table(name), tmp / f"{name}.parquet")
-            files[name] = {"rows": len(tables.table(name)), "sha256": file_sha256(tmp / f"{name}.parquet")}
-        content_hash = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+        for name, (data, entry) in _serialised(tables).items():
+            (tmp / f"{name}.parquet").write_bytes(data)
+            files[name] = entry
+        content_hash = _content_hash(files)
         summary = dict(tables.summary, schema_version=SCHEMA_VERSION, tables=files, content_hash=content_hash)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
         if folder.exists():
