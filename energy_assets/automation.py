@@ -10,6 +10,7 @@ import shutil
 
 import dagster as dg
 
+from energy_assets.fleet import measure_executor
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key, split
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource
@@ -22,6 +23,7 @@ from gpu_ops.validation import blocking_failures, validate
 
 measure_job = dg.define_asset_job(
     "measure", selection=dg.AssetSelection.assets("raw_measurements"), partitions_def=measurement_partitions,
+    executor_def=measure_executor(),
     description="Measure (or ingest) one experiment x hardware partition. At most one run per hardware value runs at a time (dagster.yaml).",
 )
 

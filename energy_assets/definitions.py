@@ -8,14 +8,16 @@ from energy_assets.automation import automation, build_schedules, experiment_inb
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
 from energy_assets.io import ParquetIOManager, ResultTablesIOManager
 from energy_assets.leaderboard import leaderboard
+from energy_assets.publish import hf_dataset_publish, hf_dataset_snapshot, hub_from_env
 from energy_assets.raw import raw_measurements
 from energy_assets.resources import GpuResource, StorageResource
+from energy_assets.site import leaderboard_site
 from energy_assets.stats import cycle_statistics
 
 storage = StorageResource()
 
 defs = dg.Definitions(
-    assets=[raw_measurements, cycle_statistics, leaderboard],
+    assets=[raw_measurements, cycle_statistics, leaderboard, hf_dataset_snapshot, hf_dataset_publish, leaderboard_site],
     asset_checks=[every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged],
     jobs=[measure_job],
     sensors=[experiment_inbox, results_inbox, automation],
@@ -23,6 +25,7 @@ defs = dg.Definitions(
     resources={
         "storage": storage,
         "gpu": GpuResource(visible_devices=os.environ.get("LEM_VISIBLE_DEVICES")),
+        "hf_hub": hub_from_env(),
         "tables_io_manager": ResultTablesIOManager(base_path=storage.io_base()),
         "parquet_io_manager": ParquetIOManager(base_path=storage.io_base()),
     },

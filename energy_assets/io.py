@@ -37,6 +37,22 @@ class ResultTablesIOManager(dg.UPathIOManager):
             for name in [n for n in names if n != "summary.json"] + ["summary.json"]:
                 (path / name).write_bytes((local / name).read_bytes())
 
+    def load_partitions(self, context: dg.InputContext):
+        """With `AssetIn(metadata={"as_folders": True})` an unpartitioned reader gets {partition key: result folder}
+        for the partitions that exist, and reads only what it needs (the dataset export streams them in Arrow)."""
+        if context.has_partition_key or not (context.definition_metadata or {}).get("as_folders"):
+            return super().load_partitions(context)
+        paths = self._get_paths_for_partitions(context)
+        found = {}
+        for key in context.asset_partition_keys:
+            path = paths[key]
+            if _is_local(path):
+                if (Path(path.path) / "summary.json").is_file():
+                    found[str(key)] = Path(path.path)
+            elif (path / "summary.json").exists():
+                found[str(key)] = _local_copy(path)
+        return found
+
     def load_from_path(self, context: dg.InputContext, path: UPath) -> ResultTables:
         if _is_local(path):
             return read_tables(Path(path.path))
@@ -75,6 +91,27 @@ class ParquetIOManager(dg.UPathIOManager):
         paths = self._get_paths_for_partitions(context)
         columns = (context.definition_metadata or {}).get("columns")  # AssetIn(metadata={"columns": [...]})
         return concat_parquet([paths[key] for key in context.asset_partition_keys], columns)
+
+
+def _local_copy(path: UPath) -> Path:
+    """A result folder on object storage, copied once into a local cache keyed by its summary's content hash."""
+    import hashlib
+    import json
+    import shutil
+
+    summary = (path / "summary.json").read_bytes()
+    digest = json.loads(summary).get("content_hash") or hashlib.sha256(summary).hexdigest()[:16]
+    local = Path(tempfile.gettempdir()) / "lem-folder-cache" / digest
+    if not (local / "summary.json").is_file():
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".copy-", dir=local.parent))
+        for p in path.iterdir():
+            (tmp / p.name).write_bytes(p.read_bytes())
+        try:
+            os.rename(tmp, local)
+        except OSError:  # another reader copied it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return local
 
 
 def concat_parquet(paths: list[UPath], columns: list[str] | None = None) -> pd.DataFrame:

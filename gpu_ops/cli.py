@@ -77,14 +77,49 @@ def _cmd_list_presets(args) -> int:
 
 def _cmd_list_backends(args) -> int:
     from gpu_ops.backends import BACKENDS, get_backend
+    from gpu_ops.backends.matrix import declared
 
     for name, desc in BACKENDS.items():
+        verified = declared()[name].verified
+        mark = f"  verified on: {verified}" if verified else "  [not verified on hardware]"
         try:
             b = get_backend(name)
             caps = b.capabilities()
-            print(f"{name:<10} available  {b.version()}  precisions={','.join(sorted(caps.precisions))} lora={caps.lora}")
-        except UserError:
-            print(f"{name:<10} unavailable  {desc}")
+            print(f"{name:<10} available    {b.version()}  precisions={','.join(sorted(caps.precisions))} lora={caps.lora}{mark}")
+            b.close()
+        except UserError as exc:
+            print(f"{name:<10} unavailable  {exc}{mark}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from gpu_ops.site import report_from_folders
+
+    site = report_from_folders([Path(f) for f in args.results], Path(args.out), args.dagster_url)
+    print(f"{site.rows} leaderboard rows, {site.pages} detail pages: {site.folder / 'index.html'}")
+    return 0
+
+
+def _cmd_worker(args) -> int:
+    """The fleet worker lives in the platform package (it runs Dagster steps); gpu_ops itself imports no Dagster."""
+    try:
+        from energy_assets.fleet import run_worker
+    except ImportError as exc:
+        raise UserError(f"the worker needs the platform: pip install 'llm-energy-measure[platform,fleet]' ({exc})") from None
+    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+    return run_worker(args.hardware, gpus, args.name, args.concurrency)
+
+
+def _cmd_compare(args) -> int:
+    from gpu_ops.compare import compare, render_table, write_outputs
+
+    say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    out = Path(args.out)
+    table = compare(args.config, [b.strip() for b in args.backends.split(",") if b.strip()], out, say)
+    print(render_table(table))
+    print(f"request trace {table.trace_hash.iloc[0]} replayed on every backend")
+    for path in write_outputs(table, out):
+        print(path)
     return 0
 
 
@@ -137,6 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list-presets", help="decoder presets").set_defaults(func=_cmd_list_presets)
     sub.add_parser("list-backends", help="backends and whether they are installed").set_defaults(func=_cmd_list_backends)
     sub.add_parser("list-hardware", help="CPU profile, GPUs, MIG topology").set_defaults(func=_cmd_list_hardware)
+    c = sub.add_parser("compare", help="replay one request trace on several backends; table and energy-vs-throughput chart")
+    c.add_argument("config")
+    c.add_argument("--backends", required=True, help="comma-separated, e.g. pytorch,vllm")
+    c.add_argument("--out", default="compare", help="folder for the result folders, compare.csv/json and compare.html")
+    c.add_argument("-q", "--quiet", action="store_true")
+    c.set_defaults(func=_cmd_compare)
+    rp = sub.add_parser("report", help="build the static leaderboard site (offline, plotly) from result folders")
+    rp.add_argument("results", nargs="+", help="result folders written by `run`")
+    rp.add_argument("--out", default="site", help="site folder (replaced atomically)")
+    rp.add_argument("--dagster-url", default=None, help="base URL of a Dagster UI, for provenance links")
+    rp.set_defaults(func=_cmd_report)
+    w = sub.add_parser("worker", help="GPU fleet: a Celery worker serving one hardware profile's queue (docs/deployment.md)")
+    w.add_argument("--hardware", required=True, help="hardware profile this worker serves; must match this machine's GPUs")
+    w.add_argument("--gpus", default=None, help="comma-separated visible GPU indices (default 0)")
+    w.add_argument("--name", default=None, help="Celery worker name (default lem-<hardware>-<pid>)")
+    w.add_argument("--concurrency", type=int, default=1, help="parallel steps; keep 1 per GPU set (measurements need the GPU alone)")
+    w.set_defaults(func=_cmd_worker)
     v = sub.add_parser("validate", help="run the physics checks on a result folder")
     v.add_argument("folder")
     v.set_defaults(func=_cmd_validate)

@@ -67,7 +67,11 @@ class Decoder(Strict):
 
 
 class Batching(Strict):
-    strategy: Literal["static", "dynamic", "sorted_static", "sorted_dynamic"] = "static"
+    """`static`/`dynamic`/`sorted_*` form whole batches (PyTorch); `continuous` is an engine's iteration-level
+    scheduler (vLLM, TensorRT-LLM), where `batch_size` caps the sequences running at once (max_num_seqs).
+    Left out, the strategy is the backend's native one."""
+
+    strategy: Literal["static", "dynamic", "sorted_static", "sorted_dynamic", "continuous"] = "static"
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 1
 
 
@@ -123,6 +127,9 @@ class VllmOptions(Strict):
     max_num_seqs: Annotated[int, Field(ge=1, le=65536)] | None = None
     max_model_len: Annotated[int, Field(ge=16, le=1_048_576)] | None = None
     enable_prefix_caching: bool | None = None
+    # empty the prefix cache before each measured cycle: cycles replay the same prompts, so a cache kept across
+    # cycles would make every cycle after the first a cache hit; false measures that warm regime on purpose
+    cold_prefix_cache: bool = True
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"] = "auto"
     enforce_eager: bool = False
     speculative_model: str | None = None
@@ -195,6 +202,16 @@ class ExperimentConfig(Strict):
     tensorrt: TensorrtOptions | None = None
     schedule: Schedule | None = None
     sweep: dict[str, list[Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _native_batching(cls, data: Any) -> Any:
+        """An unset batching strategy is the backend's native one, so one file runs on every backend."""
+        if isinstance(data, dict) and data.get("backend") in ("vllm", "tensorrt"):
+            batching = data.get("batching")
+            if batching is None or (isinstance(batching, dict) and "strategy" not in batching):
+                data = dict(data, batching=dict(batching or {}, strategy="continuous"))
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:

@@ -21,8 +21,8 @@ from gpu_ops.energy.meter import WindowMeasurement, integrate
 
 def request_row(rec: RequestRecord) -> dict:
     t = rec.token_times_s
-    first = t[0] if t else None
-    last = t[-1] if t else None
+    first = t[0] if t else rec.first_token_s
+    last = t[-1] if t else rec.last_token_s
     ttft = first - rec.arrival_s if first is not None else None
     e2e = last - rec.arrival_s if last is not None else None
     tpot = (e2e - ttft) / (rec.output_tokens - 1) if rec.output_tokens > 1 and e2e is not None else None

@@ -7,6 +7,7 @@ cycle and after the last. Net energy uses the mean of both idle powers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from gpu_ops import __version__
-from gpu_ops.backends import Request, check_capabilities, get_backend
+from gpu_ops.backends import ENGINE_METRICS, Request, check_capabilities, get_backend
 from gpu_ops.config import ExperimentConfig, SweepPoint
 from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_meter
 from gpu_ops.energy.nvml import uuid_hash
@@ -47,6 +48,15 @@ class RunOutcome:
 def _requests(prompts: list[list[int]], cfg: ExperimentConfig, offset_s: float) -> list[Request]:
     arrivals = arrival_times(cfg.traffic, len(prompts))
     return [Request(i, p, cfg.max_output_tokens, cfg.min_output_tokens, offset_s + float(a)) for i, (p, a) in enumerate(zip(prompts, arrivals))]
+
+
+def trace_hash(requests: list[Request]) -> str:
+    """Identity of a request trace (prompt ids, arrival offsets, token limits): equal hashes mean two runs
+    (e.g. two backends in `compare`) replayed the same trace."""
+    h = hashlib.sha256()
+    for r in requests:
+        h.update(json.dumps([r.prompt_token_ids, round(r.arrival_s, 9), r.max_new_tokens, r.min_new_tokens]).encode())
+    return h.hexdigest()[:16]
 
 
 def run_experiment(
@@ -82,7 +92,7 @@ def run_experiment(
         say = bar.write
 
     windows: list[tuple[str, str, int | None, WindowMeasurement]] = []
-    per_cycle: list[tuple[SweepPoint, int, pd.DataFrame, WindowMeasurement, int | None]] = []
+    per_cycle: list[tuple[SweepPoint, int, pd.DataFrame, WindowMeasurement, int | None, dict]] = []
     point_info: list[dict] = []
     lock_keys = [uuid_hash(t.uuid if t.mig is None else t.parent_uuid) for t in meter.targets] or [f"cpu-{socket.gethostname()}"]
     with device_locks(lock_keys), meter:
@@ -108,6 +118,7 @@ def run_experiment(
                     if pc.cooldown_s:
                         time.sleep(pc.cooldown_s)
                     name = f"{point.label}/cycle-{c}"
+                    backend.before_cycle()
                     meter.begin_window(name)
                     reqs = _requests(prompts, pc, meter.now())
                     try:
@@ -117,7 +128,7 @@ def run_experiment(
                         raise MeasurementError(f"[{point.label}] cycle {c} failed, its energy discarded: {type(exc).__name__}: {exc}") from exc
                     w = meter.end_window(name)
                     windows.append(("cycle", point.label, c, w))
-                    per_cycle.append((point, c, requests_frame(records), w, backend.peak_memory_bytes()))
+                    per_cycle.append((point, c, requests_frame(records), w, backend.peak_memory_bytes(), backend.engine_metrics()))
                     say(f"[{point.label}] cycle {c}: {w.duration_s:.2f} s, "
                         + (f"{w.gpu_energy_j:.1f} J" if w.gpu_energy_j is not None else f"energy unmeasured ({w.gpu_unmeasured_reason})"))
                     if bar:
@@ -125,6 +136,7 @@ def run_experiment(
                 point_info.append({"sweep_point": point.label, "overrides_json": json.dumps(point.overrides, sort_keys=True, default=str),
                                    "config_json": json.dumps(pc.model_dump(mode="json"), sort_keys=True),
                                    "non_defaults_json": json.dumps(pc.non_defaults(), sort_keys=True), "config_hash": pc.config_hash(),
+                                   "trace_hash": trace_hash(_requests(prompts, pc, 0.0)),
                                    **{f"backend_{k}": v for k, v in backend.info.items()}})
         finally:
             backend.close()
@@ -140,7 +152,7 @@ def run_experiment(
     power_limit = sum(t.power_limit_w for t in meter.targets if t.power_limit_w) or None
     fp = fingerprint(meter.targets, meter.gpu.nvml if meter.gpu else None, backend.version(), cfg.config_hash())
     cycles, requests = [], []
-    for point, c, req, w, peak in per_cycle:
+    for point, c, req, w, peak, engine in per_cycle:
         row = {"sweep_point": point.label, "cycle": c, "model": cfg.model, "backend": cfg.backend, "hardware": hardware,
                "weights": source.weights, "experiment_key": exp_key, "precision": point.config.precision,
                "batch_size": point.config.batching.batch_size, "config_hash": point.config.config_hash(),
@@ -151,6 +163,7 @@ def run_experiment(
                "sm_clock_max_mhz": w.sm_clock_max_mhz, "power_limit_w": power_limit, "zeus_energy_j": w.zeus_energy_j,
                "mig_attribution": w.mig_attribution, "mig_attributed_energy_j": w.mig_attributed_energy_j}
         row.update(cycle_row(req, w, idle.power_w, point.config.slo, peak, timeline))
+        row.update({k: engine.get(k) for k in ENGINE_METRICS})  # same columns on every backend; NaN = not reported
         cycles.append(row)
         requests.append(req.assign(sweep_point=point.label, cycle=c))
     win_rows = [dict(w.to_row(), kind=kind, sweep_point=label, cycle=c) for kind, label, c, w in windows]

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from gpu_ops.backends.base import Capabilities, InferenceBackend, Request, RequestRecord, check_capabilities
-from gpu_ops.errors import BackendUnavailable
+from gpu_ops.backends.base import ENGINE_METRICS, Capabilities, InferenceBackend, Request, RequestRecord, check_capabilities
 
-__all__ = ["Capabilities", "InferenceBackend", "Request", "RequestRecord", "check_capabilities", "get_backend", "BACKENDS"]
+__all__ = ["ENGINE_METRICS", "Capabilities", "InferenceBackend", "Request", "RequestRecord", "check_capabilities", "get_backend", "BACKENDS"]
 
 BACKENDS = {
-    "pytorch": "transformers generate (this package)",
-    "vllm": "not in this release: tracked by the backends issue",
-    "tensorrt": "not in this release: tracked by the backends issue",
+    "pytorch": "transformers generate with per-step timestamps (this package)",
+    "vllm": "vLLM: offline LLM.generate and streaming AsyncLLM, continuous batching",
+    "tensorrt": "TensorRT-LLM LLM API: generate_async streaming (not verified on hardware)",
 }
 
 
 def get_backend(name: str) -> InferenceBackend:
+    """The backend named `name`; BackendUnavailable (with the install hint) when its library is missing."""
     if name == "pytorch":
         from gpu_ops.backends.pytorch import PytorchBackend
 
         return PytorchBackend()
-    raise BackendUnavailable(f"backend '{name}' is {BACKENDS.get(name, 'unknown')}; use backend: pytorch")
+    if name == "vllm":
+        from gpu_ops.backends.vllm import VllmBackend
+
+        return VllmBackend()
+    if name == "tensorrt":
+        from gpu_ops.backends.tensorrt import TensorrtBackend
+
+        return TensorrtBackend()
+    from gpu_ops.errors import BackendUnavailable
+
+    raise BackendUnavailable(f"unknown backend '{name}'; available: {', '.join(BACKENDS)}")

@@ -30,9 +30,13 @@ class RequestRecord:
     output_tokens: int
     arrival_s: float
     scheduled_s: float  # when the engine started work on it (batch start / vLLM scheduled_ts)
-    token_times_s: list[float]  # host time each output token became available, one per token
+    token_times_s: list[float]  # host time each output token became available, one per token; [] when not observed
     batch_id: int = -1
     prefill_end_s: float | None = None  # first token of its batch: end of the prefill step
+    # engines that report only first/last token times (vLLM offline) set these and leave token_times_s empty:
+    # TTFT, TPOT and E2E stay measured, ITL is then unmeasured (never interpolated)
+    first_token_s: float | None = None
+    last_token_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,19 @@ class Capabilities:
     tensor_parallel: bool = False
     pipeline_parallel: bool = False
     open_loop: bool = True
+    data_parallel: bool = False
+    engine_metrics: frozenset[str] = frozenset()  # which ENGINE_METRICS the backend reports
+    verified: str = ""  # where this adapter has run for real; "" = nowhere (test double only)
     notes: tuple[str, ...] = field(default=())
+
+
+ENGINE_METRICS = {
+    "prefix_cache_hit_rate": "prefix-cache hits / queries (tokens) in the cycle",
+    "kv_cache_usage_peak": "highest KV-cache usage fraction seen in the cycle",
+    "preemptions": "requests preempted (KV cache exhausted) in the cycle",
+    "spec_decode_acceptance_rate": "accepted / proposed draft tokens in the cycle",
+}
+"""Engine metrics: a column in every backend's cycles table; NaN where a backend does not report it."""
 
 
 @runtime_checkable
@@ -62,9 +78,15 @@ class InferenceBackend(Protocol):
 
     def warmup(self, requests: list[Request]) -> None: ...
 
+    def before_cycle(self) -> None:
+        """Called outside the measured window before each cycle (e.g. to empty a prefix cache)."""
+
     def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]: ...
 
     def peak_memory_bytes(self) -> int | None: ...
+
+    def engine_metrics(self) -> dict[str, float | None]:
+        """ENGINE_METRICS of the last `run` (None where not reported)."""
 
     def sync(self) -> None:
         """Wait for queued device work, so a window edge is where the work really ended."""
@@ -85,11 +107,17 @@ def check_capabilities(name: str, caps: Capabilities, cfg: ExperimentConfig) -> 
         problems.append(f"parallelism.tensor={cfg.parallelism.tensor}")
     if cfg.parallelism.pipeline > 1 and not caps.pipeline_parallel:
         problems.append(f"parallelism.pipeline={cfg.parallelism.pipeline}")
+    if cfg.parallelism.data > 1 and not caps.data_parallel:
+        problems.append(f"parallelism.data={cfg.parallelism.data}")
     if cfg.streaming and not caps.streaming:
         problems.append("streaming")
     if cfg.traffic.mode != "offline" and not caps.open_loop:
         problems.append(f"traffic.mode '{cfg.traffic.mode}'")
     if cfg.vllm is not None and cfg.vllm.enable_prefix_caching and not caps.prefix_caching:
         problems.append("vllm.enable_prefix_caching")
+    if cfg.vllm is not None and cfg.vllm.speculative_model and not caps.speculative:
+        problems.append("vllm.speculative_model")
+    if cfg.tensorrt is not None and cfg.tensorrt.enable_kv_cache_reuse and not caps.prefix_caching:
+        problems.append("tensorrt.enable_kv_cache_reuse")
     if problems:
         raise CapabilityError(f"backend '{name}' cannot honour: {'; '.join(problems)}. Change these options or pick another backend.")

@@ -7,6 +7,7 @@ so the host clock at `put` is when that step's tokens existed. TTFT and ITL are 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from gpu_ops.backends.base import Capabilities, Clock, Request, RequestRecord
@@ -35,6 +36,16 @@ class _StepClock:
 
     def end(self) -> None:
         pass
+
+
+CAPABILITIES = Capabilities(
+    precisions=frozenset({"fp32", "fp16", "bf16", "int8", "int4"}),
+    batching=frozenset({"static", "dynamic", "sorted_static", "sorted_dynamic"}),
+    streaming=True, prefix_caching=False, lora=True, speculative=True, tensor_parallel=False, pipeline_parallel=False,
+    open_loop=True, data_parallel=False, verified="CPU; NVIDIA H100 and H200 (docs/benchmarks)",
+    notes=("per-step timestamps always recorded (streamer hook)", "no continuous batching: a batch runs to completion",
+           "int8/int4 through bitsandbytes (CUDA only); LoRA through peft; speculative = assisted generation (pytorch.assistant_model)"),
+)
 
 
 def resolve_device(cfg: ExperimentConfig) -> str:
@@ -66,20 +77,15 @@ class PytorchBackend:
         return f"transformers {transformers.__version__}, torch {torch.__version__}"
 
     def capabilities(self) -> Capabilities:
+        """CAPABILITIES narrowed to what is installed here (peft for LoRA, bitsandbytes for int8/int4)."""
         import importlib.util
 
-        precisions = {"fp32", "fp16", "bf16"}
-        notes = ["per-step timestamps always recorded (streamer hook)", "no continuous batching: a batch runs to completion"]
-        if importlib.util.find_spec("bitsandbytes") is not None:
-            precisions |= {"int8", "int4"}
-        else:
-            notes.append("int8/int4 need bitsandbytes (not installed)")
-        return Capabilities(
-            precisions=frozenset(precisions),
-            batching=frozenset({"static", "dynamic", "sorted_static", "sorted_dynamic"}),
-            streaming=True, prefix_caching=False, lora=importlib.util.find_spec("peft") is not None,
-            speculative=True, tensor_parallel=False, pipeline_parallel=False, open_loop=True, notes=tuple(notes),
-        )
+        caps = CAPABILITIES
+        if importlib.util.find_spec("bitsandbytes") is None:
+            caps = replace(caps, precisions=caps.precisions - {"int8", "int4"}, notes=caps.notes + ("int8/int4: bitsandbytes not installed here",))
+        if importlib.util.find_spec("peft") is None:
+            caps = replace(caps, lora=False, notes=caps.notes + ("lora: peft not installed here",))
+        return caps
 
     # -- loading ----------------------------------------------------------------------------
     def _load_model(self, source: ModelSource, cfg: ExperimentConfig):
@@ -220,6 +226,9 @@ class PytorchBackend:
         for i in range(0, len(requests), bs):
             self._generate(requests[i: i + bs])
 
+    def before_cycle(self) -> None:
+        pass  # no state carries over between generate calls
+
     def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
         plan = BatchPlan(self.cfg.batching.strategy, self.cfg.batching.batch_size)
         pending = sorted(requests, key=lambda r: (r.arrival_s, r.id))
@@ -252,6 +261,9 @@ class PytorchBackend:
         if self.device.startswith("cuda"):
             return int(torch.cuda.max_memory_allocated(self.device))
         return None
+
+    def engine_metrics(self) -> dict[str, float | None]:
+        return {}  # generate() reports none of ENGINE_METRICS
 
     def sync(self) -> None:
         import torch

@@ -1,3 +1,5 @@
+import os
+import uuid
 from pathlib import Path
 from unittest import mock
 
@@ -11,6 +13,7 @@ from gpu_ops.backends.pytorch import PytorchBackend
 from gpu_ops.config import parse_config
 from gpu_ops.environment import cpu_profile
 from gpu_ops.runner import run_experiment
+from tests.conftest import REQUIRE_SERVICES
 from tests.fake_nvml import FakeGpu, FakeNVML
 
 HW = cpu_profile()
@@ -66,3 +69,30 @@ def fake_gpu_result(tmp_path: Path, name="gpu-exp", model="builtin:tiny-llama", 
     with mock.patch.object(PytorchBackend, "run", run):
         out = run_experiment(cfg, tmp_path / "remote", nvml=nv, folder_name=folder)
     return out.folder
+
+
+PG = os.environ.get("LEM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def pg_database():
+    psycopg2 = pytest.importorskip("psycopg2") if not REQUIRE_SERVICES else __import__("psycopg2")
+    try:
+        admin = psycopg2.connect(PG, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"PostgreSQL unreachable at {PG} ({exc}); start it (pg_ctlcluster <ver> main start) or unset LEM_REQUIRE_SERVICES")
+        pytest.skip(f"PostgreSQL unreachable at {PG}")
+    admin.autocommit = True
+    name = f"lem_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; dagster-postgres ships psycopg2
+    url = PG.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://") + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()

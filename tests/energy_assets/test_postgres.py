@@ -1,43 +1,14 @@
 """The platform on the real PostgreSQL at 127.0.0.1:5432, in a database of its own per test run."""
 
-import os
-import uuid
-
 import dagster as dg
 import pytest
 
 from energy_assets.leaderboard import leaderboard
 from energy_assets.raw import raw_measurements
 from energy_assets.stats import cycle_statistics
-from tests.conftest import REQUIRE_SERVICES
 from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml
 
 pytestmark = pytest.mark.services
-PG = os.environ.get("LEM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-def pg_database():
-    psycopg2 = pytest.importorskip("psycopg2") if not REQUIRE_SERVICES else __import__("psycopg2")
-    try:
-        admin = psycopg2.connect(PG, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"PostgreSQL unreachable at {PG} ({exc}); start it (pg_ctlcluster <ver> main start) or unset LEM_REQUIRE_SERVICES")
-        pytest.skip(f"PostgreSQL unreachable at {PG}")
-    admin.autocommit = True
-    name = f"lem_test_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; dagster-postgres ships psycopg2
-    url = PG.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://") + f"/{name}"
-    try:
-        yield url
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
 
 
 def test_materialize_on_postgres_instance(tmp_path, pg_database, storage, resources):

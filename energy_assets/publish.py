@@ -1,0 +1,190 @@
+"""HuggingFace dataset export and publishing.
+
+`hf_dataset_snapshot` writes the dataset folder (deterministic; see hf_export) after every leaderboard update
+whose blocking checks passed. `hf_dataset_publish` commits it to the Hub in one atomic `create_commit`
+against the head it read (`parent_commit`: a concurrent writer makes the commit fail instead of interleaving),
+tags it `snapshot-<hash>`, and makes no commit when the Hub already holds the same files.
+
+Modes (`LEM_HF_PUBLISH`): `off` (nothing), `dry-run` (default: the folder only, and what would be committed),
+`on`. The token comes only from the HF_TOKEN environment variable (through `dg.EnvVar`) and is scrubbed from
+any error text before it can reach a log, metadata or an exception.
+"""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import pandas as pd
+
+from energy_assets.hf_export import CONFIGS, build_snapshot
+from energy_assets.resources import StorageResource
+
+SNAPSHOT_CODE_VERSION = "hf-snapshot-v1"
+PARTITIONED = dg.AssetSelection.assets("raw_measurements", "cycle_statistics")
+
+
+class PublishError(Exception):
+    """Publishing failed; the message never contains the token."""
+
+
+def git_blob_sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class HuggingFaceHub(dg.ConfigurableResource):
+    """Where snapshots go. `token` is set from `dg.EnvVar("HF_TOKEN")`, so the UI and run config show only the name."""
+
+    repo_id: str = ""
+    endpoint: str = "https://huggingface.co"
+    private: bool = True
+    mode: Literal["off", "dry-run", "on"] = "dry-run"
+    token: str | None = None
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self.token, "***") if self.token else text
+
+    def _api(self):
+        from huggingface_hub import HfApi
+
+        return HfApi(endpoint=self.endpoint, token=self.token or False)
+
+    def remote_files(self, api, revision: str) -> dict[str, str]:
+        """path -> content id as huggingface_hub computes it locally (sha256 for LFS files, git blob sha1 otherwise)."""
+        from huggingface_hub.hf_api import RepoFile
+
+        out = {}
+        for entry in api.list_repo_tree(self.repo_id, repo_type="dataset", recursive=True, revision=revision):
+            if isinstance(entry, RepoFile):
+                out[entry.path] = entry.lfs.sha256 if entry.lfs else entry.blob_id
+        return out
+
+    def publish(self, folder: Path, content_hash: str) -> dict:
+        """Commit `folder` as the dataset's whole content (one commit), tag it; returns what happened."""
+        if not self.repo_id:
+            raise PublishError("mode 'on' needs a repo id: set LEM_HF_REPO (e.g. my-org/llm-energy)")
+        try:
+            return self._publish(folder, content_hash)
+        except PublishError:
+            raise
+        except Exception as exc:  # huggingface_hub / HTTP errors: scrub and re-raise without the chained traceback
+            raise PublishError(self._scrub(f"publishing to {self.endpoint} {self.repo_id} failed: {type(exc).__name__}: {exc}")) from None
+
+    def _publish(self, folder: Path, content_hash: str) -> dict:
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+        api = self._api()
+        api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
+        head = api.repo_info(self.repo_id, repo_type="dataset").sha
+        remote = self.remote_files(api, head)
+        local = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+        tag = f"snapshot-{content_hash[:16]}"
+        changed = [rel for rel, p in local.items() if remote.get(rel) not in (git_blob_sha(p.read_bytes()), _sha256(p))]
+        stale = sorted(set(remote) - set(local) - {".gitattributes"})
+        if not changed and not stale:
+            return {"committed": False, "reason": "the Hub already holds this snapshot", "commit": head, "tag": tag}
+        ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(local[rel])) for rel in changed]
+        ops += [CommitOperationDelete(path_in_repo=rel) for rel in stale]
+        info = api.create_commit(self.repo_id, ops, commit_message=f"Snapshot {content_hash[:16]}", repo_type="dataset",
+                                 parent_commit=head,
+                                 commit_description=f"llm-energy-measure dataset snapshot, content hash {content_hash}")
+        api.create_tag(self.repo_id, tag=tag, revision=info.oid, repo_type="dataset", exist_ok=True,
+                       tag_message=f"content hash {content_hash}")
+        return {"committed": True, "commit": info.oid, "parent": head, "tag": tag, "files_changed": len(changed), "files_deleted": len(stale)}
+
+
+def _sha256(path: Path) -> str:
+    from gpu_ops.results import file_sha256
+
+    return file_sha256(path)
+
+
+def hub_from_env() -> HuggingFaceHub:
+    """The resource as the environment configures it; the token only by EnvVar reference."""
+    repo = os.environ.get("LEM_HF_REPO", "")
+    return HuggingFaceHub(
+        repo_id=repo, endpoint=os.environ.get("LEM_HF_ENDPOINT", "https://huggingface.co"),
+        private=os.environ.get("LEM_HF_PRIVATE", "1") != "0",
+        mode=os.environ.get("LEM_HF_PUBLISH", "on" if repo and os.environ.get("HF_TOKEN") else "dry-run"),
+        token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None,
+    )
+
+
+def snapshot_folder(storage: StorageResource) -> Path:
+    return storage.root / "hf_dataset"
+
+
+@dg.asset(
+    ins={
+        "leaderboard": dg.AssetIn(),
+        "cycle_statistics": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True}),
+        "raw_measurements": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),
+                                       metadata={"allow_missing_partitions": True, "as_folders": True}),
+    },
+    code_version=SNAPSHOT_CODE_VERSION,
+    group_name="publish",
+    kinds={"parquet", "huggingface"},
+    automation_condition=dg.AutomationCondition.eager().ignore(PARTITIONED)
+    & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(PARTITIONED),
+    check_specs=[dg.AssetCheckSpec("card_matches_files", asset="hf_dataset_snapshot", blocking=True,
+                                   description="every config in the card's YAML has its data file, with the row count the metadata states")],
+    description="The HuggingFace dataset folder: Parquet per table (experiments ... leaderboard, provenance) and a dataset card.",
+)
+def hf_dataset_snapshot(context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame,
+                        cycle_statistics: pd.DataFrame, raw_measurements: dict):
+    snap = build_snapshot(raw_measurements, leaderboard, cycle_statistics, snapshot_folder(storage))
+    context.log.info(f"dataset snapshot {snap.content_hash[:16]}: {len(snap.files)} files in {snap.folder}")
+    yield dg.Output(None, data_version=dg.DataVersion(snap.content_hash), metadata={
+        "content_hash": snap.content_hash, "folder": dg.MetadataValue.path(str(snap.folder)), "partitions": len(raw_measurements),
+        "files": dg.MetadataValue.md(snap.metadata_table()),
+        "total_bytes": sum(f.bytes for f in snap.files),
+        **{f"rows_{f.path.removeprefix('data/').removesuffix('.parquet')}": f.rows for f in snap.files if f.rows is not None},
+    })
+    yield _card_check(snap.folder, {f.path: f.rows for f in snap.files})
+
+
+def _card_check(folder: Path, rows: dict[str, int | None]) -> dg.AssetCheckResult:
+    import pyarrow.parquet as pq
+    import yaml
+
+    text = (folder / "README.md").read_text()
+    header = yaml.safe_load(text.split("---")[1])
+    problems = []
+    names = [c["config_name"] for c in header.get("configs", [])]
+    if sorted(names) != sorted(CONFIGS):
+        problems.append(f"configs {names} != tables {list(CONFIGS)}")
+    for c in header.get("configs", []):
+        for df in c["data_files"]:
+            path = folder / df["path"]
+            if not path.is_file():
+                problems.append(f"{df['path']} missing")
+            elif pq.ParquetFile(path).metadata.num_rows != rows.get(df["path"]):
+                problems.append(f"{df['path']}: row count differs")
+    return dg.AssetCheckResult(check_name="card_matches_files", passed=not problems, metadata={"problems": "; ".join(problems) or "none"})
+
+
+@dg.asset(
+    deps=[hf_dataset_snapshot],
+    group_name="publish",
+    kinds={"huggingface"},
+    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    description="Commits the snapshot to the HuggingFace Hub (one atomic commit + a tag); no commit when unchanged.",
+)
+def hf_dataset_publish(context: dg.AssetExecutionContext, storage: StorageResource, hf_hub: HuggingFaceHub) -> dg.MaterializeResult:
+    folder = snapshot_folder(storage)
+    record = context.instance.get_latest_materialization_event(dg.AssetKey("hf_dataset_snapshot"))
+    content_hash = record.asset_materialization.metadata["content_hash"].value if record else None
+    if content_hash is None or not (folder / "README.md").is_file():
+        raise PublishError(f"no dataset snapshot in {folder}; materialize hf_dataset_snapshot first")
+    base = {"mode": hf_hub.mode, "repo_id": hf_hub.repo_id or "(not set)", "endpoint": hf_hub.endpoint, "content_hash": content_hash}
+    if hf_hub.mode != "on":
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        context.log.info(f"publishing is {hf_hub.mode}: nothing sent to the Hub")
+        return dg.MaterializeResult(metadata={**base, "committed": False,
+                                              "reason": "publishing switched off" if hf_hub.mode == "off" else "dry run: folder written, nothing sent",
+                                              "would_commit": dg.MetadataValue.json(files)})
+    result = hf_hub.publish(folder, content_hash)
+    context.log.info(("committed " + result["commit"][:12]) if result["committed"] else "unchanged: no commit")
+    return dg.MaterializeResult(metadata={**base, **result})

