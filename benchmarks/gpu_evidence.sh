@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu_evidence.sh overhead   # cost of each NVML query; meter on/off (compiled path)
 #   bash benchmarks/gpu_evidence.sh zeus       # our counter windows vs ZeusMonitor windows (zeus + tyro wheels in .whl/)
 #   bash benchmarks/gpu_evidence.sh campaign   # 20-sweep-point campaign: share of wall time in measured windows
+#   bash benchmarks/gpu_evidence.sh multigpu [tp1 tp2 dp2]  # synthetic Llama-3.1-8B on 1 GPU vs TP=2 (and DP=2): needs 2 GPUs
 # Needs pydantic wheels in .whl/ (the device image has no pydantic). Output goes to $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/lem-out}; mkdir -p "$OUT"
@@ -56,6 +57,36 @@ c = pd.read_parquet(sys.argv[1] + "cycles.parquet")
 c["zeus_vs_counter"] = (c.zeus_energy_j - c.gross_energy_j) / c.gross_energy_j
 print(c[["cycle", "duration_s", "gross_energy_j", "zeus_energy_j", "zeus_vs_counter", "timeline_energy_j", "cross_check_rel_diff"]].to_string(index=False))
 PY
+    ;;
+  multigpu)
+    shift
+    { nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,mig.mode.current --format=csv; lem list-hardware; } 2>&1 | tee "$OUT/device-multigpu.txt"
+    for v in "${@:-tp1 tp2}"; do
+      for name in $v; do
+        start=$(date +%s)
+        lem run "examples/multigpu/llama-8b-$name.yaml" --out /tmp/mg 2>&1 | grep -v "it/s\]" | tee "$OUT/multigpu-$name.log"
+        echo "$name: $(( $(date +%s) - start )) s wall" | tee -a "$OUT/multigpu-$name.log"
+      done
+    done
+    python3 - /tmp/mg/*/ <<'PY' 2>&1 | tee "$OUT/multigpu-summary.txt"
+import sys, json, pandas as pd
+for d in sys.argv[1:]:
+    s = json.load(open(d + "summary.json"))
+    c = pd.read_parquet(d + "cycles.parquet")
+    sp = pd.read_parquet(d + "sweep_points.parquet")
+    w = pd.read_parquet(d + "windows.parquet")
+    print(f"== {s['name']} on {s['hardware']} (world {sp.get('backend_world_size', pd.Series([1])).iloc[0]}, "
+          f"params on rank-0 GPU {sp.backend_parameters_on_this_device.iloc[0]:,} of {sp.backend_parameters.iloc[0]:,})")
+    print("idle W before/after:", [round(x, 1) for x in w[w.kind.str.startswith("idle")].avg_power_w])
+    print(c[["cycle", "duration_s", "output_tokens", "tokens_per_s", "gross_energy_j", "gpu_energy_by_device_j", "cross_check_rel_diff",
+             "j_per_token", "net_j_per_token", "avg_power_w", "ttft_p50_s", "tpot_mean_s", "foreign_processes"]].to_string(index=False))
+    for p in s["sweep_points"]:
+        print("J/token %.4f ± %.4f (CV %.3f); net %.4f; tok/s %.1f ± %.1f; tokens/J %.2f" % (
+            p["j_per_token_mean"], p["j_per_token_ci95"], p["j_per_token_cv"], p["net_j_per_token_mean"], p["tokens_per_s_mean"],
+            p["tokens_per_s_ci95"], p["tokens_per_j_mean"]))
+PY
+    for d in /tmp/mg/*/; do lem validate "$d"; done 2>&1 | tee -a "$OUT/multigpu-summary.txt"
+    tar czf "$OUT/results-multigpu.tgz" -C /tmp mg
     ;;
   campaign)
     python3 benchmarks/campaign.py --model synthetic:llama-3.2-1b --precision bf16 --cooldown "${COOLDOWN:-0.2}" --out /tmp/campaign 2>&1 | tee "$OUT/campaign.log"

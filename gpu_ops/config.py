@@ -227,6 +227,11 @@ class ExperimentConfig(Strict):
             raise ValueError(f"a 'pytorch:' block is set but backend is '{self.backend}'; remove it or set backend: pytorch")
         if len(set(self.gpus)) != len(self.gpus):
             raise ValueError("gpus lists a GPU twice; list each visible GPU index once")
+        p = self.parallelism
+        needed = p.tensor * p.pipeline * p.data
+        if needed != len(self.gpus) and (needed > 1 or len(self.gpus) > 1):
+            raise ValueError(f"parallelism uses {needed} GPU(s) (tensor {p.tensor} x pipeline {p.pipeline} x data {p.data}) but gpus lists "
+                             f"{len(self.gpus)}; list {needed} GPU indices, e.g. gpus: {list(range(needed))}")
         return self
 
     @property

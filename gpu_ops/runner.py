@@ -70,11 +70,25 @@ def run_experiment(
 ) -> RunOutcome:
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
     points = sorted(cfg.expand(), key=lambda p: p.config.load_key())  # fewest model reloads
+    from gpu_ops import distributed
+    from gpu_ops.backends.pytorch import resolve_device
+
+    if distributed.needs_launch(cfg):  # several GPUs with the PyTorch backend: one process per GPU under torchrun
+        from gpu_ops.backends.pytorch import CAPABILITIES as PYTORCH
+
+        for p in points:
+            check_capabilities("pytorch", PYTORCH, p.config)
+        uuids = None
+        if resolve_device(cfg).startswith("cuda"):
+            from gpu_ops.energy import load_nvml, select_targets
+
+            nv, _ = (nvml, None) if nvml is not None else load_nvml()
+            uuids = [t.uuid for t in select_targets(nv, cfg.gpus)] if nv is not None else None
+        return distributed.launch(cfg, out_root, uuids=uuids, folder_name=folder_name, say=progress or log.info)
     backend = get_backend(cfg.backend)
     caps = backend.capabilities()
     for p in points:
         check_capabilities(backend.name, caps, p.config)
-    from gpu_ops.backends.pytorch import resolve_device
 
     use_cuda = resolve_device(cfg).startswith("cuda")
     source = resolve_model(cfg.model)
@@ -161,7 +175,8 @@ def run_experiment(
                "foreign_processes": ",".join(map(str, w.foreign_processes)), "throttle_reasons": w.throttle_reasons,
                "temp_min_c": w.temp_min_c, "temp_max_c": w.temp_max_c, "sm_clock_min_mhz": w.sm_clock_min_mhz,
                "sm_clock_max_mhz": w.sm_clock_max_mhz, "power_limit_w": power_limit, "zeus_energy_j": w.zeus_energy_j,
-               "mig_attribution": w.mig_attribution, "mig_attributed_energy_j": w.mig_attributed_energy_j}
+               "mig_attribution": w.mig_attribution, "mig_attributed_energy_j": w.mig_attributed_energy_j,
+               "gpu_count": len(meter.targets), "gpu_energy_by_device_j": w.to_row()["gpu_energy_by_device_j"]}
         row.update(cycle_row(req, w, idle.power_w, point.config.slo, peak, timeline))
         row.update({k: engine.get(k) for k in ENGINE_METRICS})  # same columns on every backend; NaN = not reported
         cycles.append(row)

@@ -16,6 +16,12 @@ BACKENDS = {
 def get_backend(name: str) -> InferenceBackend:
     """The backend named `name`; BackendUnavailable (with the install hint) when its library is missing."""
     if name == "pytorch":
+        from gpu_ops.distributed import in_ranks
+
+        if in_ranks():  # rank 0 of a multi-GPU run: mirror every call to the other ranks
+            from gpu_ops.distributed import RankedBackend
+
+            return RankedBackend()
         from gpu_ops.backends.pytorch import PytorchBackend
 
         return PytorchBackend()

@@ -51,6 +51,7 @@ class Capabilities:
     pipeline_parallel: bool = False
     open_loop: bool = True
     data_parallel: bool = False
+    combined_parallelism: bool = True  # more than one of tensor/pipeline/data above 1 in one run
     engine_metrics: frozenset[str] = frozenset()  # which ENGINE_METRICS the backend reports
     verified: str = ""  # where this adapter has run for real; "" = nowhere (test double only)
     notes: tuple[str, ...] = field(default=())
@@ -109,6 +110,9 @@ def check_capabilities(name: str, caps: Capabilities, cfg: ExperimentConfig) -> 
         problems.append(f"parallelism.pipeline={cfg.parallelism.pipeline}")
     if cfg.parallelism.data > 1 and not caps.data_parallel:
         problems.append(f"parallelism.data={cfg.parallelism.data}")
+    dims = [f"{k}={v}" for k, v in cfg.parallelism.model_dump().items() if v > 1]
+    if len(dims) > 1 and not caps.combined_parallelism:
+        problems.append(f"parallelism {' with '.join(dims)} at once (one kind of parallelism per run)")
     if cfg.streaming and not caps.streaming:
         problems.append("streaming")
     if cfg.traffic.mode != "offline" and not caps.open_loop:

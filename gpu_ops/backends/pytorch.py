@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from gpu_ops.backends.base import Capabilities, Clock, Request, RequestRecord
@@ -38,23 +39,62 @@ class _StepClock:
         pass
 
 
+def synthetic_weights(source: ModelSource, cfg: ExperimentConfig, dtype) -> str:
+    """A saved copy of a synthetic model's random weights (seed, dtype) for tensor-parallel loading: rank 0 writes
+    it once into the cache (atomically), the other ranks wait at a barrier."""
+    import shutil
+    import tempfile
+
+    import torch
+    import torch.distributed as dist
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from gpu_ops.models import cache_dir
+
+    name = source.spec.removeprefix("synthetic:")
+    folder = cache_dir() / "synthetic-weights" / f"{name}-{str(dtype).removeprefix('torch.')}-seed{cfg.seed}"
+    if dist.get_rank() == 0 and not (folder / "config.json").is_file():
+        arch = dict(source.architecture)
+        config = AutoConfig.for_model(arch.pop("model_type"), **arch)
+        torch.manual_seed(cfg.seed)
+        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+        with torch.device(device):  # drawing 8B random weights on the CPU takes minutes; on the GPU, seconds
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        model.save_pretrained(tmp)
+        del model
+        if folder.exists():
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(folder)
+    dist.barrier()
+    return str(folder)
+
+
 CAPABILITIES = Capabilities(
     precisions=frozenset({"fp32", "fp16", "bf16", "int8", "int4"}),
     batching=frozenset({"static", "dynamic", "sorted_static", "sorted_dynamic"}),
-    streaming=True, prefix_caching=False, lora=True, speculative=True, tensor_parallel=False, pipeline_parallel=False,
-    open_loop=True, data_parallel=False, verified="CPU; NVIDIA H100 and H200 (docs/benchmarks)",
+    streaming=True, prefix_caching=False, lora=True, speculative=True, tensor_parallel=True, pipeline_parallel=False,
+    open_loop=True, data_parallel=True, combined_parallelism=False, verified="CPU; NVIDIA H100 and H200 (docs/benchmarks)",
     notes=("per-step timestamps always recorded (streamer hook)", "no continuous batching: a batch runs to completion",
-           "int8/int4 through bitsandbytes (CUDA only); LoRA through peft; speculative = assisted generation (pytorch.assistant_model)"),
+           "int8/int4 through bitsandbytes (CUDA only); LoRA through peft; speculative = assisted generation (pytorch.assistant_model)",
+           "tensor parallel: transformers' TP plan, one process per GPU under torchrun; data parallel: independent replicas; "
+           "not both at once"),
 )
 
 
 def resolve_device(cfg: ExperimentConfig) -> str:
+    """This process's device: the config's first GPU, or its own GPU when it is one rank of a multi-GPU run."""
+    import os
+
     import torch
 
     if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise UserError("device: 'cuda' asked but torch sees no CUDA GPU; set device: cpu or auto")
-        return f"cuda:{cfg.gpus[0]}"
+        rank = int(os.environ.get("LOCAL_RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+        return f"cuda:{cfg.gpus[rank]}"
     return "cpu"
 
 
@@ -104,6 +144,8 @@ class PytorchBackend:
             dtype = torch.bfloat16
         else:
             dtype = getattr(torch, DTYPES[cfg.precision])
+        if cfg.parallelism.tensor > 1:
+            return self._load_tensor_parallel(source, cfg, dtype, kwargs)
         if source.kind == "synthetic":
             arch = dict(source.architecture)
             config = AutoConfig.for_model(arch.pop("model_type"), **arch)
@@ -118,6 +160,23 @@ class PytorchBackend:
                 raise UserError(f"model '{source.spec}': could not load ({exc}); use a local folder, builtin: or synthetic: when no hub is reachable") from None
             if "quantization_config" not in kwargs:
                 model = model.to(self.device)
+        return model.eval()
+
+    def _load_tensor_parallel(self, source: ModelSource, cfg: ExperimentConfig, dtype, kwargs):
+        """Shards of the model on this rank's GPU through transformers' TP plan. Synthetic weights are drawn once
+        (seeded) and saved, so every rank loads its shard of the same tensors."""
+        import torch.distributed as dist
+        from transformers import AutoModelForCausalLM
+
+        where = synthetic_weights(source, cfg, dtype) if source.kind == "synthetic" else str(source.path or source.spec)
+        try:
+            from transformers.distributed import DistributedConfig
+
+            kwargs["distributed_config"] = DistributedConfig(tp_plan="auto")
+        except ImportError:  # transformers < 5.x: the standalone argument
+            kwargs["tp_plan"] = "auto"
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+        dist.barrier()
         return model.eval()
 
     def load(self, config: ExperimentConfig) -> bool:
@@ -149,6 +208,7 @@ class PytorchBackend:
         if self.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(self.device)
         self.info = {"device": self.device, "weights": self.source.weights, "parameters": sum(p.numel() for p in self.model.parameters()),
+                     "parameters_on_this_device": sum(getattr(p, "to_local", lambda p=p: p)().numel() for p in self.model.parameters()),
                      "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
                      "static_cache": config.pytorch.static_cache, "torch_compile": config.pytorch.torch_compile}
         return True

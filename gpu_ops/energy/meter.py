@@ -79,7 +79,9 @@ def integrate(t: np.ndarray, p: np.ndarray, t0: float, t1: float) -> float | Non
 
 
 def _own_pids() -> set[int]:
-    pids = {os.getpid()}
+    """This run's processes: us, our threads and children, and the other ranks of a multi-GPU run (LEM_RUN_PIDS,
+    set by gpu_ops.distributed: they are siblings under torchrun, not children)."""
+    pids = {os.getpid()} | {int(p) for p in os.environ.get("LEM_RUN_PIDS", "").split(",") if p.strip().isdigit()}
     try:
         for child in os.listdir(f"/proc/{os.getpid()}/task"):
             pids.add(int(child))

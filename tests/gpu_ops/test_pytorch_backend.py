@@ -114,8 +114,11 @@ def test_prompt_sources(tmp_path, backend):
 
 def test_capability_matrix_rejects_with_clear_message():
     b = get_backend("pytorch")
-    with pytest.raises(CapabilityError, match=r"cannot honour: parallelism.tensor=2"):
-        check_capabilities(b.name, b.capabilities(), cfg(parallelism={"tensor": 2}))
+    with pytest.raises(CapabilityError, match=r"cannot honour: parallelism.pipeline=2"):
+        check_capabilities(b.name, b.capabilities(), cfg(parallelism={"pipeline": 2}, gpus=[0, 1]))
+    with pytest.raises(CapabilityError, match=r"parallelism tensor=2 with data=2 at once"):
+        check_capabilities(b.name, b.capabilities(), cfg(parallelism={"tensor": 2, "data": 2}, gpus=[0, 1, 2, 3]))
+    check_capabilities(b.name, b.capabilities(), cfg(parallelism={"tensor": 2}, gpus=[0, 1]))  # torchrun + TP plan
     with pytest.raises(BackendUnavailable, match="backend 'tensorrt'"):
         get_backend("tensorrt")
 

@@ -18,9 +18,10 @@ BASE = {"name": "trt", "model": "builtin:tiny-llama", "backend": "tensorrt", "pr
 
 def test_streams_every_token_and_reads_perf_metrics(tmp_path, tiny_model_path, monkeypatch):
     fake_tensorrt_llm.install(monkeypatch)
-    cfg = parse_config(dict(BASE, tensorrt={"enable_kv_cache_reuse": True, "quantization": "fp8"}, parallelism={"tensor": 2},
+    cfg = parse_config(dict(BASE, tensorrt={"enable_kv_cache_reuse": True, "quantization": "fp8"}, parallelism={"tensor": 2}, gpus=[0, 1],
                             traffic={"mode": "constant", "rate": 100}))
-    out = run_experiment(cfg, tmp_path, nvml=FakeNVML([FakeGpu(power=lambda t: 300.0)]))
+    gpus = [FakeGpu(power=lambda t: 300.0, uuid=f"GPU-0000000{i}-1111-2222-3333-444444444444") for i in range(3)]
+    out = run_experiment(cfg, tmp_path, nvml=FakeNVML(gpus))
     llm = fake_tensorrt_llm.LLM.instances[0]
     kw = llm.kwargs
     assert kw["tensor_parallel_size"] == 2 and kw["pipeline_parallel_size"] == 1 and kw["dtype"] == "bfloat16"
@@ -38,6 +39,9 @@ def test_streams_every_token_and_reads_perf_metrics(tmp_path, tiny_model_path, m
     assert c.prefix_cache_hit_rate.iloc[0] == 0.0 and c.prefix_cache_hit_rate.iloc[1] == 1.0
     assert c.kv_cache_usage_peak.isna().all() and c.preemptions.isna().all() and c.spec_decode_acceptance_rate.isna().all()
     assert (c.energy_status == "measured").all() and (c.gross_energy_j > 0).all()
+    # energy over exactly the run's two GPUs (the host's third GPU is idle and excluded), with the per-GPU split kept
+    assert c.gpu_count.eq(2).all() and c.gpu_energy_by_device_j.str.count("gpu").eq(2).all() and "gpu2" not in c.gpu_energy_by_device_j.iloc[0]
+    assert c.avg_power_w.iloc[0] == pytest.approx(600.0, rel=0.05)
     assert "not verified on hardware" in out.tables.experiment.fingerprint_json.iloc[0]
 
 

@@ -136,7 +136,7 @@ def test_options_the_cpu_build_cannot_honour(tmp_path):
     with pytest.raises(CapabilityError, match=r"batching.strategy 'static'"):
         run_experiment(cfg(batching={"strategy": "static", "batch_size": 2}), tmp_path)
     with pytest.raises(CapabilityError, match=r"parallelism.tensor=2"):
-        run_experiment(cfg(parallelism={"tensor": 2}), tmp_path)
+        run_experiment(cfg(parallelism={"tensor": 2}, gpus=[0, 1]), tmp_path)
 
 
 def test_missing_vllm_names_the_install(monkeypatch):

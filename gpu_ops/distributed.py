@@ -1,0 +1,226 @@
+"""Multi-GPU runs of the PyTorch backend: one process per GPU under torchrun, results gathered on rank 0.
+
+- tensor parallel (`parallelism.tensor: N`): every rank holds a shard (transformers' TP plan) and runs the same
+  requests in lockstep; the tokens are the same on every rank, so rank 0's timestamps are the run's.
+- data parallel (`parallelism.data: N`): N independent replicas; request i goes to replica i mod N; the
+  records of all replicas are gathered on rank 0 on one shared monotonic clock.
+
+Rank 0 runs the ordinary runner (idle baseline, windows, result folder). Its backend is a `RankedBackend`,
+which broadcasts each call to the other ranks before doing its own share, so every window holds the work
+of all GPUs; a barrier inside `sync()` closes a window only when every rank finished. Energy is metered on
+rank 0 over exactly the run's GPUs: the launcher narrows CUDA_VISIBLE_DEVICES to their UUIDs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gpu_ops.backends.base import Capabilities, Clock, Request, RequestRecord
+from gpu_ops.config import ExperimentConfig
+from gpu_ops.errors import MeasurementError
+
+CHILD_ENV = "LEM_DISTRIBUTED_CHILD"
+
+
+def world_size(cfg: ExperimentConfig) -> int:
+    return cfg.parallelism.tensor * cfg.parallelism.pipeline * cfg.parallelism.data
+
+
+def needs_launch(cfg: ExperimentConfig) -> bool:
+    """A PyTorch run over several GPUs, not yet inside torchrun."""
+    return cfg.backend == "pytorch" and world_size(cfg) > 1 and os.environ.get(CHILD_ENV) != "1"
+
+
+def in_ranks() -> bool:
+    return os.environ.get(CHILD_ENV) == "1" and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def launch(cfg: ExperimentConfig, out_root: Path, *, uuids: list[str] | None, folder_name: str | None = None, say=print):
+    """Run `cfg` under torchrun (one process per GPU) and return rank 0's result (a RunOutcome)."""
+    from gpu_ops.results import read_tables
+    from gpu_ops.runner import RunOutcome
+
+    n = world_size(cfg)
+    with tempfile.TemporaryDirectory(prefix="lem-ranks-") as tmp:
+        data = cfg.model_dump(mode="json")
+        data["gpus"] = list(range(n))  # inside the ranks, the run's GPUs are all there is (CUDA_VISIBLE_DEVICES below)
+        (Path(tmp) / "config.json").write_text(json.dumps(data))
+        env = dict(os.environ, **{CHILD_ENV: "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+        if uuids:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(uuids)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "gpu_ops.distributed",
+               str(Path(tmp) / "config.json"), str(Path(out_root).resolve()), str(Path(tmp) / "result"), folder_name or ""]
+        say(f"launching {n} ranks (tensor={cfg.parallelism.tensor}, data={cfg.parallelism.data}) on "
+            + (f"GPUs {','.join(u[:12] for u in uuids)}" if uuids else "CPU (gloo)"))
+        rc = subprocess.call(cmd, env=env)
+        result = Path(tmp) / "result"
+        if rc != 0 or not result.is_file():
+            raise MeasurementError(f"the {n}-rank run failed (torchrun exit code {rc}); each rank's error is printed above. "
+                                   "No result folder was written.")
+        folder = Path(result.read_text().strip())
+    tables = read_tables(folder)
+    return RunOutcome(folder, tables, tables.summary["content_hash"])
+
+
+def _share(requests: list[Request], cfg: ExperimentConfig, rank: int) -> list[Request]:
+    """This rank's requests: all of them for tensor parallel, every N-th for data-parallel replicas."""
+    n = cfg.parallelism.data
+    return requests if n == 1 else requests[rank % n::n]
+
+
+class RankedBackend:
+    """Rank 0's backend: mirrors every call to the other ranks (see module docstring)."""
+
+    name = "pytorch"
+
+    def __init__(self) -> None:
+        import torch.distributed as dist
+
+        from gpu_ops.backends.pytorch import PytorchBackend
+
+        self.dist = dist
+        self.local = PytorchBackend()
+        self.cfg: ExperimentConfig | None = None
+        self.followers_listening = True  # until close(): the other ranks wait for the next call
+
+    def _tell(self, op: str, *args) -> None:
+        self.dist.broadcast_object_list([(op, args)], src=0)
+
+    def version(self) -> str:
+        return self.local.version()
+
+    def capabilities(self) -> Capabilities:
+        return self.local.capabilities()
+
+    @property
+    def tokenizer(self):
+        return self.local.tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return self.local.vocab_size
+
+    @property
+    def info(self) -> dict:
+        return {**self.local.info, "world_size": self.dist.get_world_size(), "tensor_parallel": self.cfg.parallelism.tensor,
+                "data_parallel": self.cfg.parallelism.data, "dist_backend": self.dist.get_backend()}
+
+    def load(self, config: ExperimentConfig) -> bool:
+        self.cfg = config
+        self._tell("load", config.model_dump(mode="json"))
+        return self.local.load(config)
+
+    def warmup(self, requests: list[Request]) -> None:
+        self._tell("warmup", requests)
+        self.local.warmup(_share(requests, self.cfg, 0))
+
+    def before_cycle(self) -> None:
+        self.local.before_cycle()
+
+    def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
+        t0 = time.monotonic() - clock()  # perf_counter and monotonic are the same clock on Linux: one clock for every rank
+        self._tell("run", requests, t0)
+        mine = self.local.run(_share(requests, self.cfg, 0), clock)
+        gathered: list = [None] * self.dist.get_world_size()
+        self.dist.gather_object(mine, gathered, dst=0)
+        if self.cfg.parallelism.data == 1:
+            return mine  # tensor parallel: every rank produced the same tokens in lockstep
+        return sorted((r for part in gathered for r in part), key=lambda r: r.id)
+
+    def sync(self) -> None:
+        if not self.followers_listening:  # e.g. the idle window after the run: nothing runs on the other ranks
+            self.local.sync()
+            return
+        self._tell("sync")
+        self.local.sync()
+        self.dist.barrier()  # the window closes only when every GPU finished its work
+
+    def peak_memory_bytes(self) -> int | None:
+        self._tell("peak")
+        gathered: list = [None] * self.dist.get_world_size()
+        self.dist.gather_object(self.local.peak_memory_bytes(), gathered, dst=0)
+        return None if any(g is None for g in gathered) else int(sum(gathered))  # over all the run's GPUs
+
+    def engine_metrics(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        if self.followers_listening:
+            self._tell("close")
+            self.followers_listening = False
+        self.local.close()
+
+
+def follow() -> None:
+    """Ranks > 0: do what rank 0 says, in the same order, until it says close."""
+    import torch.distributed as dist
+
+    from gpu_ops.backends.pytorch import PytorchBackend
+
+    rank = dist.get_rank()
+    backend = PytorchBackend()
+    cfg = None
+    while True:
+        box = [None]
+        dist.broadcast_object_list(box, src=0)
+        op, args = box[0]
+        if op == "load":
+            cfg = ExperimentConfig.model_validate(args[0])
+            backend.load(cfg)
+        elif op == "warmup":
+            backend.warmup(_share(args[0], cfg, rank))
+        elif op == "run":
+            requests, t0 = args
+            dist.gather_object(backend.run(_share(requests, cfg, rank), lambda: time.monotonic() - t0), None, dst=0)
+        elif op == "sync":
+            backend.sync()
+            dist.barrier()
+        elif op == "peak":
+            dist.gather_object(backend.peak_memory_bytes(), None, dst=0)
+        elif op == "close":
+            backend.close()
+            return
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of each rank (started by `launch` through torchrun)."""
+    import logging
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    config_path, out_root, result_path, folder_name = argv
+    local_rank = int(os.environ["LOCAL_RANK"])
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=2),
+                            **({"device_id": torch.device("cuda", local_rank)} if cuda else {}))
+    try:
+        pids: list = [None] * dist.get_world_size()
+        dist.all_gather_object(pids, os.getpid())
+        os.environ["LEM_RUN_PIDS"] = ",".join(map(str, pids))  # the other ranks on our GPUs are not foreign processes
+        if dist.get_rank() == 0:
+            from gpu_ops.runner import run_experiment
+
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+            cfg = ExperimentConfig.model_validate(json.loads(Path(config_path).read_text()))
+            outcome = run_experiment(cfg, Path(out_root), folder_name=folder_name or None,
+                                     progress=lambda m: print(f"[rank 0] {m}", file=sys.stderr, flush=True))
+            Path(result_path).write_text(str(outcome.folder))
+        else:
+            follow()
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
