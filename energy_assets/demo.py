@@ -93,6 +93,8 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
                 print("\nleaderboard:")
                 _print_leaderboard(storage)
                 print(f"\nOpen {platform.url}/assets/leaderboard and click a row's run id to trace it back to its raw partition.")
+                print(f"The automation also builds the static site ({storage / 'site' / 'index.html'}) and the HuggingFace "
+                      f"dataset folder ({storage / 'hf_dataset'}; publishing is dry-run until LEM_HF_REPO and HF_TOKEN are set).")
                 break
             if any(r.status.value == "FAILURE" for r in runs):
                 print(f"a run failed: see {platform.url}/runs", file=sys.stderr)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -17,11 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gpu_ops.errors import UserError
-from gpu_ops.results import file_sha256
+from gpu_ops.results import file_sha256, replace_folder
 from gpu_ops.schema import describe
 
 # dataset config -> (table in a raw result folder, sort keys); leaderboard/statistics/provenance come from assets
@@ -122,14 +120,7 @@ def build_snapshot(raw_folders: dict[str, Path], leaderboard: pd.DataFrame, stat
             config = rel.removeprefix("data/").removesuffix(".parquet")
             files.append(SnapshotFile(rel, rows.get(config) if rel.startswith("data/") else None, path.stat().st_size, file_sha256(path)))
         content = hashlib.sha256("\n".join(f"{f.path} {f.sha256}" for f in files).encode()).hexdigest()
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -63,6 +63,13 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _hashed_devices(cvd: str | None) -> str | None:
+    """CUDA_VISIBLE_DEVICES with GPU/MIG UUIDs hashed like everywhere else in the fingerprint (indices kept)."""
+    if cvd is None:
+        return None
+    return ",".join(uuid_hash(d.strip()) if d.strip().startswith(("GPU-", "MIG-")) else d.strip() for d in cvd.split(","))
+
+
 def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_hash: str) -> dict:
     import torch
 
@@ -71,7 +78,7 @@ def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_has
         "host_hash": _short_hash(socket.gethostname()), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
         "torch": torch.__version__, "cuda_runtime": torch.version.cuda, "backend_version": backend_version,
         "config_hash": config_hash, "hardware_profile": hardware_profile(targets),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "cuda_visible_devices": _hashed_devices(os.environ.get("CUDA_VISIBLE_DEVICES")),
     }
     try:
         import transformers

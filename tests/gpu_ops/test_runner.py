@@ -116,3 +116,30 @@ def test_cli_run_and_validate(tmp_path, capsys, tiny_model_path):
     assert main(["list-presets"]) == 0 and "deterministic" in capsys.readouterr().out
     assert main(["list-backends"]) == 0 and "pytorch    available" in capsys.readouterr().out
     assert main(["list-hardware"]) == 0 and "cpu: cpu-" in capsys.readouterr().out
+
+
+def test_two_measurements_on_one_gpu_never_overlap(tmp_path, tiny_model_path, monkeypatch):
+    """The engine's per-GPU lock is a second guard behind the run queue: two runs started at once on the same GPU
+    (same UUID) run one after the other."""
+    import threading
+
+    import pandas as pd
+
+    monkeypatch.setenv("LEM_LOCK_DIR", str(tmp_path / "locks"))
+    outs, errors = [], []
+
+    def one(name):
+        try:
+            outs.append(run_experiment(parse_config(dict(BASE, name=name, energy={"idle_baseline_s": 0.3})), tmp_path / name,
+                                       nvml=FakeNVML([FakeGpu(uuid="GPU-shared")])))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in ("first", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(outs) == 2
+    spans = sorted((pd.Timestamp(o.tables.experiment.started_at.iloc[0]), pd.Timestamp(o.tables.experiment.finished_at.iloc[0])) for o in outs)
+    assert spans[0][1] <= spans[1][0], f"the two measurements overlapped: {spans}"

@@ -35,7 +35,7 @@ def browser():
 def site(tmp_path_factory, tiny_model_path):
     """Three result folders: a measured sweep (batch 1, 2 through the NVML fake), a CPU run (energy unmeasured)."""
     root = tmp_path_factory.mktemp("site")
-    base = {"model": "builtin:tiny-llama", "max_input_tokens": 16, "max_output_tokens": 8, "min_output_tokens": 8,
+    base = {"model": "builtin:micro-llama", "max_input_tokens": 16, "max_output_tokens": 8, "min_output_tokens": 8,
             "prompts": {"count": 8}, "cycles": 3, "warmup_requests": 1, "cooldown_s": 0, "energy": {"idle_baseline_s": 0.3}}
     gpu = run_experiment(parse_config(dict(base, name="gpu", sweep={"batching.batch_size": [1, 4]})), root / "r",
                          nvml=FakeNVML([FakeGpu(power=lambda t: 180.0)])).folder
@@ -110,7 +110,9 @@ def test_detail_page_has_config_provenance_and_charts(browser, site):
     text = page.inner_text("body")
     assert "raw data version" in text and "fingerprint hash" in text and "batching.batch_size" in text
     assert page.eval_on_selector_all("tr.nd td:first-child", "tds => tds.map(t => t.innerText)").count("batching.batch_size") == 1
-    assert page.get_attribute("a[href*='/runs/']", "href").startswith("http://dagster.example:3000/runs/local%3A")
+    href = page.get_attribute("a[href*='raw_measurements']", "href")
+    assert href.startswith("http://dagster.example:3000/assets/raw_measurements?view=partitions&partition=builtin-micro-llama")
+    assert page.query_selector("a[href*='/runs/']") is None  # CLI result folders have no Dagster run to link
     power = page.evaluate("document.getElementById('chart-power')._fullData[0].y.length")
     ttft = page.evaluate("document.getElementById('chart-ttft')._fullData[0].x.length")
     shapes = page.evaluate("document.getElementById('chart-power').layout.shapes.length")

@@ -78,8 +78,8 @@
     const label = r => `${r.model} ${r.backend} ${r.sweep_point} (${r.hardware})`;
     const traces = [
       { type: "bar", name: "J/token", x: sel.map(label), y: sel.map(r => r.j_per_token_mean),
-        error_y: { type: "data", array: sel.map(r => r.j_per_token_ci95 || 0) }, yaxis: "y" },
-      { type: "bar", name: "tokens/s", x: sel.map(label), y: sel.map(r => r.tokens_per_s_mean), yaxis: "y2" }];
+        error_y: { type: "data", array: sel.map(r => r.j_per_token_ci95 || 0) }, yaxis: "y", offsetgroup: "energy" },
+      { type: "bar", name: "tokens/s", x: sel.map(label), y: sel.map(r => r.tokens_per_s_mean), yaxis: "y2", offsetgroup: "throughput" }];
     Plotly.react(el, traces, { title: sel.length ? "Selected rows side by side" : "Tick rows in the table to compare them",
       barmode: "group", yaxis: { title: "J/token" }, yaxis2: { title: "tokens/s", overlaying: "y", side: "right" },
       margin: { b: 120 }, template: "plotly_white" }, { responsive: true });
