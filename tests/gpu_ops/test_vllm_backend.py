@@ -89,6 +89,15 @@ def test_streaming_open_loop_timestamps_every_token(tmp_path, tiny_model_path):
     assert c.itl_p50_s.notna().all() and c.kv_cache_usage_peak.notna().all()
 
 
+def test_ngram_speculative_decoding_reports_acceptance(tmp_path, tiny_model_path):
+    out = run_experiment(cfg(cycles=1, max_input_tokens=64, max_output_tokens=32, min_output_tokens=32, prompts={"count": 4},
+                             vllm={"speculative_model": "ngram", "num_speculative_tokens": 3}), tmp_path)
+    c = out.tables.cycles
+    assert c.output_tokens.iloc[0] == 4 * 32
+    assert 0 < c.spec_decode_acceptance_rate.iloc[0] <= 1  # accepted / drafted, from vLLM's spec-decode counters
+    assert '"method": "ngram"' in out.tables.sweep_points.backend_engine_args.iloc[0]
+
+
 def test_lora_adapter(tmp_path, tiny_model_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
