@@ -41,7 +41,8 @@ def test_streams_every_token_and_reads_perf_metrics(tmp_path, tiny_model_path, m
     assert (c.energy_status == "measured").all() and (c.gross_energy_j > 0).all()
     # energy over exactly the run's two GPUs (the host's third GPU is idle and excluded), with the per-GPU split kept
     assert c.gpu_count.eq(2).all() and c.gpu_energy_by_device_j.str.count("gpu").eq(2).all() and "gpu2" not in c.gpu_energy_by_device_j.iloc[0]
-    assert c.avg_power_w.iloc[0] == pytest.approx(600.0, rel=0.05)
+    # 2 x 300 W, not 3 x 300 W; the fake counter, like NVML's, moves in 100 ms steps, so a short window is within ~20 %
+    assert c.avg_power_w.iloc[0] == pytest.approx(600.0, rel=0.2)
     assert "not verified on hardware" in out.tables.experiment.fingerprint_json.iloc[0]
 
 
