@@ -8,7 +8,6 @@ Tables stay in Arrow from the raw result folders to the written file: no pandas 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gpu_ops.errors import UserError
-from gpu_ops.results import file_sha256, replace_folder
+from gpu_ops.results import file_sha256, read_arrow_table, read_summary, replace_folder
 from gpu_ops.schema import describe
 
 # dataset config -> (table in a raw result folder, sort keys); leaderboard/statistics/provenance come from assets
@@ -72,14 +71,6 @@ def _from_pandas(df: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False).replace_schema_metadata(None)
 
 
-def read_raw_table(folder: Path, table: str, summary: dict) -> pa.Table:
-    path = Path(folder) / f"{table}.parquet"
-    expected = summary.get("tables", {}).get(table, {}).get("sha256")
-    if expected and expected != file_sha256(path):
-        raise UserError(f"{path}: checksum differs from summary.json; the raw partition is damaged, re-materialize it")
-    return pq.read_table(path).replace_schema_metadata(None)
-
-
 def _with_partition(table: pa.Table, partition: str) -> pa.Table:
     col = pa.array([partition] * table.num_rows, pa.string())
     if "partition_key" in table.column_names:
@@ -96,9 +87,10 @@ def build_snapshot(raw_folders: dict[str, Path], leaderboard: pd.DataFrame, stat
         (tmp / "data").mkdir()
         rows: dict[str, int] = {}
         schemas: dict[str, pa.Schema] = {}
-        summaries = {p: json.loads((Path(f) / "summary.json").read_text()) for p, f in sorted(raw_folders.items())}
+        summaries = {p: read_summary(f) for p, f in sorted(raw_folders.items())}
         for config, (table, keys) in RAW_TABLES.items():
-            parts = [_with_partition(read_raw_table(raw_folders[p], table, summaries[p]), p) for p in sorted(raw_folders)]
+            parts = [_with_partition(read_arrow_table(raw_folders[p], table, summaries[p]).replace_schema_metadata(None), p)
+                     for p in sorted(raw_folders)]
             parts = [t for t in parts if t.num_columns > 1 or t.num_rows]
             merged = _sorted(pa.concat_tables(parts, promote_options="permissive"), keys) if parts else pa.table({"partition_key": pa.array([], pa.string())})
             _write_parquet(merged, tmp / "data" / f"{config}.parquet")

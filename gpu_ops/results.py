@@ -140,8 +140,8 @@ def replace_folder(tmp: Path, target: Path) -> None:
         os.rename(tmp, target)
 
 
-def read_tables(folder: Path) -> ResultTables:
-    """Read and schema-check a result folder (possibly from another machine: untrusted)."""
+def read_summary(folder: Path) -> dict:
+    """summary.json of a result folder (possibly from another machine: untrusted), size- and version-checked."""
     folder = Path(folder)
     summary_path = folder / "summary.json"
     if not summary_path.is_file():
@@ -154,23 +154,35 @@ def read_tables(folder: Path) -> ResultTables:
         raise UserError(f"{folder}/summary.json: not valid JSON ({exc})") from None
     if summary.get("schema_version") != SCHEMA_VERSION:
         raise UserError(f"{folder}: schema_version {summary.get('schema_version')!r}, expected {SCHEMA_VERSION}; re-run with this version")
-    frames = {}
-    for name in TABLES:
-        path = folder / f"{name}.parquet"
-        if not path.is_file():
-            raise UserError(f"{folder}: missing table {name}.parquet")
-        if path.stat().st_size > MAX_TABLE_BYTES:
-            raise UserError(f"{folder}/{name}.parquet: larger than {MAX_TABLE_BYTES >> 30} GiB")
-        expected = summary.get("tables", {}).get(name, {}).get("sha256")
-        if expected and expected != file_sha256(path):
-            raise UserError(f"{folder}/{name}.parquet: checksum differs from summary.json; the folder is damaged or was edited")
-        try:
-            frames[name] = pq.read_table(path).to_pandas()
-        except Exception as exc:
-            raise UserError(f"{folder}/{name}.parquet: unreadable Parquet ({exc})") from None
-        missing = REQUIRED_COLUMNS.get(name, set()) - set(frames[name].columns)
-        if missing:
-            raise UserError(f"{folder}/{name}.parquet: missing columns {sorted(missing)}")
+    return summary
+
+
+def read_arrow_table(folder: Path, name: str, summary: dict) -> pa.Table:
+    """One table of a result folder as Arrow, after its size and its checksum in summary.json are checked."""
+    folder = Path(folder)
+    path = folder / f"{name}.parquet"
+    if not path.is_file():
+        raise UserError(f"{folder}: missing table {name}.parquet")
+    if path.stat().st_size > MAX_TABLE_BYTES:
+        raise UserError(f"{folder}/{name}.parquet: larger than {MAX_TABLE_BYTES >> 30} GiB")
+    expected = summary.get("tables", {}).get(name, {}).get("sha256")
+    if expected and expected != file_sha256(path):
+        raise UserError(f"{folder}/{name}.parquet: checksum differs from summary.json; the folder is damaged or was edited")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:
+        raise UserError(f"{folder}/{name}.parquet: unreadable Parquet ({exc})") from None
+    missing = REQUIRED_COLUMNS.get(name, set()) - set(table.column_names)
+    if missing:
+        raise UserError(f"{folder}/{name}.parquet: missing columns {sorted(missing)}")
+    return table
+
+
+def read_tables(folder: Path) -> ResultTables:
+    """Read and schema-check a result folder (possibly from another machine: untrusted)."""
+    folder = Path(folder)
+    summary = read_summary(folder)
+    frames = {name: read_arrow_table(folder, name, summary).to_pandas() for name in TABLES}
     if len(frames["experiment"]) != 1:
         raise UserError(f"{folder}/experiment.parquet: must hold exactly one row")
     return ResultTables(**frames, summary=summary)
