@@ -22,16 +22,15 @@ from energy_assets.resources import StorageResource
 
 SNAPSHOT_CODE_VERSION = "hf-snapshot-v1"
 PARTITIONED = dg.AssetSelection.assets("raw_measurements", "cycle_statistics")
+# the leaderboard's followers (this snapshot, the site): rebuilt after a leaderboard update whose blocking checks
+# passed; the partitioned upstreams are ignored so a raw update does not rebuild them before the leaderboard has
+AFTER_LEADERBOARD = (dg.AutomationCondition.eager().ignore(PARTITIONED)
+                     & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(PARTITIONED))
+RAW_FOLDERS = dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True, "as_folders": True})
 
 
 class PublishError(Exception):
     """Publishing failed; the message never contains the token."""
-
-
-def git_blob_sha(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 class HuggingFaceHub(dg.ConfigurableResource):
@@ -51,14 +50,14 @@ class HuggingFaceHub(dg.ConfigurableResource):
 
         return HfApi(endpoint=self.endpoint, token=self.token or False)
 
-    def remote_files(self, api, revision: str) -> dict[str, str]:
-        """path -> content id as huggingface_hub computes it locally (sha256 for LFS files, git blob sha1 otherwise)."""
+    def remote_files(self, api, revision: str) -> dict[str, tuple[bool, str]]:
+        """path -> (is LFS, content id): the sha256 of an LFS file's content, or the git blob sha1 of a regular file."""
         from huggingface_hub.hf_api import RepoFile
 
         out = {}
         for entry in api.list_repo_tree(self.repo_id, repo_type="dataset", recursive=True, revision=revision):
             if isinstance(entry, RepoFile):
-                out[entry.path] = entry.lfs.sha256 if entry.lfs else entry.blob_id
+                out[entry.path] = (True, entry.lfs.sha256) if entry.lfs else (False, entry.blob_id)
         return out
 
     def publish(self, folder: Path, content_hash: str) -> dict:
@@ -81,7 +80,7 @@ class HuggingFaceHub(dg.ConfigurableResource):
         remote = self.remote_files(api, head)
         local = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
         tag = f"snapshot-{content_hash[:16]}"
-        changed = [rel for rel, p in local.items() if remote.get(rel) not in (git_blob_sha(p.read_bytes()), _sha256(p))]
+        changed = [rel for rel, p in local.items() if rel not in remote or not _same_content(p, *remote[rel])]
         stale = sorted(set(remote) - set(local) - {".gitattributes"})
         if not changed and not stale:
             return {"committed": False, "reason": "the Hub already holds this snapshot", "commit": head, "tag": tag}
@@ -95,10 +94,13 @@ class HuggingFaceHub(dg.ConfigurableResource):
         return {"committed": True, "commit": info.oid, "parent": head, "tag": tag, "files_changed": len(changed), "files_deleted": len(stale)}
 
 
-def _sha256(path: Path) -> str:
+def _same_content(path: Path, lfs: bool, remote_id: str) -> bool:
+    """Compare a local file with the Hub's id of it, hashing it the one way that id was made."""
+    from huggingface_hub.utils.sha import git_hash
+
     from gpu_ops.results import file_sha256
 
-    return file_sha256(path)
+    return (file_sha256(path) if lfs else git_hash(path.read_bytes())) == remote_id
 
 
 def hub_from_env() -> HuggingFaceHub:
@@ -120,14 +122,12 @@ def snapshot_folder(storage: StorageResource) -> Path:
     ins={
         "leaderboard": dg.AssetIn(),
         "cycle_statistics": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True}),
-        "raw_measurements": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),
-                                       metadata={"allow_missing_partitions": True, "as_folders": True}),
+        "raw_measurements": RAW_FOLDERS,
     },
     code_version=SNAPSHOT_CODE_VERSION,
     group_name="publish",
     kinds={"parquet", "huggingface"},
-    automation_condition=dg.AutomationCondition.eager().ignore(PARTITIONED)
-    & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(PARTITIONED),
+    automation_condition=AFTER_LEADERBOARD,
     check_specs=[dg.AssetCheckSpec("card_matches_files", asset="hf_dataset_snapshot", blocking=True,
                                    description="every config in the card's YAML has its data file, with the row count the metadata states")],
     description="The HuggingFace dataset folder: Parquet per table (experiments ... leaderboard, provenance) and a dataset card.",

@@ -10,7 +10,7 @@ import os
 import dagster as dg
 import pandas as pd
 
-from energy_assets.publish import PARTITIONED
+from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS
 from energy_assets.resources import StorageResource
 from gpu_ops.site import build_site
 
@@ -20,14 +20,12 @@ SITE_CODE_VERSION = "site-v1"
 @dg.asset(
     ins={
         "leaderboard": dg.AssetIn(),
-        "raw_measurements": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),
-                                       metadata={"allow_missing_partitions": True, "as_folders": True}),
+        "raw_measurements": RAW_FOLDERS,
     },
     code_version=SITE_CODE_VERSION,
     group_name="publish",
     kinds={"html", "plotly"},
-    automation_condition=dg.AutomationCondition.eager().ignore(PARTITIONED)
-    & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(PARTITIONED),
+    automation_condition=AFTER_LEADERBOARD,
     description="Static leaderboard site: sortable/filterable table, detail page per row, plotly charts; works offline.",
 )
 def leaderboard_site(context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame,
