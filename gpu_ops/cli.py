@@ -30,11 +30,9 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _fmt(v, unit="", scale=1.0, digits=4):
-    return "unmeasured" if v is None or v != v else f"{v * scale:.{digits}g}{unit}"
-
-
 def _print_summary(summary: dict) -> None:
+    from gpu_ops.stats import fmt_value as _fmt
+
     print(f"{summary['name']}: {summary['model']} on {summary['backend']} / {summary['hardware']} (weights: {summary['weights']})", file=sys.stderr)
     for p in summary["sweep_points"]:
         ci = p.get("j_per_token_ci95")

@@ -15,6 +15,7 @@ import pandas as pd
 
 from gpu_ops.config import parse_config, read_yaml
 from gpu_ops.errors import UserError
+from gpu_ops.stats import fmt_value as _fmt
 
 BLOCKS = ("pytorch", "vllm", "tensorrt")
 WHOLE_BATCH = ("static", "dynamic", "sorted_static", "sorted_dynamic")
@@ -67,12 +68,6 @@ def _parameters(sweep_points: pd.DataFrame) -> float | None:
     return float(sweep_points[col].iloc[0]) if col in sweep_points and pd.notna(sweep_points[col].iloc[0]) else None
 
 
-def _fmt(v, scale=1.0, digits=4, unit="") -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return "unmeasured"
-    return f"{v * scale:.{digits}g}{unit}"
-
-
 def render_table(table: pd.DataFrame) -> str:
     from tabulate import tabulate
 
@@ -81,8 +76,8 @@ def render_table(table: pd.DataFrame) -> str:
         ci = r.get("j_per_token_ci95")
         jpt = _fmt(r.get("j_per_token_mean")) + ("" if ci is None or ci != ci else f" ± {_fmt(ci, digits=2)}")
         rows.append([r.backend, r.label, jpt, _fmt(r.get("tokens_per_j_mean")), _fmt(r.get("tokens_per_s_mean")),
-                     _fmt(r.get("ttft_p50_s_mean"), 1000, unit=" ms"), _fmt(r.get("ttft_p99_s_mean"), 1000, unit=" ms"),
-                     _fmt(r.get("tpot_p50_s_mean"), 1000, unit=" ms"), int(r.n_cycles)])
+                     _fmt(r.get("ttft_p50_s_mean"), " ms", 1000), _fmt(r.get("ttft_p99_s_mean"), " ms", 1000),
+                     _fmt(r.get("tpot_p50_s_mean"), " ms", 1000), int(r.n_cycles)])
     return tabulate(rows, headers=["backend", "sweep point", "J/token", "tokens/J", "tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cycles"])
 
 

@@ -22,6 +22,11 @@ SUMMARISED = (
 )
 
 
+def fmt_value(v, unit: str = "", scale: float = 1.0, digits: int = 4) -> str:
+    """A summarised value for a terminal table: 'unmeasured' for a missing (None/NaN) value, never 0."""
+    return "unmeasured" if v is None or v != v else f"{v * scale:.{digits}g}{unit}"
+
+
 def summarize(values) -> dict[str, float | int | None]:
     """n, mean, std (ddof=1), ci95 half-width = t(0.975, n-1) * std / sqrt(n), cv = std / mean."""
     x = np.asarray([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))], dtype=float)
