@@ -38,6 +38,18 @@ class _StepClock:
         pass
 
 
+def random_model(source: ModelSource, seed: int, dtype, device: str, **kwargs):
+    """A `synthetic:` architecture with seeded random weights, built directly on `device`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    arch = dict(source.architecture)
+    config = AutoConfig.for_model(arch.pop("model_type"), **arch)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
+
+
 def synthetic_weights(source: ModelSource, cfg: ExperimentConfig, dtype) -> str:
     """A saved copy of a synthetic model's random weights (seed, dtype) for tensor-parallel loading: rank 0 writes
     it once into the cache (atomically), the other ranks wait at a barrier."""
@@ -46,19 +58,14 @@ def synthetic_weights(source: ModelSource, cfg: ExperimentConfig, dtype) -> str:
 
     import torch
     import torch.distributed as dist
-    from transformers import AutoConfig, AutoModelForCausalLM
 
     from gpu_ops.models import cache_dir
 
     name = source.spec.removeprefix("synthetic:")
     folder = cache_dir() / "synthetic-weights" / f"{name}-{str(dtype).removeprefix('torch.')}-seed{cfg.seed}"
     if dist.get_rank() == 0 and not (folder / "config.json").is_file():
-        arch = dict(source.architecture)
-        config = AutoConfig.for_model(arch.pop("model_type"), **arch)
-        torch.manual_seed(cfg.seed)
         device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
-        with torch.device(device):  # drawing 8B random weights on the CPU takes minutes; on the GPU, seconds
-            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = random_model(source, cfg.seed, dtype, device)  # drawing 8B weights on the CPU takes minutes; on the GPU, seconds
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         model.save_pretrained(tmp)
@@ -129,7 +136,7 @@ class PytorchBackend:
     # -- loading ----------------------------------------------------------------------------
     def _load_model(self, source: ModelSource, cfg: ExperimentConfig):
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM
 
         kwargs: dict[str, Any] = {}
         if cfg.pytorch.attn_implementation:
@@ -146,11 +153,7 @@ class PytorchBackend:
         if cfg.parallelism.tensor > 1:
             return self._load_tensor_parallel(source, cfg, dtype, kwargs)
         if source.kind == "synthetic":
-            arch = dict(source.architecture)
-            config = AutoConfig.for_model(arch.pop("model_type"), **arch)
-            torch.manual_seed(cfg.seed)
-            with torch.device(self.device):  # random weights built directly on the device
-                model = AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
+            model = random_model(source, cfg.seed, dtype, self.device, **kwargs)
         else:
             where = str(source.path) if source.path else source.spec
             try:
