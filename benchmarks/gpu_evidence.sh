@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_evidence.sh overhead   # cost of each NVML query; meter on/off (compiled path)
 #   bash benchmarks/gpu_evidence.sh zeus       # our counter windows vs ZeusMonitor windows (zeus + tyro wheels in .whl/)
 #   bash benchmarks/gpu_evidence.sh campaign   # 20-sweep-point campaign: share of wall time in measured windows
-#   bash benchmarks/gpu_evidence.sh multigpu [tp1 tp2 dp2]  # synthetic Llama-3.1-8B on 1 GPU vs TP=2 (and DP=2): needs 2 GPUs
+#   bash benchmarks/gpu_evidence.sh multigpu [tp1 tp2 dp2 2gpu]  # synthetic Llama-3.1-8B on 1 GPU vs TP=2, DP=2 (2gpu: both as sweep points): needs 2 GPUs
 # Needs pydantic wheels in .whl/ (the device image has no pydantic). Output goes to $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/lem-out}; mkdir -p "$OUT"

@@ -11,7 +11,7 @@ import shutil
 import dagster as dg
 
 from energy_assets.fleet import measure_executor
-from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key, split
+from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource
 from gpu_ops.config import load_config
@@ -46,25 +46,37 @@ def _adds(keys: dict[str, set[str]], context) -> list:
 def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResource, gpu: GpuResource):
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     requests, keys, problems = [], {"experiment": set(), "hardware": set()}, []
+    present = {p.name for p in storage.inbox_dir.glob("*.y*ml")}
     for path in sorted(storage.inbox_dir.glob("*.y*ml")):
         text = path.read_bytes()
         digest = hashlib.sha256(text).hexdigest()[:16]
         if seen.get(path.name) == digest:
             continue
-        seen[path.name] = digest  # an invalid file is reported once per content; fixing it re-triggers
         reason_file = path.with_name(path.name + ".rejected.txt")
+        taken: dict[str, str] = {}
         try:
             cfg = load_config(path)
             experiment = validate_slug(experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend), "experiment")
             hardware = [validate_slug(h, "hardware") for h in (cfg.hardware or [gpu.local_profile(cfg.gpus)])]
+            owners = {hw: storage.experiment_source(experiment, hw) for hw in hardware}
+            taken = {hw: o for hw, o in owners.items() if o not in (None, path.name) and o in present}
+            if taken:  # not marked seen: it registers once the other file leaves the inbox
+                hw, other = next(iter(taken.items()))
+                raise UserError(f"partition {experiment}|{hw} is defined by {other}; one file defines a partition. To measure both "
+                                f"configurations there, make them sweep points of one file (e.g. sweep: {{parallelism: [{{tensor: 2}}, "
+                                f"{{data: 2}}]}}), or remove {other} from the inbox to let this file replace it")
         except UserError as exc:
-            problems.append(f"{path.name}: {exc}")
-            context.log.error(f"experiment inbox: skipped {path.name}: {exc}")
-            reason_file.write_text(f"{exc}\n")
+            if not reason_file.is_file() or reason_file.read_text() != f"{exc}\n":  # reported once per reason
+                problems.append(f"{path.name}: {exc}")
+                context.log.error(f"experiment inbox: skipped {path.name}: {exc}")
+                reason_file.write_text(f"{exc}\n")
+            if not taken:
+                seen[path.name] = digest  # an invalid file is reported once per content; fixing it re-triggers
             continue
+        seen[path.name] = digest
         reason_file.unlink(missing_ok=True)
-        storage.register_experiment(experiment, text.decode())
         for hw in hardware:
+            storage.register_experiment(experiment, hw, text.decode(), source=path.name)
             keys["experiment"].add(experiment)
             keys["hardware"].add(hw)
             requests.append(dg.RunRequest(run_key=f"{path.name}:{digest}:{hw}", partition_key=partition_key(experiment, hw),
@@ -119,29 +131,29 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
                            skip_reason=None if requests else dg.SkipReason("; ".join(notes) or "no new result folders"))
 
 
-def _remeasure_schedule(experiment: str, schedule) -> dg.ScheduleDefinition:
-    @dg.schedule(name=f"remeasure_{re.sub(r'[^A-Za-z0-9_]', '_', experiment)}", cron_schedule=schedule.cron(), job=measure_job,
-                 default_status=dg.DefaultScheduleStatus.RUNNING,
-                 description=f"Re-measure {experiment} ({schedule.interval} at {schedule.at}).")
+def _remeasure_schedule(experiment: str, hardware: str, schedule) -> dg.ScheduleDefinition:
+    key = partition_key(experiment, hardware)
+
+    @dg.schedule(name=f"remeasure_{re.sub(r'[^A-Za-z0-9_]', '_', f'{experiment}__{hardware}')}", cron_schedule=schedule.cron(),
+                 job=measure_job, default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description=f"Re-measure {experiment} on {hardware} ({schedule.interval} at {schedule.at}).")
     def remeasure(context: dg.ScheduleEvaluationContext):
-        keys = context.instance.get_materialized_partitions(dg.AssetKey("raw_measurements"))
-        for key in sorted(keys):
-            if split(key)[0] == experiment:
-                yield dg.RunRequest(run_key=f"{key}@{context.scheduled_execution_time}", partition_key=key,
-                                    tags={SOURCE_TAG: "measure", "lem/trigger": "schedule"})
+        if str(key) in context.instance.get_materialized_partitions(dg.AssetKey("raw_measurements")):
+            yield dg.RunRequest(run_key=f"{key}@{context.scheduled_execution_time}", partition_key=key,
+                                tags={SOURCE_TAG: "measure", "lem/trigger": "schedule"})
 
     return remeasure
 
 
 def build_schedules(storage: StorageResource) -> list[dg.ScheduleDefinition]:
-    """One cron schedule per registered experiment with a `schedule:` block; it re-measures every hardware
-    partition of that experiment measured before. Read at code load: reload the code location after adding one."""
+    """One cron schedule per registered partition definition with a `schedule:` block; it re-measures that partition
+    if it was measured before. Read at code load: reload the code location after adding one."""
     schedules = []
-    for path in sorted(storage.experiments_dir.glob("*.yaml")):
+    for experiment, hardware, path in storage.registered_experiments():
         try:
             cfg = load_config(path)
         except UserError:
             continue
         if cfg.schedule is not None:
-            schedules.append(_remeasure_schedule(path.stem, cfg.schedule))
+            schedules.append(_remeasure_schedule(experiment, hardware, cfg.schedule))
     return schedules

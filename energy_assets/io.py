@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from gpu_ops.results import ResultTables, parquet_bytes, read_tables, write_tables
+from gpu_ops.results import ResultTables, parquet_bytes, read_tables, write_file_atomic, write_tables
 
 
 def _is_local(path: UPath) -> bool:
@@ -68,12 +68,7 @@ class ParquetIOManager(dg.UPathIOManager):
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         data = parquet_bytes(obj, small=True)
         if _is_local(path):
-            target = Path(path.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
+            write_file_atomic(Path(path.path), data)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)

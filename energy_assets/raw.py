@@ -50,7 +50,7 @@ def power_timeline_svg(tables: ResultTables, width: int = 640, height: int = 160
 
 
 def _measure(context, storage: StorageResource, gpu: GpuResource, experiment: str, hardware: str) -> ResultTables:
-    cfg = storage.load_experiment(experiment)
+    cfg = storage.load_experiment(experiment, hardware)
     expected = experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend)
     if expected != experiment:
         raise UserError(f"registered file for '{experiment}' describes '{expected}'; re-register it through the inbox")
@@ -76,6 +76,7 @@ def _measure(context, storage: StorageResource, gpu: GpuResource, experiment: st
 def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource, gpu: GpuResource):
     experiment, hardware = split(context.partition_key)
     source = context.run.tags.get(SOURCE_TAG, "measure")
+    definition = None  # the inbox file that defined a measured partition
     if source == "upload":
         folder = storage.latest_upload(experiment, hardware, context.run.tags.get(UPLOAD_TAG))
         if folder is None:
@@ -84,6 +85,7 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
         context.log.info(f"ingesting uploaded result {folder}")
     else:
         tables = _measure(context, storage, gpu, experiment, hardware)
+        definition = storage.experiment_source(experiment, hardware)
     got = tables.partition
     if got != (experiment, hardware):
         raise UserError(f"result belongs to partition {got[0]}|{got[1]}, not {experiment}|{hardware}")
@@ -92,9 +94,9 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
     c = tables.cycles
     version = tables_digest(tables)
     metadata = {
-        "source": source,
+        "source": source, "experiment_file": definition,
         "rows_requests": len(tables.requests), "rows_cycles": len(c), "rows_timeline": len(tables.timeline),
-        "sweep_points": int(c.sweep_point.nunique()),
+        "sweep_points": int(c.sweep_point.nunique()), "parallelism": ",".join(sorted(set(c.parallelism))),
         "energy_status": "measured" if (c.energy_status == "measured").all() else "unmeasured",
         "gross_energy_j_total": float(c.gross_energy_j.sum()) if (c.energy_status == "measured").all() else None,
         "output_tokens_total": int(c.output_tokens.sum()),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +11,7 @@ from upath import UPath
 
 from gpu_ops.config import ExperimentConfig, load_config
 from gpu_ops.errors import UserError
+from gpu_ops.results import write_file_atomic
 
 
 def default_storage() -> str:
@@ -21,7 +21,8 @@ def default_storage() -> str:
 class StorageResource(dg.ConfigurableResource):
     """Folders of the platform (local by default; any fsspec URL for the asset IO).
 
-    experiments/   validated experiment files, one per `experiment` partition key
+    experiments/<experiment>/<hardware>.yaml  the validated experiment file that defines each partition (and .source:
+                   the inbox file it came from), so one model/backend can be measured on 1 and on 2 GPUs with different files
     inbox/         experiment YAMLs dropped by people (experiment_inbox sensor)
     results_inbox/ result folders from standalone CLI runs (results_inbox sensor)
     uploads/<experiment>/<hardware>/  accepted result folders, ingested by raw_measurements
@@ -59,22 +60,35 @@ class StorageResource(dg.ConfigurableResource):
     def quarantine_dir(self) -> Path:
         return self._dir("quarantine")
 
-    def experiment_file(self, experiment: str) -> Path:
-        return self.experiments_dir / f"{experiment}.yaml"
+    def experiment_file(self, experiment: str, hardware: str) -> Path:
+        return self.experiments_dir / experiment / f"{hardware}.yaml"
 
-    def register_experiment(self, experiment: str, text: str) -> Path:
-        """Atomically store a validated experiment file as the definition of its partition."""
-        target = self.experiment_file(experiment)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{experiment}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
+    def register_experiment(self, experiment: str, hardware: str, text: str, source: str | None = None) -> Path:
+        """Atomically store a validated experiment file as the definition of one partition; `source` is the inbox
+        file that owns it (None: registered directly, e.g. by a script)."""
+        target = self.experiment_file(experiment, hardware)
+        owner = target.with_suffix(".source")
+        write_file_atomic(target, text.encode())
+        if source is None:
+            owner.unlink(missing_ok=True)
+        else:
+            write_file_atomic(owner, source.encode())
         return target
 
-    def load_experiment(self, experiment: str) -> ExperimentConfig:
-        path = self.experiment_file(experiment)
+    def experiment_source(self, experiment: str, hardware: str) -> str | None:
+        """The inbox file that defines the partition, if any."""
+        path = self.experiment_file(experiment, hardware).with_suffix(".source")
+        return path.read_text() if path.is_file() else None
+
+    def registered_experiments(self) -> list[tuple[str, str, Path]]:
+        """(experiment, hardware, file) of every registered partition definition."""
+        return [(p.parent.name, p.stem, p) for p in sorted(self.experiments_dir.glob("*/*.yaml"))]
+
+    def load_experiment(self, experiment: str, hardware: str) -> ExperimentConfig:
+        path = self.experiment_file(experiment, hardware)
         if not path.is_file():
-            raise UserError(f"experiment '{experiment}' has no registered file ({path}); drop its YAML into {self.inbox_dir}")
+            raise UserError(f"partition {experiment}|{hardware} has no registered experiment file ({path}); drop a YAML "
+                            f"for it into {self.inbox_dir} (its `hardware:` list or this machine's profile names the hardware)")
         return load_config(path)
 
     def upload_dir(self, experiment: str, hardware: str) -> Path:

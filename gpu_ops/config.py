@@ -22,6 +22,8 @@ from gpu_ops.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_SWEEP_POINTS = 1000
+# Fixed for a whole run: they decide its partition (model, backend, GPUs), its meter or its identity.
+RUN_FIELDS = frozenset({"name", "model", "backend", "device", "gpus", "hardware", "energy", "schedule"})
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int4"]
@@ -92,6 +94,12 @@ class Parallelism(Strict):
     tensor: Annotated[int, Field(ge=1, le=64)] = 1
     pipeline: Annotated[int, Field(ge=1, le=64)] = 1
     data: Annotated[int, Field(ge=1, le=64)] = 1
+
+    @property
+    def label(self) -> str:
+        """Short form for tables and charts: `tp2`, `dp2`, `tp2-pp2`; `single` when nothing is split."""
+        parts = [f"{k}{n}" for k, n in (("tp", self.tensor), ("pp", self.pipeline), ("dp", self.data)) if n > 1]
+        return "-".join(parts) or "single"
 
 
 class Lora(Strict):
@@ -298,6 +306,9 @@ def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepP
     for key in keys:
         if not _known_path(key):
             raise ConfigError(f"{source}: sweep.{key}: unknown field; use a dotted path of a config field, e.g. batching.batch_size")
+        if key.split(".")[0] in RUN_FIELDS:
+            raise ConfigError(f"{source}: sweep.{key}: fixed for the whole run (it decides the partition, the meter or the "
+                              f"experiment's identity); write one experiment file per value instead")
         if not cfg.sweep[key]:
             raise ConfigError(f"{source}: sweep.{key}: empty list; give at least one value")
     combos = list(itertools.product(*(cfg.sweep[k] for k in keys)))
@@ -313,7 +324,7 @@ def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepP
             point_cfg = ExperimentConfig.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, f"{source} (sweep point {overrides})")) from None
-        label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in overrides.items())
+        label = ",".join(f"{k.split('.')[-1]}={point_cfg.parallelism.label if k == 'parallelism' else v}" for k, v in overrides.items())
         points.append(SweepPoint(label=label, overrides=overrides, config=point_cfg))
     return points
 

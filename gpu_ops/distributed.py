@@ -3,7 +3,8 @@
 - tensor parallel (`parallelism.tensor: N`): every rank holds a shard (transformers' TP plan) and runs the same
   requests in lockstep; the tokens are the same on every rank, so rank 0's timestamps are the run's.
 - data parallel (`parallelism.data: N`): N independent replicas; request i goes to replica i mod N; the
-  records of all replicas are gathered on rank 0 on one shared monotonic clock.
+  records of all replicas are gathered on rank 0 on one shared monotonic clock. Every replica runs the whole
+  warm-up set, so each has seen the batch shapes of the cycles before the first measured window.
 
 Rank 0 runs the ordinary runner (idle baseline, windows, result folder). Its backend is a `RankedBackend`,
 which broadcasts each call to the other ranks before doing its own share, so every window holds the work
@@ -118,7 +119,7 @@ class RankedBackend:
 
     def warmup(self, requests: list[Request]) -> None:
         self._tell("warmup", requests)
-        self.local.warmup(_share(requests, self.cfg, 0))
+        self.local.warmup(requests)  # all of it on every rank (module docstring)
 
     def before_cycle(self) -> None:
         self.local.before_cycle()
@@ -174,7 +175,7 @@ def follow() -> None:
             cfg = ExperimentConfig.model_validate(args[0])
             backend.load(cfg)
         elif op == "warmup":
-            backend.warmup(_share(args[0], cfg, rank))
+            backend.warmup(args[0])
         elif op == "run":
             requests, t0 = args
             dist.gather_object(backend.run(_share(requests, cfg, rank), lambda: time.monotonic() - t0), None, dst=0)

@@ -16,7 +16,8 @@ RANKS = {  # view -> (column, ascending)
     "rank_throughput": ("tokens_per_s_mean", False),
     "rank_ttft": ("ttft_p50_s_mean", True),
 }
-COLUMNS = ("experiment_key", "hardware", "sweep_point", "model", "backend", "weights", "precision", "batch_size", "gpu_count", "n_cycles",
+COLUMNS = ("experiment_key", "hardware", "sweep_point", "model", "backend", "weights", "precision", "batch_size", "parallelism", "gpu_count",
+           "n_cycles",
            "energy_status", "unmeasured_reason", "j_per_token_mean", "j_per_token_ci95", "net_j_per_token_mean", "tokens_per_j_mean",
            "tokens_per_s_mean", "tokens_per_s_ci95", "ttft_p50_s_mean", "ttft_p99_s_mean", "tpot_mean_s_mean", "avg_power_w_mean",
            "j_per_request_mean", "goodput_req_per_s_mean", "cross_check_rel_diff_mean")
@@ -31,6 +32,8 @@ def build_leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
     for col in COLUMNS:
         if col not in df:
             df[col] = np.nan
+    # results written before the parallelism column: one GPU cannot have been split; more GPUs are not known
+    df["parallelism"] = df.parallelism.where(df.parallelism.notna(), np.where(df.gpu_count <= 1, "single", "unknown"))
     df = df[[*COLUMNS, *PROVENANCE]].copy()
     df["flag"] = np.where(df.weights == "synthetic", "synthetic weights", "")
     for view, (col, asc) in RANKS.items():

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gpu_ops.config import Parallelism
 from gpu_ops.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -127,6 +128,19 @@ def write_tables(tables: ResultTables, folder: Path) -> str:
     return content_hash
 
 
+def write_file_atomic(target: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of one: write beside it, then rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def replace_folder(tmp: Path, target: Path) -> None:
     """Put a fully written folder `tmp` at `target`, replacing what was there, with two renames (readers see the
     old folder or the new one, never a mix)."""
@@ -185,4 +199,8 @@ def read_tables(folder: Path) -> ResultTables:
     frames = {name: read_arrow_table(folder, name, summary).to_pandas() for name in TABLES}
     if len(frames["experiment"]) != 1:
         raise UserError(f"{folder}/experiment.parquet: must hold exactly one row")
+    cycles = frames["cycles"]
+    if len(cycles) and "parallelism" not in cycles:  # folders written before the column: every sweep point shared the config's block
+        block = json.loads(frames["experiment"].config_json.iloc[0]).get("parallelism") or {}
+        cycles["parallelism"] = Parallelism(**block).label
     return ResultTables(**frames, summary=summary)

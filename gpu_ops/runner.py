@@ -31,7 +31,7 @@ from gpu_ops.errors import MeasurementError
 from gpu_ops.metrics import cycle_row, requests_frame
 from gpu_ops.models import resolve_model
 from gpu_ops.prompts import build_prompts
-from gpu_ops.results import ResultTables, experiment_slug, write_tables
+from gpu_ops.results import SCHEMA_VERSION, ResultTables, experiment_slug, write_tables
 from gpu_ops.stats import SUMMARISED, sweep_point_statistics
 from gpu_ops.traffic import arrival_times
 
@@ -170,7 +170,8 @@ def run_experiment(
     for point, c, req, w, peak, engine in per_cycle:
         row = {"sweep_point": point.label, "cycle": c, "model": cfg.model, "backend": cfg.backend, "hardware": hardware,
                "weights": source.weights, "experiment_key": exp_key, "precision": point.config.precision,
-               "batch_size": point.config.batching.batch_size, "config_hash": point.config.config_hash(),
+               "batch_size": point.config.batching.batch_size, "parallelism": point.config.parallelism.label,
+               "config_hash": point.config.config_hash(),
                "window_start_s": w.start_s, "window_end_s": w.end_s, "timeline_energy_j": w.timeline_energy_j,
                "cross_check_rel_diff": w.cross_check_rel_diff, "too_short": w.too_short, "n_samples": w.n_samples,
                "foreign_processes": ",".join(map(str, w.foreign_processes)), "throttle_reasons": w.throttle_reasons,
@@ -188,7 +189,7 @@ def run_experiment(
     experiment = pd.DataFrame([{
         "name": cfg.name, "model": cfg.model, "backend": cfg.backend, "hardware": hardware, "weights": source.weights,
         "experiment_key": exp_key, "config_hash": cfg.config_hash(), "config_json": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
-        "schema_version": 1, "package_version": __version__, "started_at": started.isoformat(),
+        "schema_version": SCHEMA_VERSION, "package_version": __version__, "started_at": started.isoformat(),
         "finished_at": finished.isoformat(), "idle_power_w": idle.power_w,
         "idle_before_w": idle_before.avg_power_w if idle_before else None, "idle_after_w": idle_after.avg_power_w if idle_after else None,
         "cross_check_tolerance": cfg.energy.cross_check_tolerance, "fingerprint_json": json.dumps(fp, sort_keys=True),

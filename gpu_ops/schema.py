@@ -33,6 +33,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "cycle": ("", "cycle index within the sweep point (0-based)"),
     "precision": ("", "weight/activation precision: fp32, fp16, bf16, int8, int4"),
     "batch_size": ("requests", "batch size (whole-batch strategies) or cap on running sequences (continuous batching)"),
+    "parallelism": ("", "how the model was split over the GPUs: tpN tensor, ppN pipeline, dpN data-parallel replicas; 'single' = not split"),
     "n_cycles": ("cycles", "cycles aggregated in this row"),
     # windows and meter
     "kind": ("", "window kind: idle_before, warmup, cycle, idle_after"),

@@ -57,7 +57,7 @@ def sweep_point_statistics(cycles: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for point, group in cycles.groupby("sweep_point", sort=True):
         row: dict = {"sweep_point": point, "n_cycles": len(group)}
-        for col in IDENTITY + ("precision", "batch_size", "config_hash"):
+        for col in IDENTITY + ("precision", "batch_size", "parallelism", "config_hash"):
             if col in group:
                 row[col] = group[col].iloc[0]
         if "energy_status" in group:  # one unmeasured cycle makes the point's energy unmeasured

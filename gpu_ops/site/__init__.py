@@ -31,6 +31,7 @@ COLUMNS = [  # leaderboard table: key, label, unit, type, extra
     dict(key="model", label="model", type="text"),
     dict(key="backend", label="backend", type="text"),
     dict(key="hardware", label="hardware", type="text"),
+    dict(key="parallelism", label="parallelism", type="text"),
     dict(key="sweep_point", label="sweep point", type="text"),
     dict(key="precision", label="precision", type="text"),
     dict(key="weights", label="weights", type="text"),
@@ -44,6 +45,7 @@ COLUMNS = [  # leaderboard table: key, label, unit, type, extra
     dict(key="batch_size", label="batch", unit="requests", type="number"),
     dict(key="n_cycles", label="cycles", type="number"),
 ]
+FILTERS = ("model", "backend", "hardware", "parallelism", "precision", "weights")  # a select each; site.js reads them from the data
 NUMERIC = [c["key"] for c in COLUMNS if c["type"] == "number"] + ["j_per_token_ci95", "tokens_per_s_ci95", "gpu_count", "parameters"]
 
 
@@ -88,7 +90,7 @@ PAGE = """<!doctype html>
 
 def _index_body(title: str, n: int, generated_from: str) -> str:
     filters = "".join(f'<label>{f} <select id="f-{f}"><option value="">all</option></select></label>'
-                      for f in ("model", "backend", "hardware", "precision", "weights"))
+                      for f in FILTERS)
     empty_all = ("" if n else '<div class="empty" id="empty-all"><strong>No measurements yet.</strong><br>Drop an experiment YAML '
                  "into the platform's inbox (storage/inbox), or run <code>llm-energy-measure run</code> and build this site with "
                  "<code>llm-energy-measure report RESULTS --out DIR</code>.</div>")
@@ -140,15 +142,28 @@ def _heatmap(board: pd.DataFrame):
 
 
 def _scaling(board: pd.DataFrame):
+    """tokens/J against GPU count: one line per model/backend/precision and way of splitting (tensor, data, ...),
+    each starting from the same single-GPU point; the hover gives throughput as a share of N x the one-GPU figure."""
     go = _plotly()
     fig = go.Figure()
-    gpu = board[board.gpu_count.fillna(0) > 0]
+    gpu = board.astype({"gpu_count": float, "tokens_per_j_mean": float, "tokens_per_s_mean": float})
+    gpu = gpu[(gpu.gpu_count > 0) & gpu.tokens_per_j_mean.notna()].astype({"gpu_count": int})
+    gpu["split"] = gpu.parallelism.astype(str).str.replace(r"\d+", "", regex=True)  # tp2, tp4 -> one tensor-parallel line
     for key, g in gpu.groupby(["model", "backend", "precision"]):
-        g = g.groupby("gpu_count", as_index=False).tokens_per_j_mean.max().sort_values("gpu_count")
-        if g.tokens_per_j_mean.notna().any():
-            fig.add_trace(go.Scatter(x=g.gpu_count, y=g.tokens_per_j_mean, mode="lines+markers", name=" ".join(map(str, key))))
+        best = g.loc[g.groupby(["gpu_count", "split"]).tokens_per_j_mean.idxmax()]  # best sweep point of each
+        single = best[best.gpu_count == 1].nlargest(1, "tokens_per_j_mean")
+        base_tps = single.tokens_per_s_mean.iloc[0] if len(single) else np.nan
+        splits = sorted(set(best.split[best.gpu_count > 1])) or ["single"]
+        for split in splits:
+            line = pd.concat([single, best[(best.gpu_count > 1) & (best.split == split)]]).sort_values("gpu_count")
+            share = line.tokens_per_s_mean / (line.gpu_count * base_tps)
+            hover = [f"{r.parallelism} on {r.hardware}<br>{r.tokens_per_j_mean:.3g} tokens/J, {r.tokens_per_s_mean:.4g} tokens/s"
+                     + (f" = {s:.0%} of {r.gpu_count} x one GPU" if pd.notna(s) else "") for r, s in zip(line.itertuples(), share)]
+            fig.add_trace(go.Scatter(x=line.gpu_count, y=line.tokens_per_j_mean, mode="lines+markers", hovertext=hover, hoverinfo="text",
+                                     name=" ".join(map(str, key)) + ("" if split == "single" else f" {split}")))
     fig.update_layout(title="Hardware scaling: efficiency vs GPU count" + ("" if fig.data else " (no GPU measurements yet)"),
-                      xaxis_title="GPUs", yaxis_title="tokens/J (best sweep point)", template="plotly_white", xaxis=dict(dtick=1))
+                      xaxis_title="GPUs", yaxis_title="tokens/J (best sweep point)", template="plotly_white", xaxis=dict(dtick=1),
+                      showlegend=True, legend=dict(orientation="h", y=-0.25))
     return fig
 
 
@@ -268,7 +283,8 @@ def build_site(board: pd.DataFrame, raw: dict[str, Path | ResultTables], out: Pa
             (tmp / "assets" / name).write_bytes((STATIC / name).read_bytes())
         board = board.copy()
         board["id"] = [row_id(str(p), str(s)) for p, s in zip(board.partition_key, board.sweep_point)]
-        board["label"] = board.model.astype(str) + " " + board.sweep_point.astype(str) + " (" + board.hardware.astype(str) + ")"
+        board["label"] = (board.model.astype(str) + " " + board.sweep_point.astype(str) + " (" + board.hardware.astype(str) + ", "
+                          + board.parallelism.astype(str) + ")")
         board["parameters"] = np.nan
         cycles_by_row, labels = {}, dict(zip(board.id, board.label))
         pages = 0
@@ -293,7 +309,7 @@ def build_site(board: pd.DataFrame, raw: dict[str, Path | ResultTables], out: Pa
                     "chart-box": _box_figure(cycles_by_row, labels), "chart-heatmap": _heatmap(board), "chart-scaling": _scaling(board)}
         figures = [{"id": k, "figure": _fig_json(f)} for k, f in figs.items()]
         rows = [{k: _clean(v) for k, v in r.items()} for r in board.drop(columns=["label"]).to_dict(orient="records")]
-        data = {"rows": rows, "columns": COLUMNS, "default_sort": "j_per_token_mean" if board.j_per_token_mean.notna().any() else "tokens_per_s_mean",
+        data = {"rows": rows, "columns": COLUMNS, "filters": FILTERS, "default_sort": "j_per_token_mean" if board.j_per_token_mean.notna().any() else "tokens_per_s_mean",
                 "figures": figures}
         page = PAGE.format(title=html.escape(title), root="", body=_index_body(title, len(board), generated_from)).replace("__DATA__", _script_json(data))
         (tmp / "index.html").write_text(page, encoding="utf-8")

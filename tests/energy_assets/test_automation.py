@@ -35,7 +35,7 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
     # the bad file is reported and kept (nothing lost); the good ones were registered
     assert "did you mean 'batch_size'" in (inbox / "broken.yaml.rejected.txt").read_text()
     assert (inbox / "broken.yaml").exists()
-    assert storage.experiment_file("builtin-tiny-llama__pytorch").read_text() == (inbox / "tiny.yaml").read_text()
+    assert storage.experiment_file("builtin-tiny-llama__pytorch", HW).read_text() == (inbox / "tiny.yaml").read_text()
 
     r2 = evaluate(experiment_inbox, instance, cursor=r1.cursor, storage=storage, gpu=gpu)
     assert r2.run_requests == [] and r2.skip_reason  # unchanged: nothing new
@@ -46,7 +46,7 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
     assert [r.partition_key for r in r3.run_requests] == [f"builtin-tiny-llama__tensorrt|{HW}", f"builtin-tiny-llama__pytorch|{HW}"]
     assert r3.run_requests[1].run_key not in {r.run_key for r in r1.run_requests}  # changed content: a new run
     assert not (inbox / "broken.yaml.rejected.txt").exists()  # fixed: the rejection note is gone
-    assert "cycles: 4" in storage.experiment_file("builtin-tiny-llama__pytorch").read_text()
+    assert "cycles: 4" in storage.experiment_file("builtin-tiny-llama__pytorch", HW).read_text()
 
 
 def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, instance):
@@ -72,14 +72,40 @@ def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, insta
 
 
 def test_schedule_block_becomes_cron_schedule(storage, instance):
-    storage.register_experiment("builtin-tiny-llama__pytorch",
-                                experiment_yaml("tiny", "builtin:tiny-llama", schedule={"interval": "weekly", "at": "02:30", "days": ["sun", "wed"]}))
-    storage.register_experiment("builtin-small-llama__pytorch", experiment_yaml("small", "builtin:small-llama"))
+    tiny_weekly = experiment_yaml("tiny", "builtin:tiny-llama", schedule={"interval": "weekly", "at": "02:30", "days": ["sun", "wed"]})
+    storage.register_experiment("builtin-tiny-llama__pytorch", HW, tiny_weekly)
+    storage.register_experiment("builtin-tiny-llama__pytorch", "h200", tiny_weekly)
+    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_yaml("small", "builtin:small-llama"))
     schedules = build_schedules(storage)
-    assert [(s.name, s.cron_schedule) for s in schedules] == [("remeasure_builtin_tiny_llama__pytorch", "30 2 * * 0,3")]
+    assert [(s.name, s.cron_schedule) for s in schedules] == [(f"remeasure_builtin_tiny_llama__pytorch__{HW.replace('-', '_')}", "30 2 * * 0,3"),
+                                                             ("remeasure_builtin_tiny_llama__pytorch__h200", "30 2 * * 0,3")]
     add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], [HW, "h200"])
-    for key in (f"builtin-tiny-llama__pytorch|{HW}", "builtin-tiny-llama__pytorch|h200", f"builtin-small-llama__pytorch|{HW}"):
+    for key in (f"builtin-tiny-llama__pytorch|{HW}", f"builtin-small-llama__pytorch|{HW}"):
         instance.report_runless_asset_event(dg.AssetMaterialization("raw_measurements", partition=key))
     ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.datetime(2026, 11, 29, 2, 30))
-    reqs = list(schedules[0](ctx))
-    assert sorted(r.partition_key for r in reqs) == sorted([f"builtin-tiny-llama__pytorch|{HW}", "builtin-tiny-llama__pytorch|h200"])
+    assert [r.partition_key for r in schedules[0](ctx)] == [f"builtin-tiny-llama__pytorch|{HW}"]
+    assert list(schedules[1](ctx)) == []  # the h200 partition was never measured: nothing to re-measure
+
+
+def test_one_model_on_one_and_two_gpus_from_two_files_and_one_file_per_partition(storage, instance):
+    """A scaling study: the 1-GPU and 2-GPU configs of one model/backend are separate partitions with their own
+    files; a second file for an already defined partition is refused with the fix, until the first one leaves."""
+    inbox, gpu, exp = storage.inbox_dir, GpuResource(), "builtin-tiny-llama__pytorch"
+    (inbox / "tp1.yaml").write_text(experiment_yaml("tp1", "builtin:tiny-llama", hardware=["h200"]))
+    (inbox / "dp2.yaml").write_text(experiment_yaml("dp2", "builtin:tiny-llama", hardware=["2x-h200"], gpus=[0, 1], parallelism={"data": 2}))
+    (inbox / "tp2.yaml").write_text(experiment_yaml("tp2", "builtin:tiny-llama", hardware=["2x-h200"], gpus=[0, 1], parallelism={"tensor": 2}))
+    r1 = evaluate(experiment_inbox, instance, storage=storage, gpu=gpu)
+    assert [(r.partition_key, r.tags["lem/experiment_file"]) for r in r1.run_requests] == [(f"{exp}|2x-h200", "dp2.yaml"),
+                                                                                          (f"{exp}|h200", "tp1.yaml")]
+    assert storage.load_experiment(exp, "h200").parallelism.label == "single"
+    assert storage.load_experiment(exp, "2x-h200").parallelism.label == "dp2" and storage.experiment_source(exp, "2x-h200") == "dp2.yaml"
+    reason = (inbox / "tp2.yaml.rejected.txt").read_text()
+    assert f"partition {exp}|2x-h200 is defined by dp2.yaml" in reason and "sweep points of one file" in reason
+
+    r2 = evaluate(experiment_inbox, instance, cursor=r1.cursor, storage=storage, gpu=gpu)
+    assert r2.run_requests == [] and r2.skip_reason.skip_message == "no new or changed experiment files"  # reported once
+
+    (inbox / "dp2.yaml").unlink()
+    r3 = evaluate(experiment_inbox, instance, cursor=r2.cursor, storage=storage, gpu=gpu)
+    assert [(r.partition_key, r.tags["lem/experiment_file"]) for r in r3.run_requests] == [(f"{exp}|2x-h200", "tp2.yaml")]
+    assert storage.load_experiment(exp, "2x-h200").parallelism.label == "tp2" and not (inbox / "tp2.yaml.rejected.txt").exists()

@@ -92,7 +92,7 @@ def test_three_partitions_run_on_the_worker_one_at_a_time(fleet):
     try:
         exps = [f"builtin-{m}__pytorch" for m in MODELS]
         for m, exp in zip(MODELS, exps):
-            storage.register_experiment(exp, experiment_yaml(m, f"builtin:{m}", prompts={"count": 16}))
+            storage.register_experiment(exp, HW, experiment_yaml(m, f"builtin:{m}", prompts={"count": 16}))
         instance.add_dynamic_partitions("experiment", exps)
         instance.add_dynamic_partitions("hardware", [HW])
         run_ids = [platform.launch_partition(exp, HW) for exp in exps]
@@ -119,7 +119,7 @@ def test_three_partitions_run_on_the_worker_one_at_a_time(fleet):
 def test_killed_worker_fails_the_run_and_a_retry_succeeds(fleet):
     platform, storage, instance, tmp = fleet
     exp = "builtin-small-llama__pytorch"
-    storage.register_experiment(exp, experiment_yaml("slow", "builtin:small-llama", prompts={"count": 64}, max_output_tokens=32,
+    storage.register_experiment(exp, HW, experiment_yaml("slow", "builtin:small-llama", prompts={"count": 64}, max_output_tokens=32,
                                                      min_output_tokens=32, cycles=4))
     instance.add_dynamic_partitions("experiment", [exp])
     instance.add_dynamic_partitions("hardware", [HW])

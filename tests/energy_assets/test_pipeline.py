@@ -28,8 +28,8 @@ def checks_of(result, blocking_only=True):
 
 
 def test_two_partitions_to_leaderboard_with_provenance(storage, resources, instance):
-    storage.register_experiment("builtin-tiny-llama__pytorch", experiment_yaml("tiny", "builtin:tiny-llama"))
-    storage.register_experiment("builtin-small-llama__pytorch", experiment_yaml("small", "builtin:small-llama"))
+    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_yaml("tiny", "builtin:tiny-llama"))
+    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_yaml("small", "builtin:small-llama"))
     add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], [HW])
     runs = {}
     for exp in ("builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"):
@@ -88,7 +88,7 @@ def test_blocking_check_failure_stops_statistics(tmp_path, storage, resources, i
 
 
 def test_wrong_hardware_partition_refused(storage, resources, instance):
-    storage.register_experiment("builtin-tiny-llama__pytorch", experiment_yaml("tiny", "builtin:tiny-llama"))
+    storage.register_experiment("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", experiment_yaml("tiny", "builtin:tiny-llama", hardware=["h100-80gb-hbm3"]))
     add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
     res = dg.materialize([raw_measurements], partition_key="builtin-tiny-llama__pytorch|h100-80gb-hbm3", instance=instance,
                          resources=resources, raise_on_error=False)

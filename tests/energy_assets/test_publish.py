@@ -29,7 +29,7 @@ def measured(tmp_path, storage, resources, instance):
     dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1"
     dest.parent.mkdir(parents=True)
     folder.rename(dest)
-    storage.register_experiment("builtin-small-llama__pytorch", experiment_yaml("small", "builtin:small-llama"))
+    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_yaml("small", "builtin:small-llama"))
     add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], ["h100-80gb-hbm3", HW])
     for key, tags in (("builtin-tiny-llama__pytorch|h100-80gb-hbm3", {SOURCE_TAG: "upload", UPLOAD_TAG: "upload1"}),
                       (f"builtin-small-llama__pytorch|{HW}", {})):

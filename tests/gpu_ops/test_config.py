@@ -34,6 +34,8 @@ MALFORMED = [
     ("name: a\nmodel: m\nsweep: {batching.batch_size: [1, -2]}\n", "sweep point {'batching.batch_size': -2}"),
     ("name: a\nmodel: m\nsweep: {batching.bogus: [1]}\n", "sweep.batching.bogus: unknown field"),
     ("name: a\nmodel: m\nsweep: {precision: []}\n", "sweep.precision: empty list"),
+    ("name: a\nmodel: m\nsweep: {gpus: [[0], [0, 1]]}\n", "sweep.gpus: fixed for the whole run"),
+    ("name: a\nmodel: m\nsweep: {energy.sample_hz: [20, 50]}\n", "write one experiment file per value"),
     ("name: a\nmodel: m\nschedule: {at: '25:00'}\n", "schedule.at must be a time of day HH:MM"),
     ("name: a\nmodel: m\nenergy: {sample_hz: 2}\n", "energy.sample_hz: Input should be greater than or equal to 10"),
     ("- just\n- a list\n", "must hold a mapping of fields"),
@@ -78,6 +80,9 @@ def test_sweep_expands_to_grid():
                                          "batch_size=8,precision=fp16", "batch_size=8,precision=bf16"]
     assert points[3].config.batching.batch_size == 8 and points[3].config.precision == "bf16"
     assert len({p.config.config_hash() for p in points}) == 4
+    two_gpus = parse_config({"name": "s", "model": "m", "gpus": [0, 1], "parallelism": {"tensor": 2},
+                             "sweep": {"parallelism": [{"tensor": 2}, {"data": 2}]}})
+    assert [(p.label, p.config.parallelism.data) for p in two_gpus.expand()] == [("parallelism=tp2", 1), ("parallelism=dp2", 2)]
 
 
 def test_schedule_becomes_cron():
@@ -108,3 +113,15 @@ def test_cli_bad_config_exits_nonzero_without_traceback(tmp_path, capsys):
 def test_defaults_are_valid():
     cfg = ExperimentConfig(name="x", model="builtin:tiny-llama")
     assert cfg.cycles == 3 and cfg.expand()[0].label == "default"
+
+
+def test_every_example_experiment_is_valid():
+    """The shipped examples are what people copy: each must load, expand its sweep and name its points."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    files = sorted(p for p in root.rglob("*.yaml") if "instance" not in p.parts)
+    assert len(files) >= 8
+    for path in files:
+        points = load_config(path).expand()
+        assert points and len({p.label for p in points}) == len(points), path

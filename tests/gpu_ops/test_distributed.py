@@ -14,22 +14,65 @@ BASE = {"name": "dist", "model": "builtin:micro-llama", "device": "cpu", "max_in
         "cooldown_s": 0, "energy": {"idle_baseline_s": 0}}
 
 
-def test_data_parallel_replicas_gathered_on_rank0(tmp_path, tiny_model_path):
-    out = run_experiment(parse_config(dict(BASE, gpus=[0, 1], parallelism={"data": 2})), tmp_path)
-    r, sp = out.tables.requests, out.tables.sweep_points
+@pytest.fixture(scope="module")
+def two_gpu_run(tmp_path_factory, tiny_model_path):
+    """One torchrun launch (gloo), two sweep points: tensor parallel over the 2 ranks, then 2 data-parallel replicas."""
+    root = tmp_path_factory.mktemp("dist")
+    cfg = parse_config(dict(BASE, gpus=[0, 1], parallelism={"tensor": 2}, sweep={"parallelism": [{"tensor": 2}, {"data": 2}]}))
+    return root, run_experiment(cfg, root)
+
+
+def test_data_parallel_replicas_gathered_on_rank0(two_gpu_run):
+    root, out = two_gpu_run
+    r, sp = out.tables.requests, out.tables.sweep_points.set_index("sweep_point").loc["parallelism=dp2"]
+    r = r[r.sweep_point == "parallelism=dp2"]
     assert sorted(r[r.cycle == 0].request_id) == list(range(8))  # every request, from both replicas
     assert r.output_tokens.eq(8).all() and r.ttft_s.gt(0).all() and r.itl_s.map(len).eq(7).all()
-    assert sp.backend_world_size.iloc[0] == 2 and sp.backend_data_parallel.iloc[0] == 2 and sp.backend_dist_backend.iloc[0] == "gloo"
-    assert sp.backend_parameters_on_this_device.iloc[0] == sp.backend_parameters.iloc[0]  # a full replica per rank
-    assert out.folder.parent == tmp_path and (out.folder / "summary.json").is_file()
+    assert sp.backend_world_size == 2 and sp.backend_data_parallel == 2 and sp.backend_dist_backend == "gloo"
+    assert sp.backend_parameters_on_this_device == sp.backend_parameters  # a full replica per rank
+    assert out.folder.parent == root and (out.folder / "summary.json").is_file()
 
 
-def test_tensor_parallel_shards_the_model(tmp_path, tiny_model_path):
-    out = run_experiment(parse_config(dict(BASE, gpus=[0, 1], parallelism={"tensor": 2})), tmp_path)
-    sp, r = out.tables.sweep_points, out.tables.requests
-    assert sp.backend_tensor_parallel.iloc[0] == 2
-    assert sp.backend_parameters_on_this_device.iloc[0] < sp.backend_parameters.iloc[0]  # rank 0 holds a shard only
-    assert len(r) == 16 and r.output_tokens.eq(8).all()
+def test_tensor_parallel_shards_the_model(two_gpu_run):
+    _, out = two_gpu_run
+    sp, r = out.tables.sweep_points.set_index("sweep_point").loc["parallelism=tp2"], out.tables.requests
+    assert sp.backend_tensor_parallel == 2
+    assert sp.backend_parameters_on_this_device < sp.backend_parameters  # rank 0 holds a shard only
+    assert len(r[r.sweep_point == "parallelism=tp2"]) == 16 and r.output_tokens.eq(8).all()
+
+
+def test_each_sweep_point_records_its_parallelism(two_gpu_run):
+    _, out = two_gpu_run
+    c = out.tables.cycles
+    assert c.groupby("sweep_point").parallelism.unique().map(list).to_dict() == {"parallelism=tp2": ["tp2"], "parallelism=dp2": ["dp2"]}
+    assert {p["sweep_point"]: p["parallelism"] for p in out.tables.summary["sweep_points"]} == {"parallelism=tp2": "tp2",
+                                                                                                  "parallelism=dp2": "dp2"}
+
+
+def test_parallelism_label():
+    from gpu_ops.config import Parallelism
+
+    assert [Parallelism(**p).label for p in ({}, {"tensor": 2}, {"data": 4}, {"tensor": 2, "pipeline": 2}, {"tensor": 2, "data": 2})] == [
+        "single", "tp2", "dp4", "tp2-pp2", "tp2-dp2"]
+
+
+def test_result_folders_before_the_parallelism_column_take_it_from_their_config():
+    """The first GPU run (docs/benchmarks/raw/multigpu/earlier-run) predates the column; reading it must not guess."""
+    from pathlib import Path
+
+    from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
+    from gpu_ops.results import read_tables
+    from gpu_ops.stats import sweep_point_statistics
+
+    raw = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "raw" / "multigpu" / "earlier-run"
+    tp2, tp1 = read_tables(next(raw.glob("llama8b-tp2__*"))), read_tables(next(raw.glob("llama8b-tp1__*")))
+    assert tp2.cycles.parallelism.eq("tp2").all() and tp1.cycles.parallelism.eq("single").all()
+    unknown_origin = dict.fromkeys(PROVENANCE)
+    board = build_leaderboard(sweep_point_statistics(tp2.cycles).assign(**unknown_origin))
+    assert board.parallelism.tolist() == ["tp2"] and board.gpu_count.tolist() == [2]
+    legacy = sweep_point_statistics(tp2.cycles.drop(columns="parallelism")).assign(**unknown_origin)  # statistics written before the column
+    assert build_leaderboard(legacy).parallelism.tolist() == ["unknown"]  # 2 GPUs, split not recorded: not guessed
+    assert build_leaderboard(legacy.assign(hardware="h200")).parallelism.tolist() == ["single"]
 
 
 def test_share_and_world_size():

@@ -2,7 +2,7 @@
 (function () {
   const data = JSON.parse(document.getElementById("lem-data").textContent);
   const rows = data.rows, columns = data.columns;
-  const FILTERS = ["model", "backend", "hardware", "precision", "weights"];
+  const FILTERS = data.filters;
   const state = { sort: data.default_sort, dir: "asc", q: "", sel: [] };
   FILTERS.forEach(f => (state[f] = ""));
 
@@ -31,7 +31,7 @@
   function visible() {
     const q = state.q.toLowerCase();
     let out = rows.filter(r => FILTERS.every(f => !state[f] || String(r[f]) === state[f]) &&
-      (!q || [r.model, r.backend, r.hardware, r.sweep_point, r.experiment_key, r.precision].join(" ").toLowerCase().includes(q)));
+      (!q || [r.model, r.backend, r.hardware, r.parallelism, r.sweep_point, r.experiment_key, r.precision].join(" ").toLowerCase().includes(q)));
     const c = columns.find(c => c.key === state.sort) || columns[0];
     const sign = state.dir === "asc" ? 1 : -1;
     out.sort((a, b) => {
@@ -75,7 +75,7 @@
   function compareBars(sel) {
     const el = document.getElementById("chart-compare");
     if (!el || typeof Plotly === "undefined") return;
-    const label = r => `${r.model} ${r.backend} ${r.sweep_point} (${r.hardware})`;
+    const label = r => `${r.model} ${r.backend} ${r.sweep_point} (${r.hardware}, ${r.parallelism})`;
     const traces = [
       { type: "bar", name: "J/token", x: sel.map(label), y: sel.map(r => r.j_per_token_mean),
         error_y: { type: "data", array: sel.map(r => r.j_per_token_ci95 || 0) }, yaxis: "y", offsetgroup: "energy" },
