@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_evidence.sh roofline   # bs1/bs64 eager vs compiled static cache; meter overhead (compiled)
 #   bash benchmarks/gpu_evidence.sh overhead   # cost of each NVML query; meter on/off (compiled path)
 #   bash benchmarks/gpu_evidence.sh zeus       # our counter windows vs ZeusMonitor windows (zeus + tyro wheels in .whl/)
+#   bash benchmarks/gpu_evidence.sh counter    # energy-counter step period; what the meter records for 5 ms .. 1 s windows
 #   bash benchmarks/gpu_evidence.sh campaign   # 20-sweep-point campaign: share of wall time in measured windows
 #   bash benchmarks/gpu_evidence.sh multigpu [tp1 tp2 dp2 2gpu]  # synthetic Llama-3.1-8B on 1 GPU vs TP=2, DP=2 (2gpu: both as sweep points): needs 2 GPUs
 # Needs pydantic wheels in .whl/ (the device image has no pydantic). Output goes to $OUT.
@@ -48,6 +49,9 @@ PY
   overhead)
     python3 benchmarks/nvml_call_cost.py 2>&1 | tee "$OUT/nvml_call_cost.log"
     python3 benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --rounds 8 --compiled 2>&1 | tee "$OUT/meter_overhead_compiled.log"
+    ;;
+  counter)
+    python3 benchmarks/counter_step.py --seconds 3 2>&1 | tee "$OUT/counter_step.log"
     ;;
   zeus)
     lem run examples/zeus-gpu.yaml --out /tmp/zeus -q 2>&1 | tee "$OUT/zeus-run.log"

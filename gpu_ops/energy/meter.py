@@ -245,6 +245,12 @@ class EnergyMeter:
             for target, e0, e1 in zip(self.targets, opened.energy_mj, energy):
                 by_dev[target.label] = (e1 - e0) / 1000.0
             gpu_j = float(sum(by_dev.values()))
+        gpu_reason = self.gpu_reason
+        stalled = [label for label, j in by_dev.items() if j <= 0]
+        if stalled:  # a GPU always draws power: no counter step inside the window means no reading, not zero joules
+            gpu_j, gpu_reason = None, (f"the energy counter of {', '.join(stalled)} did not advance in this {duration * 1000:.0f} ms window "
+                                       f"(it updates about every {COUNTER_UPDATE_S * 1000:.0f} ms); lengthen the window "
+                                       "(more prompts or output tokens)")
         around = self.timeline(opened.start_s - 1.0, end_s + 1.0)  # margins let the integral interpolate the edges
         tl = around[(around.t_s >= opened.start_s) & (around.t_s <= end_s)]
         timeline_j = None
@@ -276,8 +282,8 @@ class EnergyMeter:
         return WindowMeasurement(
             name=name, start_s=opened.start_s, end_s=end_s, duration_s=duration,
             gpu_energy_status="measured" if gpu_j is not None else "unmeasured",
-            gpu_unmeasured_reason=None if gpu_j is not None else self.gpu_reason,
-            gpu_energy_j=gpu_j, gpu_energy_by_device_j=by_dev, timeline_energy_j=timeline_j,
+            gpu_unmeasured_reason=None if gpu_j is not None else gpu_reason,
+            gpu_energy_j=gpu_j, gpu_energy_by_device_j=by_dev if gpu_j is not None else {}, timeline_energy_j=timeline_j,
             cross_check_rel_diff=cross, n_samples=n,
             avg_power_w=(gpu_j / duration) if gpu_j is not None and duration > 0 else None,
             peak_power_w=peak, temp_min_c=temp_min, temp_max_c=temp_max,

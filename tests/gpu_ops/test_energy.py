@@ -48,6 +48,17 @@ def test_short_window_flagged_too_short():
     assert w.too_short
 
 
+def test_window_without_a_counter_step_is_unmeasured_not_zero():
+    nv = FakeNVML([FakeGpu(power=lambda t: 200.0)], update_s=30.0)  # no counter step within the test's lifetime
+    with meter_for(nv) as m:
+        m.begin_window("blip")
+        time.sleep(0.15)
+        w = m.end_window("blip")
+    assert w.gpu_energy_status == "unmeasured" and w.gpu_energy_j is None and w.avg_power_w is None
+    assert "energy counter of gpu0 did not advance" in w.gpu_unmeasured_reason and "lengthen the window" in w.gpu_unmeasured_reason
+    assert w.timeline_energy_j == pytest.approx(200.0 * w.duration_s, rel=0.05)  # the timeline still saw the power
+
+
 def test_nested_windows_are_independent():
     nv = FakeNVML([FakeGpu(power=lambda t: 100.0 if t < 1.0 else 400.0)])
     with meter_for(nv) as m:
