@@ -7,7 +7,7 @@ from gpu_ops.energy import EnergyMeter, NvmlSource, RaplSource, integrate, selec
 from gpu_ops.energy.meter import foreign_pids
 from gpu_ops.energy.nvml import visible_targets
 from gpu_ops.errors import ConfigError, MeasurementError
-from tests.fake_nvml import FakeGpu, FakeMig, FakeNVML
+from tests.fake_nvml import REAL_UPDATE_S, FakeGpu, FakeMig, FakeNVML
 
 H100_MIG = [FakeMig("MIG-aaaa", "3g.40gb", 1, 40 << 30), FakeMig("MIG-bbbb", "2g.20gb", 5, 20 << 30),
             FakeMig("MIG-cccc", "1g.10gb", 13, 10 << 30)]
@@ -25,7 +25,7 @@ def test_integrate_trapezoid_with_edge_interpolation():
 
 
 def test_counter_and_timeline_agree_on_steady_load():
-    nv = FakeNVML([FakeGpu(power=lambda t: 300.0)])
+    nv = FakeNVML([FakeGpu(power=lambda t: 300.0)], update_s=REAL_UPDATE_S)
     with meter_for(nv) as m:
         time.sleep(0.2)
         m.begin_window("w")
@@ -40,7 +40,7 @@ def test_counter_and_timeline_agree_on_steady_load():
 
 
 def test_short_window_flagged_too_short():
-    nv = FakeNVML([FakeGpu()])
+    nv = FakeNVML([FakeGpu()], update_s=REAL_UPDATE_S)
     with meter_for(nv) as m:
         m.begin_window("short")
         time.sleep(0.3)
