@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import dagster as dg
 
@@ -41,40 +42,49 @@ def _adds(keys: dict[str, set[str]], context) -> list:
     return out
 
 
+def _rejection_note(path: Path) -> Path:
+    return path.with_name(path.name + ".rejected.txt")
+
+
 @dg.sensor(job=measure_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Experiment YAMLs dropped into storage/inbox: validated, registered as partitions, measured.")
 def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResource, gpu: GpuResource):
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     requests, keys, problems = [], {"experiment": set(), "hardware": set()}, []
-    present = {p.name for p in storage.inbox_dir.glob("*.y*ml")}
-    for path in sorted(storage.inbox_dir.glob("*.y*ml")):
+    paths = sorted(storage.inbox_dir.glob("*.y*ml"))
+    present = {p.name for p in paths}
+
+    def reject(path: Path, message: str) -> None:
+        """The file stays in place with a .rejected.txt beside it; each reason is reported once."""
+        reason_file = _rejection_note(path)
+        if not reason_file.is_file() or reason_file.read_text() != f"{message}\n":
+            problems.append(f"{path.name}: {message}")
+            context.log.error(f"experiment inbox: skipped {path.name}: {message}")
+            reason_file.write_text(f"{message}\n")
+
+    for path in paths:
         text = path.read_bytes()
         digest = hashlib.sha256(text).hexdigest()[:16]
         if seen.get(path.name) == digest:
             continue
-        reason_file = path.with_name(path.name + ".rejected.txt")
-        taken: dict[str, str] = {}
         try:
             cfg = load_config(path)
             experiment = validate_slug(experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend), "experiment")
             hardware = [validate_slug(h, "hardware") for h in (cfg.hardware or [gpu.local_profile(cfg.gpus)])]
-            owners = {hw: storage.experiment_source(experiment, hw) for hw in hardware}
-            taken = {hw: o for hw, o in owners.items() if o not in (None, path.name) and o in present}
-            if taken:  # not marked seen: it registers once the other file leaves the inbox
-                hw, other = next(iter(taken.items()))
-                raise UserError(f"partition {experiment}|{hw} is defined by {other}; one file defines a partition. To measure both "
-                                f"configurations there, make them sweep points of one file (e.g. sweep: {{parallelism: [{{tensor: 2}}, "
-                                f"{{data: 2}}]}}), or remove {other} from the inbox to let this file replace it")
         except UserError as exc:
-            if not reason_file.is_file() or reason_file.read_text() != f"{exc}\n":  # reported once per reason
-                problems.append(f"{path.name}: {exc}")
-                context.log.error(f"experiment inbox: skipped {path.name}: {exc}")
-                reason_file.write_text(f"{exc}\n")
-            if not taken:
-                seen[path.name] = digest  # an invalid file is reported once per content; fixing it re-triggers
+            reject(path, str(exc))
+            seen[path.name] = digest  # an invalid file is reported once per content; fixing it re-triggers
+            continue
+        conflict = next(((hw, owner) for hw in hardware if (owner := storage.experiment_source(experiment, hw)) not in (None, path.name)
+                         and owner in present), None)
+        if conflict:  # not marked seen: it registers once the other file leaves the inbox
+            hw, other = conflict
+            reject(path, f"partition {experiment}|{hw} is defined by {other}; one file defines a partition. To measure both "
+                         f"configurations there, make them sweep points of one file (e.g. sweep: {{parallelism: [{{tensor: 2}}, "
+                         f"{{data: 2}}]}}), or remove {other} from the inbox to let this file replace it")
             continue
         seen[path.name] = digest
-        reason_file.unlink(missing_ok=True)
+        _rejection_note(path).unlink(missing_ok=True)
         for hw in hardware:
             storage.register_experiment(experiment, hw, text.decode(), source=path.name)
             keys["experiment"].add(experiment)

@@ -63,11 +63,13 @@ class StorageResource(dg.ConfigurableResource):
     def experiment_file(self, experiment: str, hardware: str) -> Path:
         return self.experiments_dir / experiment / f"{hardware}.yaml"
 
+    def _source_file(self, experiment: str, hardware: str) -> Path:
+        return self.experiment_file(experiment, hardware).with_suffix(".source")
+
     def register_experiment(self, experiment: str, hardware: str, text: str, source: str | None = None) -> Path:
         """Atomically store a validated experiment file as the definition of one partition; `source` is the inbox
         file that owns it (None: registered directly, e.g. by a script)."""
-        target = self.experiment_file(experiment, hardware)
-        owner = target.with_suffix(".source")
+        target, owner = self.experiment_file(experiment, hardware), self._source_file(experiment, hardware)
         write_file_atomic(target, text.encode())
         if source is None:
             owner.unlink(missing_ok=True)
@@ -77,7 +79,7 @@ class StorageResource(dg.ConfigurableResource):
 
     def experiment_source(self, experiment: str, hardware: str) -> str | None:
         """The inbox file that defines the partition, if any."""
-        path = self.experiment_file(experiment, hardware).with_suffix(".source")
+        path = self._source_file(experiment, hardware)
         return path.read_text() if path.is_file() else None
 
     def registered_experiments(self) -> list[tuple[str, str, Path]]:

@@ -176,6 +176,7 @@ class _KvPoller:
         self._stop.set()
         self._thread.join()
         self._sample()
+        self.peak = self.peak or None  # 0: no poll caught a step with blocks in use
 
 
 class VllmBackend:
@@ -285,7 +286,7 @@ class VllmBackend:
         with _KvPoller(kv_usage_reader()) as kv:
             records = self._run_offline(requests, clock) if self.mode == "offline" else self.loop.run(self._run_streaming(requests, clock))
         after = self._snapshot()
-        self._last_metrics = _cycle_metrics(before, after, kv.peak or None)
+        self._last_metrics = _cycle_metrics(before, after, kv.peak)
         return records
 
     def _run_offline(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
