@@ -78,7 +78,7 @@ def _cmd_list_backends(args) -> int:
 
     for name, desc in BACKENDS.items():
         verified = declared()[name].verified
-        mark = f"  verified on: {verified}" if verified else "  [not verified on hardware]"
+        mark = f"  verified: {verified}" if verified else "  [not verified on hardware]"
         try:
             b = get_backend(name)
             caps = b.capabilities()
@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     if not verbose:
+        import os
+
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM reads it on import; its engine processes inherit it
         import warnings
 
         warnings.filterwarnings("ignore")

@@ -117,7 +117,11 @@ class Slo(Strict):
 class EnergyOptions(Strict):
     sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = 50.0
     idle_baseline_s: Annotated[float, Field(ge=0.0, le=600.0)] = 3.0
-    cross_check_tolerance: Annotated[float, Field(gt=0.0, le=1.0)] = 0.10
+    # after the last cycle, wait up to this long for the GPUs' power to return to the idle-before level before the
+    # idle-after window (0: do not wait); how long it took is recorded
+    settle_timeout_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 30.0
+    # allowed |timeline - counter| / counter per window; None: the length-dependent default (docs/energy.md)
+    cross_check_tolerance: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     zeus: bool = False
     rapl: bool = True
 
@@ -131,7 +135,9 @@ class PytorchOptions(Strict):
 
 
 class VllmOptions(Strict):
-    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    # share of device memory vLLM reserves (weights + KV cache); None: 0.9 on a GPU, and on the CPU build a share that
+    # fits the memory free on this machine (there it reserves system memory)
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     max_num_seqs: Annotated[int, Field(ge=1, le=65536)] | None = None
     max_model_len: Annotated[int, Field(ge=16, le=1_048_576)] | None = None
     enable_prefix_caching: bool | None = None

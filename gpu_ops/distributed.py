@@ -24,6 +24,7 @@ from pathlib import Path
 
 from gpu_ops.backends.base import Capabilities, Clock, Request, RequestRecord
 from gpu_ops.config import ExperimentConfig
+from gpu_ops.energy.sampler import ROOT_ENV
 from gpu_ops.errors import MeasurementError
 
 CHILD_ENV = "LEM_DISTRIBUTED_CHILD"
@@ -52,7 +53,8 @@ def launch(cfg: ExperimentConfig, out_root: Path, *, uuids: list[str] | None, fo
         data = cfg.model_dump(mode="json")
         data["gpus"] = list(range(n))  # inside the ranks, the run's GPUs are all there is (CUDA_VISIBLE_DEVICES below)
         (Path(tmp) / "config.json").write_text(json.dumps(data))
-        env = dict(os.environ, **{CHILD_ENV: "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+        env = dict(os.environ, **{CHILD_ENV: "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+                                  ROOT_ENV: str(os.getpid())})  # torchrun and every rank are this run's processes
         if uuids:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(uuids)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "gpu_ops.distributed",
@@ -124,6 +126,9 @@ class RankedBackend:
     def before_cycle(self) -> None:
         self.local.before_cycle()
 
+    def after_cycle(self, delivered: list[RequestRecord]) -> tuple[list[RequestRecord], dict]:
+        return delivered, {}
+
     def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
         t0 = time.monotonic() - clock()  # perf_counter and monotonic are the same clock on Linux: one clock for every rank
         self._tell("run", requests, t0)
@@ -147,9 +152,6 @@ class RankedBackend:
         gathered: list = [None] * self.dist.get_world_size()
         self.dist.gather_object(self.local.peak_memory_bytes(), gathered, dst=0)
         return None if any(g is None for g in gathered) else int(sum(gathered))  # over all the run's GPUs
-
-    def engine_metrics(self) -> dict:
-        return {}
 
     def close(self) -> None:
         if self.followers_listening:

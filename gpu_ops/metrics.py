@@ -19,24 +19,31 @@ from gpu_ops.config import Slo
 from gpu_ops.energy.meter import WindowMeasurement, integrate
 
 
-def request_row(rec: RequestRecord) -> dict:
-    t = rec.token_times_s
+def request_row(rec: RequestRecord, offset_s: float = 0.0) -> dict:
+    """One request's metrics; `offset_s` moves its times from the cycle clock onto the run clock."""
+    t = rec.chunk_times_s
     first = t[0] if t else rec.first_token_s
     last = t[-1] if t else rec.last_token_s
     ttft = first - rec.arrival_s if first is not None else None
     e2e = last - rec.arrival_s if last is not None else None
     tpot = (e2e - ttft) / (rec.output_tokens - 1) if rec.output_tokens > 1 and e2e is not None else None
-    itl = list(np.diff(t)) if len(t) > 1 else []
+    itl = list(np.diff(t)) if len(t) > 1 else []  # one gap per chunk, as vLLM defines ITL
+    delivered = rec.delivered_s if rec.delivered_s is not None else last
+
+    def shift(x: float | None) -> float | None:
+        return None if x is None else x + offset_s
+
     return {
         "request_id": rec.id, "prompt_tokens": rec.prompt_tokens, "output_tokens": rec.output_tokens,
-        "arrival_s": rec.arrival_s, "scheduled_s": rec.scheduled_s, "queue_s": rec.scheduled_s - rec.arrival_s,
+        "arrival_s": rec.arrival_s + offset_s, "scheduled_s": rec.scheduled_s + offset_s, "queue_s": rec.scheduled_s - rec.arrival_s,
         "ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "itl_s": [float(x) for x in itl], "batch_id": rec.batch_id,
-        "first_token_s": first, "last_token_s": last, "prefill_end_s": rec.prefill_end_s,
+        "first_token_s": shift(first), "last_token_s": shift(last), "delivered_s": shift(delivered),
+        "prefill_end_s": shift(rec.prefill_end_s),
     }
 
 
-def requests_frame(records: list[RequestRecord]) -> pd.DataFrame:
-    return pd.DataFrame([request_row(r) for r in sorted(records, key=lambda r: r.id)])
+def requests_frame(records: list[RequestRecord], offset_s: float = 0.0) -> pd.DataFrame:
+    return pd.DataFrame([request_row(r, offset_s) for r in sorted(records, key=lambda r: r.id)])
 
 
 def meets_slo(req: pd.DataFrame, slo: Slo) -> pd.Series:
@@ -121,6 +128,7 @@ def cycle_row(req: pd.DataFrame, window: WindowMeasurement, idle_power_w: float 
         "tpot_p99_s": _pct(req.tpot_s, 99),
         "itl_p50_s": float(np.percentile(itl, 50)) if len(itl) else None, "itl_p99_s": float(np.percentile(itl, 99)) if len(itl) else None,
         "e2e_mean_s": float(req.e2e_s.mean()), "e2e_p99_s": _pct(req.e2e_s, 99), "queue_mean_s": float(req.queue_s.mean()),
+        "window_tail_s": window.end_s - float(req.delivered_s.max()) if req.delivered_s.notna().any() else None,
         "good_requests": good, "goodput_req_per_s": good / d, "goodput_per_j": good / gross if gross else None,
         "cpu_energy_status": window.cpu_energy_status, "cpu_energy_j": window.cpu_energy_j,
         "cpu_unmeasured_reason": window.cpu_unmeasured_reason,

@@ -27,7 +27,7 @@ from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_m
 from gpu_ops.energy.nvml import uuid_hash
 from gpu_ops.environment import fingerprint, hardware_profile
 from gpu_ops.locks import device_locks
-from gpu_ops.errors import MeasurementError
+from gpu_ops.errors import MeasurementError, UserError
 from gpu_ops.metrics import cycle_row, requests_frame
 from gpu_ops.models import resolve_model
 from gpu_ops.prompts import build_prompts
@@ -105,7 +105,7 @@ def run_experiment(
         say = bar.write
 
     windows: list[tuple[str, str, int | None, WindowMeasurement]] = []
-    per_cycle: list[tuple[SweepPoint, int, pd.DataFrame, WindowMeasurement, int | None, dict]] = []
+    per_cycle: list[tuple[SweepPoint, int, CycleResult]] = []
     point_info: list[dict] = []
     lock_keys = [uuid_hash(t.uuid if t.mig is None else t.parent_uuid) for t in meter.targets] or [f"cpu-{socket.gethostname()}"]
     with device_locks(lock_keys), meter:
@@ -117,7 +117,7 @@ def run_experiment(
             for point in points:
                 pc = point.config
                 say(f"[{point.label}] {pc.model} ({pc.precision}) on {hardware}")
-                reloaded = backend.load(pc)  # reuses the loaded model when only run-time options changed
+                reloaded = _load(backend, pc, point.label)
                 prompts = build_prompts(pc, backend.tokenizer, backend.vocab_size)
                 warm = _requests(prompts[: max(pc.warmup_requests, pc.batching.batch_size if pc.pytorch.static_cache else 0)], pc, 0.0)
                 # warm-up keeps loading and compilation out of measured windows: needed after a (re)load, and for
@@ -129,22 +129,9 @@ def run_experiment(
                     windows.append(("warmup", point.label, None, w))
                     say(f"[{point.label}] warm-up {len(warm)} request(s): {w.duration_s:.2f} s (includes any compilation)")
                 for c in range(pc.cycles):
-                    if pc.cooldown_s:
-                        time.sleep(pc.cooldown_s)
-                    name = f"{point.label}/cycle-{c}"
-                    backend.before_cycle()
-                    meter.begin_window(name)
-                    reqs = _requests(prompts, pc, meter.now())
-                    try:
-                        records = backend.run(reqs, meter.now)
-                    except Exception as exc:
-                        meter.cancel_window(name)  # this window's energy is discarded
-                        raise MeasurementError(f"[{point.label}] cycle {c} failed, its energy discarded: {type(exc).__name__}: {exc}") from exc
-                    w = meter.end_window(name)
-                    windows.append(("cycle", point.label, c, w))
-                    per_cycle.append((point, c, requests_frame(records), w, backend.peak_memory_bytes(), backend.engine_metrics()))
-                    say(f"[{point.label}] cycle {c}: {w.duration_s:.2f} s, "
-                        + (f"{w.gpu_energy_j:.1f} J" if w.gpu_energy_j is not None else f"energy unmeasured ({w.gpu_unmeasured_reason})"))
+                    cycle = run_cycle(backend, meter, pc, prompts, point.label, c, say)
+                    windows.append(("cycle", point.label, c, cycle.window))
+                    per_cycle.append((point, c, cycle))
                     if bar:
                         bar.update(1)
                 point_info.append({"sweep_point": point.label, "overrides_json": json.dumps(point.overrides, sort_keys=True, default=str),
@@ -154,6 +141,7 @@ def run_experiment(
                                    **{f"backend_{k}": v for k, v in backend.info.items()}})
         finally:
             backend.close()
+        settle_s = _settle(meter, idle_before, cfg.energy.settle_timeout_s, say)
         idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
         if idle_after:
             windows.append(("idle_after", "", None, idle_after))
@@ -163,23 +151,27 @@ def run_experiment(
     if bar:
         bar.close()
 
-    idle = IdleBaseline(idle_before, idle_after)
+    idle = IdleBaseline(idle_before, idle_after, settle_s)
     power_limit = sum(t.power_limit_w for t in meter.targets if t.power_limit_w) or None
     fp = fingerprint(meter.targets, meter.gpu.nvml if meter.gpu else None, backend.version(), cfg.config_hash())
     cycles, requests = [], []
-    for point, c, req, w, peak, engine in per_cycle:
+    for point, c, cycle in per_cycle:
+        req, w, engine = cycle.requests, cycle.window, cycle.engine
         row = {"sweep_point": point.label, "cycle": c, "model": cfg.model, "backend": cfg.backend, "hardware": hardware,
                "weights": source.weights, "experiment_key": exp_key, "precision": point.config.precision,
                "batch_size": point.config.batching.batch_size, "parallelism": point.config.parallelism.label,
                "config_hash": point.config.config_hash(),
                "window_start_s": w.start_s, "window_end_s": w.end_s, "timeline_energy_j": w.timeline_energy_j,
-               "cross_check_rel_diff": w.cross_check_rel_diff, "too_short": w.too_short, "n_samples": w.n_samples,
+               "energy_uncertainty_j": w.energy_uncertainty_j, "edges_aligned": w.edges_aligned,
+               "cross_check_rel_diff": w.cross_check_rel_diff, "cross_check_tolerance": w.cross_check_tolerance,
+               "too_short": w.too_short, "n_samples": w.n_samples,
                "foreign_processes": ",".join(map(str, w.foreign_processes)), "throttle_reasons": w.throttle_reasons,
                "temp_min_c": w.temp_min_c, "temp_max_c": w.temp_max_c, "sm_clock_min_mhz": w.sm_clock_min_mhz,
                "sm_clock_max_mhz": w.sm_clock_max_mhz, "power_limit_w": power_limit, "zeus_energy_j": w.zeus_energy_j,
                "mig_attribution": w.mig_attribution, "mig_attributed_energy_j": w.mig_attributed_energy_j,
                "gpu_count": len(meter.targets), "gpu_energy_by_device_j": w.to_row()["gpu_energy_by_device_j"]}
-        row.update(cycle_row(req, w, idle.power_w, point.config.slo, peak, timeline))
+        row.update(cycle_row(req, w, idle.power_w, point.config.slo, cycle.peak_memory_bytes, timeline),
+                   cycle_setup_s=cycle.setup_s, cycle_collect_s=cycle.collect_s)
         row.update({k: engine.get(k) for k in ENGINE_METRICS})  # same columns on every backend; NaN = not reported
         cycles.append(row)
         requests.append(req.assign(sweep_point=point.label, cycle=c))
@@ -192,7 +184,7 @@ def run_experiment(
         "schema_version": SCHEMA_VERSION, "package_version": __version__, "started_at": started.isoformat(),
         "finished_at": finished.isoformat(), "idle_power_w": idle.power_w,
         "idle_before_w": idle_before.avg_power_w if idle_before else None, "idle_after_w": idle_after.avg_power_w if idle_after else None,
-        "cross_check_tolerance": cfg.energy.cross_check_tolerance, "fingerprint_json": json.dumps(fp, sort_keys=True),
+        "idle_settle_s": settle_s, "fingerprint_json": json.dumps(fp, sort_keys=True),
         "fingerprint_hash": fp["fingerprint_hash"], "meter_json": json.dumps(meter_info, sort_keys=True),
     }])
     summary = {
@@ -211,7 +203,8 @@ def run_experiment(
 
 
 NUMERIC = SUMMARISED + ("timeline_energy_j", "idle_power_w", "power_limit_w", "zeus_energy_j", "mig_attributed_energy_j",
-                       "temp_min_c", "temp_max_c", "sm_clock_min_mhz", "sm_clock_max_mhz", "other_energy_j")
+                       "temp_min_c", "temp_max_c", "sm_clock_min_mhz", "sm_clock_max_mhz", "other_energy_j",
+                       "energy_uncertainty_j", "cross_check_tolerance")
 
 
 def _numeric(df: pd.DataFrame) -> pd.DataFrame:
@@ -222,9 +215,67 @@ def _numeric(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+@dataclass
+class CycleResult:
+    requests: pd.DataFrame
+    window: WindowMeasurement
+    peak_memory_bytes: int | None
+    engine: dict
+    setup_s: float  # before the window: trace, backend.before_cycle, the wait for a counter update
+    collect_s: float  # after the work: the wait for a counter update, records, engine metrics
+
+
+def run_cycle(backend, meter: EnergyMeter, pc: ExperimentConfig, prompts, label: str, c: int, say=lambda m: None) -> CycleResult:
+    """One measured cycle. The window holds the work and nothing else: the trace is built, the prefix cache emptied
+    and engine counters started before it opens; records and engine metrics are collected after it closes.
+    Backends time everything on the cycle clock (0 = window start); the records are moved onto the run clock."""
+    if pc.cooldown_s:
+        time.sleep(pc.cooldown_s)
+    name = f"{label}/cycle-{c}"
+    t0 = meter.now()
+    requests = _requests(prompts, pc, 0.0)
+    backend.before_cycle()
+    start = meter.begin_window(name)
+    try:
+        delivered = backend.run(requests, lambda: meter.now() - start)
+    except Exception as exc:
+        meter.cancel_window(name)  # this window's energy is discarded
+        raise MeasurementError(f"[{label}] cycle {c} failed, its energy discarded: {type(exc).__name__}: {exc}") from exc
+    w = meter.end_window(name)
+    records, engine = backend.after_cycle(delivered)
+    req = requests_frame(records, offset_s=start)
+    say(f"[{label}] cycle {c}: {w.duration_s:.2f} s, " + (f"{w.gpu_energy_j:.1f} ± {w.energy_uncertainty_j:.2g} J"
+                                                         if w.gpu_energy_j is not None else f"energy unmeasured ({w.gpu_unmeasured_reason})"))
+    return CycleResult(req, w, backend.peak_memory_bytes(), engine, start - t0, meter.now() - w.end_s)
+
+
+def _load(backend, pc: ExperimentConfig, label: str) -> bool:
+    """Load for a sweep point (reusing the loaded model when only run-time options changed); an engine that fails
+    to start is a measurement failure with its cause, not a traceback."""
+    try:
+        return backend.load(pc)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise MeasurementError(f"[{label}] backend '{backend.name}' failed to load {pc.model}: {type(exc).__name__}: "
+                               f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}") from exc
+
+
+def _settle(meter: EnergyMeter, idle_before: WindowMeasurement | None, timeout_s: float, say) -> float | None:
+    """Wait for the GPUs to return to their idle power before measuring it again (a GPU lingers in a higher power
+    state after work); the seconds it took are recorded. None: not waited for, or not back within the timeout."""
+    if idle_before is None or idle_before.avg_power_w is None or timeout_s <= 0:
+        return None
+    took = meter.settle(idle_before.avg_power_w, timeout_s)
+    say(f"idle power back within 10 % of {idle_before.avg_power_w:.1f} W after {took:.1f} s" if took is not None
+        else f"idle power still above {idle_before.avg_power_w:.1f} W + 10 % after {timeout_s:.0f} s; idle-after measured anyway")
+    return took
+
+
 def _idle(meter: EnergyMeter, name: str, seconds: float, say) -> WindowMeasurement | None:
     if seconds <= 0 or not meter.measures_gpu:
         return None
     w = meter.measure_idle(name, seconds)
-    say(f"{name}: {w.avg_power_w:.1f} W over {w.duration_s:.1f} s")
+    say(f"{name}: " + (f"{w.avg_power_w:.1f} W over {w.duration_s:.1f} s" if w.avg_power_w is not None
+                       else f"unmeasured ({w.gpu_unmeasured_reason})"))
     return w

@@ -18,6 +18,7 @@ SUMMARISED = (
     "tokens_per_j", "j_per_request", "avg_power_w", "peak_power_w", "peak_memory_bytes", "ttft_mean_s", "ttft_p50_s",
     "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s", "itl_p50_s", "itl_p99_s", "e2e_mean_s", "e2e_p99_s",
     "goodput_req_per_s", "goodput_per_j", "prefill_energy_j", "decode_energy_j", "cross_check_rel_diff", "cpu_energy_j",
+    "energy_uncertainty_j", "window_tail_s",
     "prefix_cache_hit_rate", "kv_cache_usage_peak", "preemptions", "spec_decode_acceptance_rate",  # ENGINE_METRICS
 )
 

@@ -67,14 +67,17 @@ def check_window_length(t: ResultTables) -> Finding:
 
 def check_cross_check(t: ResultTables) -> Finding:
     m = _measured(t.cycles)
-    tol = float(t.experiment.iloc[0].get("cross_check_tolerance", 0.10))
     m = m[m.cross_check_rel_diff.notna()]
+    legacy = float(t.experiment.iloc[0].get("cross_check_tolerance", 0.10) or 0.10)  # folders from before per-window tolerances
+    tol = m.cross_check_tolerance.astype(float).fillna(legacy) if "cross_check_tolerance" in m else pd.Series(legacy, index=m.index)
     bad = m[m.cross_check_rel_diff.abs() > tol]
     worst = float(m.cross_check_rel_diff.abs().max()) if len(m) else None
     return Finding("counter_timeline_agree", bad.empty,
-                   f"{len(bad)} cycle(s) where counter and timeline energy differ by more than {tol:.0%} (worst {worst:.1%})"
-                   if len(bad) else (f"counter vs timeline within {tol:.0%} (worst {worst:.2%})" if worst is not None else "no measured windows to cross-check"),
-                   metadata={"worst_rel_diff": worst, "tolerance": tol})
+                   f"{len(bad)} cycle(s) where counter and timeline energy differ by more than their tolerance (worst {worst:.2%} "
+                   f"against {float(tol[bad.cross_check_rel_diff.abs().idxmax()]):.2%})"
+                   if len(bad) else (f"counter vs timeline within tolerance (worst {worst:.2%}; tolerance {tol.min():.2%}-{tol.max():.2%} "
+                                     "by window length)" if worst is not None else "no measured windows to cross-check"),
+                   metadata={"worst_rel_diff": worst, "tolerance_min": float(tol.min()) if len(tol) else None})
 
 
 def check_foreign_processes(t: ResultTables) -> Finding:

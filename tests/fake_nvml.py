@@ -171,3 +171,13 @@ class FakeNVML:
 
     def nvmlSystemGetCudaDriverVersion(self):
         return 13000
+
+
+def from_env() -> FakeNVML:
+    """The stand-in the real sampler process builds (`--nvml tests.fake_nvml:from_env`): one GPU drawing
+    LEM_FAKE_POWER_W watts with the processes LEM_FAKE_PIDS (comma-separated) on it."""
+    import os
+
+    pids = [int(p) for p in os.environ.get("LEM_FAKE_PIDS", "").split(",") if p]
+    return FakeNVML([FakeGpu(power=lambda t, w=float(os.environ.get("LEM_FAKE_POWER_W", "300")): w, pids=pids)],
+                    update_s=REAL_UPDATE_S)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.errors import CapabilityError
@@ -35,13 +35,14 @@ class RequestRecord:
     output_tokens: int
     arrival_s: float
     scheduled_s: float  # when the engine started work on it (batch start / vLLM scheduled_ts)
-    token_times_s: list[float]  # host time each output token became available, one per token; [] when not observed
+    chunk_times_s: list[float]  # host time each delivered chunk of tokens arrived (one per engine step); [] if not observed
     batch_id: int = -1
     prefill_end_s: float | None = None  # first token of its batch: end of the prefill step
-    # engines that report only first/last token times (vLLM offline) set these and leave token_times_s empty:
+    # engines that report only first/last token times (vLLM offline) set these and leave chunk_times_s empty:
     # TTFT, TPOT and E2E stay measured, ITL is then unmeasured (never interpolated)
     first_token_s: float | None = None
     last_token_s: float | None = None
+    delivered_s: float | None = None  # when the last token reached this process, if not its last token time (vLLM offline)
 
 
 @dataclass(frozen=True)
@@ -85,14 +86,17 @@ class InferenceBackend(Protocol):
     def warmup(self, requests: list[Request]) -> None: ...
 
     def before_cycle(self) -> None:
-        """Called outside the measured window before each cycle (e.g. to empty a prefix cache)."""
+        """Outside the measured window, before it opens: e.g. empty a prefix cache, read engine counters."""
 
-    def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]: ...
+    def run(self, requests: list[Request], clock: Clock) -> Any:
+        """The measured work. Returns as soon as the last token is delivered: the window closes right after, so
+        anything else (records, engine metrics) belongs in `after_cycle`."""
+
+    def after_cycle(self, delivered: Any) -> tuple[list[RequestRecord], dict[str, float | None]]:
+        """Outside the window, after it closed: the cycle's request records (from what `run` returned) and its
+        ENGINE_METRICS (None where not reported)."""
 
     def peak_memory_bytes(self) -> int | None: ...
-
-    def engine_metrics(self) -> dict[str, float | None]:
-        """ENGINE_METRICS of the last `run` (None where not reported)."""
 
     def sync(self) -> None:
         """Wait for queued device work, so a window edge is where the work really ended."""

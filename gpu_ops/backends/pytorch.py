@@ -291,6 +291,9 @@ class PytorchBackend:
     def before_cycle(self) -> None:
         pass  # no state carries over between generate calls
 
+    def after_cycle(self, delivered: list[RequestRecord]) -> tuple[list[RequestRecord], dict[str, float | None]]:
+        return delivered, {}  # records are built between batches, as each batch is delivered; no ENGINE_METRICS
+
     def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
         plan = BatchPlan(self.cfg.batching.strategy, self.cfg.batching.batch_size)
         pending = sorted(requests, key=lambda r: (r.arrival_s, r.id))
@@ -309,7 +312,7 @@ class PytorchBackend:
             for req, n in zip(batch, lengths):
                 records.append(RequestRecord(
                     id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=n, arrival_s=req.arrival_s,
-                    scheduled_s=scheduled, token_times_s=steps[:n], batch_id=batch_id,
+                    scheduled_s=scheduled, chunk_times_s=steps[:n], batch_id=batch_id,
                     prefill_end_s=steps[0] if steps else None,
                 ))
             taken = {r.id for r in batch}
@@ -323,9 +326,6 @@ class PytorchBackend:
         if self.device.startswith("cuda"):
             return int(torch.cuda.max_memory_allocated(self.device))
         return None
-
-    def engine_metrics(self) -> dict[str, float | None]:
-        return {}  # generate() reports none of ENGINE_METRICS
 
     def sync(self) -> None:
         import torch

@@ -67,7 +67,6 @@ class TensorrtBackend:
         self.tokenizer = None
         self.loop: EventLoopThread | None = None
         self.info: dict[str, Any] = {}
-        self._last_metrics: dict[str, float | None] = {}
 
     def version(self) -> str:
         return f"tensorrt_llm {self.trt.__version__} (not verified on hardware)"
@@ -109,16 +108,16 @@ class TensorrtBackend:
     def warmup(self, requests: list[Request]) -> None:
         import time
 
-        self.run(requests, time.perf_counter)
+        self.after_cycle(self.run(requests, time.perf_counter))
 
     def before_cycle(self) -> None:
         pass  # the LLM API has no cache reset: with KV reuse on, later cycles may reuse blocks of earlier ones (see notes)
 
-    def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
-        results = self.loop.run(self._run(requests, clock))
-        records = [r for r, _ in results]
-        self._last_metrics = aggregate_perf_metrics([m for _, m in results])
-        return records
+    def run(self, requests: list[Request], clock: Clock) -> list[tuple[RequestRecord, Any]]:
+        return self.loop.run(self._run(requests, clock))
+
+    def after_cycle(self, delivered: list[tuple[RequestRecord, Any]]) -> tuple[list[RequestRecord], dict[str, float | None]]:
+        return [r for r, _ in delivered], aggregate_perf_metrics([m for _, m in delivered])
 
     async def _run(self, requests, clock):
         params = self._sampling()
@@ -135,7 +134,8 @@ class TensorrtBackend:
             now = clock()
             completion = out.outputs[0]
             n = len(completion.token_ids)  # cumulative in TensorRT-LLM's streaming outputs
-            times.extend([now] * (n - seen))
+            if n > seen:  # one time per chunk (vLLM's ITL definition); a chunk may carry several tokens
+                times.append(now)
             seen = n
             perf = getattr(completion, "request_perf_metrics", None) or perf
         first_scheduled = None
@@ -145,11 +145,8 @@ class TensorrtBackend:
             first_scheduled = times[0] - (tm.first_token_time - tm.first_scheduled_time).total_seconds()
         record = RequestRecord(id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=seen, arrival_s=req.arrival_s,
                                scheduled_s=max(first_scheduled if first_scheduled is not None else req.arrival_s, req.arrival_s),
-                               token_times_s=times)
+                               chunk_times_s=times)
         return record, perf
-
-    def engine_metrics(self) -> dict[str, float | None]:
-        return dict(self._last_metrics)
 
     def peak_memory_bytes(self) -> int | None:
         return None

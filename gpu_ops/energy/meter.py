@@ -3,33 +3,49 @@
     with EnergyMeter.detect(cfg) as meter:
         meter.begin_window("cycle-0")
         ...work...
-        m = meter.end_window("cycle-0")   # WindowMeasurement: counter J, timeline J, cross-check, ...
+        m = meter.end_window("cycle-0")   # WindowMeasurement: counter J ± uncertainty, timeline J, conditions
 
-Totals come from the NVML energy counter (read at window edges, after a CUDA sync); a background thread
-samples power >= 10 Hz into a timeline used for shape, phase attribution and the cross-check. Windows are
-named and independent, so they nest (a cycle window holding phase windows). A domain that cannot be read
-is `unmeasured` with a reason: never a zero.
+Totals come from the NVML energy counter, with each window edge aligned to a counter update: the counter is read
+until it steps (it updates about every 100 ms), and the stretch between that step and the window edge is taken
+from the power timeline. The timeline is sampled in a separate process (`gpu_ops.energy.sampler`) and also gives
+an independent estimate of the window's energy (the cross-check), its shape and phase attribution. Windows are
+named and independent, so they nest. A domain that cannot be read is `unmeasured` with a reason: never a zero.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from gpu_ops.energy import sampler as smp
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S, GpuTarget, NvmlSource, uuid_hash
 from gpu_ops.energy.rapl import RaplSource
 from gpu_ops.errors import MeasurementError
 
 MIN_TRUSTED_UPDATES = 10  # a window shorter than 10 counter updates is flagged too short to trust
-PROCESS_POLL_S = 1.0
-AUX_PERIOD_S = 0.5
+STEP_WAIT_UPDATES = 2.5  # how long a window edge waits for the counter to step, in counter updates
+TIMELINE_EDGE_ERROR = 0.05  # relative error allowed for the timeline's share of a window (the stretch past each edge)
+CROSS_CHECK_FLOOR = 0.005  # counter vs timeline tolerance: floor + CROSS_CHECK_SCALE * sqrt(step / duration)
+CROSS_CHECK_SCALE = 0.1
+SAMPLER_START_S = 30.0
+
+
+def cross_check_tolerance(duration_s: float, step_s: float) -> float:
+    """How far the timeline may stray from the counter over a window: the timeline samples instantaneous power, so
+    its error shrinks with the square root of the counter updates the window spans (docs/energy.md)."""
+    return CROSS_CHECK_FLOOR + CROSS_CHECK_SCALE * math.sqrt(step_s / max(duration_s, 1e-9))
 
 
 @dataclass
@@ -40,10 +56,13 @@ class WindowMeasurement:
     duration_s: float
     gpu_energy_status: str  # "measured" | "unmeasured"
     gpu_unmeasured_reason: str | None
-    gpu_energy_j: float | None  # energy counter, summed over the run's GPUs
+    gpu_energy_j: float | None  # energy counter, edges aligned to its updates, summed over the run's GPUs
+    energy_uncertainty_j: float | None  # ± bound of gpu_energy_j from the edge alignment (docs/energy.md)
+    edges_aligned: bool  # both edges of every GPU's counter read at an observed update
     gpu_energy_by_device_j: dict[str, float]  # label -> J
-    timeline_energy_j: float | None
+    timeline_energy_j: float | None  # independent estimate: the sampled power integrated over the window
     cross_check_rel_diff: float | None  # (timeline - counter) / counter
+    cross_check_tolerance: float | None  # allowed |cross_check_rel_diff| for this window's length
     n_samples: int
     avg_power_w: float | None
     peak_power_w: float | None
@@ -78,45 +97,39 @@ def integrate(t: np.ndarray, p: np.ndarray, t0: float, t1: float) -> float | Non
     return float(np.sum((tt[1:] - tt[:-1]) * (pp[1:] + pp[:-1]) / 2.0))
 
 
-def _own_pids() -> set[int]:
-    """This run's processes: us, our threads and children, and the other ranks of a multi-GPU run (LEM_RUN_PIDS,
-    set by gpu_ops.distributed: they are siblings under torchrun, not children)."""
-    pids = {os.getpid()} | {int(p) for p in os.environ.get("LEM_RUN_PIDS", "").split(",") if p.strip().isdigit()}
-    try:
-        for child in os.listdir(f"/proc/{os.getpid()}/task"):
-            pids.add(int(child))
-        import psutil  # optional: children of torchrun/vLLM workers
+@dataclass(frozen=True)
+class _Edge:
+    """One GPU's counter at a window edge: its value, and when it took that value (an observed update)."""
 
-        pids |= {c.pid for c in psutil.Process().children(recursive=True)}
-    except Exception:
-        pass
-    return pids
+    energy_mj: int
+    t_s: float  # when the counter took this value (an update); the read time when no update was seen
+    half_width_s: float  # the update happened within t_s ± half_width_s
+    aligned: bool
 
 
-def foreign_pids(seen: set[int], own: set[int]) -> list[int]:
-    """Processes on our GPUs that are not ours. When NVML reports PIDs of another PID namespace
-    (containers), ours cannot be recognised by number: then every process beyond one is foreign."""
-    others = seen - own
-    if not others:
-        return []
-    local = sorted(p for p in others if os.path.exists(f"/proc/{p}"))
-    if local:
-        return local
-    return sorted(others)[1:] if others == seen else sorted(others)
+class _Samples:
+    """The timeline and the process observations, in meter time, appended in time order."""
+
+    def __init__(self) -> None:
+        self.power: list[tuple] = []  # (t_s, label, power_w, temp_c, sm_clock_mhz, throttle_reasons)
+        self.processes: list[tuple] = []  # (t_s, label, pid, own)
+
+    def last_t(self) -> float:
+        return self.power[-1][0] if self.power else -math.inf
 
 
-class _Sampler(threading.Thread):
-    """Power of every device each tick; temperature, clocks and clock-event reasons every AUX_PERIOD_S;
-    the process list every PROCESS_POLL_S. The rare queries are the costly ones (benchmarks/nvml_call_cost.py)."""
+class _ThreadSampler(threading.Thread):
+    """In-process sampling, for NVML stand-ins injected as objects (tests); real runs use the sampler process."""
 
     def __init__(self, meter: EnergyMeter, period_s: float):
         super().__init__(name="lem-power-sampler", daemon=True)
-        self.meter = meter
-        self.period_s = period_s
+        self.meter, self.period_s = meter, period_s
         self.stop_event = threading.Event()
+        self.error: Exception | None = None
+        self.root = smp.run_root_pid()
 
     def run(self) -> None:
-        m = self.meter
+        m, store = self.meter, self.meter._store
         next_aux = next_poll = 0.0
         aux: dict[str, tuple] = {}
         while not self.stop_event.is_set():
@@ -124,37 +137,124 @@ class _Sampler(threading.Thread):
             try:
                 if t >= next_aux:
                     aux = {target.label: m.gpu.aux(target) for target in m.targets}
-                    next_aux = t + AUX_PERIOD_S
+                    next_aux = t + smp.AUX_PERIOD_S
                 for target in m.targets:
-                    m._samples.append((t, target.label, m.gpu.power_w(target), *aux[target.label]))
+                    store.power.append((t, target.label, m.gpu.power_w(target), *aux[target.label]))
                 if t >= next_poll:
+                    own = smp.own_pids(self.root)
                     for target in m.targets:
-                        m._pid_polls.append((t, target.label, m.gpu.process_pids(target)))
-                    next_poll = t + PROCESS_POLL_S
+                        store.processes += [(t, target.label, pid, pid in own) for pid in sorted(m.gpu.process_pids(target))]
+                    next_poll = t + smp.PROCESS_POLL_S
             except Exception as exc:  # NVML failed mid-run: the window using it must fail
-                m._sampler_error = exc
+                self.error = exc
                 return
             self.stop_event.wait(max(0.0, self.period_s - (m.now() - t)))
 
+    def refresh(self) -> None:
+        pass  # the thread appends directly
 
-@dataclass
-class _Open:
-    start_s: float
-    energy_mj: list[int] | None
-    cpu_uj: dict[str, int] | None
-    zeus_name: str | None = None
+    def failure(self) -> str | None:
+        return None if self.error is None else f"{type(self.error).__name__}: {self.error}"
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=5)
+
+
+class _ProcessSampler:
+    """`python -m gpu_ops.energy.sampler` beside the measured process; its records are read from a file."""
+
+    def __init__(self, meter: EnergyMeter, period_s: float, nvml_spec: str | None):
+        self.meter = meter
+        self.dir = Path(tempfile.mkdtemp(prefix="lem-sampler-"))
+        self.path = self.dir / "samples.bin"
+        self.path.touch()
+        self.stderr = open(self.dir / "stderr.txt", "wb")
+        self._file = open(self.path, "rb")
+        self._pending = b""
+        self._t0 = meter._t0
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))
+        cmd = [sys.executable, "-m", "gpu_ops.energy.sampler", "--out", str(self.path), "--period", repr(period_s),
+               "--root-pid", str(smp.run_root_pid()), *(x for t in meter.targets for x in ("--index", str(t.index)))]
+        if nvml_spec:
+            cmd += ["--nvml", nvml_spec]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
+        self.ready = False
+
+    def start(self) -> None:
+        deadline = time.monotonic() + SAMPLER_START_S
+        while not self.ready:
+            self.refresh()
+            failure = self.failure()
+            if failure or time.monotonic() > deadline:
+                self.stop()
+                raise MeasurementError(f"the power sampler process did not start: {failure or 'no answer in 30 s'}")
+            time.sleep(0.01)
+
+    def refresh(self) -> None:
+        data = self._pending + self._file.read()
+        usable = len(data) - len(data) % smp.RECORD.size
+        self._pending = data[usable:]
+        store, labels = self.meter._store, [t.label for t in self.meter.targets]
+        for kind, t, target, a, b, c, d in smp.unpack(data[:usable]):
+            t -= self._t0
+            if kind == smp.SAMPLE:
+                store.power.append((t, labels[target], a, None if math.isnan(b) else b, None if math.isnan(c) else c, d))
+            elif kind == smp.PROCESS:
+                store.processes.append((t, labels[target], int(a), bool(b)))
+            elif kind == smp.READY:
+                self.ready = True
+
+    def failure(self) -> str | None:
+        if self.proc.poll() is None:
+            return None
+        text = (self.dir / "stderr.txt").read_text(errors="replace").strip()
+        return text.splitlines()[-1] if text else f"the sampler process exited with code {self.proc.returncode}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._file.close()
+        self.stderr.close()
+        for p in self.dir.iterdir():
+            p.unlink()
+        self.dir.rmdir()
 
 
 class EnergyMeter:
+    """Named energy windows over the run's GPUs (NVML) and, where readable, the CPU package (RAPL).
+
+    Args:
+        gpu: the run's GPUs, or None when GPU energy cannot be read here.
+        gpu_reason: why GPU energy is unmeasured; required when `gpu` is None (a missing reading is never 0 J).
+        cpu: RAPL zones, or None.
+        cpu_reason: why CPU energy is unmeasured when `cpu` is None.
+        sample_hz: power samples per second for the timeline (>= 50 keeps the cross-check within its tolerance).
+        sync: waits for queued device work, so a window edge is where the work really ended (a CUDA sync).
+        zeus: an optional `zeus.monitor.ZeusMonitor` measuring the same windows, for comparison.
+        sampler: "process" (the default for the real pynvml: sampling never competes with the measured process),
+            "thread" (for NVML stand-ins passed as objects, i.e. tests) or "auto".
+        nvml_spec: `module:factory` of an NVML stand-in the sampler process can build itself (tests of that process).
+        tolerance: allowed |timeline - counter| / counter of every window; None: `cross_check_tolerance` of its length.
+    """
+
     def __init__(
         self,
         gpu: NvmlSource | None = None,
         gpu_reason: str | None = None,
         cpu: RaplSource | None = None,
         cpu_reason: str | None = None,
-        sample_hz: float = 20.0,
+        sample_hz: float = 50.0,
         sync: Callable[[], None] | None = None,
         zeus=None,
+        sampler: str = "auto",
+        nvml_spec: str | None = None,
+        tolerance: float | None = None,
     ):
         if gpu is None and not gpu_reason:
             raise ValueError("an unmeasured GPU domain needs a reason")
@@ -166,13 +266,18 @@ class EnergyMeter:
         self.sync = sync or (lambda: None)
         self.zeus = zeus
         self.targets: list[GpuTarget] = gpu.targets if gpu else []
+        if sampler == "auto":
+            real = gpu is not None and getattr(gpu.nvml, "__name__", "") == "pynvml"
+            sampler = "process" if real or nvml_spec else "thread"
+        self.sampler_kind = sampler
+        self.nvml_spec = nvml_spec
+        self.tolerance = tolerance
+        self.step_s = COUNTER_UPDATE_S  # replaced by the period measured on this GPU when the meter starts
+        self.step_measured = False
         self._t0 = time.perf_counter()
-        self._open: dict[str, _Open] = {}
-        self._samples: list[tuple] = []
-        self._pid_polls: list[tuple] = []
-        self._sampler: _Sampler | None = None
-        self._sampler_error: Exception | None = None
-        self._own = _own_pids()
+        self._open: dict[str, tuple[float, list[_Edge] | None, dict | None, str | None]] = {}
+        self._store = _Samples()
+        self._sampler: _ThreadSampler | _ProcessSampler | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def now(self) -> float:
@@ -181,8 +286,13 @@ class EnergyMeter:
 
     def __enter__(self) -> EnergyMeter:
         if self.gpu is not None:
-            self._sampler = _Sampler(self, self.sample_period_s)
-            self._sampler.start()
+            if self.sampler_kind == "process":
+                self._sampler = _ProcessSampler(self, self.sample_period_s, self.nvml_spec)
+                self._sampler.start()
+            else:
+                self._sampler = _ThreadSampler(self, self.sample_period_s)
+                self._sampler.start()
+            self._measure_step_period()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -190,8 +300,7 @@ class EnergyMeter:
 
     def close(self) -> None:
         if self._sampler is not None:
-            self._sampler.stop_event.set()
-            self._sampler.join(timeout=5)
+            self._sampler.stop()
             self._sampler = None
 
     @property
@@ -199,101 +308,183 @@ class EnergyMeter:
         return self.gpu is not None
 
     def _check_sampler(self) -> None:
-        if self._sampler_error is not None:
-            raise MeasurementError(f"NVML failed during the measurement: {type(self._sampler_error).__name__}: {self._sampler_error}")
+        failure = self._sampler.failure() if self._sampler is not None else None
+        if failure:
+            raise MeasurementError(f"NVML failed during the measurement: {failure}")
+
+    # -- the energy counter --------------------------------------------------------------------
+    def _measure_step_period(self, updates: int = 4) -> None:
+        """The counter's update period on this GPU, from a few consecutive updates (~0.4 s, once per meter)."""
+        target = self.targets[0]
+        times, last = [], self.gpu.energy_of(target)
+        deadline = self.now() + (updates + 2) * COUNTER_UPDATE_S
+        while len(times) < updates + 1 and self.now() < deadline:
+            value = self.gpu.energy_of(target)
+            if value != last:
+                times.append(self.now())
+                last = value
+            time.sleep(0.0002)
+        if len(times) >= 3:
+            self.step_s = float(np.median(np.diff(times)))
+            self.step_measured = True
+
+    def _edges(self) -> list[_Edge]:
+        """Every GPU's counter read just after it updated. The update happened between the previous read and this
+        one: ~NVML's call time (a few ms). Waits at most STEP_WAIT_UPDATES updates, then keeps an unaligned read."""
+        reads = []
+        for target in self.targets:
+            t_a = self.now()
+            reads.append((self.gpu.energy_of(target), t_a))
+        edges: list[_Edge | None] = [None] * len(self.targets)
+        deadline = self.now() + STEP_WAIT_UPDATES * self.step_s
+        while any(e is None for e in edges) and self.now() < deadline:
+            for i, target in enumerate(self.targets):
+                if edges[i] is not None:
+                    continue
+                t_a = self.now()
+                value = self.gpu.energy_of(target)
+                t_b = self.now()
+                first, prev_a = reads[i]
+                if value != first:
+                    edges[i] = _Edge(value, (prev_a + t_b) / 2, (t_b - prev_a) / 2, True)
+                else:
+                    reads[i] = (first, t_a)
+            time.sleep(0.0002)
+        return [e or _Edge(reads[i][0], self.now(), self.step_s, False) for i, e in enumerate(edges)]
 
     # -- windows ----------------------------------------------------------------------------
-    def begin_window(self, name: str) -> None:
+    def begin_window(self, name: str) -> float:
+        """Open window `name` (after a sync) and return its start on the meter clock. Its GPU edge is the counter's
+        next update, so this waits up to one update (~100 ms) before the work should start."""
         if name in self._open:
             raise ValueError(f"window '{name}' is already open")
         self._check_sampler()
         self.sync()
-        energy = self.gpu.energy_mj() if self.gpu else None
+        edges = self._edges() if self.gpu else None
         cpu = self.cpu.read_uj() if self.cpu else None
         zeus_name = None
         if self.zeus is not None:
             zeus_name = f"lem-{name}"
             self.zeus.begin_window(zeus_name, sync_execution=False)
-        self._open[name] = _Open(self.now(), energy, cpu, zeus_name)
+        start = self.now()
+        self._open[name] = (start, edges, cpu, zeus_name)
+        return start
 
     def cancel_window(self, name: str) -> None:
         """Discard an open window (its work failed); nothing is recorded for it."""
         self._open.pop(name, None)
 
     def end_window(self, name: str) -> WindowMeasurement:
+        """Close window `name` where the work ended (after a sync) and measure it. The counter is then read at its
+        next update and the stretch past the window's end is subtracted: bookkeeping, outside the window."""
         if name not in self._open:
             raise ValueError(f"window '{name}' was not begun")
         self.sync()
         end_s = self.now()
-        opened = self._open.pop(name)
+        start_s, edges0, cpu0, zeus_name = self._open.pop(name)
         try:
-            energy = self.gpu.energy_mj() if self.gpu else None
+            edges1 = self._edges() if self.gpu else None
         except Exception as exc:
             raise MeasurementError(f"NVML energy counter read failed at the end of window '{name}': {type(exc).__name__}: {exc}") from exc
-        cpu = self.cpu.read_uj() if self.cpu else None
+        cpu_j = self.cpu.delta_j(cpu0, self.cpu.read_uj()) if self.cpu else None
         zeus_j = None
-        if opened.zeus_name:
-            zeus_j = float(sum(self.zeus.end_window(opened.zeus_name, sync_execution=False).gpu_energy.values()))
+        if zeus_name:
+            zeus_j = float(sum(self.zeus.end_window(zeus_name, sync_execution=False).gpu_energy.values()))
+        if self.gpu is not None:
+            self._await_samples(max(e.t_s for e in edges1) + self.sample_period_s)
         self._check_sampler()
-        return self._measure(name, opened, end_s, energy, cpu, zeus_j)
+        return self._measure(name, start_s, end_s, edges0, edges1, cpu_j, zeus_j)
 
-    def _measure(self, name, opened: _Open, end_s, energy, cpu, zeus_j) -> WindowMeasurement:
-        duration = end_s - opened.start_s
+    def _await_samples(self, until_s: float) -> None:
+        """The edge corrections integrate the timeline up to the last edge: wait until the sampler got there."""
+        deadline = time.monotonic() + 1.0 + 5 * self.sample_period_s
+        self._sampler.refresh()
+        while self._store.last_t() < until_s and time.monotonic() < deadline and not self._sampler.failure():
+            time.sleep(self.sample_period_s / 4)
+            self._sampler.refresh()
+
+    def _gpu_energy(self, start_s, end_s, edges0, edges1, around: pd.DataFrame):
+        """(J by device, ± J, all edges aligned, reason when unmeasured)."""
+        duration = end_s - start_s
         by_dev: dict[str, float] = {}
-        gpu_j = None
-        if energy is not None:
-            for target, e0, e1 in zip(self.targets, opened.energy_mj, energy):
-                by_dev[target.label] = (e1 - e0) / 1000.0
-            gpu_j = float(sum(by_dev.values()))
-        gpu_reason = self.gpu_reason
-        stalled = [label for label, j in by_dev.items() if j <= 0]
+        uncertainty = 0.0
+        stalled = []
+        for target, e0, e1 in zip(self.targets, edges0, edges1):
+            raw_j = (e1.energy_mj - e0.energy_mj) / 1000.0
+            if raw_j <= 0:
+                stalled.append(target.label)
+                continue
+            dev = around[around.device == target.label]
+            t, p = dev.t_s.to_numpy(), dev.power_w.to_numpy()
+            head = _stretch(t, p, e0.t_s, start_s) if e0.aligned else 0.0
+            tail = _stretch(t, p, end_s, e1.t_s) if e1.aligned else 0.0
+            peak = float(p.max()) if len(p) else raw_j / max(e1.t_s - e0.t_s, self.step_s)
+            by_dev[target.label] = raw_j - head - tail
+            for edge, part in ((e0, head), (e1, tail)):
+                uncertainty += (peak * edge.half_width_s + TIMELINE_EDGE_ERROR * part) if edge.aligned else peak * self.step_s
         if stalled:  # a GPU always draws power: no counter step inside the window means no reading, not zero joules
-            gpu_j, gpu_reason = None, (f"the energy counter of {', '.join(stalled)} did not advance in this {duration * 1000:.0f} ms window "
-                                       f"(it updates about every {COUNTER_UPDATE_S * 1000:.0f} ms); lengthen the window "
+            return None, None, False, (f"the energy counter of {', '.join(stalled)} did not advance in this {duration * 1000:.0f} ms "
+                                       f"window (it updates about every {self.step_s * 1000:.0f} ms); lengthen the window "
                                        "(more prompts or output tokens)")
-        around = self.timeline(opened.start_s - 1.0, end_s + 1.0)  # margins let the integral interpolate the edges
-        tl = around[(around.t_s >= opened.start_s) & (around.t_s <= end_s)]
+        if duration < self.step_s:
+            return None, None, False, (f"this {duration * 1000:.0f} ms window is shorter than one update of the energy counter "
+                                       f"({self.step_s * 1000:.0f} ms), which cannot resolve it; lengthen the window "
+                                       "(more prompts or output tokens)")
+        aligned = all(e.aligned for e in edges0 + edges1)
+        return by_dev, uncertainty, aligned, None
+
+    def _measure(self, name, start_s, end_s, edges0, edges1, cpu_j, zeus_j) -> WindowMeasurement:
+        duration = end_s - start_s
+        margin = max(self.step_s * STEP_WAIT_UPDATES, 1.0)  # the integral interpolates the edges; corrections reach past them
+        around = self.timeline(start_s - margin, end_s + margin)
+        by_dev, uncertainty, aligned, gpu_reason = {}, None, False, self.gpu_reason
+        if edges1 is not None:
+            by_dev, uncertainty, aligned, reason = self._gpu_energy(start_s, end_s, edges0, edges1, around)
+            gpu_reason = reason
+        gpu_j = float(sum(by_dev.values())) if by_dev else None
+        tl = around[(around.t_s >= start_s) & (around.t_s <= end_s)]
         timeline_j = None
         peak = temp_min = temp_max = clk_min = clk_max = None
         reasons = 0
-        n = len(tl)
-        if n:
-            parts = [integrate(g.t_s.to_numpy(), g.power_w.to_numpy(), opened.start_s, end_s) for _, g in around.groupby("device")]
+        if len(tl):
+            parts = [integrate(g.t_s.to_numpy(), g.power_w.to_numpy(), start_s, end_s) for _, g in around.groupby("device")]
             timeline_j = None if any(p is None for p in parts) else float(sum(parts))
             peak = float(tl.groupby("t_s").power_w.sum().max())
             temp_min, temp_max = _range(tl.temp_c)
             clk_min, clk_max = _range(tl.sm_clock_mhz)
-            reasons = int(np.bitwise_or.reduce(tl.throttle_reasons.to_numpy(dtype=np.int64))) if n else 0
-        seen: set[int] = set()
-        for t, _, pids in self._pid_polls:
-            if opened.start_s - PROCESS_POLL_S <= t <= end_s:
-                seen |= pids
-        cross = None
-        if gpu_j and timeline_j is not None:
-            cross = (timeline_j - gpu_j) / gpu_j
-        cpu_j = None
-        if cpu is not None:
-            cpu_j = self.cpu.delta_j(opened.cpu_uj, cpu)
+            reasons = int(np.bitwise_or.reduce(tl.throttle_reasons.to_numpy(dtype=np.int64)))
+        cross = (timeline_j - gpu_j) / gpu_j if gpu_j and timeline_j is not None else None
         mig = [t for t in self.targets if t.mig is not None]
         mig_method = mig_j = None
         if mig and gpu_j is not None:
             mig_method = "parent_gpu_total; attributed share = compute-slice fraction (see docs/energy.md)"
             mig_j = float(sum(by_dev[t.label] * t.mig.compute_fraction for t in self.targets if t.mig))
         return WindowMeasurement(
-            name=name, start_s=opened.start_s, end_s=end_s, duration_s=duration,
+            name=name, start_s=start_s, end_s=end_s, duration_s=duration,
             gpu_energy_status="measured" if gpu_j is not None else "unmeasured",
             gpu_unmeasured_reason=None if gpu_j is not None else gpu_reason,
-            gpu_energy_j=gpu_j, gpu_energy_by_device_j=by_dev if gpu_j is not None else {}, timeline_energy_j=timeline_j,
-            cross_check_rel_diff=cross, n_samples=n,
-            avg_power_w=(gpu_j / duration) if gpu_j is not None and duration > 0 else None,
+            gpu_energy_j=gpu_j, energy_uncertainty_j=uncertainty if gpu_j is not None else None, edges_aligned=aligned,
+            gpu_energy_by_device_j=by_dev if gpu_j is not None else {}, timeline_energy_j=timeline_j,
+            cross_check_rel_diff=cross, cross_check_tolerance=(self.tolerance or cross_check_tolerance(duration, self.step_s)) if self.gpu else None,
+            n_samples=len(tl), avg_power_w=(gpu_j / duration) if gpu_j is not None and duration > 0 else None,
             peak_power_w=peak, temp_min_c=temp_min, temp_max_c=temp_max,
             sm_clock_min_mhz=clk_min, sm_clock_max_mhz=clk_max, throttle_reasons=reasons,
-            foreign_processes=foreign_pids(seen, self._own),
-            too_short=duration < MIN_TRUSTED_UPDATES * COUNTER_UPDATE_S,
+            foreign_processes=self._foreign(start_s, end_s),
+            too_short=duration < MIN_TRUSTED_UPDATES * self.step_s,
             cpu_energy_status="measured" if cpu_j is not None else "unmeasured",
             cpu_unmeasured_reason=None if cpu_j is not None else self.cpu_reason,
             cpu_energy_j=cpu_j, zeus_energy_j=zeus_j, mig_attribution=mig_method, mig_attributed_energy_j=mig_j,
         )
+
+    def _foreign(self, start_s: float, end_s: float) -> list[int]:
+        seen: dict[str, set[int]] = {}
+        own: set[int] = set()
+        for t, label, pid, is_own in self._store.processes:
+            if start_s - smp.PROCESS_POLL_S <= t <= end_s:
+                seen.setdefault(label, set()).add(pid)
+                if is_own:
+                    own.add(pid)
+        return smp.foreign_pids(seen, own)
 
     def measure_idle(self, name: str, seconds: float) -> WindowMeasurement:
         """A window with no work on the device: the idle baseline."""
@@ -301,10 +492,29 @@ class EnergyMeter:
         time.sleep(seconds)
         return self.end_window(name)
 
+    def settle(self, baseline_w: float, timeout_s: float, margin: float = 0.10, hold_s: float = 1.0) -> float | None:
+        """Wait until the GPUs' summed power has stayed within `margin` of `baseline_w` for `hold_s` (after a run a
+        GPU lingers in a higher power state, which would inflate the idle baseline after it). Returns the seconds
+        it took, or None when the power did not return within `timeout_s`."""
+        start = self.now()
+        while self.now() - start < timeout_s:
+            self._sampler.refresh()
+            self._check_sampler()
+            recent = self.timeline(self.now() - hold_s, self.now())
+            if self.now() - start >= hold_s and len(recent):
+                power = recent.groupby("t_s").power_w.sum()
+                if (power <= baseline_w * (1 + margin)).all():
+                    return self.now() - start
+            time.sleep(0.1)
+        return None
+
     # -- timeline ---------------------------------------------------------------------------
     def timeline(self, start_s: float | None = None, end_s: float | None = None) -> pd.DataFrame:
+        """Power samples (all devices) on the meter clock, optionally only those in [start_s, end_s]."""
         cols = ["t_s", "device", "power_w", "temp_c", "sm_clock_mhz", "throttle_reasons"]
-        samples = self._samples[:]  # appended in time order by one thread: slice by bisection, not a scan
+        if self._sampler is not None:
+            self._sampler.refresh()
+        samples = self._store.power[:]  # appended in time order: slice by bisection, not a scan
         if start_s is not None:
             samples = samples[bisect.bisect_left(samples, (start_s,)): bisect.bisect_right(samples, (end_s, "\uffff"))]
         return pd.DataFrame(samples, columns=cols)
@@ -315,12 +525,28 @@ class EnergyMeter:
             "gpu_unmeasured_reason": self.gpu_reason,
             "power_source": self.gpu.power_source if self.gpu else None,
             "sample_hz": 1.0 / self.sample_period_s,
+            "sampler": self.sampler_kind if self.gpu else None,
+            "counter_step_s": self.step_s if self.gpu else None,
+            "counter_step_measured": self.step_measured,
+            "edge_alignment": "counter read at its next update; the stretch to the window edge from the timeline",
             "cpu_source": "rapl" if self.cpu else None,
             "cpu_unmeasured_reason": self.cpu_reason,
             "zeus": self.zeus is not None,
             "devices": [{"label": t.label, "uuid_hash": uuid_hash(t.uuid), "name": t.name,
                          "mig_profile": t.mig.profile if t.mig else None} for t in self.targets],
         }
+
+
+def _stretch(t: np.ndarray, p: np.ndarray, a: float, b: float) -> float:
+    """Energy over [a, b] from the timeline (a stretch of at most one counter update past a window edge)."""
+    if b <= a:
+        return 0.0
+    part = integrate(t, p, a, b)
+    if part is not None:
+        return part
+    if len(t):
+        return float(np.interp((a + b) / 2, t, p)) * (b - a)
+    raise MeasurementError("no power samples around a window edge: the power sampler is not running")
 
 
 def _range(s: pd.Series) -> tuple[float | None, float | None]:
@@ -334,6 +560,8 @@ class IdleBaseline:
 
     before: WindowMeasurement | None
     after: WindowMeasurement | None
+    settle_s: float | None = None  # how long the power took to return to the before-level after the run
+    settled: bool | None = None
 
     @property
     def power_w(self) -> float | None:

@@ -190,8 +190,9 @@ class NvmlSource:
     def power_source(self) -> str:
         return "nvml_field_power_instant" if self._instant_field is not None else "nvmlDeviceGetPowerUsage"
 
-    def energy_mj(self) -> list[int]:
-        return [self.nvml.nvmlDeviceGetTotalEnergyConsumption(t.handle) for t in self.targets]
+    def energy_of(self, t: GpuTarget) -> int:
+        """The energy counter of `t` (mJ since the driver loaded); it changes only at its ~100 ms updates."""
+        return self.nvml.nvmlDeviceGetTotalEnergyConsumption(t.handle)
 
     def power_w(self, t: GpuTarget) -> float:
         if self._instant_field is not None:

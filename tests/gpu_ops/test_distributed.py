@@ -1,6 +1,8 @@
 """Multi-GPU plumbing on CPU: torchrun with the gloo backend for tensor parallel (transformers' TP plan) and
 data-parallel replicas, gathered on rank 0; the parallelism mapping of every backend; MIG fakes in list-hardware."""
 
+import time
+
 import pytest
 
 from gpu_ops.config import parse_config
@@ -142,11 +144,28 @@ def test_no_collective_after_the_ranks_closed():
 
 
 def test_other_ranks_are_not_foreign_processes(monkeypatch):
-    """On two H200s the rank-1 process showed up as a foreign process on the run's GPUs (a false alarm):
-    the ranks' pids are shared through LEM_RUN_PIDS and count as the run's own."""
-    from gpu_ops.energy.meter import _own_pids, foreign_pids
+    """On two H200s the rank-1 process showed up as a foreign process on the run's GPUs (a false alarm): every
+    process under the launcher (LEM_RUN_ROOT_PID: torchrun and its ranks) and the pids in LEM_RUN_PIDS are the
+    run's own; a process outside that tree is not."""
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("LEM_RUN_PIDS", "4242,4243")
-    own = _own_pids()
-    assert {4242, 4243} <= own
-    assert foreign_pids({4242, 4243, 999999}, own) == [999999]
+    from gpu_ops.energy.sampler import foreign_pids, own_pids, run_root_pid
+
+    launcher = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                                 "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"])
+    try:
+        time.sleep(1.0)
+        import psutil
+
+        rank = psutil.Process(launcher.pid).children()[0].pid  # a grandchild of ours, as a torchrun rank is
+        monkeypatch.setenv("LEM_RUN_ROOT_PID", str(launcher.pid))
+        monkeypatch.setenv("LEM_RUN_PIDS", "4242")
+        assert run_root_pid() == launcher.pid
+        own = own_pids(run_root_pid())
+        assert {launcher.pid, rank, 4242} <= own
+        assert foreign_pids({"gpu0": {rank, 1}, "gpu1": {4242}}, own) == [1]
+    finally:
+        for p in psutil.Process(launcher.pid).children(recursive=True):
+            p.kill()
+        launcher.kill()

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from gpu_ops.energy import EnergyMeter, NvmlSource, RaplSource, integrate, select_targets, topology
-from gpu_ops.energy.meter import foreign_pids
+from gpu_ops.energy.sampler import foreign_pids
 from gpu_ops.energy.nvml import visible_targets
 from gpu_ops.errors import ConfigError, MeasurementError
-from tests.fake_nvml import REAL_UPDATE_S, FakeGpu, FakeMig, FakeNVML
+from tests.fake_nvml import REAL_UPDATE_S, FakeGpu, FakeMig, FakeNVML, from_env
 
 H100_MIG = [FakeMig("MIG-aaaa", "3g.40gb", 1, 40 << 30), FakeMig("MIG-bbbb", "2g.20gb", 5, 20 << 30),
             FakeMig("MIG-cccc", "1g.10gb", 13, 10 << 30)]
@@ -99,8 +99,61 @@ def test_foreign_process_seen_during_window():
 
 
 def test_foreign_pids_other_namespace():
-    assert foreign_pids({999_999_991}, {5}) == []  # only our own process, seen under a host PID
-    assert foreign_pids({999_999_991, 999_999_992}, {5}) == [999_999_992]
+    # PIDs of another namespace match nothing here: one process per device may be the run's own
+    assert foreign_pids({"gpu0": {999_999_991}}, {5}) == []
+    assert foreign_pids({"gpu0": {999_999_991, 999_999_992}}, {5}) == [999_999_992]
+    assert foreign_pids({"gpu0": {999_999_991}, "gpu1": {999_999_992}}, {5}) == []  # tensor parallel: one worker per GPU
+    assert foreign_pids({"gpu0": {5, 999_999_991}}, {5}) == [999_999_991]  # ours seen by number: the unknown one is not
+
+
+def test_edges_aligned_to_counter_updates_remove_the_step_error():
+    """A 100 ms counter would make a raw difference wrong by up to one update; aligned edges take the stretch past
+    each edge from the timeline, and the recorded ± bound covers what is left."""
+    nv = FakeNVML([FakeGpu(power=lambda t: 300.0)], update_s=REAL_UPDATE_S)
+    with meter_for(nv) as m:
+        assert m.step_s == pytest.approx(REAL_UPDATE_S, rel=0.1) and m.step_measured
+        errors = []
+        for d in (0.15, 0.23, 0.55, 1.07):
+            m.begin_window("w")
+            time.sleep(d)
+            w = m.end_window("w")
+            assert w.edges_aligned and w.gpu_energy_status == "measured"
+            err = abs(w.gpu_energy_j - 300.0 * w.duration_s)
+            assert err <= w.energy_uncertainty_j + 0.3, (d, err, w.energy_uncertainty_j)  # fake integrates in 1 ms steps
+            errors.append(err / (300.0 * w.duration_s))
+    assert max(errors) < 0.01  # a raw counter difference would be off by up to 0.1 s / 0.15 s = 67 %
+
+
+def test_cross_check_tolerance_shrinks_with_window_length():
+    from gpu_ops.energy import cross_check_tolerance
+
+    assert cross_check_tolerance(1.0, 0.1) > cross_check_tolerance(5.0, 0.1) > cross_check_tolerance(20.0, 0.1) > 0.005
+    assert cross_check_tolerance(20.0, 0.1) < 0.015  # a 20 s window may stray 1.2 %, a 1 s window 3.7 %
+
+
+def test_sampler_process_measures_and_tells_own_processes_from_foreign(monkeypatch):
+    """The real sampler process (an NVML stand-in it builds itself): no sampling thread in the measured process;
+    a child of the run is its own, pid 1 (outside the run's tree) is foreign."""
+    import subprocess
+    import sys
+    import threading
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        monkeypatch.setenv("LEM_FAKE_PIDS", f"{child.pid},1")
+        monkeypatch.setenv("LEM_FAKE_POWER_W", "250")
+        nv = from_env()
+        m = EnergyMeter(NvmlSource(nv, select_targets(nv, [0], {})), sample_hz=50, nvml_spec="tests.fake_nvml:from_env")
+        with m:
+            assert m.sampler_kind == "process"
+            assert [t.name for t in threading.enumerate()] == ["MainThread"]  # nothing of ours can hold a lock at a fork
+            m.begin_window("w")
+            time.sleep(1.3)
+            w = m.end_window("w")
+        assert w.n_samples >= 50 and w.timeline_energy_j == pytest.approx(250.0 * w.duration_s, rel=0.02)
+        assert w.foreign_processes == [1]
+    finally:
+        child.kill()
 
 
 def test_unmeasured_needs_reason_and_never_zero():

@@ -13,7 +13,7 @@ from gpu_ops.traffic import arrival_times
 
 def test_request_metrics_follow_vllm_definitions():
     rec = RequestRecord(id=0, prompt_tokens=10, output_tokens=4, arrival_s=1.0, scheduled_s=1.5,
-                        token_times_s=[2.0, 2.1, 2.3, 2.6], batch_id=0, prefill_end_s=2.0)
+                        chunk_times_s=[2.0, 2.1, 2.3, 2.6], batch_id=0, prefill_end_s=2.0)
     r = request_row(rec)
     assert r["ttft_s"] == pytest.approx(1.0)  # first token - sent
     assert r["e2e_s"] == pytest.approx(1.6)  # last token - sent

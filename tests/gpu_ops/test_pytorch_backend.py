@@ -64,9 +64,9 @@ def test_fixed_length_and_per_token_timestamps(backend):
     assert len(recs) == 6
     assert {r.batch_id for r in recs} == {0, 1}  # static: 4 + 2
     for r in recs:
-        assert r.output_tokens == 6 and len(r.token_times_s) == 6
-        assert all(b > a for a, b in zip(r.token_times_s, r.token_times_s[1:]))  # measured, increasing
-        assert r.token_times_s[0] >= r.scheduled_s >= r.arrival_s
+        assert r.output_tokens == 6 and len(r.chunk_times_s) == 6
+        assert all(b > a for a, b in zip(r.chunk_times_s, r.chunk_times_s[1:]))  # measured, increasing
+        assert r.chunk_times_s[0] >= r.scheduled_s >= r.arrival_s
 
 
 def test_open_loop_dynamic_batches_respect_arrivals(backend):
@@ -76,7 +76,7 @@ def test_open_loop_dynamic_batches_respect_arrivals(backend):
     recs = backend.run(_requests(backend, backend.cfg, arrivals), lambda: time.perf_counter() - t0)
     for r in recs:
         assert r.scheduled_s >= r.arrival_s - 1e-6  # never served before it arrived
-    assert max(r.token_times_s[-1] for r in recs) >= 0.45  # the idle gap is inside the run
+    assert max(r.chunk_times_s[-1] for r in recs) >= 0.45  # the idle gap is inside the run
     assert recs[0].batch_id == 0 and len({r.batch_id for r in recs}) >= 2
 
 

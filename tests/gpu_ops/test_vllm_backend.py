@@ -14,7 +14,7 @@ import pytest
 from gpu_ops.config import parse_config
 from gpu_ops.errors import BackendUnavailable, CapabilityError, MeasurementError
 from gpu_ops.runner import run_experiment
-from tests.fake_nvml import FakeGpu, FakeNVML
+from tests.fake_nvml import FakeGpu, FakeNVML, from_env
 
 vllm = pytest.importorskip("vllm") if os.environ.get("LEM_REQUIRE_SERVICES") != "1" else __import__("vllm")
 
@@ -64,6 +64,8 @@ def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path):
     assert r.itl_s.map(len).eq(0).all() and c.itl_p50_s.isna().all()
     assert (r.scheduled_s >= r.arrival_s).all() and (r.queue_s >= 0).all()
     assert out.tables.sweep_points.backend_mode.eq("offline").all()
+    # the window closes when generate returns: records and engine metrics are built after it
+    assert (r.delivered_s >= r.last_token_s).all() and c.window_tail_s.lt(0.005).all()
 
 
 def test_warm_prefix_cache_across_cycles_when_asked(tmp_path, tiny_model_path):
@@ -118,7 +120,7 @@ def test_engine_killed_mid_cycle_discards_window_and_shuts_down(tmp_path, tiny_m
 
     def run_and_kill(self, requests, clock):
         if clock is not time.perf_counter:  # a measured cycle, not the warm-up
-            pids = self.engine_pids()
+            pids = engine_core_pids()
             seen["pids"] = pids
             threading.Timer(0.3, lambda: [os.kill(p, signal.SIGKILL) for p in pids]).start()
         return real_run(self, requests, clock)
@@ -137,6 +139,54 @@ def test_engine_killed_mid_cycle_discards_window_and_shuts_down(tmp_path, tiny_m
 
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in seen["pids"])
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def engine_core_pids() -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.Process().children(recursive=True) if "EngineCore" in " ".join(p.cmdline() + [p.name()])]
+
+
+def test_engine_starts_with_default_multiprocessing_while_the_meter_samples(tmp_path, tiny_model_path, monkeypatch):
+    """Regression for the engine-start hang on the H200: vLLM forks its EngineCore (its default on CUDA) while the
+    meter is sampling. Nothing of ours may hold a lock or a CUDA driver state at that fork: the sampler is a process
+    of its own (no thread here), and asking torch about CUDA does not initialise the driver
+    (PYTORCH_NVML_BASED_CUDA_CHECK). The CPU build always spawns its engine core, so the fork itself runs on the GPU
+    (docs/benchmarks/README.md, vLLM section). The engine core is a child of the run, so it is never a foreign
+    process, while pid 1 on the same GPU still is."""
+    import threading
+
+    import torch
+
+    from gpu_ops.energy import build_meter
+    from gpu_ops.backends.vllm import VllmBackend
+
+    assert torch.cuda._nvml_based_avail()  # torch.cuda.is_available() asks NVML, never cuInit (set on importing gpu_ops)
+    monkeypatch.setenv("LEM_FAKE_POWER_W", "200")
+    c = cfg(cycles=1)
+    meter = build_meter(c, True, nvml_module=from_env(), nvml_spec="tests.fake_nvml:from_env")
+    backend = VllmBackend()
+    with meter:
+        assert meter.sampler_kind == "process" and [t.name for t in threading.enumerate()] == ["MainThread"]
+        started = time.monotonic()
+        backend.load(c)
+        assert time.monotonic() - started < 180
+        core = engine_core_pids()
+        assert core, "vLLM's engine core runs in a child process"
+        monkeypatch.setenv("LEM_FAKE_PIDS", ",".join(map(str, [*core, 1])))
+        meter.close()  # restart the sampler process so it sees the pids of the stand-in GPU
+        meter.__enter__()
+        meter.begin_window("w")
+        backend.before_cycle()
+        from gpu_ops.runner import _requests
+        from gpu_ops.prompts import build_prompts
+
+        delivered = backend.run(_requests(build_prompts(c, backend.tokenizer, backend.vocab_size), c, 0.0), time.perf_counter)
+        time.sleep(1.2)  # one process poll at least
+        w = meter.end_window("w")
+        records, metrics = backend.after_cycle(delivered)
+        backend.close()
+    assert len(records) == 6 and w.foreign_processes == [1]
 
 
 def test_options_the_cpu_build_cannot_honour(tmp_path):
