@@ -1,8 +1,9 @@
-"""Decode throughput and J/token at bs1 and bs64, eager vs compiled static cache, as a share of the
-HBM-bandwidth roofline (weight bytes / bandwidth). Each variant is a full engine run (idle baseline,
-warm-up window holding compilation, >= 3 measured cycles).
+"""Decode throughput and J/token at bs1 and bs64, PyTorch eager vs compiled static cache, and vLLM, as a share of
+the HBM-bandwidth roofline (weight bytes / bandwidth). Each variant is a full engine run (idle baseline, warm-up
+window holding compilation, >= 3 measured cycles).
 
     python benchmarks/decode_roofline.py --model synthetic:llama-3.2-1b --out results/roofline
+    python benchmarks/decode_roofline.py --only pytorch-compiled-bs1,vllm-bs1     # bs1 side by side
 """
 
 from __future__ import annotations
@@ -42,15 +43,46 @@ def measured_bandwidth_gbs() -> float | None:
     return 2 * n / times[len(times) // 2] / 1e9
 
 
-def variant(model: str, bs: int, compiled: bool, out_tokens: int, count: int, cycles: int) -> dict:
-    return {
-        "name": f"roofline-{'compiled' if compiled else 'eager'}-bs{bs}", "model": model, "precision": "bf16", "device": "auto",
+VARIANTS = ("pytorch-eager-bs1", "pytorch-eager-bs64", "pytorch-compiled-bs1", "pytorch-compiled-bs64", "vllm-bs1", "vllm-bs64")
+
+
+def variant(name: str, model: str, out_tokens: int, count: int, cycles: int) -> dict:
+    backend, *kind, bs = name.split("-")
+    bs = int(bs.removeprefix("bs"))
+    data = {
+        "name": f"roofline-{name}", "model": model, "backend": backend, "precision": "bf16", "device": "auto",
         "max_input_tokens": 128, "max_output_tokens": out_tokens, "min_output_tokens": out_tokens,
         "prompts": {"source": "random", "count": count, "random": {"input_len": 128}},
-        "batching": {"strategy": "static", "batch_size": bs}, "cycles": cycles, "warmup_requests": bs,
-        "cooldown_s": 1.0, "energy": {"idle_baseline_s": 3},
-        "pytorch": {"static_cache": compiled, "torch_compile": compiled},
+        "batching": {"batch_size": bs}, "cycles": cycles, "warmup_requests": bs, "cooldown_s": 1.0, "energy": {"idle_baseline_s": 3},
     }
+    if backend == "pytorch":
+        compiled = kind == ["compiled"]
+        data["batching"]["strategy"] = "static"
+        data["pytorch"] = {"static_cache": compiled, "torch_compile": compiled}
+    else:
+        data["vllm"] = {"gpu_memory_utilization": 0.3, "max_model_len": 128 + out_tokens + 16}
+    return data
+
+
+def parameters(info, cfg) -> int:
+    """Parameter count: the PyTorch backend reports it; for vLLM it is computed from the model's architecture."""
+    if "backend_parameters" in info and info["backend_parameters"] == info["backend_parameters"]:
+        return int(info["backend_parameters"])
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from gpu_ops.models import resolve_model
+
+    import torch
+
+    source = resolve_model(cfg.model)
+    if source.architecture:
+        arch = dict(source.architecture)
+        config = AutoConfig.for_model(arch.pop("model_type"), **arch)
+    else:
+        config = AutoConfig.from_pretrained(str(source.path))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
 
 
 def main() -> int:
@@ -59,36 +91,41 @@ def main() -> int:
     ap.add_argument("--out", default="results/roofline")
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--cycles", type=int, default=3)
-    ap.add_argument("--bs1-count", type=int, nargs=2, default=[3, 16], help="requests per cycle at bs1: eager, compiled")
+    ap.add_argument("--bs1-count", type=int, nargs=2, default=[3, 16], help="requests per cycle at bs1: eager, compiled/vLLM")
     ap.add_argument("--bs64-batches", type=int, default=4, help="batches of 64 per cycle")
+    ap.add_argument("--only", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
     args = ap.parse_args()
-    bw = measured_bandwidth_gbs()
     rows = []
-    for compiled in (False, True):
-        for bs in (1, 64):
-            # enough requests for windows of several seconds (>= 10 counter updates; cross-check stable)
-            count = (args.bs1_count[1] if compiled else args.bs1_count[0]) if bs == 1 else bs * args.bs64_batches
-            cfg = parse_config(variant(args.model, bs, compiled, args.tokens, count, args.cycles))
-            t0 = time.time()
-            outcome = run_experiment(cfg, Path(args.out), progress=lambda m: print(m, file=sys.stderr, flush=True))
-            t = outcome.tables
-            p = t.summary["sweep_points"][0]
-            info = t.sweep_points.iloc[0]
-            weight_bytes = int(info["backend_parameters"]) * 2
-            tpot = p["tpot_mean_s_mean"]
-            decode_tok_s = bs / tpot if tpot else None
-            roof = bw * 1e9 / weight_bytes * bs if bw else None  # bs sequences share one weight read per step
-            rows.append({
-                "variant": cfg.name, "batch_size": bs, "compiled": compiled, "cycles": p["n_cycles"],
-                "tokens_per_s": p["tokens_per_s_mean"], "decode_tok_s": decode_tok_s,
-                "j_per_token": p["j_per_token_mean"], "j_per_token_ci95": p["j_per_token_ci95"], "j_per_token_cv": p["j_per_token_cv"],
-                "net_j_per_token": p["net_j_per_token_mean"], "avg_power_w": p["avg_power_w_mean"],
-                "warmup_s": t.summary["warmup_s"].get("default"), "weight_bytes": weight_bytes,
-                "roofline_decode_tok_s": roof, "share_of_roofline": decode_tok_s / roof if roof and decode_tok_s else None,
-                "cross_check_worst": float(t.cycles.cross_check_rel_diff.abs().max()), "folder": str(outcome.folder),
-                "wall_s": time.time() - t0,
-            })
-            print(json.dumps(rows[-1]), flush=True)
+    for name in [v for v in args.only.split(",") if v]:
+        if name not in VARIANTS:
+            ap.error(f"--only: unknown variant '{name}'; choose from {', '.join(VARIANTS)}")
+        bs = int(name.rsplit("bs", 1)[1])
+        compiled = "eager" not in name
+        # enough requests for windows of several seconds (>= 10 counter updates; cross-check stable)
+        count = (args.bs1_count[1] if compiled else args.bs1_count[0]) if bs == 1 else bs * args.bs64_batches
+        cfg = parse_config(variant(name, args.model, args.tokens, count, args.cycles))
+        t0 = time.time()
+        outcome = run_experiment(cfg, Path(args.out), progress=lambda m: print(m, file=sys.stderr, flush=True))
+        t = outcome.tables
+        p = t.summary["sweep_points"][0]
+        info = t.sweep_points.iloc[0]
+        weight_bytes = parameters(info, cfg) * 2
+        tpot = p["tpot_mean_s_mean"]
+        decode_tok_s = bs / tpot if tpot else None
+        rows.append({
+            "variant": cfg.name, "batch_size": bs, "compiled": compiled, "cycles": p["n_cycles"],
+            "tokens_per_s": p["tokens_per_s_mean"], "decode_tok_s": decode_tok_s,
+            "j_per_token": p["j_per_token_mean"], "j_per_token_ci95": p["j_per_token_ci95"], "j_per_token_cv": p["j_per_token_cv"],
+            "net_j_per_token": p["net_j_per_token_mean"], "avg_power_w": p["avg_power_w_mean"],
+            "warmup_s": t.summary["warmup_s"].get("default"), "weight_bytes": weight_bytes,
+            "cross_check_worst": float(t.cycles.cross_check_rel_diff.abs().max()), "folder": str(outcome.folder),
+            "wall_s": time.time() - t0,
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    bw = measured_bandwidth_gbs()  # after the runs: its buffers must not shrink a vLLM engine's memory share
+    for r in rows:
+        r["roofline_decode_tok_s"] = bw * 1e9 / r["weight_bytes"] * r["batch_size"] if bw else None
+        r["share_of_roofline"] = r["decode_tok_s"] / r["roofline_decode_tok_s"] if bw and r["decode_tok_s"] else None
     print(f"\nmeasured copy bandwidth: {bw:.0f} GB/s" if bw else "\nno GPU: roofline not computed")
     print(f"{'variant':<26}{'tok/s':>10}{'decode tok/s':>14}{'J/token':>10}{'CV':>8}{'W':>8}{'warm-up s':>11}{'roofline %':>12}")
     for r in rows:

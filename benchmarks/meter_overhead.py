@@ -75,7 +75,7 @@ def main() -> int:
                     delivered = backend.run(requests, lambda: time.perf_counter() - t0)
                     backend.sync()
                     elapsed = time.perf_counter() - t0
-                    records, _ = backend.after_cycle(delivered)
+                    records = backend.after_cycle(delivered).records
                     got["off"] = sum(r.output_tokens for r in records) / elapsed
             got["ratio"] = got["on"] / got["off"]
             rows.append(got)

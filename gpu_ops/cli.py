@@ -20,7 +20,8 @@ def _cmd_run(args) -> int:
 
     cfg = load_config(args.config)
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    outcome = run_experiment(cfg, Path(args.out), progress=say, show_bar=not args.quiet and not args.verbose)
+    outcome = run_experiment(cfg, Path(args.out), progress=say, show_bar=not args.quiet and not args.verbose and not args.show_tokens,
+                             show_tokens=args.show_tokens)
     findings = validate(outcome.tables)
     if not args.quiet:
         for f in findings:
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an experiment file and write a result folder")
     r.add_argument("config")
     r.add_argument("--out", default="results", help="folder that receives the result folder (default: results)")
+    r.add_argument("--show-tokens", action="store_true",
+                   help="print the text of one sampled request per batch as it is generated (decoded in a separate process)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true")
     g.add_argument("-q", "--quiet", action="store_true")

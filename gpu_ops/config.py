@@ -132,6 +132,9 @@ class PytorchOptions(Strict):
     torch_compile: bool = False
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "reduce-overhead"
     assistant_model: str | None = None
+    # per-token timestamps come from a `generate` streamer, which copies each step's tokens to the host (a device sync
+    # per step); false drops it: TTFT, ITL and TPOT are then unmeasured, E2E and throughput remain
+    token_timestamps: bool = True
 
 
 class VllmOptions(Strict):
@@ -148,6 +151,8 @@ class VllmOptions(Strict):
     enforce_eager: bool = False
     speculative_model: str | None = None
     num_speculative_tokens: Annotated[int, Field(ge=1, le=64)] | None = None
+    # vLLM's attention kernel; None: vLLM picks (FLASH_ATTN on Hopper)
+    attention_backend: Literal["FLASH_ATTN", "TRITON_ATTN", "FLASHINFER", "FLEX_ATTENTION"] | None = None
 
 
 class TensorrtOptions(Strict):
@@ -203,6 +208,9 @@ class ExperimentConfig(Strict):
     batching: Batching = Batching()
     traffic: Traffic = Traffic()
     streaming: bool = False
+    # tokenise each prompt when it is sent, inside the measured window (its time becomes part of TTFT); false: prompts
+    # are token ids before the window opens
+    tokenize_in_window: bool = False
     cycles: Annotated[int, Field(ge=1, le=1000)] = 3
     warmup_requests: Annotated[int, Field(ge=0, le=100_000)] = 2
     cooldown_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 1.0
@@ -239,6 +247,9 @@ class ExperimentConfig(Strict):
                 raise ValueError(f"a '{block}:' block is set but backend is '{self.backend}'; remove it or set backend: {block}")
         if self.backend != "pytorch" and self.pytorch != PytorchOptions():
             raise ValueError(f"a 'pytorch:' block is set but backend is '{self.backend}'; remove it or set backend: pytorch")
+        if self.tokenize_in_window and self.prompts.source == "random":
+            raise ValueError("tokenize_in_window needs prompts as text; random prompts are token ids already. Use prompts.source "
+                             "builtin, jsonl, sharegpt or hf, or set tokenize_in_window: false")
         if len(set(self.gpus)) != len(self.gpus):
             raise ValueError("gpus lists a GPU twice; list each visible GPU index once")
         p = self.parallelism

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gpu_ops.backends.base import Capabilities, Clock, Request, RequestRecord
+from gpu_ops.backends.base import Capabilities, Clock, CycleOutput, Request, RequestRecord
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.energy.sampler import ROOT_ENV
 from gpu_ops.errors import MeasurementError
@@ -126,8 +126,8 @@ class RankedBackend:
     def before_cycle(self) -> None:
         self.local.before_cycle()
 
-    def after_cycle(self, delivered: list[RequestRecord]) -> tuple[list[RequestRecord], dict]:
-        return delivered, {}
+    def after_cycle(self, delivered: list[RequestRecord]) -> CycleOutput:
+        return CycleOutput(delivered)
 
     def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
         t0 = time.monotonic() - clock()  # perf_counter and monotonic are the same clock on Linux: one clock for every rank

@@ -16,7 +16,8 @@ import pandas as pd
 
 from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import Slo
-from gpu_ops.energy.meter import WindowMeasurement, integrate
+from gpu_ops.energy.meter import WindowMeasurement
+from gpu_ops.phases import PhaseSplit
 
 
 def request_row(rec: RequestRecord, offset_s: float = 0.0) -> dict:
@@ -26,18 +27,24 @@ def request_row(rec: RequestRecord, offset_s: float = 0.0) -> dict:
     last = t[-1] if t else rec.last_token_s
     ttft = first - rec.arrival_s if first is not None else None
     e2e = last - rec.arrival_s if last is not None else None
-    tpot = (e2e - ttft) / (rec.output_tokens - 1) if rec.output_tokens > 1 and e2e is not None else None
+    tpot = (e2e - ttft) / (rec.output_tokens - 1) if rec.output_tokens > 1 and e2e is not None and ttft is not None else None
     itl = list(np.diff(t)) if len(t) > 1 else []  # one gap per chunk, as vLLM defines ITL
     delivered = rec.delivered_s if rec.delivered_s is not None else last
+    engine_first = rec.first_token_engine_s if rec.first_token_engine_s is not None else rec.prefill_end_s
 
     def shift(x: float | None) -> float | None:
         return None if x is None else x + offset_s
 
     return {
         "request_id": rec.id, "prompt_tokens": rec.prompt_tokens, "output_tokens": rec.output_tokens,
-        "arrival_s": rec.arrival_s + offset_s, "scheduled_s": rec.scheduled_s + offset_s, "queue_s": rec.scheduled_s - rec.arrival_s,
+        "arrival_s": rec.arrival_s + offset_s, "scheduled_s": rec.scheduled_s + offset_s,
+        # TTFT = tokenize + queue + prefill + first-token delivery; a part the backend cannot see is None
+        "tokenize_s": rec.tokenize_s, "queue_s": max(0.0, rec.scheduled_s - rec.arrival_s - (rec.tokenize_s or 0.0)),
+        "prefill_s": engine_first - rec.scheduled_s if engine_first is not None else None,
+        "first_token_delivery_s": first - rec.first_token_engine_s if t and rec.first_token_engine_s is not None else None,
         "ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "itl_s": [float(x) for x in itl], "batch_id": rec.batch_id,
         "first_token_s": shift(first), "last_token_s": shift(last), "delivered_s": shift(delivered),
+        "first_token_engine_s": shift(rec.first_token_engine_s),
         "prefill_end_s": shift(rec.prefill_end_s),
     }
 
@@ -55,56 +62,13 @@ def meets_slo(req: pd.DataFrame, slo: Slo) -> pd.Series:
     return ok
 
 
-def phase_intervals(req: pd.DataFrame) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """Prefill = batch start -> its first token; decode = first token -> last token of the batch.
-    With continuous batching (vLLM) per-request spans overlap; they are merged before use."""
-    prefill, decode = [], []
-    for _, b in req.groupby("batch_id"):
-        start = b.scheduled_s.min()
-        first = b.prefill_end_s.min() if b.prefill_end_s.notna().any() else b.first_token_s.min()
-        last = b.last_token_s.max()
-        if pd.notna(first):
-            prefill.append((start, first))
-            if pd.notna(last) and last > first:
-                decode.append((first, last))
-    return _merge(prefill), _merge(decode)
-
-
-def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    out: list[list[float]] = []
-    for a, b in sorted(spans):
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
-
-
-def phase_energy(timeline: pd.DataFrame, req: pd.DataFrame, window: WindowMeasurement) -> dict:
-    """Split the window's timeline energy into prefill, decode and the rest (idle gaps, batch set-up),
-    then scale to the counter total so the parts add up to the measured energy."""
-    keys = ("prefill_energy_j", "decode_energy_j", "other_energy_j")
-    if timeline.empty or window.gpu_energy_j is None or window.timeline_energy_j in (None, 0):
-        return dict.fromkeys(keys)
-    power = timeline.groupby("t_s", as_index=False).power_w.sum()
-    t, p = power.t_s.to_numpy(), power.power_w.to_numpy()
-    prefill, decode = phase_intervals(req)
-
-    def total(spans):
-        return sum(integrate(t, p, max(a, window.start_s), min(b, window.end_s)) or 0.0 for a, b in spans if b > a)
-
-    scale = window.gpu_energy_j / window.timeline_energy_j
-    pre, dec = total(prefill) * scale, total(decode) * scale
-    return {"prefill_energy_j": pre, "decode_energy_j": dec, "other_energy_j": window.gpu_energy_j - pre - dec}
-
-
 def _pct(s: pd.Series, q: float) -> float | None:
     s = s.dropna()
     return float(np.percentile(s, q)) if len(s) else None
 
 
 def cycle_row(req: pd.DataFrame, window: WindowMeasurement, idle_power_w: float | None, slo: Slo,
-              peak_memory_bytes: int | None, timeline: pd.DataFrame) -> dict:
+              peak_memory_bytes: int | None, phases: PhaseSplit) -> dict:
     out_tokens = int(req.output_tokens.sum())
     n = len(req)
     d = window.duration_s
@@ -133,5 +97,6 @@ def cycle_row(req: pd.DataFrame, window: WindowMeasurement, idle_power_w: float 
         "cpu_energy_status": window.cpu_energy_status, "cpu_energy_j": window.cpu_energy_j,
         "cpu_unmeasured_reason": window.cpu_unmeasured_reason,
     }
-    row.update(phase_energy(timeline, req, window))
+    row.update(prefill_energy_j=phases.prefill_j, decode_energy_j=phases.decode_j, other_energy_j=phases.other_j,
+               phase_method=phases.method, ttft_decode_energy_corr=phases.ttft_decode_corr)
     return row

@@ -89,11 +89,12 @@ def build_prompts(cfg: ExperimentConfig, tokenizer, vocab_size: int) -> list[lis
         lengths = np.minimum(rng.integers(lo, hi + 1, size=n), cfg.max_input_tokens)
         # skip the special tokens at the bottom of the vocabulary
         return [rng.integers(4, vocab_size, size=int(length)).tolist() for length in lengths]
+    return [tokenizer(text, add_special_tokens=True)["input_ids"][: cfg.max_input_tokens] for text in prompt_texts(cfg)]
+
+
+def prompt_texts(cfg: ExperimentConfig) -> list[str]:
+    """The `prompts.count` texts of a text source, in request order (the source cycles when it holds fewer)."""
     texts = load_prompt_texts(cfg)
     if not texts:
         raise ConfigError("prompts: the source holds no prompts")
-    out = []
-    for i in range(n):
-        ids = tokenizer(texts[i % len(texts)], add_special_tokens=True)["input_ids"][: cfg.max_input_tokens]
-        out.append(ids)
-    return out
+    return [texts[i % len(texts)] for i in range(cfg.prompts.count)]

@@ -14,23 +14,24 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from gpu_ops import __version__
-from gpu_ops.backends import ENGINE_METRICS, Request, check_capabilities, get_backend
+from gpu_ops.backends import ENGINE_METRICS, EngineStep, Request, check_capabilities, get_backend
 from gpu_ops.config import ExperimentConfig, SweepPoint
 from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_meter
 from gpu_ops.energy.nvml import uuid_hash
 from gpu_ops.environment import fingerprint, hardware_profile
 from gpu_ops.locks import device_locks
 from gpu_ops.errors import MeasurementError, UserError
+from gpu_ops import phases
 from gpu_ops.metrics import cycle_row, requests_frame
 from gpu_ops.models import resolve_model
-from gpu_ops.prompts import build_prompts
+from gpu_ops.prompts import build_prompts, prompt_texts
 from gpu_ops.results import SCHEMA_VERSION, ResultTables, experiment_slug, write_tables
 from gpu_ops.stats import SUMMARISED, sweep_point_statistics
 from gpu_ops.traffic import arrival_times
@@ -45,9 +46,11 @@ class RunOutcome:
     content_hash: str
 
 
-def _requests(prompts: list[list[int]], cfg: ExperimentConfig, offset_s: float) -> list[Request]:
+def _requests(prompts: list[list[int]], cfg: ExperimentConfig, offset_s: float, texts: list[str] | None = None) -> list[Request]:
+    """The request trace; with `texts` (tokenize_in_window) each request carries its text for the backend to tokenise."""
     arrivals = arrival_times(cfg.traffic, len(prompts))
-    return [Request(i, p, cfg.max_output_tokens, cfg.min_output_tokens, offset_s + float(a)) for i, (p, a) in enumerate(zip(prompts, arrivals))]
+    return [Request(i, p, cfg.max_output_tokens, cfg.min_output_tokens, offset_s + float(a), texts[i] if texts else None)
+            for i, (p, a) in enumerate(zip(prompts, arrivals))]
 
 
 def trace_hash(requests: list[Request]) -> str:
@@ -67,6 +70,7 @@ def run_experiment(
     progress: Callable[[str], None] | None = None,
     folder_name: str | None = None,
     show_bar: bool = False,
+    show_tokens: bool = False,
 ) -> RunOutcome:
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
     points = sorted(cfg.expand(), key=lambda p: p.config.load_key())  # fewest model reloads
@@ -104,6 +108,12 @@ def run_experiment(
         bar = tqdm(total=total_cycles, desc=cfg.name, unit="cycle")
         say = bar.write
 
+    display = None
+    if show_tokens:
+        from gpu_ops.display import TokenDisplay
+
+        display = TokenDisplay(str(source.tokenizer_path or source.path or source.spec), cfg.batching.batch_size)
+        backend.token_display = display
     windows: list[tuple[str, str, int | None, WindowMeasurement]] = []
     per_cycle: list[tuple[SweepPoint, int, CycleResult]] = []
     point_info: list[dict] = []
@@ -141,6 +151,8 @@ def run_experiment(
                                    **{f"backend_{k}": v for k, v in backend.info.items()}})
         finally:
             backend.close()
+            if display is not None:
+                display.close()
         settle_s = _settle(meter, idle_before, cfg.energy.settle_timeout_s, say)
         idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
         if idle_after:
@@ -170,7 +182,9 @@ def run_experiment(
                "sm_clock_max_mhz": w.sm_clock_max_mhz, "power_limit_w": power_limit, "zeus_energy_j": w.zeus_energy_j,
                "mig_attribution": w.mig_attribution, "mig_attributed_energy_j": w.mig_attributed_energy_j,
                "gpu_count": len(meter.targets), "gpu_energy_by_device_j": w.to_row()["gpu_energy_by_device_j"]}
-        row.update(cycle_row(req, w, idle.power_w, point.config.slo, cycle.peak_memory_bytes, timeline),
+        split = phases.attribute(timeline, req, w, cycle.steps)
+        req = req.assign(prefill_energy_j=split.request_prefill_j, decode_energy_j=split.request_decode_j)
+        row.update(cycle_row(req, w, idle.power_w, point.config.slo, cycle.peak_memory_bytes, split),
                    cycle_setup_s=cycle.setup_s, cycle_collect_s=cycle.collect_s)
         row.update({k: engine.get(k) for k in ENGINE_METRICS})  # same columns on every backend; NaN = not reported
         cycles.append(row)
@@ -221,6 +235,7 @@ class CycleResult:
     window: WindowMeasurement
     peak_memory_bytes: int | None
     engine: dict
+    steps: pd.DataFrame  # continuous-batching engine steps (run clock); empty for whole-batch backends
     setup_s: float  # before the window: trace, backend.before_cycle, the wait for a counter update
     collect_s: float  # after the work: the wait for a counter update, records, engine metrics
 
@@ -232,8 +247,10 @@ def run_cycle(backend, meter: EnergyMeter, pc: ExperimentConfig, prompts, label:
     if pc.cooldown_s:
         time.sleep(pc.cooldown_s)
     name = f"{label}/cycle-{c}"
+    if getattr(backend, "token_display", None) is not None:
+        backend.token_display.new_cycle()
     t0 = meter.now()
-    requests = _requests(prompts, pc, 0.0)
+    requests = _requests(prompts, pc, 0.0, prompt_texts(pc) if pc.tokenize_in_window else None)
     backend.before_cycle()
     start = meter.begin_window(name)
     try:
@@ -242,11 +259,13 @@ def run_cycle(backend, meter: EnergyMeter, pc: ExperimentConfig, prompts, label:
         meter.cancel_window(name)  # this window's energy is discarded
         raise MeasurementError(f"[{label}] cycle {c} failed, its energy discarded: {type(exc).__name__}: {exc}") from exc
     w = meter.end_window(name)
-    records, engine = backend.after_cycle(delivered)
-    req = requests_frame(records, offset_s=start)
+    out = backend.after_cycle(delivered)
+    req = requests_frame(out.records, offset_s=start)
+    steps = pd.DataFrame([asdict(st) for st in out.steps], columns=[f.name for f in fields(EngineStep)])
+    steps["t_s"] += start
     say(f"[{label}] cycle {c}: {w.duration_s:.2f} s, " + (f"{w.gpu_energy_j:.1f} ± {w.energy_uncertainty_j:.2g} J"
                                                          if w.gpu_energy_j is not None else f"energy unmeasured ({w.gpu_unmeasured_reason})"))
-    return CycleResult(req, w, backend.peak_memory_bytes(), engine, start - t0, meter.now() - w.end_s)
+    return CycleResult(req, w, backend.peak_memory_bytes(), out.engine_metrics, steps, start - t0, meter.now() - w.end_s)
 
 
 def _load(backend, pc: ExperimentConfig, label: str) -> bool:

@@ -24,6 +24,16 @@ class Request:
     max_new_tokens: int
     min_new_tokens: int
     arrival_s: float
+    prompt_text: str | None = None  # tokenize_in_window: the backend tokenises this when it sends the request
+
+
+def tokenize_now(tokenizer, req: Request, clock: Clock, max_tokens: int) -> tuple[list[int], float | None]:
+    """The request's token ids; with a text prompt, tokenised now (inside the window) and timed on `clock`."""
+    if req.prompt_text is None:
+        return req.prompt_token_ids, None
+    t0 = clock()
+    ids = tokenizer(req.prompt_text, add_special_tokens=True)["input_ids"][:max_tokens]
+    return ids, clock() - t0
 
 
 @dataclass
@@ -42,7 +52,32 @@ class RequestRecord:
     # TTFT, TPOT and E2E stay measured, ITL is then unmeasured (never interpolated)
     first_token_s: float | None = None
     last_token_s: float | None = None
+    first_token_engine_s: float | None = None  # when the engine produced the first token (vLLM's stats), if it says
+    tokenize_s: float | None = None  # tokenize_in_window: the time tokenising the prompt took
     delivered_s: float | None = None  # when the last token reached this process, if not its last token time (vLLM offline)
+
+
+@dataclass(frozen=True)
+class EngineStep:
+    """One iteration of a continuous-batching engine, as its scheduler reported it; `t_s` is when the engine core
+    finished it (cycle clock). The tokens tell prefill from decode work inside mixed steps."""
+
+    t_s: float
+    prompt_tokens: int  # prompt tokens computed (prefix-cache hits excluded) for requests whose prefill ended here
+    first_tokens: int  # requests that got their first token in this step (part of their prefill)
+    decode_tokens: int  # other tokens generated (one per running request, more under speculative decoding)
+    kv_usage: float  # fraction of KV-cache blocks in use
+    running: int
+    waiting: int
+
+
+@dataclass
+class CycleOutput:
+    """What a backend hands back once a cycle's window has closed."""
+
+    records: list[RequestRecord]
+    engine_metrics: dict[str, float | None] = field(default_factory=dict)  # ENGINE_METRICS; None = not reported
+    steps: list[EngineStep] = field(default_factory=list)  # continuous batching: the engine's iterations
 
 
 @dataclass(frozen=True)
@@ -66,6 +101,10 @@ class Capabilities:
 ENGINE_METRICS = {
     "prefix_cache_hit_rate": "prefix-cache hits / queries (tokens) in the cycle",
     "kv_cache_usage_peak": "highest KV-cache usage fraction seen in the cycle",
+    "kv_cache_usage_mean": "mean KV-cache usage fraction over the cycle's engine steps",
+    "kv_blocks_peak": "most KV-cache blocks in use at once (usage x total blocks)",
+    "kv_blocks_total": "KV-cache blocks the engine allocated",
+    "kv_block_size": "tokens per KV-cache block",
     "preemptions": "requests preempted (KV cache exhausted) in the cycle",
     "spec_decode_acceptance_rate": "accepted / proposed draft tokens in the cycle",
 }
@@ -92,9 +131,9 @@ class InferenceBackend(Protocol):
         """The measured work. Returns as soon as the last token is delivered: the window closes right after, so
         anything else (records, engine metrics) belongs in `after_cycle`."""
 
-    def after_cycle(self, delivered: Any) -> tuple[list[RequestRecord], dict[str, float | None]]:
-        """Outside the window, after it closed: the cycle's request records (from what `run` returned) and its
-        ENGINE_METRICS (None where not reported)."""
+    def after_cycle(self, delivered: Any) -> CycleOutput:
+        """Outside the window, after it closed: the cycle's request records (from what `run` returned), its
+        ENGINE_METRICS and, for continuous-batching engines, its engine steps."""
 
     def peak_memory_bytes(self) -> int | None: ...
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gpu_ops.backends.base import DTYPES, Capabilities, Clock, Request, RequestRecord
+from gpu_ops.backends.base import DTYPES, Capabilities, Clock, CycleOutput, Request, RequestRecord, tokenize_now
 from gpu_ops.batching import BatchPlan
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.decoding import resolve_sampling
@@ -21,18 +21,22 @@ from gpu_ops.models import ModelSource, resolve_model
 
 
 class _StepClock:
-    """A `generate` streamer that records when each decoding step's tokens reached the host."""
+    """A `generate` streamer that records when each decoding step's tokens reached the host (and, for
+    `run --show-tokens`, hands the batch's first request's token to the display process)."""
 
-    def __init__(self, clock: Clock):
+    def __init__(self, clock: Clock, display=None, request_id: int = 0):
         self.clock = clock
         self.step_times: list[float] = []
         self._prompt_seen = False
+        self.display, self.request_id = display, request_id
 
     def put(self, value) -> None:
         if not self._prompt_seen:  # the first put is the prompt itself
             self._prompt_seen = True
             return
         self.step_times.append(self.clock())
+        if self.display is not None:
+            self.display.emit(self.request_id, [int(value.reshape(-1)[0])])
 
     def end(self) -> None:
         pass
@@ -90,6 +94,14 @@ CAPABILITIES = Capabilities(
 )
 
 
+def _dynamo_compile_s() -> float:
+    """Seconds torch.compile (Dynamo + Inductor) has spent compiling in this process so far."""
+    from torch._dynamo.utils import compile_times
+
+    names, values = compile_times(repr="csv", aggregate=True)
+    return float(values[names.index("_compile.compile_inner")]) if "_compile.compile_inner" in names else 0.0
+
+
 def resolve_device(cfg: ExperimentConfig) -> str:
     """This process's device: the config's first GPU, or its own GPU when it is one rank of a multi-GPU run."""
     import os
@@ -115,6 +127,7 @@ class PytorchBackend:
         self.cfg: ExperimentConfig | None = None
         self.source: ModelSource | None = None
         self.info: dict[str, Any] = {}
+        self.token_display = None  # run --show-tokens (gpu_ops.display)
 
     def version(self) -> str:
         import torch
@@ -196,6 +209,7 @@ class PytorchBackend:
         self.source = resolve_model(config.model)
         tok_path = self.source.tokenizer_path or self.source.spec
         self.tokenizer = AutoTokenizer.from_pretrained(str(tok_path))
+        started = time.perf_counter()
         self.model = self._load_model(self.source, config)
         if config.lora is not None:
             try:
@@ -212,7 +226,8 @@ class PytorchBackend:
         self.info = {"device": self.device, "weights": self.source.weights, "parameters": sum(p.numel() for p in self.model.parameters()),
                      "parameters_on_this_device": sum(getattr(p, "to_local", lambda p=p: p)().numel() for p in self.model.parameters()),
                      "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
-                     "static_cache": config.pytorch.static_cache, "torch_compile": config.pytorch.torch_compile}
+                     "static_cache": config.pytorch.static_cache, "torch_compile": config.pytorch.torch_compile,
+                     "load_s": time.perf_counter() - started}
         return True
 
     @property
@@ -284,15 +299,23 @@ class PytorchBackend:
         return [r.index(eos) + 1 if eos in r else len(r) for r in rows]
 
     def warmup(self, requests: list[Request]) -> None:
+        """Run the warm-up batches; records the first batch's time and what torch.compile took in `info`."""
         bs = self.cfg.batching.batch_size
+        compiled_before = _dynamo_compile_s()
         for i in range(0, len(requests), bs):
+            t0 = time.perf_counter()
             self._generate(requests[i: i + bs])
+            self.sync()
+            if i == 0:
+                self.info["first_batch_s"] = time.perf_counter() - t0
+        if self.cfg.pytorch.torch_compile or self.cfg.pytorch.static_cache:
+            self.info["compile_s"] = _dynamo_compile_s() - compiled_before
 
     def before_cycle(self) -> None:
         pass  # no state carries over between generate calls
 
-    def after_cycle(self, delivered: list[RequestRecord]) -> tuple[list[RequestRecord], dict[str, float | None]]:
-        return delivered, {}  # records are built between batches, as each batch is delivered; no ENGINE_METRICS
+    def after_cycle(self, delivered: list[RequestRecord]) -> CycleOutput:
+        return CycleOutput(delivered)  # records are built between batches, as each batch is delivered; no ENGINE_METRICS
 
     def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
         plan = BatchPlan(self.cfg.batching.strategy, self.cfg.batching.batch_size)
@@ -304,16 +327,21 @@ class PytorchBackend:
             wait = start - clock()
             if wait > 0:
                 time.sleep(wait)  # open loop: idle until the batch may start; this idle time is inside the window
+            tokenized = [tokenize_now(self.tokenizer, r, clock, self.cfg.max_input_tokens) for r in batch]
+            batch = [replace(r, prompt_token_ids=ids) if r.prompt_text is not None else r for r, (ids, _) in zip(batch, tokenized)]
             scheduled = clock()
-            streamer = _StepClock(clock)
+            streamer = _StepClock(clock, self.token_display, batch[0].id) if self.cfg.pytorch.token_timestamps else None
             new_tokens = self._generate(batch, streamer)
             lengths = self._output_lengths(new_tokens)
-            steps = streamer.step_times
-            for req, n in zip(batch, lengths):
+            if streamer is None:  # no per-token times: the batch's end is its requests' last token
+                self.sync()
+                end = clock()
+            steps = streamer.step_times if streamer else []
+            for req, n, (_, tok_s) in zip(batch, lengths, tokenized):
                 records.append(RequestRecord(
                     id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=n, arrival_s=req.arrival_s,
                     scheduled_s=scheduled, chunk_times_s=steps[:n], batch_id=batch_id,
-                    prefill_end_s=steps[0] if steps else None,
+                    prefill_end_s=steps[0] if steps else None, last_token_s=None if streamer else end, tokenize_s=tok_s,
                 ))
             taken = {r.id for r in batch}
             pending = [r for r in pending if r.id not in taken]

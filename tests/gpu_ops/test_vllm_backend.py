@@ -184,7 +184,7 @@ def test_engine_starts_with_default_multiprocessing_while_the_meter_samples(tmp_
         delivered = backend.run(_requests(build_prompts(c, backend.tokenizer, backend.vocab_size), c, 0.0), time.perf_counter)
         time.sleep(1.2)  # one process poll at least
         w = meter.end_window("w")
-        records, metrics = backend.after_cycle(delivered)
+        records = backend.after_cycle(delivered).records
         backend.close()
     assert len(records) == 6 and w.foreign_processes == [1]
 

@@ -1,0 +1,104 @@
+"""Prefill/decode energy attribution: whole batches, and engine steps under continuous batching."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpu_ops.backends.base import RequestRecord
+from gpu_ops.energy.meter import WindowMeasurement
+from gpu_ops.metrics import request_row, requests_frame
+from gpu_ops.phases import attribute, step_costs
+
+POWER_W = 400.0
+
+
+def window(start, end) -> WindowMeasurement:
+    d = end - start
+    return WindowMeasurement(
+        name="w", start_s=start, end_s=end, duration_s=d, gpu_energy_status="measured", gpu_unmeasured_reason=None,
+        gpu_energy_j=POWER_W * d, energy_uncertainty_j=0.0, edges_aligned=True, gpu_energy_by_device_j={"gpu0": POWER_W * d},
+        timeline_energy_j=POWER_W * d, cross_check_rel_diff=0.0, cross_check_tolerance=0.01, n_samples=0, avg_power_w=POWER_W,
+        peak_power_w=POWER_W, temp_min_c=None, temp_max_c=None, sm_clock_min_mhz=None, sm_clock_max_mhz=None, throttle_reasons=0,
+        foreign_processes=[], too_short=False, cpu_energy_status="unmeasured", cpu_unmeasured_reason="test", cpu_energy_j=None)
+
+
+def timeline(start, end) -> pd.DataFrame:
+    t = np.arange(start - 1, end + 1, 0.01)
+    return pd.DataFrame({"t_s": t, "device": "gpu0", "power_w": POWER_W})
+
+
+def steps_frame(rows, cost=(0.002, 0.0001, 0.004)) -> pd.DataFrame:
+    """Steps whose durations follow a + b * prompt tokens + c * decoded tokens."""
+    a, b, c = cost
+    t, out = 0.0, []
+    for p, first, d in rows:
+        t += a + b * p + c * d
+        out.append({"t_s": t, "prompt_tokens": p, "first_tokens": first, "decode_tokens": d, "kv_usage": 0.5, "running": 8,
+                    "waiting": 0})
+    return pd.DataFrame(out)
+
+
+def requests_for(steps: pd.DataFrame, n: int, prompt: int) -> pd.DataFrame:
+    """n requests whose first token came from the first step holding prefill work, each to the last step."""
+    first = steps.t_s[steps.prompt_tokens > 0].iloc[0]
+    recs = [RequestRecord(i, prompt, 4, 0.0, 0.0, [], first_token_s=first, last_token_s=steps.t_s.iloc[-1],
+                          first_token_engine_s=first, prefill_end_s=first) for i in range(n)]
+    return requests_frame(recs)
+
+
+def test_step_costs_recover_the_engine_cost_model():
+    rng = np.random.default_rng(0)
+    rows = [(int(rng.integers(0, 3) * 128), 0, int(rng.integers(1, 64))) for _ in range(200)]
+    b, c = step_costs(steps_frame(rows))
+    assert b == pytest.approx(0.0001, rel=0.01) and c == pytest.approx(0.004, rel=0.01)
+
+
+@pytest.mark.parametrize("rows, prefill_share", [
+    ([(1024, 8, 0)] * 20, 1.0),  # prefill only (max_tokens 1): every step is prefill work
+    ([(8, 1, 0)] + [(0, 0, 8)] * 200, 0.0),  # decode-heavy: a short prompt, then only decoding
+])
+def test_engine_steps_split_prefill_and_decode(rows, prefill_share):
+    steps = steps_frame(rows)
+    w = window(float(steps.t_s.iloc[0]) - 0.01, float(steps.t_s.iloc[-1]) + 0.001)
+    split = attribute(timeline(w.start_s, w.end_s), requests_for(steps, 8, rows[0][0] // 8), w, steps)
+    assert split.method == "engine steps"
+    assert split.prefill_j + split.decode_j + split.other_j == pytest.approx(w.gpu_energy_j)
+    share = split.prefill_j / (split.prefill_j + split.decode_j)
+    assert share == pytest.approx(prefill_share, abs=0.02)
+
+
+def test_mixed_steps_split_by_fitted_cost_and_per_request_energies_add_up():
+    rng = np.random.default_rng(1)
+    rows = [(int(rng.integers(0, 2)) * 256, 2, int(rng.integers(8, 32))) for _ in range(300)]
+    steps = steps_frame(rows)
+    w = window(float(steps.t_s.iloc[0]) - 0.002, float(steps.t_s.iloc[-1]))
+    req = requests_for(steps, 2, 128)
+    split = attribute(timeline(w.start_s, w.end_s), req, w, steps)
+    # the true split: time spent on prompt tokens vs decoded tokens, at the known costs
+    p = steps.prompt_tokens * 0.0001
+    d = steps.decode_tokens * 0.004
+    true = float((p / (p + d) * np.diff(steps.t_s, prepend=steps.t_s[0] - 0.002)).sum() / (w.end_s - w.start_s))
+    assert split.prefill_j / w.gpu_energy_j == pytest.approx(true, abs=0.02)
+    assert split.request_prefill_j.notna().all() and split.request_decode_j.gt(0).all()
+
+
+def test_whole_batches_split_at_the_first_token():
+    recs = [RequestRecord(i, 10, 5, 0.0, 0.0, [1.0, 1.5, 2.0, 2.5, 3.0], batch_id=0, prefill_end_s=1.0) for i in range(4)]
+    req = requests_frame(recs)
+    w = window(0.0, 4.0)
+    split = attribute(timeline(0.0, 4.0), req, w, pd.DataFrame())
+    assert split.method == "batches"
+    assert split.prefill_j == pytest.approx(POWER_W * 1.0, rel=0.01) and split.decode_j == pytest.approx(POWER_W * 2.0, rel=0.01)
+    assert split.other_j == pytest.approx(POWER_W * 1.0, rel=0.02)
+    assert split.request_prefill_j.sum() == pytest.approx(split.prefill_j)
+
+
+def test_ttft_breaks_down_into_tokenize_queue_prefill_and_delivery():
+    rec = RequestRecord(0, 10, 3, arrival_s=1.0, scheduled_s=1.3, chunk_times_s=[2.0, 2.1, 2.2], tokenize_s=0.1,
+                        first_token_engine_s=1.95)
+    r = request_row(rec)
+    assert r["tokenize_s"] == pytest.approx(0.1) and r["queue_s"] == pytest.approx(0.2)
+    assert r["prefill_s"] == pytest.approx(0.65) and r["first_token_delivery_s"] == pytest.approx(0.05)
+    assert r["tokenize_s"] + r["queue_s"] + r["prefill_s"] + r["first_token_delivery_s"] == pytest.approx(r["ttft_s"])
+    offline = request_row(RequestRecord(0, 10, 3, 1.0, 1.3, [], first_token_s=1.95, last_token_s=2.2, first_token_engine_s=1.95))
+    assert offline["first_token_delivery_s"] is None and offline["tokenize_s"] is None  # not observed: unmeasured, not 0
