@@ -2,6 +2,7 @@
 
     python -m energy_assets.demo            # runs until Ctrl-C, UI at the printed URL
     python -m energy_assets.demo --exit     # stop once the leaderboard is built (CI smoke test)
+    python -m energy_assets.demo --campaign examples/campaign-gpu --exit --evidence out/   # make demo-gpu
 
 The campaign goes through the real path: experiment files land in the inbox, the experiment_inbox sensor
 registers partitions and queues runs, the daemon runs them one per hardware at a time, and the automation
@@ -18,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from energy_assets.local import REPO, Platform, prepare_home
+from energy_assets.local import REPO, Platform, PlatformError, prepare_home
 
 
 def _print_leaderboard(storage: Path) -> None:
@@ -33,6 +34,29 @@ def _print_leaderboard(storage: Path) -> None:
         print(f"energy: unmeasured on this machine ({reasons[0]}); on a GPU worker the same campaign records J/token.")
 
 
+def campaign_partitions(files: list[Path]) -> set[str]:
+    """The `experiment|hardware` partitions the campaign's files define, as the experiment inbox registers them."""
+    from energy_assets.resources import GpuResource
+    from gpu_ops.config import load_config
+    from gpu_ops.models import resolve_model
+    from gpu_ops.results import experiment_slug
+
+    gpu = GpuResource(visible_devices=os.environ.get("LEM_VISIBLE_DEVICES"))
+    out = set()
+    for f in files:
+        cfg = load_config(f)
+        experiment = experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend)
+        out |= {f"{experiment}|{hw}" for hw in (cfg.hardware or [gpu.local_profile(cfg.gpus)])}
+    return out
+
+
+def _leaderboard_partitions(storage: Path) -> set[str]:
+    import pandas as pd
+
+    path = storage / "assets" / "leaderboard.parquet"
+    return set(pd.read_parquet(path, columns=["partition_key"]).partition_key) if path.is_file() else set()
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -45,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--campaign", default=str(REPO / "examples" / "campaign"))
     ap.add_argument("--exit", action="store_true", help="stop once the leaderboard holds every campaign partition")
     ap.add_argument("--timeout", type=float, default=1200)
+    ap.add_argument("--evidence", default=None, help="when done, write the leaderboard CSV, the site, the dataset card, the "
+                                                     "daemon's log and the campaign's timing (campaign.json) into this folder")
     args = ap.parse_args(argv)
 
     # Ctrl-C or a TERM stops Dagster cleanly, also when a non-interactive shell started us with SIGINT ignored
@@ -66,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"campaign: {', '.join(f.name for f in files)} -> {inbox}")
     try:
         return _run(args, home, storage, files)
+    except PlatformError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("stopped: Dagster webserver and daemon shut down", flush=True)
         return 0
@@ -74,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
     import dagster as dg
 
+    expected = campaign_partitions(files)
+    began = time.time()
     with Platform(home, storage, port=args.port) as platform:
         print(f"\nDagster UI: {platform.url}   (asset graph: {platform.url}/asset-groups)\n", flush=True)
         instance = dg.DagsterInstance.get()
@@ -89,12 +120,17 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
             active = any(r.status.value in ("STARTED", "QUEUED", "STARTING", "NOT_STARTED") for r in runs)
             # done when the leaderboard covers every campaign partition and nothing is pending
             # (a second `make demo` on the same home finds it built already: the inbox has nothing new)
-            if ev and ev.asset_materialization.metadata["partitions"].value >= len(files) and not active:
+            if ev and expected <= _leaderboard_partitions(storage) and not active:
                 print("\nleaderboard:")
                 _print_leaderboard(storage)
                 print(f"\nOpen {platform.url}/assets/leaderboard and click a row's run id to trace it back to its raw partition.")
                 print(f"The automation also builds the static site ({storage / 'site' / 'index.html'}) and the HuggingFace "
                       f"dataset folder ({storage / 'hf_dataset'}; publishing is dry-run until LEM_HF_REPO and HF_TOKEN are set).")
+                if args.evidence:
+                    from energy_assets.evidence import write_evidence
+
+                    for path in write_evidence(instance, platform, storage, Path(args.evidence), since=began):
+                        print(f"evidence: {path}")
                 break
             if any(r.status.value == "FAILURE" for r in runs):
                 print(f"a run failed: see {platform.url}/runs", file=sys.stderr)

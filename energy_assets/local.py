@@ -13,6 +13,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+LOCATIONS_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+    locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+
+
+class PlatformError(RuntimeError):
+    """Dagster's processes or the code location failed: the message says which, with the cause."""
+
+
 INSTANCE_FILES = {"sqlite": REPO / "dagster.yaml", "postgres": REPO / "examples" / "instance" / "dagster.postgres.yaml"}
 
 
@@ -53,11 +61,13 @@ class Platform:
         return env
 
     def start(self, timeout_s: float = 120) -> Platform:
+        """Start both processes with this interpreter (`python -m`: found however Dagster was installed, console
+        scripts on PATH or not) and wait until the webserver answers and the code location has loaded."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        bindir = Path(sys.executable).parent
+        workspace = str(REPO / "workspace.yaml")
         cmds = {
-            "webserver": [str(bindir / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(self.port)],
-            "daemon": [str(bindir / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+            "webserver": [sys.executable, "-m", "dagster_webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(self.port)],
+            "daemon": [sys.executable, "-m", "dagster._daemon", "run", "-w", workspace],
         }
         for name, cmd in cmds.items():
             log = open(self.log_dir / f"{name}.log", "ab")
@@ -72,13 +82,19 @@ class Platform:
         while time.monotonic() < deadline:
             for p in self.procs:
                 if p.poll() is not None:
-                    raise RuntimeError(f"{p.args[0]} exited with {p.returncode}; see {self.log_dir}")
+                    raise PlatformError(f"{' '.join(p.args[1:4])} exited with code {p.returncode}; see {self.log_dir}")
             try:
-                r = requests.post(f"{self.url}/graphql", json={"query": "{ version }"}, timeout=2)
-                if r.ok and r.json().get("data", {}).get("version"):
+                r = requests.post(f"{self.url}/graphql", json={"query": LOCATIONS_QUERY}, timeout=5)
+                entries = (r.json().get("data") or {}).get("workspaceOrError", {}).get("locationEntries") if r.ok else None
+            except (requests.RequestException, ValueError):
+                entries = None
+            if entries:
+                for entry in entries:
+                    loaded = entry.get("locationOrLoadError") or {}
+                    if loaded.get("__typename") == "PythonError":
+                        raise PlatformError(f"code location '{entry['name']}' failed to load: {loaded.get('message', '').strip()}")
+                if all(e.get("loadStatus") == "LOADED" for e in entries):
                     return
-            except requests.RequestException:
-                pass
             time.sleep(1)
         raise TimeoutError(f"the Dagster webserver did not answer at {self.url} within {timeout_s:.0f} s; see {self.log_dir}")
 

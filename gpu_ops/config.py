@@ -276,7 +276,8 @@ class ExperimentConfig(Strict):
     def load_key(self) -> str:
         """Equal keys mean the same loaded model/engine serves both configs (only run-time options differ)."""
         fields = {"model", "backend", "precision", "device", "gpus", "seed", "parallelism", "lora", "pytorch", "vllm", "tensorrt"}
-        return content_hash(self.model_dump(mode="json", include=fields))
+        run_time = {"pytorch": {"token_timestamps"}}  # options a loaded model honours as they are
+        return content_hash(self.model_dump(mode="json", include=fields, exclude=run_time))
 
 
 class SweepPoint(BaseModel):

@@ -101,6 +101,9 @@ class RankedBackend:
     def capabilities(self) -> Capabilities:
         return self.local.capabilities()
 
+    def unavailable(self, config: ExperimentConfig) -> str | None:
+        return self.local.unavailable(config)
+
     @property
     def tokenizer(self):
         return self.local.tokenizer

@@ -27,7 +27,7 @@ from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_m
 from gpu_ops.energy.nvml import uuid_hash
 from gpu_ops.environment import fingerprint, hardware_profile
 from gpu_ops.locks import device_locks
-from gpu_ops.errors import MeasurementError, UserError
+from gpu_ops.errors import CapabilityError, MeasurementError, UserError
 from gpu_ops import phases
 from gpu_ops.metrics import cycle_row, requests_frame
 from gpu_ops.models import resolve_model
@@ -93,6 +93,9 @@ def run_experiment(
     caps = backend.capabilities()
     for p in points:
         check_capabilities(backend.name, caps, p.config)
+    unavailable = {p.label: reason for p in points if (reason := backend.unavailable(p.config))}
+    if len(unavailable) == len(points):
+        raise CapabilityError(f"nothing can run on this machine: {'; '.join(f'[{k}] {v}' for k, v in unavailable.items())}")
 
     use_cuda = resolve_device(cfg).startswith("cuda")
     source = resolve_model(cfg.model)
@@ -126,17 +129,23 @@ def run_experiment(
         try:
             for point in points:
                 pc = point.config
+                if point.label in unavailable:  # an optional kernel or package this machine lacks: recorded, not run
+                    say(f"[{point.label}] unavailable here: {unavailable[point.label]}")
+                    point_info.append(_point_info(point, None, backend, status="unavailable", reason=unavailable[point.label]))
+                    continue
                 say(f"[{point.label}] {pc.model} ({pc.precision}) on {hardware}")
                 reloaded = _load(backend, pc, point.label)
                 prompts = build_prompts(pc, backend.tokenizer, backend.vocab_size)
                 warm = _requests(prompts[: max(pc.warmup_requests, pc.batching.batch_size if pc.pytorch.static_cache else 0)], pc, 0.0)
                 # warm-up keeps loading and compilation out of measured windows: needed after a (re)load, and for
                 # compiled paths whose graphs depend on the batch shape; an eager model already warm skips it
+                warmup_s = None
                 if warm and (reloaded or pc.pytorch.static_cache or pc.pytorch.torch_compile):
                     meter.begin_window(f"{point.label}/warmup")
                     backend.warmup(warm)
                     w = meter.end_window(f"{point.label}/warmup")
                     windows.append(("warmup", point.label, None, w))
+                    warmup_s = w.duration_s
                     say(f"[{point.label}] warm-up {len(warm)} request(s): {w.duration_s:.2f} s (includes any compilation)")
                 for c in range(pc.cycles):
                     cycle = run_cycle(backend, meter, pc, prompts, point.label, c, say)
@@ -144,11 +153,7 @@ def run_experiment(
                     per_cycle.append((point, c, cycle))
                     if bar:
                         bar.update(1)
-                point_info.append({"sweep_point": point.label, "overrides_json": json.dumps(point.overrides, sort_keys=True, default=str),
-                                   "config_json": json.dumps(pc.model_dump(mode="json"), sort_keys=True),
-                                   "non_defaults_json": json.dumps(pc.non_defaults(), sort_keys=True), "config_hash": pc.config_hash(),
-                                   "trace_hash": trace_hash(_requests(prompts, pc, 0.0)),
-                                   **{f"backend_{k}": v for k, v in backend.info.items()}})
+                point_info.append(_point_info(point, prompts, backend, model_reused=not reloaded, warmup_s=warmup_s))
         finally:
             backend.close()
             if display is not None:
@@ -266,6 +271,17 @@ def run_cycle(backend, meter: EnergyMeter, pc: ExperimentConfig, prompts, label:
     say(f"[{label}] cycle {c}: {w.duration_s:.2f} s, " + (f"{w.gpu_energy_j:.1f} ± {w.energy_uncertainty_j:.2g} J"
                                                          if w.gpu_energy_j is not None else f"energy unmeasured ({w.gpu_unmeasured_reason})"))
     return CycleResult(req, w, backend.peak_memory_bytes(), out.engine_metrics, steps, start - t0, meter.now() - w.end_s)
+
+
+def _point_info(point: SweepPoint, prompts, backend, status: str = "measured", reason: str | None = None, **extra) -> dict:
+    """The sweep_points row: the point's resolved config and trace, the backend's load details, its status."""
+    pc = point.config
+    return {"sweep_point": point.label, "status": status, "unavailable_reason": reason,
+            "overrides_json": json.dumps(point.overrides, sort_keys=True, default=str),
+            "config_json": json.dumps(pc.model_dump(mode="json"), sort_keys=True),
+            "non_defaults_json": json.dumps(pc.non_defaults(), sort_keys=True), "config_hash": pc.config_hash(),
+            "trace_hash": trace_hash(_requests(prompts, pc, 0.0)) if prompts is not None else None, **extra,
+            **({f"backend_{k}": v for k, v in backend.info.items()} if status == "measured" else {})}
 
 
 def _load(backend, pc: ExperimentConfig, label: str) -> bool:

@@ -119,6 +119,10 @@ class InferenceBackend(Protocol):
 
     def capabilities(self) -> Capabilities: ...
 
+    def unavailable(self, config: ExperimentConfig) -> str | None:
+        """Why `config` cannot run on this machine (an optional kernel or package it lacks), or None. Such a sweep
+        point is recorded as unavailable with the reason and skipped; the others run."""
+
     def load(self, config: ExperimentConfig) -> bool:
         """Load for `config`; returns False when the already loaded model/engine serves it unchanged."""
 

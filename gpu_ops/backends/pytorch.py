@@ -146,6 +146,16 @@ class PytorchBackend:
             caps = replace(caps, lora=False, notes=caps.notes + ("lora: peft not installed here",))
         return caps
 
+    def unavailable(self, config: ExperimentConfig) -> str | None:
+        if config.pytorch.attn_implementation == "flash_attention_2":
+            import importlib.util
+
+            if importlib.util.find_spec("flash_attn") is None:
+                return "pytorch.attn_implementation 'flash_attention_2' needs the flash-attn package, which is not installed here"
+            if resolve_device(config) == "cpu":
+                return "pytorch.attn_implementation 'flash_attention_2' needs a CUDA GPU"
+        return None
+
     # -- loading ----------------------------------------------------------------------------
     def _load_model(self, source: ModelSource, cfg: ExperimentConfig):
         import torch

