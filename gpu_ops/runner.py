@@ -31,8 +31,8 @@ from gpu_ops.errors import MeasurementError
 from gpu_ops.metrics import cycle_row, requests_frame
 from gpu_ops.models import resolve_model
 from gpu_ops.prompts import build_prompts
-from gpu_ops.results import SCHEMA_VERSION, ResultTables, experiment_slug, write_tables
-from gpu_ops.stats import SUMMARISED, sweep_point_statistics
+from gpu_ops.results import SCHEMA_VERSION, ResultTables, check_output_folder, experiment_slug, save_result
+from gpu_ops.stats import SUMMARISED, fmt_value, sweep_point_statistics
 from gpu_ops.traffic import arrival_times
 
 log = logging.getLogger("gpu_ops")
@@ -69,6 +69,7 @@ def run_experiment(
     show_bar: bool = False,
 ) -> RunOutcome:
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
+    check_output_folder(out_root)  # before measuring, not after
     points = sorted(cfg.expand(), key=lambda p: p.config.load_key())  # fewest model reloads
     from gpu_ops import distributed
     from gpu_ops.backends.pytorch import resolve_device
@@ -206,7 +207,7 @@ def run_experiment(
                           windows=pd.DataFrame(win_rows), timeline=timeline, summary=summary)
     name = folder_name or f"{cfg.name}__{hardware}__{started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
     folder = Path(out_root) / name
-    content_hash = write_tables(tables, folder)
+    content_hash = save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
     return RunOutcome(folder, tables, content_hash)
 
 
@@ -226,5 +227,5 @@ def _idle(meter: EnergyMeter, name: str, seconds: float, say) -> WindowMeasureme
     if seconds <= 0 or not meter.measures_gpu:
         return None
     w = meter.measure_idle(name, seconds)
-    say(f"{name}: {w.avg_power_w:.1f} W over {w.duration_s:.1f} s")
+    say(f"{name}: {fmt_value(w.avg_power_w, ' W', digits=4)} over {w.duration_s:.1f} s")
     return w
