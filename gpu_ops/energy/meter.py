@@ -28,6 +28,7 @@ from gpu_ops.energy.rapl import RaplSource
 from gpu_ops.errors import MeasurementError
 
 MIN_TRUSTED_UPDATES = 10  # a window shorter than 10 counter updates is flagged too short to trust
+EDGE_MARGIN_S = 1.0  # timeline samples this far outside a window let the integral interpolate its edges
 PROCESS_POLL_S = 1.0
 AUX_PERIOD_S = 0.5
 
@@ -76,6 +77,28 @@ def integrate(t: np.ndarray, p: np.ndarray, t0: float, t1: float) -> float | Non
     tt = np.concatenate([[t0], t[inside], [t1]])
     pp = np.concatenate([[np.interp(t0, t, p)], p[inside], [np.interp(t1, t, p)]])
     return float(np.sum((tt[1:] - tt[:-1]) * (pp[1:] + pp[:-1]) / 2.0))
+
+
+def timeline_energy(timeline: pd.DataFrame, start_s: float, end_s: float) -> float | None:
+    """Energy of [start_s, end_s] integrated from the power timeline, summed over devices; None without samples
+    inside the window or when a device's samples do not cover it. The meter and the check of an uploaded result
+    (gpu_ops.rederive) both use this."""
+    around = timeline[(timeline.t_s >= start_s - EDGE_MARGIN_S) & (timeline.t_s <= end_s + EDGE_MARGIN_S)]
+    if not ((around.t_s >= start_s) & (around.t_s <= end_s)).any():
+        return None
+    parts = [integrate(g.t_s.to_numpy(), g.power_w.to_numpy(), start_s, end_s) for _, g in around.groupby("device")]
+    return None if any(p is None for p in parts) else float(sum(parts))
+
+
+def window_figures(duration_s: float, gpu_energy_j: float | None, timeline_energy_j: float | None) -> dict:
+    """What a window's readings imply: average power, counter vs timeline difference, and whether it spans enough
+    counter updates to be trusted. Shared with the check of an uploaded result."""
+    return {
+        "avg_power_w": gpu_energy_j / duration_s if gpu_energy_j is not None and duration_s > 0 else None,
+        "cross_check_rel_diff": ((timeline_energy_j - gpu_energy_j) / gpu_energy_j
+                                 if gpu_energy_j and timeline_energy_j is not None else None),
+        "too_short": duration_s < MIN_TRUSTED_UPDATES * COUNTER_UPDATE_S,
+    }
 
 
 def _own_pids() -> set[int]:
@@ -251,15 +274,14 @@ class EnergyMeter:
             gpu_j, gpu_reason = None, (f"the energy counter of {', '.join(stalled)} did not advance in this {duration * 1000:.0f} ms window "
                                        f"(it updates about every {COUNTER_UPDATE_S * 1000:.0f} ms); lengthen the window "
                                        "(more prompts or output tokens)")
-        around = self.timeline(opened.start_s - 1.0, end_s + 1.0)  # margins let the integral interpolate the edges
+        around = self.timeline(opened.start_s - EDGE_MARGIN_S, end_s + EDGE_MARGIN_S)
         tl = around[(around.t_s >= opened.start_s) & (around.t_s <= end_s)]
         timeline_j = None
         peak = temp_min = temp_max = clk_min = clk_max = None
         reasons = 0
         n = len(tl)
         if n:
-            parts = [integrate(g.t_s.to_numpy(), g.power_w.to_numpy(), opened.start_s, end_s) for _, g in around.groupby("device")]
-            timeline_j = None if any(p is None for p in parts) else float(sum(parts))
+            timeline_j = timeline_energy(around, opened.start_s, end_s)
             peak = float(tl.groupby("t_s").power_w.sum().max())
             temp_min, temp_max = _range(tl.temp_c)
             clk_min, clk_max = _range(tl.sm_clock_mhz)
@@ -268,9 +290,6 @@ class EnergyMeter:
         for t, _, pids in self._pid_polls:
             if opened.start_s - PROCESS_POLL_S <= t <= end_s:
                 seen |= pids
-        cross = None
-        if gpu_j and timeline_j is not None:
-            cross = (timeline_j - gpu_j) / gpu_j
         cpu_j = None
         if cpu is not None:
             cpu_j = self.cpu.delta_j(opened.cpu_uj, cpu)
@@ -284,12 +303,9 @@ class EnergyMeter:
             gpu_energy_status="measured" if gpu_j is not None else "unmeasured",
             gpu_unmeasured_reason=None if gpu_j is not None else gpu_reason,
             gpu_energy_j=gpu_j, gpu_energy_by_device_j=by_dev if gpu_j is not None else {}, timeline_energy_j=timeline_j,
-            cross_check_rel_diff=cross, n_samples=n,
-            avg_power_w=(gpu_j / duration) if gpu_j is not None and duration > 0 else None,
-            peak_power_w=peak, temp_min_c=temp_min, temp_max_c=temp_max,
+            n_samples=n, **window_figures(duration, gpu_j, timeline_j), peak_power_w=peak, temp_min_c=temp_min, temp_max_c=temp_max,
             sm_clock_min_mhz=clk_min, sm_clock_max_mhz=clk_max, throttle_reasons=reasons,
             foreign_processes=foreign_pids(seen, self._own),
-            too_short=duration < MIN_TRUSTED_UPDATES * COUNTER_UPDATE_S,
             cpu_energy_status="measured" if cpu_j is not None else "unmeasured",
             cpu_unmeasured_reason=None if cpu_j is not None else self.cpu_reason,
             cpu_energy_j=cpu_j, zeus_energy_j=zeus_j, mig_attribution=mig_method, mig_attributed_energy_j=mig_j,

@@ -87,7 +87,7 @@ def test_engine_crash_mid_cycle_discards_window_and_frees_engine(tmp_path, tiny_
 
 
 def test_validation_rejects_crafted_bad_data(tmp_path, tiny_model_path):
-    out = run_experiment(parse_config(dict(BASE, energy={"idle_baseline_s": 0.3})), tmp_path, nvml=FakeNVML([FakeGpu()]))
+    out = run_experiment(parse_config(dict(BASE, energy={"idle_baseline_s": 0.5})), tmp_path, nvml=FakeNVML([FakeGpu()]))
     t = out.tables
     c = t.cycles
     c.loc[0, "net_energy_j"] = -5.0
@@ -96,7 +96,9 @@ def test_validation_rejects_crafted_bad_data(tmp_path, tiny_model_path):
     c.loc[0, "foreign_processes"] = "4242"
     c.loc[1, "too_short"] = True
     failed = {f.check for f in blocking_failures(validate(t))}
-    assert failed == {"net_energy_non_negative", "power_within_limit", "counter_timeline_agree", "no_foreign_gpu_process", "window_long_enough"}
+    physics = {"net_energy_non_negative", "power_within_limit", "counter_timeline_agree", "no_foreign_gpu_process", "window_long_enough"}
+    # each edit is caught by its physics check; the edited cycles also no longer match their windows and raw readings
+    assert physics <= failed and failed - physics == {"derived_values_match_raw", "windows_match_cycles"}
     c.loc[0, "energy_status"] = "unmeasured"
     c.loc[0, "unmeasured_reason"] = None
     assert "energy_present" in {f.check for f in blocking_failures(validate(t))}
@@ -130,7 +132,7 @@ def test_two_measurements_on_one_gpu_never_overlap(tmp_path, tiny_model_path, mo
 
     def one(name):
         try:
-            outs.append(run_experiment(parse_config(dict(BASE, name=name, energy={"idle_baseline_s": 0.3})), tmp_path / name,
+            outs.append(run_experiment(parse_config(dict(BASE, name=name, energy={"idle_baseline_s": 0.5})), tmp_path / name,
                                        nvml=FakeNVML([FakeGpu(uuid="GPU-shared")])))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
