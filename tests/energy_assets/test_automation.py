@@ -49,14 +49,14 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
     assert "cycles: 4" in storage.experiment_file("builtin-tiny-llama__pytorch", HW).read_text()
 
 
-def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, instance):
+def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, instance, monkeypatch):
+    monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
     good = fake_gpu_result(tmp_path, folder="good")
     good.rename(storage.results_inbox_dir / "good")
     bad_src = fake_gpu_result(tmp_path, folder="bad", name="bad")
     t = read_tables(bad_src)
     t.cycles.loc[1, "avg_power_w"] = 5000.0  # above the 700 W limit: physically impossible
     write_tables(t, storage.results_inbox_dir / "bad")
-    (storage.results_inbox_dir / "partial").mkdir()  # still being copied: no summary.json yet
     (storage.results_inbox_dir / "garbage").mkdir()
     (storage.results_inbox_dir / "garbage" / "summary.json").write_text("{not json")
 
@@ -67,8 +67,7 @@ def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, insta
     assert storage.latest_upload("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", req.tags[UPLOAD_TAG]) is not None
     assert "power_within_limit" in (storage.quarantine_dir / "bad" / "REASON.txt").read_text()
     assert "not valid JSON" in (storage.quarantine_dir / "garbage" / "REASON.txt").read_text()
-    assert (storage.results_inbox_dir / "partial").exists()  # left alone until complete
-    assert sorted(p.name for p in storage.results_inbox_dir.iterdir()) == ["partial"]
+    assert list(storage.results_inbox_dir.iterdir()) == []
 
 
 def test_schedule_block_becomes_cron_schedule(storage, instance):

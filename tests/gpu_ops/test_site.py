@@ -36,7 +36,7 @@ def site(tmp_path_factory, tiny_model_path):
     """Three result folders: a measured sweep (batch 1, 2 through the NVML fake), a CPU run (energy unmeasured)."""
     root = tmp_path_factory.mktemp("site")
     base = {"model": "builtin:micro-llama", "max_input_tokens": 16, "max_output_tokens": 8, "min_output_tokens": 8,
-            "prompts": {"count": 8}, "cycles": 3, "warmup_requests": 1, "cooldown_s": 0, "energy": {"idle_baseline_s": 0.3}}
+            "prompts": {"count": 8}, "cycles": 3, "warmup_requests": 1, "cooldown_s": 0, "energy": {"idle_baseline_s": 0.5}}
     gpu = run_experiment(parse_config(dict(base, name="gpu", sweep={"batching.batch_size": [1, 4]})), root / "r",
                          nvml=FakeNVML([FakeGpu(power=lambda t: 180.0)])).folder
     cpu = run_experiment(parse_config(dict(base, name="cpu", model="builtin:small-llama", energy={"idle_baseline_s": 0})), root / "r").folder
