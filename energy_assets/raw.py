@@ -86,7 +86,8 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
         try:
             tables = read_tables(folder)
         except UserError as exc:  # accepted by the inbox, edited since
-            raise UserError(f"{exc}; nothing was stored, the folder is in {storage.quarantine(folder, str(exc))}") from None
+            raise UserError(f"{exc}. Nothing was stored; the folder is kept for inspection in "
+                            f"{storage.quarantine(folder, str(exc))}") from None
     else:
         tables = _measure(context, storage, gpu, experiment, hardware)
         definition = storage.experiment_source(experiment, hardware)

@@ -31,8 +31,9 @@ def safe_name(name: str) -> str:
     if SLUG_PATTERN.fullmatch(name) and len(name) <= SAFE_NAME_MAX:
         return name
     digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", printable(name)).strip("._-")[: SAFE_NAME_MAX - 10]
-    return f"{stem or 'item'}-{digest}"
+    stem, ext = os.path.splitext(re.sub(r"[^A-Za-z0-9._-]+", "_", printable(name)))
+    ext = ext if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", ext) else ""  # a file keeps its extension: x.yaml stays a YAML
+    return f"{stem.strip('._-')[: SAFE_NAME_MAX - 20] or 'item'}-{digest}{ext}"
 
 
 def default_storage() -> str:

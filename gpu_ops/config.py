@@ -329,8 +329,9 @@ def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepP
             raise ConfigError(f"{source}: sweep.{key}: empty list; give at least one value")
     total = math.prod(len(cfg.sweep[k]) for k in keys)  # counted before anything is built
     if total > MAX_SWEEP_POINTS:
-        raise ConfigError(f"{source}: sweep: {' x '.join(str(len(cfg.sweep[k])) for k in keys)} = {total} sweep points "
-                          f"exceed the limit of {MAX_SWEEP_POINTS}; split the experiment into several files")
+        product = f"{' x '.join(str(len(cfg.sweep[k])) for k in keys)} = " if len(keys) > 1 else ""
+        raise ConfigError(f"{source}: sweep: {product}{total} sweep points exceed the limit of {MAX_SWEEP_POINTS}; "
+                          "split the experiment into several files")
     points = []
     for values in itertools.product(*(cfg.sweep[k] for k in keys)):
         data = copy.deepcopy(base)

@@ -111,10 +111,8 @@ def _cuts(around: pd.DataFrame, end_s: float) -> list[float]:
 
 
 def config_of(text, where: str) -> ExperimentConfig:
-    try:
-        return parse_config(load_json(text, where), where)
-    except UserError as exc:
-        raise UserError(f"{where}: not a valid experiment config ({excerpt(str(exc), bare=True)})") from None
+    """A config stored in a table cell (JSON), validated like an experiment file."""
+    return parse_config(load_json(text, where), where)
 
 
 def window_problems(t: ResultTables) -> list[str]:

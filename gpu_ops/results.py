@@ -73,6 +73,7 @@ COLUMN_KINDS = {
     "timeline": {"t_s": _NUM, "device": _STR, "power_w": _NUM},
 }
 REQUIRED_COLUMNS = {name: set(kinds) for name, kinds in COLUMN_KINDS.items()}
+_KIND_NAMES = {"str": "text", "num": "a number", "int": "an integer", "bool": "true/false", "list": "a list of numbers"}
 
 
 def experiment_slug(model_slug: str, backend: str) -> str:
@@ -133,13 +134,14 @@ def _serialised(tables: ResultTables) -> dict[str, tuple[bytes, dict]]:
     return out
 
 
-def _content_hash(files: dict[str, dict]) -> str:
+def content_hash_of(files: dict[str, dict]) -> str:
+    """The content hash of a result folder: a hash of its tables' {rows, sha256} entries in summary.json."""
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def tables_digest(tables: ResultTables) -> str:
     """Content hash of the tables as `write_tables` writes them: the data version."""
-    return _content_hash({name: entry for name, (_, entry) in _serialised(tables).items()})
+    return content_hash_of({name: entry for name, (_, entry) in _serialised(tables).items()})
 
 
 def write_tables(tables: ResultTables, folder: Path) -> str:
@@ -152,7 +154,7 @@ def write_tables(tables: ResultTables, folder: Path) -> str:
         for name, (data, entry) in _serialised(tables).items():
             (tmp / f"{name}.parquet").write_bytes(data)
             files[name] = entry
-        content_hash = _content_hash(files)
+        content_hash = content_hash_of(files)
         summary = dict(tables.summary, schema_version=SCHEMA_VERSION, tables=files, content_hash=content_hash)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
         if folder.exists():
@@ -327,8 +329,8 @@ def read_summary(folder: Path) -> dict:
     claimed = summary.get("content_hash")
     if not isinstance(claimed, str) or not _HEX.fullmatch(claimed) or len(claimed) != 16:
         raise UserError(f"{where}: content_hash is {excerpt(claimed)}, expected 16 hex digits")
-    if _content_hash(files) != claimed:
-        raise UserError(f"{where}: content_hash {claimed} does not match the table checksums ({_content_hash(files)}); "
+    if content_hash_of(files) != claimed:
+        raise UserError(f"{where}: content_hash {claimed} does not match the table checksums ({content_hash_of(files)}); "
                         "the folder was edited")
     return summary
 
@@ -373,8 +375,8 @@ def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> Non
     for col, kind in COLUMN_KINDS[name].items():
         t = schema.field(col).type
         if not _kind_ok(kind, t):
-            raise UserError(f"{where}: column {col} is {t}, expected {'text' if kind == 'str' else kind}; "
-                            "the table was not written by llm-energy-measure")
+            raise UserError(f"{where}: column {col} is {t}, expected {_KIND_NAMES[kind]}; the table was not written by "
+                            "llm-energy-measure")
 
 
 def read_arrow_table(folder: Path, name: str, summary: dict) -> pa.Table:

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from gpu_ops import rederive
-from gpu_ops.errors import excerpt
-from gpu_ops.environment import fingerprint_profile
+from gpu_ops.errors import UserError, excerpt
+from gpu_ops.environment import fingerprint_profile, validate_slug
 from gpu_ops.models import model_slug, weights_of
 from gpu_ops.results import ResultTables, experiment_slug, load_json
 
@@ -99,6 +99,11 @@ def check_partition_claim(t: ResultTables) -> Verdict:
     partition it lands in is derived from its model, backend and hardware, not taken from one editable field."""
     exp, c, s = t.experiment.iloc[0], t.cycles, t.summary
     problems = []
+    for col, what in (("experiment_key", "experiment"), ("hardware", "hardware")):
+        try:
+            validate_slug(exp[col], what)
+        except UserError as exc:
+            problems.append(str(exc))
     for col in ("model", "backend", "hardware", "weights", "experiment_key"):
         values = sorted(set(c[col].astype(str)))
         if values != [str(exp[col])]:
@@ -286,6 +291,8 @@ def _run(name: str, check: Callable[[ResultTables], Verdict], t: ResultTables) -
     """A check that raises on tables it cannot make sense of fails; it never takes its caller down."""
     try:
         passed, message, *meta = check(t)
+    except UserError as exc:  # our own message: it names the field
+        return Finding(name, False, str(exc))
     except Exception as exc:  # crafted tables can break any assumption
         return Finding(name, False, f"could not be evaluated on these tables ({type(exc).__name__}: "
                                     f"{excerpt(str(exc), bare=True)}); they are not consistent")
