@@ -84,8 +84,8 @@ def _read_experiment(path: Path) -> bytes:
     """An inbox file's bytes: the file itself (a link could point anywhere), with a name we can report and store."""
     st = os.lstat(path)
     if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{printable(path.name)}: not a regular file (a link, folder, pipe or device); put the YAML file "
-                          "itself into the inbox")
+        raise ConfigError(f"{printable(path.name)}: not a regular file (a link, folder, pipe or device); put the "
+                          "YAML file itself into the inbox")
     if printable(path.name) != path.name or not path.name.isprintable():
         raise ConfigError(f"{printable(path.name)}: the file name is not printable UTF-8; rename it, e.g. to "
                           f"{safe_name(path.name)}")
@@ -177,7 +177,8 @@ def _unsettled(entry: Path, settle_s: float) -> str | None:
             stats += [e.stat(follow_symlinks=False) for e, _ in zip(it, range(1000))]
     age = time.time() - max(max(st.st_mtime, st.st_ctime) for st in stats)
     if age < settle_s:
-        return f"changed {max(age, 0):.0f} s ago: waiting until it has been unchanged for {settle_s:.0f} s (LEM_INBOX_SETTLE_S)"
+        return (f"changed {max(age, 0):.0f} s ago: waiting until it has been unchanged for {settle_s:.0f} s "
+                "(LEM_INBOX_SETTLE_S)")
     return None
 
 
@@ -215,7 +216,8 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
                 continue
             experiment, hardware, name, _ = _accept(storage, entry)
             dest = storage.upload_dir(experiment, hardware) / name
-            request = dg.RunRequest(run_key=f"upload:{experiment}:{hardware}:{name}", partition_key=partition_key(experiment, hardware),
+            request = dg.RunRequest(run_key=f"upload:{experiment}:{hardware}:{name}",
+                                    partition_key=partition_key(experiment, hardware),
                                     tags={SOURCE_TAG: "upload", UPLOAD_TAG: name})
         except Exception as exc:
             reason = _reason(exc, f"result folder {shown}")

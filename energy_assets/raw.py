@@ -125,8 +125,10 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
 
 
 def _check_results(findings) -> list[dg.AssetCheckResult]:
-    return [dg.AssetCheckResult(check_name=f.check, passed=f.passed, severity=dg.AssetCheckSeverity.ERROR, description=f.message,
-                                metadata={k: _plain(v) for k, v in f.metadata.items() if v is not None}) for f in findings]
+    return [dg.AssetCheckResult(check_name=f.check, passed=f.passed, severity=dg.AssetCheckSeverity.ERROR,
+                                description=f.message,
+                                metadata={k: _plain(v) for k, v in f.metadata.items() if v is not None})
+            for f in findings]
 
 
 def _keep_refused(storage: StorageResource, folder: Path | None, tables: ResultTables, reason: str, name: str) -> Path:

@@ -83,7 +83,8 @@ class StorageResource(dg.ConfigurableResource):
         return self._dir("quarantine")
 
     def experiment_file(self, experiment: str, hardware: str) -> Path:
-        return self.experiments_dir / validate_slug(experiment, "experiment") / f"{validate_slug(hardware, 'hardware')}.yaml"
+        folder = self.experiments_dir / validate_slug(experiment, "experiment")
+        return folder / f"{validate_slug(hardware, 'hardware')}.yaml"
 
     def _source_file(self, experiment: str, hardware: str) -> Path:
         return self.experiment_file(experiment, hardware).with_suffix(".source")

@@ -30,7 +30,8 @@ SITE_CODE_VERSION = "site-v1"
 )
 def leaderboard_site(context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame,
                      raw_measurements: dict) -> dg.MaterializeResult:
-    site = build_site(leaderboard, published_raw(context, raw_measurements, leaderboard), storage.root / "site", dagster_url=os.environ.get("LEM_DAGSTER_URL"),
+    site = build_site(leaderboard, published_raw(context, raw_measurements, leaderboard), storage.root / "site",
+                      dagster_url=os.environ.get("LEM_DAGSTER_URL"),
                       generated_from="Built by the leaderboard_site asset.")
     context.log.info(f"site: {site.rows} rows, {site.pages} detail pages in {site.folder}")
     meta = {"index": dg.MetadataValue.path(str(site.folder / "index.html")), "rows": site.rows, "detail_pages": site.pages}

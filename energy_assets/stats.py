@@ -59,9 +59,11 @@ def cycle_statistics(context: dg.AssetExecutionContext, raw_measurements: Result
     st = statistics_with_provenance(raw_measurements, context.partition_key, raw_provenance(context.instance, context.partition_key))
     short = st[st.n_cycles < MIN_CYCLES]
     enough = dg.AssetCheckResult(
-        check_name="enough_cycles", passed=short.empty, severity=dg.AssetCheckSeverity.ERROR, metadata={"min_cycles": int(st.n_cycles.min())},
-        description=(f"{len(short)} sweep point(s) with fewer than {MIN_CYCLES} cycles ({', '.join(short.sweep_point.astype(str))})"
-                     if len(short) else "all sweep points have enough cycles"))
+        check_name="enough_cycles", passed=short.empty, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"min_cycles": int(st.n_cycles.min())},
+        description=(f"{len(short)} sweep point(s) with fewer than {MIN_CYCLES} cycles "
+                     f"({', '.join(short.sweep_point.astype(str))})" if len(short)
+                     else "all sweep points have enough cycles"))
     if not short.empty:  # gate before storing: the leaderboard reads every stored partition
         yield enough
         raise UserError(f"{enough.description}; nothing was stored. Set cycles: {MIN_CYCLES} or more in the experiment "

@@ -132,8 +132,8 @@ class EnergyOptions(Strict):
     @classmethod
     def _idle_long_enough(cls, v: float) -> float:
         if 0 < v < MIN_IDLE_BASELINE_S:
-            raise ValueError(f"{v:g} s is shorter than {MIN_IDLE_BASELINE_S:g} s (5 energy-counter "
-                             f"updates), so it would read no energy; set 0 (no idle baseline) or at least {MIN_IDLE_BASELINE_S:g}")
+            raise ValueError(f"{v:g} s is shorter than {MIN_IDLE_BASELINE_S:g} s (5 energy-counter updates), so it "
+                             f"would read no energy; set 0 (no idle baseline) or at least {MIN_IDLE_BASELINE_S:g}")
         return v
 
 
@@ -320,8 +320,8 @@ def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepP
     keys = sorted(cfg.sweep)
     for key in keys:
         if not _known_path(key):
-            raise ConfigError(f"{source}: sweep.{excerpt(key, bare=True)}: unknown field; use a dotted path of a config field, "
-                              "e.g. batching.batch_size")
+            raise ConfigError(f"{source}: sweep.{excerpt(key, bare=True)}: unknown field; use a dotted path of a "
+                              "config field, e.g. batching.batch_size")
         if key.split(".")[0] in RUN_FIELDS:
             raise ConfigError(f"{source}: sweep.{key}: fixed for the whole run (it decides the partition, the meter or the "
                               f"experiment's identity); write one experiment file per value instead")

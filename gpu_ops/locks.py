@@ -61,8 +61,8 @@ def device_locks(keys: list[str], timeout_s: float | None = None):
                     break
                 except BlockingIOError:
                     if not told:
-                        log.warning(f"device {key} is busy: held by {describe_holder(path)}; waiting up to {timeout_s:.0f} s "
-                                    f"(LEM_LOCK_TIMEOUT_S) for it")
+                        log.warning(f"device {key} is busy: held by {describe_holder(path)}; waiting up to "
+                                    f"{timeout_s:.0f} s (LEM_LOCK_TIMEOUT_S) for it")
                         told = True
                     if time.monotonic() > deadline:
                         fh.close()

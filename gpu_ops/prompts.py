@@ -23,8 +23,9 @@ def _read_limited(path: str) -> str:
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"prompts.path '{path}': not UTF-8 text (byte {exc.start} is {excerpt(exc.object[exc.start:exc.start + 1])}); "
-                          "give a JSONL or ShareGPT text file saved as UTF-8") from None
+        byte = excerpt(exc.object[exc.start:exc.start + 1])
+        raise ConfigError(f"prompts.path '{path}': not UTF-8 text (byte {exc.start} is {byte}); give a JSONL or "
+                          "ShareGPT text file saved as UTF-8") from None
 
 
 def _jsonl_texts(text: str, where: str) -> list[str]:

@@ -32,9 +32,9 @@ MAX_LATE_SAMPLES = 16
 BY_DEVICE_ABS_TOL_J = 1e-5  # per-GPU energies are stored with 6 decimals
 WINDOW_KINDS = ("idle_before", "warmup", "cycle", "idle_after")
 # cycles columns the runner copies from the cycle's window (window field on the right)
-COPIED_FROM_WINDOW = {"window_start_s": "start_s", "window_end_s": "end_s", "timeline_energy_j": "timeline_energy_j",
-                      "cross_check_rel_diff": "cross_check_rel_diff", "too_short": "too_short", "n_samples": "n_samples",
-                      "foreign_processes": "foreign_processes", "gpu_energy_by_device_j": "gpu_energy_by_device_j"}
+COPIED_FROM_WINDOW = {"window_start_s": "start_s", "window_end_s": "end_s",
+                      **{k: k for k in ("timeline_energy_j", "cross_check_rel_diff", "too_short", "n_samples",
+                                        "foreign_processes", "gpu_energy_by_device_j")}}
 REQUEST_FIGURES = ("ttft_s", "tpot_s", "e2e_s", "queue_s")
 
 
@@ -160,16 +160,18 @@ def request_problems(t: ResultTables, max_output_tokens: dict[str, int]) -> list
                             float(r.scheduled_s), [], int(r.batch_id), plain(r.prefill_end_s), plain(r.first_token_s),
                             plain(r.last_token_s))
         derived = request_row(rec)
-        out += [_differs(where, k, getattr(r, k), derived[k]) for k in REQUEST_FIGURES if not same(getattr(r, k), derived[k])]
+        out += [_differs(where, k, getattr(r, k), derived[k]) for k in REQUEST_FIGURES
+                if not same(getattr(r, k), derived[k])]
         limit = max_output_tokens.get(r.sweep_point)
         if limit is not None and r.output_tokens > limit:
-            out.append(f"{where}: {r.output_tokens} output tokens, more than the sweep point's max_output_tokens {limit}")
+            out.append(f"{where}: {r.output_tokens} output tokens, more than the sweep point's max_output_tokens "
+                       f"{limit}")
     return out
 
 
 def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> list[str]:
-    """Every figure of every cycle from its window, its requests, the idle baseline and the timeline (metrics.cycle_row),
-    and the idle powers of the experiment row."""
+    """Every figure of every cycle from its window, its requests, the idle baseline and the timeline
+    (metrics.cycle_row), and the idle powers of the experiment row."""
     out = []
     before, after, idle = idle_power(t)
     exp = t.experiment.iloc[0]
@@ -221,7 +223,7 @@ def sweep_point_problems(t: ResultTables, cfg: ExperimentConfig) -> tuple[list[s
 
 
 def statistics_problems(t: ResultTables) -> list[str]:
-    """summary.json's per-sweep-point statistics (means, CIs, ...) against stats.sweep_point_statistics of the cycles."""
+    """summary.json's statistics per sweep point (means, CIs, ...) against stats.sweep_point_statistics."""
     stored = t.summary.get("sweep_points")
     derived = sweep_point_statistics(t.cycles).to_dict(orient="records")
     if not isinstance(stored, list) or len(stored) != len(derived) or not all(isinstance(s, dict) for s in stored):
@@ -235,8 +237,9 @@ def statistics_problems(t: ResultTables) -> list[str]:
     if not isinstance(t.summary.get("warmup_s"), dict) or set(t.summary["warmup_s"]) != set(warmups) or not all(
             same(t.summary["warmup_s"][k], v) for k, v in warmups.items()):
         out.append(_differs("summary.json", "warmup_s", t.summary.get("warmup_s"), warmups))
-    if not same(t.summary.get("idle_power_w"), t.experiment.iloc[0].idle_power_w):
-        out.append(_differs("summary.json", "idle_power_w", t.summary.get("idle_power_w"), t.experiment.iloc[0].idle_power_w))
+    idle = t.experiment.iloc[0].idle_power_w
+    if not same(t.summary.get("idle_power_w"), idle):
+        out.append(_differs("summary.json", "idle_power_w", t.summary.get("idle_power_w"), idle))
     return out
 
 

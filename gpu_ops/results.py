@@ -45,12 +45,13 @@ COLUMN_KINDS = {
                                     "config_json", "fingerprint_json", "fingerprint_hash", "meter_json"), _STR),
                    "schema_version": _INT, "cross_check_tolerance": _NUM,
                    **dict.fromkeys(("idle_power_w", "idle_before_w", "idle_after_w"), _NUM)},
-    "sweep_points": dict.fromkeys(("sweep_point", "config_json", "config_hash", "overrides_json", "non_defaults_json"), _STR),
+    "sweep_points": dict.fromkeys(("sweep_point", "config_json", "config_hash", "overrides_json", "non_defaults_json"),
+                                  _STR),
     "cycles": {**dict.fromkeys(("sweep_point", "model", "backend", "hardware", "weights", "experiment_key", "precision",
                                 "config_hash", "foreign_processes", "gpu_energy_by_device_j", "energy_status",
                                 "unmeasured_reason", "cpu_energy_status", "cpu_unmeasured_reason"), _STR),
-               **dict.fromkeys(("cycle", "batch_size", "n_samples", "gpu_count", "requests", "input_tokens", "output_tokens",
-                                "good_requests"), _INT),
+               **dict.fromkeys(("cycle", "batch_size", "n_samples", "gpu_count", "requests", "input_tokens",
+                                "output_tokens", "good_requests"), _INT),
                "too_short": "bool",
                **dict.fromkeys(("window_start_s", "window_end_s", "timeline_energy_j", "cross_check_rel_diff",
                                 "power_limit_w", "duration_s", "tokens_per_s", "requests_per_s", "gross_energy_j",
@@ -179,7 +180,8 @@ def check_output_folder(out_root: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"--out {out}: cannot write into {existing} ({exc.strerror or exc}); choose a writable folder") from None
+        raise UserError(f"--out {out}: cannot write into {existing} ({exc.strerror or exc}); choose a writable "
+                        "folder") from None
     need = int(os.environ.get("LEM_MIN_FREE_MB", MIN_FREE_BYTES >> 20)) << 20
     free = shutil.disk_usage(existing).free
     if free < need:
@@ -282,7 +284,8 @@ def load_json(text: str, what: str, max_depth: int = MAX_JSON_DEPTH):
         raise UserError(f"{what}: {type(text).__name__}, expected JSON text")
     depth = json_depth(text)
     if depth > max_depth:
-        raise UserError(f"{what}: JSON nested {depth} levels deep, more than {max_depth}; not written by llm-energy-measure")
+        raise UserError(f"{what}: JSON nested {depth} levels deep, more than {max_depth}; not written by "
+                        "llm-energy-measure")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -292,8 +295,8 @@ def load_json(text: str, what: str, max_depth: int = MAX_JSON_DEPTH):
 def _table_entry(summary: dict, name: str, where: str) -> dict:
     entry = summary["tables"].get(name)
     if not isinstance(entry, dict):
-        raise UserError(f"{where}: tables.{name} is missing; every table needs its rows and sha256 (checksums are required: "
-                        "copy the folder as llm-energy-measure wrote it)")
+        raise UserError(f"{where}: tables.{name} is missing; every table needs its rows and sha256 (checksums are "
+                        "required: copy the folder as llm-energy-measure wrote it)")
     if not isinstance(entry.get("sha256"), str) or len(entry["sha256"]) != 64 or not _HEX.fullmatch(entry["sha256"]):
         raise UserError(f"{where}: tables.{name}.sha256 is {excerpt(entry.get('sha256'))}, expected 64 hex digits "
                         "(checksums are required)")
@@ -318,10 +321,11 @@ def read_summary(folder: Path) -> dict:
         raise UserError(f"{where}: not valid JSON (not UTF-8 at byte {exc.start})") from None
     summary = load_json(text, where)
     if not isinstance(summary, dict):
-        raise UserError(f"{where}: a JSON {type(summary).__name__}, expected an object with schema_version, tables, ...")
+        raise UserError(f"{where}: a JSON {type(summary).__name__}, expected an object with schema_version, "
+                        "tables, ...")
     if summary.get("schema_version") != SCHEMA_VERSION:
-        raise UserError(f"{folder}: schema_version {excerpt(summary.get('schema_version'))}, expected {SCHEMA_VERSION}; "
-                        "re-run with this version")
+        raise UserError(f"{folder}: schema_version {excerpt(summary.get('schema_version'))}, expected "
+                        f"{SCHEMA_VERSION}; re-run with this version")
     if not isinstance(summary.get("tables"), dict):
         raise UserError(f"{where}: tables is {excerpt(summary.get('tables'))}, expected an object listing each table's "
                         "rows and sha256")
@@ -330,8 +334,8 @@ def read_summary(folder: Path) -> dict:
     if not isinstance(claimed, str) or not _HEX.fullmatch(claimed) or len(claimed) != 16:
         raise UserError(f"{where}: content_hash is {excerpt(claimed)}, expected 16 hex digits")
     if content_hash_of(files) != claimed:
-        raise UserError(f"{where}: content_hash {claimed} does not match the table checksums ({content_hash_of(files)}); "
-                        "the folder was edited")
+        raise UserError(f"{where}: content_hash {claimed} does not match the table checksums "
+                        f"({content_hash_of(files)}); the folder was edited")
     return summary
 
 
@@ -340,13 +344,10 @@ def _kind_ok(kind: str, t: pa.DataType) -> bool:
         t = t.value_type
     if pa.types.is_null(t):
         return kind in ("str", "num")  # every value missing: allowed where a value may be missing
-    return {"str": lambda: pa.types.is_string(t) or pa.types.is_large_string(t),
-            "num": lambda: pa.types.is_integer(t) or pa.types.is_floating(t),
-            "int": lambda: pa.types.is_integer(t),
-            "bool": lambda: pa.types.is_boolean(t),
-            "list": lambda: (pa.types.is_list(t) or pa.types.is_large_list(t)) and
-            (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type) or pa.types.is_null(t.value_type)),
-            }[kind]()
+    if kind == "list":
+        return (pa.types.is_list(t) or pa.types.is_large_list(t)) and _kind_ok("num", t.value_type)
+    return {"str": pa.types.is_string(t) or pa.types.is_large_string(t), "int": pa.types.is_integer(t),
+            "num": pa.types.is_integer(t) or pa.types.is_floating(t), "bool": pa.types.is_boolean(t)}[kind]
 
 
 def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> None:
@@ -359,7 +360,8 @@ def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> Non
     if name == "sweep_points" and md.num_rows > MAX_SWEEP_POINTS:
         raise UserError(f"{where}: {md.num_rows} sweep points, at most {MAX_SWEEP_POINTS} allowed")
     if md.num_row_groups * md.num_columns > MAX_COLUMN_CHUNKS:
-        raise UserError(f"{where}: {md.num_row_groups} row groups x {md.num_columns} columns, more than {MAX_COLUMN_CHUNKS}")
+        raise UserError(f"{where}: {md.num_row_groups} row groups x {md.num_columns} columns, more than "
+                        f"{MAX_COLUMN_CHUNKS}")
     values = sum(md.row_group(g).column(c).num_values for g in range(md.num_row_groups) for c in range(md.num_columns))
     if max(values, md.num_rows * md.num_columns) > MAX_TABLE_VALUES:
         raise UserError(f"{where}: {max(values, md.num_rows * md.num_columns)} values, more than the "
@@ -413,7 +415,8 @@ def read_tables(folder: Path) -> ResultTables:
     summary = read_summary(folder)
     frames = {name: read_arrow_table(folder, name, summary).to_pandas() for name in TABLES}
     cycles = frames["cycles"]
-    if len(cycles) and "parallelism" not in cycles:  # folders written before the column: every sweep point shared the config's block
+    # folders written before the parallelism column: every sweep point shared the config's block
+    if len(cycles) and "parallelism" not in cycles:
         config = load_json(frames["experiment"].config_json.iloc[0], f"{folder}/experiment.parquet: config_json")
         block = config.get("parallelism") if isinstance(config, dict) else None
         try:

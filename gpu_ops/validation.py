@@ -71,16 +71,17 @@ def check_values_physical(t: ResultTables) -> Verdict:
     """Finite, positive durations and energies, known energy states, non-negative counts and power samples."""
     c, w = t.cycles, t.windows
     problems = []
-    rules = [("cycles", "duration_s", _bad_numbers(c.duration_s, 0, strict=True), "is not a positive, finite duration"),
+    duration, energy = "is not a positive, finite duration", "is measured but not a positive, finite energy"
+    rules = [("cycles", "duration_s", _bad_numbers(c.duration_s, 0, strict=True), duration),
              ("cycles", "window_end_s", _bad_numbers(c.window_end_s - c.window_start_s, 0, strict=True),
               "is not after window_start_s"),
              ("cycles", "energy_status", ~c.energy_status.isin(ENERGY_STATUSES), f"is not one of {ENERGY_STATUSES}"),
-             ("cycles", "gross_energy_j", (c.energy_status == "measured") & _bad_numbers(c.gross_energy_j, 0, strict=True),
-              "is measured but not a positive, finite energy"),
+             ("cycles", "gross_energy_j",
+              (c.energy_status == "measured") & _bad_numbers(c.gross_energy_j, 0, strict=True), energy),
              ("cycles", "output_tokens", c.output_tokens < 0, "is negative"),
-             ("windows", "duration_s", _bad_numbers(w.duration_s, 0, strict=True), "is not a positive, finite duration"),
-             ("windows", "gpu_energy_j", (w.gpu_energy_status == "measured") & _bad_numbers(w.gpu_energy_j, 0, strict=True),
-              "is measured but not a positive, finite energy"),
+             ("windows", "duration_s", _bad_numbers(w.duration_s, 0, strict=True), duration),
+             ("windows", "gpu_energy_j",
+              (w.gpu_energy_status == "measured") & _bad_numbers(w.gpu_energy_j, 0, strict=True), energy),
              ("windows", "kind", ~w.kind.isin(rederive.WINDOW_KINDS), f"is not one of {rederive.WINDOW_KINDS}"),
              ("timeline", "power_w", _bad_numbers(t.timeline.power_w, 0), "is not a finite, non-negative power"),
              ("timeline", "t_s", _bad_numbers(t.timeline.t_s), "is not a finite time"),
@@ -89,7 +90,8 @@ def check_values_physical(t: ResultTables) -> Verdict:
     for table, column, bad, what in rules:
         if bad.any():
             first = getattr(t, table)[column][bad].iloc[0]
-            problems.append(f"{int(bad.sum())} {table} row(s) where {column} {what} (e.g. {excerpt(rederive.plain(first))})")
+            problems.append(f"{int(bad.sum())} {table} row(s) where {column} {what} "
+                            f"(e.g. {excerpt(rederive.plain(first))})")
     return _listed(problems, "durations, energies, counts and power samples are finite and in range")
 
 
@@ -134,7 +136,8 @@ def check_partition_claim(t: ResultTables) -> Verdict:
             problems.append(f"cycles.power_limit_w is {excerpt(sorted(set(c.power_limit_w.astype(float))))}, the "
                             f"fingerprint's GPUs give {excerpt(limit)}")
         if not (c.gpu_count == len(gpus)).all():
-            problems.append(f"cycles.gpu_count is {excerpt(sorted(set(c.gpu_count)))}, the fingerprint lists {len(gpus)} GPU(s)")
+            problems.append(f"cycles.gpu_count is {excerpt(sorted(set(c.gpu_count)))}, the fingerprint lists "
+                            f"{len(gpus)} GPU(s)")
     if not isinstance(load_json(exp.meter_json, "experiment.meter_json"), dict) or \
             load_json(exp.meter_json, "experiment.meter_json") != s.get("meter"):
         problems.append("experiment.meter_json differs from summary.json's meter")
@@ -175,7 +178,8 @@ def check_windows_match_cycles(t: ResultTables) -> Verdict:
                           "energy_status": "gpu_energy_status"}.items():
             if not rederive.same(row[col], win[wcol]):
                 problems.append(f"cycles {excerpt(row.sweep_point)} cycle {row.cycle}: {col} is "
-                                f"{excerpt(rederive.plain(row[col]))}, its window's {wcol} is {excerpt(rederive.plain(win[wcol]))}")
+                                f"{excerpt(rederive.plain(row[col]))}, its window's {wcol} is "
+                                f"{excerpt(rederive.plain(win[wcol]))}")
     return _listed(problems, f"{len(c)} cycles, each with its window; the values they share agree")
 
 
@@ -198,7 +202,7 @@ def check_measured_timeline(t: ResultTables) -> Verdict:
 
 @_check("derived_values_match_raw")
 def check_derived(t: ResultTables) -> Verdict:
-    """J/token, tokens/s, net energy, latencies, idle power and the statistics' CIs, recomputed from the raw readings."""
+    """J/token, tokens/s, net energy, latencies, idle power and the statistics' CIs, from the raw readings."""
     return _listed(rederive.derived_problems(t), "every derived figure equals its recomputation from the raw readings")
 
 
@@ -221,8 +225,9 @@ def check_energy_present(t: ResultTables) -> Verdict:
 def check_net_energy(t: ResultTables) -> Verdict:
     m = _measured(t.cycles)
     bad = m[(m.gross_energy_j < 0) | (m.net_energy_j.notna() & (m.net_energy_j < 0))]
-    return (bad.empty, f"{len(bad)} cycle(s) with negative energy (min net {bad.net_energy_j.min():.3f} J): idle baseline "
-                       "above load power?" if len(bad) else "gross and net energy >= 0", {"bad_cycles": len(bad)})
+    return (bad.empty, f"{len(bad)} cycle(s) with negative energy (min net {bad.net_energy_j.min():.3f} J): idle "
+                       "baseline above load power?" if len(bad) else "gross and net energy >= 0",
+            {"bad_cycles": len(bad)})
 
 
 @_check("power_within_limit")
@@ -232,8 +237,8 @@ def check_power_limit(t: ResultTables) -> Verdict:
     m = _measured(t.cycles)
     unknown = m[_bad_numbers(m.power_limit_w, 0, strict=True)]
     if len(unknown):
-        return (False, f"{len(unknown)} measured cycle(s) without a power limit (power_limit_w empty): their energy cannot "
-                       "be checked against what the GPUs can draw; measure where NVML reports the power limit",
+        return (False, f"{len(unknown)} measured cycle(s) without a power limit (power_limit_w empty): their energy "
+                       "cannot be checked against what the GPUs can draw; measure where NVML reports the power limit",
                 {"cycles_without_limit": len(unknown)})
     allowed = m.power_limit_w * POWER_LIMIT_SLACK
     bad = m[(m.gross_energy_j > allowed * m.duration_s) | (m.avg_power_w > allowed)]
@@ -273,15 +278,18 @@ def check_cross_check(t: ResultTables) -> Verdict:
 def check_foreign_processes(t: ResultTables) -> Verdict:
     c = t.cycles
     bad = c[c.foreign_processes.fillna("").astype(str).str.len() > 0]
-    return (bad.empty, f"{len(bad)} cycle(s) saw other processes on the GPU (pids {excerpt(', '.join(sorted(set(bad.foreign_processes))))})"
-            if len(bad) else "no foreign process on the GPU during any window")
+    pids = excerpt(", ".join(sorted(set(bad.foreign_processes))))
+    return (bad.empty, f"{len(bad)} cycle(s) saw other processes on the GPU (pids {pids})" if len(bad)
+            else "no foreign process on the GPU during any window")
 
 
 @_check("one_model_backend_per_partition")
 def check_single_identity(t: ResultTables) -> Verdict:
     c = t.cycles
-    mixed = {col: sorted(c[col].astype(str).unique()) for col in ("model", "backend", "hardware", "weights") if c[col].nunique() > 1}
-    return not mixed, f"mixed identity in one result: {excerpt(mixed)}" if mixed else "one model, backend, hardware and weights kind"
+    mixed = {col: sorted(c[col].astype(str).unique()) for col in ("model", "backend", "hardware", "weights")
+             if c[col].nunique() > 1}
+    return not mixed, (f"mixed identity in one result: {excerpt(mixed)}" if mixed
+                       else "one model, backend, hardware and weights kind")
 
 
 RAW_CHECK_NAMES = tuple(RAW_CHECKS)

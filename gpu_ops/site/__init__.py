@@ -311,7 +311,8 @@ def build_site(board: pd.DataFrame, raw: dict[str, Path | ResultTables], out: Pa
                     "chart-box": _box_figure(cycles_by_row, labels), "chart-heatmap": _heatmap(board), "chart-scaling": _scaling(board)}
         figures = [{"id": k, "figure": _fig_json(f)} for k, f in figs.items()]
         rows = [{k: _clean(v) for k, v in r.items()} for r in board.drop(columns=["label"]).to_dict(orient="records")]
-        data = {"rows": rows, "columns": COLUMNS, "filters": FILTERS, "ci_missing": CI_MISSING, "default_sort": "j_per_token_mean" if board.j_per_token_mean.notna().any() else "tokens_per_s_mean",
+        data = {"rows": rows, "columns": COLUMNS, "filters": FILTERS, "ci_missing": CI_MISSING,
+                "default_sort": "j_per_token_mean" if board.j_per_token_mean.notna().any() else "tokens_per_s_mean",
                 "figures": figures}
         page = PAGE.format(title=html.escape(title), root="", body=_index_body(title, len(board), generated_from)).replace("__DATA__", _script_json(data))
         (tmp / "index.html").write_text(page, encoding="utf-8")

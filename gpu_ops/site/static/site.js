@@ -56,7 +56,9 @@
         let v = fmt(r[c.key], c);
         if (c.key === "model") return `<td class="text"><a href="detail/${r.id}.html">${r.model}</a>${r.flag ? ` <span class="flag">${r.flag}</span>` : ""}</td>`;
         if (v === null) return `<td class="unmeasured" title="${r.unmeasured_reason || ""}">${c.energy ? "unmeasured" : "–"}</td>`;
-        if (c.ci) v += ` <span class="ci">± ${fmt(r[c.ci], { type: "number", scale: c.scale, digits: 2 }) ?? data.ci_missing}</span>`;
+        // a missing CI (one cycle) reads "± n/a", never "± 0"
+        const ci = c.ci && (fmt(r[c.ci], { type: "number", scale: c.scale, digits: 2 }) ?? data.ci_missing);
+        if (ci) v += ` <span class="ci">± ${ci}</span>`;
         return `<td class="${c.type === "number" ? "" : "text"}">${v}</td>`;
       }).join("") + "</tr>").join("");
     document.getElementById("count").textContent = `${shown.length} of ${rows.length} rows`;
