@@ -3,6 +3,7 @@ and the automation-condition sensor that keeps statistics and the leaderboard up
 
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -80,6 +81,15 @@ def _note_differs(note: Path, message: str) -> bool:
     return note.read_bytes() != f"{message}\n".encode()
 
 
+def _entry_state(path: Path) -> str:
+    """What identifies an inbox entry that cannot be read as a file (a link, a pipe, a folder): its type, size, time."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return "gone"
+    return f"unreadable:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def _read_experiment(path: Path) -> bytes:
     """An inbox file's bytes: the file itself (a link could point anywhere), with a name we can report and store."""
     st = os.lstat(path)
@@ -127,9 +137,7 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
             experiment = validate_slug(experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend), "experiment")
             hardware = [validate_slug(h, "hardware") for h in (cfg.hardware or [gpu.local_profile(cfg.gpus)])]
         except Exception as exc:
-            if digest is None:  # unreadable: reported once per state of the entry
-                st = os.lstat(path) if path.is_symlink() or path.exists() else None
-                digest = f"unreadable:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}" if st else "gone"
+            digest = digest or _entry_state(path)  # unreadable: reported once per state of the entry
             if seen.get(path.name) != digest:
                 reject(path, _reason(exc, printable(path.name)))
             seen[path.name] = digest  # an invalid file is reported once per content; fixing it re-triggers
@@ -173,8 +181,8 @@ def _unsettled(entry: Path, settle_s: float) -> str | None:
         return None
     stats = [os.lstat(entry)]
     if stat.S_ISDIR(stats[0].st_mode):
-        with os.scandir(entry) as it:
-            stats += [e.stat(follow_symlinks=False) for e, _ in zip(it, range(1000))]
+        with os.scandir(entry) as it:  # a result folder has 7 entries: the first 1000 tell enough
+            stats += [e.stat(follow_symlinks=False) for e in itertools.islice(it, 1000)]
     age = time.time() - max(max(st.st_mtime, st.st_ctime) for st in stats)
     if age < settle_s:
         return (f"changed {max(age, 0):.0f} s ago: waiting until it has been unchanged for {settle_s:.0f} s "
@@ -182,8 +190,8 @@ def _unsettled(entry: Path, settle_s: float) -> str | None:
     return None
 
 
-def _accept(storage: StorageResource, folder: Path) -> tuple[str, str, str, str]:
-    """Check one settled result folder; (experiment, hardware, upload name, content hash), or raise why not."""
+def _accept(folder: Path) -> tuple[str, str, str]:
+    """Check one settled result folder: (experiment, hardware, upload name), or raise why not."""
     if printable(folder.name) != folder.name or not folder.name.isprintable():
         raise UserError(f"{printable(folder.name)}: the folder name is not printable UTF-8; rename it, e.g. to "
                         f"{safe_name(folder.name)}, and copy it again")
@@ -192,8 +200,7 @@ def _accept(storage: StorageResource, folder: Path) -> tuple[str, str, str, str]
     failed = blocking_failures(validate(tables))
     if failed:
         raise UserError(failure_message(failed))
-    content_hash = tables.summary["content_hash"]
-    return experiment, hardware, f"{safe_name(folder.name)}-{content_hash[:8]}", content_hash
+    return experiment, hardware, f"{safe_name(folder.name)}-{tables.summary['content_hash'][:8]}"
 
 
 @dg.sensor(job=measure_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
@@ -214,7 +221,7 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
             if waiting:
                 notes.append(f"{shown}: {waiting}")
                 continue
-            experiment, hardware, name, _ = _accept(storage, entry)
+            experiment, hardware, name = _accept(entry)
             dest = storage.upload_dir(experiment, hardware) / name
             request = dg.RunRequest(run_key=f"upload:{experiment}:{hardware}:{name}",
                                     partition_key=partition_key(experiment, hardware),
