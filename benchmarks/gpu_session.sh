@@ -58,7 +58,7 @@ lane_b() {
   for f in streaming-poisson prefix-cache ngram-speculative kv-pressure phases; do
     stage "b6-$f" lem run "examples/vllm-features/$f.yaml" --out "$R/results/vllm-features"
   done
-  stage b7-compare lem compare examples/compare-gpu.yaml --backends pytorch,vllm --out "$R/results/compare"
+  stage b7-compare lem compare examples/compare/pytorch-vllm-gpu.yaml --backends pytorch,vllm --out "$R/results/compare"
   stage b8-show-tokens-off lem run examples/vllm-features/streaming-poisson.yaml --out "$R/results/show-tokens-off" -q
   stage b8-show-tokens-on lem run examples/vllm-features/streaming-poisson.yaml --out "$R/results/show-tokens-on" --show-tokens
   stage b9-reference-vllm lem run examples/reference/steady-h200-vllm.yaml --out "$R/results/reference"

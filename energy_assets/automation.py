@@ -3,10 +3,13 @@ and the automation-condition sensor that keeps statistics and the leaderboard up
 
 
 import hashlib
+import itertools
 import json
 import os
 import re
 import shutil
+import stat
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -14,13 +17,13 @@ import dagster as dg
 from energy_assets.fleet import measure_executor
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
-from energy_assets.resources import GpuResource, StorageResource
-from gpu_ops.config import load_config
+from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
+from gpu_ops.config import MAX_CONFIG_BYTES, load_config, parse_config, parse_yaml, read_config_bytes
 from gpu_ops.environment import validate_slug
-from gpu_ops.errors import UserError
+from gpu_ops.errors import ConfigError, UserError, excerpt
 from gpu_ops.models import resolve_model
-from gpu_ops.results import experiment_slug, read_tables
-from gpu_ops.validation import blocking_failures, validate
+from gpu_ops.results import experiment_slug, read_tables, write_file_atomic
+from gpu_ops.validation import blocking_failures, failure_message, validate
 
 measure_job = dg.define_asset_job(
     "measure", selection=dg.AssetSelection.assets("raw_measurements"), partitions_def=measurement_partitions,
@@ -33,17 +36,70 @@ automation = dg.AutomationConditionSensorDefinition(
 )
 
 
+_DIMENSIONS = ((experiment_partitions, "experiment"), (hardware_partitions, "hardware"))
+
+
 def _adds(keys: dict[str, set[str]], context) -> list:
     out = []
-    for pdef, name in ((experiment_partitions, "experiment"), (hardware_partitions, "hardware")):
+    for pdef, name in _DIMENSIONS:
         new = sorted(k for k in keys[name] if not context.instance.has_dynamic_partition(pdef.name, k))
         if new:
             out.append(pdef.build_add_request(new))
     return out
 
 
+def _missing_keys(context, experiment: str, hardware: str) -> list[tuple[str, str]]:
+    """(dimension, key) of a partition's keys the instance does not have yet."""
+    return [(dim, key) for (pdef, dim), key in zip(_DIMENSIONS, (experiment, hardware))
+            if not context.instance.has_dynamic_partition(pdef.name, key)]
+
+
+INBOX_SETTLE_S = 30.0  # default of LEM_INBOX_SETTLE_S
+TICK_BUDGET_S = 30.0  # a tick stops taking new items after this long; the rest wait for the next tick
+
+
 def _rejection_note(path: Path) -> Path:
     return path.with_name(path.name + ".rejected.txt")
+
+
+def _reason(exc: Exception, what: str) -> str:
+    """A refusal's message: a UserError names the field and the fix itself; anything else is unexpected input."""
+    if isinstance(exc, UserError):
+        return printable(str(exc))
+    return (f"{what} could not be read ({type(exc).__name__}: {excerpt(str(exc), bare=True)}); it is not what "
+            "llm-energy-measure writes: check it and drop a fresh copy")
+
+
+def _note_differs(note: Path, message: str) -> bool:
+    """Whether the rejection note beside a file does not already say `message` (read only if a small regular file)."""
+    try:
+        st = os.lstat(note)
+    except FileNotFoundError:
+        return True
+    if not stat.S_ISREG(st.st_mode) or st.st_size > 2 * MAX_CONFIG_BYTES:
+        return True
+    return note.read_bytes() != f"{message}\n".encode()
+
+
+def _entry_state(path: Path) -> str:
+    """What identifies an inbox entry that cannot be read as a file (a link, a pipe, a folder): its type, size, time."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return "gone"
+    return f"unreadable:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _read_experiment(path: Path) -> bytes:
+    """An inbox file's bytes: the file itself (a link could point anywhere), with a name we can report and store."""
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{printable(path.name)}: not a regular file (a link, folder, pipe or device); put the "
+                          "YAML file itself into the inbox")
+    if printable(path.name) != path.name or not path.name.isprintable():
+        raise ConfigError(f"{printable(path.name)}: the file name is not printable UTF-8; rename it, e.g. to "
+                          f"{safe_name(path.name)}")
+    return read_config_bytes(path)
 
 
 @dg.sensor(job=measure_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
@@ -56,23 +112,34 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
 
     def reject(path: Path, message: str) -> None:
         """The file stays in place with a .rejected.txt beside it; each reason is reported once."""
-        reason_file = _rejection_note(path)
-        if not reason_file.is_file() or reason_file.read_text() != f"{message}\n":
-            problems.append(f"{path.name}: {message}")
-            context.log.error(f"experiment inbox: skipped {path.name}: {message}")
-            reason_file.write_text(f"{message}\n")
+        note = _rejection_note(path)
+        message = printable(message)
+        if _note_differs(note, message):
+            problems.append(f"{printable(path.name)}: {message}")
+            context.log.error(f"experiment inbox: skipped {printable(path.name)}: {message}")
+            try:
+                write_file_atomic(note, f"{message}\n".encode())
+            except OSError as exc:
+                context.log.error(f"experiment inbox: could not write {printable(note.name)}: {exc}")
 
+    deadline = time.monotonic() + TICK_BUDGET_S
     for path in paths:
-        text = path.read_bytes()
-        digest = hashlib.sha256(text).hexdigest()[:16]
-        if seen.get(path.name) == digest:
-            continue
-        try:
-            cfg = load_config(path)
+        if time.monotonic() > deadline:
+            problems.append("tick budget used up; the remaining files are read on the next tick")
+            break
+        digest = None
+        try:  # one bad file, whatever it holds, is refused on its own: the others still run
+            text = _read_experiment(path)
+            digest = hashlib.sha256(text).hexdigest()[:16]
+            if seen.get(path.name) == digest:
+                continue
+            cfg = parse_config(parse_yaml(text, path.name), path.name)
             experiment = validate_slug(experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend), "experiment")
             hardware = [validate_slug(h, "hardware") for h in (cfg.hardware or [gpu.local_profile(cfg.gpus)])]
-        except UserError as exc:
-            reject(path, str(exc))
+        except Exception as exc:
+            digest = digest or _entry_state(path)  # unreadable: reported once per state of the entry
+            if seen.get(path.name) != digest:
+                reject(path, _reason(exc, printable(path.name)))
             seen[path.name] = digest  # an invalid file is reported once per content; fixing it re-triggers
             continue
         conflict = next(((hw, owner) for hw in hardware if (owner := storage.experiment_source(experiment, hw)) not in (None, path.name)
@@ -83,61 +150,110 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
                          f"configurations there, make them sweep points of one file (e.g. sweep: {{parallelism: [{{tensor: 2}}, "
                          f"{{data: 2}}]}}), or remove {other} from the inbox to let this file replace it")
             continue
+        try:
+            for hw in hardware:
+                storage.register_experiment(experiment, hw, text.decode(), source=path.name)
+        except OSError as exc:  # not marked seen: retried on the next tick
+            problems.append(f"{path.name}: could not be registered ({exc}); retried on the next tick")
+            context.log.error(problems[-1])
+            continue
         seen[path.name] = digest
         _rejection_note(path).unlink(missing_ok=True)
         for hw in hardware:
-            storage.register_experiment(experiment, hw, text.decode(), source=path.name)
             keys["experiment"].add(experiment)
             keys["hardware"].add(hw)
             requests.append(dg.RunRequest(run_key=f"{path.name}:{digest}:{hw}", partition_key=partition_key(experiment, hw),
                                           tags={SOURCE_TAG: "measure", "lem/experiment_file": path.name, "lem/config_sha": digest}))
+    seen = {name: d for name, d in seen.items() if name in present}  # files that left the inbox are forgotten
     return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=_adds(keys, context), cursor=json.dumps(seen, sort_keys=True),
                            skip_reason=None if requests else dg.SkipReason("; ".join(problems) or "no new or changed experiment files"))
 
 
-def _quarantine(storage: StorageResource, folder, reason: str) -> None:
-    dest = storage.quarantine_dir / folder.name
-    n = 1
-    while dest.exists():
-        dest = storage.quarantine_dir / f"{folder.name}.{n}"
-        n += 1
-    shutil.move(str(folder), dest)
-    (dest / "REASON.txt").write_text(reason + "\n")
+def inbox_settle_s() -> float:
+    return float(os.environ.get("LEM_INBOX_SETTLE_S", INBOX_SETTLE_S))
+
+
+def _unsettled(entry: Path, settle_s: float) -> str | None:
+    """Why an inbox entry may still be being copied (something in it changed less than `settle_s` ago), or None.
+    rsync and cp write summary.json before the tables and may keep the source's modification times, so the
+    change time (which no copy tool can set) of the folder and of each entry is what counts."""
+    if settle_s <= 0:
+        return None
+    stats = [os.lstat(entry)]
+    if stat.S_ISDIR(stats[0].st_mode):
+        with os.scandir(entry) as it:  # a result folder has 7 entries: the first 1000 tell enough
+            stats += [e.stat(follow_symlinks=False) for e in itertools.islice(it, 1000)]
+    age = time.time() - max(max(st.st_mtime, st.st_ctime) for st in stats)
+    if age < settle_s:
+        return (f"changed {max(age, 0):.0f} s ago: waiting until it has been unchanged for {settle_s:.0f} s "
+                "(LEM_INBOX_SETTLE_S)")
+    return None
+
+
+def _accept(folder: Path) -> tuple[str, str, str]:
+    """Check one settled result folder: (experiment, hardware, upload name), or raise why not."""
+    if printable(folder.name) != folder.name or not folder.name.isprintable():
+        raise UserError(f"{printable(folder.name)}: the folder name is not printable UTF-8; rename it, e.g. to "
+                        f"{safe_name(folder.name)}, and copy it again")
+    tables = read_tables(folder)
+    experiment, hardware = (validate_slug(v, what) for v, what in zip(tables.partition, ("experiment", "hardware")))
+    failed = blocking_failures(validate(tables))
+    if failed:
+        raise UserError(failure_message(failed))
+    return experiment, hardware, f"{safe_name(folder.name)}-{tables.summary['content_hash'][:8]}"
 
 
 @dg.sensor(job=measure_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Result folders from standalone CLI runs: validated and ingested into their partition, or quarantined with a reason.")
 def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource):
-    requests, keys, notes = [], {"experiment": set(), "hardware": set()}, []
-    for folder in sorted(p for p in storage.results_inbox_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not (folder / "summary.json").is_file():
-            continue  # still being copied: writers put summary.json last
+    requests, notes = [], []
+    new_keys: dict[str, set[str]] = {"experiment": set(), "hardware": set()}
+    settle_s, deadline = inbox_settle_s(), time.monotonic() + TICK_BUDGET_S
+    for entry in sorted(storage.results_inbox_dir.iterdir()):
+        if entry.name.startswith("."):
+            continue  # a writer's temp folder: llm-energy-measure renames it into place when complete
+        if time.monotonic() > deadline:
+            notes.append("tick budget used up; the remaining folders are read on the next tick")
+            break
+        shown = printable(entry.name)
+        try:  # whatever one entry holds, it is ingested or quarantined on its own: it never stops the others
+            waiting = _unsettled(entry, settle_s)
+            if waiting:
+                notes.append(f"{shown}: {waiting}")
+                continue
+            experiment, hardware, name = _accept(entry)
+            dest = storage.upload_dir(experiment, hardware) / name
+            request = dg.RunRequest(run_key=f"upload:{experiment}:{hardware}:{name}",
+                                    partition_key=partition_key(experiment, hardware),
+                                    tags={SOURCE_TAG: "upload", UPLOAD_TAG: name})
+        except Exception as exc:
+            reason = _reason(exc, f"result folder {shown}")
+            try:
+                where = storage.quarantine(entry, reason)
+            except Exception as move_exc:  # left in place; it is tried again next tick, the others go on
+                context.log.error(f"results inbox: could not quarantine {shown} ({move_exc}); reason: {reason}")
+                continue
+            notes.append(f"quarantined {shown}: {reason}")
+            context.log.warning(f"results inbox: quarantined {shown} as {where.name}: {reason}")
+            continue
+        # infrastructure from here on (instance, file system): on failure the folder stays in the inbox for the next
+        # tick, and every request made so far in this tick is still returned
         try:
-            tables = read_tables(folder)
-            experiment, hardware = tables.partition
-            validate_slug(experiment, "experiment")
-            validate_slug(hardware, "hardware")
-            failed = blocking_failures(validate(tables))
-            if failed:
-                raise UserError("physics checks failed: " + "; ".join(f"{f.check}: {f.message}" for f in failed))
-        except UserError as exc:
-            _quarantine(storage, folder, str(exc))
-            notes.append(f"quarantined {folder.name}: {exc}")
-            context.log.warning(f"results inbox: quarantined {folder.name}: {exc}")
-            continue
-        dest_dir = storage.upload_dir(experiment, hardware)
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{folder.name}-{tables.summary['content_hash'][:8]}"
-        dest = dest_dir / name
-        if dest.exists():
-            shutil.rmtree(folder)  # the same result uploaded twice
-            continue
-        os.rename(folder, dest)
-        keys["experiment"].add(experiment)
-        keys["hardware"].add(hardware)
-        requests.append(dg.RunRequest(run_key=f"upload:{experiment}:{hardware}:{name}", partition_key=partition_key(experiment, hardware),
-                                      tags={SOURCE_TAG: "upload", UPLOAD_TAG: name}))
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=_adds(keys, context),
+            missing = _missing_keys(context, experiment, hardware)
+            if dest.exists():
+                shutil.rmtree(entry)  # the same result uploaded twice
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(entry, dest)
+        except Exception as exc:
+            notes.append(f"{shown}: not moved this tick ({type(exc).__name__}: {excerpt(str(exc), bare=True)})")
+            context.log.error(f"results inbox: {notes[-1]}")
+            break
+        for dim, key in missing:
+            new_keys[dim].add(key)
+        requests.append(request)
+    adds = [pdef.build_add_request(sorted(new_keys[dim])) for pdef, dim in _DIMENSIONS if new_keys[dim]]
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=adds,
                            skip_reason=None if requests else dg.SkipReason("; ".join(notes) or "no new result folders"))
 
 

@@ -19,7 +19,7 @@ from dagster._core.execution.retries import RetryMode
 from dagster_celery.config import dict_wrapper
 from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
 
-QUEUE_PREFIX = "gpu-"
+QUEUE_PREFIX = "gpu-"  # LEM_QUEUE_PREFIX overrides it: fleets (or test runs) sharing one Redis then never share a queue
 HARDWARE_TAG = "dagster/partition/hardware"
 WORKER_LOST_GRACE_S = float(os.environ.get("LEM_WORKER_LOST_GRACE_S", "10"))
 PING_EVERY_S = 2.0
@@ -38,7 +38,7 @@ def backend_url() -> str:
 
 
 def hardware_queue(hardware: str) -> str:
-    return f"{QUEUE_PREFIX}{hardware}"
+    return f"{os.environ.get('LEM_QUEUE_PREFIX', QUEUE_PREFIX)}{hardware}"
 
 
 class ServiceUnreachable(Exception):

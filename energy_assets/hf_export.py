@@ -169,9 +169,13 @@ METHODOLOGY = """## Methodology
 - **Traffic**: requests arrive open loop (offline all at once, constant rate, or Poisson/Gamma with
   burstiness); a request is sent at its arrival time whether or not earlier ones finished, and idle time
   between arrivals stays inside the measured window.
-- **Checks** (blocking, before anything is summarised): energy present or explicitly unmeasured, net energy
-  >= 0, average power within the power limit, windows long enough, counter and timeline agree, no foreign
-  process on the GPU, one model/backend/hardware per partition.
+- **Checks** (blocking, before a result is stored: one that fails is never stored, summarised or published):
+  every derived figure (J/token, tokens/s, net energy, latencies, idle power, CIs) recomputed from the raw
+  readings; model, backend, hardware and experiment key consistent with the config and the environment
+  fingerprint; finite, positive durations and energies; one window per cycle; measured energy backed by a power
+  timeline; energy present or explicitly unmeasured; net energy >= 0; energy within power limit x duration (an
+  unknown limit fails); windows long enough; counter and timeline agree; no foreign process on the GPU; one
+  model/backend/hardware per partition. A sweep point is ranked only when every one of its cycles was measured.
 """
 
 DEFINITIONS = """## Metric definitions (vLLM's)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
+from gpu_ops.environment import validate_slug
 from gpu_ops.results import ResultTables, parquet_bytes, read_tables, write_file_atomic, write_tables
 
 
@@ -23,7 +24,17 @@ def _is_local(path: UPath) -> bool:
     return getattr(path, "protocol", "") in ("", "file", "local")
 
 
-class ResultTablesIOManager(dg.UPathIOManager):
+class ConfinedPartitions(dg.UPathIOManager):
+    """A partition key becomes folder names under the asset's folder: each part must be a valid slug (never `.`,
+    `..` or a separator), so no key can name a path outside it."""
+
+    def get_path_for_partition(self, context, path: UPath, partition: str) -> UPath:
+        for part in partition.split("/"):
+            validate_slug(part, f"partition key {partition!r} of {context.asset_key.to_user_string()}")
+        return super().get_path_for_partition(context, path, partition)
+
+
+class ResultTablesIOManager(ConfinedPartitions):
     extension = ""
 
     def dump_to_path(self, context: dg.OutputContext, obj: ResultTables, path: UPath) -> None:
@@ -62,7 +73,7 @@ class ResultTablesIOManager(dg.UPathIOManager):
             return read_tables(Path(tmp))
 
 
-class ParquetIOManager(dg.UPathIOManager):
+class ParquetIOManager(ConfinedPartitions):
     extension = ".parquet"
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:

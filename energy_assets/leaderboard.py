@@ -5,6 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from gpu_ops.leaderboard import COLUMNS, PROVENANCE, build_leaderboard  # noqa: F401 (PROVENANCE re-exported for the checks)
+from gpu_ops.stats import fmt_ci
 
 LEADERBOARD_CODE_VERSION = "leaderboard-v2"
 
@@ -15,7 +16,7 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
     view = df.head(n)
 
     def energy(v, ci):
-        return "unmeasured" if pd.isna(v) else f"{v:.4g} ± {ci:.2g}" if pd.notna(ci) else f"{v:.4g}"
+        return "unmeasured" if pd.isna(v) else f"{v:.4g}{fmt_ci(None if pd.isna(ci) else ci)}"
 
     rows = ["| # | experiment | hardware | sweep point | J/token | tok/s | TTFT p50 ms | weights | run |", "|---|---|---|---|---|---|---|---|---|"]
     for r in view.itertuples():

@@ -19,6 +19,7 @@ import pandas as pd
 
 from energy_assets.hf_export import CONFIGS, build_snapshot
 from energy_assets.resources import StorageResource
+from gpu_ops.results import read_summary
 
 SNAPSHOT_CODE_VERSION = "hf-snapshot-v1"
 PARTITIONED = dg.AssetSelection.assets("raw_measurements", "cycle_statistics")
@@ -118,6 +119,17 @@ def snapshot_folder(storage: StorageResource) -> Path:
     return storage.root / "hf_dataset"
 
 
+def published_raw(context, raw_folders: dict[str, Path], leaderboard: pd.DataFrame) -> dict[str, Path]:
+    """The raw result folders behind the leaderboard's rows, at the version those rows were computed from: a raw
+    partition stored since (its statistics not rebuilt yet, or refused) is not published beside them."""
+    versions = dict(zip(leaderboard.partition_key, leaderboard.raw_data_version)) if len(leaderboard) else {}
+    kept = {p: f for p, f in raw_folders.items() if p in versions and read_summary(f)["content_hash"] == versions[p]}
+    if len(kept) < len(raw_folders):
+        context.log.warning(f"left out raw partitions without published statistics of their stored version: "
+                            f"{', '.join(sorted(set(raw_folders) - set(kept)))}")
+    return kept
+
+
 @dg.asset(
     ins={
         "leaderboard": dg.AssetIn(),
@@ -134,10 +146,11 @@ def snapshot_folder(storage: StorageResource) -> Path:
 )
 def hf_dataset_snapshot(context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame,
                         cycle_statistics: pd.DataFrame, raw_measurements: dict):
-    snap = build_snapshot(raw_measurements, leaderboard, cycle_statistics, snapshot_folder(storage))
+    raw = published_raw(context, raw_measurements, leaderboard)
+    snap = build_snapshot(raw, leaderboard, cycle_statistics, snapshot_folder(storage))
     context.log.info(f"dataset snapshot {snap.content_hash[:16]}: {len(snap.files)} files in {snap.folder}")
     yield dg.Output(None, data_version=dg.DataVersion(snap.content_hash), metadata={
-        "content_hash": snap.content_hash, "folder": dg.MetadataValue.path(str(snap.folder)), "partitions": len(raw_measurements),
+        "content_hash": snap.content_hash, "folder": dg.MetadataValue.path(str(snap.folder)), "partitions": len(raw),
         "files": dg.MetadataValue.md(snap.metadata_table()),
         "total_bytes": sum(f.bytes for f in snap.files),
         **{f"rows_{f.path.removeprefix('data/').removesuffix('.parquet')}": f.rows for f in snap.files if f.rows is not None},

@@ -1,8 +1,9 @@
 """`raw_measurements`: one partition = one experiment file's sweep, for one model/backend, on one hardware profile.
 
 The asset either measures on this worker (its hardware must match the partition) or ingests a result
-folder uploaded for that partition. Blocking checks run in the same step: a result that fails them is
-stored for inspection but cannot feed statistics (automation waits for passing blocking checks).
+folder uploaded for that partition. Its blocking checks run before anything is stored: a result that fails
+them never lands in the asset's storage (so statistics, the leaderboard, the dataset export and the site never
+see it); it is kept in quarantine/ for inspection and the run fails naming each failed check.
 """
 
 
@@ -17,9 +18,9 @@ from energy_assets.partitions import measurement_partitions, split
 from energy_assets.resources import GpuResource, StorageResource
 from gpu_ops.errors import UserError
 from gpu_ops.models import resolve_model
-from gpu_ops.results import ResultTables, experiment_slug, read_tables, tables_digest
+from gpu_ops.results import ResultTables, experiment_slug, read_tables, tables_digest, write_tables
 from gpu_ops.runner import run_experiment
-from gpu_ops.validation import RAW_CHECK_NAMES, validate
+from gpu_ops.validation import RAW_CHECK_NAMES, blocking_failures, failure_message, validate
 
 RAW_CODE_VERSION = "raw-v1"  # bump when the measurement method changes: downstream shows stale
 SOURCE_TAG = "lem/source"  # "measure" (default) or "upload"
@@ -76,20 +77,29 @@ def _measure(context, storage: StorageResource, gpu: GpuResource, experiment: st
 def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource, gpu: GpuResource):
     experiment, hardware = split(context.partition_key)
     source = context.run.tags.get(SOURCE_TAG, "measure")
-    definition = None  # the inbox file that defined a measured partition
+    definition = folder = None  # the inbox file that defined a measured partition; the uploaded folder
     if source == "upload":
         folder = storage.latest_upload(experiment, hardware, context.run.tags.get(UPLOAD_TAG))
         if folder is None:
             raise UserError(f"no uploaded result folder for {experiment}|{hardware} under {storage.upload_dir(experiment, hardware)}")
-        tables = read_tables(folder)
         context.log.info(f"ingesting uploaded result {folder}")
+        try:
+            tables = read_tables(folder)
+        except UserError as exc:  # accepted by the inbox, edited since
+            raise UserError(f"{exc}. Nothing was stored; the folder is kept for inspection in "
+                            f"{storage.quarantine(folder, str(exc))}") from None
     else:
         tables = _measure(context, storage, gpu, experiment, hardware)
         definition = storage.experiment_source(experiment, hardware)
     got = tables.partition
-    if got != (experiment, hardware):
-        raise UserError(f"result belongs to partition {got[0]}|{got[1]}, not {experiment}|{hardware}")
     findings = validate(tables)
+    failed = blocking_failures(findings)
+    if failed or got != (experiment, hardware):
+        reason = (failure_message(failed) if failed else
+                  f"the result belongs to partition {got[0]}|{got[1]}, not {experiment}|{hardware}")
+        kept = _keep_refused(storage, folder, tables, reason, f"{experiment}__{hardware}__{context.run.run_id[:8]}")
+        yield from _check_results(findings)  # recorded as failed evaluations; the asset itself is not materialized
+        raise UserError(f"{reason}. Nothing was stored; the result is kept for inspection in {kept}")
     exp = tables.experiment.iloc[0]
     c = tables.cycles
     version = tables_digest(tables)
@@ -111,9 +121,23 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
 
         metadata["power_timeline"] = dg.MetadataValue.md(f"![power timeline](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})")
     yield dg.Output(tables, metadata=metadata, data_version=dg.DataVersion(version))
-    for f in findings:
-        yield dg.AssetCheckResult(check_name=f.check, passed=f.passed, severity=dg.AssetCheckSeverity.ERROR,
-                                  description=f.message, metadata={k: _plain(v) for k, v in f.metadata.items() if v is not None})
+    yield from _check_results(findings)
+
+
+def _check_results(findings) -> list[dg.AssetCheckResult]:
+    return [dg.AssetCheckResult(check_name=f.check, passed=f.passed, severity=dg.AssetCheckSeverity.ERROR,
+                                description=f.message,
+                                metadata={k: _plain(v) for k, v in f.metadata.items() if v is not None})
+            for f in findings]
+
+
+def _keep_refused(storage: StorageResource, folder: Path | None, tables: ResultTables, reason: str, name: str) -> Path:
+    """A refused result goes to quarantine/ with its reason: the uploaded folder itself, or the measured tables."""
+    if folder is not None:
+        return storage.quarantine(folder, reason)
+    with tempfile.TemporaryDirectory(prefix=".lem-refused-", dir=storage.quarantine_dir) as tmp:
+        write_tables(tables, Path(tmp) / name)
+        return storage.quarantine(Path(tmp) / name, reason)
 
 
 def _plain(v):

@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 from pathlib import Path
 
 import dagster as dg
 from upath import UPath
 
 from gpu_ops.config import ExperimentConfig, load_config
+from gpu_ops.environment import SLUG_PATTERN, validate_slug
 from gpu_ops.errors import UserError
 from gpu_ops.results import write_file_atomic
+
+
+SAFE_NAME_MAX = 100
+
+
+def printable(text: str) -> str:
+    """Text for a log, an event or a file: bytes of a non-UTF-8 file name (surrogates) shown as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def safe_name(name: str) -> str:
+    """A file name from an inbox as a name we may create: itself when it is a plain slug, else its allowed
+    characters plus a hash of the original bytes (so two odd names never collide)."""
+    if SLUG_PATTERN.fullmatch(name) and len(name) <= SAFE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+    stem, ext = os.path.splitext(re.sub(r"[^A-Za-z0-9._-]+", "_", printable(name)))
+    ext = ext if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", ext) else ""  # a file keeps its extension: x.yaml stays a YAML
+    return f"{stem.strip('._-')[: SAFE_NAME_MAX - 20] or 'item'}-{digest}{ext}"
 
 
 def default_storage() -> str:
@@ -61,7 +83,8 @@ class StorageResource(dg.ConfigurableResource):
         return self._dir("quarantine")
 
     def experiment_file(self, experiment: str, hardware: str) -> Path:
-        return self.experiments_dir / experiment / f"{hardware}.yaml"
+        folder = self.experiments_dir / validate_slug(experiment, "experiment")
+        return folder / f"{validate_slug(hardware, 'hardware')}.yaml"
 
     def _source_file(self, experiment: str, hardware: str) -> Path:
         return self.experiment_file(experiment, hardware).with_suffix(".source")
@@ -94,14 +117,32 @@ class StorageResource(dg.ConfigurableResource):
         return load_config(path)
 
     def upload_dir(self, experiment: str, hardware: str) -> Path:
-        return self.uploads_dir / experiment / hardware
+        return self.uploads_dir / validate_slug(experiment, "experiment") / validate_slug(hardware, "hardware")
 
     def latest_upload(self, experiment: str, hardware: str, name: str | None = None) -> Path | None:
-        d = self.uploads_dir / experiment / hardware
+        d = self.upload_dir(experiment, hardware)
         if name:
+            validate_slug(name, "upload folder name (run tag lem/upload)")
             return d / name if (d / name / "summary.json").is_file() else None
         folders = sorted(p for p in d.glob("*") if (p / "summary.json").is_file()) if d.is_dir() else []
         return folders[-1] if folders else None
+
+    def quarantine(self, item: Path, reason: str) -> Path:
+        """Move a refused file or folder into quarantine/ under a safe name, with REASON.txt beside its contents."""
+        dest = self.quarantine_dir / safe_name(item.name)
+        n = 1
+        while dest.exists() or dest.is_symlink():
+            dest, n = self.quarantine_dir / f"{safe_name(item.name)}.{n}", n + 1
+        if item.is_dir() and not item.is_symlink():
+            os.rename(item, dest)
+        else:  # a stray file, link or pipe goes into a folder of its own
+            dest.mkdir()
+            os.rename(item, dest / safe_name(item.name))
+        note = dest / "REASON.txt"
+        if note.is_dir() and not note.is_symlink():  # the upload brought its own: keep it, out of the way
+            os.rename(note, dest / "REASON.txt.uploaded")
+        write_file_atomic(note, (printable(reason) + "\n").encode())  # replaces a planted link, never writes through it
+        return dest
 
     def io_base(self) -> UPath:
         return UPath(os.environ.get("LEM_IO_URL") or self.root / "assets")

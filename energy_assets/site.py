@@ -10,7 +10,7 @@ import os
 import dagster as dg
 import pandas as pd
 
-from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS
+from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS, published_raw
 from energy_assets.resources import StorageResource
 from gpu_ops.site import build_site
 
@@ -30,7 +30,8 @@ SITE_CODE_VERSION = "site-v1"
 )
 def leaderboard_site(context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame,
                      raw_measurements: dict) -> dg.MaterializeResult:
-    site = build_site(leaderboard, raw_measurements, storage.root / "site", dagster_url=os.environ.get("LEM_DAGSTER_URL"),
+    site = build_site(leaderboard, published_raw(context, raw_measurements, leaderboard), storage.root / "site",
+                      dagster_url=os.environ.get("LEM_DAGSTER_URL"),
                       generated_from="Built by the leaderboard_site asset.")
     context.log.info(f"site: {site.rows} rows, {site.pages} detail pages in {site.folder}")
     meta = {"index": dg.MetadataValue.path(str(site.folder / "index.html")), "rows": site.rows, "detail_pages": site.pages}

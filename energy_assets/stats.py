@@ -10,7 +10,7 @@ from energy_assets.raw import RAW_CODE_VERSION
 from gpu_ops.errors import UserError
 from gpu_ops.results import ResultTables
 from gpu_ops.stats import sweep_point_statistics
-from gpu_ops.validation import blocking_failures, validate
+from gpu_ops.validation import blocking_failures, failure_message, validate
 
 STATS_CODE_VERSION = "stats-v1"
 MIN_CYCLES = 3
@@ -55,17 +55,25 @@ def statistics_with_provenance(tables: ResultTables, partition: str, provenance:
 def cycle_statistics(context: dg.AssetExecutionContext, raw_measurements: ResultTables):
     failed = blocking_failures(validate(raw_measurements))
     if failed:  # a second guard: never summarise data that failed its physics checks
-        raise UserError("raw partition failed blocking checks: " + "; ".join(f"{f.check}: {f.message}" for f in failed))
+        raise UserError(f"raw partition {failure_message(failed)}")
     st = statistics_with_provenance(raw_measurements, context.partition_key, raw_provenance(context.instance, context.partition_key))
+    short = st[st.n_cycles < MIN_CYCLES]
+    enough = dg.AssetCheckResult(
+        check_name="enough_cycles", passed=short.empty, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"min_cycles": int(st.n_cycles.min())},
+        description=(f"{len(short)} sweep point(s) with fewer than {MIN_CYCLES} cycles "
+                     f"({', '.join(short.sweep_point.astype(str))})" if len(short)
+                     else "all sweep points have enough cycles"))
+    if not short.empty:  # gate before storing: the leaderboard reads every stored partition
+        yield enough
+        raise UserError(f"{enough.description}; nothing was stored. Set cycles: {MIN_CYCLES} or more in the experiment "
+                        f"file and measure again")
     yield dg.Output(st, metadata={
         "sweep_points": len(st), "min_cycles": int(st.n_cycles.min()),
         "raw_run_id": st.raw_run_id.iloc[0], "raw_data_version": st.raw_data_version.iloc[0],
         "preview": dg.MetadataValue.md(st[["sweep_point", "n_cycles", "tokens_per_s_mean", "j_per_token_mean", "j_per_token_ci95"]].to_markdown(index=False)),
     }, data_version=dg.DataVersion(f"{st.raw_data_version.iloc[0]}-{STATS_CODE_VERSION}"))
-    short = st[st.n_cycles < MIN_CYCLES]
-    yield dg.AssetCheckResult(check_name="enough_cycles", passed=short.empty, severity=dg.AssetCheckSeverity.ERROR,
-                              description=f"{len(short)} sweep point(s) with fewer than {MIN_CYCLES} cycles" if len(short) else "all sweep points have enough cycles",
-                              metadata={"min_cycles": int(st.n_cycles.min())})
+    yield enough
     cv = st.j_per_token_cv.where(st.j_per_token_cv.notna(), st.tokens_per_s_cv).astype(float)
     worst = float(cv.max()) if cv.notna().any() else None
     yield dg.AssetCheckResult(check_name="cv_under_threshold", passed=worst is None or worst <= CV_WARN,

@@ -40,7 +40,8 @@ def efficiency_scatter(points: pd.DataFrame, title: str = "Energy vs throughput"
             size = (8 + 22 * (p / p.max()) ** 0.5).tolist()
         fig.add_trace(go.Scatter(
             x=measured.tokens_per_s_mean, y=measured.j_per_token_mean, mode="markers", name=backend, text=measured.label,
-            error_y=dict(type="data", array=measured.j_per_token_ci95.fillna(0).tolist(), visible=True),
+            error_y=dict(type="data", visible=True,  # no CI (one cycle): no error bar, never one of height 0
+                         array=[None if pd.isna(v) else v for v in measured.j_per_token_ci95]),
             marker=dict(color=BACKEND_COLOURS.get(backend), size=size or 12),
             hovertemplate="%{text}<br>%{x:.1f} tok/s<br>%{y:.4g} J/token<extra>" + backend + "</extra>",
         ))

@@ -16,7 +16,7 @@ from gpu_ops.errors import MeasurementError, UserError
 def _cmd_run(args) -> int:
     from gpu_ops.config import load_config
     from gpu_ops.runner import run_experiment
-    from gpu_ops.validation import validate
+    from gpu_ops.validation import blocking_failures, validate
 
     cfg = load_config(args.config)
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
@@ -28,17 +28,21 @@ def _cmd_run(args) -> int:
             print(f"  check {f.check}: {'ok' if f.passed else 'FAILED'} - {f.message}", file=sys.stderr)
         _print_summary(outcome.tables.summary)
     print(outcome.folder)
-    return 0
+    failed = blocking_failures(findings)
+    if failed:  # the folder stays for inspection; the platform would refuse it
+        print(f"error: blocking checks failed: {', '.join(f.check for f in failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _print_summary(summary: dict) -> None:
+    from gpu_ops.stats import fmt_ci
     from gpu_ops.stats import fmt_value as _fmt
 
     print(f"{summary['name']}: {summary['model']} on {summary['backend']} / {summary['hardware']} (weights: {summary['weights']})", file=sys.stderr)
     for p in summary["sweep_points"]:
-        ci = p.get("j_per_token_ci95")
+        jpt = p.get("j_per_token_mean")
         print(f"  {p['sweep_point']:<28} {p['n_cycles']} cycles  tok/s {_fmt(p.get('tokens_per_s_mean'))}  "
-              f"J/token {_fmt(p.get('j_per_token_mean'))}{'' if ci is None else ' ± ' + _fmt(ci)}  "
+              f"J/token {_fmt(jpt)}{'' if jpt is None or jpt != jpt else fmt_ci(p.get('j_per_token_ci95'))}  "
               f"TTFT p50 {_fmt(p.get('ttft_p50_s_mean'), ' ms', 1000)}"
               + ("" if p.get("energy_status") == "measured" else f"  ({p.get('unmeasured_reason')})"), file=sys.stderr)
 

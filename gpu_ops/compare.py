@@ -15,6 +15,7 @@ import pandas as pd
 
 from gpu_ops.config import parse_config, read_yaml
 from gpu_ops.errors import UserError
+from gpu_ops.stats import fmt_ci
 from gpu_ops.stats import fmt_value as _fmt
 
 BLOCKS = ("pytorch", "vllm", "tensorrt")
@@ -73,8 +74,8 @@ def render_table(table: pd.DataFrame) -> str:
 
     rows = []
     for _, r in table.iterrows():
-        ci = r.get("j_per_token_ci95")
-        jpt = _fmt(r.get("j_per_token_mean")) + ("" if ci is None or ci != ci else f" ± {_fmt(ci, digits=2)}")
+        mean = r.get("j_per_token_mean")
+        jpt = _fmt(mean) + ("" if mean is None or mean != mean else fmt_ci(r.get("j_per_token_ci95")))
         rows.append([r.backend, r.label, jpt, _fmt(r.get("tokens_per_j_mean")), _fmt(r.get("tokens_per_s_mean")),
                      _fmt(r.get("ttft_p50_s_mean"), " ms", 1000), _fmt(r.get("ttft_p99_s_mean"), " ms", 1000),
                      _fmt(r.get("tpot_p50_s_mean"), " ms", 1000), int(r.n_cycles)])

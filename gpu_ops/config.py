@@ -11,17 +11,24 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gpu_ops.errors import ConfigError
+from gpu_ops.energy.nvml import COUNTER_UPDATE_S
+from gpu_ops.errors import ConfigError, excerpt
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_SWEEP_POINTS = 1000
+MAX_YAML_DEPTH = 20  # a config nests 4 levels; deeper input only serves to exhaust the parser's recursion
+# an idle window shorter than a few counter updates reads no counter step, so it would measure nothing
+MIN_IDLE_BASELINE_S = 5 * COUNTER_UPDATE_S
 # Fixed for a whole run: they decide its partition (model, backend, GPUs), its meter or its identity.
 RUN_FIELDS = frozenset({"name", "model", "backend", "device", "gpus", "hardware", "energy", "schedule"})
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -124,6 +131,14 @@ class EnergyOptions(Strict):
     cross_check_tolerance: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     zeus: bool = False
     rapl: bool = True
+
+    @field_validator("idle_baseline_s")
+    @classmethod
+    def _idle_long_enough(cls, v: float) -> float:
+        if 0 < v < MIN_IDLE_BASELINE_S:
+            raise ValueError(f"{v:g} s is shorter than {MIN_IDLE_BASELINE_S:g} s (5 energy-counter updates), so it "
+                             f"would read no energy; set 0 (no idle baseline) or at least {MIN_IDLE_BASELINE_S:g}")
+        return v
 
 
 class PytorchOptions(Strict):
@@ -316,32 +331,49 @@ def _known_path(dotted: str) -> bool:
     return True
 
 
+def _axis(key: str, values: list, source: str) -> list[dict[str, Any]]:
+    """One sweep axis as its list of settings. `a.b: [1, 2]` varies one field; `a.b+c.d: [[1, 8], [64, 64]]` varies
+    several fields together (e.g. a batch size with its request count), one list of values per setting."""
+    paths = key.split("+")
+    for path in paths:
+        if not _known_path(path):
+            raise ConfigError(f"{source}: sweep.{excerpt(key, bare=True)}: unknown field {excerpt(path, bare=True)}; use a "
+                              "dotted path of a config field, e.g. batching.batch_size (join fields varied together with '+')")
+        if path.split(".")[0] in RUN_FIELDS:
+            raise ConfigError(f"{source}: sweep.{key}: fixed for the whole run ({path} decides the partition, the meter "
+                              "or the experiment's identity); write one experiment file per value instead")
+    if not values:
+        raise ConfigError(f"{source}: sweep.{key}: empty list; give at least one value")
+    if len(paths) == 1:
+        return [{key: v} for v in values]
+    bad = next((v for v in values if not isinstance(v, list) or len(v) != len(paths)), None)
+    if bad is not None:
+        raise ConfigError(f"{source}: sweep.{key}: {excerpt(bad)} is not a list of {len(paths)} values (one per field, "
+                          f"e.g. [{', '.join('...' for _ in paths)}])")
+    return [dict(zip(paths, v)) for v in values]
+
+
 def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepPoint]:
     base = cfg.model_dump(mode="python", exclude={"sweep"})
     if not cfg.sweep:
         return [SweepPoint(label="default", overrides={}, config=cfg)]
     keys = sorted(cfg.sweep)
-    for key in keys:
-        if not _known_path(key):
-            raise ConfigError(f"{source}: sweep.{key}: unknown field; use a dotted path of a config field, e.g. batching.batch_size")
-        if key.split(".")[0] in RUN_FIELDS:
-            raise ConfigError(f"{source}: sweep.{key}: fixed for the whole run (it decides the partition, the meter or the "
-                              f"experiment's identity); write one experiment file per value instead")
-        if not cfg.sweep[key]:
-            raise ConfigError(f"{source}: sweep.{key}: empty list; give at least one value")
-    combos = list(itertools.product(*(cfg.sweep[k] for k in keys)))
-    if len(combos) > MAX_SWEEP_POINTS:
-        raise ConfigError(f"{source}: sweep: {len(combos)} sweep points exceed the limit of {MAX_SWEEP_POINTS}; split the experiment")
+    total = math.prod(len(cfg.sweep[k]) for k in keys)  # counted before anything is built
+    if total > MAX_SWEEP_POINTS:
+        product = f"{' x '.join(str(len(cfg.sweep[k])) for k in keys)} = " if len(keys) > 1 else ""
+        raise ConfigError(f"{source}: sweep: {product}{total} sweep points exceed the limit of {MAX_SWEEP_POINTS}; "
+                          "split the experiment into several files")
+    axes = [_axis(k, cfg.sweep[k], source) for k in keys]
     points = []
-    for values in combos:
+    for settings in itertools.product(*axes):
         data = copy.deepcopy(base)
-        overrides = dict(zip(keys, values))
+        overrides = {k: v for setting in settings for k, v in setting.items()}
         for k, v in overrides.items():
             _set_dotted(data, k, v)
         try:
             point_cfg = ExperimentConfig.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, f"{source} (sweep point {overrides})")) from None
+            raise ConfigError(format_validation_error(exc, f"{source} (sweep point {excerpt(overrides)})")) from None
         label = ",".join(f"{k.split('.')[-1]}={point_cfg.parallelism.label if k == 'parallelism' else v}" for k, v in overrides.items())
         points.append(SweepPoint(label=label, overrides=overrides, config=point_cfg))
     return points
@@ -377,18 +409,20 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             valid = _fields_at(loc[:-1])
             near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
             hint = f"did you mean '{near[0]}'?" if near else f"valid keys here: {', '.join(valid)}"
-            lines.append(f"{source}: {path}: unknown key; {hint} Remove or rename it.")
+            lines.append(f"{source}: {excerpt(path, bare=True)}: unknown key; {hint} Remove or rename it.")
         elif err["type"] == "missing":
             lines.append(f"{source}: {path}: required field is missing; add it.")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             got = err.get("input")
-            got_s = "" if isinstance(got, dict) else f" (got {json.dumps(got, default=str)[:60]})"
+            got_s = "" if isinstance(got, dict) else f" (got {excerpt(got)})"
             lines.append(f"{source}: {path}: {msg}{got_s}.")
     return "\n".join(lines)
 
 
 def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty; write at least `name:` and `model:` (see examples/tiny.yaml)")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the file must hold a mapping of fields (name:, model:, ...), not {type(data).__name__}")
     try:
@@ -399,26 +433,85 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
     return cfg
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Untrusted YAML: size-limited, `safe_load` only (no tags that build objects)."""
+class _Refused(yaml.YAMLError):
+    """Input the strict loader refuses; `line` is 1-based."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """`safe_load` (no tags that build objects) that also refuses aliases (a few hundred bytes of nested aliases
+    expand to gigabytes), nesting deeper than MAX_YAML_DEPTH (the composer recurses) and duplicate keys (YAML
+    keeps the last one silently)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(event.start_mark.line + 1, f"YAML alias *{excerpt(event.anchor, bare=True)} is not allowed; "
+                                                      "write the value out instead of referring to an anchor")
+        self.depth += 1
+        if self.depth > MAX_YAML_DEPTH:
+            raise _Refused(event.start_mark.line + 1, f"nested deeper than {MAX_YAML_DEPTH} levels; an experiment "
+                                                      "file nests a few levels at most")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        first: dict = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node)
+                if key in first:
+                    raise _Refused(key_node.start_mark.line + 1, f"duplicate key {excerpt(key)} (first on line "
+                                                                 f"{first[key]}); keep one of them")
+                first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def read_config_bytes(path: str | Path) -> bytes:
+    """An experiment file's bytes: a regular file (not a pipe or device, which would never end), size-limited."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such file; check the path")
-    size = p.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{p}: {size} bytes exceeds the {MAX_CONFIG_BYTES}-byte limit for an experiment file")
-    text = p.read_bytes()
     try:
-        return yaml.safe_load(text.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text; save the file as UTF-8") from None
+        st = os.stat(p)
+    except OSError:
+        raise ConfigError(f"{p}: no such file; check the path") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{p}: not a regular file; give the path of a YAML file")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: {st.st_size} bytes exceeds the {MAX_CONFIG_BYTES}-byte limit for an experiment file")
+    with open(p, "rb") as fh:
+        data = fh.read(MAX_CONFIG_BYTES + 1)  # the file may grow after the stat
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: exceeds the {MAX_CONFIG_BYTES}-byte limit for an experiment file")
+    return data
+
+
+def parse_yaml(data: bytes, source: str) -> Any:
+    """Untrusted YAML text -> plain values (see _StrictLoader); errors name the line and the fix."""
+    try:
+        return yaml.load(data.decode("utf-8"), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    except _Refused as exc:
+        raise ConfigError(f"{source}: line {exc.line}: {exc.message}") from None
     except yaml.constructor.ConstructorError as exc:
-        raise ConfigError(f"{p}: line {exc.problem_mark.line + 1 if exc.problem_mark else '?'}: "
-                          f"YAML tag not allowed ({exc.problem}); use plain values") from None
+        raise ConfigError(f"{source}: line {exc.problem_mark.line + 1 if exc.problem_mark else '?'}: "
+                          f"YAML tag not allowed ({excerpt(exc.problem, bare=True)}); use plain values") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{p}: {where}invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: {where}invalid YAML ({excerpt(problem, bare=True)}); fix the syntax") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    return parse_yaml(read_config_bytes(path), str(path))
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

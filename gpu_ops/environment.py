@@ -12,20 +12,23 @@ from gpu_ops import __version__
 from gpu_ops.energy.nvml import GpuTarget, uuid_hash
 
 SLUG_MAX = 64
-_FORBIDDEN = re.compile(r"[|,\[\]]")
+# Partition keys become folder names and Dagster keys: an allow-list, starting with a letter or digit, so `.`, `..`
+# and hidden names never pass, and none of Dagster's separators `| , [ ]` can appear.
+SLUG_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{2 * SLUG_MAX + 1}}}")
 
 
 def slugify(text: str) -> str:
-    s = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-")
-    return re.sub(r"-{2,}", "-", s)[:SLUG_MAX]
+    s = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
+    return re.sub(r"-{2,}", "-", s)[:SLUG_MAX].strip("-.")
 
 
-def validate_slug(slug: str, what: str) -> str:
-    """Partition keys: no `| , [ ]` (Dagster joins multi-partition keys with `|`; commas break UI backfills)."""
-    if not slug or len(slug) > 2 * SLUG_MAX + 2 or _FORBIDDEN.search(slug) or not re.fullmatch(r"[A-Za-z0-9._-]+", slug):
-        from gpu_ops.errors import UserError
+def validate_slug(slug: object, what: str) -> str:
+    """A partition key part (or any name that becomes a path): refused unless it matches SLUG_PATTERN."""
+    if not isinstance(slug, str) or not SLUG_PATTERN.fullmatch(slug):
+        from gpu_ops.errors import UserError, excerpt
 
-        raise UserError(f"{what} '{slug}': not a valid partition slug; use 1-{2 * SLUG_MAX + 2} characters from a-z 0-9 . _ - (no | , [ ])")
+        raise UserError(f"{what} {excerpt(slug)}: not a valid partition slug; use 1-{2 * SLUG_MAX + 2} characters from "
+                        "A-Z a-z 0-9 . _ -, starting with a letter or digit (so never '.' or '..')")
     return slug
 
 
@@ -39,24 +42,36 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_profile() -> str:
-    """e.g. 'AMD EPYC 9554 64-Core Processor' on 2 cores -> 'cpu-amd-epyc-9554-2c'."""
-    name = re.sub(r"\(r\)|\(tm\)|processor|cpu @.*|\d+-core", "", cpu_model().lower())
+def cpu_profile(model: str | None = None, count: int | None = None) -> str:
+    """e.g. 'AMD EPYC 9554 64-Core Processor' on 2 cores -> 'cpu-amd-epyc-9554-2c'; this machine's by default."""
+    name = re.sub(r"\(r\)|\(tm\)|processor|cpu @.*|\d+-core", "", (cpu_model() if model is None else model).lower())
     words = [w for w in re.split(r"[^a-z0-9]+", name) if w][:3]
-    return slugify("-".join(["cpu", *words, f"{os.cpu_count()}c"]))
+    return slugify("-".join(["cpu", *words, f"{os.cpu_count() if count is None else count}c"]))
+
+
+def gpu_profile_of(name: str, mig_profile: str | None, count: int) -> str:
+    """e.g. 'NVIDIA H100 80GB HBM3' -> 'h100-80gb-hbm3'; two of them -> '2x-h100-80gb-hbm3'; a slice -> 'mig-1g-10gb-h100-80gb-hbm3'."""
+    base = slugify(name.split(" MIG ")[0].replace("NVIDIA", ""))
+    if mig_profile is not None:
+        base = f"mig-{slugify(mig_profile)}-{base}"
+    return base if count == 1 else f"{count}x-{base}"
 
 
 def gpu_profile(targets: list[GpuTarget]) -> str:
-    """e.g. 'NVIDIA H100 80GB HBM3' -> 'h100-80gb-hbm3'; two of them -> '2x-h100-80gb-hbm3'; a slice -> 'mig-1g-10gb-h100-80gb-hbm3'."""
     t = targets[0]
-    base = slugify(t.name.split(" MIG ")[0].replace("NVIDIA", ""))
-    if t.mig is not None:
-        base = f"mig-{slugify(t.mig.profile)}-{base}"
-    return base if len(targets) == 1 else f"{len(targets)}x-{base}"
+    return gpu_profile_of(t.name, t.mig.profile if t.mig is not None else None, len(targets))
 
 
 def hardware_profile(targets: list[GpuTarget] | None) -> str:
     return gpu_profile(targets) if targets else cpu_profile()
+
+
+def fingerprint_profile(fp: dict) -> str:
+    """The hardware profile a stored fingerprint describes: how an uploaded result's hardware claim is checked."""
+    gpus = fp.get("gpus") or []
+    if gpus:
+        return gpu_profile_of(str(gpus[0]["name"]), gpus[0].get("mig_profile"), len(gpus))
+    return cpu_profile(str(fp["cpu_model"]), int(fp["cpu_count"]))
 
 
 def _short_hash(text: str) -> str:

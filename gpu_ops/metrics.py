@@ -92,7 +92,8 @@ def cycle_row(req: pd.DataFrame, window: WindowMeasurement, idle_power_w: float 
         "tpot_p99_s": _pct(req.tpot_s, 99),
         "itl_p50_s": float(np.percentile(itl, 50)) if len(itl) else None, "itl_p99_s": float(np.percentile(itl, 99)) if len(itl) else None,
         "e2e_mean_s": float(req.e2e_s.mean()), "e2e_p99_s": _pct(req.e2e_s, 99), "queue_mean_s": float(req.queue_s.mean()),
-        "window_tail_s": window.end_s - float(req.delivered_s.max()) if req.delivered_s.notna().any() else None,
+        "window_tail_s": (window.end_s - float(req.delivered_s.max())
+                          if "delivered_s" in req and req.delivered_s.notna().any() else None),
         "good_requests": good, "goodput_req_per_s": good / d, "goodput_per_j": good / gross if gross else None,
         "cpu_energy_status": window.cpu_energy_status, "cpu_energy_j": window.cpu_energy_j,
         "cpu_unmeasured_reason": window.cpu_unmeasured_reason,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from gpu_ops.config import ExperimentConfig
-from gpu_ops.errors import ConfigError
+from gpu_ops.errors import ConfigError, excerpt
 
 MAX_PROMPT_FILE_BYTES = 512 << 20
 
@@ -20,7 +20,12 @@ def _read_limited(path: str) -> str:
         raise ConfigError(f"prompts.path '{path}': no such file; check the path")
     if p.stat().st_size > MAX_PROMPT_FILE_BYTES:
         raise ConfigError(f"prompts.path '{path}': larger than {MAX_PROMPT_FILE_BYTES >> 20} MiB; use a smaller file")
-    return p.read_text(encoding="utf-8")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        byte = excerpt(exc.object[exc.start:exc.start + 1])
+        raise ConfigError(f"prompts.path '{path}': not UTF-8 text (byte {exc.start} is {byte}); give a JSONL or "
+                          "ShareGPT text file saved as UTF-8") from None
 
 
 def _jsonl_texts(text: str, where: str) -> list[str]:

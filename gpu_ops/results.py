@@ -9,33 +9,77 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gpu_ops.config import Parallelism
-from gpu_ops.errors import UserError
+from gpu_ops.config import MAX_SWEEP_POINTS, Parallelism
+from gpu_ops.errors import UserError, excerpt
+from gpu_ops.schema import describe
 
 SCHEMA_VERSION = 1
-TABLES = ("experiment", "sweep_points", "cycles", "requests", "windows", "timeline")
+TABLES = ("experiment", "sweep_points", "cycles", "requests", "windows", "timeline", "steps")
+# tables added after the first results were published: a folder written before them reads them as empty
+LATER_TABLES = ("steps",)
+FOLDER_FILES = frozenset({"summary.json", *(f"{name}.parquet" for name in TABLES)})
 MAX_SUMMARY_BYTES = 16 << 20
 MAX_TABLE_BYTES = 2 << 30
+MAX_JSON_DEPTH = 32  # summary.json nests 4 levels; json.loads recurses once per level
+MAX_COLUMN_CHUNKS = 100_000  # row groups x columns in a Parquet footer, walked before anything is decoded
+MAX_TABLE_VALUES = 200_000_000  # decoded values (rows x columns, list elements included) of one table: ~1.6 GB
+MIN_FREE_BYTES = 256 << 20  # room a result folder may need; LEM_MIN_FREE_MB overrides
+_HEX = re.compile(r"[0-9a-f]+")
 
-REQUIRED_COLUMNS = {
-    "experiment": {"name", "model", "backend", "hardware", "weights", "config_hash", "schema_version"},
-    "cycles": {"sweep_point", "cycle", "model", "backend", "hardware", "weights", "duration_s", "output_tokens",
-               "energy_status", "gross_energy_j", "net_energy_j", "j_per_token", "tokens_per_s", "avg_power_w",
-               "cross_check_rel_diff", "too_short", "foreign_processes", "power_limit_w"},
-    "requests": {"sweep_point", "cycle", "request_id", "prompt_tokens", "output_tokens", "ttft_s", "e2e_s"},
-    "windows": {"kind", "name", "duration_s", "gpu_energy_status", "gpu_energy_j"},
-    "timeline": {"t_s", "device", "power_w"},
-    "sweep_points": {"sweep_point", "config_json", "config_hash"},
+# Columns an untrusted result folder must have, by kind: "str" text, "num" a number (read as float64), "int" an
+# integer, "bool", "list" a list of numbers. A column of nulls only passes where values may be missing (str, num).
+_STR, _NUM, _INT = "str", "num", "int"
+COLUMN_KINDS = {
+    "experiment": {**dict.fromkeys(("name", "model", "backend", "hardware", "weights", "experiment_key", "config_hash",
+                                    "config_json", "fingerprint_json", "fingerprint_hash", "meter_json"), _STR),
+                   "schema_version": _INT, "cross_check_tolerance": _NUM,
+                   **dict.fromkeys(("idle_power_w", "idle_before_w", "idle_after_w"), _NUM)},
+    "sweep_points": dict.fromkeys(("sweep_point", "config_json", "config_hash", "overrides_json", "non_defaults_json"),
+                                  _STR),
+    "cycles": {**dict.fromkeys(("sweep_point", "model", "backend", "hardware", "weights", "experiment_key", "precision",
+                                "config_hash", "foreign_processes", "gpu_energy_by_device_j", "energy_status",
+                                "unmeasured_reason", "cpu_energy_status", "cpu_unmeasured_reason"), _STR),
+               **dict.fromkeys(("cycle", "batch_size", "n_samples", "gpu_count", "requests", "input_tokens",
+                                "output_tokens", "good_requests"), _INT),
+               "too_short": "bool",
+               **dict.fromkeys(("window_start_s", "window_end_s", "timeline_energy_j", "cross_check_rel_diff",
+                                "power_limit_w", "duration_s", "tokens_per_s", "requests_per_s", "gross_energy_j",
+                                "idle_power_w", "net_energy_j", "j_per_token", "net_j_per_token", "tokens_per_j",
+                                "j_per_request", "avg_power_w", "peak_power_w", "peak_memory_bytes", "ttft_mean_s",
+                                "ttft_p50_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s", "itl_p50_s",
+                                "itl_p99_s", "e2e_mean_s", "e2e_p99_s", "queue_mean_s", "goodput_req_per_s",
+                                "goodput_per_j", "cpu_energy_j", "prefill_energy_j", "decode_energy_j",
+                                "other_energy_j"), _NUM)},
+    "requests": {**dict.fromkeys(("request_id", "prompt_tokens", "output_tokens", "batch_id", "cycle"), _INT),
+                 **dict.fromkeys(("arrival_s", "scheduled_s", "queue_s", "ttft_s", "tpot_s", "e2e_s", "first_token_s",
+                                  "last_token_s", "prefill_end_s"), _NUM),
+                 "itl_s": "list", "sweep_point": _STR},
+    "windows": {**dict.fromkeys(("name", "kind", "sweep_point", "gpu_energy_status", "gpu_unmeasured_reason",
+                                 "gpu_energy_by_device_j", "foreign_processes", "cpu_energy_status",
+                                 "cpu_unmeasured_reason"), _STR),
+                **dict.fromkeys(("cycle", "start_s", "end_s", "duration_s", "gpu_energy_j", "timeline_energy_j",
+                                 "cross_check_rel_diff", "avg_power_w", "peak_power_w", "cpu_energy_j"), _NUM),
+                "n_samples": _INT, "too_short": "bool"},
+    "timeline": {"t_s": _NUM, "device": _STR, "power_w": _NUM},
+    "steps": {"sweep_point": _STR, "cycle": _INT, "t_s": _NUM,
+              **dict.fromkeys(("prompt_tokens", "first_tokens", "decode_tokens", "running", "waiting"), _INT),
+              "kv_usage": _NUM},
 }
+REQUIRED_COLUMNS = {name: set(kinds) for name, kinds in COLUMN_KINDS.items()}
+_KIND_NAMES = {"str": "text", "num": "a number", "int": "an integer", "bool": "true/false", "list": "a list of numbers"}
 
 
 def experiment_slug(model_slug: str, backend: str) -> str:
@@ -51,6 +95,7 @@ class ResultTables:
     requests: pd.DataFrame
     windows: pd.DataFrame
     timeline: pd.DataFrame
+    steps: pd.DataFrame = field(default_factory=pd.DataFrame)  # engine steps (continuous batching); empty otherwise
     summary: dict = field(default_factory=dict)
 
     def table(self, name: str) -> pd.DataFrame:
@@ -96,13 +141,14 @@ def _serialised(tables: ResultTables) -> dict[str, tuple[bytes, dict]]:
     return out
 
 
-def _content_hash(files: dict[str, dict]) -> str:
+def content_hash_of(files: dict[str, dict]) -> str:
+    """The content hash of a result folder: a hash of its tables' {rows, sha256} entries in summary.json."""
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def tables_digest(tables: ResultTables) -> str:
     """Content hash of the tables as `write_tables` writes them: the data version."""
-    return _content_hash({name: entry for name, (_, entry) in _serialised(tables).items()})
+    return content_hash_of({name: entry for name, (_, entry) in _serialised(tables).items()})
 
 
 def write_tables(tables: ResultTables, folder: Path) -> str:
@@ -115,7 +161,7 @@ def write_tables(tables: ResultTables, folder: Path) -> str:
         for name, (data, entry) in _serialised(tables).items():
             (tmp / f"{name}.parquet").write_bytes(data)
             files[name] = entry
-        content_hash = _content_hash(files)
+        content_hash = content_hash_of(files)
         summary = dict(tables.summary, schema_version=SCHEMA_VERSION, tables=files, content_hash=content_hash)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
         if folder.exists():
@@ -126,6 +172,56 @@ def write_tables(tables: ResultTables, folder: Path) -> str:
         raise
     tables.summary = summary
     return content_hash
+
+
+def check_output_folder(out_root: Path) -> None:
+    """Before measuring: the result's folder can be created and written and has room, so a measurement that took
+    hours is not lost at its end to a typo, a read-only mount or a full disk."""
+    out = Path(out_root)
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise UserError(f"--out {out}: {existing} is not a folder; choose a folder for the results")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".lem-write-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write into {existing} ({exc.strerror or exc}); choose a writable "
+                        "folder") from None
+    need = int(os.environ.get("LEM_MIN_FREE_MB", MIN_FREE_BYTES >> 20)) << 20
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise UserError(f"--out {out}: {free >> 20} MiB free on that disk, a result needs up to {need >> 20} MiB "
+                        "(LEM_MIN_FREE_MB); free some space or choose another folder")
+
+
+def recovery_roots() -> list[Path]:
+    """Where a result goes when its own folder cannot be written: LEM_RECOVERY_DIR, else the temp folder, else home."""
+    roots = [os.environ.get("LEM_RECOVERY_DIR"), tempfile.gettempdir(), Path.home()]
+    return [Path(r) / "llm-energy-measure-recovered" for r in roots if r]
+
+
+def save_result(tables: ResultTables, folder: Path) -> str:
+    """write_tables for a finished measurement: if the folder cannot be written, the tables are written to a recovery
+    folder and the error names it, so the measurement is never lost."""
+    folder = Path(folder)
+    try:
+        return write_tables(tables, folder)
+    except OSError as exc:
+        cause = exc.strerror or str(exc)
+    for root in recovery_roots():
+        target = root / folder.name
+        n = 1
+        while target.exists():
+            target, n = root / f"{folder.name}.{n}", n + 1
+        try:
+            write_tables(tables, target)
+        except OSError:
+            continue
+        raise UserError(f"writing the result to {folder} failed ({cause}); the measured tables are safe in {target} "
+                        f"(a complete result folder): move it where it belongs, e.g. mv {target} {folder.parent}/")
+    raise UserError(f"writing the result to {folder} failed ({cause}), and so did every recovery folder "
+                    f"({', '.join(map(str, recovery_roots()))}); the measurement is lost: free space and re-run")
 
 
 def write_file_atomic(target: Path, data: bytes) -> None:
@@ -154,53 +250,190 @@ def replace_folder(tmp: Path, target: Path) -> None:
         os.rename(tmp, target)
 
 
+def _regular_file(path: Path, what: str) -> os.stat_result:
+    """A file of an untrusted folder: a regular file, never a link (it could point anywhere) or a pipe or device
+    (reading it would never end)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise UserError(f"{what}: missing; copy the whole result folder") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{what}: not a regular file (a link, folder, pipe or device); copy the result folder's files "
+                        "themselves (e.g. cp -rL)")
+    return st
+
+
+def check_folder_entries(folder: Path) -> None:
+    """A result folder holds exactly summary.json and the table files: anything else was not written by us."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        raise UserError(f"{folder}: not a folder (a link or a file); copy the result folder itself")
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in FOLDER_FILES)
+    if extra:
+        raise UserError(f"{folder}: unexpected entries {excerpt(extra)}; a result folder holds only "
+                        f"{', '.join(sorted(FOLDER_FILES))}: remove the others")
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of `[`/`{` outside strings, counted without recursion (json.loads recurses per level)."""
+    skeleton = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8", "surrogatepass"), np.uint8)
+    steps = np.isin(skeleton, (ord("["), ord("{"))).astype(np.int64) - np.isin(skeleton, (ord("]"), ord("}")))
+    return int(np.cumsum(steps).max()) if len(steps) else 0
+
+
+def load_json(text: str, what: str, max_depth: int = MAX_JSON_DEPTH):
+    """json.loads of untrusted text, its nesting bounded first."""
+    if not isinstance(text, str):
+        raise UserError(f"{what}: {type(text).__name__}, expected JSON text")
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise UserError(f"{what}: JSON nested {depth} levels deep, more than {max_depth}; not written by "
+                        "llm-energy-measure")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+
+
+def _table_entry(summary: dict, name: str, where: str) -> dict:
+    entry = summary["tables"].get(name)
+    if not isinstance(entry, dict):
+        raise UserError(f"{where}: tables.{name} is missing; every table needs its rows and sha256 (checksums are "
+                        "required: copy the folder as llm-energy-measure wrote it)")
+    if not isinstance(entry.get("sha256"), str) or len(entry["sha256"]) != 64 or not _HEX.fullmatch(entry["sha256"]):
+        raise UserError(f"{where}: tables.{name}.sha256 is {excerpt(entry.get('sha256'))}, expected 64 hex digits "
+                        "(checksums are required)")
+    if type(entry.get("rows")) is not int or entry["rows"] < 0:
+        raise UserError(f"{where}: tables.{name}.rows is {excerpt(entry.get('rows'))}, expected a row count")
+    return entry
+
+
+def stored_tables(summary: dict) -> tuple[str, ...]:
+    """The tables a folder holds: all of TABLES, less the LATER_TABLES a folder written before them lacks."""
+    listed = summary.get("tables") if isinstance(summary.get("tables"), dict) else {}
+    return tuple(n for n in TABLES if n not in LATER_TABLES or n in listed)
+
+
 def read_summary(folder: Path) -> dict:
-    """summary.json of a result folder (possibly from another machine: untrusted), size- and version-checked."""
+    """summary.json of a result folder (possibly from another machine: untrusted): size, nesting, version, checksums
+    of every table and a content hash that matches them."""
     folder = Path(folder)
     summary_path = folder / "summary.json"
-    if not summary_path.is_file():
+    where = f"{folder}/summary.json"
+    if not summary_path.exists() and not summary_path.is_symlink():
         raise UserError(f"{folder}: no summary.json; not a result folder written by llm-energy-measure")
-    if summary_path.stat().st_size > MAX_SUMMARY_BYTES:
-        raise UserError(f"{folder}/summary.json: larger than {MAX_SUMMARY_BYTES >> 20} MiB")
+    if _regular_file(summary_path, where).st_size > MAX_SUMMARY_BYTES:
+        raise UserError(f"{where}: larger than {MAX_SUMMARY_BYTES >> 20} MiB")
     try:
-        summary = json.loads(summary_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{folder}/summary.json: not valid JSON ({exc})") from None
+        text = summary_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{where}: not valid JSON (not UTF-8 at byte {exc.start})") from None
+    summary = load_json(text, where)
+    if not isinstance(summary, dict):
+        raise UserError(f"{where}: a JSON {type(summary).__name__}, expected an object with schema_version, "
+                        "tables, ...")
     if summary.get("schema_version") != SCHEMA_VERSION:
-        raise UserError(f"{folder}: schema_version {summary.get('schema_version')!r}, expected {SCHEMA_VERSION}; re-run with this version")
+        raise UserError(f"{folder}: schema_version {excerpt(summary.get('schema_version'))}, expected "
+                        f"{SCHEMA_VERSION}; re-run with this version")
+    if not isinstance(summary.get("tables"), dict):
+        raise UserError(f"{where}: tables is {excerpt(summary.get('tables'))}, expected an object listing each table's "
+                        "rows and sha256")
+    files = {name: {k: _table_entry(summary, name, where)[k] for k in ("rows", "sha256")} for name in stored_tables(summary)}
+    claimed = summary.get("content_hash")
+    if not isinstance(claimed, str) or not _HEX.fullmatch(claimed) or len(claimed) != 16:
+        raise UserError(f"{where}: content_hash is {excerpt(claimed)}, expected 16 hex digits")
+    if content_hash_of(files) != claimed:
+        raise UserError(f"{where}: content_hash {claimed} does not match the table checksums "
+                        f"({content_hash_of(files)}); the folder was edited")
     return summary
 
 
+def _kind_ok(kind: str, t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_null(t):
+        return kind in ("str", "num")  # every value missing: allowed where a value may be missing
+    if kind == "list":
+        return (pa.types.is_list(t) or pa.types.is_large_list(t)) and _kind_ok("num", t.value_type)
+    return {"str": pa.types.is_string(t) or pa.types.is_large_string(t), "int": pa.types.is_integer(t),
+            "num": pa.types.is_integer(t) or pa.types.is_floating(t), "bool": pa.types.is_boolean(t)}[kind]
+
+
+def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> None:
+    """Bounds from the Parquet footer, before anything is decoded: a small file can decode to billions of values."""
+    md = pf.metadata
+    if md.num_rows != rows:
+        raise UserError(f"{where}: holds {md.num_rows} rows, summary.json says {rows}; the folder was edited")
+    if name == "experiment" and md.num_rows != 1:
+        raise UserError(f"{where}: must hold exactly one row, holds {md.num_rows}")
+    if name == "sweep_points" and md.num_rows > MAX_SWEEP_POINTS:
+        raise UserError(f"{where}: {md.num_rows} sweep points, at most {MAX_SWEEP_POINTS} allowed")
+    if md.num_row_groups * md.num_columns > MAX_COLUMN_CHUNKS:
+        raise UserError(f"{where}: {md.num_row_groups} row groups x {md.num_columns} columns, more than "
+                        f"{MAX_COLUMN_CHUNKS}")
+    values = sum(md.row_group(g).column(c).num_values for g in range(md.num_row_groups) for c in range(md.num_columns))
+    if max(values, md.num_rows * md.num_columns) > MAX_TABLE_VALUES:
+        raise UserError(f"{where}: {max(values, md.num_rows * md.num_columns)} values, more than the "
+                        f"{MAX_TABLE_VALUES} a result table may decode to")
+    schema = pf.schema_arrow
+    missing = REQUIRED_COLUMNS[name] - set(schema.names)
+    if missing:
+        raise UserError(f"{where}: missing columns {sorted(missing)}; not a result folder written by this version")
+    unknown = [n for n in schema.names if describe(n) is None]
+    if unknown:
+        raise UserError(f"{where}: columns {excerpt(unknown)} are not columns llm-energy-measure writes "
+                        "(gpu_ops/schema.py); remove them")
+    for col, kind in COLUMN_KINDS[name].items():
+        t = schema.field(col).type
+        if not _kind_ok(kind, t):
+            raise UserError(f"{where}: column {col} is {t}, expected {_KIND_NAMES[kind]}; the table was not written by "
+                            "llm-energy-measure")
+
+
 def read_arrow_table(folder: Path, name: str, summary: dict) -> pa.Table:
-    """One table of a result folder as Arrow, after its size and its checksum in summary.json are checked."""
+    """One table of a result folder as Arrow, after its file, checksum, footer bounds and column types are checked.
+    `summary` is what read_summary returned. Number columns come back as float64."""
     folder = Path(folder)
     path = folder / f"{name}.parquet"
-    if not path.is_file():
-        raise UserError(f"{folder}: missing table {name}.parquet")
-    if path.stat().st_size > MAX_TABLE_BYTES:
-        raise UserError(f"{folder}/{name}.parquet: larger than {MAX_TABLE_BYTES >> 30} GiB")
-    expected = summary.get("tables", {}).get(name, {}).get("sha256")
-    if expected and expected != file_sha256(path):
-        raise UserError(f"{folder}/{name}.parquet: checksum differs from summary.json; the folder is damaged or was edited")
+    where = f"{folder}/{name}.parquet"
+    if _regular_file(path, where).st_size > MAX_TABLE_BYTES:
+        raise UserError(f"{where}: larger than {MAX_TABLE_BYTES >> 30} GiB")
+    entry = summary["tables"][name]
+    if entry["sha256"] != file_sha256(path):
+        raise UserError(f"{where}: checksum differs from summary.json; the folder is damaged or was edited")
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
     except Exception as exc:
-        raise UserError(f"{folder}/{name}.parquet: unreadable Parquet ({exc})") from None
-    missing = REQUIRED_COLUMNS.get(name, set()) - set(table.column_names)
-    if missing:
-        raise UserError(f"{folder}/{name}.parquet: missing columns {sorted(missing)}")
+        raise UserError(f"{where}: unreadable Parquet ({excerpt(str(exc), bare=True)})") from None
+    _check_metadata(pf, name, entry["rows"], where)
+    try:
+        table = pf.read(use_threads=False)
+    except Exception as exc:
+        raise UserError(f"{where}: unreadable Parquet ({excerpt(str(exc), bare=True)})") from None
+    for col, kind in COLUMN_KINDS[name].items():
+        if kind == "num":
+            i = table.column_names.index(col)
+            table = table.set_column(i, col, pc.cast(table.column(i), pa.float64()))
     return table
 
 
 def read_tables(folder: Path) -> ResultTables:
     """Read and schema-check a result folder (possibly from another machine: untrusted)."""
     folder = Path(folder)
+    check_folder_entries(folder)
     summary = read_summary(folder)
-    frames = {name: read_arrow_table(folder, name, summary).to_pandas() for name in TABLES}
-    if len(frames["experiment"]) != 1:
-        raise UserError(f"{folder}/experiment.parquet: must hold exactly one row")
+    frames = {name: read_arrow_table(folder, name, summary).to_pandas() for name in stored_tables(summary)}
     cycles = frames["cycles"]
-    if len(cycles) and "parallelism" not in cycles:  # folders written before the column: every sweep point shared the config's block
-        block = json.loads(frames["experiment"].config_json.iloc[0]).get("parallelism") or {}
-        cycles["parallelism"] = Parallelism(**block).label
+    # folders written before the parallelism column: every sweep point shared the config's block
+    if len(cycles) and "parallelism" not in cycles:
+        config = load_json(frames["experiment"].config_json.iloc[0], f"{folder}/experiment.parquet: config_json")
+        block = config.get("parallelism") if isinstance(config, dict) else None
+        try:
+            cycles["parallelism"] = Parallelism(**(block or {})).label
+        except (TypeError, ValueError):
+            raise UserError(f"{folder}/experiment.parquet: config_json.parallelism is {excerpt(block)}, "
+                            "expected {tensor:, pipeline:, data:}") from None
     return ResultTables(**frames, summary=summary)

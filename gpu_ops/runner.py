@@ -32,8 +32,8 @@ from gpu_ops import phases
 from gpu_ops.metrics import cycle_row, requests_frame
 from gpu_ops.models import resolve_model
 from gpu_ops.prompts import build_prompts, prompt_texts
-from gpu_ops.results import SCHEMA_VERSION, ResultTables, experiment_slug, write_tables
-from gpu_ops.stats import SUMMARISED, sweep_point_statistics
+from gpu_ops.results import SCHEMA_VERSION, ResultTables, check_output_folder, experiment_slug, save_result
+from gpu_ops.stats import SUMMARISED, fmt_value, sweep_point_statistics
 from gpu_ops.traffic import arrival_times
 
 log = logging.getLogger("gpu_ops")
@@ -73,6 +73,7 @@ def run_experiment(
     show_tokens: bool = False,
 ) -> RunOutcome:
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
+    check_output_folder(out_root)  # before measuring, not after
     points = sorted(cfg.expand(), key=lambda p: p.config.load_key())  # fewest model reloads
     from gpu_ops import distributed
     from gpu_ops.backends.pytorch import resolve_device
@@ -171,7 +172,7 @@ def run_experiment(
     idle = IdleBaseline(idle_before, idle_after, settle_s)
     power_limit = sum(t.power_limit_w for t in meter.targets if t.power_limit_w) or None
     fp = fingerprint(meter.targets, meter.gpu.nvml if meter.gpu else None, backend.version(), cfg.config_hash())
-    cycles, requests = [], []
+    cycles, requests, steps = [], [], []
     for point, c, cycle in per_cycle:
         req, w, engine = cycle.requests, cycle.window, cycle.engine
         row = {"sweep_point": point.label, "cycle": c, "model": cfg.model, "backend": cfg.backend, "hardware": hardware,
@@ -194,6 +195,7 @@ def run_experiment(
         row.update({k: engine.get(k) for k in ENGINE_METRICS})  # same columns on every backend; NaN = not reported
         cycles.append(row)
         requests.append(req.assign(sweep_point=point.label, cycle=c))
+        steps.append(cycle.steps.assign(sweep_point=point.label, cycle=c))
     win_rows = [dict(w.to_row(), kind=kind, sweep_point=label, cycle=c) for kind, label, c, w in windows]
     cycles_df = _numeric(pd.DataFrame(cycles))
     stats = sweep_point_statistics(cycles_df)
@@ -203,7 +205,8 @@ def run_experiment(
         "schema_version": SCHEMA_VERSION, "package_version": __version__, "started_at": started.isoformat(),
         "finished_at": finished.isoformat(), "idle_power_w": idle.power_w,
         "idle_before_w": idle_before.avg_power_w if idle_before else None, "idle_after_w": idle_after.avg_power_w if idle_after else None,
-        "idle_settle_s": settle_s, "fingerprint_json": json.dumps(fp, sort_keys=True),
+        "idle_settle_s": settle_s, "cross_check_tolerance": cfg.energy.cross_check_tolerance,
+        "fingerprint_json": json.dumps(fp, sort_keys=True),
         "fingerprint_hash": fp["fingerprint_hash"], "meter_json": json.dumps(meter_info, sort_keys=True),
     }])
     summary = {
@@ -214,10 +217,12 @@ def run_experiment(
     }
     tables = ResultTables(experiment=experiment, sweep_points=pd.DataFrame(point_info), cycles=cycles_df,
                           requests=pd.concat(requests, ignore_index=True) if requests else pd.DataFrame(),
-                          windows=pd.DataFrame(win_rows), timeline=timeline, summary=summary)
+                          windows=pd.DataFrame(win_rows), timeline=timeline,
+                          steps=pd.concat(steps, ignore_index=True) if steps else steps_frame([]).assign(sweep_point="", cycle=0),
+                          summary=summary)
     name = folder_name or f"{cfg.name}__{hardware}__{started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
     folder = Path(out_root) / name
-    content_hash = write_tables(tables, folder)
+    content_hash = save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
     return RunOutcome(folder, tables, content_hash)
 
 
@@ -266,11 +271,17 @@ def run_cycle(backend, meter: EnergyMeter, pc: ExperimentConfig, prompts, label:
     w = meter.end_window(name)
     out = backend.after_cycle(delivered)
     req = requests_frame(out.records, offset_s=start)
-    steps = pd.DataFrame([asdict(st) for st in out.steps], columns=[f.name for f in fields(EngineStep)])
+    steps = steps_frame(out.steps)
     steps["t_s"] += start
     say(f"[{label}] cycle {c}: {w.duration_s:.2f} s, " + (f"{w.gpu_energy_j:.1f} ± {w.energy_uncertainty_j:.2g} J"
                                                          if w.gpu_energy_j is not None else f"energy unmeasured ({w.gpu_unmeasured_reason})"))
     return CycleResult(req, w, backend.peak_memory_bytes(), out.engine_metrics, steps, start - t0, meter.now() - w.end_s)
+
+
+def steps_frame(steps: list[EngineStep]) -> pd.DataFrame:
+    """Engine steps as a typed table (an empty one keeps its column types, so every folder has one schema)."""
+    frame = pd.DataFrame([asdict(st) for st in steps], columns=[f.name for f in fields(EngineStep)])
+    return frame.astype({f.name: "float64" if f.type == "float" else "int64" for f in fields(EngineStep)})
 
 
 def _point_info(point: SweepPoint, prompts, backend, status: str = "measured", reason: str | None = None, **extra) -> dict:
@@ -311,6 +322,5 @@ def _idle(meter: EnergyMeter, name: str, seconds: float, say) -> WindowMeasureme
     if seconds <= 0 or not meter.measures_gpu:
         return None
     w = meter.measure_idle(name, seconds)
-    say(f"{name}: " + (f"{w.avg_power_w:.1f} W over {w.duration_s:.1f} s" if w.avg_power_w is not None
-                       else f"unmeasured ({w.gpu_unmeasured_reason})"))
+    say(f"{name}: {fmt_value(w.avg_power_w, ' W', digits=4)} over {w.duration_s:.1f} s")
     return w

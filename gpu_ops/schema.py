@@ -35,6 +35,16 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "batch_size": ("requests", "batch size (whole-batch strategies) or cap on running sequences (continuous batching)"),
     "parallelism": ("", "how the model was split over the GPUs: tpN tensor, ppN pipeline, dpN data-parallel replicas; 'single' = not split"),
     "n_cycles": ("cycles", "cycles aggregated in this row"),
+    "status": ("", "'measured', or 'unavailable' when this machine lacks an optional kernel or package the point needs"),
+    "unavailable_reason": ("", "why the sweep point could not run here (then it has no cycles)"),
+    "model_reused": ("", "true when the point ran on the model or engine already loaded for the previous point"),
+    "warmup_s": (S, "the sweep point's warm-up window (compilation, CUDA graphs, first batch); empty when none ran"),
+    # engine steps (continuous batching)
+    "first_tokens": ("requests", "requests that got their first token in this engine step"),
+    "decode_tokens": ("tokens", "tokens decoded in this engine step, first tokens excluded"),
+    "kv_usage": ("fraction", "KV-cache blocks in use after this engine step"),
+    "running": ("requests", "requests running in this engine step"),
+    "waiting": ("requests", "requests waiting for the scheduler at this engine step"),
     # windows and meter
     "kind": ("", "window kind: idle_before, warmup, cycle, idle_after"),
     "start_s": (S, "window start on the run clock"),

@@ -21,11 +21,23 @@ SUMMARISED = (
     "energy_uncertainty_j", "window_tail_s",
     "prefix_cache_hit_rate", "kv_cache_usage_peak", "preemptions", "spec_decode_acceptance_rate",  # ENGINE_METRICS
 )
+GPU_ENERGY = ("gross_energy_j", "net_energy_j", "j_per_token", "net_j_per_token", "tokens_per_j", "j_per_request",
+              "avg_power_w", "goodput_per_j", "prefill_energy_j", "decode_energy_j", "cross_check_rel_diff")
+"""Statistics that come from the GPU energy counter: missing for a sweep point with an unmeasured cycle, never
+computed from the cycles that happened to be measured (that subset would rank as if it were the whole point)."""
 
 
 def fmt_value(v, unit: str = "", scale: float = 1.0, digits: int = 4) -> str:
     """A summarised value for a terminal table: 'unmeasured' for a missing (None/NaN) value, never 0."""
     return "unmeasured" if v is None or v != v else f"{v * scale:.{digits}g}{unit}"
+
+
+CI_MISSING = "n/a"
+
+
+def fmt_ci(v, unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
+    """' ± <95 % CI half-width>', or ' ± n/a' without one (a single cycle): a missing CI shows as missing, never ±0."""
+    return f" ± {CI_MISSING}" if v is None or v != v else f" ± {v * scale:.{digits}g}{unit}"
 
 
 def summarize(values) -> dict[str, float | int | None]:
@@ -67,7 +79,8 @@ def sweep_point_statistics(cycles: pd.DataFrame) -> pd.DataFrame:
             row["unmeasured_reason"] = unmeasured.unmeasured_reason.iloc[0] if len(unmeasured) else None
         for metric in SUMMARISED:
             if metric in group:
-                s = summarize(group[metric].tolist())
+                unmeasured = metric in GPU_ENERGY and row.get("energy_status") == "unmeasured"
+                s = summarize([] if unmeasured else group[metric].tolist())
                 for k in ("mean", "std", "ci95", "cv"):
                     row[f"{metric}_{k}"] = s[k]
         rows.append(row)

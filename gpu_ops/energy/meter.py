@@ -40,6 +40,7 @@ TIMELINE_EDGE_ERROR = 0.05  # relative error allowed for the timeline's share of
 CROSS_CHECK_FLOOR = 0.005  # counter vs timeline tolerance: floor + CROSS_CHECK_SCALE * sqrt(step / duration)
 CROSS_CHECK_SCALE = 0.1
 SAMPLER_START_S = 30.0
+EDGE_MARGIN_S = 1.0  # timeline samples this far outside a window let the integral interpolate its edges
 
 
 def cross_check_tolerance(duration_s: float, step_s: float) -> float:
@@ -95,6 +96,30 @@ def integrate(t: np.ndarray, p: np.ndarray, t0: float, t1: float) -> float | Non
     tt = np.concatenate([[t0], t[inside], [t1]])
     pp = np.concatenate([[np.interp(t0, t, p)], p[inside], [np.interp(t1, t, p)]])
     return float(np.sum((tt[1:] - tt[:-1]) * (pp[1:] + pp[:-1]) / 2.0))
+
+
+def timeline_energy(timeline: pd.DataFrame, start_s: float, end_s: float) -> float | None:
+    """Energy of [start_s, end_s] integrated from the power timeline, summed over devices; None without samples
+    inside the window or when a device's samples do not cover it. The meter and the check of an uploaded result
+    (gpu_ops.rederive) both use this."""
+    around = timeline[(timeline.t_s >= start_s - EDGE_MARGIN_S) & (timeline.t_s <= end_s + EDGE_MARGIN_S)]
+    if not ((around.t_s >= start_s) & (around.t_s <= end_s)).any():
+        return None
+    parts = [integrate(g.t_s.to_numpy(), g.power_w.to_numpy(), start_s, end_s) for _, g in around.groupby("device")]
+    return None if any(p is None for p in parts) else float(sum(parts))
+
+
+def window_figures(duration_s: float, gpu_energy_j: float | None, timeline_energy_j: float | None, step_s: float,
+                   tolerance: float | None) -> dict:
+    """What a window's readings imply: average power, counter vs timeline difference and its tolerance, and whether it
+    spans enough counter updates (of period `step_s`) to be trusted. Shared with the check of an uploaded result."""
+    return {
+        "avg_power_w": gpu_energy_j / duration_s if gpu_energy_j is not None and duration_s > 0 else None,
+        "cross_check_rel_diff": ((timeline_energy_j - gpu_energy_j) / gpu_energy_j
+                                 if gpu_energy_j and timeline_energy_j is not None else None),
+        "cross_check_tolerance": (tolerance or cross_check_tolerance(duration_s, step_s)) if gpu_energy_j is not None else None,
+        "too_short": duration_s < MIN_TRUSTED_UPDATES * step_s,
+    }
 
 
 @dataclass(frozen=True)
@@ -435,7 +460,7 @@ class EnergyMeter:
 
     def _measure(self, name, start_s, end_s, edges0, edges1, cpu_j, zeus_j) -> WindowMeasurement:
         duration = end_s - start_s
-        margin = max(self.step_s * STEP_WAIT_UPDATES, 1.0)  # the integral interpolates the edges; corrections reach past them
+        margin = max(self.step_s * STEP_WAIT_UPDATES, EDGE_MARGIN_S)  # the edge corrections reach up to an update past
         around = self.timeline(start_s - margin, end_s + margin)
         by_dev, uncertainty, aligned, gpu_reason = {}, None, False, self.gpu_reason
         if edges1 is not None:
@@ -443,17 +468,14 @@ class EnergyMeter:
             gpu_reason = reason
         gpu_j = float(sum(by_dev.values())) if by_dev else None
         tl = around[(around.t_s >= start_s) & (around.t_s <= end_s)]
-        timeline_j = None
+        timeline_j = timeline_energy(around, start_s, end_s) if len(tl) else None
         peak = temp_min = temp_max = clk_min = clk_max = None
         reasons = 0
         if len(tl):
-            parts = [integrate(g.t_s.to_numpy(), g.power_w.to_numpy(), start_s, end_s) for _, g in around.groupby("device")]
-            timeline_j = None if any(p is None for p in parts) else float(sum(parts))
             peak = float(tl.groupby("t_s").power_w.sum().max())
             temp_min, temp_max = _range(tl.temp_c)
             clk_min, clk_max = _range(tl.sm_clock_mhz)
             reasons = int(np.bitwise_or.reduce(tl.throttle_reasons.to_numpy(dtype=np.int64)))
-        cross = (timeline_j - gpu_j) / gpu_j if gpu_j and timeline_j is not None else None
         mig = [t for t in self.targets if t.mig is not None]
         mig_method = mig_j = None
         if mig and gpu_j is not None:
@@ -465,12 +487,10 @@ class EnergyMeter:
             gpu_unmeasured_reason=None if gpu_j is not None else gpu_reason,
             gpu_energy_j=gpu_j, energy_uncertainty_j=uncertainty if gpu_j is not None else None, edges_aligned=aligned,
             gpu_energy_by_device_j=by_dev if gpu_j is not None else {}, timeline_energy_j=timeline_j,
-            cross_check_rel_diff=cross, cross_check_tolerance=(self.tolerance or cross_check_tolerance(duration, self.step_s)) if self.gpu else None,
-            n_samples=len(tl), avg_power_w=(gpu_j / duration) if gpu_j is not None and duration > 0 else None,
+            n_samples=len(tl), **window_figures(duration, gpu_j, timeline_j, self.step_s, self.tolerance),
             peak_power_w=peak, temp_min_c=temp_min, temp_max_c=temp_max,
             sm_clock_min_mhz=clk_min, sm_clock_max_mhz=clk_max, throttle_reasons=reasons,
             foreign_processes=self._foreign(start_s, end_s),
-            too_short=duration < MIN_TRUSTED_UPDATES * self.step_s,
             cpu_energy_status="measured" if cpu_j is not None else "unmeasured",
             cpu_unmeasured_reason=None if cpu_j is not None else self.cpu_reason,
             cpu_energy_j=cpu_j, zeus_energy_j=zeus_j, mig_attribution=mig_method, mig_attributed_energy_j=mig_j,

@@ -29,10 +29,19 @@ class ModelSource:
 
     @property
     def slug(self) -> str:
-        """`builtin:tiny-llama` -> `builtin-tiny-llama`; used in partition keys."""
-        from gpu_ops.environment import slugify
+        return model_slug(self.spec)
 
-        return slugify(self.spec.replace(":", "-"))
+
+def model_slug(spec: str) -> str:
+    """`builtin:tiny-llama` -> `builtin-tiny-llama`; used in partition keys. Pure: no file is looked at."""
+    from gpu_ops.environment import slugify
+
+    return slugify(spec.replace(":", "-"))
+
+
+def weights_of(spec: str) -> Literal["real", "synthetic"]:
+    """`builtin:` and `synthetic:` models have random weights with real shapes; folders and hub ids have real ones."""
+    return "synthetic" if spec.startswith(("builtin:", "synthetic:")) else "real"
 
 
 def list_architectures() -> list[str]:
@@ -65,16 +74,16 @@ def resolve_model(spec: str, build: bool = True) -> ModelSource:
         if name not in BUILTIN_MODELS:
             raise ConfigError(f"model '{spec}': unknown builtin model; available: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}")
         path = ensure_builtin(name) if build else builtin_path(name)
-        return ModelSource(spec, "builtin", "synthetic", path, path)
+        return ModelSource(spec, "builtin", weights_of(spec), path, path)
     if spec.startswith("synthetic:"):
         arch = load_architecture(spec.removeprefix("synthetic:"))
         tok = ensure_builtin("tiny-llama") if build else builtin_path("tiny-llama")
-        return ModelSource(spec, "synthetic", "synthetic", None, tok, arch)
+        return ModelSource(spec, "synthetic", weights_of(spec), None, tok, arch)
     local = Path(spec).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
             raise ConfigError(f"model '{spec}': the folder has no config.json; point model at a Hugging Face model folder")
-        return ModelSource(spec, "local", "real", local.resolve(), local.resolve())
+        return ModelSource(spec, "local", weights_of(spec), local.resolve(), local.resolve())
     if spec.startswith((".", "/", "~")):
         raise ConfigError(f"model '{spec}': no such folder; check the path")
-    return ModelSource(spec, "hub", "real", None, None)
+    return ModelSource(spec, "hub", weights_of(spec), None, None)

@@ -25,6 +25,7 @@ import pandas as pd
 from gpu_ops.charts import BACKEND_COLOURS, _plotly, efficiency_scatter
 from gpu_ops.phases import phase_intervals
 from gpu_ops.results import ResultTables, read_tables, replace_folder
+from gpu_ops.stats import CI_MISSING, fmt_ci
 
 STATIC = resources.files("gpu_ops.site") / "static"
 COLUMNS = [  # leaderboard table: key, label, unit, type, extra
@@ -122,7 +123,7 @@ def _box_figure(cycles_by_row: dict[str, pd.DataFrame], labels: dict[str, str]):
             s = summarize(vals.tolist())
             fig.add_trace(go.Box(y=vals.tolist(), name=labels[rid], boxpoints="all", marker_color="#8c959f", showlegend=False))
             fig.add_trace(go.Scatter(x=[labels[rid]], y=[s["mean"]], mode="markers", marker=dict(symbol="diamond", size=10, color="#cf222e"),
-                                     error_y=dict(type="data", array=[s["ci95"] or 0], visible=True), name="mean ± 95 % CI",
+                                     error_y=dict(type="data", array=[s["ci95"]], visible=True), name="mean ± 95 % CI",
                                      showlegend=rid == next(iter(cycles_by_row))))
     fig.update_layout(title=f"Cycle-to-cycle spread: {title}; red: mean ± 95 % t-CI", template="plotly_white",
                       yaxis_title=metric.replace("_", " "))
@@ -246,8 +247,9 @@ def _detail(row: pd.Series, t: ResultTables, dagster_url: str | None) -> tuple[s
                       ("raw code version", html.escape(str(row.raw_code_version))), ("stats code version", html.escape(str(row.stats_code_version))),
                       ("config hash", html.escape(str(row.config_hash))), ("fingerprint hash", html.escape(str(row.fingerprint_hash))),
                       ("Dagster UI", link or "set the Dagster base URL (LEM_DAGSTER_URL / --dagster-url) for links")])
-    summary = _kv([("energy", f"{_fmt(row.j_per_token_mean)} J/token ± {_fmt(row.j_per_token_ci95, digits=2)}"
-                    + ("" if _clean(row.j_per_token_mean) is not None else f" ({html.escape(str(row.unmeasured_reason))})")),
+    summary = _kv([("energy", f"{_fmt(row.j_per_token_mean)} J/token"
+                    + (fmt_ci(_clean(row.j_per_token_ci95)) if _clean(row.j_per_token_mean) is not None
+                       else f" ({html.escape(str(row.unmeasured_reason))})")),
                    ("throughput", f"{_fmt(row.tokens_per_s_mean)} tokens/s"), ("TTFT p50", _fmt(row.ttft_p50_s_mean, " ms", 1000)),
                    ("idle baseline", f"before {_fmt(exp.idle_before_w, ' W')}, after {_fmt(exp.idle_after_w, ' W')}, used {_fmt(exp.idle_power_w, ' W')}"),
                    ("counter vs timeline", f"mean {_fmt(row.cross_check_rel_diff_mean)} (tolerance {_fmt(exp.cross_check_tolerance)})"),
@@ -309,7 +311,8 @@ def build_site(board: pd.DataFrame, raw: dict[str, Path | ResultTables], out: Pa
                     "chart-box": _box_figure(cycles_by_row, labels), "chart-heatmap": _heatmap(board), "chart-scaling": _scaling(board)}
         figures = [{"id": k, "figure": _fig_json(f)} for k, f in figs.items()]
         rows = [{k: _clean(v) for k, v in r.items()} for r in board.drop(columns=["label"]).to_dict(orient="records")]
-        data = {"rows": rows, "columns": COLUMNS, "filters": FILTERS, "default_sort": "j_per_token_mean" if board.j_per_token_mean.notna().any() else "tokens_per_s_mean",
+        data = {"rows": rows, "columns": COLUMNS, "filters": FILTERS, "ci_missing": CI_MISSING,
+                "default_sort": "j_per_token_mean" if board.j_per_token_mean.notna().any() else "tokens_per_s_mean",
                 "figures": figures}
         page = PAGE.format(title=html.escape(title), root="", body=_index_body(title, len(board), generated_from)).replace("__DATA__", _script_json(data))
         (tmp / "index.html").write_text(page, encoding="utf-8")

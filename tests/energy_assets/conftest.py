@@ -22,7 +22,7 @@ HW = cpu_profile()
 def experiment_yaml(name: str, model: str, **over) -> str:
     cfg = {"name": name, "model": model, "max_input_tokens": 32, "max_output_tokens": 8, "min_output_tokens": 8,
            "prompts": {"count": 8}, "batching": {"strategy": "static", "batch_size": 4}, "cycles": 3, "warmup_requests": 2,
-           "cooldown_s": 0.0, "energy": {"idle_baseline_s": 0.3}}
+           "cooldown_s": 0.0, "energy": {"idle_baseline_s": 0.5}}
     cfg.update(over)
     return yaml.safe_dump(cfg)
 

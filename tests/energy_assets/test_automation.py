@@ -49,14 +49,14 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
     assert "cycles: 4" in storage.experiment_file("builtin-tiny-llama__pytorch", HW).read_text()
 
 
-def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, instance):
+def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, instance, monkeypatch):
+    monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
     good = fake_gpu_result(tmp_path, folder="good")
     good.rename(storage.results_inbox_dir / "good")
     bad_src = fake_gpu_result(tmp_path, folder="bad", name="bad")
     t = read_tables(bad_src)
     t.cycles.loc[1, "avg_power_w"] = 5000.0  # above the 700 W limit: physically impossible
     write_tables(t, storage.results_inbox_dir / "bad")
-    (storage.results_inbox_dir / "partial").mkdir()  # still being copied: no summary.json yet
     (storage.results_inbox_dir / "garbage").mkdir()
     (storage.results_inbox_dir / "garbage" / "summary.json").write_text("{not json")
 
@@ -67,8 +67,7 @@ def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, insta
     assert storage.latest_upload("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", req.tags[UPLOAD_TAG]) is not None
     assert "power_within_limit" in (storage.quarantine_dir / "bad" / "REASON.txt").read_text()
     assert "not valid JSON" in (storage.quarantine_dir / "garbage" / "REASON.txt").read_text()
-    assert (storage.results_inbox_dir / "partial").exists()  # left alone until complete
-    assert sorted(p.name for p in storage.results_inbox_dir.iterdir()) == ["partial"]
+    assert list(storage.results_inbox_dir.iterdir()) == []
 
 
 def test_schedule_block_becomes_cron_schedule(storage, instance):
@@ -109,3 +108,65 @@ def test_one_model_on_one_and_two_gpus_from_two_files_and_one_file_per_partition
     r3 = evaluate(experiment_inbox, instance, cursor=r2.cursor, storage=storage, gpu=gpu)
     assert [(r.partition_key, r.tags["lem/experiment_file"]) for r in r3.run_requests] == [(f"{exp}|2x-h200", "tp2.yaml")]
     assert storage.load_experiment(exp, "2x-h200").parallelism.label == "tp2" and not (inbox / "tp2.yaml.rejected.txt").exists()
+
+
+def test_a_copy_in_progress_waits_until_it_has_settled(good_gpu_result, storage, instance, monkeypatch):
+    """rsync writes summary.json before the tables: such a folder is left alone while it changes, ingested once it
+    has been unchanged for LEM_INBOX_SETTLE_S, and quarantined (naming what is missing) only if it stays incomplete."""
+    import shutil
+    import time
+
+    monkeypatch.setenv("LEM_INBOX_SETTLE_S", "1")
+    copying = storage.results_inbox_dir / "copying"
+    copying.mkdir()
+    shutil.copy(good_gpu_result / "summary.json", copying)
+    r1 = evaluate(results_inbox, instance, storage=storage)
+    assert r1.run_requests == [] and "waiting until it has been unchanged for 1 s" in r1.skip_reason.skip_message
+    for table in ("experiment", "sweep_points", "cycles", "requests", "windows", "timeline"):
+        shutil.copy(good_gpu_result / f"{table}.parquet", copying)
+    assert evaluate(results_inbox, instance, storage=storage).run_requests == []  # it just changed
+    time.sleep(1.1)
+    r3 = evaluate(results_inbox, instance, storage=storage)
+    assert [r.partition_key for r in r3.run_requests] == ["builtin-tiny-llama__pytorch|h100-80gb-hbm3"]
+    assert list(storage.quarantine_dir.iterdir()) == []
+
+    abandoned = storage.results_inbox_dir / "abandoned"
+    abandoned.mkdir()
+    shutil.copy(good_gpu_result / "summary.json", abandoned)
+    time.sleep(1.1)
+    assert evaluate(results_inbox, instance, storage=storage).run_requests == []
+    assert "experiment.parquet: missing; copy the whole result folder" in (storage.quarantine_dir / "abandoned" / "REASON.txt").read_text()
+
+
+def test_an_unexpected_error_quarantines_one_folder_and_keeps_the_others_requests(good_gpu_result, storage, instance,
+                                                                                  monkeypatch):
+    """Whatever goes wrong with one item (here an error no check foresaw) quarantines that item; folders before and
+    after it in the same tick keep their run requests."""
+    import shutil
+
+    import energy_assets.automation as automation
+
+    monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
+    for name in ("a-first", "b-boom", "c-last"):
+        shutil.copytree(good_gpu_result, storage.results_inbox_dir / name)
+    real = automation.read_tables
+
+    def read(folder):
+        if folder.name == "b-boom":
+            raise RuntimeError("decoder exploded")
+        return real(folder)
+
+    monkeypatch.setattr(automation, "read_tables", read)
+    res = evaluate(results_inbox, instance, storage=storage)
+    assert sorted(r.tags[UPLOAD_TAG].rsplit("-", 1)[0] for r in res.run_requests) == ["a-first", "c-last"]
+    reason = (storage.quarantine_dir / "b-boom" / "REASON.txt").read_text()
+    assert "result folder b-boom could not be read (RuntimeError: decoder exploded)" in reason and "drop a fresh copy" in reason
+
+    (storage.inbox_dir / "a.yaml").write_text(experiment_yaml("a", "builtin:tiny-llama"))
+    (storage.inbox_dir / "b.yaml").write_text(experiment_yaml("b", "builtin:small-llama"))
+    real_resolve = automation.resolve_model
+    monkeypatch.setattr(automation, "resolve_model", lambda spec, build: real_resolve(spec, build) if "tiny" in spec
+                        else (_ for _ in ()).throw(KeyError("registry down")))
+    r = evaluate(experiment_inbox, instance, storage=storage, gpu=GpuResource())
+    assert [q.tags["lem/experiment_file"] for q in r.run_requests] == ["a.yaml"]
+    assert "b.yaml could not be read (KeyError: 'registry down')" in (storage.inbox_dir / "b.yaml.rejected.txt").read_text()

@@ -1,5 +1,8 @@
 """Scale-out with real services: PostgreSQL instance, Redis broker, a dagster-celery worker subprocess on this
-machine's hardware queue, runs launched through the queued coordinator (webserver + daemon subprocesses)."""
+machine's hardware queue, runs launched through the queued coordinator (webserver + daemon subprocesses).
+
+Each test run is isolated on the shared Redis: its own queue names (LEM_QUEUE_PREFIX with a per-run id), its own
+worker names, and it deletes only its own keys, so two runs on one machine never take each other's tasks."""
 
 import os
 import signal
@@ -7,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -23,23 +27,31 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 BROKER, BACKEND = "redis://127.0.0.1:6379/5", "redis://127.0.0.1:6379/6"
 BIN = Path(sys.executable).parent
 MODELS = ("micro-llama", "tiny-llama", "small-llama")
+RUN = uuid.uuid4().hex[:8]  # this test run's queues, worker names and Redis keys carry it
 
 
 @pytest.fixture
-def redis_clean():
+def redis_isolated(monkeypatch):
+    """Redis reachable; this run's queue prefix set; afterwards only this run's keys are deleted (never a FLUSHDB:
+    another test run may be using the same databases)."""
     import redis
 
+    clients = [redis.Redis(host="127.0.0.1", port=6379, db=db, socket_connect_timeout=3) for db in (5, 6)]
     try:
-        for db in (5, 6):
-            redis.Redis(host="127.0.0.1", port=6379, db=db, socket_connect_timeout=3).flushdb()
+        clients[0].ping()
     except redis.exceptions.ConnectionError as exc:
         if REQUIRE_SERVICES:
             pytest.fail(f"Redis unreachable at 127.0.0.1:6379 ({exc}); start redis-server or unset LEM_REQUIRE_SERVICES")
         pytest.skip("Redis unreachable")
+    monkeypatch.setenv("LEM_QUEUE_PREFIX", f"gpu-t{RUN}-")
+    yield
+    for client in clients:
+        for key in client.scan_iter(match=f"*{RUN}*"):
+            client.delete(key)
 
 
 @pytest.fixture
-def fleet(tmp_path, monkeypatch, pg_database, redis_clean):
+def fleet(tmp_path, monkeypatch, pg_database, redis_isolated):
     home = tmp_path / "home"
     monkeypatch.setenv("DAGSTER_PG_URL", pg_database)
     prepare_home(home, "postgres")
@@ -55,7 +67,8 @@ def fleet(tmp_path, monkeypatch, pg_database, redis_clean):
     instance.dispose()
 
 
-def start_worker(tmp_path, name):
+def start_worker(tmp_path, role):
+    name = f"{role}-{RUN}"  # unique on the shared broker: a ping answered by another run's worker proves nothing
     log = open(tmp_path / f"{name}.log", "ab")
     proc = subprocess.Popen([str(BIN / "llm-energy-measure"), "worker", "--hardware", HW, "--name", name], stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ, PYTHONPATH=str(Path.cwd())))
@@ -101,7 +114,7 @@ def test_three_partitions_run_on_the_worker_one_at_a_time(fleet):
         runs = []
         for run_id, exp in zip(run_ids, exps):
             logs = [e.message for e in instance.all_logs(run_id) if e.message]
-            assert any(f'to queue "gpu-{HW}"' in m for m in logs), "the step was not routed to the hardware queue"
+            assert any(f'to queue "gpu-t{RUN}-{HW}"' in m for m in logs), "the step was not routed to this run's hardware queue"
             assert step_pid(instance, run_id) in worker_pids  # executed by the Celery worker, not the run process
             t = pd.read_parquet(storage.io_base().path + f"/raw_measurements/{exp}/{HW}/experiment.parquet").iloc[0]
             runs.append((pd.Timestamp(t.started_at), pd.Timestamp(t.finished_at)))
@@ -139,7 +152,7 @@ def test_killed_worker_fails_the_run_and_a_retry_succeeds(fleet):
     errors = [str(e.dagster_event.event_specific_data.error) for e in instance.all_logs(run_id)
               if e.dagster_event and getattr(e.dagster_event.event_specific_data, "error", None)]
     text += " ".join(errors)
-    assert "stopped answering" in text and "doomed@" in text, text[-3000:]
+    assert "stopped answering" in text and f"doomed-{RUN}@" in text, text[-3000:]
     assert instance.get_latest_materialization_event(dg.AssetKey("raw_measurements")) is None
     assert not (Path(storage.io_base().path) / "raw_measurements" / exp / HW).exists()  # no partial partition visible
     # the lost worker is an infrastructure failure: the daemon retries the run; a new worker serves it
@@ -187,4 +200,7 @@ def test_executor_checks_the_broker_before_submitting(monkeypatch):
     with pytest.raises(ServiceUnreachable, match=r"Redis \(Celery broker\) unreachable at 127.0.0.1:1 .*LEM_CELERY_BROKER"):
         check_reachable("redis://127.0.0.1:1/0", "Redis (Celery broker)")
     assert time.monotonic() - t0 < 5
+    monkeypatch.delenv("LEM_QUEUE_PREFIX", raising=False)
     assert hardware_queue(HW) == f"gpu-{HW}"
+    monkeypatch.setenv("LEM_QUEUE_PREFIX", f"gpu-t{RUN}-")
+    assert hardware_queue(HW) == f"gpu-t{RUN}-{HW}"  # a second fleet (or test run) on the same Redis gets its own queues

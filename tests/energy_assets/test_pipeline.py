@@ -111,3 +111,28 @@ def test_leaderboard_checks_fail_on_crafted_rows():
     assert synthetic_weights_flagged(lb).passed is False
     empty = build_leaderboard(pd.DataFrame())
     assert every_row_has_provenance(empty).passed and empty.empty
+
+
+def test_too_few_cycles_never_reach_storage(storage, resources, instance):
+    """enough_cycles gates before the statistics are stored: the leaderboard reads every stored partition."""
+    key = f"builtin-tiny-llama__pytorch|{HW}"
+    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_yaml("tiny", "builtin:tiny-llama", cycles=2))
+    add_partitions(instance, ["builtin-tiny-llama__pytorch"], [HW])
+    res = materialize_partition(instance, resources, key, raise_on_error=False)
+    assert not res.success and checks_of(res)["enough_cycles"] is False
+    error = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0].event_specific_data.error
+    assert "1 sweep point(s) with fewer than 3 cycles (default); nothing was stored. Set cycles: 3" in error.message + str(error.cause)
+    assert instance.get_latest_materialization_event(dg.AssetKey("cycle_statistics")) is None
+    assert not (storage.io_base() / "cycle_statistics").exists()
+    lb = dg.materialize(ASSETS, selection=["leaderboard"], instance=instance, resources=resources).output_for_node("leaderboard")
+    assert lb.empty
+
+
+def test_leaderboard_markdown_shows_a_missing_ci_as_missing():
+    from energy_assets.leaderboard import top_markdown
+
+    row = {**dict.fromkeys(PROVENANCE, "p"), "experiment_key": "m__pytorch", "hardware": "h", "sweep_point": "a", "model": "m",
+           "backend": "pytorch", "weights": "real", "n_cycles": 1, "energy_status": "measured",
+           "j_per_token_mean": 0.25, "j_per_token_ci95": float("nan"), "tokens_per_s_mean": 10.0, "ttft_p50_s_mean": 0.01}
+    text = top_markdown(build_leaderboard(pd.DataFrame([row])))
+    assert "| 0.25 ± n/a |" in text and "± 0 " not in text

@@ -184,3 +184,15 @@ def test_leaderboard_site_asset(measured, storage, instance, monkeypatch):
     runs = {r.run_id for r in instance.get_runs()}
     linked = {h.split("/runs/")[1].split('"')[0] for p in pages for h in p.read_text().split("href=") if "/runs/" in h}
     assert linked and linked <= runs  # every detail page links the Dagster run that measured it
+
+
+def test_only_the_raw_folders_behind_published_rows_are_exported(good_gpu_result):
+    """A raw partition stored after its statistics (or whose statistics were refused) is not published beside rows
+    computed from another version of it."""
+    from energy_assets.publish import published_raw
+    from gpu_ops.results import read_summary
+
+    version = read_summary(good_gpu_result)["content_hash"]
+    board = pd.DataFrame({"partition_key": ["a|h", "b|h"], "raw_data_version": [version, "0" * 16]})
+    raw = {"a|h": good_gpu_result, "b|h": good_gpu_result, "c|h": good_gpu_result}
+    assert published_raw(dg.build_asset_context(), raw, board) == {"a|h": good_gpu_result}

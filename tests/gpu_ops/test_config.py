@@ -85,6 +85,19 @@ def test_sweep_expands_to_grid():
     assert [(p.label, p.config.parallelism.data) for p in two_gpus.expand()] == [("parallelism=tp2", 1), ("parallelism=dp2", 2)]
 
 
+def test_sweep_axis_varies_fields_together():
+    cfg = parse_config({"name": "z", "model": "m", "sweep": {"precision": ["bf16", "fp16"],
+                                                             "batching.batch_size+prompts.count": [[1, 4], [64, 64]]}})
+    points = cfg.expand()
+    assert len(points) == 4  # 2 x 2, not 2 x 2 x 2
+    assert {(p.config.batching.batch_size, p.config.prompts.count) for p in points} == {(1, 4), (64, 64)}
+    assert "batch_size=1,count=4,precision=bf16" in {p.label for p in points}
+    with pytest.raises(ConfigError, match=r"sweep.batching.batch_size\+prompts.count: .* is not a list of 2 values"):
+        parse_config({"name": "z", "model": "m", "sweep": {"batching.batch_size+prompts.count": [[1, 4], [64]]}})
+    with pytest.raises(ConfigError, match=r"unknown field prompts.cnt"):
+        parse_config({"name": "z", "model": "m", "sweep": {"batching.batch_size+prompts.cnt": [[1, 4]]}})
+
+
 def test_schedule_becomes_cron():
     assert Schedule(interval="daily", at="03:30").cron() == "30 3 * * *"
     assert Schedule(interval="weekly", at="01:00", days=["mon", "fri"]).cron() == "0 1 * * 1,5"
@@ -119,9 +132,17 @@ def test_every_example_experiment_is_valid():
     """The shipped examples are what people copy: each must load, expand its sweep and name its points."""
     from pathlib import Path
 
+    from gpu_ops.compare import backend_data
+    from gpu_ops.config import parse_config, read_yaml
+
     root = Path(__file__).resolve().parents[2] / "examples"
     files = sorted(p for p in root.rglob("*.yaml") if "instance" not in p.parts)
     assert len(files) >= 8
     for path in files:
-        points = load_config(path).expand()
-        assert points and len({p.label for p in points}) == len(points), path
+        if "compare" in path.parts:  # a compare file: each backend block applies to its own backend's run
+            configs = [parse_config(backend_data(read_yaml(path), b), str(path)) for b in ("pytorch", "vllm")]
+        else:
+            configs = [load_config(path)]
+        for cfg in configs:
+            points = cfg.expand()
+            assert points and len({p.label for p in points}) == len(points), path

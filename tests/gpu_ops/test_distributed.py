@@ -49,6 +49,9 @@ def test_each_sweep_point_records_its_parallelism(two_gpu_run):
     assert c.groupby("sweep_point").parallelism.unique().map(list).to_dict() == {"parallelism=tp2": ["tp2"], "parallelism=dp2": ["dp2"]}
     assert {p["sweep_point"]: p["parallelism"] for p in out.tables.summary["sweep_points"]} == {"parallelism=tp2": "tp2",
                                                                                                   "parallelism=dp2": "dp2"}
+    from gpu_ops.validation import blocking_failures, validate
+
+    assert not blocking_failures(validate(out.tables)), blocking_failures(validate(out.tables))  # the platform takes it
 
 
 def test_parallelism_label():

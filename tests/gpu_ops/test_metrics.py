@@ -82,3 +82,36 @@ def test_arrivals_open_loop():
     bursty = arrival_times(Traffic(mode="poisson", rate=10, burstiness=0.25, seed=3), 20001)
     assert np.std(np.diff(bursty)) > 1.8 * np.std(np.diff(a))  # Gamma(0.25): CV = 2
     assert np.array_equal(a, arrival_times(Traffic(mode="poisson", rate=10, seed=3), 20001))  # seeded
+
+
+def test_a_point_with_an_unmeasured_cycle_has_no_energy_statistics_and_is_not_ranked():
+    """Two of three cycles measured: the point's energy is unmeasured, not the mean of the two that happened to be."""
+    from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
+    from gpu_ops.stats import GPU_ENERGY
+
+    cycles = pd.DataFrame({"sweep_point": ["a"] * 3 + ["b"] * 3, "model": ["m"] * 6, "backend": ["pytorch"] * 6,
+                           "hardware": ["h"] * 6, "weights": ["real"] * 6, "tokens_per_s": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                           "j_per_token": [0.1, 0.2, np.nan, 0.4, 0.5, 0.6], "gross_energy_j": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0],
+                           "energy_status": ["measured", "measured", "unmeasured"] + ["measured"] * 3,
+                           "unmeasured_reason": [None, None, "counter did not advance", None, None, None]})
+    st = sweep_point_statistics(cycles).set_index("sweep_point")
+    assert st.loc["a", "energy_status"] == "unmeasured" and st.loc["a", "unmeasured_reason"] == "counter did not advance"
+    for metric in ("j_per_token", "gross_energy_j"):
+        assert metric in GPU_ENERGY and all(pd.isna(st.loc["a", f"{metric}_{k}"]) for k in ("mean", "std", "ci95", "cv"))
+    assert st.loc["a", "tokens_per_s_mean"] == pytest.approx(2.0)  # not an energy figure: still summarised
+    assert st.loc["b", "j_per_token_mean"] == pytest.approx(0.5)
+    board = build_leaderboard(st.reset_index().assign(experiment_key="m__pytorch", **dict.fromkeys(PROVENANCE, "p")))
+    ranks = dict(zip(board.sweep_point, board.rank_j_per_token))
+    assert pd.isna(ranks["a"]) and ranks["b"] == 1
+
+
+def test_a_missing_ci_shows_as_missing_never_as_zero(capsys):
+    from gpu_ops.cli import _print_summary
+    from gpu_ops.stats import fmt_ci
+
+    assert fmt_ci(None) == " ± n/a" and fmt_ci(float("nan")) == " ± n/a" and fmt_ci(0.0123) == " ± 0.012"
+    _print_summary({"name": "x", "model": "m", "backend": "pytorch", "hardware": "h", "weights": "real",
+                    "sweep_points": [{"sweep_point": "one-cycle", "n_cycles": 1, "tokens_per_s_mean": 10.0, "j_per_token_mean": 0.5,
+                                      "j_per_token_ci95": None, "ttft_p50_s_mean": 0.01, "energy_status": "measured"}]})
+    err = capsys.readouterr().err
+    assert "J/token 0.5 ± n/a" in err and "± 0" not in err

@@ -87,7 +87,7 @@ def test_engine_crash_mid_cycle_discards_window_and_frees_engine(tmp_path, tiny_
 
 
 def test_validation_rejects_crafted_bad_data(tmp_path, tiny_model_path):
-    out = run_experiment(parse_config(dict(BASE, energy={"idle_baseline_s": 0.3})), tmp_path, nvml=FakeNVML([FakeGpu()]))
+    out = run_experiment(parse_config(dict(BASE, energy={"idle_baseline_s": 0.5})), tmp_path, nvml=FakeNVML([FakeGpu()]))
     t = out.tables
     c = t.cycles
     c.loc[0, "net_energy_j"] = -5.0
@@ -96,7 +96,9 @@ def test_validation_rejects_crafted_bad_data(tmp_path, tiny_model_path):
     c.loc[0, "foreign_processes"] = "4242"
     c.loc[1, "too_short"] = True
     failed = {f.check for f in blocking_failures(validate(t))}
-    assert failed == {"net_energy_non_negative", "power_within_limit", "counter_timeline_agree", "no_foreign_gpu_process", "window_long_enough"}
+    physics = {"net_energy_non_negative", "power_within_limit", "counter_timeline_agree", "no_foreign_gpu_process", "window_long_enough"}
+    # each edit is caught by its physics check; the edited cycles also no longer match their windows and raw readings
+    assert physics <= failed and failed - physics == {"derived_values_match_raw", "windows_match_cycles"}
     c.loc[0, "energy_status"] = "unmeasured"
     c.loc[0, "unmeasured_reason"] = None
     assert "energy_present" in {f.check for f in blocking_failures(validate(t))}
@@ -130,7 +132,7 @@ def test_two_measurements_on_one_gpu_never_overlap(tmp_path, tiny_model_path, mo
 
     def one(name):
         try:
-            outs.append(run_experiment(parse_config(dict(BASE, name=name, energy={"idle_baseline_s": 0.3})), tmp_path / name,
+            outs.append(run_experiment(parse_config(dict(BASE, name=name, energy={"idle_baseline_s": 0.5})), tmp_path / name,
                                        nvml=FakeNVML([FakeGpu(uuid="GPU-shared")])))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -143,3 +145,31 @@ def test_two_measurements_on_one_gpu_never_overlap(tmp_path, tiny_model_path, mo
     assert not errors and len(outs) == 2
     spans = sorted((pd.Timestamp(o.tables.experiment.started_at.iloc[0]), pd.Timestamp(o.tables.experiment.finished_at.iloc[0])) for o in outs)
     assert spans[0][1] <= spans[1][0], f"the two measurements overlapped: {spans}"
+
+
+def test_cli_run_exits_non_zero_when_a_blocking_check_fails(tmp_path, capsys, monkeypatch, tiny_model_path):
+    """A process that is not ours on the GPU (pid 1) fails no_foreign_gpu_process: the folder is written for
+    inspection, and the exit code says the result is not one the platform would take."""
+    import functools
+
+    import yaml
+
+    import gpu_ops.runner
+
+    monkeypatch.setattr(gpu_ops.runner, "run_experiment", functools.partial(run_experiment, nvml=FakeNVML([FakeGpu(pids=[1])])))
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump(BASE))
+    assert main(["run", str(p), "--out", str(tmp_path / "res"), "-q"]) == 1
+    out = capsys.readouterr()
+    assert out.err.startswith("error: blocking checks failed: ") and "no_foreign_gpu_process" in out.err
+    assert (tmp_path / "res" / out.out.strip().rsplit("/", 1)[-1] / "summary.json").is_file()
+
+
+def test_an_idle_window_without_a_counter_step_is_reported_not_a_crash(tmp_path, tiny_model_path):
+    """A counter that does not step during the idle baseline gives no idle power: printed as unmeasured, net energy
+    left empty, never a crash on formatting None."""
+    said = []
+    nv = FakeNVML([FakeGpu(power=lambda t: 100.0)], update_s=60.0)  # the counter never steps within this run
+    out = run_experiment(parse_config(BASE), tmp_path, nvml=nv, progress=said.append)
+    assert any(m.startswith("idle-before: unmeasured over") for m in said), said
+    assert out.tables.experiment.idle_power_w.isna().all() and out.tables.cycles.net_energy_j.isna().all()

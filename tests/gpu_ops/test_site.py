@@ -36,7 +36,7 @@ def site(tmp_path_factory, tiny_model_path):
     """Three result folders: a measured sweep (batch 1, 2 through the NVML fake), a CPU run (energy unmeasured)."""
     root = tmp_path_factory.mktemp("site")
     base = {"model": "builtin:micro-llama", "max_input_tokens": 16, "max_output_tokens": 8, "min_output_tokens": 8,
-            "prompts": {"count": 8}, "cycles": 3, "warmup_requests": 1, "cooldown_s": 0, "energy": {"idle_baseline_s": 0.3}}
+            "prompts": {"count": 8}, "cycles": 3, "warmup_requests": 1, "cooldown_s": 0, "energy": {"idle_baseline_s": 0.5}}
     gpu = run_experiment(parse_config(dict(base, name="gpu", sweep={"batching.batch_size": [1, 4]})), root / "r",
                          nvml=FakeNVML([FakeGpu(power=lambda t: 180.0)])).folder
     cpu = run_experiment(parse_config(dict(base, name="cpu", model="builtin:small-llama", energy={"idle_baseline_s": 0})), root / "r").folder
@@ -151,3 +151,26 @@ def test_scaling_chart_has_a_line_per_way_of_splitting_from_one_single_gpu_point
     assert list(traces["m pytorch bf16 tp"].x) == [1, 2, 4] and list(traces["m pytorch bf16 tp"].y) == [3.0, 0.9, 0.5]
     assert list(traces["m pytorch bf16 dp"].x) == [1, 2] and list(traces["m pytorch bf16 dp"].y) == [3.0, 2.8]
     assert "1260 tokens/s = 90% of 2 x one GPU" in traces["m pytorch bf16 dp"].hovertext[1]
+
+
+def test_a_single_cycle_row_shows_its_missing_ci_as_missing(browser, tmp_path, tiny_model_path):
+    """One cycle has no confidence interval: the table, the detail page and the error bars say so, never ±0."""
+    import json
+    import re
+
+    cfg = {"name": "one", "model": "builtin:micro-llama", "max_input_tokens": 16, "max_output_tokens": 8, "min_output_tokens": 8,
+           "prompts": {"count": 8}, "cycles": 1, "warmup_requests": 1, "cooldown_s": 0, "energy": {"idle_baseline_s": 0.5}}
+    folder = run_experiment(parse_config(cfg), tmp_path / "r", nvml=FakeNVML([FakeGpu(power=lambda t: 180.0)])).folder
+    site = report_from_folders([folder], tmp_path / "site")
+    index = (site.folder / "index.html").read_text()
+    data = json.loads(re.search(r'<script id="lem-data" type="application/json">(.*?)</script>', index, re.S).group(1))
+    [row] = data["rows"]
+    assert row["j_per_token_mean"] > 0 and row["j_per_token_ci95"] is None and row["tokens_per_s_ci95"] is None
+    figures = {f["id"]: f["figure"] for f in data["figures"]}
+    for chart in ("chart-box", "chart-scatter"):
+        bars = [t["error_y"]["array"] for t in figures[chart]["data"] if "error_y" in t]
+        assert bars == [[None]], (chart, bars)  # no error bar, not one of height 0
+    assert "J/token ± n/a" in (site.folder / "detail" / f"{row['id']}.html").read_text()
+    page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    cells = table(page)
+    assert errors == [] and cells.j_per_token_mean.iloc[0].endswith("± n/a") and cells.tokens_per_s_mean.iloc[0].endswith("± n/a")

@@ -8,6 +8,7 @@ import pytest
 from gpu_ops.config import parse_config
 from gpu_ops.errors import BackendUnavailable, CapabilityError
 from gpu_ops.runner import run_experiment
+from gpu_ops.validation import blocking_failures, validate
 from tests import fake_tensorrt_llm
 from tests.fake_nvml import FakeGpu, FakeNVML
 
@@ -28,6 +29,8 @@ def test_streams_every_token_and_reads_perf_metrics(tmp_path, tiny_model_path, m
     assert kw["quant_config"].quant_algo == "FP8" and kw["kv_cache_config"].enable_block_reuse is True and kw["max_batch_size"] == 4
     assert llm.shut  # shut down at the end
     r, c = out.tables.requests, out.tables.cycles
+    failed = blocking_failures(validate(out.tables))  # consistent: every check passes (the fake counter steps every 2 ms)
+    assert not failed, failed
     assert r.output_tokens.eq(60).all() and r.itl_s.map(len).eq(59).all()
     assert (r.first_token_s > r.arrival_s).all()
     # constant rate 100/s: requests sent 10 ms apart

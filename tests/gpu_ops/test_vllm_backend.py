@@ -14,6 +14,7 @@ import pytest
 from gpu_ops.config import parse_config
 from gpu_ops.errors import BackendUnavailable, CapabilityError, MeasurementError
 from gpu_ops.runner import run_experiment
+from gpu_ops.validation import blocking_failures, validate
 from tests.fake_nvml import FakeGpu, FakeNVML, from_env
 
 vllm = pytest.importorskip("vllm") if os.environ.get("LEM_REQUIRE_SERVICES") != "1" else __import__("vllm")
@@ -50,6 +51,8 @@ def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path):
                              prompts={"source": "jsonl", "path": shared_prefix_prompts(tmp_path), "count": 6}),
                          tmp_path / "out", nvml=FakeNVML([FakeGpu(power=lambda t: 200.0)]))
     c, r = out.tables.cycles, out.tables.requests
+    failed = blocking_failures(validate(out.tables))  # consistent: only the tiny model's short windows are refused
+    assert {f.check for f in failed} <= {"window_long_enough"}, failed
     on = c[c.sweep_point == "enable_prefix_caching=True"]
     off = c[c.sweep_point == "enable_prefix_caching=False"]
     # five of six prompts reuse the shared prefix; the cache is emptied before each cycle, so both cycles agree
@@ -77,6 +80,8 @@ def test_warm_prefix_cache_across_cycles_when_asked(tmp_path, tiny_model_path):
 
 def test_streaming_open_loop_timestamps_every_token(tmp_path, tiny_model_path):
     out = run_experiment(cfg(streaming=True, traffic={"mode": "poisson", "rate": 40, "seed": 3}, cycles=1), tmp_path)
+    failed = blocking_failures(validate(out.tables))  # consistent: only the tiny model's short windows are refused
+    assert {f.check for f in failed} <= {"window_long_enough"}, failed
     r = out.tables.requests
     assert len(r) == 6 and r.output_tokens.eq(8).all()
     arrivals = r.sort_values("request_id").arrival_s.to_numpy()

@@ -56,7 +56,9 @@
         let v = fmt(r[c.key], c);
         if (c.key === "model") return `<td class="text"><a href="detail/${r.id}.html">${r.model}</a>${r.flag ? ` <span class="flag">${r.flag}</span>` : ""}</td>`;
         if (v === null) return `<td class="unmeasured" title="${r.unmeasured_reason || ""}">${c.energy ? "unmeasured" : "–"}</td>`;
-        if (c.ci && r[c.ci] !== null && r[c.ci] !== undefined && !isNaN(r[c.ci])) v += ` <span class="ci">± ${fmt(r[c.ci], { type: "number", scale: c.scale, digits: 2 })}</span>`;
+        // a missing CI (one cycle) reads "± n/a", never "± 0"
+        const ci = c.ci && (fmt(r[c.ci], { type: "number", scale: c.scale, digits: 2 }) ?? data.ci_missing);
+        if (ci) v += ` <span class="ci">± ${ci}</span>`;
         return `<td class="${c.type === "number" ? "" : "text"}">${v}</td>`;
       }).join("") + "</tr>").join("");
     document.getElementById("count").textContent = `${shown.length} of ${rows.length} rows`;
@@ -78,7 +80,7 @@
     const label = r => `${r.model} ${r.backend} ${r.sweep_point} (${r.hardware}, ${r.parallelism})`;
     const traces = [
       { type: "bar", name: "J/token", x: sel.map(label), y: sel.map(r => r.j_per_token_mean),
-        error_y: { type: "data", array: sel.map(r => r.j_per_token_ci95 || 0) }, yaxis: "y", offsetgroup: "energy" },
+        error_y: { type: "data", array: sel.map(r => r.j_per_token_ci95 ?? null) }, yaxis: "y", offsetgroup: "energy" },
       { type: "bar", name: "tokens/s", x: sel.map(label), y: sel.map(r => r.tokens_per_s_mean), yaxis: "y2", offsetgroup: "throughput" }];
     Plotly.react(el, traces, { title: sel.length ? "Selected rows side by side" : "Tick rows in the table to compare them",
       barmode: "group", yaxis: { title: "J/token" }, yaxis2: { title: "tokens/s", overlaying: "y", side: "right" },

@@ -1,0 +1,271 @@
+"""Every derived figure of a result, recomputed from its raw readings with the engine's own functions.
+
+A result folder holds raw readings (windows: each GPU's counter energy and the window edges; requests: arrival and
+token times; timeline: power samples) and figures derived from them (cycles: J/token, tokens/s, net energy, ...;
+summary.json: statistics with their CIs). An uploaded folder is untrusted, so its derived figures are recomputed here
+with the functions that produced them (`metrics.request_row` and `cycle_row`, `energy.meter.timeline_energy` and
+`window_figures`, `IdleBaseline`, `config.expand_sweep`, `stats.sweep_point_statistics`), and every disagreement
+is reported. Each function returns a list of problems, empty when the folder is consistent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+
+from gpu_ops.backends.base import RequestRecord
+from gpu_ops.config import ExperimentConfig, content_hash, expand_sweep, parse_config
+from gpu_ops import phases
+from gpu_ops.energy.meter import EDGE_MARGIN_S, IdleBaseline, WindowMeasurement, timeline_energy, window_figures
+from gpu_ops.energy.nvml import COUNTER_UPDATE_S
+from gpu_ops.errors import UserError, excerpt
+from gpu_ops.metrics import cycle_row, request_row
+from gpu_ops.results import ResultTables, load_json
+from gpu_ops.stats import sweep_point_statistics
+
+REL_TOL = 1e-9  # recomputed with the same float64 operations: only library versions may move the last digits
+# The meter integrates a window's timeline as the window closes: it saw the samples up to its end and perhaps a few
+# the sampler thread took while the window was being closed, not the later ones the stored timeline holds. The
+# recomputation tries each of those views (the window's end, then each later sample time up to this many).
+MAX_LATE_SAMPLES = 16
+BY_DEVICE_ABS_TOL_J = 1e-5  # per-GPU energies are stored with 6 decimals
+WINDOW_KINDS = ("idle_before", "warmup", "cycle", "idle_after")
+# cycles columns the runner copies from the cycle's window (window field on the right)
+COPIED_FROM_WINDOW = {"window_start_s": "start_s", "window_end_s": "end_s",
+                      **{k: k for k in ("timeline_energy_j", "cross_check_rel_diff", "too_short", "n_samples",
+                                        "foreign_processes", "gpu_energy_by_device_j")}}
+REQUEST_FIGURES = ("ttft_s", "tpot_s", "e2e_s", "queue_s")
+
+
+def is_missing(v) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and math.isnan(v))
+
+
+def plain(v):
+    """A stored cell as the engine held it: None for a missing value, Python numbers for numpy ones."""
+    if is_missing(v):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def same(stored, derived, abs_tol: float = 1e-12) -> bool:
+    """Both missing, or equal (numbers within REL_TOL)."""
+    if is_missing(stored) or is_missing(derived):
+        return is_missing(stored) and is_missing(derived)
+    if isinstance(stored, (str, bool, np.bool_)) or isinstance(derived, (str, bool, np.bool_)):
+        return type(plain(stored)) is type(plain(derived)) and plain(stored) == plain(derived)
+    try:
+        return math.isclose(float(stored), float(derived), rel_tol=REL_TOL, abs_tol=abs_tol)
+    except (TypeError, ValueError):
+        return False
+
+
+def _differs(where: str, column: str, stored, derived) -> str:
+    return f"{where}: {column} is {excerpt(plain(stored))}, the raw data give {excerpt(plain(derived))}"
+
+
+def parse_by_device(text) -> dict[str, float]:
+    """`gpu0=1.5;gpu1=2.0` (WindowMeasurement.to_row) -> {"gpu0": 1.5, "gpu1": 2.0}."""
+    out: dict[str, float] = {}
+    for part in filter(None, str(plain(text) or "").split(";")):
+        label, sep, value = part.partition("=")
+        if not sep:
+            raise UserError(f"gpu_energy_by_device_j {excerpt(text)}: expected device=J pairs separated by ';'")
+        out[label] = float(value)
+    return out
+
+
+def parse_pids(text) -> list[int]:
+    """`12,34` -> [12, 34]."""
+    try:
+        return [int(p) for p in filter(None, str(plain(text) or "").split(","))]
+    except ValueError:
+        raise UserError(f"foreign_processes {excerpt(text)}: expected process ids separated by ','") from None
+
+
+def window_from_row(row: pd.Series) -> WindowMeasurement:
+    """A stored windows row back as the WindowMeasurement the meter returned (the inverse of its to_row)."""
+    values = {f.name: plain(row.get(f.name)) for f in dataclasses.fields(WindowMeasurement)}
+    values.update(gpu_energy_by_device_j=parse_by_device(row["gpu_energy_by_device_j"]),
+                  foreign_processes=parse_pids(row["foreign_processes"]), too_short=bool(row["too_short"]),
+                  throttle_reasons=int(values["throttle_reasons"] or 0), n_samples=int(row["n_samples"]))
+    return WindowMeasurement(**values)
+
+
+def _sorted_timeline(t: ResultTables) -> tuple[pd.DataFrame, np.ndarray]:
+    tl = t.timeline.sort_values("t_s", kind="stable").reset_index(drop=True)
+    return tl, tl.t_s.to_numpy(dtype=float)
+
+
+def _around(tl: pd.DataFrame, ts: np.ndarray, start: float, end: float) -> pd.DataFrame:
+    """The samples timeline_energy looks at, found by bisection (it filters them again)."""
+    lo, hi = np.searchsorted(ts, start - EDGE_MARGIN_S, "left"), np.searchsorted(ts, end + EDGE_MARGIN_S, "right")
+    return tl.iloc[lo:hi]
+
+
+def _cuts(around: pd.DataFrame, end_s: float) -> list[float]:
+    """The last sample time the meter may have seen when it closed a window ending at `end_s` (see MAX_LATE_SAMPLES)."""
+    late = np.unique(around.t_s[around.t_s > end_s].to_numpy())[:MAX_LATE_SAMPLES]
+    return [end_s, *late.tolist()]
+
+
+def config_of(text, where: str) -> ExperimentConfig:
+    """A config stored in a table cell (JSON), validated like an experiment file."""
+    return parse_config(load_json(text, where), where)
+
+
+def counter_step_s(t: ResultTables) -> float:
+    """The counter's update period the meter measured (meter_json), or the nominal one for folders before it did."""
+    meter = load_json(t.experiment.iloc[0].meter_json, "experiment.meter_json")
+    step = meter.get("counter_step_s") if isinstance(meter, dict) else None
+    return float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) and step > 0 else COUNTER_UPDATE_S
+
+
+def window_problems(t: ResultTables) -> list[str]:
+    """Each window's duration, counter total, timeline energy, sample count and the figures they imply."""
+    out = []
+    tl, ts = _sorted_timeline(t)
+    step, tolerance = counter_step_s(t), plain(t.experiment.iloc[0].cross_check_tolerance)
+    for _, w in t.windows.iterrows():
+        where = f"windows {excerpt(w['name'])}"
+        if not same(w.duration_s, w.end_s - w.start_s):
+            out.append(_differs(where, "duration_s", w.duration_s, w.end_s - w.start_s))
+        by_dev = parse_by_device(w.gpu_energy_by_device_j)
+        measured = w.gpu_energy_status == "measured"
+        if measured and not same(w.gpu_energy_j, sum(by_dev.values()), BY_DEVICE_ABS_TOL_J * len(by_dev)):
+            out.append(_differs(where, "gpu_energy_j", w.gpu_energy_j, sum(by_dev.values())))
+        if not measured and (not is_missing(w.gpu_energy_j) or by_dev):
+            out.append(f"{where}: gpu_energy_status is {excerpt(w.gpu_energy_status)} but it holds energy")
+        around = _around(tl, ts, w.start_s, w.end_s)
+        seen_at_close = [around[around.t_s <= cut] for cut in _cuts(around, w.end_s)]
+        derived_j = [timeline_energy(view, w.start_s, w.end_s) for view in seen_at_close]
+        if not any(same(w.timeline_energy_j, j) for j in derived_j):
+            out.append(_differs(where, "timeline_energy_j", w.timeline_energy_j, derived_j[0]))
+        inside = int((seen_at_close[0].t_s >= w.start_s).sum())  # a late sample may have been missed, one per GPU
+        if not inside - around.device.nunique() <= w.n_samples <= inside:
+            out.append(_differs(where, "n_samples", w.n_samples, inside))
+        derived = window_figures(w.duration_s, plain(w.gpu_energy_j) if measured else None, plain(w.timeline_energy_j), step,
+                                 tolerance)
+        # columns a folder written before them lacks are not compared
+        out += [_differs(where, k, w[k], v) for k, v in derived.items() if k in w.index and not same(w[k], v)]
+    return out
+
+
+def idle_power(t: ResultTables) -> tuple[WindowMeasurement | None, WindowMeasurement | None, float | None]:
+    w = t.windows
+    before, after = (w[w.kind == kind] for kind in ("idle_before", "idle_after"))
+    idle = IdleBaseline(window_from_row(before.iloc[0]) if len(before) else None,
+                        window_from_row(after.iloc[0]) if len(after) else None)
+    return idle.before, idle.after, idle.power_w
+
+
+def request_problems(t: ResultTables, max_output_tokens: dict[str, int]) -> list[str]:
+    """TTFT, TPOT, E2E and queue time of every request from its arrival and token times (metrics.request_row); output
+    tokens within the sweep point's max_output_tokens."""
+    out = []
+    for r in t.requests.itertuples(index=False):
+        where = f"requests {excerpt(r.sweep_point)} cycle {r.cycle} request {r.request_id}"
+        rec = RequestRecord(int(r.request_id), int(r.prompt_tokens), int(r.output_tokens), float(r.arrival_s),
+                            float(r.scheduled_s), [], int(r.batch_id), plain(r.prefill_end_s), plain(r.first_token_s),
+                            plain(r.last_token_s), tokenize_s=plain(getattr(r, "tokenize_s", None)))
+        derived = request_row(rec)
+        out += [_differs(where, k, getattr(r, k), derived[k]) for k in REQUEST_FIGURES
+                if not same(getattr(r, k), derived[k])]
+        limit = max_output_tokens.get(r.sweep_point)
+        if limit is not None and r.output_tokens > limit:
+            out.append(f"{where}: {r.output_tokens} output tokens, more than the sweep point's max_output_tokens "
+                       f"{limit}")
+    return out
+
+
+def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> list[str]:
+    """Every figure of every cycle from its window, its requests, the idle baseline and the timeline
+    (metrics.cycle_row), and the idle powers of the experiment row."""
+    out = []
+    before, after, idle = idle_power(t)
+    exp = t.experiment.iloc[0]
+    for column, derived in (("idle_power_w", idle), ("idle_before_w", before.avg_power_w if before else None),
+                            ("idle_after_w", after.avg_power_w if after else None)):
+        if not same(exp[column], derived):
+            out.append(_differs("experiment", column, exp[column], derived))
+    windows = {(r.sweep_point, r.cycle): r for _, r in t.windows[t.windows.kind == "cycle"].iterrows()}
+    requests = {key: g.reset_index(drop=True) for key, g in t.requests.groupby(["sweep_point", "cycle"], sort=False)}
+    steps = {key: g for key, g in t.steps.groupby(["sweep_point", "cycle"], sort=False)} if len(t.steps) else {}
+    for _, c in t.cycles.iterrows():
+        key = (c.sweep_point, c.cycle)
+        where = f"cycles {excerpt(c.sweep_point)} cycle {c.cycle}"
+        if key not in windows:
+            out.append(f"{where}: no cycle window to derive it from")
+            continue
+        req = requests.get(key, t.requests.iloc[0:0])
+        window = window_from_row(windows[key])
+        split = phases.attribute(t.timeline, req, window, steps.get(key, t.steps.iloc[0:0]))
+        derived = cycle_row(req, window, idle, configs[c.sweep_point].slo, plain(c.peak_memory_bytes), split)
+        # columns a folder written before them lacks are not compared
+        out += [_differs(where, k, c[k], v) for k, v in derived.items() if k in c.index and not same(c[k], v)]
+    return out
+
+
+def sweep_point_problems(t: ResultTables, cfg: ExperimentConfig) -> tuple[list[str], dict[str, ExperimentConfig]]:
+    """The sweep points the experiment's config expands to (labels, configs, hashes) against the sweep_points table and
+    the cycles' per-point columns; returns the problems and each label's config."""
+    out = []
+    points = {p.label: p.config for p in expand_sweep(cfg, "experiment.config_json")}
+    stored = t.sweep_points
+    if sorted(stored.sweep_point) != sorted(points):
+        return [f"sweep_points: {excerpt(sorted(stored.sweep_point))}, the experiment's config expands to "
+                f"{excerpt(sorted(points))}"], points
+    for _, row in stored.iterrows():
+        where = f"sweep_points {excerpt(row.sweep_point)}"
+        point = points[row.sweep_point]
+        # the hash of the config as resolved when measured (its stored JSON): fields added since keep old hashes valid
+        stored_hash = content_hash(load_json(row.config_json, f"{where}: config_json"))
+        if not same(row.config_hash, stored_hash):
+            out.append(_differs(where, "config_hash", row.config_hash, stored_hash))
+        if config_of(row.config_json, f"{where}: config_json") != point:
+            out.append(f"{where}: config_json is not the config the experiment's sweep gives this point")
+    hashes = dict(zip(stored.sweep_point, stored.config_hash))
+    for _, c in t.cycles.iterrows():
+        point = points.get(c.sweep_point)
+        if point is None:
+            out.append(f"cycles: sweep point {excerpt(c.sweep_point)} is not one of the experiment's")
+            continue
+        for column, derived in (("precision", point.precision), ("batch_size", point.batching.batch_size),
+                                ("parallelism", point.parallelism.label), ("config_hash", hashes[c.sweep_point])):
+            if not same(c[column], derived):
+                out.append(_differs(f"cycles {excerpt(c.sweep_point)} cycle {c.cycle}", column, c[column], derived))
+    return out, points
+
+
+def statistics_problems(t: ResultTables) -> list[str]:
+    """summary.json's statistics per sweep point (means, CIs, ...) against stats.sweep_point_statistics."""
+    stored = t.summary.get("sweep_points")
+    derived = sweep_point_statistics(t.cycles).to_dict(orient="records")
+    if not isinstance(stored, list) or len(stored) != len(derived) or not all(isinstance(s, dict) for s in stored):
+        return [f"summary.json: sweep_points is {excerpt(stored)}, expected one statistics object per sweep point"]
+    out = []
+    for s, d in zip(stored, derived):
+        where = f"summary.json sweep point {excerpt(d['sweep_point'])}"
+        out += [_differs(where, k, s[k], v) for k, v in d.items() if k in s and not same(s[k], v)]
+        out += [f"{where}: {excerpt(k)} is not a statistic of this result" for k in s if k not in d]
+    warmups = {w.sweep_point: w.duration_s for w in t.windows[t.windows.kind == "warmup"].itertuples()}
+    if not isinstance(t.summary.get("warmup_s"), dict) or set(t.summary["warmup_s"]) != set(warmups) or not all(
+            same(t.summary["warmup_s"][k], v) for k, v in warmups.items()):
+        out.append(_differs("summary.json", "warmup_s", t.summary.get("warmup_s"), warmups))
+    idle = t.experiment.iloc[0].idle_power_w
+    if not same(t.summary.get("idle_power_w"), idle):
+        out.append(_differs("summary.json", "idle_power_w", t.summary.get("idle_power_w"), idle))
+    return out
+
+
+def derived_problems(t: ResultTables) -> list[str]:
+    """All of the above: windows, requests, sweep points, cycles, statistics."""
+    cfg = config_of(t.experiment.iloc[0].config_json, "experiment: config_json")
+    point_problems, configs = sweep_point_problems(t, cfg)
+    if point_problems:  # the per-point configs are needed below
+        return point_problems
+    return (window_problems(t) + request_problems(t, {k: c.max_output_tokens for k, c in configs.items()})
+            + cycle_problems(t, configs) + statistics_problems(t))

@@ -1,0 +1,59 @@
+"""Result folders and their writing: --out checked before a measurement, a failed write never loses one."""
+
+import errno
+import time
+
+import pytest
+
+from gpu_ops import results
+from gpu_ops.config import parse_config
+from gpu_ops.errors import UserError
+from gpu_ops.results import check_output_folder, read_tables, save_result, tables_digest
+from gpu_ops.runner import run_experiment
+
+
+def test_out_is_checked_for_a_folder_writability_and_space(tmp_path, monkeypatch):
+    check_output_folder(tmp_path / "new" / "deeper")  # may not exist yet: its nearest existing parent is checked
+    assert not (tmp_path / "new").exists()  # and nothing is created before a measurement
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=r"--out .*file/sub: .*file is not a folder"):
+        check_output_folder(tmp_path / "file" / "sub")
+    with pytest.raises(UserError, match=r"--out /proc/lem-results: cannot write into /proc"):
+        check_output_folder("/proc/lem-results")
+    monkeypatch.setenv("LEM_MIN_FREE_MB", str(1 << 40))
+    with pytest.raises(UserError, match=r"MiB free on that disk, a result needs up to .* \(LEM_MIN_FREE_MB\)"):
+        check_output_folder(tmp_path)
+
+
+def test_a_full_disk_is_refused_before_measuring(tmp_path, monkeypatch):
+    """The check runs before the model is even loaded: nothing is measured only to be lost."""
+    from gpu_ops.backends.pytorch import PytorchBackend
+
+    monkeypatch.setenv("LEM_MIN_FREE_MB", str(1 << 40))
+    monkeypatch.setattr(PytorchBackend, "load", lambda *a: pytest.fail("the model was loaded before --out was checked"))
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match="MiB free on that disk"):
+        run_experiment(parse_config({"name": "x", "model": "builtin:tiny-llama"}), tmp_path / "out")
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_failed_write_keeps_the_tables_in_a_recovery_folder_it_names(good_gpu_result, tmp_path, monkeypatch):
+    tables = read_tables(good_gpu_result)
+    target = tmp_path / "out" / "run-1"
+    real = results.write_tables
+
+    def disk_full_at_the_target(t, folder):
+        if folder == target:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(t, folder)
+
+    monkeypatch.setattr(results, "write_tables", disk_full_at_the_target)
+    monkeypatch.setenv("LEM_RECOVERY_DIR", str(tmp_path / "rescue"))
+    with pytest.raises(UserError) as err:
+        save_result(tables, target)
+    recovered = tmp_path / "rescue" / "llm-energy-measure-recovered" / "run-1"
+    assert f"writing the result to {target} failed (No space left on device)" in str(err.value)
+    assert f"the measured tables are safe in {recovered}" in str(err.value)
+    assert tables_digest(read_tables(recovered)) == tables_digest(tables)  # a complete result folder
+    with pytest.raises(UserError, match=r"safe in .*run-1\.1 "):  # a second failure never overwrites the first rescue
+        save_result(tables, target)

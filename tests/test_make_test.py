@@ -1,0 +1,36 @@
+"""`make test` never skips a service test silently: it runs pytest with LEM_REQUIRE_SERVICES=1 (unless
+LEM_ALLOW_SKIP=1), and with that set a skipped test fails the session (tests/conftest.py)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_skip_fails_the_session_when_services_are_required(tmp_path):
+    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_x.py").write_text("import pytest\n\ndef test_needs_redis():\n    pytest.skip('Redis unreachable')\n\n"
+                                        "def test_fine():\n    assert True\n")
+
+    def pytest_in(env_value: str | None):
+        env = {"PATH": "/usr/bin:/bin", **({"LEM_REQUIRE_SERVICES": env_value} if env_value else {})}
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    required = pytest_in("1")
+    assert required.returncode == 1, required.stdout
+    assert "1 test(s) skipped although LEM_REQUIRE_SERVICES=1" in required.stdout
+    assert "test_x.py::test_needs_redis: Skipped: Redis unreachable" in required.stdout
+    allowed = pytest_in(None)
+    assert allowed.returncode == 0 and "1 skipped" in allowed.stdout
+
+
+def test_make_test_requires_services_unless_allowed():
+    def dry_run(*extra: str) -> str:
+        return subprocess.run(["make", "-n", "-s", "test", "VENV=.venv-never-built", *extra], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60).stdout
+
+    assert "LEM_REQUIRE_SERVICES=1 .venv-never-built/bin/python -m pytest" in dry_run()
+    assert "LEM_REQUIRE_SERVICES=0 .venv-never-built/bin/python -m pytest" in dry_run("LEM_ALLOW_SKIP=1")
