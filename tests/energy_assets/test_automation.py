@@ -122,7 +122,9 @@ def test_a_copy_in_progress_waits_until_it_has_settled(good_gpu_result, storage,
     shutil.copy(good_gpu_result / "summary.json", copying)
     r1 = evaluate(results_inbox, instance, storage=storage)
     assert r1.run_requests == [] and "waiting until it has been unchanged for 1 s" in r1.skip_reason.skip_message
-    for table in ("experiment", "sweep_points", "cycles", "requests", "windows", "timeline"):
+    from gpu_ops.results import TABLES
+
+    for table in TABLES:
         shutil.copy(good_gpu_result / f"{table}.parquet", copying)
     assert evaluate(results_inbox, instance, storage=storage).run_requests == []  # it just changed
     time.sleep(1.1)

@@ -5,7 +5,7 @@ import pandas as pd
 from upath import UPath
 
 from energy_assets.io import ParquetIOManager, ResultTablesIOManager
-from gpu_ops.results import read_tables, tables_digest
+from gpu_ops.results import TABLES, read_tables, tables_digest
 from tests.energy_assets.conftest import fake_gpu_result
 
 
@@ -16,8 +16,7 @@ def test_result_tables_and_parquet_roundtrip_on_object_storage(tmp_path):
     key = dg.AssetKey("raw_measurements")
     io.dump_to_path(dg.build_output_context(asset_key=key), tables, base / "raw" / "x")
     names = sorted(p.name for p in (base / "raw" / "x").iterdir())
-    assert names == sorted(["summary.json", "experiment.parquet", "sweep_points.parquet", "cycles.parquet", "requests.parquet",
-                            "windows.parquet", "timeline.parquet"])
+    assert names == sorted(["summary.json", *(f"{name}.parquet" for name in TABLES)])
     back = io.load_from_path(dg.build_input_context(asset_key=key), base / "raw" / "x")
     assert tables_digest(back) == tables_digest(tables)
 
