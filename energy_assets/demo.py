@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--storage", default=str(REPO / "var" / "storage"))
     ap.add_argument("--port", type=int, default=3000)
     ap.add_argument("--campaign", default=str(REPO / "examples" / "campaign"))
+    ap.add_argument("--workspace", default=str(REPO / "workspace.yaml"), help="Dagster workspace file (the code location)")
     ap.add_argument("--exit", action="store_true", help="stop once the leaderboard holds every campaign partition")
     ap.add_argument("--timeout", type=float, default=1200)
     ap.add_argument("--evidence", default=None, help="when done, write the leaderboard CSV, the site, the dataset card, the "
@@ -105,7 +106,7 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
 
     expected = campaign_partitions(files)
     began = time.time()
-    with Platform(home, storage, port=args.port) as platform:
+    with Platform(home, storage, port=args.port, workspace=Path(args.workspace)) as platform:
         print(f"\nDagster UI: {platform.url}   (asset graph: {platform.url}/asset-groups)\n", flush=True)
         instance = dg.DagsterInstance.get()
         deadline = time.monotonic() + args.timeout

@@ -45,8 +45,10 @@ def free_port() -> int:
 class Platform:
     """dagster-webserver + dagster-daemon for this repo's workspace, stopped together."""
 
-    def __init__(self, home: Path, storage: Path, port: int | None = None, log_dir: Path | None = None):
+    def __init__(self, home: Path, storage: Path, port: int | None = None, log_dir: Path | None = None,
+                 workspace: Path | None = None):
         self.home, self.storage = Path(home).resolve(), Path(storage).resolve()
+        self.workspace = Path(workspace or REPO / "workspace.yaml").resolve()
         self.port = port or free_port()
         self.log_dir = Path(log_dir or self.home / "process-logs")
         self.procs: list[subprocess.Popen] = []
@@ -64,7 +66,7 @@ class Platform:
         """Start both processes with this interpreter (`python -m`: found however Dagster was installed, console
         scripts on PATH or not) and wait until the webserver answers and the code location has loaded."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        workspace = str(REPO / "workspace.yaml")
+        workspace = str(self.workspace)
         cmds = {
             "webserver": [sys.executable, "-m", "dagster_webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(self.port)],
             "daemon": [sys.executable, "-m", "dagster._daemon", "run", "-w", workspace],

@@ -102,16 +102,6 @@ def _cmd_report(args) -> int:
     return 0
 
 
-def _cmd_worker(args) -> int:
-    """The fleet worker lives in the platform package (it runs Dagster steps); gpu_ops itself imports no Dagster."""
-    try:
-        from energy_assets.fleet import run_worker
-    except ImportError as exc:
-        raise UserError(f"the worker needs the platform: pip install 'llm-energy-measure[platform,fleet]' ({exc})") from None
-    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
-    return run_worker(args.hardware, gpus, args.name, args.concurrency)
-
-
 def _cmd_compare(args) -> int:
     from gpu_ops.compare import compare, render_table, write_outputs
 
@@ -187,12 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="site", help="site folder (replaced atomically)")
     rp.add_argument("--dagster-url", default=None, help="base URL of a Dagster UI, for provenance links")
     rp.set_defaults(func=_cmd_report)
-    w = sub.add_parser("worker", help="GPU fleet: a Celery worker serving one hardware profile's queue (docs/deployment.md)")
-    w.add_argument("--hardware", required=True, help="hardware profile this worker serves; must match this machine's GPUs")
-    w.add_argument("--gpus", default=None, help="comma-separated visible GPU indices (default 0)")
-    w.add_argument("--name", default=None, help="Celery worker name (default lem-<hardware>-<pid>)")
-    w.add_argument("--concurrency", type=int, default=1, help="parallel steps; keep 1 per GPU set (measurements need the GPU alone)")
-    w.set_defaults(func=_cmd_worker)
     v = sub.add_parser("validate", help="run the physics checks on a result folder")
     v.add_argument("folder")
     v.set_defaults(func=_cmd_validate)

@@ -85,7 +85,8 @@ def _hashed_devices(cvd: str | None) -> str | None:
     return ",".join(uuid_hash(d.strip()) if d.strip().startswith(("GPU-", "MIG-")) else d.strip() for d in cvd.split(","))
 
 
-def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_hash: str) -> dict:
+def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_hash: str,
+                counter_step_s: float | None = None) -> dict:
     import torch
 
     fp: dict = {
@@ -93,6 +94,7 @@ def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_has
         "host_hash": _short_hash(socket.gethostname()), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
         "torch": torch.__version__, "cuda_runtime": torch.version.cuda, "backend_version": backend_version,
         "config_hash": config_hash, "hardware_profile": hardware_profile(targets),
+        "counter_step_s": counter_step_s,  # the energy counter's update period, measured on this GPU by the meter
         "cuda_visible_devices": _hashed_devices(os.environ.get("CUDA_VISIBLE_DEVICES")),
     }
     try:
@@ -115,5 +117,6 @@ def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_has
         } for t in targets]
     else:
         fp.update(driver=None, nvml=None, cuda_driver=None, gpus=[])
-    fp["fingerprint_hash"] = _short_hash(repr(sorted((k, repr(v)) for k, v in fp.items() if k not in ("config_hash",))))
+    # what identifies the environment: not the config, nor a period that varies by a few ms from run to run
+    fp["fingerprint_hash"] = _short_hash(repr(sorted((k, repr(v)) for k, v in fp.items() if k not in ("config_hash", "counter_step_s"))))
     return fp

@@ -171,7 +171,8 @@ def run_experiment(
 
     idle = IdleBaseline(idle_before, idle_after, settle_s)
     power_limit = sum(t.power_limit_w for t in meter.targets if t.power_limit_w) or None
-    fp = fingerprint(meter.targets, meter.gpu.nvml if meter.gpu else None, backend.version(), cfg.config_hash())
+    fp = fingerprint(meter.targets, meter.gpu.nvml if meter.gpu else None, backend.version(), cfg.config_hash(),
+                     meter.step_s if meter.step_measured else None)
     cycles, requests, steps = [], [], []
     for point, c, cycle in per_cycle:
         req, w, engine = cycle.requests, cycle.window, cycle.engine

@@ -70,7 +70,7 @@ def fleet(tmp_path, monkeypatch, pg_database, redis_isolated):
 def start_worker(tmp_path, role):
     name = f"{role}-{RUN}"  # unique on the shared broker: a ping answered by another run's worker proves nothing
     log = open(tmp_path / f"{name}.log", "ab")
-    proc = subprocess.Popen([str(BIN / "llm-energy-measure"), "worker", "--hardware", HW, "--name", name], stdout=log,
+    proc = subprocess.Popen([sys.executable, "-m", "energy_assets.worker", "--hardware", HW, "--name", name], stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ, PYTHONPATH=str(Path.cwd())))
     from celery import Celery
 
@@ -184,10 +184,10 @@ def test_unreachable_services_are_named_fast(tmp_path, monkeypatch):
                           (dict(base, DAGSTER_PG_URL=f"postgresql+psycopg2://postgres@127.0.0.1:{closed_port()}/x"),
                            "PostgreSQL (Dagster instance) unreachable at 127.0.0.1:")):
         t0 = time.monotonic()
-        r = subprocess.run([str(BIN / "llm-energy-measure"), "worker", "--hardware", HW], env=env, capture_output=True, text=True, timeout=60)
+        r = subprocess.run([sys.executable, "-m", "energy_assets.worker", "--hardware", HW], env=env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and expected in r.stderr, r.stderr
         assert time.monotonic() - t0 < 30  # no hang
-    wrong = subprocess.run([str(BIN / "llm-energy-measure"), "worker", "--hardware", "nvidia-h100-80gb-hbm3"], env=base,
+    wrong = subprocess.run([sys.executable, "-m", "energy_assets.worker", "--hardware", "nvidia-h100-80gb-hbm3"], env=base,
                            capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and f"are hardware '{HW}', not 'nvidia-h100-80gb-hbm3': refusing" in wrong.stderr
 
