@@ -53,7 +53,7 @@ def variant(name: str, model: str, out_tokens: int, count: int, cycles: int) -> 
         "name": f"roofline-{name}", "model": model, "backend": backend, "precision": "bf16", "device": "auto",
         "max_input_tokens": 128, "max_output_tokens": out_tokens, "min_output_tokens": out_tokens,
         "prompts": {"source": "random", "count": count, "random": {"input_len": 128}},
-        "batching": {"batch_size": bs}, "cycles": cycles, "warmup_requests": bs, "cooldown_s": 1.0, "energy": {"idle_baseline_s": 3},
+        "batching": {"batch_size": bs}, "cycles": cycles, "warmup_requests": bs, "cooldown_s": 0, "energy": {"idle_baseline_s": 2},
     }
     if backend == "pytorch":
         compiled = kind == ["compiled"]
