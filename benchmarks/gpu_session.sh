@@ -56,6 +56,26 @@ session() {
   touch "$R/all.done"
 }
 
+session2() {  # the same evidence, reordered after the first pass used most of the device time (docs/benchmarks)
+  stage 05b-parity-256 python3 benchmarks/vllm_parity.py --model synthetic:llama-3.2-1b --prompts 1024 --input-len 128 \
+    --output-len 128 --max-num-seqs 256 --max-model-len 512 --gpu-memory-utilization 0.5 --rounds 6
+  stage 07-meter-overhead-compiled python3 benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 \
+    --prompts 64 --rounds 10 --compiled
+  stage 08-meter-overhead-vllm python3 benchmarks/meter_overhead.py --backend vllm --model synthetic:llama-3.2-1b --batch-size 256 \
+    --prompts 512 --tokens 128 --rounds 10
+  stage 16-platform-campaign python3 -m energy_assets.demo --home "$R/dagster_home" --storage "$R/storage" --port 3000 \
+    --campaign examples/campaign-gpu --exit --timeout 900 --evidence "$R/platform"
+  stage 09-reference-pytorch lem run examples/reference/steady-h200.yaml --out "$R/results/reference"
+  for f in streaming-poisson prefix-cache kv-pressure phases ngram-speculative; do
+    stage "11-$f" lem run "examples/vllm-features/$f.yaml" --out "$R/results/vllm-features"
+  done
+  stage 10-reference-vllm lem run examples/reference/steady-h200-vllm.yaml --out "$R/results/reference"
+  stage 12-compare lem compare examples/compare/pytorch-vllm-gpu.yaml --backends pytorch,vllm --out "$R/results/compare"
+  stage 13-roofline-bs1 python3 benchmarks/decode_roofline.py --model synthetic:llama-3.2-1b --only pytorch-compiled-bs1,vllm-bs1 \
+    --out "$R/results/roofline"
+  touch "$R/all.done"
+}
+
 multigpu() {  # on nvidia-h200-x2: vLLM tensor / pipeline / data parallel, and their one-GPU baseline
   stage 21-vllm-8b-tp1 lem run examples/multigpu/llama-8b-vllm-tp1.yaml --out "$R/results/multigpu"
   for n in tp2 pp2 dp2; do
@@ -65,12 +85,14 @@ multigpu() {  # on nvidia-h200-x2: vLLM tensor / pipeline / data parallel, and t
 }
 
 case "${1:-}" in
-  start|multigpu-start)
-    rm -rf "$R"; mkdir -p "$R/logs" "$R/results"
-    what=session; [ "$1" = multigpu-start ] && what=multigpu
+  start|multigpu-start|session2-start)
+    [ "$1" = session2-start ] || rm -rf "$R"
+    mkdir -p "$R/logs" "$R/results"; rm -f "$R/all.done"
+    what=session; [ "$1" = multigpu-start ] && what=multigpu; [ "$1" = session2-start ] && what=session2
     setsid bash "$0" "$what" > "$R/logs/$what.out" 2>&1 < /dev/null &
     sleep 2; cat "$R/progress" 2>/dev/null; echo "$what started" ;;
   session) session ;;
+  session2) session2 ;;
   multigpu) multigpu ;;
   wait)
     end=$(( $(date +%s) + ${2:-540} ))

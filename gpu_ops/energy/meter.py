@@ -43,10 +43,12 @@ SAMPLER_START_S = 30.0
 EDGE_MARGIN_S = 1.0  # timeline samples this far outside a window let the integral interpolate its edges
 
 
-def cross_check_tolerance(duration_s: float, step_s: float) -> float:
+def cross_check_tolerance(duration_s: float, step_s: float, floor: float = CROSS_CHECK_FLOOR,
+                          scale: float = CROSS_CHECK_SCALE) -> float:
     """How far the timeline may stray from the counter over a window: the timeline samples instantaneous power, so
-    its error shrinks with the square root of the counter updates the window spans (docs/energy.md)."""
-    return CROSS_CHECK_FLOOR + CROSS_CHECK_SCALE * math.sqrt(step_s / max(duration_s, 1e-9))
+    its error shrinks with the square root of the counter updates the window spans (docs/energy.md). The meter
+    records `floor` and `scale` in its description, so a result is checked with the rule it was measured under."""
+    return floor + scale * math.sqrt(step_s / max(duration_s, 1e-9))
 
 
 @dataclass
@@ -110,14 +112,15 @@ def timeline_energy(timeline: pd.DataFrame, start_s: float, end_s: float) -> flo
 
 
 def window_figures(duration_s: float, gpu_energy_j: float | None, timeline_energy_j: float | None, step_s: float,
-                   tolerance: float | None) -> dict:
+                   tolerance: float | None, floor: float = CROSS_CHECK_FLOOR, scale: float = CROSS_CHECK_SCALE) -> dict:
     """What a window's readings imply: average power, counter vs timeline difference and its tolerance, and whether it
     spans enough counter updates (of period `step_s`) to be trusted. Shared with the check of an uploaded result."""
     return {
         "avg_power_w": gpu_energy_j / duration_s if gpu_energy_j is not None and duration_s > 0 else None,
         "cross_check_rel_diff": ((timeline_energy_j - gpu_energy_j) / gpu_energy_j
                                  if gpu_energy_j and timeline_energy_j is not None else None),
-        "cross_check_tolerance": (tolerance or cross_check_tolerance(duration_s, step_s)) if gpu_energy_j is not None else None,
+        "cross_check_tolerance": ((tolerance or cross_check_tolerance(duration_s, step_s, floor, scale))
+                                  if gpu_energy_j is not None else None),
         "too_short": duration_s < MIN_TRUSTED_UPDATES * step_s,
     }
 
@@ -549,6 +552,7 @@ class EnergyMeter:
             "counter_step_s": self.step_s if self.gpu else None,
             "counter_step_measured": self.step_measured,
             "edge_alignment": "counter read at its next update; the stretch to the window edge from the timeline",
+            "cross_check_floor": CROSS_CHECK_FLOOR, "cross_check_scale": CROSS_CHECK_SCALE,
             "cpu_source": "rapl" if self.cpu else None,
             "cpu_unmeasured_reason": self.cpu_reason,
             "zeus": self.zeus is not None,

@@ -153,12 +153,10 @@ def engine_core_pids() -> list[int]:
 
 
 def test_engine_starts_with_default_multiprocessing_while_the_meter_samples(tmp_path, tiny_model_path, monkeypatch):
-    """Regression for the engine-start hang on the H200: vLLM forks its EngineCore (its default on CUDA) while the
-    meter is sampling. Nothing of ours may hold a lock or a CUDA driver state at that fork: the sampler is a process
-    of its own (no thread here), and asking torch about CUDA does not initialise the driver
-    (PYTORCH_NVML_BASED_CUDA_CHECK). The CPU build always spawns its engine core, so the fork itself runs on the GPU
-    (docs/benchmarks/README.md, vLLM section). The engine core is a child of the run, so it is never a foreign
-    process, while pid 1 on the same GPU still is."""
+    """Regression for the engine-start hang on the H200 (docs/benchmarks/README.md §10): the engine starts while the
+    meter samples. The measured process holds no thread of ours (the sampler is a process of its own), asking torch
+    about CUDA does not initialise the driver (PYTORCH_NVML_BASED_CUDA_CHECK), and the engine core starts by spawn.
+    The engine core is a child of the run, so it is never a foreign process, while pid 1 on the same GPU still is."""
     import threading
 
     import torch
@@ -192,6 +190,18 @@ def test_engine_starts_with_default_multiprocessing_while_the_meter_samples(tmp_
         records = backend.after_cycle(delivered).records
         backend.close()
     assert len(records) == 6 and w.foreign_processes == [1]
+
+
+def test_engines_start_by_spawn_unless_the_user_chose(monkeypatch):
+    """On the H200 a forked engine core hung whenever this process had live threads at the fork; spawn never did."""
+    from gpu_ops.backends.vllm import start_engines_by_spawn
+
+    monkeypatch.delenv("VLLM_WORKER_MULTIPROC_METHOD", raising=False)
+    start_engines_by_spawn()
+    assert os.environ["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
+    monkeypatch.setenv("VLLM_WORKER_MULTIPROC_METHOD", "fork")  # an explicit choice is kept
+    start_engines_by_spawn()
+    assert os.environ["VLLM_WORKER_MULTIPROC_METHOD"] == "fork"
 
 
 def test_options_the_cpu_build_cannot_honour(tmp_path):
