@@ -21,8 +21,25 @@ chromium:
 	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser tests"; \
 	  apt-get install -y -q chromium >/dev/null || { echo "FATAL: apt-get install chromium failed; install it (root) and rerun" >&2; exit 1; }; }
 
+# LEM_DEMO=gpu make demo: the GPU campaign (examples/campaign-gpu: PyTorch and vLLM on the first GPU) in .venv-gpu,
+# with vLLM's CUDA build and the torch it was built for (GPU_TORCH_SPEC, GPU_VLLM_SPEC); needs an NVIDIA driver.
+GPU_TORCH_SPEC ?= torch==2.11.0
+GPU_VLLM_SPEC ?= vllm==0.25.0
+
+.venv-gpu/.installed: pyproject.toml
+	$(PY) -m venv .venv-gpu
+	.venv-gpu/bin/pip install -q --upgrade pip
+	.venv-gpu/bin/pip install -q "$(GPU_TORCH_SPEC)" "$(GPU_VLLM_SPEC)" -e ".[platform,publish,site]"
+	touch $@
+
+ifeq ($(LEM_DEMO),gpu)
+demo: .venv-gpu/.installed
+	@command -v nvidia-smi >/dev/null || { echo "LEM_DEMO=gpu needs an NVIDIA GPU and its driver (nvidia-smi not found)" >&2; exit 1; }
+	.venv-gpu/bin/python -m energy_assets.demo --campaign examples/campaign-gpu
+else
 demo: $(VENV)/.installed
 	$(BIN)/python -m energy_assets.demo
+endif
 
 # Service tests (PostgreSQL, Redis, vLLM, Chromium) fail instead of skipping; LEM_ALLOW_SKIP=1 lets them skip.
 test: $(VENV)/.installed chromium
