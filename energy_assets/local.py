@@ -74,7 +74,11 @@ class Platform:
         for name, cmd in cmds.items():
             log = open(self.log_dir / f"{name}.log", "ab")
             self.procs.append(subprocess.Popen(cmd, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        self.wait_ready(timeout_s)
+        try:
+            self.wait_ready(timeout_s)
+        except BaseException:  # a failed start leaves nothing running (`with` never reaches __exit__ then)
+            self.stop()
+            raise
         return self
 
     def wait_ready(self, timeout_s: float) -> None:

@@ -17,3 +17,6 @@ def test_broken_code_location_stops_the_demo_at_once_with_its_error(tmp_path):
     assert r.returncode == 1
     assert "code location 'broken' failed to load" in r.stderr and "no module named celery_thing" in r.stderr
     assert time.monotonic() - started < 90
+    import psutil  # and it leaves no Dagster process behind
+
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path / "workspace.yaml") in " ".join(p.info["cmdline"] or [])]
