@@ -71,7 +71,7 @@ def load_prompt_texts(cfg: ExperimentConfig) -> list[str]:
         try:
             import datasets  # optional
         except ImportError:
-            raise ConfigError("prompts.source 'hf' needs the `datasets` package: pip install datasets") from None
+            raise ConfigError("prompts.source 'hf' needs the `datasets` package: pip install 'llm-energy-measure[prompts]'") from None
         try:
             ds = datasets.load_dataset(src.dataset, split=src.split)
         except Exception as exc:  # hub unreachable, dataset missing
