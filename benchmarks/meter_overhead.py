@@ -1,7 +1,7 @@
 """What the energy meter costs the measured work: throughput with the meter on vs off, paired rounds on one loaded
 model or engine, in one process.
 
-- on: one cycle exactly as a run measures it (gpu_ops.runner.run_cycle: the sampler process running, the window's
+- on: one cycle exactly as a run measures it (gpu_ops.measure.run_cycle: the sampler process running, the window's
   counter reads at its edges); tokens / window length.
 - off: the same `backend.run` with no meter at all; tokens / its wall time (after a device sync).
 Each round runs both, and which goes first alternates. Reported: each round's paired ratio on/off, their median,
@@ -37,7 +37,7 @@ def main() -> int:
     from gpu_ops.config import parse_config
     from gpu_ops.energy import build_meter
     from gpu_ops.prompts import build_prompts
-    from gpu_ops.runner import _requests, run_cycle
+    from gpu_ops.measure import _requests, run_cycle
 
     data = {
         "name": "meter-overhead", "model": args.model, "backend": args.backend,

@@ -28,7 +28,7 @@ def main() -> int:
     from gpu_ops.config import parse_config
     from gpu_ops.energy import build_meter
     from gpu_ops.prompts import build_prompts
-    from gpu_ops.runner import _requests, run_cycle
+    from gpu_ops.measure import _requests, run_cycle
 
     def config(hook: bool):
         return parse_config({

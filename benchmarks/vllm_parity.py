@@ -3,7 +3,7 @@
 Both sides get the same engine (started once, with the engine arguments our config resolves to), the same
 token-id prompts, and the same SamplingParams: vLLM's benchmark samples at temperature 1.0, top_p 1.0, ignoring EOS,
 so our config asks for exactly that (printed side by side below).
-- ours: one cycle as `llm-energy-measure run` measures it (gpu_ops.runner.run_cycle: prefix cache emptied, the
+- ours: one cycle as `llm-energy-measure run` measures it (gpu_ops.measure.run_cycle: prefix cache emptied, the
   meter's window around `backend.run`, records and engine metrics after the window); tokens / window length.
 - theirs: vLLM's `_run_vllm_requests` (the code `vllm bench throughput` times: perf_counter around `LLM.generate`).
 Rounds alternate, and which side goes first alternates too. Reported: each round's paired ratio ours/theirs, their
@@ -75,7 +75,7 @@ def main() -> int:
     from gpu_ops.backends.vllm import VllmBackend
     from gpu_ops.energy import build_meter
     from gpu_ops.prompts import build_prompts
-    from gpu_ops.runner import _requests, run_cycle, trace_hash
+    from gpu_ops.measure import _requests, run_cycle, trace_hash
 
     cfg = config(args)
     backend = VllmBackend()

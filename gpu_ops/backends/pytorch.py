@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_ops.backends.base import DTYPES, Capabilities, Clock, CycleOutput, Request, RequestRecord, tokenize_now
-from gpu_ops.batching import BatchPlan
+from gpu_ops.backends.batching import BatchPlan
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import CapabilityError, UserError

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from gpu_ops.errors import ConfigError
+from gpu_ops.models.builtin import BUILTIN_MODELS, builtin_path, cache_dir, ensure_builtin
+
+__all__ = ["ModelSource", "cache_dir", "list_architectures", "list_models", "load_architecture", "model_slug",
+           "resolve_model", "weights_of"]
 
 ARCHITECTURES = resources.files("gpu_ops.models") / "architectures"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LEM_CACHE_DIR") or Path.home() / ".cache" / "llm-energy-measure")
 
 
 @dataclass(frozen=True)
@@ -58,8 +57,6 @@ def load_architecture(name: str) -> dict[str, Any]:
 
 
 def list_models() -> list[tuple[str, str]]:
-    from gpu_ops.models.builtin import BUILTIN_MODELS
-
     rows = [(f"builtin:{n}", d) for n, d in BUILTIN_MODELS.items()]
     rows += [(f"synthetic:{n}", "real architecture, random weights built on the device") for n in list_architectures()]
     return rows
@@ -67,8 +64,6 @@ def list_models() -> list[tuple[str, str]]:
 
 def resolve_model(spec: str, build: bool = True) -> ModelSource:
     """Resolve a config's `model:`; builds `builtin:` models on first use when `build` is true."""
-    from gpu_ops.models.builtin import BUILTIN_MODELS, builtin_path, ensure_builtin
-
     if spec.startswith("builtin:"):
         name = spec.removeprefix("builtin:")
         if name not in BUILTIN_MODELS:

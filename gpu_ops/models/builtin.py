@@ -29,9 +29,12 @@ BUILTIN_MODELS = {
 _SPECIAL = ["<s>", "</s>", "<unk>", "<pad>"]
 
 
-def builtin_path(name: str) -> Path:
-    from gpu_ops.models import cache_dir
+def cache_dir() -> Path:
+    """Where built models and generated weights are kept: LEM_CACHE_DIR, else ~/.cache/llm-energy-measure."""
+    return Path(os.environ.get("LEM_CACHE_DIR") or Path.home() / ".cache" / "llm-energy-measure")
 
+
+def builtin_path(name: str) -> Path:
     return cache_dir() / "models" / f"{name}-v{BUILD_VERSION}"
 
 

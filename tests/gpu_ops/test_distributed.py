@@ -6,7 +6,7 @@ import time
 import pytest
 
 from gpu_ops.config import parse_config
-from gpu_ops.distributed import _share, world_size
+from gpu_ops.backends.ranked import _share, world_size
 from gpu_ops.errors import ConfigError
 from gpu_ops.runner import run_experiment
 from tests.fake_nvml import FakeGpu, FakeMig, FakeNVML
@@ -125,7 +125,7 @@ def test_list_hardware_shows_mig_topology(monkeypatch, capsys):
 def test_no_collective_after_the_ranks_closed():
     """The idle window after the run syncs the backend at its edges; the other ranks have left by then, so a
     broadcast would hang (seen on two H200s before this guard)."""
-    from gpu_ops.distributed import RankedBackend
+    from gpu_ops.backends.ranked import RankedBackend
 
     calls = []
 

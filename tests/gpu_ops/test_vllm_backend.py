@@ -183,7 +183,7 @@ def test_engine_starts_with_default_multiprocessing_while_the_meter_samples(tmp_
         meter.__enter__()
         meter.begin_window("w")
         backend.before_cycle()
-        from gpu_ops.runner import _requests
+        from gpu_ops.measure import _requests
         from gpu_ops.prompts import build_prompts
 
         delivered = backend.run(_requests(build_prompts(c, backend.tokenizer, backend.vocab_size), c, 0.0), time.perf_counter)
