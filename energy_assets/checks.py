@@ -4,7 +4,8 @@
 import dagster as dg
 import pandas as pd
 
-from energy_assets.leaderboard import PROVENANCE, leaderboard
+from energy_assets.leaderboard import leaderboard
+from gpu_ops.leaderboard import PROVENANCE
 
 
 @dg.asset_check(asset=leaderboard, blocking=True, description="every row carries its full provenance block")

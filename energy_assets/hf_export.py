@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 
 from gpu_ops.errors import UserError
 from gpu_ops.results import file_sha256, read_arrow_table, read_summary, replace_folder
-from gpu_ops.schema import describe
+from gpu_ops.schema import (DATASET_PROVENANCE, LEADERBOARD, PARTITION_KEY, PUBLISHED_STATISTICS, RESULT_TABLES, Column,
+                            Table, plain)
 
 # dataset config -> (table in a raw result folder, sort keys); leaderboard/statistics/provenance come from assets
 RAW_TABLES = {
@@ -31,8 +32,9 @@ RAW_TABLES = {
     "power_timelines": ("timeline", ["partition_key", "t_s", "device"]),
 }
 CONFIGS = ("leaderboard", "statistics", "provenance", *RAW_TABLES)
-PROVENANCE_COLUMNS = ("partition_key", "experiment_key", "hardware", "raw_run_id", "raw_storage_id", "raw_data_version",
-                      "raw_code_version", "stats_code_version", "fingerprint_hash", "content_hash")
+SCHEMAS: dict[str, Table] = {"leaderboard": LEADERBOARD, "statistics": PUBLISHED_STATISTICS,
+                             "provenance": DATASET_PROVENANCE, **{c: RESULT_TABLES[t] for c, (t, _) in RAW_TABLES.items()}}
+"""Each dataset config's columns (gpu_ops.schema); the raw tables gain `partition_key` in front."""
 CARD_LICENSE = "cc-by-4.0"
 
 
@@ -102,9 +104,10 @@ def build_snapshot(raw_folders: dict[str, Path], leaderboard: pd.DataFrame, stat
             t = _sorted(_from_pandas(frame), keys)
             _write_parquet(t, tmp / "data" / f"{config}.parquet")
             rows[config], schemas[config] = t.num_rows, t.schema
-        undocumented = sorted({f"{c}.{n}" for c, s in schemas.items() for n in s.names if describe(n) is None})
+        undocumented = sorted({f"{c}.{n}" for c, s in schemas.items() for n in s.names if describe(c, n) is None})
         if undocumented:
-            raise UserError(f"columns without a unit/meaning in gpu_ops/schema.py: {', '.join(undocumented)}; document them before publishing")
+            raise UserError(f"columns without a unit/meaning in gpu_ops/schema.py: {', '.join(undocumented)}; document "
+                            "them there before publishing")
         (tmp / "README.md").write_text(dataset_card(rows, schemas, leaderboard), encoding="utf-8")
         files = []
         for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
@@ -124,14 +127,18 @@ def _provenance(leaderboard: pd.DataFrame, summaries: dict[str, dict]) -> pd.Dat
     rows = []
     lb = leaderboard.drop_duplicates("partition_key").set_index("partition_key") if len(leaderboard) else pd.DataFrame()
     for p, summary in summaries.items():
-        row = {c: None for c in PROVENANCE_COLUMNS}
+        row = dict.fromkeys(DATASET_PROVENANCE.names)
         if p in lb.index:
-            row.update({c: lb.at[p, c] for c in PROVENANCE_COLUMNS if c in lb.columns})
+            row.update({c: plain(lb.at[p, c]) for c in DATASET_PROVENANCE.names if c in lb.columns})
         row.update(partition_key=p, experiment_key=summary.get("experiment_key"), hardware=summary.get("hardware"),
                    content_hash=summary.get("content_hash"))
-        rows.append(row)
-    df = pd.DataFrame(rows, columns=list(PROVENANCE_COLUMNS))
-    return df.astype({"raw_storage_id": "Int64"}).astype({c: "string" for c in PROVENANCE_COLUMNS if c != "raw_storage_id"})
+        rows.append(DATASET_PROVENANCE.record(**row))
+    return DATASET_PROVENANCE.frame(rows)
+
+
+def describe(config: str, column: str) -> Column | None:
+    """A dataset column's definition (unit, meaning) from gpu_ops.schema, or None when it has none."""
+    return PARTITION_KEY if column == PARTITION_KEY.name else SCHEMAS[config].describe(column)
 
 
 def _size_category(n: int) -> str:
@@ -236,7 +243,7 @@ def dataset_card(rows: dict[str, int], schemas: dict[str, pa.Schema], leaderboar
     for c in CONFIGS:
         parts += [f"### {c}", "", "| column | type | unit | meaning |", "|---|---|---|---|"]
         for field in schemas[c]:
-            unit, meaning = describe(field.name)
-            parts.append(f"| `{field.name}` | {field.type} | {unit} | {meaning.replace('|', '/')} |")
+            col = describe(c, field.name)
+            parts.append(f"| `{field.name}` | {field.type} | {col.unit} | {col.meaning.replace('|', '/')} |")
         parts.append("")
     return "\n".join(parts)

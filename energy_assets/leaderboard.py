@@ -4,7 +4,9 @@
 import dagster as dg
 import pandas as pd
 
-from gpu_ops.leaderboard import COLUMNS, PROVENANCE, build_leaderboard  # noqa: F401 (PROVENANCE re-exported for the checks)
+from energy_assets.tables import schema_metadata
+from gpu_ops.leaderboard import FROM_STATISTICS, build_leaderboard
+from gpu_ops.schema import LEADERBOARD
 from gpu_ops.stats import fmt_ci
 
 LEADERBOARD_CODE_VERSION = "leaderboard-v2"
@@ -28,7 +30,7 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
 
 @dg.asset(
     ins={"cycle_statistics": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),
-                                        metadata={"allow_missing_partitions": True, "columns": [*COLUMNS, *PROVENANCE]})},
+                                        metadata={"allow_missing_partitions": True, "columns": list(FROM_STATISTICS)})},
     io_manager_key="parquet_io_manager",
     code_version=LEADERBOARD_CODE_VERSION,
     group_name="leaderboard",
@@ -36,6 +38,7 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
     automation_condition=dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
     & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     description="Every sweep point on every hardware profile, ranked by J/token, tokens/J, throughput and TTFT; each row carries its provenance.",
+    metadata=schema_metadata(LEADERBOARD),
 )
 def leaderboard(context: dg.AssetExecutionContext, cycle_statistics: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     df = build_leaderboard(cycle_statistics)

@@ -16,10 +16,12 @@ import pandas as pd
 
 from energy_assets.partitions import measurement_partitions, split
 from energy_assets.resources import GpuResource, StorageResource
+from energy_assets.tables import schema_metadata
 from gpu_ops.errors import UserError
 from gpu_ops.models import resolve_model
 from gpu_ops.results import ResultTables, experiment_slug, read_tables, tables_digest, write_tables
 from gpu_ops.runner import run_experiment
+from gpu_ops.schema import CYCLES, RESULT_TABLES
 from gpu_ops.validation import RAW_CHECK_NAMES, blocking_failures, failure_message, validate
 
 RAW_CODE_VERSION = "raw-v1"  # bump when the measurement method changes: downstream shows stale
@@ -73,6 +75,7 @@ def _measure(context, storage: StorageResource, gpu: GpuResource, experiment: st
     kinds={"pytorch", "parquet"},
     check_specs=[dg.AssetCheckSpec(name, asset="raw_measurements", blocking=True) for name in RAW_CHECK_NAMES],
     description="Per-request, per-cycle, per-window tables and the power timeline of one experiment on one hardware profile.",
+    metadata=schema_metadata(CYCLES, *(t for t in RESULT_TABLES.values() if t is not CYCLES)),
 )
 def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource, gpu: GpuResource):
     experiment, hardware = split(context.partition_key)

@@ -7,12 +7,14 @@ import pandas as pd
 
 from energy_assets.partitions import measurement_partitions, split
 from energy_assets.raw import RAW_CODE_VERSION
+from energy_assets.tables import schema_metadata
 from gpu_ops.errors import UserError
 from gpu_ops.results import ResultTables
+from gpu_ops.schema import PUBLISHED_STATISTICS
 from gpu_ops.stats import sweep_point_statistics
 from gpu_ops.validation import blocking_failures, failure_message, validate
 
-STATS_CODE_VERSION = "stats-v1"
+STATS_CODE_VERSION = "stats-v2"  # v2: every sweep point's statistics carry gpu_count and the schema's types
 MIN_CYCLES = 3
 CV_WARN = 0.10
 RAW_KEY = dg.AssetKey("raw_measurements")
@@ -34,9 +36,10 @@ def statistics_with_provenance(tables: ResultTables, partition: str, provenance:
     experiment, hardware = split(partition)
     st = sweep_point_statistics(tables.cycles)
     exp = tables.experiment.iloc[0]
-    return st.assign(partition_key=partition, experiment_key=experiment, hardware=hardware, fingerprint_hash=exp.fingerprint_hash,
-                     experiment_name=exp["name"], experiment_config_hash=exp.config_hash, stats_code_version=STATS_CODE_VERSION,
-                     **provenance)
+    return PUBLISHED_STATISTICS.conform(st.assign(
+        partition_key=partition, experiment_key=experiment, hardware=hardware, fingerprint_hash=exp.fingerprint_hash,
+        experiment_name=exp["name"], experiment_config_hash=exp.config_hash, stats_code_version=STATS_CODE_VERSION,
+        **provenance))
 
 
 @dg.asset(
@@ -51,6 +54,7 @@ def statistics_with_provenance(tables: ResultTables, partition: str, provenance:
                  dg.AssetCheckSpec("cv_under_threshold", asset="cycle_statistics",
                                    description=f"coefficient of variation of J/token (or tok/s when unmeasured) <= {CV_WARN:.0%}")],
     description="Mean, sample std, 95 % Student-t CI and CV per sweep point, with raw provenance.",
+    metadata=schema_metadata(PUBLISHED_STATISTICS),
 )
 def cycle_statistics(context: dg.AssetExecutionContext, raw_measurements: ResultTables):
     failed = blocking_failures(validate(raw_measurements))

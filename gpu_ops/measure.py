@@ -14,14 +14,14 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from gpu_ops import __version__
-from gpu_ops.backends import ENGINE_METRICS, EngineStep, Request, check_capabilities, get_backend
+from gpu_ops.backends import EngineStep, Request, check_capabilities, get_backend
 from gpu_ops.config import ExperimentConfig, SweepPoint
 from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_meter
 from gpu_ops.energy.nvml import uuid_hash
@@ -29,11 +29,14 @@ from gpu_ops.environment import fingerprint, hardware_profile
 from gpu_ops.locks import device_locks
 from gpu_ops.errors import CapabilityError, MeasurementError, UserError
 from gpu_ops import phases
-from gpu_ops.metrics import cycle_row, requests_frame
+from gpu_ops.metrics import cycle_metrics, requests_frame
 from gpu_ops.models import resolve_model
 from gpu_ops.prompts import build_prompts, prompt_texts
 from gpu_ops.results import SCHEMA_VERSION, ResultTables, experiment_slug, save_result
-from gpu_ops.stats import SUMMARISED, fmt_value, sweep_point_statistics
+from gpu_ops.schema import (CYCLE_KEY, CYCLE_WINDOW, CYCLES, ENGINE_METRICS, ENGINE_STEP, EXPERIMENT, POINT_SETTINGS,
+                            REQUESTS, RUN_GPUS, RUN_IDENTITY, STEPS, SWEEP_POINTS, TIMELINE, WINDOW_FIELD, WINDOWS,
+                            Record, Table, plain_rows)
+from gpu_ops.stats import fmt_value, sweep_point_statistics
 from gpu_ops.traffic import arrival_times
 
 log = logging.getLogger("gpu_ops")
@@ -72,7 +75,8 @@ def measure_experiment(
     show_bar: bool = False,
     show_tokens: bool = False,
 ) -> RunOutcome:
-    """Measure every sweep point of `cfg` with this process's backend and write the result folder under `out_root`."""
+    """Measure every sweep point of `cfg` with this process's backend and write the result folder under `out_root`
+    (the arguments are run_experiment's)."""
     from gpu_ops.backends.pytorch import resolve_device
 
     points = sorted(cfg.expand(), key=lambda p: p.config.load_key())  # fewest model reloads
@@ -88,26 +92,53 @@ def measure_experiment(
     source = resolve_model(cfg.model)
     meter = build_meter(cfg, use_cuda or nvml is not None, nvml_module=nvml, sync=backend.sync)
     hardware = hardware_profile(meter.targets)
-    exp_key = experiment_slug(source.slug, cfg.backend)
+    identity = RUN_IDENTITY.record(model=cfg.model, backend=cfg.backend, hardware=hardware, weights=source.weights,
+                                   experiment_key=experiment_slug(source.slug, cfg.backend))
     say = progress or (lambda msg: log.info(msg))
-    total_cycles = len(points) * cfg.cycles
     bar = None
     if show_bar:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_cycles, desc=cfg.name, unit="cycle")
+        bar = tqdm(total=len(points) * cfg.cycles, desc=cfg.name, unit="cycle")
         say = bar.write
-
-    display = None
     if show_tokens:
         from gpu_ops.display import TokenDisplay
 
-        display = TokenDisplay(str(source.tokenizer_path or source.path or source.spec), cfg.batching.batch_size)
-        backend.token_display = display
+        backend.token_display = TokenDisplay(str(source.tokenizer_path or source.path or source.spec),
+                                             cfg.batching.batch_size)
+    run = _measure(cfg, points, unavailable, backend, meter, hardware, say, bar)
+    if bar:
+        bar.close()
+    tables = _tables(cfg, identity, run)
+    name = folder_name or f"{cfg.name}__{hardware}__{run.started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
+    folder = Path(out_root) / name
+    content_hash = save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
+    return RunOutcome(folder, tables, content_hash)
+
+
+@dataclass
+class _Run:
+    """What a run measured, before it becomes tables."""
+
+    started: datetime
+    finished: datetime
+    windows: list[tuple[str, str, int | None, WindowMeasurement]]  # (kind, sweep point, cycle, window)
+    cycles: list[tuple[SweepPoint, int, CycleResult]]
+    points: list[tuple[Record, dict]]  # sweep_points rows and each one's backend load details
+    idle: IdleBaseline
+    timeline: pd.DataFrame
+    meter: EnergyMeter
+    backend_version: str
+
+
+def _measure(cfg: ExperimentConfig, points: list[SweepPoint], unavailable: dict[str, str], backend, meter: EnergyMeter,
+             hardware: str, say, bar) -> _Run:
+    """Hold the run's devices: idle baseline, each sweep point's warm-up and cycles, settling, idle baseline again."""
     windows: list[tuple[str, str, int | None, WindowMeasurement]] = []
     per_cycle: list[tuple[SweepPoint, int, CycleResult]] = []
-    point_info: list[dict] = []
-    lock_keys = [uuid_hash(t.uuid if t.mig is None else t.parent_uuid) for t in meter.targets] or [f"cpu-{socket.gethostname()}"]
+    point_rows: list[tuple[Record, dict]] = []
+    lock_keys = ([uuid_hash(t.uuid if t.mig is None else t.parent_uuid) for t in meter.targets]
+                 or [f"cpu-{socket.gethostname()}"])
     with device_locks(lock_keys), meter:
         started = datetime.now(timezone.utc)  # started_at / finished_at span the time this run held its devices
         idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
@@ -118,12 +149,14 @@ def measure_experiment(
                 pc = point.config
                 if point.label in unavailable:  # an optional kernel or package this machine lacks: recorded, not run
                     say(f"[{point.label}] unavailable here: {unavailable[point.label]}")
-                    point_info.append(_point_info(point, None, backend, status="unavailable", reason=unavailable[point.label]))
+                    point_rows.append((_point_row(point, None, status="unavailable", reason=unavailable[point.label]),
+                                       {}))
                     continue
                 say(f"[{point.label}] {pc.model} ({pc.precision}) on {hardware}")
                 reloaded = _load(backend, pc, point.label)
                 prompts = build_prompts(pc, backend.tokenizer, backend.vocab_size)
-                warm = _requests(prompts[: max(pc.warmup_requests, pc.batching.batch_size if pc.pytorch.static_cache else 0)], pc, 0.0)
+                warm = _requests(prompts[: max(pc.warmup_requests, pc.batching.batch_size if pc.pytorch.static_cache
+                                               else 0)], pc, 0.0)
                 # warm-up keeps loading and compilation out of measured windows: needed after a (re)load, and for
                 # compiled paths whose graphs depend on the batch shape; an eager model already warm skips it
                 warmup_s = None
@@ -133,97 +166,88 @@ def measure_experiment(
                     w = meter.end_window(f"{point.label}/warmup")
                     windows.append(("warmup", point.label, None, w))
                     warmup_s = w.duration_s
-                    say(f"[{point.label}] warm-up {len(warm)} request(s): {w.duration_s:.2f} s (includes any compilation)")
+                    say(f"[{point.label}] warm-up {len(warm)} request(s): {w.duration_s:.2f} s (includes any "
+                        "compilation)")
                 for c in range(pc.cycles):
                     cycle = run_cycle(backend, meter, pc, prompts, point.label, c, say)
                     windows.append(("cycle", point.label, c, cycle.window))
                     per_cycle.append((point, c, cycle))
                     if bar:
                         bar.update(1)
-                point_info.append(_point_info(point, prompts, backend, model_reused=not reloaded, warmup_s=warmup_s))
+                point_rows.append((_point_row(point, prompts, model_reused=not reloaded, warmup_s=warmup_s),
+                                   {f"backend_{k}": v for k, v in backend.info.items()}))
         finally:
             backend.close()
-            if display is not None:
-                display.close()
+            if getattr(backend, "token_display", None) is not None:
+                backend.token_display.close()
         settle_s = _settle(meter, idle_before, cfg.energy.settle_timeout_s, say)
         idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
         if idle_after:
             windows.append(("idle_after", "", None, idle_after))
         timeline = meter.timeline()
         finished = datetime.now(timezone.utc)
-        meter_info = meter.describe()
-    if bar:
-        bar.close()
+    return _Run(started, finished, windows, per_cycle, point_rows, IdleBaseline(idle_before, idle_after, settle_s),
+                timeline, meter, backend.version())
 
-    idle = IdleBaseline(idle_before, idle_after, settle_s)
-    power_limit = sum(t.power_limit_w for t in meter.targets if t.power_limit_w) or None
-    fp = fingerprint(meter.targets, meter.gpu.nvml if meter.gpu else None, backend.version(), cfg.config_hash(),
-                     meter.step_s if meter.step_measured else None)
+
+def _tables(cfg: ExperimentConfig, identity: Record, run: _Run) -> ResultTables:
+    """The result folder's tables and summary from what the run measured, each row a record of gpu_ops.schema."""
+    meter, idle = run.meter, run.idle
+    gpus = RUN_GPUS.record(power_limit_w=sum(t.power_limit_w for t in meter.targets if t.power_limit_w) or None,
+                           gpu_count=len(meter.targets))
     cycles, requests, steps = [], [], []
-    for point, c, cycle in per_cycle:
-        req, w, engine = cycle.requests, cycle.window, cycle.engine
-        row = {"sweep_point": point.label, "cycle": c, "model": cfg.model, "backend": cfg.backend, "hardware": hardware,
-               "weights": source.weights, "experiment_key": exp_key, "precision": point.config.precision,
-               "batch_size": point.config.batching.batch_size, "parallelism": point.config.parallelism.label,
-               "config_hash": point.config.config_hash(),
-               "window_start_s": w.start_s, "window_end_s": w.end_s, "timeline_energy_j": w.timeline_energy_j,
-               "energy_uncertainty_j": w.energy_uncertainty_j, "edges_aligned": w.edges_aligned,
-               "cross_check_rel_diff": w.cross_check_rel_diff, "cross_check_tolerance": w.cross_check_tolerance,
-               "too_short": w.too_short, "n_samples": w.n_samples,
-               "foreign_processes": ",".join(map(str, w.foreign_processes)), "throttle_reasons": w.throttle_reasons,
-               "temp_min_c": w.temp_min_c, "temp_max_c": w.temp_max_c, "sm_clock_min_mhz": w.sm_clock_min_mhz,
-               "sm_clock_max_mhz": w.sm_clock_max_mhz, "power_limit_w": power_limit, "zeus_energy_j": w.zeus_energy_j,
-               "mig_attribution": w.mig_attribution, "mig_attributed_energy_j": w.mig_attributed_energy_j,
-               "gpu_count": len(meter.targets), "gpu_energy_by_device_j": w.to_row()["gpu_energy_by_device_j"]}
-        split = phases.attribute(timeline, req, w, cycle.steps)
-        req = req.assign(prefill_energy_j=split.request_prefill_j, decode_energy_j=split.request_decode_j)
-        row.update(cycle_row(req, w, idle.power_w, point.config.slo, cycle.peak_memory_bytes, split),
-                   cycle_setup_s=cycle.setup_s, cycle_collect_s=cycle.collect_s)
-        row.update({k: engine.get(k) for k in ENGINE_METRICS})  # same columns on every backend; NaN = not reported
-        cycles.append(row)
-        requests.append(req.assign(sweep_point=point.label, cycle=c))
-        steps.append(cycle.steps.assign(sweep_point=point.label, cycle=c))
-    win_rows = [dict(w.to_row(), kind=kind, sweep_point=label, cycle=c) for kind, label, c, w in windows]
-    cycles_df = _numeric(pd.DataFrame(cycles))
+    for point, c, cycle in run.cycles:
+        key = CYCLE_KEY.record(sweep_point=point.label, cycle=c)
+        w = cycle.window
+        split = phases.attribute(run.timeline, cycle.requests, w, cycle.steps)
+        req = cycle.requests.assign(prefill_energy_j=split.request_prefill_j, decode_energy_j=split.request_decode_j)
+        cycles.append(CYCLES.row(
+            key, identity, _point_settings(point.config), gpus, _window_part(w),
+            cycle_metrics(req, w, idle.power_w, point.config.slo, cycle.peak_memory_bytes, split),
+            cycle_setup_s=cycle.setup_s, cycle_collect_s=cycle.collect_s,
+            # same columns on every backend; empty = not reported
+            **{name: cycle.engine.get(name) for name in ENGINE_METRICS.names}))
+        requests.append(req.assign(**key.as_dict()))
+        steps.append(cycle.steps.assign(**key.as_dict()))
+    windows = [WINDOWS.row(w.readings(), kind=kind, sweep_point=label, cycle=c) for kind, label, c, w in run.windows]
+    cycles_df = CYCLES.frame(cycles)
     stats = sweep_point_statistics(cycles_df)
-    experiment = pd.DataFrame([{
-        "name": cfg.name, "model": cfg.model, "backend": cfg.backend, "hardware": hardware, "weights": source.weights,
-        "experiment_key": exp_key, "config_hash": cfg.config_hash(), "config_json": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
-        "schema_version": SCHEMA_VERSION, "package_version": __version__, "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(), "idle_power_w": idle.power_w,
-        "idle_before_w": idle_before.avg_power_w if idle_before else None, "idle_after_w": idle_after.avg_power_w if idle_after else None,
-        "idle_settle_s": settle_s, "cross_check_tolerance": cfg.energy.cross_check_tolerance,
-        "fingerprint_json": json.dumps(fp, sort_keys=True),
-        "fingerprint_hash": fp["fingerprint_hash"], "meter_json": json.dumps(meter_info, sort_keys=True),
-    }])
+    fp = fingerprint(meter.targets, meter.gpu.nvml if meter.gpu else None, run.backend_version, cfg.config_hash(),
+                     meter.step_s if meter.step_measured else None)
+    meter_info = meter.describe()
+    experiment = EXPERIMENT.row(
+        identity, name=cfg.name, config_hash=cfg.config_hash(),
+        config_json=json.dumps(cfg.model_dump(mode="json"), sort_keys=True), schema_version=SCHEMA_VERSION,
+        package_version=__version__, started_at=run.started.isoformat(), finished_at=run.finished.isoformat(),
+        idle_power_w=idle.power_w, idle_before_w=idle.before.avg_power_w if idle.before else None,
+        idle_after_w=idle.after.avg_power_w if idle.after else None, idle_settle_s=idle.settle_s,
+        cross_check_tolerance=cfg.energy.cross_check_tolerance, fingerprint_json=json.dumps(fp, sort_keys=True),
+        fingerprint_hash=fp["fingerprint_hash"], meter_json=json.dumps(meter_info, sort_keys=True))
     summary = {
-        "name": cfg.name, "model": cfg.model, "backend": cfg.backend, "hardware": hardware, "weights": source.weights,
-        "experiment_key": exp_key, "config_hash": cfg.config_hash(), "fingerprint": fp, "meter": meter_info,
-        "idle_power_w": idle.power_w, "sweep_points": stats.to_dict(orient="records"),
-        "warmup_s": {label: w.duration_s for kind, label, _, w in windows if kind == "warmup"},
+        "name": cfg.name, **identity.as_dict(), "config_hash": cfg.config_hash(), "fingerprint": fp,
+        "meter": meter_info, "idle_power_w": idle.power_w, "sweep_points": plain_rows(stats),
+        "warmup_s": {label: w.duration_s for kind, label, _, w in run.windows if kind == "warmup"},
     }
-    tables = ResultTables(experiment=experiment, sweep_points=pd.DataFrame(point_info), cycles=cycles_df,
-                          requests=pd.concat(requests, ignore_index=True) if requests else pd.DataFrame(),
-                          windows=pd.DataFrame(win_rows), timeline=timeline,
-                          steps=pd.concat(steps, ignore_index=True) if steps else steps_frame([]).assign(sweep_point="", cycle=0),
-                          summary=summary)
-    name = folder_name or f"{cfg.name}__{hardware}__{started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
-    folder = Path(out_root) / name
-    content_hash = save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
-    return RunOutcome(folder, tables, content_hash)
+    return ResultTables(
+        experiment=EXPERIMENT.frame([experiment]),
+        sweep_points=SWEEP_POINTS.frame((row for row, _ in run.points), free=(info for _, info in run.points)),
+        cycles=cycles_df, requests=_concat(REQUESTS, requests), windows=WINDOWS.frame(windows),
+        timeline=TIMELINE.conform(run.timeline), steps=_concat(STEPS, steps), summary=summary)
 
 
-NUMERIC = SUMMARISED + ("timeline_energy_j", "idle_power_w", "power_limit_w", "zeus_energy_j", "mig_attributed_energy_j",
-                       "temp_min_c", "temp_max_c", "sm_clock_min_mhz", "sm_clock_max_mhz", "other_energy_j",
-                       "energy_uncertainty_j", "cross_check_tolerance")
+def _concat(table: Table, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return table.conform(pd.concat(frames, ignore_index=True)) if frames else table.frame([])
 
 
-def _numeric(df: pd.DataFrame) -> pd.DataFrame:
-    """Unmeasured values are NaN in float columns, so tables from every machine share one schema."""
-    for col in NUMERIC:
-        if col in df:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    return df
+def _point_settings(pc: ExperimentConfig) -> Record:
+    return POINT_SETTINGS.record(precision=pc.precision, batch_size=pc.batching.batch_size,
+                                 parallelism=pc.parallelism.label, config_hash=pc.config_hash())
+
+
+def _window_part(w: WindowMeasurement) -> Record:
+    """What a cycle repeats of its window (schema.CYCLE_WINDOW)."""
+    readings = w.readings()
+    return CYCLE_WINDOW.record(**{name: getattr(readings, WINDOW_FIELD.get(name, name)) for name in CYCLE_WINDOW.names})
 
 
 @dataclass
@@ -267,19 +291,20 @@ def run_cycle(backend, meter: EnergyMeter, pc: ExperimentConfig, prompts, label:
 
 def steps_frame(steps: list[EngineStep]) -> pd.DataFrame:
     """Engine steps as a typed table (an empty one keeps its column types, so every folder has one schema)."""
-    frame = pd.DataFrame([asdict(st) for st in steps], columns=[f.name for f in fields(EngineStep)])
-    return frame.astype({f.name: "float64" if f.type == "float" else "int64" for f in fields(EngineStep)})
+    return ENGINE_STEP.conform(pd.DataFrame([asdict(st) for st in steps], columns=list(ENGINE_STEP.names)))
 
 
-def _point_info(point: SweepPoint, prompts, backend, status: str = "measured", reason: str | None = None, **extra) -> dict:
-    """The sweep_points row: the point's resolved config and trace, the backend's load details, its status."""
+def _point_row(point: SweepPoint, prompts, status: str = "measured", reason: str | None = None,
+               model_reused: bool | None = None, warmup_s: float | None = None) -> Record:
+    """The sweep_points row: the point's resolved config and trace, its status."""
     pc = point.config
-    return {"sweep_point": point.label, "status": status, "unavailable_reason": reason,
-            "overrides_json": json.dumps(point.overrides, sort_keys=True, default=str),
-            "config_json": json.dumps(pc.model_dump(mode="json"), sort_keys=True),
-            "non_defaults_json": json.dumps(pc.non_defaults(), sort_keys=True), "config_hash": pc.config_hash(),
-            "trace_hash": trace_hash(_requests(prompts, pc, 0.0)) if prompts is not None else None, **extra,
-            **({f"backend_{k}": v for k, v in backend.info.items()} if status == "measured" else {})}
+    return SWEEP_POINTS.record(
+        sweep_point=point.label, status=status, unavailable_reason=reason,
+        overrides_json=json.dumps(point.overrides, sort_keys=True, default=str),
+        config_json=json.dumps(pc.model_dump(mode="json"), sort_keys=True),
+        non_defaults_json=json.dumps(pc.non_defaults(), sort_keys=True), config_hash=pc.config_hash(),
+        trace_hash=trace_hash(_requests(prompts, pc, 0.0)) if prompts is not None else None,
+        model_reused=model_reused, warmup_s=warmup_s)
 
 
 def _load(backend, pc: ExperimentConfig, label: str) -> bool:

@@ -3,7 +3,7 @@
 A result folder holds raw readings (windows: each GPU's counter energy and the window edges; requests: arrival and
 token times; timeline: power samples) and figures derived from them (cycles: J/token, tokens/s, net energy, ...;
 summary.json: statistics with their CIs). An uploaded folder is untrusted, so its derived figures are recomputed here
-with the functions that produced them (`metrics.request_row` and `cycle_row`, `energy.meter.timeline_energy` and
+with the functions that produced them (`metrics.request_metrics` and `cycle_metrics`, `energy.meter.timeline_energy` and
 `window_figures`, `IdleBaseline`, `config.expand_sweep`, `stats.sweep_point_statistics`), and every disagreement
 is reported. Each function returns a list of problems, empty when the folder is consistent.
 """
@@ -22,8 +22,9 @@ from gpu_ops import phases
 from gpu_ops.energy.meter import EDGE_MARGIN_S, IdleBaseline, WindowMeasurement, timeline_energy, window_figures
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S
 from gpu_ops.errors import UserError, excerpt
-from gpu_ops.metrics import cycle_row, request_row
+from gpu_ops.metrics import cycle_metrics, request_metrics
 from gpu_ops.results import ResultTables, load_json
+from gpu_ops.schema import CYCLE_WINDOW, WINDOW_FIELD, plain
 from gpu_ops.stats import sweep_point_statistics
 
 REL_TOL = 1e-9  # recomputed with the same float64 operations: only library versions may move the last digits
@@ -33,22 +34,13 @@ REL_TOL = 1e-9  # recomputed with the same float64 operations: only library vers
 MAX_LATE_SAMPLES = 16
 BY_DEVICE_ABS_TOL_J = 1e-5  # per-GPU energies are stored with 6 decimals
 WINDOW_KINDS = ("idle_before", "warmup", "cycle", "idle_after")
-# cycles columns the runner copies from the cycle's window (window field on the right)
-COPIED_FROM_WINDOW = {"window_start_s": "start_s", "window_end_s": "end_s",
-                      **{k: k for k in ("timeline_energy_j", "cross_check_rel_diff", "too_short", "n_samples",
-                                        "foreign_processes", "gpu_energy_by_device_j")}}
+COPIED_FROM_WINDOW = {name: WINDOW_FIELD.get(name, name) for name in CYCLE_WINDOW.names}
+"""cycles column -> the field of the cycle's window it repeats (schema.CYCLE_WINDOW)."""
 REQUEST_FIGURES = ("ttft_s", "tpot_s", "e2e_s", "queue_s")
 
 
 def is_missing(v) -> bool:
-    return v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and math.isnan(v))
-
-
-def plain(v):
-    """A stored cell as the engine held it: None for a missing value, Python numbers for numpy ones."""
-    if is_missing(v):
-        return None
-    return v.item() if isinstance(v, np.generic) else v
+    return plain(v) is None
 
 
 def same(stored, derived, abs_tol: float = 1e-12) -> bool:
@@ -68,7 +60,7 @@ def _differs(where: str, column: str, stored, derived) -> str:
 
 
 def parse_by_device(text) -> dict[str, float]:
-    """`gpu0=1.5;gpu1=2.0` (WindowMeasurement.to_row) -> {"gpu0": 1.5, "gpu1": 2.0}."""
+    """`gpu0=1.5;gpu1=2.0` (WindowMeasurement.readings) -> {"gpu0": 1.5, "gpu1": 2.0}."""
     out: dict[str, float] = {}
     for part in filter(None, str(plain(text) or "").split(";")):
         label, sep, value = part.partition("=")
@@ -87,7 +79,7 @@ def parse_pids(text) -> list[int]:
 
 
 def window_from_row(row: pd.Series) -> WindowMeasurement:
-    """A stored windows row back as the WindowMeasurement the meter returned (the inverse of its to_row)."""
+    """A stored windows row back as the WindowMeasurement the meter returned (the inverse of its readings)."""
     values = {f.name: plain(row.get(f.name)) for f in dataclasses.fields(WindowMeasurement)}
     values.update(gpu_energy_by_device_j=parse_by_device(row["gpu_energy_by_device_j"]),
                   foreign_processes=parse_pids(row["foreign_processes"]), too_short=bool(row["too_short"]),
@@ -163,7 +155,7 @@ def idle_power(t: ResultTables) -> tuple[WindowMeasurement | None, WindowMeasure
 
 
 def request_problems(t: ResultTables, max_output_tokens: dict[str, int]) -> list[str]:
-    """TTFT, TPOT, E2E and queue time of every request from its arrival and token times (metrics.request_row); output
+    """TTFT, TPOT, E2E and queue time of every request from its arrival and token times (metrics.request_metrics); output
     tokens within the sweep point's max_output_tokens."""
     out = []
     for r in t.requests.itertuples(index=False):
@@ -171,9 +163,9 @@ def request_problems(t: ResultTables, max_output_tokens: dict[str, int]) -> list
         rec = RequestRecord(int(r.request_id), int(r.prompt_tokens), int(r.output_tokens), float(r.arrival_s),
                             float(r.scheduled_s), [], int(r.batch_id), plain(r.prefill_end_s), plain(r.first_token_s),
                             plain(r.last_token_s), tokenize_s=plain(getattr(r, "tokenize_s", None)))
-        derived = request_row(rec)
-        out += [_differs(where, k, getattr(r, k), derived[k]) for k in REQUEST_FIGURES
-                if not same(getattr(r, k), derived[k])]
+        derived = request_metrics(rec)
+        out += [_differs(where, k, getattr(r, k), getattr(derived, k)) for k in REQUEST_FIGURES
+                if not same(getattr(r, k), getattr(derived, k))]
         limit = max_output_tokens.get(r.sweep_point)
         if limit is not None and r.output_tokens > limit:
             out.append(f"{where}: {r.output_tokens} output tokens, more than the sweep point's max_output_tokens "
@@ -183,7 +175,7 @@ def request_problems(t: ResultTables, max_output_tokens: dict[str, int]) -> list
 
 def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> list[str]:
     """Every figure of every cycle from its window, its requests, the idle baseline and the timeline
-    (metrics.cycle_row), and the idle powers of the experiment row."""
+    (metrics.cycle_metrics), and the idle powers of the experiment row."""
     out = []
     before, after, idle = idle_power(t)
     exp = t.experiment.iloc[0]
@@ -203,9 +195,9 @@ def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> lis
         req = requests.get(key, t.requests.iloc[0:0])
         window = window_from_row(windows[key])
         split = phases.attribute(t.timeline, req, window, steps.get(key, t.steps.iloc[0:0]))
-        derived = cycle_row(req, window, idle, configs[c.sweep_point].slo, plain(c.peak_memory_bytes), split)
+        derived = cycle_metrics(req, window, idle, configs[c.sweep_point].slo, plain(c.peak_memory_bytes), split)
         # columns a folder written before them lacks are not compared
-        out += [_differs(where, k, c[k], v) for k, v in derived.items() if k in c.index and not same(c[k], v)]
+        out += [_differs(where, k, c[k], v) for k, v in derived.as_dict().items() if k in c.index and not same(c[k], v)]
     return out
 
 

@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 
 from gpu_ops.config import MAX_SWEEP_POINTS, Parallelism
 from gpu_ops.errors import UserError, excerpt
-from gpu_ops.schema import describe
+from gpu_ops.schema import RESULT_TABLES
 
 SCHEMA_VERSION = 1
-TABLES = ("experiment", "sweep_points", "cycles", "requests", "windows", "timeline", "steps")
+TABLES = tuple(RESULT_TABLES)
 # tables added after the first results were published: a folder written before them reads them as empty
 LATER_TABLES = ("steps",)
 FOLDER_FILES = frozenset({"summary.json", *(f"{name}.parquet" for name in TABLES)})
@@ -39,47 +39,11 @@ MAX_TABLE_VALUES = 200_000_000  # decoded values (rows x columns, list elements 
 MIN_FREE_BYTES = 256 << 20  # room a result folder may need; LEM_MIN_FREE_MB overrides
 _HEX = re.compile(r"[0-9a-f]+")
 
-# Columns an untrusted result folder must have, by kind: "str" text, "num" a number (read as float64), "int" an
-# integer, "bool", "list" a list of numbers. A column of nulls only passes where values may be missing (str, num).
-_STR, _NUM, _INT = "str", "num", "int"
-COLUMN_KINDS = {
-    "experiment": {**dict.fromkeys(("name", "model", "backend", "hardware", "weights", "experiment_key", "config_hash",
-                                    "config_json", "fingerprint_json", "fingerprint_hash", "meter_json"), _STR),
-                   "schema_version": _INT, "cross_check_tolerance": _NUM,
-                   **dict.fromkeys(("idle_power_w", "idle_before_w", "idle_after_w"), _NUM)},
-    "sweep_points": dict.fromkeys(("sweep_point", "config_json", "config_hash", "overrides_json", "non_defaults_json"),
-                                  _STR),
-    "cycles": {**dict.fromkeys(("sweep_point", "model", "backend", "hardware", "weights", "experiment_key", "precision",
-                                "config_hash", "foreign_processes", "gpu_energy_by_device_j", "energy_status",
-                                "unmeasured_reason", "cpu_energy_status", "cpu_unmeasured_reason"), _STR),
-               **dict.fromkeys(("cycle", "batch_size", "n_samples", "gpu_count", "requests", "input_tokens",
-                                "output_tokens", "good_requests"), _INT),
-               "too_short": "bool",
-               **dict.fromkeys(("window_start_s", "window_end_s", "timeline_energy_j", "cross_check_rel_diff",
-                                "power_limit_w", "duration_s", "tokens_per_s", "requests_per_s", "gross_energy_j",
-                                "idle_power_w", "net_energy_j", "j_per_token", "net_j_per_token", "tokens_per_j",
-                                "j_per_request", "avg_power_w", "peak_power_w", "peak_memory_bytes", "ttft_mean_s",
-                                "ttft_p50_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s", "itl_p50_s",
-                                "itl_p99_s", "e2e_mean_s", "e2e_p99_s", "queue_mean_s", "goodput_req_per_s",
-                                "goodput_per_j", "cpu_energy_j", "prefill_energy_j", "decode_energy_j",
-                                "other_energy_j"), _NUM)},
-    "requests": {**dict.fromkeys(("request_id", "prompt_tokens", "output_tokens", "batch_id", "cycle"), _INT),
-                 **dict.fromkeys(("arrival_s", "scheduled_s", "queue_s", "ttft_s", "tpot_s", "e2e_s", "first_token_s",
-                                  "last_token_s", "prefill_end_s"), _NUM),
-                 "itl_s": "list", "sweep_point": _STR},
-    "windows": {**dict.fromkeys(("name", "kind", "sweep_point", "gpu_energy_status", "gpu_unmeasured_reason",
-                                 "gpu_energy_by_device_j", "foreign_processes", "cpu_energy_status",
-                                 "cpu_unmeasured_reason"), _STR),
-                **dict.fromkeys(("cycle", "start_s", "end_s", "duration_s", "gpu_energy_j", "timeline_energy_j",
-                                 "cross_check_rel_diff", "avg_power_w", "peak_power_w", "cpu_energy_j"), _NUM),
-                "n_samples": _INT, "too_short": "bool"},
-    "timeline": {"t_s": _NUM, "device": _STR, "power_w": _NUM},
-    "steps": {"sweep_point": _STR, "cycle": _INT, "t_s": _NUM,
-              **dict.fromkeys(("prompt_tokens", "first_tokens", "decode_tokens", "running", "waiting"), _INT),
-              "kv_usage": _NUM},
-}
-REQUIRED_COLUMNS = {name: set(kinds) for name, kinds in COLUMN_KINDS.items()}
-_KIND_NAMES = {"str": "text", "num": "a number", "int": "an integer", "bool": "true/false", "list": "a list of numbers"}
+# An untrusted result folder's columns are checked against gpu_ops.schema: every column present since the first
+# published folders must be there, none outside the schema may be, and each has its stored type. A column of nulls
+# passes only where values may be missing.
+_TYPE_NAMES = {"str": "text", "float": "a number", "int": "an integer", "int?": "an integer or empty",
+               "bool": "true/false", "bool?": "true/false or empty", "list[float]": "a list of numbers"}
 
 
 def experiment_slug(model_slug: str, backend: str) -> str:
@@ -351,15 +315,17 @@ def read_summary(folder: Path) -> dict:
     return summary
 
 
-def _kind_ok(kind: str, t: pa.DataType) -> bool:
+def _type_ok(dtype: str, t: pa.DataType) -> bool:
+    """Whether an Arrow type stores a column of schema type `dtype` (as any version of llm-energy-measure wrote it)."""
     if pa.types.is_dictionary(t):
         t = t.value_type
     if pa.types.is_null(t):
-        return kind in ("str", "num")  # every value missing: allowed where a value may be missing
-    if kind == "list":
-        return (pa.types.is_list(t) or pa.types.is_large_list(t)) and _kind_ok("num", t.value_type)
+        return dtype in ("str", "float", "int?", "bool?")  # every value missing: allowed where a value may be missing
+    if dtype == "list[float]":
+        return (pa.types.is_list(t) or pa.types.is_large_list(t)) and _type_ok("float", t.value_type)
+    number = pa.types.is_integer(t) or pa.types.is_floating(t)
     return {"str": pa.types.is_string(t) or pa.types.is_large_string(t), "int": pa.types.is_integer(t),
-            "num": pa.types.is_integer(t) or pa.types.is_floating(t), "bool": pa.types.is_boolean(t)}[kind]
+            "float": number, "int?": number, "bool": pa.types.is_boolean(t), "bool?": pa.types.is_boolean(t)}[dtype]
 
 
 def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> None:
@@ -378,19 +344,18 @@ def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> Non
     if max(values, md.num_rows * md.num_columns) > MAX_TABLE_VALUES:
         raise UserError(f"{where}: {max(values, md.num_rows * md.num_columns)} values, more than the "
                         f"{MAX_TABLE_VALUES} a result table may decode to")
-    schema = pf.schema_arrow
-    missing = REQUIRED_COLUMNS[name] - set(schema.names)
+    stored, table = pf.schema_arrow, RESULT_TABLES[name]
+    missing = [c.name for c in table.columns if not c.optional and c.name not in stored.names]
     if missing:
-        raise UserError(f"{where}: missing columns {sorted(missing)}; not a result folder written by this version")
-    unknown = [n for n in schema.names if describe(n) is None]
+        raise UserError(f"{where}: missing columns {missing}; not a result folder written by this version")
+    unknown = [n for n in stored.names if table.describe(n) is None]
     if unknown:
         raise UserError(f"{where}: columns {excerpt(unknown)} are not columns llm-energy-measure writes "
                         "(gpu_ops/schema.py); remove them")
-    for col, kind in COLUMN_KINDS[name].items():
-        t = schema.field(col).type
-        if not _kind_ok(kind, t):
-            raise UserError(f"{where}: column {col} is {t}, expected {_KIND_NAMES[kind]}; the table was not written by "
-                            "llm-energy-measure")
+    for col in table.columns:
+        if col.name in stored.names and not _type_ok(col.dtype, stored.field(col.name).type):
+            raise UserError(f"{where}: column {col.name} is {stored.field(col.name).type}, expected "
+                            f"{_TYPE_NAMES[col.dtype]}; the table was not written by llm-energy-measure")
 
 
 def read_arrow_table(folder: Path, name: str, summary: dict) -> pa.Table:
@@ -413,10 +378,10 @@ def read_arrow_table(folder: Path, name: str, summary: dict) -> pa.Table:
         table = pf.read(use_threads=False)
     except Exception as exc:
         raise UserError(f"{where}: unreadable Parquet ({excerpt(str(exc), bare=True)})") from None
-    for col, kind in COLUMN_KINDS[name].items():
-        if kind == "num":
-            i = table.column_names.index(col)
-            table = table.set_column(i, col, pc.cast(table.column(i), pa.float64()))
+    for col in RESULT_TABLES[name].where(dtype="float"):
+        if col.name in table.column_names:
+            i = table.column_names.index(col.name)
+            table = table.set_column(i, col.name, pc.cast(table.column(i), pa.float64()))
     return table
 
 

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, runtime_checkable
 
+from gpu_ops import schema
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.errors import CapabilityError
 
@@ -98,17 +99,9 @@ class Capabilities:
     notes: tuple[str, ...] = field(default=())
 
 
-ENGINE_METRICS = {
-    "prefix_cache_hit_rate": "prefix-cache hits / queries (tokens) in the cycle",
-    "kv_cache_usage_peak": "highest KV-cache usage fraction seen in the cycle",
-    "kv_cache_usage_mean": "mean KV-cache usage fraction over the cycle's engine steps",
-    "kv_blocks_peak": "most KV-cache blocks in use at once (usage x total blocks)",
-    "kv_blocks_total": "KV-cache blocks the engine allocated",
-    "kv_block_size": "tokens per KV-cache block",
-    "preemptions": "requests preempted (KV cache exhausted) in the cycle",
-    "spec_decode_acceptance_rate": "accepted / proposed draft tokens in the cycle",
-}
-"""Engine metrics: a column in every backend's cycles table; NaN where a backend does not report it."""
+ENGINE_METRICS = {c.name: c.meaning for c in schema.ENGINE_METRICS.columns}
+"""Engine metrics by name (defined in gpu_ops.schema): a column in every backend's cycles table; empty where a
+backend does not report it."""
 
 
 @runtime_checkable

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +33,7 @@ from gpu_ops.energy import sampler as smp
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S, GpuTarget, NvmlSource, uuid_hash
 from gpu_ops.energy.rapl import RaplSource
 from gpu_ops.errors import MeasurementError
+from gpu_ops.schema import WINDOW_READINGS, Record
 
 MIN_TRUSTED_UPDATES = 10  # a window shorter than 10 counter updates is flagged too short to trust
 STEP_WAIT_UPDATES = 2.5  # how long a window edge waits for the counter to step, in counter updates
@@ -51,6 +52,9 @@ def cross_check_tolerance(duration_s: float, step_s: float) -> float:
 
 @dataclass
 class WindowMeasurement:
+    """What the meter measured over one window. Stored flat as a row of the `windows` table (schema.WINDOW_READINGS,
+    where each field's unit and meaning are defined); a cycle repeats part of it (schema.CYCLE_WINDOW)."""
+
     name: str
     start_s: float
     end_s: float
@@ -81,11 +85,12 @@ class WindowMeasurement:
     mig_attribution: str | None = None  # set when a MIG slice ran: how the parent's energy is attributed
     mig_attributed_energy_j: float | None = None
 
-    def to_row(self) -> dict:
-        row = asdict(self)
-        row["gpu_energy_by_device_j"] = ";".join(f"{k}={v:.6f}" for k, v in self.gpu_energy_by_device_j.items())
-        row["foreign_processes"] = ",".join(str(p) for p in self.foreign_processes)
-        return row
+    def readings(self) -> Record:
+        """This window as stored: a WINDOW_READINGS record, its per-GPU energies and process ids as text."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(gpu_energy_by_device_j=";".join(f"{k}={v:.6f}" for k, v in self.gpu_energy_by_device_j.items()),
+                      foreign_processes=",".join(str(p) for p in self.foreign_processes))
+        return WINDOW_READINGS.record(**values)
 
 
 def integrate(t: np.ndarray, p: np.ndarray, t0: float, t1: float) -> float | None:

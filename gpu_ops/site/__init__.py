@@ -25,29 +25,33 @@ import pandas as pd
 from gpu_ops.charts import BACKEND_COLOURS, _plotly, efficiency_scatter
 from gpu_ops.phases import phase_intervals
 from gpu_ops.results import ResultTables, read_tables, replace_folder
+from gpu_ops.schema import LEADERBOARD, PUBLISHED_STATISTICS, Column
 from gpu_ops.stats import CI_MISSING, fmt_ci
 
 STATIC = resources.files("gpu_ops.site") / "static"
-COLUMNS = [  # leaderboard table: key, label, unit, type, extra
-    dict(key="model", label="model", type="text"),
-    dict(key="backend", label="backend", type="text"),
-    dict(key="hardware", label="hardware", type="text"),
-    dict(key="parallelism", label="parallelism", type="text"),
-    dict(key="sweep_point", label="sweep point", type="text"),
-    dict(key="precision", label="precision", type="text"),
-    dict(key="weights", label="weights", type="text"),
-    dict(key="j_per_token_mean", label="energy", unit="J/token (± 95 % CI)", type="number", ci="j_per_token_ci95", energy=True),
-    dict(key="tokens_per_j_mean", label="efficiency", unit="tokens/J", type="number", energy=True),
-    dict(key="tokens_per_s_mean", label="throughput", unit="tokens/s (± CI)", type="number", ci="tokens_per_s_ci95", digits=5),
-    dict(key="ttft_p50_s_mean", label="TTFT p50", unit="ms", type="number", scale=1000),
-    dict(key="ttft_p99_s_mean", label="TTFT p99", unit="ms", type="number", scale=1000),
-    dict(key="tpot_mean_s_mean", label="TPOT", unit="ms", type="number", scale=1000),
-    dict(key="avg_power_w_mean", label="power", unit="W", type="number", energy=True),
-    dict(key="batch_size", label="batch", unit="requests", type="number"),
-    dict(key="n_cycles", label="cycles", type="number"),
-]
-FILTERS = ("model", "backend", "hardware", "parallelism", "precision", "weights")  # a select each; site.js reads them from the data
-NUMERIC = [c["key"] for c in COLUMNS if c["type"] == "number"] + ["j_per_token_ci95", "tokens_per_s_ci95", "gpu_count", "parameters"]
+
+
+def _site_column(c: Column) -> dict:
+    """How site.js shows a leaderboard column: its label and unit (seconds in ms), the CI beside a mean, and whether a
+    missing value means unmeasured energy."""
+    col: dict = dict(key=c.name, label=c.title, type="text" if c.dtype == "str" else "number")
+    unit = "ms" if c.unit == "s" else c.unit
+    ci = f"{c.name.removesuffix('_mean')}_ci95"
+    if c.name.endswith("_mean") and ci in LEADERBOARD:
+        col["ci"] = ci
+        unit += " (± 95 % CI)"
+    if unit and unit != col["label"]:
+        col["unit"] = unit
+    if c.unit == "s":
+        col["scale"] = 1000
+    if c.from_counter:
+        col["energy"] = True
+    return col
+
+
+COLUMNS = [_site_column(c) for c in LEADERBOARD.where(shown=True)]
+"""The leaderboard table's columns: those of schema.LEADERBOARD marked shown, in its order."""
+FILTERS = tuple(c["key"] for c in COLUMNS if c["type"] == "text")  # a select each; site.js reads them from the data
 
 
 @dataclass
@@ -340,8 +344,10 @@ def report_from_folders(folders: list[Path], out: Path, dagster_url: str | None 
             raise UserError(f"{folder}: passed twice; pass each result folder once")
         raw[key] = t
         st = sweep_point_statistics(t.cycles)
-        stats.append(st.assign(partition_key=key, experiment_key=exp.experiment_key, hardware=exp.hardware, fingerprint_hash=exp.fingerprint_hash,
-                               raw_run_id=f"local:{Path(folder).name}", raw_storage_id=None, raw_data_version=t.summary.get("content_hash"),
-                               raw_code_version="cli", stats_code_version="cli"))
+        stats.append(PUBLISHED_STATISTICS.conform(st.assign(
+            partition_key=key, experiment_key=exp.experiment_key, hardware=exp.hardware, fingerprint_hash=exp.fingerprint_hash,
+            experiment_name=exp["name"], experiment_config_hash=exp.config_hash, raw_run_id=f"local:{Path(folder).name}",
+            raw_storage_id=None, raw_data_version=t.summary.get("content_hash"), raw_code_version="cli",
+            stats_code_version="cli")))
     board = build_leaderboard(pd.concat(stats, ignore_index=True) if stats else pd.DataFrame())
     return build_site(board, raw, out, dagster_url, generated_from=f"Built by llm-energy-measure report from {len(folders)} result folder(s).")

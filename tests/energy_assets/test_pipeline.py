@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
-from energy_assets.leaderboard import PROVENANCE, build_leaderboard, leaderboard
+from energy_assets.leaderboard import leaderboard
+from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.stats import cycle_statistics
 from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml, fake_gpu_result
@@ -102,7 +103,8 @@ def test_leaderboard_checks_fail_on_crafted_rows():
     rows = pd.DataFrame([{"experiment_key": "m__pytorch", "hardware": "h", "sweep_point": "a", "model": "m", "backend": "vllm",
                           "weights": "synthetic", "partition_key": "m__pytorch|h", "raw_run_id": None, "raw_storage_id": 1,
                           "raw_data_version": "v", "raw_code_version": "c", "stats_code_version": "s", "config_hash": "x",
-                          "fingerprint_hash": "f", "j_per_token_mean": 0.1, "tokens_per_s_mean": 10.0}])
+                          "fingerprint_hash": "f", "j_per_token_mean": 0.1, "tokens_per_s_mean": 10.0, "batch_size": 1,
+                          "n_cycles": 3}])
     lb = build_leaderboard(rows)
     assert every_row_has_provenance(lb).passed is False
     assert no_mixed_backends(lb).passed is False
@@ -131,8 +133,8 @@ def test_too_few_cycles_never_reach_storage(storage, resources, instance):
 def test_leaderboard_markdown_shows_a_missing_ci_as_missing():
     from energy_assets.leaderboard import top_markdown
 
-    row = {**dict.fromkeys(PROVENANCE, "p"), "experiment_key": "m__pytorch", "hardware": "h", "sweep_point": "a", "model": "m",
-           "backend": "pytorch", "weights": "real", "n_cycles": 1, "energy_status": "measured",
+    row = {**dict.fromkeys(PROVENANCE, "p"), "raw_storage_id": 1, "experiment_key": "m__pytorch", "hardware": "h", "sweep_point": "a", "model": "m",
+           "backend": "pytorch", "weights": "real", "n_cycles": 1, "batch_size": 1, "energy_status": "measured",
            "j_per_token_mean": 0.25, "j_per_token_ci95": float("nan"), "tokens_per_s_mean": 10.0, "ttft_p50_s_mean": 0.01}
     text = top_markdown(build_leaderboard(pd.DataFrame([row])))
     assert "| 0.25 ± n/a |" in text and "± 0 " not in text

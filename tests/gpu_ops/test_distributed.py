@@ -75,9 +75,9 @@ def test_result_folders_before_the_parallelism_column_take_it_from_their_config(
     unknown_origin = dict.fromkeys(PROVENANCE)
     board = build_leaderboard(sweep_point_statistics(tp2.cycles).assign(**unknown_origin))
     assert board.parallelism.tolist() == ["tp2"] and board.gpu_count.tolist() == [2]
-    legacy = sweep_point_statistics(tp2.cycles.drop(columns="parallelism")).assign(**unknown_origin)  # statistics written before the column
+    legacy = sweep_point_statistics(tp2.cycles).drop(columns="parallelism").assign(**unknown_origin)  # stored before it
     assert build_leaderboard(legacy).parallelism.tolist() == ["unknown"]  # 2 GPUs, split not recorded: not guessed
-    assert build_leaderboard(legacy.assign(hardware="h200")).parallelism.tolist() == ["single"]
+    assert build_leaderboard(legacy.assign(gpu_count=1)).parallelism.tolist() == ["single"]
 
 
 def test_share_and_world_size():

@@ -6,7 +6,7 @@ import pytest
 
 from gpu_ops.backends.base import RequestRecord
 from gpu_ops.energy.meter import WindowMeasurement
-from gpu_ops.metrics import request_row, requests_frame
+from gpu_ops.metrics import request_metrics, requests_frame
 from gpu_ops.phases import attribute, step_costs
 
 POWER_W = 400.0
@@ -96,9 +96,9 @@ def test_whole_batches_split_at_the_first_token():
 def test_ttft_breaks_down_into_tokenize_queue_prefill_and_delivery():
     rec = RequestRecord(0, 10, 3, arrival_s=1.0, scheduled_s=1.3, chunk_times_s=[2.0, 2.1, 2.2], tokenize_s=0.1,
                         first_token_engine_s=1.95)
-    r = request_row(rec)
-    assert r["tokenize_s"] == pytest.approx(0.1) and r["queue_s"] == pytest.approx(0.2)
-    assert r["prefill_s"] == pytest.approx(0.65) and r["first_token_delivery_s"] == pytest.approx(0.05)
-    assert r["tokenize_s"] + r["queue_s"] + r["prefill_s"] + r["first_token_delivery_s"] == pytest.approx(r["ttft_s"])
-    offline = request_row(RequestRecord(0, 10, 3, 1.0, 1.3, [], first_token_s=1.95, last_token_s=2.2, first_token_engine_s=1.95))
-    assert offline["first_token_delivery_s"] is None and offline["tokenize_s"] is None  # not observed: unmeasured, not 0
+    r = request_metrics(rec)
+    assert r.tokenize_s == pytest.approx(0.1) and r.queue_s == pytest.approx(0.2)
+    assert r.prefill_s == pytest.approx(0.65) and r.first_token_delivery_s == pytest.approx(0.05)
+    assert r.tokenize_s + r.queue_s + r.prefill_s + r.first_token_delivery_s == pytest.approx(r.ttft_s)
+    offline = request_metrics(RequestRecord(0, 10, 3, 1.0, 1.3, [], first_token_s=1.95, last_token_s=2.2, first_token_engine_s=1.95))
+    assert offline.first_token_delivery_s is None and offline.tokenize_s is None  # not observed: unmeasured, not 0
