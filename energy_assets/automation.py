@@ -22,7 +22,7 @@ from gpu_ops.config import MAX_CONFIG_BYTES, load_config, parse_config, parse_ya
 from gpu_ops.environment import validate_slug
 from gpu_ops.errors import ConfigError, UserError, excerpt
 from gpu_ops.models import resolve_model
-from gpu_ops.results import experiment_slug, read_tables, write_file_atomic
+from gpu_ops.results import read_tables, write_file_atomic
 from gpu_ops.validation import blocking_failures, failure_message, validate
 
 measure_job = dg.define_asset_job(
@@ -134,7 +134,8 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
             if seen.get(path.name) == digest:
                 continue
             cfg = parse_config(parse_yaml(text, path.name), path.name)
-            experiment = validate_slug(experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend), "experiment")
+            resolve_model(cfg.model, build=False)  # an unknown model is refused here, not when it is measured
+            experiment = validate_slug(cfg.experiment_key(), "experiment")
             hardware = [validate_slug(h, "hardware") for h in (cfg.hardware or [gpu.local_profile(cfg.gpus)])]
         except Exception as exc:
             digest = digest or _entry_state(path)  # unreadable: reported once per state of the entry

@@ -38,14 +38,12 @@ def campaign_partitions(files: list[Path]) -> set[str]:
     """The `experiment|hardware` partitions the campaign's files define, as the experiment inbox registers them."""
     from energy_assets.resources import GpuResource
     from gpu_ops.config import load_config
-    from gpu_ops.models import resolve_model
-    from gpu_ops.results import experiment_slug
 
     gpu = GpuResource(visible_devices=os.environ.get("LEM_VISIBLE_DEVICES"))
     out = set()
     for f in files:
         cfg = load_config(f)
-        experiment = experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend)
+        experiment = cfg.experiment_key()
         out |= {f"{experiment}|{hw}" for hw in (cfg.hardware or [gpu.local_profile(cfg.gpus)])}
     return out
 

@@ -18,8 +18,7 @@ from energy_assets.partitions import measurement_partitions, split
 from energy_assets.resources import GpuResource, StorageResource
 from energy_assets.tables import schema_metadata
 from gpu_ops.errors import UserError
-from gpu_ops.models import resolve_model
-from gpu_ops.results import ResultTables, experiment_slug, read_tables, tables_digest, write_tables
+from gpu_ops.results import ResultTables, read_tables, tables_digest, write_tables
 from gpu_ops.runner import run_experiment
 from gpu_ops.schema import CYCLES, RESULT_TABLES
 from gpu_ops.validation import RAW_CHECK_NAMES, blocking_failures, failure_message, validate
@@ -54,7 +53,7 @@ def power_timeline_svg(tables: ResultTables, width: int = 640, height: int = 160
 
 def _measure(context, storage: StorageResource, gpu: GpuResource, experiment: str, hardware: str) -> ResultTables:
     cfg = storage.load_experiment(experiment, hardware)
-    expected = experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend)
+    expected = cfg.experiment_key()
     if expected != experiment:
         raise UserError(f"registered file for '{experiment}' describes '{expected}'; re-register it through the inbox")
     with gpu.selected():

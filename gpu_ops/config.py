@@ -288,6 +288,13 @@ class ExperimentConfig(Strict):
     def config_hash(self) -> str:
         return content_hash(self.model_dump(mode="json"))
 
+    def experiment_key(self) -> str:
+        """The `experiment` part of the partition key, `model__backend` (e.g. `builtin-tiny-llama__pytorch`). Pure:
+        it looks at no file, so an uploaded result's claim can be checked against its stored config."""
+        from gpu_ops.models import model_slug
+
+        return f"{model_slug(self.model)}__{self.backend}"
+
     def load_key(self) -> str:
         """Equal keys mean the same loaded model/engine serves both configs (only run-time options differ)."""
         fields = {"model", "backend", "precision", "device", "gpus", "seed", "parallelism", "lora", "pytorch", "vllm", "tensorrt"}

@@ -32,7 +32,7 @@ from gpu_ops import phases
 from gpu_ops.metrics import cycle_metrics, requests_frame
 from gpu_ops.models import resolve_model
 from gpu_ops.prompts import build_prompts, prompt_texts
-from gpu_ops.results import SCHEMA_VERSION, ResultTables, experiment_slug, save_result
+from gpu_ops.results import SCHEMA_VERSION, ResultTables, save_result
 from gpu_ops.schema import (CYCLE_KEY, CYCLE_WINDOW, CYCLES, ENGINE_METRICS, ENGINE_STEP, EXPERIMENT, POINT_SETTINGS,
                             REQUESTS, RUN_GPUS, RUN_IDENTITY, STEPS, SWEEP_POINTS, TIMELINE, WINDOW_FIELD, WINDOWS,
                             Record, Table, plain_rows)
@@ -93,7 +93,7 @@ def measure_experiment(
     meter = build_meter(cfg, use_cuda or nvml is not None, nvml_module=nvml, sync=backend.sync)
     hardware = hardware_profile(meter.targets)
     identity = RUN_IDENTITY.record(model=cfg.model, backend=cfg.backend, hardware=hardware, weights=source.weights,
-                                   experiment_key=experiment_slug(source.slug, cfg.backend))
+                                   experiment_key=cfg.experiment_key())
     say = progress or (lambda msg: log.info(msg))
     bar = None
     if show_bar:

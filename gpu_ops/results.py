@@ -46,11 +46,6 @@ _TYPE_NAMES = {"str": "text", "float": "a number", "int": "an integer", "int?": 
                "bool": "true/false", "bool?": "true/false or empty", "list[float]": "a list of numbers"}
 
 
-def experiment_slug(model_slug: str, backend: str) -> str:
-    """The `experiment` partition key: `model__backend`."""
-    return f"{model_slug}__{backend}"
-
-
 @dataclass
 class ResultTables:
     experiment: pd.DataFrame

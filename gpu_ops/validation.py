@@ -18,8 +18,8 @@ from gpu_ops import rederive
 from gpu_ops.errors import UserError, excerpt
 from gpu_ops.config import content_hash
 from gpu_ops.environment import fingerprint_profile, validate_slug
-from gpu_ops.models import model_slug, weights_of
-from gpu_ops.results import ResultTables, experiment_slug, load_json
+from gpu_ops.models import weights_of
+from gpu_ops.results import ResultTables, load_json
 
 POWER_LIMIT_SLACK = 1.05
 ENERGY_STATUSES = ("measured", "unmeasured")
@@ -118,7 +118,7 @@ def check_partition_claim(t: ResultTables) -> Verdict:
     # the hash of the config as resolved when measured (its stored JSON): fields added since keep old hashes valid
     claims = {"name": cfg.name, "model": cfg.model, "backend": cfg.backend,
               "config_hash": content_hash(load_json(exp.config_json, "experiment.config_json")),
-              "weights": weights_of(cfg.model), "experiment_key": experiment_slug(model_slug(cfg.model), cfg.backend),
+              "weights": weights_of(cfg.model), "experiment_key": cfg.experiment_key(),
               "cross_check_tolerance": cfg.energy.cross_check_tolerance}
     problems += [f"experiment.{k} is {excerpt(rederive.plain(exp[k]))}, its config gives {excerpt(v)}"
                  for k, v in claims.items() if not rederive.same(exp[k], v)]

@@ -146,3 +146,10 @@ def test_every_example_experiment_is_valid():
         for cfg in configs:
             points = cfg.expand()
             assert points and len({p.label for p in points}) == len(points), path
+
+
+def test_the_experiment_key_is_the_model_slug_and_the_backend():
+    """One definition of the partition's `experiment` part: the runner, the inbox and the upload check all use it."""
+    assert parse_config({"name": "a", "model": "builtin:tiny-llama"}).experiment_key() == "builtin-tiny-llama__pytorch"
+    hub = parse_config({"name": "a", "model": "meta-llama/Llama-3.1-8B", "backend": "vllm"})
+    assert hub.experiment_key() == "meta-llama-llama-3.1-8b__vllm"  # a hub id: nothing fetched to name it
