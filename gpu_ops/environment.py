@@ -85,15 +85,17 @@ def _hashed_devices(cvd: str | None) -> str | None:
     return ",".join(uuid_hash(d.strip()) if d.strip().startswith(("GPU-", "MIG-")) else d.strip() for d in cvd.split(","))
 
 
-def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_hash: str,
+def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_hash: str, hardware: str,
                 counter_step_s: float | None = None) -> dict:
+    """What produced a result: versions, host and devices (UUIDs hashed), the run's hardware profile (`hardware`, as
+    the run derived it from `targets`) and the config hash; `fingerprint_hash` identifies the environment alone."""
     import torch
 
     fp: dict = {
         "package_version": __version__, "python": platform.python_version(), "platform": platform.platform(),
         "host_hash": _short_hash(socket.gethostname()), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
         "torch": torch.__version__, "cuda_runtime": torch.version.cuda, "backend_version": backend_version,
-        "config_hash": config_hash, "hardware_profile": hardware_profile(targets),
+        "config_hash": config_hash, "hardware_profile": hardware,
         "counter_step_s": counter_step_s,  # the energy counter's update period, measured on this GPU by the meter
         "cuda_visible_devices": _hashed_devices(os.environ.get("CUDA_VISIBLE_DEVICES")),
     }

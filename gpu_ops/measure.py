@@ -213,7 +213,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run) -> ResultTables:
     cycles_df = CYCLES.frame(cycles)
     stats = sweep_point_statistics(cycles_df)
     fp = fingerprint(meter.targets, meter.gpu.nvml if meter.gpu else None, run.backend_version, cfg.config_hash(),
-                     meter.step_s if meter.step_measured else None)
+                     identity.hardware, meter.step_s if meter.step_measured else None)
     meter_info = meter.describe()
     experiment = EXPERIMENT.row(
         identity, name=cfg.name, config_hash=cfg.config_hash(),
