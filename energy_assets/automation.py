@@ -18,7 +18,7 @@ from energy_assets.fleet import measure_executor
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
-from gpu_ops.config import MAX_CONFIG_BYTES, load_config, parse_config, parse_yaml, read_config_bytes
+from gpu_ops.config import MAX_CONFIG_BYTES, parse_config, parse_yaml, read_config_bytes
 from gpu_ops.environment import validate_slug
 from gpu_ops.errors import ConfigError, UserError, excerpt
 from gpu_ops.models import resolve_model
@@ -153,7 +153,7 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
             continue
         try:
             for hw in hardware:
-                storage.register_experiment(experiment, hw, text.decode(), source=path.name)
+                storage.register_experiment(experiment, hw, cfg, source=path.name)
         except OSError as exc:  # not marked seen: retried on the next tick
             problems.append(f"{path.name}: could not be registered ({exc}); retried on the next tick")
             context.log.error(problems[-1])
@@ -276,10 +276,10 @@ def build_schedules(storage: StorageResource) -> list[dg.ScheduleDefinition]:
     """One cron schedule per registered partition definition with a `schedule:` block; it re-measures that partition
     if it was measured before. Read at code load: reload the code location after adding one."""
     schedules = []
-    for experiment, hardware, path in storage.registered_experiments():
+    for experiment, hardware, _ in storage.registered_experiments():
         try:
-            cfg = load_config(path)
-        except UserError:
+            cfg = storage.load_experiment(experiment, hardware)
+        except ValueError:  # not a config this version can read (pydantic's ValidationError is a ValueError)
             continue
         if cfg.schedule is not None:
             schedules.append(_remeasure_schedule(experiment, hardware, cfg.schedule))

@@ -10,7 +10,7 @@ import yaml
 from energy_assets.io import ParquetIOManager, ResultTablesIOManager
 from energy_assets.resources import GpuResource, StorageResource
 from gpu_ops.backends.pytorch import PytorchBackend
-from gpu_ops.config import parse_config
+from gpu_ops.config import ExperimentConfig, parse_config
 from gpu_ops.environment import cpu_profile
 from gpu_ops.runner import run_experiment
 from tests.conftest import REQUIRE_SERVICES
@@ -25,6 +25,11 @@ def experiment_yaml(name: str, model: str, **over) -> str:
            "cooldown_s": 0.0, "energy": {"idle_baseline_s": 0.5}}
     cfg.update(over)
     return yaml.safe_dump(cfg)
+
+
+def experiment_config(name: str, model: str, **over) -> ExperimentConfig:
+    """experiment_yaml's file as the inbox registers it: parsed and validated."""
+    return parse_config(yaml.safe_load(experiment_yaml(name, model, **over)))
 
 
 @pytest.fixture

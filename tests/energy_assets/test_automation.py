@@ -3,12 +3,14 @@ import datetime
 
 
 import dagster as dg
+import pytest
 
 from energy_assets.automation import build_schedules, experiment_inbox, results_inbox
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource
+from gpu_ops.config import load_config
 from gpu_ops.results import read_tables, write_tables
-from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml, fake_gpu_result
+from tests.energy_assets.conftest import HW, add_partitions, experiment_config, experiment_yaml, fake_gpu_result
 
 
 def evaluate(sensor, instance, cursor=None, **resources):
@@ -35,7 +37,7 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
     # the bad file is reported and kept (nothing lost); the good ones were registered
     assert "did you mean 'batch_size'" in (inbox / "broken.yaml.rejected.txt").read_text()
     assert (inbox / "broken.yaml").exists()
-    assert storage.experiment_file("builtin-tiny-llama__pytorch", HW).read_text() == (inbox / "tiny.yaml").read_text()
+    assert storage.load_experiment("builtin-tiny-llama__pytorch", HW) == load_config(inbox / "tiny.yaml")  # as parsed
 
     r2 = evaluate(experiment_inbox, instance, cursor=r1.cursor, storage=storage, gpu=gpu)
     assert r2.run_requests == [] and r2.skip_reason  # unchanged: nothing new
@@ -46,7 +48,7 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
     assert [r.partition_key for r in r3.run_requests] == [f"builtin-tiny-llama__tensorrt|{HW}", f"builtin-tiny-llama__pytorch|{HW}"]
     assert r3.run_requests[1].run_key not in {r.run_key for r in r1.run_requests}  # changed content: a new run
     assert not (inbox / "broken.yaml.rejected.txt").exists()  # fixed: the rejection note is gone
-    assert "cycles: 4" in storage.experiment_file("builtin-tiny-llama__pytorch", HW).read_text()
+    assert storage.load_experiment("builtin-tiny-llama__pytorch", HW).cycles == 4
 
 
 def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, instance, monkeypatch):
@@ -70,11 +72,13 @@ def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, insta
     assert list(storage.results_inbox_dir.iterdir()) == []
 
 
-def test_schedule_block_becomes_cron_schedule(storage, instance):
-    tiny_weekly = experiment_yaml("tiny", "builtin:tiny-llama", schedule={"interval": "weekly", "at": "02:30", "days": ["sun", "wed"]})
+def test_schedule_block_becomes_cron_schedule(storage, instance, monkeypatch):
+    tiny_weekly = experiment_config("tiny", "builtin:tiny-llama", schedule={"interval": "weekly", "at": "02:30", "days": ["sun", "wed"]})
     storage.register_experiment("builtin-tiny-llama__pytorch", HW, tiny_weekly)
     storage.register_experiment("builtin-tiny-llama__pytorch", "h200", tiny_weekly)
-    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_yaml("small", "builtin:small-llama"))
+    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_config("small", "builtin:small-llama"))
+    # the registered definitions are configs the inbox parsed: reading them parses no YAML
+    monkeypatch.setattr("gpu_ops.config.parse_yaml", lambda *a: pytest.fail("a registered config was parsed again"))
     schedules = build_schedules(storage)
     assert [(s.name, s.cron_schedule) for s in schedules] == [(f"remeasure_builtin_tiny_llama__pytorch__{HW.replace('-', '_')}", "30 2 * * 0,3"),
                                                              ("remeasure_builtin_tiny_llama__pytorch__h200", "30 2 * * 0,3")]

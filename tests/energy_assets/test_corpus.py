@@ -132,7 +132,7 @@ def test_bad_experiment_files_are_refused_and_a_good_one_after_them_registers(st
         assert len(note) < 2000, f"{case.name}: the message quotes too much"
         assert (inbox / case.name).is_symlink() or (inbox / case.name).exists()  # left in place, nothing lost
     registered = sorted(p.relative_to(storage.experiments_dir) for p in storage.experiments_dir.rglob("*") if p.is_file())
-    assert registered == [Path("builtin-tiny-llama__pytorch", f"{HW}.source"), Path("builtin-tiny-llama__pytorch", f"{HW}.yaml")]
+    assert registered == [Path("builtin-tiny-llama__pytorch", f"{HW}.json"), Path("builtin-tiny-llama__pytorch", f"{HW}.source")]
     assert instance.get_dynamic_partitions("experiment") == ["builtin-tiny-llama__pytorch"]
     assert instance.get_dynamic_partitions("hardware") == [HW]
 

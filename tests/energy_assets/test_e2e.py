@@ -9,7 +9,7 @@ import pytest
 
 from energy_assets.local import Platform, prepare_home
 from energy_assets.resources import StorageResource
-from tests.energy_assets.conftest import HW, experiment_yaml
+from tests.energy_assets.conftest import HW, experiment_config
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ def test_launch_through_graphql_and_trace_leaderboard_back(tmp_path, monkeypatch
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("LEM_STORAGE", str(storage_dir))
     storage = StorageResource(base_path=str(storage_dir))
-    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_yaml("tiny", "builtin:tiny-llama"))
+    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_config("tiny", "builtin:tiny-llama"))
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions("experiment", ["builtin-tiny-llama__pytorch"])
     instance.add_dynamic_partitions("hardware", [HW])

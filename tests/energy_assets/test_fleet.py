@@ -21,7 +21,7 @@ import pytest
 from energy_assets.local import Platform, prepare_home
 from energy_assets.resources import StorageResource
 from tests.conftest import REQUIRE_SERVICES
-from tests.energy_assets.conftest import HW, experiment_yaml
+from tests.energy_assets.conftest import HW, experiment_config
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 BROKER, BACKEND = "redis://127.0.0.1:6379/5", "redis://127.0.0.1:6379/6"
@@ -105,7 +105,7 @@ def test_three_partitions_run_on_the_worker_one_at_a_time(fleet):
     try:
         exps = [f"builtin-{m}__pytorch" for m in MODELS]
         for m, exp in zip(MODELS, exps):
-            storage.register_experiment(exp, HW, experiment_yaml(m, f"builtin:{m}", prompts={"count": 16}))
+            storage.register_experiment(exp, HW, experiment_config(m, f"builtin:{m}", prompts={"count": 16}))
         instance.add_dynamic_partitions("experiment", exps)
         instance.add_dynamic_partitions("hardware", [HW])
         run_ids = [platform.launch_partition(exp, HW) for exp in exps]
@@ -132,7 +132,7 @@ def test_three_partitions_run_on_the_worker_one_at_a_time(fleet):
 def test_killed_worker_fails_the_run_and_a_retry_succeeds(fleet):
     platform, storage, instance, tmp = fleet
     exp = "builtin-small-llama__pytorch"
-    storage.register_experiment(exp, HW, experiment_yaml("slow", "builtin:small-llama", prompts={"count": 64}, max_output_tokens=32,
+    storage.register_experiment(exp, HW, experiment_config("slow", "builtin:small-llama", prompts={"count": 64}, max_output_tokens=32,
                                                      min_output_tokens=32, cycles=4))
     instance.add_dynamic_partitions("experiment", [exp])
     instance.add_dynamic_partitions("hardware", [HW])

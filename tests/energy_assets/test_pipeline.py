@@ -2,14 +2,13 @@
 
 import dagster as dg
 import pandas as pd
-import pytest
 
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
 from energy_assets.leaderboard import leaderboard
 from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.stats import cycle_statistics
-from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml, fake_gpu_result
+from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
 
 ASSETS = [raw_measurements, cycle_statistics, leaderboard, every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged]
 
@@ -29,8 +28,8 @@ def checks_of(result, blocking_only=True):
 
 
 def test_two_partitions_to_leaderboard_with_provenance(storage, resources, instance):
-    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_yaml("tiny", "builtin:tiny-llama"))
-    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_yaml("small", "builtin:small-llama"))
+    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_config("tiny", "builtin:tiny-llama"))
+    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_config("small", "builtin:small-llama"))
     add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], [HW])
     runs = {}
     for exp in ("builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"):
@@ -89,7 +88,7 @@ def test_blocking_check_failure_stops_statistics(tmp_path, storage, resources, i
 
 
 def test_wrong_hardware_partition_refused(storage, resources, instance):
-    storage.register_experiment("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", experiment_yaml("tiny", "builtin:tiny-llama", hardware=["h100-80gb-hbm3"]))
+    storage.register_experiment("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", experiment_config("tiny", "builtin:tiny-llama", hardware=["h100-80gb-hbm3"]))
     add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
     res = dg.materialize([raw_measurements], partition_key="builtin-tiny-llama__pytorch|h100-80gb-hbm3", instance=instance,
                          resources=resources, raise_on_error=False)
@@ -118,7 +117,7 @@ def test_leaderboard_checks_fail_on_crafted_rows():
 def test_too_few_cycles_never_reach_storage(storage, resources, instance):
     """enough_cycles gates before the statistics are stored: the leaderboard reads every stored partition."""
     key = f"builtin-tiny-llama__pytorch|{HW}"
-    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_yaml("tiny", "builtin:tiny-llama", cycles=2))
+    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_config("tiny", "builtin:tiny-llama", cycles=2))
     add_partitions(instance, ["builtin-tiny-llama__pytorch"], [HW])
     res = materialize_partition(instance, resources, key, raise_on_error=False)
     assert not res.success and checks_of(res)["enough_cycles"] is False

@@ -12,7 +12,7 @@ from energy_assets.leaderboard import leaderboard
 from energy_assets.publish import HuggingFaceHub, hf_dataset_publish, hf_dataset_snapshot, snapshot_folder
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.stats import cycle_statistics
-from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml, fake_gpu_result
+from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
 from tests.hub_stub import HubStub
 
 TOKEN = "hf_TestSecret0123456789abcdefXYZ"
@@ -29,7 +29,7 @@ def measured(tmp_path, storage, resources, instance):
     dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1"
     dest.parent.mkdir(parents=True)
     folder.rename(dest)
-    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_yaml("small", "builtin:small-llama"))
+    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_config("small", "builtin:small-llama"))
     add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], ["h100-80gb-hbm3", HW])
     for key, tags in (("builtin-tiny-llama__pytorch|h100-80gb-hbm3", {SOURCE_TAG: "upload", UPLOAD_TAG: "upload1"}),
                       (f"builtin-small-llama__pytorch|{HW}", {})):
