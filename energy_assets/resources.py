@@ -51,6 +51,7 @@ class StorageResource(dg.ConfigurableResource):
     results_inbox/ result folders from standalone CLI runs (results_inbox sensor)
     uploads/<experiment>/<hardware>/  accepted result folders, ingested by raw_measurements
     quarantine/    rejected result folders, each with REASON.txt
+    work/          result folders being measured here (on this disk, so a refused one moves into quarantine/)
     """
 
     base_path: str = ""  # empty: $LEM_STORAGE, else ./var/storage
@@ -83,6 +84,10 @@ class StorageResource(dg.ConfigurableResource):
     @property
     def quarantine_dir(self) -> Path:
         return self._dir("quarantine")
+
+    @property
+    def work_dir(self) -> Path:
+        return self._dir("work")
 
     def experiment_file(self, experiment: str, hardware: str) -> Path:
         folder = self.experiments_dir / validate_slug(experiment, "experiment")

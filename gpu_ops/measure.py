@@ -32,7 +32,7 @@ from gpu_ops import phases
 from gpu_ops.metrics import cycle_metrics, requests_frame
 from gpu_ops.models import resolve_model
 from gpu_ops.prompts import build_prompts, prompt_texts
-from gpu_ops.results import SCHEMA_VERSION, ResultTables, save_result
+from gpu_ops.results import SCHEMA_VERSION, ResultFolder, ResultTables, save_result
 from gpu_ops.schema import (CYCLE_KEY, CYCLE_WINDOW, CYCLES, ENGINE_METRICS, ENGINE_STEP, EXPERIMENT, POINT_SETTINGS,
                             REQUESTS, RUN_GPUS, RUN_IDENTITY, STEPS, SWEEP_POINTS, TIMELINE, WINDOW_FIELD, WINDOWS,
                             Record, Table, plain_rows)
@@ -40,13 +40,6 @@ from gpu_ops.stats import fmt_value, sweep_point_statistics
 from gpu_ops.traffic import arrival_times
 
 log = logging.getLogger("gpu_ops")
-
-
-@dataclass
-class RunOutcome:
-    folder: Path
-    tables: ResultTables
-    content_hash: str
 
 
 def _requests(prompts: list[list[int]], cfg: ExperimentConfig, offset_s: float, texts: list[str] | None = None) -> list[Request]:
@@ -74,7 +67,7 @@ def measure_experiment(
     folder_name: str | None = None,
     show_bar: bool = False,
     show_tokens: bool = False,
-) -> RunOutcome:
+) -> ResultFolder:
     """Measure every sweep point of `cfg` with this process's backend and write the result folder under `out_root`
     (the arguments are run_experiment's)."""
     from gpu_ops.backends.pytorch import resolve_device
@@ -112,8 +105,8 @@ def measure_experiment(
     tables = _tables(cfg, identity, run)
     name = folder_name or f"{cfg.name}__{hardware}__{run.started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
     folder = Path(out_root) / name
-    content_hash = save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
-    return RunOutcome(folder, tables, content_hash)
+    save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
+    return ResultFolder(folder, tables)
 
 
 @dataclass

@@ -61,14 +61,27 @@ class ResultTables:
         return getattr(self, name)
 
     @property
-    def identity(self) -> dict:
-        row = self.experiment.iloc[0]
-        return {k: row[k] for k in ("name", "model", "backend", "hardware", "weights", "config_hash")}
-
-    @property
     def partition(self) -> tuple[str, str]:
         row = self.experiment.iloc[0]
         return str(row["experiment_key"]), str(row["hardware"])
+
+
+@dataclass
+class ResultFolder:
+    """A result folder as written (`folder`) with its tables: passed on as it is, its files never encoded again."""
+
+    folder: Path
+    tables: ResultTables
+
+    @property
+    def content_hash(self) -> str:
+        """The hash of the folder's files (summary.json's, computed on the bytes written)."""
+        return self.tables.summary["content_hash"]
+
+    @classmethod
+    def read(cls, folder: Path) -> ResultFolder:
+        """A result folder from disk, checked like every untrusted one (read_tables)."""
+        return cls(Path(folder), read_tables(folder))
 
 
 def file_sha256(path: Path) -> str:
@@ -103,11 +116,6 @@ def _serialised(tables: ResultTables) -> dict[str, tuple[bytes, dict]]:
 def content_hash_of(files: dict[str, dict]) -> str:
     """The content hash of a result folder: a hash of its tables' {rows, sha256} entries in summary.json."""
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def tables_digest(tables: ResultTables) -> str:
-    """Content hash of the tables as `write_tables` writes them: the data version."""
-    return content_hash_of({name: entry for name, (_, entry) in _serialised(tables).items()})
 
 
 def write_tables(tables: ResultTables, folder: Path) -> str:
@@ -193,6 +201,19 @@ def write_file_atomic(target: Path, data: bytes) -> None:
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def copy_folder(folder: Path, target: Path) -> None:
+    """Put a copy of `folder`'s files at `target` (replaced atomically), byte for byte."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        for path in sorted(Path(folder).iterdir()):
+            shutil.copyfile(path, tmp / path.name)
+        replace_folder(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

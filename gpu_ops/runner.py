@@ -16,8 +16,8 @@ from pathlib import Path
 from gpu_ops.backends import check_capabilities
 from gpu_ops.backends.ranked import follow, launch, needs_launch
 from gpu_ops.config import ExperimentConfig
-from gpu_ops.measure import RunOutcome, measure_experiment
-from gpu_ops.results import check_output_folder, read_tables
+from gpu_ops.measure import measure_experiment
+from gpu_ops.results import ResultFolder, check_output_folder
 
 log = logging.getLogger("gpu_ops")
 
@@ -31,7 +31,7 @@ def run_experiment(
     folder_name: str | None = None,
     show_bar: bool = False,
     show_tokens: bool = False,
-) -> RunOutcome:
+) -> ResultFolder:
     """Measure `cfg` and write its result folder under `out_root`.
 
     Args:
@@ -59,9 +59,7 @@ def run_experiment(
 
         nv, _ = (nvml, None) if nvml is not None else load_nvml()
         uuids = [t.uuid for t in select_targets(nv, cfg.gpus)] if nv is not None else None
-    folder = launch(cfg, out_root, uuids=uuids, folder_name=folder_name, say=progress or log.info)
-    tables = read_tables(folder)
-    return RunOutcome(folder, tables, tables.summary["content_hash"])
+    return ResultFolder.read(launch(cfg, out_root, uuids=uuids, folder_name=folder_name, say=progress or log.info))
 
 
 def rank_main(argv: list[str]) -> int:
