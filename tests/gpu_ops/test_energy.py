@@ -238,3 +238,17 @@ def test_rapl_sums_packages_and_dram_without_nested_double_count(tmp_path):
 def test_rapl_absent_is_unmeasured_with_reason(tmp_path):
     src, reason = RaplSource.detect(tmp_path / "nope")
     assert src is None and "CPU energy unmeasured" in reason
+
+
+def test_a_progress_bar_starts_no_thread_in_the_measuring_process():
+    """tqdm's monitor thread would stay in the process an engine forks (test_sampler_process_... checks none is left)."""
+    import sys
+    import threading
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=2, file=sys.stderr)  # transformers' bars are tqdm.auto's too
+    try:
+        assert "tqdm_monitor" not in [t.name for t in threading.enumerate()]
+    finally:
+        bar.close()
