@@ -88,16 +88,17 @@ def main() -> int:
     if args.export_only:
         export_only(Path(args.export_only))
         return 0
-    from energy_assets.leaderboard import build_leaderboard
-    from energy_assets.stats import statistics_with_provenance
+    from energy_assets.stats import STATS_CODE_VERSION
+    from gpu_ops.leaderboard import build_leaderboard
     from gpu_ops.results import read_tables
+    from gpu_ops.stats import published_statistics
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
         folders = make_partitions(root, args.rows, args.partitions)
         prov = {"raw_run_id": "bench", "raw_storage_id": 1, "raw_data_version": "v", "raw_code_version": "raw-v1"}
-        stats = pd.concat([statistics_with_provenance(read_tables(f), k, prov) for k, f in folders.items()], ignore_index=True)
+        stats = pd.concat([published_statistics(read_tables(f), k, STATS_CODE_VERSION, prov) for k, f in folders.items()], ignore_index=True)
         build_leaderboard(stats).to_parquet(root / "board.parquet")
         stats.to_parquet(root / "stats.parquet")
         (root / "folders.json").write_text(json.dumps({k: str(v) for k, v in folders.items()}))

@@ -17,10 +17,11 @@ import pandas as pd
 from upath import UPath
 
 from energy_assets.io import concat_parquet
-from energy_assets.stats import statistics_with_provenance
+from energy_assets.stats import STATS_CODE_VERSION
 from gpu_ops.leaderboard import FROM_STATISTICS, build_leaderboard
 from gpu_ops.results import ResultTables, parquet_bytes
 from gpu_ops.schema import SUMMARISED
+from gpu_ops.stats import published_statistics
 
 
 def synthetic_tables(i: int, rng: np.random.Generator) -> ResultTables:
@@ -49,7 +50,7 @@ def main() -> int:
                 t = synthetic_tables(i, rng)
                 key = f"{t.experiment.experiment_key[0]}|{t.experiment.hardware[0]}"
                 prov = {"raw_run_id": f"run-{i}", "raw_storage_id": i, "raw_data_version": "d" * 16, "raw_code_version": "raw-v1"}
-                (folder / f"{i}.parquet").write_bytes(parquet_bytes(statistics_with_provenance(t, key, prov), small=True))
+                (folder / f"{i}.parquet").write_bytes(parquet_bytes(published_statistics(t, key, STATS_CODE_VERSION, prov), small=True))
             prep = time.perf_counter() - t0
             t0 = time.perf_counter()
             lb = build_leaderboard(concat_parquet([UPath(p) for p in sorted(folder.glob("*.parquet"))], list(FROM_STATISTICS)))

@@ -3,16 +3,14 @@ partition it was computed from (Dagster records only one input pointer for a par
 
 
 import dagster as dg
-import pandas as pd
 
-from energy_assets.partitions import measurement_partitions, split
+from energy_assets.partitions import measurement_partitions
 from energy_assets.raw import RAW_CODE_VERSION
 from energy_assets.tables import schema_metadata
 from gpu_ops.errors import UserError
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import PUBLISHED_STATISTICS
-from gpu_ops.stats import sweep_point_statistics
-from gpu_ops.validation import blocking_failures, failure_message, validate
+from gpu_ops.stats import published_statistics
 
 STATS_CODE_VERSION = "stats-v2"  # v2: every sweep point's statistics carry gpu_count and the schema's types
 MIN_CYCLES = 3
@@ -32,16 +30,6 @@ def raw_provenance(instance: dg.DagsterInstance, partition: str) -> dict:
             "raw_code_version": (mat.tags or {}).get("dagster/code_version", RAW_CODE_VERSION) if mat else RAW_CODE_VERSION}
 
 
-def statistics_with_provenance(tables: ResultTables, partition: str, provenance: dict) -> pd.DataFrame:
-    experiment, hardware = split(partition)
-    st = sweep_point_statistics(tables.cycles)
-    exp = tables.experiment.iloc[0]
-    return PUBLISHED_STATISTICS.conform(st.assign(
-        partition_key=partition, experiment_key=experiment, hardware=hardware, fingerprint_hash=exp.fingerprint_hash,
-        experiment_name=exp["name"], experiment_config_hash=exp.config_hash, stats_code_version=STATS_CODE_VERSION,
-        **provenance))
-
-
 @dg.asset(
     partitions_def=measurement_partitions,
     io_manager_key="parquet_io_manager",
@@ -57,10 +45,9 @@ def statistics_with_provenance(tables: ResultTables, partition: str, provenance:
     metadata=schema_metadata(PUBLISHED_STATISTICS),
 )
 def cycle_statistics(context: dg.AssetExecutionContext, raw_measurements: ResultTables):
-    failed = blocking_failures(validate(raw_measurements))
-    if failed:  # a second guard: never summarise data that failed its physics checks
-        raise UserError(f"raw partition {failure_message(failed)}")
-    st = statistics_with_provenance(raw_measurements, context.partition_key, raw_provenance(context.instance, context.partition_key))
+    # the raw partition passed its blocking checks before it was stored (raw_measurements): they are not run again
+    st = published_statistics(raw_measurements, context.partition_key, STATS_CODE_VERSION,
+                              raw_provenance(context.instance, context.partition_key))
     short = st[st.n_cycles < MIN_CYCLES]
     enough = dg.AssetCheckResult(
         check_name="enough_cycles", passed=short.empty, severity=dg.AssetCheckSeverity.ERROR,

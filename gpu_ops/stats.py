@@ -9,7 +9,8 @@ import pandas as pd
 from scipy import stats as sps
 
 from gpu_ops.errors import UserError
-from gpu_ops.schema import STATISTICS, STATISTICS_OF, SUMMARISED, plain
+from gpu_ops.results import ResultTables
+from gpu_ops.schema import PUBLISHED_STATISTICS, RAW_PROVENANCE, STATISTICS, STATISTICS_OF, SUMMARISED, plain
 
 IDENTITY = ("model", "backend", "hardware", "weights")
 """Columns that must agree inside one aggregate: mixing them would average different things."""
@@ -75,3 +76,28 @@ def sweep_point_statistics(cycles: pd.DataFrame) -> pd.DataFrame:
             row.update({f"{metric.name}_{k}": s[k] for k in STATISTICS_OF})
         rows.append(STATISTICS.record(**row))
     return STATISTICS.frame(rows)
+
+
+def result_statistics(tables: ResultTables) -> pd.DataFrame:
+    """A result folder's statistics: summary.json's, as the runner computed them, when they hold every statistic of this
+    version (the raw checks found them equal to their recomputation from the cycles, gpu_ops.rederive); else computed
+    from the cycles (a folder written by an earlier version)."""
+    stored = tables.summary.get("sweep_points")
+    if isinstance(stored, list) and stored and all(isinstance(s, dict) and set(s) == set(STATISTICS.names)
+                                                   for s in stored):
+        return STATISTICS.frame(STATISTICS.record(**s) for s in stored)
+    return sweep_point_statistics(tables.cycles)
+
+
+def published_statistics(tables: ResultTables, partition_key: str, stats_code_version: str,
+                         raw: dict[str, object]) -> pd.DataFrame:
+    """The statistics of one raw partition with where they came from (schema.PUBLISHED_STATISTICS): the platform's
+    cycle_statistics asset and `llm-energy-measure report` both publish these. `raw`: the raw partition's run id,
+    storage id, data version and code version (schema.RAW_PROVENANCE)."""
+    if set(raw) != set(RAW_PROVENANCE.names):
+        raise ValueError(f"raw provenance needs exactly {list(RAW_PROVENANCE.names)}, got {sorted(raw)}")
+    exp = tables.experiment.iloc[0]
+    return PUBLISHED_STATISTICS.conform(result_statistics(tables).assign(
+        partition_key=partition_key, experiment_key=exp.experiment_key, fingerprint_hash=exp.fingerprint_hash,
+        experiment_name=exp["name"], experiment_config_hash=exp.config_hash, stats_code_version=stats_code_version,
+        **raw))

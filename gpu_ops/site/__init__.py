@@ -25,7 +25,7 @@ import pandas as pd
 from gpu_ops.charts import BACKEND_COLOURS, _plotly, efficiency_scatter
 from gpu_ops.phases import phase_intervals
 from gpu_ops.results import ResultTables, read_tables, replace_folder
-from gpu_ops.schema import LEADERBOARD, PUBLISHED_STATISTICS, Column
+from gpu_ops.schema import LEADERBOARD, Column
 from gpu_ops.stats import CI_MISSING, fmt_ci
 
 STATIC = resources.files("gpu_ops.site") / "static"
@@ -331,7 +331,7 @@ def report_from_folders(folders: list[Path], out: Path, dagster_url: str | None 
     """`llm-energy-measure report`: the site from result folders written by `run` (no platform)."""
     from gpu_ops.errors import UserError
     from gpu_ops.leaderboard import build_leaderboard
-    from gpu_ops.stats import sweep_point_statistics
+    from gpu_ops.stats import published_statistics
 
     stats, raw = [], {}
     for folder in folders:
@@ -343,11 +343,8 @@ def report_from_folders(folders: list[Path], out: Path, dagster_url: str | None 
         if key in raw:
             raise UserError(f"{folder}: passed twice; pass each result folder once")
         raw[key] = t
-        st = sweep_point_statistics(t.cycles)
-        stats.append(PUBLISHED_STATISTICS.conform(st.assign(
-            partition_key=key, experiment_key=exp.experiment_key, hardware=exp.hardware, fingerprint_hash=exp.fingerprint_hash,
-            experiment_name=exp["name"], experiment_config_hash=exp.config_hash, raw_run_id=f"local:{Path(folder).name}",
-            raw_storage_id=None, raw_data_version=t.summary.get("content_hash"), raw_code_version="cli",
-            stats_code_version="cli")))
+        stats.append(published_statistics(t, key, "cli", {
+            "raw_run_id": f"local:{Path(folder).name}", "raw_storage_id": None,
+            "raw_data_version": t.summary.get("content_hash"), "raw_code_version": "cli"}))
     board = build_leaderboard(pd.concat(stats, ignore_index=True) if stats else pd.DataFrame())
     return build_site(board, raw, out, dagster_url, generated_from=f"Built by llm-energy-measure report from {len(folders)} result folder(s).")

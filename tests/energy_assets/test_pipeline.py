@@ -5,6 +5,7 @@ import pandas as pd
 
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
 from energy_assets.leaderboard import leaderboard
+from gpu_ops import rederive
 from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.stats import cycle_statistics
@@ -27,16 +28,19 @@ def checks_of(result, blocking_only=True):
     return out
 
 
-def test_two_partitions_to_leaderboard_with_provenance(storage, resources, instance):
+def test_two_partitions_to_leaderboard_with_provenance(storage, resources, instance, monkeypatch):
     storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_config("tiny", "builtin:tiny-llama"))
     storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_config("small", "builtin:small-llama"))
     add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], [HW])
+    rederived = []  # the raw checks re-derive every figure: once per partition, by raw_measurements only
+    monkeypatch.setattr(rederive, "derived_problems", lambda t, real=rederive.derived_problems: rederived.append(1) or real(t))
     runs = {}
     for exp in ("builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"):
         res = materialize_partition(instance, resources, f"{exp}|{HW}")
         assert res.success
         assert all(checks_of(res).values()), checks_of(res)
         runs[exp] = res.run_id
+    assert len(rederived) == 2
     lb_res = dg.materialize(ASSETS, selection=["leaderboard"], instance=instance, resources=resources)
     assert lb_res.success
     lb = lb_res.output_for_node("leaderboard")
