@@ -135,7 +135,7 @@ def test_row_ids_are_stable_and_url_safe():
 
 
 def test_scaling_chart_has_a_line_per_way_of_splitting_from_one_single_gpu_point():
-    from gpu_ops.site import _scaling
+    from gpu_ops.site.charts import scaling
 
     row = dict(model="m", backend="pytorch", precision="bf16")
     board = pd.DataFrame([
@@ -146,7 +146,7 @@ def test_scaling_chart_has_a_line_per_way_of_splitting_from_one_single_gpu_point
         dict(row, hardware="2x-h100", gpu_count=2, parallelism="dp2", tokens_per_j_mean=2.1, tokens_per_s_mean=1300.0),  # worse sweep point
         dict(row, hardware="cpu-x", gpu_count=0, parallelism="single", tokens_per_j_mean=None, tokens_per_s_mean=5.0),
     ])
-    traces = {t.name: t for t in _scaling(board).data}
+    traces = {t.name: t for t in scaling(board).data}
     assert set(traces) == {"m pytorch bf16 dp", "m pytorch bf16 tp"}
     assert list(traces["m pytorch bf16 tp"].x) == [1, 2, 4] and list(traces["m pytorch bf16 tp"].y) == [3.0, 0.9, 0.5]
     assert list(traces["m pytorch bf16 dp"].x) == [1, 2] and list(traces["m pytorch bf16 dp"].y) == [3.0, 2.8]
