@@ -586,7 +586,6 @@ class IdleBaseline:
     before: WindowMeasurement | None
     after: WindowMeasurement | None
     settle_s: float | None = None  # how long the power took to return to the before-level after the run
-    settled: bool | None = None
 
     @property
     def power_w(self) -> float | None:
