@@ -33,7 +33,7 @@ from gpu_ops.energy import sampler as smp
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S, GpuTarget, NvmlSource, uuid_hash
 from gpu_ops.energy.rapl import RaplSource
 from gpu_ops.errors import MeasurementError
-from gpu_ops.schema import WINDOW_READINGS, Record
+from gpu_ops.schema import TIMELINE, WINDOW_READINGS, Record
 
 MIN_TRUSTED_UPDATES = 10  # a window shorter than 10 counter updates is flagged too short to trust
 STEP_WAIT_UPDATES = 2.5  # how long a window edge waits for the counter to step, in counter updates
@@ -329,12 +329,14 @@ class EnergyMeter:
         self.close()
 
     def close(self) -> None:
+        """Stop the power sampler (the `with` block does this); readings taken so far stay available."""
         if self._sampler is not None:
             self._sampler.stop()
             self._sampler = None
 
     @property
     def measures_gpu(self) -> bool:
+        """Whether GPU energy can be read here (else every window's GPU energy is unmeasured, with the reason)."""
         return self.gpu is not None
 
     def _check_sampler(self) -> None:
@@ -384,8 +386,15 @@ class EnergyMeter:
 
     # -- windows ----------------------------------------------------------------------------
     def begin_window(self, name: str) -> float:
-        """Open window `name` (after a sync) and return its start on the meter clock. Its GPU edge is the counter's
-        next update, so this waits up to one update (~100 ms) before the work should start."""
+        """Open a measurement window. Its GPU edge is the counter's next update, so this waits up to one update
+        (~100 ms): start the work after it returns.
+
+        Args:
+            name: names the window in end_window and in the result; windows are independent, so they may nest.
+
+        Returns:
+            The window's start on the meter clock (`now`); the work's timestamps are relative to it.
+        """
         if name in self._open:
             raise ValueError(f"window '{name}' is already open")
         self._check_sampler()
@@ -401,12 +410,21 @@ class EnergyMeter:
         return start
 
     def cancel_window(self, name: str) -> None:
-        """Discard an open window (its work failed); nothing is recorded for it."""
+        """Discard the open window `name` (its work failed): nothing is recorded for it, never a partial energy."""
         self._open.pop(name, None)
 
     def end_window(self, name: str) -> WindowMeasurement:
-        """Close window `name` where the work ended (after a sync) and measure it. The counter is then read at its
-        next update and the stretch past the window's end is subtracted: bookkeeping, outside the window."""
+        """Close a window where the work ended (after a sync) and measure it. The counter is then read at its next
+        update and the stretch past the window's end, taken from the timeline, is subtracted: the bookkeeping after
+        the work stays outside the window.
+
+        Args:
+            name: the window begin_window opened.
+
+        Returns:
+            The window's counter energy (± its uncertainty, or unmeasured with the reason), its timeline energy and
+            cross-check, and the conditions seen (temperatures, clocks, throttling, foreign processes).
+        """
         if name not in self._open:
             raise ValueError(f"window '{name}' was not begun")
         self.sync()
@@ -512,15 +530,24 @@ class EnergyMeter:
         return smp.foreign_pids(seen, own)
 
     def measure_idle(self, name: str, seconds: float) -> WindowMeasurement:
-        """A window with no work on the device: the idle baseline."""
+        """A window of `seconds` with no work on the devices: the idle baseline that net energy subtracts."""
         self.begin_window(name)
         time.sleep(seconds)
         return self.end_window(name)
 
     def settle(self, baseline_w: float, timeout_s: float, margin: float = 0.10, hold_s: float = 1.0) -> float | None:
-        """Wait until the GPUs' summed power has stayed within `margin` of `baseline_w` for `hold_s` (after a run a
-        GPU lingers in a higher power state, which would inflate the idle baseline after it). Returns the seconds
-        it took, or None when the power did not return within `timeout_s`."""
+        """Wait for the GPUs to return to idle: after a run a GPU lingers in a higher power state, which would inflate
+        the idle baseline measured next.
+
+        Args:
+            baseline_w: the idle power to return to (the GPUs' sum).
+            timeout_s: how long to wait at most.
+            margin: how far above baseline_w still counts as back (a fraction).
+            hold_s: how long the power must stay within the margin.
+
+        Returns:
+            The seconds it took, or None when the power did not return within timeout_s.
+        """
         start = self.now()
         while self.now() - start < timeout_s:
             self._sampler.refresh()
@@ -535,16 +562,17 @@ class EnergyMeter:
 
     # -- timeline ---------------------------------------------------------------------------
     def timeline(self, start_s: float | None = None, end_s: float | None = None) -> pd.DataFrame:
-        """Power samples (all devices) on the meter clock, optionally only those in [start_s, end_s]."""
-        cols = ["t_s", "device", "power_w", "temp_c", "sm_clock_mhz", "throttle_reasons"]
+        """Power samples of all devices on the meter clock (the columns of schema.TIMELINE), optionally only those
+        in [start_s, end_s]."""
         if self._sampler is not None:
             self._sampler.refresh()
         samples = self._store.power[:]  # appended in time order: slice by bisection, not a scan
         if start_s is not None:
             samples = samples[bisect.bisect_left(samples, (start_s,)): bisect.bisect_right(samples, (end_s, "\uffff"))]
-        return pd.DataFrame(samples, columns=cols)
+        return pd.DataFrame(samples, columns=list(TIMELINE.names))
 
     def describe(self) -> dict:
+        """The meter's set-up as stored with a result (meter_json): sources, sampling, counter period, devices."""
         return {
             "gpu_source": "nvml" if self.gpu else None,
             "gpu_unmeasured_reason": self.gpu_reason,
@@ -589,5 +617,6 @@ class IdleBaseline:
 
     @property
     def power_w(self) -> float | None:
+        """The mean of the idle powers that were measured; None when neither was."""
         vals = [w.avg_power_w for w in (self.before, self.after) if w is not None and w.avg_power_w is not None]
         return float(np.mean(vals)) if vals else None
