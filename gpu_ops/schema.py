@@ -315,7 +315,9 @@ WINDOWS = Table(
 
 # -- cycles -----------------------------------------------------------------------------------------------------
 CYCLE_KEY = Table("cycle_key", SWEEP_POINT, CYCLE)
-RUN_IDENTITY = Table("run_identity", MODEL, BACKEND, HARDWARE, WEIGHTS, EXPERIMENT_KEY)
+MEASURED = Table("measured", MODEL, BACKEND, HARDWARE, WEIGHTS)
+"""What was measured where: statistics never mix rows that differ in any of these."""
+RUN_IDENTITY = Table("run_identity", MEASURED, EXPERIMENT_KEY)
 POINT_SETTINGS = Table("point_settings", PRECISION, BATCH_SIZE, PARALLELISM, POINT_CONFIG_HASH)
 RUN_GPUS = Table("run_gpus", Column("power_limit_w", "float", W, "enforced power limit, summed over the run's GPUs"),
                  GPU_COUNT)
@@ -540,7 +542,7 @@ STATISTICS = Table(
     "statistics",
     SWEEP_POINT,
     Column("n_cycles", "int", "cycles", "cycles aggregated in this row", label="cycles"),
-    MODEL, BACKEND, HARDWARE, WEIGHTS, PRECISION, BATCH_SIZE, PARALLELISM, POINT_CONFIG_HASH, GPU_COUNT,
+    MEASURED, POINT_SETTINGS, GPU_COUNT,
     replace(ENERGY_STATUS, meaning="'unmeasured' when any cycle of the sweep point is (then the energy statistics are "
                                    "empty), else 'measured'"),
     UNMEASURED_REASON,

@@ -10,11 +10,12 @@ from scipy import stats as sps
 
 from gpu_ops.errors import UserError
 from gpu_ops.results import ResultTables
-from gpu_ops.schema import PUBLISHED_STATISTICS, RAW_PROVENANCE, STATISTICS, STATISTICS_OF, SUMMARISED, plain
+from gpu_ops.schema import (GPU_COUNT, MEASURED, POINT_SETTINGS, PUBLISHED_STATISTICS, RAW_PROVENANCE, STATISTICS,
+                            STATISTICS_OF, SUMMARISED, plain)
 
-IDENTITY = ("model", "backend", "hardware", "weights")
+IDENTITY = MEASURED.names
 """Columns that must agree inside one aggregate: mixing them would average different things."""
-POINT = ("precision", "batch_size", "parallelism", "config_hash", "gpu_count")
+POINT = (*POINT_SETTINGS.names, GPU_COUNT.name)
 """Columns equal in every cycle of a sweep point (its settings), carried into its statistics."""
 
 
