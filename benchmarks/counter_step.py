@@ -39,8 +39,10 @@ def main() -> int:
     gaps = step_intervals(handle, args.seconds)
     if gaps:
         q = statistics.quantiles(gaps, n=20)
-        print(f"counter steps in {args.seconds:.0f} s (idle GPU): {len(gaps) + 1}; interval ms: min {min(gaps) * 1e3:.1f}, "
-              f"p5 {q[0] * 1e3:.1f}, median {statistics.median(gaps) * 1e3:.1f}, p95 {q[-1] * 1e3:.1f}, max {max(gaps) * 1e3:.1f}")
+        print(
+            f"counter steps in {args.seconds:.0f} s (idle GPU): {len(gaps) + 1}; interval ms: min {min(gaps) * 1e3:.1f}, "
+            f"p5 {q[0] * 1e3:.1f}, median {statistics.median(gaps) * 1e3:.1f}, p95 {q[-1] * 1e3:.1f}, max {max(gaps) * 1e3:.1f}"
+        )
     else:
         print(f"counter did not step in {args.seconds:.0f} s")
     cfg = parse_config({"name": "counter-step", "model": "builtin:micro-llama", "gpus": [args.gpu]})
@@ -52,8 +54,10 @@ def main() -> int:
                 time.sleep(ms / 1000)
                 w = meter.end_window("w")
                 hits += w.gpu_energy_status == "measured"
-            print(f"{ms:5d} ms windows: {hits}/10 measured; last: {w.gpu_energy_status}, "
-                  f"{'%.3f J' % w.gpu_energy_j if w.gpu_energy_j is not None else w.gpu_unmeasured_reason}, too_short={w.too_short}")
+            print(
+                f"{ms:5d} ms windows: {hits}/10 measured; last: {w.gpu_energy_status}, "
+                f"{'%.3f J' % w.gpu_energy_j if w.gpu_energy_j is not None else w.gpu_unmeasured_reason}, too_short={w.too_short}"
+            )
     return 0
 
 

@@ -133,4 +133,3 @@ def concat_parquet(paths: list[UPath], columns: list[str] | None = None) -> pd.D
     if not tables:
         return pd.DataFrame()
     return pa.concat_tables(tables, promote_options="default").to_pandas()
-

@@ -6,7 +6,6 @@ them never lands in the asset's storage (so statistics, the leaderboard, the dat
 see it); it is kept in quarantine/ for inspection and the run fails naming each failed check.
 """
 
-
 import base64
 import json
 import tempfile
@@ -44,16 +43,21 @@ def power_timeline_svg(tables: ResultTables, width: int = 640, height: int = 160
     def y(w):
         return height - w / pmax * (height - 10)
 
-    shades = "".join(f'<rect x="{x(r.window_start_s):.1f}" width="{max(x(r.window_end_s) - x(r.window_start_s), 1):.1f}" y="0" height="{height}" fill="#dbeafe"/>'
-                     for r in tables.cycles.itertuples())
+    shades = "".join(
+        f'<rect x="{x(r.window_start_s):.1f}" width="{max(x(r.window_end_s) - x(r.window_start_s), 1):.1f}" y="0" height="{height}" fill="#dbeafe"/>'
+        for r in tables.cycles.itertuples()
+    )
     pts = " ".join(f"{x(t):.1f},{y(w):.1f}" for t, w in zip(p.t_s, p.power_w))
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{shades}'
-            f'<polyline fill="none" stroke="#b91c1c" stroke-width="1.5" points="{pts}"/>'
-            f'<text x="4" y="12" font-size="11">{pmax:.0f} W peak, {t1 - t0:.0f} s; shaded: measured cycles</text></svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{shades}'
+        f'<polyline fill="none" stroke="#b91c1c" stroke-width="1.5" points="{pts}"/>'
+        f'<text x="4" y="12" font-size="11">{pmax:.0f} W peak, {t1 - t0:.0f} s; shaded: measured cycles</text></svg>'
+    )
 
 
-def _measure(context, storage: StorageResource, gpu: GpuResource, experiment: str, hardware: str,
-             work: Path) -> ResultFolder:
+def _measure(
+    context, storage: StorageResource, gpu: GpuResource, experiment: str, hardware: str, work: Path
+) -> ResultFolder:
     """Measure the partition on this worker; the result folder is written into `work` (on the storage's disk, so a
     refused one moves into quarantine/ as it is)."""
     cfg = storage.load_experiment(experiment, hardware)
@@ -63,10 +67,13 @@ def _measure(context, storage: StorageResource, gpu: GpuResource, experiment: st
     with gpu.selected():
         local = gpu.local_profile(cfg.gpus)
         if local != hardware:
-            raise UserError(f"this worker is '{local}' but the partition asks for '{hardware}': run it on a worker of that "
-                            f"profile, or upload a result folder measured there into the results inbox")
-        return run_experiment(cfg, work, progress=context.log.info,
-                              folder_name=f"{experiment}__{hardware}__{context.run.run_id[:8]}")
+            raise UserError(
+                f"this worker is '{local}' but the partition asks for '{hardware}': run it on a worker of that "
+                f"profile, or upload a result folder measured there into the results inbox"
+            )
+        return run_experiment(
+            cfg, work, progress=context.log.info, folder_name=f"{experiment}__{hardware}__{context.run.run_id[:8]}"
+        )
 
 
 @dg.asset(
@@ -88,13 +95,17 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
         if source == "upload":
             folder = storage.latest_upload(experiment, hardware, context.run.tags.get(UPLOAD_TAG))
             if folder is None:
-                raise UserError(f"no uploaded result folder for {experiment}|{hardware} under {storage.upload_dir(experiment, hardware)}")
+                raise UserError(
+                    f"no uploaded result folder for {experiment}|{hardware} under {storage.upload_dir(experiment, hardware)}"
+                )
             context.log.info(f"ingesting uploaded result {folder}")
             try:
                 result = ResultFolder.read(folder)
             except UserError as exc:  # accepted by the inbox, edited since
-                raise UserError(f"{exc}. Nothing was stored; the folder is kept for inspection in "
-                                f"{storage.quarantine(folder, str(exc))}") from None
+                raise UserError(
+                    f"{exc}. Nothing was stored; the folder is kept for inspection in "
+                    f"{storage.quarantine(folder, str(exc))}"
+                ) from None
         else:
             result = _measure(context, storage, gpu, experiment, hardware, Path(work))
             definition = storage.experiment_source(experiment, hardware)
@@ -103,13 +114,17 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
         findings = validate(tables)
         failed = blocking_failures(findings)
         if failed or got != (experiment, hardware):
-            reason = (failure_message(failed) if failed else
-                      f"the result belongs to partition {got[0]}|{got[1]}, not {experiment}|{hardware}")
+            reason = (
+                failure_message(failed)
+                if failed
+                else f"the result belongs to partition {got[0]}|{got[1]}, not {experiment}|{hardware}"
+            )
             kept = storage.quarantine(result.folder, reason)  # the uploaded folder, or the measured one, as it is
             yield from _check_results(findings)  # recorded as failed evaluations; the asset itself is not materialized
             raise UserError(f"{reason}. Nothing was stored; the result is kept for inspection in {kept}")
-        yield dg.Output(result, metadata=_metadata(tables, source, definition),
-                        data_version=dg.DataVersion(result.content_hash))
+        yield dg.Output(
+            result, metadata=_metadata(tables, source, definition), data_version=dg.DataVersion(result.content_hash)
+        )
     yield from _check_results(findings)
 
 
@@ -118,30 +133,44 @@ def _metadata(tables: ResultTables, source: str, definition: str | None) -> dict
     exp = tables.experiment.iloc[0]
     c = tables.cycles
     metadata = {
-        "source": source, "experiment_file": definition,
-        "rows_requests": len(tables.requests), "rows_cycles": len(c), "rows_timeline": len(tables.timeline),
-        "sweep_points": int(c.sweep_point.nunique()), "parallelism": ",".join(sorted(set(c.parallelism))),
+        "source": source,
+        "experiment_file": definition,
+        "rows_requests": len(tables.requests),
+        "rows_cycles": len(c),
+        "rows_timeline": len(tables.timeline),
+        "sweep_points": int(c.sweep_point.nunique()),
+        "parallelism": ",".join(sorted(set(c.parallelism))),
         "energy_status": "measured" if (c.energy_status == "measured").all() else "unmeasured",
         "gross_energy_j_total": float(c.gross_energy_j.sum()) if (c.energy_status == "measured").all() else None,
         "output_tokens_total": int(c.output_tokens.sum()),
         "idle_power_w": None if pd.isna(exp.idle_power_w) else float(exp.idle_power_w),
-        "config_hash": str(exp.config_hash), "fingerprint_hash": str(exp.fingerprint_hash),
+        "config_hash": str(exp.config_hash),
+        "fingerprint_hash": str(exp.fingerprint_hash),
         "environment": dg.MetadataValue.json(json.loads(exp.fingerprint_json)),
-        "data_version": tables.summary["content_hash"], "model": str(exp.model), "backend": str(exp.backend),
+        "data_version": tables.summary["content_hash"],
+        "model": str(exp.model),
+        "backend": str(exp.backend),
         "weights": str(exp.weights),
     }
     svg = power_timeline_svg(tables)
     if svg:
         metadata["power_timeline"] = dg.MetadataValue.md(
-            f"![power timeline](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})")
+            f"![power timeline](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})"
+        )
     return metadata
 
 
 def _check_results(findings) -> list[dg.AssetCheckResult]:
-    return [dg.AssetCheckResult(check_name=f.check, passed=f.passed, severity=dg.AssetCheckSeverity.ERROR,
-                                description=f.message,
-                                metadata={k: _plain(v) for k, v in f.metadata.items() if v is not None})
-            for f in findings]
+    return [
+        dg.AssetCheckResult(
+            check_name=f.check,
+            passed=f.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f.message,
+            metadata={k: _plain(v) for k, v in f.metadata.items() if v is not None},
+        )
+        for f in findings
+    ]
 
 
 def _plain(v):

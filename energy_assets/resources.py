@@ -96,8 +96,9 @@ class StorageResource(dg.ConfigurableResource):
     def _source_file(self, experiment: str, hardware: str) -> Path:
         return self.experiment_file(experiment, hardware).with_suffix(".source")
 
-    def register_experiment(self, experiment: str, hardware: str, config: ExperimentConfig,
-                            source: str | None = None) -> Path:
+    def register_experiment(
+        self, experiment: str, hardware: str, config: ExperimentConfig, source: str | None = None
+    ) -> Path:
         """Atomically store a validated config as the definition of one partition (as JSON, so nobody parses its YAML
         again); `source` is the inbox file that owns it (None: registered directly, e.g. by a script)."""
         target, owner = self.experiment_file(experiment, hardware), self._source_file(experiment, hardware)
@@ -121,8 +122,10 @@ class StorageResource(dg.ConfigurableResource):
         """The config registered for a partition, as the inbox validated it."""
         path = self.experiment_file(experiment, hardware)
         if not path.is_file():
-            raise UserError(f"partition {experiment}|{hardware} has no registered experiment file ({path}); drop a YAML "
-                            f"for it into {self.inbox_dir} (its `hardware:` list or this machine's profile names the hardware)")
+            raise UserError(
+                f"partition {experiment}|{hardware} has no registered experiment file ({path}); drop a YAML "
+                f"for it into {self.inbox_dir} (its `hardware:` list or this machine's profile names the hardware)"
+            )
         return ExperimentConfig.model_validate_json(path.read_bytes())
 
     def upload_dir(self, experiment: str, hardware: str) -> Path:

@@ -219,8 +219,10 @@ class EnergyOptions(Strict):
     @classmethod
     def _idle_long_enough(cls, v: float) -> float:
         if 0 < v < MIN_IDLE_BASELINE_S:
-            raise ValueError(f"{v:g} s is shorter than {MIN_IDLE_BASELINE_S:g} s (5 energy-counter updates), so it "
-                             f"would read no energy; set 0 (no idle baseline) or at least {MIN_IDLE_BASELINE_S:g}")
+            raise ValueError(
+                f"{v:g} s is shorter than {MIN_IDLE_BASELINE_S:g} s (5 energy-counter updates), so it "
+                f"would read no energy; set 0 (no idle baseline) or at least {MIN_IDLE_BASELINE_S:g}"
+            )
         return v
 
 
@@ -240,7 +242,9 @@ class PytorchOptions(Strict):
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
     static_cache: bool = False
     torch_compile: bool = False
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "reduce-overhead"
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
+        "reduce-overhead"
+    )
     assistant_model: str | None = None
     token_timestamps: bool = True
 
@@ -321,7 +325,7 @@ class Schedule(Strict):
         hour, minute = (int(x) for x in self.at.split(":"))
         if self.interval == "hourly":
             return f"{minute} * * * *"
-        dow = ",".join(str(DAYS.index(d)+1 if d != "sun" else 0) for d in self.days) if self.days else "*"
+        dow = ",".join(str(DAYS.index(d) + 1 if d != "sun" else 0) for d in self.days) if self.days else "*"
         if self.interval == "weekly" and not self.days:
             dow = "1"
         return f"{minute} {hour} * * {dow}"
@@ -416,19 +420,27 @@ class ExperimentConfig(Strict):
             )
         for block in ("vllm", "tensorrt"):
             if getattr(self, block) is not None and self.backend != block:
-                raise ValueError(f"a '{block}:' block is set but backend is '{self.backend}'; remove it or set backend: {block}")
+                raise ValueError(
+                    f"a '{block}:' block is set but backend is '{self.backend}'; remove it or set backend: {block}"
+                )
         if self.backend != "pytorch" and self.pytorch != PytorchOptions():
-            raise ValueError(f"a 'pytorch:' block is set but backend is '{self.backend}'; remove it or set backend: pytorch")
+            raise ValueError(
+                f"a 'pytorch:' block is set but backend is '{self.backend}'; remove it or set backend: pytorch"
+            )
         if self.tokenize_in_window and self.prompts.source == "random":
-            raise ValueError("tokenize_in_window needs prompts as text; random prompts are token ids already. Use prompts.source "
-                             "builtin, jsonl, sharegpt or hf, or set tokenize_in_window: false")
+            raise ValueError(
+                "tokenize_in_window needs prompts as text; random prompts are token ids already. Use prompts.source "
+                "builtin, jsonl, sharegpt or hf, or set tokenize_in_window: false"
+            )
         if len(set(self.gpus)) != len(self.gpus):
             raise ValueError("gpus lists a GPU twice; list each visible GPU index once")
         p = self.parallelism
         needed = p.tensor * p.pipeline * p.data
         if needed != len(self.gpus) and (needed > 1 or len(self.gpus) > 1):
-            raise ValueError(f"parallelism uses {needed} GPU(s) (tensor {p.tensor} x pipeline {p.pipeline} x data {p.data}) but gpus lists "
-                             f"{len(self.gpus)}; list {needed} GPU indices, e.g. gpus: {list(range(needed))}")
+            raise ValueError(
+                f"parallelism uses {needed} GPU(s) (tensor {p.tensor} x pipeline {p.pipeline} x data {p.data}) but gpus lists "
+                f"{len(self.gpus)}; list {needed} GPU indices, e.g. gpus: {list(range(needed))}"
+            )
         return self
 
     @property
@@ -457,7 +469,19 @@ class ExperimentConfig(Strict):
 
     def load_key(self) -> str:
         """Equal keys mean the same loaded model/engine serves both configs (only run-time options differ)."""
-        fields = {"model", "backend", "precision", "device", "gpus", "seed", "parallelism", "lora", "pytorch", "vllm", "tensorrt"}
+        fields = {
+            "model",
+            "backend",
+            "precision",
+            "device",
+            "gpus",
+            "seed",
+            "parallelism",
+            "lora",
+            "pytorch",
+            "vllm",
+            "tensorrt",
+        }
         run_time = {"pytorch": {"token_timestamps"}}  # options a loaded model honours as they are
         return content_hash(self.model_dump(mode="json", include=fields, exclude=run_time))
 
@@ -505,19 +529,25 @@ def _axis(key: str, values: list, source: str) -> list[dict[str, Any]]:
     paths = key.split("+")
     for path in paths:
         if not _known_path(path):
-            raise ConfigError(f"{source}: sweep.{excerpt(key, bare=True)}: unknown field {excerpt(path, bare=True)}; use a "
-                              "dotted path of a config field, e.g. batching.batch_size (join fields varied together with '+')")
+            raise ConfigError(
+                f"{source}: sweep.{excerpt(key, bare=True)}: unknown field {excerpt(path, bare=True)}; use a "
+                "dotted path of a config field, e.g. batching.batch_size (join fields varied together with '+')"
+            )
         if path.split(".")[0] in RUN_FIELDS:
-            raise ConfigError(f"{source}: sweep.{key}: fixed for the whole run ({path} decides the partition, the meter "
-                              "or the experiment's identity); write one experiment file per value instead")
+            raise ConfigError(
+                f"{source}: sweep.{key}: fixed for the whole run ({path} decides the partition, the meter "
+                "or the experiment's identity); write one experiment file per value instead"
+            )
     if not values:
         raise ConfigError(f"{source}: sweep.{key}: empty list; give at least one value")
     if len(paths) == 1:
         return [{key: v} for v in values]
     bad = next((v for v in values if not isinstance(v, list) or len(v) != len(paths)), None)
     if bad is not None:
-        raise ConfigError(f"{source}: sweep.{key}: {excerpt(bad)} is not a list of {len(paths)} values (one per field, "
-                          f"e.g. [{', '.join('...' for _ in paths)}])")
+        raise ConfigError(
+            f"{source}: sweep.{key}: {excerpt(bad)} is not a list of {len(paths)} values (one per field, "
+            f"e.g. [{', '.join('...' for _ in paths)}])"
+        )
     return [dict(zip(paths, v)) for v in values]
 
 
@@ -530,8 +560,10 @@ def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepP
     total = math.prod(len(cfg.sweep[k]) for k in keys)  # counted before anything is built
     if total > MAX_SWEEP_POINTS:
         product = f"{' x '.join(str(len(cfg.sweep[k])) for k in keys)} = " if len(keys) > 1 else ""
-        raise ConfigError(f"{source}: sweep: {product}{total} sweep points exceed the limit of {MAX_SWEEP_POINTS}; "
-                          "split the experiment into several files")
+        raise ConfigError(
+            f"{source}: sweep: {product}{total} sweep points exceed the limit of {MAX_SWEEP_POINTS}; "
+            "split the experiment into several files"
+        )
     axes = [_axis(k, cfg.sweep[k], source) for k in keys]
     points = []
     for settings in itertools.product(*axes):
@@ -543,7 +575,10 @@ def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepP
             point_cfg = ExperimentConfig.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, f"{source} (sweep point {excerpt(overrides)})")) from None
-        label = ",".join(f"{k.split('.')[-1]}={point_cfg.parallelism.label if k == 'parallelism' else v}" for k, v in overrides.items())
+        label = ",".join(
+            f"{k.split('.')[-1]}={point_cfg.parallelism.label if k == 'parallelism' else v}"
+            for k, v in overrides.items()
+        )
         points.append(SweepPoint(label=label, overrides=overrides, config=point_cfg))
     return points
 
@@ -595,7 +630,9 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
     if data is None:
         raise ConfigError(f"{source}: the file is empty; write at least `name:` and `model:` (see examples/tiny.yaml)")
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the file must hold a mapping of fields (name:, model:, ...), not {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: the file must hold a mapping of fields (name:, model:, ...), not {type(data).__name__}"
+        )
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
@@ -622,12 +659,17 @@ class _StrictLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            raise _Refused(event.start_mark.line + 1, f"YAML alias *{excerpt(event.anchor, bare=True)} is not allowed; "
-                                                      "write the value out instead of referring to an anchor")
+            raise _Refused(
+                event.start_mark.line + 1,
+                f"YAML alias *{excerpt(event.anchor, bare=True)} is not allowed; "
+                "write the value out instead of referring to an anchor",
+            )
         self.depth += 1
         if self.depth > MAX_YAML_DEPTH:
-            raise _Refused(event.start_mark.line + 1, f"nested deeper than {MAX_YAML_DEPTH} levels; an experiment "
-                                                      "file nests a few levels at most")
+            raise _Refused(
+                event.start_mark.line + 1,
+                f"nested deeper than {MAX_YAML_DEPTH} levels; an experiment file nests a few levels at most",
+            )
         try:
             return super().compose_node(parent, index)
         finally:
@@ -639,8 +681,10 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key_node, yaml.ScalarNode):
                 key = self.construct_object(key_node)
                 if key in first:
-                    raise _Refused(key_node.start_mark.line + 1, f"duplicate key {excerpt(key)} (first on line "
-                                                                 f"{first[key]}); keep one of them")
+                    raise _Refused(
+                        key_node.start_mark.line + 1,
+                        f"duplicate key {excerpt(key)} (first on line {first[key]}); keep one of them",
+                    )
                 first[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
@@ -672,8 +716,10 @@ def parse_yaml(data: bytes, source: str) -> Any:
     except _Refused as exc:
         raise ConfigError(f"{source}: line {exc.line}: {exc.message}") from None
     except yaml.constructor.ConstructorError as exc:
-        raise ConfigError(f"{source}: line {exc.problem_mark.line + 1 if exc.problem_mark else '?'}: "
-                          f"YAML tag not allowed ({excerpt(exc.problem, bare=True)}); use plain values") from None
+        raise ConfigError(
+            f"{source}: line {exc.problem_mark.line + 1 if exc.problem_mark else '?'}: "
+            f"YAML tag not allowed ({excerpt(exc.problem, bare=True)}); use plain values"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

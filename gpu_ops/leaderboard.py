@@ -32,6 +32,9 @@ def build_leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
     df["flag"] = np.where(df.weights == "synthetic", "synthetic weights", "")
     for view, (col, asc) in RANKS.items():
         df[view] = df[col].astype(float).rank(method="min", ascending=asc, na_option="keep").astype("Int64")
-    df = df.sort_values(["rank_j_per_token", "rank_throughput", "experiment_key", "hardware", "sweep_point"],
-                        na_position="last", kind="stable").reset_index(drop=True)
+    df = df.sort_values(
+        ["rank_j_per_token", "rank_throughput", "experiment_key", "hardware", "sweep_point"],
+        na_position="last",
+        kind="stable",
+    ).reset_index(drop=True)
     return LEADERBOARD.conform(df)

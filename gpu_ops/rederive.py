@@ -81,9 +81,13 @@ def parse_pids(text) -> list[int]:
 def window_from_row(row: pd.Series) -> WindowMeasurement:
     """A stored windows row back as the WindowMeasurement the meter returned (the inverse of its readings)."""
     values = {f.name: plain(row.get(f.name)) for f in dataclasses.fields(WindowMeasurement)}
-    values.update(gpu_energy_by_device_j=parse_by_device(row["gpu_energy_by_device_j"]),
-                  foreign_processes=parse_pids(row["foreign_processes"]), too_short=bool(row["too_short"]),
-                  throttle_reasons=int(values["throttle_reasons"] or 0), n_samples=int(row["n_samples"]))
+    values.update(
+        gpu_energy_by_device_j=parse_by_device(row["gpu_energy_by_device_j"]),
+        foreign_processes=parse_pids(row["foreign_processes"]),
+        too_short=bool(row["too_short"]),
+        throttle_reasons=int(values["throttle_reasons"] or 0),
+        n_samples=int(row["n_samples"]),
+    )
     return WindowMeasurement(**values)
 
 
@@ -113,7 +117,9 @@ def counter_step_s(t: ResultTables) -> float:
     """The counter's update period the meter measured (meter_json), or the nominal one for folders before it did."""
     meter = load_json(t.experiment.iloc[0].meter_json, "experiment.meter_json")
     step = meter.get("counter_step_s") if isinstance(meter, dict) else None
-    return float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) and step > 0 else COUNTER_UPDATE_S
+    return (
+        float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) and step > 0 else COUNTER_UPDATE_S
+    )
 
 
 def window_problems(t: ResultTables) -> list[str]:
@@ -139,8 +145,9 @@ def window_problems(t: ResultTables) -> list[str]:
         inside = int((seen_at_close[0].t_s >= w.start_s).sum())  # a late sample may have been missed, one per GPU
         if not inside - around.device.nunique() <= w.n_samples <= inside:
             out.append(_differs(where, "n_samples", w.n_samples, inside))
-        derived = window_figures(w.duration_s, plain(w.gpu_energy_j) if measured else None, plain(w.timeline_energy_j), step,
-                                 tolerance)
+        derived = window_figures(
+            w.duration_s, plain(w.gpu_energy_j) if measured else None, plain(w.timeline_energy_j), step, tolerance
+        )
         # columns a folder written before them lacks are not compared
         out += [_differs(where, k, w[k], v) for k, v in derived.items() if k in w.index and not same(w[k], v)]
     return out
@@ -149,8 +156,9 @@ def window_problems(t: ResultTables) -> list[str]:
 def idle_power(t: ResultTables) -> tuple[WindowMeasurement | None, WindowMeasurement | None, float | None]:
     w = t.windows
     before, after = (w[w.kind == kind] for kind in ("idle_before", "idle_after"))
-    idle = IdleBaseline(window_from_row(before.iloc[0]) if len(before) else None,
-                        window_from_row(after.iloc[0]) if len(after) else None)
+    idle = IdleBaseline(
+        window_from_row(before.iloc[0]) if len(before) else None, window_from_row(after.iloc[0]) if len(after) else None
+    )
     return idle.before, idle.after, idle.power_w
 
 
@@ -160,16 +168,30 @@ def request_problems(t: ResultTables, max_output_tokens: dict[str, int]) -> list
     out = []
     for r in t.requests.itertuples(index=False):
         where = f"requests {excerpt(r.sweep_point)} cycle {r.cycle} request {r.request_id}"
-        rec = RequestRecord(int(r.request_id), int(r.prompt_tokens), int(r.output_tokens), float(r.arrival_s),
-                            float(r.scheduled_s), [], int(r.batch_id), plain(r.prefill_end_s), plain(r.first_token_s),
-                            plain(r.last_token_s), tokenize_s=plain(getattr(r, "tokenize_s", None)))
+        rec = RequestRecord(
+            int(r.request_id),
+            int(r.prompt_tokens),
+            int(r.output_tokens),
+            float(r.arrival_s),
+            float(r.scheduled_s),
+            [],
+            int(r.batch_id),
+            plain(r.prefill_end_s),
+            plain(r.first_token_s),
+            plain(r.last_token_s),
+            tokenize_s=plain(getattr(r, "tokenize_s", None)),
+        )
         derived = request_metrics(rec)
-        out += [_differs(where, k, getattr(r, k), getattr(derived, k)) for k in REQUEST_FIGURES
-                if not same(getattr(r, k), getattr(derived, k))]
+        out += [
+            _differs(where, k, getattr(r, k), getattr(derived, k))
+            for k in REQUEST_FIGURES
+            if not same(getattr(r, k), getattr(derived, k))
+        ]
         limit = max_output_tokens.get(r.sweep_point)
         if limit is not None and r.output_tokens > limit:
-            out.append(f"{where}: {r.output_tokens} output tokens, more than the sweep point's max_output_tokens "
-                       f"{limit}")
+            out.append(
+                f"{where}: {r.output_tokens} output tokens, more than the sweep point's max_output_tokens {limit}"
+            )
     return out
 
 
@@ -179,8 +201,11 @@ def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> lis
     out = []
     before, after, idle = idle_power(t)
     exp = t.experiment.iloc[0]
-    for column, derived in (("idle_power_w", idle), ("idle_before_w", before.avg_power_w if before else None),
-                            ("idle_after_w", after.avg_power_w if after else None)):
+    for column, derived in (
+        ("idle_power_w", idle),
+        ("idle_before_w", before.avg_power_w if before else None),
+        ("idle_after_w", after.avg_power_w if after else None),
+    ):
         if not same(exp[column], derived):
             out.append(_differs("experiment", column, exp[column], derived))
     windows = {(r.sweep_point, r.cycle): r for _, r in t.windows[t.windows.kind == "cycle"].iterrows()}
@@ -208,8 +233,10 @@ def sweep_point_problems(t: ResultTables, cfg: ExperimentConfig) -> tuple[list[s
     points = {p.label: p.config for p in expand_sweep(cfg, "experiment.config_json")}
     stored = t.sweep_points
     if sorted(stored.sweep_point) != sorted(points):
-        return [f"sweep_points: {excerpt(sorted(stored.sweep_point))}, the experiment's config expands to "
-                f"{excerpt(sorted(points))}"], points
+        return [
+            f"sweep_points: {excerpt(sorted(stored.sweep_point))}, the experiment's config expands to "
+            f"{excerpt(sorted(points))}"
+        ], points
     for _, row in stored.iterrows():
         where = f"sweep_points {excerpt(row.sweep_point)}"
         point = points[row.sweep_point]
@@ -225,8 +252,12 @@ def sweep_point_problems(t: ResultTables, cfg: ExperimentConfig) -> tuple[list[s
         if point is None:
             out.append(f"cycles: sweep point {excerpt(c.sweep_point)} is not one of the experiment's")
             continue
-        for column, derived in (("precision", point.precision), ("batch_size", point.batching.batch_size),
-                                ("parallelism", point.parallelism.label), ("config_hash", hashes[c.sweep_point])):
+        for column, derived in (
+            ("precision", point.precision),
+            ("batch_size", point.batching.batch_size),
+            ("parallelism", point.parallelism.label),
+            ("config_hash", hashes[c.sweep_point]),
+        ):
             if not same(c[column], derived):
                 out.append(_differs(f"cycles {excerpt(c.sweep_point)} cycle {c.cycle}", column, c[column], derived))
     return out, points
@@ -244,8 +275,11 @@ def statistics_problems(t: ResultTables) -> list[str]:
         out += [_differs(where, k, s[k], v) for k, v in d.items() if k in s and not same(s[k], v)]
         out += [f"{where}: {excerpt(k)} is not a statistic of this result" for k in s if k not in d]
     warmups = {w.sweep_point: w.duration_s for w in t.windows[t.windows.kind == "warmup"].itertuples()}
-    if not isinstance(t.summary.get("warmup_s"), dict) or set(t.summary["warmup_s"]) != set(warmups) or not all(
-            same(t.summary["warmup_s"][k], v) for k, v in warmups.items()):
+    if (
+        not isinstance(t.summary.get("warmup_s"), dict)
+        or set(t.summary["warmup_s"]) != set(warmups)
+        or not all(same(t.summary["warmup_s"][k], v) for k, v in warmups.items())
+    ):
         out.append(_differs("summary.json", "warmup_s", t.summary.get("warmup_s"), warmups))
     idle = t.experiment.iloc[0].idle_power_w
     if not same(t.summary.get("idle_power_w"), idle):
@@ -259,5 +293,9 @@ def derived_problems(t: ResultTables) -> list[str]:
     point_problems, configs = sweep_point_problems(t, cfg)
     if point_problems:  # the per-point configs are needed below
         return point_problems
-    return (window_problems(t) + request_problems(t, {k: c.max_output_tokens for k, c in configs.items()})
-            + cycle_problems(t, configs) + statistics_problems(t))
+    return (
+        window_problems(t)
+        + request_problems(t, {k: c.max_output_tokens for k, c in configs.items()})
+        + cycle_problems(t, configs)
+        + statistics_problems(t)
+    )

@@ -42,8 +42,15 @@ _HEX = re.compile(r"[0-9a-f]+")
 # An untrusted result folder's columns are checked against gpu_ops.schema: every column present since the first
 # published folders must be there, none outside the schema may be, and each has its stored type. A column of nulls
 # passes only where values may be missing.
-_TYPE_NAMES = {"str": "text", "float": "a number", "int": "an integer", "int?": "an integer or empty",
-               "bool": "true/false", "bool?": "true/false or empty", "list[float]": "a list of numbers"}
+_TYPE_NAMES = {
+    "str": "text",
+    "float": "a number",
+    "int": "an integer",
+    "int?": "an integer or empty",
+    "bool": "true/false",
+    "bool?": "true/false or empty",
+    "list[float]": "a list of numbers",
+}
 
 
 @dataclass
@@ -153,13 +160,16 @@ def check_output_folder(out_root: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"--out {out}: cannot write into {existing} ({exc.strerror or exc}); choose a writable "
-                        "folder") from None
+        raise UserError(
+            f"--out {out}: cannot write into {existing} ({exc.strerror or exc}); choose a writable folder"
+        ) from None
     need = int(os.environ.get("LEM_MIN_FREE_MB", MIN_FREE_BYTES >> 20)) << 20
     free = shutil.disk_usage(existing).free
     if free < need:
-        raise UserError(f"--out {out}: {free >> 20} MiB free on that disk, a result needs up to {need >> 20} MiB "
-                        "(LEM_MIN_FREE_MB); free some space or choose another folder")
+        raise UserError(
+            f"--out {out}: {free >> 20} MiB free on that disk, a result needs up to {need >> 20} MiB "
+            "(LEM_MIN_FREE_MB); free some space or choose another folder"
+        )
 
 
 def recovery_roots() -> list[Path]:
@@ -185,10 +195,14 @@ def save_result(tables: ResultTables, folder: Path) -> str:
             write_tables(tables, target)
         except OSError:
             continue
-        raise UserError(f"writing the result to {folder} failed ({cause}); the measured tables are safe in {target} "
-                        f"(a complete result folder): move it where it belongs, e.g. mv {target} {folder.parent}/")
-    raise UserError(f"writing the result to {folder} failed ({cause}), and so did every recovery folder "
-                    f"({', '.join(map(str, recovery_roots()))}); the measurement is lost: free space and re-run")
+        raise UserError(
+            f"writing the result to {folder} failed ({cause}); the measured tables are safe in {target} "
+            f"(a complete result folder): move it where it belongs, e.g. mv {target} {folder.parent}/"
+        )
+    raise UserError(
+        f"writing the result to {folder} failed ({cause}), and so did every recovery folder "
+        f"({', '.join(map(str, recovery_roots()))}); the measurement is lost: free space and re-run"
+    )
 
 
 def write_file_atomic(target: Path, data: bytes) -> None:
@@ -238,8 +252,10 @@ def _regular_file(path: Path, what: str) -> os.stat_result:
     except FileNotFoundError:
         raise UserError(f"{what}: missing; copy the whole result folder") from None
     if not stat.S_ISREG(st.st_mode):
-        raise UserError(f"{what}: not a regular file (a link, folder, pipe or device); copy the result folder's files "
-                        "themselves (e.g. cp -rL)")
+        raise UserError(
+            f"{what}: not a regular file (a link, folder, pipe or device); copy the result folder's files "
+            "themselves (e.g. cp -rL)"
+        )
     return st
 
 
@@ -250,8 +266,10 @@ def check_folder_entries(folder: Path) -> None:
         raise UserError(f"{folder}: not a folder (a link or a file); copy the result folder itself")
     extra = sorted(p.name for p in folder.iterdir() if p.name not in FOLDER_FILES)
     if extra:
-        raise UserError(f"{folder}: unexpected entries {excerpt(extra)}; a result folder holds only "
-                        f"{', '.join(sorted(FOLDER_FILES))}: remove the others")
+        raise UserError(
+            f"{folder}: unexpected entries {excerpt(extra)}; a result folder holds only "
+            f"{', '.join(sorted(FOLDER_FILES))}: remove the others"
+        )
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -270,8 +288,9 @@ def load_json(text: str, what: str, max_depth: int = MAX_JSON_DEPTH):
         raise UserError(f"{what}: {type(text).__name__}, expected JSON text")
     depth = json_depth(text)
     if depth > max_depth:
-        raise UserError(f"{what}: JSON nested {depth} levels deep, more than {max_depth}; not written by "
-                        "llm-energy-measure")
+        raise UserError(
+            f"{what}: JSON nested {depth} levels deep, more than {max_depth}; not written by llm-energy-measure"
+        )
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -281,11 +300,15 @@ def load_json(text: str, what: str, max_depth: int = MAX_JSON_DEPTH):
 def _table_entry(summary: dict, name: str, where: str) -> dict:
     entry = summary["tables"].get(name)
     if not isinstance(entry, dict):
-        raise UserError(f"{where}: tables.{name} is missing; every table needs its rows and sha256 (checksums are "
-                        "required: copy the folder as llm-energy-measure wrote it)")
+        raise UserError(
+            f"{where}: tables.{name} is missing; every table needs its rows and sha256 (checksums are "
+            "required: copy the folder as llm-energy-measure wrote it)"
+        )
     if not isinstance(entry.get("sha256"), str) or len(entry["sha256"]) != 64 or not _HEX.fullmatch(entry["sha256"]):
-        raise UserError(f"{where}: tables.{name}.sha256 is {excerpt(entry.get('sha256'))}, expected 64 hex digits "
-                        "(checksums are required)")
+        raise UserError(
+            f"{where}: tables.{name}.sha256 is {excerpt(entry.get('sha256'))}, expected 64 hex digits "
+            "(checksums are required)"
+        )
     if type(entry.get("rows")) is not int or entry["rows"] < 0:
         raise UserError(f"{where}: tables.{name}.rows is {excerpt(entry.get('rows'))}, expected a row count")
     return entry
@@ -313,21 +336,30 @@ def read_summary(folder: Path) -> dict:
         raise UserError(f"{where}: not valid JSON (not UTF-8 at byte {exc.start})") from None
     summary = load_json(text, where)
     if not isinstance(summary, dict):
-        raise UserError(f"{where}: a JSON {type(summary).__name__}, expected an object with schema_version, "
-                        "tables, ...")
+        raise UserError(
+            f"{where}: a JSON {type(summary).__name__}, expected an object with schema_version, tables, ..."
+        )
     if summary.get("schema_version") != SCHEMA_VERSION:
-        raise UserError(f"{folder}: schema_version {excerpt(summary.get('schema_version'))}, expected "
-                        f"{SCHEMA_VERSION}; re-run with this version")
+        raise UserError(
+            f"{folder}: schema_version {excerpt(summary.get('schema_version'))}, expected "
+            f"{SCHEMA_VERSION}; re-run with this version"
+        )
     if not isinstance(summary.get("tables"), dict):
-        raise UserError(f"{where}: tables is {excerpt(summary.get('tables'))}, expected an object listing each table's "
-                        "rows and sha256")
-    files = {name: {k: _table_entry(summary, name, where)[k] for k in ("rows", "sha256")} for name in stored_tables(summary)}
+        raise UserError(
+            f"{where}: tables is {excerpt(summary.get('tables'))}, expected an object listing each table's "
+            "rows and sha256"
+        )
+    files = {
+        name: {k: _table_entry(summary, name, where)[k] for k in ("rows", "sha256")} for name in stored_tables(summary)
+    }
     claimed = summary.get("content_hash")
     if not isinstance(claimed, str) or not _HEX.fullmatch(claimed) or len(claimed) != 16:
         raise UserError(f"{where}: content_hash is {excerpt(claimed)}, expected 16 hex digits")
     if content_hash_of(files) != claimed:
-        raise UserError(f"{where}: content_hash {claimed} does not match the table checksums "
-                        f"({content_hash_of(files)}); the folder was edited")
+        raise UserError(
+            f"{where}: content_hash {claimed} does not match the table checksums "
+            f"({content_hash_of(files)}); the folder was edited"
+        )
     return summary
 
 
@@ -340,8 +372,14 @@ def _type_ok(dtype: str, t: pa.DataType) -> bool:
     if dtype == "list[float]":
         return (pa.types.is_list(t) or pa.types.is_large_list(t)) and _type_ok("float", t.value_type)
     number = pa.types.is_integer(t) or pa.types.is_floating(t)
-    return {"str": pa.types.is_string(t) or pa.types.is_large_string(t), "int": pa.types.is_integer(t),
-            "float": number, "int?": number, "bool": pa.types.is_boolean(t), "bool?": pa.types.is_boolean(t)}[dtype]
+    return {
+        "str": pa.types.is_string(t) or pa.types.is_large_string(t),
+        "int": pa.types.is_integer(t),
+        "float": number,
+        "int?": number,
+        "bool": pa.types.is_boolean(t),
+        "bool?": pa.types.is_boolean(t),
+    }[dtype]
 
 
 def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> None:
@@ -354,24 +392,31 @@ def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> Non
     if name == "sweep_points" and md.num_rows > MAX_SWEEP_POINTS:
         raise UserError(f"{where}: {md.num_rows} sweep points, at most {MAX_SWEEP_POINTS} allowed")
     if md.num_row_groups * md.num_columns > MAX_COLUMN_CHUNKS:
-        raise UserError(f"{where}: {md.num_row_groups} row groups x {md.num_columns} columns, more than "
-                        f"{MAX_COLUMN_CHUNKS}")
+        raise UserError(
+            f"{where}: {md.num_row_groups} row groups x {md.num_columns} columns, more than {MAX_COLUMN_CHUNKS}"
+        )
     values = sum(md.row_group(g).column(c).num_values for g in range(md.num_row_groups) for c in range(md.num_columns))
     if max(values, md.num_rows * md.num_columns) > MAX_TABLE_VALUES:
-        raise UserError(f"{where}: {max(values, md.num_rows * md.num_columns)} values, more than the "
-                        f"{MAX_TABLE_VALUES} a result table may decode to")
+        raise UserError(
+            f"{where}: {max(values, md.num_rows * md.num_columns)} values, more than the "
+            f"{MAX_TABLE_VALUES} a result table may decode to"
+        )
     stored, table = pf.schema_arrow, RESULT_TABLES[name]
     missing = [c.name for c in table.columns if not c.optional and c.name not in stored.names]
     if missing:
         raise UserError(f"{where}: missing columns {missing}; not a result folder written by this version")
     unknown = [n for n in stored.names if table.describe(n) is None]
     if unknown:
-        raise UserError(f"{where}: columns {excerpt(unknown)} are not columns llm-energy-measure writes "
-                        "(gpu_ops/schema.py); remove them")
+        raise UserError(
+            f"{where}: columns {excerpt(unknown)} are not columns llm-energy-measure writes "
+            "(gpu_ops/schema.py); remove them"
+        )
     for col in table.columns:
         if col.name in stored.names and not _type_ok(col.dtype, stored.field(col.name).type):
-            raise UserError(f"{where}: column {col.name} is {stored.field(col.name).type}, expected "
-                            f"{_TYPE_NAMES[col.dtype]}; the table was not written by llm-energy-measure")
+            raise UserError(
+                f"{where}: column {col.name} is {stored.field(col.name).type}, expected "
+                f"{_TYPE_NAMES[col.dtype]}; the table was not written by llm-energy-measure"
+            )
 
 
 def read_arrow_table(folder: Path, name: str, summary: dict) -> pa.Table:
@@ -415,6 +460,8 @@ def read_tables(folder: Path) -> ResultTables:
         try:
             cycles["parallelism"] = Parallelism(**(block or {})).label
         except (TypeError, ValueError):
-            raise UserError(f"{folder}/experiment.parquet: config_json.parallelism is {excerpt(block)}, "
-                            "expected {tensor:, pipeline:, data:}") from None
+            raise UserError(
+                f"{folder}/experiment.parquet: config_json.parallelism is {excerpt(block)}, "
+                "expected {tensor:, pipeline:, data:}"
+            ) from None
     return ResultTables(**frames, summary=summary)

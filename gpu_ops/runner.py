@@ -46,8 +46,15 @@ def run_experiment(
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
     check_output_folder(out_root)  # before measuring, not after
     if not needs_launch(cfg):
-        return measure_experiment(cfg, out_root, nvml=nvml, progress=progress, folder_name=folder_name,
-                                  show_bar=show_bar, show_tokens=show_tokens)
+        return measure_experiment(
+            cfg,
+            out_root,
+            nvml=nvml,
+            progress=progress,
+            folder_name=folder_name,
+            show_bar=show_bar,
+            show_tokens=show_tokens,
+        )
     # several GPUs with the PyTorch backend: one process per GPU under torchrun
     from gpu_ops.backends.pytorch import CAPABILITIES, resolve_device
 
@@ -74,8 +81,11 @@ def rank_main(argv: list[str]) -> int:
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=2),
-                            **({"device_id": torch.device("cuda", local_rank)} if cuda else {}))
+    dist.init_process_group(
+        "nccl" if cuda else "gloo",
+        timeout=timedelta(hours=2),
+        **({"device_id": torch.device("cuda", local_rank)} if cuda else {}),
+    )
     try:
         pids: list = [None] * dist.get_world_size()
         dist.all_gather_object(pids, os.getpid())
@@ -83,8 +93,12 @@ def rank_main(argv: list[str]) -> int:
         if dist.get_rank() == 0:
             logging.basicConfig(level=logging.INFO, format="%(message)s")
             cfg = ExperimentConfig.model_validate(json.loads(Path(config_path).read_text()))
-            outcome = measure_experiment(cfg, Path(out_root), folder_name=folder_name or None,
-                                         progress=lambda m: print(f"[rank 0] {m}", file=sys.stderr, flush=True))
+            outcome = measure_experiment(
+                cfg,
+                Path(out_root),
+                folder_name=folder_name or None,
+                progress=lambda m: print(f"[rank 0] {m}", file=sys.stderr, flush=True),
+            )
             Path(result_path).write_text(str(outcome.folder))
         else:
             follow()

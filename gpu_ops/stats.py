@@ -10,8 +10,17 @@ from scipy import stats as sps
 
 from gpu_ops.errors import UserError
 from gpu_ops.results import ResultTables
-from gpu_ops.schema import (GPU_COUNT, MEASURED, POINT_SETTINGS, PUBLISHED_STATISTICS, RAW_PROVENANCE, STATISTICS,
-                            STATISTICS_OF, SUMMARISED, plain)
+from gpu_ops.schema import (
+    GPU_COUNT,
+    MEASURED,
+    POINT_SETTINGS,
+    PUBLISHED_STATISTICS,
+    RAW_PROVENANCE,
+    STATISTICS,
+    STATISTICS_OF,
+    SUMMARISED,
+    plain,
+)
 
 IDENTITY = MEASURED.names
 """Columns that must agree inside one aggregate: mixing them would average different things."""
@@ -50,8 +59,10 @@ def check_homogeneous(cycles: pd.DataFrame, keys: tuple[str, ...] = ("sweep_poin
     for key, group in cycles.groupby(list(keys), dropna=False):
         for col in IDENTITY:
             if col in group and group[col].nunique(dropna=False) > 1:
-                raise UserError(f"cannot aggregate sweep point {key}: mixed {col} values {sorted(group[col].astype(str).unique())}; "
-                                "aggregate each model/backend/hardware/weights separately")
+                raise UserError(
+                    f"cannot aggregate sweep point {key}: mixed {col} values {sorted(group[col].astype(str).unique())}; "
+                    "aggregate each model/backend/hardware/weights separately"
+                )
 
 
 def sweep_point_statistics(cycles: pd.DataFrame) -> pd.DataFrame:
@@ -67,10 +78,16 @@ def sweep_point_statistics(cycles: pd.DataFrame) -> pd.DataFrame:
         raise UserError(f"cannot summarise cycles without the columns {missing}; they identify each sweep point")
     rows = []
     for point, group in cycles.groupby("sweep_point", sort=True):
-        unmeasured = group[group.energy_status != "measured"]  # one unmeasured cycle makes the point's energy unmeasured
-        row = {"sweep_point": point, "n_cycles": len(group), **{c: plain(group[c].iloc[0]) for c in (*IDENTITY, *POINT)},
-               "energy_status": "unmeasured" if len(unmeasured) else "measured",
-               "unmeasured_reason": plain(unmeasured.unmeasured_reason.iloc[0]) if len(unmeasured) else None}
+        unmeasured = group[
+            group.energy_status != "measured"
+        ]  # one unmeasured cycle makes the point's energy unmeasured
+        row = {
+            "sweep_point": point,
+            "n_cycles": len(group),
+            **{c: plain(group[c].iloc[0]) for c in (*IDENTITY, *POINT)},
+            "energy_status": "unmeasured" if len(unmeasured) else "measured",
+            "unmeasured_reason": plain(unmeasured.unmeasured_reason.iloc[0]) if len(unmeasured) else None,
+        }
         for metric in SUMMARISED:
             values = [] if metric.name not in group or (metric.from_counter and len(unmeasured)) else group[metric.name]
             s = summarize(list(values))
@@ -84,21 +101,32 @@ def result_statistics(tables: ResultTables) -> pd.DataFrame:
     version (the raw checks found them equal to their recomputation from the cycles, gpu_ops.rederive); else computed
     from the cycles (a folder written by an earlier version)."""
     stored = tables.summary.get("sweep_points")
-    if isinstance(stored, list) and stored and all(isinstance(s, dict) and set(s) == set(STATISTICS.names)
-                                                   for s in stored):
+    if (
+        isinstance(stored, list)
+        and stored
+        and all(isinstance(s, dict) and set(s) == set(STATISTICS.names) for s in stored)
+    ):
         return STATISTICS.frame(STATISTICS.record(**s) for s in stored)
     return sweep_point_statistics(tables.cycles)
 
 
-def published_statistics(tables: ResultTables, partition_key: str, stats_code_version: str,
-                         raw: dict[str, object]) -> pd.DataFrame:
+def published_statistics(
+    tables: ResultTables, partition_key: str, stats_code_version: str, raw: dict[str, object]
+) -> pd.DataFrame:
     """The statistics of one raw partition with where they came from (schema.PUBLISHED_STATISTICS): the platform's
     cycle_statistics asset and `llm-energy-measure report` both publish these. `raw`: the raw partition's run id,
     storage id, data version and code version (schema.RAW_PROVENANCE)."""
     if set(raw) != set(RAW_PROVENANCE.names):
         raise ValueError(f"raw provenance needs exactly {list(RAW_PROVENANCE.names)}, got {sorted(raw)}")
     exp = tables.experiment.iloc[0]
-    return PUBLISHED_STATISTICS.conform(result_statistics(tables).assign(
-        partition_key=partition_key, experiment_key=exp.experiment_key, fingerprint_hash=exp.fingerprint_hash,
-        experiment_name=exp["name"], experiment_config_hash=exp.config_hash, stats_code_version=stats_code_version,
-        **raw))
+    return PUBLISHED_STATISTICS.conform(
+        result_statistics(tables).assign(
+            partition_key=partition_key,
+            experiment_key=exp.experiment_key,
+            fingerprint_hash=exp.fingerprint_hash,
+            experiment_name=exp["name"],
+            experiment_config_hash=exp.config_hash,
+            stats_code_version=stats_code_version,
+            **raw,
+        )
+    )

@@ -179,5 +179,7 @@ def from_env() -> FakeNVML:
     import os
 
     pids = [int(p) for p in os.environ.get("LEM_FAKE_PIDS", "").split(",") if p]
-    return FakeNVML([FakeGpu(power=lambda t, w=float(os.environ.get("LEM_FAKE_POWER_W", "300")): w, pids=pids)],
-                    update_s=REAL_UPDATE_S)
+    return FakeNVML(
+        [FakeGpu(power=lambda t, w=float(os.environ.get("LEM_FAKE_POWER_W", "300")): w, pids=pids)],
+        update_s=REAL_UPDATE_S,
+    )

@@ -20,7 +20,9 @@ def _name(requirement: str) -> str:
 
 def _declared(extras: set[str] | None) -> set[str]:
     """Distributions in the core dependencies and the given extras (None: every extra)."""
-    chosen = PROJECT["optional-dependencies"] if extras is None else {k: PROJECT["optional-dependencies"][k] for k in extras}
+    chosen = (
+        PROJECT["optional-dependencies"] if extras is None else {k: PROJECT["optional-dependencies"][k] for k in extras}
+    )
     names = {_name(r) for r in PROJECT["dependencies"]}
     return names | {_name(r) for reqs in chosen.values() for r in reqs if not r.startswith("llm-energy-measure")}
 
@@ -30,8 +32,11 @@ def _imports(package: str) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for path in (REPO / package).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top not in sys.stdlib_module_names and top not in ("gpu_ops", "energy_assets"):

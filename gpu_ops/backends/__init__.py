@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from gpu_ops.backends.base import (ENGINE_METRICS, Capabilities, CycleOutput, EngineStep, InferenceBackend, Request,
-                                   RequestRecord, check_capabilities)
+from gpu_ops.backends.base import (
+    ENGINE_METRICS,
+    Capabilities,
+    CycleOutput,
+    EngineStep,
+    InferenceBackend,
+    Request,
+    RequestRecord,
+    check_capabilities,
+)
 
-__all__ = ["ENGINE_METRICS", "Capabilities", "CycleOutput", "EngineStep", "InferenceBackend", "Request", "RequestRecord", "check_capabilities", "get_backend", "BACKENDS"]
+__all__ = [
+    "ENGINE_METRICS",
+    "Capabilities",
+    "CycleOutput",
+    "EngineStep",
+    "InferenceBackend",
+    "Request",
+    "RequestRecord",
+    "check_capabilities",
+    "get_backend",
+    "BACKENDS",
+]
 
 BACKENDS = {
     "pytorch": "transformers generate with per-step timestamps (this package)",

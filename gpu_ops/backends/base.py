@@ -58,7 +58,9 @@ class RequestRecord:
     output_tokens: int
     arrival_s: float
     scheduled_s: float  # when the engine started work on it (batch start / vLLM scheduled_ts)
-    chunk_times_s: list[float]  # host time each delivered chunk of tokens arrived (one per engine step); [] if not observed
+    chunk_times_s: list[
+        float
+    ]  # host time each delivered chunk of tokens arrived (one per engine step); [] if not observed
     batch_id: int = -1
     prefill_end_s: float | None = None  # first token of its batch: end of the prefill step
     # engines that report only first/last token times (vLLM offline) set these and leave chunk_times_s empty:
@@ -67,7 +69,9 @@ class RequestRecord:
     last_token_s: float | None = None
     first_token_engine_s: float | None = None  # when the engine produced the first token (vLLM's stats), if it says
     tokenize_s: float | None = None  # tokenize_in_window: the time tokenising the prompt took
-    delivered_s: float | None = None  # when the last token reached this process, if not its last token time (vLLM offline)
+    delivered_s: float | None = (
+        None  # when the last token reached this process, if not its last token time (vLLM offline)
+    )
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,9 @@ def check_capabilities(name: str, caps: Capabilities, cfg: ExperimentConfig) -> 
     if cfg.tensorrt is not None and cfg.tensorrt.enable_kv_cache_reuse and not caps.prefix_caching:
         problems.append("tensorrt.enable_kv_cache_reuse")
     if problems:
-        raise CapabilityError(f"backend '{name}' cannot honour: {'; '.join(problems)}. Change these options or pick another backend.")
+        raise CapabilityError(
+            f"backend '{name}' cannot honour: {'; '.join(problems)}. Change these options or pick another backend."
+        )
 
 
 class EventLoopThread:

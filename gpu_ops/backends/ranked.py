@@ -46,34 +46,57 @@ def in_ranks() -> bool:
     return os.environ.get(CHILD_ENV) == "1" and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def launch(cfg: ExperimentConfig, out_root: Path, *, uuids: list[str] | None, folder_name: str | None = None,
-           say=print) -> Path:
+def launch(
+    cfg: ExperimentConfig, out_root: Path, *, uuids: list[str] | None, folder_name: str | None = None, say=print
+) -> Path:
     """Run `cfg` under torchrun (one process per GPU) and return the result folder rank 0 wrote."""
     n = world_size(cfg)
     with tempfile.TemporaryDirectory(prefix="lem-ranks-") as tmp:
         data = cfg.model_dump(mode="json")
         data["gpus"] = list(range(n))  # inside the ranks, the run's GPUs are all there is (CUDA_VISIBLE_DEVICES below)
         (Path(tmp) / "config.json").write_text(json.dumps(data))
-        env = dict(os.environ, **{CHILD_ENV: "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-                                  ROOT_ENV: str(os.getpid())})  # torchrun and every rank are this run's processes
+        env = dict(
+            os.environ,
+            **{
+                CHILD_ENV: "1",
+                "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+                ROOT_ENV: str(os.getpid()),
+            },
+        )  # torchrun and every rank are this run's processes
         if uuids:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(uuids)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "gpu_ops.runner",
-               str(Path(tmp) / "config.json"), str(Path(out_root).resolve()), str(Path(tmp) / "result"), folder_name or ""]
-        say(f"launching {n} ranks (tensor={cfg.parallelism.tensor}, data={cfg.parallelism.data}) on "
-            + (f"GPUs {','.join(u[:12] for u in uuids)}" if uuids else "CPU (gloo)"))
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={n}",
+            "-m",
+            "gpu_ops.runner",
+            str(Path(tmp) / "config.json"),
+            str(Path(out_root).resolve()),
+            str(Path(tmp) / "result"),
+            folder_name or "",
+        ]
+        say(
+            f"launching {n} ranks (tensor={cfg.parallelism.tensor}, data={cfg.parallelism.data}) on "
+            + (f"GPUs {','.join(u[:12] for u in uuids)}" if uuids else "CPU (gloo)")
+        )
         rc = subprocess.call(cmd, env=env)
         result = Path(tmp) / "result"
         if rc != 0 or not result.is_file():
-            raise MeasurementError(f"the {n}-rank run failed (torchrun exit code {rc}); each rank's error is printed above. "
-                                   "No result folder was written.")
+            raise MeasurementError(
+                f"the {n}-rank run failed (torchrun exit code {rc}); each rank's error is printed above. "
+                "No result folder was written."
+            )
         return Path(result.read_text().strip())
 
 
 def _share(requests: list[Request], cfg: ExperimentConfig, rank: int) -> list[Request]:
     """This rank's requests: all of them for tensor parallel, every N-th for data-parallel replicas."""
     n = cfg.parallelism.data
-    return requests if n == 1 else requests[rank % n::n]
+    return requests if n == 1 else requests[rank % n :: n]
 
 
 class RankedBackend:
@@ -113,8 +136,13 @@ class RankedBackend:
 
     @property
     def info(self) -> dict:
-        return {**self.local.info, "world_size": self.dist.get_world_size(), "tensor_parallel": self.cfg.parallelism.tensor,
-                "data_parallel": self.cfg.parallelism.data, "dist_backend": self.dist.get_backend()}
+        return {
+            **self.local.info,
+            "world_size": self.dist.get_world_size(),
+            "tensor_parallel": self.cfg.parallelism.tensor,
+            "data_parallel": self.cfg.parallelism.data,
+            "dist_backend": self.dist.get_backend(),
+        }
 
     def load(self, config: ExperimentConfig) -> bool:
         self.cfg = config
@@ -132,7 +160,9 @@ class RankedBackend:
         return CycleOutput(delivered)
 
     def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
-        t0 = time.monotonic() - clock()  # perf_counter and monotonic are the same clock on Linux: one clock for every rank
+        t0 = (
+            time.monotonic() - clock()
+        )  # perf_counter and monotonic are the same clock on Linux: one clock for every rank
         self._tell("run", requests, t0)
         mine = self.local.run(_share(requests, self.cfg, 0), clock)
         gathered: list = [None] * self.dist.get_world_size()

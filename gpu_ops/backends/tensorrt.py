@@ -29,7 +29,10 @@ def is_available() -> tuple[bool, str]:
     try:
         import tensorrt_llm  # noqa: F401
     except Exception as exc:  # an ImportError, or a CUDA/driver error raised while importing
-        return False, f"backend 'tensorrt' unavailable: importing tensorrt_llm failed ({type(exc).__name__}: {exc}); {INSTALL_HINT}"
+        return (
+            False,
+            f"backend 'tensorrt' unavailable: importing tensorrt_llm failed ({type(exc).__name__}: {exc}); {INSTALL_HINT}",
+        )
     return True, ""
 
 
@@ -40,8 +43,11 @@ def llm_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
     t = cfg.tensorrt or TensorrtOptions()
     source = resolve_model(cfg.model)
     kw: dict[str, Any] = dict(
-        model=str(source.path or source.spec), tokenizer=str(source.tokenizer_path or source.path or source.spec),
-        dtype=DTYPES[cfg.precision], tensor_parallel_size=cfg.parallelism.tensor, pipeline_parallel_size=cfg.parallelism.pipeline,
+        model=str(source.path or source.spec),
+        tokenizer=str(source.tokenizer_path or source.path or source.spec),
+        dtype=DTYPES[cfg.precision],
+        tensor_parallel_size=cfg.parallelism.tensor,
+        pipeline_parallel_size=cfg.parallelism.pipeline,
         kv_cache_config=llmapi.KvCacheConfig(enable_block_reuse=t.enable_kv_cache_reuse),
         max_batch_size=t.max_batch_size or cfg.batching.batch_size,
     )
@@ -87,8 +93,13 @@ class TensorrtBackend:
         self.llm = self.trt.LLM(**kw)
         self.tokenizer = self.llm.tokenizer
         self.loop = EventLoopThread("trtllm-async")
-        self.info = {"mode": "streaming", "verified_on_hardware": False,
-                     "engine_args": json.dumps({k: v for k, v in kw.items() if k not in ("model", "tokenizer")}, sort_keys=True, default=str)}
+        self.info = {
+            "mode": "streaming",
+            "verified_on_hardware": False,
+            "engine_args": json.dumps(
+                {k: v for k, v in kw.items() if k not in ("model", "tokenizer")}, sort_keys=True, default=str
+            ),
+        }
         return True
 
     @property
@@ -98,8 +109,13 @@ class TensorrtBackend:
     def _sampling(self):
         cfg = self.cfg
         s = resolve_sampling(cfg.decoder)
-        kw: dict[str, Any] = dict(max_tokens=cfg.max_output_tokens, min_tokens=cfg.min_output_tokens, return_perf_metrics=True,
-                                  repetition_penalty=s.repetition_penalty, seed=cfg.seed)
+        kw: dict[str, Any] = dict(
+            max_tokens=cfg.max_output_tokens,
+            min_tokens=cfg.min_output_tokens,
+            return_perf_metrics=True,
+            repetition_penalty=s.repetition_penalty,
+            seed=cfg.seed,
+        )
         if cfg.fixed_output_length:
             kw["end_id"] = -1  # TensorRT-LLM's way to ignore EOS
         if s.do_sample:
@@ -146,9 +162,14 @@ class TensorrtBackend:
             # steady-clock timedeltas: only differences are meaningful; anchor on the first token we saw
             tm = perf.timing_metrics
             first_scheduled = times[0] - (tm.first_token_time - tm.first_scheduled_time).total_seconds()
-        record = RequestRecord(id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=seen, arrival_s=req.arrival_s,
-                               scheduled_s=max(first_scheduled if first_scheduled is not None else req.arrival_s, req.arrival_s),
-                               chunk_times_s=times)
+        record = RequestRecord(
+            id=req.id,
+            prompt_tokens=len(req.prompt_token_ids),
+            output_tokens=seen,
+            arrival_s=req.arrival_s,
+            scheduled_s=max(first_scheduled if first_scheduled is not None else req.arrival_s, req.arrival_s),
+            chunk_times_s=times,
+        )
         return record, perf
 
     def peak_memory_bytes(self) -> int | None:
@@ -195,12 +216,23 @@ def aggregate_perf_metrics(perfs: list) -> dict[str, float | None]:
 
 
 CAPABILITIES = Capabilities(
-    precisions=frozenset({"fp16", "bf16", "fp32"}), batching=frozenset({"continuous"}), streaming=True, prefix_caching=True,
-    lora=False, speculative=False, tensor_parallel=True, pipeline_parallel=True, open_loop=True, data_parallel=False,
-    engine_metrics=frozenset({"prefix_cache_hit_rate", "spec_decode_acceptance_rate"}), verified="",
-    notes=("not verified on hardware: tested only against a test double of the LLM API",
-           "quantization (fp8, int8/int4 weight-only, AWQ) from tensorrt.quantization",
-           "KV-cache reuse from tensorrt.enable_kv_cache_reuse; hit rate = reused / (reused + missed) blocks; the LLM API has no "
-           "cache reset, so with reuse on, cycles after the first may hit blocks cached by earlier cycles",
-           "spec-decode acceptance is read from return_perf_metrics when the engine speculates; the config exposes no draft model yet"),
+    precisions=frozenset({"fp16", "bf16", "fp32"}),
+    batching=frozenset({"continuous"}),
+    streaming=True,
+    prefix_caching=True,
+    lora=False,
+    speculative=False,
+    tensor_parallel=True,
+    pipeline_parallel=True,
+    open_loop=True,
+    data_parallel=False,
+    engine_metrics=frozenset({"prefix_cache_hit_rate", "spec_decode_acceptance_rate"}),
+    verified="",
+    notes=(
+        "not verified on hardware: tested only against a test double of the LLM API",
+        "quantization (fp8, int8/int4 weight-only, AWQ) from tensorrt.quantization",
+        "KV-cache reuse from tensorrt.enable_kv_cache_reuse; hit rate = reused / (reused + missed) blocks; the LLM API has no "
+        "cache reset, so with reuse on, cycles after the first may hit blocks cached by earlier cycles",
+        "spec-decode acceptance is read from return_perf_metrics when the engine speculates; the config exposes no draft model yet",
+    ),
 )

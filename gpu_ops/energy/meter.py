@@ -88,8 +88,10 @@ class WindowMeasurement:
     def readings(self) -> Record:
         """This window as stored: a WINDOW_READINGS record, its per-GPU energies and process ids as text."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(gpu_energy_by_device_j=";".join(f"{k}={v:.6f}" for k, v in self.gpu_energy_by_device_j.items()),
-                      foreign_processes=",".join(str(p) for p in self.foreign_processes))
+        values.update(
+            gpu_energy_by_device_j=";".join(f"{k}={v:.6f}" for k, v in self.gpu_energy_by_device_j.items()),
+            foreign_processes=",".join(str(p) for p in self.foreign_processes),
+        )
         return WINDOW_READINGS.record(**values)
 
 
@@ -114,15 +116,25 @@ def timeline_energy(timeline: pd.DataFrame, start_s: float, end_s: float) -> flo
     return None if any(p is None for p in parts) else float(sum(parts))
 
 
-def window_figures(duration_s: float, gpu_energy_j: float | None, timeline_energy_j: float | None, step_s: float,
-                   tolerance: float | None) -> dict:
+def window_figures(
+    duration_s: float,
+    gpu_energy_j: float | None,
+    timeline_energy_j: float | None,
+    step_s: float,
+    tolerance: float | None,
+) -> dict:
     """What a window's readings imply: average power, counter vs timeline difference and its tolerance, and whether it
     spans enough counter updates (of period `step_s`) to be trusted. Shared with the check of an uploaded result."""
     return {
         "avg_power_w": gpu_energy_j / duration_s if gpu_energy_j is not None and duration_s > 0 else None,
-        "cross_check_rel_diff": ((timeline_energy_j - gpu_energy_j) / gpu_energy_j
-                                 if gpu_energy_j and timeline_energy_j is not None else None),
-        "cross_check_tolerance": (tolerance or cross_check_tolerance(duration_s, step_s)) if gpu_energy_j is not None else None,
+        "cross_check_rel_diff": (
+            (timeline_energy_j - gpu_energy_j) / gpu_energy_j
+            if gpu_energy_j and timeline_energy_j is not None
+            else None
+        ),
+        "cross_check_tolerance": (tolerance or cross_check_tolerance(duration_s, step_s))
+        if gpu_energy_j is not None
+        else None,
         "too_short": duration_s < MIN_TRUSTED_UPDATES * step_s,
     }
 
@@ -173,7 +185,9 @@ class _ThreadSampler(threading.Thread):
                 if t >= next_poll:
                     own = smp.own_pids(self.root)
                     for target in m.targets:
-                        store.processes += [(t, target.label, pid, pid in own) for pid in sorted(m.gpu.process_pids(target))]
+                        store.processes += [
+                            (t, target.label, pid, pid in own) for pid in sorted(m.gpu.process_pids(target))
+                        ]
                     next_poll = t + smp.PROCESS_POLL_S
             except Exception as exc:  # NVML failed mid-run: the window using it must fail
                 self.error = exc
@@ -204,12 +218,26 @@ class _ProcessSampler:
         self._pending = b""
         self._t0 = meter._t0
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "gpu_ops.energy.sampler", "--out", str(self.path), "--period", repr(period_s),
-               "--root-pid", str(smp.run_root_pid()), *(x for t in meter.targets for x in ("--index", str(t.index)))]
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")])
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "gpu_ops.energy.sampler",
+            "--out",
+            str(self.path),
+            "--period",
+            repr(period_s),
+            "--root-pid",
+            str(smp.run_root_pid()),
+            *(x for t in meter.targets for x in ("--index", str(t.index))),
+        ]
         if nvml_spec:
             cmd += ["--nvml", nvml_spec]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr, env=env
+        )
         self.ready = False
 
     def start(self) -> None:
@@ -230,7 +258,9 @@ class _ProcessSampler:
         for kind, t, target, a, b, c, d in smp.unpack(data[:usable]):
             t -= self._t0
             if kind == smp.SAMPLE:
-                store.power.append((t, labels[target], a, None if math.isnan(b) else b, None if math.isnan(c) else c, d))
+                store.power.append(
+                    (t, labels[target], a, None if math.isnan(b) else b, None if math.isnan(c) else c, d)
+                )
             elif kind == smp.PROCESS:
                 store.processes.append((t, labels[target], int(a), bool(b)))
             elif kind == smp.READY:
@@ -433,7 +463,9 @@ class EnergyMeter:
         try:
             edges1 = self._edges() if self.gpu else None
         except Exception as exc:
-            raise MeasurementError(f"NVML energy counter read failed at the end of window '{name}': {type(exc).__name__}: {exc}") from exc
+            raise MeasurementError(
+                f"NVML energy counter read failed at the end of window '{name}': {type(exc).__name__}: {exc}"
+            ) from exc
         cpu_j = self.cpu.delta_j(cpu0, self.cpu.read_uj()) if self.cpu else None
         zeus_j = None
         if zeus_name:
@@ -469,15 +501,31 @@ class EnergyMeter:
             peak = float(p.max()) if len(p) else raw_j / max(e1.t_s - e0.t_s, self.step_s)
             by_dev[target.label] = raw_j - head - tail
             for edge, part in ((e0, head), (e1, tail)):
-                uncertainty += (peak * edge.half_width_s + TIMELINE_EDGE_ERROR * part) if edge.aligned else peak * self.step_s
+                uncertainty += (
+                    (peak * edge.half_width_s + TIMELINE_EDGE_ERROR * part) if edge.aligned else peak * self.step_s
+                )
         if stalled:  # a GPU always draws power: no counter step inside the window means no reading, not zero joules
-            return None, None, False, (f"the energy counter of {', '.join(stalled)} did not advance in this {duration * 1000:.0f} ms "
-                                       f"window (it updates about every {self.step_s * 1000:.0f} ms); lengthen the window "
-                                       "(more prompts or output tokens)")
+            return (
+                None,
+                None,
+                False,
+                (
+                    f"the energy counter of {', '.join(stalled)} did not advance in this {duration * 1000:.0f} ms "
+                    f"window (it updates about every {self.step_s * 1000:.0f} ms); lengthen the window "
+                    "(more prompts or output tokens)"
+                ),
+            )
         if duration < self.step_s:
-            return None, None, False, (f"this {duration * 1000:.0f} ms window is shorter than one update of the energy counter "
-                                       f"({self.step_s * 1000:.0f} ms), which cannot resolve it; lengthen the window "
-                                       "(more prompts or output tokens)")
+            return (
+                None,
+                None,
+                False,
+                (
+                    f"this {duration * 1000:.0f} ms window is shorter than one update of the energy counter "
+                    f"({self.step_s * 1000:.0f} ms), which cannot resolve it; lengthen the window "
+                    "(more prompts or output tokens)"
+                ),
+            )
         aligned = all(e.aligned for e in edges0 + edges1)
         return by_dev, uncertainty, aligned, None
 
@@ -505,18 +553,32 @@ class EnergyMeter:
             mig_method = "parent_gpu_total; attributed share = compute-slice fraction (see docs/energy.md)"
             mig_j = float(sum(by_dev[t.label] * t.mig.compute_fraction for t in self.targets if t.mig))
         return WindowMeasurement(
-            name=name, start_s=start_s, end_s=end_s, duration_s=duration,
+            name=name,
+            start_s=start_s,
+            end_s=end_s,
+            duration_s=duration,
             gpu_energy_status="measured" if gpu_j is not None else "unmeasured",
             gpu_unmeasured_reason=None if gpu_j is not None else gpu_reason,
-            gpu_energy_j=gpu_j, energy_uncertainty_j=uncertainty if gpu_j is not None else None, edges_aligned=aligned,
-            gpu_energy_by_device_j=by_dev if gpu_j is not None else {}, timeline_energy_j=timeline_j,
-            n_samples=len(tl), **window_figures(duration, gpu_j, timeline_j, self.step_s, self.tolerance),
-            peak_power_w=peak, temp_min_c=temp_min, temp_max_c=temp_max,
-            sm_clock_min_mhz=clk_min, sm_clock_max_mhz=clk_max, throttle_reasons=reasons,
+            gpu_energy_j=gpu_j,
+            energy_uncertainty_j=uncertainty if gpu_j is not None else None,
+            edges_aligned=aligned,
+            gpu_energy_by_device_j=by_dev if gpu_j is not None else {},
+            timeline_energy_j=timeline_j,
+            n_samples=len(tl),
+            **window_figures(duration, gpu_j, timeline_j, self.step_s, self.tolerance),
+            peak_power_w=peak,
+            temp_min_c=temp_min,
+            temp_max_c=temp_max,
+            sm_clock_min_mhz=clk_min,
+            sm_clock_max_mhz=clk_max,
+            throttle_reasons=reasons,
             foreign_processes=self._foreign(start_s, end_s),
             cpu_energy_status="measured" if cpu_j is not None else "unmeasured",
             cpu_unmeasured_reason=None if cpu_j is not None else self.cpu_reason,
-            cpu_energy_j=cpu_j, zeus_energy_j=zeus_j, mig_attribution=mig_method, mig_attributed_energy_j=mig_j,
+            cpu_energy_j=cpu_j,
+            zeus_energy_j=zeus_j,
+            mig_attribution=mig_method,
+            mig_attributed_energy_j=mig_j,
         )
 
     def _foreign(self, start_s: float, end_s: float) -> list[int]:
@@ -568,7 +630,7 @@ class EnergyMeter:
             self._sampler.refresh()
         samples = self._store.power[:]  # appended in time order: slice by bisection, not a scan
         if start_s is not None:
-            samples = samples[bisect.bisect_left(samples, (start_s,)): bisect.bisect_right(samples, (end_s, "\uffff"))]
+            samples = samples[bisect.bisect_left(samples, (start_s,)) : bisect.bisect_right(samples, (end_s, "\uffff"))]
         return pd.DataFrame(samples, columns=list(TIMELINE.names))
 
     def describe(self) -> dict:
@@ -585,8 +647,15 @@ class EnergyMeter:
             "cpu_source": "rapl" if self.cpu else None,
             "cpu_unmeasured_reason": self.cpu_reason,
             "zeus": self.zeus is not None,
-            "devices": [{"label": t.label, "uuid_hash": uuid_hash(t.uuid), "name": t.name,
-                         "mig_profile": t.mig.profile if t.mig else None} for t in self.targets],
+            "devices": [
+                {
+                    "label": t.label,
+                    "uuid_hash": uuid_hash(t.uuid),
+                    "name": t.name,
+                    "mig_profile": t.mig.profile if t.mig else None,
+                }
+                for t in self.targets
+            ],
         }
 
 

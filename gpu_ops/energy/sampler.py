@@ -68,8 +68,9 @@ def foreign_pids(seen_by_device: dict[str, set[int]], own: set[int]) -> list[int
 
 
 def pack_sample(t: float, target: int, power: float, temp: float | None, clock: float | None, reasons: int) -> bytes:
-    return RECORD.pack(SAMPLE, t, target, power, math.nan if temp is None else temp, math.nan if clock is None else clock,
-                       int(reasons))
+    return RECORD.pack(
+        SAMPLE, t, target, power, math.nan if temp is None else temp, math.nan if clock is None else clock, int(reasons)
+    )
 
 
 def pack_process(t: float, target: int, pid: int, own: bool) -> bytes:

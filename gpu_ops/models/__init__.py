@@ -11,8 +11,16 @@ from typing import Any, Literal
 from gpu_ops.errors import ConfigError
 from gpu_ops.models.builtin import BUILTIN_MODELS, builtin_path, cache_dir, ensure_builtin
 
-__all__ = ["ModelSource", "cache_dir", "list_architectures", "list_models", "load_architecture", "model_slug",
-           "resolve_model", "weights_of"]
+__all__ = [
+    "ModelSource",
+    "cache_dir",
+    "list_architectures",
+    "list_models",
+    "load_architecture",
+    "model_slug",
+    "resolve_model",
+    "weights_of",
+]
 
 ARCHITECTURES = resources.files("gpu_ops.models") / "architectures"
 
@@ -67,7 +75,9 @@ def resolve_model(spec: str, build: bool = True) -> ModelSource:
     if spec.startswith("builtin:"):
         name = spec.removeprefix("builtin:")
         if name not in BUILTIN_MODELS:
-            raise ConfigError(f"model '{spec}': unknown builtin model; available: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}")
+            raise ConfigError(
+                f"model '{spec}': unknown builtin model; available: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}"
+            )
         path = ensure_builtin(name) if build else builtin_path(name)
         return ModelSource(spec, "builtin", weights_of(spec), path, path)
     if spec.startswith("synthetic:"):
@@ -77,7 +87,9 @@ def resolve_model(spec: str, build: bool = True) -> ModelSource:
     local = Path(spec).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
-            raise ConfigError(f"model '{spec}': the folder has no config.json; point model at a Hugging Face model folder")
+            raise ConfigError(
+                f"model '{spec}': the folder has no config.json; point model at a Hugging Face model folder"
+            )
         return ModelSource(spec, "local", weights_of(spec), local.resolve(), local.resolve())
     if spec.startswith((".", "/", "~")):
         raise ConfigError(f"model '{spec}': no such folder; check the path")

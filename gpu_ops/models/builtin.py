@@ -63,15 +63,26 @@ def build_tiny_llama(out: Path, name: str = "tiny-llama") -> None:
     corpus = (resources.files("gpu_ops") / "data" / "corpus.txt").read_text()
     prompts = (resources.files("gpu_ops") / "data" / "prompts.jsonl").read_text()
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([corpus, prompts], vocab_size=2048, min_frequency=2, show_progress=False, special_tokens=_SPECIAL)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+    bpe.train_from_iterator(
+        [corpus, prompts], vocab_size=2048, min_frequency=2, show_progress=False, special_tokens=_SPECIAL
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
     tok.save_pretrained(out)
 
     shape = SHAPES[name]
     config = LlamaConfig(
-        vocab_size=len(tok), **shape, num_key_value_heads=shape["num_attention_heads"], head_dim=64, max_position_embeddings=1024,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False, torch_dtype="float32",
+        vocab_size=len(tok),
+        **shape,
+        num_key_value_heads=shape["num_attention_heads"],
+        head_dim=64,
+        max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
     )
     gen = torch.Generator().manual_seed(0)
     model = LlamaForCausalLM(config)

@@ -14,6 +14,7 @@ import pandas as pd
 from gpu_ops.results import ResultTables, read_tables
 from gpu_ops.schema import LEADERBOARD, Column
 
+
 def _site_column(c: Column) -> dict:
     """How site.js shows a leaderboard column: its label and unit (seconds in ms), the CI beside a mean, and whether a
     missing value means unmeasured energy."""
@@ -63,8 +64,16 @@ def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables]) -> SiteD
     """`raw` maps partition keys to result folders (or their tables)."""
     board = board.copy()
     board["id"] = [row_id(str(p), str(s)) for p, s in zip(board.partition_key, board.sweep_point)]
-    board["label"] = (board.model.astype(str) + " " + board.sweep_point.astype(str) + " (" + board.hardware.astype(str)
-                      + ", " + board.parallelism.astype(str) + ")")
+    board["label"] = (
+        board.model.astype(str)
+        + " "
+        + board.sweep_point.astype(str)
+        + " ("
+        + board.hardware.astype(str)
+        + ", "
+        + board.parallelism.astype(str)
+        + ")"
+    )
     board["parameters"] = np.nan
     tables = {}
     for partition in sorted(set(board.partition_key)):
@@ -96,7 +105,17 @@ def leaderboard_of_folders(folders: list[Path]) -> tuple[pd.DataFrame, dict[str,
         if key in raw:
             raise UserError(f"{folder}: passed twice; pass each result folder once")
         raw[key] = t
-        stats.append(published_statistics(t, key, "cli", {
-            "raw_run_id": f"local:{Path(folder).name}", "raw_storage_id": None,
-            "raw_data_version": t.summary.get("content_hash"), "raw_code_version": "cli"}))
+        stats.append(
+            published_statistics(
+                t,
+                key,
+                "cli",
+                {
+                    "raw_run_id": f"local:{Path(folder).name}",
+                    "raw_storage_id": None,
+                    "raw_data_version": t.summary.get("content_hash"),
+                    "raw_code_version": "cli",
+                },
+            )
+        )
     return build_leaderboard(pd.concat(stats, ignore_index=True) if stats else pd.DataFrame()), raw

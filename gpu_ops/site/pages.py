@@ -48,11 +48,14 @@ PAGE = """<!doctype html>
 
 
 def _index_body(title: str, n: int, generated_from: str) -> str:
-    filters = "".join(f'<label>{f} <select id="f-{f}"><option value="">all</option></select></label>'
-                      for f in FILTERS)
-    empty_all = ("" if n else '<div class="empty" id="empty-all"><strong>No measurements yet.</strong><br>Drop an experiment YAML '
-                 "into the platform's inbox (storage/inbox), or run <code>llm-energy-measure run</code> and build this site with "
-                 "<code>llm-energy-measure report RESULTS --out DIR</code>.</div>")
+    filters = "".join(f'<label>{f} <select id="f-{f}"><option value="">all</option></select></label>' for f in FILTERS)
+    empty_all = (
+        ""
+        if n
+        else '<div class="empty" id="empty-all"><strong>No measurements yet.</strong><br>Drop an experiment YAML '
+        "into the platform's inbox (storage/inbox), or run <code>llm-energy-measure run</code> and build this site with "
+        "<code>llm-energy-measure report RESULTS --out DIR</code>.</div>"
+    )
     return f"""<h1>{html.escape(title)}</h1>
 <div class="sub">Energy per output token, measured from the GPU energy counter; gross energy ranks. "unmeasured" means the energy
 could not be read (the reason is in the tooltip), never zero. Rows with synthetic weights are flagged. {html.escape(generated_from)}</div>
@@ -80,7 +83,11 @@ def _flatten(d, prefix="") -> dict[str, object]:
 
 
 def _kv(pairs) -> str:
-    return '<table class="kv">' + "".join(f"<tr><td>{html.escape(str(k))}</td><td>{v}</td></tr>" for k, v in pairs) + "</table>"
+    return (
+        '<table class="kv">'
+        + "".join(f"<tr><td>{html.escape(str(k))}</td><td>{v}</td></tr>" for k, v in pairs)
+        + "</table>"
+    )
 
 
 def _fmt(v, unit="", scale=1.0, digits=4) -> str:
@@ -97,33 +104,90 @@ def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) 
     # resolved config with non-defaults highlighted
     config = _flatten(json.loads(point.config_json))
     nd = set(_flatten(json.loads(point.non_defaults_json)))
-    cfg_rows = "".join(f'<tr class="{"nd" if k in nd else ""}"><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v))}</td></tr>'
-                       for k, v in sorted(config.items()))
-    cycle_cols = [("cycle", "cycle", "", 1), ("duration_s", "duration", " s", 1), ("output_tokens", "tokens", "", 1),
-                  ("gross_energy_j", "energy", " J", 1), ("j_per_token", "J/token", "", 1), ("tokens_per_s", "tok/s", "", 1),
-                  ("avg_power_w", "power", " W", 1), ("ttft_p50_s", "TTFT p50", " ms", 1000), ("cross_check_rel_diff", "counter vs timeline", "", 1),
-                  ("too_short", "too short", "", 1)]
-    cycle_table = "<table><tr>" + "".join(f"<th>{lbl}</th>" for _, lbl, _, _ in cycle_cols) + "</tr>" + "".join(
-        "<tr>" + "".join(f"<td>{_fmt(r[c], u, s) if c not in ('cycle', 'too_short') else html.escape(str(r[c]))}</td>" for c, _, u, s in cycle_cols) + "</tr>"
-        for _, r in cyc.iterrows()) + "</table>"
+    cfg_rows = "".join(
+        f'<tr class="{"nd" if k in nd else ""}"><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v))}</td></tr>'
+        for k, v in sorted(config.items())
+    )
+    cycle_cols = [
+        ("cycle", "cycle", "", 1),
+        ("duration_s", "duration", " s", 1),
+        ("output_tokens", "tokens", "", 1),
+        ("gross_energy_j", "energy", " J", 1),
+        ("j_per_token", "J/token", "", 1),
+        ("tokens_per_s", "tok/s", "", 1),
+        ("avg_power_w", "power", " W", 1),
+        ("ttft_p50_s", "TTFT p50", " ms", 1000),
+        ("cross_check_rel_diff", "counter vs timeline", "", 1),
+        ("too_short", "too short", "", 1),
+    ]
+    cycle_table = (
+        "<table><tr>"
+        + "".join(f"<th>{lbl}</th>" for _, lbl, _, _ in cycle_cols)
+        + "</tr>"
+        + "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{_fmt(r[c], u, s) if c not in ('cycle', 'too_short') else html.escape(str(r[c]))}</td>"
+                for c, _, u, s in cycle_cols
+            )
+            + "</tr>"
+            for _, r in cyc.iterrows()
+        )
+        + "</table>"
+    )
     link = ""
     if dagster_url:
         base = dagster_url.rstrip("/")
         link = f'<a href="{base}/assets/raw_measurements?view=partitions&partition={quote(str(row.partition_key))}">raw partition in Dagster</a>'
         if not str(row.raw_run_id).startswith("local:"):  # `report` on CLI result folders: no Dagster run to link
-            link += f' · <a href="{base}/runs/{quote(str(row.raw_run_id))}">run {html.escape(str(row.raw_run_id))[:8]}</a>'
-    provenance = _kv([("partition", html.escape(str(row.partition_key))), ("raw run id", html.escape(str(row.raw_run_id))),
-                      ("raw storage id", html.escape(str(row.raw_storage_id))), ("raw data version", html.escape(str(row.raw_data_version))),
-                      ("raw code version", html.escape(str(row.raw_code_version))), ("stats code version", html.escape(str(row.stats_code_version))),
-                      ("config hash", html.escape(str(row.config_hash))), ("fingerprint hash", html.escape(str(row.fingerprint_hash))),
-                      ("Dagster UI", link or "set the Dagster base URL (LEM_DAGSTER_URL / --dagster-url) for links")])
-    summary = _kv([("energy", f"{_fmt(row.j_per_token_mean)} J/token"
-                    + (fmt_ci(plain(row.j_per_token_ci95)) if plain(row.j_per_token_mean) is not None
-                       else f" ({html.escape(str(row.unmeasured_reason))})")),
-                   ("throughput", f"{_fmt(row.tokens_per_s_mean)} tokens/s"), ("TTFT p50", _fmt(row.ttft_p50_s_mean, " ms", 1000)),
-                   ("idle baseline", f"before {_fmt(exp.idle_before_w, ' W')}, after {_fmt(exp.idle_after_w, ' W')}, used {_fmt(exp.idle_power_w, ' W')}"),
-                   ("counter vs timeline", f"mean {_fmt(row.cross_check_rel_diff_mean)} (tolerance {_fmt(exp.cross_check_tolerance)})"),
-                   ("weights", html.escape(str(row.weights)) + (" <span class='flag'>synthetic weights: real shapes, random values</span>" if row.weights == "synthetic" else ""))])
+            link += (
+                f' · <a href="{base}/runs/{quote(str(row.raw_run_id))}">run {html.escape(str(row.raw_run_id))[:8]}</a>'
+            )
+    provenance = _kv(
+        [
+            ("partition", html.escape(str(row.partition_key))),
+            ("raw run id", html.escape(str(row.raw_run_id))),
+            ("raw storage id", html.escape(str(row.raw_storage_id))),
+            ("raw data version", html.escape(str(row.raw_data_version))),
+            ("raw code version", html.escape(str(row.raw_code_version))),
+            ("stats code version", html.escape(str(row.stats_code_version))),
+            ("config hash", html.escape(str(row.config_hash))),
+            ("fingerprint hash", html.escape(str(row.fingerprint_hash))),
+            ("Dagster UI", link or "set the Dagster base URL (LEM_DAGSTER_URL / --dagster-url) for links"),
+        ]
+    )
+    summary = _kv(
+        [
+            (
+                "energy",
+                f"{_fmt(row.j_per_token_mean)} J/token"
+                + (
+                    fmt_ci(plain(row.j_per_token_ci95))
+                    if plain(row.j_per_token_mean) is not None
+                    else f" ({html.escape(str(row.unmeasured_reason))})"
+                ),
+            ),
+            ("throughput", f"{_fmt(row.tokens_per_s_mean)} tokens/s"),
+            ("TTFT p50", _fmt(row.ttft_p50_s_mean, " ms", 1000)),
+            (
+                "idle baseline",
+                f"before {_fmt(exp.idle_before_w, ' W')}, after {_fmt(exp.idle_after_w, ' W')}, used {_fmt(exp.idle_power_w, ' W')}",
+            ),
+            (
+                "counter vs timeline",
+                f"mean {_fmt(row.cross_check_rel_diff_mean)} (tolerance {_fmt(exp.cross_check_tolerance)})",
+            ),
+            (
+                "weights",
+                html.escape(str(row.weights))
+                + (
+                    " <span class='flag'>synthetic weights: real shapes, random values</span>"
+                    if row.weights == "synthetic"
+                    else ""
+                ),
+            ),
+        ]
+    )
     fp = json.dumps(json.loads(exp.fingerprint_json), indent=1, sort_keys=True)
     body = f"""<p><a href="../index.html">← leaderboard</a></p>
 <h1>{html.escape(str(row.model))} · {html.escape(str(row.backend))} · {html.escape(str(row.hardware))}</h1>
@@ -139,8 +203,14 @@ def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) 
     return body
 
 
-def build_site(board: pd.DataFrame, raw: dict[str, Path | ResultTables], out: Path, dagster_url: str | None = None,
-               title: str = "LLM energy leaderboard", generated_from: str = "") -> SiteResult:
+def build_site(
+    board: pd.DataFrame,
+    raw: dict[str, Path | ResultTables],
+    out: Path,
+    dagster_url: str | None = None,
+    title: str = "LLM energy leaderboard",
+    generated_from: str = "",
+) -> SiteResult:
     """Write the site into `out` (replaced atomically). `raw` maps partition keys to result folders (or tables)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -167,9 +237,14 @@ def build_site(board: pd.DataFrame, raw: dict[str, Path | ResultTables], out: Pa
         figs = index_figures(data)
         figures = [{"id": k, "figure": f} for k, f in figs.items()]
         rows = [{k: plain(v) for k, v in r.items()} for r in board.drop(columns=["label"]).to_dict(orient="records")]
-        inline = {"rows": rows, "columns": COLUMNS, "filters": FILTERS, "ci_missing": CI_MISSING,
-                  "default_sort": "j_per_token_mean" if board.j_per_token_mean.notna().any() else "tokens_per_s_mean",
-                  "figures": figures}
+        inline = {
+            "rows": rows,
+            "columns": COLUMNS,
+            "filters": FILTERS,
+            "ci_missing": CI_MISSING,
+            "default_sort": "j_per_token_mean" if board.j_per_token_mean.notna().any() else "tokens_per_s_mean",
+            "figures": figures,
+        }
         page = PAGE.format(title=html.escape(title), root="", body=_index_body(title, len(board), generated_from))
         (tmp / "index.html").write_text(page.replace("__DATA__", _script_json(inline)), encoding="utf-8")
         replace_folder(tmp, out)
@@ -182,5 +257,10 @@ def build_site(board: pd.DataFrame, raw: dict[str, Path | ResultTables], out: Pa
 def report_from_folders(folders: list[Path], out: Path, dagster_url: str | None = None) -> SiteResult:
     """`llm-energy-measure report`: the site from result folders written by `run` (no platform)."""
     board, raw = leaderboard_of_folders(folders)
-    return build_site(board, raw, out, dagster_url,
-                      generated_from=f"Built by llm-energy-measure report from {len(folders)} result folder(s).")
+    return build_site(
+        board,
+        raw,
+        out,
+        dagster_url,
+        generated_from=f"Built by llm-energy-measure report from {len(folders)} result folder(s).",
+    )

@@ -25,4 +25,6 @@ def test_result_folders_are_stored_as_they_are_and_parquet_roundtrips_on_object_
     pq_io = ParquetIOManager(base_path=base)
     frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
     pq_io.dump_to_path(dg.build_output_context(asset_key=dg.AssetKey("s")), frame, base / "s.parquet")
-    pd.testing.assert_frame_equal(pq_io.load_from_path(dg.build_input_context(asset_key=dg.AssetKey("s")), base / "s.parquet"), frame)
+    pd.testing.assert_frame_equal(
+        pq_io.load_from_path(dg.build_input_context(asset_key=dg.AssetKey("s")), base / "s.parquet"), frame
+    )

@@ -18,11 +18,20 @@ def test_materialize_on_postgres_instance(tmp_path, pg_database, storage, resour
         storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_config("tiny", "builtin:tiny-llama"))
         add_partitions(instance, ["builtin-tiny-llama__pytorch"], [HW])
         key = f"builtin-tiny-llama__pytorch|{HW}"
-        assert dg.materialize([raw_measurements, cycle_statistics], partition_key=key, instance=instance, resources=resources).success
-        res = dg.materialize([raw_measurements, cycle_statistics, leaderboard], selection=["leaderboard"], instance=instance, resources=resources)
+        assert dg.materialize(
+            [raw_measurements, cycle_statistics], partition_key=key, instance=instance, resources=resources
+        ).success
+        res = dg.materialize(
+            [raw_measurements, cycle_statistics, leaderboard],
+            selection=["leaderboard"],
+            instance=instance,
+            resources=resources,
+        )
         assert res.success
         row = res.output_for_node("leaderboard").iloc[0]
-        rec = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_measurements"), asset_partitions=[key]), limit=1).records[0]
+        rec = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_measurements"), asset_partitions=[key]), limit=1
+        ).records[0]
         assert (row.raw_run_id, row.raw_storage_id) == (rec.run_id, rec.storage_id)
     import psycopg2
 

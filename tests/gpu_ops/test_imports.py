@@ -59,7 +59,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for dep in sorted(graph[node]):
             if state.get(dep) == "open":
-                return path[path.index(dep):] + [dep]
+                return path[path.index(dep) :] + [dep]
             if dep not in state and (found := visit(dep)):
                 return found
         state[node] = "done"
@@ -86,16 +86,22 @@ def test_gpu_ops_has_no_import_cycle():
 
 def test_gpu_ops_never_imports_the_platform():
     mods = modules()
-    platform = sorted(f"{m} imports {name}" for m, path in mods.items() for name in imported(m, path)
-                      if name.split(".")[0] in ("energy_assets", "dagster"))
+    platform = sorted(
+        f"{m} imports {name}"
+        for m, path in mods.items()
+        for name in imported(m, path)
+        if name.split(".")[0] in ("energy_assets", "dagster")
+    )
     assert platform == []
 
 
 def test_importing_every_gpu_ops_module_loads_no_dagster():
     """In a fresh interpreter: every module of the engine imported, then sys.modules searched for the platform."""
-    code = ("import importlib, json, sys\n"
-            f"for m in {sorted(modules())!r}: importlib.import_module(m)\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'energy_assets'))))")
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {sorted(modules())!r}: importlib.import_module(m)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'energy_assets'))))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []

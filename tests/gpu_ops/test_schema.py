@@ -15,12 +15,28 @@ from gpu_ops.energy.meter import WindowMeasurement
 from gpu_ops.leaderboard import build_leaderboard
 from gpu_ops.results import TABLES, read_tables
 from gpu_ops.runner import run_experiment
-from gpu_ops.schema import (ENGINE_STEP, LEADERBOARD, LEADERBOARD_PROVENANCE, RESULT_TABLES, STATISTICS, TIMELINE,
-                            WINDOW_READINGS, Column, Table)
+from gpu_ops.schema import (
+    ENGINE_STEP,
+    LEADERBOARD,
+    LEADERBOARD_PROVENANCE,
+    RESULT_TABLES,
+    STATISTICS,
+    TIMELINE,
+    WINDOW_READINGS,
+    Column,
+    Table,
+)
 from gpu_ops.stats import sweep_point_statistics
 
-ARROW = {"str": (pa.large_string(), pa.string()), "float": (pa.float64(),), "int": (pa.int64(),),
-         "int?": (pa.int64(),), "bool": (pa.bool_(),), "bool?": (pa.bool_(),), "list[float]": ("list<double>",)}
+ARROW = {
+    "str": (pa.large_string(), pa.string()),
+    "float": (pa.float64(),),
+    "int": (pa.int64(),),
+    "int?": (pa.int64(),),
+    "bool": (pa.bool_(),),
+    "bool?": (pa.bool_(),),
+    "list[float]": ("list<double>",),
+}
 
 
 def stored_types(folder, name: str) -> dict[str, str]:
@@ -41,10 +57,22 @@ def assert_stored_as_schema(folder, name: str) -> None:
 @pytest.fixture(scope="module")
 def cpu_run(tmp_path_factory, tiny_model_path):
     """A run on the CPU: energy unmeasured, so many columns hold no value at all (they must keep their types)."""
-    cfg = parse_config({"name": "schema", "model": "builtin:micro-llama", "device": "cpu", "max_input_tokens": 16,
-                        "max_output_tokens": 4, "min_output_tokens": 4, "prompts": {"count": 2}, "cycles": 2,
-                        "warmup_requests": 1, "cooldown_s": 0, "energy": {"idle_baseline_s": 0},
-                        "sweep": {"batching.batch_size": [1, 2]}})
+    cfg = parse_config(
+        {
+            "name": "schema",
+            "model": "builtin:micro-llama",
+            "device": "cpu",
+            "max_input_tokens": 16,
+            "max_output_tokens": 4,
+            "min_output_tokens": 4,
+            "prompts": {"count": 2},
+            "cycles": 2,
+            "warmup_requests": 1,
+            "cooldown_s": 0,
+            "energy": {"idle_baseline_s": 0},
+            "sweep": {"batching.batch_size": [1, 2]},
+        }
+    )
     return run_experiment(cfg, tmp_path_factory.mktemp("schema"))
 
 
@@ -66,9 +94,18 @@ def test_statistics_and_leaderboard_have_the_schema_columns(good_gpu_result, cpu
         st = sweep_point_statistics(t.cycles)
         assert list(st.columns) == list(STATISTICS.names)
         assert st.gpu_count.tolist() == t.cycles.groupby("sweep_point").gpu_count.first().tolist()
-        frames.append(st.assign(experiment_key=t.experiment.experiment_key.iloc[0], partition_key="p", raw_run_id="r",
-                                raw_storage_id=1, raw_data_version="v", raw_code_version="c",
-                                stats_code_version="s", fingerprint_hash="f"))
+        frames.append(
+            st.assign(
+                experiment_key=t.experiment.experiment_key.iloc[0],
+                partition_key="p",
+                raw_run_id="r",
+                raw_storage_id=1,
+                raw_data_version="v",
+                raw_code_version="c",
+                stats_code_version="s",
+                fingerprint_hash="f",
+            )
+        )
     board = build_leaderboard(pd.concat(frames, ignore_index=True))
     assert list(board.columns) == list(LEADERBOARD.names) and len(board) == 3
     assert sorted(board.gpu_count) == [0, 0, 1]  # carried from the cycles: the CPU run used none
