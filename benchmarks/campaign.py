@@ -57,7 +57,8 @@ def main() -> int:
     warm = float(w[w.kind == "warmup"].duration_s.sum())
     idle = float(w[w.kind.str.startswith("idle")].duration_s.sum())
     print(
-        f"hardware: {out.tables.experiment.hardware.iloc[0]}  model: {args.model}  sweep points: {out.tables.cycles.sweep_point.nunique()}"
+        f"hardware: {out.tables.experiment.hardware.iloc[0]}  model: {args.model}  sweep points: "
+        f"{out.tables.cycles.sweep_point.nunique()}"
     )
     print(
         f"wall {wall:.1f} s: measured windows {measured:.1f} s, warm-up {warm:.1f} s, idle baseline {idle:.1f} s, "
@@ -65,8 +66,8 @@ def main() -> int:
     )
     cooldown = args.cooldown * len(w[w.kind == "cycle"])
     print(
-        f"share of wall time inside measured windows: {measured / wall:.1%} (cooldown {cooldown:.1f} s of it by choice; "
-        f"share of the time not spent cooling down: {measured / (wall - cooldown):.1%})"
+        f"share of wall time inside measured windows: {measured / wall:.1%} (cooldown {cooldown:.1f} s of it by "
+        f"choice; share of the time not spent cooling down: {measured / (wall - cooldown):.1%})"
     )
     return 0
 

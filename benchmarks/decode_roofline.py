@@ -85,11 +85,10 @@ def parameters(info, cfg) -> int:
     """Parameter count: the PyTorch backend reports it; for vLLM it is computed from the model's architecture."""
     if "backend_parameters" in info and info["backend_parameters"] == info["backend_parameters"]:
         return int(info["backend_parameters"])
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from gpu_ops.models import resolve_model
-
-    import torch
 
     source = resolve_model(cfg.model)
     if source.architecture:
@@ -158,7 +157,8 @@ def main() -> int:
         r["share_of_roofline"] = r["decode_tok_s"] / r["roofline_decode_tok_s"] if bw and r["decode_tok_s"] else None
     print(f"\nmeasured copy bandwidth: {bw:.0f} GB/s" if bw else "\nno GPU: roofline not computed")
     print(
-        f"{'variant':<26}{'tok/s':>10}{'decode tok/s':>14}{'J/token':>10}{'CV':>8}{'W':>8}{'warm-up s':>11}{'roofline %':>12}"
+        f"{'variant':<26}{'tok/s':>10}{'decode tok/s':>14}{'J/token':>10}{'CV':>8}{'W':>8}{'warm-up s':>11}"
+        f"{'roofline %':>12}"
     )
     for r in rows:
 
@@ -166,7 +166,8 @@ def main() -> int:
             return format(v, fmt) if v is not None and v == v else "n/a".rjust(int(fmt.split(".")[0]))
 
         print(
-            f"{r['variant']:<26}{f(r['tokens_per_s'], '10.1f')}{f(r['decode_tok_s'], '14.1f')}{f(r['j_per_token'], '10.4f')}"
+            f"{r['variant']:<26}{f(r['tokens_per_s'], '10.1f')}{f(r['decode_tok_s'], '14.1f')}"
+            f"{f(r['j_per_token'], '10.4f')}"
             f"{f(r['j_per_token_cv'], '8.3f')}{f(r['avg_power_w'], '8.1f')}{f(r['warmup_s'], '11.1f')}"
             f"{f(r['share_of_roofline'] * 100 if r['share_of_roofline'] else None, '12.1f')}"
         )

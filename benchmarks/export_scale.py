@@ -151,7 +151,8 @@ def main() -> int:
         f"{r['total_mb']:.1f} MB in {r['files']} files) on {os.cpu_count()} cores"
     )
     print(
-        f"peak memory of the export process: RSS {r['peak_rss_mib']:.0f} MiB, Arrow pool {r['arrow_pool_peak_mib']:.0f} MiB"
+        f"peak memory of the export process: RSS {r['peak_rss_mib']:.0f} MiB, Arrow pool "
+        f"{r['arrow_pool_peak_mib']:.0f} MiB"
     )
     ok = r["seconds"] <= 20.0
     print(f"goal <= 20 s: {'PASS' if ok else 'FAIL'}")

@@ -7,8 +7,10 @@ model or engine, in one process.
 Each round runs both, and which goes first alternates. Reported: each round's paired ratio on/off, their median,
 IQR and minimum. Goal on a GPU at the default sampling rate: median >= 0.995 and no round below 0.99.
 
-    python benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --rounds 10 --compiled
-    python benchmarks/meter_overhead.py --backend vllm --model synthetic:llama-3.2-1b --batch-size 256 --prompts 1024 --rounds 10
+    python benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --rounds 10 \
+        --compiled
+    python benchmarks/meter_overhead.py --backend vllm --model synthetic:llama-3.2-1b --batch-size 256 \
+        --prompts 1024 --rounds 10
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def main() -> int:
     from gpu_ops.backends.pytorch import resolve_device
     from gpu_ops.config import parse_config
     from gpu_ops.energy import build_meter
-    from gpu_ops.prompts import build_prompts
     from gpu_ops.measure import _requests, run_cycle
+    from gpu_ops.prompts import build_prompts
 
     data = {
         "name": "meter-overhead",
@@ -84,7 +86,7 @@ def main() -> int:
                     backend.before_cycle()
                     backend.sync()
                     t0 = time.perf_counter()
-                    delivered = backend.run(requests, lambda: time.perf_counter() - t0)
+                    delivered = backend.run(requests, lambda t0=t0: time.perf_counter() - t0)
                     backend.sync()
                     elapsed = time.perf_counter() - t0
                     records = backend.after_cycle(delivered).records
@@ -92,8 +94,8 @@ def main() -> int:
             got["ratio"] = got["on"] / got["off"]
             rows.append(got)
             print(
-                f"round {i} ({'on' if i % 2 == 0 else 'off'} first): on {got['on']:10.1f} tok/s  off {got['off']:10.1f} tok/s  "
-                f"ratio {got['ratio']:.4f}",
+                f"round {i} ({'on' if i % 2 == 0 else 'off'} first): on {got['on']:10.1f} tok/s  off "
+                f"{got['off']:10.1f} tok/s  ratio {got['ratio']:.4f}",
                 flush=True,
             )
         hz = 1.0 / meter.sample_period_s
@@ -107,11 +109,13 @@ def main() -> int:
         f"sampling: {hz:.0f} Hz, sampler: {sampler}"
     )
     print(
-        f"median tok/s: on {statistics.median(r['on'] for r in rows):.1f}, off {statistics.median(r['off'] for r in rows):.1f}"
+        f"median tok/s: on {statistics.median(r['on'] for r in rows):.1f}, off "
+        f"{statistics.median(r['off'] for r in rows):.1f}"
     )
     print(
-        f"paired ratio on/off over {len(rows)} rounds: median {med:.4f}, IQR {q[0]:.4f}-{q[2]:.4f}, min {ratios[0]:.4f}, "
-        f"max {ratios[-1]:.4f} (goal: median >= 0.995, min >= 0.99): {'PASS' if med >= 0.995 and ratios[0] >= 0.99 else 'FAIL'}"
+        f"paired ratio on/off over {len(rows)} rounds: median {med:.4f}, IQR {q[0]:.4f}-{q[2]:.4f}, min "
+        f"{ratios[0]:.4f}, max {ratios[-1]:.4f} (goal: median >= 0.995, min >= 0.99): "
+        f"{'PASS' if med >= 0.995 and ratios[0] >= 0.99 else 'FAIL'}"
     )
     return 0
 

@@ -27,8 +27,8 @@ def main() -> int:
     from gpu_ops.backends.pytorch import resolve_device
     from gpu_ops.config import parse_config
     from gpu_ops.energy import build_meter
-    from gpu_ops.prompts import build_prompts
     from gpu_ops.measure import _requests, run_cycle
+    from gpu_ops.prompts import build_prompts
 
     def config(hook: bool):
         return parse_config(
@@ -79,7 +79,8 @@ def main() -> int:
         for arm in ("on", "off"):
             vals = [r[arm][1] for r in rows]
             print(
-                f"J/token CV with the hook {arm}: {statistics.stdev(vals) / statistics.mean(vals):.4f} over {len(vals)} rounds"
+                f"J/token CV with the hook {arm}: {statistics.stdev(vals) / statistics.mean(vals):.4f} over "
+                f"{len(vals)} rounds"
             )
     return 0
 

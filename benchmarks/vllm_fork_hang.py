@@ -64,7 +64,7 @@ def main() -> int:
     }
     modes = args.modes.split(",")
     results = {}
-    # the clean start alone first; the suspects together (a hung engine holds no compute, and the test costs one timeout)
+    # the clean start alone first; the suspects together (a hung engine holds no compute; the test costs one timeout)
     for group in ([m for m in modes if m == "clean"], [m for m in modes if m != "clean"]):
         results.update(run_group(group, folder, env, args.timeout))
     for mode, (verdict, out) in results.items():

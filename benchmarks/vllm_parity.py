@@ -96,8 +96,8 @@ def main() -> int:
     from gpu_ops.backends.pytorch import resolve_device
     from gpu_ops.backends.vllm import VllmBackend
     from gpu_ops.energy import build_meter
-    from gpu_ops.prompts import build_prompts
     from gpu_ops.measure import _requests, run_cycle, trace_hash
+    from gpu_ops.prompts import build_prompts
 
     cfg = config(args)
     backend = VllmBackend()
@@ -139,8 +139,9 @@ def main() -> int:
             rows.append(got)
             print(
                 f"round {i} ({order[0]} first): ours {got['ours']:9.1f} tok/s  theirs {got['theirs']:9.1f} tok/s  "
-                f"ratio {got['ratio']:.4f} | window {got['window_s']:.3f} s, tail {got['tail_ms']:.2f} ms after delivery, "
-                f"frontend lag {got['lag_ms']:.1f} ms, setup {got['setup_ms']:.1f} ms, collect {got['collect_ms']:.1f} ms",
+                f"ratio {got['ratio']:.4f} | window {got['window_s']:.3f} s, tail {got['tail_ms']:.2f} ms after "
+                f"delivery, frontend lag {got['lag_ms']:.1f} ms, setup {got['setup_ms']:.1f} ms, collect "
+                f"{got['collect_ms']:.1f} ms",
                 flush=True,
             )
     backend.close()
@@ -152,14 +153,16 @@ def main() -> int:
         f"max_num_seqs {args.max_num_seqs}, eager={args.enforce_eager}, our cooldown {args.cooldown} s"
     )
     print(
-        f"median tok/s: ours {statistics.median(r['ours'] for r in rows):.1f}, theirs {statistics.median(r['theirs'] for r in rows):.1f}"
+        f"median tok/s: ours {statistics.median(r['ours'] for r in rows):.1f}, theirs "
+        f"{statistics.median(r['theirs'] for r in rows):.1f}"
     )
     print(
         f"paired ratio ours/theirs over {len(rows)} rounds: median {med:.4f}, IQR {q[0]:.4f}-{q[2]:.4f}, "
         f"min {ratios[0]:.4f}, max {ratios[-1]:.4f} (goal >= 0.97): {'PASS' if med >= 0.97 else 'FAIL'}"
     )
     print(
-        f"median window tail after the last delivered token: {statistics.median(r['tail_ms'] for r in rows):.2f} ms (goal < 5 ms)"
+        f"median window tail after the last delivered token: {statistics.median(r['tail_ms'] for r in rows):.2f} ms "
+        "(goal < 5 ms)"
     )
     return 0 if med >= 0.97 else 1
 

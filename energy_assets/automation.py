@@ -29,7 +29,8 @@ measure_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("raw_measurements"),
     partitions_def=measurement_partitions,
     executor_def=measure_executor(),
-    description="Measure (or ingest) one experiment x hardware partition. At most one run per hardware value runs at a time (dagster.yaml).",
+    description="Measure (or ingest) one experiment x hardware partition. At most one run per hardware value runs at a "
+    "time (dagster.yaml).",
 )
 
 automation = dg.AutomationConditionSensorDefinition(
@@ -246,7 +247,8 @@ def _accept(folder: Path) -> tuple[str, str, str]:
     job=measure_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Result folders from standalone CLI runs: validated and ingested into their partition, or quarantined with a reason.",
+    description="Result folders from standalone CLI runs: validated and ingested into their partition, or quarantined "
+    "with a reason.",
 )
 def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource):
     requests, notes = [], []

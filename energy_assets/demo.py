@@ -127,7 +127,11 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
         while time.monotonic() < deadline:
             ev = instance.get_latest_materialization_event(dg.AssetKey("leaderboard"))
             runs = instance.get_runs(limit=50)
-            line = f"runs: {sum(r.status.value == 'SUCCESS' for r in runs)} succeeded, {sum(r.status.value in ('STARTED', 'QUEUED', 'STARTING') for r in runs)} active, {sum(r.status.value == 'FAILURE' for r in runs)} failed"
+            line = (
+                f"runs: {sum(r.status.value == 'SUCCESS' for r in runs)} succeeded, "
+                f"{sum(r.status.value in ('STARTED', 'QUEUED', 'STARTING') for r in runs)} active, "
+                f"{sum(r.status.value == 'FAILURE' for r in runs)} failed"
+            )
             if line != last:
                 print(line, flush=True)
                 last = line
@@ -138,11 +142,13 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
                 print("\nleaderboard:")
                 _print_leaderboard(storage)
                 print(
-                    f"\nOpen {platform.url}/assets/leaderboard and click a row's run id to trace it back to its raw partition."
+                    f"\nOpen {platform.url}/assets/leaderboard and click a row's run id to trace it back to its raw "
+                    "partition."
                 )
                 print(
-                    f"The automation also builds the static site ({storage / 'site' / 'index.html'}) and the HuggingFace "
-                    f"dataset folder ({storage / 'hf_dataset'}; publishing is dry-run until LEM_HF_REPO and HF_TOKEN are set)."
+                    f"The automation also builds the static site ({storage / 'site' / 'index.html'}) and the "
+                    f"HuggingFace dataset folder ({storage / 'hf_dataset'}; publishing is dry-run until LEM_HF_REPO "
+                    "and HF_TOKEN are set)."
                 )
                 if args.evidence:
                     from energy_assets.evidence import write_evidence

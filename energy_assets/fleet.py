@@ -66,7 +66,8 @@ def preflight(require_postgres: bool = True) -> None:
         pg = os.environ.get("DAGSTER_PG_URL")
         if not pg:
             raise ServiceUnreachable(
-                "DAGSTER_PG_URL is not set; the fleet needs a PostgreSQL instance shared by the platform and its workers"
+                "DAGSTER_PG_URL is not set; the fleet needs a PostgreSQL instance shared by the platform and its "
+                "workers"
             )
         check_reachable(pg, "PostgreSQL (Dagster instance)")
 

@@ -106,7 +106,8 @@ def _with_partition(table: pa.Table, partition: str) -> pa.Table:
 def build_snapshot(
     raw_folders: dict[str, Path], leaderboard: pd.DataFrame, statistics: pd.DataFrame, out: Path
 ) -> Snapshot:
-    """Write the dataset folder `out` (replaced atomically) from raw result folders by partition key and the two asset frames."""
+    """Write the dataset folder `out` (replaced atomically) from raw result folders by partition key and the two asset
+    frames."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -286,7 +287,8 @@ def dataset_card(rows: dict[str, int], schemas: dict[str, pa.Schema], leaderboar
     if n:
         parts.append(
             f"This snapshot: {n} leaderboard rows from {leaderboard.partition_key.nunique()} partitions; backends "
-            f"{', '.join(sorted(leaderboard.backend.astype(str).unique()))}; hardware {', '.join(sorted(leaderboard.hardware.astype(str).unique()))}; "
+            f"{', '.join(sorted(leaderboard.backend.astype(str).unique()))}; hardware "
+            f"{', '.join(sorted(leaderboard.hardware.astype(str).unique()))}; "
             f"{int((leaderboard.energy_status == 'measured').sum())} rows with measured energy.\n"
         )
     else:

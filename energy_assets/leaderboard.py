@@ -26,8 +26,9 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
     for r in view.itertuples():
         rank = "" if pd.isna(r.rank_j_per_token) else int(r.rank_j_per_token)
         rows.append(
-            f"| {rank} | {r.experiment_key} | {r.hardware} | {r.sweep_point} | {energy(r.j_per_token_mean, r.j_per_token_ci95)} | "
-            f"{r.tokens_per_s_mean:.1f} | {r.ttft_p50_s_mean * 1000:.1f} | {r.weights} | {str(r.raw_run_id)[:8]} |"
+            f"| {rank} | {r.experiment_key} | {r.hardware} | {r.sweep_point} | "
+            f"{energy(r.j_per_token_mean, r.j_per_token_ci95)} | {r.tokens_per_s_mean:.1f} | "
+            f"{r.ttft_p50_s_mean * 1000:.1f} | {r.weights} | {str(r.raw_run_id)[:8]} |"
         )
     return "\n".join(rows)
 
@@ -45,7 +46,8 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
     kinds={"pandas", "parquet"},
     automation_condition=dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
     & dg.AutomationCondition.all_deps_blocking_checks_passed(),
-    description="Every sweep point on every hardware profile, ranked by J/token, tokens/J, throughput and TTFT; each row carries its provenance.",
+    description="Every sweep point on every hardware profile, ranked by J/token, tokens/J, throughput and TTFT; each "
+    "row carries its provenance.",
     metadata=schema_metadata(LEADERBOARD),
 )
 def leaderboard(context: dg.AssetExecutionContext, cycle_statistics: pd.DataFrame) -> dg.Output[pd.DataFrame]:

@@ -176,7 +176,8 @@ def published_raw(context, raw_folders: dict[str, Path], leaderboard: pd.DataFra
             description="every config in the card's YAML has its data file, with the row count the metadata states",
         )
     ],
-    description="The HuggingFace dataset folder: Parquet per table (experiments ... leaderboard, provenance) and a dataset card.",
+    description="The HuggingFace dataset folder: Parquet per table (experiments ... leaderboard, provenance) and a "
+    "dataset card.",
 )
 def hf_dataset_snapshot(
     context: dg.AssetExecutionContext,

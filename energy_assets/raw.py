@@ -44,7 +44,8 @@ def power_timeline_svg(tables: ResultTables, width: int = 640, height: int = 160
         return height - w / pmax * (height - 10)
 
     shades = "".join(
-        f'<rect x="{x(r.window_start_s):.1f}" width="{max(x(r.window_end_s) - x(r.window_start_s), 1):.1f}" y="0" height="{height}" fill="#dbeafe"/>'
+        f'<rect x="{x(r.window_start_s):.1f}" width="{max(x(r.window_end_s) - x(r.window_start_s), 1):.1f}" y="0" '
+        f'height="{height}" fill="#dbeafe"/>'
         for r in tables.cycles.itertuples()
     )
     pts = " ".join(f"{x(t):.1f},{y(w):.1f}" for t, w in zip(p.t_s, p.power_w))
@@ -83,7 +84,8 @@ def _measure(
     group_name="measurement",
     kinds={"pytorch", "parquet"},
     check_specs=[dg.AssetCheckSpec(name, asset="raw_measurements", blocking=True) for name in RAW_CHECK_NAMES],
-    description="Per-request, per-cycle, per-window tables and the power timeline of one experiment on one hardware profile.",
+    description="Per-request, per-cycle, per-window tables and the power timeline of one experiment on one hardware "
+    "profile.",
     metadata=schema_metadata(CYCLES, *(t for t in RESULT_TABLES.values() if t is not CYCLES)),
 )
 def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource, gpu: GpuResource):
@@ -96,7 +98,8 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
             folder = storage.latest_upload(experiment, hardware, context.run.tags.get(UPLOAD_TAG))
             if folder is None:
                 raise UserError(
-                    f"no uploaded result folder for {experiment}|{hardware} under {storage.upload_dir(experiment, hardware)}"
+                    f"no uploaded result folder for {experiment}|{hardware} under "
+                    f"{storage.upload_dir(experiment, hardware)}"
                 )
             context.log.info(f"ingesting uploaded result {folder}")
             try:

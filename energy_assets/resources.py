@@ -17,7 +17,6 @@ from gpu_ops.environment import SLUG_PATTERN, validate_slug
 from gpu_ops.errors import UserError
 from gpu_ops.results import write_file_atomic
 
-
 SAFE_NAME_MAX = 100
 
 

@@ -26,7 +26,8 @@ SITE_CODE_VERSION = "site-v1"
     group_name="publish",
     kinds={"html", "plotly"},
     automation_condition=AFTER_LEADERBOARD,
-    description="Static leaderboard site: sortable/filterable table, detail page per row, plotly charts; works offline.",
+    description="Static leaderboard site: sortable/filterable table, detail page per row, plotly charts; works "
+    "offline.",
 )
 def leaderboard_site(
     context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame, raw_measurements: dict

@@ -13,7 +13,8 @@ from energy_assets.fleet import ServiceUnreachable, broker_url, hardware_queue, 
 
 
 def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = None, concurrency: int = 1) -> int:
-    """Start a Celery worker for `hardware`'s queue after checking this machine is that hardware; blocks until it exits."""
+    """Start a Celery worker for `hardware`'s queue after checking this machine is that hardware; blocks until it
+    exits."""
     import subprocess
     import tempfile
     from pathlib import Path
@@ -57,7 +58,8 @@ def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = 
         f"--concurrency={concurrency}",
     ]
     print(
-        f"worker for '{hardware}' (queue {hardware_queue(hardware)}, broker {urlparse(broker_url()).hostname}): {' '.join(cmd)}",
+        f"worker for '{hardware}' (queue {hardware_queue(hardware)}, broker {urlparse(broker_url()).hostname}): "
+        f"{' '.join(cmd)}",
         flush=True,
     )
     return subprocess.call(cmd, env=env)

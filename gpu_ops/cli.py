@@ -44,7 +44,8 @@ def _print_summary(summary: dict) -> None:
     from gpu_ops.stats import fmt_value as _fmt
 
     print(
-        f"{summary['name']}: {summary['model']} on {summary['backend']} / {summary['hardware']} (weights: {summary['weights']})",
+        f"{summary['name']}: {summary['model']} on {summary['backend']} / {summary['hardware']} (weights: "
+        f"{summary['weights']})",
         file=sys.stderr,
     )
     for p in summary["sweep_points"]:
@@ -92,14 +93,15 @@ def _cmd_list_backends(args) -> int:
     from gpu_ops.backends import BACKENDS, get_backend
     from gpu_ops.backends.matrix import declared
 
-    for name, desc in BACKENDS.items():
+    for name in BACKENDS:
         verified = declared()[name].verified
         mark = f"  verified: {verified}" if verified else "  [not verified on hardware]"
         try:
             b = get_backend(name)
             caps = b.capabilities()
             print(
-                f"{name:<10} available    {b.version()}  precisions={','.join(sorted(caps.precisions))} lora={caps.lora}{mark}"
+                f"{name:<10} available    {b.version()}  precisions={','.join(sorted(caps.precisions))} "
+                f"lora={caps.lora}{mark}"
             )
             b.close()
         except UserError as exc:
@@ -130,8 +132,8 @@ def _cmd_compare(args) -> int:
 
 def _cmd_list_hardware(args) -> int:
     from gpu_ops.energy import load_nvml, topology
-    from gpu_ops.environment import cpu_profile, gpu_profile
     from gpu_ops.energy.nvml import visible_targets
+    from gpu_ops.environment import cpu_profile, gpu_profile
 
     print(f"cpu: {cpu_profile()}")
     nvml, reason = load_nvml()
@@ -140,7 +142,8 @@ def _cmd_list_hardware(args) -> int:
         return 0
     for g in topology(nvml):
         print(
-            f"gpu{g.index}: {g.name} uuid={g.uuid} memory={g.memory_bytes >> 20} MiB power_limit={g.power_limit_w} W mig={'on' if g.mig_enabled else 'off'}"
+            f"gpu{g.index}: {g.name} uuid={g.uuid} memory={g.memory_bytes >> 20} MiB power_limit={g.power_limit_w} W "
+            f"mig={'on' if g.mig_enabled else 'off'}"
         )
         for m in g.mig_instances:
             print(f"  mig gi={m.gpu_instance_id} {m.profile} uuid={m.uuid} compute_fraction={m.compute_fraction:.3f}")

@@ -68,8 +68,9 @@ def compare(config_path: str, backends: list[str], out: Path, say=lambda m: None
     for label, group in table.groupby("label"):
         if group.trace_hash.nunique() != 1:
             raise UserError(
-                f"sweep point {label}: the backends replayed different request traces ({dict(zip(group.backend, group.trace_hash))}); "
-                "their tokenizers differ, so the comparison would not be like for like"
+                f"sweep point {label}: the backends replayed different request traces "
+                f"({dict(zip(group.backend, group.trace_hash))}); their tokenizers differ, so the comparison would not "
+                "be like for like"
             )
     return table
 

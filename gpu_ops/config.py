@@ -438,8 +438,8 @@ class ExperimentConfig(Strict):
         needed = p.tensor * p.pipeline * p.data
         if needed != len(self.gpus) and (needed > 1 or len(self.gpus) > 1):
             raise ValueError(
-                f"parallelism uses {needed} GPU(s) (tensor {p.tensor} x pipeline {p.pipeline} x data {p.data}) but gpus lists "
-                f"{len(self.gpus)}; list {needed} GPU indices, e.g. gpus: {list(range(needed))}"
+                f"parallelism uses {needed} GPU(s) (tensor {p.tensor} x pipeline {p.pipeline} x data {p.data}) but "
+                f"gpus lists {len(self.gpus)}; list {needed} GPU indices, e.g. gpus: {list(range(needed))}"
             )
         return self
 

@@ -52,7 +52,8 @@ def cpu_profile(model: str | None = None, count: int | None = None) -> str:
 
 
 def gpu_profile_of(name: str, mig_profile: str | None, count: int) -> str:
-    """e.g. 'NVIDIA H100 80GB HBM3' -> 'h100-80gb-hbm3'; two of them -> '2x-h100-80gb-hbm3'; a slice -> 'mig-1g-10gb-h100-80gb-hbm3'."""
+    """e.g. 'NVIDIA H100 80GB HBM3' -> 'h100-80gb-hbm3'; two of them -> '2x-h100-80gb-hbm3'; a slice ->
+    'mig-1g-10gb-h100-80gb-hbm3'."""
     base = slugify(name.split(" MIG ")[0].replace("NVIDIA", ""))
     if mig_profile is not None:
         base = f"mig-{slugify(mig_profile)}-{base}"

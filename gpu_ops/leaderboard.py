@@ -19,7 +19,8 @@ FROM_STATISTICS = tuple(n for n in LEADERBOARD.names if n not in RANKS and n != 
 
 
 def build_leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
-    """Statistics of every partition -> one ranked table; synthetic weights flagged; unmeasured energy is not ranked (NaN)."""
+    """Statistics of every partition -> one ranked table; synthetic weights flagged; unmeasured energy is not ranked
+    (NaN)."""
     if stats.empty:
         return LEADERBOARD.frame([])
     df = stats.copy()

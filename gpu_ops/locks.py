@@ -14,7 +14,7 @@ import socket
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gpu_ops.errors import MeasurementError
@@ -33,7 +33,7 @@ def _me() -> str:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "command": " ".join(sys.argv)[:200],
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
 
@@ -77,7 +77,7 @@ def device_locks(keys: list[str], timeout_s: float | None = None):
                         raise MeasurementError(
                             f"device {key} stayed busy for {timeout_s:.0f} s (lock {path}), held by "
                             f"{describe_holder(path)}; another measurement is running on it"
-                        )
+                        ) from None
                     time.sleep(0.2)
             fh.seek(0)
             fh.truncate()

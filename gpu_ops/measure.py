@@ -15,20 +15,19 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
-from gpu_ops import __version__
+from gpu_ops import __version__, phases
 from gpu_ops.backends import EngineStep, Request, check_capabilities, get_backend
 from gpu_ops.config import ExperimentConfig, SweepPoint
 from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_meter
 from gpu_ops.energy.nvml import uuid_hash
 from gpu_ops.environment import fingerprint, hardware_profile
-from gpu_ops.locks import device_locks
 from gpu_ops.errors import CapabilityError, MeasurementError, UserError
-from gpu_ops import phases
+from gpu_ops.locks import device_locks
 from gpu_ops.metrics import cycle_metrics, requests_frame
 from gpu_ops.models import resolve_model
 from gpu_ops.prompts import build_prompts, prompt_texts
@@ -62,7 +61,8 @@ log = logging.getLogger("gpu_ops")
 def _requests(
     prompts: list[list[int]], cfg: ExperimentConfig, offset_s: float, texts: list[str] | None = None
 ) -> list[Request]:
-    """The request trace; with `texts` (tokenize_in_window) each request carries its text for the backend to tokenise."""
+    """The request trace; with `texts` (tokenize_in_window) each request carries its text for the backend to
+    tokenise."""
     arrivals = arrival_times(cfg.traffic, len(prompts))
     return [
         Request(i, p, cfg.max_output_tokens, cfg.min_output_tokens, offset_s + float(a), texts[i] if texts else None)
@@ -171,7 +171,7 @@ def _measure(
         f"cpu-{socket.gethostname()}"
     ]
     with device_locks(lock_keys), meter:
-        started = datetime.now(timezone.utc)  # started_at / finished_at span the time this run held its devices
+        started = datetime.now(UTC)  # started_at / finished_at span the time this run held its devices
         idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
         if idle_before:
             windows.append(("idle_before", "", None, idle_before))
@@ -226,7 +226,7 @@ def _measure(
         if idle_after:
             windows.append(("idle_after", "", None, idle_after))
         timeline = meter.timeline()
-        finished = datetime.now(timezone.utc)
+        finished = datetime.now(UTC)
     return _Run(
         started,
         finished,
@@ -443,7 +443,8 @@ def _settle(meter: EnergyMeter, idle_before: WindowMeasurement | None, timeout_s
     say(
         f"idle power back within 10 % of {idle_before.avg_power_w:.1f} W after {took:.1f} s"
         if took is not None
-        else f"idle power still above {idle_before.avg_power_w:.1f} W + 10 % after {timeout_s:.0f} s; idle-after measured anyway"
+        else f"idle power still above {idle_before.avg_power_w:.1f} W + 10 % after {timeout_s:.0f} s; idle-after "
+        "measured anyway"
     )
     return took
 

@@ -16,9 +16,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from gpu_ops import phases
 from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import ExperimentConfig, content_hash, expand_sweep, parse_config
-from gpu_ops import phases
 from gpu_ops.energy.meter import EDGE_MARGIN_S, IdleBaseline, WindowMeasurement, timeline_energy, window_figures
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S
 from gpu_ops.errors import UserError, excerpt
@@ -163,8 +163,8 @@ def idle_power(t: ResultTables) -> tuple[WindowMeasurement | None, WindowMeasure
 
 
 def request_problems(t: ResultTables, max_output_tokens: dict[str, int]) -> list[str]:
-    """TTFT, TPOT, E2E and queue time of every request from its arrival and token times (metrics.request_metrics); output
-    tokens within the sweep point's max_output_tokens."""
+    """TTFT, TPOT, E2E and queue time of every request from its arrival and token times (metrics.request_metrics);
+    output tokens within the sweep point's max_output_tokens."""
     out = []
     for r in t.requests.itertuples(index=False):
         where = f"requests {excerpt(r.sweep_point)} cycle {r.cycle} request {r.request_id}"

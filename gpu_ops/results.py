@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -100,8 +100,9 @@ def file_sha256(path: Path) -> str:
 
 
 def parquet_bytes(df: pd.DataFrame, small: bool = False) -> bytes:
-    """Fixed writer options, so identical frames give identical bytes. `small` tables (one row per sweep point) skip compression and dictionaries:
-    decoding them dominates when thousands are read at once, and they gain nothing from either."""
+    """Fixed writer options, so identical frames give identical bytes. `small` tables (one row per sweep point) skip
+    compression and dictionaries: decoding them dominates when thousands are read at once, and they gain nothing
+    from either."""
     buf = pa.BufferOutputStream()
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
     if small:

@@ -60,8 +60,9 @@ def check_homogeneous(cycles: pd.DataFrame, keys: tuple[str, ...] = ("sweep_poin
         for col in IDENTITY:
             if col in group and group[col].nunique(dropna=False) > 1:
                 raise UserError(
-                    f"cannot aggregate sweep point {key}: mixed {col} values {sorted(group[col].astype(str).unique())}; "
-                    "aggregate each model/backend/hardware/weights separately"
+                    f"cannot aggregate sweep point {key}: mixed {col} values "
+                    f"{sorted(group[col].astype(str).unique())}; aggregate each model/backend/hardware/weights "
+                    "separately"
                 )
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from gpu_ops import rederive
-from gpu_ops.errors import UserError, excerpt
 from gpu_ops.config import content_hash
 from gpu_ops.environment import fingerprint_profile, validate_slug
+from gpu_ops.errors import UserError, excerpt
 from gpu_ops.models import weights_of
 from gpu_ops.results import ResultTables, load_json
 

@@ -174,7 +174,8 @@ class HubStub:
                 return h._reply(
                     412,
                     {
-                        "error": f"A commit has happened since. Parent commit {header['parentCommit']} is not head {repo.head}"
+                        "error": f"A commit has happened since. Parent commit {header['parentCommit']} is not head "
+                        f"{repo.head}"
                     },
                 )
             files = dict(repo.files)

@@ -47,3 +47,13 @@ def test_make_test_requires_services_unless_allowed():
 
     assert "LEM_REQUIRE_SERVICES=1 .venv-never-built/bin/python -m pytest" in dry_run()
     assert "LEM_REQUIRE_SERVICES=0 .venv-never-built/bin/python -m pytest" in dry_run("LEM_ALLOW_SKIP=1")
+
+
+def test_ci_fails_on_lint_findings_before_testing():
+    """`make lint` runs ruff's linter and its format check; .ci/run (set -e) runs it before `make test`."""
+    lint = subprocess.run(
+        ["make", "-n", "-s", "lint", "VENV=.venv-never-built"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    ).stdout.splitlines()
+    assert lint[-2:] == [".venv-never-built/bin/ruff check .", ".venv-never-built/bin/ruff format --check ."]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "set -euo pipefail" in ci and ci.index("\nmake lint\n") < ci.index("\nmake test\n")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from gpu_ops import schema
 from gpu_ops.config import ExperimentConfig
@@ -169,7 +170,8 @@ class InferenceBackend(Protocol):
         """Load for `config`; returns False when the already loaded model/engine serves it unchanged."""
 
     def warmup(self, requests: list[Request]) -> None:
-        """Run `requests` in the warm-up window: loading, compilation and first-batch costs land here, not in a cycle."""
+        """Run `requests` in the warm-up window: loading, compilation and first-batch costs land here, not in a
+        cycle."""
 
     def before_cycle(self) -> None:
         """Outside the measured window, before it opens: e.g. empty a prefix cache, read engine counters."""

@@ -99,9 +99,10 @@ CAPABILITIES = Capabilities(
     notes=(
         "per-step timestamps always recorded (streamer hook)",
         "no continuous batching: a batch runs to completion",
-        "int8/int4 through bitsandbytes (CUDA only); LoRA through peft; speculative = assisted generation (pytorch.assistant_model)",
-        "tensor parallel: transformers' TP plan, one process per GPU under torchrun; data parallel: independent replicas; "
-        "not both at once",
+        "int8/int4 through bitsandbytes (CUDA only); LoRA through peft; speculative = assisted generation "
+        "(pytorch.assistant_model)",
+        "tensor parallel: transformers' TP plan, one process per GPU under torchrun; data parallel: independent "
+        "replicas; not both at once",
     ),
 )
 
@@ -167,7 +168,10 @@ class PytorchBackend:
             import importlib.util
 
             if importlib.util.find_spec("flash_attn") is None:
-                return "pytorch.attn_implementation 'flash_attention_2' needs the flash-attn package, which is not installed here"
+                return (
+                    "pytorch.attn_implementation 'flash_attention_2' needs the flash-attn package, which is not "
+                    "installed here"
+                )
             if resolve_device(config) == "cpu":
                 return "pytorch.attn_implementation 'flash_attention_2' needs a CUDA GPU"
         return None
@@ -203,7 +207,8 @@ class PytorchBackend:
                 model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
             except OSError as exc:
                 raise UserError(
-                    f"model '{source.spec}': could not load ({exc}); use a local folder, builtin: or synthetic: when no hub is reachable"
+                    f"model '{source.spec}': could not load ({exc}); use a local folder, builtin: or synthetic: when "
+                    "no hub is reachable"
                 ) from None
             if "quantization_config" not in kwargs:
                 model = model.to(self.device)

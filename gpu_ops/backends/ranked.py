@@ -9,10 +9,10 @@ backend a `RankedBackend`, the others `follow` it.
   records of all replicas are gathered on rank 0 on one shared monotonic clock. Every replica runs the whole
   warm-up set, so each has seen the batch shapes of the cycles before the first measured window.
 
-Rank 0 runs the ordinary single-process measurement (gpu_ops.measure: idle baseline, windows, result folder). Its backend is a `RankedBackend`,
-which broadcasts each call to the other ranks before doing its own share, so every window holds the work
-of all GPUs; a barrier inside `sync()` closes a window only when every rank finished. Energy is metered on
-rank 0 over exactly the run's GPUs: the launcher narrows CUDA_VISIBLE_DEVICES to their UUIDs.
+Rank 0 runs the ordinary single-process measurement (gpu_ops.measure: idle baseline, windows, result folder). Its
+backend is a `RankedBackend`, which broadcasts each call to the other ranks before doing its own share, so every window
+holds the work of all GPUs; a barrier inside `sync()` closes a window only when every rank finished. Energy is metered
+on rank 0 over exactly the run's GPUs: the launcher narrows CUDA_VISIBLE_DEVICES to their UUIDs.
 """
 
 from __future__ import annotations
@@ -212,7 +212,9 @@ def follow() -> None:
             backend.warmup(args[0])
         elif op == "run":
             requests, t0 = args
-            dist.gather_object(backend.run(_share(requests, cfg, rank), lambda: time.monotonic() - t0), None, dst=0)
+            dist.gather_object(
+                backend.run(_share(requests, cfg, rank), lambda t0=t0: time.monotonic() - t0), None, dst=0
+            )
         elif op == "sync":
             backend.sync()
             dist.barrier()

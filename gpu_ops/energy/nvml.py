@@ -181,7 +181,8 @@ def select_targets(nvml, gpus: list[int], environ: dict[str, str] | None = None)
     parents = [t.index for t in chosen]
     if len(set(parents)) != len(parents):
         raise ConfigError(
-            "gpus: two MIG slices of one GPU in one run cannot be told apart by the energy counter; use one slice per parent GPU"
+            "gpus: two MIG slices of one GPU in one run cannot be told apart by the energy counter; use one slice per "
+            "parent GPU"
         )
     return chosen
 

@@ -1,4 +1,5 @@
-"""Where a model comes from: `builtin:` (built here), `synthetic:` (real shapes, random weights), a local folder, or a hub id."""
+"""Where a model comes from: `builtin:` (built here), `synthetic:` (real shapes, random weights), a local folder, or a
+hub id."""
 
 from __future__ import annotations
 

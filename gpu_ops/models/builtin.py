@@ -22,8 +22,10 @@ SHAPES = {
     "small-llama": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8),
 }
 BUILTIN_MODELS = {
-    "micro-llama": "Llama, 2 layers, hidden 128, head_dim 64, same tokenizer, random weights (seed 0): the fastest smoke model",
-    "tiny-llama": "Llama, 4 layers, hidden 256, head_dim 64, BPE tokenizer trained on the bundled corpus, random weights (seed 0)",
+    "micro-llama": "Llama, 2 layers, hidden 128, head_dim 64, same tokenizer, random weights (seed 0): the fastest "
+    "smoke model",
+    "tiny-llama": "Llama, 4 layers, hidden 256, head_dim 64, BPE tokenizer trained on the bundled corpus, random "
+    "weights (seed 0)",
     "small-llama": "Llama, 8 layers, hidden 512, head_dim 64, same tokenizer, random weights (seed 0)",
 }
 _SPECIAL = ["<s>", "</s>", "<unk>", "<pad>"]

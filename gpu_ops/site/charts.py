@@ -112,8 +112,8 @@ def scaling(board: pd.DataFrame):
             line = pd.concat([single, best[(best.gpu_count > 1) & (best.split == split)]]).sort_values("gpu_count")
             share = line.tokens_per_s_mean / (line.gpu_count * base_tps)
             hover = [
-                f"{r.parallelism} on {r.hardware}<br>{r.tokens_per_j_mean:.3g} tokens/J, {r.tokens_per_s_mean:.4g} tokens/s"
-                + (f" = {s:.0%} of {r.gpu_count} x one GPU" if pd.notna(s) else "")
+                f"{r.parallelism} on {r.hardware}<br>{r.tokens_per_j_mean:.3g} tokens/J, {r.tokens_per_s_mean:.4g} "
+                "tokens/s" + (f" = {s:.0%} of {r.gpu_count} x one GPU" if pd.notna(s) else "")
                 for r, s in zip(line.itertuples(), share)
             ]
             fig.add_trace(

@@ -53,20 +53,23 @@ def _index_body(title: str, n: int, generated_from: str) -> str:
         ""
         if n
         else '<div class="empty" id="empty-all"><strong>No measurements yet.</strong><br>Drop an experiment YAML '
-        "into the platform's inbox (storage/inbox), or run <code>llm-energy-measure run</code> and build this site with "
-        "<code>llm-energy-measure report RESULTS --out DIR</code>.</div>"
+        "into the platform's inbox (storage/inbox), or run <code>llm-energy-measure run</code> and build this site "
+        "with <code>llm-energy-measure report RESULTS --out DIR</code>.</div>"
     )
     return f"""<h1>{html.escape(title)}</h1>
-<div class="sub">Energy per output token, measured from the GPU energy counter; gross energy ranks. "unmeasured" means the energy
-could not be read (the reason is in the tooltip), never zero. Rows with synthetic weights are flagged. {html.escape(generated_from)}</div>
+<div class="sub">Energy per output token, measured from the GPU energy counter; gross energy ranks. "unmeasured" means
+the energy could not be read (the reason is in the tooltip), never zero. Rows with synthetic weights are flagged.
+{html.escape(generated_from)}</div>
 {empty_all}
-<div class="filters">{filters}<label>search <input id="q" type="search" placeholder="model, backend, hardware..."></label>
+<div class="filters">{filters}<label>search
+<input id="q" type="search" placeholder="model, backend, hardware..."></label>
 <span id="count"></span></div>
 <div class="empty" id="empty" style="display:none">No rows match these filters.</div>
 <div style="overflow-x:auto"><table><thead><tr id="head"></tr></thead><tbody id="body"></tbody></table></div>
 <div class="charts">
-<div class="chart" id="chart-compare"></div><div class="chart" id="chart-scatter"></div><div class="chart" id="chart-box"></div>
-<div class="chart" id="chart-heatmap"></div><div class="chart" id="chart-scaling"></div></div>
+<div class="chart" id="chart-compare"></div><div class="chart" id="chart-scatter"></div>
+<div class="chart" id="chart-box"></div><div class="chart" id="chart-heatmap"></div>
+<div class="chart" id="chart-scaling"></div></div>
 <script id="lem-data" type="application/json">__DATA__</script>
 <script src="assets/site.js"></script>"""
 
@@ -138,7 +141,10 @@ def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) 
     link = ""
     if dagster_url:
         base = dagster_url.rstrip("/")
-        link = f'<a href="{base}/assets/raw_measurements?view=partitions&partition={quote(str(row.partition_key))}">raw partition in Dagster</a>'
+        link = (
+            f'<a href="{base}/assets/raw_measurements?view=partitions&partition={quote(str(row.partition_key))}">'
+            "raw partition in Dagster</a>"
+        )
         if not str(row.raw_run_id).startswith("local:"):  # `report` on CLI result folders: no Dagster run to link
             link += (
                 f' · <a href="{base}/runs/{quote(str(row.raw_run_id))}">run {html.escape(str(row.raw_run_id))[:8]}</a>'
@@ -171,7 +177,8 @@ def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) 
             ("TTFT p50", _fmt(row.ttft_p50_s_mean, " ms", 1000)),
             (
                 "idle baseline",
-                f"before {_fmt(exp.idle_before_w, ' W')}, after {_fmt(exp.idle_after_w, ' W')}, used {_fmt(exp.idle_power_w, ' W')}",
+                f"before {_fmt(exp.idle_before_w, ' W')}, after {_fmt(exp.idle_after_w, ' W')}, used "
+                f"{_fmt(exp.idle_power_w, ' W')}",
             ),
             (
                 "counter vs timeline",
@@ -191,15 +198,19 @@ def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) 
     fp = json.dumps(json.loads(exp.fingerprint_json), indent=1, sort_keys=True)
     body = f"""<p><a href="../index.html">← leaderboard</a></p>
 <h1>{html.escape(str(row.model))} · {html.escape(str(row.backend))} · {html.escape(str(row.hardware))}</h1>
-<div class="sub">sweep point <strong>{html.escape(str(sp))}</strong>, {int(row.n_cycles)} cycles, precision {html.escape(str(row.precision))}</div>
+<div class="sub">sweep point <strong>{html.escape(str(sp))}</strong>, {int(row.n_cycles)} cycles,
+precision {html.escape(str(row.precision))}</div>
 <section><h2>Summary</h2>{summary}</section>
-<div class="charts"><div class="chart" id="chart-power"></div><div class="chart" id="chart-ttft"></div><div class="chart" id="chart-itl"></div></div>
+<div class="charts"><div class="chart" id="chart-power"></div><div class="chart" id="chart-ttft"></div>
+<div class="chart" id="chart-itl"></div></div>
 <section><h2>Cycles</h2>{cycle_table}</section>
 <section><h2>Provenance</h2>{provenance}</section>
-<section><h2>Resolved config</h2><p class="sub">highlighted: values that differ from the defaults</p><table class="kv">{cfg_rows}</table></section>
+<section><h2>Resolved config</h2><p class="sub">highlighted: values that differ from the defaults</p>
+<table class="kv">{cfg_rows}</table></section>
 <section><h2>Environment fingerprint</h2><pre>{html.escape(fp)}</pre></section>
 <script id="lem-figs" type="application/json">{_script_json(figures)}</script>
-<script>JSON.parse(document.getElementById("lem-figs").textContent).forEach(f => Plotly.newPlot(f.id, f.figure.data, f.figure.layout, {{responsive: true}}));</script>"""
+<script>JSON.parse(document.getElementById("lem-figs").textContent)
+  .forEach(f => Plotly.newPlot(f.id, f.figure.data, f.figure.layout, {{responsive: true}}));</script>"""
     return body
 
 

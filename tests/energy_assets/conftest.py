@@ -108,7 +108,8 @@ def pg_database():
     except psycopg2.OperationalError as exc:
         if REQUIRE_SERVICES:
             pytest.fail(
-                f"PostgreSQL unreachable at {PG} ({exc}); start it (pg_ctlcluster <ver> main start) or unset LEM_REQUIRE_SERVICES"
+                f"PostgreSQL unreachable at {PG} ({exc}); start it (pg_ctlcluster <ver> main start) or unset "
+                "LEM_REQUIRE_SERVICES"
             )
         pytest.skip(f"PostgreSQL unreachable at {PG}")
     admin.autocommit = True
@@ -122,7 +123,7 @@ def pg_database():
     finally:
         with admin.cursor() as cur:
             cur.execute(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                 (name,),
             )
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')

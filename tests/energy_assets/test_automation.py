@@ -2,7 +2,6 @@
 
 import datetime
 
-
 import dagster as dg
 import pytest
 
@@ -32,7 +31,7 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
     keys = sorted(r.partition_key for r in r1.run_requests)
     assert keys == sorted(
         [
-            f"builtin-small-llama__pytorch|h100-80gb-hbm3",
+            "builtin-small-llama__pytorch|h100-80gb-hbm3",
             f"builtin-small-llama__pytorch|{HW}",
             f"builtin-tiny-llama__pytorch|{HW}",
         ]

@@ -9,7 +9,8 @@ def test_broken_code_location_stops_the_demo_at_once_with_its_error(tmp_path):
     """A code location that fails to load used to leave the demo printing "0 succeeded" until killed."""
     (tmp_path / "broken_location.py").write_text("raise ImportError('no module named celery_thing (demo test)')\n")
     (tmp_path / "workspace.yaml").write_text(
-        f"load_from:\n  - python_file:\n      relative_path: {tmp_path / 'broken_location.py'}\n      location_name: broken\n"
+        f"load_from:\n  - python_file:\n      relative_path: {tmp_path / 'broken_location.py'}\n      location_name: "
+        "broken\n"
     )
     started = time.monotonic()
     r = subprocess.run(

@@ -5,10 +5,10 @@ import pandas as pd
 
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
 from energy_assets.leaderboard import leaderboard
-from gpu_ops import rederive
-from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.stats import cycle_statistics
+from gpu_ops import rederive
+from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
 from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
 
 ASSETS = [

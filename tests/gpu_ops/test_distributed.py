@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from gpu_ops.config import parse_config
 from gpu_ops.backends.ranked import _share, world_size
+from gpu_ops.config import parse_config
 from gpu_ops.errors import ConfigError
 from gpu_ops.runner import run_experiment
 from tests.fake_nvml import FakeGpu, FakeMig, FakeNVML

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from gpu_ops.energy import EnergyMeter, NvmlSource, RaplSource, integrate, select_targets, topology
-from gpu_ops.energy.sampler import foreign_pids
 from gpu_ops.energy.nvml import visible_targets
+from gpu_ops.energy.sampler import foreign_pids
 from gpu_ops.errors import ConfigError, MeasurementError
 from tests.fake_nvml import REAL_UPDATE_S, FakeGpu, FakeMig, FakeNVML, from_env
 
@@ -266,7 +266,8 @@ def test_rapl_absent_is_unmeasured_with_reason(tmp_path):
 
 
 def test_a_progress_bar_starts_no_thread_in_the_measuring_process():
-    """tqdm's monitor thread would stay in the process an engine forks (test_sampler_process_... checks none is left)."""
+    """tqdm's monitor thread would stay in the process an engine forks (test_sampler_process_... checks none is
+    left)."""
     import sys
     import threading
 

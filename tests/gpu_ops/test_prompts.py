@@ -18,7 +18,8 @@ def test_binary_prompts_file_is_a_user_error_naming_the_file(tmp_path, capsys):
         load_prompt_texts(cfg)
     exp = tmp_path / "exp.yaml"
     exp.write_text(
-        f"name: p\nmodel: builtin:tiny-llama\nprompts: {{source: jsonl, path: {blob}}}\nenergy: {{idle_baseline_s: 0}}\n"
+        f"name: p\nmodel: builtin:tiny-llama\nprompts: {{source: jsonl, path: {blob}}}\nenergy: {{idle_baseline_s: "
+        "0}\n"
     )
     assert main(["run", str(exp), "--out", str(tmp_path / "out"), "-q"]) == 2
     err = capsys.readouterr().err

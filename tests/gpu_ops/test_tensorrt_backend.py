@@ -118,7 +118,7 @@ def test_list_backends_marks_it_unverified(capsys):
     from gpu_ops.cli import main
 
     assert main(["list-backends"]) == 0
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("tensorrt"))
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("tensorrt"))
     assert "[not verified on hardware]" in line
 
 

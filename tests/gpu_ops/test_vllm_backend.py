@@ -3,10 +3,10 @@ an injected engine crash, and `compare` against the PyTorch backend on the same 
 
 import os
 import signal
-from pathlib import Path
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,8 +198,8 @@ def test_engine_starts_with_default_multiprocessing_while_the_meter_samples(tmp_
 
     import torch
 
-    from gpu_ops.energy import build_meter
     from gpu_ops.backends.vllm import VllmBackend
+    from gpu_ops.energy import build_meter
 
     assert (
         torch.cuda._nvml_based_avail()
