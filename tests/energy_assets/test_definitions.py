@@ -55,3 +55,23 @@ def test_platform_loads_without_the_fleet_extra():
         env={**__import__("os").environ, "LEM_EXECUTOR": "celery"},
     )
     assert celery.returncode != 0 and "dagster_celery" in celery.stderr
+
+
+def test_table_assets_carry_their_column_schema_with_units():
+    """The UI lists every column of the raw tables, the statistics and the leaderboard from gpu_ops.schema."""
+    from gpu_ops.schema import CYCLES, LEADERBOARD, PUBLISHED_STATISTICS, RESULT_TABLES
+
+    graph = defs.resolve_asset_graph()
+    for key, table in (
+        ("raw_measurements", CYCLES),
+        ("cycle_statistics", PUBLISHED_STATISTICS),
+        ("leaderboard", LEADERBOARD),
+    ):
+        metadata = graph.get(dg.AssetKey(key)).metadata
+        schema = metadata["dagster/column_schema"]
+        columns = {c.name: c for c in schema.columns}
+        assert list(columns) == list(table.names), key
+        assert all(columns[c.name].tags.get("unit", "") == c.unit for c in table.columns), key
+    assert columns["j_per_token_mean"].tags == {"unit": "J/token", "better": "lower"}
+    raw = graph.get(dg.AssetKey("raw_measurements")).metadata
+    assert {k for k in raw if k.endswith("_columns")} == {f"{n}_columns" for n in RESULT_TABLES if n != "cycles"}
