@@ -55,6 +55,8 @@ _TYPE_NAMES = {
 
 @dataclass
 class ResultTables:
+    """The tables of a result folder (their columns: gpu_ops.schema.RESULT_TABLES) and its summary.json."""
+
     experiment: pd.DataFrame
     sweep_points: pd.DataFrame
     cycles: pd.DataFrame
@@ -65,10 +67,12 @@ class ResultTables:
     summary: dict = field(default_factory=dict)
 
     def table(self, name: str) -> pd.DataFrame:
+        """The table stored as `<name>.parquet`."""
         return getattr(self, name)
 
     @property
     def partition(self) -> tuple[str, str]:
+        """(experiment key, hardware): the partition the result claims (checked against its config by validation)."""
         row = self.experiment.iloc[0]
         return str(row["experiment_key"]), str(row["hardware"])
 

@@ -79,6 +79,7 @@ class Column:
 
     @property
     def title(self) -> str:
+        """The column's header in a table: its label, else its name in words."""
         return self.label or self.name.replace("_", " ")
 
 
@@ -104,6 +105,7 @@ def statistic(metric: Column, kind: str) -> Column:
 
 
 def shown(column: Column) -> Column:
+    """`column` as a leaderboard column the site shows."""
     return replace(column, shown=True)
 
 
@@ -125,6 +127,7 @@ class Table:
         record: the name of the generated record class.
         free_prefix: free-form columns this table may also hold (sweep_points: `backend_<key>`, the backend's load
             details, which differ by backend); their types are inferred.
+        free_meaning: what a free-form column holds (the card and the UI describe each by it and its key).
     """
 
     def __init__(
