@@ -794,7 +794,7 @@ REQUEST_METRICS = Table(
     ),
     Column("prefill_end_s", "float", S, "first token of the request's batch: end of its prefill, run clock"),
 )
-"""What metrics.request_row derives from a backend's RequestRecord."""
+"""What metrics.request_metrics derives from a backend's RequestRecord."""
 REQUEST_ENERGY = Table(
     "request_energy",
     Column(
