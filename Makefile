@@ -41,8 +41,13 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m energy_assets.demo
 endif
 
+# ruff: lint and formatting (pyproject.toml [tool.ruff]); CI runs it before the tests and fails on any finding.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 # Service tests (PostgreSQL, Redis, vLLM, Chromium) fail instead of skipping; LEM_ALLOW_SKIP=1 lets them skip.
 test: $(VENV)/.installed chromium
 	LEM_REQUIRE_SERVICES=$(if $(filter 1,$(LEM_ALLOW_SKIP)),0,1) $(BIN)/python -m pytest -q
 
-.PHONY: install demo test chromium
+.PHONY: install demo lint test chromium

@@ -39,21 +39,27 @@ def main() -> int:
     gaps = step_intervals(handle, args.seconds)
     if gaps:
         q = statistics.quantiles(gaps, n=20)
-        print(f"counter steps in {args.seconds:.0f} s (idle GPU): {len(gaps) + 1}; interval ms: min {min(gaps) * 1e3:.1f}, "
-              f"p5 {q[0] * 1e3:.1f}, median {statistics.median(gaps) * 1e3:.1f}, p95 {q[-1] * 1e3:.1f}, max {max(gaps) * 1e3:.1f}")
+        print(
+            f"counter steps in {args.seconds:.0f} s (idle GPU): {len(gaps) + 1}; interval ms: min "
+            f"{min(gaps) * 1e3:.1f}, p5 {q[0] * 1e3:.1f}, median {statistics.median(gaps) * 1e3:.1f}, p95 "
+            f"{q[-1] * 1e3:.1f}, max {max(gaps) * 1e3:.1f}"
+        )
     else:
         print(f"counter did not step in {args.seconds:.0f} s")
     cfg = parse_config({"name": "counter-step", "model": "builtin:micro-llama", "gpus": [args.gpu]})
     with build_meter(cfg, use_cuda=True) as meter:
         for ms in (5, 20, 50, 100, 200, 1000):
             hits = 0
-            for trial in range(10):
+            for _ in range(10):
                 meter.begin_window("w")
                 time.sleep(ms / 1000)
                 w = meter.end_window("w")
                 hits += w.gpu_energy_status == "measured"
-            print(f"{ms:5d} ms windows: {hits}/10 measured; last: {w.gpu_energy_status}, "
-                  f"{'%.3f J' % w.gpu_energy_j if w.gpu_energy_j is not None else w.gpu_unmeasured_reason}, too_short={w.too_short}")
+            print(
+                f"{ms:5d} ms windows: {hits}/10 measured; last: {w.gpu_energy_status}, "
+                f"{f'{w.gpu_energy_j:.3f} J' if w.gpu_energy_j is not None else w.gpu_unmeasured_reason}, "
+                f"too_short={w.too_short}"
+            )
     return 0
 
 

@@ -43,17 +43,34 @@ def measured_bandwidth_gbs() -> float | None:
     return 2 * n / times[len(times) // 2] / 1e9
 
 
-VARIANTS = ("pytorch-eager-bs1", "pytorch-eager-bs64", "pytorch-compiled-bs1", "pytorch-compiled-bs64", "vllm-bs1", "vllm-bs64")
+VARIANTS = (
+    "pytorch-eager-bs1",
+    "pytorch-eager-bs64",
+    "pytorch-compiled-bs1",
+    "pytorch-compiled-bs64",
+    "vllm-bs1",
+    "vllm-bs64",
+)
 
 
 def variant(name: str, model: str, out_tokens: int, count: int, cycles: int) -> dict:
     backend, *kind, bs = name.split("-")
     bs = int(bs.removeprefix("bs"))
     data = {
-        "name": f"roofline-{name}", "model": model, "backend": backend, "precision": "bf16", "device": "auto",
-        "max_input_tokens": 128, "max_output_tokens": out_tokens, "min_output_tokens": out_tokens,
+        "name": f"roofline-{name}",
+        "model": model,
+        "backend": backend,
+        "precision": "bf16",
+        "device": "auto",
+        "max_input_tokens": 128,
+        "max_output_tokens": out_tokens,
+        "min_output_tokens": out_tokens,
         "prompts": {"source": "random", "count": count, "random": {"input_len": 128}},
-        "batching": {"batch_size": bs}, "cycles": cycles, "warmup_requests": bs, "cooldown_s": 0, "energy": {"idle_baseline_s": 2},
+        "batching": {"batch_size": bs},
+        "cycles": cycles,
+        "warmup_requests": bs,
+        "cooldown_s": 0,
+        "energy": {"idle_baseline_s": 2},
     }
     if backend == "pytorch":
         compiled = kind == ["compiled"]
@@ -68,11 +85,10 @@ def parameters(info, cfg) -> int:
     """Parameter count: the PyTorch backend reports it; for vLLM it is computed from the model's architecture."""
     if "backend_parameters" in info and info["backend_parameters"] == info["backend_parameters"]:
         return int(info["backend_parameters"])
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from gpu_ops.models import resolve_model
-
-    import torch
 
     source = resolve_model(cfg.model)
     if source.architecture:
@@ -91,7 +107,9 @@ def main() -> int:
     ap.add_argument("--out", default="results/roofline")
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--cycles", type=int, default=3)
-    ap.add_argument("--bs1-count", type=int, nargs=2, default=[3, 16], help="requests per cycle at bs1: eager, compiled/vLLM")
+    ap.add_argument(
+        "--bs1-count", type=int, nargs=2, default=[3, 16], help="requests per cycle at bs1: eager, compiled/vLLM"
+    )
     ap.add_argument("--bs64-batches", type=int, default=4, help="batches of 64 per cycle")
     ap.add_argument("--only", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
     args = ap.parse_args()
@@ -112,28 +130,47 @@ def main() -> int:
         weight_bytes = parameters(info, cfg) * 2
         tpot = p["tpot_mean_s_mean"]
         decode_tok_s = bs / tpot if tpot else None
-        rows.append({
-            "variant": cfg.name, "batch_size": bs, "compiled": compiled, "cycles": p["n_cycles"],
-            "tokens_per_s": p["tokens_per_s_mean"], "decode_tok_s": decode_tok_s,
-            "j_per_token": p["j_per_token_mean"], "j_per_token_ci95": p["j_per_token_ci95"], "j_per_token_cv": p["j_per_token_cv"],
-            "net_j_per_token": p["net_j_per_token_mean"], "avg_power_w": p["avg_power_w_mean"],
-            "warmup_s": t.summary["warmup_s"].get("default"), "weight_bytes": weight_bytes,
-            "cross_check_worst": float(t.cycles.cross_check_rel_diff.abs().max()), "folder": str(outcome.folder),
-            "wall_s": time.time() - t0,
-        })
+        rows.append(
+            {
+                "variant": cfg.name,
+                "batch_size": bs,
+                "compiled": compiled,
+                "cycles": p["n_cycles"],
+                "tokens_per_s": p["tokens_per_s_mean"],
+                "decode_tok_s": decode_tok_s,
+                "j_per_token": p["j_per_token_mean"],
+                "j_per_token_ci95": p["j_per_token_ci95"],
+                "j_per_token_cv": p["j_per_token_cv"],
+                "net_j_per_token": p["net_j_per_token_mean"],
+                "avg_power_w": p["avg_power_w_mean"],
+                "warmup_s": t.summary["warmup_s"].get("default"),
+                "weight_bytes": weight_bytes,
+                "cross_check_worst": float(t.cycles.cross_check_rel_diff.abs().max()),
+                "folder": str(outcome.folder),
+                "wall_s": time.time() - t0,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     bw = measured_bandwidth_gbs()  # after the runs: its buffers must not shrink a vLLM engine's memory share
     for r in rows:
         r["roofline_decode_tok_s"] = bw * 1e9 / r["weight_bytes"] * r["batch_size"] if bw else None
         r["share_of_roofline"] = r["decode_tok_s"] / r["roofline_decode_tok_s"] if bw and r["decode_tok_s"] else None
     print(f"\nmeasured copy bandwidth: {bw:.0f} GB/s" if bw else "\nno GPU: roofline not computed")
-    print(f"{'variant':<26}{'tok/s':>10}{'decode tok/s':>14}{'J/token':>10}{'CV':>8}{'W':>8}{'warm-up s':>11}{'roofline %':>12}")
+    print(
+        f"{'variant':<26}{'tok/s':>10}{'decode tok/s':>14}{'J/token':>10}{'CV':>8}{'W':>8}{'warm-up s':>11}"
+        f"{'roofline %':>12}"
+    )
     for r in rows:
+
         def f(v, fmt):
             return format(v, fmt) if v is not None and v == v else "n/a".rjust(int(fmt.split(".")[0]))
-        print(f"{r['variant']:<26}{f(r['tokens_per_s'], '10.1f')}{f(r['decode_tok_s'], '14.1f')}{f(r['j_per_token'], '10.4f')}"
-              f"{f(r['j_per_token_cv'], '8.3f')}{f(r['avg_power_w'], '8.1f')}{f(r['warmup_s'], '11.1f')}"
-              f"{f(r['share_of_roofline'] * 100 if r['share_of_roofline'] else None, '12.1f')}")
+
+        print(
+            f"{r['variant']:<26}{f(r['tokens_per_s'], '10.1f')}{f(r['decode_tok_s'], '14.1f')}"
+            f"{f(r['j_per_token'], '10.4f')}"
+            f"{f(r['j_per_token_cv'], '8.3f')}{f(r['avg_power_w'], '8.1f')}{f(r['warmup_s'], '11.1f')}"
+            f"{f(r['share_of_roofline'] * 100 if r['share_of_roofline'] else None, '12.1f')}"
+        )
     return 0
 
 

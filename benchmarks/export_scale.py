@@ -31,9 +31,21 @@ def make_partitions(root: Path, rows: int, partitions: int) -> dict[str, Path]:
     from gpu_ops.results import read_tables, write_tables
     from gpu_ops.runner import run_experiment
 
-    cfg = parse_config({"name": "scale", "model": "builtin:micro-llama", "max_input_tokens": 32, "max_output_tokens": 32,
-                        "min_output_tokens": 32, "prompts": {"count": 16}, "batching": {"batch_size": 16}, "cycles": 3,
-                        "warmup_requests": 0, "cooldown_s": 0, "energy": {"idle_baseline_s": 0}})
+    cfg = parse_config(
+        {
+            "name": "scale",
+            "model": "builtin:micro-llama",
+            "max_input_tokens": 32,
+            "max_output_tokens": 32,
+            "min_output_tokens": 32,
+            "prompts": {"count": 16},
+            "batching": {"batch_size": 16},
+            "cycles": 3,
+            "warmup_requests": 0,
+            "cooldown_s": 0,
+            "energy": {"idle_baseline_s": 0},
+        }
+    )
     seed = read_tables(run_experiment(cfg, root / "seed").folder)
     per = rows // partitions
     rng = np.random.default_rng(0)
@@ -42,10 +54,21 @@ def make_partitions(root: Path, rows: int, partitions: int) -> dict[str, Path]:
         itl = rng.gamma(2.0, 0.01, size=(per, 31))
         ttft = rng.gamma(2.0, 0.05, size=per)
         arrival = np.sort(rng.uniform(0, 600, size=per))
-        req = pd.DataFrame({"request_id": np.arange(per), "prompt_tokens": rng.integers(16, 2048, per), "output_tokens": 32,
-                            "arrival_s": arrival, "scheduled_s": arrival + rng.gamma(1.0, 0.01, per), "ttft_s": ttft,
-                            "e2e_s": ttft + itl.sum(axis=1), "itl_s": list(itl), "batch_id": -1,
-                            "sweep_point": "default", "cycle": np.arange(per) % 3})
+        req = pd.DataFrame(
+            {
+                "request_id": np.arange(per),
+                "prompt_tokens": rng.integers(16, 2048, per),
+                "output_tokens": 32,
+                "arrival_s": arrival,
+                "scheduled_s": arrival + rng.gamma(1.0, 0.01, per),
+                "ttft_s": ttft,
+                "e2e_s": ttft + itl.sum(axis=1),
+                "itl_s": list(itl),
+                "batch_id": -1,
+                "sweep_point": "default",
+                "cycle": np.arange(per) % 3,
+            }
+        )
         req["queue_s"] = req.scheduled_s - req.arrival_s
         req["tpot_s"] = (req.e2e_s - req.ttft_s) / 31
         req["first_token_s"] = req.arrival_s + req.ttft_s
@@ -71,9 +94,19 @@ def export_only(root: Path) -> None:
     snap = build_snapshot(folders, board, stats, root / "dataset")
     took = time.perf_counter() - t1
     req = next(f for f in snap.files if f.path == "data/requests.parquet")
-    print(json.dumps({"seconds": took, "rows": req.rows, "requests_mb": req.bytes / 1e6, "total_mb": sum(f.bytes for f in snap.files) / 1e6,
-                      "files": len(snap.files), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "arrow_pool_peak_mib": pool.max_memory() / 2**20}))
+    print(
+        json.dumps(
+            {
+                "seconds": took,
+                "rows": req.rows,
+                "requests_mb": req.bytes / 1e6,
+                "total_mb": sum(f.bytes for f in snap.files) / 1e6,
+                "files": len(snap.files),
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "arrow_pool_peak_mib": pool.max_memory() / 2**20,
+            }
+        )
+    )
 
 
 def main() -> int:
@@ -88,25 +121,39 @@ def main() -> int:
     if args.export_only:
         export_only(Path(args.export_only))
         return 0
-    from energy_assets.leaderboard import build_leaderboard
-    from energy_assets.stats import statistics_with_provenance
+    from energy_assets.stats import STATS_CODE_VERSION
+    from gpu_ops.leaderboard import build_leaderboard
     from gpu_ops.results import read_tables
+    from gpu_ops.stats import published_statistics
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
         folders = make_partitions(root, args.rows, args.partitions)
         prov = {"raw_run_id": "bench", "raw_storage_id": 1, "raw_data_version": "v", "raw_code_version": "raw-v1"}
-        stats = pd.concat([statistics_with_provenance(read_tables(f), k, prov) for k, f in folders.items()], ignore_index=True)
+        stats = pd.concat(
+            [published_statistics(read_tables(f), k, STATS_CODE_VERSION, prov) for k, f in folders.items()],
+            ignore_index=True,
+        )
         build_leaderboard(stats).to_parquet(root / "board.parquet")
         stats.to_parquet(root / "stats.parquet")
         (root / "folders.json").write_text(json.dumps({k: str(v) for k, v in folders.items()}))
-        print(f"generated {args.partitions} partitions, {args.rows} request rows in {time.perf_counter() - t0:.1f} s", flush=True)
-        out = subprocess.run([sys.executable, __file__, "--export-only", str(root)], capture_output=True, text=True, check=True)
+        print(
+            f"generated {args.partitions} partitions, {args.rows} request rows in {time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, "--export-only", str(root)], capture_output=True, text=True, check=True
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"export: {r['seconds']:.2f} s for {r['rows']} request rows ({r['requests_mb']:.1f} MB requests.parquet, "
-          f"{r['total_mb']:.1f} MB in {r['files']} files) on {os.cpu_count()} cores")
-    print(f"peak memory of the export process: RSS {r['peak_rss_mib']:.0f} MiB, Arrow pool {r['arrow_pool_peak_mib']:.0f} MiB")
+    print(
+        f"export: {r['seconds']:.2f} s for {r['rows']} request rows ({r['requests_mb']:.1f} MB requests.parquet, "
+        f"{r['total_mb']:.1f} MB in {r['files']} files) on {os.cpu_count()} cores"
+    )
+    print(
+        f"peak memory of the export process: RSS {r['peak_rss_mib']:.0f} MiB, Arrow pool "
+        f"{r['arrow_pool_peak_mib']:.0f} MiB"
+    )
     ok = r["seconds"] <= 20.0
     print(f"goal <= 20 s: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1

@@ -17,21 +17,48 @@ import pandas as pd
 from upath import UPath
 
 from energy_assets.io import concat_parquet
-from energy_assets.leaderboard import COLUMNS, PROVENANCE, build_leaderboard
-from energy_assets.stats import statistics_with_provenance
+from energy_assets.stats import STATS_CODE_VERSION
+from gpu_ops.leaderboard import FROM_STATISTICS, build_leaderboard
 from gpu_ops.results import ResultTables, parquet_bytes
-from gpu_ops.stats import SUMMARISED
+from gpu_ops.schema import SUMMARISED
+from gpu_ops.stats import published_statistics
 
 
 def synthetic_tables(i: int, rng: np.random.Generator) -> ResultTables:
     exp, hw = f"model-{i % 997}__pytorch", f"hw-{i // 997}"
-    cycles = pd.DataFrame({"sweep_point": "batch_size=8", "cycle": range(5), "model": f"model-{i % 997}", "backend": "pytorch",
-                           "hardware": hw, "weights": "synthetic", "precision": "bf16", "batch_size": 8, "config_hash": "c" * 16,
-                           "energy_status": "measured", "unmeasured_reason": None,
-                           **{m: rng.normal(100, 5, 5) for m in SUMMARISED}})
-    experiment = pd.DataFrame([{"name": f"e{i}", "experiment_key": exp, "hardware": hw, "fingerprint_hash": "f" * 12, "config_hash": "c" * 16}])
+    cycles = pd.DataFrame(
+        {
+            "sweep_point": "batch_size=8",
+            "cycle": range(5),
+            "model": f"model-{i % 997}",
+            "backend": "pytorch",
+            "hardware": hw,
+            "weights": "synthetic",
+            "precision": "bf16",
+            "batch_size": 8,
+            "config_hash": "c" * 16,
+            "parallelism": "single",
+            "gpu_count": 1,
+            "energy_status": "measured",
+            "unmeasured_reason": None,
+            **{m.name: rng.normal(100, 5, 5) for m in SUMMARISED},
+        }
+    )
+    experiment = pd.DataFrame(
+        [
+            {
+                "name": f"e{i}",
+                "experiment_key": exp,
+                "hardware": hw,
+                "fingerprint_hash": "f" * 12,
+                "config_hash": "c" * 16,
+            }
+        ]
+    )
     empty = pd.DataFrame()
-    return ResultTables(experiment=experiment, sweep_points=empty, cycles=cycles, requests=empty, windows=empty, timeline=empty)
+    return ResultTables(
+        experiment=experiment, sweep_points=empty, cycles=cycles, requests=empty, windows=empty, timeline=empty
+    )
 
 
 def main() -> int:
@@ -48,14 +75,26 @@ def main() -> int:
             for i in range(n):  # what cycle_statistics writes per partition
                 t = synthetic_tables(i, rng)
                 key = f"{t.experiment.experiment_key[0]}|{t.experiment.hardware[0]}"
-                prov = {"raw_run_id": f"run-{i}", "raw_storage_id": i, "raw_data_version": "d" * 16, "raw_code_version": "raw-v1"}
-                (folder / f"{i}.parquet").write_bytes(parquet_bytes(statistics_with_provenance(t, key, prov), small=True))
+                prov = {
+                    "raw_run_id": f"run-{i}",
+                    "raw_storage_id": i,
+                    "raw_data_version": "d" * 16,
+                    "raw_code_version": "raw-v1",
+                }
+                (folder / f"{i}.parquet").write_bytes(
+                    parquet_bytes(published_statistics(t, key, STATS_CODE_VERSION, prov), small=True)
+                )
             prep = time.perf_counter() - t0
             t0 = time.perf_counter()
-            lb = build_leaderboard(concat_parquet([UPath(p) for p in sorted(folder.glob("*.parquet"))], [*COLUMNS, *PROVENANCE]))
+            lb = build_leaderboard(
+                concat_parquet([UPath(p) for p in sorted(folder.glob("*.parquet"))], list(FROM_STATISTICS))
+            )
             times[n] = time.perf_counter() - t0
             assert len(lb) == n and lb.rank_j_per_token.notna().all()
-            print(f"{n:>6} partitions x 5 cycles: rebuild {times[n]:.2f} s (statistics prepared in {prep:.1f} s)", flush=True)
+            print(
+                f"{n:>6} partitions x 5 cycles: rebuild {times[n]:.2f} s (statistics prepared in {prep:.1f} s)",
+                flush=True,
+            )
     if len(times) > 1:
         a, b = sorted(times)[0], sorted(times)[-1]
         print(f"ratio {b}/{a}: {times[b] / times[a]:.2f} (linear: {b / a:.1f})")

@@ -57,10 +57,14 @@ def main() -> int:
 
     source = resolve_model(args.model)
     folder = str(synthetic_folder(source)) if source.kind == "synthetic" else str(source.path)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTORCH_NVML_BASED_CUDA_CHECK", "VLLM_WORKER_MULTIPROC_METHOD")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTORCH_NVML_BASED_CUDA_CHECK", "VLLM_WORKER_MULTIPROC_METHOD")
+    }
     modes = args.modes.split(",")
     results = {}
-    # the clean start alone first; the suspects together (a hung engine holds no compute, and the test costs one timeout)
+    # the clean start alone first; the suspects together (a hung engine holds no compute; the test costs one timeout)
     for group in ([m for m in modes if m == "clean"], [m for m in modes if m != "clean"]):
         results.update(run_group(group, folder, env, args.timeout))
     for mode, (verdict, out) in results.items():
@@ -70,9 +74,20 @@ def main() -> int:
 
 
 def run_group(modes: list[str], folder: str, env: dict, timeout: float) -> dict:
-    procs = {mode: (subprocess.Popen([sys.executable, "-c", CHILD, mode, folder, folder], env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True), time.monotonic())
-             for mode in modes}
+    procs = {
+        mode: (
+            subprocess.Popen(
+                [sys.executable, "-c", CHILD, mode, folder, folder],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            ),
+            time.monotonic(),
+        )
+        for mode in modes
+    }
     results = {}
     for mode, (p, started) in procs.items():
         try:

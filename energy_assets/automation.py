@@ -1,7 +1,6 @@
 """Sensors and schedules (they replace the old daemon): experiment inbox, results inbox, cron re-measurement,
 and the automation-condition sensor that keeps statistics and the leaderboard up to date."""
 
-
 import hashlib
 import itertools
 import json
@@ -18,21 +17,27 @@ from energy_assets.fleet import measure_executor
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
-from gpu_ops.config import MAX_CONFIG_BYTES, load_config, parse_config, parse_yaml, read_config_bytes
+from gpu_ops.config import MAX_CONFIG_BYTES, parse_config, parse_yaml, read_config_bytes
 from gpu_ops.environment import validate_slug
 from gpu_ops.errors import ConfigError, UserError, excerpt
 from gpu_ops.models import resolve_model
-from gpu_ops.results import experiment_slug, read_tables, write_file_atomic
+from gpu_ops.results import read_tables, write_file_atomic
 from gpu_ops.validation import blocking_failures, failure_message, validate
 
 measure_job = dg.define_asset_job(
-    "measure", selection=dg.AssetSelection.assets("raw_measurements"), partitions_def=measurement_partitions,
+    "measure",
+    selection=dg.AssetSelection.assets("raw_measurements"),
+    partitions_def=measurement_partitions,
     executor_def=measure_executor(),
-    description="Measure (or ingest) one experiment x hardware partition. At most one run per hardware value runs at a time (dagster.yaml).",
+    description="Measure (or ingest) one experiment x hardware partition. At most one run per hardware value runs at a "
+    "time (dagster.yaml).",
 )
 
 automation = dg.AutomationConditionSensorDefinition(
-    "keep_statistics_current", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=15,
+    "keep_statistics_current",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=15,
 )
 
 
@@ -50,8 +55,11 @@ def _adds(keys: dict[str, set[str]], context) -> list:
 
 def _missing_keys(context, experiment: str, hardware: str) -> list[tuple[str, str]]:
     """(dimension, key) of a partition's keys the instance does not have yet."""
-    return [(dim, key) for (pdef, dim), key in zip(_DIMENSIONS, (experiment, hardware))
-            if not context.instance.has_dynamic_partition(pdef.name, key)]
+    return [
+        (dim, key)
+        for (pdef, dim), key in zip(_DIMENSIONS, (experiment, hardware))
+        if not context.instance.has_dynamic_partition(pdef.name, key)
+    ]
 
 
 INBOX_SETTLE_S = 30.0  # default of LEM_INBOX_SETTLE_S
@@ -66,8 +74,10 @@ def _reason(exc: Exception, what: str) -> str:
     """A refusal's message: a UserError names the field and the fix itself; anything else is unexpected input."""
     if isinstance(exc, UserError):
         return printable(str(exc))
-    return (f"{what} could not be read ({type(exc).__name__}: {excerpt(str(exc), bare=True)}); it is not what "
-            "llm-energy-measure writes: check it and drop a fresh copy")
+    return (
+        f"{what} could not be read ({type(exc).__name__}: {excerpt(str(exc), bare=True)}); it is not what "
+        "llm-energy-measure writes: check it and drop a fresh copy"
+    )
 
 
 def _note_differs(note: Path, message: str) -> bool:
@@ -94,16 +104,23 @@ def _read_experiment(path: Path) -> bytes:
     """An inbox file's bytes: the file itself (a link could point anywhere), with a name we can report and store."""
     st = os.lstat(path)
     if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{printable(path.name)}: not a regular file (a link, folder, pipe or device); put the "
-                          "YAML file itself into the inbox")
+        raise ConfigError(
+            f"{printable(path.name)}: not a regular file (a link, folder, pipe or device); put the "
+            "YAML file itself into the inbox"
+        )
     if printable(path.name) != path.name or not path.name.isprintable():
-        raise ConfigError(f"{printable(path.name)}: the file name is not printable UTF-8; rename it, e.g. to "
-                          f"{safe_name(path.name)}")
+        raise ConfigError(
+            f"{printable(path.name)}: the file name is not printable UTF-8; rename it, e.g. to {safe_name(path.name)}"
+        )
     return read_config_bytes(path)
 
 
-@dg.sensor(job=measure_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Experiment YAMLs dropped into storage/inbox: validated, registered as partitions, measured.")
+@dg.sensor(
+    job=measure_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Experiment YAMLs dropped into storage/inbox: validated, registered as partitions, measured.",
+)
 def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResource, gpu: GpuResource):
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     requests, keys, problems = [], {"experiment": set(), "hardware": set()}, []
@@ -134,7 +151,8 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
             if seen.get(path.name) == digest:
                 continue
             cfg = parse_config(parse_yaml(text, path.name), path.name)
-            experiment = validate_slug(experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend), "experiment")
+            resolve_model(cfg.model, build=False)  # an unknown model is refused here, not when it is measured
+            experiment = validate_slug(cfg.experiment_key(), "experiment")
             hardware = [validate_slug(h, "hardware") for h in (cfg.hardware or [gpu.local_profile(cfg.gpus)])]
         except Exception as exc:
             digest = digest or _entry_state(path)  # unreadable: reported once per state of the entry
@@ -142,17 +160,26 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
                 reject(path, _reason(exc, printable(path.name)))
             seen[path.name] = digest  # an invalid file is reported once per content; fixing it re-triggers
             continue
-        conflict = next(((hw, owner) for hw in hardware if (owner := storage.experiment_source(experiment, hw)) not in (None, path.name)
-                         and owner in present), None)
+        conflict = next(
+            (
+                (hw, owner)
+                for hw in hardware
+                if (owner := storage.experiment_source(experiment, hw)) not in (None, path.name) and owner in present
+            ),
+            None,
+        )
         if conflict:  # not marked seen: it registers once the other file leaves the inbox
             hw, other = conflict
-            reject(path, f"partition {experiment}|{hw} is defined by {other}; one file defines a partition. To measure both "
-                         f"configurations there, make them sweep points of one file (e.g. sweep: {{parallelism: [{{tensor: 2}}, "
-                         f"{{data: 2}}]}}), or remove {other} from the inbox to let this file replace it")
+            reject(
+                path,
+                f"partition {experiment}|{hw} is defined by {other}; one file defines a partition. To measure both "
+                f"configurations there, make them sweep points of one file (e.g. sweep: {{parallelism: [{{tensor: 2}}, "
+                f"{{data: 2}}]}}), or remove {other} from the inbox to let this file replace it",
+            )
             continue
         try:
             for hw in hardware:
-                storage.register_experiment(experiment, hw, text.decode(), source=path.name)
+                storage.register_experiment(experiment, hw, cfg, source=path.name)
         except OSError as exc:  # not marked seen: retried on the next tick
             problems.append(f"{path.name}: could not be registered ({exc}); retried on the next tick")
             context.log.error(problems[-1])
@@ -162,11 +189,20 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
         for hw in hardware:
             keys["experiment"].add(experiment)
             keys["hardware"].add(hw)
-            requests.append(dg.RunRequest(run_key=f"{path.name}:{digest}:{hw}", partition_key=partition_key(experiment, hw),
-                                          tags={SOURCE_TAG: "measure", "lem/experiment_file": path.name, "lem/config_sha": digest}))
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{path.name}:{digest}:{hw}",
+                    partition_key=partition_key(experiment, hw),
+                    tags={SOURCE_TAG: "measure", "lem/experiment_file": path.name, "lem/config_sha": digest},
+                )
+            )
     seen = {name: d for name, d in seen.items() if name in present}  # files that left the inbox are forgotten
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=_adds(keys, context), cursor=json.dumps(seen, sort_keys=True),
-                           skip_reason=None if requests else dg.SkipReason("; ".join(problems) or "no new or changed experiment files"))
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=_adds(keys, context),
+        cursor=json.dumps(seen, sort_keys=True),
+        skip_reason=None if requests else dg.SkipReason("; ".join(problems) or "no new or changed experiment files"),
+    )
 
 
 def inbox_settle_s() -> float:
@@ -185,16 +221,20 @@ def _unsettled(entry: Path, settle_s: float) -> str | None:
             stats += [e.stat(follow_symlinks=False) for e in itertools.islice(it, 1000)]
     age = time.time() - max(max(st.st_mtime, st.st_ctime) for st in stats)
     if age < settle_s:
-        return (f"changed {max(age, 0):.0f} s ago: waiting until it has been unchanged for {settle_s:.0f} s "
-                "(LEM_INBOX_SETTLE_S)")
+        return (
+            f"changed {max(age, 0):.0f} s ago: waiting until it has been unchanged for {settle_s:.0f} s "
+            "(LEM_INBOX_SETTLE_S)"
+        )
     return None
 
 
 def _accept(folder: Path) -> tuple[str, str, str]:
     """Check one settled result folder: (experiment, hardware, upload name), or raise why not."""
     if printable(folder.name) != folder.name or not folder.name.isprintable():
-        raise UserError(f"{printable(folder.name)}: the folder name is not printable UTF-8; rename it, e.g. to "
-                        f"{safe_name(folder.name)}, and copy it again")
+        raise UserError(
+            f"{printable(folder.name)}: the folder name is not printable UTF-8; rename it, e.g. to "
+            f"{safe_name(folder.name)}, and copy it again"
+        )
     tables = read_tables(folder)
     experiment, hardware = (validate_slug(v, what) for v, what in zip(tables.partition, ("experiment", "hardware")))
     failed = blocking_failures(validate(tables))
@@ -203,8 +243,13 @@ def _accept(folder: Path) -> tuple[str, str, str]:
     return experiment, hardware, f"{safe_name(folder.name)}-{tables.summary['content_hash'][:8]}"
 
 
-@dg.sensor(job=measure_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Result folders from standalone CLI runs: validated and ingested into their partition, or quarantined with a reason.")
+@dg.sensor(
+    job=measure_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Result folders from standalone CLI runs: validated and ingested into their partition, or quarantined "
+    "with a reason.",
+)
 def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource):
     requests, notes = [], []
     new_keys: dict[str, set[str]] = {"experiment": set(), "hardware": set()}
@@ -223,9 +268,11 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
                 continue
             experiment, hardware, name = _accept(entry)
             dest = storage.upload_dir(experiment, hardware) / name
-            request = dg.RunRequest(run_key=f"upload:{experiment}:{hardware}:{name}",
-                                    partition_key=partition_key(experiment, hardware),
-                                    tags={SOURCE_TAG: "upload", UPLOAD_TAG: name})
+            request = dg.RunRequest(
+                run_key=f"upload:{experiment}:{hardware}:{name}",
+                partition_key=partition_key(experiment, hardware),
+                tags={SOURCE_TAG: "upload", UPLOAD_TAG: name},
+            )
         except Exception as exc:
             reason = _reason(exc, f"result folder {shown}")
             try:
@@ -253,20 +300,30 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
             new_keys[dim].add(key)
         requests.append(request)
     adds = [pdef.build_add_request(sorted(new_keys[dim])) for pdef, dim in _DIMENSIONS if new_keys[dim]]
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=adds,
-                           skip_reason=None if requests else dg.SkipReason("; ".join(notes) or "no new result folders"))
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=adds,
+        skip_reason=None if requests else dg.SkipReason("; ".join(notes) or "no new result folders"),
+    )
 
 
 def _remeasure_schedule(experiment: str, hardware: str, schedule) -> dg.ScheduleDefinition:
     key = partition_key(experiment, hardware)
 
-    @dg.schedule(name=f"remeasure_{re.sub(r'[^A-Za-z0-9_]', '_', f'{experiment}__{hardware}')}", cron_schedule=schedule.cron(),
-                 job=measure_job, default_status=dg.DefaultScheduleStatus.RUNNING,
-                 description=f"Re-measure {experiment} on {hardware} ({schedule.interval} at {schedule.at}).")
+    @dg.schedule(
+        name=f"remeasure_{re.sub(r'[^A-Za-z0-9_]', '_', f'{experiment}__{hardware}')}",
+        cron_schedule=schedule.cron(),
+        job=measure_job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Re-measure {experiment} on {hardware} ({schedule.interval} at {schedule.at}).",
+    )
     def remeasure(context: dg.ScheduleEvaluationContext):
         if str(key) in context.instance.get_materialized_partitions(dg.AssetKey("raw_measurements")):
-            yield dg.RunRequest(run_key=f"{key}@{context.scheduled_execution_time}", partition_key=key,
-                                tags={SOURCE_TAG: "measure", "lem/trigger": "schedule"})
+            yield dg.RunRequest(
+                run_key=f"{key}@{context.scheduled_execution_time}",
+                partition_key=key,
+                tags={SOURCE_TAG: "measure", "lem/trigger": "schedule"},
+            )
 
     return remeasure
 
@@ -275,10 +332,10 @@ def build_schedules(storage: StorageResource) -> list[dg.ScheduleDefinition]:
     """One cron schedule per registered partition definition with a `schedule:` block; it re-measures that partition
     if it was measured before. Read at code load: reload the code location after adding one."""
     schedules = []
-    for experiment, hardware, path in storage.registered_experiments():
+    for experiment, hardware, _ in storage.registered_experiments():
         try:
-            cfg = load_config(path)
-        except UserError:
+            cfg = storage.load_experiment(experiment, hardware)
+        except ValueError:  # not a config this version can read (pydantic's ValidationError is a ValueError)
             continue
         if cfg.schedule is not None:
             schedules.append(_remeasure_schedule(experiment, hardware, cfg.schedule))

@@ -14,7 +14,14 @@ from dagster._core.execution.retries import RetryMode
 from dagster_celery.config import dict_wrapper
 from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
 
-from energy_assets.fleet import FLEET_CELERY_SETTINGS, HARDWARE_TAG, PING_EVERY_S, WORKER_LOST_GRACE_S, check_reachable, hardware_queue
+from energy_assets.fleet import (
+    FLEET_CELERY_SETTINGS,
+    HARDWARE_TAG,
+    PING_EVERY_S,
+    WORKER_LOST_GRACE_S,
+    check_reachable,
+    hardware_queue,
+)
 
 
 class WorkerLost(Exception):
@@ -50,9 +57,11 @@ class _WatchedResult:
 
     def get(self, *a, **kw):
         if self.lost:
-            raise WorkerLost(f"Celery worker {self.lost} stopped answering for {WORKER_LOST_GRACE_S:.0f} s while running step "
-                             f"'{self.step_key}' (killed, crashed or host lost). Its measurement never completed: the raw "
-                             "partition was not written (results are renamed into place only when complete).")
+            raise WorkerLost(
+                f"Celery worker {self.lost} stopped answering for {WORKER_LOST_GRACE_S:.0f} s while running step "
+                f"'{self.step_key}' (killed, crashed or host lost). Its measurement never completed: the raw "
+                "partition was not written (results are renamed into place only when complete)."
+            )
         return self.result.get(*a, **kw)
 
     def revoke(self, *a, **kw):
@@ -71,11 +80,15 @@ class HardwareQueueCeleryExecutor(CeleryExecutor):
 
         hardware = plan_context.dagster_run.tags.get(HARDWARE_TAG)
         if not hardware:
-            raise dg.DagsterInvariantViolationError(f"run {plan_context.run_id} has no '{HARDWARE_TAG}' tag: measurement runs are "
-                                                    "partitioned by hardware, launch one partition (experiment|hardware)")
+            raise dg.DagsterInvariantViolationError(
+                f"run {plan_context.run_id} has no '{HARDWARE_TAG}' tag: measurement runs are "
+                "partitioned by hardware, launch one partition (experiment|hardware)"
+            )
         check_reachable(self.broker, "Redis (Celery broker)")
         self.config_source = dict_wrapper(dict(vars(self.config_source), task_default_queue=hardware_queue(hardware)))
-        plan_context.log.info(f"routing steps to Celery queue '{hardware_queue(hardware)}' on {urlparse(self.broker).hostname}")
+        plan_context.log.info(
+            f"routing steps to Celery queue '{hardware_queue(hardware)}' on {urlparse(self.broker).hostname}"
+        )
         return core_celery_execution_loop(plan_context, execution_plan, step_execution_fn=_submit_watched)
 
 
@@ -84,6 +97,9 @@ def gpu_celery_executor(init_context):
     """dagster-celery, routed by hardware partition (see module docstring)."""
     cfg = init_context.executor_config
     return HardwareQueueCeleryExecutor(
-        broker=cfg.get("broker"), backend=cfg.get("backend"), include=cfg.get("include"),
-        config_source={**FLEET_CELERY_SETTINGS, **(cfg.get("config_source") or {})}, retries=RetryMode.from_config(cfg["retries"]),
+        broker=cfg.get("broker"),
+        backend=cfg.get("backend"),
+        include=cfg.get("include"),
+        config_source={**FLEET_CELERY_SETTINGS, **(cfg.get("config_source") or {})},
+        retries=RetryMode.from_config(cfg["retries"]),
     )

@@ -26,8 +26,17 @@ def _print_leaderboard(storage: Path) -> None:
     import pandas as pd
 
     lb = pd.read_parquet(storage / "assets" / "leaderboard.parquet")
-    cols = ["rank_throughput", "experiment_key", "hardware", "sweep_point", "tokens_per_s_mean", "tokens_per_s_ci95",
-            "ttft_p50_s_mean", "energy_status", "raw_run_id"]
+    cols = [
+        "rank_throughput",
+        "experiment_key",
+        "hardware",
+        "sweep_point",
+        "tokens_per_s_mean",
+        "tokens_per_s_ci95",
+        "ttft_p50_s_mean",
+        "energy_status",
+        "raw_run_id",
+    ]
     print(lb[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     reasons = lb.unmeasured_reason.dropna().unique()
     if len(reasons):
@@ -38,14 +47,12 @@ def campaign_partitions(files: list[Path]) -> set[str]:
     """The `experiment|hardware` partitions the campaign's files define, as the experiment inbox registers them."""
     from energy_assets.resources import GpuResource
     from gpu_ops.config import load_config
-    from gpu_ops.models import resolve_model
-    from gpu_ops.results import experiment_slug
 
     gpu = GpuResource(visible_devices=os.environ.get("LEM_VISIBLE_DEVICES"))
     out = set()
     for f in files:
         cfg = load_config(f)
-        experiment = experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend)
+        experiment = cfg.experiment_key()
         out |= {f"{experiment}|{hw}" for hw in (cfg.hardware or [gpu.local_profile(cfg.gpus)])}
     return out
 
@@ -67,11 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--storage", default=str(REPO / "var" / "storage"))
     ap.add_argument("--port", type=int, default=3000)
     ap.add_argument("--campaign", default=str(REPO / "examples" / "campaign"))
-    ap.add_argument("--workspace", default=str(REPO / "workspace.yaml"), help="Dagster workspace file (the code location)")
+    ap.add_argument(
+        "--workspace", default=str(REPO / "workspace.yaml"), help="Dagster workspace file (the code location)"
+    )
     ap.add_argument("--exit", action="store_true", help="stop once the leaderboard holds every campaign partition")
     ap.add_argument("--timeout", type=float, default=1200)
-    ap.add_argument("--evidence", default=None, help="when done, write the leaderboard CSV, the site, the dataset card, the "
-                                                     "daemon's log and the campaign's timing (campaign.json) into this folder")
+    ap.add_argument(
+        "--evidence",
+        default=None,
+        help="when done, write the leaderboard CSV, the site, the dataset card, the "
+        "daemon's log and the campaign's timing (campaign.json) into this folder",
+    )
     args = ap.parse_args(argv)
 
     # Ctrl-C or a TERM stops Dagster cleanly, also when a non-interactive shell started us with SIGINT ignored
@@ -114,7 +127,11 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
         while time.monotonic() < deadline:
             ev = instance.get_latest_materialization_event(dg.AssetKey("leaderboard"))
             runs = instance.get_runs(limit=50)
-            line = f"runs: {sum(r.status.value == 'SUCCESS' for r in runs)} succeeded, {sum(r.status.value in ('STARTED', 'QUEUED', 'STARTING') for r in runs)} active, {sum(r.status.value == 'FAILURE' for r in runs)} failed"
+            line = (
+                f"runs: {sum(r.status.value == 'SUCCESS' for r in runs)} succeeded, "
+                f"{sum(r.status.value in ('STARTED', 'QUEUED', 'STARTING') for r in runs)} active, "
+                f"{sum(r.status.value == 'FAILURE' for r in runs)} failed"
+            )
             if line != last:
                 print(line, flush=True)
                 last = line
@@ -124,9 +141,15 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
             if ev and expected <= _leaderboard_partitions(storage) and not active:
                 print("\nleaderboard:")
                 _print_leaderboard(storage)
-                print(f"\nOpen {platform.url}/assets/leaderboard and click a row's run id to trace it back to its raw partition.")
-                print(f"The automation also builds the static site ({storage / 'site' / 'index.html'}) and the HuggingFace "
-                      f"dataset folder ({storage / 'hf_dataset'}; publishing is dry-run until LEM_HF_REPO and HF_TOKEN are set).")
+                print(
+                    f"\nOpen {platform.url}/assets/leaderboard and click a row's run id to trace it back to its raw "
+                    "partition."
+                )
+                print(
+                    f"The automation also builds the static site ({storage / 'site' / 'index.html'}) and the "
+                    f"HuggingFace dataset folder ({storage / 'hf_dataset'}; publishing is dry-run until LEM_HF_REPO "
+                    "and HF_TOKEN are set)."
+                )
                 if args.evidence:
                     from energy_assets.evidence import write_evidence
 
@@ -138,7 +161,10 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
                 return 1
             time.sleep(3)
         else:
-            print(f"timed out after {args.timeout:.0f} s waiting for the leaderboard; see {platform.url}/runs", file=sys.stderr)
+            print(
+                f"timed out after {args.timeout:.0f} s waiting for the leaderboard; see {platform.url}/runs",
+                file=sys.stderr,
+            )
             return 1
         if args.exit:
             return 0

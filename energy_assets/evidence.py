@@ -25,8 +25,16 @@ def campaign_timing(instance: dg.DagsterInstance, storage: Path, since: float = 
     runs that started after `since` (a timestamp) and the raw partitions they wrote."""
     records = [r for r in instance.get_run_records(dg.RunsFilter(job_name="measure")) if (r.start_time or 0) >= since]
     written = {r.dagster_run.tags.get("dagster/partition") for r in records}
-    runs = [{"run_id": r.dagster_run.run_id, "partition": r.dagster_run.tags.get("dagster/partition"),
-             "status": r.dagster_run.status.value, "start": r.start_time, "end": r.end_time} for r in records]
+    runs = [
+        {
+            "run_id": r.dagster_run.run_id,
+            "partition": r.dagster_run.tags.get("dagster/partition"),
+            "status": r.dagster_run.status.value,
+            "start": r.start_time,
+            "end": r.end_time,
+        }
+        for r in records
+    ]
     done = [r for r in runs if r["start"] and r["end"]]
     if not done:
         return {"runs": runs, "wall_s": None, "windows_s": None, "share_in_windows": None}
@@ -39,8 +47,13 @@ def campaign_timing(instance: dg.DagsterInstance, storage: Path, since: float = 
                 kinds[kind] = kinds.get(kind, 0.0) + float(seconds)
     for r in done:
         r["seconds"] = r["end"] - r["start"]
-    return {"runs": runs, "wall_s": wall, "windows_s": kinds.get("cycle", 0.0), "window_seconds_by_kind": kinds,
-            "share_in_windows": kinds.get("cycle", 0.0) / wall if wall else None}
+    return {
+        "runs": runs,
+        "wall_s": wall,
+        "windows_s": kinds.get("cycle", 0.0),
+        "window_seconds_by_kind": kinds,
+        "share_in_windows": kinds.get("cycle", 0.0) / wall if wall else None,
+    }
 
 
 def _wait_for(instance: dg.DagsterInstance, key: str, after: float, timeout_s: float = 180) -> None:

@@ -18,8 +18,13 @@ WORKER_LOST_GRACE_S = float(os.environ.get("LEM_WORKER_LOST_GRACE_S", "10"))
 PING_EVERY_S = 2.0
 # task_track_started: a running task names its worker (needed to notice a dead one); acks_late +
 # reject_on_worker_lost: a task a dying worker had not finished is not silently acknowledged
-FLEET_CELERY_SETTINGS = {"task_track_started": True, "task_acks_late": True, "task_reject_on_worker_lost": True,
-                         "worker_prefetch_multiplier": 1, "broker_connection_timeout": 5}
+FLEET_CELERY_SETTINGS = {
+    "task_track_started": True,
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+    "broker_connection_timeout": 5,
+}
 
 
 def broker_url() -> str:
@@ -41,13 +46,18 @@ class ServiceUnreachable(Exception):
 def check_reachable(url: str, what: str, timeout_s: float = 3.0) -> None:
     """A TCP connect to the service in `url`, so a dead Redis or PostgreSQL is named at once instead of hanging."""
     u = urlparse(url.replace("+psycopg2", ""))
-    host, port = u.hostname or "127.0.0.1", u.port or {"redis": 6379, "postgresql": 5432, "amqp": 5672, "pyamqp": 5672}.get(u.scheme, 0)
+    host, port = (
+        u.hostname or "127.0.0.1",
+        u.port or {"redis": 6379, "postgresql": 5432, "amqp": 5672, "pyamqp": 5672}.get(u.scheme, 0),
+    )
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             pass
     except OSError as exc:
-        raise ServiceUnreachable(f"{what} unreachable at {host}:{port} ({exc.strerror or exc}); start it or fix "
-                                 f"{'LEM_CELERY_BROKER' if 'broker' in what.lower() else 'DAGSTER_PG_URL'}") from None
+        raise ServiceUnreachable(
+            f"{what} unreachable at {host}:{port} ({exc.strerror or exc}); start it or fix "
+            f"{'LEM_CELERY_BROKER' if 'broker' in what.lower() else 'DAGSTER_PG_URL'}"
+        ) from None
 
 
 def preflight(require_postgres: bool = True) -> None:
@@ -55,7 +65,10 @@ def preflight(require_postgres: bool = True) -> None:
     if require_postgres:
         pg = os.environ.get("DAGSTER_PG_URL")
         if not pg:
-            raise ServiceUnreachable("DAGSTER_PG_URL is not set; the fleet needs a PostgreSQL instance shared by the platform and its workers")
+            raise ServiceUnreachable(
+                "DAGSTER_PG_URL is not set; the fleet needs a PostgreSQL instance shared by the platform and its "
+                "workers"
+            )
         check_reachable(pg, "PostgreSQL (Dagster instance)")
 
 
@@ -65,11 +78,19 @@ def measure_executor():
         return dg.in_process_executor
     from energy_assets.celery_executor import gpu_celery_executor
 
-    return gpu_celery_executor.configured({"broker": broker_url(), "backend": backend_url()}, name="gpu_celery_configured")
+    return gpu_celery_executor.configured(
+        {"broker": broker_url(), "backend": backend_url()}, name="gpu_celery_configured"
+    )
 
 
 def worker_config_yaml() -> str:
     """The `-y` file of `dagster-celery worker start`: the same broker, backend and settings as the executor."""
     import yaml
 
-    return yaml.safe_dump({"execution": {"config": {"broker": broker_url(), "backend": backend_url(), "config_source": FLEET_CELERY_SETTINGS}}})
+    return yaml.safe_dump(
+        {
+            "execution": {
+                "config": {"broker": broker_url(), "backend": backend_url(), "config_source": FLEET_CELERY_SETTINGS}
+            }
+        }
+    )

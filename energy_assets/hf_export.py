@@ -19,7 +19,16 @@ import pyarrow.parquet as pq
 
 from gpu_ops.errors import UserError
 from gpu_ops.results import file_sha256, read_arrow_table, read_summary, replace_folder
-from gpu_ops.schema import describe
+from gpu_ops.schema import (
+    DATASET_PROVENANCE,
+    LEADERBOARD,
+    PARTITION_KEY,
+    PUBLISHED_STATISTICS,
+    RESULT_TABLES,
+    Column,
+    Table,
+    plain,
+)
 
 # dataset config -> (table in a raw result folder, sort keys); leaderboard/statistics/provenance come from assets
 RAW_TABLES = {
@@ -31,8 +40,13 @@ RAW_TABLES = {
     "power_timelines": ("timeline", ["partition_key", "t_s", "device"]),
 }
 CONFIGS = ("leaderboard", "statistics", "provenance", *RAW_TABLES)
-PROVENANCE_COLUMNS = ("partition_key", "experiment_key", "hardware", "raw_run_id", "raw_storage_id", "raw_data_version",
-                      "raw_code_version", "stats_code_version", "fingerprint_hash", "content_hash")
+SCHEMAS: dict[str, Table] = {
+    "leaderboard": LEADERBOARD,
+    "statistics": PUBLISHED_STATISTICS,
+    "provenance": DATASET_PROVENANCE,
+    **{c: RESULT_TABLES[t] for c, (t, _) in RAW_TABLES.items()},
+}
+"""Each dataset config's columns (gpu_ops.schema); the raw tables gain `partition_key` in front."""
 CARD_LICENSE = "cc-by-4.0"
 
 
@@ -52,14 +66,25 @@ class Snapshot:
 
     def metadata_table(self) -> str:
         lines = ["| file | rows | bytes | sha256 |", "|---|---|---|---|"]
-        lines += [f"| {f.path} | {'' if f.rows is None else f.rows} | {f.bytes} | {f.sha256[:12]} |" for f in self.files]
+        lines += [
+            f"| {f.path} | {'' if f.rows is None else f.rows} | {f.bytes} | {f.sha256[:12]} |" for f in self.files
+        ]
         return "\n".join(lines)
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
     table = table.replace_schema_metadata(None)
-    pq.write_table(table, path, compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True,
-                   row_group_size=256 * 1024, data_page_version="2.0", version="2.6")
+    pq.write_table(
+        table,
+        path,
+        compression="zstd",
+        compression_level=3,
+        use_dictionary=True,
+        write_statistics=True,
+        row_group_size=256 * 1024,
+        data_page_version="2.0",
+        version="2.6",
+    )
 
 
 def _sorted(table: pa.Table, keys: list[str]) -> pa.Table:
@@ -78,8 +103,11 @@ def _with_partition(table: pa.Table, partition: str) -> pa.Table:
     return table.add_column(0, "partition_key", col)
 
 
-def build_snapshot(raw_folders: dict[str, Path], leaderboard: pd.DataFrame, statistics: pd.DataFrame, out: Path) -> Snapshot:
-    """Write the dataset folder `out` (replaced atomically) from raw result folders by partition key and the two asset frames."""
+def build_snapshot(
+    raw_folders: dict[str, Path], leaderboard: pd.DataFrame, statistics: pd.DataFrame, out: Path
+) -> Snapshot:
+    """Write the dataset folder `out` (replaced atomically) from raw result folders by partition key and the two asset
+    frames."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -89,28 +117,43 @@ def build_snapshot(raw_folders: dict[str, Path], leaderboard: pd.DataFrame, stat
         schemas: dict[str, pa.Schema] = {}
         summaries = {p: read_summary(f) for p, f in sorted(raw_folders.items())}
         for config, (table, keys) in RAW_TABLES.items():
-            parts = [_with_partition(read_arrow_table(raw_folders[p], table, summaries[p]).replace_schema_metadata(None), p)
-                     for p in sorted(raw_folders)]
+            parts = [
+                _with_partition(read_arrow_table(raw_folders[p], table, summaries[p]).replace_schema_metadata(None), p)
+                for p in sorted(raw_folders)
+            ]
             parts = [t for t in parts if t.num_columns > 1 or t.num_rows]
-            merged = _sorted(pa.concat_tables(parts, promote_options="permissive"), keys) if parts else pa.table({"partition_key": pa.array([], pa.string())})
+            merged = (
+                _sorted(pa.concat_tables(parts, promote_options="permissive"), keys)
+                if parts
+                else pa.table({"partition_key": pa.array([], pa.string())})
+            )
             _write_parquet(merged, tmp / "data" / f"{config}.parquet")
             rows[config], schemas[config] = merged.num_rows, merged.schema
         prov = _provenance(leaderboard, summaries)
-        for config, frame, keys in (("leaderboard", leaderboard, ["partition_key", "sweep_point"]),
-                                    ("statistics", statistics, ["partition_key", "sweep_point"]),
-                                    ("provenance", prov, ["partition_key"])):
+        for config, frame, keys in (
+            ("leaderboard", leaderboard, ["partition_key", "sweep_point"]),
+            ("statistics", statistics, ["partition_key", "sweep_point"]),
+            ("provenance", prov, ["partition_key"]),
+        ):
             t = _sorted(_from_pandas(frame), keys)
             _write_parquet(t, tmp / "data" / f"{config}.parquet")
             rows[config], schemas[config] = t.num_rows, t.schema
-        undocumented = sorted({f"{c}.{n}" for c, s in schemas.items() for n in s.names if describe(n) is None})
+        undocumented = sorted({f"{c}.{n}" for c, s in schemas.items() for n in s.names if describe(c, n) is None})
         if undocumented:
-            raise UserError(f"columns without a unit/meaning in gpu_ops/schema.py: {', '.join(undocumented)}; document them before publishing")
+            raise UserError(
+                f"columns without a unit/meaning in gpu_ops/schema.py: {', '.join(undocumented)}; document "
+                "them there before publishing"
+            )
         (tmp / "README.md").write_text(dataset_card(rows, schemas, leaderboard), encoding="utf-8")
         files = []
         for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
             rel = path.relative_to(tmp).as_posix()
             config = rel.removeprefix("data/").removesuffix(".parquet")
-            files.append(SnapshotFile(rel, rows.get(config) if rel.startswith("data/") else None, path.stat().st_size, file_sha256(path)))
+            files.append(
+                SnapshotFile(
+                    rel, rows.get(config) if rel.startswith("data/") else None, path.stat().st_size, file_sha256(path)
+                )
+            )
         content = hashlib.sha256("\n".join(f"{f.path} {f.sha256}" for f in files).encode()).hexdigest()
         replace_folder(tmp, out)
     except BaseException:
@@ -124,18 +167,32 @@ def _provenance(leaderboard: pd.DataFrame, summaries: dict[str, dict]) -> pd.Dat
     rows = []
     lb = leaderboard.drop_duplicates("partition_key").set_index("partition_key") if len(leaderboard) else pd.DataFrame()
     for p, summary in summaries.items():
-        row = {c: None for c in PROVENANCE_COLUMNS}
+        row = dict.fromkeys(DATASET_PROVENANCE.names)
         if p in lb.index:
-            row.update({c: lb.at[p, c] for c in PROVENANCE_COLUMNS if c in lb.columns})
-        row.update(partition_key=p, experiment_key=summary.get("experiment_key"), hardware=summary.get("hardware"),
-                   content_hash=summary.get("content_hash"))
-        rows.append(row)
-    df = pd.DataFrame(rows, columns=list(PROVENANCE_COLUMNS))
-    return df.astype({"raw_storage_id": "Int64"}).astype({c: "string" for c in PROVENANCE_COLUMNS if c != "raw_storage_id"})
+            row.update({c: plain(lb.at[p, c]) for c in DATASET_PROVENANCE.names if c in lb.columns})
+        row.update(
+            partition_key=p,
+            experiment_key=summary.get("experiment_key"),
+            hardware=summary.get("hardware"),
+            content_hash=summary.get("content_hash"),
+        )
+        rows.append(DATASET_PROVENANCE.record(**row))
+    return DATASET_PROVENANCE.frame(rows)
+
+
+def describe(config: str, column: str) -> Column | None:
+    """A dataset column's definition (unit, meaning) from gpu_ops.schema, or None when it has none."""
+    return PARTITION_KEY if column == PARTITION_KEY.name else SCHEMAS[config].describe(column)
 
 
 def _size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+    ):
         if n < limit:
             return name
     return "10M<n<100M"
@@ -204,8 +261,14 @@ TRACE = """## Tracing a number back to its run
 
 
 def _yaml_configs(rows: dict[str, int]) -> list[dict]:
-    return [{"config_name": c, "data_files": [{"split": "train", "path": f"data/{c}.parquet"}], **({"default": True} if c == "leaderboard" else {})}
-            for c in CONFIGS]
+    return [
+        {
+            "config_name": c,
+            "data_files": [{"split": "train", "path": f"data/{c}.parquet"}],
+            **({"default": True} if c == "leaderboard" else {}),
+        }
+        for c in CONFIGS
+    ]
 
 
 def dataset_card(rows: dict[str, int], schemas: dict[str, pa.Schema], leaderboard: pd.DataFrame) -> str:
@@ -222,21 +285,33 @@ def dataset_card(rows: dict[str, int], schemas: dict[str, pa.Schema], leaderboar
     parts = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "", CARD_INTRO]
     n = len(leaderboard)
     if n:
-        parts.append(f"This snapshot: {n} leaderboard rows from {leaderboard.partition_key.nunique()} partitions; backends "
-                     f"{', '.join(sorted(leaderboard.backend.astype(str).unique()))}; hardware {', '.join(sorted(leaderboard.hardware.astype(str).unique()))}; "
-                     f"{int((leaderboard.energy_status == 'measured').sum())} rows with measured energy.\n")
+        parts.append(
+            f"This snapshot: {n} leaderboard rows from {leaderboard.partition_key.nunique()} partitions; backends "
+            f"{', '.join(sorted(leaderboard.backend.astype(str).unique()))}; hardware "
+            f"{', '.join(sorted(leaderboard.hardware.astype(str).unique()))}; "
+            f"{int((leaderboard.energy_status == 'measured').sum())} rows with measured energy.\n"
+        )
     else:
         parts.append("This snapshot holds no measurements yet.\n")
-    parts += ["## Loading", "", "```python", "from datasets import load_dataset", "",
-              'board = load_dataset("<this repo>", "leaderboard", split="train")',
-              'requests = load_dataset("<this repo>", "requests", split="train")', "```", "",
-              "## Tables", ""]
+    parts += [
+        "## Loading",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        'board = load_dataset("<this repo>", "leaderboard", split="train")',
+        'requests = load_dataset("<this repo>", "requests", split="train")',
+        "```",
+        "",
+        "## Tables",
+        "",
+    ]
     parts += [f"- `{c}`: {rows[c]} rows" for c in CONFIGS]
     parts += ["", METHODOLOGY, DEFINITIONS, TRACE, "## Schema", ""]
     for c in CONFIGS:
         parts += [f"### {c}", "", "| column | type | unit | meaning |", "|---|---|---|---|"]
         for field in schemas[c]:
-            unit, meaning = describe(field.name)
-            parts.append(f"| `{field.name}` | {field.type} | {unit} | {meaning.replace('|', '/')} |")
+            col = describe(c, field.name)
+            parts.append(f"| `{field.name}` | {field.type} | {col.unit} | {col.meaning.replace('|', '/')} |")
         parts.append("")
     return "\n".join(parts)

@@ -1,7 +1,8 @@
 """IO managers on UPath: a local folder by default, object storage by URL (LEM_IO_URL).
 
-Raw measurements are stored as a result folder (the same layout the engine writes); statistics and the
-leaderboard as one Parquet file. Local writes go to a temp path and are renamed into place.
+Raw measurements are stored as a result folder: the files the engine wrote, copied as they are (never encoded
+again, so the content hash in their summary.json is the data version); statistics and the leaderboard as one
+Parquet file. Local writes go to a temp path and are renamed into place.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from gpu_ops.environment import validate_slug
-from gpu_ops.results import ResultTables, parquet_bytes, read_tables, write_file_atomic, write_tables
+from gpu_ops.results import ResultFolder, ResultTables, copy_folder, parquet_bytes, read_tables, write_file_atomic
 
 
 def _is_local(path: UPath) -> bool:
@@ -37,16 +38,13 @@ class ConfinedPartitions(dg.UPathIOManager):
 class ResultTablesIOManager(ConfinedPartitions):
     extension = ""
 
-    def dump_to_path(self, context: dg.OutputContext, obj: ResultTables, path: UPath) -> None:
+    def dump_to_path(self, context: dg.OutputContext, obj: ResultFolder, path: UPath) -> None:
         if _is_local(path):
-            write_tables(obj, Path(path.path))
+            copy_folder(obj.folder, Path(path.path))
             return
-        with tempfile.TemporaryDirectory() as tmp:  # object storage: files first, summary.json last
-            local = Path(tmp) / "r"
-            write_tables(obj, local)
-            names = sorted(p.name for p in local.iterdir())
-            for name in [n for n in names if n != "summary.json"] + ["summary.json"]:
-                (path / name).write_bytes((local / name).read_bytes())
+        names = sorted(p.name for p in obj.folder.iterdir())  # object storage: the tables first, summary.json last
+        for name in [n for n in names if n != "summary.json"] + ["summary.json"]:
+            (path / name).write_bytes((obj.folder / name).read_bytes())
 
     def load_partitions(self, context: dg.InputContext):
         """With `AssetIn(metadata={"as_folders": True})` an unpartitioned reader gets {partition key: result folder}
@@ -135,4 +133,3 @@ def concat_parquet(paths: list[UPath], columns: list[str] | None = None) -> pd.D
     if not tables:
         return pd.DataFrame()
     return pa.concat_tables(tables, promote_options="default").to_pandas()
-

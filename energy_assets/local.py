@@ -30,7 +30,9 @@ def prepare_home(home: Path, variant: str | None = None) -> Path:
     if variant not in INSTANCE_FILES:
         raise SystemExit(f"LEM_INSTANCE={variant!r}: use one of {', '.join(INSTANCE_FILES)}")
     if variant == "postgres" and not os.environ.get("DAGSTER_PG_URL"):
-        raise SystemExit("LEM_INSTANCE=postgres needs DAGSTER_PG_URL, e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/dagster")
+        raise SystemExit(
+            "LEM_INSTANCE=postgres needs DAGSTER_PG_URL, e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/dagster"
+        )
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(INSTANCE_FILES[variant], home / "dagster.yaml")
     return home
@@ -45,8 +47,14 @@ def free_port() -> int:
 class Platform:
     """dagster-webserver + dagster-daemon for this repo's workspace, stopped together."""
 
-    def __init__(self, home: Path, storage: Path, port: int | None = None, log_dir: Path | None = None,
-                 workspace: Path | None = None):
+    def __init__(
+        self,
+        home: Path,
+        storage: Path,
+        port: int | None = None,
+        log_dir: Path | None = None,
+        workspace: Path | None = None,
+    ):
         self.home, self.storage = Path(home).resolve(), Path(storage).resolve()
         self.workspace = Path(workspace or REPO / "workspace.yaml").resolve()
         self.port = port or free_port()
@@ -68,12 +76,26 @@ class Platform:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         workspace = str(self.workspace)
         cmds = {
-            "webserver": [sys.executable, "-m", "dagster_webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(self.port)],
+            "webserver": [
+                sys.executable,
+                "-m",
+                "dagster_webserver",
+                "-w",
+                workspace,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+            ],
             "daemon": [sys.executable, "-m", "dagster._daemon", "run", "-w", workspace],
         }
         for name, cmd in cmds.items():
             log = open(self.log_dir / f"{name}.log", "ab")
-            self.procs.append(subprocess.Popen(cmd, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            self.procs.append(
+                subprocess.Popen(
+                    cmd, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
         try:
             self.wait_ready(timeout_s)
         except BaseException:  # a failed start leaves nothing running (`with` never reaches __exit__ then)
@@ -91,18 +113,24 @@ class Platform:
                     raise PlatformError(f"{' '.join(p.args[1:4])} exited with code {p.returncode}; see {self.log_dir}")
             try:
                 r = requests.post(f"{self.url}/graphql", json={"query": LOCATIONS_QUERY}, timeout=5)
-                entries = (r.json().get("data") or {}).get("workspaceOrError", {}).get("locationEntries") if r.ok else None
+                entries = (
+                    (r.json().get("data") or {}).get("workspaceOrError", {}).get("locationEntries") if r.ok else None
+                )
             except (requests.RequestException, ValueError):
                 entries = None
             if entries:
                 for entry in entries:
                     loaded = entry.get("locationOrLoadError") or {}
                     if loaded.get("__typename") == "PythonError":
-                        raise PlatformError(f"code location '{entry['name']}' failed to load: {loaded.get('message', '').strip()}")
+                        raise PlatformError(
+                            f"code location '{entry['name']}' failed to load: {loaded.get('message', '').strip()}"
+                        )
                 if all(e.get("loadStatus") == "LOADED" for e in entries):
                     return
             time.sleep(1)
-        raise TimeoutError(f"the Dagster webserver did not answer at {self.url} within {timeout_s:.0f} s; see {self.log_dir}")
+        raise TimeoutError(
+            f"the Dagster webserver did not answer at {self.url} within {timeout_s:.0f} s; see {self.log_dir}"
+        )
 
     def stop(self) -> None:
         for p in self.procs:
@@ -128,8 +156,11 @@ class Platform:
 
     def launch_partition(self, experiment: str, hardware: str, tags: dict | None = None) -> str:
         """Launch the `measure` job for one partition through GraphQL, the path the UI's Materialize button takes."""
-        part_tags = {"dagster/partition": f"{experiment}|{hardware}", "dagster/partition/experiment": experiment,
-                     "dagster/partition/hardware": hardware}
+        part_tags = {
+            "dagster/partition": f"{experiment}|{hardware}",
+            "dagster/partition/experiment": experiment,
+            "dagster/partition/hardware": hardware,
+        }
         return self.client().submit_job_execution("measure", tags={**part_tags, **(tags or {})})
 
     def wait_run(self, run_id: str, timeout_s: float = 600) -> str:

@@ -8,11 +8,15 @@ from gpu_ops.environment import validate_slug
 
 experiment_partitions = dg.DynamicPartitionsDefinition(name="experiment")
 hardware_partitions = dg.DynamicPartitionsDefinition(name="hardware")
-measurement_partitions = dg.MultiPartitionsDefinition({"experiment": experiment_partitions, "hardware": hardware_partitions})
+measurement_partitions = dg.MultiPartitionsDefinition(
+    {"experiment": experiment_partitions, "hardware": hardware_partitions}
+)
 
 
 def partition_key(experiment: str, hardware: str) -> dg.MultiPartitionKey:
-    return dg.MultiPartitionKey({"experiment": validate_slug(experiment, "experiment"), "hardware": validate_slug(hardware, "hardware")})
+    return dg.MultiPartitionKey(
+        {"experiment": validate_slug(experiment, "experiment"), "hardware": validate_slug(hardware, "hardware")}
+    )
 
 
 def split(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
@@ -23,4 +27,3 @@ def split(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
         exp_or_hw = key.split("|")
         dims = dict(zip(sorted(measurement_partitions.partition_dimension_names), exp_or_hw))
     return dims["experiment"], dims["hardware"]
-

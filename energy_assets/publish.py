@@ -25,9 +25,12 @@ SNAPSHOT_CODE_VERSION = "hf-snapshot-v1"
 PARTITIONED = dg.AssetSelection.assets("raw_measurements", "cycle_statistics")
 # the leaderboard's followers (this snapshot, the site): rebuilt after a leaderboard update whose blocking checks
 # passed; the partitioned upstreams are ignored so a raw update does not rebuild them before the leaderboard has
-AFTER_LEADERBOARD = (dg.AutomationCondition.eager().ignore(PARTITIONED)
-                     & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(PARTITIONED))
-RAW_FOLDERS = dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True, "as_folders": True})
+AFTER_LEADERBOARD = dg.AutomationCondition.eager().ignore(
+    PARTITIONED
+) & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(PARTITIONED)
+RAW_FOLDERS = dg.AssetIn(
+    partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True, "as_folders": True}
+)
 
 
 class PublishError(Exception):
@@ -70,7 +73,9 @@ class HuggingFaceHub(dg.ConfigurableResource):
         except PublishError:
             raise
         except Exception as exc:  # huggingface_hub / HTTP errors: scrub and re-raise without the chained traceback
-            raise PublishError(self._scrub(f"publishing to {self.endpoint} {self.repo_id} failed: {type(exc).__name__}: {exc}")) from None
+            raise PublishError(
+                self._scrub(f"publishing to {self.endpoint} {self.repo_id} failed: {type(exc).__name__}: {exc}")
+            ) from None
 
     def _publish(self, folder: Path, content_hash: str) -> dict:
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
@@ -87,12 +92,30 @@ class HuggingFaceHub(dg.ConfigurableResource):
             return {"committed": False, "reason": "the Hub already holds this snapshot", "commit": head, "tag": tag}
         ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(local[rel])) for rel in changed]
         ops += [CommitOperationDelete(path_in_repo=rel) for rel in stale]
-        info = api.create_commit(self.repo_id, ops, commit_message=f"Snapshot {content_hash[:16]}", repo_type="dataset",
-                                 parent_commit=head,
-                                 commit_description=f"llm-energy-measure dataset snapshot, content hash {content_hash}")
-        api.create_tag(self.repo_id, tag=tag, revision=info.oid, repo_type="dataset", exist_ok=True,
-                       tag_message=f"content hash {content_hash}")
-        return {"committed": True, "commit": info.oid, "parent": head, "tag": tag, "files_changed": len(changed), "files_deleted": len(stale)}
+        info = api.create_commit(
+            self.repo_id,
+            ops,
+            commit_message=f"Snapshot {content_hash[:16]}",
+            repo_type="dataset",
+            parent_commit=head,
+            commit_description=f"llm-energy-measure dataset snapshot, content hash {content_hash}",
+        )
+        api.create_tag(
+            self.repo_id,
+            tag=tag,
+            revision=info.oid,
+            repo_type="dataset",
+            exist_ok=True,
+            tag_message=f"content hash {content_hash}",
+        )
+        return {
+            "committed": True,
+            "commit": info.oid,
+            "parent": head,
+            "tag": tag,
+            "files_changed": len(changed),
+            "files_deleted": len(stale),
+        }
 
 
 def _same_content(path: Path, lfs: bool, remote_id: str) -> bool:
@@ -108,7 +131,8 @@ def hub_from_env() -> HuggingFaceHub:
     """The resource as the environment configures it; the token only by EnvVar reference."""
     repo = os.environ.get("LEM_HF_REPO", "")
     return HuggingFaceHub(
-        repo_id=repo, endpoint=os.environ.get("LEM_HF_ENDPOINT", "https://huggingface.co"),
+        repo_id=repo,
+        endpoint=os.environ.get("LEM_HF_ENDPOINT", "https://huggingface.co"),
         private=os.environ.get("LEM_HF_PRIVATE", "1") != "0",
         mode=os.environ.get("LEM_HF_PUBLISH", "on" if repo and os.environ.get("HF_TOKEN") else "dry-run"),
         token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None,
@@ -125,36 +149,62 @@ def published_raw(context, raw_folders: dict[str, Path], leaderboard: pd.DataFra
     versions = dict(zip(leaderboard.partition_key, leaderboard.raw_data_version)) if len(leaderboard) else {}
     kept = {p: f for p, f in raw_folders.items() if p in versions and read_summary(f)["content_hash"] == versions[p]}
     if len(kept) < len(raw_folders):
-        context.log.warning(f"left out raw partitions without published statistics of their stored version: "
-                            f"{', '.join(sorted(set(raw_folders) - set(kept)))}")
+        context.log.warning(
+            f"left out raw partitions without published statistics of their stored version: "
+            f"{', '.join(sorted(set(raw_folders) - set(kept)))}"
+        )
     return kept
 
 
 @dg.asset(
     ins={
         "leaderboard": dg.AssetIn(),
-        "cycle_statistics": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True}),
+        "cycle_statistics": dg.AssetIn(
+            partition_mapping=dg.AllPartitionMapping(), metadata={"allow_missing_partitions": True}
+        ),
         "raw_measurements": RAW_FOLDERS,
     },
     code_version=SNAPSHOT_CODE_VERSION,
     group_name="publish",
     kinds={"parquet", "huggingface"},
     automation_condition=AFTER_LEADERBOARD,
-    check_specs=[dg.AssetCheckSpec("card_matches_files", asset="hf_dataset_snapshot", blocking=True,
-                                   description="every config in the card's YAML has its data file, with the row count the metadata states")],
-    description="The HuggingFace dataset folder: Parquet per table (experiments ... leaderboard, provenance) and a dataset card.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "card_matches_files",
+            asset="hf_dataset_snapshot",
+            blocking=True,
+            description="every config in the card's YAML has its data file, with the row count the metadata states",
+        )
+    ],
+    description="The HuggingFace dataset folder: Parquet per table (experiments ... leaderboard, provenance) and a "
+    "dataset card.",
 )
-def hf_dataset_snapshot(context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame,
-                        cycle_statistics: pd.DataFrame, raw_measurements: dict):
+def hf_dataset_snapshot(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    leaderboard: pd.DataFrame,
+    cycle_statistics: pd.DataFrame,
+    raw_measurements: dict,
+):
     raw = published_raw(context, raw_measurements, leaderboard)
     snap = build_snapshot(raw, leaderboard, cycle_statistics, snapshot_folder(storage))
     context.log.info(f"dataset snapshot {snap.content_hash[:16]}: {len(snap.files)} files in {snap.folder}")
-    yield dg.Output(None, data_version=dg.DataVersion(snap.content_hash), metadata={
-        "content_hash": snap.content_hash, "folder": dg.MetadataValue.path(str(snap.folder)), "partitions": len(raw),
-        "files": dg.MetadataValue.md(snap.metadata_table()),
-        "total_bytes": sum(f.bytes for f in snap.files),
-        **{f"rows_{f.path.removeprefix('data/').removesuffix('.parquet')}": f.rows for f in snap.files if f.rows is not None},
-    })
+    yield dg.Output(
+        None,
+        data_version=dg.DataVersion(snap.content_hash),
+        metadata={
+            "content_hash": snap.content_hash,
+            "folder": dg.MetadataValue.path(str(snap.folder)),
+            "partitions": len(raw),
+            "files": dg.MetadataValue.md(snap.metadata_table()),
+            "total_bytes": sum(f.bytes for f in snap.files),
+            **{
+                f"rows_{f.path.removeprefix('data/').removesuffix('.parquet')}": f.rows
+                for f in snap.files
+                if f.rows is not None
+            },
+        },
+    )
     yield _card_check(snap.folder, {f.path: f.rows for f in snap.files})
 
 
@@ -175,7 +225,9 @@ def _card_check(folder: Path, rows: dict[str, int | None]) -> dg.AssetCheckResul
                 problems.append(f"{df['path']} missing")
             elif pq.ParquetFile(path).metadata.num_rows != rows.get(df["path"]):
                 problems.append(f"{df['path']}: row count differs")
-    return dg.AssetCheckResult(check_name="card_matches_files", passed=not problems, metadata={"problems": "; ".join(problems) or "none"})
+    return dg.AssetCheckResult(
+        check_name="card_matches_files", passed=not problems, metadata={"problems": "; ".join(problems) or "none"}
+    )
 
 
 @dg.asset(
@@ -185,19 +237,33 @@ def _card_check(folder: Path, rows: dict[str, int | None]) -> dg.AssetCheckResul
     automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     description="Commits the snapshot to the HuggingFace Hub (one atomic commit + a tag); no commit when unchanged.",
 )
-def hf_dataset_publish(context: dg.AssetExecutionContext, storage: StorageResource, hf_hub: HuggingFaceHub) -> dg.MaterializeResult:
+def hf_dataset_publish(
+    context: dg.AssetExecutionContext, storage: StorageResource, hf_hub: HuggingFaceHub
+) -> dg.MaterializeResult:
     folder = snapshot_folder(storage)
     record = context.instance.get_latest_materialization_event(dg.AssetKey("hf_dataset_snapshot"))
     content_hash = record.asset_materialization.metadata["content_hash"].value if record else None
     if content_hash is None or not (folder / "README.md").is_file():
         raise PublishError(f"no dataset snapshot in {folder}; materialize hf_dataset_snapshot first")
-    base = {"mode": hf_hub.mode, "repo_id": hf_hub.repo_id or "(not set)", "endpoint": hf_hub.endpoint, "content_hash": content_hash}
+    base = {
+        "mode": hf_hub.mode,
+        "repo_id": hf_hub.repo_id or "(not set)",
+        "endpoint": hf_hub.endpoint,
+        "content_hash": content_hash,
+    }
     if hf_hub.mode != "on":
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         context.log.info(f"publishing is {hf_hub.mode}: nothing sent to the Hub")
-        return dg.MaterializeResult(metadata={**base, "committed": False,
-                                              "reason": "publishing switched off" if hf_hub.mode == "off" else "dry run: folder written, nothing sent",
-                                              "would_commit": dg.MetadataValue.json(files)})
+        return dg.MaterializeResult(
+            metadata={
+                **base,
+                "committed": False,
+                "reason": "publishing switched off"
+                if hf_hub.mode == "off"
+                else "dry run: folder written, nothing sent",
+                "would_commit": dg.MetadataValue.json(files),
+            }
+        )
     result = hf_hub.publish(folder, content_hash)
     context.log.info(("committed " + result["commit"][:12]) if result["committed"] else "unchanged: no commit")
     return dg.MaterializeResult(metadata={**base, **result})

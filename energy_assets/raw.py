@@ -6,7 +6,7 @@ them never lands in the asset's storage (so statistics, the leaderboard, the dat
 see it); it is kept in quarantine/ for inspection and the run fails naming each failed check.
 """
 
-
+import base64
 import json
 import tempfile
 from pathlib import Path
@@ -16,10 +16,11 @@ import pandas as pd
 
 from energy_assets.partitions import measurement_partitions, split
 from energy_assets.resources import GpuResource, StorageResource
+from energy_assets.tables import schema_metadata
 from gpu_ops.errors import UserError
-from gpu_ops.models import resolve_model
-from gpu_ops.results import ResultTables, experiment_slug, read_tables, tables_digest, write_tables
+from gpu_ops.results import ResultFolder, ResultTables
 from gpu_ops.runner import run_experiment
+from gpu_ops.schema import CYCLES, RESULT_TABLES
 from gpu_ops.validation import RAW_CHECK_NAMES, blocking_failures, failure_message, validate
 
 RAW_CODE_VERSION = "raw-v1"  # bump when the measurement method changes: downstream shows stale
@@ -42,27 +43,38 @@ def power_timeline_svg(tables: ResultTables, width: int = 640, height: int = 160
     def y(w):
         return height - w / pmax * (height - 10)
 
-    shades = "".join(f'<rect x="{x(r.window_start_s):.1f}" width="{max(x(r.window_end_s) - x(r.window_start_s), 1):.1f}" y="0" height="{height}" fill="#dbeafe"/>'
-                     for r in tables.cycles.itertuples())
+    shades = "".join(
+        f'<rect x="{x(r.window_start_s):.1f}" width="{max(x(r.window_end_s) - x(r.window_start_s), 1):.1f}" y="0" '
+        f'height="{height}" fill="#dbeafe"/>'
+        for r in tables.cycles.itertuples()
+    )
     pts = " ".join(f"{x(t):.1f},{y(w):.1f}" for t, w in zip(p.t_s, p.power_w))
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{shades}'
-            f'<polyline fill="none" stroke="#b91c1c" stroke-width="1.5" points="{pts}"/>'
-            f'<text x="4" y="12" font-size="11">{pmax:.0f} W peak, {t1 - t0:.0f} s; shaded: measured cycles</text></svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{shades}'
+        f'<polyline fill="none" stroke="#b91c1c" stroke-width="1.5" points="{pts}"/>'
+        f'<text x="4" y="12" font-size="11">{pmax:.0f} W peak, {t1 - t0:.0f} s; shaded: measured cycles</text></svg>'
+    )
 
 
-def _measure(context, storage: StorageResource, gpu: GpuResource, experiment: str, hardware: str) -> ResultTables:
+def _measure(
+    context, storage: StorageResource, gpu: GpuResource, experiment: str, hardware: str, work: Path
+) -> ResultFolder:
+    """Measure the partition on this worker; the result folder is written into `work` (on the storage's disk, so a
+    refused one moves into quarantine/ as it is)."""
     cfg = storage.load_experiment(experiment, hardware)
-    expected = experiment_slug(resolve_model(cfg.model, build=False).slug, cfg.backend)
+    expected = cfg.experiment_key()
     if expected != experiment:
         raise UserError(f"registered file for '{experiment}' describes '{expected}'; re-register it through the inbox")
     with gpu.selected():
         local = gpu.local_profile(cfg.gpus)
         if local != hardware:
-            raise UserError(f"this worker is '{local}' but the partition asks for '{hardware}': run it on a worker of that "
-                            f"profile, or upload a result folder measured there into the results inbox")
-        with tempfile.TemporaryDirectory(prefix="lem-run-") as tmp:
-            outcome = run_experiment(cfg, Path(tmp), progress=context.log.info, folder_name="result")
-            return outcome.tables
+            raise UserError(
+                f"this worker is '{local}' but the partition asks for '{hardware}': run it on a worker of that "
+                f"profile, or upload a result folder measured there into the results inbox"
+            )
+        return run_experiment(
+            cfg, work, progress=context.log.info, folder_name=f"{experiment}__{hardware}__{context.run.run_id[:8]}"
+        )
 
 
 @dg.asset(
@@ -72,72 +84,96 @@ def _measure(context, storage: StorageResource, gpu: GpuResource, experiment: st
     group_name="measurement",
     kinds={"pytorch", "parquet"},
     check_specs=[dg.AssetCheckSpec(name, asset="raw_measurements", blocking=True) for name in RAW_CHECK_NAMES],
-    description="Per-request, per-cycle, per-window tables and the power timeline of one experiment on one hardware profile.",
+    description="Per-request, per-cycle, per-window tables and the power timeline of one experiment on one hardware "
+    "profile.",
+    metadata=schema_metadata(CYCLES, *(t for t in RESULT_TABLES.values() if t is not CYCLES)),
 )
 def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource, gpu: GpuResource):
     experiment, hardware = split(context.partition_key)
     source = context.run.tags.get(SOURCE_TAG, "measure")
-    definition = folder = None  # the inbox file that defined a measured partition; the uploaded folder
-    if source == "upload":
-        folder = storage.latest_upload(experiment, hardware, context.run.tags.get(UPLOAD_TAG))
-        if folder is None:
-            raise UserError(f"no uploaded result folder for {experiment}|{hardware} under {storage.upload_dir(experiment, hardware)}")
-        context.log.info(f"ingesting uploaded result {folder}")
-        try:
-            tables = read_tables(folder)
-        except UserError as exc:  # accepted by the inbox, edited since
-            raise UserError(f"{exc}. Nothing was stored; the folder is kept for inspection in "
-                            f"{storage.quarantine(folder, str(exc))}") from None
-    else:
-        tables = _measure(context, storage, gpu, experiment, hardware)
-        definition = storage.experiment_source(experiment, hardware)
-    got = tables.partition
-    findings = validate(tables)
-    failed = blocking_failures(findings)
-    if failed or got != (experiment, hardware):
-        reason = (failure_message(failed) if failed else
-                  f"the result belongs to partition {got[0]}|{got[1]}, not {experiment}|{hardware}")
-        kept = _keep_refused(storage, folder, tables, reason, f"{experiment}__{hardware}__{context.run.run_id[:8]}")
-        yield from _check_results(findings)  # recorded as failed evaluations; the asset itself is not materialized
-        raise UserError(f"{reason}. Nothing was stored; the result is kept for inspection in {kept}")
+    definition = None  # the inbox file that defined a measured partition
+    # the folder a measurement writes lives until the IO manager has stored it (after the Output below)
+    with tempfile.TemporaryDirectory(prefix="lem-run-", dir=storage.work_dir) as work:
+        if source == "upload":
+            folder = storage.latest_upload(experiment, hardware, context.run.tags.get(UPLOAD_TAG))
+            if folder is None:
+                raise UserError(
+                    f"no uploaded result folder for {experiment}|{hardware} under "
+                    f"{storage.upload_dir(experiment, hardware)}"
+                )
+            context.log.info(f"ingesting uploaded result {folder}")
+            try:
+                result = ResultFolder.read(folder)
+            except UserError as exc:  # accepted by the inbox, edited since
+                raise UserError(
+                    f"{exc}. Nothing was stored; the folder is kept for inspection in "
+                    f"{storage.quarantine(folder, str(exc))}"
+                ) from None
+        else:
+            result = _measure(context, storage, gpu, experiment, hardware, Path(work))
+            definition = storage.experiment_source(experiment, hardware)
+        tables = result.tables
+        got = tables.partition
+        findings = validate(tables)
+        failed = blocking_failures(findings)
+        if failed or got != (experiment, hardware):
+            reason = (
+                failure_message(failed)
+                if failed
+                else f"the result belongs to partition {got[0]}|{got[1]}, not {experiment}|{hardware}"
+            )
+            kept = storage.quarantine(result.folder, reason)  # the uploaded folder, or the measured one, as it is
+            yield from _check_results(findings)  # recorded as failed evaluations; the asset itself is not materialized
+            raise UserError(f"{reason}. Nothing was stored; the result is kept for inspection in {kept}")
+        yield dg.Output(
+            result, metadata=_metadata(tables, source, definition), data_version=dg.DataVersion(result.content_hash)
+        )
+    yield from _check_results(findings)
+
+
+def _metadata(tables: ResultTables, source: str, definition: str | None) -> dict:
+    """What the UI shows of a stored raw partition: sizes, energy totals, identity, environment, power timeline."""
     exp = tables.experiment.iloc[0]
     c = tables.cycles
-    version = tables_digest(tables)
     metadata = {
-        "source": source, "experiment_file": definition,
-        "rows_requests": len(tables.requests), "rows_cycles": len(c), "rows_timeline": len(tables.timeline),
-        "sweep_points": int(c.sweep_point.nunique()), "parallelism": ",".join(sorted(set(c.parallelism))),
+        "source": source,
+        "experiment_file": definition,
+        "rows_requests": len(tables.requests),
+        "rows_cycles": len(c),
+        "rows_timeline": len(tables.timeline),
+        "sweep_points": int(c.sweep_point.nunique()),
+        "parallelism": ",".join(sorted(set(c.parallelism))),
         "energy_status": "measured" if (c.energy_status == "measured").all() else "unmeasured",
         "gross_energy_j_total": float(c.gross_energy_j.sum()) if (c.energy_status == "measured").all() else None,
         "output_tokens_total": int(c.output_tokens.sum()),
         "idle_power_w": None if pd.isna(exp.idle_power_w) else float(exp.idle_power_w),
-        "config_hash": str(exp.config_hash), "fingerprint_hash": str(exp.fingerprint_hash),
+        "config_hash": str(exp.config_hash),
+        "fingerprint_hash": str(exp.fingerprint_hash),
         "environment": dg.MetadataValue.json(json.loads(exp.fingerprint_json)),
-        "data_version": version, "model": str(exp.model), "backend": str(exp.backend), "weights": str(exp.weights),
+        "data_version": tables.summary["content_hash"],
+        "model": str(exp.model),
+        "backend": str(exp.backend),
+        "weights": str(exp.weights),
     }
     svg = power_timeline_svg(tables)
     if svg:
-        import base64
-
-        metadata["power_timeline"] = dg.MetadataValue.md(f"![power timeline](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})")
-    yield dg.Output(tables, metadata=metadata, data_version=dg.DataVersion(version))
-    yield from _check_results(findings)
+        metadata["power_timeline"] = dg.MetadataValue.md(
+            f"![power timeline](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})"
+        )
+    return metadata
 
 
 def _check_results(findings) -> list[dg.AssetCheckResult]:
-    return [dg.AssetCheckResult(check_name=f.check, passed=f.passed, severity=dg.AssetCheckSeverity.ERROR,
-                                description=f.message,
-                                metadata={k: _plain(v) for k, v in f.metadata.items() if v is not None})
-            for f in findings]
-
-
-def _keep_refused(storage: StorageResource, folder: Path | None, tables: ResultTables, reason: str, name: str) -> Path:
-    """A refused result goes to quarantine/ with its reason: the uploaded folder itself, or the measured tables."""
-    if folder is not None:
-        return storage.quarantine(folder, reason)
-    with tempfile.TemporaryDirectory(prefix=".lem-refused-", dir=storage.quarantine_dir) as tmp:
-        write_tables(tables, Path(tmp) / name)
-        return storage.quarantine(Path(tmp) / name, reason)
+    return [
+        dg.AssetCheckResult(
+            check_name=f.check,
+            passed=f.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f.message,
+            metadata={k: _plain(v) for k, v in f.metadata.items() if v is not None},
+        )
+        for f in findings
+    ]
 
 
 def _plain(v):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -11,11 +12,10 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
-from gpu_ops.config import ExperimentConfig, load_config
+from gpu_ops.config import ExperimentConfig
 from gpu_ops.environment import SLUG_PATTERN, validate_slug
 from gpu_ops.errors import UserError
 from gpu_ops.results import write_file_atomic
-
 
 SAFE_NAME_MAX = 100
 
@@ -43,12 +43,14 @@ def default_storage() -> str:
 class StorageResource(dg.ConfigurableResource):
     """Folders of the platform (local by default; any fsspec URL for the asset IO).
 
-    experiments/<experiment>/<hardware>.yaml  the validated experiment file that defines each partition (and .source:
-                   the inbox file it came from), so one model/backend can be measured on 1 and on 2 GPUs with different files
+    experiments/<experiment>/<hardware>.json  the config the inbox parsed and validated, resolved (every field), that
+                   defines each partition (and .source: the inbox file it came from), so one model/backend can be
+                   measured on 1 and on 2 GPUs with different files
     inbox/         experiment YAMLs dropped by people (experiment_inbox sensor)
     results_inbox/ result folders from standalone CLI runs (results_inbox sensor)
     uploads/<experiment>/<hardware>/  accepted result folders, ingested by raw_measurements
     quarantine/    rejected result folders, each with REASON.txt
+    work/          result folders being measured here (on this disk, so a refused one moves into quarantine/)
     """
 
     base_path: str = ""  # empty: $LEM_STORAGE, else ./var/storage
@@ -82,18 +84,24 @@ class StorageResource(dg.ConfigurableResource):
     def quarantine_dir(self) -> Path:
         return self._dir("quarantine")
 
+    @property
+    def work_dir(self) -> Path:
+        return self._dir("work")
+
     def experiment_file(self, experiment: str, hardware: str) -> Path:
         folder = self.experiments_dir / validate_slug(experiment, "experiment")
-        return folder / f"{validate_slug(hardware, 'hardware')}.yaml"
+        return folder / f"{validate_slug(hardware, 'hardware')}.json"
 
     def _source_file(self, experiment: str, hardware: str) -> Path:
         return self.experiment_file(experiment, hardware).with_suffix(".source")
 
-    def register_experiment(self, experiment: str, hardware: str, text: str, source: str | None = None) -> Path:
-        """Atomically store a validated experiment file as the definition of one partition; `source` is the inbox
-        file that owns it (None: registered directly, e.g. by a script)."""
+    def register_experiment(
+        self, experiment: str, hardware: str, config: ExperimentConfig, source: str | None = None
+    ) -> Path:
+        """Atomically store a validated config as the definition of one partition (as JSON, so nobody parses its YAML
+        again); `source` is the inbox file that owns it (None: registered directly, e.g. by a script)."""
         target, owner = self.experiment_file(experiment, hardware), self._source_file(experiment, hardware)
-        write_file_atomic(target, text.encode())
+        write_file_atomic(target, json.dumps(config.model_dump(mode="json"), indent=1, sort_keys=True).encode())
         if source is None:
             owner.unlink(missing_ok=True)
         else:
@@ -107,14 +115,17 @@ class StorageResource(dg.ConfigurableResource):
 
     def registered_experiments(self) -> list[tuple[str, str, Path]]:
         """(experiment, hardware, file) of every registered partition definition."""
-        return [(p.parent.name, p.stem, p) for p in sorted(self.experiments_dir.glob("*/*.yaml"))]
+        return [(p.parent.name, p.stem, p) for p in sorted(self.experiments_dir.glob("*/*.json"))]
 
     def load_experiment(self, experiment: str, hardware: str) -> ExperimentConfig:
+        """The config registered for a partition, as the inbox validated it."""
         path = self.experiment_file(experiment, hardware)
         if not path.is_file():
-            raise UserError(f"partition {experiment}|{hardware} has no registered experiment file ({path}); drop a YAML "
-                            f"for it into {self.inbox_dir} (its `hardware:` list or this machine's profile names the hardware)")
-        return load_config(path)
+            raise UserError(
+                f"partition {experiment}|{hardware} has no registered experiment file ({path}); drop a YAML "
+                f"for it into {self.inbox_dir} (its `hardware:` list or this machine's profile names the hardware)"
+            )
+        return ExperimentConfig.model_validate_json(path.read_bytes())
 
     def upload_dir(self, experiment: str, hardware: str) -> Path:
         return self.uploads_dir / validate_slug(experiment, "experiment") / validate_slug(hardware, "hardware")

@@ -26,15 +26,25 @@ SITE_CODE_VERSION = "site-v1"
     group_name="publish",
     kinds={"html", "plotly"},
     automation_condition=AFTER_LEADERBOARD,
-    description="Static leaderboard site: sortable/filterable table, detail page per row, plotly charts; works offline.",
+    description="Static leaderboard site: sortable/filterable table, detail page per row, plotly charts; works "
+    "offline.",
 )
-def leaderboard_site(context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame,
-                     raw_measurements: dict) -> dg.MaterializeResult:
-    site = build_site(leaderboard, published_raw(context, raw_measurements, leaderboard), storage.root / "site",
-                      dagster_url=os.environ.get("LEM_DAGSTER_URL"),
-                      generated_from="Built by the leaderboard_site asset.")
+def leaderboard_site(
+    context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame, raw_measurements: dict
+) -> dg.MaterializeResult:
+    site = build_site(
+        leaderboard,
+        published_raw(context, raw_measurements, leaderboard),
+        storage.root / "site",
+        dagster_url=os.environ.get("LEM_DAGSTER_URL"),
+        generated_from="Built by the leaderboard_site asset.",
+    )
     context.log.info(f"site: {site.rows} rows, {site.pages} detail pages in {site.folder}")
-    meta = {"index": dg.MetadataValue.path(str(site.folder / "index.html")), "rows": site.rows, "detail_pages": site.pages}
+    meta = {
+        "index": dg.MetadataValue.path(str(site.folder / "index.html")),
+        "rows": site.rows,
+        "detail_pages": site.pages,
+    }
     for chart, fig in site.figures.items():  # the UI shows JSON; a plotly figure's JSON opens in any plotly viewer
         meta[chart.removeprefix("chart-")] = dg.MetadataValue.json(fig)
     return dg.MaterializeResult(metadata=meta)

@@ -13,7 +13,8 @@ from energy_assets.fleet import ServiceUnreachable, broker_url, hardware_queue, 
 
 
 def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = None, concurrency: int = 1) -> int:
-    """Start a Celery worker for `hardware`'s queue after checking this machine is that hardware; blocks until it exits."""
+    """Start a Celery worker for `hardware`'s queue after checking this machine is that hardware; blocks until it
+    exits."""
     import subprocess
     import tempfile
     from pathlib import Path
@@ -23,10 +24,14 @@ def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = 
 
     local = GpuResource(visible_devices=os.environ.get("LEM_VISIBLE_DEVICES")).local_profile(gpus or [0])
     if local != hardware:
-        raise UserError(f"this machine's GPUs {gpus or [0]} are hardware '{local}', not '{hardware}': refusing to serve queue "
-                        f"'{hardware_queue(hardware)}'. Start the worker with --hardware {local}, or select other GPUs with --gpus")
+        raise UserError(
+            f"this machine's GPUs {gpus or [0]} are hardware '{local}', not '{hardware}': refusing to serve queue "
+            f"'{hardware_queue(hardware)}'. Start the worker with --hardware {local}, or select other GPUs with --gpus"
+        )
     if not os.environ.get("DAGSTER_HOME"):
-        raise UserError("DAGSTER_HOME is not set: a worker needs the platform's instance config (the fleet's dagster.yaml)")
+        raise UserError(
+            "DAGSTER_HOME is not set: a worker needs the platform's instance config (the fleet's dagster.yaml)"
+        )
     try:
         preflight(require_postgres=True)
     except ServiceUnreachable as exc:
@@ -35,23 +40,51 @@ def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = 
     cfg.write_text(worker_config_yaml())
     bindir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
-    cmd = [sys.executable, "-m", "dagster_celery.cli", "worker", "start", "-A", "dagster_celery.app", "-y", str(cfg),
-           "-q", hardware_queue(hardware), "-n", name or f"lem-{hardware}-{os.getpid()}", "--", f"--concurrency={concurrency}"]
-    print(f"worker for '{hardware}' (queue {hardware_queue(hardware)}, broker {urlparse(broker_url()).hostname}): {' '.join(cmd)}", flush=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster_celery.cli",
+        "worker",
+        "start",
+        "-A",
+        "dagster_celery.app",
+        "-y",
+        str(cfg),
+        "-q",
+        hardware_queue(hardware),
+        "-n",
+        name or f"lem-{hardware}-{os.getpid()}",
+        "--",
+        f"--concurrency={concurrency}",
+    ]
+    print(
+        f"worker for '{hardware}' (queue {hardware_queue(hardware)}, broker {urlparse(broker_url()).hostname}): "
+        f"{' '.join(cmd)}",
+        flush=True,
+    )
     return subprocess.call(cmd, env=env)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hardware", required=True, help="hardware profile this worker serves; must match this machine's GPUs")
+    ap.add_argument(
+        "--hardware", required=True, help="hardware profile this worker serves; must match this machine's GPUs"
+    )
     ap.add_argument("--gpus", default=None, help="comma-separated visible GPU indices (default 0)")
     ap.add_argument("--name", default=None, help="Celery worker name (default lem-<hardware>-<pid>)")
-    ap.add_argument("--concurrency", type=int, default=1, help="parallel steps; keep 1 per GPU set (a measurement needs the GPU alone)")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="parallel steps; keep 1 per GPU set (a measurement needs the GPU alone)",
+    )
     args = ap.parse_args(argv)
     from gpu_ops.errors import UserError
 
     try:
-        return run_worker(args.hardware, [int(g) for g in args.gpus.split(",")] if args.gpus else None, args.name, args.concurrency)
+        return run_worker(
+            args.hardware, [int(g) for g in args.gpus.split(",")] if args.gpus else None, args.name, args.concurrency
+        )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

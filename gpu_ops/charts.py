@@ -31,23 +31,48 @@ def efficiency_scatter(points: pd.DataFrame, title: str = "Energy vs throughput"
     unmeasured = []
     for backend, group in points.groupby("backend", sort=True):
         measured = group[group.j_per_token_mean.map(_num).notna()]
-        unmeasured += [f"{backend} {r.label}: {r.get('unmeasured_reason') or 'unmeasured'}" for _, r in group.drop(measured.index).iterrows()]
+        unmeasured += [
+            f"{backend} {r.label}: {r.get('unmeasured_reason') or 'unmeasured'}"
+            for _, r in group.drop(measured.index).iterrows()
+        ]
         if measured.empty:
             continue
         size = None
         if "parameters" in measured and measured.parameters.notna().any():
             p = measured.parameters.astype(float)
             size = (8 + 22 * (p / p.max()) ** 0.5).tolist()
-        fig.add_trace(go.Scatter(
-            x=measured.tokens_per_s_mean, y=measured.j_per_token_mean, mode="markers", name=backend, text=measured.label,
-            error_y=dict(type="data", visible=True,  # no CI (one cycle): no error bar, never one of height 0
-                         array=[None if pd.isna(v) else v for v in measured.j_per_token_ci95]),
-            marker=dict(color=BACKEND_COLOURS.get(backend), size=size or 12),
-            hovertemplate="%{text}<br>%{x:.1f} tok/s<br>%{y:.4g} J/token<extra>" + backend + "</extra>",
-        ))
-    fig.update_layout(title=title, xaxis_title="throughput (output tokens/s)", yaxis_title="energy (J/output token, gross)",
-                      template="plotly_white", legend_title="backend")
+        fig.add_trace(
+            go.Scatter(
+                x=measured.tokens_per_s_mean,
+                y=measured.j_per_token_mean,
+                mode="markers",
+                name=backend,
+                text=measured.label,
+                error_y=dict(
+                    type="data",
+                    visible=True,  # no CI (one cycle): no error bar, never one of height 0
+                    array=[None if pd.isna(v) else v for v in measured.j_per_token_ci95],
+                ),
+                marker=dict(color=BACKEND_COLOURS.get(backend), size=size or 12),
+                hovertemplate="%{text}<br>%{x:.1f} tok/s<br>%{y:.4g} J/token<extra>" + backend + "</extra>",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title="throughput (output tokens/s)",
+        yaxis_title="energy (J/output token, gross)",
+        template="plotly_white",
+        legend_title="backend",
+    )
     if unmeasured:
-        fig.add_annotation(text="energy unmeasured: " + "; ".join(unmeasured)[:400], xref="paper", yref="paper", x=0, y=-0.25,
-                           showarrow=False, align="left", font=dict(size=11))
+        fig.add_annotation(
+            text="energy unmeasured: " + "; ".join(unmeasured)[:400],
+            xref="paper",
+            yref="paper",
+            x=0,
+            y=-0.25,
+            showarrow=False,
+            align="left",
+            font=dict(size=11),
+        )
     return fig

@@ -20,8 +20,13 @@ def _cmd_run(args) -> int:
 
     cfg = load_config(args.config)
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    outcome = run_experiment(cfg, Path(args.out), progress=say, show_bar=not args.quiet and not args.verbose and not args.show_tokens,
-                             show_tokens=args.show_tokens)
+    outcome = run_experiment(
+        cfg,
+        Path(args.out),
+        progress=say,
+        show_bar=not args.quiet and not args.verbose and not args.show_tokens,
+        show_tokens=args.show_tokens,
+    )
     findings = validate(outcome.tables)
     if not args.quiet:
         for f in findings:
@@ -38,13 +43,20 @@ def _print_summary(summary: dict) -> None:
     from gpu_ops.stats import fmt_ci
     from gpu_ops.stats import fmt_value as _fmt
 
-    print(f"{summary['name']}: {summary['model']} on {summary['backend']} / {summary['hardware']} (weights: {summary['weights']})", file=sys.stderr)
+    print(
+        f"{summary['name']}: {summary['model']} on {summary['backend']} / {summary['hardware']} (weights: "
+        f"{summary['weights']})",
+        file=sys.stderr,
+    )
     for p in summary["sweep_points"]:
         jpt = p.get("j_per_token_mean")
-        print(f"  {p['sweep_point']:<28} {p['n_cycles']} cycles  tok/s {_fmt(p.get('tokens_per_s_mean'))}  "
-              f"J/token {_fmt(jpt)}{'' if jpt is None or jpt != jpt else fmt_ci(p.get('j_per_token_ci95'))}  "
-              f"TTFT p50 {_fmt(p.get('ttft_p50_s_mean'), ' ms', 1000)}"
-              + ("" if p.get("energy_status") == "measured" else f"  ({p.get('unmeasured_reason')})"), file=sys.stderr)
+        print(
+            f"  {p['sweep_point']:<28} {p['n_cycles']} cycles  tok/s {_fmt(p.get('tokens_per_s_mean'))}  "
+            f"J/token {_fmt(jpt)}{'' if jpt is None or jpt != jpt else fmt_ci(p.get('j_per_token_ci95'))}  "
+            f"TTFT p50 {_fmt(p.get('ttft_p50_s_mean'), ' ms', 1000)}"
+            + ("" if p.get("energy_status") == "measured" else f"  ({p.get('unmeasured_reason')})"),
+            file=sys.stderr,
+        )
 
 
 def _cmd_show_config(args) -> int:
@@ -81,13 +93,16 @@ def _cmd_list_backends(args) -> int:
     from gpu_ops.backends import BACKENDS, get_backend
     from gpu_ops.backends.matrix import declared
 
-    for name, desc in BACKENDS.items():
+    for name in BACKENDS:
         verified = declared()[name].verified
         mark = f"  verified: {verified}" if verified else "  [not verified on hardware]"
         try:
             b = get_backend(name)
             caps = b.capabilities()
-            print(f"{name:<10} available    {b.version()}  precisions={','.join(sorted(caps.precisions))} lora={caps.lora}{mark}")
+            print(
+                f"{name:<10} available    {b.version()}  precisions={','.join(sorted(caps.precisions))} "
+                f"lora={caps.lora}{mark}"
+            )
             b.close()
         except UserError as exc:
             print(f"{name:<10} unavailable  {exc}{mark}")
@@ -117,8 +132,8 @@ def _cmd_compare(args) -> int:
 
 def _cmd_list_hardware(args) -> int:
     from gpu_ops.energy import load_nvml, topology
-    from gpu_ops.environment import cpu_profile, gpu_profile
     from gpu_ops.energy.nvml import visible_targets
+    from gpu_ops.environment import cpu_profile, gpu_profile
 
     print(f"cpu: {cpu_profile()}")
     nvml, reason = load_nvml()
@@ -126,7 +141,10 @@ def _cmd_list_hardware(args) -> int:
         print(f"gpus: none ({reason})")
         return 0
     for g in topology(nvml):
-        print(f"gpu{g.index}: {g.name} uuid={g.uuid} memory={g.memory_bytes >> 20} MiB power_limit={g.power_limit_w} W mig={'on' if g.mig_enabled else 'off'}")
+        print(
+            f"gpu{g.index}: {g.name} uuid={g.uuid} memory={g.memory_bytes >> 20} MiB power_limit={g.power_limit_w} W "
+            f"mig={'on' if g.mig_enabled else 'off'}"
+        )
         for m in g.mig_instances:
             print(f"  mig gi={m.gpu_instance_id} {m.profile} uuid={m.uuid} compute_fraction={m.compute_fraction:.3f}")
     visible = visible_targets(nvml)
@@ -152,8 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an experiment file and write a result folder")
     r.add_argument("config")
     r.add_argument("--out", default="results", help="folder that receives the result folder (default: results)")
-    r.add_argument("--show-tokens", action="store_true",
-                   help="print the text of one sampled request per batch as it is generated (decoded in a separate process)")
+    r.add_argument(
+        "--show-tokens",
+        action="store_true",
+        help="print the text of one sampled request per batch as it is generated (decoded in a separate process)",
+    )
     g = r.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true")
     g.add_argument("-q", "--quiet", action="store_true")
@@ -164,9 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_show_config)
     sub.add_parser("list-models", help="builtin and synthetic models").set_defaults(func=_cmd_list_models)
     sub.add_parser("list-presets", help="decoder presets").set_defaults(func=_cmd_list_presets)
-    sub.add_parser("list-backends", help="backends and whether they are installed").set_defaults(func=_cmd_list_backends)
+    sub.add_parser("list-backends", help="backends and whether they are installed").set_defaults(
+        func=_cmd_list_backends
+    )
     sub.add_parser("list-hardware", help="CPU profile, GPUs, MIG topology").set_defaults(func=_cmd_list_hardware)
-    c = sub.add_parser("compare", help="replay one request trace on several backends; table and energy-vs-throughput chart")
+    c = sub.add_parser(
+        "compare", help="replay one request trace on several backends; table and energy-vs-throughput chart"
+    )
     c.add_argument("config")
     c.add_argument("--backends", required=True, help="comma-separated, e.g. pytorch,vllm")
     c.add_argument("--out", default="compare", help="folder for the result folders, compare.csv/json and compare.html")
@@ -190,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     if not verbose:
         import os
 
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM reads it on import; its engine processes inherit it
+        os.environ.setdefault(
+            "VLLM_LOGGING_LEVEL", "WARNING"
+        )  # vLLM reads it on import; its engine processes inherit it
         import warnings
 
         warnings.filterwarnings("ignore")

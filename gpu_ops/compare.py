@@ -54,13 +54,24 @@ def compare(config_path: str, backends: list[str], out: Path, say=lambda m: None
         traces = dict(zip(t.sweep_points.sweep_point, t.sweep_points.trace_hash))
         params = _parameters(t.sweep_points)
         for p in points:
-            rows.append({"backend": backend, "label": p["sweep_point"], "trace_hash": traces.get(p["sweep_point"]),
-                         "parameters": params, "result_folder": str(outcome.folder), **{k: v for k, v in p.items() if k != "sweep_point"}})
+            rows.append(
+                {
+                    "backend": backend,
+                    "label": p["sweep_point"],
+                    "trace_hash": traces.get(p["sweep_point"]),
+                    "parameters": params,
+                    "result_folder": str(outcome.folder),
+                    **{k: v for k, v in p.items() if k != "sweep_point"},
+                }
+            )
     table = pd.DataFrame(rows)
     for label, group in table.groupby("label"):
         if group.trace_hash.nunique() != 1:
-            raise UserError(f"sweep point {label}: the backends replayed different request traces ({dict(zip(group.backend, group.trace_hash))}); "
-                            "their tokenizers differ, so the comparison would not be like for like")
+            raise UserError(
+                f"sweep point {label}: the backends replayed different request traces "
+                f"({dict(zip(group.backend, group.trace_hash))}); their tokenizers differ, so the comparison would not "
+                "be like for like"
+            )
     return table
 
 
@@ -76,10 +87,33 @@ def render_table(table: pd.DataFrame) -> str:
     for _, r in table.iterrows():
         mean = r.get("j_per_token_mean")
         jpt = _fmt(mean) + ("" if mean is None or mean != mean else fmt_ci(r.get("j_per_token_ci95")))
-        rows.append([r.backend, r.label, jpt, _fmt(r.get("tokens_per_j_mean")), _fmt(r.get("tokens_per_s_mean")),
-                     _fmt(r.get("ttft_p50_s_mean"), " ms", 1000), _fmt(r.get("ttft_p99_s_mean"), " ms", 1000),
-                     _fmt(r.get("tpot_p50_s_mean"), " ms", 1000), int(r.n_cycles)])
-    return tabulate(rows, headers=["backend", "sweep point", "J/token", "tokens/J", "tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "cycles"])
+        rows.append(
+            [
+                r.backend,
+                r.label,
+                jpt,
+                _fmt(r.get("tokens_per_j_mean")),
+                _fmt(r.get("tokens_per_s_mean")),
+                _fmt(r.get("ttft_p50_s_mean"), " ms", 1000),
+                _fmt(r.get("ttft_p99_s_mean"), " ms", 1000),
+                _fmt(r.get("tpot_p50_s_mean"), " ms", 1000),
+                int(r.n_cycles),
+            ]
+        )
+    return tabulate(
+        rows,
+        headers=[
+            "backend",
+            "sweep point",
+            "J/token",
+            "tokens/J",
+            "tok/s",
+            "TTFT p50",
+            "TTFT p99",
+            "TPOT p50",
+            "cycles",
+        ],
+    )
 
 
 def write_outputs(table: pd.DataFrame, out: Path) -> list[Path]:

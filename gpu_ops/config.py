@@ -38,17 +38,38 @@ Backend = Literal["pytorch", "vllm", "tensorrt"]
 
 
 class Strict(BaseModel):
+    """A config block: unknown keys are errors (with the nearest valid key), so a typo never silently does nothing."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
 class RandomPromptLengths(Strict):
-    """Random token ids whose input lengths follow a uniform range (vLLM's `random` dataset)."""
+    """Random token ids whose input lengths follow a uniform range (vLLM's `random` dataset).
+
+    Attributes:
+        input_len: mean prompt length in tokens (capped by max_input_tokens).
+        range_ratio: lengths are uniform in input_len x [1 - range_ratio, 1 + range_ratio]; 0 gives equal lengths.
+    """
 
     input_len: Annotated[int, Field(ge=1, le=131072)] = 128
     range_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
 class Prompts(Strict):
+    """Where the prompts come from; each cycle sends `count` of them (a source with fewer is cycled).
+
+    Attributes:
+        source: `builtin` (the corpus shipped with the package: works offline), `jsonl` (a file of {"prompt": ...}
+            lines), `sharegpt` (a ShareGPT JSON file: each conversation's first turn), `hf` (a Hub dataset; needs the
+            `prompts` extra) or `random` (random token ids, see `random`: exact lengths, no tokenizer).
+        path: the file of a `jsonl` or `sharegpt` source.
+        dataset: the Hub dataset id of an `hf` source.
+        split: the dataset split of an `hf` source.
+        column: the text column of an `hf` source.
+        count: prompts per cycle: the requests of each measured window.
+        random: the lengths of `random` prompts.
+    """
+
     source: Literal["builtin", "jsonl", "sharegpt", "hf", "random"] = "builtin"
     path: str | None = None
     dataset: str | None = None
@@ -67,6 +88,18 @@ class Prompts(Strict):
 
 
 class Decoder(Strict):
+    """How tokens are sampled: a named preset (`llm-energy-measure list-presets`), any field set here overriding it.
+
+    Attributes:
+        preset: `deterministic` (greedy: repeatable output lengths, the default for measuring), `standard`,
+            `creative` or `factual`.
+        temperature: sampling temperature; 0 means greedy.
+        top_k: sample among the k most likely tokens (0: no limit).
+        top_p: sample among the most likely tokens whose probabilities sum to p.
+        repetition_penalty: > 1 discourages repeating tokens.
+        do_sample: sample (true) or take the most likely token (false).
+    """
+
     preset: Literal["deterministic", "standard", "creative", "factual"] = "deterministic"
     temperature: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
     top_k: Annotated[int, Field(ge=0, le=100_000)] | None = None
@@ -76,15 +109,32 @@ class Decoder(Strict):
 
 
 class Batching(Strict):
-    """`static`/`dynamic`/`sorted_*` form whole batches (PyTorch); `continuous` is an engine's iteration-level
-    scheduler (vLLM, TensorRT-LLM), where `batch_size` caps the sequences running at once (max_num_seqs).
-    Left out, the strategy is the backend's native one."""
+    """How requests are grouped. Left out, the strategy is the backend's native one, so one file runs on every backend.
+
+    Attributes:
+        strategy: `static` (fixed batches in arrival order, started once all members arrived), `dynamic` (whatever
+            has arrived when the engine is free, up to batch_size), `sorted_static`/`sorted_dynamic` (the same,
+            ordered by prompt length to cut padding) form whole batches (PyTorch); `continuous` is an engine's
+            iteration-level scheduler (vLLM, TensorRT-LLM).
+        batch_size: requests per whole batch; with `continuous`, the cap on sequences running at once (max_num_seqs).
+    """
 
     strategy: Literal["static", "dynamic", "sorted_static", "sorted_dynamic", "continuous"] = "static"
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 1
 
 
 class Traffic(Strict):
+    """When requests arrive. Open loop: a request is sent at its arrival time whether or not earlier ones finished,
+    and the idle time between arrivals stays inside the measured window.
+
+    Attributes:
+        mode: `offline` (all at once: throughput), `constant` (evenly spaced at `rate`) or `poisson` (random gaps
+            with mean 1 / rate).
+        rate: requests per second of `constant` and `poisson`.
+        burstiness: shape of poisson's gaps (a Gamma distribution): 1 is Poisson, below 1 burstier, above 1 smoother.
+        seed: seed of the random arrivals (the same trace every run).
+    """
+
     mode: Literal["offline", "constant", "poisson"] = "offline"
     rate: Annotated[float, Field(gt=0.0, le=100_000.0)] | None = None
     burstiness: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0
@@ -98,6 +148,14 @@ class Traffic(Strict):
 
 
 class Parallelism(Strict):
+    """How the model is split over the run's GPUs; the product of the three must equal the number of `gpus`.
+
+    Attributes:
+        tensor: GPUs each layer is split over (tensor parallel).
+        pipeline: GPUs the layers are split over in sequence (pipeline parallel).
+        data: independent replicas, each taking every N-th request (data parallel).
+    """
+
     tensor: Annotated[int, Field(ge=1, le=64)] = 1
     pipeline: Annotated[int, Field(ge=1, le=64)] = 1
     data: Annotated[int, Field(ge=1, le=64)] = 1
@@ -110,24 +168,49 @@ class Parallelism(Strict):
 
 
 class Lora(Strict):
+    """A LoRA adapter applied on top of the model.
+
+    Attributes:
+        path: the adapter's folder (PEFT format).
+        name: the adapter's name in the engine.
+    """
+
     path: str
     name: str = "adapter"
 
 
 class Slo(Strict):
-    """Service-level objectives for goodput: a request is good when it meets every one that is set."""
+    """Service-level objectives for goodput: a request is good when it meets every one that is set.
+
+    Attributes:
+        ttft_ms: the most time to first token a good request may take, in ms.
+        tpot_ms: the most time per output token (after the first) a good request may take, in ms.
+    """
 
     ttft_ms: Annotated[float, Field(gt=0, le=3_600_000)] | None = None
     tpot_ms: Annotated[float, Field(gt=0, le=3_600_000)] | None = None
 
 
 class EnergyOptions(Strict):
+    """How energy is measured (docs/energy.md).
+
+    Attributes:
+        sample_hz: power samples per second for the timeline (cross-check, phase energy); >= 50 keeps the
+            cross-check within its tolerance.
+        idle_baseline_s: length of the idle windows before the first cycle and after the last, whose mean power is
+            subtracted for net energy; 0 skips them (net energy is then empty).
+        settle_timeout_s: after the last cycle, wait up to this long for the GPUs' power to return to the
+            idle-before level before the idle-after window (a GPU lingers in a higher power state after work);
+            0 does not wait. How long it took is recorded.
+        cross_check_tolerance: allowed |timeline - counter| / counter of every window; None: the length-dependent
+            default.
+        zeus: read the same windows with Zeus's ZeusMonitor too, for comparison (needs the `zeus` extra and a GPU).
+        rapl: read the CPU package energy through RAPL where readable.
+    """
+
     sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = 50.0
     idle_baseline_s: Annotated[float, Field(ge=0.0, le=600.0)] = 3.0
-    # after the last cycle, wait up to this long for the GPUs' power to return to the idle-before level before the
-    # idle-after window (0: do not wait); how long it took is recorded
     settle_timeout_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 30.0
-    # allowed |timeline - counter| / counter per window; None: the length-dependent default (docs/energy.md)
     cross_check_tolerance: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     zeus: bool = False
     rapl: bool = True
@@ -136,41 +219,77 @@ class EnergyOptions(Strict):
     @classmethod
     def _idle_long_enough(cls, v: float) -> float:
         if 0 < v < MIN_IDLE_BASELINE_S:
-            raise ValueError(f"{v:g} s is shorter than {MIN_IDLE_BASELINE_S:g} s (5 energy-counter updates), so it "
-                             f"would read no energy; set 0 (no idle baseline) or at least {MIN_IDLE_BASELINE_S:g}")
+            raise ValueError(
+                f"{v:g} s is shorter than {MIN_IDLE_BASELINE_S:g} s (5 energy-counter updates), so it "
+                f"would read no energy; set 0 (no idle baseline) or at least {MIN_IDLE_BASELINE_S:g}"
+            )
         return v
 
 
 class PytorchOptions(Strict):
+    """Options of the PyTorch (transformers) backend.
+
+    Attributes:
+        attn_implementation: transformers' attention kernel (`eager`, `sdpa`, `flash_attention_2`); None: its default.
+        static_cache: a preallocated KV cache of fixed shape (needed for CUDA graphs with torch_compile).
+        torch_compile: compile the model with torch.compile; the compilation lands in the warm-up window.
+        compile_mode: torch.compile's mode.
+        assistant_model: a draft model for assisted generation (speculative decoding).
+        token_timestamps: record when each step's tokens reach the host (a `generate` streamer, which copies them:
+            a device sync per step); false drops it: TTFT, ITL and TPOT are then unmeasured, E2E and throughput remain.
+    """
+
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
     static_cache: bool = False
     torch_compile: bool = False
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "reduce-overhead"
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
+        "reduce-overhead"
+    )
     assistant_model: str | None = None
-    # per-token timestamps come from a `generate` streamer, which copies each step's tokens to the host (a device sync
-    # per step); false drops it: TTFT, ITL and TPOT are then unmeasured, E2E and throughput remain
     token_timestamps: bool = True
 
 
 class VllmOptions(Strict):
-    # share of device memory vLLM reserves (weights + KV cache); None: 0.9 on a GPU, and on the CPU build a share that
-    # fits the memory free on this machine (there it reserves system memory)
+    """Options of the vLLM backend (vLLM's engine arguments of the same names where they exist).
+
+    Attributes:
+        gpu_memory_utilization: share of device memory vLLM reserves (weights + KV cache); None: 0.9 on a GPU, and
+            on the CPU build a share that fits the memory free on this machine (there it reserves system memory).
+        max_num_seqs: sequences running at once; None: batching.batch_size.
+        max_model_len: longest context; None: max_input_tokens + max_output_tokens.
+        enable_prefix_caching: reuse the KV cache of shared prompt prefixes; None: vLLM's default.
+        cold_prefix_cache: empty the prefix cache before each measured cycle: cycles replay the same prompts, so a
+            cache kept across cycles would make every cycle after the first a cache hit; false measures that warm
+            regime on purpose.
+        kv_cache_dtype: the KV cache's element type (`auto`: the model's).
+        enforce_eager: no CUDA graphs (slower, less memory, no capture in the warm-up).
+        speculative_model: a draft model for speculative decoding.
+        num_speculative_tokens: tokens the draft model proposes per step.
+        attention_backend: vLLM's attention kernel; None: vLLM picks (FLASH_ATTN on Hopper).
+    """
+
     gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     max_num_seqs: Annotated[int, Field(ge=1, le=65536)] | None = None
     max_model_len: Annotated[int, Field(ge=16, le=1_048_576)] | None = None
     enable_prefix_caching: bool | None = None
-    # empty the prefix cache before each measured cycle: cycles replay the same prompts, so a cache kept across
-    # cycles would make every cycle after the first a cache hit; false measures that warm regime on purpose
     cold_prefix_cache: bool = True
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"] = "auto"
     enforce_eager: bool = False
     speculative_model: str | None = None
     num_speculative_tokens: Annotated[int, Field(ge=1, le=64)] | None = None
-    # vLLM's attention kernel; None: vLLM picks (FLASH_ATTN on Hopper)
     attention_backend: Literal["FLASH_ATTN", "TRITON_ATTN", "FLASHINFER", "FLEX_ATTENTION"] | None = None
 
 
 class TensorrtOptions(Strict):
+    """Options of the TensorRT-LLM backend (its LLM API).
+
+    Attributes:
+        quantization: weight quantization the engine is built with (`none` keeps `precision`).
+        enable_kv_cache_reuse: reuse the KV cache of shared prompt prefixes.
+        max_batch_size: the engine's largest batch; None: batching.batch_size.
+        max_num_tokens: tokens the engine schedules per step; None: its default.
+    """
+
     quantization: Literal["none", "fp8", "int8_weight_only", "int4_weight_only", "int4_awq"] = "none"
     enable_kv_cache_reuse: bool = False
     max_batch_size: Annotated[int, Field(ge=1, le=65536)] | None = None
@@ -181,7 +300,13 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class Schedule(Strict):
-    """Re-measurement schedule; becomes a cron schedule on the platform."""
+    """Re-measurement schedule; becomes a cron schedule on the platform (a partition measured before is measured again).
+
+    Attributes:
+        interval: `hourly`, `daily` or `weekly`.
+        at: time of day, HH:MM (hourly: its minutes).
+        days: weekdays to run on (`mon` ... `sun`); empty: every day, or Monday for `weekly`.
+    """
 
     interval: Literal["hourly", "daily", "weekly"] = "daily"
     at: str = "03:00"
@@ -196,17 +321,55 @@ class Schedule(Strict):
         return v
 
     def cron(self) -> str:
+        """The cron expression of this schedule."""
         hour, minute = (int(x) for x in self.at.split(":"))
         if self.interval == "hourly":
             return f"{minute} * * * *"
-        dow = ",".join(str(DAYS.index(d)+1 if d != "sun" else 0) for d in self.days) if self.days else "*"
+        dow = ",".join(str(DAYS.index(d) + 1 if d != "sun" else 0) for d in self.days) if self.days else "*"
         if self.interval == "weekly" and not self.days:
             dow = "1"
         return f"{minute} {hour} * * {dow}"
 
 
 class ExperimentConfig(Strict):
-    """One experiment file. A `sweep:` block expands it into sweep points (see `expand`)."""
+    """One experiment file. A `sweep:` block expands it into sweep points (see `expand`).
+
+    Attributes:
+        name: names the result folder and the experiment in every table.
+        model: `builtin:<name>` (built here, random weights), `synthetic:<architecture>` (real shapes, random
+            weights: same FLOPs and bytes), a local Hugging Face model folder, or a hub id.
+        backend: `pytorch`, `vllm` or `tensorrt`; with the model, the experiment's partition (`experiment_key`).
+        precision: weight/activation precision; int8/int4 need a backend that quantizes.
+        device: `cuda`, `cpu`, or `auto` (a GPU when there is one).
+        gpus: visible GPU indices the run uses and meters; as many as the parallelism needs.
+        hardware: platform only: the hardware profiles to measure on (one partition each); empty: this machine's.
+        max_input_tokens: prompts are cut to this many tokens.
+        max_output_tokens: most tokens generated per request.
+        min_output_tokens: fewest tokens generated per request; equal to max_output_tokens for a fixed output length
+            (comparable J/token across backends).
+        prompts: where the prompts come from and how many per cycle.
+        decoder: how tokens are sampled.
+        batching: how requests are grouped.
+        traffic: when requests arrive.
+        streaming: deliver tokens as they are generated (per-token timestamps on every backend).
+        tokenize_in_window: tokenise each prompt when it is sent, inside the measured window (its time becomes part
+            of TTFT); false: prompts are token ids before the window opens.
+        cycles: measured windows per sweep point; their spread gives the confidence interval (the platform needs 3).
+        warmup_requests: requests of the warm-up window that keeps loading and compilation out of measured windows.
+        cooldown_s: pause before each cycle, so one cycle's heat and power state do not run into the next.
+        seed: seed of the weights of builtin/synthetic models and of random prompts.
+        parallelism: how the model is split over `gpus`.
+        lora: a LoRA adapter, or None.
+        slo: service-level objectives for goodput.
+        energy: how energy is measured.
+        pytorch: PyTorch backend options.
+        vllm: vLLM backend options (only with backend: vllm).
+        tensorrt: TensorRT-LLM backend options (only with backend: tensorrt).
+        schedule: platform only: re-measure on a schedule.
+        sweep: dotted field -> values; the grid of their combinations are the sweep points. `a.b+c.d` varies fields
+            together (one list of values per setting). Fields fixed for a run (name, model, backend, device, gpus,
+            hardware, energy, schedule) cannot be swept.
+    """
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     model: Annotated[str, Field(min_length=1, max_length=512)]
@@ -214,7 +377,7 @@ class ExperimentConfig(Strict):
     precision: Precision = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gpus: list[Annotated[int, Field(ge=0, le=1023)]] = [0]
-    hardware: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,129}$")]] = []  # platform: profiles to measure on; empty = this machine
+    hardware: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,129}$")]] = []
     max_input_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 256
     max_output_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 32
     min_output_tokens: Annotated[int, Field(ge=0, le=1_048_576)] = 0
@@ -223,8 +386,6 @@ class ExperimentConfig(Strict):
     batching: Batching = Batching()
     traffic: Traffic = Traffic()
     streaming: bool = False
-    # tokenise each prompt when it is sent, inside the measured window (its time becomes part of TTFT); false: prompts
-    # are token ids before the window opens
     tokenize_in_window: bool = False
     cycles: Annotated[int, Field(ge=1, le=1000)] = 3
     warmup_requests: Annotated[int, Field(ge=0, le=100_000)] = 2
@@ -259,23 +420,32 @@ class ExperimentConfig(Strict):
             )
         for block in ("vllm", "tensorrt"):
             if getattr(self, block) is not None and self.backend != block:
-                raise ValueError(f"a '{block}:' block is set but backend is '{self.backend}'; remove it or set backend: {block}")
+                raise ValueError(
+                    f"a '{block}:' block is set but backend is '{self.backend}'; remove it or set backend: {block}"
+                )
         if self.backend != "pytorch" and self.pytorch != PytorchOptions():
-            raise ValueError(f"a 'pytorch:' block is set but backend is '{self.backend}'; remove it or set backend: pytorch")
+            raise ValueError(
+                f"a 'pytorch:' block is set but backend is '{self.backend}'; remove it or set backend: pytorch"
+            )
         if self.tokenize_in_window and self.prompts.source == "random":
-            raise ValueError("tokenize_in_window needs prompts as text; random prompts are token ids already. Use prompts.source "
-                             "builtin, jsonl, sharegpt or hf, or set tokenize_in_window: false")
+            raise ValueError(
+                "tokenize_in_window needs prompts as text; random prompts are token ids already. Use prompts.source "
+                "builtin, jsonl, sharegpt or hf, or set tokenize_in_window: false"
+            )
         if len(set(self.gpus)) != len(self.gpus):
             raise ValueError("gpus lists a GPU twice; list each visible GPU index once")
         p = self.parallelism
         needed = p.tensor * p.pipeline * p.data
         if needed != len(self.gpus) and (needed > 1 or len(self.gpus) > 1):
-            raise ValueError(f"parallelism uses {needed} GPU(s) (tensor {p.tensor} x pipeline {p.pipeline} x data {p.data}) but gpus lists "
-                             f"{len(self.gpus)}; list {needed} GPU indices, e.g. gpus: {list(range(needed))}")
+            raise ValueError(
+                f"parallelism uses {needed} GPU(s) (tensor {p.tensor} x pipeline {p.pipeline} x data {p.data}) but "
+                f"gpus lists {len(self.gpus)}; list {needed} GPU indices, e.g. gpus: {list(range(needed))}"
+            )
         return self
 
     @property
     def fixed_output_length(self) -> bool:
+        """Every request generates exactly max_output_tokens."""
         return self.min_output_tokens == self.max_output_tokens
 
     def expand(self) -> list[SweepPoint]:
@@ -283,14 +453,35 @@ class ExperimentConfig(Strict):
         return expand_sweep(self)
 
     def non_defaults(self) -> dict[str, Any]:
+        """The fields set to other than their defaults (what the file changed), as JSON values."""
         return self.model_dump(mode="json", exclude_defaults=True)
 
     def config_hash(self) -> str:
+        """Hash of the fully resolved config: equal hashes, equal configurations."""
         return content_hash(self.model_dump(mode="json"))
+
+    def experiment_key(self) -> str:
+        """The `experiment` part of the partition key, `model__backend` (e.g. `builtin-tiny-llama__pytorch`). Pure:
+        it looks at no file, so an uploaded result's claim can be checked against its stored config."""
+        from gpu_ops.models import model_slug
+
+        return f"{model_slug(self.model)}__{self.backend}"
 
     def load_key(self) -> str:
         """Equal keys mean the same loaded model/engine serves both configs (only run-time options differ)."""
-        fields = {"model", "backend", "precision", "device", "gpus", "seed", "parallelism", "lora", "pytorch", "vllm", "tensorrt"}
+        fields = {
+            "model",
+            "backend",
+            "precision",
+            "device",
+            "gpus",
+            "seed",
+            "parallelism",
+            "lora",
+            "pytorch",
+            "vllm",
+            "tensorrt",
+        }
         run_time = {"pytorch": {"token_timestamps"}}  # options a loaded model honours as they are
         return content_hash(self.model_dump(mode="json", include=fields, exclude=run_time))
 
@@ -305,6 +496,7 @@ class SweepPoint(BaseModel):
 
 
 def content_hash(obj: Any) -> str:
+    """A short hash of JSON values, independent of key order."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
@@ -337,23 +529,30 @@ def _axis(key: str, values: list, source: str) -> list[dict[str, Any]]:
     paths = key.split("+")
     for path in paths:
         if not _known_path(path):
-            raise ConfigError(f"{source}: sweep.{excerpt(key, bare=True)}: unknown field {excerpt(path, bare=True)}; use a "
-                              "dotted path of a config field, e.g. batching.batch_size (join fields varied together with '+')")
+            raise ConfigError(
+                f"{source}: sweep.{excerpt(key, bare=True)}: unknown field {excerpt(path, bare=True)}; use a "
+                "dotted path of a config field, e.g. batching.batch_size (join fields varied together with '+')"
+            )
         if path.split(".")[0] in RUN_FIELDS:
-            raise ConfigError(f"{source}: sweep.{key}: fixed for the whole run ({path} decides the partition, the meter "
-                              "or the experiment's identity); write one experiment file per value instead")
+            raise ConfigError(
+                f"{source}: sweep.{key}: fixed for the whole run ({path} decides the partition, the meter "
+                "or the experiment's identity); write one experiment file per value instead"
+            )
     if not values:
         raise ConfigError(f"{source}: sweep.{key}: empty list; give at least one value")
     if len(paths) == 1:
         return [{key: v} for v in values]
     bad = next((v for v in values if not isinstance(v, list) or len(v) != len(paths)), None)
     if bad is not None:
-        raise ConfigError(f"{source}: sweep.{key}: {excerpt(bad)} is not a list of {len(paths)} values (one per field, "
-                          f"e.g. [{', '.join('...' for _ in paths)}])")
+        raise ConfigError(
+            f"{source}: sweep.{key}: {excerpt(bad)} is not a list of {len(paths)} values (one per field, "
+            f"e.g. [{', '.join('...' for _ in paths)}])"
+        )
     return [dict(zip(paths, v)) for v in values]
 
 
 def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepPoint]:
+    """The sweep points of `cfg` (one without a sweep), each validated; `source` names the file in errors."""
     base = cfg.model_dump(mode="python", exclude={"sweep"})
     if not cfg.sweep:
         return [SweepPoint(label="default", overrides={}, config=cfg)]
@@ -361,8 +560,10 @@ def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepP
     total = math.prod(len(cfg.sweep[k]) for k in keys)  # counted before anything is built
     if total > MAX_SWEEP_POINTS:
         product = f"{' x '.join(str(len(cfg.sweep[k])) for k in keys)} = " if len(keys) > 1 else ""
-        raise ConfigError(f"{source}: sweep: {product}{total} sweep points exceed the limit of {MAX_SWEEP_POINTS}; "
-                          "split the experiment into several files")
+        raise ConfigError(
+            f"{source}: sweep: {product}{total} sweep points exceed the limit of {MAX_SWEEP_POINTS}; "
+            "split the experiment into several files"
+        )
     axes = [_axis(k, cfg.sweep[k], source) for k in keys]
     points = []
     for settings in itertools.product(*axes):
@@ -374,7 +575,10 @@ def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepP
             point_cfg = ExperimentConfig.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, f"{source} (sweep point {excerpt(overrides)})")) from None
-        label = ",".join(f"{k.split('.')[-1]}={point_cfg.parallelism.label if k == 'parallelism' else v}" for k, v in overrides.items())
+        label = ",".join(
+            f"{k.split('.')[-1]}={point_cfg.parallelism.label if k == 'parallelism' else v}"
+            for k, v in overrides.items()
+        )
         points.append(SweepPoint(label=label, overrides=overrides, config=point_cfg))
     return points
 
@@ -400,6 +604,7 @@ def _fields_at(loc: tuple) -> list[str]:
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
+    """pydantic's errors as one line each naming the file, the field and the fix (the nearest key for a typo)."""
     lines = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
@@ -421,10 +626,13 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 
 
 def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
+    """A config from parsed YAML/JSON values, every sweep point validated now rather than mid-campaign."""
     if data is None:
         raise ConfigError(f"{source}: the file is empty; write at least `name:` and `model:` (see examples/tiny.yaml)")
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the file must hold a mapping of fields (name:, model:, ...), not {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: the file must hold a mapping of fields (name:, model:, ...), not {type(data).__name__}"
+        )
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
@@ -451,12 +659,17 @@ class _StrictLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            raise _Refused(event.start_mark.line + 1, f"YAML alias *{excerpt(event.anchor, bare=True)} is not allowed; "
-                                                      "write the value out instead of referring to an anchor")
+            raise _Refused(
+                event.start_mark.line + 1,
+                f"YAML alias *{excerpt(event.anchor, bare=True)} is not allowed; "
+                "write the value out instead of referring to an anchor",
+            )
         self.depth += 1
         if self.depth > MAX_YAML_DEPTH:
-            raise _Refused(event.start_mark.line + 1, f"nested deeper than {MAX_YAML_DEPTH} levels; an experiment "
-                                                      "file nests a few levels at most")
+            raise _Refused(
+                event.start_mark.line + 1,
+                f"nested deeper than {MAX_YAML_DEPTH} levels; an experiment file nests a few levels at most",
+            )
         try:
             return super().compose_node(parent, index)
         finally:
@@ -468,8 +681,10 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key_node, yaml.ScalarNode):
                 key = self.construct_object(key_node)
                 if key in first:
-                    raise _Refused(key_node.start_mark.line + 1, f"duplicate key {excerpt(key)} (first on line "
-                                                                 f"{first[key]}); keep one of them")
+                    raise _Refused(
+                        key_node.start_mark.line + 1,
+                        f"duplicate key {excerpt(key)} (first on line {first[key]}); keep one of them",
+                    )
                 first[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
@@ -501,8 +716,10 @@ def parse_yaml(data: bytes, source: str) -> Any:
     except _Refused as exc:
         raise ConfigError(f"{source}: line {exc.line}: {exc.message}") from None
     except yaml.constructor.ConstructorError as exc:
-        raise ConfigError(f"{source}: line {exc.problem_mark.line + 1 if exc.problem_mark else '?'}: "
-                          f"YAML tag not allowed ({excerpt(exc.problem, bare=True)}); use plain values") from None
+        raise ConfigError(
+            f"{source}: line {exc.problem_mark.line + 1 if exc.problem_mark else '?'}: "
+            f"YAML tag not allowed ({excerpt(exc.problem, bare=True)}); use plain values"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -511,8 +728,10 @@ def parse_yaml(data: bytes, source: str) -> Any:
 
 
 def read_yaml(path: str | Path) -> Any:
+    """An experiment file's values (size-limited, strict YAML)."""
     return parse_yaml(read_config_bytes(path), str(path))
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
+    """An experiment file, read and validated."""
     return parse_config(read_yaml(path), str(path))

@@ -27,9 +27,14 @@ class TokenDisplay:
         read, self._write = os.pipe()
         os.set_blocking(self._write, False)
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen([sys.executable, "-m", "gpu_ops.display", "--fd", str(read), "--tokenizer", tokenizer_path],
-                                     pass_fds=(read,), env=env)
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gpu_ops.display", "--fd", str(read), "--tokenizer", tokenizer_path],
+            pass_fds=(read,),
+            env=env,
+        )
         os.close(read)
 
     def sampled(self, request_id: int) -> bool:
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 after = tok.decode(ids, skip_special_tokens=True)
                 if len(ids) == 1:
                     out.write(f"\n[cycle {cycle} request {rid}] ")
-                out.write(after[len(before):] if after.startswith(before) else after)
+                out.write(after[len(before) :] if after.startswith(before) else after)
                 out.flush()
     out.write("\n")
     return 0

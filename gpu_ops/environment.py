@@ -27,8 +27,10 @@ def validate_slug(slug: object, what: str) -> str:
     if not isinstance(slug, str) or not SLUG_PATTERN.fullmatch(slug):
         from gpu_ops.errors import UserError, excerpt
 
-        raise UserError(f"{what} {excerpt(slug)}: not a valid partition slug; use 1-{2 * SLUG_MAX + 2} characters from "
-                        "A-Z a-z 0-9 . _ -, starting with a letter or digit (so never '.' or '..')")
+        raise UserError(
+            f"{what} {excerpt(slug)}: not a valid partition slug; use 1-{2 * SLUG_MAX + 2} characters from "
+            "A-Z a-z 0-9 . _ -, starting with a letter or digit (so never '.' or '..')"
+        )
     return slug
 
 
@@ -50,7 +52,8 @@ def cpu_profile(model: str | None = None, count: int | None = None) -> str:
 
 
 def gpu_profile_of(name: str, mig_profile: str | None, count: int) -> str:
-    """e.g. 'NVIDIA H100 80GB HBM3' -> 'h100-80gb-hbm3'; two of them -> '2x-h100-80gb-hbm3'; a slice -> 'mig-1g-10gb-h100-80gb-hbm3'."""
+    """e.g. 'NVIDIA H100 80GB HBM3' -> 'h100-80gb-hbm3'; two of them -> '2x-h100-80gb-hbm3'; a slice ->
+    'mig-1g-10gb-h100-80gb-hbm3'."""
     base = slugify(name.split(" MIG ")[0].replace("NVIDIA", ""))
     if mig_profile is not None:
         base = f"mig-{slugify(mig_profile)}-{base}"
@@ -82,18 +85,35 @@ def _hashed_devices(cvd: str | None) -> str | None:
     """CUDA_VISIBLE_DEVICES with GPU/MIG UUIDs hashed like everywhere else in the fingerprint (indices kept)."""
     if cvd is None:
         return None
-    return ",".join(uuid_hash(d.strip()) if d.strip().startswith(("GPU-", "MIG-")) else d.strip() for d in cvd.split(","))
+    return ",".join(
+        uuid_hash(d.strip()) if d.strip().startswith(("GPU-", "MIG-")) else d.strip() for d in cvd.split(",")
+    )
 
 
-def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_hash: str,
-                counter_step_s: float | None = None) -> dict:
+def fingerprint(
+    targets: list[GpuTarget],
+    nvml,
+    backend_version: str,
+    config_hash: str,
+    hardware: str,
+    counter_step_s: float | None = None,
+) -> dict:
+    """What produced a result: versions, host and devices (UUIDs hashed), the run's hardware profile (`hardware`, as
+    the run derived it from `targets`) and the config hash; `fingerprint_hash` identifies the environment alone."""
     import torch
 
     fp: dict = {
-        "package_version": __version__, "python": platform.python_version(), "platform": platform.platform(),
-        "host_hash": _short_hash(socket.gethostname()), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
-        "torch": torch.__version__, "cuda_runtime": torch.version.cuda, "backend_version": backend_version,
-        "config_hash": config_hash, "hardware_profile": hardware_profile(targets),
+        "package_version": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "host_hash": _short_hash(socket.gethostname()),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda_runtime": torch.version.cuda,
+        "backend_version": backend_version,
+        "config_hash": config_hash,
+        "hardware_profile": hardware,
         "counter_step_s": counter_step_s,  # the energy counter's update period, measured on this GPU by the meter
         "cuda_visible_devices": _hashed_devices(os.environ.get("CUDA_VISIBLE_DEVICES")),
     }
@@ -104,6 +124,7 @@ def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_has
     except ImportError:
         fp["transformers"] = None
     if nvml is not None and targets:
+
         def s(x):
             return x.decode() if isinstance(x, bytes) else str(x)
 
@@ -111,12 +132,20 @@ def fingerprint(targets: list[GpuTarget], nvml, backend_version: str, config_has
         fp["nvml"] = s(nvml.nvmlSystemGetNVMLVersion())
         cuda = nvml.nvmlSystemGetCudaDriverVersion()
         fp["cuda_driver"] = f"{cuda // 1000}.{cuda % 1000 // 10}"
-        fp["gpus"] = [{
-            "name": t.name, "uuid_hash": uuid_hash(t.uuid), "power_limit_w": t.power_limit_w,
-            "mig_profile": t.mig.profile if t.mig else None, "parent_uuid_hash": uuid_hash(t.parent_uuid) if t.parent_uuid else None,
-        } for t in targets]
+        fp["gpus"] = [
+            {
+                "name": t.name,
+                "uuid_hash": uuid_hash(t.uuid),
+                "power_limit_w": t.power_limit_w,
+                "mig_profile": t.mig.profile if t.mig else None,
+                "parent_uuid_hash": uuid_hash(t.parent_uuid) if t.parent_uuid else None,
+            }
+            for t in targets
+        ]
     else:
         fp.update(driver=None, nvml=None, cuda_driver=None, gpus=[])
     # what identifies the environment: not the config, nor a period that varies by a few ms from run to run
-    fp["fingerprint_hash"] = _short_hash(repr(sorted((k, repr(v)) for k, v in fp.items() if k not in ("config_hash", "counter_step_s"))))
+    fp["fingerprint_hash"] = _short_hash(
+        repr(sorted((k, repr(v)) for k, v in fp.items() if k not in ("config_hash", "counter_step_s")))
+    )
     return fp

@@ -14,7 +14,7 @@ import socket
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gpu_ops.errors import MeasurementError
@@ -28,8 +28,14 @@ def lock_dir() -> Path:
 
 
 def _me() -> str:
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:200],
-                       "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(sys.argv)[:200],
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
 
 
 def describe_holder(path: Path) -> str:
@@ -61,13 +67,17 @@ def device_locks(keys: list[str], timeout_s: float | None = None):
                     break
                 except BlockingIOError:
                     if not told:
-                        log.warning(f"device {key} is busy: held by {describe_holder(path)}; waiting up to "
-                                    f"{timeout_s:.0f} s (LEM_LOCK_TIMEOUT_S) for it")
+                        log.warning(
+                            f"device {key} is busy: held by {describe_holder(path)}; waiting up to "
+                            f"{timeout_s:.0f} s (LEM_LOCK_TIMEOUT_S) for it"
+                        )
                         told = True
                     if time.monotonic() > deadline:
                         fh.close()
-                        raise MeasurementError(f"device {key} stayed busy for {timeout_s:.0f} s (lock {path}), held by "
-                                               f"{describe_holder(path)}; another measurement is running on it")
+                        raise MeasurementError(
+                            f"device {key} stayed busy for {timeout_s:.0f} s (lock {path}), held by "
+                            f"{describe_holder(path)}; another measurement is running on it"
+                        ) from None
                     time.sleep(0.2)
             fh.seek(0)
             fh.truncate()

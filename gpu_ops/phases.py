@@ -80,7 +80,9 @@ def _by_batches(req: pd.DataFrame, energy, total_j: float) -> PhaseSplit:
             continue
         start, first, last = spans
         pre_req[b.index] = energy(start, first) * b.prompt_tokens / b.prompt_tokens.sum()
-        dec_req[b.index] = (energy(first, last) if pd.notna(last) and last > first else 0.0) * b.output_tokens / b.output_tokens.sum()
+        dec_req[b.index] = (
+            (energy(first, last) if pd.notna(last) and last > first else 0.0) * b.output_tokens / b.output_tokens.sum()
+        )
     prefill_spans, decode_spans = phase_intervals(req)
     prefill = sum(energy(a, b) for a, b in prefill_spans)
     decode = sum(energy(a, b) for a, b in decode_spans)

@@ -23,9 +23,11 @@ def _read_limited(path: str) -> str:
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        byte = excerpt(exc.object[exc.start:exc.start + 1])
-        raise ConfigError(f"prompts.path '{path}': not UTF-8 text (byte {exc.start} is {byte}); give a JSONL or "
-                          "ShareGPT text file saved as UTF-8") from None
+        byte = excerpt(exc.object[exc.start : exc.start + 1])
+        raise ConfigError(
+            f"prompts.path '{path}': not UTF-8 text (byte {exc.start} is {byte}); give a JSONL or "
+            "ShareGPT text file saved as UTF-8"
+        ) from None
 
 
 def _jsonl_texts(text: str, where: str) -> list[str]:
@@ -71,12 +73,16 @@ def load_prompt_texts(cfg: ExperimentConfig) -> list[str]:
         try:
             import datasets  # optional
         except ImportError:
-            raise ConfigError("prompts.source 'hf' needs the `datasets` package: pip install datasets") from None
+            raise ConfigError(
+                "prompts.source 'hf' needs the `datasets` package: pip install 'llm-energy-measure[prompts]'"
+            ) from None
         try:
             ds = datasets.load_dataset(src.dataset, split=src.split)
         except Exception as exc:  # hub unreachable, dataset missing
-            raise ConfigError(f"prompts.dataset '{src.dataset}': could not load ({type(exc).__name__}: {exc}); "
-                              "use a local jsonl file when no hub is reachable") from None
+            raise ConfigError(
+                f"prompts.dataset '{src.dataset}': could not load ({type(exc).__name__}: {exc}); "
+                "use a local jsonl file when no hub is reachable"
+            ) from None
         if src.column not in ds.column_names:
             raise ConfigError(f"prompts.column '{src.column}': not in dataset columns {ds.column_names}")
         return [str(x) for x in ds[src.column][: src.count]]

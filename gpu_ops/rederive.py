@@ -3,7 +3,7 @@
 A result folder holds raw readings (windows: each GPU's counter energy and the window edges; requests: arrival and
 token times; timeline: power samples) and figures derived from them (cycles: J/token, tokens/s, net energy, ...;
 summary.json: statistics with their CIs). An uploaded folder is untrusted, so its derived figures are recomputed here
-with the functions that produced them (`metrics.request_row` and `cycle_row`, `energy.meter.timeline_energy` and
+with the functions that produced them (`metrics.request_metrics` and `cycle_metrics`, `energy.meter.timeline_energy` and
 `window_figures`, `IdleBaseline`, `config.expand_sweep`, `stats.sweep_point_statistics`), and every disagreement
 is reported. Each function returns a list of problems, empty when the folder is consistent.
 """
@@ -16,15 +16,23 @@ import math
 import numpy as np
 import pandas as pd
 
+from gpu_ops import phases
 from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import ExperimentConfig, content_hash, expand_sweep, parse_config
-from gpu_ops import phases
-from gpu_ops.energy.meter import (CROSS_CHECK_FLOOR, CROSS_CHECK_SCALE, EDGE_MARGIN_S, IdleBaseline, WindowMeasurement,
-                                  timeline_energy, window_figures)
+from gpu_ops.energy.meter import (
+    CROSS_CHECK_FLOOR,
+    CROSS_CHECK_SCALE,
+    EDGE_MARGIN_S,
+    IdleBaseline,
+    WindowMeasurement,
+    timeline_energy,
+    window_figures,
+)
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S
 from gpu_ops.errors import UserError, excerpt
-from gpu_ops.metrics import cycle_row, request_row
+from gpu_ops.metrics import cycle_metrics, request_metrics
 from gpu_ops.results import ResultTables, load_json
+from gpu_ops.schema import CYCLE_WINDOW, WINDOW_FIELD, plain
 from gpu_ops.stats import sweep_point_statistics
 
 REL_TOL = 1e-9  # recomputed with the same float64 operations: only library versions may move the last digits
@@ -34,22 +42,13 @@ REL_TOL = 1e-9  # recomputed with the same float64 operations: only library vers
 MAX_LATE_SAMPLES = 16
 BY_DEVICE_ABS_TOL_J = 1e-5  # per-GPU energies are stored with 6 decimals
 WINDOW_KINDS = ("idle_before", "warmup", "cycle", "idle_after")
-# cycles columns the runner copies from the cycle's window (window field on the right)
-COPIED_FROM_WINDOW = {"window_start_s": "start_s", "window_end_s": "end_s",
-                      **{k: k for k in ("timeline_energy_j", "cross_check_rel_diff", "too_short", "n_samples",
-                                        "foreign_processes", "gpu_energy_by_device_j")}}
+COPIED_FROM_WINDOW = {name: WINDOW_FIELD.get(name, name) for name in CYCLE_WINDOW.names}
+"""cycles column -> the field of the cycle's window it repeats (schema.CYCLE_WINDOW)."""
 REQUEST_FIGURES = ("ttft_s", "tpot_s", "e2e_s", "queue_s")
 
 
 def is_missing(v) -> bool:
-    return v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and math.isnan(v))
-
-
-def plain(v):
-    """A stored cell as the engine held it: None for a missing value, Python numbers for numpy ones."""
-    if is_missing(v):
-        return None
-    return v.item() if isinstance(v, np.generic) else v
+    return plain(v) is None
 
 
 def same(stored, derived, abs_tol: float = 1e-12) -> bool:
@@ -69,7 +68,7 @@ def _differs(where: str, column: str, stored, derived) -> str:
 
 
 def parse_by_device(text) -> dict[str, float]:
-    """`gpu0=1.5;gpu1=2.0` (WindowMeasurement.to_row) -> {"gpu0": 1.5, "gpu1": 2.0}."""
+    """`gpu0=1.5;gpu1=2.0` (WindowMeasurement.readings) -> {"gpu0": 1.5, "gpu1": 2.0}."""
     out: dict[str, float] = {}
     for part in filter(None, str(plain(text) or "").split(";")):
         label, sep, value = part.partition("=")
@@ -88,11 +87,15 @@ def parse_pids(text) -> list[int]:
 
 
 def window_from_row(row: pd.Series) -> WindowMeasurement:
-    """A stored windows row back as the WindowMeasurement the meter returned (the inverse of its to_row)."""
+    """A stored windows row back as the WindowMeasurement the meter returned (the inverse of its readings)."""
     values = {f.name: plain(row.get(f.name)) for f in dataclasses.fields(WindowMeasurement)}
-    values.update(gpu_energy_by_device_j=parse_by_device(row["gpu_energy_by_device_j"]),
-                  foreign_processes=parse_pids(row["foreign_processes"]), too_short=bool(row["too_short"]),
-                  throttle_reasons=int(values["throttle_reasons"] or 0), n_samples=int(row["n_samples"]))
+    values.update(
+        gpu_energy_by_device_j=parse_by_device(row["gpu_energy_by_device_j"]),
+        foreign_processes=parse_pids(row["foreign_processes"]),
+        too_short=bool(row["too_short"]),
+        throttle_reasons=int(values["throttle_reasons"] or 0),
+        n_samples=int(row["n_samples"]),
+    )
     return WindowMeasurement(**values)
 
 
@@ -127,8 +130,11 @@ def meter_rules(t: ResultTables) -> tuple[float, float, float]:
     """(counter update period, cross-check floor, scale) the meter recorded (meter_json); the nominal period and the
     current rule for folders written before it recorded them."""
     meter = load_json(t.experiment.iloc[0].meter_json, "experiment.meter_json")
-    return (_meter_number(meter, "counter_step_s", COUNTER_UPDATE_S), _meter_number(meter, "cross_check_floor", CROSS_CHECK_FLOOR),
-            _meter_number(meter, "cross_check_scale", CROSS_CHECK_SCALE))
+    return (
+        _meter_number(meter, "counter_step_s", COUNTER_UPDATE_S),
+        _meter_number(meter, "cross_check_floor", CROSS_CHECK_FLOOR),
+        _meter_number(meter, "cross_check_scale", CROSS_CHECK_SCALE),
+    )
 
 
 def window_problems(t: ResultTables) -> list[str]:
@@ -154,8 +160,15 @@ def window_problems(t: ResultTables) -> list[str]:
         inside = int((seen_at_close[0].t_s >= w.start_s).sum())  # a late sample may have been missed, one per GPU
         if not inside - around.device.nunique() <= w.n_samples <= inside:
             out.append(_differs(where, "n_samples", w.n_samples, inside))
-        derived = window_figures(w.duration_s, plain(w.gpu_energy_j) if measured else None, plain(w.timeline_energy_j), step,
-                                 tolerance, floor, scale)
+        derived = window_figures(
+            w.duration_s,
+            plain(w.gpu_energy_j) if measured else None,
+            plain(w.timeline_energy_j),
+            step,
+            tolerance,
+            floor,
+            scale,
+        )
         # columns a folder written before them lacks are not compared
         out += [_differs(where, k, w[k], v) for k, v in derived.items() if k in w.index and not same(w[k], v)]
     return out
@@ -164,38 +177,56 @@ def window_problems(t: ResultTables) -> list[str]:
 def idle_power(t: ResultTables) -> tuple[WindowMeasurement | None, WindowMeasurement | None, float | None]:
     w = t.windows
     before, after = (w[w.kind == kind] for kind in ("idle_before", "idle_after"))
-    idle = IdleBaseline(window_from_row(before.iloc[0]) if len(before) else None,
-                        window_from_row(after.iloc[0]) if len(after) else None)
+    idle = IdleBaseline(
+        window_from_row(before.iloc[0]) if len(before) else None, window_from_row(after.iloc[0]) if len(after) else None
+    )
     return idle.before, idle.after, idle.power_w
 
 
 def request_problems(t: ResultTables, max_output_tokens: dict[str, int]) -> list[str]:
-    """TTFT, TPOT, E2E and queue time of every request from its arrival and token times (metrics.request_row); output
-    tokens within the sweep point's max_output_tokens."""
+    """TTFT, TPOT, E2E and queue time of every request from its arrival and token times (metrics.request_metrics);
+    output tokens within the sweep point's max_output_tokens."""
     out = []
     for r in t.requests.itertuples(index=False):
         where = f"requests {excerpt(r.sweep_point)} cycle {r.cycle} request {r.request_id}"
-        rec = RequestRecord(int(r.request_id), int(r.prompt_tokens), int(r.output_tokens), float(r.arrival_s),
-                            float(r.scheduled_s), [], int(r.batch_id), plain(r.prefill_end_s), plain(r.first_token_s),
-                            plain(r.last_token_s), tokenize_s=plain(getattr(r, "tokenize_s", None)))
-        derived = request_row(rec)
-        out += [_differs(where, k, getattr(r, k), derived[k]) for k in REQUEST_FIGURES
-                if not same(getattr(r, k), derived[k])]
+        rec = RequestRecord(
+            int(r.request_id),
+            int(r.prompt_tokens),
+            int(r.output_tokens),
+            float(r.arrival_s),
+            float(r.scheduled_s),
+            [],
+            int(r.batch_id),
+            plain(r.prefill_end_s),
+            plain(r.first_token_s),
+            plain(r.last_token_s),
+            tokenize_s=plain(getattr(r, "tokenize_s", None)),
+        )
+        derived = request_metrics(rec)
+        out += [
+            _differs(where, k, getattr(r, k), getattr(derived, k))
+            for k in REQUEST_FIGURES
+            if not same(getattr(r, k), getattr(derived, k))
+        ]
         limit = max_output_tokens.get(r.sweep_point)
         if limit is not None and r.output_tokens > limit:
-            out.append(f"{where}: {r.output_tokens} output tokens, more than the sweep point's max_output_tokens "
-                       f"{limit}")
+            out.append(
+                f"{where}: {r.output_tokens} output tokens, more than the sweep point's max_output_tokens {limit}"
+            )
     return out
 
 
 def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> list[str]:
     """Every figure of every cycle from its window, its requests, the idle baseline and the timeline
-    (metrics.cycle_row), and the idle powers of the experiment row."""
+    (metrics.cycle_metrics), and the idle powers of the experiment row."""
     out = []
     before, after, idle = idle_power(t)
     exp = t.experiment.iloc[0]
-    for column, derived in (("idle_power_w", idle), ("idle_before_w", before.avg_power_w if before else None),
-                            ("idle_after_w", after.avg_power_w if after else None)):
+    for column, derived in (
+        ("idle_power_w", idle),
+        ("idle_before_w", before.avg_power_w if before else None),
+        ("idle_after_w", after.avg_power_w if after else None),
+    ):
         if not same(exp[column], derived):
             out.append(_differs("experiment", column, exp[column], derived))
     windows = {(r.sweep_point, r.cycle): r for _, r in t.windows[t.windows.kind == "cycle"].iterrows()}
@@ -210,9 +241,9 @@ def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> lis
         req = requests.get(key, t.requests.iloc[0:0])
         window = window_from_row(windows[key])
         split = phases.attribute(t.timeline, req, window, steps.get(key, t.steps.iloc[0:0]))
-        derived = cycle_row(req, window, idle, configs[c.sweep_point].slo, plain(c.peak_memory_bytes), split)
+        derived = cycle_metrics(req, window, idle, configs[c.sweep_point].slo, plain(c.peak_memory_bytes), split)
         # columns a folder written before them lacks are not compared
-        out += [_differs(where, k, c[k], v) for k, v in derived.items() if k in c.index and not same(c[k], v)]
+        out += [_differs(where, k, c[k], v) for k, v in derived.as_dict().items() if k in c.index and not same(c[k], v)]
     return out
 
 
@@ -223,8 +254,10 @@ def sweep_point_problems(t: ResultTables, cfg: ExperimentConfig) -> tuple[list[s
     points = {p.label: p.config for p in expand_sweep(cfg, "experiment.config_json")}
     stored = t.sweep_points
     if sorted(stored.sweep_point) != sorted(points):
-        return [f"sweep_points: {excerpt(sorted(stored.sweep_point))}, the experiment's config expands to "
-                f"{excerpt(sorted(points))}"], points
+        return [
+            f"sweep_points: {excerpt(sorted(stored.sweep_point))}, the experiment's config expands to "
+            f"{excerpt(sorted(points))}"
+        ], points
     for _, row in stored.iterrows():
         where = f"sweep_points {excerpt(row.sweep_point)}"
         point = points[row.sweep_point]
@@ -240,8 +273,12 @@ def sweep_point_problems(t: ResultTables, cfg: ExperimentConfig) -> tuple[list[s
         if point is None:
             out.append(f"cycles: sweep point {excerpt(c.sweep_point)} is not one of the experiment's")
             continue
-        for column, derived in (("precision", point.precision), ("batch_size", point.batching.batch_size),
-                                ("parallelism", point.parallelism.label), ("config_hash", hashes[c.sweep_point])):
+        for column, derived in (
+            ("precision", point.precision),
+            ("batch_size", point.batching.batch_size),
+            ("parallelism", point.parallelism.label),
+            ("config_hash", hashes[c.sweep_point]),
+        ):
             if not same(c[column], derived):
                 out.append(_differs(f"cycles {excerpt(c.sweep_point)} cycle {c.cycle}", column, c[column], derived))
     return out, points
@@ -259,8 +296,11 @@ def statistics_problems(t: ResultTables) -> list[str]:
         out += [_differs(where, k, s[k], v) for k, v in d.items() if k in s and not same(s[k], v)]
         out += [f"{where}: {excerpt(k)} is not a statistic of this result" for k in s if k not in d]
     warmups = {w.sweep_point: w.duration_s for w in t.windows[t.windows.kind == "warmup"].itertuples()}
-    if not isinstance(t.summary.get("warmup_s"), dict) or set(t.summary["warmup_s"]) != set(warmups) or not all(
-            same(t.summary["warmup_s"][k], v) for k, v in warmups.items()):
+    if (
+        not isinstance(t.summary.get("warmup_s"), dict)
+        or set(t.summary["warmup_s"]) != set(warmups)
+        or not all(same(t.summary["warmup_s"][k], v) for k, v in warmups.items())
+    ):
         out.append(_differs("summary.json", "warmup_s", t.summary.get("warmup_s"), warmups))
     idle = t.experiment.iloc[0].idle_power_w
     if not same(t.summary.get("idle_power_w"), idle):
@@ -274,5 +314,9 @@ def derived_problems(t: ResultTables) -> list[str]:
     point_problems, configs = sweep_point_problems(t, cfg)
     if point_problems:  # the per-point configs are needed below
         return point_problems
-    return (window_problems(t) + request_problems(t, {k: c.max_output_tokens for k, c in configs.items()})
-            + cycle_problems(t, configs) + statistics_problems(t))
+    return (
+        window_problems(t)
+        + request_problems(t, {k: c.max_output_tokens for k, c in configs.items()})
+        + cycle_problems(t, configs)
+        + statistics_problems(t)
+    )

@@ -16,18 +16,18 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gpu_ops.config import MAX_SWEEP_POINTS, Parallelism
 from gpu_ops.errors import UserError, excerpt
-from gpu_ops.schema import describe
+from gpu_ops.schema import RESULT_TABLES
 
 SCHEMA_VERSION = 1
-TABLES = ("experiment", "sweep_points", "cycles", "requests", "windows", "timeline", "steps")
+TABLES = tuple(RESULT_TABLES)
 # tables added after the first results were published: a folder written before them reads them as empty
 LATER_TABLES = ("steps",)
 FOLDER_FILES = frozenset({"summary.json", *(f"{name}.parquet" for name in TABLES)})
@@ -39,56 +39,24 @@ MAX_TABLE_VALUES = 200_000_000  # decoded values (rows x columns, list elements 
 MIN_FREE_BYTES = 256 << 20  # room a result folder may need; LEM_MIN_FREE_MB overrides
 _HEX = re.compile(r"[0-9a-f]+")
 
-# Columns an untrusted result folder must have, by kind: "str" text, "num" a number (read as float64), "int" an
-# integer, "bool", "list" a list of numbers. A column of nulls only passes where values may be missing (str, num).
-_STR, _NUM, _INT = "str", "num", "int"
-COLUMN_KINDS = {
-    "experiment": {**dict.fromkeys(("name", "model", "backend", "hardware", "weights", "experiment_key", "config_hash",
-                                    "config_json", "fingerprint_json", "fingerprint_hash", "meter_json"), _STR),
-                   "schema_version": _INT, "cross_check_tolerance": _NUM,
-                   **dict.fromkeys(("idle_power_w", "idle_before_w", "idle_after_w"), _NUM)},
-    "sweep_points": dict.fromkeys(("sweep_point", "config_json", "config_hash", "overrides_json", "non_defaults_json"),
-                                  _STR),
-    "cycles": {**dict.fromkeys(("sweep_point", "model", "backend", "hardware", "weights", "experiment_key", "precision",
-                                "config_hash", "foreign_processes", "gpu_energy_by_device_j", "energy_status",
-                                "unmeasured_reason", "cpu_energy_status", "cpu_unmeasured_reason"), _STR),
-               **dict.fromkeys(("cycle", "batch_size", "n_samples", "gpu_count", "requests", "input_tokens",
-                                "output_tokens", "good_requests"), _INT),
-               "too_short": "bool",
-               **dict.fromkeys(("window_start_s", "window_end_s", "timeline_energy_j", "cross_check_rel_diff",
-                                "power_limit_w", "duration_s", "tokens_per_s", "requests_per_s", "gross_energy_j",
-                                "idle_power_w", "net_energy_j", "j_per_token", "net_j_per_token", "tokens_per_j",
-                                "j_per_request", "avg_power_w", "peak_power_w", "peak_memory_bytes", "ttft_mean_s",
-                                "ttft_p50_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s", "itl_p50_s",
-                                "itl_p99_s", "e2e_mean_s", "e2e_p99_s", "queue_mean_s", "goodput_req_per_s",
-                                "goodput_per_j", "cpu_energy_j", "prefill_energy_j", "decode_energy_j",
-                                "other_energy_j"), _NUM)},
-    "requests": {**dict.fromkeys(("request_id", "prompt_tokens", "output_tokens", "batch_id", "cycle"), _INT),
-                 **dict.fromkeys(("arrival_s", "scheduled_s", "queue_s", "ttft_s", "tpot_s", "e2e_s", "first_token_s",
-                                  "last_token_s", "prefill_end_s"), _NUM),
-                 "itl_s": "list", "sweep_point": _STR},
-    "windows": {**dict.fromkeys(("name", "kind", "sweep_point", "gpu_energy_status", "gpu_unmeasured_reason",
-                                 "gpu_energy_by_device_j", "foreign_processes", "cpu_energy_status",
-                                 "cpu_unmeasured_reason"), _STR),
-                **dict.fromkeys(("cycle", "start_s", "end_s", "duration_s", "gpu_energy_j", "timeline_energy_j",
-                                 "cross_check_rel_diff", "avg_power_w", "peak_power_w", "cpu_energy_j"), _NUM),
-                "n_samples": _INT, "too_short": "bool"},
-    "timeline": {"t_s": _NUM, "device": _STR, "power_w": _NUM},
-    "steps": {"sweep_point": _STR, "cycle": _INT, "t_s": _NUM,
-              **dict.fromkeys(("prompt_tokens", "first_tokens", "decode_tokens", "running", "waiting"), _INT),
-              "kv_usage": _NUM},
+# An untrusted result folder's columns are checked against gpu_ops.schema: every column present since the first
+# published folders must be there, none outside the schema may be, and each has its stored type. A column of nulls
+# passes only where values may be missing.
+_TYPE_NAMES = {
+    "str": "text",
+    "float": "a number",
+    "int": "an integer",
+    "int?": "an integer or empty",
+    "bool": "true/false",
+    "bool?": "true/false or empty",
+    "list[float]": "a list of numbers",
 }
-REQUIRED_COLUMNS = {name: set(kinds) for name, kinds in COLUMN_KINDS.items()}
-_KIND_NAMES = {"str": "text", "num": "a number", "int": "an integer", "bool": "true/false", "list": "a list of numbers"}
-
-
-def experiment_slug(model_slug: str, backend: str) -> str:
-    """The `experiment` partition key: `model__backend`."""
-    return f"{model_slug}__{backend}"
 
 
 @dataclass
 class ResultTables:
+    """The tables of a result folder (their columns: gpu_ops.schema.RESULT_TABLES) and its summary.json."""
+
     experiment: pd.DataFrame
     sweep_points: pd.DataFrame
     cycles: pd.DataFrame
@@ -99,17 +67,32 @@ class ResultTables:
     summary: dict = field(default_factory=dict)
 
     def table(self, name: str) -> pd.DataFrame:
+        """The table stored as `<name>.parquet`."""
         return getattr(self, name)
 
     @property
-    def identity(self) -> dict:
-        row = self.experiment.iloc[0]
-        return {k: row[k] for k in ("name", "model", "backend", "hardware", "weights", "config_hash")}
-
-    @property
     def partition(self) -> tuple[str, str]:
+        """(experiment key, hardware): the partition the result claims (checked against its config by validation)."""
         row = self.experiment.iloc[0]
         return str(row["experiment_key"]), str(row["hardware"])
+
+
+@dataclass
+class ResultFolder:
+    """A result folder as written (`folder`) with its tables: passed on as it is, its files never encoded again."""
+
+    folder: Path
+    tables: ResultTables
+
+    @property
+    def content_hash(self) -> str:
+        """The hash of the folder's files (summary.json's, computed on the bytes written)."""
+        return self.tables.summary["content_hash"]
+
+    @classmethod
+    def read(cls, folder: Path) -> ResultFolder:
+        """A result folder from disk, checked like every untrusted one (read_tables)."""
+        return cls(Path(folder), read_tables(folder))
 
 
 def file_sha256(path: Path) -> str:
@@ -121,8 +104,9 @@ def file_sha256(path: Path) -> str:
 
 
 def parquet_bytes(df: pd.DataFrame, small: bool = False) -> bytes:
-    """Fixed writer options, so identical frames give identical bytes. `small` tables (one row per sweep point) skip compression and dictionaries:
-    decoding them dominates when thousands are read at once, and they gain nothing from either."""
+    """Fixed writer options, so identical frames give identical bytes. `small` tables (one row per sweep point) skip
+    compression and dictionaries: decoding them dominates when thousands are read at once, and they gain nothing
+    from either."""
     buf = pa.BufferOutputStream()
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
     if small:
@@ -144,11 +128,6 @@ def _serialised(tables: ResultTables) -> dict[str, tuple[bytes, dict]]:
 def content_hash_of(files: dict[str, dict]) -> str:
     """The content hash of a result folder: a hash of its tables' {rows, sha256} entries in summary.json."""
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def tables_digest(tables: ResultTables) -> str:
-    """Content hash of the tables as `write_tables` writes them: the data version."""
-    return content_hash_of({name: entry for name, (_, entry) in _serialised(tables).items()})
 
 
 def write_tables(tables: ResultTables, folder: Path) -> str:
@@ -186,13 +165,16 @@ def check_output_folder(out_root: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"--out {out}: cannot write into {existing} ({exc.strerror or exc}); choose a writable "
-                        "folder") from None
+        raise UserError(
+            f"--out {out}: cannot write into {existing} ({exc.strerror or exc}); choose a writable folder"
+        ) from None
     need = int(os.environ.get("LEM_MIN_FREE_MB", MIN_FREE_BYTES >> 20)) << 20
     free = shutil.disk_usage(existing).free
     if free < need:
-        raise UserError(f"--out {out}: {free >> 20} MiB free on that disk, a result needs up to {need >> 20} MiB "
-                        "(LEM_MIN_FREE_MB); free some space or choose another folder")
+        raise UserError(
+            f"--out {out}: {free >> 20} MiB free on that disk, a result needs up to {need >> 20} MiB "
+            "(LEM_MIN_FREE_MB); free some space or choose another folder"
+        )
 
 
 def recovery_roots() -> list[Path]:
@@ -218,10 +200,14 @@ def save_result(tables: ResultTables, folder: Path) -> str:
             write_tables(tables, target)
         except OSError:
             continue
-        raise UserError(f"writing the result to {folder} failed ({cause}); the measured tables are safe in {target} "
-                        f"(a complete result folder): move it where it belongs, e.g. mv {target} {folder.parent}/")
-    raise UserError(f"writing the result to {folder} failed ({cause}), and so did every recovery folder "
-                    f"({', '.join(map(str, recovery_roots()))}); the measurement is lost: free space and re-run")
+        raise UserError(
+            f"writing the result to {folder} failed ({cause}); the measured tables are safe in {target} "
+            f"(a complete result folder): move it where it belongs, e.g. mv {target} {folder.parent}/"
+        )
+    raise UserError(
+        f"writing the result to {folder} failed ({cause}), and so did every recovery folder "
+        f"({', '.join(map(str, recovery_roots()))}); the measurement is lost: free space and re-run"
+    )
 
 
 def write_file_atomic(target: Path, data: bytes) -> None:
@@ -234,6 +220,19 @@ def write_file_atomic(target: Path, data: bytes) -> None:
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def copy_folder(folder: Path, target: Path) -> None:
+    """Put a copy of `folder`'s files at `target` (replaced atomically), byte for byte."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        for path in sorted(Path(folder).iterdir()):
+            shutil.copyfile(path, tmp / path.name)
+        replace_folder(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -258,8 +257,10 @@ def _regular_file(path: Path, what: str) -> os.stat_result:
     except FileNotFoundError:
         raise UserError(f"{what}: missing; copy the whole result folder") from None
     if not stat.S_ISREG(st.st_mode):
-        raise UserError(f"{what}: not a regular file (a link, folder, pipe or device); copy the result folder's files "
-                        "themselves (e.g. cp -rL)")
+        raise UserError(
+            f"{what}: not a regular file (a link, folder, pipe or device); copy the result folder's files "
+            "themselves (e.g. cp -rL)"
+        )
     return st
 
 
@@ -270,8 +271,10 @@ def check_folder_entries(folder: Path) -> None:
         raise UserError(f"{folder}: not a folder (a link or a file); copy the result folder itself")
     extra = sorted(p.name for p in folder.iterdir() if p.name not in FOLDER_FILES)
     if extra:
-        raise UserError(f"{folder}: unexpected entries {excerpt(extra)}; a result folder holds only "
-                        f"{', '.join(sorted(FOLDER_FILES))}: remove the others")
+        raise UserError(
+            f"{folder}: unexpected entries {excerpt(extra)}; a result folder holds only "
+            f"{', '.join(sorted(FOLDER_FILES))}: remove the others"
+        )
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -290,8 +293,9 @@ def load_json(text: str, what: str, max_depth: int = MAX_JSON_DEPTH):
         raise UserError(f"{what}: {type(text).__name__}, expected JSON text")
     depth = json_depth(text)
     if depth > max_depth:
-        raise UserError(f"{what}: JSON nested {depth} levels deep, more than {max_depth}; not written by "
-                        "llm-energy-measure")
+        raise UserError(
+            f"{what}: JSON nested {depth} levels deep, more than {max_depth}; not written by llm-energy-measure"
+        )
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -301,11 +305,15 @@ def load_json(text: str, what: str, max_depth: int = MAX_JSON_DEPTH):
 def _table_entry(summary: dict, name: str, where: str) -> dict:
     entry = summary["tables"].get(name)
     if not isinstance(entry, dict):
-        raise UserError(f"{where}: tables.{name} is missing; every table needs its rows and sha256 (checksums are "
-                        "required: copy the folder as llm-energy-measure wrote it)")
+        raise UserError(
+            f"{where}: tables.{name} is missing; every table needs its rows and sha256 (checksums are "
+            "required: copy the folder as llm-energy-measure wrote it)"
+        )
     if not isinstance(entry.get("sha256"), str) or len(entry["sha256"]) != 64 or not _HEX.fullmatch(entry["sha256"]):
-        raise UserError(f"{where}: tables.{name}.sha256 is {excerpt(entry.get('sha256'))}, expected 64 hex digits "
-                        "(checksums are required)")
+        raise UserError(
+            f"{where}: tables.{name}.sha256 is {excerpt(entry.get('sha256'))}, expected 64 hex digits "
+            "(checksums are required)"
+        )
     if type(entry.get("rows")) is not int or entry["rows"] < 0:
         raise UserError(f"{where}: tables.{name}.rows is {excerpt(entry.get('rows'))}, expected a row count")
     return entry
@@ -333,33 +341,50 @@ def read_summary(folder: Path) -> dict:
         raise UserError(f"{where}: not valid JSON (not UTF-8 at byte {exc.start})") from None
     summary = load_json(text, where)
     if not isinstance(summary, dict):
-        raise UserError(f"{where}: a JSON {type(summary).__name__}, expected an object with schema_version, "
-                        "tables, ...")
+        raise UserError(
+            f"{where}: a JSON {type(summary).__name__}, expected an object with schema_version, tables, ..."
+        )
     if summary.get("schema_version") != SCHEMA_VERSION:
-        raise UserError(f"{folder}: schema_version {excerpt(summary.get('schema_version'))}, expected "
-                        f"{SCHEMA_VERSION}; re-run with this version")
+        raise UserError(
+            f"{folder}: schema_version {excerpt(summary.get('schema_version'))}, expected "
+            f"{SCHEMA_VERSION}; re-run with this version"
+        )
     if not isinstance(summary.get("tables"), dict):
-        raise UserError(f"{where}: tables is {excerpt(summary.get('tables'))}, expected an object listing each table's "
-                        "rows and sha256")
-    files = {name: {k: _table_entry(summary, name, where)[k] for k in ("rows", "sha256")} for name in stored_tables(summary)}
+        raise UserError(
+            f"{where}: tables is {excerpt(summary.get('tables'))}, expected an object listing each table's "
+            "rows and sha256"
+        )
+    files = {
+        name: {k: _table_entry(summary, name, where)[k] for k in ("rows", "sha256")} for name in stored_tables(summary)
+    }
     claimed = summary.get("content_hash")
     if not isinstance(claimed, str) or not _HEX.fullmatch(claimed) or len(claimed) != 16:
         raise UserError(f"{where}: content_hash is {excerpt(claimed)}, expected 16 hex digits")
     if content_hash_of(files) != claimed:
-        raise UserError(f"{where}: content_hash {claimed} does not match the table checksums "
-                        f"({content_hash_of(files)}); the folder was edited")
+        raise UserError(
+            f"{where}: content_hash {claimed} does not match the table checksums "
+            f"({content_hash_of(files)}); the folder was edited"
+        )
     return summary
 
 
-def _kind_ok(kind: str, t: pa.DataType) -> bool:
+def _type_ok(dtype: str, t: pa.DataType) -> bool:
+    """Whether an Arrow type stores a column of schema type `dtype` (as any version of llm-energy-measure wrote it)."""
     if pa.types.is_dictionary(t):
         t = t.value_type
     if pa.types.is_null(t):
-        return kind in ("str", "num")  # every value missing: allowed where a value may be missing
-    if kind == "list":
-        return (pa.types.is_list(t) or pa.types.is_large_list(t)) and _kind_ok("num", t.value_type)
-    return {"str": pa.types.is_string(t) or pa.types.is_large_string(t), "int": pa.types.is_integer(t),
-            "num": pa.types.is_integer(t) or pa.types.is_floating(t), "bool": pa.types.is_boolean(t)}[kind]
+        return dtype in ("str", "float", "int?", "bool?")  # every value missing: allowed where a value may be missing
+    if dtype == "list[float]":
+        return (pa.types.is_list(t) or pa.types.is_large_list(t)) and _type_ok("float", t.value_type)
+    number = pa.types.is_integer(t) or pa.types.is_floating(t)
+    return {
+        "str": pa.types.is_string(t) or pa.types.is_large_string(t),
+        "int": pa.types.is_integer(t),
+        "float": number,
+        "int?": number,
+        "bool": pa.types.is_boolean(t),
+        "bool?": pa.types.is_boolean(t),
+    }[dtype]
 
 
 def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> None:
@@ -372,25 +397,31 @@ def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> Non
     if name == "sweep_points" and md.num_rows > MAX_SWEEP_POINTS:
         raise UserError(f"{where}: {md.num_rows} sweep points, at most {MAX_SWEEP_POINTS} allowed")
     if md.num_row_groups * md.num_columns > MAX_COLUMN_CHUNKS:
-        raise UserError(f"{where}: {md.num_row_groups} row groups x {md.num_columns} columns, more than "
-                        f"{MAX_COLUMN_CHUNKS}")
+        raise UserError(
+            f"{where}: {md.num_row_groups} row groups x {md.num_columns} columns, more than {MAX_COLUMN_CHUNKS}"
+        )
     values = sum(md.row_group(g).column(c).num_values for g in range(md.num_row_groups) for c in range(md.num_columns))
     if max(values, md.num_rows * md.num_columns) > MAX_TABLE_VALUES:
-        raise UserError(f"{where}: {max(values, md.num_rows * md.num_columns)} values, more than the "
-                        f"{MAX_TABLE_VALUES} a result table may decode to")
-    schema = pf.schema_arrow
-    missing = REQUIRED_COLUMNS[name] - set(schema.names)
+        raise UserError(
+            f"{where}: {max(values, md.num_rows * md.num_columns)} values, more than the "
+            f"{MAX_TABLE_VALUES} a result table may decode to"
+        )
+    stored, table = pf.schema_arrow, RESULT_TABLES[name]
+    missing = [c.name for c in table.columns if not c.optional and c.name not in stored.names]
     if missing:
-        raise UserError(f"{where}: missing columns {sorted(missing)}; not a result folder written by this version")
-    unknown = [n for n in schema.names if describe(n) is None]
+        raise UserError(f"{where}: missing columns {missing}; not a result folder written by this version")
+    unknown = [n for n in stored.names if table.describe(n) is None]
     if unknown:
-        raise UserError(f"{where}: columns {excerpt(unknown)} are not columns llm-energy-measure writes "
-                        "(gpu_ops/schema.py); remove them")
-    for col, kind in COLUMN_KINDS[name].items():
-        t = schema.field(col).type
-        if not _kind_ok(kind, t):
-            raise UserError(f"{where}: column {col} is {t}, expected {_KIND_NAMES[kind]}; the table was not written by "
-                            "llm-energy-measure")
+        raise UserError(
+            f"{where}: columns {excerpt(unknown)} are not columns llm-energy-measure writes "
+            "(gpu_ops/schema.py); remove them"
+        )
+    for col in table.columns:
+        if col.name in stored.names and not _type_ok(col.dtype, stored.field(col.name).type):
+            raise UserError(
+                f"{where}: column {col.name} is {stored.field(col.name).type}, expected "
+                f"{_TYPE_NAMES[col.dtype]}; the table was not written by llm-energy-measure"
+            )
 
 
 def read_arrow_table(folder: Path, name: str, summary: dict) -> pa.Table:
@@ -413,10 +444,10 @@ def read_arrow_table(folder: Path, name: str, summary: dict) -> pa.Table:
         table = pf.read(use_threads=False)
     except Exception as exc:
         raise UserError(f"{where}: unreadable Parquet ({excerpt(str(exc), bare=True)})") from None
-    for col, kind in COLUMN_KINDS[name].items():
-        if kind == "num":
-            i = table.column_names.index(col)
-            table = table.set_column(i, col, pc.cast(table.column(i), pa.float64()))
+    for col in RESULT_TABLES[name].where(dtype="float"):
+        if col.name in table.column_names:
+            i = table.column_names.index(col.name)
+            table = table.set_column(i, col.name, pc.cast(table.column(i), pa.float64()))
     return table
 
 
@@ -434,6 +465,8 @@ def read_tables(folder: Path) -> ResultTables:
         try:
             cycles["parallelism"] = Parallelism(**(block or {})).label
         except (TypeError, ValueError):
-            raise UserError(f"{folder}/experiment.parquet: config_json.parallelism is {excerpt(block)}, "
-                            "expected {tensor:, pipeline:, data:}") from None
+            raise UserError(
+                f"{folder}/experiment.parquet: config_json.parallelism is {excerpt(block)}, "
+                "expected {tensor:, pipeline:, data:}"
+            ) from None
     return ResultTables(**frames, summary=summary)

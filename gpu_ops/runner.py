@@ -1,65 +1,25 @@
-"""Runs an experiment: idle baseline, then per sweep point a warm-up window and `cycles` measured windows.
+"""Runs an experiment: measured in this process (gpu_ops.measure), or, for a PyTorch run over several GPUs, in one
+process per GPU under torchrun (gpu_ops.backends.ranked), with rank 0 measuring.
 
-Order per sweep point: load -> warm-up (compilation lands here, reported on its own) -> for each cycle:
-cooldown, open window, replay the request trace open loop, close window. Idle baseline before the first
-cycle and after the last. Net energy uses the mean of both idle powers.
+`python -m gpu_ops.runner` is the entry point of each rank; `launch` starts it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import socket
-import time
+import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
-
-from gpu_ops import __version__
-from gpu_ops.backends import ENGINE_METRICS, EngineStep, Request, check_capabilities, get_backend
-from gpu_ops.config import ExperimentConfig, SweepPoint
-from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_meter
-from gpu_ops.energy.nvml import uuid_hash
-from gpu_ops.environment import fingerprint, hardware_profile
-from gpu_ops.locks import device_locks
-from gpu_ops.errors import CapabilityError, MeasurementError, UserError
-from gpu_ops import phases
-from gpu_ops.metrics import cycle_row, requests_frame
-from gpu_ops.models import resolve_model
-from gpu_ops.prompts import build_prompts, prompt_texts
-from gpu_ops.results import SCHEMA_VERSION, ResultTables, check_output_folder, experiment_slug, save_result
-from gpu_ops.stats import SUMMARISED, fmt_value, sweep_point_statistics
-from gpu_ops.traffic import arrival_times
+from gpu_ops.backends import check_capabilities
+from gpu_ops.backends.ranked import follow, launch, needs_launch
+from gpu_ops.config import ExperimentConfig
+from gpu_ops.measure import measure_experiment
+from gpu_ops.results import ResultFolder, check_output_folder
 
 log = logging.getLogger("gpu_ops")
-
-
-@dataclass
-class RunOutcome:
-    folder: Path
-    tables: ResultTables
-    content_hash: str
-
-
-def _requests(prompts: list[list[int]], cfg: ExperimentConfig, offset_s: float, texts: list[str] | None = None) -> list[Request]:
-    """The request trace; with `texts` (tokenize_in_window) each request carries its text for the backend to tokenise."""
-    arrivals = arrival_times(cfg.traffic, len(prompts))
-    return [Request(i, p, cfg.max_output_tokens, cfg.min_output_tokens, offset_s + float(a), texts[i] if texts else None)
-            for i, (p, a) in enumerate(zip(prompts, arrivals))]
-
-
-def trace_hash(requests: list[Request]) -> str:
-    """Identity of a request trace (prompt ids, arrival offsets, token limits): equal hashes mean two runs
-    (e.g. two backends in `compare`) replayed the same trace."""
-    h = hashlib.sha256()
-    for r in requests:
-        h.update(json.dumps([r.prompt_token_ids, round(r.arrival_s, 9), r.max_new_tokens, r.min_new_tokens]).encode())
-    return h.hexdigest()[:16]
 
 
 def run_experiment(
@@ -71,257 +31,81 @@ def run_experiment(
     folder_name: str | None = None,
     show_bar: bool = False,
     show_tokens: bool = False,
-) -> RunOutcome:
+) -> ResultFolder:
+    """Measure `cfg` and write its result folder under `out_root`.
+
+    Args:
+        cfg: the experiment; its sweep points run in the order that reloads the model least.
+        out_root: the folder that receives the result folder (checked writable, with room, before measuring).
+        nvml: an NVML stand-in (tests); None loads pynvml when the run uses a GPU.
+        progress: receives one line per step (sweep point, warm-up, cycle); None logs them.
+        folder_name: the result folder's name; None: `<name>__<hardware>__<start time>-<config hash>`.
+        show_bar: a progress bar over the cycles (the CLI's default).
+        show_tokens: print one sampled request's text per batch as it is generated (`run --show-tokens`).
+    """
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
     check_output_folder(out_root)  # before measuring, not after
-    points = sorted(cfg.expand(), key=lambda p: p.config.load_key())  # fewest model reloads
-    from gpu_ops import distributed
-    from gpu_ops.backends.pytorch import resolve_device
+    if not needs_launch(cfg):
+        return measure_experiment(
+            cfg,
+            out_root,
+            nvml=nvml,
+            progress=progress,
+            folder_name=folder_name,
+            show_bar=show_bar,
+            show_tokens=show_tokens,
+        )
+    # several GPUs with the PyTorch backend: one process per GPU under torchrun
+    from gpu_ops.backends.pytorch import CAPABILITIES, resolve_device
 
-    if distributed.needs_launch(cfg):  # several GPUs with the PyTorch backend: one process per GPU under torchrun
-        from gpu_ops.backends.pytorch import CAPABILITIES as PYTORCH
+    for p in cfg.expand():
+        check_capabilities("pytorch", CAPABILITIES, p.config)
+    uuids = None
+    if resolve_device(cfg).startswith("cuda"):
+        from gpu_ops.energy import load_nvml, select_targets
 
-        for p in points:
-            check_capabilities("pytorch", PYTORCH, p.config)
-        uuids = None
-        if resolve_device(cfg).startswith("cuda"):
-            from gpu_ops.energy import load_nvml, select_targets
-
-            nv, _ = (nvml, None) if nvml is not None else load_nvml()
-            uuids = [t.uuid for t in select_targets(nv, cfg.gpus)] if nv is not None else None
-        return distributed.launch(cfg, out_root, uuids=uuids, folder_name=folder_name, say=progress or log.info)
-    backend = get_backend(cfg.backend)
-    caps = backend.capabilities()
-    for p in points:
-        check_capabilities(backend.name, caps, p.config)
-    unavailable = {p.label: reason for p in points if (reason := backend.unavailable(p.config))}
-    if len(unavailable) == len(points):
-        raise CapabilityError(f"nothing can run on this machine: {'; '.join(f'[{k}] {v}' for k, v in unavailable.items())}")
-
-    use_cuda = resolve_device(cfg).startswith("cuda")
-    source = resolve_model(cfg.model)
-    meter = build_meter(cfg, use_cuda or nvml is not None, nvml_module=nvml, sync=backend.sync)
-    hardware = hardware_profile(meter.targets)
-    exp_key = experiment_slug(source.slug, cfg.backend)
-    say = progress or (lambda msg: log.info(msg))
-    total_cycles = len(points) * cfg.cycles
-    bar = None
-    if show_bar:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total_cycles, desc=cfg.name, unit="cycle")
-        say = bar.write
-
-    display = None
-    if show_tokens:
-        from gpu_ops.display import TokenDisplay
-
-        display = TokenDisplay(str(source.tokenizer_path or source.path or source.spec), cfg.batching.batch_size)
-        backend.token_display = display
-    windows: list[tuple[str, str, int | None, WindowMeasurement]] = []
-    per_cycle: list[tuple[SweepPoint, int, CycleResult]] = []
-    point_info: list[dict] = []
-    lock_keys = [uuid_hash(t.uuid if t.mig is None else t.parent_uuid) for t in meter.targets] or [f"cpu-{socket.gethostname()}"]
-    with device_locks(lock_keys), meter:
-        started = datetime.now(timezone.utc)  # started_at / finished_at span the time this run held its devices
-        idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
-        if idle_before:
-            windows.append(("idle_before", "", None, idle_before))
-        try:
-            for point in points:
-                pc = point.config
-                if point.label in unavailable:  # an optional kernel or package this machine lacks: recorded, not run
-                    say(f"[{point.label}] unavailable here: {unavailable[point.label]}")
-                    point_info.append(_point_info(point, None, backend, status="unavailable", reason=unavailable[point.label]))
-                    continue
-                say(f"[{point.label}] {pc.model} ({pc.precision}) on {hardware}")
-                reloaded = _load(backend, pc, point.label)
-                prompts = build_prompts(pc, backend.tokenizer, backend.vocab_size)
-                warm = _requests(prompts[: max(pc.warmup_requests, pc.batching.batch_size if pc.pytorch.static_cache else 0)], pc, 0.0)
-                # warm-up keeps loading and compilation out of measured windows: needed after a (re)load, and for
-                # compiled paths whose graphs depend on the batch shape; an eager model already warm skips it
-                warmup_s = None
-                if warm and (reloaded or pc.pytorch.static_cache or pc.pytorch.torch_compile):
-                    meter.begin_window(f"{point.label}/warmup")
-                    backend.warmup(warm)
-                    w = meter.end_window(f"{point.label}/warmup")
-                    windows.append(("warmup", point.label, None, w))
-                    warmup_s = w.duration_s
-                    say(f"[{point.label}] warm-up {len(warm)} request(s): {w.duration_s:.2f} s (includes any compilation)")
-                for c in range(pc.cycles):
-                    cycle = run_cycle(backend, meter, pc, prompts, point.label, c, say)
-                    windows.append(("cycle", point.label, c, cycle.window))
-                    per_cycle.append((point, c, cycle))
-                    if bar:
-                        bar.update(1)
-                point_info.append(_point_info(point, prompts, backend, model_reused=not reloaded, warmup_s=warmup_s))
-        finally:
-            backend.close()
-            if display is not None:
-                display.close()
-        settle_s = _settle(meter, idle_before, cfg.energy.settle_timeout_s, say)
-        idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
-        if idle_after:
-            windows.append(("idle_after", "", None, idle_after))
-        timeline = meter.timeline()
-        finished = datetime.now(timezone.utc)
-        meter_info = meter.describe()
-    if bar:
-        bar.close()
-
-    idle = IdleBaseline(idle_before, idle_after, settle_s)
-    power_limit = sum(t.power_limit_w for t in meter.targets if t.power_limit_w) or None
-    fp = fingerprint(meter.targets, meter.gpu.nvml if meter.gpu else None, backend.version(), cfg.config_hash(),
-                     meter.step_s if meter.step_measured else None)
-    cycles, requests, steps = [], [], []
-    for point, c, cycle in per_cycle:
-        req, w, engine = cycle.requests, cycle.window, cycle.engine
-        row = {"sweep_point": point.label, "cycle": c, "model": cfg.model, "backend": cfg.backend, "hardware": hardware,
-               "weights": source.weights, "experiment_key": exp_key, "precision": point.config.precision,
-               "batch_size": point.config.batching.batch_size, "parallelism": point.config.parallelism.label,
-               "config_hash": point.config.config_hash(),
-               "window_start_s": w.start_s, "window_end_s": w.end_s, "timeline_energy_j": w.timeline_energy_j,
-               "energy_uncertainty_j": w.energy_uncertainty_j, "edges_aligned": w.edges_aligned,
-               "cross_check_rel_diff": w.cross_check_rel_diff, "cross_check_tolerance": w.cross_check_tolerance,
-               "too_short": w.too_short, "n_samples": w.n_samples,
-               "foreign_processes": ",".join(map(str, w.foreign_processes)), "throttle_reasons": w.throttle_reasons,
-               "temp_min_c": w.temp_min_c, "temp_max_c": w.temp_max_c, "sm_clock_min_mhz": w.sm_clock_min_mhz,
-               "sm_clock_max_mhz": w.sm_clock_max_mhz, "power_limit_w": power_limit, "zeus_energy_j": w.zeus_energy_j,
-               "mig_attribution": w.mig_attribution, "mig_attributed_energy_j": w.mig_attributed_energy_j,
-               "gpu_count": len(meter.targets), "gpu_energy_by_device_j": w.to_row()["gpu_energy_by_device_j"]}
-        split = phases.attribute(timeline, req, w, cycle.steps)
-        req = req.assign(prefill_energy_j=split.request_prefill_j, decode_energy_j=split.request_decode_j)
-        row.update(cycle_row(req, w, idle.power_w, point.config.slo, cycle.peak_memory_bytes, split),
-                   cycle_setup_s=cycle.setup_s, cycle_collect_s=cycle.collect_s)
-        row.update({k: engine.get(k) for k in ENGINE_METRICS})  # same columns on every backend; NaN = not reported
-        cycles.append(row)
-        requests.append(req.assign(sweep_point=point.label, cycle=c))
-        steps.append(cycle.steps.assign(sweep_point=point.label, cycle=c))
-    win_rows = [dict(w.to_row(), kind=kind, sweep_point=label, cycle=c) for kind, label, c, w in windows]
-    cycles_df = _numeric(pd.DataFrame(cycles))
-    stats = sweep_point_statistics(cycles_df)
-    experiment = pd.DataFrame([{
-        "name": cfg.name, "model": cfg.model, "backend": cfg.backend, "hardware": hardware, "weights": source.weights,
-        "experiment_key": exp_key, "config_hash": cfg.config_hash(), "config_json": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
-        "schema_version": SCHEMA_VERSION, "package_version": __version__, "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(), "idle_power_w": idle.power_w,
-        "idle_before_w": idle_before.avg_power_w if idle_before else None, "idle_after_w": idle_after.avg_power_w if idle_after else None,
-        "idle_settle_s": settle_s, "cross_check_tolerance": cfg.energy.cross_check_tolerance,
-        "fingerprint_json": json.dumps(fp, sort_keys=True),
-        "fingerprint_hash": fp["fingerprint_hash"], "meter_json": json.dumps(meter_info, sort_keys=True),
-    }])
-    summary = {
-        "name": cfg.name, "model": cfg.model, "backend": cfg.backend, "hardware": hardware, "weights": source.weights,
-        "experiment_key": exp_key, "config_hash": cfg.config_hash(), "fingerprint": fp, "meter": meter_info,
-        "idle_power_w": idle.power_w, "sweep_points": stats.to_dict(orient="records"),
-        "warmup_s": {label: w.duration_s for kind, label, _, w in windows if kind == "warmup"},
-    }
-    tables = ResultTables(experiment=experiment, sweep_points=pd.DataFrame(point_info), cycles=cycles_df,
-                          requests=pd.concat(requests, ignore_index=True) if requests else pd.DataFrame(),
-                          windows=pd.DataFrame(win_rows), timeline=timeline,
-                          steps=pd.concat(steps, ignore_index=True) if steps else steps_frame([]).assign(sweep_point="", cycle=0),
-                          summary=summary)
-    name = folder_name or f"{cfg.name}__{hardware}__{started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
-    folder = Path(out_root) / name
-    content_hash = save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
-    return RunOutcome(folder, tables, content_hash)
+        nv, _ = (nvml, None) if nvml is not None else load_nvml()
+        uuids = [t.uuid for t in select_targets(nv, cfg.gpus)] if nv is not None else None
+    return ResultFolder.read(launch(cfg, out_root, uuids=uuids, folder_name=folder_name, say=progress or log.info))
 
 
-NUMERIC = SUMMARISED + ("timeline_energy_j", "idle_power_w", "power_limit_w", "zeus_energy_j", "mig_attributed_energy_j",
-                       "temp_min_c", "temp_max_c", "sm_clock_min_mhz", "sm_clock_max_mhz", "other_energy_j",
-                       "energy_uncertainty_j", "cross_check_tolerance")
+def rank_main(argv: list[str]) -> int:
+    """Entry point of each rank (started by `launch` through torchrun): rank 0 measures, the others follow it."""
+    from datetime import timedelta
 
+    import torch
+    import torch.distributed as dist
 
-def _numeric(df: pd.DataFrame) -> pd.DataFrame:
-    """Unmeasured values are NaN in float columns, so tables from every machine share one schema."""
-    for col in NUMERIC:
-        if col in df:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    return df
-
-
-@dataclass
-class CycleResult:
-    requests: pd.DataFrame
-    window: WindowMeasurement
-    peak_memory_bytes: int | None
-    engine: dict
-    steps: pd.DataFrame  # continuous-batching engine steps (run clock); empty for whole-batch backends
-    setup_s: float  # before the window: trace, backend.before_cycle, the wait for a counter update
-    collect_s: float  # after the work: the wait for a counter update, records, engine metrics
-
-
-def run_cycle(backend, meter: EnergyMeter, pc: ExperimentConfig, prompts, label: str, c: int, say=lambda m: None) -> CycleResult:
-    """One measured cycle. The window holds the work and nothing else: the trace is built, the prefix cache emptied
-    and engine counters started before it opens; records and engine metrics are collected after it closes.
-    Backends time everything on the cycle clock (0 = window start); the records are moved onto the run clock."""
-    if pc.cooldown_s:
-        time.sleep(pc.cooldown_s)
-    name = f"{label}/cycle-{c}"
-    if getattr(backend, "token_display", None) is not None:
-        backend.token_display.new_cycle()
-    t0 = meter.now()
-    requests = _requests(prompts, pc, 0.0, prompt_texts(pc) if pc.tokenize_in_window else None)
-    backend.before_cycle()
-    start = meter.begin_window(name)
+    config_path, out_root, result_path, folder_name = argv
+    local_rank = int(os.environ["LOCAL_RANK"])
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(
+        "nccl" if cuda else "gloo",
+        timeout=timedelta(hours=2),
+        **({"device_id": torch.device("cuda", local_rank)} if cuda else {}),
+    )
     try:
-        delivered = backend.run(requests, lambda: meter.now() - start)
-    except Exception as exc:
-        meter.cancel_window(name)  # this window's energy is discarded
-        raise MeasurementError(f"[{label}] cycle {c} failed, its energy discarded: {type(exc).__name__}: {exc}") from exc
-    w = meter.end_window(name)
-    out = backend.after_cycle(delivered)
-    req = requests_frame(out.records, offset_s=start)
-    steps = steps_frame(out.steps)
-    steps["t_s"] += start
-    say(f"[{label}] cycle {c}: {w.duration_s:.2f} s, " + (f"{w.gpu_energy_j:.1f} ± {w.energy_uncertainty_j:.2g} J"
-                                                         if w.gpu_energy_j is not None else f"energy unmeasured ({w.gpu_unmeasured_reason})"))
-    return CycleResult(req, w, backend.peak_memory_bytes(), out.engine_metrics, steps, start - t0, meter.now() - w.end_s)
+        pids: list = [None] * dist.get_world_size()
+        dist.all_gather_object(pids, os.getpid())
+        os.environ["LEM_RUN_PIDS"] = ",".join(map(str, pids))  # the other ranks on our GPUs are not foreign processes
+        if dist.get_rank() == 0:
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+            cfg = ExperimentConfig.model_validate(json.loads(Path(config_path).read_text()))
+            outcome = measure_experiment(
+                cfg,
+                Path(out_root),
+                folder_name=folder_name or None,
+                progress=lambda m: print(f"[rank 0] {m}", file=sys.stderr, flush=True),
+            )
+            Path(result_path).write_text(str(outcome.folder))
+        else:
+            follow()
+    finally:
+        dist.destroy_process_group()
+    return 0
 
 
-def steps_frame(steps: list[EngineStep]) -> pd.DataFrame:
-    """Engine steps as a typed table (an empty one keeps its column types, so every folder has one schema)."""
-    frame = pd.DataFrame([asdict(st) for st in steps], columns=[f.name for f in fields(EngineStep)])
-    return frame.astype({f.name: "float64" if f.type == "float" else "int64" for f in fields(EngineStep)})
-
-
-def _point_info(point: SweepPoint, prompts, backend, status: str = "measured", reason: str | None = None, **extra) -> dict:
-    """The sweep_points row: the point's resolved config and trace, the backend's load details, its status."""
-    pc = point.config
-    return {"sweep_point": point.label, "status": status, "unavailable_reason": reason,
-            "overrides_json": json.dumps(point.overrides, sort_keys=True, default=str),
-            "config_json": json.dumps(pc.model_dump(mode="json"), sort_keys=True),
-            "non_defaults_json": json.dumps(pc.non_defaults(), sort_keys=True), "config_hash": pc.config_hash(),
-            "trace_hash": trace_hash(_requests(prompts, pc, 0.0)) if prompts is not None else None, **extra,
-            **({f"backend_{k}": v for k, v in backend.info.items()} if status == "measured" else {})}
-
-
-def _load(backend, pc: ExperimentConfig, label: str) -> bool:
-    """Load for a sweep point (reusing the loaded model when only run-time options changed); an engine that fails
-    to start is a measurement failure with its cause, not a traceback."""
-    try:
-        return backend.load(pc)
-    except UserError:
-        raise
-    except Exception as exc:
-        raise MeasurementError(f"[{label}] backend '{backend.name}' failed to load {pc.model}: {type(exc).__name__}: "
-                               f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}") from exc
-
-
-def _settle(meter: EnergyMeter, idle_before: WindowMeasurement | None, timeout_s: float, say) -> float | None:
-    """Wait for the GPUs to return to their idle power before measuring it again (a GPU lingers in a higher power
-    state after work); the seconds it took are recorded. None: not waited for, or not back within the timeout."""
-    if idle_before is None or idle_before.avg_power_w is None or timeout_s <= 0:
-        return None
-    took = meter.settle(idle_before.avg_power_w, timeout_s)
-    say(f"idle power back within 10 % of {idle_before.avg_power_w:.1f} W after {took:.1f} s" if took is not None
-        else f"idle power still above {idle_before.avg_power_w:.1f} W + 10 % after {timeout_s:.0f} s; idle-after measured anyway")
-    return took
-
-
-def _idle(meter: EnergyMeter, name: str, seconds: float, say) -> WindowMeasurement | None:
-    if seconds <= 0 or not meter.measures_gpu:
-        return None
-    w = meter.measure_idle(name, seconds)
-    say(f"{name}: {fmt_value(w.avg_power_w, ' W', digits=4)} over {w.duration_s:.1f} s")
-    return w
+if __name__ == "__main__":
+    sys.exit(rank_main(sys.argv[1:]))

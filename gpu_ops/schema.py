@@ -1,190 +1,1042 @@
-"""Every column the engine and the platform publish: unit and meaning, defined once.
+"""Every column the engine and the platform write, defined once: name, type, unit, meaning, and how it is used.
 
-The dataset card and the site read this; a test fails when a published column has no entry here.
-Statistic columns `<metric>_{mean,std,ci95,cv}` and `backend_<key>` columns are described by rule.
+A `Table` is an ordered set of `Column`s. The tables of a result folder, the per-sweep-point statistics, the
+leaderboard and the dataset's provenance table are defined here, and so is everything derived from them: the
+typed record of each row kind (`Table.record`), the frame a run writes (`Table.frame`, exact columns and types),
+the check of an uploaded folder's columns (gpu_ops.results), the statistics (gpu_ops.stats), the leaderboard and
+the site's columns, the dataset card and the platform's Dagster table schemas.
+
+A column used by several tables with one meaning is one `Column` object, shared. This module imports nothing of
+the engine: every other module may read it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+Dtype = Literal["str", "float", "int", "int?", "bool", "bool?", "list[float]"]
+"""Stored type. `str` and `float` may be missing (empty, never 0); `int` and `bool` may not; `int?` and `bool?` may.
+`list[float]` is a list of numbers (possibly empty)."""
+Better = Literal["lower", "higher"]
+
+_PANDAS = {
+    "str": "str",
+    "float": "float64",
+    "int": "int64",
+    "int?": "Int64",
+    "bool": "bool",
+    "bool?": "boolean",
+    "list[float]": "object",
+}
+_PYTHON = {
+    "str": str | None,
+    "float": float | None,
+    "int": int,
+    "int?": int | None,
+    "bool": bool,
+    "bool?": bool | None,
+    "list[float]": list[float],
+}
+_REQUIRED_VALUE = ("int", "bool", "list[float]")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column.
+
+    Args:
+        name: the column's name in every table that holds it.
+        dtype: its stored type (see `Dtype`).
+        unit: the unit of its values ("" for text, identifiers and plain numbers).
+        meaning: what a value is, in a sentence (the dataset card, the Dagster UI and the site show it).
+        summarised: a figure of the cycles table that the statistics summarise per sweep point
+            (`<name>_{mean,std,ci95,cv}`).
+        shown: a leaderboard column the site shows in its table.
+        better: which way is better ("lower" J/token, "higher" tokens/J), for ranking and sorting; None: neither.
+        from_counter: computed from the GPU energy counter: its statistics are missing for a sweep point with an
+            unmeasured cycle (never computed from the cycles that happened to be measured).
+        optional: added after the first published result folders: a folder written before may lack it.
+        label: a short name for table headers; "" uses the name.
+    """
+
+    name: str
+    dtype: Dtype
+    unit: str
+    meaning: str
+    summarised: bool = False
+    shown: bool = False
+    better: Better | None = None
+    from_counter: bool = False
+    optional: bool = False
+    label: str = ""
+
+    @property
+    def title(self) -> str:
+        """The column's header in a table: its label, else its name in words."""
+        return self.label or self.name.replace("_", " ")
+
+
+STATISTICS_OF = {
+    "mean": "mean over cycles of",
+    "std": "sample standard deviation (ddof=1) over cycles of",
+    "ci95": "half-width of the 95 % confidence interval (Student t, n-1 degrees of freedom) of the mean of",
+    "cv": "coefficient of variation (std / mean) over cycles of",
+}
+
+
+def statistic(metric: Column, kind: str) -> Column:
+    """The statistics column `<metric>_<kind>` of a summarised cycle metric; the mean keeps its direction and label."""
+    return Column(
+        f"{metric.name}_{kind}",
+        "float",
+        "" if kind == "cv" else metric.unit,
+        f"{STATISTICS_OF[kind]}: {metric.meaning}",
+        better=metric.better if kind == "mean" else None,
+        from_counter=metric.from_counter,
+        label=metric.label if kind == "mean" else "",
+    )
+
+
+def shown(column: Column) -> Column:
+    """`column` as a leaderboard column the site shows."""
+    return replace(column, shown=True)
+
+
+class Record:
+    """Base of the generated row records: one keyword field per column, in the table's order."""
+
+    __slots__ = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+class Table:
+    """An ordered set of columns: a stored table, or a group of columns that one function computes.
+
+    Args:
+        name: the table's name (a result folder's file, a dataset config) or the group's.
+        parts: columns and other tables, concatenated in order; a name may appear once.
+        record: the name of the generated record class.
+        free_prefix: free-form columns this table may also hold (sweep_points: `backend_<key>`, the backend's load
+            details, which differ by backend); their types are inferred.
+        free_meaning: what a free-form column holds (the card and the UI describe each by it and its key).
+    """
+
+    def __init__(
+        self, name: str, *parts: Column | Table, record: str = "", free_prefix: str = "", free_meaning: str = ""
+    ):
+        cols: list[Column] = []
+        for part in parts:
+            cols += part.columns if isinstance(part, Table) else [part]
+        names = [c.name for c in cols]
+        if len(set(names)) != len(names):
+            raise ValueError(f"table {name}: columns {sorted({n for n in names if names.count(n) > 1})} appear twice")
+        self.name, self.columns = name, tuple(cols)
+        self.record_name = record or "".join(w.capitalize() for w in name.split("_")) + "Row"
+        self.free_prefix, self.free_meaning = free_prefix, free_meaning
+        self._by_name = {c.name: c for c in cols}
+
+    def __repr__(self) -> str:
+        return f"Table({self.name!r}, {len(self.columns)} columns)"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def __getitem__(self, name: str) -> Column:
+        return self._by_name[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def where(self, **flags: Any) -> tuple[Column, ...]:
+        """The columns whose attributes equal `flags`, e.g. `CYCLES.where(summarised=True)`."""
+        return tuple(c for c in self.columns if all(getattr(c, k) == v for k, v in flags.items()))
+
+    def describe(self, name: str) -> Column | None:
+        """The definition of a column of this table (a free-form one by its rule), or None when it has none."""
+        if name in self._by_name:
+            return self._by_name[name]
+        if self.free_prefix and name.startswith(self.free_prefix) and len(name) > len(self.free_prefix):
+            return Column(name, "str", "", f"{self.free_meaning} '{name.removeprefix(self.free_prefix)}'")
+        return None
+
+    @cached_property
+    def record(self) -> type:
+        """The typed record of one row: a frozen dataclass with one keyword field per column (missing or unknown
+        fields fail at construction)."""
+        fields = [(c.name, _PYTHON[c.dtype], dataclasses.field(metadata={"column": c})) for c in self.columns]
+        cls = dataclasses.make_dataclass(
+            self.record_name, fields, bases=(Record,), kw_only=True, frozen=True, slots=True
+        )
+        cls.__module__ = __name__
+        return cls
+
+    def row(self, *parts: Record, **values: Any) -> Record:
+        """This table's record from records of its parts (groups of its columns) and the remaining values."""
+        merged: dict[str, Any] = {}
+        for part in parts:
+            merged.update(part.as_dict())
+        merged.update(values)
+        return self.record(**merged)
+
+    def frame(self, rows: Iterable[Record], free: Iterable[Mapping[str, Any]] | None = None) -> pd.DataFrame:
+        """The table of `rows` (records of this table): exactly its columns in order, each of its stored type, so
+        tables from every machine share one schema. `free`: each row's free-form columns (see `free_prefix`)."""
+        rows = list(rows)
+        wrong = sorted({type(r).__name__ for r in rows if not isinstance(r, self.record)})
+        if wrong:
+            raise TypeError(f"table {self.name}: rows must be {self.record_name}, got {', '.join(wrong)}")
+        df = pd.DataFrame(
+            {c.name: _typed(self.name, c, [getattr(r, c.name) for r in rows]) for c in self.columns},
+            index=pd.RangeIndex(len(rows)),
+        )
+        if free is not None:
+            extra = pd.DataFrame(list(free), index=df.index)
+            for name in extra.columns:
+                if self.describe(name) is None or name in self._by_name:
+                    raise ValueError(
+                        f"table {self.name}: free-form column {name!r} must start with {self.free_prefix!r}"
+                    )
+            df = pd.concat([df, extra], axis=1)
+        return df
+
+    def conform(self, df: pd.DataFrame) -> pd.DataFrame:
+        """`df` as this table: its columns in order, each cast to its stored type; a missing or extra column is an
+        error naming it (a computation and the schema disagree)."""
+        missing = [n for n in self.names if n not in df.columns]
+        extra = [n for n in df.columns if n not in self._by_name]
+        if missing or extra:
+            raise ValueError(
+                f"table {self.name}: columns differ from gpu_ops/schema.py: missing {missing}, "
+                f"not in the schema {extra}"
+            )
+        return pd.DataFrame(
+            {c.name: _typed(self.name, c, df[c.name]) for c in self.columns}, index=pd.RangeIndex(len(df))
+        )
+
+
+def plain(value: Any) -> Any:
+    """A stored cell as a plain Python value: None for a missing one, Python numbers for numpy ones."""
+    if value is None or value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def plain_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """A table's rows as plain values (JSON as summary.json stores it: null for a missing value, never NaN)."""
+    return [{k: plain(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+
+
+def _typed(table: str, column: Column, values: pd.Series | list) -> pd.Series:
+    """`values` as a series of the column's stored type; a missing value where the type allows none is an error."""
+    dtype = _PANDAS[column.dtype]
+    series = values.reset_index(drop=True) if isinstance(values, pd.Series) else pd.Series(values, dtype="object")
+    missing = series.isna().to_numpy() if column.dtype != "list[float]" else series.map(lambda v: v is None).to_numpy()
+    if missing.any() and column.dtype in _REQUIRED_VALUE:
+        raise ValueError(
+            f"{table}.{column.name}: missing in row {int(missing.argmax())}; a {column.dtype} column needs "
+            "a value in every row (gpu_ops/schema.py)"
+        )
+    if column.dtype == "list[float]":
+        return pd.Series([[float(x) for x in v] for v in series], dtype="object")
+    if str(series.dtype) == dtype:
+        return series
+    if missing.any():  # None, NaN and pd.NA alike: the missing value of the target type
+        series = series.astype("object").where(~missing, None)
+    try:
+        return series.astype(dtype)
+    except (TypeError, ValueError, ArithmeticError) as exc:  # pyarrow's errors derive from these
+        raise ValueError(
+            f"{table}.{column.name}: values such as {series.dropna().iloc[:1].tolist()} are not "
+            f"{column.dtype} ({type(exc).__name__}: {exc}); gpu_ops/schema.py defines the column"
+        ) from None
+
+
+# -- columns shared by several tables ---------------------------------------------------------------------------
 S, J, W = "s", "J", "W"
-COLUMNS: dict[str, tuple[str, str]] = {
-    # identity and configuration
-    "name": ("", "experiment name from its YAML file"),
-    "model": ("", "model spec: builtin:, synthetic: (real architecture, random weights), a local folder or a hub id"),
-    "backend": ("", "inference backend: pytorch, vllm or tensorrt"),
-    "hardware": ("", "hardware profile slug, e.g. nvidia-h100-80gb-hbm3-x1 or cpu-intel-xeon-2c"),
-    "weights": ("", "'real' or 'synthetic' (random weights with the real model's shapes: same FLOPs and bytes, meaningless text)"),
-    "experiment_key": ("", "partition key part `model__backend`"),
-    "partition_key": ("", "Dagster partition `experiment|hardware`: the key to the raw run in the Dagster UI"),
-    "config_hash": ("", "hash of the fully resolved config of the sweep point (or experiment)"),
-    "config_json": ("", "fully resolved config as JSON"),
-    "overrides_json": ("", "sweep values that define this sweep point, as JSON"),
-    "non_defaults_json": ("", "config fields that differ from the defaults, as JSON"),
-    "trace_hash": ("", "hash of the request trace (prompt token ids, arrival offsets, token limits); equal hashes = same workload"),
-    "schema_version": ("", "result-folder schema version"),
-    "package_version": ("", "llm-energy-measure version that measured"),
-    "started_at": ("UTC", "when the run took its devices (per-GPU locks held), ISO 8601"),
-    "finished_at": ("UTC", "when the run was done with its devices, ISO 8601"),
-    "fingerprint_json": ("", "environment fingerprint: driver, CUDA, library versions, GPU names, hashed host and GPU UUIDs"),
-    "fingerprint_hash": ("", "hash of the environment fingerprint"),
-    "meter_json": ("", "energy meter set-up: sources, sampling rate, counter update period, attribution"),
-    "cross_check_tolerance": ("fraction", "allowed |timeline - counter| / counter for this window's length (docs/energy.md)"),
-    "sweep_point": ("", "label of the sweep point (its sweep values), 'default' without a sweep"),
-    "cycle": ("", "cycle index within the sweep point (0-based)"),
-    "precision": ("", "weight/activation precision: fp32, fp16, bf16, int8, int4"),
-    "batch_size": ("requests", "batch size (whole-batch strategies) or cap on running sequences (continuous batching)"),
-    "parallelism": ("", "how the model was split over the GPUs: tpN tensor, ppN pipeline, dpN data-parallel replicas; 'single' = not split"),
-    "n_cycles": ("cycles", "cycles aggregated in this row"),
-    "status": ("", "'measured', or 'unavailable' when this machine lacks an optional kernel or package the point needs"),
-    "unavailable_reason": ("", "why the sweep point could not run here (then it has no cycles)"),
-    "model_reused": ("", "true when the point ran on the model or engine already loaded for the previous point"),
-    "warmup_s": (S, "the sweep point's warm-up window (compilation, CUDA graphs, first batch); empty when none ran"),
-    # engine steps (continuous batching)
-    "first_tokens": ("requests", "requests that got their first token in this engine step"),
-    "decode_tokens": ("tokens", "tokens decoded in this engine step, first tokens excluded"),
-    "kv_usage": ("fraction", "KV-cache blocks in use after this engine step"),
-    "running": ("requests", "requests running in this engine step"),
-    "waiting": ("requests", "requests waiting for the scheduler at this engine step"),
-    # windows and meter
-    "kind": ("", "window kind: idle_before, warmup, cycle, idle_after"),
-    "start_s": (S, "window start on the run clock"),
-    "end_s": (S, "window end on the run clock"),
-    "window_start_s": (S, "measured window start on the run clock"),
-    "window_end_s": (S, "measured window end on the run clock"),
-    "duration_s": (S, "measured window length"),
-    "gpu_energy_status": ("", "'measured' or 'unmeasured' (then gpu_unmeasured_reason says why; never 0)"),
-    "gpu_unmeasured_reason": ("", "why GPU energy is unmeasured"),
-    "gpu_energy_j": (J, "GPU energy from the NVML energy counter (edges aligned to its updates), summed over the run's GPUs"),
-    "energy_uncertainty_j": (J, "± bound on the window's counter energy from aligning its edges to counter updates"),
-    "edges_aligned": ("", "true when every GPU's counter was read at an observed update at both window edges"),
-    "cycle_setup_s": (S, "time before the cycle's window: its trace, the backend's preparation, the wait for a counter update"),
-    "cycle_collect_s": (S, "time after the cycle's window: the wait for a counter update, records, engine metrics"),
-    "window_tail_s": (S, "window end - last token delivered to this process (bookkeeping left inside the window)"),
-    "delivered_s": (S, "when the request's last token reached this process (offline vLLM: when generate returned)"),
-    "idle_settle_s": (S, "seconds the GPUs took to return to the idle-before power after the run (empty: not waited or not back)"),
-    "gpu_energy_by_device_j": (J, "per-GPU counter energy, `device=J` pairs separated by ';'"),
-    "timeline_energy_j": (J, "independent estimate: instantaneous power sampled in a separate process, integrated over the window"),
-    "cross_check_rel_diff": ("fraction", "(timeline energy - counter energy) / counter energy"),
-    "n_samples": ("samples", "power samples inside the window"),
-    "too_short": ("", "true when the window spans fewer than 10 counter updates (~1 s)"),
-    "foreign_processes": ("", "PIDs of other processes seen on the run's GPUs during the window"),
-    "throttle_reasons": ("bitmask", "OR of NVML clock-event reasons seen (0x1 = idle)"),
-    "temp_min_c": ("°C", "lowest GPU temperature seen"),
-    "temp_max_c": ("°C", "highest GPU temperature seen"),
-    "sm_clock_min_mhz": ("MHz", "lowest SM clock seen"),
-    "sm_clock_max_mhz": ("MHz", "highest SM clock seen"),
-    "power_limit_w": (W, "enforced power limit, summed over the run's GPUs"),
-    "zeus_energy_j": (J, "the same window read by Zeus's ZeusMonitor (energy.zeus; it reads the same counter: a comparison, not an independent check)"),
-    "mig_attribution": ("", "how a MIG slice's energy is attributed (the parent GPU's counter is shared)"),
-    "mig_attributed_energy_j": (J, "energy attributed to the MIG slice by compute fraction"),
-    "cpu_energy_status": ("", "'measured' (RAPL) or 'unmeasured'"),
-    "cpu_unmeasured_reason": ("", "why CPU energy is unmeasured"),
-    "cpu_energy_j": (J, "CPU package energy from RAPL"),
-    "idle_power_w": (W, "idle GPU power: mean of the idle windows before and after the run"),
-    "idle_before_w": (W, "idle GPU power before the first cycle"),
-    "idle_after_w": (W, "idle GPU power after the last cycle"),
-    "t_s": (S, "sample time on the run clock"),
-    "device": ("", "GPU label within the run (gpu0, gpu1, ...)"),
-    "power_w": (W, "instantaneous power sample"),
-    "temp_c": ("°C", "GPU temperature sample"),
-    "sm_clock_mhz": ("MHz", "SM clock sample"),
-    # cycle metrics
-    "requests": ("requests", "requests completed in the cycle"),
-    "input_tokens": ("tokens", "prompt tokens in the cycle"),
-    "output_tokens": ("tokens", "generated tokens"),
-    "tokens_per_s": ("tokens/s", "output tokens / window duration"),
-    "requests_per_s": ("requests/s", "requests / window duration"),
-    "energy_status": ("", "'measured' or 'unmeasured' (then unmeasured_reason says why; energy columns are empty, never 0)"),
-    "unmeasured_reason": ("", "why energy is unmeasured"),
-    "gross_energy_j": (J, "GPU energy of the window (counter), idle included"),
-    "net_energy_j": (J, "gross energy - idle power x duration"),
-    "j_per_token": ("J/token", "gross energy / output tokens"),
-    "net_j_per_token": ("J/token", "net energy / output tokens"),
-    "tokens_per_j": ("tokens/J", "output tokens / gross energy"),
-    "j_per_request": ("J/request", "gross energy / requests"),
-    "avg_power_w": (W, "gross energy / duration"),
-    "peak_power_w": (W, "highest power sample in the window"),
-    "peak_memory_bytes": ("bytes", "peak device memory allocated by the backend (empty when the engine preallocates)"),
-    "ttft_mean_s": (S, "mean time to first token (first token - arrival)"),
-    "ttft_p50_s": (S, "median TTFT"),
-    "ttft_p99_s": (S, "99th percentile TTFT"),
-    "tpot_mean_s": (S, "mean time per output token, (E2E - TTFT) / (output tokens - 1)"),
-    "tpot_p50_s": (S, "median TPOT"),
-    "tpot_p99_s": (S, "99th percentile TPOT"),
-    "itl_p50_s": (S, "median inter-token latency (gaps between consecutive tokens; empty when tokens were not streamed)"),
-    "itl_p99_s": (S, "99th percentile inter-token latency"),
-    "e2e_mean_s": (S, "mean end-to-end latency (last token - arrival)"),
-    "e2e_p99_s": (S, "99th percentile end-to-end latency"),
-    "queue_mean_s": (S, "mean time from arrival to the engine scheduling the request"),
-    "good_requests": ("requests", "requests meeting every SLO set in the config"),
-    "goodput_req_per_s": ("requests/s", "good requests / window duration"),
-    "goodput_per_j": ("requests/J", "good requests / gross energy"),
-    "prefill_energy_j": (J, "energy attributed to prefilling prompts (cycle: all; request: its own), docs/energy.md 'Phase energy'"),
-    "decode_energy_j": (J, "energy attributed to decoding tokens (cycle: all; request: its own), docs/energy.md 'Phase energy'"),
-    "other_energy_j": (J, "rest of the window: idle gaps between arrivals, batch set-up"),
-    "prefix_cache_hit_rate": ("fraction", "prefix-cache hits / queries (engine metric; empty when the backend does not report it)"),
-    "kv_cache_usage_peak": ("fraction", "highest KV-cache usage in the cycle (engine metric)"),
-    "kv_cache_usage_mean": ("fraction", "mean KV-cache usage over the cycle's engine steps (engine metric)"),
-    "kv_blocks_peak": ("blocks", "most KV-cache blocks in use at once: peak usage x blocks allocated (engine metric)"),
-    "kv_blocks_total": ("blocks", "KV-cache blocks the engine allocated (engine metric)"),
-    "kv_block_size": ("tokens", "tokens per KV-cache block (engine metric)"),
-    "phase_method": ("", "how energy was split into prefill and decode: 'batches' (whole batches) or 'engine steps' (continuous batching)"),
-    "ttft_decode_energy_corr": ("", "Pearson correlation across the cycle's requests of their prefill (TTFT) energy and decode energy"),
-    "preemptions": ("requests", "requests preempted for lack of KV cache (engine metric)"),
-    "spec_decode_acceptance_rate": ("fraction", "accepted / proposed draft tokens (engine metric)"),
-    # per request
-    "request_id": ("", "request index within the trace"),
-    "prompt_tokens": ("tokens", "prompt length"),
-    "arrival_s": (S, "when the request was sent (open loop: its scheduled arrival) on the run clock"),
-    "scheduled_s": (S, "when the engine started work on it"),
-    "queue_s": (S, "scheduled - arrival - tokenize: waiting for the engine"),
-    "tokenize_s": (S, "tokenising the prompt inside the window (tokenize_in_window); empty when prompts were token ids"),
-    "prefill_s": (S, "scheduled -> the engine's first token: the prefill (empty when not observed)"),
-    "first_token_delivery_s": (S, "the engine's first token -> its arrival here (streamed vLLM); empty when the backend cannot tell them apart"),
-    "first_token_engine_s": (S, "when the engine produced the first token, by its own stats (vLLM)"),
-    "ttft_s": (S, "first token - arrival"),
-    "tpot_s": (S, "(E2E - TTFT) / (output tokens - 1), for output tokens > 1"),
-    "e2e_s": (S, "last token - arrival"),
-    "itl_s": (S, "list of gaps between consecutive output tokens"),
-    "batch_id": ("", "batch the request ran in (whole-batch strategies; -1 with continuous batching)"),
-    "first_token_s": (S, "first token time on the run clock"),
-    "last_token_s": (S, "last token time on the run clock"),
-    "prefill_end_s": (S, "first token of the request's batch: end of its prefill"),
-    # statistics, provenance, leaderboard
-    "experiment_name": ("", "experiment name"),
-    "experiment_config_hash": ("", "hash of the whole experiment file (all sweep points)"),
-    "stats_code_version": ("", "code version of the statistics asset that computed the row"),
-    "raw_run_id": ("", "Dagster run that materialized the raw partition"),
-    "raw_storage_id": ("", "event-log storage id of that materialization"),
-    "raw_data_version": ("", "data version (content hash) of the raw partition"),
-    "raw_code_version": ("", "code version of the raw asset"),
-    "content_hash": ("", "content hash of the raw result folder (hash of its files' sha256)"),
-    "flag": ("", "warning shown beside the row, e.g. 'synthetic weights'"),
-    "rank_j_per_token": ("rank", "rank by mean J/token (1 = least energy); empty when unmeasured"),
-    "rank_tokens_per_j": ("rank", "rank by tokens/J (1 = most)"),
-    "rank_throughput": ("rank", "rank by tokens/s (1 = fastest)"),
-    "rank_ttft": ("rank", "rank by median TTFT (1 = lowest)"),
-    "parameters": ("parameters", "model parameter count"),
-    "gpu_count": ("GPUs", "GPUs the run used"),
+SWEEP_POINT = Column(
+    "sweep_point",
+    "str",
+    "",
+    "label of the sweep point (its sweep values), 'default' without a sweep",
+    label="sweep point",
+)
+CYCLE = Column("cycle", "int", "", "cycle index within the sweep point (0-based)")
+MODEL = Column(
+    "model",
+    "str",
+    "",
+    "model spec: builtin:, synthetic: (real architecture, random weights), a local folder or a hub id",
+)
+BACKEND = Column("backend", "str", "", "inference backend: pytorch, vllm or tensorrt")
+HARDWARE = Column("hardware", "str", "", "hardware profile slug, e.g. h100-80gb-hbm3, 2x-h200 or cpu-intel-xeon-2c")
+WEIGHTS = Column(
+    "weights",
+    "str",
+    "",
+    "'real' or 'synthetic' (random weights with the real model's shapes: same FLOPs and bytes, meaningless text)",
+)
+EXPERIMENT_KEY = Column("experiment_key", "str", "", "partition key part `model__backend`")
+PRECISION = Column("precision", "str", "", "weight/activation precision: fp32, fp16, bf16, int8, int4")
+BATCH_SIZE = Column(
+    "batch_size",
+    "int",
+    "requests",
+    "batch size (whole-batch strategies) or cap on running sequences (continuous batching)",
+    label="batch",
+)
+PARALLELISM = Column(
+    "parallelism",
+    "str",
+    "",
+    "how the model was split over the GPUs: tpN tensor, ppN pipeline, dpN data-parallel replicas; 'single' = not split",
+    optional=True,
+)
+POINT_CONFIG_HASH = Column("config_hash", "str", "", "hash of the fully resolved config of the sweep point")
+GPU_COUNT = Column("gpu_count", "int", "GPUs", "GPUs the run used (0 on a CPU)")
+ENERGY_STATUS = Column(
+    "energy_status",
+    "str",
+    "",
+    "'measured' or 'unmeasured' (then unmeasured_reason says why; energy columns are empty, never 0)",
+)
+UNMEASURED_REASON = Column("unmeasured_reason", "str", "", "why energy is unmeasured")
+IDLE_POWER = Column("idle_power_w", "float", W, "idle GPU power: mean of the idle windows before and after the run")
+CROSS_CHECK_TOLERANCE = Column(
+    "cross_check_tolerance", "float", "fraction", "allowed |timeline - counter| / counter of a window (docs/energy.md)"
+)
+FINGERPRINT_HASH = Column("fingerprint_hash", "str", "", "hash of the environment fingerprint")
+PARTITION_KEY = Column(
+    "partition_key", "str", "", "Dagster partition `experiment|hardware`: the key to the raw run in the Dagster UI"
+)
+
+# -- the meter's readings of a window (gpu_ops.energy.WindowMeasurement) ----------------------------------------
+WINDOW_START = Column("start_s", "float", S, "window start on the run clock")
+WINDOW_END = Column("end_s", "float", S, "window end on the run clock")
+DURATION = Column("duration_s", "float", S, "measured window length", summarised=True)
+GPU_ENERGY = Column(
+    "gpu_energy_j",
+    "float",
+    J,
+    "GPU energy from the NVML energy counter (edges aligned to its updates), summed over the run's GPUs",
+)
+ENERGY_UNCERTAINTY = Column(
+    "energy_uncertainty_j",
+    "float",
+    J,
+    "± bound on the window's counter energy from aligning its edges to counter updates",
+    summarised=True,
+    better="lower",
+    optional=True,
+)
+EDGES_ALIGNED = Column(
+    "edges_aligned",
+    "bool",
+    "",
+    "true when every GPU's counter was read at an observed update at both window edges",
+    optional=True,
+)
+GPU_ENERGY_BY_DEVICE = Column(
+    "gpu_energy_by_device_j", "str", J, "per-GPU counter energy, `device=J` pairs separated by ';'"
+)
+TIMELINE_ENERGY = Column(
+    "timeline_energy_j",
+    "float",
+    J,
+    "independent estimate: instantaneous power sampled in a separate process, integrated over the window",
+)
+CROSS_CHECK = Column(
+    "cross_check_rel_diff",
+    "float",
+    "fraction",
+    "(timeline energy - counter energy) / counter energy",
+    summarised=True,
+    from_counter=True,
+    label="counter vs timeline",
+)
+WINDOW_TOLERANCE = replace(
+    CROSS_CHECK_TOLERANCE,
+    optional=True,
+    meaning="allowed |timeline - counter| / counter for this window's length (docs/energy.md)",
+)
+N_SAMPLES = Column("n_samples", "int", "samples", "power samples inside the window")
+AVG_POWER = Column(
+    "avg_power_w", "float", W, "gross energy / duration", summarised=True, from_counter=True, label="power"
+)
+PEAK_POWER = Column("peak_power_w", "float", W, "highest power sample in the window", summarised=True)
+TEMP_MIN = Column("temp_min_c", "float", "°C", "lowest GPU temperature seen", optional=True)
+TEMP_MAX = Column("temp_max_c", "float", "°C", "highest GPU temperature seen", optional=True)
+CLOCK_MIN = Column("sm_clock_min_mhz", "float", "MHz", "lowest SM clock seen", optional=True)
+CLOCK_MAX = Column("sm_clock_max_mhz", "float", "MHz", "highest SM clock seen", optional=True)
+THROTTLE = Column(
+    "throttle_reasons", "int", "bitmask", "OR of NVML clock-event reasons seen (0x1 = idle)", optional=True
+)
+FOREIGN = Column(
+    "foreign_processes", "str", "", "PIDs of other processes seen on the run's GPUs during the window, separated by ','"
+)
+TOO_SHORT = Column("too_short", "bool", "", "true when the window spans fewer than 10 counter updates (~1 s)")
+CPU_STATUS = Column("cpu_energy_status", "str", "", "'measured' (RAPL) or 'unmeasured'")
+CPU_REASON = Column("cpu_unmeasured_reason", "str", "", "why CPU energy is unmeasured")
+CPU_ENERGY = Column("cpu_energy_j", "float", J, "CPU package energy from RAPL", summarised=True, better="lower")
+ZEUS = Column(
+    "zeus_energy_j",
+    "float",
+    J,
+    "the same window read by Zeus's ZeusMonitor (energy.zeus; it reads the same "
+    "counter: a comparison, not an independent check)",
+    optional=True,
+)
+MIG_ATTRIBUTION = Column(
+    "mig_attribution",
+    "str",
+    "",
+    "how a MIG slice's energy is attributed (the parent GPU's counter is shared)",
+    optional=True,
+)
+MIG_ENERGY = Column(
+    "mig_attributed_energy_j", "float", J, "energy attributed to the MIG slice by compute fraction", optional=True
+)
+
+WINDOW_READINGS = Table(
+    "window_readings",
+    Column("name", "str", "", "window name: `<sweep point>/<kind>`, `idle-before` or `idle-after`"),
+    WINDOW_START,
+    WINDOW_END,
+    DURATION,
+    Column("gpu_energy_status", "str", "", "'measured' or 'unmeasured' (then gpu_unmeasured_reason says why; never 0)"),
+    Column("gpu_unmeasured_reason", "str", "", "why GPU energy is unmeasured"),
+    GPU_ENERGY,
+    ENERGY_UNCERTAINTY,
+    EDGES_ALIGNED,
+    GPU_ENERGY_BY_DEVICE,
+    TIMELINE_ENERGY,
+    CROSS_CHECK,
+    WINDOW_TOLERANCE,
+    N_SAMPLES,
+    AVG_POWER,
+    PEAK_POWER,
+    TEMP_MIN,
+    TEMP_MAX,
+    CLOCK_MIN,
+    CLOCK_MAX,
+    THROTTLE,
+    FOREIGN,
+    TOO_SHORT,
+    CPU_STATUS,
+    CPU_REASON,
+    CPU_ENERGY,
+    ZEUS,
+    MIG_ATTRIBUTION,
+    MIG_ENERGY,
+)
+"""A window as the meter measured it: the fields of WindowMeasurement, flattened (its dict and list as text)."""
+
+WINDOWS = Table(
+    "windows",
+    WINDOW_READINGS,
+    Column("kind", "str", "", "window kind: idle_before, warmup, cycle, idle_after"),
+    replace(SWEEP_POINT, meaning="sweep point of a warm-up or cycle window; empty for idle windows"),
+    Column("cycle", "float", "", "cycle index of a cycle window (0-based); empty for the other kinds"),
+    record="WindowRow",
+)
+
+# -- cycles -----------------------------------------------------------------------------------------------------
+CYCLE_KEY = Table("cycle_key", SWEEP_POINT, CYCLE)
+MEASURED = Table("measured", MODEL, BACKEND, HARDWARE, WEIGHTS)
+"""What was measured where: statistics never mix rows that differ in any of these."""
+RUN_IDENTITY = Table("run_identity", MEASURED, EXPERIMENT_KEY)
+POINT_SETTINGS = Table("point_settings", PRECISION, BATCH_SIZE, PARALLELISM, POINT_CONFIG_HASH)
+RUN_GPUS = Table(
+    "run_gpus", Column("power_limit_w", "float", W, "enforced power limit, summed over the run's GPUs"), GPU_COUNT
+)
+CYCLE_WINDOW = Table(
+    "cycle_window",
+    Column("window_start_s", "float", S, "measured window start on the run clock"),
+    Column("window_end_s", "float", S, "measured window end on the run clock"),
+    TIMELINE_ENERGY,
+    ENERGY_UNCERTAINTY,
+    EDGES_ALIGNED,
+    CROSS_CHECK,
+    WINDOW_TOLERANCE,
+    TOO_SHORT,
+    N_SAMPLES,
+    FOREIGN,
+    THROTTLE,
+    TEMP_MIN,
+    TEMP_MAX,
+    CLOCK_MIN,
+    CLOCK_MAX,
+    ZEUS,
+    MIG_ATTRIBUTION,
+    MIG_ENERGY,
+    GPU_ENERGY_BY_DEVICE,
+)
+"""What a cycle repeats of its window (window_start_s/window_end_s are its start_s/end_s)."""
+WINDOW_FIELD = {"window_start_s": "start_s", "window_end_s": "end_s"}
+"""Cycle columns named differently from the window field they repeat."""
+
+CYCLE_METRICS = Table(
+    "cycle_metrics",
+    DURATION,
+    Column("requests", "int", "requests", "requests completed in the cycle"),
+    Column("input_tokens", "int", "tokens", "prompt tokens in the cycle"),
+    Column("output_tokens", "int", "tokens", "tokens generated in the cycle"),
+    Column(
+        "tokens_per_s",
+        "float",
+        "tokens/s",
+        "output tokens / window duration",
+        summarised=True,
+        better="higher",
+        label="throughput",
+    ),
+    Column("requests_per_s", "float", "requests/s", "requests / window duration", summarised=True, better="higher"),
+    ENERGY_STATUS,
+    UNMEASURED_REASON,
+    Column(
+        "gross_energy_j",
+        "float",
+        J,
+        "GPU energy of the window (counter), idle included",
+        summarised=True,
+        better="lower",
+        from_counter=True,
+    ),
+    IDLE_POWER,
+    Column(
+        "net_energy_j",
+        "float",
+        J,
+        "gross energy - idle power x duration",
+        summarised=True,
+        better="lower",
+        from_counter=True,
+    ),
+    Column(
+        "j_per_token",
+        "float",
+        "J/token",
+        "gross energy / output tokens",
+        summarised=True,
+        better="lower",
+        from_counter=True,
+        label="energy",
+    ),
+    Column(
+        "net_j_per_token",
+        "float",
+        "J/token",
+        "net energy / output tokens",
+        summarised=True,
+        better="lower",
+        from_counter=True,
+    ),
+    Column(
+        "tokens_per_j",
+        "float",
+        "tokens/J",
+        "output tokens / gross energy",
+        summarised=True,
+        better="higher",
+        from_counter=True,
+        label="efficiency",
+    ),
+    Column(
+        "j_per_request",
+        "float",
+        "J/request",
+        "gross energy / requests",
+        summarised=True,
+        better="lower",
+        from_counter=True,
+    ),
+    AVG_POWER,
+    PEAK_POWER,
+    Column(
+        "peak_memory_bytes",
+        "float",
+        "bytes",
+        "peak device memory allocated by the backend (empty when the engine preallocates)",
+        summarised=True,
+        better="lower",
+    ),
+    Column(
+        "ttft_mean_s", "float", S, "mean time to first token (first token - arrival)", summarised=True, better="lower"
+    ),
+    Column("ttft_p50_s", "float", S, "median TTFT", summarised=True, better="lower", label="TTFT p50"),
+    Column("ttft_p99_s", "float", S, "99th percentile TTFT", summarised=True, better="lower", label="TTFT p99"),
+    Column(
+        "tpot_mean_s",
+        "float",
+        S,
+        "mean time per output token, (E2E - TTFT) / (output tokens - 1)",
+        summarised=True,
+        better="lower",
+        label="TPOT",
+    ),
+    Column("tpot_p50_s", "float", S, "median TPOT", summarised=True, better="lower"),
+    Column("tpot_p99_s", "float", S, "99th percentile TPOT", summarised=True, better="lower"),
+    Column(
+        "itl_p50_s",
+        "float",
+        S,
+        "median inter-token latency (gaps between consecutive tokens; empty when tokens were not streamed)",
+        summarised=True,
+        better="lower",
+    ),
+    Column("itl_p99_s", "float", S, "99th percentile inter-token latency", summarised=True, better="lower"),
+    Column("e2e_mean_s", "float", S, "mean end-to-end latency (last token - arrival)", summarised=True, better="lower"),
+    Column("e2e_p99_s", "float", S, "99th percentile end-to-end latency", summarised=True, better="lower"),
+    Column("queue_mean_s", "float", S, "mean time from arrival to the engine scheduling the request"),
+    Column(
+        "window_tail_s",
+        "float",
+        S,
+        "window end - last token delivered to this process (bookkeeping left inside the window)",
+        summarised=True,
+        better="lower",
+        optional=True,
+    ),
+    Column("good_requests", "int", "requests", "requests meeting every SLO set in the config"),
+    Column(
+        "goodput_req_per_s", "float", "requests/s", "good requests / window duration", summarised=True, better="higher"
+    ),
+    Column(
+        "goodput_per_j",
+        "float",
+        "requests/J",
+        "good requests / gross energy",
+        summarised=True,
+        better="higher",
+        from_counter=True,
+    ),
+    CPU_STATUS,
+    CPU_ENERGY,
+    CPU_REASON,
+    Column(
+        "prefill_energy_j",
+        "float",
+        J,
+        "energy of the cycle spent prefilling prompts (docs/energy.md, 'Phase energy')",
+        summarised=True,
+        better="lower",
+        from_counter=True,
+    ),
+    Column(
+        "decode_energy_j",
+        "float",
+        J,
+        "energy of the cycle spent decoding tokens (docs/energy.md, 'Phase energy')",
+        summarised=True,
+        better="lower",
+        from_counter=True,
+    ),
+    Column("other_energy_j", "float", J, "rest of the window: idle gaps between arrivals, batch set-up"),
+    Column(
+        "phase_method",
+        "str",
+        "",
+        "how energy was split into prefill and decode: 'batches' (whole batches) or "
+        "'engine steps' (continuous batching)",
+        optional=True,
+    ),
+    Column(
+        "ttft_decode_energy_corr",
+        "float",
+        "",
+        "Pearson correlation across the cycle's requests of their prefill (TTFT) energy and decode energy",
+        optional=True,
+    ),
+)
+"""The figures metrics.cycle_metrics derives from a cycle's window, requests, idle power and phase split."""
+
+CYCLE_TIMING = Table(
+    "cycle_timing",
+    Column(
+        "cycle_setup_s",
+        "float",
+        S,
+        "time before the cycle's window: its trace, the backend's preparation, the wait for a counter update",
+        optional=True,
+    ),
+    Column(
+        "cycle_collect_s",
+        "float",
+        S,
+        "time after the cycle's window: the wait for a counter update, records, engine metrics",
+        optional=True,
+    ),
+)
+ENGINE_METRICS = Table(
+    "engine_metrics",
+    Column(
+        "prefix_cache_hit_rate",
+        "float",
+        "fraction",
+        "prefix-cache hits / queries (tokens) in the cycle",
+        summarised=True,
+        better="higher",
+        optional=True,
+    ),
+    Column(
+        "kv_cache_usage_peak",
+        "float",
+        "fraction",
+        "highest KV-cache usage fraction seen in the cycle",
+        summarised=True,
+        optional=True,
+    ),
+    Column(
+        "kv_cache_usage_mean",
+        "float",
+        "fraction",
+        "mean KV-cache usage fraction over the cycle's engine steps",
+        optional=True,
+    ),
+    Column(
+        "kv_blocks_peak", "float", "blocks", "most KV-cache blocks in use at once (usage x total blocks)", optional=True
+    ),
+    Column("kv_blocks_total", "float", "blocks", "KV-cache blocks the engine allocated", optional=True),
+    Column("kv_block_size", "float", "tokens", "tokens per KV-cache block", optional=True),
+    Column(
+        "preemptions",
+        "float",
+        "requests",
+        "requests preempted (KV cache exhausted) in the cycle",
+        summarised=True,
+        better="lower",
+        optional=True,
+    ),
+    Column(
+        "spec_decode_acceptance_rate",
+        "float",
+        "fraction",
+        "accepted / proposed draft tokens in the cycle",
+        summarised=True,
+        better="higher",
+        optional=True,
+    ),
+)
+"""Engine metrics: a column in every backend's cycles table; empty where a backend does not report it."""
+
+CYCLES = Table(
+    "cycles",
+    CYCLE_KEY,
+    RUN_IDENTITY,
+    POINT_SETTINGS,
+    RUN_GPUS,
+    CYCLE_WINDOW,
+    CYCLE_METRICS,
+    CYCLE_TIMING,
+    ENGINE_METRICS,
+    record="CycleRow",
+)
+
+# -- requests ---------------------------------------------------------------------------------------------------
+REQUEST_METRICS = Table(
+    "request_metrics",
+    Column("request_id", "int", "", "request index within the trace"),
+    Column("prompt_tokens", "int", "tokens", "prompt length"),
+    Column("output_tokens", "int", "tokens", "tokens generated for the request"),
+    Column("arrival_s", "float", S, "when the request was sent (open loop: its scheduled arrival), cycle clock"),
+    Column("scheduled_s", "float", S, "when the engine started work on it, cycle clock"),
+    Column(
+        "tokenize_s",
+        "float",
+        S,
+        "tokenising the prompt inside the window (tokenize_in_window); empty when prompts were token ids",
+        optional=True,
+    ),
+    Column("queue_s", "float", S, "scheduled - arrival - tokenize: waiting for the engine"),
+    Column(
+        "prefill_s",
+        "float",
+        S,
+        "scheduled -> the engine's first token: the prefill (empty when not observed)",
+        optional=True,
+    ),
+    Column(
+        "first_token_delivery_s",
+        "float",
+        S,
+        "the engine's first token -> its arrival here (streamed vLLM); empty when the backend cannot tell them apart",
+        optional=True,
+    ),
+    Column("ttft_s", "float", S, "first token - arrival"),
+    Column("tpot_s", "float", S, "(E2E - TTFT) / (output tokens - 1), for output tokens > 1"),
+    Column("e2e_s", "float", S, "last token - arrival"),
+    Column("itl_s", "list[float]", S, "gaps between consecutive output tokens"),
+    Column("batch_id", "int", "", "batch the request ran in (whole-batch strategies; -1 with continuous batching)"),
+    Column("first_token_s", "float", S, "first token time on the run clock"),
+    Column("last_token_s", "float", S, "last token time on the run clock"),
+    Column(
+        "delivered_s",
+        "float",
+        S,
+        "when the request's last token reached this process (offline vLLM: when generate returned), run clock",
+        optional=True,
+    ),
+    Column(
+        "first_token_engine_s",
+        "float",
+        S,
+        "when the engine produced the first token, by its own stats (vLLM), run clock",
+        optional=True,
+    ),
+    Column("prefill_end_s", "float", S, "first token of the request's batch: end of its prefill, run clock"),
+)
+"""What metrics.request_metrics derives from a backend's RequestRecord."""
+REQUEST_ENERGY = Table(
+    "request_energy",
+    Column(
+        "prefill_energy_j",
+        "float",
+        J,
+        "the request's share of its step's or batch's prefill energy (docs/energy.md, 'Phase energy')",
+        optional=True,
+    ),
+    Column(
+        "decode_energy_j",
+        "float",
+        J,
+        "the request's share of the decode energy of the steps that generated its "
+        "tokens (docs/energy.md, 'Phase energy')",
+        optional=True,
+    ),
+)
+REQUESTS = Table("requests", REQUEST_METRICS, REQUEST_ENERGY, CYCLE_KEY, record="RequestRow")
+
+# -- engine steps, power timeline -------------------------------------------------------------------------------
+ENGINE_STEP = Table(
+    "engine_step",
+    Column("t_s", "float", S, "when the engine core finished the step, run clock"),
+    Column(
+        "prompt_tokens",
+        "int",
+        "tokens",
+        "prompt tokens computed in this engine step (prefix-cache hits excluded) for requests whose prefill ended here",
+    ),
+    Column("first_tokens", "int", "requests", "requests that got their first token in this engine step"),
+    Column("decode_tokens", "int", "tokens", "tokens decoded in this engine step, first tokens excluded"),
+    Column("kv_usage", "float", "fraction", "KV-cache blocks in use after this engine step"),
+    Column("running", "int", "requests", "requests running in this engine step"),
+    Column("waiting", "int", "requests", "requests waiting for the scheduler at this engine step"),
+)
+"""One engine step as the backend reports it (gpu_ops.backends.EngineStep)."""
+STEPS = Table("steps", ENGINE_STEP, CYCLE_KEY, record="StepRow")
+
+TIMELINE = Table(
+    "timeline",
+    Column("t_s", "float", S, "sample time on the run clock"),
+    Column("device", "str", "", "GPU label within the run (gpu0, gpu1, ...)"),
+    Column("power_w", "float", W, "instantaneous power sample"),
+    Column("temp_c", "float", "°C", "GPU temperature sample", optional=True),
+    Column("sm_clock_mhz", "float", "MHz", "SM clock sample", optional=True),
+    replace(THROTTLE, meaning="NVML clock-event reasons at this sample (0x1 = idle)"),
+    record="PowerSample",
+)
+
+# -- experiment, sweep points -----------------------------------------------------------------------------------
+EXPERIMENT = Table(
+    "experiment",
+    Column("name", "str", "", "experiment name from its YAML file"),
+    RUN_IDENTITY,
+    Column("config_hash", "str", "", "hash of the fully resolved experiment config (all sweep points)"),
+    Column("config_json", "str", "", "the fully resolved experiment config as JSON"),
+    Column("schema_version", "int", "", "result-folder schema version"),
+    Column("package_version", "str", "", "llm-energy-measure version that measured", optional=True),
+    Column("started_at", "str", "UTC", "when the run took its devices (per-GPU locks held), ISO 8601", optional=True),
+    Column("finished_at", "str", "UTC", "when the run was done with its devices, ISO 8601", optional=True),
+    IDLE_POWER,
+    Column("idle_before_w", "float", W, "idle GPU power before the first cycle"),
+    Column("idle_after_w", "float", W, "idle GPU power after the last cycle"),
+    Column(
+        "idle_settle_s",
+        "float",
+        S,
+        "seconds the GPUs took to return to the idle-before power after the run (empty: not waited or not back)",
+        optional=True,
+    ),
+    replace(
+        CROSS_CHECK_TOLERANCE,
+        meaning="the config's fixed counter vs timeline tolerance; empty: each window's "
+        "length-dependent default (docs/energy.md)",
+    ),
+    Column(
+        "fingerprint_json",
+        "str",
+        "",
+        "environment fingerprint: driver, CUDA, library versions, GPU names, hashed host and GPU UUIDs",
+    ),
+    FINGERPRINT_HASH,
+    Column("meter_json", "str", "", "energy meter set-up: sources, sampling rate, counter update period, attribution"),
+    record="ExperimentRow",
+)
+
+SWEEP_POINTS = Table(
+    "sweep_points",
+    SWEEP_POINT,
+    Column(
+        "status",
+        "str",
+        "",
+        "'measured', or 'unavailable' when this machine lacks an optional kernel or package the point needs",
+        optional=True,
+    ),
+    Column(
+        "unavailable_reason", "str", "", "why the sweep point could not run here (then it has no cycles)", optional=True
+    ),
+    Column("overrides_json", "str", "", "sweep values that define this sweep point, as JSON"),
+    Column("config_json", "str", "", "the sweep point's fully resolved config as JSON"),
+    Column("non_defaults_json", "str", "", "config fields that differ from the defaults, as JSON"),
+    POINT_CONFIG_HASH,
+    Column(
+        "trace_hash",
+        "str",
+        "",
+        "hash of the request trace (prompt token ids, arrival offsets, token limits); equal hashes = same workload",
+        optional=True,
+    ),
+    Column(
+        "model_reused",
+        "bool?",
+        "",
+        "true when the point ran on the model or engine already loaded for the previous point",
+        optional=True,
+    ),
+    Column(
+        "warmup_s",
+        "float",
+        S,
+        "the sweep point's warm-up window (compilation, CUDA graphs, first batch); empty when none ran",
+        optional=True,
+    ),
+    record="SweepPointRow",
+    free_prefix="backend_",
+    free_meaning="backend-specific load detail (e.g. device, mode, engine arguments):",
+)
+
+RESULT_TABLES = {t.name: t for t in (EXPERIMENT, SWEEP_POINTS, CYCLES, REQUESTS, WINDOWS, TIMELINE, STEPS)}
+"""The tables of a result folder, by file name."""
+
+# -- statistics, leaderboard, provenance -------------------------------------------------------------------------
+SUMMARISED = CYCLES.where(summarised=True)
+STATISTICS = Table(
+    "statistics",
+    SWEEP_POINT,
+    Column("n_cycles", "int", "cycles", "cycles aggregated in this row", label="cycles"),
+    MEASURED,
+    POINT_SETTINGS,
+    GPU_COUNT,
+    replace(
+        ENERGY_STATUS,
+        meaning="'unmeasured' when any cycle of the sweep point is (then the energy statistics are "
+        "empty), else 'measured'",
+    ),
+    UNMEASURED_REASON,
+    *(statistic(m, kind) for m in SUMMARISED for kind in STATISTICS_OF),
+    record="PointStatistics",
+)
+"""One row per sweep point (gpu_ops.stats.sweep_point_statistics; summary.json's `sweep_points`)."""
+
+RAW_PROVENANCE = Table(
+    "raw_provenance",
+    Column("raw_run_id", "str", "", "Dagster run that materialized the raw partition"),
+    Column("raw_storage_id", "int?", "", "event-log storage id of that materialization"),
+    Column("raw_data_version", "str", "", "data version (content hash) of the raw partition"),
+    Column("raw_code_version", "str", "", "code version of the raw asset"),
+)
+STATS_CODE_VERSION = Column("stats_code_version", "str", "", "code version of the statistics that computed the row")
+STATISTICS_PROVENANCE = Table(
+    "statistics_provenance",
+    PARTITION_KEY,
+    EXPERIMENT_KEY,
+    FINGERPRINT_HASH,
+    Column("experiment_name", "str", "", "experiment name"),
+    Column("experiment_config_hash", "str", "", "hash of the whole experiment file (all sweep points)"),
+    STATS_CODE_VERSION,
+    RAW_PROVENANCE,
+)
+"""Where a statistics row came from: added to the statistics of one raw partition (gpu_ops.stats.with_provenance)."""
+PUBLISHED_STATISTICS = Table("statistics", STATISTICS, STATISTICS_PROVENANCE, record="PublishedStatistics")
+"""The platform's `cycle_statistics` and the dataset's `statistics` table."""
+
+LEADERBOARD_PROVENANCE = Table(
+    "leaderboard_provenance", PARTITION_KEY, RAW_PROVENANCE, STATS_CODE_VERSION, POINT_CONFIG_HASH, FINGERPRINT_HASH
+)
+"""The provenance every leaderboard row carries: a row without all of it fails a blocking check."""
+RANKED = {  # rank column -> the statistic it ranks, in its column's `better` direction
+    "rank_j_per_token": "j_per_token_mean",
+    "rank_tokens_per_j": "tokens_per_j_mean",
+    "rank_throughput": "tokens_per_s_mean",
+    "rank_ttft": "ttft_p50_s_mean",
 }
+_STAT = {c.name: c for c in STATISTICS.columns}
+LEADERBOARD = Table(
+    "leaderboard",
+    EXPERIMENT_KEY,
+    shown(MODEL),
+    shown(BACKEND),
+    shown(HARDWARE),
+    shown(STATISTICS["parallelism"]),
+    shown(SWEEP_POINT),
+    shown(PRECISION),
+    shown(WEIGHTS),
+    replace(
+        GPU_COUNT,
+        dtype="int?",
+        meaning="GPUs the run used (0 on a CPU); empty for statistics computed before they carried it",
+    ),
+    STATISTICS["energy_status"],
+    UNMEASURED_REASON,
+    shown(_STAT["j_per_token_mean"]),
+    _STAT["j_per_token_ci95"],
+    _STAT["net_j_per_token_mean"],
+    shown(_STAT["tokens_per_j_mean"]),
+    shown(_STAT["tokens_per_s_mean"]),
+    _STAT["tokens_per_s_ci95"],
+    shown(_STAT["ttft_p50_s_mean"]),
+    shown(_STAT["ttft_p99_s_mean"]),
+    shown(_STAT["tpot_mean_s_mean"]),
+    shown(_STAT["avg_power_w_mean"]),
+    _STAT["j_per_request_mean"],
+    _STAT["goodput_req_per_s_mean"],
+    _STAT["cross_check_rel_diff_mean"],
+    shown(BATCH_SIZE),
+    shown(STATISTICS["n_cycles"]),
+    LEADERBOARD_PROVENANCE,
+    *(
+        Column(
+            rank,
+            "int?",
+            "rank",
+            f"rank by {_STAT[stat].name} (1 = best: {_STAT[stat].better} is better); empty when unmeasured",
+        )
+        for rank, stat in RANKED.items()
+    ),
+    Column("flag", "str", "", "warning shown beside the row, e.g. 'synthetic weights'"),
+    record="LeaderboardRow",
+)
+"""One row per sweep point and hardware over every partition (gpu_ops.leaderboard.build_leaderboard)."""
 
-STAT_SUFFIXES = {
-    "_mean": "mean over cycles of",
-    "_std": "sample standard deviation (ddof=1) over cycles of",
-    "_ci95": "half-width of the 95 % confidence interval (Student t, n-1 degrees of freedom) of the mean of",
-    "_cv": "coefficient of variation (std / mean) over cycles of",
-}
-
-
-def describe(column: str) -> tuple[str, str] | None:
-    """(unit, meaning) of a published column, or None when it is undocumented."""
-    if column in COLUMNS:
-        return COLUMNS[column]
-    for suffix, words in STAT_SUFFIXES.items():
-        base = column.removesuffix(suffix)
-        if base != column and base in COLUMNS:
-            unit, meaning = COLUMNS[base]
-            return ("" if suffix == "_cv" else unit, f"{words}: {meaning}")
-    if column.startswith("backend_"):
-        return ("", f"backend-specific load detail '{column.removeprefix('backend_')}' (e.g. device, mode, engine arguments)")
-    return None
+DATASET_PROVENANCE = Table(
+    "provenance",
+    PARTITION_KEY,
+    EXPERIMENT_KEY,
+    HARDWARE,
+    RAW_PROVENANCE,
+    STATS_CODE_VERSION,
+    FINGERPRINT_HASH,
+    Column("content_hash", "str", "", "content hash of the raw result folder (hash of its files' sha256)"),
+    record="PartitionProvenance",
+)
+"""The dataset's `provenance` table: one row per raw partition."""

@@ -9,22 +9,23 @@ import pandas as pd
 from scipy import stats as sps
 
 from gpu_ops.errors import UserError
-
-IDENTITY = ("model", "backend", "hardware", "weights")
-"""Columns that must agree inside one aggregate: mixing them would average different things."""
-
-SUMMARISED = (
-    "duration_s", "tokens_per_s", "requests_per_s", "gross_energy_j", "net_energy_j", "j_per_token", "net_j_per_token",
-    "tokens_per_j", "j_per_request", "avg_power_w", "peak_power_w", "peak_memory_bytes", "ttft_mean_s", "ttft_p50_s",
-    "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s", "itl_p50_s", "itl_p99_s", "e2e_mean_s", "e2e_p99_s",
-    "goodput_req_per_s", "goodput_per_j", "prefill_energy_j", "decode_energy_j", "cross_check_rel_diff", "cpu_energy_j",
-    "energy_uncertainty_j", "window_tail_s",
-    "prefix_cache_hit_rate", "kv_cache_usage_peak", "preemptions", "spec_decode_acceptance_rate",  # ENGINE_METRICS
+from gpu_ops.results import ResultTables
+from gpu_ops.schema import (
+    GPU_COUNT,
+    MEASURED,
+    POINT_SETTINGS,
+    PUBLISHED_STATISTICS,
+    RAW_PROVENANCE,
+    STATISTICS,
+    STATISTICS_OF,
+    SUMMARISED,
+    plain,
 )
-GPU_ENERGY = ("gross_energy_j", "net_energy_j", "j_per_token", "net_j_per_token", "tokens_per_j", "j_per_request",
-              "avg_power_w", "goodput_per_j", "prefill_energy_j", "decode_energy_j", "cross_check_rel_diff")
-"""Statistics that come from the GPU energy counter: missing for a sweep point with an unmeasured cycle, never
-computed from the cycles that happened to be measured (that subset would rank as if it were the whole point)."""
+
+IDENTITY = MEASURED.names
+"""Columns that must agree inside one aggregate: mixing them would average different things."""
+POINT = (*POINT_SETTINGS.names, GPU_COUNT.name)
+"""Columns equal in every cycle of a sweep point (its settings), carried into its statistics."""
 
 
 def fmt_value(v, unit: str = "", scale: float = 1.0, digits: int = 4) -> str:
@@ -58,30 +59,75 @@ def check_homogeneous(cycles: pd.DataFrame, keys: tuple[str, ...] = ("sweep_poin
     for key, group in cycles.groupby(list(keys), dropna=False):
         for col in IDENTITY:
             if col in group and group[col].nunique(dropna=False) > 1:
-                raise UserError(f"cannot aggregate sweep point {key}: mixed {col} values {sorted(group[col].astype(str).unique())}; "
-                                "aggregate each model/backend/hardware/weights separately")
+                raise UserError(
+                    f"cannot aggregate sweep point {key}: mixed {col} values "
+                    f"{sorted(group[col].astype(str).unique())}; aggregate each model/backend/hardware/weights "
+                    "separately"
+                )
 
 
 def sweep_point_statistics(cycles: pd.DataFrame) -> pd.DataFrame:
-    """One row per sweep point: identity columns, n_cycles, and <metric>_{mean,std,ci95,cv} for every metric."""
+    """One row per sweep point (schema.STATISTICS): its identity and settings, n_cycles, and
+    <metric>_{mean,std,ci95,cv} of every summarised metric. A metric a folder predates has empty statistics. The
+    statistics of a metric from the GPU energy counter are empty for a point with an unmeasured cycle: never computed
+    from the cycles that happened to be measured (that subset would rank as if it were the whole point)."""
     if cycles.empty:
-        return pd.DataFrame()
+        return STATISTICS.frame([])
     check_homogeneous(cycles)
+    missing = [c for c in ("sweep_point", *IDENTITY, *POINT, "energy_status", "unmeasured_reason") if c not in cycles]
+    if missing:
+        raise UserError(f"cannot summarise cycles without the columns {missing}; they identify each sweep point")
     rows = []
     for point, group in cycles.groupby("sweep_point", sort=True):
-        row: dict = {"sweep_point": point, "n_cycles": len(group)}
-        for col in IDENTITY + ("precision", "batch_size", "parallelism", "config_hash"):
-            if col in group:
-                row[col] = group[col].iloc[0]
-        if "energy_status" in group:  # one unmeasured cycle makes the point's energy unmeasured
-            unmeasured = group[group.energy_status != "measured"]
-            row["energy_status"] = "unmeasured" if len(unmeasured) else "measured"
-            row["unmeasured_reason"] = unmeasured.unmeasured_reason.iloc[0] if len(unmeasured) else None
+        unmeasured = group[
+            group.energy_status != "measured"
+        ]  # one unmeasured cycle makes the point's energy unmeasured
+        row = {
+            "sweep_point": point,
+            "n_cycles": len(group),
+            **{c: plain(group[c].iloc[0]) for c in (*IDENTITY, *POINT)},
+            "energy_status": "unmeasured" if len(unmeasured) else "measured",
+            "unmeasured_reason": plain(unmeasured.unmeasured_reason.iloc[0]) if len(unmeasured) else None,
+        }
         for metric in SUMMARISED:
-            if metric in group:
-                unmeasured = metric in GPU_ENERGY and row.get("energy_status") == "unmeasured"
-                s = summarize([] if unmeasured else group[metric].tolist())
-                for k in ("mean", "std", "ci95", "cv"):
-                    row[f"{metric}_{k}"] = s[k]
-        rows.append(row)
-    return pd.DataFrame(rows)
+            values = [] if metric.name not in group or (metric.from_counter and len(unmeasured)) else group[metric.name]
+            s = summarize(list(values))
+            row.update({f"{metric.name}_{k}": s[k] for k in STATISTICS_OF})
+        rows.append(STATISTICS.record(**row))
+    return STATISTICS.frame(rows)
+
+
+def result_statistics(tables: ResultTables) -> pd.DataFrame:
+    """A result folder's statistics: summary.json's, as the runner computed them, when they hold every statistic of this
+    version (the raw checks found them equal to their recomputation from the cycles, gpu_ops.rederive); else computed
+    from the cycles (a folder written by an earlier version)."""
+    stored = tables.summary.get("sweep_points")
+    if (
+        isinstance(stored, list)
+        and stored
+        and all(isinstance(s, dict) and set(s) == set(STATISTICS.names) for s in stored)
+    ):
+        return STATISTICS.frame(STATISTICS.record(**s) for s in stored)
+    return sweep_point_statistics(tables.cycles)
+
+
+def published_statistics(
+    tables: ResultTables, partition_key: str, stats_code_version: str, raw: dict[str, object]
+) -> pd.DataFrame:
+    """The statistics of one raw partition with where they came from (schema.PUBLISHED_STATISTICS): the platform's
+    cycle_statistics asset and `llm-energy-measure report` both publish these. `raw`: the raw partition's run id,
+    storage id, data version and code version (schema.RAW_PROVENANCE)."""
+    if set(raw) != set(RAW_PROVENANCE.names):
+        raise ValueError(f"raw provenance needs exactly {list(RAW_PROVENANCE.names)}, got {sorted(raw)}")
+    exp = tables.experiment.iloc[0]
+    return PUBLISHED_STATISTICS.conform(
+        result_statistics(tables).assign(
+            partition_key=partition_key,
+            experiment_key=exp.experiment_key,
+            fingerprint_hash=exp.fingerprint_hash,
+            experiment_name=exp["name"],
+            experiment_config_hash=exp.config_hash,
+            stats_code_version=stats_code_version,
+            **raw,
+        )
+    )

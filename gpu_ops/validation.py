@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from gpu_ops import rederive
-from gpu_ops.errors import UserError, excerpt
 from gpu_ops.config import content_hash
 from gpu_ops.environment import fingerprint_profile, validate_slug
-from gpu_ops.models import model_slug, weights_of
-from gpu_ops.results import ResultTables, experiment_slug, load_json
+from gpu_ops.errors import UserError, excerpt
+from gpu_ops.models import weights_of
+from gpu_ops.results import ResultTables, load_json
 
 POWER_LIMIT_SLACK = 1.05
 ENERGY_STATUSES = ("measured", "unmeasured")
@@ -41,9 +41,11 @@ RAW_CHECKS: dict[str, Callable[[ResultTables], Verdict]] = {}
 
 def _check(name: str):
     """Register a blocking check under `name` (the asset check's name too)."""
+
     def register(fn: Callable[[ResultTables], Verdict]):
         RAW_CHECKS[name] = fn
         return fn
+
     return register
 
 
@@ -73,26 +75,41 @@ def check_values_physical(t: ResultTables) -> Verdict:
     c, w = t.cycles, t.windows
     problems = []
     duration, energy = "is not a positive, finite duration", "is measured but not a positive, finite energy"
-    rules = [("cycles", "duration_s", _bad_numbers(c.duration_s, 0, strict=True), duration),
-             ("cycles", "window_end_s", _bad_numbers(c.window_end_s - c.window_start_s, 0, strict=True),
-              "is not after window_start_s"),
-             ("cycles", "energy_status", ~c.energy_status.isin(ENERGY_STATUSES), f"is not one of {ENERGY_STATUSES}"),
-             ("cycles", "gross_energy_j",
-              (c.energy_status == "measured") & _bad_numbers(c.gross_energy_j, 0, strict=True), energy),
-             ("cycles", "output_tokens", c.output_tokens < 0, "is negative"),
-             ("windows", "duration_s", _bad_numbers(w.duration_s, 0, strict=True), duration),
-             ("windows", "gpu_energy_j",
-              (w.gpu_energy_status == "measured") & _bad_numbers(w.gpu_energy_j, 0, strict=True), energy),
-             ("windows", "kind", ~w.kind.isin(rederive.WINDOW_KINDS), f"is not one of {rederive.WINDOW_KINDS}"),
-             ("timeline", "power_w", _bad_numbers(t.timeline.power_w, 0), "is not a finite, non-negative power"),
-             ("timeline", "t_s", _bad_numbers(t.timeline.t_s), "is not a finite time"),
-             ("requests", "output_tokens", t.requests.output_tokens < 0, "is negative"),
-             ("requests", "itl_s", t.requests.itl_s.isna(), "is missing (an empty list when no token times were seen)")]
+    rules = [
+        ("cycles", "duration_s", _bad_numbers(c.duration_s, 0, strict=True), duration),
+        (
+            "cycles",
+            "window_end_s",
+            _bad_numbers(c.window_end_s - c.window_start_s, 0, strict=True),
+            "is not after window_start_s",
+        ),
+        ("cycles", "energy_status", ~c.energy_status.isin(ENERGY_STATUSES), f"is not one of {ENERGY_STATUSES}"),
+        (
+            "cycles",
+            "gross_energy_j",
+            (c.energy_status == "measured") & _bad_numbers(c.gross_energy_j, 0, strict=True),
+            energy,
+        ),
+        ("cycles", "output_tokens", c.output_tokens < 0, "is negative"),
+        ("windows", "duration_s", _bad_numbers(w.duration_s, 0, strict=True), duration),
+        (
+            "windows",
+            "gpu_energy_j",
+            (w.gpu_energy_status == "measured") & _bad_numbers(w.gpu_energy_j, 0, strict=True),
+            energy,
+        ),
+        ("windows", "kind", ~w.kind.isin(rederive.WINDOW_KINDS), f"is not one of {rederive.WINDOW_KINDS}"),
+        ("timeline", "power_w", _bad_numbers(t.timeline.power_w, 0), "is not a finite, non-negative power"),
+        ("timeline", "t_s", _bad_numbers(t.timeline.t_s), "is not a finite time"),
+        ("requests", "output_tokens", t.requests.output_tokens < 0, "is negative"),
+        ("requests", "itl_s", t.requests.itl_s.isna(), "is missing (an empty list when no token times were seen)"),
+    ]
     for table, column, bad, what in rules:
         if bad.any():
             first = getattr(t, table)[column][bad].iloc[0]
-            problems.append(f"{int(bad.sum())} {table} row(s) where {column} {what} "
-                            f"(e.g. {excerpt(rederive.plain(first))})")
+            problems.append(
+                f"{int(bad.sum())} {table} row(s) where {column} {what} (e.g. {excerpt(rederive.plain(first))})"
+            )
     return _listed(problems, "durations, energies, counts and power samples are finite and in range")
 
 
@@ -116,36 +133,59 @@ def check_partition_claim(t: ResultTables) -> Verdict:
             problems.append(f"summary.json {col} is {excerpt(s.get(col))} but experiment.{col} is {excerpt(exp[col])}")
     cfg = rederive.config_of(exp.config_json, "experiment.config_json")
     # the hash of the config as resolved when measured (its stored JSON): fields added since keep old hashes valid
-    claims = {"name": cfg.name, "model": cfg.model, "backend": cfg.backend,
-              "config_hash": content_hash(load_json(exp.config_json, "experiment.config_json")),
-              "weights": weights_of(cfg.model), "experiment_key": experiment_slug(model_slug(cfg.model), cfg.backend),
-              "cross_check_tolerance": cfg.energy.cross_check_tolerance}
-    problems += [f"experiment.{k} is {excerpt(rederive.plain(exp[k]))}, its config gives {excerpt(v)}"
-                 for k, v in claims.items() if not rederive.same(exp[k], v)]
+    claims = {
+        "name": cfg.name,
+        "model": cfg.model,
+        "backend": cfg.backend,
+        "config_hash": content_hash(load_json(exp.config_json, "experiment.config_json")),
+        "weights": weights_of(cfg.model),
+        "experiment_key": cfg.experiment_key(),
+        "cross_check_tolerance": cfg.energy.cross_check_tolerance,
+    }
+    problems += [
+        f"experiment.{k} is {excerpt(rederive.plain(exp[k]))}, its config gives {excerpt(v)}"
+        for k, v in claims.items()
+        if not rederive.same(exp[k], v)
+    ]
     fp = load_json(exp.fingerprint_json, "experiment.fingerprint_json")
     if not isinstance(fp, dict) or fp != s.get("fingerprint"):
         problems.append("experiment.fingerprint_json differs from summary.json's fingerprint")
     else:
         gpus = fp.get("gpus") or []
-        derived = {"hardware": fingerprint_profile(fp), "fingerprint_hash": fp.get("fingerprint_hash"),
-                   "config_hash": fp.get("config_hash")}
-        problems += [f"experiment.{k} is {excerpt(exp[k])}, the environment fingerprint gives {excerpt(v)}"
-                     for k, v in derived.items() if exp[k] != v]
+        derived = {
+            "hardware": fingerprint_profile(fp),
+            "fingerprint_hash": fp.get("fingerprint_hash"),
+            "config_hash": fp.get("config_hash"),
+        }
+        problems += [
+            f"experiment.{k} is {excerpt(exp[k])}, the environment fingerprint gives {excerpt(v)}"
+            for k, v in derived.items()
+            if exp[k] != v
+        ]
         if fp.get("hardware_profile") != exp.hardware:
-            problems.append(f"the fingerprint's hardware_profile is {excerpt(fp.get('hardware_profile'))}, "
-                            f"experiment.hardware is {excerpt(exp.hardware)}")
+            problems.append(
+                f"the fingerprint's hardware_profile is {excerpt(fp.get('hardware_profile'))}, "
+                f"experiment.hardware is {excerpt(exp.hardware)}"
+            )
         limit = sum(g.get("power_limit_w") or 0 for g in gpus) or None
         if not all(rederive.same(v, limit) for v in c.power_limit_w):
-            problems.append(f"cycles.power_limit_w is {excerpt(sorted(set(c.power_limit_w.astype(float))))}, the "
-                            f"fingerprint's GPUs give {excerpt(limit)}")
+            problems.append(
+                f"cycles.power_limit_w is {excerpt(sorted(set(c.power_limit_w.astype(float))))}, the "
+                f"fingerprint's GPUs give {excerpt(limit)}"
+            )
         if not (c.gpu_count == len(gpus)).all():
-            problems.append(f"cycles.gpu_count is {excerpt(sorted(set(c.gpu_count)))}, the fingerprint lists "
-                            f"{len(gpus)} GPU(s)")
-    if not isinstance(load_json(exp.meter_json, "experiment.meter_json"), dict) or \
-            load_json(exp.meter_json, "experiment.meter_json") != s.get("meter"):
+            problems.append(
+                f"cycles.gpu_count is {excerpt(sorted(set(c.gpu_count)))}, the fingerprint lists {len(gpus)} GPU(s)"
+            )
+    if not isinstance(load_json(exp.meter_json, "experiment.meter_json"), dict) or load_json(
+        exp.meter_json, "experiment.meter_json"
+    ) != s.get("meter"):
         problems.append("experiment.meter_json differs from summary.json's meter")
-    return _listed(problems, "experiment key, model, backend, hardware and weights agree with the config, the "
-                             "fingerprint, summary.json and every cycle")
+    return _listed(
+        problems,
+        "experiment key, model, backend, hardware and weights agree with the config, the "
+        "fingerprint, summary.json and every cycle",
+    )
 
 
 @_check("windows_match_cycles")
@@ -170,19 +210,28 @@ def check_windows_match_cycles(t: ResultTables) -> Verdict:
     if strays:
         problems.append(f"requests of cycles that do not exist: {excerpt(strays)}")
     if sorted(set(c.sweep_point)) != sorted(t.sweep_points.sweep_point):
-        problems.append(f"cycles cover sweep points {excerpt(sorted(set(c.sweep_point)))}, sweep_points lists "
-                        f"{excerpt(sorted(t.sweep_points.sweep_point))}")
+        problems.append(
+            f"cycles cover sweep points {excerpt(sorted(set(c.sweep_point)))}, sweep_points lists "
+            f"{excerpt(sorted(t.sweep_points.sweep_point))}"
+        )
     windows = {(r.sweep_point, r.cycle): r for _, r in cw.iterrows()}
     for _, row in c.iterrows():
         win = windows.get((row.sweep_point, row.cycle))
         if win is None:
             continue
-        for col, wcol in {**rederive.COPIED_FROM_WINDOW, "duration_s": "duration_s", "gross_energy_j": "gpu_energy_j",
-                          "energy_status": "gpu_energy_status"}.items():
-            if not rederive.same(row[col], win[wcol]):
-                problems.append(f"cycles {excerpt(row.sweep_point)} cycle {row.cycle}: {col} is "
-                                f"{excerpt(rederive.plain(row[col]))}, its window's {wcol} is "
-                                f"{excerpt(rederive.plain(win[wcol]))}")
+        for col, wcol in {
+            **rederive.COPIED_FROM_WINDOW,
+            "duration_s": "duration_s",
+            "gross_energy_j": "gpu_energy_j",
+            "energy_status": "gpu_energy_status",
+        }.items():
+            # a column a folder written before it lacks is not compared
+            if col in row.index and wcol in win.index and not rederive.same(row[col], win[wcol]):
+                problems.append(
+                    f"cycles {excerpt(row.sweep_point)} cycle {row.cycle}: {col} is "
+                    f"{excerpt(rederive.plain(row[col]))}, its window's {wcol} is "
+                    f"{excerpt(rederive.plain(win[wcol]))}"
+                )
     return _listed(problems, f"{len(c)} cycles, each with its window; the values they share agree")
 
 
@@ -196,10 +245,16 @@ def check_measured_timeline(t: ResultTables) -> Verdict:
         inside = t.timeline[(t.timeline.t_s >= w.start_s) & (t.timeline.t_s <= w.end_s)]
         labels = set(rederive.parse_by_device(w.gpu_energy_by_device_j))
         if inside.empty or rederive.is_missing(w.timeline_energy_j) or not labels <= devices:
-            problems.append(f"window {excerpt(w['name'])}: measured energy but "
-                            + ("no power samples inside it" if inside.empty else
-                               f"no timeline for {excerpt(sorted(labels - devices))}" if not labels <= devices else
-                               "no timeline energy"))
+            problems.append(
+                f"window {excerpt(w['name'])}: measured energy but "
+                + (
+                    "no power samples inside it"
+                    if inside.empty
+                    else f"no timeline for {excerpt(sorted(labels - devices))}"
+                    if not labels <= devices
+                    else "no timeline energy"
+                )
+            )
     return _listed(problems, f"every measured window ({len(m)}) has its power timeline")
 
 
@@ -213,24 +268,37 @@ def check_derived(t: ResultTables) -> Verdict:
 def check_energy_present(t: ResultTables) -> Verdict:
     c = t.cycles
     reasons = c.unmeasured_reason.fillna("").astype(str)
-    bad = c[((c.energy_status == "measured") & c.gross_energy_j.isna())
-            | ((c.energy_status != "measured") & (reasons.str.len() == 0))
-            | ~c.energy_status.isin(ENERGY_STATUSES)]
+    bad = c[
+        ((c.energy_status == "measured") & c.gross_energy_j.isna())
+        | ((c.energy_status != "measured") & (reasons.str.len() == 0))
+        | ~c.energy_status.isin(ENERGY_STATUSES)
+    ]
     n_unmeasured = int((c.energy_status == "unmeasured").sum())
-    return (bad.empty,
-            f"{len(bad)} cycle(s) lack energy and a reason" if len(bad) else
-            (f"energy measured in all {len(c)} cycles" if not n_unmeasured else
-             f"{n_unmeasured} cycle(s) explicitly unmeasured: {c.unmeasured_reason.dropna().iloc[0]}"),
-            {"cycles": len(c), "unmeasured_cycles": n_unmeasured})
+    return (
+        bad.empty,
+        f"{len(bad)} cycle(s) lack energy and a reason"
+        if len(bad)
+        else (
+            f"energy measured in all {len(c)} cycles"
+            if not n_unmeasured
+            else f"{n_unmeasured} cycle(s) explicitly unmeasured: {c.unmeasured_reason.dropna().iloc[0]}"
+        ),
+        {"cycles": len(c), "unmeasured_cycles": n_unmeasured},
+    )
 
 
 @_check("net_energy_non_negative")
 def check_net_energy(t: ResultTables) -> Verdict:
     m = _measured(t.cycles)
     bad = m[(m.gross_energy_j < 0) | (m.net_energy_j.notna() & (m.net_energy_j < 0))]
-    return (bad.empty, f"{len(bad)} cycle(s) with negative energy (min net {bad.net_energy_j.min():.3f} J): idle "
-                       "baseline above load power?" if len(bad) else "gross and net energy >= 0",
-            {"bad_cycles": len(bad)})
+    return (
+        bad.empty,
+        f"{len(bad)} cycle(s) with negative energy (min net {bad.net_energy_j.min():.3f} J): idle "
+        "baseline above load power?"
+        if len(bad)
+        else "gross and net energy >= 0",
+        {"bad_cycles": len(bad)},
+    )
 
 
 @_check("power_within_limit")
@@ -240,27 +308,37 @@ def check_power_limit(t: ResultTables) -> Verdict:
     m = _measured(t.cycles)
     unknown = m[_bad_numbers(m.power_limit_w, 0, strict=True)]
     if len(unknown):
-        return (False, f"{len(unknown)} measured cycle(s) without a power limit (power_limit_w empty): their energy "
-                       "cannot be checked against what the GPUs can draw; measure where NVML reports the power limit",
-                {"cycles_without_limit": len(unknown)})
+        return (
+            False,
+            f"{len(unknown)} measured cycle(s) without a power limit (power_limit_w empty): their energy "
+            "cannot be checked against what the GPUs can draw; measure where NVML reports the power limit",
+            {"cycles_without_limit": len(unknown)},
+        )
     allowed = m.power_limit_w * POWER_LIMIT_SLACK
     bad = m[(m.gross_energy_j > allowed * m.duration_s) | (m.avg_power_w > allowed)]
     worst = float((m.gross_energy_j / m.duration_s).max()) if len(m) else None
-    return (bad.empty,
-            f"{len(bad)} cycle(s) above the power limit (energy / duration up to {worst:.1f} W > "
-            f"{bad.power_limit_w.max():.1f} W)" if len(bad) else
-            f"energy within power limit x duration ({len(m)} cycle(s) checked)",
-            {"max_avg_power_w": worst})
+    return (
+        bad.empty,
+        f"{len(bad)} cycle(s) above the power limit (energy / duration up to {worst:.1f} W > "
+        f"{bad.power_limit_w.max():.1f} W)"
+        if len(bad)
+        else f"energy within power limit x duration ({len(m)} cycle(s) checked)",
+        {"max_avg_power_w": worst},
+    )
 
 
 @_check("window_long_enough")
 def check_window_length(t: ResultTables) -> Verdict:
     m = _measured(t.cycles)
     bad = m[m.too_short.astype(bool)]
-    return (bad.empty,
-            f"{len(bad)} measured window(s) shorter than 10 energy-counter updates (min {bad.duration_s.min():.3f} s); "
-            "use more prompts or cycles of >= 1 s" if len(bad) else "every measured window spans >= 10 counter updates",
-            {"min_duration_s": float(m.duration_s.min()) if len(m) else None})
+    return (
+        bad.empty,
+        f"{len(bad)} measured window(s) shorter than 10 energy-counter updates (min {bad.duration_s.min():.3f} s); "
+        "use more prompts or cycles of >= 1 s"
+        if len(bad)
+        else "every measured window spans >= 10 counter updates",
+        {"min_duration_s": float(m.duration_s.min()) if len(m) else None},
+    )
 
 
 @_check("counter_timeline_agree")
@@ -271,19 +349,31 @@ def check_cross_check(t: ResultTables) -> Verdict:
     m = m[m.cross_check_rel_diff.notna()]
     legacy = t.experiment.iloc[0].cross_check_tolerance
     legacy = 0.10 if pd.isna(legacy) else float(legacy)
-    tol = (m.cross_check_tolerance.astype(float).fillna(legacy) if "cross_check_tolerance" in m
-           else pd.Series(legacy, index=m.index))
+    tol = (
+        m.cross_check_tolerance.astype(float).fillna(legacy)
+        if "cross_check_tolerance" in m
+        else pd.Series(legacy, index=m.index)
+    )
     over = m.cross_check_rel_diff.abs() - tol
     bad = m[over > 0]
     worst = float(m.cross_check_rel_diff.abs().max()) if len(m) else None
     if len(bad):
         i = over.idxmax()
-        return (False, f"{len(bad)} cycle(s) where counter and timeline energy differ by more than their window's "
-                       f"tolerance (worst: {abs(m.cross_check_rel_diff[i]):.2%} against {tol[i]:.2%} in "
-                       f"{excerpt(m.sweep_point[i])} cycle {int(m.cycle[i])})", {"worst_rel_diff": worst})
-    return (True, f"counter vs timeline within each window's tolerance (worst {worst:.2%}; tolerances "
-                  f"{tol.min():.2%}-{tol.max():.2%} by window length)" if worst is not None
-            else "no measured windows to cross-check", {"worst_rel_diff": worst})
+        return (
+            False,
+            f"{len(bad)} cycle(s) where counter and timeline energy differ by more than their window's "
+            f"tolerance (worst: {abs(m.cross_check_rel_diff[i]):.2%} against {tol[i]:.2%} in "
+            f"{excerpt(m.sweep_point[i])} cycle {int(m.cycle[i])})",
+            {"worst_rel_diff": worst},
+        )
+    return (
+        True,
+        f"counter vs timeline within each window's tolerance (worst {worst:.2%}; tolerances "
+        f"{tol.min():.2%}-{tol.max():.2%} by window length)"
+        if worst is not None
+        else "no measured windows to cross-check",
+        {"worst_rel_diff": worst},
+    )
 
 
 @_check("no_foreign_gpu_process")
@@ -291,17 +381,25 @@ def check_foreign_processes(t: ResultTables) -> Verdict:
     c = t.cycles
     bad = c[c.foreign_processes.fillna("").astype(str).str.len() > 0]
     pids = excerpt(", ".join(sorted(set(bad.foreign_processes))))
-    return (bad.empty, f"{len(bad)} cycle(s) saw other processes on the GPU (pids {pids})" if len(bad)
-            else "no foreign process on the GPU during any window")
+    return (
+        bad.empty,
+        f"{len(bad)} cycle(s) saw other processes on the GPU (pids {pids})"
+        if len(bad)
+        else "no foreign process on the GPU during any window",
+    )
 
 
 @_check("one_model_backend_per_partition")
 def check_single_identity(t: ResultTables) -> Verdict:
     c = t.cycles
-    mixed = {col: sorted(c[col].astype(str).unique()) for col in ("model", "backend", "hardware", "weights")
-             if c[col].nunique() > 1}
-    return not mixed, (f"mixed identity in one result: {excerpt(mixed)}" if mixed
-                       else "one model, backend, hardware and weights kind")
+    mixed = {
+        col: sorted(c[col].astype(str).unique())
+        for col in ("model", "backend", "hardware", "weights")
+        if c[col].nunique() > 1
+    }
+    return not mixed, (
+        f"mixed identity in one result: {excerpt(mixed)}" if mixed else "one model, backend, hardware and weights kind"
+    )
 
 
 RAW_CHECK_NAMES = tuple(RAW_CHECKS)
@@ -314,8 +412,12 @@ def _run(name: str, check: Callable[[ResultTables], Verdict], t: ResultTables) -
     except UserError as exc:  # our own message: it names the field
         return Finding(name, False, str(exc))
     except Exception as exc:  # crafted tables can break any assumption
-        return Finding(name, False, f"could not be evaluated on these tables ({type(exc).__name__}: "
-                                    f"{excerpt(str(exc), bare=True)}); they are not consistent")
+        return Finding(
+            name,
+            False,
+            f"could not be evaluated on these tables ({type(exc).__name__}: "
+            f"{excerpt(str(exc), bare=True)}); they are not consistent",
+        )
     return Finding(name, bool(passed), message, metadata=meta[0] if meta else {})
 
 
@@ -332,4 +434,3 @@ def blocking_failures(findings: list[Finding]) -> list[Finding]:
 def failure_message(failed: list[Finding]) -> str:
     """One line naming each failed check and what it found."""
     return "physics checks failed: " + "; ".join(f"{f.check}: {f.message}" for f in failed)
-

@@ -1,6 +1,6 @@
 """Screenshots of the static site for docs/screenshots/, built from the GPU result folders in docs/benchmarks/raw.
 
-    .venv/bin/python scripts/screenshots.py   # needs Debian's chromium (/usr/bin/chromium)
+.venv/bin/python scripts/screenshots.py   # needs Debian's chromium (/usr/bin/chromium)
 """
 
 from __future__ import annotations
@@ -11,8 +11,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = sorted((REPO / "docs" / "benchmarks" / "raw" / "multigpu").glob("llama8b-*"))
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def main() -> int:

@@ -7,12 +7,12 @@ Tests of the meter's own step handling pass REAL_UPDATE_S."""
 
 from __future__ import annotations
 
-REAL_UPDATE_S = 0.1
-
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+
+REAL_UPDATE_S = 0.1
 
 
 class NVMLError(Exception):
@@ -179,5 +179,8 @@ def from_env() -> FakeNVML:
     import os
 
     pids = [int(p) for p in os.environ.get("LEM_FAKE_PIDS", "").split(",") if p]
-    return FakeNVML([FakeGpu(power=lambda t, w=float(os.environ.get("LEM_FAKE_POWER_W", "300")): w, pids=pids)],
-                    update_s=REAL_UPDATE_S)
+    watts = float(os.environ.get("LEM_FAKE_POWER_W", "300"))
+    return FakeNVML(
+        [FakeGpu(power=lambda t: watts, pids=pids)],
+        update_s=REAL_UPDATE_S,
+    )

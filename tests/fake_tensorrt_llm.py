@@ -125,9 +125,22 @@ class LLM:
             perf = None
             if sampling_params.return_perf_metrics:
                 perf = RequestPerfMetrics(
-                    TimingMetrics(timedelta(seconds=t0), timedelta(seconds=scheduled), timedelta(seconds=first), timedelta(seconds=loop.time())),
-                    KvCacheMetrics(len(blocks), len(blocks) - reused, reused, len(blocks) - reused, reused / len(blocks) if blocks else 0.0),
-                    SpeculativeDecodingMetrics(0.75, 3 * (i + 1), 4 * (i + 1)) if self.kwargs.get("speculative_config") else SpeculativeDecodingMetrics(),
+                    TimingMetrics(
+                        timedelta(seconds=t0),
+                        timedelta(seconds=scheduled),
+                        timedelta(seconds=first),
+                        timedelta(seconds=loop.time()),
+                    ),
+                    KvCacheMetrics(
+                        len(blocks),
+                        len(blocks) - reused,
+                        reused,
+                        len(blocks) - reused,
+                        reused / len(blocks) if blocks else 0.0,
+                    ),
+                    SpeculativeDecodingMetrics(0.75, 3 * (i + 1), 4 * (i + 1))
+                    if self.kwargs.get("speculative_config")
+                    else SpeculativeDecodingMetrics(),
                 )
             yield RequestOutput(self._ids, list(prompt), [CompletionOutput(0, list(tokens), perf)], i == n - 1)
 

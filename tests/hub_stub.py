@@ -83,14 +83,26 @@ class HubStub:
         self.server.server_close()
 
     def _commit(self, repo: Repo, files: dict[str, bytes], message: str) -> str:
-        oid = hashlib.sha1(f"{repo.repo_id}{len(repo.commits)}{message}".encode() + b"".join(sorted(files.values()))).hexdigest()
+        oid = hashlib.sha1(
+            f"{repo.repo_id}{len(repo.commits)}{message}".encode() + b"".join(sorted(files.values()))
+        ).hexdigest()
         repo.commits.append((oid, files, message))
         return oid
 
     def _info(self, repo: Repo) -> dict:
-        return {"id": repo.repo_id, "_id": repo.repo_id, "sha": repo.head, "private": repo.private, "author": repo.repo_id.split("/")[0],
-                "siblings": [{"rfilename": p} for p in sorted(repo.files)], "tags": [], "downloads": 0, "likes": 0,
-                "lastModified": "2026-11-27T00:00:00.000Z", "createdAt": "2026-11-27T00:00:00.000Z"}
+        return {
+            "id": repo.repo_id,
+            "_id": repo.repo_id,
+            "sha": repo.head,
+            "private": repo.private,
+            "author": repo.repo_id.split("/")[0],
+            "siblings": [{"rfilename": p} for p in sorted(repo.files)],
+            "tags": [],
+            "downloads": 0,
+            "likes": 0,
+            "lastModified": "2026-11-27T00:00:00.000Z",
+            "createdAt": "2026-11-27T00:00:00.000Z",
+        }
 
     def get(self, h) -> None:
         path = unquote(urlparse(h.path).path)
@@ -104,15 +116,23 @@ class HubStub:
             if repo is None:
                 return h._reply(404, {"error": "Repository not found"})
             prefix = (m.group(3) or "").strip("/")
-            entries = [{"type": "file", "oid": git_blob_sha(d), "size": len(d), "path": p}
-                       for p, d in sorted(repo.files.items()) if p.startswith(prefix)]
+            entries = [
+                {"type": "file", "oid": git_blob_sha(d), "size": len(d), "path": p}
+                for p, d in sorted(repo.files.items())
+                if p.startswith(prefix)
+            ]
             return h._reply(200, entries)
         m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/refs", path)
         if m and m.group(1) in self.repos:
             repo = self.repos[m.group(1)]
-            return h._reply(200, {"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.head}],
-                                  "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": c} for t, c in repo.tags.items()],
-                                  "converts": []})
+            return h._reply(
+                200,
+                {
+                    "branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.head}],
+                    "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": c} for t, c in repo.tags.items()],
+                    "converts": [],
+                },
+            )
         h._reply(404, {"error": f"stub: no route GET {path}"})
 
     def post(self, h, body: bytes) -> None:
@@ -132,9 +152,15 @@ class HubStub:
         m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/preupload/([^/]+)", path)
         if m:
             repo = self.repos[m.group(1)]
-            files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                      "oid": git_blob_sha(repo.files[f["path"]]) if f["path"] in repo.files else None}
-                     for f in json.loads(body)["files"]]
+            files = [
+                {
+                    "path": f["path"],
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": git_blob_sha(repo.files[f["path"]]) if f["path"] in repo.files else None,
+                }
+                for f in json.loads(body)["files"]
+            ]
             return h._reply(200, {"files": files, "commitOid": repo.head})
         m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/commit/([^/]+)", path)
         if m:
@@ -145,7 +171,13 @@ class HubStub:
             lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
             header = next(line["value"] for line in lines if line["key"] == "header")
             if header.get("parentCommit") and header["parentCommit"] != repo.head:
-                return h._reply(412, {"error": f"A commit has happened since. Parent commit {header['parentCommit']} is not head {repo.head}"})
+                return h._reply(
+                    412,
+                    {
+                        "error": f"A commit has happened since. Parent commit {header['parentCommit']} is not head "
+                        f"{repo.head}"
+                    },
+                )
             files = dict(repo.files)
             for line in lines:
                 if line["key"] == "file":
@@ -155,7 +187,14 @@ class HubStub:
                 elif line["key"] == "lfsFile":
                     return h._reply(400, {"error": "stub: LFS uploads not supported (preupload said regular)"})
             oid = self._commit(repo, files, header["summary"])
-            return h._reply(200, {"commitOid": oid, "commitUrl": f"{self.url}/datasets/{repo.repo_id}/commit/{oid}", "pullRequestUrl": None})
+            return h._reply(
+                200,
+                {
+                    "commitOid": oid,
+                    "commitUrl": f"{self.url}/datasets/{repo.repo_id}/commit/{oid}",
+                    "pullRequestUrl": None,
+                },
+            )
         m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/tag/([^/]+)", path)
         if m:
             repo = self.repos[m.group(1)]

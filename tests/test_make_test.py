@@ -11,13 +11,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_a_skip_fails_the_session_when_services_are_required(tmp_path):
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
-    (tmp_path / "test_x.py").write_text("import pytest\n\ndef test_needs_redis():\n    pytest.skip('Redis unreachable')\n\n"
-                                        "def test_fine():\n    assert True\n")
+    (tmp_path / "test_x.py").write_text(
+        "import pytest\n\ndef test_needs_redis():\n    pytest.skip('Redis unreachable')\n\n"
+        "def test_fine():\n    assert True\n"
+    )
 
     def pytest_in(env_value: str | None):
         env = {"PATH": "/usr/bin:/bin", **({"LEM_REQUIRE_SERVICES": env_value} if env_value else {})}
-        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     required = pytest_in("1")
     assert required.returncode == 1, required.stdout
@@ -29,8 +37,23 @@ def test_a_skip_fails_the_session_when_services_are_required(tmp_path):
 
 def test_make_test_requires_services_unless_allowed():
     def dry_run(*extra: str) -> str:
-        return subprocess.run(["make", "-n", "-s", "test", "VENV=.venv-never-built", *extra], cwd=ROOT, capture_output=True,
-                              text=True, timeout=60).stdout
+        return subprocess.run(
+            ["make", "-n", "-s", "test", "VENV=.venv-never-built", *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
 
     assert "LEM_REQUIRE_SERVICES=1 .venv-never-built/bin/python -m pytest" in dry_run()
     assert "LEM_REQUIRE_SERVICES=0 .venv-never-built/bin/python -m pytest" in dry_run("LEM_ALLOW_SKIP=1")
+
+
+def test_ci_fails_on_lint_findings_before_testing():
+    """`make lint` runs ruff's linter and its format check; .ci/run (set -e) runs it before `make test`."""
+    lint = subprocess.run(
+        ["make", "-n", "-s", "lint", "VENV=.venv-never-built"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    ).stdout.splitlines()
+    assert lint[-2:] == [".venv-never-built/bin/ruff check .", ".venv-never-built/bin/ruff format --check ."]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "set -euo pipefail" in ci and ci.index("\nmake lint\n") < ci.index("\nmake test\n")

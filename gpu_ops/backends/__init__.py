@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from gpu_ops.backends.base import (ENGINE_METRICS, Capabilities, CycleOutput, EngineStep, InferenceBackend, Request,
-                                   RequestRecord, check_capabilities)
+from gpu_ops.backends.base import (
+    ENGINE_METRICS,
+    Capabilities,
+    CycleOutput,
+    EngineStep,
+    InferenceBackend,
+    Request,
+    RequestRecord,
+    check_capabilities,
+)
 
-__all__ = ["ENGINE_METRICS", "Capabilities", "CycleOutput", "EngineStep", "InferenceBackend", "Request", "RequestRecord", "check_capabilities", "get_backend", "BACKENDS"]
+__all__ = [
+    "ENGINE_METRICS",
+    "Capabilities",
+    "CycleOutput",
+    "EngineStep",
+    "InferenceBackend",
+    "Request",
+    "RequestRecord",
+    "check_capabilities",
+    "get_backend",
+    "BACKENDS",
+]
 
 BACKENDS = {
     "pytorch": "transformers generate with per-step timestamps (this package)",
@@ -17,10 +36,10 @@ BACKENDS = {
 def get_backend(name: str) -> InferenceBackend:
     """The backend named `name`; BackendUnavailable (with the install hint) when its library is missing."""
     if name == "pytorch":
-        from gpu_ops.distributed import in_ranks
+        from gpu_ops.backends.ranked import in_ranks
 
         if in_ranks():  # rank 0 of a multi-GPU run: mirror every call to the other ranks
-            from gpu_ops.distributed import RankedBackend
+            from gpu_ops.backends.ranked import RankedBackend
 
             return RankedBackend()
         from gpu_ops.backends.pytorch import PytorchBackend

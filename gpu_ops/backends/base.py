@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from gpu_ops import schema
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.errors import CapabilityError
 
@@ -19,12 +21,24 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True)
 class Request:
+    """One request of the trace a cycle replays.
+
+    Attributes:
+        id: its index in the trace (records and tables name it by this).
+        prompt_token_ids: the prompt, tokenised before the window opened.
+        max_new_tokens: most tokens to generate.
+        min_new_tokens: fewest tokens to generate (equal to max_new_tokens: a fixed output length).
+        arrival_s: when to send it, on the cycle clock (open loop: whether or not earlier requests finished).
+        prompt_text: with tokenize_in_window, the text the backend tokenises when it sends the request (inside the
+            window); None otherwise.
+    """
+
     id: int
     prompt_token_ids: list[int]
     max_new_tokens: int
     min_new_tokens: int
     arrival_s: float
-    prompt_text: str | None = None  # tokenize_in_window: the backend tokenises this when it sends the request
+    prompt_text: str | None = None
 
 
 def tokenize_now(tokenizer, req: Request, clock: Clock, max_tokens: int) -> tuple[list[int], float | None]:
@@ -45,7 +59,9 @@ class RequestRecord:
     output_tokens: int
     arrival_s: float
     scheduled_s: float  # when the engine started work on it (batch start / vLLM scheduled_ts)
-    chunk_times_s: list[float]  # host time each delivered chunk of tokens arrived (one per engine step); [] if not observed
+    chunk_times_s: list[
+        float
+    ]  # host time each delivered chunk of tokens arrived (one per engine step); [] if not observed
     batch_id: int = -1
     prefill_end_s: float | None = None  # first token of its batch: end of the prefill step
     # engines that report only first/last token times (vLLM offline) set these and leave chunk_times_s empty:
@@ -54,7 +70,9 @@ class RequestRecord:
     last_token_s: float | None = None
     first_token_engine_s: float | None = None  # when the engine produced the first token (vLLM's stats), if it says
     tokenize_s: float | None = None  # tokenize_in_window: the time tokenising the prompt took
-    delivered_s: float | None = None  # when the last token reached this process, if not its last token time (vLLM offline)
+    delivered_s: float | None = (
+        None  # when the last token reached this process, if not its last token time (vLLM offline)
+    )
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,26 @@ class CycleOutput:
 
 @dataclass(frozen=True)
 class Capabilities:
+    """What a backend can honour; a config asking for more is refused before anything runs, naming each option.
+    docs/backends.md is generated from these (gpu_ops.backends.matrix).
+
+    Attributes:
+        precisions: the `precision` values it runs.
+        batching: the `batching.strategy` values it runs.
+        streaming: it delivers tokens as they are generated (per-token timestamps).
+        prefix_caching: it can reuse the KV cache of shared prompt prefixes.
+        lora: it applies LoRA adapters.
+        speculative: it runs speculative decoding.
+        tensor_parallel: it splits layers over GPUs.
+        pipeline_parallel: it splits the layer stack over GPUs.
+        open_loop: it takes requests as they arrive (constant and Poisson traffic).
+        data_parallel: it runs independent replicas.
+        combined_parallelism: it runs more than one of tensor/pipeline/data above 1 at once.
+        engine_metrics: which ENGINE_METRICS it reports (the others are empty in its tables).
+        verified: where this adapter has run for real; "" = nowhere (test double only).
+        notes: what else a user should know, listed under the backend in docs/backends.md.
+    """
+
     precisions: frozenset[str]
     batching: frozenset[str]
     streaming: bool = True
@@ -92,32 +130,37 @@ class Capabilities:
     pipeline_parallel: bool = False
     open_loop: bool = True
     data_parallel: bool = False
-    combined_parallelism: bool = True  # more than one of tensor/pipeline/data above 1 in one run
-    engine_metrics: frozenset[str] = frozenset()  # which ENGINE_METRICS the backend reports
-    verified: str = ""  # where this adapter has run for real; "" = nowhere (test double only)
+    combined_parallelism: bool = True
+    engine_metrics: frozenset[str] = frozenset()
+    verified: str = ""
     notes: tuple[str, ...] = field(default=())
 
 
-ENGINE_METRICS = {
-    "prefix_cache_hit_rate": "prefix-cache hits / queries (tokens) in the cycle",
-    "kv_cache_usage_peak": "highest KV-cache usage fraction seen in the cycle",
-    "kv_cache_usage_mean": "mean KV-cache usage fraction over the cycle's engine steps",
-    "kv_blocks_peak": "most KV-cache blocks in use at once (usage x total blocks)",
-    "kv_blocks_total": "KV-cache blocks the engine allocated",
-    "kv_block_size": "tokens per KV-cache block",
-    "preemptions": "requests preempted (KV cache exhausted) in the cycle",
-    "spec_decode_acceptance_rate": "accepted / proposed draft tokens in the cycle",
-}
-"""Engine metrics: a column in every backend's cycles table; NaN where a backend does not report it."""
+ENGINE_METRICS = {c.name: c.meaning for c in schema.ENGINE_METRICS.columns}
+"""Engine metrics by name (defined in gpu_ops.schema): a column in every backend's cycles table; empty where a
+backend does not report it."""
 
 
 @runtime_checkable
 class InferenceBackend(Protocol):
+    """What every backend offers the runner. Per sweep point: `load`, `warmup`; per cycle: `before_cycle` (outside the
+    window), `run` (the only work inside it), `after_cycle` (outside again); `sync` at every window edge.
+
+    Attributes:
+        name: the config's `backend` value.
+        tokenizer: the loaded model's tokenizer (prompts are tokenised with it before the window opens).
+        vocab_size: the loaded model's vocabulary size (random prompts draw token ids below it).
+        info: the loaded model's details stored per sweep point as `backend_<key>` columns (device, parameter count,
+            engine arguments, ...).
+    """
+
     name: str
 
-    def version(self) -> str: ...
+    def version(self) -> str:
+        """The inference library's version, recorded in the environment fingerprint."""
 
-    def capabilities(self) -> Capabilities: ...
+    def capabilities(self) -> Capabilities:
+        """What this backend can honour (checked against every sweep point before anything runs)."""
 
     def unavailable(self, config: ExperimentConfig) -> str | None:
         """Why `config` cannot run on this machine (an optional kernel or package it lacks), or None. Such a sweep
@@ -126,7 +169,9 @@ class InferenceBackend(Protocol):
     def load(self, config: ExperimentConfig) -> bool:
         """Load for `config`; returns False when the already loaded model/engine serves it unchanged."""
 
-    def warmup(self, requests: list[Request]) -> None: ...
+    def warmup(self, requests: list[Request]) -> None:
+        """Run `requests` in the warm-up window: loading, compilation and first-batch costs land here, not in a
+        cycle."""
 
     def before_cycle(self) -> None:
         """Outside the measured window, before it opens: e.g. empty a prefix cache, read engine counters."""
@@ -139,12 +184,14 @@ class InferenceBackend(Protocol):
         """Outside the window, after it closed: the cycle's request records (from what `run` returned), its
         ENGINE_METRICS and, for continuous-batching engines, its engine steps."""
 
-    def peak_memory_bytes(self) -> int | None: ...
+    def peak_memory_bytes(self) -> int | None:
+        """Peak device memory the model and its work allocated; None when the engine preallocates (vLLM)."""
 
     def sync(self) -> None:
         """Wait for queued device work, so a window edge is where the work really ended."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Free the model and the engine (its processes, its device memory)."""
 
 
 def check_capabilities(name: str, caps: Capabilities, cfg: ExperimentConfig) -> None:
@@ -176,7 +223,9 @@ def check_capabilities(name: str, caps: Capabilities, cfg: ExperimentConfig) -> 
     if cfg.tensorrt is not None and cfg.tensorrt.enable_kv_cache_reuse and not caps.prefix_caching:
         problems.append("tensorrt.enable_kv_cache_reuse")
     if problems:
-        raise CapabilityError(f"backend '{name}' cannot honour: {'; '.join(problems)}. Change these options or pick another backend.")
+        raise CapabilityError(
+            f"backend '{name}' cannot honour: {'; '.join(problems)}. Change these options or pick another backend."
+        )
 
 
 class EventLoopThread:
@@ -189,9 +238,11 @@ class EventLoopThread:
         self.thread.start()
 
     def run(self, coro):
+        """Run `coro` on the loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def close(self) -> None:
+        """Stop the loop and its thread."""
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()

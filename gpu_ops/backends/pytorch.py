@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from gpu_ops.backends.base import DTYPES, Capabilities, Clock, CycleOutput, Request, RequestRecord, tokenize_now
-from gpu_ops.batching import BatchPlan
+from gpu_ops.backends.batching import BatchPlan
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import CapabilityError, UserError
 from gpu_ops.models import ModelSource, resolve_model
-
 
 
 class _StepClock:
@@ -69,7 +68,9 @@ def synthetic_weights(source: ModelSource, cfg: ExperimentConfig, dtype) -> str:
     folder = cache_dir() / "synthetic-weights" / f"{name}-{str(dtype).removeprefix('torch.')}-seed{cfg.seed}"
     if dist.get_rank() == 0 and not (folder / "config.json").is_file():
         device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
-        model = random_model(source, cfg.seed, dtype, device)  # drawing 8B weights on the CPU takes minutes; on the GPU, seconds
+        model = random_model(
+            source, cfg.seed, dtype, device
+        )  # drawing 8B weights on the CPU takes minutes; on the GPU, seconds
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         model.save_pretrained(tmp)
@@ -85,12 +86,24 @@ def synthetic_weights(source: ModelSource, cfg: ExperimentConfig, dtype) -> str:
 CAPABILITIES = Capabilities(
     precisions=frozenset({"fp32", "fp16", "bf16", "int8", "int4"}),
     batching=frozenset({"static", "dynamic", "sorted_static", "sorted_dynamic"}),
-    streaming=True, prefix_caching=False, lora=True, speculative=True, tensor_parallel=True, pipeline_parallel=False,
-    open_loop=True, data_parallel=True, combined_parallelism=False, verified="CPU; NVIDIA H100 and H200 (docs/benchmarks)",
-    notes=("per-step timestamps always recorded (streamer hook)", "no continuous batching: a batch runs to completion",
-           "int8/int4 through bitsandbytes (CUDA only); LoRA through peft; speculative = assisted generation (pytorch.assistant_model)",
-           "tensor parallel: transformers' TP plan, one process per GPU under torchrun; data parallel: independent replicas; "
-           "not both at once"),
+    streaming=True,
+    prefix_caching=False,
+    lora=True,
+    speculative=True,
+    tensor_parallel=True,
+    pipeline_parallel=False,
+    open_loop=True,
+    data_parallel=True,
+    combined_parallelism=False,
+    verified="CPU; NVIDIA H100 and H200 (docs/benchmarks)",
+    notes=(
+        "per-step timestamps always recorded (streamer hook)",
+        "no continuous batching: a batch runs to completion",
+        "int8/int4 through bitsandbytes (CUDA only); LoRA through peft; speculative = assisted generation "
+        "(pytorch.assistant_model)",
+        "tensor parallel: transformers' TP plan, one process per GPU under torchrun; data parallel: independent "
+        "replicas; not both at once",
+    ),
 )
 
 
@@ -141,7 +154,11 @@ class PytorchBackend:
 
         caps = CAPABILITIES
         if importlib.util.find_spec("bitsandbytes") is None:
-            caps = replace(caps, precisions=caps.precisions - {"int8", "int4"}, notes=caps.notes + ("int8/int4: bitsandbytes not installed here",))
+            caps = replace(
+                caps,
+                precisions=caps.precisions - {"int8", "int4"},
+                notes=caps.notes + ("int8/int4: bitsandbytes not installed here",),
+            )
         if importlib.util.find_spec("peft") is None:
             caps = replace(caps, lora=False, notes=caps.notes + ("lora: peft not installed here",))
         return caps
@@ -151,7 +168,10 @@ class PytorchBackend:
             import importlib.util
 
             if importlib.util.find_spec("flash_attn") is None:
-                return "pytorch.attn_implementation 'flash_attention_2' needs the flash-attn package, which is not installed here"
+                return (
+                    "pytorch.attn_implementation 'flash_attention_2' needs the flash-attn package, which is not "
+                    "installed here"
+                )
             if resolve_device(config) == "cpu":
                 return "pytorch.attn_implementation 'flash_attention_2' needs a CUDA GPU"
         return None
@@ -166,10 +186,14 @@ class PytorchBackend:
             kwargs["attn_implementation"] = cfg.pytorch.attn_implementation
         if cfg.precision in ("int8", "int4"):
             if not self.device.startswith("cuda"):
-                raise CapabilityError(f"precision '{cfg.precision}' needs a CUDA GPU (bitsandbytes); use fp32/bf16 on CPU")
+                raise CapabilityError(
+                    f"precision '{cfg.precision}' needs a CUDA GPU (bitsandbytes); use fp32/bf16 on CPU"
+                )
             from transformers import BitsAndBytesConfig
 
-            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=cfg.precision == "int8", load_in_4bit=cfg.precision == "int4")
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_8bit=cfg.precision == "int8", load_in_4bit=cfg.precision == "int4"
+            )
             dtype = torch.bfloat16
         else:
             dtype = getattr(torch, DTYPES[cfg.precision])
@@ -182,7 +206,10 @@ class PytorchBackend:
             try:
                 model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
             except OSError as exc:
-                raise UserError(f"model '{source.spec}': could not load ({exc}); use a local folder, builtin: or synthetic: when no hub is reachable") from None
+                raise UserError(
+                    f"model '{source.spec}': could not load ({exc}); use a local folder, builtin: or synthetic: when "
+                    "no hub is reachable"
+                ) from None
             if "quantization_config" not in kwargs:
                 model = model.to(self.device)
         return model.eval()
@@ -233,11 +260,18 @@ class PytorchBackend:
             self.model.forward = torch.compile(self.model.forward, mode=config.pytorch.compile_mode, dynamic=True)
         if self.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.info = {"device": self.device, "weights": self.source.weights, "parameters": sum(p.numel() for p in self.model.parameters()),
-                     "parameters_on_this_device": sum(getattr(p, "to_local", lambda p=p: p)().numel() for p in self.model.parameters()),
-                     "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
-                     "static_cache": config.pytorch.static_cache, "torch_compile": config.pytorch.torch_compile,
-                     "load_s": time.perf_counter() - started}
+        self.info = {
+            "device": self.device,
+            "weights": self.source.weights,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "parameters_on_this_device": sum(
+                getattr(p, "to_local", lambda p=p: p)().numel() for p in self.model.parameters()
+            ),
+            "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
+            "static_cache": config.pytorch.static_cache,
+            "torch_compile": config.pytorch.torch_compile,
+            "load_s": time.perf_counter() - started,
+        }
         return True
 
     @property
@@ -248,8 +282,13 @@ class PytorchBackend:
     def _generate_kwargs(self) -> dict[str, Any]:
         cfg = self.cfg
         s = resolve_sampling(cfg.decoder)
-        kw: dict[str, Any] = dict(max_new_tokens=cfg.max_output_tokens, min_new_tokens=cfg.min_output_tokens,
-                                  do_sample=s.do_sample, pad_token_id=self.pad_id, eos_token_id=self.eos_id)
+        kw: dict[str, Any] = dict(
+            max_new_tokens=cfg.max_output_tokens,
+            min_new_tokens=cfg.min_output_tokens,
+            do_sample=s.do_sample,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_id,
+        )
         if s.do_sample:
             kw.update(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
         if s.repetition_penalty != 1.0:
@@ -278,13 +317,15 @@ class PytorchBackend:
         import torch
 
         width = max(len(r.prompt_token_ids) for r in batch)
-        rows = self.cfg.batching.batch_size if self.cfg.pytorch.static_cache else len(batch)  # fixed shapes for compiled graphs
+        rows = (
+            self.cfg.batching.batch_size if self.cfg.pytorch.static_cache else len(batch)
+        )  # fixed shapes for compiled graphs
         ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((rows, width), dtype=torch.long)
         for i in range(rows):
             p = batch[min(i, len(batch) - 1)].prompt_token_ids
-            ids[i, width - len(p):] = torch.tensor(p)  # left padding for decoder-only models
-            mask[i, width - len(p):] = 1
+            ids[i, width - len(p) :] = torch.tensor(p)  # left padding for decoder-only models
+            mask[i, width - len(p) :] = 1
         return ids.to(self.device), mask.to(self.device), width
 
     def _generate(self, batch: list[Request], streamer=None):
@@ -295,7 +336,9 @@ class PytorchBackend:
         if self.cfg.pytorch.static_cache:
             from transformers import StaticCache
 
-            kw["past_key_values"] = StaticCache(config=self.model.config, max_cache_len=self.cfg.max_input_tokens + self.cfg.max_output_tokens)
+            kw["past_key_values"] = StaticCache(
+                config=self.model.config, max_cache_len=self.cfg.max_input_tokens + self.cfg.max_output_tokens
+            )
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, streamer=streamer, **kw)
         return out[: len(batch), width:]
@@ -314,7 +357,7 @@ class PytorchBackend:
         compiled_before = _dynamo_compile_s()
         for i in range(0, len(requests), bs):
             t0 = time.perf_counter()
-            self._generate(requests[i: i + bs])
+            self._generate(requests[i : i + bs])
             self.sync()
             if i == 0:
                 self.info["first_batch_s"] = time.perf_counter() - t0
@@ -325,7 +368,9 @@ class PytorchBackend:
         pass  # no state carries over between generate calls
 
     def after_cycle(self, delivered: list[RequestRecord]) -> CycleOutput:
-        return CycleOutput(delivered)  # records are built between batches, as each batch is delivered; no ENGINE_METRICS
+        return CycleOutput(
+            delivered
+        )  # records are built between batches, as each batch is delivered; no ENGINE_METRICS
 
     def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
         plan = BatchPlan(self.cfg.batching.strategy, self.cfg.batching.batch_size)
@@ -338,7 +383,10 @@ class PytorchBackend:
             if wait > 0:
                 time.sleep(wait)  # open loop: idle until the batch may start; this idle time is inside the window
             tokenized = [tokenize_now(self.tokenizer, r, clock, self.cfg.max_input_tokens) for r in batch]
-            batch = [replace(r, prompt_token_ids=ids) if r.prompt_text is not None else r for r, (ids, _) in zip(batch, tokenized)]
+            batch = [
+                replace(r, prompt_token_ids=ids) if r.prompt_text is not None else r
+                for r, (ids, _) in zip(batch, tokenized)
+            ]
             scheduled = clock()
             streamer = _StepClock(clock, self.token_display, batch[0].id) if self.cfg.pytorch.token_timestamps else None
             new_tokens = self._generate(batch, streamer)
@@ -348,11 +396,20 @@ class PytorchBackend:
                 end = clock()
             steps = streamer.step_times if streamer else []
             for req, n, (_, tok_s) in zip(batch, lengths, tokenized):
-                records.append(RequestRecord(
-                    id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=n, arrival_s=req.arrival_s,
-                    scheduled_s=scheduled, chunk_times_s=steps[:n], batch_id=batch_id,
-                    prefill_end_s=steps[0] if steps else None, last_token_s=None if streamer else end, tokenize_s=tok_s,
-                ))
+                records.append(
+                    RequestRecord(
+                        id=req.id,
+                        prompt_tokens=len(req.prompt_token_ids),
+                        output_tokens=n,
+                        arrival_s=req.arrival_s,
+                        scheduled_s=scheduled,
+                        chunk_times_s=steps[:n],
+                        batch_id=batch_id,
+                        prefill_end_s=steps[0] if steps else None,
+                        last_token_s=None if streamer else end,
+                        tokenize_s=tok_s,
+                    )
+                )
             taken = {r.id for r in batch}
             pending = [r for r in pending if r.id not in taken]
             batch_id += 1

@@ -21,7 +21,10 @@ from gpu_ops.errors import BackendUnavailable
 from gpu_ops.models import resolve_model
 
 QUANT_ALGOS = {"fp8": "FP8", "int8_weight_only": "W8A16", "int4_weight_only": "W4A16", "int4_awq": "W4A16_AWQ"}
-INSTALL_HINT = "TensorRT-LLM installs only on Linux with CUDA GPUs: pip install 'llm-energy-measure[tensorrt]' (see NVIDIA's install guide)"
+INSTALL_HINT = (
+    "TensorRT-LLM installs only on Linux with CUDA GPUs: pip install 'llm-energy-measure[tensorrt]' (see NVIDIA's "
+    "install guide)"
+)
 
 
 def is_available() -> tuple[bool, str]:
@@ -29,19 +32,27 @@ def is_available() -> tuple[bool, str]:
     try:
         import tensorrt_llm  # noqa: F401
     except Exception as exc:  # an ImportError, or a CUDA/driver error raised while importing
-        return False, f"backend 'tensorrt' unavailable: importing tensorrt_llm failed ({type(exc).__name__}: {exc}); {INSTALL_HINT}"
+        return (
+            False,
+            f"backend 'tensorrt' unavailable: importing tensorrt_llm failed ({type(exc).__name__}: {exc}); "
+            f"{INSTALL_HINT}",
+        )
     return True, ""
 
 
 def llm_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
-    """`tensorrt_llm.LLM` arguments for a config: tp/pp from `parallelism:`, quantization and KV reuse from `tensorrt:`."""
+    """`tensorrt_llm.LLM` arguments for a config: tp/pp from `parallelism:`, quantization and KV reuse from
+    `tensorrt:`."""
     from tensorrt_llm import llmapi
 
     t = cfg.tensorrt or TensorrtOptions()
     source = resolve_model(cfg.model)
     kw: dict[str, Any] = dict(
-        model=str(source.path or source.spec), tokenizer=str(source.tokenizer_path or source.path or source.spec),
-        dtype=DTYPES[cfg.precision], tensor_parallel_size=cfg.parallelism.tensor, pipeline_parallel_size=cfg.parallelism.pipeline,
+        model=str(source.path or source.spec),
+        tokenizer=str(source.tokenizer_path or source.path or source.spec),
+        dtype=DTYPES[cfg.precision],
+        tensor_parallel_size=cfg.parallelism.tensor,
+        pipeline_parallel_size=cfg.parallelism.pipeline,
         kv_cache_config=llmapi.KvCacheConfig(enable_block_reuse=t.enable_kv_cache_reuse),
         max_batch_size=t.max_batch_size or cfg.batching.batch_size,
     )
@@ -87,8 +98,13 @@ class TensorrtBackend:
         self.llm = self.trt.LLM(**kw)
         self.tokenizer = self.llm.tokenizer
         self.loop = EventLoopThread("trtllm-async")
-        self.info = {"mode": "streaming", "verified_on_hardware": False,
-                     "engine_args": json.dumps({k: v for k, v in kw.items() if k not in ("model", "tokenizer")}, sort_keys=True, default=str)}
+        self.info = {
+            "mode": "streaming",
+            "verified_on_hardware": False,
+            "engine_args": json.dumps(
+                {k: v for k, v in kw.items() if k not in ("model", "tokenizer")}, sort_keys=True, default=str
+            ),
+        }
         return True
 
     @property
@@ -98,8 +114,13 @@ class TensorrtBackend:
     def _sampling(self):
         cfg = self.cfg
         s = resolve_sampling(cfg.decoder)
-        kw: dict[str, Any] = dict(max_tokens=cfg.max_output_tokens, min_tokens=cfg.min_output_tokens, return_perf_metrics=True,
-                                  repetition_penalty=s.repetition_penalty, seed=cfg.seed)
+        kw: dict[str, Any] = dict(
+            max_tokens=cfg.max_output_tokens,
+            min_tokens=cfg.min_output_tokens,
+            return_perf_metrics=True,
+            repetition_penalty=s.repetition_penalty,
+            seed=cfg.seed,
+        )
         if cfg.fixed_output_length:
             kw["end_id"] = -1  # TensorRT-LLM's way to ignore EOS
         if s.do_sample:
@@ -114,7 +135,7 @@ class TensorrtBackend:
         self.after_cycle(self.run(requests, time.perf_counter))
 
     def before_cycle(self) -> None:
-        pass  # the LLM API has no cache reset: with KV reuse on, later cycles may reuse blocks of earlier ones (see notes)
+        pass  # the LLM API has no cache reset: with KV reuse on, later cycles may reuse earlier blocks (see notes)
 
     def run(self, requests: list[Request], clock: Clock) -> list[tuple[RequestRecord, Any]]:
         return self.loop.run(self._run(requests, clock))
@@ -146,9 +167,14 @@ class TensorrtBackend:
             # steady-clock timedeltas: only differences are meaningful; anchor on the first token we saw
             tm = perf.timing_metrics
             first_scheduled = times[0] - (tm.first_token_time - tm.first_scheduled_time).total_seconds()
-        record = RequestRecord(id=req.id, prompt_tokens=len(req.prompt_token_ids), output_tokens=seen, arrival_s=req.arrival_s,
-                               scheduled_s=max(first_scheduled if first_scheduled is not None else req.arrival_s, req.arrival_s),
-                               chunk_times_s=times)
+        record = RequestRecord(
+            id=req.id,
+            prompt_tokens=len(req.prompt_token_ids),
+            output_tokens=seen,
+            arrival_s=req.arrival_s,
+            scheduled_s=max(first_scheduled if first_scheduled is not None else req.arrival_s, req.arrival_s),
+            chunk_times_s=times,
+        )
         return record, perf
 
     def peak_memory_bytes(self) -> int | None:
@@ -170,7 +196,8 @@ class TensorrtBackend:
 
 
 def aggregate_perf_metrics(perfs: list) -> dict[str, float | None]:
-    """Cycle-level engine metrics from per-request `RequestPerfMetrics`: block-weighted KV reuse, token-weighted acceptance."""
+    """Cycle-level engine metrics from per-request `RequestPerfMetrics`: block-weighted KV reuse, token-weighted
+    acceptance."""
     reused = missed = drafted = accepted = 0
     have_kv = have_spec = False
     for p in perfs:
@@ -195,12 +222,24 @@ def aggregate_perf_metrics(perfs: list) -> dict[str, float | None]:
 
 
 CAPABILITIES = Capabilities(
-    precisions=frozenset({"fp16", "bf16", "fp32"}), batching=frozenset({"continuous"}), streaming=True, prefix_caching=True,
-    lora=False, speculative=False, tensor_parallel=True, pipeline_parallel=True, open_loop=True, data_parallel=False,
-    engine_metrics=frozenset({"prefix_cache_hit_rate", "spec_decode_acceptance_rate"}), verified="",
-    notes=("not verified on hardware: tested only against a test double of the LLM API",
-           "quantization (fp8, int8/int4 weight-only, AWQ) from tensorrt.quantization",
-           "KV-cache reuse from tensorrt.enable_kv_cache_reuse; hit rate = reused / (reused + missed) blocks; the LLM API has no "
-           "cache reset, so with reuse on, cycles after the first may hit blocks cached by earlier cycles",
-           "spec-decode acceptance is read from return_perf_metrics when the engine speculates; the config exposes no draft model yet"),
+    precisions=frozenset({"fp16", "bf16", "fp32"}),
+    batching=frozenset({"continuous"}),
+    streaming=True,
+    prefix_caching=True,
+    lora=False,
+    speculative=False,
+    tensor_parallel=True,
+    pipeline_parallel=True,
+    open_loop=True,
+    data_parallel=False,
+    engine_metrics=frozenset({"prefix_cache_hit_rate", "spec_decode_acceptance_rate"}),
+    verified="",
+    notes=(
+        "not verified on hardware: tested only against a test double of the LLM API",
+        "quantization (fp8, int8/int4 weight-only, AWQ) from tensorrt.quantization",
+        "KV-cache reuse from tensorrt.enable_kv_cache_reuse; hit rate = reused / (reused + missed) blocks; the LLM API "
+        "has no cache reset, so with reuse on, cycles after the first may hit blocks cached by earlier cycles",
+        "spec-decode acceptance is read from return_perf_metrics when the engine speculates; the config exposes no "
+        "draft model yet",
+    ),
 )

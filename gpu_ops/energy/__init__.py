@@ -5,8 +5,20 @@ from gpu_ops.energy.meter import EnergyMeter, IdleBaseline, WindowMeasurement, c
 from gpu_ops.energy.nvml import GpuTarget, NvmlSource, load_nvml, select_targets, topology
 from gpu_ops.energy.rapl import RaplSource
 
-__all__ = ["EnergyMeter", "IdleBaseline", "WindowMeasurement", "cross_check_tolerance", "integrate", "GpuTarget", "NvmlSource",
-           "load_nvml", "select_targets", "topology", "RaplSource", "build_meter"]
+__all__ = [
+    "EnergyMeter",
+    "IdleBaseline",
+    "WindowMeasurement",
+    "cross_check_tolerance",
+    "integrate",
+    "GpuTarget",
+    "NvmlSource",
+    "load_nvml",
+    "select_targets",
+    "topology",
+    "RaplSource",
+    "build_meter",
+]
 
 
 def build_meter(cfg, use_cuda: bool, nvml_module=None, sync=None, nvml_spec: str | None = None) -> EnergyMeter:
@@ -32,7 +44,18 @@ def build_meter(cfg, use_cuda: bool, nvml_module=None, sync=None, nvml_spec: str
         try:
             from zeus.monitor import ZeusMonitor
         except ImportError:
-            raise UserError("energy.zeus: the zeus package is not installed; pip install 'llm-energy-measure[zeus]'") from None
+            raise UserError(
+                "energy.zeus: the zeus package is not installed; pip install 'llm-energy-measure[zeus]'"
+            ) from None
         zeus = ZeusMonitor(gpu_indices=list(cfg.gpus), approx_instant_energy=False)
-    return EnergyMeter(gpu, gpu_reason, cpu, cpu_reason, cfg.energy.sample_hz, sync, zeus, nvml_spec=nvml_spec,
-                       tolerance=cfg.energy.cross_check_tolerance)
+    return EnergyMeter(
+        gpu,
+        gpu_reason,
+        cpu,
+        cpu_reason,
+        cfg.energy.sample_hz,
+        sync,
+        zeus,
+        nvml_spec=nvml_spec,
+        tolerance=cfg.energy.cross_check_tolerance,
+    )

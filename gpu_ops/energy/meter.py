@@ -22,9 +22,9 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from gpu_ops.energy import sampler as smp
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S, GpuTarget, NvmlSource, uuid_hash
 from gpu_ops.energy.rapl import RaplSource
 from gpu_ops.errors import MeasurementError
+from gpu_ops.schema import TIMELINE, WINDOW_READINGS, Record
 
 MIN_TRUSTED_UPDATES = 10  # a window shorter than 10 counter updates is flagged too short to trust
 STEP_WAIT_UPDATES = 2.5  # how long a window edge waits for the counter to step, in counter updates
@@ -43,8 +44,9 @@ SAMPLER_START_S = 30.0
 EDGE_MARGIN_S = 1.0  # timeline samples this far outside a window let the integral interpolate its edges
 
 
-def cross_check_tolerance(duration_s: float, step_s: float, floor: float = CROSS_CHECK_FLOOR,
-                          scale: float = CROSS_CHECK_SCALE) -> float:
+def cross_check_tolerance(
+    duration_s: float, step_s: float, floor: float = CROSS_CHECK_FLOOR, scale: float = CROSS_CHECK_SCALE
+) -> float:
     """How far the timeline may stray from the counter over a window: the timeline samples instantaneous power, so
     its error shrinks with the square root of the counter updates the window spans (docs/energy.md). The meter
     records `floor` and `scale` in its description, so a result is checked with the rule it was measured under."""
@@ -53,6 +55,9 @@ def cross_check_tolerance(duration_s: float, step_s: float, floor: float = CROSS
 
 @dataclass
 class WindowMeasurement:
+    """What the meter measured over one window. Stored flat as a row of the `windows` table (schema.WINDOW_READINGS,
+    where each field's unit and meaning are defined); a cycle repeats part of it (schema.CYCLE_WINDOW)."""
+
     name: str
     start_s: float
     end_s: float
@@ -83,11 +88,14 @@ class WindowMeasurement:
     mig_attribution: str | None = None  # set when a MIG slice ran: how the parent's energy is attributed
     mig_attributed_energy_j: float | None = None
 
-    def to_row(self) -> dict:
-        row = asdict(self)
-        row["gpu_energy_by_device_j"] = ";".join(f"{k}={v:.6f}" for k, v in self.gpu_energy_by_device_j.items())
-        row["foreign_processes"] = ",".join(str(p) for p in self.foreign_processes)
-        return row
+    def readings(self) -> Record:
+        """This window as stored: a WINDOW_READINGS record, its per-GPU energies and process ids as text."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(
+            gpu_energy_by_device_j=";".join(f"{k}={v:.6f}" for k, v in self.gpu_energy_by_device_j.items()),
+            foreign_processes=",".join(str(p) for p in self.foreign_processes),
+        )
+        return WINDOW_READINGS.record(**values)
 
 
 def integrate(t: np.ndarray, p: np.ndarray, t0: float, t1: float) -> float | None:
@@ -111,16 +119,27 @@ def timeline_energy(timeline: pd.DataFrame, start_s: float, end_s: float) -> flo
     return None if any(p is None for p in parts) else float(sum(parts))
 
 
-def window_figures(duration_s: float, gpu_energy_j: float | None, timeline_energy_j: float | None, step_s: float,
-                   tolerance: float | None, floor: float = CROSS_CHECK_FLOOR, scale: float = CROSS_CHECK_SCALE) -> dict:
+def window_figures(
+    duration_s: float,
+    gpu_energy_j: float | None,
+    timeline_energy_j: float | None,
+    step_s: float,
+    tolerance: float | None,
+    floor: float = CROSS_CHECK_FLOOR,
+    scale: float = CROSS_CHECK_SCALE,
+) -> dict:
     """What a window's readings imply: average power, counter vs timeline difference and its tolerance, and whether it
     spans enough counter updates (of period `step_s`) to be trusted. Shared with the check of an uploaded result."""
     return {
         "avg_power_w": gpu_energy_j / duration_s if gpu_energy_j is not None and duration_s > 0 else None,
-        "cross_check_rel_diff": ((timeline_energy_j - gpu_energy_j) / gpu_energy_j
-                                 if gpu_energy_j and timeline_energy_j is not None else None),
-        "cross_check_tolerance": ((tolerance or cross_check_tolerance(duration_s, step_s, floor, scale))
-                                  if gpu_energy_j is not None else None),
+        "cross_check_rel_diff": (
+            (timeline_energy_j - gpu_energy_j) / gpu_energy_j
+            if gpu_energy_j and timeline_energy_j is not None
+            else None
+        ),
+        "cross_check_tolerance": (tolerance or cross_check_tolerance(duration_s, step_s, floor, scale))
+        if gpu_energy_j is not None
+        else None,
         "too_short": duration_s < MIN_TRUSTED_UPDATES * step_s,
     }
 
@@ -171,7 +190,9 @@ class _ThreadSampler(threading.Thread):
                 if t >= next_poll:
                     own = smp.own_pids(self.root)
                     for target in m.targets:
-                        store.processes += [(t, target.label, pid, pid in own) for pid in sorted(m.gpu.process_pids(target))]
+                        store.processes += [
+                            (t, target.label, pid, pid in own) for pid in sorted(m.gpu.process_pids(target))
+                        ]
                     next_poll = t + smp.PROCESS_POLL_S
             except Exception as exc:  # NVML failed mid-run: the window using it must fail
                 self.error = exc
@@ -202,12 +223,26 @@ class _ProcessSampler:
         self._pending = b""
         self._t0 = meter._t0
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "gpu_ops.energy.sampler", "--out", str(self.path), "--period", repr(period_s),
-               "--root-pid", str(smp.run_root_pid()), *(x for t in meter.targets for x in ("--index", str(t.index)))]
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")])
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "gpu_ops.energy.sampler",
+            "--out",
+            str(self.path),
+            "--period",
+            repr(period_s),
+            "--root-pid",
+            str(smp.run_root_pid()),
+            *(x for t in meter.targets for x in ("--index", str(t.index))),
+        ]
         if nvml_spec:
             cmd += ["--nvml", nvml_spec]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr, env=env
+        )
         self.ready = False
 
     def start(self) -> None:
@@ -228,7 +263,9 @@ class _ProcessSampler:
         for kind, t, target, a, b, c, d in smp.unpack(data[:usable]):
             t -= self._t0
             if kind == smp.SAMPLE:
-                store.power.append((t, labels[target], a, None if math.isnan(b) else b, None if math.isnan(c) else c, d))
+                store.power.append(
+                    (t, labels[target], a, None if math.isnan(b) else b, None if math.isnan(c) else c, d)
+                )
             elif kind == smp.PROCESS:
                 store.processes.append((t, labels[target], int(a), bool(b)))
             elif kind == smp.READY:
@@ -327,12 +364,14 @@ class EnergyMeter:
         self.close()
 
     def close(self) -> None:
+        """Stop the power sampler (the `with` block does this); readings taken so far stay available."""
         if self._sampler is not None:
             self._sampler.stop()
             self._sampler = None
 
     @property
     def measures_gpu(self) -> bool:
+        """Whether GPU energy can be read here (else every window's GPU energy is unmeasured, with the reason)."""
         return self.gpu is not None
 
     def _check_sampler(self) -> None:
@@ -382,8 +421,15 @@ class EnergyMeter:
 
     # -- windows ----------------------------------------------------------------------------
     def begin_window(self, name: str) -> float:
-        """Open window `name` (after a sync) and return its start on the meter clock. Its GPU edge is the counter's
-        next update, so this waits up to one update (~100 ms) before the work should start."""
+        """Open a measurement window. Its GPU edge is the counter's next update, so this waits up to one update
+        (~100 ms): start the work after it returns.
+
+        Args:
+            name: names the window in end_window and in the result; windows are independent, so they may nest.
+
+        Returns:
+            The window's start on the meter clock (`now`); the work's timestamps are relative to it.
+        """
         if name in self._open:
             raise ValueError(f"window '{name}' is already open")
         self._check_sampler()
@@ -399,12 +445,21 @@ class EnergyMeter:
         return start
 
     def cancel_window(self, name: str) -> None:
-        """Discard an open window (its work failed); nothing is recorded for it."""
+        """Discard the open window `name` (its work failed): nothing is recorded for it, never a partial energy."""
         self._open.pop(name, None)
 
     def end_window(self, name: str) -> WindowMeasurement:
-        """Close window `name` where the work ended (after a sync) and measure it. The counter is then read at its
-        next update and the stretch past the window's end is subtracted: bookkeeping, outside the window."""
+        """Close a window where the work ended (after a sync) and measure it. The counter is then read at its next
+        update and the stretch past the window's end, taken from the timeline, is subtracted: the bookkeeping after
+        the work stays outside the window.
+
+        Args:
+            name: the window begin_window opened.
+
+        Returns:
+            The window's counter energy (± its uncertainty, or unmeasured with the reason), its timeline energy and
+            cross-check, and the conditions seen (temperatures, clocks, throttling, foreign processes).
+        """
         if name not in self._open:
             raise ValueError(f"window '{name}' was not begun")
         self.sync()
@@ -413,7 +468,9 @@ class EnergyMeter:
         try:
             edges1 = self._edges() if self.gpu else None
         except Exception as exc:
-            raise MeasurementError(f"NVML energy counter read failed at the end of window '{name}': {type(exc).__name__}: {exc}") from exc
+            raise MeasurementError(
+                f"NVML energy counter read failed at the end of window '{name}': {type(exc).__name__}: {exc}"
+            ) from exc
         cpu_j = self.cpu.delta_j(cpu0, self.cpu.read_uj()) if self.cpu else None
         zeus_j = None
         if zeus_name:
@@ -449,15 +506,31 @@ class EnergyMeter:
             peak = float(p.max()) if len(p) else raw_j / max(e1.t_s - e0.t_s, self.step_s)
             by_dev[target.label] = raw_j - head - tail
             for edge, part in ((e0, head), (e1, tail)):
-                uncertainty += (peak * edge.half_width_s + TIMELINE_EDGE_ERROR * part) if edge.aligned else peak * self.step_s
+                uncertainty += (
+                    (peak * edge.half_width_s + TIMELINE_EDGE_ERROR * part) if edge.aligned else peak * self.step_s
+                )
         if stalled:  # a GPU always draws power: no counter step inside the window means no reading, not zero joules
-            return None, None, False, (f"the energy counter of {', '.join(stalled)} did not advance in this {duration * 1000:.0f} ms "
-                                       f"window (it updates about every {self.step_s * 1000:.0f} ms); lengthen the window "
-                                       "(more prompts or output tokens)")
+            return (
+                None,
+                None,
+                False,
+                (
+                    f"the energy counter of {', '.join(stalled)} did not advance in this {duration * 1000:.0f} ms "
+                    f"window (it updates about every {self.step_s * 1000:.0f} ms); lengthen the window "
+                    "(more prompts or output tokens)"
+                ),
+            )
         if duration < self.step_s:
-            return None, None, False, (f"this {duration * 1000:.0f} ms window is shorter than one update of the energy counter "
-                                       f"({self.step_s * 1000:.0f} ms), which cannot resolve it; lengthen the window "
-                                       "(more prompts or output tokens)")
+            return (
+                None,
+                None,
+                False,
+                (
+                    f"this {duration * 1000:.0f} ms window is shorter than one update of the energy counter "
+                    f"({self.step_s * 1000:.0f} ms), which cannot resolve it; lengthen the window "
+                    "(more prompts or output tokens)"
+                ),
+            )
         aligned = all(e.aligned for e in edges0 + edges1)
         return by_dev, uncertainty, aligned, None
 
@@ -485,18 +558,32 @@ class EnergyMeter:
             mig_method = "parent_gpu_total; attributed share = compute-slice fraction (see docs/energy.md)"
             mig_j = float(sum(by_dev[t.label] * t.mig.compute_fraction for t in self.targets if t.mig))
         return WindowMeasurement(
-            name=name, start_s=start_s, end_s=end_s, duration_s=duration,
+            name=name,
+            start_s=start_s,
+            end_s=end_s,
+            duration_s=duration,
             gpu_energy_status="measured" if gpu_j is not None else "unmeasured",
             gpu_unmeasured_reason=None if gpu_j is not None else gpu_reason,
-            gpu_energy_j=gpu_j, energy_uncertainty_j=uncertainty if gpu_j is not None else None, edges_aligned=aligned,
-            gpu_energy_by_device_j=by_dev if gpu_j is not None else {}, timeline_energy_j=timeline_j,
-            n_samples=len(tl), **window_figures(duration, gpu_j, timeline_j, self.step_s, self.tolerance),
-            peak_power_w=peak, temp_min_c=temp_min, temp_max_c=temp_max,
-            sm_clock_min_mhz=clk_min, sm_clock_max_mhz=clk_max, throttle_reasons=reasons,
+            gpu_energy_j=gpu_j,
+            energy_uncertainty_j=uncertainty if gpu_j is not None else None,
+            edges_aligned=aligned,
+            gpu_energy_by_device_j=by_dev if gpu_j is not None else {},
+            timeline_energy_j=timeline_j,
+            n_samples=len(tl),
+            **window_figures(duration, gpu_j, timeline_j, self.step_s, self.tolerance),
+            peak_power_w=peak,
+            temp_min_c=temp_min,
+            temp_max_c=temp_max,
+            sm_clock_min_mhz=clk_min,
+            sm_clock_max_mhz=clk_max,
+            throttle_reasons=reasons,
             foreign_processes=self._foreign(start_s, end_s),
             cpu_energy_status="measured" if cpu_j is not None else "unmeasured",
             cpu_unmeasured_reason=None if cpu_j is not None else self.cpu_reason,
-            cpu_energy_j=cpu_j, zeus_energy_j=zeus_j, mig_attribution=mig_method, mig_attributed_energy_j=mig_j,
+            cpu_energy_j=cpu_j,
+            zeus_energy_j=zeus_j,
+            mig_attribution=mig_method,
+            mig_attributed_energy_j=mig_j,
         )
 
     def _foreign(self, start_s: float, end_s: float) -> list[int]:
@@ -510,15 +597,24 @@ class EnergyMeter:
         return smp.foreign_pids(seen, own)
 
     def measure_idle(self, name: str, seconds: float) -> WindowMeasurement:
-        """A window with no work on the device: the idle baseline."""
+        """A window of `seconds` with no work on the devices: the idle baseline that net energy subtracts."""
         self.begin_window(name)
         time.sleep(seconds)
         return self.end_window(name)
 
     def settle(self, baseline_w: float, timeout_s: float, margin: float = 0.10, hold_s: float = 1.0) -> float | None:
-        """Wait until the GPUs' summed power has stayed within `margin` of `baseline_w` for `hold_s` (after a run a
-        GPU lingers in a higher power state, which would inflate the idle baseline after it). Returns the seconds
-        it took, or None when the power did not return within `timeout_s`."""
+        """Wait for the GPUs to return to idle: after a run a GPU lingers in a higher power state, which would inflate
+        the idle baseline measured next.
+
+        Args:
+            baseline_w: the idle power to return to (the GPUs' sum).
+            timeout_s: how long to wait at most.
+            margin: how far above baseline_w still counts as back (a fraction).
+            hold_s: how long the power must stay within the margin.
+
+        Returns:
+            The seconds it took, or None when the power did not return within timeout_s.
+        """
         start = self.now()
         while self.now() - start < timeout_s:
             self._sampler.refresh()
@@ -533,16 +629,17 @@ class EnergyMeter:
 
     # -- timeline ---------------------------------------------------------------------------
     def timeline(self, start_s: float | None = None, end_s: float | None = None) -> pd.DataFrame:
-        """Power samples (all devices) on the meter clock, optionally only those in [start_s, end_s]."""
-        cols = ["t_s", "device", "power_w", "temp_c", "sm_clock_mhz", "throttle_reasons"]
+        """Power samples of all devices on the meter clock (the columns of schema.TIMELINE), optionally only those
+        in [start_s, end_s]."""
         if self._sampler is not None:
             self._sampler.refresh()
         samples = self._store.power[:]  # appended in time order: slice by bisection, not a scan
         if start_s is not None:
-            samples = samples[bisect.bisect_left(samples, (start_s,)): bisect.bisect_right(samples, (end_s, "\uffff"))]
-        return pd.DataFrame(samples, columns=cols)
+            samples = samples[bisect.bisect_left(samples, (start_s,)) : bisect.bisect_right(samples, (end_s, "\uffff"))]
+        return pd.DataFrame(samples, columns=list(TIMELINE.names))
 
     def describe(self) -> dict:
+        """The meter's set-up as stored with a result (meter_json): sources, sampling, counter period, devices."""
         return {
             "gpu_source": "nvml" if self.gpu else None,
             "gpu_unmeasured_reason": self.gpu_reason,
@@ -552,12 +649,20 @@ class EnergyMeter:
             "counter_step_s": self.step_s if self.gpu else None,
             "counter_step_measured": self.step_measured,
             "edge_alignment": "counter read at its next update; the stretch to the window edge from the timeline",
-            "cross_check_floor": CROSS_CHECK_FLOOR, "cross_check_scale": CROSS_CHECK_SCALE,
+            "cross_check_floor": CROSS_CHECK_FLOOR,
+            "cross_check_scale": CROSS_CHECK_SCALE,
             "cpu_source": "rapl" if self.cpu else None,
             "cpu_unmeasured_reason": self.cpu_reason,
             "zeus": self.zeus is not None,
-            "devices": [{"label": t.label, "uuid_hash": uuid_hash(t.uuid), "name": t.name,
-                         "mig_profile": t.mig.profile if t.mig else None} for t in self.targets],
+            "devices": [
+                {
+                    "label": t.label,
+                    "uuid_hash": uuid_hash(t.uuid),
+                    "name": t.name,
+                    "mig_profile": t.mig.profile if t.mig else None,
+                }
+                for t in self.targets
+            ],
         }
 
 
@@ -585,9 +690,9 @@ class IdleBaseline:
     before: WindowMeasurement | None
     after: WindowMeasurement | None
     settle_s: float | None = None  # how long the power took to return to the before-level after the run
-    settled: bool | None = None
 
     @property
     def power_w(self) -> float | None:
+        """The mean of the idle powers that were measured; None when neither was."""
         vals = [w.avg_power_w for w in (self.before, self.after) if w is not None and w.avg_power_w is not None]
         return float(np.mean(vals)) if vals else None

@@ -103,14 +103,26 @@ def topology(nvml) -> list[GpuTopology]:
                 except Exception:
                     continue
                 profile = _mig_profile_name(nvml, mh)
-                instances.append(MigInstance(
-                    uuid=_s(nvml.nvmlDeviceGetUUID(mh)), profile=profile,
-                    gpu_instance_id=nvml.nvmlDeviceGetGpuInstanceId(mh),
-                    compute_fraction=_compute_slices(profile) / total_slices,
-                    memory_bytes=nvml.nvmlDeviceGetMemoryInfo(mh).total,
-                ))
-        out.append(GpuTopology(i, _s(nvml.nvmlDeviceGetUUID(h)), _s(nvml.nvmlDeviceGetName(h)),
-                               nvml.nvmlDeviceGetMemoryInfo(h).total, limit, mig_on, instances))
+                instances.append(
+                    MigInstance(
+                        uuid=_s(nvml.nvmlDeviceGetUUID(mh)),
+                        profile=profile,
+                        gpu_instance_id=nvml.nvmlDeviceGetGpuInstanceId(mh),
+                        compute_fraction=_compute_slices(profile) / total_slices,
+                        memory_bytes=nvml.nvmlDeviceGetMemoryInfo(mh).total,
+                    )
+                )
+        out.append(
+            GpuTopology(
+                i,
+                _s(nvml.nvmlDeviceGetUUID(h)),
+                _s(nvml.nvmlDeviceGetName(h)),
+                nvml.nvmlDeviceGetMemoryInfo(h).total,
+                limit,
+                mig_on,
+                instances,
+            )
+        )
     return out
 
 
@@ -130,7 +142,9 @@ def visible_targets(nvml, environ: dict[str, str] | None = None) -> list[GpuTarg
         by_uuid[g.uuid] = t
         physical.append(t)
         for m in g.mig_instances:
-            by_uuid[m.uuid] = GpuTarget(g.index, m.uuid, f"{g.name} MIG {m.profile}", parent, g.power_limit_w, m, g.uuid)
+            by_uuid[m.uuid] = GpuTarget(
+                g.index, m.uuid, f"{g.name} MIG {m.profile}", parent, g.power_limit_w, m, g.uuid
+            )
     cvd = environ.get("CUDA_VISIBLE_DEVICES")
     if cvd is None:
         # without a selection CUDA shows each GPU, or the first MIG instance of a MIG-enabled GPU
@@ -159,12 +173,17 @@ def select_targets(nvml, gpus: list[int], environ: dict[str, str] | None = None)
     visible = visible_targets(nvml, environ)
     missing = [g for g in gpus if g >= len(visible)]
     if missing:
-        raise ConfigError(f"gpus: index {missing} out of range; this process sees {len(visible)} GPU(s) "
-                          f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+        raise ConfigError(
+            f"gpus: index {missing} out of range; this process sees {len(visible)} GPU(s) "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+        )
     chosen = [visible[g] for g in gpus]
     parents = [t.index for t in chosen]
     if len(set(parents)) != len(parents):
-        raise ConfigError("gpus: two MIG slices of one GPU in one run cannot be told apart by the energy counter; use one slice per parent GPU")
+        raise ConfigError(
+            "gpus: two MIG slices of one GPU in one run cannot be told apart by the energy counter; use one slice per "
+            "parent GPU"
+        )
     return chosen
 
 
@@ -209,7 +228,10 @@ class NvmlSource:
         try:
             temp = float(nv.nvmlDeviceGetTemperature(t.handle, nv.NVML_TEMPERATURE_GPU))
             clock = float(nv.nvmlDeviceGetClockInfo(t.handle, nv.NVML_CLOCK_SM))
-            get_reasons = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
+            get_reasons = (
+                getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
+                or nv.nvmlDeviceGetCurrentClocksThrottleReasons
+            )
             reasons = int(get_reasons(t.handle))
         except Exception as exc:
             if type(exc).__name__ not in ("NVMLError_NotSupported",):

@@ -24,7 +24,6 @@ import signal
 import struct
 import sys
 import time
-from dataclasses import dataclass
 
 RECORD = struct.Struct("<cdHdddq")  # kind, t, target, a, b, c, d
 SAMPLE, PROCESS, READY = b"s", b"p", b"r"  # s: power W, temp C, SM clock MHz, reasons; p: pid, own (0/1)
@@ -68,19 +67,10 @@ def foreign_pids(seen_by_device: dict[str, set[int]], own: set[int]) -> list[int
     return sorted(foreign)
 
 
-@dataclass(frozen=True)
-class Sample:
-    t_s: float  # perf_counter time
-    target: int
-    power_w: float
-    temp_c: float | None
-    sm_clock_mhz: float | None
-    reasons: int
-
-
 def pack_sample(t: float, target: int, power: float, temp: float | None, clock: float | None, reasons: int) -> bytes:
-    return RECORD.pack(SAMPLE, t, target, power, math.nan if temp is None else temp, math.nan if clock is None else clock,
-                       int(reasons))
+    return RECORD.pack(
+        SAMPLE, t, target, power, math.nan if temp is None else temp, math.nan if clock is None else clock, int(reasons)
+    )
 
 
 def pack_process(t: float, target: int, pid: int, own: bool) -> bytes:

@@ -1,21 +1,29 @@
-"""Where a model comes from: `builtin:` (built here), `synthetic:` (real shapes, random weights), a local folder, or a hub id."""
+"""Where a model comes from: `builtin:` (built here), `synthetic:` (real shapes, random weights), a local folder, or a
+hub id."""
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from gpu_ops.errors import ConfigError
+from gpu_ops.models.builtin import BUILTIN_MODELS, builtin_path, cache_dir, ensure_builtin
+
+__all__ = [
+    "ModelSource",
+    "cache_dir",
+    "list_architectures",
+    "list_models",
+    "load_architecture",
+    "model_slug",
+    "resolve_model",
+    "weights_of",
+]
 
 ARCHITECTURES = resources.files("gpu_ops.models") / "architectures"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LEM_CACHE_DIR") or Path.home() / ".cache" / "llm-energy-measure")
 
 
 @dataclass(frozen=True)
@@ -58,8 +66,6 @@ def load_architecture(name: str) -> dict[str, Any]:
 
 
 def list_models() -> list[tuple[str, str]]:
-    from gpu_ops.models.builtin import BUILTIN_MODELS
-
     rows = [(f"builtin:{n}", d) for n, d in BUILTIN_MODELS.items()]
     rows += [(f"synthetic:{n}", "real architecture, random weights built on the device") for n in list_architectures()]
     return rows
@@ -67,12 +73,12 @@ def list_models() -> list[tuple[str, str]]:
 
 def resolve_model(spec: str, build: bool = True) -> ModelSource:
     """Resolve a config's `model:`; builds `builtin:` models on first use when `build` is true."""
-    from gpu_ops.models.builtin import BUILTIN_MODELS, builtin_path, ensure_builtin
-
     if spec.startswith("builtin:"):
         name = spec.removeprefix("builtin:")
         if name not in BUILTIN_MODELS:
-            raise ConfigError(f"model '{spec}': unknown builtin model; available: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}")
+            raise ConfigError(
+                f"model '{spec}': unknown builtin model; available: {', '.join('builtin:' + n for n in BUILTIN_MODELS)}"
+            )
         path = ensure_builtin(name) if build else builtin_path(name)
         return ModelSource(spec, "builtin", weights_of(spec), path, path)
     if spec.startswith("synthetic:"):
@@ -82,7 +88,9 @@ def resolve_model(spec: str, build: bool = True) -> ModelSource:
     local = Path(spec).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
-            raise ConfigError(f"model '{spec}': the folder has no config.json; point model at a Hugging Face model folder")
+            raise ConfigError(
+                f"model '{spec}': the folder has no config.json; point model at a Hugging Face model folder"
+            )
         return ModelSource(spec, "local", weights_of(spec), local.resolve(), local.resolve())
     if spec.startswith((".", "/", "~")):
         raise ConfigError(f"model '{spec}': no such folder; check the path")

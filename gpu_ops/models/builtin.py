@@ -22,16 +22,21 @@ SHAPES = {
     "small-llama": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8),
 }
 BUILTIN_MODELS = {
-    "micro-llama": "Llama, 2 layers, hidden 128, head_dim 64, same tokenizer, random weights (seed 0): the fastest smoke model",
-    "tiny-llama": "Llama, 4 layers, hidden 256, head_dim 64, BPE tokenizer trained on the bundled corpus, random weights (seed 0)",
+    "micro-llama": "Llama, 2 layers, hidden 128, head_dim 64, same tokenizer, random weights (seed 0): the fastest "
+    "smoke model",
+    "tiny-llama": "Llama, 4 layers, hidden 256, head_dim 64, BPE tokenizer trained on the bundled corpus, random "
+    "weights (seed 0)",
     "small-llama": "Llama, 8 layers, hidden 512, head_dim 64, same tokenizer, random weights (seed 0)",
 }
 _SPECIAL = ["<s>", "</s>", "<unk>", "<pad>"]
 
 
-def builtin_path(name: str) -> Path:
-    from gpu_ops.models import cache_dir
+def cache_dir() -> Path:
+    """Where built models and generated weights are kept: LEM_CACHE_DIR, else ~/.cache/llm-energy-measure."""
+    return Path(os.environ.get("LEM_CACHE_DIR") or Path.home() / ".cache" / "llm-energy-measure")
 
+
+def builtin_path(name: str) -> Path:
     return cache_dir() / "models" / f"{name}-v{BUILD_VERSION}"
 
 
@@ -60,15 +65,26 @@ def build_tiny_llama(out: Path, name: str = "tiny-llama") -> None:
     corpus = (resources.files("gpu_ops") / "data" / "corpus.txt").read_text()
     prompts = (resources.files("gpu_ops") / "data" / "prompts.jsonl").read_text()
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([corpus, prompts], vocab_size=2048, min_frequency=2, show_progress=False, special_tokens=_SPECIAL)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+    bpe.train_from_iterator(
+        [corpus, prompts], vocab_size=2048, min_frequency=2, show_progress=False, special_tokens=_SPECIAL
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
     tok.save_pretrained(out)
 
     shape = SHAPES[name]
     config = LlamaConfig(
-        vocab_size=len(tok), **shape, num_key_value_heads=shape["num_attention_heads"], head_dim=64, max_position_embeddings=1024,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False, torch_dtype="float32",
+        vocab_size=len(tok),
+        **shape,
+        num_key_value_heads=shape["num_attention_heads"],
+        head_dim=64,
+        max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
     )
     gen = torch.Generator().manual_seed(0)
     model = LlamaForCausalLM(config)

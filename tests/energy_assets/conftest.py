@@ -10,7 +10,7 @@ import yaml
 from energy_assets.io import ParquetIOManager, ResultTablesIOManager
 from energy_assets.resources import GpuResource, StorageResource
 from gpu_ops.backends.pytorch import PytorchBackend
-from gpu_ops.config import parse_config
+from gpu_ops.config import ExperimentConfig, parse_config
 from gpu_ops.environment import cpu_profile
 from gpu_ops.runner import run_experiment
 from tests.conftest import REQUIRE_SERVICES
@@ -20,11 +20,26 @@ HW = cpu_profile()
 
 
 def experiment_yaml(name: str, model: str, **over) -> str:
-    cfg = {"name": name, "model": model, "max_input_tokens": 32, "max_output_tokens": 8, "min_output_tokens": 8,
-           "prompts": {"count": 8}, "batching": {"strategy": "static", "batch_size": 4}, "cycles": 3, "warmup_requests": 2,
-           "cooldown_s": 0.0, "energy": {"idle_baseline_s": 0.5}}
+    cfg = {
+        "name": name,
+        "model": model,
+        "max_input_tokens": 32,
+        "max_output_tokens": 8,
+        "min_output_tokens": 8,
+        "prompts": {"count": 8},
+        "batching": {"strategy": "static", "batch_size": 4},
+        "cycles": 3,
+        "warmup_requests": 2,
+        "cooldown_s": 0.0,
+        "energy": {"idle_baseline_s": 0.5},
+    }
     cfg.update(over)
     return yaml.safe_dump(cfg)
+
+
+def experiment_config(name: str, model: str, **over) -> ExperimentConfig:
+    """experiment_yaml's file as the inbox registers it: parsed and validated."""
+    return parse_config(yaml.safe_load(experiment_yaml(name, model, **over)))
 
 
 @pytest.fixture
@@ -35,8 +50,12 @@ def storage(tmp_path) -> StorageResource:
 @pytest.fixture
 def resources(storage):
     base = storage.io_base()
-    return {"storage": storage, "gpu": GpuResource(), "tables_io_manager": ResultTablesIOManager(base_path=base),
-            "parquet_io_manager": ParquetIOManager(base_path=base)}
+    return {
+        "storage": storage,
+        "gpu": GpuResource(),
+        "tables_io_manager": ResultTablesIOManager(base_path=base),
+        "parquet_io_manager": ParquetIOManager(base_path=base),
+    }
 
 
 @pytest.fixture
@@ -50,10 +69,17 @@ def add_partitions(instance, experiments, hardware):
     instance.add_dynamic_partitions("hardware", list(hardware))
 
 
-def fake_gpu_result(tmp_path: Path, name="gpu-exp", model="builtin:tiny-llama", load_w=250.0, folder="upload1", **over) -> Path:
+def fake_gpu_result(
+    tmp_path: Path, name="gpu-exp", model="builtin:tiny-llama", load_w=250.0, folder="upload1", **over
+) -> Path:
     """A result folder as a GPU worker would write it (energy through the NVML fake): `load_w` while the
     backend generates, 80 W otherwise; windows long enough (>= 1 s) for the counter to be trusted."""
-    params = dict(prompts={"count": 384}, batching={"strategy": "static", "batch_size": 32}, max_output_tokens=16, min_output_tokens=16)
+    params = dict(
+        prompts={"count": 384},
+        batching={"strategy": "static", "batch_size": 32},
+        max_output_tokens=16,
+        min_output_tokens=16,
+    )
     params.update(over)
     cfg = parse_config(yaml.safe_load(experiment_yaml(name, model, **params)))
     busy = {"on": False}
@@ -81,7 +107,10 @@ def pg_database():
         admin = psycopg2.connect(PG, connect_timeout=5)
     except psycopg2.OperationalError as exc:
         if REQUIRE_SERVICES:
-            pytest.fail(f"PostgreSQL unreachable at {PG} ({exc}); start it (pg_ctlcluster <ver> main start) or unset LEM_REQUIRE_SERVICES")
+            pytest.fail(
+                f"PostgreSQL unreachable at {PG} ({exc}); start it (pg_ctlcluster <ver> main start) or unset "
+                "LEM_REQUIRE_SERVICES"
+            )
         pytest.skip(f"PostgreSQL unreachable at {PG}")
     admin.autocommit = True
     name = f"lem_test_{uuid.uuid4().hex[:12]}"
@@ -93,6 +122,9 @@ def pg_database():
         yield url
     finally:
         with admin.cursor() as cur:
-            cur.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()

@@ -1,14 +1,16 @@
 """Sensors (experiment inbox, results inbox) and cron schedules, evaluated against a real instance."""
+
 import datetime
 
-
 import dagster as dg
+import pytest
 
 from energy_assets.automation import build_schedules, experiment_inbox, results_inbox
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource
+from gpu_ops.config import load_config
 from gpu_ops.results import read_tables, write_tables
-from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml, fake_gpu_result
+from tests.energy_assets.conftest import HW, add_partitions, experiment_config, experiment_yaml, fake_gpu_result
 
 
 def evaluate(sensor, instance, cursor=None, **resources):
@@ -27,15 +29,23 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
     gpu = GpuResource()
     r1 = evaluate(experiment_inbox, instance, storage=storage, gpu=gpu)
     keys = sorted(r.partition_key for r in r1.run_requests)
-    assert keys == sorted([f"builtin-small-llama__pytorch|h100-80gb-hbm3", f"builtin-small-llama__pytorch|{HW}",
-                           f"builtin-tiny-llama__pytorch|{HW}"])
+    assert keys == sorted(
+        [
+            "builtin-small-llama__pytorch|h100-80gb-hbm3",
+            f"builtin-small-llama__pytorch|{HW}",
+            f"builtin-tiny-llama__pytorch|{HW}",
+        ]
+    )
     assert all(r.tags[SOURCE_TAG] == "measure" for r in r1.run_requests)
-    assert set(instance.get_dynamic_partitions("experiment")) == {"builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"}
+    assert set(instance.get_dynamic_partitions("experiment")) == {
+        "builtin-tiny-llama__pytorch",
+        "builtin-small-llama__pytorch",
+    }
     assert set(instance.get_dynamic_partitions("hardware")) == {HW, "h100-80gb-hbm3"}
     # the bad file is reported and kept (nothing lost); the good ones were registered
     assert "did you mean 'batch_size'" in (inbox / "broken.yaml.rejected.txt").read_text()
     assert (inbox / "broken.yaml").exists()
-    assert storage.experiment_file("builtin-tiny-llama__pytorch", HW).read_text() == (inbox / "tiny.yaml").read_text()
+    assert storage.load_experiment("builtin-tiny-llama__pytorch", HW) == load_config(inbox / "tiny.yaml")  # as parsed
 
     r2 = evaluate(experiment_inbox, instance, cursor=r1.cursor, storage=storage, gpu=gpu)
     assert r2.run_requests == [] and r2.skip_reason  # unchanged: nothing new
@@ -43,10 +53,13 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
     (inbox / "tiny.yaml").write_text(experiment_yaml("tiny", "builtin:tiny-llama", cycles=4))
     (inbox / "broken.yaml").write_text(experiment_yaml("broken", "builtin:tiny-llama", backend="tensorrt"))
     r3 = evaluate(experiment_inbox, instance, cursor=r2.cursor, storage=storage, gpu=gpu)
-    assert [r.partition_key for r in r3.run_requests] == [f"builtin-tiny-llama__tensorrt|{HW}", f"builtin-tiny-llama__pytorch|{HW}"]
+    assert [r.partition_key for r in r3.run_requests] == [
+        f"builtin-tiny-llama__tensorrt|{HW}",
+        f"builtin-tiny-llama__pytorch|{HW}",
+    ]
     assert r3.run_requests[1].run_key not in {r.run_key for r in r1.run_requests}  # changed content: a new run
     assert not (inbox / "broken.yaml.rejected.txt").exists()  # fixed: the rejection note is gone
-    assert "cycles: 4" in storage.experiment_file("builtin-tiny-llama__pytorch", HW).read_text()
+    assert storage.load_experiment("builtin-tiny-llama__pytorch", HW).cycles == 4
 
 
 def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, instance, monkeypatch):
@@ -70,14 +83,20 @@ def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, insta
     assert list(storage.results_inbox_dir.iterdir()) == []
 
 
-def test_schedule_block_becomes_cron_schedule(storage, instance):
-    tiny_weekly = experiment_yaml("tiny", "builtin:tiny-llama", schedule={"interval": "weekly", "at": "02:30", "days": ["sun", "wed"]})
+def test_schedule_block_becomes_cron_schedule(storage, instance, monkeypatch):
+    tiny_weekly = experiment_config(
+        "tiny", "builtin:tiny-llama", schedule={"interval": "weekly", "at": "02:30", "days": ["sun", "wed"]}
+    )
     storage.register_experiment("builtin-tiny-llama__pytorch", HW, tiny_weekly)
     storage.register_experiment("builtin-tiny-llama__pytorch", "h200", tiny_weekly)
-    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_yaml("small", "builtin:small-llama"))
+    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_config("small", "builtin:small-llama"))
+    # the registered definitions are configs the inbox parsed: reading them parses no YAML
+    monkeypatch.setattr("gpu_ops.config.parse_yaml", lambda *a: pytest.fail("a registered config was parsed again"))
     schedules = build_schedules(storage)
-    assert [(s.name, s.cron_schedule) for s in schedules] == [(f"remeasure_builtin_tiny_llama__pytorch__{HW.replace('-', '_')}", "30 2 * * 0,3"),
-                                                             ("remeasure_builtin_tiny_llama__pytorch__h200", "30 2 * * 0,3")]
+    assert [(s.name, s.cron_schedule) for s in schedules] == [
+        (f"remeasure_builtin_tiny_llama__pytorch__{HW.replace('-', '_')}", "30 2 * * 0,3"),
+        ("remeasure_builtin_tiny_llama__pytorch__h200", "30 2 * * 0,3"),
+    ]
     add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], [HW, "h200"])
     for key in (f"builtin-tiny-llama__pytorch|{HW}", f"builtin-small-llama__pytorch|{HW}"):
         instance.report_runless_asset_event(dg.AssetMaterialization("raw_measurements", partition=key))
@@ -91,23 +110,39 @@ def test_one_model_on_one_and_two_gpus_from_two_files_and_one_file_per_partition
     files; a second file for an already defined partition is refused with the fix, until the first one leaves."""
     inbox, gpu, exp = storage.inbox_dir, GpuResource(), "builtin-tiny-llama__pytorch"
     (inbox / "tp1.yaml").write_text(experiment_yaml("tp1", "builtin:tiny-llama", hardware=["h200"]))
-    (inbox / "dp2.yaml").write_text(experiment_yaml("dp2", "builtin:tiny-llama", hardware=["2x-h200"], gpus=[0, 1], parallelism={"data": 2}))
-    (inbox / "tp2.yaml").write_text(experiment_yaml("tp2", "builtin:tiny-llama", hardware=["2x-h200"], gpus=[0, 1], parallelism={"tensor": 2}))
+    (inbox / "dp2.yaml").write_text(
+        experiment_yaml("dp2", "builtin:tiny-llama", hardware=["2x-h200"], gpus=[0, 1], parallelism={"data": 2})
+    )
+    (inbox / "tp2.yaml").write_text(
+        experiment_yaml("tp2", "builtin:tiny-llama", hardware=["2x-h200"], gpus=[0, 1], parallelism={"tensor": 2})
+    )
     r1 = evaluate(experiment_inbox, instance, storage=storage, gpu=gpu)
-    assert [(r.partition_key, r.tags["lem/experiment_file"]) for r in r1.run_requests] == [(f"{exp}|2x-h200", "dp2.yaml"),
-                                                                                          (f"{exp}|h200", "tp1.yaml")]
+    assert [(r.partition_key, r.tags["lem/experiment_file"]) for r in r1.run_requests] == [
+        (f"{exp}|2x-h200", "dp2.yaml"),
+        (f"{exp}|h200", "tp1.yaml"),
+    ]
     assert storage.load_experiment(exp, "h200").parallelism.label == "single"
-    assert storage.load_experiment(exp, "2x-h200").parallelism.label == "dp2" and storage.experiment_source(exp, "2x-h200") == "dp2.yaml"
+    assert (
+        storage.load_experiment(exp, "2x-h200").parallelism.label == "dp2"
+        and storage.experiment_source(exp, "2x-h200") == "dp2.yaml"
+    )
     reason = (inbox / "tp2.yaml.rejected.txt").read_text()
     assert f"partition {exp}|2x-h200 is defined by dp2.yaml" in reason and "sweep points of one file" in reason
 
     r2 = evaluate(experiment_inbox, instance, cursor=r1.cursor, storage=storage, gpu=gpu)
-    assert r2.run_requests == [] and r2.skip_reason.skip_message == "no new or changed experiment files"  # reported once
+    assert (
+        r2.run_requests == [] and r2.skip_reason.skip_message == "no new or changed experiment files"
+    )  # reported once
 
     (inbox / "dp2.yaml").unlink()
     r3 = evaluate(experiment_inbox, instance, cursor=r2.cursor, storage=storage, gpu=gpu)
-    assert [(r.partition_key, r.tags["lem/experiment_file"]) for r in r3.run_requests] == [(f"{exp}|2x-h200", "tp2.yaml")]
-    assert storage.load_experiment(exp, "2x-h200").parallelism.label == "tp2" and not (inbox / "tp2.yaml.rejected.txt").exists()
+    assert [(r.partition_key, r.tags["lem/experiment_file"]) for r in r3.run_requests] == [
+        (f"{exp}|2x-h200", "tp2.yaml")
+    ]
+    assert (
+        storage.load_experiment(exp, "2x-h200").parallelism.label == "tp2"
+        and not (inbox / "tp2.yaml.rejected.txt").exists()
+    )
 
 
 def test_a_copy_in_progress_waits_until_it_has_settled(good_gpu_result, storage, instance, monkeypatch):
@@ -137,11 +172,15 @@ def test_a_copy_in_progress_waits_until_it_has_settled(good_gpu_result, storage,
     shutil.copy(good_gpu_result / "summary.json", abandoned)
     time.sleep(1.1)
     assert evaluate(results_inbox, instance, storage=storage).run_requests == []
-    assert "experiment.parquet: missing; copy the whole result folder" in (storage.quarantine_dir / "abandoned" / "REASON.txt").read_text()
+    assert (
+        "experiment.parquet: missing; copy the whole result folder"
+        in (storage.quarantine_dir / "abandoned" / "REASON.txt").read_text()
+    )
 
 
-def test_an_unexpected_error_quarantines_one_folder_and_keeps_the_others_requests(good_gpu_result, storage, instance,
-                                                                                  monkeypatch):
+def test_an_unexpected_error_quarantines_one_folder_and_keeps_the_others_requests(
+    good_gpu_result, storage, instance, monkeypatch
+):
     """Whatever goes wrong with one item (here an error no check foresaw) quarantines that item; folders before and
     after it in the same tick keep their run requests."""
     import shutil
@@ -162,13 +201,24 @@ def test_an_unexpected_error_quarantines_one_folder_and_keeps_the_others_request
     res = evaluate(results_inbox, instance, storage=storage)
     assert sorted(r.tags[UPLOAD_TAG].rsplit("-", 1)[0] for r in res.run_requests) == ["a-first", "c-last"]
     reason = (storage.quarantine_dir / "b-boom" / "REASON.txt").read_text()
-    assert "result folder b-boom could not be read (RuntimeError: decoder exploded)" in reason and "drop a fresh copy" in reason
+    assert (
+        "result folder b-boom could not be read (RuntimeError: decoder exploded)" in reason
+        and "drop a fresh copy" in reason
+    )
 
     (storage.inbox_dir / "a.yaml").write_text(experiment_yaml("a", "builtin:tiny-llama"))
     (storage.inbox_dir / "b.yaml").write_text(experiment_yaml("b", "builtin:small-llama"))
     real_resolve = automation.resolve_model
-    monkeypatch.setattr(automation, "resolve_model", lambda spec, build: real_resolve(spec, build) if "tiny" in spec
-                        else (_ for _ in ()).throw(KeyError("registry down")))
+    monkeypatch.setattr(
+        automation,
+        "resolve_model",
+        lambda spec, build: (
+            real_resolve(spec, build) if "tiny" in spec else (_ for _ in ()).throw(KeyError("registry down"))
+        ),
+    )
     r = evaluate(experiment_inbox, instance, storage=storage, gpu=GpuResource())
     assert [q.tags["lem/experiment_file"] for q in r.run_requests] == ["a.yaml"]
-    assert "b.yaml could not be read (KeyError: 'registry down')" in (storage.inbox_dir / "b.yaml.rejected.txt").read_text()
+    assert (
+        "b.yaml could not be read (KeyError: 'registry down')"
+        in (storage.inbox_dir / "b.yaml.rejected.txt").read_text()
+    )

@@ -23,11 +23,14 @@ RAW = dg.AssetKey("raw_measurements")
 
 
 def files_under(root: Path) -> dict[Path, bytes]:
-    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} if root.exists() else {}
+    return (
+        {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} if root.exists() else {}
+    )
 
 
-def test_bad_uploads_are_quarantined_and_a_good_one_after_them_is_ingested(good_gpu_result, storage, resources, instance,
-                                                                           monkeypatch):
+def test_bad_uploads_are_quarantined_and_a_good_one_after_them_is_ingested(
+    good_gpu_result, storage, resources, instance, monkeypatch
+):
     monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
     inbox = storage.results_inbox_dir
     cases = build_bad_uploads(good_gpu_result, inbox)
@@ -45,13 +48,19 @@ def test_bad_uploads_are_quarantined_and_a_good_one_after_them_is_ingested(good_
     assert list(inbox.iterdir()) == []
     # nothing of the bad ones anywhere: no upload, no partition, nothing stored
     assert [p.parent.relative_to(storage.uploads_dir) for p in storage.uploads_dir.rglob("summary.json")] == [
-        Path(EXPERIMENT, HARDWARE, request.tags[UPLOAD_TAG])]
+        Path(EXPERIMENT, HARDWARE, request.tags[UPLOAD_TAG])
+    ]
     assert instance.get_dynamic_partitions("experiment") == [EXPERIMENT]
     assert instance.get_dynamic_partitions("hardware") == [HARDWARE]
     assert files_under(Path(storage.io_base().path)) == {}
 
-    run = dg.materialize([raw_measurements], partition_key=request.partition_key, instance=instance, resources=resources,
-                         tags=request.tags)
+    run = dg.materialize(
+        [raw_measurements],
+        partition_key=request.partition_key,
+        instance=instance,
+        resources=resources,
+        tags=request.tags,
+    )
     assert run.success
     assert (Path(storage.io_base().path) / "raw_measurements" / EXPERIMENT / HARDWARE / "summary.json").is_file()
 
@@ -59,13 +68,23 @@ def test_bad_uploads_are_quarantined_and_a_good_one_after_them_is_ingested(good_
 def test_the_raw_asset_refuses_bad_uploads_and_stores_nothing(good_gpu_result, tmp_path, storage, resources, instance):
     """The second guard: folders put straight into uploads/ (never through the inbox) fail their run, naming each
     failed check, are moved to quarantine, and nothing lands in the raw asset's storage."""
-    names = {"j-per-token-divided-by-10": "derived_values_match_raw", "energy-3x-power-limit": "power_within_limit",
-             "checksums-removed": "tables.experiment.sha256", "hardware-dotdot": "not a valid partition slug"}
+    names = {
+        "j-per-token-divided-by-10": "derived_values_match_raw",
+        "energy-3x-power-limit": "power_within_limit",
+        "checksums-removed": "tables.experiment.sha256",
+        "hardware-dotdot": "not a valid partition slug",
+    }
     build_bad_uploads(good_gpu_result, storage.upload_dir(EXPERIMENT, HARDWARE), only=set(names))
     add_partitions(instance, [EXPERIMENT], [HARDWARE])
     for name, expect in names.items():
-        res = dg.materialize([raw_measurements], partition_key=f"{EXPERIMENT}|{HARDWARE}", instance=instance, resources=resources,
-                             tags={SOURCE_TAG: "upload", UPLOAD_TAG: name}, raise_on_error=False)
+        res = dg.materialize(
+            [raw_measurements],
+            partition_key=f"{EXPERIMENT}|{HARDWARE}",
+            instance=instance,
+            resources=resources,
+            tags={SOURCE_TAG: "upload", UPLOAD_TAG: name},
+            raise_on_error=False,
+        )
         assert not res.success
         error = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0].event_specific_data.error
         message = error.message + (error.cause.message if error.cause else "")
@@ -76,20 +95,28 @@ def test_the_raw_asset_refuses_bad_uploads_and_stores_nothing(good_gpu_result, t
     assert list(storage.upload_dir(EXPERIMENT, HARDWARE).iterdir()) == []
 
 
-def test_dot_and_dotdot_hardware_cannot_touch_another_partition(good_gpu_result, storage, resources, instance, monkeypatch):
+def test_dot_and_dotdot_hardware_cannot_touch_another_partition(
+    good_gpu_result, storage, resources, instance, monkeypatch
+):
     """The data-destruction bug: a result whose hardware was `..` rmtree'd every raw partition, `.` every hardware
     partition of its experiment, and both became Dagster partitions."""
     shutil.copytree(good_gpu_result, storage.upload_dir(EXPERIMENT, HARDWARE) / "good")
     add_partitions(instance, [EXPERIMENT], [HARDWARE])
-    assert dg.materialize([raw_measurements], partition_key=f"{EXPERIMENT}|{HARDWARE}", instance=instance, resources=resources,
-                          tags={SOURCE_TAG: "upload", UPLOAD_TAG: "good"}).success
+    assert dg.materialize(
+        [raw_measurements],
+        partition_key=f"{EXPERIMENT}|{HARDWARE}",
+        instance=instance,
+        resources=resources,
+        tags={SOURCE_TAG: "upload", UPLOAD_TAG: "good"},
+    ).success
     stored_before = files_under(Path(storage.io_base().path))
     uploads_before = files_under(storage.uploads_dir)
     assert stored_before
 
     monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
-    crafted = build_bad_uploads(good_gpu_result, storage.results_inbox_dir,
-                                only={"hardware-dotdot", "hardware-dot", "experiment-key-dotdot"})
+    crafted = build_bad_uploads(
+        good_gpu_result, storage.results_inbox_dir, only={"hardware-dotdot", "hardware-dot", "experiment-key-dotdot"}
+    )
     res = evaluate(results_inbox, instance, storage=storage)
     assert res.run_requests == []
     for case in crafted:
@@ -98,7 +125,9 @@ def test_dot_and_dotdot_hardware_cannot_touch_another_partition(good_gpu_result,
     assert files_under(storage.uploads_dir) == uploads_before
     assert instance.get_dynamic_partitions("hardware") == [HARDWARE]
     assert instance.get_dynamic_partitions("experiment") == [EXPERIMENT]
-    assert [r.partition_key for r in instance.fetch_materializations(RAW, limit=10).records] == [f"{EXPERIMENT}|{HARDWARE}"]
+    assert [r.partition_key for r in instance.fetch_materializations(RAW, limit=10).records] == [
+        f"{EXPERIMENT}|{HARDWARE}"
+    ]
 
     # no other door turns such a key into a path either
     io = ResultTablesIOManager(base_path=storage.io_base())
@@ -125,16 +154,24 @@ def test_bad_experiment_files_are_refused_and_a_good_one_after_them_registers(st
     r1 = evaluate(experiment_inbox, instance, storage=storage, gpu=GpuResource())
 
     assert [(r.tags["lem/experiment_file"], r.partition_key) for r in r1.run_requests] == [
-        ("zz-good.yaml", f"builtin-tiny-llama__pytorch|{HW}")]
+        ("zz-good.yaml", f"builtin-tiny-llama__pytorch|{HW}")
+    ]
     for case in cases:
         note = (inbox / (case.name + ".rejected.txt")).read_text()
         assert case.expect in note, f"{case.name}: {note}"
         assert len(note) < 2000, f"{case.name}: the message quotes too much"
         assert (inbox / case.name).is_symlink() or (inbox / case.name).exists()  # left in place, nothing lost
-    registered = sorted(p.relative_to(storage.experiments_dir) for p in storage.experiments_dir.rglob("*") if p.is_file())
-    assert registered == [Path("builtin-tiny-llama__pytorch", f"{HW}.source"), Path("builtin-tiny-llama__pytorch", f"{HW}.yaml")]
+    registered = sorted(
+        p.relative_to(storage.experiments_dir) for p in storage.experiments_dir.rglob("*") if p.is_file()
+    )
+    assert registered == [
+        Path("builtin-tiny-llama__pytorch", f"{HW}.json"),
+        Path("builtin-tiny-llama__pytorch", f"{HW}.source"),
+    ]
     assert instance.get_dynamic_partitions("experiment") == ["builtin-tiny-llama__pytorch"]
     assert instance.get_dynamic_partitions("hardware") == [HW]
 
     r2 = evaluate(experiment_inbox, instance, cursor=r1.cursor, storage=storage, gpu=GpuResource())
-    assert r2.run_requests == [] and r2.skip_reason.skip_message == "no new or changed experiment files"  # reported once
+    assert (
+        r2.run_requests == [] and r2.skip_reason.skip_message == "no new or changed experiment files"
+    )  # reported once

@@ -21,7 +21,7 @@ import pytest
 from energy_assets.local import Platform, prepare_home
 from energy_assets.resources import StorageResource
 from tests.conftest import REQUIRE_SERVICES
-from tests.energy_assets.conftest import HW, experiment_yaml
+from tests.energy_assets.conftest import HW, experiment_config
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 BROKER, BACKEND = "redis://127.0.0.1:6379/5", "redis://127.0.0.1:6379/6"
@@ -41,7 +41,9 @@ def redis_isolated(monkeypatch):
         clients[0].ping()
     except redis.exceptions.ConnectionError as exc:
         if REQUIRE_SERVICES:
-            pytest.fail(f"Redis unreachable at 127.0.0.1:6379 ({exc}); start redis-server or unset LEM_REQUIRE_SERVICES")
+            pytest.fail(
+                f"Redis unreachable at 127.0.0.1:6379 ({exc}); start redis-server or unset LEM_REQUIRE_SERVICES"
+            )
         pytest.skip("Redis unreachable")
     monkeypatch.setenv("LEM_QUEUE_PREFIX", f"gpu-t{RUN}-")
     yield
@@ -55,9 +57,15 @@ def fleet(tmp_path, monkeypatch, pg_database, redis_isolated):
     home = tmp_path / "home"
     monkeypatch.setenv("DAGSTER_PG_URL", pg_database)
     prepare_home(home, "postgres")
-    for k, v in {"DAGSTER_HOME": str(home), "LEM_STORAGE": str(tmp_path / "shared"), "LEM_EXECUTOR": "celery",
-                 "LEM_CELERY_BROKER": BROKER, "LEM_CELERY_BACKEND": BACKEND, "LEM_LOCK_DIR": str(tmp_path / "locks"),
-                 "LEM_WORKER_LOST_GRACE_S": "6"}.items():
+    for k, v in {
+        "DAGSTER_HOME": str(home),
+        "LEM_STORAGE": str(tmp_path / "shared"),
+        "LEM_EXECUTOR": "celery",
+        "LEM_CELERY_BROKER": BROKER,
+        "LEM_CELERY_BACKEND": BACKEND,
+        "LEM_LOCK_DIR": str(tmp_path / "locks"),
+        "LEM_WORKER_LOST_GRACE_S": "6",
+    }.items():
         monkeypatch.setenv(k, v)
     storage = StorageResource(base_path=str(tmp_path / "shared"))
     instance = dg.DagsterInstance.get()
@@ -70,8 +78,13 @@ def fleet(tmp_path, monkeypatch, pg_database, redis_isolated):
 def start_worker(tmp_path, role):
     name = f"{role}-{RUN}"  # unique on the shared broker: a ping answered by another run's worker proves nothing
     log = open(tmp_path / f"{name}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "energy_assets.worker", "--hardware", HW, "--name", name], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ, PYTHONPATH=str(Path.cwd())))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "energy_assets.worker", "--hardware", HW, "--name", name],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=dict(os.environ, PYTHONPATH=str(Path.cwd())),
+    )
     from celery import Celery
 
     app = Celery(broker=BROKER, backend=BACKEND)
@@ -105,7 +118,7 @@ def test_three_partitions_run_on_the_worker_one_at_a_time(fleet):
     try:
         exps = [f"builtin-{m}__pytorch" for m in MODELS]
         for m, exp in zip(MODELS, exps):
-            storage.register_experiment(exp, HW, experiment_yaml(m, f"builtin:{m}", prompts={"count": 16}))
+            storage.register_experiment(exp, HW, experiment_config(m, f"builtin:{m}", prompts={"count": 16}))
         instance.add_dynamic_partitions("experiment", exps)
         instance.add_dynamic_partitions("hardware", [HW])
         run_ids = [platform.launch_partition(exp, HW) for exp in exps]
@@ -114,12 +127,16 @@ def test_three_partitions_run_on_the_worker_one_at_a_time(fleet):
         runs = []
         for run_id, exp in zip(run_ids, exps):
             logs = [e.message for e in instance.all_logs(run_id) if e.message]
-            assert any(f'to queue "gpu-t{RUN}-{HW}"' in m for m in logs), "the step was not routed to this run's hardware queue"
+            assert any(f'to queue "gpu-t{RUN}-{HW}"' in m for m in logs), (
+                "the step was not routed to this run's hardware queue"
+            )
             assert step_pid(instance, run_id) in worker_pids  # executed by the Celery worker, not the run process
             t = pd.read_parquet(storage.io_base().path + f"/raw_measurements/{exp}/{HW}/experiment.parquet").iloc[0]
             runs.append((pd.Timestamp(t.started_at), pd.Timestamp(t.finished_at)))
         runs.sort()
-        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(runs, runs[1:])), f"measurements overlapped: {runs}"
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(runs, runs[1:])), (
+            f"measurements overlapped: {runs}"
+        )
         import psycopg2
 
         with psycopg2.connect(os.environ["DAGSTER_PG_URL"].replace("+psycopg2", "")) as conn, conn.cursor() as cur:
@@ -132,8 +149,13 @@ def test_three_partitions_run_on_the_worker_one_at_a_time(fleet):
 def test_killed_worker_fails_the_run_and_a_retry_succeeds(fleet):
     platform, storage, instance, tmp = fleet
     exp = "builtin-small-llama__pytorch"
-    storage.register_experiment(exp, HW, experiment_yaml("slow", "builtin:small-llama", prompts={"count": 64}, max_output_tokens=32,
-                                                     min_output_tokens=32, cycles=4))
+    storage.register_experiment(
+        exp,
+        HW,
+        experiment_config(
+            "slow", "builtin:small-llama", prompts={"count": 64}, max_output_tokens=32, min_output_tokens=32, cycles=4
+        ),
+    )
     instance.add_dynamic_partitions("experiment", [exp])
     instance.add_dynamic_partitions("hardware", [HW])
     worker = start_worker(tmp, "doomed")
@@ -148,9 +170,17 @@ def test_killed_worker_fails_the_run_and_a_retry_succeeds(fleet):
         kill_tree(worker)
     assert platform.wait_run(run_id, 180) == "FAILURE"
     text = " ".join(e.message or "" for e in instance.all_logs(run_id)) + str(
-        [e.dagster_event.event_specific_data for e in instance.all_logs(run_id) if e.dagster_event and e.dagster_event.event_type_value == "RUN_FAILURE"])
-    errors = [str(e.dagster_event.event_specific_data.error) for e in instance.all_logs(run_id)
-              if e.dagster_event and getattr(e.dagster_event.event_specific_data, "error", None)]
+        [
+            e.dagster_event.event_specific_data
+            for e in instance.all_logs(run_id)
+            if e.dagster_event and e.dagster_event.event_type_value == "RUN_FAILURE"
+        ]
+    )
+    errors = [
+        str(e.dagster_event.event_specific_data.error)
+        for e in instance.all_logs(run_id)
+        if e.dagster_event and getattr(e.dagster_event.event_specific_data, "error", None)
+    ]
     text += " ".join(errors)
     assert "stopped answering" in text and f"doomed-{RUN}@" in text, text[-3000:]
     assert instance.get_latest_materialization_event(dg.AssetKey("raw_measurements")) is None
@@ -178,17 +208,39 @@ def test_unreachable_services_are_named_fast(tmp_path, monkeypatch):
 
     home = tmp_path / "home"
     home.mkdir()
-    base = dict(os.environ, DAGSTER_HOME=str(home), DAGSTER_PG_URL="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
-                LEM_CELERY_BROKER="redis://127.0.0.1:6379/5")
-    for env, expected in ((dict(base, LEM_CELERY_BROKER=f"redis://127.0.0.1:{closed_port()}/0"), "Redis (Celery broker) unreachable at 127.0.0.1:"),
-                          (dict(base, DAGSTER_PG_URL=f"postgresql+psycopg2://postgres@127.0.0.1:{closed_port()}/x"),
-                           "PostgreSQL (Dagster instance) unreachable at 127.0.0.1:")):
+    base = dict(
+        os.environ,
+        DAGSTER_HOME=str(home),
+        DAGSTER_PG_URL="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
+        LEM_CELERY_BROKER="redis://127.0.0.1:6379/5",
+    )
+    for env, expected in (
+        (
+            dict(base, LEM_CELERY_BROKER=f"redis://127.0.0.1:{closed_port()}/0"),
+            "Redis (Celery broker) unreachable at 127.0.0.1:",
+        ),
+        (
+            dict(base, DAGSTER_PG_URL=f"postgresql+psycopg2://postgres@127.0.0.1:{closed_port()}/x"),
+            "PostgreSQL (Dagster instance) unreachable at 127.0.0.1:",
+        ),
+    ):
         t0 = time.monotonic()
-        r = subprocess.run([sys.executable, "-m", "energy_assets.worker", "--hardware", HW], env=env, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "energy_assets.worker", "--hardware", HW],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 2 and expected in r.stderr, r.stderr
         assert time.monotonic() - t0 < 30  # no hang
-    wrong = subprocess.run([sys.executable, "-m", "energy_assets.worker", "--hardware", "nvidia-h100-80gb-hbm3"], env=base,
-                           capture_output=True, text=True, timeout=60)
+    wrong = subprocess.run(
+        [sys.executable, "-m", "energy_assets.worker", "--hardware", "nvidia-h100-80gb-hbm3"],
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert wrong.returncode == 2 and f"are hardware '{HW}', not 'nvidia-h100-80gb-hbm3': refusing" in wrong.stderr
 
 
@@ -197,10 +249,14 @@ def test_executor_checks_the_broker_before_submitting(monkeypatch):
     from energy_assets.fleet import ServiceUnreachable, check_reachable, hardware_queue
 
     t0 = time.monotonic()
-    with pytest.raises(ServiceUnreachable, match=r"Redis \(Celery broker\) unreachable at 127.0.0.1:1 .*LEM_CELERY_BROKER"):
+    with pytest.raises(
+        ServiceUnreachable, match=r"Redis \(Celery broker\) unreachable at 127.0.0.1:1 .*LEM_CELERY_BROKER"
+    ):
         check_reachable("redis://127.0.0.1:1/0", "Redis (Celery broker)")
     assert time.monotonic() - t0 < 5
     monkeypatch.delenv("LEM_QUEUE_PREFIX", raising=False)
     assert hardware_queue(HW) == f"gpu-{HW}"
     monkeypatch.setenv("LEM_QUEUE_PREFIX", f"gpu-t{RUN}-")
-    assert hardware_queue(HW) == f"gpu-t{RUN}-{HW}"  # a second fleet (or test run) on the same Redis gets its own queues
+    assert (
+        hardware_queue(HW) == f"gpu-t{RUN}-{HW}"
+    )  # a second fleet (or test run) on the same Redis gets its own queues

@@ -2,41 +2,63 @@
 
 import dagster as dg
 import pandas as pd
-import pytest
 
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
-from energy_assets.leaderboard import PROVENANCE, build_leaderboard, leaderboard
+from energy_assets.leaderboard import leaderboard
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.stats import cycle_statistics
-from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml, fake_gpu_result
+from gpu_ops import rederive
+from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
+from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
 
-ASSETS = [raw_measurements, cycle_statistics, leaderboard, every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged]
+ASSETS = [
+    raw_measurements,
+    cycle_statistics,
+    leaderboard,
+    every_row_has_provenance,
+    no_mixed_backends,
+    synthetic_weights_flagged,
+]
 
 
 def materialize_partition(instance, resources, key, tags=None, raise_on_error=True):
-    return dg.materialize([raw_measurements, cycle_statistics], partition_key=key, instance=instance, resources=resources,
-                          tags=tags or {}, raise_on_error=raise_on_error)
+    return dg.materialize(
+        [raw_measurements, cycle_statistics],
+        partition_key=key,
+        instance=instance,
+        resources=resources,
+        tags=tags or {},
+        raise_on_error=raise_on_error,
+    )
 
 
 def checks_of(result, blocking_only=True):
     """check name -> passed; the warn-level CV check depends on this machine's noise, so it is left out by default."""
-    out = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-           for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    out = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
     if blocking_only:
         out.pop("cv_under_threshold", None)
     return out
 
 
-def test_two_partitions_to_leaderboard_with_provenance(storage, resources, instance):
-    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_yaml("tiny", "builtin:tiny-llama"))
-    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_yaml("small", "builtin:small-llama"))
+def test_two_partitions_to_leaderboard_with_provenance(storage, resources, instance, monkeypatch):
+    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_config("tiny", "builtin:tiny-llama"))
+    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_config("small", "builtin:small-llama"))
     add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], [HW])
+    rederived = []  # the raw checks re-derive every figure: once per partition, by raw_measurements only
+    monkeypatch.setattr(
+        rederive, "derived_problems", lambda t, real=rederive.derived_problems: rederived.append(1) or real(t)
+    )
     runs = {}
     for exp in ("builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"):
         res = materialize_partition(instance, resources, f"{exp}|{HW}")
         assert res.success
         assert all(checks_of(res).values()), checks_of(res)
         runs[exp] = res.run_id
+    assert len(rederived) == 2
     lb_res = dg.materialize(ASSETS, selection=["leaderboard"], instance=instance, resources=resources)
     assert lb_res.success
     lb = lb_res.output_for_node("leaderboard")
@@ -45,12 +67,18 @@ def test_two_partitions_to_leaderboard_with_provenance(storage, resources, insta
     for row in lb.itertuples():
         assert row.raw_run_id == runs[row.experiment_key]  # trace a number back to the run that measured it
         assert row.partition_key == f"{row.experiment_key}|{HW}"
-        mat = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_measurements"),
-                                                                    asset_partitions=[row.partition_key]), limit=1).records[0]
+        mat = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_measurements"), asset_partitions=[row.partition_key]),
+            limit=1,
+        ).records[0]
         assert row.raw_storage_id == mat.storage_id
         assert row.raw_data_version == mat.event_log_entry.asset_materialization.tags["dagster/data_version"]
     # CPU: energy is unmeasured, shown as such, never as zero
-    assert (lb.energy_status == "unmeasured").all() and lb.j_per_token_mean.isna().all() and lb.rank_j_per_token.isna().all()
+    assert (
+        (lb.energy_status == "unmeasured").all()
+        and lb.j_per_token_mean.isna().all()
+        and lb.rank_j_per_token.isna().all()
+    )
     assert lb.rank_throughput.notna().all() and (lb["flag"] == "synthetic weights").all()
     meta = instance.get_latest_materialization_event(dg.AssetKey("leaderboard")).asset_materialization.metadata
     assert "unmeasured" in meta["top"].value and meta["rows"].value == 2
@@ -62,8 +90,12 @@ def test_uploaded_gpu_result_is_ingested_and_ranked(tmp_path, storage, resources
     dest.parent.mkdir(parents=True)
     folder.rename(dest)
     add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
-    res = materialize_partition(instance, resources, "builtin-tiny-llama__pytorch|h100-80gb-hbm3",
-                                tags={SOURCE_TAG: "upload", UPLOAD_TAG: "upload1"})
+    res = materialize_partition(
+        instance,
+        resources,
+        "builtin-tiny-llama__pytorch|h100-80gb-hbm3",
+        tags={SOURCE_TAG: "upload", UPLOAD_TAG: "upload1"},
+    )
     assert res.success and all(checks_of(res).values())
     st = res.output_for_node("cycle_statistics")
     assert st.energy_status.iloc[0] == "measured" and st.j_per_token_mean.iloc[0] > 0
@@ -80,18 +112,32 @@ def test_blocking_check_failure_stops_statistics(tmp_path, storage, resources, i
     dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "bad"
     write_tables(t, dest)
     add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
-    res = materialize_partition(instance, resources, "builtin-tiny-llama__pytorch|h100-80gb-hbm3",
-                                tags={SOURCE_TAG: "upload", UPLOAD_TAG: "bad"}, raise_on_error=False)
+    res = materialize_partition(
+        instance,
+        resources,
+        "builtin-tiny-llama__pytorch|h100-80gb-hbm3",
+        tags={SOURCE_TAG: "upload", UPLOAD_TAG: "bad"},
+        raise_on_error=False,
+    )
     assert checks_of(res)["counter_timeline_agree"] is False
     assert not res.success
     assert instance.get_latest_materialization_event(dg.AssetKey("cycle_statistics")) is None  # never summarised
 
 
 def test_wrong_hardware_partition_refused(storage, resources, instance):
-    storage.register_experiment("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", experiment_yaml("tiny", "builtin:tiny-llama", hardware=["h100-80gb-hbm3"]))
+    storage.register_experiment(
+        "builtin-tiny-llama__pytorch",
+        "h100-80gb-hbm3",
+        experiment_config("tiny", "builtin:tiny-llama", hardware=["h100-80gb-hbm3"]),
+    )
     add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
-    res = dg.materialize([raw_measurements], partition_key="builtin-tiny-llama__pytorch|h100-80gb-hbm3", instance=instance,
-                         resources=resources, raise_on_error=False)
+    res = dg.materialize(
+        [raw_measurements],
+        partition_key="builtin-tiny-llama__pytorch|h100-80gb-hbm3",
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
     assert not res.success
     error = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0].event_specific_data.error
     err = error.message + (error.cause.message if error.cause else "")
@@ -99,10 +145,30 @@ def test_wrong_hardware_partition_refused(storage, resources, instance):
 
 
 def test_leaderboard_checks_fail_on_crafted_rows():
-    rows = pd.DataFrame([{"experiment_key": "m__pytorch", "hardware": "h", "sweep_point": "a", "model": "m", "backend": "vllm",
-                          "weights": "synthetic", "partition_key": "m__pytorch|h", "raw_run_id": None, "raw_storage_id": 1,
-                          "raw_data_version": "v", "raw_code_version": "c", "stats_code_version": "s", "config_hash": "x",
-                          "fingerprint_hash": "f", "j_per_token_mean": 0.1, "tokens_per_s_mean": 10.0}])
+    rows = pd.DataFrame(
+        [
+            {
+                "experiment_key": "m__pytorch",
+                "hardware": "h",
+                "sweep_point": "a",
+                "model": "m",
+                "backend": "vllm",
+                "weights": "synthetic",
+                "partition_key": "m__pytorch|h",
+                "raw_run_id": None,
+                "raw_storage_id": 1,
+                "raw_data_version": "v",
+                "raw_code_version": "c",
+                "stats_code_version": "s",
+                "config_hash": "x",
+                "fingerprint_hash": "f",
+                "j_per_token_mean": 0.1,
+                "tokens_per_s_mean": 10.0,
+                "batch_size": 1,
+                "n_cycles": 3,
+            }
+        ]
+    )
     lb = build_leaderboard(rows)
     assert every_row_has_provenance(lb).passed is False
     assert no_mixed_backends(lb).passed is False
@@ -116,23 +182,44 @@ def test_leaderboard_checks_fail_on_crafted_rows():
 def test_too_few_cycles_never_reach_storage(storage, resources, instance):
     """enough_cycles gates before the statistics are stored: the leaderboard reads every stored partition."""
     key = f"builtin-tiny-llama__pytorch|{HW}"
-    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_yaml("tiny", "builtin:tiny-llama", cycles=2))
+    storage.register_experiment(
+        "builtin-tiny-llama__pytorch", HW, experiment_config("tiny", "builtin:tiny-llama", cycles=2)
+    )
     add_partitions(instance, ["builtin-tiny-llama__pytorch"], [HW])
     res = materialize_partition(instance, resources, key, raise_on_error=False)
     assert not res.success and checks_of(res)["enough_cycles"] is False
     error = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0].event_specific_data.error
-    assert "1 sweep point(s) with fewer than 3 cycles (default); nothing was stored. Set cycles: 3" in error.message + str(error.cause)
+    assert (
+        "1 sweep point(s) with fewer than 3 cycles (default); nothing was stored. Set cycles: 3"
+        in error.message + str(error.cause)
+    )
     assert instance.get_latest_materialization_event(dg.AssetKey("cycle_statistics")) is None
     assert not (storage.io_base() / "cycle_statistics").exists()
-    lb = dg.materialize(ASSETS, selection=["leaderboard"], instance=instance, resources=resources).output_for_node("leaderboard")
+    lb = dg.materialize(ASSETS, selection=["leaderboard"], instance=instance, resources=resources).output_for_node(
+        "leaderboard"
+    )
     assert lb.empty
 
 
 def test_leaderboard_markdown_shows_a_missing_ci_as_missing():
     from energy_assets.leaderboard import top_markdown
 
-    row = {**dict.fromkeys(PROVENANCE, "p"), "experiment_key": "m__pytorch", "hardware": "h", "sweep_point": "a", "model": "m",
-           "backend": "pytorch", "weights": "real", "n_cycles": 1, "energy_status": "measured",
-           "j_per_token_mean": 0.25, "j_per_token_ci95": float("nan"), "tokens_per_s_mean": 10.0, "ttft_p50_s_mean": 0.01}
+    row = {
+        **dict.fromkeys(PROVENANCE, "p"),
+        "raw_storage_id": 1,
+        "experiment_key": "m__pytorch",
+        "hardware": "h",
+        "sweep_point": "a",
+        "model": "m",
+        "backend": "pytorch",
+        "weights": "real",
+        "n_cycles": 1,
+        "batch_size": 1,
+        "energy_status": "measured",
+        "j_per_token_mean": 0.25,
+        "j_per_token_ci95": float("nan"),
+        "tokens_per_s_mean": 10.0,
+        "ttft_p50_s_mean": 0.01,
+    }
     text = top_markdown(build_leaderboard(pd.DataFrame([row])))
     assert "| 0.25 ± n/a |" in text and "± 0 " not in text

@@ -12,13 +12,21 @@ from energy_assets.leaderboard import leaderboard
 from energy_assets.publish import HuggingFaceHub, hf_dataset_publish, hf_dataset_snapshot, snapshot_folder
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.stats import cycle_statistics
-from tests.energy_assets.conftest import HW, add_partitions, experiment_yaml, fake_gpu_result
+from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
 from tests.hub_stub import HubStub
 
 TOKEN = "hf_TestSecret0123456789abcdefXYZ"
 REPO = "lem-org/llm-energy"
-ALL = [raw_measurements, cycle_statistics, leaderboard, every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged,
-       hf_dataset_snapshot, hf_dataset_publish]
+ALL = [
+    raw_measurements,
+    cycle_statistics,
+    leaderboard,
+    every_row_has_provenance,
+    no_mixed_backends,
+    synthetic_weights_flagged,
+    hf_dataset_snapshot,
+    hf_dataset_publish,
+]
 
 
 @pytest.fixture
@@ -29,22 +37,34 @@ def measured(tmp_path, storage, resources, instance):
     dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1"
     dest.parent.mkdir(parents=True)
     folder.rename(dest)
-    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_yaml("small", "builtin:small-llama"))
+    storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_config("small", "builtin:small-llama"))
     add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], ["h100-80gb-hbm3", HW])
-    for key, tags in (("builtin-tiny-llama__pytorch|h100-80gb-hbm3", {SOURCE_TAG: "upload", UPLOAD_TAG: "upload1"}),
-                      (f"builtin-small-llama__pytorch|{HW}", {})):
-        assert dg.materialize([raw_measurements, cycle_statistics], partition_key=key, instance=instance, resources=resources, tags=tags).success
+    for key, tags in (
+        ("builtin-tiny-llama__pytorch|h100-80gb-hbm3", {SOURCE_TAG: "upload", UPLOAD_TAG: "upload1"}),
+        (f"builtin-small-llama__pytorch|{HW}", {}),
+    ):
+        assert dg.materialize(
+            [raw_measurements, cycle_statistics], partition_key=key, instance=instance, resources=resources, tags=tags
+        ).success
     assert dg.materialize(ALL, selection=["leaderboard"], instance=instance, resources=resources).success
     return resources
 
 
 def publish(instance, resources, hub: HuggingFaceHub, raise_on_error=True):
-    return dg.materialize(ALL, selection=["hf_dataset_snapshot", "hf_dataset_publish"], instance=instance,
-                          resources={**resources, "hf_hub": hub}, raise_on_error=raise_on_error)
+    return dg.materialize(
+        ALL,
+        selection=["hf_dataset_snapshot", "hf_dataset_publish"],
+        instance=instance,
+        resources={**resources, "hf_hub": hub},
+        raise_on_error=raise_on_error,
+    )
 
 
 def meta(instance, key):
-    return {k: v.value for k, v in instance.get_latest_materialization_event(dg.AssetKey(key)).asset_materialization.metadata.items()}
+    return {
+        k: v.value
+        for k, v in instance.get_latest_materialization_event(dg.AssetKey(key)).asset_materialization.metadata.items()
+    }
 
 
 def test_snapshot_is_deterministic_and_loadable(measured, storage, instance, tmp_path):
@@ -53,7 +73,9 @@ def test_snapshot_is_deterministic_and_loadable(measured, storage, instance, tmp
     folder = snapshot_folder(storage)
     first = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     m = meta(instance, "hf_dataset_snapshot")
-    assert m["rows_requests"] == 384 * 3 + 8 * 3 and m["rows_leaderboard"] == 2 and "data/requests.parquet" in m["files"]
+    assert (
+        m["rows_requests"] == 384 * 3 + 8 * 3 and m["rows_leaderboard"] == 2 and "data/requests.parquet" in m["files"]
+    )
     pub = meta(instance, "hf_dataset_publish")
     assert pub["committed"] is False and pub["reason"].startswith("dry run") and "README.md" in pub["would_commit"]
     # rebuild from the same inputs: byte-identical files, same content hash
@@ -62,7 +84,11 @@ def test_snapshot_is_deterministic_and_loadable(measured, storage, instance, tmp
     assert meta(instance, "hf_dataset_snapshot")["content_hash"] == m["content_hash"]
     # the card: YAML configs for every table, units, methodology, how to trace a row
     card = (folder / "README.md").read_text()
-    assert "config_name: requests" in card and "path: data/power_timelines.parquet" in card and "license: cc-by-4.0" in card
+    assert (
+        "config_name: requests" in card
+        and "path: data/power_timelines.parquet" in card
+        and "license: cc-by-4.0" in card
+    )
     assert "| `j_per_token_mean` |" in card and "J/token" in card and "## Tracing a number back to its run" in card
     # datasets can load every config from the folder, and the leaderboard equals the asset's
     from datasets import load_dataset
@@ -73,9 +99,11 @@ def test_snapshot_is_deterministic_and_loadable(measured, storage, instance, tmp
         assert ds.num_rows == pq.ParquetFile(folder / "data" / f"{config}.parquet").metadata.num_rows
     lb = load_dataset(str(folder), "leaderboard", split="train", cache_dir=str(tmp_path / "hf-cache")).to_pandas()
     key = ["partition_key", "sweep_point"]
-    pd.testing.assert_frame_equal(lb.sort_values(key).reset_index(drop=True)[["partition_key", "j_per_token_mean", "raw_run_id"]],
-                                  lb_asset.sort_values(key).reset_index(drop=True)[["partition_key", "j_per_token_mean", "raw_run_id"]],
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        lb.sort_values(key).reset_index(drop=True)[["partition_key", "j_per_token_mean", "raw_run_id"]],
+        lb_asset.sort_values(key).reset_index(drop=True)[["partition_key", "j_per_token_mean", "raw_run_id"]],
+        check_dtype=False,
+    )
     measured_row = lb[lb.energy_status == "measured"].iloc[0]
     assert measured_row.j_per_token_mean > 0
     assert pd.isna(lb[lb.energy_status == "unmeasured"].iloc[0].j_per_token_mean)  # never 0
@@ -91,7 +119,9 @@ def test_publish_to_stub_hub(measured, storage, instance, caplog, capfd):
         repo = stub.repos[REPO]
         assert len(repo.commits) == 2  # the repo's initial commit + exactly one snapshot commit
         files = repo.files
-        assert {"README.md", "data/leaderboard.parquet", "data/requests.parquet", "data/provenance.parquet"} <= set(files)
+        assert {"README.md", "data/leaderboard.parquet", "data/requests.parquet", "data/provenance.parquet"} <= set(
+            files
+        )
         folder = snapshot_folder(storage)
         assert all(files[p.relative_to(folder).as_posix()] == p.read_bytes() for p in folder.rglob("*") if p.is_file())
         m = meta(instance, "hf_dataset_publish")
@@ -105,16 +135,24 @@ def test_publish_to_stub_hub(measured, storage, instance, caplog, capfd):
         assert m2["committed"] is False and "already holds" in m2["reason"]
 
         # changed data: one new commit and one new tag
-        more = dg.materialize([raw_measurements, cycle_statistics], partition_key=f"builtin-small-llama__pytorch|{HW}", instance=instance,
-                              resources=measured)
+        more = dg.materialize(
+            [raw_measurements, cycle_statistics],
+            partition_key=f"builtin-small-llama__pytorch|{HW}",
+            instance=instance,
+            resources=measured,
+        )
         assert more.success
         assert dg.materialize(ALL, selection=["leaderboard"], instance=instance, resources=measured).success
         assert publish(instance, measured, hub).success
         assert len(repo.commits) == 3 and len(repo.tags) == 2
 
         # a 500 on commit: the run fails with a clear message, no tag, nothing half-published; the next run succeeds
-        assert dg.materialize([raw_measurements, cycle_statistics], partition_key=f"builtin-small-llama__pytorch|{HW}", instance=instance,
-                              resources=measured).success
+        assert dg.materialize(
+            [raw_measurements, cycle_statistics],
+            partition_key=f"builtin-small-llama__pytorch|{HW}",
+            instance=instance,
+            resources=measured,
+        ).success
         assert dg.materialize(ALL, selection=["leaderboard"], instance=instance, resources=measured).success
         stub.fail_next_commit = True
         res = publish(instance, measured, hub, raise_on_error=False)
@@ -172,7 +210,9 @@ def test_leaderboard_site_asset(measured, storage, instance, monkeypatch):
 
     monkeypatch.setenv("LEM_DAGSTER_URL", "http://127.0.0.1:3000")
 
-    res = dg.materialize([*ALL, leaderboard_site], selection=["leaderboard_site"], instance=instance, resources=measured)
+    res = dg.materialize(
+        [*ALL, leaderboard_site], selection=["leaderboard_site"], instance=instance, resources=measured
+    )
     assert res.success
     m = meta(instance, "leaderboard_site")
     assert m["rows"] == 2 and m["detail_pages"] == 2

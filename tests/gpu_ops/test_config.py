@@ -12,9 +12,18 @@ model: builtin:tiny-llama
 # (yaml text, fragment the message must contain)
 MALFORMED = [
     ("name: a\nmodel: builtin:tiny-llama\nbatchsize: 4\n", "batchsize: unknown key; did you mean 'batching'?"),
-    ("name: a\nmodel: m\nbatching: {strategy: static, batch_sise: 4}\n", "batching.batch_sise: unknown key; did you mean 'batch_size'?"),
-    ("name: a\nmodel: m\nvllm: {gpu_memory_utilisation: 0.5}\nbackend: vllm\n", "vllm.gpu_memory_utilisation: unknown key; did you mean 'gpu_memory_utilization'?"),
-    ("name: a\nmodel: m\nbatching: {batch_size: -1}\n", "batching.batch_size: Input should be greater than or equal to 1"),
+    (
+        "name: a\nmodel: m\nbatching: {strategy: static, batch_sise: 4}\n",
+        "batching.batch_sise: unknown key; did you mean 'batch_size'?",
+    ),
+    (
+        "name: a\nmodel: m\nvllm: {gpu_memory_utilisation: 0.5}\nbackend: vllm\n",
+        "vllm.gpu_memory_utilisation: unknown key; did you mean 'gpu_memory_utilization'?",
+    ),
+    (
+        "name: a\nmodel: m\nbatching: {batch_size: -1}\n",
+        "batching.batch_size: Input should be greater than or equal to 1",
+    ),
     ("name: a\nmodel: m\nbatching: {batch_size: 0}\n", "batching.batch_size"),
     ("name: a\nmodel: m\nbatching: {batch_size: four}\n", "batching.batch_size: Input should be a valid integer"),
     ("name: a\nmodel: m\ncycles: 100000000000000000000\n", "cycles: Input should be less than or equal to 1000"),
@@ -24,7 +33,10 @@ MALFORMED = [
     ("model: m\n", "name: required field is missing"),
     ("name: a\n", "model: required field is missing"),
     ("name: 'bad name|x'\nmodel: m\n", "name: String should match pattern"),
-    ("name: a\nmodel: m\nmin_output_tokens: 64\nmax_output_tokens: 32\n", "min_output_tokens (64) exceeds max_output_tokens (32)"),
+    (
+        "name: a\nmodel: m\nmin_output_tokens: 64\nmax_output_tokens: 32\n",
+        "min_output_tokens (64) exceeds max_output_tokens (32)",
+    ),
     ("name: a\nmodel: m\ntraffic: {mode: poisson}\n", "traffic.mode 'poisson' needs traffic.rate"),
     ("name: a\nmodel: m\ntraffic: {mode: constant, rate: -3}\n", "traffic.rate: Input should be greater than 0"),
     ("name: a\nmodel: m\nprompts: {source: jsonl}\n", "prompts.source 'jsonl' needs prompts.path"),
@@ -41,7 +53,10 @@ MALFORMED = [
     ("- just\n- a list\n", "must hold a mapping of fields"),
     ("name: a\nmodel: !!python/object/apply:os.system ['echo hi']\n", "YAML tag not allowed"),
     ("name: a\nmodel: [unclosed\n", "invalid YAML"),
-    ("name: a\nmodel: m\ndecoder: {preset: wild}\n", "decoder.preset: Input should be 'deterministic', 'standard', 'creative' or 'factual'"),
+    (
+        "name: a\nmodel: m\ndecoder: {preset: wild}\n",
+        "decoder.preset: Input should be 'deterministic', 'standard', 'creative' or 'factual'",
+    ),
     ("name: a\nmodel: m\ndecoder: {top_p: 1.5}\n", "decoder.top_p: Input should be less than or equal to 1"),
 ]
 
@@ -74,20 +89,41 @@ def test_not_utf8(tmp_path):
 
 
 def test_sweep_expands_to_grid():
-    cfg = parse_config({"name": "s", "model": "m", "sweep": {"batching.batch_size": [1, 8], "precision": ["fp16", "bf16"]}})
+    cfg = parse_config(
+        {"name": "s", "model": "m", "sweep": {"batching.batch_size": [1, 8], "precision": ["fp16", "bf16"]}}
+    )
     points = cfg.expand()
-    assert [p.label for p in points] == ["batch_size=1,precision=fp16", "batch_size=1,precision=bf16",
-                                         "batch_size=8,precision=fp16", "batch_size=8,precision=bf16"]
+    assert [p.label for p in points] == [
+        "batch_size=1,precision=fp16",
+        "batch_size=1,precision=bf16",
+        "batch_size=8,precision=fp16",
+        "batch_size=8,precision=bf16",
+    ]
     assert points[3].config.batching.batch_size == 8 and points[3].config.precision == "bf16"
     assert len({p.config.config_hash() for p in points}) == 4
-    two_gpus = parse_config({"name": "s", "model": "m", "gpus": [0, 1], "parallelism": {"tensor": 2},
-                             "sweep": {"parallelism": [{"tensor": 2}, {"data": 2}]}})
-    assert [(p.label, p.config.parallelism.data) for p in two_gpus.expand()] == [("parallelism=tp2", 1), ("parallelism=dp2", 2)]
+    two_gpus = parse_config(
+        {
+            "name": "s",
+            "model": "m",
+            "gpus": [0, 1],
+            "parallelism": {"tensor": 2},
+            "sweep": {"parallelism": [{"tensor": 2}, {"data": 2}]},
+        }
+    )
+    assert [(p.label, p.config.parallelism.data) for p in two_gpus.expand()] == [
+        ("parallelism=tp2", 1),
+        ("parallelism=dp2", 2),
+    ]
 
 
 def test_sweep_axis_varies_fields_together():
-    cfg = parse_config({"name": "z", "model": "m", "sweep": {"precision": ["bf16", "fp16"],
-                                                             "batching.batch_size+prompts.count": [[1, 4], [64, 64]]}})
+    cfg = parse_config(
+        {
+            "name": "z",
+            "model": "m",
+            "sweep": {"precision": ["bf16", "fp16"], "batching.batch_size+prompts.count": [[1, 4], [64, 64]]},
+        }
+    )
     points = cfg.expand()
     assert len(points) == 4  # 2 x 2, not 2 x 2 x 2
     assert {(p.config.batching.batch_size, p.config.prompts.count) for p in points} == {(1, 4), (64, 64)}
@@ -146,3 +182,10 @@ def test_every_example_experiment_is_valid():
         for cfg in configs:
             points = cfg.expand()
             assert points and len({p.label for p in points}) == len(points), path
+
+
+def test_the_experiment_key_is_the_model_slug_and_the_backend():
+    """One definition of the partition's `experiment` part: the runner, the inbox and the upload check all use it."""
+    assert parse_config({"name": "a", "model": "builtin:tiny-llama"}).experiment_key() == "builtin-tiny-llama__pytorch"
+    hub = parse_config({"name": "a", "model": "meta-llama/Llama-3.1-8B", "backend": "vllm"})
+    assert hub.experiment_key() == "meta-llama-llama-3.1-8b__vllm"  # a hub id: nothing fetched to name it

@@ -3,9 +3,19 @@
 from gpu_ops.config import parse_config
 from gpu_ops.runner import run_experiment
 
-BASE = {"name": "show", "model": "builtin:tiny-llama", "max_input_tokens": 32, "max_output_tokens": 6, "min_output_tokens": 6,
-        "prompts": {"count": 8}, "batching": {"strategy": "static", "batch_size": 4}, "cycles": 2, "warmup_requests": 0,
-        "cooldown_s": 0, "energy": {"idle_baseline_s": 0}}
+BASE = {
+    "name": "show",
+    "model": "builtin:tiny-llama",
+    "max_input_tokens": 32,
+    "max_output_tokens": 6,
+    "min_output_tokens": 6,
+    "prompts": {"count": 8},
+    "batching": {"strategy": "static", "batch_size": 4},
+    "cycles": 2,
+    "warmup_requests": 0,
+    "cooldown_s": 0,
+    "energy": {"idle_baseline_s": 0},
+}
 
 
 def test_show_tokens_prints_one_sampled_request_per_batch(tmp_path, capfd, tiny_model_path):

@@ -5,22 +5,35 @@ import time
 
 import pytest
 
+from gpu_ops.backends.ranked import _share, world_size
 from gpu_ops.config import parse_config
-from gpu_ops.distributed import _share, world_size
 from gpu_ops.errors import ConfigError
 from gpu_ops.runner import run_experiment
 from tests.fake_nvml import FakeGpu, FakeMig, FakeNVML
 
-BASE = {"name": "dist", "model": "builtin:micro-llama", "device": "cpu", "max_input_tokens": 32, "max_output_tokens": 8,
-        "min_output_tokens": 8, "prompts": {"count": 8}, "batching": {"batch_size": 2}, "cycles": 2, "warmup_requests": 2,
-        "cooldown_s": 0, "energy": {"idle_baseline_s": 0}}
+BASE = {
+    "name": "dist",
+    "model": "builtin:micro-llama",
+    "device": "cpu",
+    "max_input_tokens": 32,
+    "max_output_tokens": 8,
+    "min_output_tokens": 8,
+    "prompts": {"count": 8},
+    "batching": {"batch_size": 2},
+    "cycles": 2,
+    "warmup_requests": 2,
+    "cooldown_s": 0,
+    "energy": {"idle_baseline_s": 0},
+}
 
 
 @pytest.fixture(scope="module")
 def two_gpu_run(tmp_path_factory, tiny_model_path):
     """One torchrun launch (gloo), two sweep points: tensor parallel over the 2 ranks, then 2 data-parallel replicas."""
     root = tmp_path_factory.mktemp("dist")
-    cfg = parse_config(dict(BASE, gpus=[0, 1], parallelism={"tensor": 2}, sweep={"parallelism": [{"tensor": 2}, {"data": 2}]}))
+    cfg = parse_config(
+        dict(BASE, gpus=[0, 1], parallelism={"tensor": 2}, sweep={"parallelism": [{"tensor": 2}, {"data": 2}]})
+    )
     return root, run_experiment(cfg, root)
 
 
@@ -46,9 +59,14 @@ def test_tensor_parallel_shards_the_model(two_gpu_run):
 def test_each_sweep_point_records_its_parallelism(two_gpu_run):
     _, out = two_gpu_run
     c = out.tables.cycles
-    assert c.groupby("sweep_point").parallelism.unique().map(list).to_dict() == {"parallelism=tp2": ["tp2"], "parallelism=dp2": ["dp2"]}
-    assert {p["sweep_point"]: p["parallelism"] for p in out.tables.summary["sweep_points"]} == {"parallelism=tp2": "tp2",
-                                                                                                  "parallelism=dp2": "dp2"}
+    assert c.groupby("sweep_point").parallelism.unique().map(list).to_dict() == {
+        "parallelism=tp2": ["tp2"],
+        "parallelism=dp2": ["dp2"],
+    }
+    assert {p["sweep_point"]: p["parallelism"] for p in out.tables.summary["sweep_points"]} == {
+        "parallelism=tp2": "tp2",
+        "parallelism=dp2": "dp2",
+    }
     from gpu_ops.validation import blocking_failures, validate
 
     assert not blocking_failures(validate(out.tables)), blocking_failures(validate(out.tables))  # the platform takes it
@@ -57,8 +75,10 @@ def test_each_sweep_point_records_its_parallelism(two_gpu_run):
 def test_parallelism_label():
     from gpu_ops.config import Parallelism
 
-    assert [Parallelism(**p).label for p in ({}, {"tensor": 2}, {"data": 4}, {"tensor": 2, "pipeline": 2}, {"tensor": 2, "data": 2})] == [
-        "single", "tp2", "dp4", "tp2-pp2", "tp2-dp2"]
+    assert [
+        Parallelism(**p).label
+        for p in ({}, {"tensor": 2}, {"data": 4}, {"tensor": 2, "pipeline": 2}, {"tensor": 2, "data": 2})
+    ] == ["single", "tp2", "dp4", "tp2-pp2", "tp2-dp2"]
 
 
 def test_result_folders_before_the_parallelism_column_take_it_from_their_config():
@@ -75,9 +95,9 @@ def test_result_folders_before_the_parallelism_column_take_it_from_their_config(
     unknown_origin = dict.fromkeys(PROVENANCE)
     board = build_leaderboard(sweep_point_statistics(tp2.cycles).assign(**unknown_origin))
     assert board.parallelism.tolist() == ["tp2"] and board.gpu_count.tolist() == [2]
-    legacy = sweep_point_statistics(tp2.cycles.drop(columns="parallelism")).assign(**unknown_origin)  # statistics written before the column
+    legacy = sweep_point_statistics(tp2.cycles).drop(columns="parallelism").assign(**unknown_origin)  # stored before it
     assert build_leaderboard(legacy).parallelism.tolist() == ["unknown"]  # 2 GPUs, split not recorded: not guessed
-    assert build_leaderboard(legacy.assign(hardware="h200")).parallelism.tolist() == ["single"]
+    assert build_leaderboard(legacy.assign(gpu_count=1)).parallelism.tolist() == ["single"]
 
 
 def test_share_and_world_size():
@@ -89,7 +109,9 @@ def test_share_and_world_size():
 
 
 def test_gpu_count_must_match_parallelism():
-    with pytest.raises(ConfigError, match=r"parallelism uses 2 GPU\(s\) .* but gpus lists 1; list 2 GPU indices, e.g. gpus: \[0, 1\]"):
+    with pytest.raises(
+        ConfigError, match=r"parallelism uses 2 GPU\(s\) .* but gpus lists 1; list 2 GPU indices, e.g. gpus: \[0, 1\]"
+    ):
         parse_config(dict(BASE, parallelism={"tensor": 2}))
 
 
@@ -97,7 +119,9 @@ def test_backends_map_parallelism_to_their_native_form(tiny_model_path, monkeypa
     from gpu_ops.backends import vllm as v
     from gpu_ops.models import resolve_model
 
-    cfg = parse_config(dict(BASE, backend="vllm", gpus=[0, 1, 2, 3], parallelism={"tensor": 2, "data": 2}, device="auto"))
+    cfg = parse_config(
+        dict(BASE, backend="vllm", gpus=[0, 1, 2, 3], parallelism={"tensor": 2, "data": 2}, device="auto")
+    )
     kw = v.engine_kwargs(cfg, resolve_model(cfg.model))
     assert (kw["tensor_parallel_size"], kw["pipeline_parallel_size"], kw["data_parallel_size"]) == (2, 1, 2)
     pp = parse_config(dict(BASE, backend="vllm", gpus=[0, 1], parallelism={"pipeline": 2}, device="auto"))
@@ -125,7 +149,7 @@ def test_list_hardware_shows_mig_topology(monkeypatch, capsys):
 def test_no_collective_after_the_ranks_closed():
     """The idle window after the run syncs the backend at its edges; the other ranks have left by then, so a
     broadcast would hang (seen on two H200s before this guard)."""
-    from gpu_ops.distributed import RankedBackend
+    from gpu_ops.backends.ranked import RankedBackend
 
     calls = []
 
@@ -138,7 +162,11 @@ def test_no_collective_after_the_ranks_closed():
 
     b = RankedBackend.__new__(RankedBackend)
     b.dist, b.followers_listening = Dist(), True
-    b.local = type("Local", (), {"sync": lambda self: calls.append("local-sync"), "close": lambda self: calls.append("local-close")})()
+    b.local = type(
+        "Local",
+        (),
+        {"sync": lambda self: calls.append("local-sync"), "close": lambda self: calls.append("local-close")},
+    )()
     b.sync()
     b.close()
     b.sync()
@@ -155,8 +183,14 @@ def test_other_ranks_are_not_foreign_processes(monkeypatch):
 
     from gpu_ops.energy.sampler import foreign_pids, own_pids, run_root_pid
 
-    launcher = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                                 "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"])
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)",
+        ]
+    )
     try:
         time.sleep(1.0)
         import psutil

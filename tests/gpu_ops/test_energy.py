@@ -4,13 +4,16 @@ import numpy as np
 import pytest
 
 from gpu_ops.energy import EnergyMeter, NvmlSource, RaplSource, integrate, select_targets, topology
-from gpu_ops.energy.sampler import foreign_pids
 from gpu_ops.energy.nvml import visible_targets
+from gpu_ops.energy.sampler import foreign_pids
 from gpu_ops.errors import ConfigError, MeasurementError
 from tests.fake_nvml import REAL_UPDATE_S, FakeGpu, FakeMig, FakeNVML, from_env
 
-H100_MIG = [FakeMig("MIG-aaaa", "3g.40gb", 1, 40 << 30), FakeMig("MIG-bbbb", "2g.20gb", 5, 20 << 30),
-            FakeMig("MIG-cccc", "1g.10gb", 13, 10 << 30)]
+H100_MIG = [
+    FakeMig("MIG-aaaa", "3g.40gb", 1, 40 << 30),
+    FakeMig("MIG-bbbb", "2g.20gb", 5, 20 << 30),
+    FakeMig("MIG-cccc", "1g.10gb", 13, 10 << 30),
+]
 
 
 def meter_for(nv, gpus=(0,), env=None, hz=50.0) -> EnergyMeter:
@@ -55,7 +58,10 @@ def test_window_without_a_counter_step_is_unmeasured_not_zero():
         time.sleep(0.15)
         w = m.end_window("blip")
     assert w.gpu_energy_status == "unmeasured" and w.gpu_energy_j is None and w.avg_power_w is None
-    assert "energy counter of gpu0 did not advance" in w.gpu_unmeasured_reason and "lengthen the window" in w.gpu_unmeasured_reason
+    assert (
+        "energy counter of gpu0 did not advance" in w.gpu_unmeasured_reason
+        and "lengthen the window" in w.gpu_unmeasured_reason
+    )
     assert w.timeline_energy_j == pytest.approx(200.0 * w.duration_s, rel=0.05)  # the timeline still saw the power
 
 
@@ -102,7 +108,9 @@ def test_foreign_pids_other_namespace():
     # PIDs of another namespace match nothing here: one process per device may be the run's own
     assert foreign_pids({"gpu0": {999_999_991}}, {5}) == []
     assert foreign_pids({"gpu0": {999_999_991, 999_999_992}}, {5}) == [999_999_992]
-    assert foreign_pids({"gpu0": {999_999_991}, "gpu1": {999_999_992}}, {5}) == []  # tensor parallel: one worker per GPU
+    assert (
+        foreign_pids({"gpu0": {999_999_991}, "gpu1": {999_999_992}}, {5}) == []
+    )  # tensor parallel: one worker per GPU
     assert foreign_pids({"gpu0": {5, 999_999_991}}, {5}) == [999_999_991]  # ours seen by number: the unknown one is not
 
 
@@ -119,7 +127,11 @@ def test_edges_aligned_to_counter_updates_remove_the_step_error():
             w = m.end_window("w")
             assert w.edges_aligned and w.gpu_energy_status == "measured"
             err = abs(w.gpu_energy_j - 300.0 * w.duration_s)
-            assert err <= w.energy_uncertainty_j + 0.3, (d, err, w.energy_uncertainty_j)  # fake integrates in 1 ms steps
+            assert err <= w.energy_uncertainty_j + 0.3, (
+                d,
+                err,
+                w.energy_uncertainty_j,
+            )  # fake integrates in 1 ms steps
             errors.append(err / (300.0 * w.duration_s))
     assert max(errors) < 0.01  # a raw counter difference would be off by up to 0.1 s / 0.15 s = 67 %
 
@@ -146,7 +158,9 @@ def test_sampler_process_measures_and_tells_own_processes_from_foreign(monkeypat
         m = EnergyMeter(NvmlSource(nv, select_targets(nv, [0], {})), sample_hz=50, nvml_spec="tests.fake_nvml:from_env")
         with m:
             assert m.sampler_kind == "process"
-            assert [t.name for t in threading.enumerate()] == ["MainThread"]  # nothing of ours can hold a lock at a fork
+            assert [t.name for t in threading.enumerate()] == [
+                "MainThread"
+            ]  # nothing of ours can hold a lock at a fork
             m.begin_window("w")
             time.sleep(1.3)
             w = m.end_window("w")
@@ -170,7 +184,9 @@ def test_cuda_visible_devices_by_uuid_and_index():
     nv = FakeNVML([FakeGpu(uuid="GPU-aaaa-0000"), FakeGpu(uuid="GPU-bbbb-1111"), FakeGpu(uuid="GPU-cccc-2222")])
     assert [t.uuid for t in visible_targets(nv, {})] == ["GPU-aaaa-0000", "GPU-bbbb-1111", "GPU-cccc-2222"]
     assert [t.uuid for t in visible_targets(nv, {"CUDA_VISIBLE_DEVICES": "2,0"})] == ["GPU-cccc-2222", "GPU-aaaa-0000"]
-    assert [t.uuid for t in visible_targets(nv, {"CUDA_VISIBLE_DEVICES": "GPU-bbbb"})] == ["GPU-bbbb-1111"]  # unique prefix
+    assert [t.uuid for t in visible_targets(nv, {"CUDA_VISIBLE_DEVICES": "GPU-bbbb"})] == [
+        "GPU-bbbb-1111"
+    ]  # unique prefix
     # gpus: [0] means the first *visible* device, here physical GPU 2: its counter is the one read
     t = select_targets(nv, [0], {"CUDA_VISIBLE_DEVICES": "2"})
     assert t[0].index == 2
@@ -179,8 +195,13 @@ def test_cuda_visible_devices_by_uuid_and_index():
 
 
 def test_energy_summed_over_exactly_the_used_gpus():
-    nv = FakeNVML([FakeGpu(uuid="GPU-a", power=lambda t: 100.0), FakeGpu(uuid="GPU-b", power=lambda t: 300.0),
-                   FakeGpu(uuid="GPU-c", power=lambda t: 500.0)])
+    nv = FakeNVML(
+        [
+            FakeGpu(uuid="GPU-a", power=lambda t: 100.0),
+            FakeGpu(uuid="GPU-b", power=lambda t: 300.0),
+            FakeGpu(uuid="GPU-c", power=lambda t: 500.0),
+        ]
+    )
     with meter_for(nv, gpus=(0, 1), env={"CUDA_VISIBLE_DEVICES": "GPU-b,GPU-c"}) as m:
         time.sleep(0.2)
         m.begin_window("w")
@@ -228,7 +249,11 @@ def test_rapl_sums_packages_and_dram_without_nested_double_count(tmp_path):
     dram = _zone(tmp_path, "intel-rapl:0:1", "dram", 10)
     pkg1 = _zone(tmp_path, "intel-rapl:1", "package-1", 990)
     src, reason = RaplSource.detect(tmp_path)
-    assert reason is None and sorted(src.zones) == ["intel-rapl:0:1:dram", "intel-rapl:0:package-0", "intel-rapl:1:package-1"]
+    assert reason is None and sorted(src.zones) == [
+        "intel-rapl:0:1:dram",
+        "intel-rapl:0:package-0",
+        "intel-rapl:1:package-1",
+    ]
     before = src.read_uj()
     (dram / "energy_uj").write_text("30")
     (pkg1 / "energy_uj").write_text("5")  # wrapped around at 1000
@@ -238,3 +263,18 @@ def test_rapl_sums_packages_and_dram_without_nested_double_count(tmp_path):
 def test_rapl_absent_is_unmeasured_with_reason(tmp_path):
     src, reason = RaplSource.detect(tmp_path / "nope")
     assert src is None and "CPU energy unmeasured" in reason
+
+
+def test_a_progress_bar_starts_no_thread_in_the_measuring_process():
+    """tqdm's monitor thread would stay in the process an engine forks (test_sampler_process_... checks none is
+    left)."""
+    import sys
+    import threading
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=2, file=sys.stderr)  # transformers' bars are tqdm.auto's too
+    try:
+        assert "tqdm_monitor" not in [t.name for t in threading.enumerate()]
+    finally:
+        bar.close()

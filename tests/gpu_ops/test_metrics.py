@@ -6,27 +6,35 @@ from scipy import stats as sps
 from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import Slo, Traffic
 from gpu_ops.errors import UserError
-from gpu_ops.metrics import meets_slo, request_row, requests_frame
+from gpu_ops.metrics import meets_slo, request_metrics, requests_frame
 from gpu_ops.phases import phase_intervals
 from gpu_ops.stats import summarize, sweep_point_statistics
 from gpu_ops.traffic import arrival_times
 
 
 def test_request_metrics_follow_vllm_definitions():
-    rec = RequestRecord(id=0, prompt_tokens=10, output_tokens=4, arrival_s=1.0, scheduled_s=1.5,
-                        chunk_times_s=[2.0, 2.1, 2.3, 2.6], batch_id=0, prefill_end_s=2.0)
-    r = request_row(rec)
-    assert r["ttft_s"] == pytest.approx(1.0)  # first token - sent
-    assert r["e2e_s"] == pytest.approx(1.6)  # last token - sent
-    assert r["itl_s"] == pytest.approx([0.1, 0.2, 0.3])  # gaps between tokens
-    assert r["tpot_s"] == pytest.approx((1.6 - 1.0) / 3)  # (E2E - TTFT) / (out - 1)
-    assert r["queue_s"] == pytest.approx(0.5)
+    rec = RequestRecord(
+        id=0,
+        prompt_tokens=10,
+        output_tokens=4,
+        arrival_s=1.0,
+        scheduled_s=1.5,
+        chunk_times_s=[2.0, 2.1, 2.3, 2.6],
+        batch_id=0,
+        prefill_end_s=2.0,
+    )
+    r = request_metrics(rec)
+    assert r.ttft_s == pytest.approx(1.0)  # first token - sent
+    assert r.e2e_s == pytest.approx(1.6)  # last token - sent
+    assert r.itl_s == pytest.approx([0.1, 0.2, 0.3])  # gaps between tokens
+    assert r.tpot_s == pytest.approx((1.6 - 1.0) / 3)  # (E2E - TTFT) / (out - 1)
+    assert r.queue_s == pytest.approx(0.5)
 
 
 def test_tpot_undefined_for_single_token():
     rec = RequestRecord(0, 5, 1, 0.0, 0.0, [0.4])
-    r = request_row(rec)
-    assert r["tpot_s"] is None and r["itl_s"] == [] and r["ttft_s"] == pytest.approx(0.4)
+    r = request_metrics(rec)
+    assert r.tpot_s is None and r.itl_s == [] and r.ttft_s == pytest.approx(0.4)
 
 
 def test_goodput_slo():
@@ -36,8 +44,11 @@ def test_goodput_slo():
 
 
 def test_phase_intervals_merge_batches():
-    recs = [RequestRecord(0, 3, 2, 0.0, 0.0, [1.0, 2.0], 0, 1.0), RequestRecord(1, 3, 2, 0.0, 0.0, [1.0, 2.0], 0, 1.0),
-            RequestRecord(2, 3, 2, 2.0, 2.5, [3.0, 4.0], 1, 3.0)]
+    recs = [
+        RequestRecord(0, 3, 2, 0.0, 0.0, [1.0, 2.0], 0, 1.0),
+        RequestRecord(1, 3, 2, 0.0, 0.0, [1.0, 2.0], 0, 1.0),
+        RequestRecord(2, 3, 2, 2.0, 2.5, [3.0, 4.0], 1, 3.0),
+    ]
     pre, dec = phase_intervals(requests_frame(recs))
     assert pre == [(0.0, 1.0), (2.5, 3.0)] and dec == [(1.0, 2.0), (3.0, 4.0)]
 
@@ -54,22 +65,46 @@ def test_summarize_uses_exact_student_t():
     assert summarize([3.0])["ci95"] is None  # one cycle: no interval
 
 
+def cycles_frame(**columns) -> pd.DataFrame:
+    """Cycles of one model on one machine: the given columns, the sweep points' settings filled in."""
+    n = len(columns["sweep_point"])
+    settings = {
+        "model": "m",
+        "backend": "pytorch",
+        "hardware": "h",
+        "weights": "real",
+        "precision": "fp32",
+        "batch_size": 1,
+        "parallelism": "single",
+        "config_hash": "c",
+        "gpu_count": 1,
+        "energy_status": "measured",
+        "unmeasured_reason": None,
+    }
+    return pd.DataFrame({**{k: [v] * n for k, v in settings.items()}, **columns})
+
+
 def test_aggregation_refuses_mixed_identity():
-    cycles = pd.DataFrame({"sweep_point": ["a", "a"], "model": ["m", "m"], "backend": ["pytorch", "vllm"],
-                           "hardware": ["h", "h"], "weights": ["real", "real"], "j_per_token": [1.0, 2.0]})
+    cycles = cycles_frame(sweep_point=["a", "a"], backend=["pytorch", "vllm"], j_per_token=[1.0, 2.0])
     with pytest.raises(UserError, match="mixed backend"):
         sweep_point_statistics(cycles)
 
 
 def test_statistics_one_row_per_point_and_unmeasured_propagates():
-    cycles = pd.DataFrame({"sweep_point": ["a", "a", "a", "b", "b", "b"], "model": ["m"] * 6, "backend": ["pytorch"] * 6,
-                           "hardware": ["h"] * 6, "weights": ["real"] * 6, "tokens_per_s": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
-                           "j_per_token": [0.1, 0.2, 0.3, np.nan, np.nan, np.nan],
-                           "energy_status": ["measured"] * 3 + ["unmeasured"] * 3, "unmeasured_reason": [None] * 3 + ["no GPU"] * 3})
+    cycles = cycles_frame(
+        sweep_point=["a", "a", "a", "b", "b", "b"],
+        tokens_per_s=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        j_per_token=[0.1, 0.2, 0.3, np.nan, np.nan, np.nan],
+        energy_status=["measured"] * 3 + ["unmeasured"] * 3,
+        unmeasured_reason=[None] * 3 + ["no GPU"] * 3,
+        gpu_count=[1] * 3 + [0] * 3,
+    )
     st = sweep_point_statistics(cycles).set_index("sweep_point")
     assert st.loc["a", "n_cycles"] == 3 and st.loc["a", "tokens_per_s_mean"] == pytest.approx(2.0)
     assert st.loc["b", "energy_status"] == "unmeasured" and st.loc["b", "unmeasured_reason"] == "no GPU"
     assert st.loc["b", "j_per_token_mean"] is None or np.isnan(st.loc["b", "j_per_token_mean"])
+    assert st.gpu_count.to_dict() == {"a": 1, "b": 0}  # carried through, never parsed back from the hardware slug
+    assert np.isnan(st.loc["a", "energy_uncertainty_j_mean"])  # a metric the cycles lack: empty, the schema's columns
 
 
 def test_arrivals_open_loop():
@@ -87,20 +122,29 @@ def test_arrivals_open_loop():
 def test_a_point_with_an_unmeasured_cycle_has_no_energy_statistics_and_is_not_ranked():
     """Two of three cycles measured: the point's energy is unmeasured, not the mean of the two that happened to be."""
     from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
-    from gpu_ops.stats import GPU_ENERGY
+    from gpu_ops.schema import CYCLES
 
-    cycles = pd.DataFrame({"sweep_point": ["a"] * 3 + ["b"] * 3, "model": ["m"] * 6, "backend": ["pytorch"] * 6,
-                           "hardware": ["h"] * 6, "weights": ["real"] * 6, "tokens_per_s": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
-                           "j_per_token": [0.1, 0.2, np.nan, 0.4, 0.5, 0.6], "gross_energy_j": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0],
-                           "energy_status": ["measured", "measured", "unmeasured"] + ["measured"] * 3,
-                           "unmeasured_reason": [None, None, "counter did not advance", None, None, None]})
+    cycles = cycles_frame(
+        sweep_point=["a"] * 3 + ["b"] * 3,
+        tokens_per_s=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        j_per_token=[0.1, 0.2, np.nan, 0.4, 0.5, 0.6],
+        gross_energy_j=[1.0, 2.0, np.nan, 4.0, 5.0, 6.0],
+        energy_status=["measured", "measured", "unmeasured"] + ["measured"] * 3,
+        unmeasured_reason=[None, None, "counter did not advance", None, None, None],
+    )
     st = sweep_point_statistics(cycles).set_index("sweep_point")
-    assert st.loc["a", "energy_status"] == "unmeasured" and st.loc["a", "unmeasured_reason"] == "counter did not advance"
+    assert (
+        st.loc["a", "energy_status"] == "unmeasured" and st.loc["a", "unmeasured_reason"] == "counter did not advance"
+    )
     for metric in ("j_per_token", "gross_energy_j"):
-        assert metric in GPU_ENERGY and all(pd.isna(st.loc["a", f"{metric}_{k}"]) for k in ("mean", "std", "ci95", "cv"))
+        assert CYCLES[metric].from_counter and all(
+            pd.isna(st.loc["a", f"{metric}_{k}"]) for k in ("mean", "std", "ci95", "cv")
+        )
     assert st.loc["a", "tokens_per_s_mean"] == pytest.approx(2.0)  # not an energy figure: still summarised
     assert st.loc["b", "j_per_token_mean"] == pytest.approx(0.5)
-    board = build_leaderboard(st.reset_index().assign(experiment_key="m__pytorch", **dict.fromkeys(PROVENANCE, "p")))
+    board = build_leaderboard(
+        st.reset_index().assign(experiment_key="m__pytorch", **{**dict.fromkeys(PROVENANCE, "p"), "raw_storage_id": 1})
+    )
     ranks = dict(zip(board.sweep_point, board.rank_j_per_token))
     assert pd.isna(ranks["a"]) and ranks["b"] == 1
 
@@ -110,8 +154,25 @@ def test_a_missing_ci_shows_as_missing_never_as_zero(capsys):
     from gpu_ops.stats import fmt_ci
 
     assert fmt_ci(None) == " ± n/a" and fmt_ci(float("nan")) == " ± n/a" and fmt_ci(0.0123) == " ± 0.012"
-    _print_summary({"name": "x", "model": "m", "backend": "pytorch", "hardware": "h", "weights": "real",
-                    "sweep_points": [{"sweep_point": "one-cycle", "n_cycles": 1, "tokens_per_s_mean": 10.0, "j_per_token_mean": 0.5,
-                                      "j_per_token_ci95": None, "ttft_p50_s_mean": 0.01, "energy_status": "measured"}]})
+    _print_summary(
+        {
+            "name": "x",
+            "model": "m",
+            "backend": "pytorch",
+            "hardware": "h",
+            "weights": "real",
+            "sweep_points": [
+                {
+                    "sweep_point": "one-cycle",
+                    "n_cycles": 1,
+                    "tokens_per_s_mean": 10.0,
+                    "j_per_token_mean": 0.5,
+                    "j_per_token_ci95": None,
+                    "ttft_p50_s_mean": 0.01,
+                    "energy_status": "measured",
+                }
+            ],
+        }
+    )
     err = capsys.readouterr().err
     assert "J/token 0.5 ± n/a" in err and "± 0" not in err

@@ -6,7 +6,7 @@ import pytest
 
 from gpu_ops.backends.base import RequestRecord
 from gpu_ops.energy.meter import WindowMeasurement
-from gpu_ops.metrics import request_row, requests_frame
+from gpu_ops.metrics import request_metrics, requests_frame
 from gpu_ops.phases import attribute, step_costs
 
 POWER_W = 400.0
@@ -15,11 +15,33 @@ POWER_W = 400.0
 def window(start, end) -> WindowMeasurement:
     d = end - start
     return WindowMeasurement(
-        name="w", start_s=start, end_s=end, duration_s=d, gpu_energy_status="measured", gpu_unmeasured_reason=None,
-        gpu_energy_j=POWER_W * d, energy_uncertainty_j=0.0, edges_aligned=True, gpu_energy_by_device_j={"gpu0": POWER_W * d},
-        timeline_energy_j=POWER_W * d, cross_check_rel_diff=0.0, cross_check_tolerance=0.01, n_samples=0, avg_power_w=POWER_W,
-        peak_power_w=POWER_W, temp_min_c=None, temp_max_c=None, sm_clock_min_mhz=None, sm_clock_max_mhz=None, throttle_reasons=0,
-        foreign_processes=[], too_short=False, cpu_energy_status="unmeasured", cpu_unmeasured_reason="test", cpu_energy_j=None)
+        name="w",
+        start_s=start,
+        end_s=end,
+        duration_s=d,
+        gpu_energy_status="measured",
+        gpu_unmeasured_reason=None,
+        gpu_energy_j=POWER_W * d,
+        energy_uncertainty_j=0.0,
+        edges_aligned=True,
+        gpu_energy_by_device_j={"gpu0": POWER_W * d},
+        timeline_energy_j=POWER_W * d,
+        cross_check_rel_diff=0.0,
+        cross_check_tolerance=0.01,
+        n_samples=0,
+        avg_power_w=POWER_W,
+        peak_power_w=POWER_W,
+        temp_min_c=None,
+        temp_max_c=None,
+        sm_clock_min_mhz=None,
+        sm_clock_max_mhz=None,
+        throttle_reasons=0,
+        foreign_processes=[],
+        too_short=False,
+        cpu_energy_status="unmeasured",
+        cpu_unmeasured_reason="test",
+        cpu_energy_j=None,
+    )
 
 
 def timeline(start, end) -> pd.DataFrame:
@@ -33,16 +55,38 @@ def steps_frame(rows, cost=(0.002, 0.0001, 0.004)) -> pd.DataFrame:
     t, out = 0.0, []
     for p, first, d in rows:
         t += a + b * p + c * d
-        out.append({"t_s": t, "prompt_tokens": p, "first_tokens": first, "decode_tokens": d, "kv_usage": 0.5, "running": 8,
-                    "waiting": 0})
+        out.append(
+            {
+                "t_s": t,
+                "prompt_tokens": p,
+                "first_tokens": first,
+                "decode_tokens": d,
+                "kv_usage": 0.5,
+                "running": 8,
+                "waiting": 0,
+            }
+        )
     return pd.DataFrame(out)
 
 
 def requests_for(steps: pd.DataFrame, n: int, prompt: int) -> pd.DataFrame:
     """n requests whose first token came from the first step holding prefill work, each to the last step."""
     first = steps.t_s[steps.prompt_tokens > 0].iloc[0]
-    recs = [RequestRecord(i, prompt, 4, 0.0, 0.0, [], first_token_s=first, last_token_s=steps.t_s.iloc[-1],
-                          first_token_engine_s=first, prefill_end_s=first) for i in range(n)]
+    recs = [
+        RequestRecord(
+            i,
+            prompt,
+            4,
+            0.0,
+            0.0,
+            [],
+            first_token_s=first,
+            last_token_s=steps.t_s.iloc[-1],
+            first_token_engine_s=first,
+            prefill_end_s=first,
+        )
+        for i in range(n)
+    ]
     return requests_frame(recs)
 
 
@@ -53,10 +97,13 @@ def test_step_costs_recover_the_engine_cost_model():
     assert b == pytest.approx(0.0001, rel=0.01) and c == pytest.approx(0.004, rel=0.01)
 
 
-@pytest.mark.parametrize("rows, prefill_share", [
-    ([(1024, 8, 0)] * 20, 1.0),  # prefill only (max_tokens 1): every step is prefill work
-    ([(8, 1, 0)] + [(0, 0, 8)] * 200, 0.0),  # decode-heavy: a short prompt, then only decoding
-])
+@pytest.mark.parametrize(
+    "rows, prefill_share",
+    [
+        ([(1024, 8, 0)] * 20, 1.0),  # prefill only (max_tokens 1): every step is prefill work
+        ([(8, 1, 0)] + [(0, 0, 8)] * 200, 0.0),  # decode-heavy: a short prompt, then only decoding
+    ],
+)
 def test_engine_steps_split_prefill_and_decode(rows, prefill_share):
     steps = steps_frame(rows)
     w = window(float(steps.t_s.iloc[0]) - 0.01, float(steps.t_s.iloc[-1]) + 0.001)
@@ -83,22 +130,36 @@ def test_mixed_steps_split_by_fitted_cost_and_per_request_energies_add_up():
 
 
 def test_whole_batches_split_at_the_first_token():
-    recs = [RequestRecord(i, 10, 5, 0.0, 0.0, [1.0, 1.5, 2.0, 2.5, 3.0], batch_id=0, prefill_end_s=1.0) for i in range(4)]
+    recs = [
+        RequestRecord(i, 10, 5, 0.0, 0.0, [1.0, 1.5, 2.0, 2.5, 3.0], batch_id=0, prefill_end_s=1.0) for i in range(4)
+    ]
     req = requests_frame(recs)
     w = window(0.0, 4.0)
     split = attribute(timeline(0.0, 4.0), req, w, pd.DataFrame())
     assert split.method == "batches"
-    assert split.prefill_j == pytest.approx(POWER_W * 1.0, rel=0.01) and split.decode_j == pytest.approx(POWER_W * 2.0, rel=0.01)
+    assert split.prefill_j == pytest.approx(POWER_W * 1.0, rel=0.01) and split.decode_j == pytest.approx(
+        POWER_W * 2.0, rel=0.01
+    )
     assert split.other_j == pytest.approx(POWER_W * 1.0, rel=0.02)
     assert split.request_prefill_j.sum() == pytest.approx(split.prefill_j)
 
 
 def test_ttft_breaks_down_into_tokenize_queue_prefill_and_delivery():
-    rec = RequestRecord(0, 10, 3, arrival_s=1.0, scheduled_s=1.3, chunk_times_s=[2.0, 2.1, 2.2], tokenize_s=0.1,
-                        first_token_engine_s=1.95)
-    r = request_row(rec)
-    assert r["tokenize_s"] == pytest.approx(0.1) and r["queue_s"] == pytest.approx(0.2)
-    assert r["prefill_s"] == pytest.approx(0.65) and r["first_token_delivery_s"] == pytest.approx(0.05)
-    assert r["tokenize_s"] + r["queue_s"] + r["prefill_s"] + r["first_token_delivery_s"] == pytest.approx(r["ttft_s"])
-    offline = request_row(RequestRecord(0, 10, 3, 1.0, 1.3, [], first_token_s=1.95, last_token_s=2.2, first_token_engine_s=1.95))
-    assert offline["first_token_delivery_s"] is None and offline["tokenize_s"] is None  # not observed: unmeasured, not 0
+    rec = RequestRecord(
+        0,
+        10,
+        3,
+        arrival_s=1.0,
+        scheduled_s=1.3,
+        chunk_times_s=[2.0, 2.1, 2.2],
+        tokenize_s=0.1,
+        first_token_engine_s=1.95,
+    )
+    r = request_metrics(rec)
+    assert r.tokenize_s == pytest.approx(0.1) and r.queue_s == pytest.approx(0.2)
+    assert r.prefill_s == pytest.approx(0.65) and r.first_token_delivery_s == pytest.approx(0.05)
+    assert r.tokenize_s + r.queue_s + r.prefill_s + r.first_token_delivery_s == pytest.approx(r.ttft_s)
+    offline = request_metrics(
+        RequestRecord(0, 10, 3, 1.0, 1.3, [], first_token_s=1.95, last_token_s=2.2, first_token_engine_s=1.95)
+    )
+    assert offline.first_token_delivery_s is None and offline.tokenize_s is None  # not observed: unmeasured, not 0

@@ -12,10 +12,15 @@ def test_binary_prompts_file_is_a_user_error_naming_the_file(tmp_path, capsys):
     blob = tmp_path / "prompts.jsonl"
     blob.write_bytes(b'{"prompt": "a"}\n' + bytes(range(256)))
     cfg = parse_config({"name": "p", "model": "builtin:tiny-llama", "prompts": {"source": "jsonl", "path": str(blob)}})
-    with pytest.raises(ConfigError, match=rf"prompts.path '{blob}': not UTF-8 text \(byte 144 is '\\\\x80'\); give a JSONL"):
+    with pytest.raises(
+        ConfigError, match=rf"prompts.path '{blob}': not UTF-8 text \(byte 144 is '\\\\x80'\); give a JSONL"
+    ):
         load_prompt_texts(cfg)
     exp = tmp_path / "exp.yaml"
-    exp.write_text(f"name: p\nmodel: builtin:tiny-llama\nprompts: {{source: jsonl, path: {blob}}}\nenergy: {{idle_baseline_s: 0}}\n")
+    exp.write_text(
+        f"name: p\nmodel: builtin:tiny-llama\nprompts: {{source: jsonl, path: {blob}}}\nenergy: {{idle_baseline_s: "
+        "0}\n"
+    )
     assert main(["run", str(exp), "--out", str(tmp_path / "out"), "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: prompts.path '{blob}': not UTF-8 text") and "Traceback" not in err

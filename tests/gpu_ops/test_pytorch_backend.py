@@ -14,8 +14,15 @@ from gpu_ops.prompts import build_prompts
 
 
 def cfg(**over):
-    base = {"name": "t", "model": "builtin:tiny-llama", "max_input_tokens": 32, "max_output_tokens": 6, "min_output_tokens": 6,
-            "prompts": {"count": 6}, "batching": {"strategy": "static", "batch_size": 4}}
+    base = {
+        "name": "t",
+        "model": "builtin:tiny-llama",
+        "max_input_tokens": 32,
+        "max_output_tokens": 6,
+        "min_output_tokens": 6,
+        "prompts": {"count": 6},
+        "batching": {"strategy": "static", "batch_size": 4},
+    }
     for k, v in over.items():
         base[k] = v
     return parse_config(base)
@@ -54,7 +61,9 @@ def test_model_sources(tmp_path, tiny_model_path):
 
 def _requests(backend, c, arrivals):
     prompts = build_prompts(c, backend.tokenizer, backend.vocab_size)
-    return [Request(i, p, c.max_output_tokens, c.min_output_tokens, a) for i, (p, a) in enumerate(zip(prompts, arrivals))]
+    return [
+        Request(i, p, c.max_output_tokens, c.min_output_tokens, a) for i, (p, a) in enumerate(zip(prompts, arrivals))
+    ]
 
 
 def test_fixed_length_and_per_token_timestamps(backend):
@@ -115,9 +124,18 @@ def test_prompt_sources(tmp_path, backend):
     ids = build_prompts(cfg(prompts={"source": "jsonl", "path": str(jl), "count": 3}), backend.tokenizer, 100)
     assert len(ids) == 3 and ids[0] == ids[2]
     sg = tmp_path / "sg.json"
-    sg.write_text(json.dumps([{"conversations": [{"from": "human", "value": "why batch?"}, {"from": "gpt", "value": "x"}]}]))
-    assert len(build_prompts(cfg(prompts={"source": "sharegpt", "path": str(sg), "count": 2}), backend.tokenizer, 100)) == 2
-    rnd = build_prompts(cfg(prompts={"source": "random", "count": 50, "random": {"input_len": 20, "range_ratio": 0.5}}), backend.tokenizer, 100)
+    sg.write_text(
+        json.dumps([{"conversations": [{"from": "human", "value": "why batch?"}, {"from": "gpt", "value": "x"}]}])
+    )
+    assert (
+        len(build_prompts(cfg(prompts={"source": "sharegpt", "path": str(sg), "count": 2}), backend.tokenizer, 100))
+        == 2
+    )
+    rnd = build_prompts(
+        cfg(prompts={"source": "random", "count": 50, "random": {"input_len": 20, "range_ratio": 0.5}}),
+        backend.tokenizer,
+        100,
+    )
     assert all(10 <= len(p) <= 30 for p in rnd) and len({len(p) for p in rnd}) > 3
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": 1}\n')
@@ -139,8 +157,18 @@ def test_capability_matrix_rejects_with_clear_message():
 def _one_cycle(tmp_path, **over):
     from gpu_ops.runner import run_experiment
 
-    base = {"name": "opt", "model": "builtin:tiny-llama", "max_input_tokens": 16, "max_output_tokens": 4, "min_output_tokens": 4,
-            "prompts": {"count": 4}, "batching": {"batch_size": 2}, "cycles": 1, "warmup_requests": 0, "cooldown_s": 0}
+    base = {
+        "name": "opt",
+        "model": "builtin:tiny-llama",
+        "max_input_tokens": 16,
+        "max_output_tokens": 4,
+        "min_output_tokens": 4,
+        "prompts": {"count": 4},
+        "batching": {"batch_size": 2},
+        "cycles": 1,
+        "warmup_requests": 0,
+        "cooldown_s": 0,
+    }
     base.update(over)
     return run_experiment(parse_config(base), tmp_path).tables
 
@@ -159,7 +187,12 @@ def test_lora_adapter_through_peft(tmp_path, tiny_model_path):
 
 
 def test_assisted_generation_with_draft_model(tmp_path, tiny_model_path):
-    t = _one_cycle(tmp_path, model="builtin:small-llama", batching={"batch_size": 1}, pytorch={"assistant_model": "builtin:tiny-llama"})
+    t = _one_cycle(
+        tmp_path,
+        model="builtin:small-llama",
+        batching={"batch_size": 1},
+        pytorch={"assistant_model": "builtin:tiny-llama"},
+    )
     assert (t.requests.output_tokens == 4).all() and t.requests.ttft_s.notna().all()
 
 

@@ -23,8 +23,16 @@ def test_real_h100_and_h200_results_are_reproduced_exactly():
         assert failed == ({"no_foreign_gpu_process"} if foreign else set()), folder
 
 
-@pytest.mark.parametrize("column,factor", [("j_per_token", 1.01), ("tokens_per_s", 1.001), ("net_energy_j", 0.999),
-                                           ("ttft_p50_s", 1.01), ("goodput_req_per_s", 1.01)])
+@pytest.mark.parametrize(
+    "column,factor",
+    [
+        ("j_per_token", 1.01),
+        ("tokens_per_s", 1.001),
+        ("net_energy_j", 0.999),
+        ("ttft_p50_s", 1.01),
+        ("goodput_req_per_s", 1.01),
+    ],
+)
 def test_a_one_percent_edit_of_a_derived_figure_is_found(column, factor):
     t = read_tables(REAL[0])
     t.cycles.loc[1, column] *= factor

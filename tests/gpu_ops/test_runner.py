@@ -13,9 +13,19 @@ from gpu_ops.runner import run_experiment
 from gpu_ops.validation import blocking_failures, validate
 from tests.fake_nvml import FakeGpu, FakeNVML
 
-BASE = {"name": "e2e", "model": "builtin:tiny-llama", "max_input_tokens": 32, "max_output_tokens": 8, "min_output_tokens": 8,
-        "prompts": {"count": 8}, "batching": {"strategy": "static", "batch_size": 4}, "cycles": 3, "warmup_requests": 2,
-        "cooldown_s": 0.0, "energy": {"idle_baseline_s": 0.5}}
+BASE = {
+    "name": "e2e",
+    "model": "builtin:tiny-llama",
+    "max_input_tokens": 32,
+    "max_output_tokens": 8,
+    "min_output_tokens": 8,
+    "prompts": {"count": 8},
+    "batching": {"strategy": "static", "batch_size": 4},
+    "cycles": 3,
+    "warmup_requests": 2,
+    "cooldown_s": 0.0,
+    "energy": {"idle_baseline_s": 0.5},
+}
 
 
 def test_cpu_run_records_unmeasured_energy_never_zero(tmp_path, tiny_model_path):
@@ -43,7 +53,11 @@ def test_fake_gpu_run_measures_energy_idle_and_net(tmp_path, tiny_model_path):
     assert (t.windows.kind == "warmup").sum() == 1  # the second point reuses the warm model
     assert len(t.timeline) > 10 and {"t_s", "device", "power_w"} <= set(t.timeline.columns)
     fp = json.loads(t.experiment.iloc[0].fingerprint_json)
-    assert fp["driver"] == "580.159.04" and fp["gpus"][0]["uuid_hash"] and "GPU-" not in t.experiment.iloc[0].fingerprint_json
+    assert (
+        fp["driver"] == "580.159.04"
+        and fp["gpus"][0]["uuid_hash"]
+        and "GPU-" not in t.experiment.iloc[0].fingerprint_json
+    )
     # prefill + decode + other add up to the counter energy
     parts = m.prefill_energy_j + m.decode_energy_j + m.other_energy_j
     assert (abs(parts - m.gross_energy_j) < 1e-6).all()
@@ -80,14 +94,18 @@ def test_engine_crash_mid_cycle_discards_window_and_frees_engine(tmp_path, tiny_
 
     monkeypatch.setattr(PytorchBackend, "run", failing_run)
     monkeypatch.setattr(PytorchBackend, "close", counting_close)
-    with pytest.raises(MeasurementError, match=r"cycle 1 failed, its energy discarded: RuntimeError: CUDA out of memory"):
+    with pytest.raises(
+        MeasurementError, match=r"cycle 1 failed, its energy discarded: RuntimeError: CUDA out of memory"
+    ):
         run_experiment(parse_config(BASE), tmp_path, nvml=FakeNVML([FakeGpu()]))
     assert calls["close"] == 1
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
 def test_validation_rejects_crafted_bad_data(tmp_path, tiny_model_path):
-    out = run_experiment(parse_config(dict(BASE, energy={"idle_baseline_s": 0.5})), tmp_path, nvml=FakeNVML([FakeGpu()]))
+    out = run_experiment(
+        parse_config(dict(BASE, energy={"idle_baseline_s": 0.5})), tmp_path, nvml=FakeNVML([FakeGpu()])
+    )
     t = out.tables
     c = t.cycles
     c.loc[0, "net_energy_j"] = -5.0
@@ -96,7 +114,13 @@ def test_validation_rejects_crafted_bad_data(tmp_path, tiny_model_path):
     c.loc[0, "foreign_processes"] = "4242"
     c.loc[1, "too_short"] = True
     failed = {f.check for f in blocking_failures(validate(t))}
-    physics = {"net_energy_non_negative", "power_within_limit", "counter_timeline_agree", "no_foreign_gpu_process", "window_long_enough"}
+    physics = {
+        "net_energy_non_negative",
+        "power_within_limit",
+        "counter_timeline_agree",
+        "no_foreign_gpu_process",
+        "window_long_enough",
+    }
     # each edit is caught by its physics check; the edited cycles also no longer match their windows and raw readings
     assert physics <= failed and failed - physics == {"derived_values_match_raw", "windows_match_cycles"}
     c.loc[0, "energy_status"] = "unmeasured"
@@ -132,8 +156,13 @@ def test_two_measurements_on_one_gpu_never_overlap(tmp_path, tiny_model_path, mo
 
     def one(name):
         try:
-            outs.append(run_experiment(parse_config(dict(BASE, name=name, energy={"idle_baseline_s": 0.5})), tmp_path / name,
-                                       nvml=FakeNVML([FakeGpu(uuid="GPU-shared")])))
+            outs.append(
+                run_experiment(
+                    parse_config(dict(BASE, name=name, energy={"idle_baseline_s": 0.5})),
+                    tmp_path / name,
+                    nvml=FakeNVML([FakeGpu(uuid="GPU-shared")]),
+                )
+            )
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -143,7 +172,10 @@ def test_two_measurements_on_one_gpu_never_overlap(tmp_path, tiny_model_path, mo
     for t in threads:
         t.join()
     assert not errors and len(outs) == 2
-    spans = sorted((pd.Timestamp(o.tables.experiment.started_at.iloc[0]), pd.Timestamp(o.tables.experiment.finished_at.iloc[0])) for o in outs)
+    spans = sorted(
+        (pd.Timestamp(o.tables.experiment.started_at.iloc[0]), pd.Timestamp(o.tables.experiment.finished_at.iloc[0]))
+        for o in outs
+    )
     assert spans[0][1] <= spans[1][0], f"the two measurements overlapped: {spans}"
 
 
@@ -156,7 +188,9 @@ def test_cli_run_exits_non_zero_when_a_blocking_check_fails(tmp_path, capsys, mo
 
     import gpu_ops.runner
 
-    monkeypatch.setattr(gpu_ops.runner, "run_experiment", functools.partial(run_experiment, nvml=FakeNVML([FakeGpu(pids=[1])])))
+    monkeypatch.setattr(
+        gpu_ops.runner, "run_experiment", functools.partial(run_experiment, nvml=FakeNVML([FakeGpu(pids=[1])]))
+    )
     p = tmp_path / "tiny.yaml"
     p.write_text(yaml.safe_dump(BASE))
     assert main(["run", str(p), "--out", str(tmp_path / "res"), "-q"]) == 1

@@ -13,8 +13,15 @@ from tests.fake_nvml import FakeGpu, FakeNVML
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REQUIRED = os.environ.get("LEM_REQUIRE_SERVICES") == "1"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +42,25 @@ def browser():
 def site(tmp_path_factory, tiny_model_path):
     """Three result folders: a measured sweep (batch 1, 2 through the NVML fake), a CPU run (energy unmeasured)."""
     root = tmp_path_factory.mktemp("site")
-    base = {"model": "builtin:micro-llama", "max_input_tokens": 16, "max_output_tokens": 8, "min_output_tokens": 8,
-            "prompts": {"count": 8}, "cycles": 3, "warmup_requests": 1, "cooldown_s": 0, "energy": {"idle_baseline_s": 0.5}}
-    gpu = run_experiment(parse_config(dict(base, name="gpu", sweep={"batching.batch_size": [1, 4]})), root / "r",
-                         nvml=FakeNVML([FakeGpu(power=lambda t: 180.0)])).folder
-    cpu = run_experiment(parse_config(dict(base, name="cpu", model="builtin:small-llama", energy={"idle_baseline_s": 0})), root / "r").folder
+    base = {
+        "model": "builtin:micro-llama",
+        "max_input_tokens": 16,
+        "max_output_tokens": 8,
+        "min_output_tokens": 8,
+        "prompts": {"count": 8},
+        "cycles": 3,
+        "warmup_requests": 1,
+        "cooldown_s": 0,
+        "energy": {"idle_baseline_s": 0.5},
+    }
+    gpu = run_experiment(
+        parse_config(dict(base, name="gpu", sweep={"batching.batch_size": [1, 4]})),
+        root / "r",
+        nvml=FakeNVML([FakeGpu(power=lambda t: 180.0)]),
+    ).folder
+    cpu = run_experiment(
+        parse_config(dict(base, name="cpu", model="builtin:small-llama", energy={"idle_baseline_s": 0})), root / "r"
+    ).folder
     return report_from_folders([gpu, cpu], root / "site", dagster_url="http://dagster.example:3000")
 
 
@@ -48,15 +69,25 @@ def open_page(browser, url):
     errors, external = [], []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.route("**/*", lambda route: (external.append(route.request.url), route.abort()) if not route.request.url.startswith("file:")
-               else route.continue_())
+    page.route(
+        "**/*",
+        lambda route: (
+            (external.append(route.request.url), route.abort())
+            if not route.request.url.startswith("file:")
+            else route.continue_()
+        ),
+    )
     page.goto(url)
-    page.wait_for_function("!document.getElementById('count') || document.getElementById('count').textContent.length > 0")
+    page.wait_for_function(
+        "!document.getElementById('count') || document.getElementById('count').textContent.length > 0"
+    )
     return page, errors, external
 
 
 def table(page) -> pd.DataFrame:
-    cells = page.eval_on_selector_all("#body tr", "rows => rows.map(r => [r.dataset.id, ...[...r.cells].map(c => c.innerText)])")
+    cells = page.eval_on_selector_all(
+        "#body tr", "rows => rows.map(r => [r.dataset.id, ...[...r.cells].map(c => c.innerText)])"
+    )
     heads = page.eval_on_selector_all("#head th", "hs => hs.map(h => h.dataset.key || 'compare')")
     return pd.DataFrame([c[1:] for c in cells], columns=heads, index=[c[0] for c in cells])
 
@@ -109,9 +140,16 @@ def test_detail_page_has_config_provenance_and_charts(browser, site):
     assert "detail/" in page.url and errors == [] and external == []
     text = page.inner_text("body")
     assert "raw data version" in text and "fingerprint hash" in text and "batching.batch_size" in text
-    assert page.eval_on_selector_all("tr.nd td:first-child", "tds => tds.map(t => t.innerText)").count("batching.batch_size") == 1
+    assert (
+        page.eval_on_selector_all("tr.nd td:first-child", "tds => tds.map(t => t.innerText)").count(
+            "batching.batch_size"
+        )
+        == 1
+    )
     href = page.get_attribute("a[href*='raw_measurements']", "href")
-    assert href.startswith("http://dagster.example:3000/assets/raw_measurements?view=partitions&partition=builtin-micro-llama")
+    assert href.startswith(
+        "http://dagster.example:3000/assets/raw_measurements?view=partitions&partition=builtin-micro-llama"
+    )
     assert page.query_selector("a[href*='/runs/']") is None  # CLI result folders have no Dagster run to link
     power = page.evaluate("document.getElementById('chart-power')._fullData[0].y.length")
     ttft = page.evaluate("document.getElementById('chart-ttft')._fullData[0].x.length")
@@ -135,18 +173,32 @@ def test_row_ids_are_stable_and_url_safe():
 
 
 def test_scaling_chart_has_a_line_per_way_of_splitting_from_one_single_gpu_point():
-    from gpu_ops.site import _scaling
+    from gpu_ops.site.charts import scaling
 
     row = dict(model="m", backend="pytorch", precision="bf16")
-    board = pd.DataFrame([
-        dict(row, hardware="h100", gpu_count=1, parallelism="single", tokens_per_j_mean=3.0, tokens_per_s_mean=700.0),
-        dict(row, hardware="2x-h100", gpu_count=2, parallelism="tp2", tokens_per_j_mean=0.9, tokens_per_s_mean=350.0),
-        dict(row, hardware="4x-h100", gpu_count=4, parallelism="tp4", tokens_per_j_mean=0.5, tokens_per_s_mean=400.0),
-        dict(row, hardware="2x-h100", gpu_count=2, parallelism="dp2", tokens_per_j_mean=2.8, tokens_per_s_mean=1260.0),
-        dict(row, hardware="2x-h100", gpu_count=2, parallelism="dp2", tokens_per_j_mean=2.1, tokens_per_s_mean=1300.0),  # worse sweep point
-        dict(row, hardware="cpu-x", gpu_count=0, parallelism="single", tokens_per_j_mean=None, tokens_per_s_mean=5.0),
-    ])
-    traces = {t.name: t for t in _scaling(board).data}
+    board = pd.DataFrame(
+        [
+            dict(
+                row, hardware="h100", gpu_count=1, parallelism="single", tokens_per_j_mean=3.0, tokens_per_s_mean=700.0
+            ),
+            dict(
+                row, hardware="2x-h100", gpu_count=2, parallelism="tp2", tokens_per_j_mean=0.9, tokens_per_s_mean=350.0
+            ),
+            dict(
+                row, hardware="4x-h100", gpu_count=4, parallelism="tp4", tokens_per_j_mean=0.5, tokens_per_s_mean=400.0
+            ),
+            dict(
+                row, hardware="2x-h100", gpu_count=2, parallelism="dp2", tokens_per_j_mean=2.8, tokens_per_s_mean=1260.0
+            ),
+            dict(
+                row, hardware="2x-h100", gpu_count=2, parallelism="dp2", tokens_per_j_mean=2.1, tokens_per_s_mean=1300.0
+            ),  # worse sweep point
+            dict(
+                row, hardware="cpu-x", gpu_count=0, parallelism="single", tokens_per_j_mean=None, tokens_per_s_mean=5.0
+            ),
+        ]
+    )
+    traces = {t.name: t for t in scaling(board).data}
     assert set(traces) == {"m pytorch bf16 dp", "m pytorch bf16 tp"}
     assert list(traces["m pytorch bf16 tp"].x) == [1, 2, 4] and list(traces["m pytorch bf16 tp"].y) == [3.0, 0.9, 0.5]
     assert list(traces["m pytorch bf16 dp"].x) == [1, 2] and list(traces["m pytorch bf16 dp"].y) == [3.0, 2.8]
@@ -158,8 +210,18 @@ def test_a_single_cycle_row_shows_its_missing_ci_as_missing(browser, tmp_path, t
     import json
     import re
 
-    cfg = {"name": "one", "model": "builtin:micro-llama", "max_input_tokens": 16, "max_output_tokens": 8, "min_output_tokens": 8,
-           "prompts": {"count": 8}, "cycles": 1, "warmup_requests": 1, "cooldown_s": 0, "energy": {"idle_baseline_s": 0.5}}
+    cfg = {
+        "name": "one",
+        "model": "builtin:micro-llama",
+        "max_input_tokens": 16,
+        "max_output_tokens": 8,
+        "min_output_tokens": 8,
+        "prompts": {"count": 8},
+        "cycles": 1,
+        "warmup_requests": 1,
+        "cooldown_s": 0,
+        "energy": {"idle_baseline_s": 0.5},
+    }
     folder = run_experiment(parse_config(cfg), tmp_path / "r", nvml=FakeNVML([FakeGpu(power=lambda t: 180.0)])).folder
     site = report_from_folders([folder], tmp_path / "site")
     index = (site.folder / "index.html").read_text()
@@ -173,4 +235,8 @@ def test_a_single_cycle_row_shows_its_missing_ci_as_missing(browser, tmp_path, t
     assert "J/token ± n/a" in (site.folder / "detail" / f"{row['id']}.html").read_text()
     page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
     cells = table(page)
-    assert errors == [] and cells.j_per_token_mean.iloc[0].endswith("± n/a") and cells.tokens_per_s_mean.iloc[0].endswith("± n/a")
+    assert (
+        errors == []
+        and cells.j_per_token_mean.iloc[0].endswith("± n/a")
+        and cells.tokens_per_s_mean.iloc[0].endswith("± n/a")
+    )

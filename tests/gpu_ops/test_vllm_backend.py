@@ -3,10 +3,10 @@ an injected engine crash, and `compare` against the PyTorch backend on the same 
 
 import os
 import signal
-from pathlib import Path
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +20,22 @@ from tests.fake_nvml import FakeGpu, FakeNVML, from_env
 vllm = pytest.importorskip("vllm") if os.environ.get("LEM_REQUIRE_SERVICES") != "1" else __import__("vllm")
 
 # CPU vLLM: head_dim >= 64 (the builtin models have 64), block size 128 (prefix hits need prompts > 128 tokens)
-BASE = {"name": "vl", "model": "builtin:tiny-llama", "backend": "vllm", "precision": "bf16", "max_input_tokens": 300,
-        "max_output_tokens": 8, "min_output_tokens": 8, "prompts": {"source": "random", "count": 6, "random": {"input_len": 280}},
-        "batching": {"batch_size": 4}, "cycles": 2, "warmup_requests": 1, "cooldown_s": 0, "energy": {"idle_baseline_s": 0},
-        "vllm": {"gpu_memory_utilization": 0.2, "enforce_eager": True}}
+BASE = {
+    "name": "vl",
+    "model": "builtin:tiny-llama",
+    "backend": "vllm",
+    "precision": "bf16",
+    "max_input_tokens": 300,
+    "max_output_tokens": 8,
+    "min_output_tokens": 8,
+    "prompts": {"source": "random", "count": 6, "random": {"input_len": 280}},
+    "batching": {"batch_size": 4},
+    "cycles": 2,
+    "warmup_requests": 1,
+    "cooldown_s": 0,
+    "energy": {"idle_baseline_s": 0},
+    "vllm": {"gpu_memory_utilization": 0.2, "enforce_eager": True},
+}
 
 
 def cfg(**over):
@@ -38,7 +50,9 @@ def shared_prefix_prompts(tmp_path) -> str:
 
     from gpu_ops.prompts import _jsonl_texts
 
-    corpus = _jsonl_texts((Path(__file__).resolve().parents[2] / "gpu_ops" / "data" / "prompts.jsonl").read_text(), "corpus")
+    corpus = _jsonl_texts(
+        (Path(__file__).resolve().parents[2] / "gpu_ops" / "data" / "prompts.jsonl").read_text(), "corpus"
+    )
     system = " ".join(corpus[:12])
     path = tmp_path / "shared.jsonl"
     path.write_text("\n".join(json.dumps({"prompt": f"{system} Question {i}: {corpus[20 + i]}"}) for i in range(6)))
@@ -47,9 +61,15 @@ def shared_prefix_prompts(tmp_path) -> str:
 
 def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path):
     # batch_size 1: requests run one after another, so each can reuse the blocks the previous ones computed
-    out = run_experiment(cfg(sweep={"vllm.enable_prefix_caching": [False, True]}, batching={"batch_size": 1},
-                             prompts={"source": "jsonl", "path": shared_prefix_prompts(tmp_path), "count": 6}),
-                         tmp_path / "out", nvml=FakeNVML([FakeGpu(power=lambda t: 200.0)]))
+    out = run_experiment(
+        cfg(
+            sweep={"vllm.enable_prefix_caching": [False, True]},
+            batching={"batch_size": 1},
+            prompts={"source": "jsonl", "path": shared_prefix_prompts(tmp_path), "count": 6},
+        ),
+        tmp_path / "out",
+        nvml=FakeNVML([FakeGpu(power=lambda t: 200.0)]),
+    )
     c, r = out.tables.cycles, out.tables.requests
     failed = blocking_failures(validate(out.tables))  # consistent: only the tiny model's short windows are refused
     assert {f.check for f in failed} <= {"window_long_enough"}, failed
@@ -91,14 +111,25 @@ def test_streaming_open_loop_timestamps_every_token(tmp_path, tiny_model_path):
         assert row.first_token_s > row.arrival_s
         assert row.ttft_s == pytest.approx(row.first_token_s - row.arrival_s)
         assert row.tpot_s == pytest.approx((row.e2e_s - row.ttft_s) / (row.output_tokens - 1))
-        assert row.tpot_s == pytest.approx(float(np.mean(row.itl_s)))  # vLLM's definitions agree when each chunk is one token
+        assert row.tpot_s == pytest.approx(
+            float(np.mean(row.itl_s))
+        )  # vLLM's definitions agree when each chunk is one token
     c = out.tables.cycles
     assert c.itl_p50_s.notna().all() and c.kv_cache_usage_peak.notna().all()
 
 
 def test_ngram_speculative_decoding_reports_acceptance(tmp_path, tiny_model_path):
-    out = run_experiment(cfg(cycles=1, max_input_tokens=64, max_output_tokens=32, min_output_tokens=32, prompts={"count": 4},
-                             vllm={"speculative_model": "ngram", "num_speculative_tokens": 3}), tmp_path)
+    out = run_experiment(
+        cfg(
+            cycles=1,
+            max_input_tokens=64,
+            max_output_tokens=32,
+            min_output_tokens=32,
+            prompts={"count": 4},
+            vllm={"speculative_model": "ngram", "num_speculative_tokens": 3},
+        ),
+        tmp_path,
+    )
     c = out.tables.cycles
     assert c.output_tokens.iloc[0] == 4 * 32
     assert 0 < c.spec_decode_acceptance_rate.iloc[0] <= 1  # accepted / drafted, from vLLM's spec-decode counters
@@ -109,7 +140,9 @@ def test_lora_adapter(tmp_path, tiny_model_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_path), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_path), LoraConfig(r=8, target_modules=["q_proj", "v_proj"])
+    )
     model.save_pretrained(tmp_path / "adapter")
     out = run_experiment(cfg(cycles=1, lora={"path": str(tmp_path / "adapter"), "name": "demo"}), tmp_path / "out")
     assert out.tables.cycles.output_tokens.iloc[0] == 48
@@ -149,7 +182,9 @@ def test_engine_killed_mid_cycle_discards_window_and_shuts_down(tmp_path, tiny_m
 def engine_core_pids() -> list[int]:
     import psutil
 
-    return [p.pid for p in psutil.Process().children(recursive=True) if "EngineCore" in " ".join(p.cmdline() + [p.name()])]
+    return [
+        p.pid for p in psutil.Process().children(recursive=True) if "EngineCore" in " ".join(p.cmdline() + [p.name()])
+    ]
 
 
 def test_engine_starts_with_default_multiprocessing_while_the_meter_samples(tmp_path, tiny_model_path, monkeypatch):
@@ -161,10 +196,12 @@ def test_engine_starts_with_default_multiprocessing_while_the_meter_samples(tmp_
 
     import torch
 
-    from gpu_ops.energy import build_meter
     from gpu_ops.backends.vllm import VllmBackend
+    from gpu_ops.energy import build_meter
 
-    assert torch.cuda._nvml_based_avail()  # torch.cuda.is_available() asks NVML, never cuInit (set on importing gpu_ops)
+    assert (
+        torch.cuda._nvml_based_avail()
+    )  # torch.cuda.is_available() asks NVML, never cuInit (set on importing gpu_ops)
     monkeypatch.setenv("LEM_FAKE_POWER_W", "200")
     c = cfg(cycles=1)
     meter = build_meter(c, True, nvml_module=from_env(), nvml_spec="tests.fake_nvml:from_env")
@@ -181,10 +218,12 @@ def test_engine_starts_with_default_multiprocessing_while_the_meter_samples(tmp_
         meter.__enter__()
         meter.begin_window("w")
         backend.before_cycle()
-        from gpu_ops.runner import _requests
+        from gpu_ops.measure import _requests
         from gpu_ops.prompts import build_prompts
 
-        delivered = backend.run(_requests(build_prompts(c, backend.tokenizer, backend.vocab_size), c, 0.0), time.perf_counter)
+        delivered = backend.run(
+            _requests(build_prompts(c, backend.tokenizer, backend.vocab_size), c, 0.0), time.perf_counter
+        )
         time.sleep(1.2)  # one process poll at least
         w = meter.end_window("w")
         records = backend.after_cycle(delivered).records
@@ -217,7 +256,9 @@ def test_missing_vllm_names_the_install(monkeypatch):
     from gpu_ops.backends import get_backend
 
     monkeypatch.setitem(sys.modules, "vllm", None)
-    with pytest.raises(BackendUnavailable, match=r"backend 'vllm' needs the vllm package .*pip install 'llm-energy-measure\[vllm\]'"):
+    with pytest.raises(
+        BackendUnavailable, match=r"backend 'vllm' needs the vllm package .*pip install 'llm-energy-measure\[vllm\]'"
+    ):
         get_backend("vllm")
 
 
@@ -227,7 +268,9 @@ def test_compare_replays_one_trace_on_both_backends(tmp_path, tiny_model_path, c
     from gpu_ops.cli import main
 
     spec = {k: v for k, v in BASE.items() if k not in ("backend", "vllm")}
-    spec.update(max_input_tokens=64, prompts={"count": 4}, cycles=2, vllm={"gpu_memory_utilization": 0.2, "enforce_eager": True})
+    spec.update(
+        max_input_tokens=64, prompts={"count": 4}, cycles=2, vllm={"gpu_memory_utilization": 0.2, "enforce_eager": True}
+    )
     path = tmp_path / "cmp.yaml"
     path.write_text(yaml.safe_dump(spec))
     assert main(["compare", str(path), "--backends", "pytorch,vllm", "--out", str(tmp_path / "cmp"), "-q"]) == 0

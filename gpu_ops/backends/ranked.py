@@ -1,15 +1,18 @@
 """Multi-GPU runs of the PyTorch backend: one process per GPU under torchrun, results gathered on rank 0.
 
+`launch` starts the ranks (each runs `python -m gpu_ops.runner`, the rank entry point); rank 0 measures with its
+backend a `RankedBackend`, the others `follow` it.
+
 - tensor parallel (`parallelism.tensor: N`): every rank holds a shard (transformers' TP plan) and runs the same
   requests in lockstep; the tokens are the same on every rank, so rank 0's timestamps are the run's.
 - data parallel (`parallelism.data: N`): N independent replicas; request i goes to replica i mod N; the
   records of all replicas are gathered on rank 0 on one shared monotonic clock. Every replica runs the whole
   warm-up set, so each has seen the batch shapes of the cycles before the first measured window.
 
-Rank 0 runs the ordinary runner (idle baseline, windows, result folder). Its backend is a `RankedBackend`,
-which broadcasts each call to the other ranks before doing its own share, so every window holds the work
-of all GPUs; a barrier inside `sync()` closes a window only when every rank finished. Energy is metered on
-rank 0 over exactly the run's GPUs: the launcher narrows CUDA_VISIBLE_DEVICES to their UUIDs.
+Rank 0 runs the ordinary single-process measurement (gpu_ops.measure: idle baseline, windows, result folder). Its
+backend is a `RankedBackend`, which broadcasts each call to the other ranks before doing its own share, so every window
+holds the work of all GPUs; a barrier inside `sync()` closes a window only when every rank finished. Energy is metered
+on rank 0 over exactly the run's GPUs: the launcher narrows CUDA_VISIBLE_DEVICES to their UUIDs.
 """
 
 from __future__ import annotations
@@ -43,38 +46,57 @@ def in_ranks() -> bool:
     return os.environ.get(CHILD_ENV) == "1" and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def launch(cfg: ExperimentConfig, out_root: Path, *, uuids: list[str] | None, folder_name: str | None = None, say=print):
-    """Run `cfg` under torchrun (one process per GPU) and return rank 0's result (a RunOutcome)."""
-    from gpu_ops.results import read_tables
-    from gpu_ops.runner import RunOutcome
-
+def launch(
+    cfg: ExperimentConfig, out_root: Path, *, uuids: list[str] | None, folder_name: str | None = None, say=print
+) -> Path:
+    """Run `cfg` under torchrun (one process per GPU) and return the result folder rank 0 wrote."""
     n = world_size(cfg)
     with tempfile.TemporaryDirectory(prefix="lem-ranks-") as tmp:
         data = cfg.model_dump(mode="json")
         data["gpus"] = list(range(n))  # inside the ranks, the run's GPUs are all there is (CUDA_VISIBLE_DEVICES below)
         (Path(tmp) / "config.json").write_text(json.dumps(data))
-        env = dict(os.environ, **{CHILD_ENV: "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-                                  ROOT_ENV: str(os.getpid())})  # torchrun and every rank are this run's processes
+        env = dict(
+            os.environ,
+            **{
+                CHILD_ENV: "1",
+                "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+                ROOT_ENV: str(os.getpid()),
+            },
+        )  # torchrun and every rank are this run's processes
         if uuids:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(uuids)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "gpu_ops.distributed",
-               str(Path(tmp) / "config.json"), str(Path(out_root).resolve()), str(Path(tmp) / "result"), folder_name or ""]
-        say(f"launching {n} ranks (tensor={cfg.parallelism.tensor}, data={cfg.parallelism.data}) on "
-            + (f"GPUs {','.join(u[:12] for u in uuids)}" if uuids else "CPU (gloo)"))
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={n}",
+            "-m",
+            "gpu_ops.runner",
+            str(Path(tmp) / "config.json"),
+            str(Path(out_root).resolve()),
+            str(Path(tmp) / "result"),
+            folder_name or "",
+        ]
+        say(
+            f"launching {n} ranks (tensor={cfg.parallelism.tensor}, data={cfg.parallelism.data}) on "
+            + (f"GPUs {','.join(u[:12] for u in uuids)}" if uuids else "CPU (gloo)")
+        )
         rc = subprocess.call(cmd, env=env)
         result = Path(tmp) / "result"
         if rc != 0 or not result.is_file():
-            raise MeasurementError(f"the {n}-rank run failed (torchrun exit code {rc}); each rank's error is printed above. "
-                                   "No result folder was written.")
-        folder = Path(result.read_text().strip())
-    tables = read_tables(folder)
-    return RunOutcome(folder, tables, tables.summary["content_hash"])
+            raise MeasurementError(
+                f"the {n}-rank run failed (torchrun exit code {rc}); each rank's error is printed above. "
+                "No result folder was written."
+            )
+        return Path(result.read_text().strip())
 
 
 def _share(requests: list[Request], cfg: ExperimentConfig, rank: int) -> list[Request]:
     """This rank's requests: all of them for tensor parallel, every N-th for data-parallel replicas."""
     n = cfg.parallelism.data
-    return requests if n == 1 else requests[rank % n::n]
+    return requests if n == 1 else requests[rank % n :: n]
 
 
 class RankedBackend:
@@ -114,8 +136,13 @@ class RankedBackend:
 
     @property
     def info(self) -> dict:
-        return {**self.local.info, "world_size": self.dist.get_world_size(), "tensor_parallel": self.cfg.parallelism.tensor,
-                "data_parallel": self.cfg.parallelism.data, "dist_backend": self.dist.get_backend()}
+        return {
+            **self.local.info,
+            "world_size": self.dist.get_world_size(),
+            "tensor_parallel": self.cfg.parallelism.tensor,
+            "data_parallel": self.cfg.parallelism.data,
+            "dist_backend": self.dist.get_backend(),
+        }
 
     def load(self, config: ExperimentConfig) -> bool:
         self.cfg = config
@@ -133,7 +160,9 @@ class RankedBackend:
         return CycleOutput(delivered)
 
     def run(self, requests: list[Request], clock: Clock) -> list[RequestRecord]:
-        t0 = time.monotonic() - clock()  # perf_counter and monotonic are the same clock on Linux: one clock for every rank
+        t0 = (
+            time.monotonic() - clock()
+        )  # perf_counter and monotonic are the same clock on Linux: one clock for every rank
         self._tell("run", requests, t0)
         mine = self.local.run(_share(requests, self.cfg, 0), clock)
         gathered: list = [None] * self.dist.get_world_size()
@@ -183,7 +212,9 @@ def follow() -> None:
             backend.warmup(args[0])
         elif op == "run":
             requests, t0 = args
-            dist.gather_object(backend.run(_share(requests, cfg, rank), lambda: time.monotonic() - t0), None, dst=0)
+            dist.gather_object(
+                backend.run(_share(requests, cfg, rank), lambda t0=t0: time.monotonic() - t0), None, dst=0
+            )
         elif op == "sync":
             backend.sync()
             dist.barrier()
@@ -192,41 +223,3 @@ def follow() -> None:
         elif op == "close":
             backend.close()
             return
-
-
-def main(argv: list[str]) -> int:
-    """Entry point of each rank (started by `launch` through torchrun)."""
-    import logging
-    from datetime import timedelta
-
-    import torch
-    import torch.distributed as dist
-
-    config_path, out_root, result_path, folder_name = argv
-    local_rank = int(os.environ["LOCAL_RANK"])
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=2),
-                            **({"device_id": torch.device("cuda", local_rank)} if cuda else {}))
-    try:
-        pids: list = [None] * dist.get_world_size()
-        dist.all_gather_object(pids, os.getpid())
-        os.environ["LEM_RUN_PIDS"] = ",".join(map(str, pids))  # the other ranks on our GPUs are not foreign processes
-        if dist.get_rank() == 0:
-            from gpu_ops.runner import run_experiment
-
-            logging.basicConfig(level=logging.INFO, format="%(message)s")
-            cfg = ExperimentConfig.model_validate(json.loads(Path(config_path).read_text()))
-            outcome = run_experiment(cfg, Path(out_root), folder_name=folder_name or None,
-                                     progress=lambda m: print(f"[rank 0] {m}", file=sys.stderr, flush=True))
-            Path(result_path).write_text(str(outcome.folder))
-        else:
-            follow()
-    finally:
-        dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,214 @@
+"""The site's plotly figures: on the index, the cycle-to-cycle spread, the batch x precision heatmap and the GPU
+scaling; on each detail page, the power timeline and the latency distributions. (The energy-vs-throughput scatter
+is gpu_ops.charts', shared with `compare`.)"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from gpu_ops.charts import BACKEND_COLOURS, _plotly, efficiency_scatter
+from gpu_ops.phases import phase_intervals
+from gpu_ops.results import ResultTables
+from gpu_ops.schema import plain
+from gpu_ops.site.data import SiteData
+from gpu_ops.stats import summarize
+
+
+def fig_json(fig) -> dict:
+    return json.loads(fig.to_json())
+
+
+def index_figures(data: SiteData) -> dict[str, dict]:
+    """Figure id (its element on the index page) -> plotly JSON; none without rows."""
+    board = data.board
+    if not len(board):
+        return {}
+    rows = sorted((r for r in board.itertuples() if r.partition_key in data.tables), key=lambda r: r.partition_key)
+    figs = {
+        "chart-scatter": efficiency_scatter(board, "Energy vs throughput (size: parameters, colour: backend)"),
+        "chart-box": box_figure({r.id: data.cycles(r) for r in rows}, dict(zip(board.id, board.label))),
+        "chart-heatmap": heatmap(board),
+        "chart-scaling": scaling(board),
+    }
+    return {k: fig_json(f) for k, f in figs.items()}
+
+
+def box_figure(cycles_by_row: dict[str, pd.DataFrame], labels: dict[str, str]):
+    go = _plotly()
+    fig = go.Figure()
+    energy = any(c.j_per_token.notna().any() for c in cycles_by_row.values())
+    metric, title = (
+        ("j_per_token", "J/token per cycle") if energy else ("tokens_per_s", "tokens/s per cycle (energy unmeasured)")
+    )
+    for rid, c in cycles_by_row.items():
+        vals = c[metric].dropna()
+        if len(vals):
+            s = summarize(vals.tolist())
+            fig.add_trace(
+                go.Box(y=vals.tolist(), name=labels[rid], boxpoints="all", marker_color="#8c959f", showlegend=False)
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=[labels[rid]],
+                    y=[s["mean"]],
+                    mode="markers",
+                    marker=dict(symbol="diamond", size=10, color="#cf222e"),
+                    error_y=dict(type="data", array=[s["ci95"]], visible=True),
+                    name="mean ± 95 % CI",
+                    showlegend=rid == next(iter(cycles_by_row)),
+                )
+            )
+    fig.update_layout(
+        title=f"Cycle-to-cycle spread: {title}; red: mean ± 95 % t-CI",
+        template="plotly_white",
+        yaxis_title=metric.replace("_", " "),
+    )
+    return fig
+
+
+def heatmap(board: pd.DataFrame):
+    go = _plotly()
+    measured = board.j_per_token_mean.notna().any()
+    metric = "j_per_token_mean" if measured else "tokens_per_s_mean"
+    pivot = board.pivot_table(index="precision", columns="batch_size", values=metric, aggfunc="mean")
+    fig = go.Figure(
+        go.Heatmap(
+            z=pivot.values.tolist(),
+            x=[str(c) for c in pivot.columns],
+            y=list(pivot.index),
+            colorscale="Viridis",
+            colorbar=dict(title="J/token" if measured else "tok/s"),
+            hoverongaps=False,
+        )
+    )
+    fig.update_layout(
+        title=f"Sensitivity: batch size x precision ({'mean J/token' if measured else 'tokens/s; energy unmeasured'})",
+        xaxis_title="batch size",
+        yaxis_title="precision",
+        template="plotly_white",
+    )
+    return fig
+
+
+def scaling(board: pd.DataFrame):
+    """tokens/J against GPU count: one line per model/backend/precision and way of splitting (tensor, data, ...),
+    each starting from the same single-GPU point; the hover gives throughput as a share of N x the one-GPU figure."""
+    go = _plotly()
+    fig = go.Figure()
+    gpu = board.astype({"gpu_count": float, "tokens_per_j_mean": float, "tokens_per_s_mean": float})
+    gpu = gpu[(gpu.gpu_count > 0) & gpu.tokens_per_j_mean.notna()].astype({"gpu_count": int})
+    gpu["split"] = gpu.parallelism.astype(str).str.replace(
+        r"\d+", "", regex=True
+    )  # tp2, tp4 -> one tensor-parallel line
+    for key, g in gpu.groupby(["model", "backend", "precision"]):
+        best = g.loc[g.groupby(["gpu_count", "split"]).tokens_per_j_mean.idxmax()]  # best sweep point of each
+        single = best[best.gpu_count == 1].nlargest(1, "tokens_per_j_mean")
+        base_tps = single.tokens_per_s_mean.iloc[0] if len(single) else np.nan
+        splits = sorted(set(best.split[best.gpu_count > 1])) or ["single"]
+        for split in splits:
+            line = pd.concat([single, best[(best.gpu_count > 1) & (best.split == split)]]).sort_values("gpu_count")
+            share = line.tokens_per_s_mean / (line.gpu_count * base_tps)
+            hover = [
+                f"{r.parallelism} on {r.hardware}<br>{r.tokens_per_j_mean:.3g} tokens/J, {r.tokens_per_s_mean:.4g} "
+                "tokens/s" + (f" = {s:.0%} of {r.gpu_count} x one GPU" if pd.notna(s) else "")
+                for r, s in zip(line.itertuples(), share)
+            ]
+            fig.add_trace(
+                go.Scatter(
+                    x=line.gpu_count,
+                    y=line.tokens_per_j_mean,
+                    mode="lines+markers",
+                    hovertext=hover,
+                    hoverinfo="text",
+                    name=" ".join(map(str, key)) + ("" if split == "single" else f" {split}"),
+                )
+            )
+    fig.update_layout(
+        title="Hardware scaling: efficiency vs GPU count" + ("" if fig.data else " (no GPU measurements yet)"),
+        xaxis_title="GPUs",
+        yaxis_title="tokens/J (best sweep point)",
+        template="plotly_white",
+        xaxis=dict(dtick=1),
+        showlegend=True,
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return fig
+
+
+def detail_figures(row, t: ResultTables) -> list[dict]:
+    """A row's power timeline (its windows shaded, prefill and decode marked) and its TTFT and ITL distributions."""
+    go = _plotly()
+    sp = row.sweep_point
+    req = t.requests[t.requests.sweep_point == sp] if len(t.requests) else t.requests
+    win, exp = t.windows, t.experiment.iloc[0]
+    fig = go.Figure()
+    shapes = []
+    if len(t.timeline):
+        power = t.timeline.groupby("t_s", as_index=False).power_w.sum()
+        mine = win[(win.sweep_point == sp) & win.kind.isin(["cycle", "warmup"])]
+        lo, hi = (mine.start_s.min() - 1, mine.end_s.max() + 1) if len(mine) else (power.t_s.min(), power.t_s.max())
+        power = power[(power.t_s >= lo) & (power.t_s <= hi)]
+        fig.add_trace(
+            go.Scatter(
+                x=power.t_s, y=power.power_w, mode="lines", name="power (W)", line=dict(color="#1b1f24", width=1)
+            )
+        )
+        for _, w in mine.iterrows():
+            shapes.append(
+                dict(
+                    type="rect",
+                    xref="x",
+                    yref="paper",
+                    x0=w.start_s,
+                    x1=w.end_s,
+                    y0=0,
+                    y1=1,
+                    line_width=0,
+                    fillcolor="rgba(120,120,120,0.08)",
+                )
+            )
+        for _, group in req.groupby("cycle"):
+            prefill, decode = phase_intervals(group)
+            for (a, b), colour in [(s, "rgba(255,140,0,0.25)") for s in prefill] + [
+                (s, "rgba(31,119,180,0.15)") for s in decode
+            ]:
+                shapes.append(
+                    dict(type="rect", xref="x", yref="paper", x0=a, x1=b, y0=0, y1=0.08, line_width=0, fillcolor=colour)
+                )
+        fig.add_hline(
+            y=plain(exp.idle_power_w) or 0,
+            line_dash="dot",
+            annotation_text="idle baseline",
+            visible=plain(exp.idle_power_w) is not None,
+        )
+    fig.update_layout(
+        title="Power timeline (grey: measured windows; bottom band: orange prefill, blue decode)"
+        if len(t.timeline)
+        else f"No power timeline: energy unmeasured ({row.unmeasured_reason})",
+        shapes=shapes,
+        template="plotly_white",
+        xaxis_title="run clock (s)",
+        yaxis_title="GPU power (W)",
+    )
+    figures = [{"id": "chart-power", "figure": fig_json(fig)}]
+    for cid, col, title in (
+        ("chart-ttft", "ttft_s", "TTFT distribution (ms)"),
+        ("chart-itl", "itl_s", "Inter-token latency distribution (ms)"),
+    ):
+        vals = (
+            np.concatenate([np.asarray(x, dtype=float) for x in req[col]])
+            if col == "itl_s" and len(req)
+            else req[col].dropna().to_numpy(dtype=float)
+        )
+        f = go.Figure(go.Histogram(x=(vals * 1000).tolist(), nbinsx=40, marker_color=BACKEND_COLOURS.get(row.backend)))
+        f.update_layout(
+            title=title if len(vals) else f"{title}: not observed (tokens were not streamed)",
+            template="plotly_white",
+            xaxis_title="ms",
+            yaxis_title="count",
+        )
+        figures.append({"id": cid, "figure": fig_json(f)})
+    return figures

@@ -1,0 +1,277 @@
+"""The site's pages: the index (the leaderboard table with its data inlined for site.js, and the charts) and one
+detail page per row (summary, cycles, provenance with links into Dagster, resolved config, environment).
+
+Self-contained: plotly.js is copied from the installed plotly package and data is inlined into each page, so the
+folder works from disk, object storage, a Space or GitHub Pages, with no CDN and no server.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+
+from gpu_ops.results import ResultTables, replace_folder
+from gpu_ops.schema import plain
+from gpu_ops.site.charts import detail_figures, index_figures
+from gpu_ops.site.data import COLUMNS, FILTERS, leaderboard_of_folders, site_data
+from gpu_ops.stats import CI_MISSING, fmt_ci
+
+STATIC = resources.files("gpu_ops.site") / "static"
+
+
+@dataclass
+class SiteResult:
+    folder: Path
+    rows: int
+    pages: int
+    figures: dict  # figure id -> plotly JSON (for Dagster metadata)
+
+
+def _script_json(obj) -> str:
+    return json.dumps(obj, default=plain, separators=(",", ":")).replace("</", "<\\/")
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="{root}assets/site.css"><script src="{root}assets/plotly.min.js"></script></head>
+<body>{body}</body></html>
+"""
+
+
+def _index_body(title: str, n: int, generated_from: str) -> str:
+    filters = "".join(f'<label>{f} <select id="f-{f}"><option value="">all</option></select></label>' for f in FILTERS)
+    empty_all = (
+        ""
+        if n
+        else '<div class="empty" id="empty-all"><strong>No measurements yet.</strong><br>Drop an experiment YAML '
+        "into the platform's inbox (storage/inbox), or run <code>llm-energy-measure run</code> and build this site "
+        "with <code>llm-energy-measure report RESULTS --out DIR</code>.</div>"
+    )
+    return f"""<h1>{html.escape(title)}</h1>
+<div class="sub">Energy per output token, measured from the GPU energy counter; gross energy ranks. "unmeasured" means
+the energy could not be read (the reason is in the tooltip), never zero. Rows with synthetic weights are flagged.
+{html.escape(generated_from)}</div>
+{empty_all}
+<div class="filters">{filters}<label>search
+<input id="q" type="search" placeholder="model, backend, hardware..."></label>
+<span id="count"></span></div>
+<div class="empty" id="empty" style="display:none">No rows match these filters.</div>
+<div style="overflow-x:auto"><table><thead><tr id="head"></tr></thead><tbody id="body"></tbody></table></div>
+<div class="charts">
+<div class="chart" id="chart-compare"></div><div class="chart" id="chart-scatter"></div>
+<div class="chart" id="chart-box"></div><div class="chart" id="chart-heatmap"></div>
+<div class="chart" id="chart-scaling"></div></div>
+<script id="lem-data" type="application/json">__DATA__</script>
+<script src="assets/site.js"></script>"""
+
+
+def _flatten(d, prefix="") -> dict[str, object]:
+    out = {}
+    for k, v in (d or {}).items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, path + "."))
+        else:
+            out[path] = v
+    return out
+
+
+def _kv(pairs) -> str:
+    return (
+        '<table class="kv">'
+        + "".join(f"<tr><td>{html.escape(str(k))}</td><td>{v}</td></tr>" for k, v in pairs)
+        + "</table>"
+    )
+
+
+def _fmt(v, unit="", scale=1.0, digits=4) -> str:
+    v = plain(v)
+    return '<span class="unmeasured">unmeasured</span>' if v is None else f"{float(v) * scale:.{digits}g}{unit}"
+
+
+def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) -> str:
+    """A row's detail page body; `figures` are its charts (charts.detail_figures)."""
+    sp = row.sweep_point
+    cyc = t.cycles[t.cycles.sweep_point == sp].sort_values("cycle")
+    point = t.sweep_points[t.sweep_points.sweep_point == sp].iloc[0]
+    exp = t.experiment.iloc[0]
+    # resolved config with non-defaults highlighted
+    config = _flatten(json.loads(point.config_json))
+    nd = set(_flatten(json.loads(point.non_defaults_json)))
+    cfg_rows = "".join(
+        f'<tr class="{"nd" if k in nd else ""}"><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v))}</td></tr>'
+        for k, v in sorted(config.items())
+    )
+    cycle_cols = [
+        ("cycle", "cycle", "", 1),
+        ("duration_s", "duration", " s", 1),
+        ("output_tokens", "tokens", "", 1),
+        ("gross_energy_j", "energy", " J", 1),
+        ("j_per_token", "J/token", "", 1),
+        ("tokens_per_s", "tok/s", "", 1),
+        ("avg_power_w", "power", " W", 1),
+        ("ttft_p50_s", "TTFT p50", " ms", 1000),
+        ("cross_check_rel_diff", "counter vs timeline", "", 1),
+        ("too_short", "too short", "", 1),
+    ]
+    cycle_table = (
+        "<table><tr>"
+        + "".join(f"<th>{lbl}</th>" for _, lbl, _, _ in cycle_cols)
+        + "</tr>"
+        + "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{_fmt(r[c], u, s) if c not in ('cycle', 'too_short') else html.escape(str(r[c]))}</td>"
+                for c, _, u, s in cycle_cols
+            )
+            + "</tr>"
+            for _, r in cyc.iterrows()
+        )
+        + "</table>"
+    )
+    link = ""
+    if dagster_url:
+        base = dagster_url.rstrip("/")
+        link = (
+            f'<a href="{base}/assets/raw_measurements?view=partitions&partition={quote(str(row.partition_key))}">'
+            "raw partition in Dagster</a>"
+        )
+        if not str(row.raw_run_id).startswith("local:"):  # `report` on CLI result folders: no Dagster run to link
+            link += (
+                f' · <a href="{base}/runs/{quote(str(row.raw_run_id))}">run {html.escape(str(row.raw_run_id))[:8]}</a>'
+            )
+    provenance = _kv(
+        [
+            ("partition", html.escape(str(row.partition_key))),
+            ("raw run id", html.escape(str(row.raw_run_id))),
+            ("raw storage id", html.escape(str(row.raw_storage_id))),
+            ("raw data version", html.escape(str(row.raw_data_version))),
+            ("raw code version", html.escape(str(row.raw_code_version))),
+            ("stats code version", html.escape(str(row.stats_code_version))),
+            ("config hash", html.escape(str(row.config_hash))),
+            ("fingerprint hash", html.escape(str(row.fingerprint_hash))),
+            ("Dagster UI", link or "set the Dagster base URL (LEM_DAGSTER_URL / --dagster-url) for links"),
+        ]
+    )
+    summary = _kv(
+        [
+            (
+                "energy",
+                f"{_fmt(row.j_per_token_mean)} J/token"
+                + (
+                    fmt_ci(plain(row.j_per_token_ci95))
+                    if plain(row.j_per_token_mean) is not None
+                    else f" ({html.escape(str(row.unmeasured_reason))})"
+                ),
+            ),
+            ("throughput", f"{_fmt(row.tokens_per_s_mean)} tokens/s"),
+            ("TTFT p50", _fmt(row.ttft_p50_s_mean, " ms", 1000)),
+            (
+                "idle baseline",
+                f"before {_fmt(exp.idle_before_w, ' W')}, after {_fmt(exp.idle_after_w, ' W')}, used "
+                f"{_fmt(exp.idle_power_w, ' W')}",
+            ),
+            (
+                "counter vs timeline",
+                f"mean {_fmt(row.cross_check_rel_diff_mean)} (tolerance {_fmt(exp.cross_check_tolerance)})",
+            ),
+            (
+                "weights",
+                html.escape(str(row.weights))
+                + (
+                    " <span class='flag'>synthetic weights: real shapes, random values</span>"
+                    if row.weights == "synthetic"
+                    else ""
+                ),
+            ),
+        ]
+    )
+    fp = json.dumps(json.loads(exp.fingerprint_json), indent=1, sort_keys=True)
+    body = f"""<p><a href="../index.html">← leaderboard</a></p>
+<h1>{html.escape(str(row.model))} · {html.escape(str(row.backend))} · {html.escape(str(row.hardware))}</h1>
+<div class="sub">sweep point <strong>{html.escape(str(sp))}</strong>, {int(row.n_cycles)} cycles,
+precision {html.escape(str(row.precision))}</div>
+<section><h2>Summary</h2>{summary}</section>
+<div class="charts"><div class="chart" id="chart-power"></div><div class="chart" id="chart-ttft"></div>
+<div class="chart" id="chart-itl"></div></div>
+<section><h2>Cycles</h2>{cycle_table}</section>
+<section><h2>Provenance</h2>{provenance}</section>
+<section><h2>Resolved config</h2><p class="sub">highlighted: values that differ from the defaults</p>
+<table class="kv">{cfg_rows}</table></section>
+<section><h2>Environment fingerprint</h2><pre>{html.escape(fp)}</pre></section>
+<script id="lem-figs" type="application/json">{_script_json(figures)}</script>
+<script>JSON.parse(document.getElementById("lem-figs").textContent)
+  .forEach(f => Plotly.newPlot(f.id, f.figure.data, f.figure.layout, {{responsive: true}}));</script>"""
+    return body
+
+
+def build_site(
+    board: pd.DataFrame,
+    raw: dict[str, Path | ResultTables],
+    out: Path,
+    dagster_url: str | None = None,
+    title: str = "LLM energy leaderboard",
+    generated_from: str = "",
+) -> SiteResult:
+    """Write the site into `out` (replaced atomically). `raw` maps partition keys to result folders (or tables)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "assets").mkdir()
+        (tmp / "detail").mkdir()
+        from plotly.offline import get_plotlyjs
+
+        (tmp / "assets" / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
+        for name in ("site.js", "site.css"):
+            (tmp / "assets" / name).write_bytes((STATIC / name).read_bytes())
+        data = site_data(board, raw)
+        board = data.board
+        pages = 0
+        for row in board.sort_values("partition_key", kind="stable").itertuples():
+            t = data.tables.get(row.partition_key)
+            if t is None:
+                continue
+            body = _detail(row, t, dagster_url, detail_figures(row, t))
+            page = PAGE.format(title=html.escape(f"{row.model} · {row.sweep_point}"), root="../", body=body)
+            (tmp / "detail" / f"{row.id}.html").write_text(page, encoding="utf-8")
+            pages += 1
+        figs = index_figures(data)
+        figures = [{"id": k, "figure": f} for k, f in figs.items()]
+        rows = [{k: plain(v) for k, v in r.items()} for r in board.drop(columns=["label"]).to_dict(orient="records")]
+        inline = {
+            "rows": rows,
+            "columns": COLUMNS,
+            "filters": FILTERS,
+            "ci_missing": CI_MISSING,
+            "default_sort": "j_per_token_mean" if board.j_per_token_mean.notna().any() else "tokens_per_s_mean",
+            "figures": figures,
+        }
+        page = PAGE.format(title=html.escape(title), root="", body=_index_body(title, len(board), generated_from))
+        (tmp / "index.html").write_text(page.replace("__DATA__", _script_json(inline)), encoding="utf-8")
+        replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return SiteResult(out, len(board), pages, figs)
+
+
+def report_from_folders(folders: list[Path], out: Path, dagster_url: str | None = None) -> SiteResult:
+    """`llm-energy-measure report`: the site from result folders written by `run` (no platform)."""
+    board, raw = leaderboard_of_folders(folders)
+    return build_site(
+        board,
+        raw,
+        out,
+        dagster_url,
+        generated_from=f"Built by llm-energy-measure report from {len(folders)} result folder(s).",
+    )
