@@ -76,6 +76,45 @@ session2() {  # the same evidence, reordered after the first pass used most of t
   touch "$R/all.done"
 }
 
+session3() {  # session 6: the platform campaign first (never run on a GPU before), then vLLM's evidence, then the meter's
+  stage 01-device bash -c 'nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,mig.mode.current --format=csv;
+    python3 -c "import torch, vllm, transformers, dagster; print(\"torch\", torch.__version__, \"vllm\", vllm.__version__, \"transformers\", transformers.__version__, \"dagster\", dagster.__version__)";
+    python3 -m gpu_ops.cli list-hardware; python3 -m gpu_ops.cli list-backends'
+  stage 02-counter-step python3 benchmarks/counter_step.py --seconds 3
+  stage 16-platform-campaign timeout 540 python3 -m energy_assets.demo --home "$R/dagster_home" --storage "$R/storage" \
+    --port 3000 --campaign examples/campaign-gpu --exit --timeout 500 --evidence "$R/platform"
+  stage 04-vllm-cli timeout 150 python3 -m gpu_ops.cli run examples/vllm-gpu.yaml --out "$R/results/vllm-cli"
+  for f in streaming-poisson prefix-cache ngram-speculative kv-pressure phases; do
+    stage "11-$f" timeout 150 python3 -m gpu_ops.cli run "examples/vllm-features/$f.yaml" --out "$R/results/vllm-features"
+  done
+  stage 12-compare timeout 240 python3 -m gpu_ops.cli compare examples/compare/pytorch-vllm-gpu.yaml --backends pytorch,vllm \
+    --out "$R/results/compare"
+  stage 13-roofline-bs1 timeout 200 python3 benchmarks/decode_roofline.py --model synthetic:llama-3.2-1b \
+    --only pytorch-compiled-bs1,vllm-bs1 --out "$R/results/roofline"
+  stage 05c-parity-256 timeout 300 python3 benchmarks/vllm_parity.py --model synthetic:llama-3.2-1b --prompts 1024 \
+    --input-len 128 --output-len 128 --max-num-seqs 256 --max-model-len 512 --gpu-memory-utilization 0.5 --rounds 10
+  stage 15-show-tokens timeout 150 python3 -m gpu_ops.cli run examples/vllm-features/streaming-poisson.yaml \
+    --out "$R/results/show-tokens" --show-tokens
+  stage 09-reference-pytorch timeout 400 python3 -m gpu_ops.cli run examples/reference/steady-h200.yaml --out "$R/results/reference"
+  stage 10-reference-vllm timeout 400 python3 -m gpu_ops.cli run examples/reference/steady-h200-vllm.yaml --out "$R/results/reference"
+  stage 07-meter-overhead-compiled python3 benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 \
+    --tokens 128 --prompts 64 --rounds 12 --compiled
+  stage 08-meter-overhead-vllm python3 benchmarks/meter_overhead.py --backend vllm --model synthetic:llama-3.2-1b \
+    --batch-size 256 --prompts 512 --tokens 128 --rounds 12
+  stage 14-token-hook python3 benchmarks/token_hook.py --model synthetic:llama-3.2-1b --batch-size 16 --prompts 64 --rounds 4
+  touch "$R/all.done"
+}
+
+session4() {  # session 6, second machine: the platform campaign with the cross-check rule fixed, then what time allows
+  stage 01-device bash -c 'nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,mig.mode.current --format=csv;
+    python3 -m gpu_ops.cli list-hardware'
+  stage 16-platform-campaign python3 -m energy_assets.demo --home "$R/dagster_home" --storage "$R/storage" \
+    --port 3000 --campaign examples/campaign-gpu --exit --timeout 900 --evidence "$R/platform"
+  stage 04-vllm-cli timeout 300 python3 -m gpu_ops.cli run examples/vllm-gpu.yaml --out "$R/results/vllm-cli"
+  stage 09-reference-pytorch timeout 400 python3 -m gpu_ops.cli run examples/reference/steady-h200.yaml --out "$R/results/reference"
+  touch "$R/all.done"
+}
+
 multigpu() {  # on nvidia-h200-x2: vLLM tensor / pipeline / data parallel, and their one-GPU baseline
   stage 21-vllm-8b-tp1 lem run examples/multigpu/llama-8b-vllm-tp1.yaml --out "$R/results/multigpu"
   for n in tp2 pp2 dp2; do
@@ -85,14 +124,18 @@ multigpu() {  # on nvidia-h200-x2: vLLM tensor / pipeline / data parallel, and t
 }
 
 case "${1:-}" in
-  start|multigpu-start|session2-start)
+  start|multigpu-start|session2-start|session3-start|session4-start)
     [ "$1" = session2-start ] || rm -rf "$R"
     mkdir -p "$R/logs" "$R/results"; rm -f "$R/all.done"
     what=session; [ "$1" = multigpu-start ] && what=multigpu; [ "$1" = session2-start ] && what=session2
+    [ "$1" = session3-start ] && what=session3
+    [ "$1" = session4-start ] && what=session4
     setsid bash "$0" "$what" > "$R/logs/$what.out" 2>&1 < /dev/null &
     sleep 2; cat "$R/progress" 2>/dev/null; echo "$what started" ;;
   session) session ;;
   session2) session2 ;;
+  session3) session3 ;;
+  session4) session4 ;;
   multigpu) multigpu ;;
   wait)
     end=$(( $(date +%s) + ${2:-540} ))
@@ -105,7 +148,7 @@ case "${1:-}" in
   pack)  # the device returns files of at most 16 MiB: larger tarballs come back in 15 MiB pieces (cat them back together)
     tar czf "$OUT/logs.tgz" -C "$R" logs progress
     tar czf "$OUT/results.tgz" -C "$R" results
-    tar czf "$OUT/platform.tgz" -C "$R" platform storage/assets/raw_measurements storage/experiments dagster_home/process-logs 2>/dev/null
+    tar czf "$OUT/platform.tgz" -C "$R" platform storage dagster_home 2>/dev/null
     for f in "$OUT"/results.tgz "$OUT"/platform.tgz; do
       if [ "$(stat -c %s "$f")" -gt 15728640 ]; then split -b 15m -d "$f" "$f.part"; rm "$f"; fi
     done

@@ -21,11 +21,14 @@ from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import ExperimentConfig, content_hash, expand_sweep, parse_config
 from gpu_ops.energy.meter import (
     CROSS_CHECK_FLOOR,
-    CROSS_CHECK_SCALE,
     EDGE_MARGIN_S,
+    LEGACY_CROSS_CHECK_SCALE,
     IdleBaseline,
     WindowMeasurement,
+    cross_check_tolerance,
+    legacy_cross_check_tolerance,
     timeline_energy,
+    timeline_sigma,
     window_figures,
 )
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S
@@ -126,14 +129,34 @@ def _meter_number(meter, key: str, default: float) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else default
 
 
-def meter_rules(t: ResultTables) -> tuple[float, float, float]:
-    """(counter update period, cross-check floor, scale) the meter recorded (meter_json); the nominal period and the
-    current rule for folders written before it recorded them."""
+@dataclasses.dataclass(frozen=True)
+class MeterRules:
+    """The counter update period and the cross-check rule a result was measured under (its meter_json)."""
+
+    step_s: float
+    floor: float
+    z: float | None  # the timeline-σ rule; None: a folder from before it, checked with the sqrt rule and `scale`
+    scale: float
+
+    def tolerance(self, w, gpu_j: float | None, seen: pd.DataFrame) -> float | None:
+        if gpu_j is None:
+            return None
+        if self.z is None:
+            return legacy_cross_check_tolerance(w.duration_s, self.step_s, self.floor, self.scale)
+        sigma = timeline_sigma(seen, w.start_s, w.end_s)
+        return cross_check_tolerance(gpu_j, plain(w.energy_uncertainty_j), sigma, self.floor, self.z)
+
+
+def meter_rules(t: ResultTables) -> MeterRules:
+    """The rules the meter recorded (meter_json); the nominal period and the legacy rule for folders written before
+    it recorded them."""
     meter = load_json(t.experiment.iloc[0].meter_json, "experiment.meter_json")
-    return (
-        _meter_number(meter, "counter_step_s", COUNTER_UPDATE_S),
-        _meter_number(meter, "cross_check_floor", CROSS_CHECK_FLOOR),
-        _meter_number(meter, "cross_check_scale", CROSS_CHECK_SCALE),
+    z = _meter_number(meter, "cross_check_z", 0.0)
+    return MeterRules(
+        step_s=_meter_number(meter, "counter_step_s", COUNTER_UPDATE_S),
+        floor=_meter_number(meter, "cross_check_floor", CROSS_CHECK_FLOOR),
+        z=z or None,
+        scale=_meter_number(meter, "cross_check_scale", LEGACY_CROSS_CHECK_SCALE),
     )
 
 
@@ -141,7 +164,7 @@ def window_problems(t: ResultTables) -> list[str]:
     """Each window's duration, counter total, timeline energy, sample count and the figures they imply."""
     out = []
     tl, ts = _sorted_timeline(t)
-    (step, floor, scale), tolerance = meter_rules(t), plain(t.experiment.iloc[0].cross_check_tolerance)
+    rules, tolerance = meter_rules(t), plain(t.experiment.iloc[0].cross_check_tolerance)
     for _, w in t.windows.iterrows():
         where = f"windows {excerpt(w['name'])}"
         if not same(w.duration_s, w.end_s - w.start_s):
@@ -160,15 +183,18 @@ def window_problems(t: ResultTables) -> list[str]:
         inside = int((seen_at_close[0].t_s >= w.start_s).sum())  # a late sample may have been missed, one per GPU
         if not inside - around.device.nunique() <= w.n_samples <= inside:
             out.append(_differs(where, "n_samples", w.n_samples, inside))
-        derived = window_figures(
-            w.duration_s,
-            plain(w.gpu_energy_j) if measured else None,
-            plain(w.timeline_energy_j),
-            step,
-            tolerance,
-            floor,
-            scale,
-        )
+        gpu_j = plain(w.gpu_energy_j) if measured else None
+        # the tolerance depends on the samples the meter had seen: all of them, or all but the window's last per GPU
+        in_window = around[(around.t_s >= w.start_s) & (around.t_s <= w.end_s)]
+        views = [in_window, in_window.drop(in_window.groupby("device").t_s.idxmax())]
+        allowed = [rules.tolerance(w, gpu_j, view) for view in views]
+        derived = window_figures(w.duration_s, gpu_j, plain(w.timeline_energy_j), rules.step_s, tolerance, allowed[0])
+        if (
+            tolerance is None
+            and "cross_check_tolerance" in w.index
+            and any(same(w.cross_check_tolerance, a) for a in allowed)
+        ):
+            derived.pop("cross_check_tolerance")
         # columns a folder written before them lacks are not compared
         out += [_differs(where, k, w[k], v) for k, v in derived.items() if k in w.index and not same(w[k], v)]
     return out

@@ -343,8 +343,8 @@ def check_window_length(t: ResultTables) -> Verdict:
 
 @_check("counter_timeline_agree")
 def check_cross_check(t: ResultTables) -> Verdict:
-    """Each window within its own tolerance (it depends on the window's length, docs/energy.md); folders from before
-    per-window tolerances use the experiment's single one (then 10 %)."""
+    """Each window within its own tolerance (the counter's ± and the timeline's own error, docs/energy.md); folders
+    from before per-window tolerances use the experiment's single one (then 10 %)."""
     m = _measured(t.cycles)
     m = m[m.cross_check_rel_diff.notna()]
     legacy = t.experiment.iloc[0].cross_check_tolerance
@@ -369,7 +369,7 @@ def check_cross_check(t: ResultTables) -> Verdict:
     return (
         True,
         f"counter vs timeline within each window's tolerance (worst {worst:.2%}; tolerances "
-        f"{tol.min():.2%}-{tol.max():.2%} by window length)"
+        f"{tol.min():.2%}-{tol.max():.2%} from each window's counter ± and timeline error)"
         if worst is not None
         else "no measured windows to cross-check",
         {"worst_rel_diff": worst},

@@ -38,19 +38,48 @@ from gpu_ops.schema import TIMELINE, WINDOW_READINGS, Record
 MIN_TRUSTED_UPDATES = 10  # a window shorter than 10 counter updates is flagged too short to trust
 STEP_WAIT_UPDATES = 2.5  # how long a window edge waits for the counter to step, in counter updates
 TIMELINE_EDGE_ERROR = 0.05  # relative error allowed for the timeline's share of a window (the stretch past each edge)
-CROSS_CHECK_FLOOR = 0.005  # counter vs timeline tolerance: floor + CROSS_CHECK_SCALE * sqrt(step / duration)
-CROSS_CHECK_SCALE = 0.1
+CROSS_CHECK_FLOOR = 0.005  # counter vs timeline tolerance: floor + (counter ± + CROSS_CHECK_Z * timeline σ) / counter
+CROSS_CHECK_Z = 3.0
+LEGACY_CROSS_CHECK_SCALE = 0.1  # the rule before CROSS_CHECK_Z: floor + scale * sqrt(step / duration), for old folders
 SAMPLER_START_S = 30.0
 EDGE_MARGIN_S = 1.0  # timeline samples this far outside a window let the integral interpolate its edges
 
 
 def cross_check_tolerance(
-    duration_s: float, step_s: float, floor: float = CROSS_CHECK_FLOOR, scale: float = CROSS_CHECK_SCALE
+    gpu_energy_j: float,
+    uncertainty_j: float | None,
+    timeline_sigma_j: float | None,
+    floor: float = CROSS_CHECK_FLOOR,
+    z: float = CROSS_CHECK_Z,
 ) -> float:
-    """How far the timeline may stray from the counter over a window: the timeline samples instantaneous power, so
-    its error shrinks with the square root of the counter updates the window spans (docs/energy.md). The meter
-    records `floor` and `scale` in its description, so a result is checked with the rule it was measured under."""
+    """How far the timeline may stray from the counter over a window: the counter's own ± plus `z` standard
+    errors of the timeline's integral, over the counter's energy, plus a floor. The power field the timeline samples
+    updates about every 100 ms and is a reading, not an average: a bursty load makes a short window's integral
+    uncertain by several per cent (measured on the H200, docs/energy.md), a steady one by almost nothing."""
+    spread = (uncertainty_j or 0.0) + z * (timeline_sigma_j or 0.0)
+    return floor + spread / gpu_energy_j
+
+
+def legacy_cross_check_tolerance(duration_s: float, step_s: float, floor: float, scale: float) -> float:
+    """The rule folders written before the timeline's standard error was recorded were checked with."""
     return floor + scale * math.sqrt(step_s / max(duration_s, 1e-9))
+
+
+def timeline_sigma(timeline: pd.DataFrame, start_s: float, end_s: float) -> float | None:
+    """Standard error (J) of the timeline's integral over [start_s, end_s], summed over devices in quadrature. The
+    integral sees one value per power-field update, so its error is the update-to-update spread (RMS of successive
+    differences / sqrt 2, which ignores slow trends the samples follow) / sqrt(updates), times the window's length."""
+    inside = timeline[(timeline.t_s >= start_s) & (timeline.t_s <= end_s)]
+    if not len(inside):
+        return None
+    variance = 0.0
+    for _, g in inside.groupby("device"):
+        p = g.power_w.to_numpy(dtype=float)
+        updates = p[np.r_[True, np.diff(p) != 0]]
+        if len(updates) > 1:
+            spread = math.sqrt(float(np.mean(np.square(np.diff(updates)))) / 2.0)
+            variance += (spread * (end_s - start_s)) ** 2 / len(updates)
+    return math.sqrt(variance)
 
 
 @dataclass
@@ -125,11 +154,11 @@ def window_figures(
     timeline_energy_j: float | None,
     step_s: float,
     tolerance: float | None,
-    floor: float = CROSS_CHECK_FLOOR,
-    scale: float = CROSS_CHECK_SCALE,
+    rule_tolerance: float | None,
 ) -> dict:
-    """What a window's readings imply: average power, counter vs timeline difference and its tolerance, and whether it
-    spans enough counter updates (of period `step_s`) to be trusted. Shared with the check of an uploaded result."""
+    """What a window's readings imply: average power, counter vs timeline difference and its tolerance (the configured
+    one, else `rule_tolerance`, the rule's for this window), and whether it spans enough counter updates (of period
+    `step_s`) to be trusted. Shared with the check of an uploaded result."""
     return {
         "avg_power_w": gpu_energy_j / duration_s if gpu_energy_j is not None and duration_s > 0 else None,
         "cross_check_rel_diff": (
@@ -137,9 +166,7 @@ def window_figures(
             if gpu_energy_j and timeline_energy_j is not None
             else None
         ),
-        "cross_check_tolerance": (tolerance or cross_check_tolerance(duration_s, step_s, floor, scale))
-        if gpu_energy_j is not None
-        else None,
+        "cross_check_tolerance": (tolerance or rule_tolerance) if gpu_energy_j is not None else None,
         "too_short": duration_s < MIN_TRUSTED_UPDATES * step_s,
     }
 
@@ -570,7 +597,14 @@ class EnergyMeter:
             gpu_energy_by_device_j=by_dev if gpu_j is not None else {},
             timeline_energy_j=timeline_j,
             n_samples=len(tl),
-            **window_figures(duration, gpu_j, timeline_j, self.step_s, self.tolerance),
+            **window_figures(
+                duration,
+                gpu_j,
+                timeline_j,
+                self.step_s,
+                self.tolerance,
+                cross_check_tolerance(gpu_j, uncertainty, timeline_sigma(around, start_s, end_s)) if gpu_j else None,
+            ),
             peak_power_w=peak,
             temp_min_c=temp_min,
             temp_max_c=temp_max,
@@ -650,7 +684,7 @@ class EnergyMeter:
             "counter_step_measured": self.step_measured,
             "edge_alignment": "counter read at its next update; the stretch to the window edge from the timeline",
             "cross_check_floor": CROSS_CHECK_FLOOR,
-            "cross_check_scale": CROSS_CHECK_SCALE,
+            "cross_check_z": CROSS_CHECK_Z,
             "cpu_source": "rapl" if self.cpu else None,
             "cpu_unmeasured_reason": self.cpu_reason,
             "zeus": self.zeus is not None,
