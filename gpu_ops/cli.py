@@ -130,12 +130,28 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _print_profiles() -> None:
+    from gpu_ops.hardware import standard_profiles
+
+    print(
+        f"{'profile':<16} {'title':<16} {'TDP W':>6} {'mem GB':>7} {'GB/s':>6} {'bf16 TF/s':>9} {'$/h':>6}  gpu names"
+    )
+    for s in standard_profiles().values():
+        mem = "-" if s.memory_gb is None else f"{s.memory_gb:g}"
+        price = "-" if s.price_per_hour is None else f"{s.price_per_hour:g}"
+        print(
+            f"{s.slug:<16} {s.title:<16} {s.tdp_w:>6g} {mem:>7} {s.memory_bandwidth_gbs:>6g} {s.bf16_tflops:>9g} "
+            f"{price:>6}  {', '.join(s.gpu_names) or '(every CPU run)'}"
+        )
+
+
 def _cmd_list_hardware(args) -> int:
     from gpu_ops.energy import load_nvml, topology
     from gpu_ops.energy.nvml import visible_targets
-    from gpu_ops.environment import cpu_profile, gpu_profile
+    from gpu_ops.environment import cpu_profile, gpu_profile, is_standard_profile
 
-    print(f"cpu: {cpu_profile()}")
+    _print_profiles()
+    print(f"\ncpu: {cpu_profile()}")
     nvml, reason = load_nvml()
     if nvml is None:
         print(f"gpus: none ({reason})")
@@ -149,7 +165,13 @@ def _cmd_list_hardware(args) -> int:
             print(f"  mig gi={m.gpu_instance_id} {m.profile} uuid={m.uuid} compute_fraction={m.compute_fraction:.3f}")
     visible = visible_targets(nvml)
     if visible:
-        print(f"profile of gpus [0]: {gpu_profile(visible[:1])}; of all visible: {gpu_profile(visible)}")
+        first = gpu_profile(visible[:1])
+        mark = "" if is_standard_profile(first) else " (nonstandard: no gpu_ops/hardware profile names this GPU)"
+        try:
+            every = gpu_profile(visible)
+        except UserError as exc:
+            every = f"none ({exc})"
+        print(f"profile of gpus [0]: {first}{mark}; of all visible: {every}")
     return 0
 
 
@@ -188,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list-backends", help="backends and whether they are installed").set_defaults(
         func=_cmd_list_backends
     )
-    sub.add_parser("list-hardware", help="CPU profile, GPUs, MIG topology").set_defaults(func=_cmd_list_hardware)
+    sub.add_parser(
+        "list-hardware", help="standard hardware profiles; this machine's CPU profile, GPUs, MIG"
+    ).set_defaults(func=_cmd_list_hardware)
     c = sub.add_parser(
         "compare", help="replay one request trace on several backends; table and energy-vs-throughput chart"
     )
