@@ -248,7 +248,9 @@ def _from_history(target: Workload, hw: Hardware, history: list[Measured]) -> Cy
         same = [m for m in history if hw.standard and resolve(m.hardware).standard]
     if not same:
         return None
-    nearest = sorted(same, key=lambda m: _distance(target, hw, m))[:NEAREST]
+    ranked = sorted(same, key=lambda m: _distance(target, hw, m))
+    kind = _distance(target, hw, ranked[0])[:-1]  # only the runs as alike as the closest one: a tp2 run is no dp2's
+    nearest = [m for m in ranked if _distance(target, hw, m)[:-1] == kind][:NEAREST]
     times, energies, mids_t, mids_e = [], [], [], []
     for m in nearest:
         scale = (target.weight_bytes / m.workload.weight_bytes) * (target.decode_steps / m.workload.decode_steps)
@@ -264,7 +266,8 @@ def _from_history(target: Workload, hw: Hardware, history: list[Measured]) -> Cy
         mids_t.append(sum(t) / len(t))
         mids_e.append(sum(e) / len(e))
     where = ", ".join(sorted({m.hardware for m in nearest}))
-    method = f"history: {len(nearest)} nearest results on {where}, scaled by parameter count and tokens"
+    plural = "s" if len(nearest) > 1 else ""
+    method = f"history: {len(nearest)} nearest result{plural} on {where}, scaled by parameter count and tokens"
     if cross:
         method += f" and by the profiles' bandwidth and TDP to {hw.slug}"
     return CycleEstimate(

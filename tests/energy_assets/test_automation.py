@@ -243,8 +243,8 @@ def test_queued_runs_carry_their_estimate(storage, instance):
     (storage.inbox_dir / "llama8b.yaml").write_text(yaml.safe_dump({**data, "hardware": ["h200", "l4", "rtx-9999"]}))
     result = evaluate(experiment_inbox, instance, storage=storage, gpu=GpuResource())
     tags = {r.partition_key.split("|")[1]: r.tags for r in result.run_requests}
-    assert tags["h200"]["lem/estimate_method"].startswith("history: 1 nearest results on h200")
-    assert tags["l4"]["lem/estimate_method"].startswith("history: 1 nearest results on h200, scaled")
+    assert tags["h200"]["lem/estimate_method"].startswith("history: 1 nearest result on h200")
+    assert tags["l4"]["lem/estimate_method"].startswith("history: 1 nearest result on h200, scaled")
     assert float(tags["l4"]["lem/estimate_wh"]) > 0 and float(tags["h200"]["lem/estimate_s"]) > 0
     low, high = map(float, tags["h200"]["lem/estimate_wh_range"].split("-"))
     assert low <= float(tags["h200"]["lem/estimate_wh"]) <= high

@@ -65,7 +65,7 @@ def test_history_estimate_reproduces_the_measured_point(history):
     assert point.energy_j.mid == pytest.approx(mean_e * runs)
     assert point.energy_j.low <= point.energy_j.mid <= point.energy_j.high
     assert point.energy_kwh.mid == pytest.approx(point.energy_j.mid / est.J_PER_KWH)
-    assert point.method.startswith("history: 1 nearest results on h200")
+    assert point.method.startswith("history: 1 nearest result on h200")
     assert point.requests == cfg.prompts.count * cfg.cycles + cfg.warmup_requests
 
 
