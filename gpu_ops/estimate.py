@@ -8,7 +8,8 @@ Three methods, the first that applies:
   bandwidth (time) and TDP (power);
 - `roofline`: no history at all: the profile's bandwidth and bf16 throughput give the fastest possible cycle, and
   the shares of the roofline and of TDP that real runs reach (ROOFLINE_SHARE, POWER_SHARE) give the range.
-The range is the spread of the per-cycle predictions (history) or of those shares (roofline).
+The range is the spread of the per-cycle predictions widened by the run-to-run spread of repeated runs in the
+history (`run_to_run`), or the spread of those shares (roofline).
 """
 
 from __future__ import annotations
@@ -265,13 +266,33 @@ def _from_history(target: Workload, hw: Hardware, history: list[Measured]) -> Cy
         energies += e
         mids_t.append(sum(t) / len(t))
         mids_e.append(sum(e) / len(e))
+    spread_t, spread_e = run_to_run(history)
     where = ", ".join(sorted({m.hardware for m in nearest}))
     plural = "s" if len(nearest) > 1 else ""
     method = f"history: {len(nearest)} nearest result{plural} on {where}, scaled by parameter count and tokens"
     if cross:
         method += f" and by the profiles' bandwidth and TDP to {hw.slug}"
     return CycleEstimate(
-        Span(min(times), _median(mids_t), max(times)), Span(min(energies), _median(mids_e), max(energies)), method
+        Span(min(times) * (1 - spread_t), _median(mids_t), max(times) * (1 + spread_t)),
+        Span(min(energies) * (1 - spread_e), _median(mids_e), max(energies) * (1 + spread_e)),
+        method,
+    )
+
+
+def run_to_run(history: list[Measured]) -> tuple[float, float]:
+    """How far apart repeated runs of one workload on one hardware landed in the history (the largest relative
+    difference of their mean cycle time, and energy): a new run may land that far from any single past one, beyond
+    the cycle-to-cycle spread a past run shows. 0 when nothing was repeated."""
+    groups: dict[tuple[str, Workload], list[tuple[float, float]]] = {}
+    for m in history:
+        n = len(m.cycles)
+        groups.setdefault((m.hardware, m.workload), []).append(
+            (sum(d for d, _ in m.cycles) / n, sum(e for _, e in m.cycles) / n)
+        )
+    pairs = [(a, b) for runs in groups.values() for a in runs for b in runs if a is not b]
+    return (
+        max((abs(a[0] / b[0] - 1) for a, b in pairs), default=0.0),
+        max((abs(a[1] / b[1] - 1) for a, b in pairs), default=0.0),
     )
 
 

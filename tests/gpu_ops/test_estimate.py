@@ -149,3 +149,17 @@ def test_cli_estimate_refuses_bad_input(argv, message, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_range_widens_by_the_run_to_run_spread_of_repeated_runs(history):
+    """The two runs of the 1-GPU config on h200 differ; a range from one of them widens by that difference."""
+    repeated = [m for m in history if m.hardware == "h200"]
+    assert len(repeated) == 2 and repeated[0].workload == repeated[1].workload
+    spread_t, spread_e = est.run_to_run(repeated)
+    means = [sum(e for _, e in m.cycles) / len(m.cycles) for m in repeated]
+    assert spread_e == pytest.approx(max(means) / min(means) - 1)
+    alone = est.estimate_cycle(repeated[0].workload, "h200", repeated[:1])
+    assert est.run_to_run(repeated[:1]) == (0.0, 0.0)
+    assert alone.energy_j.high == pytest.approx(max(e for _, e in repeated[0].cycles))
+    both = est.estimate_cycle(repeated[0].workload, "h200", repeated)
+    assert both.energy_j.high >= max(e for m in repeated for _, e in m.cycles) * (1 + spread_e) * (1 - 1e-9)
