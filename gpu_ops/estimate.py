@@ -7,7 +7,7 @@ Three methods, the first that applies:
 - `history on other hardware`: the same, on another standard profile, further scaled by the profiles' memory
   bandwidth (time) and TDP (power);
 - `roofline`: no history at all: the profile's bandwidth and bf16 throughput give the fastest possible cycle, and
-  the shares of the roofline and of TDP that real runs reach (ROOFLINE_SHARE, POWER_SHARE) give the range.
+  the shares of the roofline and of TDP that real runs reached (`roofline_shares`) give the range.
 The range is the spread of the per-cycle predictions widened by the run-to-run spread of repeated runs in the
 history (`run_to_run`), or the spread of those shares (roofline).
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gpu_ops.config import ExperimentConfig, SweepPoint, parse_config
 from gpu_ops.errors import UserError, excerpt
-from gpu_ops.hardware import Hardware, resolve
+from gpu_ops.hardware import Hardware, resolve, standard_profiles
 from gpu_ops.results import load_json, read_tables
 
 NEAREST = 3  # sweep points a history estimate draws on
@@ -30,11 +30,9 @@ MAX_HISTORY_FOLDERS = 500  # result folders read per history root (each is check
 MAX_HISTORY_DEPTH = 4  # a result folder this deep under a history root at most (raw partitions: experiment/hardware)
 MAX_MODEL_CONFIG_BYTES = 1 << 20
 BYTES_PER_WEIGHT = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5}
-# Share of the decode roofline and of TDP that measured runs reached: the lowest and highest of
-# docs/benchmarks/raw/roofline-h200.log (PyTorch eager and compiled, bs1 and bs64: 4.1 %-24.3 % of the roofline,
-# 143.9-432.2 W of a 700 W TDP). The roofline estimate's range spans them.
-ROOFLINE_SHARE = (0.041, 0.243)
-POWER_SHARE = (143.9 / 700, 432.2 / 700)
+# What measured runs reached (docs/benchmarks/raw/roofline-h200.log: PyTorch eager and compiled, bs1 and bs64, on
+# the h200 profile): 4.1 %-24.3 % of the decode roofline at the copy bandwidth measured there, drawing 143.9-432.2 W.
+ROOFLINE_LOG = {"profile": "h200", "share": (0.041, 0.243), "copy_gbs": 4150.0, "power_w": (143.9, 432.2)}
 J_PER_KWH = 3.6e6
 
 
@@ -306,6 +304,15 @@ def _geomean(pair: tuple[float, float]) -> float:
     return math.sqrt(pair[0] * pair[1])
 
 
+def roofline_shares() -> tuple[tuple[float, float], tuple[float, float]]:
+    """(lowest, highest) share of the peak-bandwidth roofline and of TDP that the runs of ROOFLINE_LOG reached."""
+    ref = standard_profiles()[ROOFLINE_LOG["profile"]]
+    to_peak = ROOFLINE_LOG["copy_gbs"] / ref.memory_bandwidth_gbs
+    low, high = ROOFLINE_LOG["share"]
+    watts_low, watts_high = ROOFLINE_LOG["power_w"]
+    return (low * to_peak, high * to_peak), (watts_low / ref.tdp_w, watts_high / ref.tdp_w)
+
+
 def roofline(target: Workload, hw: Hardware) -> CycleEstimate:
     """The fastest cycle the profile allows (prefill at bf16 peak, each decode step reading the weights at peak
     bandwidth), slowed by the roofline shares real runs reach, at the TDP shares they draw."""
@@ -313,9 +320,9 @@ def roofline(target: Workload, hw: Hardware) -> CycleEstimate:
     fastest = 2 * target.params * target.input_tokens / flops + target.decode_steps * target.weight_bytes / (
         hw.bandwidth_gbs * 1e9
     )
-    low_share, high_share = ROOFLINE_SHARE
-    t = Span(fastest / high_share, fastest / _geomean(ROOFLINE_SHARE), fastest / low_share)
-    low_p, high_p = (s * hw.tdp_w for s in POWER_SHARE)
+    share, power = roofline_shares()
+    t = Span(fastest / share[1], fastest / _geomean(share), fastest / share[0])
+    low_p, high_p = (s * hw.tdp_w for s in power)
     e = Span(t.low * low_p, t.mid * math.sqrt(low_p * high_p), t.high * high_p)
     method = f"roofline: {hw.spec.title} profile ({hw.bandwidth_gbs:g} GB/s, {hw.tdp_w:g} W), no history"
     return CycleEstimate(t, e, method)

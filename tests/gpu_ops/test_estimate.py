@@ -102,6 +102,21 @@ def test_roofline_without_history_orders_hardware_by_bandwidth():
         assert e.cost is None
 
 
+def test_roofline_is_the_profiles_fastest_cycle_slowed_by_the_measured_shares():
+    from gpu_ops.hardware import resolve
+
+    work = est.workload_of(_config_of(TP1), est.parameter_count(load_architecture("llama-3.1-8b")))
+    spec = standard_profiles()["h200"]
+    fastest = 2 * work.params * work.input_tokens / (
+        spec.bf16_tflops * 1e12
+    ) + work.decode_steps * work.weight_bytes / (spec.memory_bandwidth_gbs * 1e9)
+    (low_share, high_share), (low_p, high_p) = est.roofline_shares()
+    c = est.roofline(work, resolve("h200"))
+    assert c.duration_s.low == pytest.approx(fastest / high_share)
+    assert c.duration_s.high == pytest.approx(fastest / low_share)
+    assert c.energy_j.high == pytest.approx(fastest / low_share * high_p * spec.tdp_w)
+
+
 def test_cost_from_the_config_price_per_hour():
     cfg = _config_of(TP1, price_per_hour=4.0)
     (two,) = est.estimate(cfg, "2x-h200", [])
