@@ -26,9 +26,11 @@ def main() -> None:
     for note in skipped:
         print(f"left out: {note}")
     print(f"{len(points)} measured sweep points under {root}\n")
+    names = [f"{Path(m.folder).relative_to(root)} / {m.sweep_point}" for m in points]
+    width = max(map(len, names), default=10)
     print(
-        f"{'result folder / sweep point':<62} {'hardware':<15} {'energy J pred (range)':>28} {'meas':>7} {'err':>7} "
-        f"{'time s pred (range)':>22} {'meas':>6} {'err':>7}  method"
+        f"{'result folder / sweep point':<{width}} {'hardware':<15} {'energy J pred (range)':>28} {'meas':>7} "
+        f"{'err':>7} {'time s pred (range)':>22} {'meas':>6} {'err':>7}  method"
     )
     errors_e, errors_t, inside = [], [], 0
     for i, m in enumerate(points):
@@ -41,11 +43,10 @@ def main() -> None:
         errors_e.append(abs(err_e))
         errors_t.append(abs(err_t))
         inside += c.energy_j.low <= e_meas <= c.energy_j.high
-        name = f"{Path(m.folder).relative_to(root)} / {m.sweep_point}"
         e_pred = f"{c.energy_j.mid:.0f} ({c.energy_j.low:.0f}-{c.energy_j.high:.0f})"
         t_pred = f"{c.duration_s.mid:.2f} ({c.duration_s.low:.2f}-{c.duration_s.high:.2f})"
         print(
-            f"{name[-62:]:<62} {m.hardware:<15} {e_pred:>28} {e_meas:>7.0f} {err_e:>+7.1%} {t_pred:>22} "
+            f"{names[i]:<{width}} {m.hardware:<15} {e_pred:>28} {e_meas:>7.0f} {err_e:>+7.1%} {t_pred:>22} "
             f"{t_meas:>6.2f} {err_t:>+7.1%}  {c.method}"
         )
     print(
