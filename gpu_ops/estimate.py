@@ -135,26 +135,27 @@ def model_config_of(spec: str) -> dict:
     source = resolve_model(spec, build=False)
     if source.architecture is not None:
         return source.architecture
-    path = source.path / "config.json" if source.path is not None else _cached_hub_config(spec)
+    if source.path is None:
+        return _cached_hub_config(spec)
+    path = source.path / "config.json"
     if path.stat().st_size > MAX_MODEL_CONFIG_BYTES:
         raise UserError(f"model {excerpt(spec)}: config.json is larger than {MAX_MODEL_CONFIG_BYTES} bytes")
     data = load_json(path.read_text(), f"{spec} config.json")
     return data.get("text_config", data) if isinstance(data, dict) else {}
 
 
-def _cached_hub_config(spec: str) -> Path:
-    try:
-        from huggingface_hub import try_to_load_from_cache
+def _cached_hub_config(spec: str) -> dict:
+    """A hub model's config from the local Hugging Face cache: an estimate downloads nothing."""
+    from transformers import AutoConfig
 
-        found = try_to_load_from_cache(spec, "config.json")
-    except ImportError:
-        found = None
-    if not isinstance(found, str):
+    try:
+        config = AutoConfig.from_pretrained(spec, local_files_only=True)
+    except (OSError, ValueError):
         raise UserError(
             f"model {excerpt(spec)}: its config.json is not in the local Hugging Face cache, so its size is unknown; "
             f"download it first (`huggingface-cli download {spec} config.json`) or estimate a synthetic: model"
-        )
-    return Path(found)
+        ) from None
+    return getattr(config, "text_config", config).to_dict()
 
 
 def workload_of(cfg: ExperimentConfig, params: float, output_tokens: int | None = None) -> Workload:

@@ -178,3 +178,9 @@ def test_range_widens_by_the_run_to_run_spread_of_repeated_runs(history):
     assert alone.energy_j.high == pytest.approx(max(e for _, e in repeated[0].cycles))
     both = est.estimate_cycle(repeated[0].workload, "h200", repeated)
     assert both.energy_j.high >= max(e for m in repeated for _, e in m.cycles) * (1 + spread_e) * (1 - 1e-9)
+
+
+def test_a_hub_model_outside_the_cache_is_refused_with_the_fix():
+    """Nothing is downloaded (local_files_only): a model the cache lacks is refused, naming how to get it."""
+    with pytest.raises(UserError, match="not in the local Hugging Face cache.*huggingface-cli download"):
+        est.model_config_of("someone/not-cached-model")

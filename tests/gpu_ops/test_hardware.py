@@ -115,3 +115,19 @@ def test_list_hardware_shows_the_profiles(capsys):
     out = capsys.readouterr().out
     for spec in hardware.standard_profiles().values():
         assert any(line.startswith(spec.slug) and spec.title in line for line in out.splitlines())
+
+
+def test_a_run_on_mixed_gpus_is_refused_before_it_measures():
+    """The meter's targets are what a run files its hardware under (measure.py): a mixed set stops there."""
+    from gpu_ops.config import parse_config
+    from gpu_ops.energy import build_meter
+    from gpu_ops.environment import hardware_profile
+    from tests.fake_nvml import FakeGpu, FakeNVML
+
+    nv = FakeNVML([FakeGpu(name="NVIDIA H200", uuid="GPU-a"), FakeGpu(name="NVIDIA L4", uuid="GPU-b")])
+    cfg = parse_config({"name": "mixed", "model": "builtin:tiny-llama", "gpus": [0, 1], "parallelism": {"data": 2}})
+    meter = build_meter(cfg, True, nvml_module=nv)
+    with pytest.raises(UserError, match="NVIDIA H200, NVIDIA L4"):
+        hardware_profile(meter.targets)
+    same = FakeNVML([FakeGpu(name="NVIDIA L4", uuid="GPU-a"), FakeGpu(name="NVIDIA L4", uuid="GPU-b")])
+    assert hardware_profile(build_meter(cfg, True, nvml_module=same).targets) == "2x-l4"
