@@ -166,7 +166,7 @@ def workload_of(cfg: ExperimentConfig, params: float, output_tokens: int | None 
     return Workload(
         model=cfg.model,
         backend=cfg.backend,
-        variant=f"{cfg.precision}/{cfg.parallelism.label}{'/compiled' if compiled else ''}",
+        variant=f"{cfg.precision}/{cfg.parallelism.label}/{cfg.traffic.mode}{'/compiled' if compiled else ''}",
         params=params,
         weight_bytes=params * BYTES_PER_WEIGHT[cfg.precision],
         batch_size=min(cfg.batching.batch_size, cfg.prompts.count),
@@ -355,9 +355,14 @@ def estimate(
         pc = point.config
         work = workload_of(pc, params)
         cycle = estimate_cycle(work, hardware, history)
+        duration, method = cycle.duration_s, cycle.method
+        if pc.traffic.mode != "offline":  # open loop: a cycle lasts at least until its last request arrives
+            arrivals = pc.prompts.count / pc.traffic.rate
+            duration = Span(*(max(v, arrivals) for v in (duration.low, duration.mid, duration.high)))
+            method += f"; a cycle lasts >= {arrivals:.3g} s ({pc.prompts.count} arrivals at {pc.traffic.rate:g}/s)"
         warmup = pc.warmup_requests / pc.prompts.count  # the warm-up window, as a share of a cycle
         runs = pc.cycles + warmup
-        wall = cycle.duration_s.scaled(runs).plus(Span(*(pc.cycles * pc.cooldown_s,) * 3))
+        wall = duration.scaled(runs).plus(Span(*(pc.cycles * pc.cooldown_s,) * 3))
         energy = cycle.energy_j.scaled(runs)
         cost = None if price is None else wall.scaled(price * hw.count * hw.share / 3600)
         per_request = work.output_tokens // work.requests
@@ -373,7 +378,7 @@ def estimate(
                 energy_j=energy,
                 energy_kwh=energy.scaled(1 / J_PER_KWH),
                 cost=cost,
-                method=cycle.method,
+                method=method,
             )
         )
     return out

@@ -184,3 +184,12 @@ def test_a_hub_model_outside_the_cache_is_refused_with_the_fix():
     """Nothing is downloaded (local_files_only): a model the cache lacks is refused, naming how to get it."""
     with pytest.raises(UserError, match="not in the local Hugging Face cache.*huggingface-cli download"):
         est.model_config_of("someone/not-cached-model")
+
+
+def test_open_loop_arrivals_bound_the_cycle_time():
+    offline = _config_of(TP1, cooldown_s=0, warmup_requests=0)
+    slow = _config_of(TP1, cooldown_s=0, warmup_requests=0, traffic={"mode": "constant", "rate": 0.5})
+    (fast,), (paced,) = (est.estimate(c, "h200", []) for c in (offline, slow))
+    floor = slow.prompts.count / 0.5
+    assert fast.wall_s.high < floor * slow.cycles  # the roofline alone would finish sooner
+    assert paced.wall_s.low == pytest.approx(floor * slow.cycles) and "arrivals at 0.5/s" in paced.method

@@ -131,3 +131,16 @@ def test_a_run_on_mixed_gpus_is_refused_before_it_measures():
         hardware_profile(meter.targets)
     same = FakeNVML([FakeGpu(name="NVIDIA L4", uuid="GPU-a"), FakeGpu(name="NVIDIA L4", uuid="GPU-b")])
     assert hardware_profile(build_meter(cfg, True, nvml_module=same).targets) == "2x-l4"
+
+
+def test_list_hardware_flags_a_nonstandard_gpu_and_a_mixed_set(monkeypatch, capsys):
+    import gpu_ops.energy as energy
+    from tests.fake_nvml import FakeGpu, FakeNVML
+
+    nv = FakeNVML([FakeGpu(name="NVIDIA GeForce RTX 4090", uuid="GPU-a"), FakeGpu(name="NVIDIA L4", uuid="GPU-b")])
+    monkeypatch.setattr(energy, "load_nvml", lambda: (nv, None))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert main(["list-hardware"]) == 0
+    out = capsys.readouterr().out
+    assert "profile of gpus [0]: geforce-rtx-4090 (nonstandard" in out
+    assert "of all visible: none (gpus are of 2 kinds" in out
