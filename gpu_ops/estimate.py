@@ -20,7 +20,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gpu_ops.config import ExperimentConfig, SweepPoint, parse_config
+from gpu_ops.config import ExperimentConfig, parse_config
 from gpu_ops.errors import UserError, excerpt
 from gpu_ops.hardware import Hardware, resolve, standard_profiles
 from gpu_ops.results import load_json, read_tables
@@ -57,7 +57,7 @@ class Workload:
 
     model: str
     backend: str
-    variant: str  # precision, parallelism and compilation: runs that differ here are far apart
+    variant: str  # precision, parallelism, traffic mode and compilation: runs that differ here are far apart
     params: float
     weight_bytes: float
     batch_size: int
@@ -343,15 +343,13 @@ def estimate_cycle(target: Workload, hardware: str, history: list[Measured]) -> 
     return roofline(target, hw)
 
 
-def estimate(
-    cfg: ExperimentConfig, hardware: str, history: list[Measured], points: list[SweepPoint] | None = None
-) -> list[PointEstimate]:
+def estimate(cfg: ExperimentConfig, hardware: str, history: list[Measured]) -> list[PointEstimate]:
     """Every sweep point of `cfg` on `hardware`: cycles plus warm-up (loading and idle baselines not included)."""
     hw = resolve(hardware)
     params = parameter_count(model_config_of(cfg.model))
     price = cfg.price_per_hour if cfg.price_per_hour is not None else (hw.spec.price_per_hour if hw.spec else None)
     out = []
-    for point in points if points is not None else cfg.expand():
+    for point in cfg.expand():
         pc = point.config
         work = workload_of(pc, params)
         cycle = estimate_cycle(work, hardware, history)
