@@ -193,3 +193,15 @@ def test_open_loop_arrivals_bound_the_cycle_time():
     floor = slow.prompts.count / 0.5
     assert fast.wall_s.high < floor * slow.cycles  # the roofline alone would finish sooner
     assert paced.wall_s.low == pytest.approx(floor * slow.cycles) and "arrivals at 0.5/s" in paced.method
+
+
+def test_dry_run_defaults_to_this_machines_profile(tmp_path, capsys, monkeypatch):
+    import gpu_ops.energy as energy
+    from gpu_ops.environment import cpu_profile
+
+    monkeypatch.setattr(energy, "load_nvml", lambda: (None, "no NVIDIA driver"))
+    assert main(["run", str(REPO / "examples/tiny.yaml"), "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "roofline: CPU (fallback) profile" in out and not (tmp_path / "out").exists()
+    (point,) = est.estimate(parse_config({"name": "t", "model": "builtin:tiny-llama"}), cpu_profile(), [])
+    assert point.hardware == cpu_profile()
