@@ -1,6 +1,7 @@
 """Decode throughput and J/token at bs1 and bs64, PyTorch eager vs compiled static cache, and vLLM, as a share of
-the HBM-bandwidth roofline (weight bytes / bandwidth). Each variant is a full engine run (idle baseline, warm-up
-window holding compilation, >= 3 measured cycles).
+the HBM-bandwidth roofline (weight bytes / bandwidth): the bandwidth measured by a copy, and the peak of the GPU's
+hardware profile (gpu_ops/hardware), which the estimates' roofline uses. Each variant is a full engine run (idle
+baseline, warm-up window holding compilation, >= 3 measured cycles).
 
     python benchmarks/decode_roofline.py --model synthetic:llama-3.2-1b --out results/roofline
     python benchmarks/decode_roofline.py --only pytorch-compiled-bs1,vllm-bs1     # bs1 side by side
@@ -15,6 +16,8 @@ import time
 from pathlib import Path
 
 from gpu_ops.config import parse_config
+from gpu_ops.estimate import BYTES_PER_WEIGHT
+from gpu_ops.hardware import resolve
 from gpu_ops.runner import run_experiment
 
 
@@ -127,7 +130,7 @@ def main() -> int:
         t = outcome.tables
         p = t.summary["sweep_points"][0]
         info = t.sweep_points.iloc[0]
-        weight_bytes = parameters(info, cfg) * 2
+        weight_bytes = parameters(info, cfg) * BYTES_PER_WEIGHT[cfg.precision]
         tpot = p["tpot_mean_s_mean"]
         decode_tok_s = bs / tpot if tpot else None
         rows.append(
@@ -145,6 +148,7 @@ def main() -> int:
                 "avg_power_w": p["avg_power_w_mean"],
                 "warmup_s": t.summary["warmup_s"].get("default"),
                 "weight_bytes": weight_bytes,
+                "hardware": t.summary["hardware"],
                 "cross_check_worst": float(t.cycles.cross_check_rel_diff.abs().max()),
                 "folder": str(outcome.folder),
                 "wall_s": time.time() - t0,
@@ -155,10 +159,19 @@ def main() -> int:
     for r in rows:
         r["roofline_decode_tok_s"] = bw * 1e9 / r["weight_bytes"] * r["batch_size"] if bw else None
         r["share_of_roofline"] = r["decode_tok_s"] / r["roofline_decode_tok_s"] if bw and r["decode_tok_s"] else None
+        peak = resolve(r["hardware"]).bandwidth_gbs  # None: a GPU without a standard profile
+        r["profile_bandwidth_gbs"] = peak
+        r["share_of_peak_roofline"] = (
+            r["decode_tok_s"] * r["weight_bytes"] / r["batch_size"] / (peak * 1e9)
+            if (peak and r["decode_tok_s"])
+            else None
+        )
     print(f"\nmeasured copy bandwidth: {bw:.0f} GB/s" if bw else "\nno GPU: roofline not computed")
+    if rows and rows[0]["profile_bandwidth_gbs"]:
+        print(f"profile {rows[0]['hardware']}: peak bandwidth {rows[0]['profile_bandwidth_gbs']:.0f} GB/s")
     print(
         f"{'variant':<26}{'tok/s':>10}{'decode tok/s':>14}{'J/token':>10}{'CV':>8}{'W':>8}{'warm-up s':>11}"
-        f"{'roofline %':>12}"
+        f"{'roofline %':>12}{'of peak %':>11}"
     )
     for r in rows:
 
@@ -170,6 +183,7 @@ def main() -> int:
             f"{f(r['j_per_token'], '10.4f')}"
             f"{f(r['j_per_token_cv'], '8.3f')}{f(r['avg_power_w'], '8.1f')}{f(r['warmup_s'], '11.1f')}"
             f"{f(r['share_of_roofline'] * 100 if r['share_of_roofline'] else None, '12.1f')}"
+            f"{f(r['share_of_peak_roofline'] * 100 if r['share_of_peak_roofline'] else None, '11.1f')}"
         )
     return 0
 

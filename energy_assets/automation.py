@@ -14,12 +14,14 @@ from pathlib import Path
 import dagster as dg
 
 from energy_assets.fleet import measure_executor
+from energy_assets.io import local_asset_dir
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
 from gpu_ops.config import MAX_CONFIG_BYTES, parse_config, parse_yaml, read_config_bytes
 from gpu_ops.environment import validate_slug
 from gpu_ops.errors import ConfigError, UserError, excerpt
+from gpu_ops.estimate import Measured, estimate, read_history
 from gpu_ops.models import resolve_model
 from gpu_ops.results import read_tables, write_file_atomic
 from gpu_ops.validation import blocking_failures, failure_message, validate
@@ -60,6 +62,32 @@ def _missing_keys(context, experiment: str, hardware: str) -> list[tuple[str, st
         for (pdef, dim), key in zip(_DIMENSIONS, (experiment, hardware))
         if not context.instance.has_dynamic_partition(pdef.name, key)
     ]
+
+
+ESTIMATE_TAG_CHARS = 200  # a tag is a label in the runs list, not a report
+
+
+def platform_history(storage: StorageResource) -> list[Measured]:
+    """The measured sweep points of the stored raw partitions (checked when they were ingested): an estimate's
+    history. Empty when the assets live on object storage."""
+    root = local_asset_dir(storage.io_base(), "raw_measurements")
+    return read_history([root], checked=True)[0] if root is not None and root.is_dir() else []
+
+
+def estimate_tags(cfg, hardware: str, history: list[Measured]) -> dict[str, str]:
+    """A queued run's predicted energy and wall time (every sweep point, gpu_ops.estimate) as run tags, so the queue
+    shows what each run will cost; a run that cannot be estimated still runs, its tag saying why."""
+    try:
+        points = estimate(cfg, hardware, history)
+    except UserError as exc:
+        return {"lem/estimate_method": f"none: {printable(str(exc))}"[:ESTIMATE_TAG_CHARS]}
+    wh = [sum(getattr(p.energy_j, k) for p in points) / 3600 for k in ("low", "mid", "high")]
+    return {
+        "lem/estimate_wh": f"{wh[1]:.3g}",
+        "lem/estimate_wh_range": f"{wh[0]:.3g}-{wh[2]:.3g}",
+        "lem/estimate_s": f"{sum(p.wall_s.mid for p in points):.3g}",
+        "lem/estimate_method": "; ".join(sorted({p.method for p in points}))[:ESTIMATE_TAG_CHARS],
+    }
 
 
 INBOX_SETTLE_S = 30.0  # default of LEM_INBOX_SETTLE_S
@@ -140,6 +168,7 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
                 context.log.error(f"experiment inbox: could not write {printable(note.name)}: {exc}")
 
     deadline = time.monotonic() + TICK_BUDGET_S
+    history: list[Measured] | None = None
     for path in paths:
         if time.monotonic() > deadline:
             problems.append("tick budget used up; the remaining files are read on the next tick")
@@ -186,6 +215,7 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
             continue
         seen[path.name] = digest
         _rejection_note(path).unlink(missing_ok=True)
+        history = platform_history(storage) if history is None else history  # read once per tick, when needed
         for hw in hardware:
             keys["experiment"].add(experiment)
             keys["hardware"].add(hw)
@@ -193,7 +223,12 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
                 dg.RunRequest(
                     run_key=f"{path.name}:{digest}:{hw}",
                     partition_key=partition_key(experiment, hw),
-                    tags={SOURCE_TAG: "measure", "lem/experiment_file": path.name, "lem/config_sha": digest},
+                    tags={
+                        SOURCE_TAG: "measure",
+                        "lem/experiment_file": path.name,
+                        "lem/config_sha": digest,
+                        **estimate_tags(cfg, hw, history),
+                    },
                 )
             )
     seen = {name: d for name, d in seen.items() if name in present}  # files that left the inbox are forgotten
@@ -307,22 +342,26 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
     )
 
 
-def _remeasure_schedule(experiment: str, hardware: str, schedule) -> dg.ScheduleDefinition:
+def _remeasure_schedule(storage: StorageResource, experiment: str, hardware: str, cfg) -> dg.ScheduleDefinition:
     key = partition_key(experiment, hardware)
 
     @dg.schedule(
         name=f"remeasure_{re.sub(r'[^A-Za-z0-9_]', '_', f'{experiment}__{hardware}')}",
-        cron_schedule=schedule.cron(),
+        cron_schedule=cfg.schedule.cron(),
         job=measure_job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Re-measure {experiment} on {hardware} ({schedule.interval} at {schedule.at}).",
+        description=f"Re-measure {experiment} on {hardware} ({cfg.schedule.interval} at {cfg.schedule.at}).",
     )
     def remeasure(context: dg.ScheduleEvaluationContext):
         if str(key) in context.instance.get_materialized_partitions(dg.AssetKey("raw_measurements")):
             yield dg.RunRequest(
                 run_key=f"{key}@{context.scheduled_execution_time}",
                 partition_key=key,
-                tags={SOURCE_TAG: "measure", "lem/trigger": "schedule"},
+                tags={
+                    SOURCE_TAG: "measure",
+                    "lem/trigger": "schedule",
+                    **estimate_tags(cfg, hardware, platform_history(storage)),
+                },
             )
 
     return remeasure
@@ -338,5 +377,5 @@ def build_schedules(storage: StorageResource) -> list[dg.ScheduleDefinition]:
         except ValueError:  # not a config this version can read (pydantic's ValidationError is a ValueError)
             continue
         if cfg.schedule is not None:
-            schedules.append(_remeasure_schedule(experiment, hardware, cfg.schedule))
+            schedules.append(_remeasure_schedule(storage, experiment, hardware, cfg))
     return schedules

@@ -25,6 +25,11 @@ def _is_local(path: UPath) -> bool:
     return getattr(path, "protocol", "") in ("", "file", "local")
 
 
+def local_asset_dir(base: UPath, asset: str) -> Path | None:
+    """Where an asset's partitions lie on this machine's disk; None when the IO base is object storage."""
+    return Path((base / asset).path) if _is_local(base) else None
+
+
 class ConfinedPartitions(dg.UPathIOManager):
     """A partition key becomes folder names under the asset's folder: each part must be a valid slug (never `.`,
     `..` or a separator), so no key can name a path outside it."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from gpu_ops import __version__
-from gpu_ops.errors import MeasurementError, UserError
+from gpu_ops.errors import MeasurementError, UserError, excerpt
 
 
 def _cmd_run(args) -> int:
@@ -19,6 +19,8 @@ def _cmd_run(args) -> int:
     from gpu_ops.validation import blocking_failures, validate
 
     cfg = load_config(args.config)
+    if args.dry_run:
+        return _dry_run(cfg, args)
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     outcome = run_experiment(
         cfg,
@@ -37,6 +39,67 @@ def _cmd_run(args) -> int:
     if failed:  # the folder stays for inspection; the platform would refuse it
         print(f"error: blocking checks failed: {', '.join(f.check for f in failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _estimates(cfg, args):
+    """The estimate of every sweep point on each hardware asked for, and the history folders left out."""
+    from gpu_ops.environment import validate_slug
+    from gpu_ops.estimate import estimate, hardware_of, read_history
+
+    history, skipped = read_history([Path(h) for h in args.history])
+    hardware = [validate_slug(h, "--hardware") for h in args.hardware] or hardware_of(cfg)
+    return [e for hw in hardware for e in estimate(cfg, hw, history)], skipped
+
+
+def _dry_run(cfg, args) -> int:
+    """What `run` would do, and at what cost; nothing is measured or written."""
+    from gpu_ops.estimate import render
+
+    points = cfg.expand()
+    print(f"{cfg.name}: {cfg.model} on {cfg.backend}, {len(points)} sweep point(s), {cfg.cycles} cycles each")
+    for p in points:
+        pc = p.config
+        print(
+            f"  {p.label:<28} {pc.prompts.count} requests x {pc.cycles} cycles + {pc.warmup_requests} warm-up = "
+            f"{pc.prompts.count * pc.cycles + pc.warmup_requests} requests"
+            + (f"  {excerpt(p.overrides)}" if p.overrides else "")
+        )
+    estimates, skipped = _estimates(cfg, args)
+    print(f"requests in all: {sum(e.requests for e in estimates)}")
+    print(render(estimates))
+    if skipped:
+        print(f"history: {len(skipped)} folder(s) left out: " + "; ".join(skipped[:3]), file=sys.stderr)
+    print("dry run: nothing measured, nothing written", file=sys.stderr)
+    return 0
+
+
+def _cmd_estimate(args) -> int:
+    from gpu_ops.config import load_config
+    from gpu_ops.estimate import as_json, render
+
+    estimates, skipped = _estimates(load_config(args.config), args)
+    if args.json:
+        print(as_json(estimates, skipped))
+        return 0
+    print(render(estimates))
+    if skipped:
+        print(f"history: {len(skipped)} folder(s) left out: " + "; ".join(skipped[:3]), file=sys.stderr)
+    return 0
+
+
+def _add_estimate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--hardware",
+        action="append",
+        default=[],
+        help="hardware profile to estimate for (repeatable; default: the config's `hardware:`, else this machine's)",
+    )
+    p.add_argument(
+        "--history",
+        action="append",
+        default=[],
+        help="folder of past result folders (repeatable; e.g. a platform's storage/assets/raw_measurements)",
+    )
 
 
 def _print_summary(summary: dict) -> None:
@@ -130,12 +193,28 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _print_profiles() -> None:
+    from gpu_ops.hardware import standard_profiles
+
+    print(
+        f"{'profile':<16} {'title':<16} {'TDP W':>6} {'mem GB':>7} {'GB/s':>6} {'bf16 TF/s':>9} {'$/h':>6}  gpu names"
+    )
+    for s in standard_profiles().values():
+        mem = "-" if s.memory_gb is None else f"{s.memory_gb:g}"
+        price = "-" if s.price_per_hour is None else f"{s.price_per_hour:g}"
+        print(
+            f"{s.slug:<16} {s.title:<16} {s.tdp_w:>6g} {mem:>7} {s.memory_bandwidth_gbs:>6g} {s.bf16_tflops:>9g} "
+            f"{price:>6}  {', '.join(s.gpu_names) or '(every CPU run)'}"
+        )
+
+
 def _cmd_list_hardware(args) -> int:
     from gpu_ops.energy import load_nvml, topology
     from gpu_ops.energy.nvml import visible_targets
-    from gpu_ops.environment import cpu_profile, gpu_profile
+    from gpu_ops.environment import cpu_profile, gpu_profile, is_standard_profile
 
-    print(f"cpu: {cpu_profile()}")
+    _print_profiles()
+    print(f"\ncpu: {cpu_profile()}")
     nvml, reason = load_nvml()
     if nvml is None:
         print(f"gpus: none ({reason})")
@@ -149,7 +228,13 @@ def _cmd_list_hardware(args) -> int:
             print(f"  mig gi={m.gpu_instance_id} {m.profile} uuid={m.uuid} compute_fraction={m.compute_fraction:.3f}")
     visible = visible_targets(nvml)
     if visible:
-        print(f"profile of gpus [0]: {gpu_profile(visible[:1])}; of all visible: {gpu_profile(visible)}")
+        first = gpu_profile(visible[:1])
+        mark = "" if is_standard_profile(first) else " (nonstandard: no gpu_ops/hardware profile names this GPU)"
+        try:
+            every = gpu_profile(visible)
+        except UserError as exc:
+            every = f"none ({exc})"
+        print(f"profile of gpus [0]: {first}{mark}; of all visible: {every}")
     return 0
 
 
@@ -175,10 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the text of one sampled request per batch as it is generated (decoded in a separate process)",
     )
+    r.add_argument(
+        "--dry-run", action="store_true", help="print the resolved sweep, request count and estimate; write nothing"
+    )
+    _add_estimate_options(r)
     g = r.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true")
     g.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=_cmd_run)
+    e = sub.add_parser("estimate", help="predicted wall time, energy and cost of each sweep point, before a run")
+    e.add_argument("config")
+    e.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_estimate_options(e)
+    e.set_defaults(func=_cmd_estimate)
     s = sub.add_parser("show-config", help="print the resolved config (non-default values only)")
     s.add_argument("config")
     s.add_argument("--all", action="store_true", help="print every field, defaults included")
@@ -188,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list-backends", help="backends and whether they are installed").set_defaults(
         func=_cmd_list_backends
     )
-    sub.add_parser("list-hardware", help="CPU profile, GPUs, MIG topology").set_defaults(func=_cmd_list_hardware)
+    sub.add_parser(
+        "list-hardware", help="standard hardware profiles; this machine's CPU profile, GPUs, MIG"
+    ).set_defaults(func=_cmd_list_hardware)
     c = sub.add_parser(
         "compare", help="replay one request trace on several backends; table and energy-vs-throughput chart"
     )

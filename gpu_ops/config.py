@@ -366,6 +366,8 @@ class ExperimentConfig(Strict):
         vllm: vLLM backend options (only with backend: vllm).
         tensorrt: TensorRT-LLM backend options (only with backend: tensorrt).
         schedule: platform only: re-measure on a schedule.
+        price_per_hour: price of one device-hour, overriding the hardware profile's; estimates only, so it is never
+            stored with a result nor part of any config hash.
         sweep: dotted field -> values; the grid of their combinations are the sweep points. `a.b+c.d` varies fields
             together (one list of values per setting). Fields fixed for a run (name, model, backend, device, gpus,
             hardware, energy, schedule) cannot be swept.
@@ -399,6 +401,7 @@ class ExperimentConfig(Strict):
     vllm: VllmOptions | None = None
     tensorrt: TensorrtOptions | None = None
     schedule: Schedule | None = None
+    price_per_hour: Annotated[float | None, Field(ge=0.0, le=10_000.0, exclude=True)] = None
     sweep: dict[str, list[Any]] = {}
 
     @model_validator(mode="before")

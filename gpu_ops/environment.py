@@ -53,27 +53,53 @@ def cpu_profile(model: str | None = None, count: int | None = None) -> str:
 
 def gpu_profile_of(name: str, mig_profile: str | None, count: int) -> str:
     """e.g. 'NVIDIA H100 80GB HBM3' -> 'h100-80gb-hbm3'; two of them -> '2x-h100-80gb-hbm3'; a slice ->
-    'mig-1g-10gb-h100-80gb-hbm3'."""
-    base = slugify(name.split(" MIG ")[0].replace("NVIDIA", ""))
+    'mig-1g.10gb-h100-80gb-hbm3'. A GPU with a standard profile (gpu_ops/hardware) takes its slug; any other keeps the
+    slug derived from its name."""
+    from gpu_ops.hardware import spec_for_gpu
+
+    spec = spec_for_gpu(name)
+    base = spec.slug if spec is not None else slugify(name.split(" MIG ")[0].replace("NVIDIA", ""))
     if mig_profile is not None:
         base = f"mig-{slugify(mig_profile)}-{base}"
     return base if count == 1 else f"{count}x-{base}"
 
 
+def _one_kind(devices: list[tuple[str, str | None]]) -> tuple[str, str | None]:
+    """The (name, MIG profile) all devices share: a profile names one GPU model, so a mixed set is refused."""
+    kinds = sorted(set(devices), key=str)
+    if len(kinds) > 1:
+        from gpu_ops.errors import UserError
+
+        shown = ", ".join(n + (f" MIG {m}" if m else "") for n, m in kinds)
+        raise UserError(
+            f"gpus are of {len(kinds)} kinds ({shown}): a hardware profile names one GPU model, so results would be "
+            "filed under the wrong one; list GPUs of one model in the config's `gpus` (or CUDA_VISIBLE_DEVICES)"
+        )
+    return kinds[0]
+
+
 def gpu_profile(targets: list[GpuTarget]) -> str:
-    t = targets[0]
-    return gpu_profile_of(t.name, t.mig.profile if t.mig is not None else None, len(targets))
+    name, mig = _one_kind([(t.name, t.mig.profile if t.mig is not None else None) for t in targets])
+    return gpu_profile_of(name, mig, len(targets))
 
 
 def hardware_profile(targets: list[GpuTarget] | None) -> str:
     return gpu_profile(targets) if targets else cpu_profile()
 
 
+def is_standard_profile(slug: str) -> bool:
+    """Whether a hardware slug has a standard profile in gpu_ops/hardware (CPU slugs fall back to `cpu`)."""
+    from gpu_ops.hardware import resolve
+
+    return resolve(slug).standard
+
+
 def fingerprint_profile(fp: dict) -> str:
     """The hardware profile a stored fingerprint describes: how an uploaded result's hardware claim is checked."""
     gpus = fp.get("gpus") or []
     if gpus:
-        return gpu_profile_of(str(gpus[0]["name"]), gpus[0].get("mig_profile"), len(gpus))
+        name, mig = _one_kind([(str(g["name"]), g.get("mig_profile")) for g in gpus])
+        return gpu_profile_of(name, mig, len(gpus))
     return cpu_profile(str(fp["cpu_model"]), int(fp["cpu_count"]))
 
 
@@ -114,6 +140,7 @@ def fingerprint(
         "backend_version": backend_version,
         "config_hash": config_hash,
         "hardware_profile": hardware,
+        "hardware_standard": is_standard_profile(hardware),  # false: a GPU without a gpu_ops/hardware profile
         "counter_step_s": counter_step_s,  # the energy counter's update period, measured on this GPU by the meter
         "cuda_visible_devices": _hashed_devices(os.environ.get("CUDA_VISIBLE_DEVICES")),
     }
@@ -144,8 +171,13 @@ def fingerprint(
         ]
     else:
         fp.update(driver=None, nvml=None, cuda_driver=None, gpus=[])
-    # what identifies the environment: not the config, nor a period that varies by a few ms from run to run
+    # what identifies the environment: not the config, nor a period that varies by a few ms from run to run, nor the
+    # standard flag, which follows from the GPU names (so environments measured before profiles keep their hash)
     fp["fingerprint_hash"] = _short_hash(
-        repr(sorted((k, repr(v)) for k, v in fp.items() if k not in ("config_hash", "counter_step_s")))
+        repr(
+            sorted(
+                (k, repr(v)) for k, v in fp.items() if k not in ("config_hash", "counter_step_s", "hardware_standard")
+            )
+        )
     )
     return fp

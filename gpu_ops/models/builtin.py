@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 BUILD_VERSION = "1"
+VOCAB_SIZE = 2048  # the BPE vocabulary trained on the bundled corpus (its special tokens included)
 SHAPES = {
     "micro-llama": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2),
     "tiny-llama": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4),
@@ -66,7 +67,7 @@ def build_tiny_llama(out: Path, name: str = "tiny-llama") -> None:
     prompts = (resources.files("gpu_ops") / "data" / "prompts.jsonl").read_text()
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
-        [corpus, prompts], vocab_size=2048, min_frequency=2, show_progress=False, special_tokens=_SPECIAL
+        [corpus, prompts], vocab_size=VOCAB_SIZE, min_frequency=2, show_progress=False, special_tokens=_SPECIAL
     )
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"

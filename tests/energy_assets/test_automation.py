@@ -4,6 +4,7 @@ import datetime
 
 import dagster as dg
 import pytest
+import yaml
 
 from energy_assets.automation import build_schedules, experiment_inbox, results_inbox
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
@@ -101,7 +102,9 @@ def test_schedule_block_becomes_cron_schedule(storage, instance, monkeypatch):
     for key in (f"builtin-tiny-llama__pytorch|{HW}", f"builtin-small-llama__pytorch|{HW}"):
         instance.report_runless_asset_event(dg.AssetMaterialization("raw_measurements", partition=key))
     ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.datetime(2026, 11, 29, 2, 30))
-    assert [r.partition_key for r in schedules[0](ctx)] == [f"builtin-tiny-llama__pytorch|{HW}"]
+    requests = list(schedules[0](ctx))
+    assert [r.partition_key for r in requests] == [f"builtin-tiny-llama__pytorch|{HW}"]
+    assert requests[0].tags["lem/estimate_method"].startswith("roofline: CPU (fallback) profile")  # no history yet
     assert list(schedules[1](ctx)) == []  # the h200 partition was never measured: nothing to re-measure
 
 
@@ -222,3 +225,28 @@ def test_an_unexpected_error_quarantines_one_folder_and_keeps_the_others_request
         "b.yaml could not be read (KeyError: 'registry down')"
         in (storage.inbox_dir / "b.yaml.rejected.txt").read_text()
     )
+
+
+def test_queued_runs_carry_their_estimate(storage, instance):
+    """Each run the inbox queues is tagged with its predicted energy and time: from the stored raw partitions of
+    that hardware when there are some, else from the profile's roofline, else the reason there is none."""
+    import shutil
+    from pathlib import Path
+
+    from energy_assets.io import local_asset_dir
+
+    measured = Path(__file__).resolve().parents[2] / "docs/benchmarks/raw/multigpu"
+    stored = local_asset_dir(storage.io_base(), "raw_measurements") / "synthetic-llama-3.1-8b__pytorch" / "h200"
+    shutil.copytree(measured / "llama8b-tp1__h200__20261127T092532Z-fb348794", stored)
+    config = read_tables(stored).sweep_points.iloc[0].config_json
+    data = yaml.safe_load(config)
+    (storage.inbox_dir / "llama8b.yaml").write_text(yaml.safe_dump({**data, "hardware": ["h200", "l4", "rtx-9999"]}))
+    result = evaluate(experiment_inbox, instance, storage=storage, gpu=GpuResource())
+    tags = {r.partition_key.split("|")[1]: r.tags for r in result.run_requests}
+    assert tags["h200"]["lem/estimate_method"].startswith("history: 1 nearest result on h200")
+    assert tags["l4"]["lem/estimate_method"].startswith("history: 1 nearest result on h200, scaled")
+    assert float(tags["l4"]["lem/estimate_wh"]) > 0 and float(tags["h200"]["lem/estimate_s"]) > 0
+    low, high = map(float, tags["h200"]["lem/estimate_wh_range"].split("-"))
+    assert low <= float(tags["h200"]["lem/estimate_wh"]) <= high
+    assert tags["rtx-9999"]["lem/estimate_method"].startswith("none: hardware 'rtx-9999'")
+    assert "lem/estimate_wh" not in tags["rtx-9999"]  # never a made-up figure

@@ -1,0 +1,60 @@
+"""How good are the estimates? Leave-one-out over the committed GPU result folders: each measured sweep point is
+predicted (gpu_ops.estimate, one cycle) from all the others, and compared with its measured mean cycle.
+
+    python benchmarks/estimate_accuracy.py                       # docs/benchmarks/raw
+    python benchmarks/estimate_accuracy.py --history results/    # any folder of result folders
+
+Prints one line per point (predicted middle and range, measured, error) and the median absolute error of energy and
+time. Folders failing a blocking check are left out and listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from gpu_ops.estimate import estimate_cycle, read_history
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--history", default=str(Path(__file__).resolve().parents[1] / "docs/benchmarks/raw"))
+    args = ap.parse_args()
+    root = Path(args.history)
+    points, skipped = read_history([root])
+    for note in skipped:
+        print(f"left out: {note}")
+    print(f"{len(points)} measured sweep points under {root}\n")
+    names = [f"{Path(m.folder).relative_to(root)} / {m.sweep_point}" for m in points]
+    width = max(map(len, names), default=10)
+    print(
+        f"{'result folder / sweep point':<{width}} {'hardware':<15} {'energy J pred (range)':>28} {'meas':>7} "
+        f"{'err':>7} {'time s pred (range)':>22} {'meas':>6} {'err':>7}  method"
+    )
+    errors_e, errors_t, inside = [], [], 0
+    for i, m in enumerate(points):
+        others = points[:i] + points[i + 1 :]
+        c = estimate_cycle(m.workload, m.hardware, others)
+        e_meas = statistics.fmean(e for _, e in m.cycles)
+        t_meas = statistics.fmean(d for d, _ in m.cycles)
+        err_e = (c.energy_j.mid - e_meas) / e_meas
+        err_t = (c.duration_s.mid - t_meas) / t_meas
+        errors_e.append(abs(err_e))
+        errors_t.append(abs(err_t))
+        inside += c.energy_j.low <= e_meas <= c.energy_j.high
+        e_pred = f"{c.energy_j.mid:.0f} ({c.energy_j.low:.0f}-{c.energy_j.high:.0f})"
+        t_pred = f"{c.duration_s.mid:.2f} ({c.duration_s.low:.2f}-{c.duration_s.high:.2f})"
+        print(
+            f"{names[i]:<{width}} {m.hardware:<15} {e_pred:>28} {e_meas:>7.0f} {err_e:>+7.1%} {t_pred:>22} "
+            f"{t_meas:>6.2f} {err_t:>+7.1%}  {c.method}"
+        )
+    print(
+        f"\nmedian absolute error over {len(points)} points: energy {statistics.median(errors_e):.1%}, "
+        f"time {statistics.median(errors_t):.1%} (worst: energy {max(errors_e):.1%}, time {max(errors_t):.1%}); "
+        f"measured energy inside the predicted range: {inside} of {len(points)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
