@@ -399,8 +399,9 @@ def _fmt(s: Span, digits: str = ".3g") -> str:
 
 def render(estimates: list[PointEstimate]) -> str:
     """A table for people: one line per sweep point, then the method of each."""
+    w = max([len("sweep point"), *(len(e.sweep_point) for e in estimates)])
     head = (
-        f"{'sweep point':<28} {'requests':>8} {'tokens':>10} {'wall s (range)':>22} {'energy J (range)':>24} "
+        f"{'sweep point':<{w}} {'requests':>8} {'tokens':>10} {'wall s (range)':>22} {'energy J (range)':>24} "
         f"{'kWh':>9} {'cost (range)':>20}"
     )
     lines = [head]
@@ -408,7 +409,7 @@ def render(estimates: list[PointEstimate]) -> str:
         tokens = f"{'' if e.tokens_exact else '<='}{e.output_tokens}"
         cost = "unknown" if e.cost is None else _fmt(e.cost, ".2f")
         lines.append(
-            f"{e.sweep_point:<28} {e.requests:>8} {tokens:>10} {_fmt(e.wall_s):>22} "
+            f"{e.sweep_point:<{w}} {e.requests:>8} {tokens:>10} {_fmt(e.wall_s):>22} "
             f"{_fmt(e.energy_j):>24} {e.energy_kwh.mid:>9.3g} {cost:>20}"
         )
     lines += [f"  {e.sweep_point}: {e.method}" for e in estimates]

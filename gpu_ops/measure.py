@@ -270,8 +270,8 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run) -> ResultTables:
         requests.append(req.assign(**key.as_dict()))
         steps.append(cycle.steps.assign(**key.as_dict()))
     windows = [WINDOWS.row(w.readings(), kind=kind, sweep_point=label, cycle=c) for kind, label, c, w in run.windows]
-    cycles_df = CYCLES.frame(cycles)
-    stats = sweep_point_statistics(cycles_df)
+    cycles_df, requests_df = CYCLES.frame(cycles), _concat(REQUESTS, requests)
+    stats = sweep_point_statistics(cycles_df, requests_df)
     fp = fingerprint(
         meter.targets,
         meter.gpu.nvml if meter.gpu else None,
@@ -313,7 +313,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run) -> ResultTables:
         experiment=EXPERIMENT.frame([experiment]),
         sweep_points=SWEEP_POINTS.frame((row for row, _ in run.points), free=(info for _, info in run.points)),
         cycles=cycles_df,
-        requests=_concat(REQUESTS, requests),
+        requests=requests_df,
         windows=WINDOWS.frame(windows),
         timeline=TIMELINE.conform(run.timeline),
         steps=_concat(STEPS, steps),

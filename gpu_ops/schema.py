@@ -930,6 +930,23 @@ RESULT_TABLES = {t.name: t for t in (EXPERIMENT, SWEEP_POINTS, CYCLES, REQUESTS,
 
 # -- statistics, leaderboard, provenance -------------------------------------------------------------------------
 SUMMARISED = CYCLES.where(summarised=True)
+POOLED_OF = {"ttft": "ttft_s", "tpot": "tpot_s", "itl": "itl_s", "e2e": "e2e_s"}
+"""Request latencies whose percentiles are taken over the pooled requests of all cycles of a sweep point."""
+POOLED_QUANTILES = (50, 90, 99)
+POOLED_LATENCY = Table(
+    "pooled_latency",
+    *(
+        Column(f"{m}_p{q}_pooled{end}_s", "float", S, f"{meaning} {REQUEST_METRICS[source].meaning}", optional=True)
+        for m, source in POOLED_OF.items()
+        for q in POOLED_QUANTILES
+        for end, meaning in (
+            ("", f"{q}th percentile (numpy's linear interpolation, as vLLM's benchmark) over all cycles' requests of:"),
+            ("_lo", f"lower end of the 95 % bootstrap interval of the pooled {q}th percentile of:"),
+            ("_hi", f"upper end of the 95 % bootstrap interval of the pooled {q}th percentile of:"),
+        )
+    ),
+)
+"""gpu_ops.stats.pooled_latency: percentiles over every request of a sweep point, with exact bootstrap intervals."""
 STATISTICS = Table(
     "statistics",
     SWEEP_POINT,
@@ -944,6 +961,7 @@ STATISTICS = Table(
     ),
     UNMEASURED_REASON,
     *(statistic(m, kind) for m in SUMMARISED for kind in STATISTICS_OF),
+    POOLED_LATENCY,
     record="PointStatistics",
 )
 """One row per sweep point (gpu_ops.stats.sweep_point_statistics; summary.json's `sweep_points`)."""
