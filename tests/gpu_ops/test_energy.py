@@ -1,3 +1,4 @@
+import tarfile
 import time
 from pathlib import Path
 
@@ -159,12 +160,14 @@ def test_cross_check_tolerance_follows_the_timelines_own_error():
     assert abs((6000.0 - 6600.0) / 6600.0) > cross_check_tolerance(6600.0, 3.0, timeline_sigma(steady, 0.0, 20.0))
 
 
-def test_cross_check_rule_passes_the_h200_windows_the_old_rule_failed():
+def test_cross_check_rule_passes_the_h200_windows_the_old_rule_failed(tmp_path):
     """Real H200 windows (docs/benchmarks/raw/session6): eager decode at batch 64 makes the 10 Hz power field swing
     ±40 % between updates, so 1-4 s windows' timelines stray up to 7.5 %; the sqrt rule failed 6 of 12 cycles."""
     from gpu_ops.energy.meter import cross_check_tolerance, legacy_cross_check_tolerance, timeline_sigma
 
-    folder = RAW_H200 / "synthetic-llama-3.2-1b__pytorch__h200__7ce5dc3c"
+    with tarfile.open(RAW_H200 / "campaign-quarantine-llama-1b-pytorch.tgz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    folder = tmp_path / "synthetic-llama-3.2-1b__pytorch__h200__7ce5dc3c"
     w, tl = pd.read_parquet(folder / "windows.parquet"), pd.read_parquet(folder / "timeline.parquet")
     rel = ((w.timeline_energy_j - w.gpu_energy_j) / w.gpu_energy_j).abs()
     new = [
