@@ -33,3 +33,16 @@ def test_a_folder_from_an_earlier_version_is_summarised_from_its_cycles():
     assert st.j_per_token_mean[0] == pytest.approx(t.summary["sweep_points"][0]["j_per_token_mean"], rel=1e-12)
     with pytest.raises(ValueError, match="raw provenance needs exactly"):
         stats.published_statistics(t, "k|h", "s", {"raw_run_id": "r"})
+
+
+def test_stability_judges_j_per_token_and_falls_back_to_throughput_only_when_energy_is_unmeasured():
+    limit = stats.UNSTABLE_CV
+    rows = pd.DataFrame(
+        {
+            "j_per_token_cv": [limit * 2, limit / 2, None, None],
+            "tokens_per_s_cv": [limit / 2, limit * 2, limit * 2, None],  # one cycle: no CV at all
+        }
+    )
+    verdict = stats.stability(rows)
+    assert verdict.cv.tolist()[:3] == [limit * 2, limit / 2, limit * 2] and pd.isna(verdict.cv.iloc[3])
+    assert verdict.unstable.tolist() == [True, False, True, False]
