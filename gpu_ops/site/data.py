@@ -117,9 +117,13 @@ def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables], dagster_
     board = board.copy()
     board[["cv", "unstable"]] = stability(board)
     board[["model_url", "model_kind", "model_note"]] = [model_link(str(m)) for m in board.model] or None
-    run_ids = board.run_id if "run_id" in board else [None] * len(board)
+    # the Dagster run behind a row: its `run_id` where the leaderboard carries one, else the run that stored its raw
+    # partition; result folders from `run` ("local:<folder>") have none
+    board["dagster_run"] = (board.run_id if "run_id" in board else board.raw_run_id).where(
+        ~board.raw_run_id.astype(str).str.startswith("local:")
+    )
     board[["run_url", "raw_url"]] = [
-        provenance_links(p, r, dagster_url) for p, r in zip(board.partition_key, run_ids)
+        provenance_links(p, r, dagster_url) for p, r in zip(board.partition_key, board.dagster_run)
     ] or None
     board["id"] = [row_id(str(p), str(s)) for p, s in zip(board.partition_key, board.sweep_point)]
     board["label"] = (

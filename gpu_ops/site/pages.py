@@ -153,7 +153,7 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
         + "</table>"
     )
     links = [
-        f'<a id="run-link" href="{html.escape(row.run_url)}">run {html.escape(str(row.run_id))}</a>'
+        f'<a id="run-link" href="{html.escape(row.run_url)}">run {html.escape(str(row.dagster_run))}</a>'
         if row.run_url
         else "",
         f'<a id="raw-link" href="{html.escape(row.raw_url)}">raw partition</a>' if row.raw_url else "",
