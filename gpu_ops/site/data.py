@@ -119,9 +119,8 @@ def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables], dagster_
     board[["model_url", "model_kind", "model_note"]] = [model_link(str(m)) for m in board.model] or None
     # the Dagster run behind a row: its `run_id` where the leaderboard carries one, else the run that stored its raw
     # partition; result folders from `run` ("local:<folder>") have none
-    board["dagster_run"] = (board.run_id if "run_id" in board else board.raw_run_id).where(
-        ~board.raw_run_id.astype(str).str.startswith("local:")
-    )
+    stored_by = board.raw_run_id.where(~board.raw_run_id.astype(str).str.startswith("local:"))
+    board["dagster_run"] = board.run_id if "run_id" in board else stored_by
     board[["run_url", "raw_url"]] = [
         provenance_links(p, r, dagster_url) for p, r in zip(board.partition_key, board.dagster_run)
     ] or None
