@@ -138,7 +138,7 @@ def pareto(board: pd.DataFrame):
         xaxis_title=f"{buttons[0][0]} (ms, mean)",
         yaxis_title="J/output token",
         template="plotly_white",
-        legend=dict(orientation="h", y=-0.25),
+        legend=dict(title="hardware"),
     )
     return fig
 

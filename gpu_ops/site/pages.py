@@ -236,7 +236,7 @@ precision {html.escape(str(row.precision))}</div>
 <script>(() => {{
   const box = document.getElementById("embed-snippet");
   const src = new URL("../embed.html?model=" + encodeURIComponent(box.dataset.model), location.href).href;
-  box.value = `<iframe src="${{src}}" width="560" height="260" style="border:0" title="LLM energy"></iframe>`;
+  box.value = `<iframe src="${{src}}" width="560" height="320" style="border:0" title="LLM energy"></iframe>`;
   document.getElementById("embed-copy").onclick = () => {{ box.select(); navigator.clipboard?.writeText(box.value); }};
 }})();</script>
 <script id="lem-figs" type="application/json">{_script_json(figures)}</script>

@@ -16,9 +16,9 @@
   const name = rows[0].model_url ? `<a href="${esc(rows[0].model_url)}" target="_blank" rel="noopener">${esc(model)}</a>` : esc(model);
   card.innerHTML = `<h1>${name}</h1><div class="note">${lead} (higher is better), J/token and throughput per sweep point;
     <a href="index.html" target="_blank">full leaderboard</a></div>
-    <table><thead><tr><th>hardware · sweep point</th><th>${lead}</th><th>J/token</th><th>tokens/s</th><th>CV</th></tr></thead><tbody>` +
-    rows.map(r => `<tr data-id="${esc(r.id)}"><td><a href="detail/${esc(r.id)}.html" target="_blank">${esc(r.hardware)} · ${esc(r.backend)} ·
-      ${esc(r.parallelism)} · ${esc(r.sweep_point)}</a></td><td class="lead">${num(r[data.headline])}</td><td>${num(r.j_per_token_mean)}</td>
+    <table><thead><tr><th>hardware · parallelism</th><th>${lead}</th><th>J/token</th><th>tokens/s</th><th>CV</th></tr></thead><tbody>` +
+    rows.map(r => `<tr data-id="${esc(r.id)}"><td><a href="detail/${esc(r.id)}.html" target="_blank">${esc(r.hardware)} · ${esc(r.parallelism)}</a>
+      <span class="note">${esc(r.backend)}, ${esc(r.sweep_point)}</span></td><td class="lead">${num(r[data.headline])}</td><td>${num(r.j_per_token_mean)}</td>
       <td>${num(r.tokens_per_s_mean)}</td><td>${r.cv === null ? "n/a" : num(r.cv, 100, " %")}${r.unstable ? " <span class='badge'>unstable</span>" : ""}</td></tr>`).join("") +
     "</tbody></table>";
 })();
