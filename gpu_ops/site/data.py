@@ -112,18 +112,23 @@ class SiteData:
         return t.cycles[t.cycles.sweep_point == row.sweep_point]
 
 
+def _set_columns(board: pd.DataFrame, names: tuple[str, ...], values: list[tuple]) -> None:
+    """Per-row tuples as columns `names` of `board` (also for a board without rows); None stays None, never NaN."""
+    for i, name in enumerate(names):
+        board[name] = pd.Series([v[i] for v in values], index=board.index, dtype=object)
+
+
 def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables], dagster_url: str | None = None) -> SiteData:
     """`raw` maps partition keys to result folders (or their tables); `dagster_url` gives rows their run links."""
     board = board.copy()
     board[["cv", "unstable"]] = stability(board)
-    board[["model_url", "model_kind", "model_note"]] = [model_link(str(m)) for m in board.model] or None
+    _set_columns(board, ("model_url", "model_kind", "model_note"), [model_link(str(m)) for m in board.model])
     # the Dagster run behind a row: its `run_id` where the leaderboard carries one, else the run that stored its raw
     # partition; result folders from `run` ("local:<folder>") have none
     stored_by = board.raw_run_id.where(~board.raw_run_id.astype(str).str.startswith("local:"))
     board["dagster_run"] = board.run_id if "run_id" in board else stored_by
-    board[["run_url", "raw_url"]] = [
-        provenance_links(p, r, dagster_url) for p, r in zip(board.partition_key, board.dagster_run)
-    ] or None
+    links = [provenance_links(p, r, dagster_url) for p, r in zip(board.partition_key, board.dagster_run)]
+    _set_columns(board, ("run_url", "raw_url"), links)
     board["id"] = [row_id(str(p), str(s)) for p, s in zip(board.partition_key, board.sweep_point)]
     board["label"] = (
         board.model.astype(str)

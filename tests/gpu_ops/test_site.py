@@ -266,7 +266,7 @@ def test_without_energy_throughput_leads_best_first_and_empty_charts_are_explain
     notes = page.inner_text("#chart-notes")
     for chart in ("chart-pareto", "chart-scatter", "chart-scaling"):
         assert page.query_selector(f"div#{chart}") is None and page.query_selector(f"#note-{chart}"), chart
-    assert notes.count("no energy measured") == 3
+    assert notes.count("no energy measured") == 3 and "same batch size and precision" in notes  # one row
     assert page.is_hidden("#compare") and page.is_visible("#compare-hint")  # no empty, untitled compare chart
     page.check("#body tr input.sel")
     assert page.is_visible("#compare") and "side by side" in page.inner_text("#compare h2")
