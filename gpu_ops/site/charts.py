@@ -312,7 +312,7 @@ def detail_figures(row, t: ResultTables) -> list[dict]:
         )
         f = go.Figure(go.Histogram(x=(vals * 1000).tolist(), nbinsx=40, marker_color=BACKEND_COLOURS.get(row.backend)))
         f.update_layout(
-            title=title if len(vals) else f"{title}: not observed (tokens were not streamed)",
+            title=title if len(vals) else f"{title}<br><sub>not observed: tokens were not streamed</sub>",
             template="plotly_white",
             xaxis_title="ms",
             yaxis_title="count",

@@ -393,3 +393,14 @@ def test_model_links_go_to_the_hub_only_for_hub_models():
     for local, said in (("builtin:tiny-llama", "built-in"), ("/models/llama", "local"), ("./llama", "local")):
         url, kind, note = model_link(local)
         assert url is None and kind == said and "no hub page" in note, local
+
+
+def test_screenshots_are_built_from_the_committed_gpu_results_without_repeats():
+    from gpu_ops.site.data import leaderboard_of_folders
+    from gpu_ops.site.screenshots import gpu_result_folders
+
+    folders = gpu_result_folders()
+    assert not [f for f in folders if "earlier-run" in f.parts]
+    board, _ = leaderboard_of_folders(folders)
+    assert {"h200", "2x-h200"} <= set(board.hardware) and (board.gpu_count > 0).all()
+    assert board.j_per_token_mean.notna().all()  # real GPU energy on every row the docs show
