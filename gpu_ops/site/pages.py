@@ -190,7 +190,8 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
             ("throughput", f"{_fmt(row.tokens_per_s_mean)} tokens/s"),
             (
                 "stability",
-                f"CV {_fmt(row.cv, ' %', 100, 2)}" + (' <span class="badge">unstable</span>' if row.unstable else ""),
+                (f"CV {_fmt(row.cv, ' %', 100, 2)}" if plain(row.cv) is not None else f"CV {CI_MISSING} (one cycle)")
+                + (' <span class="badge">unstable</span>' if row.unstable else ""),
             ),
             ("TTFT p50", _fmt(row.ttft_p50_s_mean, " ms", 1000)),
             (

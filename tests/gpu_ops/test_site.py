@@ -246,13 +246,15 @@ def test_a_single_cycle_row_shows_its_missing_ci_as_missing(browser, tmp_path, t
     for chart in ("chart-box", "chart-scatter"):
         bars = [t["error_y"]["array"] for t in figures[chart]["data"] if "error_y" in t]
         assert bars == [[None]], (chart, bars)  # no error bar, not one of height 0
-    assert "J/token ± n/a" in (site.folder / "detail" / f"{row['id']}.html").read_text()
+    detail = (site.folder / "detail" / f"{row['id']}.html").read_text()
+    assert "J/token ± n/a" in detail and "CV n/a (one cycle)" in detail
     page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
     cells = table(page)
     assert (
         errors == []
         and cells.j_per_token_mean.iloc[0].endswith("± n/a")
         and cells.tokens_per_s_mean.iloc[0].endswith("± n/a")
+        and cells.cv.iloc[0] == "n/a"
     )
 
 

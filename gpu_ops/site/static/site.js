@@ -58,6 +58,7 @@
         `${r.flag ? ` <span class="flag">${esc(r.flag)}</span>` : ""}</td>`;
     }
     let v = fmt(r[c.key], c);
+    if (v === null && c.key === "cv") return `<td class="${cls}" title="one cycle: no spread">${data.ci_missing}</td>`;
     if (v === null) return `<td class="unmeasured ${cls}" title="${esc(r.unmeasured_reason || "")}">${c.energy ? "unmeasured" : "–"}</td>`;
     v = esc(v);
     // a missing CI (one cycle) reads "± n/a", never "± 0"
