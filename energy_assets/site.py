@@ -1,8 +1,8 @@
 """`leaderboard_site`: the static leaderboard site (gpu_ops.site) rebuilt after every leaderboard update.
 
-The folder lands in storage (`site/`), ready to sync to object storage, a Space or GitHub Pages. Its charts
-also go into the asset's metadata as plotly JSON, and provenance links point into this Dagster UI when
-LEM_DAGSTER_URL is set.
+The folder lands in storage (`site/`), ready to sync to object storage, a Space or GitHub Pages. The asset's metadata
+links the site's charts (a link opens the index at that chart; the UI would show plotly JSON as text), and the rows
+link their Dagster runs when LEM_DAGSTER_URL is set.
 """
 
 import os
@@ -14,7 +14,7 @@ from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS, published_raw
 from energy_assets.resources import StorageResource
 from gpu_ops.site import build_site
 
-SITE_CODE_VERSION = "site-v1"
+SITE_CODE_VERSION = "site-v2"
 
 
 @dg.asset(
@@ -40,11 +40,19 @@ def leaderboard_site(
         generated_from="Built by the leaderboard_site asset.",
     )
     context.log.info(f"site: {site.rows} rows, {site.pages} detail pages in {site.folder}")
-    meta = {
-        "index": dg.MetadataValue.path(str(site.folder / "index.html")),
-        "rows": site.rows,
-        "detail_pages": site.pages,
-    }
-    for chart, fig in site.figures.items():  # the UI shows JSON; a plotly figure's JSON opens in any plotly viewer
-        meta[chart.removeprefix("chart-")] = dg.MetadataValue.json(fig)
-    return dg.MaterializeResult(metadata=meta)
+    index = (site.folder / "index.html").as_uri()
+    charts = "\n".join(f"- [{_chart_title(fig)}]({index}#{chart})" for chart, fig in site.figures.items())
+    return dg.MaterializeResult(
+        metadata={
+            "index": dg.MetadataValue.url(index),
+            "rows": site.rows,
+            "detail_pages": site.pages,
+            "charts": dg.MetadataValue.md(charts or "no charts: no rows yet"),
+        }
+    )
+
+
+def _chart_title(figure: dict) -> str:
+    """A plotly figure's title without its subtitle."""
+    text = figure.get("layout", {}).get("title", {}).get("text", "chart")
+    return text.split("<br>")[0]

@@ -39,6 +39,17 @@ def fmt_value(v, unit: str = "", scale: float = 1.0, digits: int = 4) -> str:
 
 CI_MISSING = "n/a"
 
+UNSTABLE_CV = 0.10
+"""A sweep point whose cycles vary more than this (CV of J/token, or of tokens/s when energy is unmeasured) is
+flagged unstable: its mean is shown, but not to be ranked as if solid."""
+
+
+def stability(stats: pd.DataFrame) -> pd.DataFrame:
+    """The stability verdict of statistics or leaderboard rows: `cv` (of J/token where measured, else of tokens/s)
+    and `unstable` (cv above UNSTABLE_CV; False without a CV, e.g. one cycle)."""
+    cv = stats.j_per_token_cv.where(stats.j_per_token_cv.notna(), stats.tokens_per_s_cv).astype(float)
+    return pd.DataFrame({"cv": cv, "unstable": cv > UNSTABLE_CV}, index=stats.index)
+
 
 def fmt_ci(v, unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
     """' ± <95 % CI half-width>', or ' ± n/a' without one (a single cycle): a missing CI shows as missing, never ±0."""

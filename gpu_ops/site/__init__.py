@@ -1,4 +1,5 @@
-"""The static leaderboard site: an index page (sortable, filterable table, charts) and one detail page per row.
+"""The static leaderboard site: an index page (sortable, filterable table, charts), one detail page per row and an
+embeddable card per model (embed.html?model=...).
 
 Used by the platform's `leaderboard_site` asset and by `llm-energy-measure report`. data: the rows and how their
 columns show; charts: the plotly figures; pages: the HTML and the site folder.

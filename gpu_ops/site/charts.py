@@ -1,6 +1,6 @@
-"""The site's plotly figures: on the index, the cycle-to-cycle spread, the batch x precision heatmap and the GPU
-scaling; on each detail page, the power timeline and the latency distributions. (The energy-vs-throughput scatter
-is gpu_ops.charts', shared with `compare`.)"""
+"""The site's plotly figures: on the index, the energy-latency Pareto frontier, the cycle-to-cycle spread, the batch x
+precision heatmap and the GPU scaling; on each detail page, the power timeline and the latency distributions. (The
+energy-vs-throughput scatter is gpu_ops.charts', shared with `compare`.) A chart with nothing to show is a note."""
 
 from __future__ import annotations
 
@@ -16,24 +16,131 @@ from gpu_ops.schema import plain
 from gpu_ops.site.data import SiteData
 from gpu_ops.stats import summarize
 
+PALETTE = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bc4c00", "#1b7c83", "#6e7781")
+"""Hardware colours of the Pareto chart."""
+
 
 def fig_json(fig) -> dict:
     return json.loads(fig.to_json())
 
 
-def index_figures(data: SiteData) -> dict[str, dict]:
-    """Figure id (its element on the index page) -> plotly JSON; none without rows."""
+SCATTER_TITLE = "Energy vs throughput<br><sub>size: parameters · colour: backend</sub>"
+NO_ENERGY = "no energy measured in these results (e.g. CPU runs, where the GPU counter is absent)"
+
+
+def index_figures(data: SiteData) -> dict[str, dict | str]:
+    """Figure id (its element on the index page) -> plotly JSON, or a note saying why the chart is left out (an
+    empty chart explains nothing); none without rows."""
     board = data.board
     if not len(board):
         return {}
     rows = sorted((r for r in board.itertuples() if r.partition_key in data.tables), key=lambda r: r.partition_key)
+    measured = board.j_per_token_mean.notna().any()
+    front = pareto(board)
+    short = board.label if board.model.nunique() > 1 else board.label.str.removeprefix(f"{board.model.iloc[0]} ")
     figs = {
-        "chart-scatter": efficiency_scatter(board, "Energy vs throughput (size: parameters, colour: backend)"),
-        "chart-box": box_figure({r.id: data.cycles(r) for r in rows}, dict(zip(board.id, board.label))),
-        "chart-heatmap": heatmap(board),
-        "chart-scaling": scaling(board),
+        "chart-pareto": front
+        if front.data
+        else "Energy–latency Pareto frontier: "
+        + (f"{NO_ENERGY}." if not measured else "no latency per token observed (tokens were not streamed)."),
+        "chart-scatter": efficiency_scatter(
+            board, "Energy vs throughput<br><sub>size: parameters · colour: backend</sub>"
+        )
+        if measured
+        else f"Energy vs throughput: {NO_ENERGY}.",
+        "chart-box": box_figure({r.id: data.cycles(r) for r in rows}, dict(zip(board.id, short)))
+        if rows
+        else "Cycle-to-cycle spread: no raw result tables were given for these rows.",
+        "chart-heatmap": heatmap(board)
+        if board.batch_size.nunique() > 1 or board.precision.nunique() > 1
+        else "Batch size x precision: every row has the same batch size and precision; sweep either to compare.",
+        "chart-scaling": scaling(board)
+        if (board.gpu_count.astype(float) > 0).any() and measured
+        else f"Hardware scaling (tokens/J against GPU count): {NO_ENERGY} on GPUs.",
     }
-    return {k: fig_json(f) for k, f in figs.items()}
+    return {k: f if isinstance(f, str) else fig_json(f) for k, f in figs.items()}
+
+
+PARETO_X = {"tpot_mean_s_mean": "TPOT", "e2e_mean_s_mean": "E2E latency"}
+"""The latencies the Pareto chart can put J/token against (its buttons switch between them)."""
+
+
+def frontier(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """The points no other point beats on both x and y (lower is better on both), in order of x."""
+    best, keep = np.inf, []
+    for i, p in points.sort_values([x, y]).iterrows():
+        if p[y] < best:
+            best = p[y]
+            keep.append(i)
+    return points.loc[keep]
+
+
+def pareto(board: pd.DataFrame):
+    """J/token against a latency, one colour per hardware: every sweep point as a dot, each hardware's frontier
+    (nothing both faster and more frugal) joined by a line; buttons pick TPOT or end-to-end latency."""
+    go = _plotly()
+    fig = go.Figure()
+    buttons = []
+    for n, (x, name) in enumerate(PARETO_X.items()):
+        first = len(fig.data)
+        pts = board.astype({x: float, "j_per_token_mean": float}).dropna(subset=[x, "j_per_token_mean"])
+        for i, (hw, g) in enumerate(pts.groupby("hardware", sort=True)):
+            colour = PALETTE[i % len(PALETTE)]
+            hover = "%{text}<br>%{x:.4g} ms<br>%{y:.4g} J/token<extra>" + str(hw) + "</extra>"
+            common = dict(legendgroup=str(hw), visible=n == 0, hovertemplate=hover)
+            fig.add_trace(
+                go.Scatter(
+                    x=(g[x] * 1000).tolist(),
+                    y=g.j_per_token_mean.tolist(),
+                    text=g.label,
+                    mode="markers",
+                    name=f"{hw}",
+                    marker=dict(color=colour, size=8, opacity=0.45),
+                    **common,
+                )
+            )
+            f = frontier(g, x, "j_per_token_mean")
+            fig.add_trace(
+                go.Scatter(
+                    x=(f[x] * 1000).tolist(),
+                    y=f.j_per_token_mean.tolist(),
+                    text=f.label,
+                    mode="lines+markers",
+                    name=f"{hw} frontier",
+                    line=dict(color=colour, width=2),
+                    marker=dict(color=colour, size=11, line=dict(color="#1b1f24", width=1)),
+                    **common,
+                )
+            )
+        buttons.append((name, x, first, len(fig.data)))
+    fig.update_layout(
+        updatemenus=[
+            dict(
+                type="buttons",
+                direction="right",
+                x=1,
+                xanchor="right",
+                y=1.18,
+                buttons=[
+                    dict(
+                        label=name,
+                        method="update",
+                        args=[
+                            {"visible": [lo <= k < hi for k in range(len(fig.data))]},
+                            {"xaxis.title.text": f"{name} (ms, mean)"},
+                        ],
+                    )
+                    for name, _, lo, hi in buttons
+                ],
+            )
+        ],
+        title="Energy–latency Pareto frontier<br><sub>lower-left is better; lines join each hardware's frontier</sub>",
+        xaxis_title=f"{buttons[0][0]} (ms, mean)",
+        yaxis_title="J/output token",
+        template="plotly_white",
+        legend=dict(title="hardware"),
+    )
+    return fig
 
 
 def box_figure(cycles_by_row: dict[str, pd.DataFrame], labels: dict[str, str]):
@@ -62,7 +169,7 @@ def box_figure(cycles_by_row: dict[str, pd.DataFrame], labels: dict[str, str]):
                 )
             )
     fig.update_layout(
-        title=f"Cycle-to-cycle spread: {title}; red: mean ± 95 % t-CI",
+        title=f"Cycle-to-cycle spread<br><sub>{title}; red: mean ± 95 % t-CI</sub>",
         template="plotly_white",
         yaxis_title=metric.replace("_", " "),
     )
@@ -85,7 +192,7 @@ def heatmap(board: pd.DataFrame):
         )
     )
     fig.update_layout(
-        title=f"Sensitivity: batch size x precision ({'mean J/token' if measured else 'tokens/s; energy unmeasured'})",
+        title=f"Batch size x precision<br><sub>{'mean J/token' if measured else 'tokens/s (energy unmeasured)'}</sub>",
         xaxis_title="batch size",
         yaxis_title="precision",
         template="plotly_white",
@@ -127,7 +234,7 @@ def scaling(board: pd.DataFrame):
                 )
             )
     fig.update_layout(
-        title="Hardware scaling: efficiency vs GPU count" + ("" if fig.data else " (no GPU measurements yet)"),
+        title="Hardware scaling<br><sub>tokens/J against GPU count, best sweep point</sub>",
         xaxis_title="GPUs",
         yaxis_title="tokens/J (best sweep point)",
         template="plotly_white",
@@ -185,9 +292,9 @@ def detail_figures(row, t: ResultTables) -> list[dict]:
             visible=plain(exp.idle_power_w) is not None,
         )
     fig.update_layout(
-        title="Power timeline (grey: measured windows; bottom band: orange prefill, blue decode)"
+        title="Power timeline<br><sub>grey: measured windows; bottom band: orange prefill, blue decode</sub>"
         if len(t.timeline)
-        else f"No power timeline: energy unmeasured ({row.unmeasured_reason})",
+        else f"No power timeline<br><sub>energy unmeasured: {row.unmeasured_reason}</sub>",
         shapes=shapes,
         template="plotly_white",
         xaxis_title="run clock (s)",
@@ -205,7 +312,7 @@ def detail_figures(row, t: ResultTables) -> list[dict]:
         )
         f = go.Figure(go.Histogram(x=(vals * 1000).tolist(), nbinsx=40, marker_color=BACKEND_COLOURS.get(row.backend)))
         f.update_layout(
-            title=title if len(vals) else f"{title}: not observed (tokens were not streamed)",
+            title=title if len(vals) else f"{title}<br><sub>not observed: tokens were not streamed</sub>",
             template="plotly_white",
             xaxis_title="ms",
             yaxis_title="count",

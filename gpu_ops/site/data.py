@@ -4,15 +4,22 @@ and the leaderboard of result folders written by `run`."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
+from gpu_ops.models import ARCHITECTURES
 from gpu_ops.results import ResultTables, read_tables
 from gpu_ops.schema import LEADERBOARD, Column
+from gpu_ops.stats import stability
+
+HUB = "https://huggingface.co/"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # org/name, or a legacy bare name (gpt2)
 
 
 def _site_column(c: Column) -> dict:
@@ -23,29 +30,74 @@ def _site_column(c: Column) -> dict:
     ci = f"{c.name.removesuffix('_mean')}_ci95"
     if c.name.endswith("_mean") and ci in LEADERBOARD:
         col["ci"] = ci
-        unit += " (± 95 % CI)"
+        unit += " ± CI"  # the page says: 95 % t-CI
     if unit and unit != col["label"]:
         col["unit"] = unit
     if c.unit == "s":
         col["scale"] = 1000
     if c.from_counter:
         col["energy"] = True
+    if c.better:
+        col["better"] = c.better  # the first click on its header sorts best first
     return col
 
 
 COLUMNS = [_site_column(c) for c in LEADERBOARD.where(shown=True)]
 """The leaderboard table's columns: those of schema.LEADERBOARD marked shown, in its order."""
 FILTERS = tuple(c["key"] for c in COLUMNS if c["type"] == "text")  # a select each; site.js reads them from the data
+CV_COLUMN = dict(key="cv", label="CV", type="number", unit="%", scale=100, digits=2, better="lower")
+"""The spread between cycles (gpu_ops.stats.stability), beside the headline; above UNSTABLE_CV the row is badged."""
+HIDDEN = ("weights",)
+"""Columns the chooser starts with unticked: the synthetic-weights flag beside the model already says it."""
+HEADLINES = ("tokens_per_j_mean", "tokens_per_s_mean")
+"""The headline metric, higher is better: tokens per joule, or output tokens/s when no row's energy is measured."""
 
 
-COLUMNS = [_site_column(c) for c in LEADERBOARD.where(shown=True)]
-"""The leaderboard table's columns: those of schema.LEADERBOARD marked shown, in its order."""
-FILTERS = tuple(c["key"] for c in COLUMNS if c["type"] == "text")  # a select each; site.js reads them from the data
+def headline(board: pd.DataFrame) -> str:
+    return HEADLINES[0] if board[HEADLINES[0]].notna().any() else HEADLINES[1]
+
+
+def columns(board: pd.DataFrame) -> list[dict]:
+    """The table's columns for this board: the model, then the headline metric and its CV, then the rest."""
+    key = headline(board)
+    first = [c for c in COLUMNS if c["key"] == "model"]
+    head = [dict(c, headline=True) for c in COLUMNS if c["key"] == key]
+    return first + head + [CV_COLUMN] + [c for c in COLUMNS if c["key"] not in ("model", key)]
 
 
 def row_id(partition_key: str, sweep_point: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", f"{partition_key}-{sweep_point}".lower()).strip("-")[:60]
     return f"{slug}-{hashlib.sha256(f'{partition_key}/{sweep_point}'.encode()).hexdigest()[:8]}"
+
+
+def model_link(spec: str) -> tuple[str | None, str, str]:
+    """Where a model's page is (None: there is none), what kind of model it is and a sentence about it: hub ids link
+    to the Hugging Face hub, `synthetic:` models to the hub model whose shapes they copy; builtin and local models say
+    so, never a dead link."""
+    if spec.startswith("builtin:"):
+        return None, "built-in", "built-in test model (random weights), no hub page"
+    if spec.startswith("synthetic:"):
+        arch = ARCHITECTURES / f"{spec.removeprefix('synthetic:')}.json"
+        source = json.loads(arch.read_text()).get("_source", "").split(" ")[0] if arch.is_file() else ""
+        if HUB_ID.fullmatch(source):
+            return HUB + source, "synthetic", f"random weights with the shapes of {source}"
+        return None, "synthetic", "random weights, no hub page"
+    if spec.startswith((".", "/", "~")):
+        return None, "local", "a local model folder, no hub page"
+    if HUB_ID.fullmatch(spec):
+        return HUB + spec, "hub", "on the Hugging Face hub"
+    return None, "unknown", "not a hub id, no hub page"
+
+
+def provenance_links(partition_key: str, run_id, dagster_url: str | None) -> tuple[str | None, str | None]:
+    """(the Dagster run that measured a row, its raw partition's asset page): None where no UI or no run is known
+    (result folders from `run` have no Dagster run)."""
+    if not dagster_url:
+        return None, None
+    base = dagster_url.rstrip("/")
+    raw = f"{base}/assets/raw_measurements?view=partitions&partition={quote(str(partition_key), safe='')}"
+    run = f"{base}/runs/{quote(str(run_id), safe='')}" if isinstance(run_id, str) and run_id else None
+    return run, raw
 
 
 @dataclass
@@ -60,9 +112,23 @@ class SiteData:
         return t.cycles[t.cycles.sweep_point == row.sweep_point]
 
 
-def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables]) -> SiteData:
-    """`raw` maps partition keys to result folders (or their tables)."""
+def _set_columns(board: pd.DataFrame, names: tuple[str, ...], values: list[tuple]) -> None:
+    """Per-row tuples as columns `names` of `board` (also for a board without rows); None stays None, never NaN."""
+    for i, name in enumerate(names):
+        board[name] = pd.Series([v[i] for v in values], index=board.index, dtype=object)
+
+
+def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables], dagster_url: str | None = None) -> SiteData:
+    """`raw` maps partition keys to result folders (or their tables); `dagster_url` gives rows their run links."""
     board = board.copy()
+    board[["cv", "unstable"]] = stability(board)
+    _set_columns(board, ("model_url", "model_kind", "model_note"), [model_link(str(m)) for m in board.model])
+    # the Dagster run behind a row: its `run_id` where the leaderboard carries one, else the run that stored its raw
+    # partition; result folders from `run` ("local:<folder>") have none
+    stored_by = board.raw_run_id.where(~board.raw_run_id.astype(str).str.startswith("local:"))
+    board["dagster_run"] = board.run_id if "run_id" in board else stored_by
+    links = [provenance_links(p, r, dagster_url) for p, r in zip(board.partition_key, board.dagster_run)]
+    _set_columns(board, ("run_url", "raw_url"), links)
     board["id"] = [row_id(str(p), str(s)) for p, s in zip(board.partition_key, board.sweep_point)]
     board["label"] = (
         board.model.astype(str)

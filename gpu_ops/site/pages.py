@@ -14,15 +14,14 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from urllib.parse import quote
 
 import pandas as pd
 
 from gpu_ops.results import ResultTables, replace_folder
 from gpu_ops.schema import plain
 from gpu_ops.site.charts import detail_figures, index_figures
-from gpu_ops.site.data import COLUMNS, FILTERS, leaderboard_of_folders, site_data
-from gpu_ops.stats import CI_MISSING, fmt_ci
+from gpu_ops.site.data import FILTERS, HIDDEN, columns, headline, leaderboard_of_folders, site_data
+from gpu_ops.stats import CI_MISSING, UNSTABLE_CV, fmt_ci
 
 STATIC = resources.files("gpu_ops.site") / "static"
 
@@ -47,7 +46,16 @@ PAGE = """<!doctype html>
 """
 
 
-def _index_body(title: str, n: int, generated_from: str) -> str:
+HEADLINE_NOTE = {
+    "tokens_per_j_mean": "<strong>Headline: tokens per joule</strong> (output tokens per joule of GPU energy, gross; "
+    "higher is better), the inverse of J/token.",
+    "tokens_per_s_mean": "<strong>Headline: output tokens/s</strong> (higher is better): no row's energy is measured "
+    "here, so throughput leads; energy columns read <em>unmeasured</em>, never 0.",
+}
+
+
+def _index_body(title: str, n: int, generated_from: str, headline: str, charts: dict[str, dict | str]) -> str:
+    """The index page; `charts` maps each chart's element id to its figure, or to a note saying why it is left out."""
     filters = "".join(f'<label>{f} <select id="f-{f}"><option value="">all</option></select></label>' for f in FILTERS)
     empty_all = (
         ""
@@ -56,20 +64,26 @@ def _index_body(title: str, n: int, generated_from: str) -> str:
         "into the platform's inbox (storage/inbox), or run <code>llm-energy-measure run</code> and build this site "
         "with <code>llm-energy-measure report RESULTS --out DIR</code>.</div>"
     )
+    notes = "".join(f'<li id="note-{k}">{html.escape(v)}</li>' for k, v in charts.items() if isinstance(v, str))
+    divs = "".join(f'<div class="chart" id="{k}"></div>' for k, v in charts.items() if not isinstance(v, str))
     return f"""<h1>{html.escape(title)}</h1>
-<div class="sub">Energy per output token, measured from the GPU energy counter; gross energy ranks. "unmeasured" means
-the energy could not be read (the reason is in the tooltip), never zero. Rows with synthetic weights are flagged.
+<div class="sub">{HEADLINE_NOTE[headline]} Energy is measured from the GPU energy counter; "unmeasured" means it
+could not be read (the reason is in the tooltip), never zero. "±" is the half-width of the 95 % t confidence
+interval over cycles. Rows whose cycles vary by more than {UNSTABLE_CV:.0%}
+(CV column) carry an <span class="badge">unstable</span> badge. Rows with synthetic weights are flagged.
 {html.escape(generated_from)}</div>
 {empty_all}
 <div class="filters">{filters}<label>search
 <input id="q" type="search" placeholder="model, backend, hardware..."></label>
+<details id="chooser"><summary>columns</summary><div id="chooser-list"></div></details>
 <span id="count"></span></div>
 <div class="empty" id="empty" style="display:none">No rows match these filters.</div>
-<div style="overflow-x:auto"><table><thead><tr id="head"></tr></thead><tbody id="body"></tbody></table></div>
-<div class="charts">
-<div class="chart" id="chart-compare"></div><div class="chart" id="chart-scatter"></div>
-<div class="chart" id="chart-box"></div><div class="chart" id="chart-heatmap"></div>
-<div class="chart" id="chart-scaling"></div></div>
+<div class="table-wrap" id="table-wrap"><table id="board"><thead><tr id="head"></tr></thead><tbody id="body"></tbody>
+</table></div>
+<section id="compare" hidden><h2>Selected rows side by side</h2><div class="chart" id="chart-compare"></div></section>
+<p class="sub" id="compare-hint">Tick rows in the table to compare them side by side.</p>
+<div class="charts">{divs}</div>
+{f'<ul class="chart-notes" id="chart-notes">{notes}</ul>' if notes else ""}
 <script id="lem-data" type="application/json">__DATA__</script>
 <script src="assets/site.js"></script>"""
 
@@ -98,7 +112,7 @@ def _fmt(v, unit="", scale=1.0, digits=4) -> str:
     return '<span class="unmeasured">unmeasured</span>' if v is None else f"{float(v) * scale:.{digits}g}{unit}"
 
 
-def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) -> str:
+def _detail(row, t: ResultTables, figures: list[dict]) -> str:
     """A row's detail page body; `figures` are its charts (charts.detail_figures)."""
     sp = row.sweep_point
     cyc = t.cycles[t.cycles.sweep_point == sp].sort_values("cycle")
@@ -138,17 +152,12 @@ def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) 
         )
         + "</table>"
     )
-    link = ""
-    if dagster_url:
-        base = dagster_url.rstrip("/")
-        link = (
-            f'<a href="{base}/assets/raw_measurements?view=partitions&partition={quote(str(row.partition_key))}">'
-            "raw partition in Dagster</a>"
-        )
-        if not str(row.raw_run_id).startswith("local:"):  # `report` on CLI result folders: no Dagster run to link
-            link += (
-                f' · <a href="{base}/runs/{quote(str(row.raw_run_id))}">run {html.escape(str(row.raw_run_id))[:8]}</a>'
-            )
+    links = [
+        f'<a id="run-link" href="{html.escape(row.run_url)}">run {html.escape(str(row.dagster_run))}</a>'
+        if row.run_url
+        else "",
+        f'<a id="raw-link" href="{html.escape(row.raw_url)}">raw partition</a>' if row.raw_url else "",
+    ]
     provenance = _kv(
         [
             ("partition", html.escape(str(row.partition_key))),
@@ -159,7 +168,11 @@ def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) 
             ("stats code version", html.escape(str(row.stats_code_version))),
             ("config hash", html.escape(str(row.config_hash))),
             ("fingerprint hash", html.escape(str(row.fingerprint_hash))),
-            ("Dagster UI", link or "set the Dagster base URL (LEM_DAGSTER_URL / --dagster-url) for links"),
+            (
+                "Dagster UI",
+                " · ".join(x for x in links if x)
+                or ("no Dagster run (built from result folders)" if row.raw_url else "no Dagster URL given"),
+            ),
         ]
     )
     summary = _kv(
@@ -173,7 +186,13 @@ def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) 
                     else f" ({html.escape(str(row.unmeasured_reason))})"
                 ),
             ),
+            ("tokens per joule", f"{_fmt(row.tokens_per_j_mean)} tokens/J (higher is better)"),
             ("throughput", f"{_fmt(row.tokens_per_s_mean)} tokens/s"),
+            (
+                "stability",
+                (f"CV {_fmt(row.cv, ' %', 100, 2)}" if plain(row.cv) is not None else f"CV {CI_MISSING} (one cycle)")
+                + (' <span class="badge">unstable</span>' if row.unstable else ""),
+            ),
             ("TTFT p50", _fmt(row.ttft_p50_s_mean, " ms", 1000)),
             (
                 "idle baseline",
@@ -196,8 +215,12 @@ def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) 
         ]
     )
     fp = json.dumps(json.loads(exp.fingerprint_json), indent=1, sort_keys=True)
+    model = html.escape(str(row.model))
+    if row.model_url:
+        model = f'<a id="model-link" href="{html.escape(row.model_url)}">{model}</a>'
     body = f"""<p><a href="../index.html">← leaderboard</a></p>
-<h1>{html.escape(str(row.model))} · {html.escape(str(row.backend))} · {html.escape(str(row.hardware))}</h1>
+<h1>{model} · {html.escape(str(row.backend))} · {html.escape(str(row.hardware))}</h1>
+<div class="sub">{html.escape(row.model_note)}</div>
 <div class="sub">sweep point <strong>{html.escape(str(sp))}</strong>, {int(row.n_cycles)} cycles,
 precision {html.escape(str(row.precision))}</div>
 <section><h2>Summary</h2>{summary}</section>
@@ -208,10 +231,57 @@ precision {html.escape(str(row.precision))}</div>
 <section><h2>Resolved config</h2><p class="sub">highlighted: values that differ from the defaults</p>
 <table class="kv">{cfg_rows}</table></section>
 <section><h2>Environment fingerprint</h2><pre>{html.escape(fp)}</pre></section>
+<section><h2>Embed this model</h2><p class="sub">A small card of this model's rows for another page:</p>
+<textarea id="embed-snippet" readonly rows="2" cols="100" data-model="{html.escape(str(row.model))}"></textarea>
+<button id="embed-copy" type="button">copy</button></section>
+<script>(() => {{
+  const box = document.getElementById("embed-snippet");
+  const src = new URL("../embed.html?model=" + encodeURIComponent(box.dataset.model), location.href).href;
+  box.value = `<iframe src="${{src}}" width="560" height="320" style="border:0" title="LLM energy"></iframe>`;
+  document.getElementById("embed-copy").onclick = () => {{ box.select(); navigator.clipboard?.writeText(box.value); }};
+}})();</script>
 <script id="lem-figs" type="application/json">{_script_json(figures)}</script>
 <script>JSON.parse(document.getElementById("lem-figs").textContent)
   .forEach(f => Plotly.newPlot(f.id, f.figure.data, f.figure.layout, {{responsive: true}}));</script>"""
     return body
+
+
+EMBED_FIELDS = (
+    "id",
+    "model",
+    "backend",
+    "hardware",
+    "parallelism",
+    "sweep_point",
+    "j_per_token_mean",
+    "tokens_per_j_mean",
+    "tokens_per_s_mean",
+    "cv",
+    "unstable",
+    "model_url",
+)
+"""What the embeddable card shows of each row (the page holds every row; `?model=` picks one model's)."""
+
+
+def _embed_page(board: pd.DataFrame, lead: str) -> str:
+    """embed.html: a card of one model's rows for an iframe on another site; no plotly, styles and data inline."""
+    rows = [{k: plain(v) for k, v in r.items()} for r in board[list(EMBED_FIELDS)].to_dict(orient="records")]
+    inline = {"rows": rows, "headline": lead, "unstable_cv": UNSTABLE_CV}
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LLM energy</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{(STATIC / 'embed.css').read_text(encoding='utf-8')}</style></head><body>"
+        '<div class="card" id="card"></div>'
+        f'<script id="lem-embed" type="application/json">{_script_json(inline)}</script>'
+        f"<script>{(STATIC / 'embed.js').read_text(encoding='utf-8')}</script></body></html>"
+    )
+
+
+def _world_readable(folder: Path) -> None:
+    """The site is published as is (web server, bucket, Pages): folders 0755 and files 0644, not mkdtemp's 0700."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def build_site(
@@ -234,30 +304,35 @@ def build_site(
         (tmp / "assets" / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
         for name in ("site.js", "site.css"):
             (tmp / "assets" / name).write_bytes((STATIC / name).read_bytes())
-        data = site_data(board, raw)
+        data = site_data(board, raw, dagster_url)
         board = data.board
         pages = 0
         for row in board.sort_values("partition_key", kind="stable").itertuples():
             t = data.tables.get(row.partition_key)
             if t is None:
                 continue
-            body = _detail(row, t, dagster_url, detail_figures(row, t))
+            body = _detail(row, t, detail_figures(row, t))
             page = PAGE.format(title=html.escape(f"{row.model} · {row.sweep_point}"), root="../", body=body)
             (tmp / "detail" / f"{row.id}.html").write_text(page, encoding="utf-8")
             pages += 1
-        figs = index_figures(data)
-        figures = [{"id": k, "figure": f} for k, f in figs.items()]
+        charts = index_figures(data)
+        figs = {k: f for k, f in charts.items() if not isinstance(f, str)}
+        lead = headline(board)
         rows = [{k: plain(v) for k, v in r.items()} for r in board.drop(columns=["label"]).to_dict(orient="records")]
         inline = {
             "rows": rows,
-            "columns": COLUMNS,
+            "columns": columns(board),
             "filters": FILTERS,
+            "hidden": HIDDEN,
             "ci_missing": CI_MISSING,
-            "default_sort": "j_per_token_mean" if board.j_per_token_mean.notna().any() else "tokens_per_s_mean",
-            "figures": figures,
+            "default_sort": lead,
+            "figures": [{"id": k, "figure": f} for k, f in figs.items()],
         }
-        page = PAGE.format(title=html.escape(title), root="", body=_index_body(title, len(board), generated_from))
+        body = _index_body(title, len(board), generated_from, lead, charts)
+        page = PAGE.format(title=html.escape(title), root="", body=body)
         (tmp / "index.html").write_text(page.replace("__DATA__", _script_json(inline)), encoding="utf-8")
+        (tmp / "embed.html").write_text(_embed_page(board, lead), encoding="utf-8")
+        _world_readable(tmp)
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

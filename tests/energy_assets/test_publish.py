@@ -216,7 +216,8 @@ def test_leaderboard_site_asset(measured, storage, instance, monkeypatch):
     assert res.success
     m = meta(instance, "leaderboard_site")
     assert m["rows"] == 2 and m["detail_pages"] == 2
-    assert m["scatter"]["data"] and m["scatter"]["data"][0]["type"] == "scatter"  # plotly JSON in the metadata
+    index = (storage.root / "site" / "index.html").as_uri()
+    assert m["index"] == index and f"({index}#chart-scatter)" in m["charts"] and "{" not in m["charts"]  # no JSON
     index = (storage.root / "site" / "index.html").read_text()
     assert "assets/plotly.min.js" in index and "cdn" not in index.lower()
     pages = list((storage.root / "site" / "detail").glob("*.html"))

@@ -39,8 +39,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, tiny_model_path):
-    """Three result folders: a measured sweep (batch 1, 2 through the NVML fake), a CPU run (energy unmeasured)."""
+def folders(tmp_path_factory, tiny_model_path):
+    """Two result folders: a measured sweep (batch 1, 4 through the NVML fake), a CPU run (energy unmeasured)."""
     root = tmp_path_factory.mktemp("site")
     base = {
         "model": "builtin:micro-llama",
@@ -61,7 +61,13 @@ def site(tmp_path_factory, tiny_model_path):
     cpu = run_experiment(
         parse_config(dict(base, name="cpu", model="builtin:small-llama", energy={"idle_baseline_s": 0})), root / "r"
     ).folder
-    return report_from_folders([gpu, cpu], root / "site", dagster_url="http://dagster.example:3000")
+    return gpu, cpu
+
+
+@pytest.fixture(scope="module")
+def site(folders, tmp_path_factory):
+    """Three rows: two measured sweep points and one CPU row, with a Dagster URL but no Dagster runs (CLI folders)."""
+    return report_from_folders(list(folders), tmp_path_factory.mktemp("site") / "site", "http://dagster.example:3000")
 
 
 def open_page(browser, url):
@@ -88,7 +94,7 @@ def table(page) -> pd.DataFrame:
     cells = page.eval_on_selector_all(
         "#body tr", "rows => rows.map(r => [r.dataset.id, ...[...r.cells].map(c => c.innerText)])"
     )
-    heads = page.eval_on_selector_all("#head th", "hs => hs.map(h => h.dataset.key || 'compare')")
+    heads = page.eval_on_selector_all("#head th", "hs => hs.map(h => h.dataset.key || h.dataset.col)")
     return pd.DataFrame([c[1:] for c in cells], columns=heads, index=[c[0] for c in cells])
 
 
@@ -101,12 +107,20 @@ def test_leaderboard_sort_filter_and_url_state(browser, site):
     assert (unmeasured.j_per_token_mean == "unmeasured").all() and (unmeasured.tokens_per_j_mean == "unmeasured").all()
     assert not t.j_per_token_mean.str.fullmatch(r"0(\.0+)?( .*)?").any()  # unmeasured is never shown as 0
     assert t[~t.model.str.contains("small")].j_per_token_mean.str.contains("±").all()  # CI beside the mean
-    # sort by throughput: click toggles ascending / descending; unmeasured values stay last
-    page.click("th[data-key=tokens_per_s_mean]")
-    asc = table(page).tokens_per_s_mean.str.split().str[0].astype(float).tolist()
+    # the headline (tokens/J, higher is better) comes first after the model and ranks best first
+    assert list(t.columns[:3]) == ["model", "tokens_per_j_mean", "cv"]
+    assert page.get_attribute("th[data-key=tokens_per_j_mean]", "class").split()[-1] == "sorted-desc"
+    measured = t.tokens_per_j_mean[t.tokens_per_j_mean != "unmeasured"].astype(float).tolist()
+    assert measured == sorted(measured, reverse=True) and t.tokens_per_j_mean.iloc[-1] == "unmeasured"
+    # a header's first click sorts best first (its `better` direction), the next click reverses; unmeasured last
+    page.click("th[data-key=j_per_token_mean]")
+    jpt = table(page).j_per_token_mean.str.split().str[0]
+    assert jpt.iloc[:2].astype(float).is_monotonic_increasing and jpt.iloc[2] == "unmeasured"
     page.click("th[data-key=tokens_per_s_mean]")
     desc = table(page).tokens_per_s_mean.str.split().str[0].astype(float).tolist()
-    assert asc == sorted(asc) and desc == sorted(desc, reverse=True) and len(asc) == 3
+    page.click("th[data-key=tokens_per_s_mean]")
+    asc = table(page).tokens_per_s_mean.str.split().str[0].astype(float).tolist()
+    assert asc == sorted(asc) and desc == sorted(desc, reverse=True) and len(asc) == 3 and asc != desc
     # filters and search change the rows
     page.select_option("#f-model", "builtin:small-llama")
     assert table(page).model.str.contains("small-llama").all() and len(table(page)) == 1
@@ -125,8 +139,8 @@ def test_leaderboard_sort_filter_and_url_state(browser, site):
     page2, errors2, _ = open_page(browser, url)
     assert page2.input_value("#f-weights") == "synthetic"
     assert page2.is_checked(f"tr[data-id='{first}'] input.sel")
-    assert table(page2).tokens_per_s_mean.str.split().str[0].astype(float).tolist() == desc
-    assert page2.get_attribute("th[data-key=tokens_per_s_mean]", "class").strip().endswith("sorted-desc")
+    assert table(page2).tokens_per_s_mean.str.split().str[0].astype(float).tolist() == asc
+    assert page2.get_attribute("th[data-key=tokens_per_s_mean]", "class").strip().endswith("sorted-asc")
     for chart in ("chart-scatter", "chart-box", "chart-heatmap"):
         assert page2.evaluate(f"document.getElementById('{chart}').data.length") > 0, chart
     assert errors2 == []
@@ -232,11 +246,163 @@ def test_a_single_cycle_row_shows_its_missing_ci_as_missing(browser, tmp_path, t
     for chart in ("chart-box", "chart-scatter"):
         bars = [t["error_y"]["array"] for t in figures[chart]["data"] if "error_y" in t]
         assert bars == [[None]], (chart, bars)  # no error bar, not one of height 0
-    assert "J/token ± n/a" in (site.folder / "detail" / f"{row['id']}.html").read_text()
+    detail = (site.folder / "detail" / f"{row['id']}.html").read_text()
+    assert "J/token ± n/a" in detail and "CV n/a (one cycle)" in detail
     page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
     cells = table(page)
     assert (
         errors == []
         and cells.j_per_token_mean.iloc[0].endswith("± n/a")
         and cells.tokens_per_s_mean.iloc[0].endswith("± n/a")
+        and cells.cv.iloc[0] == "n/a"
     )
+
+
+def test_without_energy_throughput_leads_best_first_and_empty_charts_are_explained(browser, folders, tmp_path):
+    """A CPU-only site: output tokens/s is the headline, sorted descending; the charts that need energy are notes."""
+    site = report_from_folders([folders[1]], tmp_path / "site")
+    page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    assert errors == [] and "Headline: output tokens/s" in page.inner_text(".sub")
+    assert page.get_attribute("th[data-key=tokens_per_s_mean]", "class").split()[-1] == "sorted-desc"
+    assert table(page).columns[1] == "tokens_per_s_mean"
+    notes = page.inner_text("#chart-notes")
+    for chart in ("chart-pareto", "chart-scatter", "chart-scaling"):
+        assert page.query_selector(f"div#{chart}") is None and page.query_selector(f"#note-{chart}"), chart
+    assert notes.count("no energy measured") == 3 and "same batch size and precision" in notes  # one row
+    assert page.is_hidden("#compare") and page.is_visible("#compare-hint")  # no empty, untitled compare chart
+    page.check("#body tr input.sel")
+    assert page.is_visible("#compare") and "side by side" in page.inner_text("#compare h2")
+    assert "LEM_DAGSTER_URL" not in (site.folder / "detail" / f"{table(page).index[0]}.html").read_text()
+
+
+def test_pareto_chart_joins_each_hardwares_frontier(browser, site):
+    page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    page.wait_for_selector("#chart-pareto .main-svg")
+    traces = page.evaluate(
+        "document.getElementById('chart-pareto').data.map(t => ({name: t.name, n: t.x.length, mode: t.mode, "
+        "visible: t.visible}))"
+    )
+    shown = [t for t in traces if t["visible"] is not False]
+    points = [t for t in shown if t["mode"] == "markers"]
+    frontiers = [t for t in shown if t["mode"] == "lines+markers"]
+    assert errors == [] and len(points) == len(frontiers) == 1  # one hardware measured (the CPU row has no energy)
+    assert points[0]["n"] == 2 and 1 <= frontiers[0]["n"] <= 2 and frontiers[0]["name"].endswith("frontier")
+    assert "TPOT" in page.evaluate("document.getElementById('chart-pareto').layout.xaxis.title.text")
+    page.click("#chart-pareto .updatemenu-button >> text=E2E latency")
+    page.wait_for_function("document.getElementById('chart-pareto').layout.xaxis.title.text.startsWith('E2E')")
+    visible = page.evaluate("document.getElementById('chart-pareto').data.map(t => t.visible)")
+    assert visible == [False] * len(shown) + [True] * len(shown)
+
+
+def test_frontier_keeps_the_points_nothing_beats_on_both_axes():
+    from gpu_ops.site.charts import frontier
+
+    pts = pd.DataFrame({"x": [1.0, 2.0, 3.0, 2.5, 4.0], "y": [5.0, 3.0, 1.0, 4.0, 0.5]}, index=list("abcde"))
+    assert list(frontier(pts, "x", "y").index) == ["a", "b", "c", "e"]  # d is beaten by b (faster and lower)
+
+
+def test_row_click_path_reaches_detail_run_and_raw_partition(browser, folders, tmp_path):
+    """Leaderboard row -> its detail page -> the Dagster run (full id) and the raw partition, when rows carry a run."""
+    from gpu_ops.site.data import leaderboard_of_folders
+
+    board, raw = leaderboard_of_folders(list(folders))
+    board["run_id"] = [f"{i:08d}-aaaa-bbbb-cccc-{i:012d}" for i in range(len(board))]
+    site = build_site(board, raw, tmp_path / "site", dagster_url="http://dagster.example:3000/")
+    page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    row = board[board.sweep_point == "batch_size=4"].iloc[0]
+    assert page.get_attribute(f"tr[data-id='{table(page).index[0]}'] a.run", "href").startswith(
+        "http://dagster.example:3000/runs/"
+    )
+    page.fill("#q", "batch_size=4")
+    page.click("#body tr a.detail")
+    page.wait_for_selector("#run-link")
+    assert page.get_attribute("#run-link", "href") == f"http://dagster.example:3000/runs/{row.run_id}"
+    assert row.run_id in page.inner_text("#run-link")  # the full id, not 8 characters that find no run
+    assert page.get_attribute("#raw-link", "href").startswith(
+        "http://dagster.example:3000/assets/raw_measurements?view=partitions&partition=builtin-micro-llama"
+    )
+    assert errors == []
+
+
+def test_embed_widget_shows_one_models_rows_and_detail_pages_offer_the_snippet(browser, site):
+    page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    page.fill("#q", "batch_size=4")
+    page.click("#body tr a.detail")
+    snippet = page.input_value("#embed-snippet")
+    src = snippet.split('src="')[1].split('"')[0]
+    assert snippet.startswith("<iframe ") and src.endswith("embed.html?model=builtin%3Amicro-llama")
+    embed, errors2, external = open_page(browser, src)
+    rows = embed.eval_on_selector_all("#card tbody tr", "trs => trs.map(t => t.innerText)")
+    assert len(rows) == 2 and all("batch_size=" in r for r in rows) and "micro-llama" in embed.inner_text("#card h1")
+    embed.goto((site.folder / "embed.html").as_uri() + "?model=nope")
+    assert "No rows for model" in embed.inner_text("#card") and "builtin:small-llama" in embed.inner_text("#card")
+    assert errors == errors2 == external == []
+
+
+def test_table_fits_with_a_sticky_model_column_and_a_remembered_column_choice(browser, site):
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    page.goto((site.folder / "index.html").as_uri())
+    fits = "(() => { const w = document.getElementById('table-wrap'); return w.scrollWidth <= w.clientWidth })()"
+    assert page.evaluate(fits)  # nothing hidden off to the right at 1600 px
+    assert {"avg_power_w_mean", "batch_size", "n_cycles"} <= set(table(page).columns)
+    # narrower, the page does not overflow: the table scrolls in its box and the model column stays in view
+    for width in (1280, 900):
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+    page.eval_on_selector("#table-wrap", "w => { w.scrollLeft = w.scrollWidth }")
+    box, model = page.evaluate(
+        "[document.getElementById('table-wrap'), document.querySelector('td.first')].map(e => "
+        "e.getBoundingClientRect().left)"
+    )
+    assert page.eval_on_selector("#table-wrap", "w => w.scrollLeft") > 0 and abs(model - box) < 1
+    page.click("#chooser summary")
+    page.uncheck("#chooser-list input[data-key=avg_power_w_mean]")
+    assert "avg_power_w_mean" not in table(page).columns
+    page.reload()
+    assert "avg_power_w_mean" not in table(page).columns and "batch_size" in table(page).columns  # localStorage
+    page.close()
+
+
+def test_cv_column_badges_unstable_rows(browser, folders, tmp_path):
+    from gpu_ops.site.data import leaderboard_of_folders
+    from gpu_ops.stats import UNSTABLE_CV
+
+    board, raw = leaderboard_of_folders(list(folders))
+    noisy = board.index[board.sweep_point == "batch_size=1"][0]
+    board.loc[noisy, "j_per_token_cv"] = UNSTABLE_CV * 3
+    board.loc[board.index != noisy, "j_per_token_cv"] = UNSTABLE_CV / 2
+    site = build_site(board, raw, tmp_path / "site")
+    page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    t = table(page)
+    badged = t[t.cv.str.contains("unstable")]
+    assert errors == [] and list(badged.sweep_point) == ["batch_size=1"]
+    assert float(badged.cv.iloc[0].split()[0]) == pytest.approx(UNSTABLE_CV * 300)  # shown in %
+    assert (site.folder / "detail" / f"{badged.index[0]}.html").read_text().count('class="badge">unstable') == 1
+
+
+def test_site_folder_is_world_readable(site):
+    assert site.folder.stat().st_mode & 0o777 == 0o755
+    for path in site.folder.rglob("*"):
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+
+
+def test_model_links_go_to_the_hub_only_for_hub_models():
+    from gpu_ops.site.data import HUB, model_link
+
+    assert model_link("meta-llama/Llama-3.1-8B")[:2] == (HUB + "meta-llama/Llama-3.1-8B", "hub")
+    url, kind, note = model_link("synthetic:llama-3.1-8b")
+    assert url == HUB + "meta-llama/Llama-3.1-8B" and kind == "synthetic" and "random weights" in note
+    for local, said in (("builtin:tiny-llama", "built-in"), ("/models/llama", "local"), ("./llama", "local")):
+        url, kind, note = model_link(local)
+        assert url is None and kind == said and "no hub page" in note, local
+
+
+def test_screenshots_are_built_from_the_committed_gpu_results_without_repeats():
+    from gpu_ops.site.data import leaderboard_of_folders
+    from gpu_ops.site.screenshots import gpu_result_folders
+
+    folders = gpu_result_folders()
+    assert not [f for f in folders if "earlier-run" in f.parts]
+    board, _ = leaderboard_of_folders(folders)
+    assert {"h200", "2x-h200"} <= set(board.hardware) and (board.gpu_count > 0).all()
+    assert board.j_per_token_mean.notna().all()  # real GPU energy on every row the docs show

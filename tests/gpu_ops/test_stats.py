@@ -71,3 +71,16 @@ def test_latency_percentiles_pool_the_requests_of_all_cycles():
     assert pooled["ttft_p99_pooled_s"] < 0.25 < 1.9 < per_cycle_p99
     assert pooled["ttft_p99_pooled_lo_s"] <= pooled["ttft_p99_pooled_s"] <= pooled["ttft_p99_pooled_hi_s"] == 10.0
     assert pooled["itl_p50_pooled_s"] == pytest.approx(0.015)  # every gap of every request, flattened
+
+
+def test_stability_judges_j_per_token_and_falls_back_to_throughput_only_when_energy_is_unmeasured():
+    limit = stats.UNSTABLE_CV
+    rows = pd.DataFrame(
+        {
+            "j_per_token_cv": [limit * 2, limit / 2, None, None],
+            "tokens_per_s_cv": [limit / 2, limit * 2, limit * 2, None],  # one cycle: no CV at all
+        }
+    )
+    verdict = stats.stability(rows)
+    assert verdict.cv.tolist()[:3] == [limit * 2, limit / 2, limit * 2] and pd.isna(verdict.cv.iloc[3])
+    assert verdict.unstable.tolist() == [True, False, True, False]

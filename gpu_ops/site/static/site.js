@@ -1,15 +1,21 @@
-// Leaderboard page: sort, filter, search and row selection, all kept in the URL hash so a link reproduces the view.
+// Leaderboard page: sort, filter, search and row selection, all kept in the URL hash so a link reproduces the view;
+// the columns shown are a per-browser choice kept in localStorage.
 (function () {
   const data = JSON.parse(document.getElementById("lem-data").textContent);
   const rows = data.rows, columns = data.columns;
   const FILTERS = data.filters;
-  const state = { sort: data.default_sort, dir: "asc", q: "", sel: [] };
+  const HIDDEN_KEY = "lem-hidden-columns";
+  const bestFirst = key => ((columns.find(c => c.key === key) || {}).better === "higher" ? "desc" : "asc");
+  const state = { sort: data.default_sort, dir: bestFirst(data.default_sort), q: "", sel: [] };
   FILTERS.forEach(f => (state[f] = ""));
+  let hidden = data.hidden;  // until this browser makes its own choice
+  try { hidden = JSON.parse(localStorage.getItem(HIDDEN_KEY)) || data.hidden; } catch (e) { /* storage off */ }
+  const esc = s => String(s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
   function readHash() {
     const p = new URLSearchParams(location.hash.slice(1));
     if (p.get("sort") && columns.some(c => c.key === p.get("sort"))) state.sort = p.get("sort");
-    if (p.get("dir") === "desc" || p.get("dir") === "asc") state.dir = p.get("dir");
+    state.dir = p.get("dir") === "desc" || p.get("dir") === "asc" ? p.get("dir") : bestFirst(state.sort);
     state.q = p.get("q") || "";
     FILTERS.forEach(f => (state[f] = p.get(f) || ""));
     state.sel = (p.get("sel") || "").split(",").filter(Boolean);
@@ -43,29 +49,46 @@
     });
     return out;
   }
+  function cell(r, c) {
+    const cls = (c.type === "number" ? "" : "text") + (c.headline ? " headline" : "");
+    if (c.key === "model") {
+      const hub = r.model_url ? ` <a class="hub" href="${esc(r.model_url)}" title="${esc(r.model_note)}">hub ↗</a>`
+        : ` <span class="note" title="${esc(r.model_note)}">${esc(r.model_kind)}</span>`;
+      return `<td class="text first"><input type="checkbox" class="sel" title="compare" ${state.sel.includes(r.id) ? "checked" : ""}> <a class="detail" href="detail/${r.id}.html" title="${esc(r.model_note)}">${esc(r.model)}</a>${hub}` +
+        `${r.flag ? ` <span class="flag">${esc(r.flag)}</span>` : ""}</td>`;
+    }
+    let v = fmt(r[c.key], c);
+    if (v === null && c.key === "cv") return `<td class="${cls}" title="one cycle: no spread">${data.ci_missing}</td>`;
+    if (v === null) return `<td class="unmeasured ${cls}" title="${esc(r.unmeasured_reason || "")}">${c.energy ? "unmeasured" : "–"}</td>`;
+    v = esc(v);
+    // a missing CI (one cycle) reads "± n/a", never "± 0"
+    const ci = c.ci && (fmt(r[c.ci], { type: "number", scale: c.scale, digits: 2 }) ?? data.ci_missing);
+    if (ci) v += ` <span class="ci">± ${ci}</span>`;
+    if (c.key === "cv" && r.unstable) v += ` <span class="badge">unstable</span>`;
+    return `<td class="${cls}">${v}</td>`;
+  }
+  function links(r) {
+    const a = [r.run_url && `<a class="run" href="${esc(r.run_url)}">run</a>`, r.raw_url && `<a class="raw" href="${esc(r.raw_url)}">raw</a>`];
+    return `<td class="text">${a.filter(Boolean).join(" · ") || "–"}</td>`;
+  }
   function render() {
     writeHash();
     FILTERS.forEach(f => (document.getElementById("f-" + f).value = state[f]));
     document.getElementById("q").value = state.q;
     const shown = visible();
+    const cols = columns.filter(c => c.key === "model" || !hidden.includes(c.key));
     const head = document.getElementById("head"), body = document.getElementById("body");
-    head.innerHTML = "<th class='text'>compare</th>" + columns.map(c =>
-      `<th data-key="${c.key}" class="${c.type === "number" ? "" : "text"} ${state.sort === c.key ? "sorted-" + state.dir : ""}">${c.label}<span class="unit">${c.unit || ""}</span></th>`).join("");
-    body.innerHTML = shown.map(r => "<tr data-id='" + r.id + "'><td class='text'><input type='checkbox' class='sel' " +
-      (state.sel.includes(r.id) ? "checked" : "") + "></td>" + columns.map(c => {
-        let v = fmt(r[c.key], c);
-        if (c.key === "model") return `<td class="text"><a href="detail/${r.id}.html">${r.model}</a>${r.flag ? ` <span class="flag">${r.flag}</span>` : ""}</td>`;
-        if (v === null) return `<td class="unmeasured" title="${r.unmeasured_reason || ""}">${c.energy ? "unmeasured" : "–"}</td>`;
-        // a missing CI (one cycle) reads "± n/a", never "± 0"
-        const ci = c.ci && (fmt(r[c.ci], { type: "number", scale: c.scale, digits: 2 }) ?? data.ci_missing);
-        if (ci) v += ` <span class="ci">± ${ci}</span>`;
-        return `<td class="${c.type === "number" ? "" : "text"}">${v}</td>`;
-      }).join("") + "</tr>").join("");
+    head.innerHTML = cols.map(c =>
+      `<th data-key="${c.key}" title="${c.better ? c.better + " is better" : ""}" class="${c.type === "number" ? "" : "text"} ${c.key === "model" ? "first" : ""} ${c.headline ? "headline" : ""} ${state.sort === c.key ? "sorted-" + state.dir : ""}">${c.label}<span class="unit">${c.unit || ""}</span></th>`).join("") +
+      "<th class='text' data-col='links'>Dagster</th>";
+    body.innerHTML = shown.map(r => `<tr data-id="${r.id}" class="${r.unstable ? "unstable" : ""}">` +
+      cols.map(c => cell(r, c)).join("") + links(r) + "</tr>").join("");
     document.getElementById("count").textContent = `${shown.length} of ${rows.length} rows`;
     document.getElementById("empty").style.display = rows.length && !shown.length ? "block" : "none";
     head.querySelectorAll("th[data-key]").forEach(th => th.onclick = () => {
-      state.dir = state.sort === th.dataset.key && state.dir === "asc" ? "desc" : "asc";
-      state.sort = th.dataset.key; render();
+      const key = th.dataset.key;
+      state.dir = state.sort === key ? (state.dir === "asc" ? "desc" : "asc") : bestFirst(key);
+      state.sort = key; render();
     });
     body.querySelectorAll("input.sel").forEach(cb => cb.onchange = () => {
       const id = cb.closest("tr").dataset.id;
@@ -74,16 +97,28 @@
     });
     compareBars(rows.filter(r => state.sel.includes(r.id)));
   }
+  function chooser() {
+    const list = document.getElementById("chooser-list");
+    list.innerHTML = columns.filter(c => c.key !== "model").map(c =>
+      `<label><input type="checkbox" data-key="${c.key}" ${hidden.includes(c.key) ? "" : "checked"}> ${c.label}</label>`).join("");
+    list.querySelectorAll("input").forEach(cb => cb.onchange = () => {
+      hidden = cb.checked ? hidden.filter(k => k !== cb.dataset.key) : [...new Set([...hidden, cb.dataset.key])];
+      try { localStorage.setItem(HIDDEN_KEY, JSON.stringify(hidden)); } catch (e) { /* storage off: this page only */ }
+      render();
+    });
+  }
   function compareBars(sel) {
     const el = document.getElementById("chart-compare");
-    if (!el || typeof Plotly === "undefined") return;
-    const label = r => `${r.model} ${r.backend} ${r.sweep_point} (${r.hardware}, ${r.parallelism})`;
+    document.getElementById("compare").hidden = !sel.length;
+    document.getElementById("compare-hint").hidden = !!sel.length || !rows.length;
+    if (!el || typeof Plotly === "undefined" || !sel.length) return;
+    const label = r => `${r.model} ${r.backend} ${r.sweep_point}<br>(${r.hardware}, ${r.parallelism})`;
     const traces = [
       { type: "bar", name: "J/token", x: sel.map(label), y: sel.map(r => r.j_per_token_mean),
         error_y: { type: "data", array: sel.map(r => r.j_per_token_ci95 ?? null) }, yaxis: "y", offsetgroup: "energy" },
       { type: "bar", name: "tokens/s", x: sel.map(label), y: sel.map(r => r.tokens_per_s_mean), yaxis: "y2", offsetgroup: "throughput" }];
-    Plotly.react(el, traces, { title: sel.length ? "Selected rows side by side" : "Tick rows in the table to compare them",
-      barmode: "group", yaxis: { title: "J/token" }, yaxis2: { title: "tokens/s", overlaying: "y", side: "right" },
+    Plotly.react(el, traces, { title: { text: "J/token (left) and tokens/s (right)" },
+      barmode: "group", yaxis: { title: { text: "J/token" } }, yaxis2: { title: { text: "tokens/s" }, overlaying: "y", side: "right" },
       margin: { b: 120 }, template: "plotly_white" }, { responsive: true });
   }
   readHash();
@@ -94,6 +129,7 @@
   });
   document.getElementById("q").oninput = e => { state.q = e.target.value; render(); };
   window.addEventListener("hashchange", () => { readHash(); render(); });
+  chooser();
   render();
   if (typeof Plotly !== "undefined") data.figures.forEach(f => Plotly.newPlot(f.id, f.figure.data, f.figure.layout, { responsive: true }));
 })();
