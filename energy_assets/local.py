@@ -74,6 +74,7 @@ class Platform:
         """Start both processes with this interpreter (`python -m`: found however Dagster was installed, console
         scripts on PATH or not) and wait until the webserver answers and the code location has loaded."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.create_storage()
         workspace = str(self.workspace)
         cmds = {
             "webserver": [
@@ -102,6 +103,17 @@ class Platform:
             self.stop()
             raise
         return self
+
+    def create_storage(self) -> None:
+        """Create the instance's databases here, once, before the webserver, the daemon and the caller all open a fresh
+        instance at the same moment: each migrates it, and the race left two alembic heads ("Version table
+        'alembic_version' has more than one head present"), seen in the demo test."""
+        import dagster as dg
+
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            instance.get_runs(limit=1)
+            instance.all_instigator_state()
+            instance.get_latest_materialization_event(dg.AssetKey("leaderboard"))
 
     def wait_ready(self, timeout_s: float) -> None:
         import requests
