@@ -11,13 +11,18 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
 from energy_assets.leaderboard import leaderboard
-from energy_assets.publish import hf_dataset_publish
+from energy_assets.publish import hf_dataset_publish, hf_dataset_snapshot
+from energy_assets.raw import raw_measurements
 from energy_assets.resources import StorageResource
+from energy_assets.stats import cycle_statistics
 from gpu_ops.errors import excerpt
 from gpu_ops.notify import NotifyConfig, load_notify_config, notify
 
+LEADERBOARD_CHECKS = (every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged)
 MAX_LISTED = 10  # entries named in one leaderboard notification; the rest are counted
 _ROW_FIELDS = [
     "partition_key",
@@ -77,47 +82,56 @@ def notify_run_failure(context: dg.RunFailureSensorContext, storage: StorageReso
     )
 
 
-def _latest_id(context, event_type: dg.DagsterEventType) -> int:
-    records = context.instance.get_event_records(dg.EventRecordsFilter(event_type=event_type), limit=1, ascending=False)
-    return records[0].storage_id if records else 0
+BLOCKING_CHECKS = [
+    spec.key
+    for definition in (raw_measurements, cycle_statistics, hf_dataset_snapshot, *LEADERBOARD_CHECKS)
+    for spec in definition.check_specs
+    if spec.blocking
+]
+
+
+def _run_partition(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The partition a run worked on (a failed check's record may not carry it)."""
+    run = instance.get_run_by_id(run_id)
+    return run.tags.get("dagster/partition") if run else None
 
 
 @dg.sensor(
     name="notify_check_failure",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Webhook POST for every failed blocking asset check (its evaluation event).",
+    description="Webhook POST for every failed evaluation of a blocking asset check.",
 )
 def notify_check_failure(context: dg.SensorEvaluationContext, storage: StorageResource):
-    kind = dg.DagsterEventType.ASSET_CHECK_EVALUATION
-    if context.cursor is None:  # switched on: what happened before is not news
-        context.update_cursor(str(_latest_id(context, kind)))
-        return dg.SkipReason("started watching asset check evaluations")
-    records = context.instance.get_event_records(
-        dg.EventRecordsFilter(event_type=kind, after_cursor=int(context.cursor)), limit=200, ascending=True
-    )
+    after: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    storage_log, failed = context.instance.event_log_storage, {AssetCheckExecutionRecordStatus.FAILED}
     sent = []
-    for record in records:
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if not evaluation.passed and evaluation.blocking:
-            asset = evaluation.asset_key.to_user_string()
+    for key in BLOCKING_CHECKS:
+        name = key.to_user_string()
+        if name not in after:  # newly watched: what failed before is not news
+            latest = storage_log.get_asset_check_execution_history(key, limit=1)
+            after[name] = latest[0].id if latest else 0
+            continue
+        records = storage_log.get_asset_check_execution_history(key, limit=100, status=failed)
+        for record in sorted((r for r in records if r.id > after[name]), key=lambda r: r.id):
+            evaluation = record.event.dagster_event.event_specific_data if record.event else None
             sent.append(
                 send(
                     context,
                     storage,
                     "check_failure",
-                    f"blocking check {evaluation.check_name} failed on {asset}",
+                    f"blocking check {key.name} failed on {key.asset_key.to_user_string()}",
                     {
-                        "asset": asset,
-                        "check": evaluation.check_name,
-                        "partition": evaluation.partition,
+                        "asset": key.asset_key.to_user_string(),
+                        "check": key.name,
+                        "partition": record.partition or _run_partition(context.instance, record.run_id),
                         "run_id": record.run_id,
-                        "description": evaluation.description,
+                        "description": getattr(evaluation, "description", None),
                     },
                 )
             )
-    if records:
-        context.update_cursor(str(records[-1].storage_id))
+            after[name] = record.id
+    context.update_cursor(json.dumps(after, sort_keys=True))
     return dg.SkipReason("; ".join(sent) or "no failed blocking checks")
 
 
