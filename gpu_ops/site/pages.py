@@ -22,6 +22,7 @@ from gpu_ops.results import ResultTables, replace_folder
 from gpu_ops.schema import plain
 from gpu_ops.site.charts import detail_figures, index_figures
 from gpu_ops.site.data import COLUMNS, FILTERS, leaderboard_of_folders, site_data
+from gpu_ops.site.submissions import submissions_body
 from gpu_ops.stats import CI_MISSING, fmt_ci
 
 STATIC = resources.files("gpu_ops.site") / "static"
@@ -47,7 +48,7 @@ PAGE = """<!doctype html>
 """
 
 
-def _index_body(title: str, n: int, generated_from: str) -> str:
+def _index_body(title: str, n: int, generated_from: str, submissions: bool = False) -> str:
     filters = "".join(f'<label>{f} <select id="f-{f}"><option value="">all</option></select></label>' for f in FILTERS)
     empty_all = (
         ""
@@ -59,7 +60,7 @@ def _index_body(title: str, n: int, generated_from: str) -> str:
     return f"""<h1>{html.escape(title)}</h1>
 <div class="sub">Energy per output token, measured from the GPU energy counter; gross energy ranks. "unmeasured" means
 the energy could not be read (the reason is in the tooltip), never zero. Rows with synthetic weights are flagged.
-{html.escape(generated_from)}</div>
+{html.escape(generated_from)}{' <a href="submissions.html">Submissions</a>' if submissions else ""}</div>
 {empty_all}
 <div class="filters">{filters}<label>search
 <input id="q" type="search" placeholder="model, backend, hardware..."></label>
@@ -221,8 +222,10 @@ def build_site(
     dagster_url: str | None = None,
     title: str = "LLM energy leaderboard",
     generated_from: str = "",
+    submissions: list[dict] | None = None,
 ) -> SiteResult:
-    """Write the site into `out` (replaced atomically). `raw` maps partition keys to result folders (or tables)."""
+    """Write the site into `out` (replaced atomically). `raw` maps partition keys to result folders (or tables);
+    `submissions`: the platform's submission records, for a submissions page (None: no page)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -256,7 +259,11 @@ def build_site(
             "default_sort": "j_per_token_mean" if board.j_per_token_mean.notna().any() else "tokens_per_s_mean",
             "figures": figures,
         }
-        page = PAGE.format(title=html.escape(title), root="", body=_index_body(title, len(board), generated_from))
+        if submissions is not None:
+            page = PAGE.format(title="Submissions", root="", body=submissions_body(submissions))
+            (tmp / "submissions.html").write_text(page, encoding="utf-8")
+        index = _index_body(title, len(board), generated_from, submissions is not None)
+        page = PAGE.format(title=html.escape(title), root="", body=index)
         (tmp / "index.html").write_text(page.replace("__DATA__", _script_json(inline)), encoding="utf-8")
         replace_folder(tmp, out)
     except BaseException:
