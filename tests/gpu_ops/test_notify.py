@@ -136,3 +136,10 @@ def test_the_notify_file_is_refused_naming_the_field(tmp_path):
     path.write_text("notify:\n  webhooks:\n    - {url_env: HOOK, format: slack}\n  retries: {attempts: 2}\n")
     config = load_notify_config(path)
     assert config.webhooks[0].format == "slack" and config.retries.attempts == 2
+
+
+def test_a_notify_block_in_an_experiment_file_points_to_the_instance_file():
+    from gpu_ops.config import parse_config
+
+    with pytest.raises(ConfigError, match=r"exp.yaml: notify: webhooks are set for the platform instance.*notify.yaml"):
+        parse_config({"name": "x", "model": "builtin:tiny-llama", "notify": {"webhooks": []}}, "exp.yaml")
