@@ -318,12 +318,15 @@ def _hold_signed_uploads(context, storage: StorageResource, registry: KeyRegistr
             context.log.warning(f"results inbox: quarantined {shown} as {where.name}: {reason}")
             continue
         try:  # the file system: on failure the folder stays in the inbox for the next tick
-            hold_for_moderation(storage, entry, name, (experiment, hardware), signature)
+            earlier = hold_for_moderation(storage, entry, name, (experiment, hardware), signature)
         except Exception as exc:
             notes.append(f"{shown}: not moved this tick ({type(exc).__name__}: {excerpt(str(exc), bare=True)})")
             context.log.error(f"results inbox: {notes[-1]}")
             break
-        notes.append(f"{shown}: signed by {signature['submitter']}, pending moderation as {name}")
+        if earlier is not None:
+            notes.append(f"{shown}: dropped, the same result was submitted before as {name} ({earlier})")
+        else:
+            notes.append(f"{shown}: signed by {signature['submitter']}, pending moderation as {name}")
         context.log.info(f"results inbox: {notes[-1]}")
 
 

@@ -28,13 +28,16 @@ def now_utc() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def hold_for_moderation(storage: StorageResource, entry: Path, name: str, partition: tuple[str, str], signature: dict):
-    """Move a verified upload into pending/ and record who sent it and when (a second copy of one is dropped)."""
-    dest = storage.pending_dir / name
-    if dest.exists() or storage.submission(name) is not None:
+def hold_for_moderation(
+    storage: StorageResource, entry: Path, name: str, partition: tuple[str, str], signature: dict
+) -> str | None:
+    """Move a verified upload into pending/ and record who sent it and when. A second copy of a submission is
+    dropped: returns the status of the first (None: this one is new)."""
+    earlier = storage.submission(name)
+    if earlier is not None or (storage.pending_dir / name).exists():
         shutil.rmtree(entry)  # the same signed result uploaded twice
-        return
-    os.rename(entry, dest)
+        return earlier["status"] if earlier else PENDING
+    os.rename(entry, storage.pending_dir / name)
     storage.write_submission(
         {
             "name": name,
@@ -50,6 +53,7 @@ def hold_for_moderation(storage: StorageResource, entry: Path, name: str, partit
             "reason": None,
         }
     )
+    return None
 
 
 class ModerationDecision(dg.Config):

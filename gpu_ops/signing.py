@@ -96,6 +96,7 @@ def keygen(out: Path) -> str:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
+    tmp.unlink(missing_ok=True)  # left by an interrupted keygen: a key nobody was given
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others, not even briefly
     try:
         with os.fdopen(fd, "wb") as fh:

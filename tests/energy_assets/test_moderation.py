@@ -112,7 +112,10 @@ def test_a_rejected_upload_goes_to_quarantine_with_the_moderators_reason(
     assert (decided["status"], decided["reason"]) == ("rejected", "warm-up too short for this model")
     assert "rejected by a moderator: warm-up too short" in _reason(storage, record["name"])
     assert not moderate(storage, instance, record["name"]).success  # decided once
-    assert evaluate(results_inbox, instance, storage=storage).run_requests == []
+    signed_copy(good_gpu_result, inbox / "result", register_submitter(storage, tmp_path / "again", "bob"), "bob")
+    again = evaluate(results_inbox, instance, storage=storage)
+    assert again.run_requests == [] and "the same result was submitted before" in again.skip_reason.skip_message
+    assert storage.submission(record["name"])["status"] == "rejected" and list(inbox.iterdir()) == []
 
 
 def test_approval_rechecks_the_key_revoked_since_the_upload(good_gpu_result, tmp_path, storage, instance, inbox):
