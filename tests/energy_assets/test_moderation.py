@@ -9,12 +9,14 @@ import pytest
 
 from energy_assets.automation import results_inbox
 from energy_assets.leaderboard import leaderboard
+from energy_assets.notifications import notify_leaderboard
 from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
 from gpu_ops.results import SIGNATURE_FILE, read_tables, write_tables
 from gpu_ops.signing import KeyRegistry
 from tests.energy_assets.conftest import SUBMITTER, moderate, register_submitter, signed_copy
 from tests.energy_assets.test_automation import evaluate
 from tests.energy_assets.test_pipeline import ASSETS, materialize_partition
+from tests.gpu_ops.test_notify import Receiver
 
 PARTITION = "builtin-tiny-llama__pytorch|h100-80gb-hbm3"
 
@@ -96,6 +98,13 @@ def test_a_pending_upload_reaches_statistics_only_once_approved(
     assert res.success and set(res.output_for_node("cycle_statistics").submitter) == {SUBMITTER}
     board = dg.materialize(ASSETS, selection=[leaderboard.key], instance=instance, resources=resources)
     assert set(board.output_for_node("leaderboard").submitter) == {SUBMITTER}
+    # and the community hears of it, from the stored leaderboard, naming who sent it
+    with Receiver() as rx:
+        (storage.root / "notify.yaml").write_text(f"notify:\n  webhooks:\n    - url: {rx.url()}\n")
+        empty = json.dumps({"after": 0, "rows": [], "leaders": {}})
+        notify_leaderboard(dg.build_sensor_context(instance=instance, cursor=empty, resources={"storage": storage}))
+    assert [b["event"] for b in rx.bodies] == ["leaderboard_entry", "new_leader"]
+    assert f"(from {SUBMITTER})" in rx.bodies[0]["entries"] and rx.bodies[1]["hardware"] == record["hardware"]
 
 
 def test_a_rejected_upload_goes_to_quarantine_with_the_moderators_reason(
