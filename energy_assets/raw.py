@@ -18,7 +18,7 @@ from energy_assets.partitions import measurement_partitions, split
 from energy_assets.resources import GpuResource, StorageResource
 from energy_assets.tables import schema_metadata
 from gpu_ops.errors import UserError
-from gpu_ops.results import SIGNATURE_FILE, ResultFolder, ResultTables
+from gpu_ops.results import SIGNATURE_FILE, ResultFolder, ResultTables, file_sha256
 from gpu_ops.runner import run_experiment
 from gpu_ops.schema import CYCLES, RESULT_TABLES
 from gpu_ops.signing import read_signature
@@ -144,10 +144,13 @@ def _signer(result: ResultFolder) -> str:
     if not (result.folder / SIGNATURE_FILE).exists():
         return UNSIGNED_SUBMITTER
     signature = read_signature(result.folder)
-    if signature["content_hash"] != result.content_hash:
+    if (signature["content_hash"], signature["summary_sha256"]) != (
+        result.content_hash,
+        file_sha256(result.folder / "summary.json"),
+    ):
         raise UserError(
-            f"{result.folder}: content hash {result.content_hash} differs from the signed "
-            f"{signature['content_hash']}; the folder changed after it was approved"
+            f"{result.folder}: its tables or summary.json differ from what {signature['submitter']} signed; the "
+            "folder changed after it was approved"
         )
     return signature["submitter"]
 

@@ -139,3 +139,22 @@ def test_approval_rechecks_the_key_revoked_since_the_upload(good_gpu_result, tmp
     failure = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0].event_specific_data.error
     assert "revoked-key" in failure.message + (failure.cause.message if failure.cause else "")
     assert storage.submission(record["name"])["status"] == "pending"
+
+
+def test_an_approved_folder_edited_before_ingestion_is_refused(
+    good_gpu_result, tmp_path, storage, resources, instance, inbox
+):
+    signed_copy(good_gpu_result, inbox / "result", register_submitter(storage, tmp_path))
+    held = evaluate(results_inbox, instance, storage=storage)
+    [record] = storage.submissions()
+    assert moderate(storage, instance, record["name"]).success
+    [request] = evaluate(results_inbox, instance, cursor=held.cursor, storage=storage).run_requests
+    folder = storage.upload_dir(record["experiment"], record["hardware"]) / record["name"]
+    signature = (folder / SIGNATURE_FILE).read_bytes()
+    tables = read_tables(folder)
+    tables.timeline["temp_c"] = tables.timeline.temp_c + 1.0  # consistent, valid, and not what was signed
+    write_tables(tables, folder)
+    (folder / SIGNATURE_FILE).write_bytes(signature)
+    res = materialize_partition(instance, resources, PARTITION, tags=request.tags, raise_on_error=False)
+    assert not res.success and instance.get_latest_materialization_event(dg.AssetKey("raw_measurements")) is None
+    assert f"differ from what {SUBMITTER} signed" in _reason(storage, record["name"])
