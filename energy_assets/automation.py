@@ -6,7 +6,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import stat
 import time
 from pathlib import Path
@@ -15,8 +14,9 @@ import dagster as dg
 
 from energy_assets.fleet import measure_executor
 from energy_assets.io import local_asset_dir
+from energy_assets.moderation import approved_not_requested, hold_for_moderation
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
+from energy_assets.raw import SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
 from gpu_ops.config import MAX_CONFIG_BYTES, parse_config, parse_yaml, read_config_bytes
 from gpu_ops.environment import validate_slug
@@ -24,6 +24,7 @@ from gpu_ops.errors import ConfigError, UserError, excerpt
 from gpu_ops.estimate import Measured, estimate, read_history
 from gpu_ops.models import resolve_model
 from gpu_ops.results import read_tables, write_file_atomic
+from gpu_ops.signing import KeyRegistry, verify_folder
 from gpu_ops.validation import blocking_failures, failure_message, validate
 
 measure_job = dg.define_asset_job(
@@ -263,8 +264,9 @@ def _unsettled(entry: Path, settle_s: float) -> str | None:
     return None
 
 
-def _accept(folder: Path) -> tuple[str, str, str]:
-    """Check one settled result folder: (experiment, hardware, upload name), or raise why not."""
+def _accept(folder: Path, registry: KeyRegistry) -> tuple[str, str, str, dict]:
+    """Check one settled result folder, its content first, then its signature: (experiment, hardware, upload name,
+    signature record), or raise why not."""
     if printable(folder.name) != folder.name or not folder.name.isprintable():
         raise UserError(
             f"{printable(folder.name)}: the folder name is not printable UTF-8; rename it, e.g. to "
@@ -275,19 +277,57 @@ def _accept(folder: Path) -> tuple[str, str, str]:
     failed = blocking_failures(validate(tables))
     if failed:
         raise UserError(failure_message(failed))
-    return experiment, hardware, f"{safe_name(folder.name)}-{tables.summary['content_hash'][:8]}"
+    signature = verify_folder(folder, tables.summary["content_hash"], registry)
+    return experiment, hardware, f"{safe_name(folder.name)}-{tables.summary['content_hash'][:8]}", signature
 
 
 @dg.sensor(
     job=measure_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Result folders from standalone CLI runs: validated and ingested into their partition, or quarantined "
-    "with a reason.",
+    description="Result folders from standalone CLI runs: validated and signature-checked, then held in pending/ for "
+    "a moderator (or quarantined with a reason); approved ones are ingested into their partition.",
 )
 def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource):
-    requests, notes = [], []
-    new_keys: dict[str, set[str]] = {"experiment": set(), "hardware": set()}
+    requested: set[str] = set(json.loads(context.cursor)) if context.cursor else set()
+    notes: list[str] = []
+    try:  # the administrator's file: if it cannot be read, uploads wait (they are not refused for our mistake)
+        registry = KeyRegistry.load(storage.submitters_file)
+    except Exception as exc:
+        registry = None
+        notes.append(f"submitter registry unreadable, uploads wait: {_reason(exc, str(storage.submitters_file))}")
+        context.log.error(notes[-1])
+    if registry is not None:
+        _hold_signed_uploads(context, storage, registry, notes)
+    requests, new_keys = [], {"experiment": set(), "hardware": set()}
+    for record in approved_not_requested(storage, requested):  # approved by a moderator (moderate_submission)
+        experiment, hardware, name = record["experiment"], record["hardware"], record["name"]
+        try:
+            missing = _missing_keys(context, experiment, hardware)
+        except Exception as exc:  # the instance: tried again next tick
+            notes.append(f"{name}: not requested this tick ({type(exc).__name__}: {excerpt(str(exc), bare=True)})")
+            break
+        for dim, key in missing:
+            new_keys[dim].add(key)
+        requested.add(name)
+        requests.append(
+            dg.RunRequest(
+                run_key=f"upload:{experiment}:{hardware}:{name}",
+                partition_key=partition_key(experiment, hardware),
+                tags={SOURCE_TAG: "upload", UPLOAD_TAG: name, SUBMITTER_TAG: record["submitter"]},
+            )
+        )
+    adds = [pdef.build_add_request(sorted(new_keys[dim])) for pdef, dim in _DIMENSIONS if new_keys[dim]]
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=adds,
+        cursor=json.dumps(sorted(requested)),
+        skip_reason=None if requests else dg.SkipReason("; ".join(notes) or "no new result folders"),
+    )
+
+
+def _hold_signed_uploads(context, storage: StorageResource, registry: KeyRegistry, notes: list[str]) -> None:
+    """Each settled inbox folder goes to pending/ (valid, signed by a registered submitter) or to quarantine/."""
     settle_s, deadline = inbox_settle_s(), time.monotonic() + TICK_BUDGET_S
     for entry in sorted(storage.results_inbox_dir.iterdir()):
         if entry.name.startswith("."):
@@ -296,18 +336,12 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
             notes.append("tick budget used up; the remaining folders are read on the next tick")
             break
         shown = printable(entry.name)
-        try:  # whatever one entry holds, it is ingested or quarantined on its own: it never stops the others
+        try:  # whatever one entry holds, it is held or quarantined on its own: it never stops the others
             waiting = _unsettled(entry, settle_s)
             if waiting:
                 notes.append(f"{shown}: {waiting}")
                 continue
-            experiment, hardware, name = _accept(entry)
-            dest = storage.upload_dir(experiment, hardware) / name
-            request = dg.RunRequest(
-                run_key=f"upload:{experiment}:{hardware}:{name}",
-                partition_key=partition_key(experiment, hardware),
-                tags={SOURCE_TAG: "upload", UPLOAD_TAG: name},
-            )
+            experiment, hardware, name, signature = _accept(entry, registry)
         except Exception as exc:
             reason = _reason(exc, f"result folder {shown}")
             try:
@@ -318,28 +352,17 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
             notes.append(f"quarantined {shown}: {reason}")
             context.log.warning(f"results inbox: quarantined {shown} as {where.name}: {reason}")
             continue
-        # infrastructure from here on (instance, file system): on failure the folder stays in the inbox for the next
-        # tick, and every request made so far in this tick is still returned
-        try:
-            missing = _missing_keys(context, experiment, hardware)
-            if dest.exists():
-                shutil.rmtree(entry)  # the same result uploaded twice
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(entry, dest)
+        try:  # the file system: on failure the folder stays in the inbox for the next tick
+            earlier = hold_for_moderation(storage, entry, name, (experiment, hardware), signature)
         except Exception as exc:
             notes.append(f"{shown}: not moved this tick ({type(exc).__name__}: {excerpt(str(exc), bare=True)})")
             context.log.error(f"results inbox: {notes[-1]}")
             break
-        for dim, key in missing:
-            new_keys[dim].add(key)
-        requests.append(request)
-    adds = [pdef.build_add_request(sorted(new_keys[dim])) for pdef, dim in _DIMENSIONS if new_keys[dim]]
-    return dg.SensorResult(
-        run_requests=requests,
-        dynamic_partitions_requests=adds,
-        skip_reason=None if requests else dg.SkipReason("; ".join(notes) or "no new result folders"),
-    )
+        if earlier is not None:
+            notes.append(f"{shown}: dropped, the same result was submitted before as {name} ({earlier})")
+        else:
+            notes.append(f"{shown}: signed by {signature['submitter']}, pending moderation as {name}")
+        context.log.info(f"results inbox: {notes[-1]}")
 
 
 def _remeasure_schedule(storage: StorageResource, experiment: str, hardware: str, cfg) -> dg.ScheduleDefinition:

@@ -8,6 +8,8 @@ from energy_assets.automation import automation, build_schedules, experiment_inb
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
 from energy_assets.io import ParquetIOManager, ResultTablesIOManager
 from energy_assets.leaderboard import leaderboard
+from energy_assets.moderation import moderate_job
+from energy_assets.notifications import notify_check_failure, notify_hf_publish, notify_leaderboard, notify_run_failure
 from energy_assets.publish import hf_dataset_publish, hf_dataset_snapshot, hub_from_env
 from energy_assets.raw import raw_measurements
 from energy_assets.resources import GpuResource, StorageResource
@@ -19,8 +21,16 @@ storage = StorageResource()
 defs = dg.Definitions(
     assets=[raw_measurements, cycle_statistics, leaderboard, hf_dataset_snapshot, hf_dataset_publish, leaderboard_site],
     asset_checks=[every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged],
-    jobs=[measure_job],
-    sensors=[experiment_inbox, results_inbox, automation],
+    jobs=[measure_job, moderate_job],
+    sensors=[
+        experiment_inbox,
+        results_inbox,
+        automation,
+        notify_run_failure,
+        notify_check_failure,
+        notify_leaderboard,
+        notify_hf_publish,
+    ],
     schedules=build_schedules(storage),
     resources={
         "storage": storage,

@@ -18,14 +18,18 @@ from energy_assets.partitions import measurement_partitions, split
 from energy_assets.resources import GpuResource, StorageResource
 from energy_assets.tables import schema_metadata
 from gpu_ops.errors import UserError
-from gpu_ops.results import ResultFolder, ResultTables
+from gpu_ops.results import SIGNATURE_FILE, ResultFolder, ResultTables, file_sha256
 from gpu_ops.runner import run_experiment
 from gpu_ops.schema import CYCLES, RESULT_TABLES
+from gpu_ops.signing import read_signature
 from gpu_ops.validation import RAW_CHECK_NAMES, blocking_failures, failure_message, validate
 
 RAW_CODE_VERSION = "raw-v1"  # bump when the measurement method changes: downstream shows stale
 SOURCE_TAG = "lem/source"  # "measure" (default) or "upload"
 UPLOAD_TAG = "lem/upload"  # folder name under uploads/<experiment>/<hardware>/
+SUBMITTER_TAG = "lem/submitter"  # who signed an approved upload (shown in the run list)
+LOCAL_SUBMITTER = "local"  # the submitter of the platform's own measurements
+UNSIGNED_SUBMITTER = "unsigned"  # a folder an operator put into uploads/ directly, not through the inbox
 
 
 def power_timeline_svg(tables: ResultTables, width: int = 640, height: int = 160) -> str | None:
@@ -104,6 +108,7 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
             context.log.info(f"ingesting uploaded result {folder}")
             try:
                 result = ResultFolder.read(folder)
+                submitter = _signer(result)
             except UserError as exc:  # accepted by the inbox, edited since
                 raise UserError(
                     f"{exc}. Nothing was stored; the folder is kept for inspection in "
@@ -111,7 +116,7 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
                 ) from None
         else:
             result = _measure(context, storage, gpu, experiment, hardware, Path(work))
-            definition = storage.experiment_source(experiment, hardware)
+            definition, submitter = storage.experiment_source(experiment, hardware), LOCAL_SUBMITTER
         tables = result.tables
         got = tables.partition
         findings = validate(tables)
@@ -126,17 +131,37 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
             yield from _check_results(findings)  # recorded as failed evaluations; the asset itself is not materialized
             raise UserError(f"{reason}. Nothing was stored; the result is kept for inspection in {kept}")
         yield dg.Output(
-            result, metadata=_metadata(tables, source, definition), data_version=dg.DataVersion(result.content_hash)
+            result,
+            metadata=_metadata(tables, source, definition, submitter),
+            data_version=dg.DataVersion(result.content_hash),
         )
     yield from _check_results(findings)
 
 
-def _metadata(tables: ResultTables, source: str, definition: str | None) -> dict:
+def _signer(result: ResultFolder) -> str:
+    """Who an uploaded result came from. The inbox lets only approved, signed folders into uploads/, and their
+    signature must still cover what is there; a folder an operator put into uploads/ by hand is "unsigned"."""
+    if not (result.folder / SIGNATURE_FILE).exists():
+        return UNSIGNED_SUBMITTER
+    signature = read_signature(result.folder)
+    if (signature["content_hash"], signature["summary_sha256"]) != (
+        result.content_hash,
+        file_sha256(result.folder / "summary.json"),
+    ):
+        raise UserError(
+            f"{result.folder}: its tables or summary.json differ from what {signature['submitter']} signed; the "
+            "folder changed after it was approved"
+        )
+    return signature["submitter"]
+
+
+def _metadata(tables: ResultTables, source: str, definition: str | None, submitter: str) -> dict:
     """What the UI shows of a stored raw partition: sizes, energy totals, identity, environment, power timeline."""
     exp = tables.experiment.iloc[0]
     c = tables.cycles
     metadata = {
         "source": source,
+        "submitter": submitter,
         "experiment_file": definition,
         "rows_requests": len(tables.requests),
         "rows_cycles": len(c),

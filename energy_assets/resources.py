@@ -48,8 +48,11 @@ class StorageResource(dg.ConfigurableResource):
                    measured on 1 and on 2 GPUs with different files
     inbox/         experiment YAMLs dropped by people (experiment_inbox sensor)
     results_inbox/ result folders from standalone CLI runs (results_inbox sensor)
-    uploads/<experiment>/<hardware>/  accepted result folders, ingested by raw_measurements
-    quarantine/    rejected result folders, each with REASON.txt
+    submitters.yaml  the submitters' public keys (written by an administrator: `llm-energy-measure submitters`)
+    pending/       signed uploads from registered submitters, waiting for a moderator (energy_assets.moderation)
+    submissions/<name>.json  one record per signed upload: who, when, status (pending, approved, rejected)
+    uploads/<experiment>/<hardware>/  approved result folders, ingested by raw_measurements
+    quarantine/    refused or rejected result folders, each with REASON.txt
     work/          result folders being measured here (on this disk, so a refused one moves into quarantine/)
     """
 
@@ -79,6 +82,32 @@ class StorageResource(dg.ConfigurableResource):
     @property
     def uploads_dir(self) -> Path:
         return self._dir("uploads")
+
+    @property
+    def pending_dir(self) -> Path:
+        return self._dir("pending")
+
+    @property
+    def submissions_dir(self) -> Path:
+        return self._dir("submissions")
+
+    @property
+    def submitters_file(self) -> Path:
+        return self.root / "submitters.yaml"
+
+    def write_submission(self, record: dict) -> None:
+        """Store a submission's record (atomically: the site and the sensor never read half of one)."""
+        name = validate_slug(record["name"], "submission name")
+        write_file_atomic(self.submissions_dir / f"{name}.json", json.dumps(record, indent=1, sort_keys=True).encode())
+
+    def submission(self, name: str) -> dict | None:
+        path = self.submissions_dir / f"{validate_slug(name, 'submission name')}.json"
+        return json.loads(path.read_bytes()) if path.is_file() else None
+
+    def submissions(self) -> list[dict]:
+        """Every submission's record, oldest first."""
+        records = [json.loads(p.read_bytes()) for p in self.submissions_dir.glob("*.json")]
+        return sorted(records, key=lambda r: (r["received_at"], r["name"]))
 
     @property
     def quarantine_dir(self) -> Path:

@@ -38,6 +38,7 @@ def leaderboard_site(
         storage.root / "site",
         dagster_url=os.environ.get("LEM_DAGSTER_URL"),
         generated_from="Built by the leaderboard_site asset.",
+        submissions=storage.submissions(),
     )
     context.log.info(f"site: {site.rows} rows, {site.pages} detail pages in {site.folder}")
     index = (site.folder / "index.html").as_uri()

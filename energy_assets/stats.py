@@ -9,7 +9,7 @@ from energy_assets.tables import schema_metadata
 from gpu_ops.errors import UserError
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import PUBLISHED_STATISTICS
-from gpu_ops.stats import published_statistics
+from gpu_ops.stats import UNRECORDED_SUBMITTER, published_statistics
 
 STATS_CODE_VERSION = "stats-v2"  # v2: every sweep point's statistics carry gpu_count and the schema's types
 MIN_CYCLES = 3
@@ -17,8 +17,8 @@ CV_WARN = 0.10
 RAW_KEY = dg.AssetKey("raw_measurements")
 
 
-def raw_provenance(instance: dg.DagsterInstance, partition: str) -> dict:
-    """Run id, storage id and data version of the raw materialization these statistics read."""
+def raw_provenance(instance: dg.DagsterInstance, partition: str) -> tuple[dict, str]:
+    """Run id, storage id and data version of the raw materialization these statistics read, and its submitter."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=RAW_KEY, asset_partitions=[partition]), limit=1
     ).records
@@ -26,12 +26,13 @@ def raw_provenance(instance: dg.DagsterInstance, partition: str) -> dict:
         raise UserError(f"no materialization of raw_measurements for partition {partition}")
     rec = records[0]
     mat = rec.event_log_entry.asset_materialization
+    submitter = mat.metadata.get("submitter") if mat else None
     return {
         "raw_run_id": rec.run_id,
         "raw_storage_id": rec.storage_id,
         "raw_data_version": mat.tags.get("dagster/data_version") if mat and mat.tags else None,
         "raw_code_version": (mat.tags or {}).get("dagster/code_version", RAW_CODE_VERSION) if mat else RAW_CODE_VERSION,
-    }
+    }, submitter.value if submitter is not None else UNRECORDED_SUBMITTER
 
 
 @dg.asset(
@@ -59,12 +60,8 @@ def raw_provenance(instance: dg.DagsterInstance, partition: str) -> dict:
 )
 def cycle_statistics(context: dg.AssetExecutionContext, raw_measurements: ResultTables):
     # the raw partition passed its blocking checks before it was stored (raw_measurements): they are not run again
-    st = published_statistics(
-        raw_measurements,
-        context.partition_key,
-        STATS_CODE_VERSION,
-        raw_provenance(context.instance, context.partition_key),
-    )
+    raw, submitter = raw_provenance(context.instance, context.partition_key)
+    st = published_statistics(raw_measurements, context.partition_key, STATS_CODE_VERSION, raw, submitter)
     short = st[st.n_cycles < MIN_CYCLES]
     enough = dg.AssetCheckResult(
         check_name="enough_cycles",

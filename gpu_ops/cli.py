@@ -248,6 +248,62 @@ def _cmd_validate(args) -> int:
     return 0 if all(f.passed for f in findings if f.blocking) else 1
 
 
+def _cmd_keygen(args) -> int:
+    from gpu_ops.signing import fingerprint, keygen, parse_public_key
+
+    public = keygen(Path(args.out))
+    print(f"private key written to {args.out} (mode 0600: keep it secret)", file=sys.stderr)
+    print(
+        f"fingerprint {fingerprint(parse_public_key(public))}; give the administrator this public key:", file=sys.stderr
+    )
+    print(public)
+    return 0
+
+
+def _cmd_sign(args) -> int:
+    from gpu_ops.signing import sign_folder
+
+    record = sign_folder(Path(args.folder), Path(args.key), args.submitter)
+    print(
+        f"signed {args.folder} (content hash {record['content_hash']}) as {record['submitter']} with key "
+        f"{record['key_fingerprint']}"
+    )
+    return 0
+
+
+def _cmd_submitters(args) -> int:
+    import datetime
+
+    from gpu_ops.signing import KeyRegistry
+
+    registry = KeyRegistry.load(Path(args.registry))
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    if args.action == "add":
+        if not (args.submitter and args.public_key):
+            raise UserError("submitters add needs --submitter ID and --public-key 'ed25519:...' (keygen prints it)")
+        key = registry.add(args.submitter, args.public_key, now)
+    elif args.action == "revoke":
+        if not args.fingerprint:
+            raise UserError("submitters revoke needs --fingerprint SHA256:... (submitters list shows them)")
+        key = registry.revoke(args.fingerprint, now)
+    else:
+        for k in registry.keys:
+            print(
+                f"{k.submitter:<24} {k.fingerprint}  added {k.added_at}"
+                + (f"  REVOKED {k.revoked_at}" if k.revoked_at else "")
+            )
+        return 0
+    registry.save(Path(args.registry))
+    print(f"{args.action}: {key.submitter} {key.fingerprint} in {args.registry}")
+    return 0
+
+
+def _default_registry() -> str:
+    import os
+
+    return str(Path(os.environ.get("LEM_STORAGE", "var/storage")) / "submitters.yaml")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-energy-measure", description="Measure the energy an LLM spends per token.")
     p.add_argument("--version", action="version", version=__version__)
@@ -301,6 +357,21 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="run the physics checks on a result folder")
     v.add_argument("folder")
     v.set_defaults(func=_cmd_validate)
+    k = sub.add_parser("keygen", help="create an ed25519 key pair for signing result folders")
+    k.add_argument("--out", required=True, help="private key file to create (mode 0600); the public key is printed")
+    k.set_defaults(func=_cmd_keygen)
+    sg = sub.add_parser("sign", help="sign a result folder for upload to a platform's results inbox")
+    sg.add_argument("folder")
+    sg.add_argument("--key", required=True, help="private key file written by keygen")
+    sg.add_argument("--submitter", required=True, help="your submitter id, as the administrator registered it")
+    sg.set_defaults(func=_cmd_sign)
+    sm = sub.add_parser("submitters", help="administrator: the registry of submitters' public keys")
+    sm.add_argument("action", choices=("list", "add", "revoke"))
+    sm.add_argument("--registry", default=_default_registry(), help="default: $LEM_STORAGE/submitters.yaml")
+    sm.add_argument("--submitter")
+    sm.add_argument("--public-key")
+    sm.add_argument("--fingerprint")
+    sm.set_defaults(func=_cmd_submitters)
     return p
 
 

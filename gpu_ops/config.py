@@ -606,13 +606,22 @@ def _fields_at(loc: tuple) -> list[str]:
     return list(model.model_fields) if model else []
 
 
+INSTANCE_ONLY_NOTIFY = (
+    "webhooks are set for the platform instance, not in an experiment file (its config is copied into every result "
+    "folder and the published dataset, and a webhook URL is a secret): move the block to $LEM_NOTIFY_CONFIG or "
+    "<storage>/notify.yaml (docs/operations.md)"
+)
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
     """pydantic's errors as one line each naming the file, the field and the fix (the nearest key for a typo)."""
     lines = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
         path = ".".join(str(p) for p in loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and loc == ("notify",):
+            lines.append(f"{source}: notify: {INSTANCE_ONLY_NOTIFY}")
+        elif err["type"] == "extra_forbidden":
             key = str(loc[-1])
             valid = _fields_at(loc[:-1])
             near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from gpu_ops.schema import LEADERBOARD, LEADERBOARD_PROVENANCE, RANKED
+from gpu_ops.stats import UNRECORDED_SUBMITTER
 
 PROVENANCE = LEADERBOARD_PROVENANCE.names
 RANKS = {rank: (stat, LEADERBOARD[stat].better == "lower") for rank, stat in RANKED.items()}
@@ -29,6 +30,7 @@ def build_leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
             df[col] = np.nan
     # results written before the parallelism column: one GPU cannot have been split; more GPUs are not known
     df["parallelism"] = df.parallelism.where(df.parallelism.notna(), np.where(df.gpu_count <= 1, "single", "unknown"))
+    df["submitter"] = df.submitter.fillna(UNRECORDED_SUBMITTER)  # statistics computed before submitters existed
     df = df[list(FROM_STATISTICS)].copy()
     df["flag"] = np.where(df.weights == "synthetic", "synthetic weights", "")
     for view, (col, asc) in RANKS.items():

@@ -31,6 +31,7 @@ TABLES = tuple(RESULT_TABLES)
 # tables added after the first results were published: a folder written before them reads them as empty
 LATER_TABLES = ("steps",)
 FOLDER_FILES = frozenset({"summary.json", *(f"{name}.parquet" for name in TABLES)})
+SIGNATURE_FILE = "signature.json"  # a submitter's signature (gpu_ops.signing): the one optional entry
 MAX_SUMMARY_BYTES = 16 << 20
 MAX_TABLE_BYTES = 2 << 30
 MAX_JSON_DEPTH = 32  # summary.json nests 4 levels; json.loads recurses once per level
@@ -269,7 +270,7 @@ def check_folder_entries(folder: Path) -> None:
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir():
         raise UserError(f"{folder}: not a folder (a link or a file); copy the result folder itself")
-    extra = sorted(p.name for p in folder.iterdir() if p.name not in FOLDER_FILES)
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in FOLDER_FILES | {SIGNATURE_FILE})
     if extra:
         raise UserError(
             f"{folder}: unexpected entries {excerpt(extra)}; a result folder holds only "

@@ -974,6 +974,12 @@ RAW_PROVENANCE = Table(
     Column("raw_code_version", "str", "", "code version of the raw asset"),
 )
 STATS_CODE_VERSION = Column("stats_code_version", "str", "", "code version of the statistics that computed the row")
+SUBMITTER = Column(
+    "submitter",
+    "str",
+    "",
+    "who the raw data came from: the signer of an approved upload, 'local' for the platform's own runs",
+)
 STATISTICS_PROVENANCE = Table(
     "statistics_provenance",
     PARTITION_KEY,
@@ -983,13 +989,20 @@ STATISTICS_PROVENANCE = Table(
     Column("experiment_config_hash", "str", "", "hash of the whole experiment file (all sweep points)"),
     STATS_CODE_VERSION,
     RAW_PROVENANCE,
+    SUBMITTER,
 )
 """Where a statistics row came from: added to the statistics of one raw partition (gpu_ops.stats.with_provenance)."""
 PUBLISHED_STATISTICS = Table("statistics", STATISTICS, STATISTICS_PROVENANCE, record="PublishedStatistics")
 """The platform's `cycle_statistics` and the dataset's `statistics` table."""
 
 LEADERBOARD_PROVENANCE = Table(
-    "leaderboard_provenance", PARTITION_KEY, RAW_PROVENANCE, STATS_CODE_VERSION, POINT_CONFIG_HASH, FINGERPRINT_HASH
+    "leaderboard_provenance",
+    PARTITION_KEY,
+    RAW_PROVENANCE,
+    SUBMITTER,
+    STATS_CODE_VERSION,
+    POINT_CONFIG_HASH,
+    FINGERPRINT_HASH,
 )
 """The provenance every leaderboard row carries: a row without all of it fails a blocking check."""
 RANKED = {  # rank column -> the statistic it ranks, in its column's `better` direction

@@ -166,12 +166,16 @@ def result_statistics(tables: ResultTables) -> pd.DataFrame:
     return sweep_point_statistics(tables.cycles, tables.requests)
 
 
+UNRECORDED_SUBMITTER = "unrecorded"  # raw data stored before submitters were recorded
+
+
 def published_statistics(
-    tables: ResultTables, partition_key: str, stats_code_version: str, raw: dict[str, object]
+    tables: ResultTables, partition_key: str, stats_code_version: str, raw: dict[str, object], submitter: str = "local"
 ) -> pd.DataFrame:
     """The statistics of one raw partition with where they came from (schema.PUBLISHED_STATISTICS): the platform's
     cycle_statistics asset and `llm-energy-measure report` both publish these. `raw`: the raw partition's run id,
-    storage id, data version and code version (schema.RAW_PROVENANCE)."""
+    storage id, data version and code version (schema.RAW_PROVENANCE); `submitter`: who signed an uploaded result
+    ("local": measured by whoever publishes it)."""
     if set(raw) != set(RAW_PROVENANCE.names):
         raise ValueError(f"raw provenance needs exactly {list(RAW_PROVENANCE.names)}, got {sorted(raw)}")
     exp = tables.experiment.iloc[0]
@@ -183,6 +187,7 @@ def published_statistics(
             experiment_name=exp["name"],
             experiment_config_hash=exp.config_hash,
             stats_code_version=stats_code_version,
+            submitter=submitter,
             **raw,
         )
     )

@@ -21,6 +21,7 @@ from gpu_ops.results import ResultTables, replace_folder
 from gpu_ops.schema import plain
 from gpu_ops.site.charts import detail_figures, index_figures
 from gpu_ops.site.data import FILTERS, HIDDEN, columns, headline, leaderboard_of_folders, site_data
+from gpu_ops.site.submissions import submissions_body
 from gpu_ops.stats import CI_MISSING, UNSTABLE_CV, fmt_ci
 
 STATIC = resources.files("gpu_ops.site") / "static"
@@ -54,7 +55,9 @@ HEADLINE_NOTE = {
 }
 
 
-def _index_body(title: str, n: int, generated_from: str, headline: str, charts: dict[str, dict | str]) -> str:
+def _index_body(
+    title: str, n: int, generated_from: str, headline: str, charts: dict[str, dict | str], submissions: bool = False
+) -> str:
     """The index page; `charts` maps each chart's element id to its figure, or to a note saying why it is left out."""
     filters = "".join(f'<label>{f} <select id="f-{f}"><option value="">all</option></select></label>' for f in FILTERS)
     empty_all = (
@@ -71,7 +74,7 @@ def _index_body(title: str, n: int, generated_from: str, headline: str, charts: 
 could not be read (the reason is in the tooltip), never zero. "±" is the half-width of the 95 % t confidence
 interval over cycles. Rows whose cycles vary by more than {UNSTABLE_CV:.0%}
 (CV column) carry an <span class="badge">unstable</span> badge. Rows with synthetic weights are flagged.
-{html.escape(generated_from)}</div>
+{html.escape(generated_from)}{' <a href="submissions.html">Submissions</a>' if submissions else ""}</div>
 {empty_all}
 <div class="filters">{filters}<label>search
 <input id="q" type="search" placeholder="model, backend, hardware..."></label>
@@ -291,8 +294,10 @@ def build_site(
     dagster_url: str | None = None,
     title: str = "LLM energy leaderboard",
     generated_from: str = "",
+    submissions: list[dict] | None = None,
 ) -> SiteResult:
-    """Write the site into `out` (replaced atomically). `raw` maps partition keys to result folders (or tables)."""
+    """Write the site into `out` (replaced atomically). `raw` maps partition keys to result folders (or tables);
+    `submissions`: the platform's submission records, for a submissions page (None: no page)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -328,7 +333,10 @@ def build_site(
             "default_sort": lead,
             "figures": [{"id": k, "figure": f} for k, f in figs.items()],
         }
-        body = _index_body(title, len(board), generated_from, lead, charts)
+        if submissions is not None:
+            page = PAGE.format(title="Submissions", root="", body=submissions_body(submissions))
+            (tmp / "submissions.html").write_text(page, encoding="utf-8")
+        body = _index_body(title, len(board), generated_from, lead, charts, submissions is not None)
         page = PAGE.format(title=html.escape(title), root="", body=body)
         (tmp / "index.html").write_text(page.replace("__DATA__", _script_json(inline)), encoding="utf-8")
         (tmp / "embed.html").write_text(_embed_page(board, lead), encoding="utf-8")

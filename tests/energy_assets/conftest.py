@@ -128,3 +128,40 @@ def pg_database():
             )
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
+
+
+SUBMITTER = "alice-lab"
+
+
+def register_submitter(storage: StorageResource, keys: Path, submitter: str = SUBMITTER) -> Path:
+    """An administrator registers a new key for `submitter` in the storage's registry; returns the private key."""
+    from gpu_ops.signing import KeyRegistry, keygen
+
+    key = keys / f"{submitter}.pem"
+    registry = KeyRegistry.load(storage.submitters_file)
+    registry.add(submitter, keygen(key), "2026-01-01T00:00:00+00:00")
+    registry.save(storage.submitters_file)
+    return key
+
+
+def signed_copy(src: Path, dest: Path, key: Path, submitter: str = SUBMITTER) -> Path:
+    """A copy of a result folder at `dest`, signed as the submitter would before uploading it."""
+    import shutil
+
+    from gpu_ops.signing import sign_folder
+
+    shutil.copytree(src, dest)
+    sign_folder(dest, key, submitter)
+    return dest
+
+
+def moderate(storage: StorageResource, instance, folder: str, decision: str = "approve", reason: str = ""):
+    """An administrator's decision, launched as the moderate_submission job (as from the Launchpad)."""
+    from energy_assets.moderation import moderate_job
+
+    return moderate_job.execute_in_process(
+        run_config={"ops": {"decide": {"config": {"folder": folder, "decision": decision, "reason": reason}}}},
+        resources={"storage": storage},
+        instance=instance,
+        raise_on_error=False,
+    )

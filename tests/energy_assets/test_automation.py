@@ -7,11 +7,21 @@ import pytest
 import yaml
 
 from energy_assets.automation import build_schedules, experiment_inbox, results_inbox
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
+from energy_assets.raw import SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource
 from gpu_ops.config import load_config
 from gpu_ops.results import read_tables, write_tables
-from tests.energy_assets.conftest import HW, add_partitions, experiment_config, experiment_yaml, fake_gpu_result
+from tests.energy_assets.conftest import (
+    HW,
+    SUBMITTER,
+    add_partitions,
+    experiment_config,
+    experiment_yaml,
+    fake_gpu_result,
+    moderate,
+    register_submitter,
+    signed_copy,
+)
 
 
 def evaluate(sensor, instance, cursor=None, **resources):
@@ -63,10 +73,10 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
     assert storage.load_experiment("builtin-tiny-llama__pytorch", HW).cycles == 4
 
 
-def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, instance, monkeypatch):
+def test_results_inbox_holds_good_for_moderation_and_quarantines_bad(tmp_path, storage, instance, monkeypatch):
     monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
     good = fake_gpu_result(tmp_path, folder="good")
-    good.rename(storage.results_inbox_dir / "good")
+    signed_copy(good, storage.results_inbox_dir / "good", register_submitter(storage, tmp_path))
     bad_src = fake_gpu_result(tmp_path, folder="bad", name="bad")
     t = read_tables(bad_src)
     t.cycles.loc[1, "avg_power_w"] = 5000.0  # above the 700 W limit: physically impossible
@@ -74,9 +84,15 @@ def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, insta
     (storage.results_inbox_dir / "garbage").mkdir()
     (storage.results_inbox_dir / "garbage" / "summary.json").write_text("{not json")
 
-    res = evaluate(results_inbox, instance, storage=storage)
+    held = evaluate(results_inbox, instance, storage=storage)
+    [record] = storage.submissions()
+    assert held.run_requests == [] and record["status"] == "pending" and (storage.pending_dir / record["name"]).is_dir()
+    assert moderate(storage, instance, record["name"]).success
+    res = evaluate(results_inbox, instance, cursor=held.cursor, storage=storage)
     assert len(res.run_requests) == 1
     req = res.run_requests[0]
+    assert req.tags[SUBMITTER_TAG] == SUBMITTER
+    assert evaluate(results_inbox, instance, cursor=res.cursor, storage=storage).run_requests == []  # requested once
     assert req.partition_key == "builtin-tiny-llama__pytorch|h100-80gb-hbm3" and req.tags[SOURCE_TAG] == "upload"
     assert storage.latest_upload("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", req.tags[UPLOAD_TAG]) is not None
     assert "power_within_limit" in (storage.quarantine_dir / "bad" / "REASON.txt").read_text()
@@ -148,26 +164,27 @@ def test_one_model_on_one_and_two_gpus_from_two_files_and_one_file_per_partition
     )
 
 
-def test_a_copy_in_progress_waits_until_it_has_settled(good_gpu_result, storage, instance, monkeypatch):
+def test_a_copy_in_progress_waits_until_it_has_settled(good_gpu_result, tmp_path, storage, instance, monkeypatch):
     """rsync writes summary.json before the tables: such a folder is left alone while it changes, ingested once it
     has been unchanged for LEM_INBOX_SETTLE_S, and quarantined (naming what is missing) only if it stays incomplete."""
     import shutil
     import time
 
     monkeypatch.setenv("LEM_INBOX_SETTLE_S", "1")
+    signed = signed_copy(good_gpu_result, tmp_path / "signed", register_submitter(storage, tmp_path))
     copying = storage.results_inbox_dir / "copying"
     copying.mkdir()
-    shutil.copy(good_gpu_result / "summary.json", copying)
+    shutil.copy(signed / "summary.json", copying)
     r1 = evaluate(results_inbox, instance, storage=storage)
     assert r1.run_requests == [] and "waiting until it has been unchanged for 1 s" in r1.skip_reason.skip_message
     from gpu_ops.results import TABLES
 
-    for table in TABLES:
-        shutil.copy(good_gpu_result / f"{table}.parquet", copying)
-    assert evaluate(results_inbox, instance, storage=storage).run_requests == []  # it just changed
+    for name in [f"{table}.parquet" for table in TABLES] + ["signature.json"]:
+        shutil.copy(signed / name, copying)
+    assert "copying: changed" in evaluate(results_inbox, instance, storage=storage).skip_reason.skip_message
     time.sleep(1.1)
-    r3 = evaluate(results_inbox, instance, storage=storage)
-    assert [r.partition_key for r in r3.run_requests] == ["builtin-tiny-llama__pytorch|h100-80gb-hbm3"]
+    evaluate(results_inbox, instance, storage=storage)
+    assert [(r["name"].rsplit("-", 1)[0], r["status"]) for r in storage.submissions()] == [("copying", "pending")]
     assert list(storage.quarantine_dir.iterdir()) == []
 
     abandoned = storage.results_inbox_dir / "abandoned"
@@ -182,17 +199,17 @@ def test_a_copy_in_progress_waits_until_it_has_settled(good_gpu_result, storage,
 
 
 def test_an_unexpected_error_quarantines_one_folder_and_keeps_the_others_requests(
-    good_gpu_result, storage, instance, monkeypatch
+    good_gpu_result, tmp_path, storage, instance, monkeypatch
 ):
     """Whatever goes wrong with one item (here an error no check foresaw) quarantines that item; folders before and
     after it in the same tick keep their run requests."""
-    import shutil
 
     import energy_assets.automation as automation
 
     monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
+    key = register_submitter(storage, tmp_path)
     for name in ("a-first", "b-boom", "c-last"):
-        shutil.copytree(good_gpu_result, storage.results_inbox_dir / name)
+        signed_copy(good_gpu_result, storage.results_inbox_dir / name, key)
     real = automation.read_tables
 
     def read(folder):
@@ -201,8 +218,8 @@ def test_an_unexpected_error_quarantines_one_folder_and_keeps_the_others_request
         return real(folder)
 
     monkeypatch.setattr(automation, "read_tables", read)
-    res = evaluate(results_inbox, instance, storage=storage)
-    assert sorted(r.tags[UPLOAD_TAG].rsplit("-", 1)[0] for r in res.run_requests) == ["a-first", "c-last"]
+    evaluate(results_inbox, instance, storage=storage)
+    assert sorted(r["name"].rsplit("-", 1)[0] for r in storage.submissions()) == ["a-first", "c-last"]
     reason = (storage.quarantine_dir / "b-boom" / "REASON.txt").read_text()
     assert (
         "result folder b-boom could not be read (RuntimeError: decoder exploded)" in reason

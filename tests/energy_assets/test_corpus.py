@@ -15,7 +15,7 @@ from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.resources import GpuResource, safe_name
 from gpu_ops.errors import UserError
 from tests.corpus import GOOD_CONFIG, build_bad_configs, build_bad_uploads
-from tests.energy_assets.conftest import HW, add_partitions
+from tests.energy_assets.conftest import HW, add_partitions, moderate, register_submitter, signed_copy
 from tests.energy_assets.test_automation import evaluate
 
 EXPERIMENT, HARDWARE = "builtin-tiny-llama__pytorch", "h100-80gb-hbm3"  # the good result's partition
@@ -29,15 +29,18 @@ def files_under(root: Path) -> dict[Path, bytes]:
 
 
 def test_bad_uploads_are_quarantined_and_a_good_one_after_them_is_ingested(
-    good_gpu_result, storage, resources, instance, monkeypatch
+    good_gpu_result, tmp_path, storage, resources, instance, monkeypatch
 ):
     monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
     inbox = storage.results_inbox_dir
     cases = build_bad_uploads(good_gpu_result, inbox)
     assert len(cases) >= 40
-    shutil.copytree(good_gpu_result, inbox / "zz-good")  # sorted after every bad one
+    signed_copy(good_gpu_result, inbox / "zz-good", register_submitter(storage, tmp_path))  # after every bad one
 
-    res = evaluate(results_inbox, instance, storage=storage)
+    held = evaluate(results_inbox, instance, storage=storage)
+    [record] = storage.submissions()
+    assert moderate(storage, instance, record["name"]).success
+    res = evaluate(results_inbox, instance, cursor=held.cursor, storage=storage)
 
     [request] = res.run_requests
     assert request.partition_key == f"{EXPERIMENT}|{HARDWARE}" and request.tags[UPLOAD_TAG].startswith("zz-good-")

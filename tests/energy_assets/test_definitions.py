@@ -23,6 +23,13 @@ def test_definitions_load():
     assert graph.get(dg.AssetKey("leaderboard")).parent_keys == {dg.AssetKey("cycle_statistics")}
     assert {s.name for s in defs.sensors} >= {"experiment_inbox", "results_inbox", "keep_statistics_current"}
     assert defs.resolve_job_def("measure") is not None
+    assert {s.name for s in defs.sensors} >= {
+        "notify_run_failure",
+        "notify_check_failure",
+        "notify_leaderboard",
+        "notify_hf_publish",
+    }
+    assert defs.resolve_job_def("moderate_submission") is not None
     checks = {c.name for c in graph.asset_check_keys}
     assert {
         "energy_present",
