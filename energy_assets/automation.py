@@ -15,7 +15,7 @@ import dagster as dg
 
 from energy_assets.fleet import measure_executor
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
+from energy_assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
 from gpu_ops.config import MAX_CONFIG_BYTES, parse_config, parse_yaml, read_config_bytes
 from gpu_ops.environment import validate_slug
@@ -193,7 +193,12 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
                 dg.RunRequest(
                     run_key=f"{path.name}:{digest}:{hw}",
                     partition_key=partition_key(experiment, hw),
-                    tags={SOURCE_TAG: "measure", "lem/experiment_file": path.name, "lem/config_sha": digest},
+                    tags={
+                        SOURCE_TAG: "measure",
+                        "lem/experiment_file": path.name,
+                        FILE_SHA_TAG: digest,
+                        EXPERIMENT_HASH_TAG: cfg.config_hash(),
+                    },
                 )
             )
     seen = {name: d for name, d in seen.items() if name in present}  # files that left the inbox are forgotten

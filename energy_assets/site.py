@@ -1,8 +1,8 @@
 """`leaderboard_site`: the static leaderboard site (gpu_ops.site) rebuilt after every leaderboard update.
 
-The folder lands in storage (`site/`), ready to sync to object storage, a Space or GitHub Pages. Its charts
-also go into the asset's metadata as plotly JSON, and provenance links point into this Dagster UI when
-LEM_DAGSTER_URL is set.
+The folder lands in storage (`site/`), ready to sync to object storage, a Space or GitHub Pages. The asset's
+metadata links to the page of each chart (the UI cannot draw plotly JSON), and the site's provenance links point
+into this Dagster UI when LEM_DAGSTER_URL is set.
 """
 
 import os
@@ -10,6 +10,7 @@ import os
 import dagster as dg
 import pandas as pd
 
+from energy_assets.lineage import OWNERS
 from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS, published_raw
 from energy_assets.resources import StorageResource
 from gpu_ops.site import build_site
@@ -28,6 +29,8 @@ SITE_CODE_VERSION = "site-v1"
     automation_condition=AFTER_LEADERBOARD,
     description="Static leaderboard site: sortable/filterable table, detail page per row, plotly charts; works "
     "offline.",
+    owners=OWNERS,
+    tags={"stage": "publish"},
 )
 def leaderboard_site(
     context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame, raw_measurements: dict
@@ -40,11 +43,12 @@ def leaderboard_site(
         generated_from="Built by the leaderboard_site asset.",
     )
     context.log.info(f"site: {site.rows} rows, {site.pages} detail pages in {site.folder}")
-    meta = {
-        "index": dg.MetadataValue.path(str(site.folder / "index.html")),
-        "rows": site.rows,
-        "detail_pages": site.pages,
-    }
-    for chart, fig in site.figures.items():  # the UI shows JSON; a plotly figure's JSON opens in any plotly viewer
-        meta[chart.removeprefix("chart-")] = dg.MetadataValue.json(fig)
-    return dg.MaterializeResult(metadata=meta)
+    index = (site.folder / "index.html").resolve()
+    charts = "\n".join(f"- [{chart.removeprefix('chart-')}]({index.as_uri()}#{chart})" for chart in site.figures)
+    return dg.MaterializeResult(
+        metadata={
+            "index": dg.MetadataValue.path(str(index)),
+            "pages": f"{site.rows} leaderboard rows, {site.pages} detail pages",
+            "charts": dg.MetadataValue.md(charts or "_no charts: the leaderboard is empty_"),
+        }
+    )

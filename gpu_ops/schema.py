@@ -301,7 +301,9 @@ PARALLELISM = Column(
     "how the model was split over the GPUs: tpN tensor, ppN pipeline, dpN data-parallel replicas; 'single' = not split",
     optional=True,
 )
-POINT_CONFIG_HASH = Column("config_hash", "str", "", "hash of the fully resolved config of the sweep point")
+POINT_CONFIG_HASH = Column(
+    "config_hash", "str", "", "the sweep point's hash (`sweep_point_hash`): of its fully resolved config"
+)
 GPU_COUNT = Column("gpu_count", "int", "GPUs", "GPUs the run used (0 on a CPU)")
 ENERGY_STATUS = Column(
     "energy_status",
@@ -850,7 +852,9 @@ EXPERIMENT = Table(
     "experiment",
     Column("name", "str", "", "experiment name from its YAML file"),
     RUN_IDENTITY,
-    Column("config_hash", "str", "", "hash of the fully resolved experiment config (all sweep points)"),
+    Column(
+        "config_hash", "str", "", "the experiment's hash (`experiment_hash`): of its resolved config, all sweep points"
+    ),
     Column("config_json", "str", "", "the fully resolved experiment config as JSON"),
     Column("schema_version", "int", "", "result-folder schema version"),
     Column("package_version", "str", "", "llm-energy-measure version that measured", optional=True),
@@ -956,13 +960,29 @@ RAW_PROVENANCE = Table(
     Column("raw_code_version", "str", "", "code version of the raw asset"),
 )
 STATS_CODE_VERSION = Column("stats_code_version", "str", "", "code version of the statistics that computed the row")
+# -- the three config hashes (docs/platform.md, "One config identity") ---------------------------------------------
+FILE_SHA = Column(
+    "file_sha",
+    "str",
+    "",
+    "sha256 (16 hex digits) of the experiment file's bytes as submitted (run tag lem/file_sha); empty when unknown",
+)
+EXPERIMENT_HASH = Column(
+    "experiment_hash", "str", "", "hash of the whole resolved experiment, all sweep points (experiment.config_hash)"
+)
+SWEEP_POINT_HASH = Column(
+    "sweep_point_hash", "str", "", "hash of the sweep point's resolved config (sweep_points.config_hash)"
+)
+CONFIG_IDENTITY = Table("config_identity", FILE_SHA, EXPERIMENT_HASH, SWEEP_POINT_HASH)
+"""File bytes -> whole experiment -> one sweep point: each hash identifies less text and more precisely."""
 STATISTICS_PROVENANCE = Table(
     "statistics_provenance",
     PARTITION_KEY,
     EXPERIMENT_KEY,
     FINGERPRINT_HASH,
     Column("experiment_name", "str", "", "experiment name"),
-    Column("experiment_config_hash", "str", "", "hash of the whole experiment file (all sweep points)"),
+    FILE_SHA,
+    EXPERIMENT_HASH,
     STATS_CODE_VERSION,
     RAW_PROVENANCE,
 )
@@ -971,9 +991,30 @@ PUBLISHED_STATISTICS = Table("statistics", STATISTICS, STATISTICS_PROVENANCE, re
 """The platform's `cycle_statistics` and the dataset's `statistics` table."""
 
 LEADERBOARD_PROVENANCE = Table(
-    "leaderboard_provenance", PARTITION_KEY, RAW_PROVENANCE, STATS_CODE_VERSION, POINT_CONFIG_HASH, FINGERPRINT_HASH
+    "leaderboard_provenance",
+    PARTITION_KEY,
+    RAW_PROVENANCE,
+    STATS_CODE_VERSION,
+    EXPERIMENT_HASH,
+    SWEEP_POINT_HASH,
+    FINGERPRINT_HASH,
 )
-"""The provenance every leaderboard row carries: a row without all of it fails a blocking check."""
+"""The provenance every leaderboard row carries: a row without all of it fails a blocking check (`file_sha` is
+beside it: a result uploaded without its file has none)."""
+HEADLINE_CV = Column(
+    "cv",
+    "float",
+    "",
+    "coefficient of variation over cycles of the headline figure: J/token, or tokens/s when energy is unmeasured",
+    label="CV",
+)
+UNSTABLE = Column(
+    "unstable",
+    "bool?",
+    "",
+    "true when the CV exceeds the stability threshold (gpu_ops.stats.CV_UNSTABLE): the rank is noise-dominated; "
+    "empty with a single cycle",
+)
 RANKED = {  # rank column -> the statistic it ranks, in its column's `better` direction
     "rank_j_per_token": "j_per_token_mean",
     "rank_tokens_per_j": "tokens_per_j_mean",
@@ -1013,7 +1054,10 @@ LEADERBOARD = Table(
     _STAT["cross_check_rel_diff_mean"],
     shown(BATCH_SIZE),
     shown(STATISTICS["n_cycles"]),
+    HEADLINE_CV,
+    UNSTABLE,
     LEADERBOARD_PROVENANCE,
+    FILE_SHA,
     *(
         Column(
             rank,

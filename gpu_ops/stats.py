@@ -34,6 +34,19 @@ def fmt_value(v, unit: str = "", scale: float = 1.0, digits: int = 4) -> str:
 
 
 CI_MISSING = "n/a"
+CV_UNSTABLE = 0.10
+"""A sweep point whose headline figure varies more than this over its cycles (CV = std / mean) is unstable: its rank
+among others is within its noise."""
+
+
+def headline_cv(stats: pd.DataFrame) -> pd.Series:
+    """The CV of each row's headline figure: J/token, or tokens/s where energy is unmeasured (NaN with one cycle)."""
+    return stats.j_per_token_cv.where(stats.j_per_token_cv.notna(), stats.tokens_per_s_cv).astype(float)
+
+
+def unstable(cv: pd.Series) -> pd.Series:
+    """The stability verdict of each CV: True above CV_UNSTABLE, missing when there is no CV (a single cycle)."""
+    return (cv > CV_UNSTABLE).astype("boolean").mask(cv.isna())
 
 
 def fmt_ci(v, unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
@@ -112,11 +125,15 @@ def result_statistics(tables: ResultTables) -> pd.DataFrame:
 
 
 def published_statistics(
-    tables: ResultTables, partition_key: str, stats_code_version: str, raw: dict[str, object]
+    tables: ResultTables,
+    partition_key: str,
+    stats_code_version: str,
+    raw: dict[str, object],
+    file_sha: str | None = None,
 ) -> pd.DataFrame:
     """The statistics of one raw partition with where they came from (schema.PUBLISHED_STATISTICS): the platform's
     cycle_statistics asset and `llm-energy-measure report` both publish these. `raw`: the raw partition's run id,
-    storage id, data version and code version (schema.RAW_PROVENANCE)."""
+    storage id, data version and code version (schema.RAW_PROVENANCE); `file_sha`: the experiment file's, when known."""
     if set(raw) != set(RAW_PROVENANCE.names):
         raise ValueError(f"raw provenance needs exactly {list(RAW_PROVENANCE.names)}, got {sorted(raw)}")
     exp = tables.experiment.iloc[0]
@@ -126,7 +143,8 @@ def published_statistics(
             experiment_key=exp.experiment_key,
             fingerprint_hash=exp.fingerprint_hash,
             experiment_name=exp["name"],
-            experiment_config_hash=exp.config_hash,
+            file_sha=file_sha,
+            experiment_hash=exp.config_hash,
             stats_code_version=stats_code_version,
             **raw,
         )

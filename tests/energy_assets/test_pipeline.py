@@ -5,10 +5,11 @@ import pandas as pd
 
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
 from energy_assets.leaderboard import leaderboard
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
+from energy_assets.raw import FILE_SHA_TAG, SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.stats import cycle_statistics
 from gpu_ops import rederive
 from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
+from gpu_ops.stats import CV_UNSTABLE
 from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
 
 ASSETS = [
@@ -53,8 +54,9 @@ def test_two_partitions_to_leaderboard_with_provenance(storage, resources, insta
         rederive, "derived_problems", lambda t, real=rederive.derived_problems: rederived.append(1) or real(t)
     )
     runs = {}
+    shas = {"builtin-tiny-llama__pytorch": "ab" * 8, "builtin-small-llama__pytorch": "cd" * 8}  # as the inbox tags
     for exp in ("builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"):
-        res = materialize_partition(instance, resources, f"{exp}|{HW}")
+        res = materialize_partition(instance, resources, f"{exp}|{HW}", tags={FILE_SHA_TAG: shas[exp]})
         assert res.success
         assert all(checks_of(res).values()), checks_of(res)
         runs[exp] = res.run_id
@@ -81,7 +83,38 @@ def test_two_partitions_to_leaderboard_with_provenance(storage, resources, insta
     )
     assert lb.rank_throughput.notna().all() and (lb["flag"] == "synthetic weights").all()
     meta = instance.get_latest_materialization_event(dg.AssetKey("leaderboard")).asset_materialization.metadata
-    assert "unmeasured" in meta["top"].value and meta["rows"].value == 2
+    assert "unmeasured" in meta["top"].value and meta["dagster/row_count"].value == 2
+    for row in lb.itertuples():  # one click from the leaderboard to the run (full id) and to the raw partition
+        assert f"(/runs/{row.raw_run_id})" in meta["top"].value and len(row.raw_run_id) == 36
+        assert f"partition={row.partition_key.replace('|', '%7C')})" in meta["top"].value
+        assert row.file_sha == shas[row.experiment_key] and row.cv > 0 and row.unstable == (row.cv > CV_UNSTABLE)
+    top = meta["top_rows"].value
+    assert {r.data["raw_run_id"] for r in top.records} == set(runs.values())
+    raw = instance.get_latest_materialization_event(dg.AssetKey("raw_measurements")).asset_materialization.metadata
+    assert raw["config"].value.startswith("```yaml\n") and "model: builtin:" in raw["config"].value
+    fields = {r.data["field"] for r in raw["environment"].value.records}
+    assert {"fingerprint_hash", "experiment_hash"} <= fields and "config_hash" not in fields  # the hash, by its name
+    identity = raw["config_identity"].value
+    assert all(f"`{name}`" in identity for name in ("file_sha", "experiment_hash", "sweep_point_hash"))
+    assert raw["file_sha"].value in shas.values() and raw["file_sha"].value in identity
+    stats = instance.get_latest_materialization_event(dg.AssetKey("cycle_statistics")).asset_materialization.metadata
+    assert f"/runs/{runs['builtin-small-llama__pytorch']})" in stats["raw_run"].value
+
+
+def test_energy_checks_on_cpu_say_skipped_and_name_the_partition(storage, resources, instance):
+    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_config("tiny", "builtin:tiny-llama"))
+    add_partitions(instance, ["builtin-tiny-llama__pytorch"], [HW])
+    res = materialize_partition(instance, resources, f"builtin-tiny-llama__pytorch|{HW}")
+    described = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.description
+        for e in res.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert described["counter_timeline_agree"].startswith(
+        f"builtin-tiny-llama__pytorch|{HW}: skipped: energy unmeasured"
+    )
+    assert described["energy_present"].startswith(f"builtin-tiny-llama__pytorch|{HW}: ")
+    assert "sweep point default" in described["cv_under_threshold"]
 
 
 def test_uploaded_gpu_result_is_ingested_and_ranked(tmp_path, storage, resources, instance):
