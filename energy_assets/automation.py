@@ -1,7 +1,6 @@
 """Sensors and schedules (they replace the old daemon): experiment inbox, results inbox, cron re-measurement,
 and the automation-condition sensor that keeps statistics and the leaderboard up to date."""
 
-import hashlib
 import itertools
 import json
 import os
@@ -17,7 +16,7 @@ from energy_assets.fleet import measure_executor
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
 from energy_assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
-from gpu_ops.config import MAX_CONFIG_BYTES, parse_config, parse_yaml, read_config_bytes
+from gpu_ops.config import MAX_CONFIG_BYTES, file_sha, parse_config, parse_yaml, read_config_bytes
 from gpu_ops.environment import validate_slug
 from gpu_ops.errors import ConfigError, UserError, excerpt
 from gpu_ops.models import resolve_model
@@ -147,7 +146,7 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
         digest = None
         try:  # one bad file, whatever it holds, is refused on its own: the others still run
             text = _read_experiment(path)
-            digest = hashlib.sha256(text).hexdigest()[:16]
+            digest = file_sha(text)
             if seen.get(path.name) == digest:
                 continue
             cfg = parse_config(parse_yaml(text, path.name), path.name)

@@ -139,9 +139,13 @@ def check_partition_claim(t: ResultTables) -> Verdict:
         values = sorted(set(c[col].astype(str)))
         if values != [str(exp[col])]:
             problems.append(f"cycles.{col} is {excerpt(values)} but experiment.{col} is {excerpt(exp[col])}")
-    for col in ("name", "model", "backend", "hardware", "weights", "experiment_key", "config_hash"):
-        if s.get(col) != exp[col]:
-            problems.append(f"summary.json {col} is {excerpt(s.get(col))} but experiment.{col} is {excerpt(exp[col])}")
+    hash_key = "experiment_hash" if "experiment_hash" in s else "config_hash"  # the name before the three were named
+    for key, col in (
+        *((c, c) for c in ("name", "model", "backend", "hardware", "weights", "experiment_key")),
+        (hash_key, "config_hash"),
+    ):
+        if s.get(key) != exp[col]:
+            problems.append(f"summary.json {key} is {excerpt(s.get(key))} but experiment.{col} is {excerpt(exp[col])}")
     cfg = rederive.config_of(exp.config_json, "experiment.config_json")
     # the hash of the config as resolved when measured (its stored JSON): fields added since keep old hashes valid
     claims = {
