@@ -7,7 +7,6 @@ from energy_assets.lineage import OWNERS, partition_link, run_link
 from energy_assets.tables import rows_table, schema_metadata, significant
 from gpu_ops.leaderboard import READ_FROM_STATISTICS, build_leaderboard
 from gpu_ops.schema import LEADERBOARD
-from gpu_ops.stats import fmt_ci
 
 LEADERBOARD_CODE_VERSION = "leaderboard-v2"
 
@@ -26,27 +25,36 @@ TOP_COLUMNS = (
 )
 
 
+INLINE_MARKDOWN = 950
+"""The Dagster UI shows Markdown metadata under 1000 characters in place, longer behind a "[Show Markdown]" click."""
+
+
 def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
-    """The top rows with each one's raw partition and run as links (a table value cannot hold a link)."""
+    """The top rows with each one's raw partition and run as links (a table value cannot hold a link), as many as the
+    UI shows in place; `top_rows` holds all `n`."""
     if df.empty:
         return "_No measurements yet: drop an experiment YAML into the inbox._"
 
-    def energy(v, ci):
-        return "unmeasured" if pd.isna(v) else f"{v:.4g}{fmt_ci(None if pd.isna(ci) else ci)}"
+    def figure(v, ci, missing: str) -> str:
+        return missing if pd.isna(v) else f"{v:.4g} ± {'n/a' if pd.isna(ci) else f'{ci:.4g}'}"
 
     rows = [
         "| # | partition | sweep point | J/token | tok/s | CV | weights | run |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in df.head(n).itertuples():
+    for shown, r in enumerate(df.head(n).itertuples()):
         rank = "" if pd.isna(r.rank_j_per_token) else int(r.rank_j_per_token)
         cv = "n/a" if pd.isna(r.cv) else f"{r.cv:.1%}" + (" unstable" if r.unstable is True else "")
         rows.append(
             f"| {rank} | {partition_link(r.partition_key)} | {r.sweep_point} | "
-            f"{energy(r.j_per_token_mean, r.j_per_token_ci95)} | {r.tokens_per_s_mean:.4g}"
-            f"{fmt_ci(None if pd.isna(r.tokens_per_s_ci95) else r.tokens_per_s_ci95)} | {cv} | {r.weights} | "
+            f"{figure(r.j_per_token_mean, r.j_per_token_ci95, 'unmeasured')} | "
+            f"{figure(r.tokens_per_s_mean, r.tokens_per_s_ci95, 'n/a')} | {cv} | {r.weights} | "
             f"{run_link(r.raw_run_id)} |"
         )
+        if shown and len("\n".join(rows)) > INLINE_MARKDOWN:  # past what the UI shows in place: drop the row
+            rows.pop()
+            rows.append(f"\n_{len(df) - shown} more rows in `top_rows` (full run ids)._")
+            break
     return "\n".join(rows)
 
 

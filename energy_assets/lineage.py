@@ -32,4 +32,5 @@ def run_link(run_id: str) -> str:
 
 
 def partition_link(partition_key: str, asset: str = RAW_ASSET) -> str:
-    return f"[{partition_key}]({partition_url(partition_key, asset)})"
+    """The partition's page; the `|` of its key escaped, so the link can stand in a Markdown table's cell."""
+    return f"[{partition_key.replace('|', chr(92) + '|')}]({partition_url(partition_key, asset)})"

@@ -20,6 +20,7 @@ from energy_assets.partitions import measurement_partitions, split
 from energy_assets.resources import GpuResource, StorageResource
 from energy_assets.tables import schema_metadata, significant
 from gpu_ops.errors import UserError
+from gpu_ops.rederive import config_of
 from gpu_ops.results import ResultFolder, ResultTables
 from gpu_ops.runner import run_experiment
 from gpu_ops.schema import CYCLES, RESULT_TABLES
@@ -165,11 +166,11 @@ def environment_table(fingerprint: dict) -> dg.MetadataValue:
     return dg.MetadataValue.table(rows, schema=schema)
 
 
-def config_markdown(config_json: str) -> dg.MetadataValue:
-    """The resolved experiment config as YAML in a code block. It holds no secrets: credentials are never config
-    fields (tokens come from the environment of the worker)."""
-    text = yaml.safe_dump(json.loads(config_json), sort_keys=False).rstrip()
-    return dg.MetadataValue.md(f"```yaml\n{text}\n```")
+def config_markdown(values: dict, note: str) -> dg.MetadataValue:
+    """Config values as YAML in a code block. A config holds no secrets: credentials are never config fields (tokens
+    come from the worker's environment)."""
+    text = yaml.safe_dump(values, sort_keys=False).rstrip()
+    return dg.MetadataValue.md(f"```yaml\n# {note}\n{text}\n```")
 
 
 UNKNOWN_FILE = "unknown (an uploaded result, or a run started by hand)"
@@ -192,11 +193,12 @@ def _metadata(tables: ResultTables, source: str, definition: str | None, file_sh
     """What the UI shows of a stored raw partition: sizes, energy totals, the config and its three hashes, the
     environment, the power timeline. Only quantities that change are numbers (Dagster plots those)."""
     exp = tables.experiment.iloc[0]
+    config = config_of(exp.config_json, "experiment.config_json")
     c = tables.cycles
     measured = (c.energy_status == "measured").all()
     metadata = {
         "source": source,
-        "experiment_file": definition,
+        "experiment_file": definition or "none (uploaded, or registered without an inbox file)",
         "dagster/row_count": len(c),
         "rows": f"{len(tables.requests)} requests, {len(c)} cycles, {len(tables.timeline)} power samples",
         "sweep_points": dg.MetadataValue.text(str(int(c.sweep_point.nunique()))),
@@ -216,7 +218,9 @@ def _metadata(tables: ResultTables, source: str, definition: str | None, file_sh
         "file_sha": file_sha or UNKNOWN_FILE,
         "experiment_hash": str(exp.config_hash),
         "config_identity": identity_markdown(file_sha, exp, tables.sweep_points),
-        "config": config_markdown(exp.config_json),
+        # the UI shows Markdown under 1000 characters in place: the fields that differ from the defaults fit there
+        "config": config_markdown(config.non_defaults(), "resolved config: the fields that differ from the defaults"),
+        "config_resolved": config_markdown(config.model_dump(mode="json"), "resolved config: every field"),
         "fingerprint_hash": str(exp.fingerprint_hash),
         "environment": environment_table(json.loads(exp.fingerprint_json)),
         "data_version": tables.summary["content_hash"],

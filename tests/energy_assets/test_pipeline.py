@@ -92,6 +92,7 @@ def test_two_partitions_to_leaderboard_with_provenance(storage, resources, insta
     assert {r.data["raw_run_id"] for r in top.records} == set(runs.values())
     raw = instance.get_latest_materialization_event(dg.AssetKey("raw_measurements")).asset_materialization.metadata
     assert raw["config"].value.startswith("```yaml\n") and "model: builtin:" in raw["config"].value
+    assert "\nmax_output_tokens: 8\n" in raw["config"].value and "\ncooldown_s: " in raw["config_resolved"].value
     fields = {r.data["field"] for r in raw["environment"].value.records}
     assert {"fingerprint_hash", "experiment_hash"} <= fields and "config_hash" not in fields  # the hash, by its name
     identity = raw["config_identity"].value
