@@ -210,6 +210,15 @@ def _metadata(tables: ResultTables, source: str, definition: str | None, file_sh
             else {}
         ),
         **(
+            {
+                "counter_vs_timeline_worst": dg.MetadataValue.float(
+                    significant(float(c.cross_check_rel_diff.abs().max()))
+                )
+            }
+            if measured and c.cross_check_rel_diff.notna().any()
+            else {}
+        ),
+        **(
             {"idle_power_w": dg.MetadataValue.float(significant(float(exp.idle_power_w)))}
             if pd.notna(exp.idle_power_w)
             else {}

@@ -6,9 +6,9 @@ import dagster as dg
 import pytest
 
 from energy_assets.automation import build_schedules, experiment_inbox, results_inbox
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
+from energy_assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource
-from gpu_ops.config import load_config
+from gpu_ops.config import file_sha, load_config
 from gpu_ops.results import read_tables, write_tables
 from tests.energy_assets.conftest import HW, add_partitions, experiment_config, experiment_yaml, fake_gpu_result
 
@@ -37,6 +37,9 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
         ]
     )
     assert all(r.tags[SOURCE_TAG] == "measure" for r in r1.run_requests)
+    tiny = next(r for r in r1.run_requests if r.partition_key.startswith("builtin-tiny"))  # its identity, on the run
+    assert tiny.tags[FILE_SHA_TAG] == file_sha((inbox / "tiny.yaml").read_bytes())
+    assert tiny.tags[EXPERIMENT_HASH_TAG] == experiment_config("tiny", "builtin:tiny-llama").config_hash()
     assert set(instance.get_dynamic_partitions("experiment")) == {
         "builtin-tiny-llama__pytorch",
         "builtin-small-llama__pytorch",

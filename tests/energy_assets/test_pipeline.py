@@ -7,6 +7,7 @@ from energy_assets.checks import every_row_has_provenance, no_mixed_backends, sy
 from energy_assets.leaderboard import leaderboard
 from energy_assets.raw import FILE_SHA_TAG, SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.stats import cycle_statistics
+from energy_assets.tables import significant
 from gpu_ops import rederive
 from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
 from gpu_ops.stats import CV_UNSTABLE
@@ -135,6 +136,9 @@ def test_uploaded_gpu_result_is_ingested_and_ranked(tmp_path, storage, resources
     assert st.energy_status.iloc[0] == "measured" and st.j_per_token_mean.iloc[0] > 0
     mat = instance.get_latest_materialization_event(dg.AssetKey("raw_measurements")).asset_materialization
     assert mat.metadata["source"].value == "upload" and "power_timeline" in mat.metadata
+    worst = st.cross_check_rel_diff_mean.abs().max()  # plotted across materializations: a quantity that changes
+    plotted = mat.metadata["counter_vs_timeline_worst"].value
+    assert plotted == significant(plotted) and plotted >= worst * 0.999  # no cycle better than their mean
 
 
 def test_blocking_check_failure_stops_statistics(tmp_path, storage, resources, instance):
