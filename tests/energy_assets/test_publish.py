@@ -215,8 +215,10 @@ def test_leaderboard_site_asset(measured, storage, instance, monkeypatch):
     )
     assert res.success
     m = meta(instance, "leaderboard_site")
-    assert m["rows"] == 2 and m["detail_pages"] == 2
-    assert m["scatter"]["data"] and m["scatter"]["data"][0]["type"] == "scatter"  # plotly JSON in the metadata
+    assert m["pages"] == "2 leaderboard rows, 2 detail pages"
+    index_uri = (storage.root / "site" / "index.html").resolve().as_uri()
+    assert f"({index_uri}#chart-scatter)" in m["charts"]  # a link to the chart on the site, never plotly JSON
+    assert not any(isinstance(v, dict) for v in m.values())
     index = (storage.root / "site" / "index.html").read_text()
     assert "assets/plotly.min.js" in index and "cdn" not in index.lower()
     pages = list((storage.root / "site" / "detail").glob("*.html"))
