@@ -208,11 +208,13 @@ def test_leaderboard_checks_fail_on_crafted_rows():
         ]
     )
     lb = build_leaderboard(rows)
-    assert every_row_has_provenance(lb).passed is False
-    assert no_mixed_backends(lb).passed is False
+    provenance, backends = every_row_has_provenance(lb), no_mixed_backends(lb)
+    assert provenance.passed is False and "m__pytorch|h / a" in provenance.description  # names the row at fault
+    assert backends.passed is False and "m__pytorch|h / a" in backends.description
     assert synthetic_weights_flagged(lb).passed is True and lb["flag"].iloc[0] == "synthetic weights"
     lb.loc[0, "flag"] = ""
-    assert synthetic_weights_flagged(lb).passed is False
+    unflagged = synthetic_weights_flagged(lb)
+    assert unflagged.passed is False and "m__pytorch|h / a" in unflagged.description
     empty = build_leaderboard(pd.DataFrame())
     assert every_row_has_provenance(empty).passed and empty.empty
 
