@@ -157,7 +157,7 @@ def _detail(row, t: ResultTables, dagster_url: str | None, figures: list[dict]) 
             ("raw data version", html.escape(str(row.raw_data_version))),
             ("raw code version", html.escape(str(row.raw_code_version))),
             ("stats code version", html.escape(str(row.stats_code_version))),
-            ("file sha", html.escape(str(row.file_sha))),
+            ("file sha", html.escape(str(row.file_sha)) if pd.notna(row.file_sha) else "unknown"),
             ("experiment hash", html.escape(str(row.experiment_hash))),
             ("sweep point hash", html.escape(str(row.sweep_point_hash))),
             ("fingerprint hash", html.escape(str(row.fingerprint_hash))),
