@@ -2,13 +2,13 @@
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from gpu_ops.cli import main
-from gpu_ops.energy.nvml import load_nvml  # noqa: F401  (imported so a missing NVML is not what a failure shows)
 from tests.gpu_ops.test_runner import BASE
 
 
@@ -28,7 +28,8 @@ def test_run_prints_only_the_folder_on_stdout_and_a_table_on_stderr(experiment, 
     assert "counter_timeline_agree: ok" not in err
 
 
-def test_run_json_backend_and_typed_settings(experiment, tmp_path, capfd):
+def test_run_json_backend_and_typed_settings(experiment, tmp_path, capfd, monkeypatch):
+    monkeypatch.delenv("VLLM_LOGGING_STREAM", raising=False)
     args = ["run", str(experiment), "--out", str(tmp_path / "res"), "--json", "--backend", "pytorch"]
     assert main([*args, "--set", "cycles=2", "--set", "batching.batch_size=2"]) == 0
     out, err = capfd.readouterr()
@@ -40,6 +41,7 @@ def test_run_json_backend_and_typed_settings(experiment, tmp_path, capfd):
     statuses = {c["check"]: c["status"] for c in summary["checks"]}
     assert statuses["counter_timeline_agree"] == "skipped" and statuses["energy_present"] == "ok"
     assert "cycle 0" in err  # progress stays on stderr
+    assert os.environ["VLLM_LOGGING_STREAM"] == "ext://sys.stderr"  # vLLM's own logs default to stdout
 
 
 @pytest.mark.parametrize(
