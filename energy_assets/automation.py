@@ -232,8 +232,8 @@ def _unsettled(entry: Path, settle_s: float) -> str | None:
     return None
 
 
-def _accept(folder: Path) -> tuple[str, str, str]:
-    """Check one settled result folder: (experiment, hardware, upload name), or raise why not."""
+def _accept(folder: Path) -> tuple[str, str, str, str]:
+    """Check one settled result folder: (experiment, hardware, upload name, experiment_hash), or raise why not."""
     if printable(folder.name) != folder.name or not folder.name.isprintable():
         raise UserError(
             f"{printable(folder.name)}: the folder name is not printable UTF-8; rename it, e.g. to "
@@ -244,7 +244,8 @@ def _accept(folder: Path) -> tuple[str, str, str]:
     failed = blocking_failures(validate(tables))
     if failed:
         raise UserError(failure_message(failed))
-    return experiment, hardware, f"{safe_name(folder.name)}-{tables.summary['content_hash'][:8]}"
+    name = f"{safe_name(folder.name)}-{tables.summary['content_hash'][:8]}"
+    return experiment, hardware, name, str(tables.experiment.config_hash.iloc[0])
 
 
 @dg.sensor(
@@ -270,12 +271,12 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
             if waiting:
                 notes.append(f"{shown}: {waiting}")
                 continue
-            experiment, hardware, name = _accept(entry)
+            experiment, hardware, name, experiment_hash = _accept(entry)
             dest = storage.upload_dir(experiment, hardware) / name
             request = dg.RunRequest(
                 run_key=f"upload:{experiment}:{hardware}:{name}",
                 partition_key=partition_key(experiment, hardware),
-                tags={SOURCE_TAG: "upload", UPLOAD_TAG: name},
+                tags={SOURCE_TAG: "upload", UPLOAD_TAG: name, EXPERIMENT_HASH_TAG: experiment_hash},
             )
         except Exception as exc:
             reason = _reason(exc, f"result folder {shown}")

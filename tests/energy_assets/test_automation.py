@@ -80,7 +80,9 @@ def test_results_inbox_ingests_good_and_quarantines_bad(tmp_path, storage, insta
     assert len(res.run_requests) == 1
     req = res.run_requests[0]
     assert req.partition_key == "builtin-tiny-llama__pytorch|h100-80gb-hbm3" and req.tags[SOURCE_TAG] == "upload"
-    assert storage.latest_upload("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", req.tags[UPLOAD_TAG]) is not None
+    uploaded = storage.latest_upload("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", req.tags[UPLOAD_TAG])
+    assert uploaded is not None
+    assert req.tags[EXPERIMENT_HASH_TAG] == read_tables(uploaded).experiment.config_hash.iloc[0]  # its identity
     assert "power_within_limit" in (storage.quarantine_dir / "bad" / "REASON.txt").read_text()
     assert "not valid JSON" in (storage.quarantine_dir / "garbage" / "REASON.txt").read_text()
     assert list(storage.results_inbox_dir.iterdir()) == []
