@@ -18,7 +18,7 @@ from upath import UPath
 
 from energy_assets.io import concat_parquet
 from energy_assets.stats import STATS_CODE_VERSION
-from gpu_ops.leaderboard import FROM_STATISTICS, build_leaderboard
+from gpu_ops.leaderboard import READ_FROM_STATISTICS, build_leaderboard
 from gpu_ops.results import ResultTables, parquet_bytes
 from gpu_ops.schema import SUMMARISED
 from gpu_ops.stats import published_statistics
@@ -87,7 +87,7 @@ def main() -> int:
             prep = time.perf_counter() - t0
             t0 = time.perf_counter()
             lb = build_leaderboard(
-                concat_parquet([UPath(p) for p in sorted(folder.glob("*.parquet"))], list(FROM_STATISTICS))
+                concat_parquet([UPath(p) for p in sorted(folder.glob("*.parquet"))], list(READ_FROM_STATISTICS))
             )
             times[n] = time.perf_counter() - t0
             assert len(lb) == n and lb.rank_j_per_token.notna().all()

@@ -1,7 +1,6 @@
 """Sensors and schedules (they replace the old daemon): experiment inbox, results inbox, cron re-measurement,
 and the automation-condition sensor that keeps statistics and the leaderboard up to date."""
 
-import hashlib
 import itertools
 import json
 import os
@@ -16,9 +15,9 @@ from energy_assets.fleet import measure_executor
 from energy_assets.io import local_asset_dir
 from energy_assets.moderation import approved_not_requested, hold_for_moderation
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
-from energy_assets.raw import SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
+from energy_assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
-from gpu_ops.config import MAX_CONFIG_BYTES, parse_config, parse_yaml, read_config_bytes
+from gpu_ops.config import MAX_CONFIG_BYTES, file_sha, parse_config, parse_yaml, read_config_bytes
 from gpu_ops.environment import validate_slug
 from gpu_ops.errors import ConfigError, UserError, excerpt
 from gpu_ops.estimate import Measured, estimate, read_history
@@ -177,7 +176,7 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
         digest = None
         try:  # one bad file, whatever it holds, is refused on its own: the others still run
             text = _read_experiment(path)
-            digest = hashlib.sha256(text).hexdigest()[:16]
+            digest = file_sha(text)
             if seen.get(path.name) == digest:
                 continue
             cfg = parse_config(parse_yaml(text, path.name), path.name)
@@ -227,7 +226,8 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
                     tags={
                         SOURCE_TAG: "measure",
                         "lem/experiment_file": path.name,
-                        "lem/config_sha": digest,
+                        FILE_SHA_TAG: digest,
+                        EXPERIMENT_HASH_TAG: cfg.config_hash(),
                         **estimate_tags(cfg, hw, history),
                     },
                 )
@@ -264,9 +264,9 @@ def _unsettled(entry: Path, settle_s: float) -> str | None:
     return None
 
 
-def _accept(folder: Path, registry: KeyRegistry) -> tuple[str, str, str, dict]:
+def _accept(folder: Path, registry: KeyRegistry) -> tuple[str, str, str, dict, str]:
     """Check one settled result folder, its content first, then its signature: (experiment, hardware, upload name,
-    signature record), or raise why not."""
+    signature record, experiment_hash), or raise why not."""
     if printable(folder.name) != folder.name or not folder.name.isprintable():
         raise UserError(
             f"{printable(folder.name)}: the folder name is not printable UTF-8; rename it, e.g. to "
@@ -278,7 +278,8 @@ def _accept(folder: Path, registry: KeyRegistry) -> tuple[str, str, str, dict]:
     if failed:
         raise UserError(failure_message(failed))
     signature = verify_folder(folder, tables.summary["content_hash"], registry)
-    return experiment, hardware, f"{safe_name(folder.name)}-{tables.summary['content_hash'][:8]}", signature
+    name = f"{safe_name(folder.name)}-{tables.summary['content_hash'][:8]}"
+    return experiment, hardware, name, signature, str(tables.experiment.config_hash.iloc[0])
 
 
 @dg.sensor(
@@ -314,7 +315,12 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
             dg.RunRequest(
                 run_key=f"upload:{experiment}:{hardware}:{name}",
                 partition_key=partition_key(experiment, hardware),
-                tags={SOURCE_TAG: "upload", UPLOAD_TAG: name, SUBMITTER_TAG: record["submitter"]},
+                tags={
+                    SOURCE_TAG: "upload",
+                    UPLOAD_TAG: name,
+                    SUBMITTER_TAG: record["submitter"],
+                    **({EXPERIMENT_HASH_TAG: record["experiment_hash"]} if record.get("experiment_hash") else {}),
+                },
             )
         )
     adds = [pdef.build_add_request(sorted(new_keys[dim])) for pdef, dim in _DIMENSIONS if new_keys[dim]]
@@ -341,7 +347,7 @@ def _hold_signed_uploads(context, storage: StorageResource, registry: KeyRegistr
             if waiting:
                 notes.append(f"{shown}: {waiting}")
                 continue
-            experiment, hardware, name, signature = _accept(entry, registry)
+            experiment, hardware, name, signature, experiment_hash = _accept(entry, registry)
         except Exception as exc:
             reason = _reason(exc, f"result folder {shown}")
             try:
@@ -353,7 +359,7 @@ def _hold_signed_uploads(context, storage: StorageResource, registry: KeyRegistr
             context.log.warning(f"results inbox: quarantined {shown} as {where.name}: {reason}")
             continue
         try:  # the file system: on failure the folder stays in the inbox for the next tick
-            earlier = hold_for_moderation(storage, entry, name, (experiment, hardware), signature)
+            earlier = hold_for_moderation(storage, entry, name, (experiment, hardware), signature, experiment_hash)
         except Exception as exc:
             notes.append(f"{shown}: not moved this tick ({type(exc).__name__}: {excerpt(str(exc), bare=True)})")
             context.log.error(f"results inbox: {notes[-1]}")

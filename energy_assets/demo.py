@@ -33,7 +33,9 @@ def _print_leaderboard(storage: Path) -> None:
         "sweep_point",
         "tokens_per_s_mean",
         "tokens_per_s_ci95",
-        "ttft_p50_s_mean",
+        "ttft_p50_pooled_s",
+        "cv",
+        "unstable",
         "energy_status",
         "raw_run_id",
     ]
@@ -41,6 +43,14 @@ def _print_leaderboard(storage: Path) -> None:
     reasons = lb.unmeasured_reason.dropna().unique()
     if len(reasons):
         print(f"energy: unmeasured on this machine ({reasons[0]}); on a GPU worker the same campaign records J/token.")
+
+
+def _first_run(url: str, storage: Path) -> str:
+    """The run page of the leaderboard's first row (a full run id: a short one finds no run)."""
+    import pandas as pd
+
+    ids = pd.read_parquet(storage / "assets" / "leaderboard.parquet", columns=["raw_run_id"]).raw_run_id
+    return f"{url}/runs/{ids.iloc[0]}" if len(ids) else f"{url}/runs"
 
 
 def campaign_partitions(files: list[Path]) -> set[str]:
@@ -142,8 +152,8 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
                 print("\nleaderboard:")
                 _print_leaderboard(storage)
                 print(
-                    f"\nOpen {platform.url}/assets/leaderboard and click a row's run id to trace it back to its raw "
-                    "partition."
+                    f"\nOpen {platform.url}/assets/leaderboard: in its `top` metadata each row links to its run and "
+                    f"its raw partition (resolved config and environment), e.g. {_first_run(platform.url, storage)}"
                 )
                 print(
                     f"The automation also builds the static site ({storage / 'site' / 'index.html'}) and the "

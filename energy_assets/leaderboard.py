@@ -3,33 +3,58 @@
 import dagster as dg
 import pandas as pd
 
-from energy_assets.tables import schema_metadata
-from gpu_ops.leaderboard import FROM_STATISTICS, build_leaderboard
+from energy_assets.lineage import OWNERS, partition_link, run_link
+from energy_assets.tables import rows_table, schema_metadata, significant
+from gpu_ops.leaderboard import READ_FROM_STATISTICS, build_leaderboard
 from gpu_ops.schema import LEADERBOARD
-from gpu_ops.stats import fmt_ci
 
-LEADERBOARD_CODE_VERSION = "leaderboard-v2"
+LEADERBOARD_CODE_VERSION = "leaderboard-v3"  # v3: CV, stability, the three config hashes, submitter
+
+
+TOP_COLUMNS = (
+    "experiment_key",
+    "hardware",
+    "sweep_point",
+    "j_per_token_mean",
+    "j_per_token_ci95",
+    "tokens_per_s_mean",
+    "tokens_per_s_ci95",
+    "cv",
+    "unstable",
+    "raw_run_id",
+)
+
+
+INLINE_MARKDOWN = 950
+"""The Dagster UI shows Markdown metadata under 1000 characters in place, longer behind a "[Show Markdown]" click."""
 
 
 def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
+    """The top rows with each one's raw partition and run as links (a table value cannot hold a link), as many as the
+    UI shows in place; `top_rows` holds all `n`."""
     if df.empty:
         return "_No measurements yet: drop an experiment YAML into the inbox._"
-    view = df.head(n)
 
-    def energy(v, ci):
-        return "unmeasured" if pd.isna(v) else f"{v:.4g}{fmt_ci(None if pd.isna(ci) else ci)}"
+    def figure(v, ci, missing: str) -> str:
+        return missing if pd.isna(v) else f"{v:.4g} ± {'n/a' if pd.isna(ci) else f'{ci:.4g}'}"
 
     rows = [
-        "| # | experiment | hardware | sweep point | J/token | tok/s | TTFT p50 ms | weights | run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| # | partition | sweep point | J/token | tok/s | CV | weights | run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in view.itertuples():
+    for shown, r in enumerate(df.head(n).itertuples()):
         rank = "" if pd.isna(r.rank_j_per_token) else int(r.rank_j_per_token)
+        cv = "n/a" if pd.isna(r.cv) else f"{r.cv:.1%}" + (" unstable" if r.unstable is True else "")
         rows.append(
-            f"| {rank} | {r.experiment_key} | {r.hardware} | {r.sweep_point} | "
-            f"{energy(r.j_per_token_mean, r.j_per_token_ci95)} | {r.tokens_per_s_mean:.1f} | "
-            f"{r.ttft_p50_s_mean * 1000:.1f} | {r.weights} | {str(r.raw_run_id)[:8]} |"
+            f"| {rank} | {partition_link(r.partition_key)} | {r.sweep_point} | "
+            f"{figure(r.j_per_token_mean, r.j_per_token_ci95, 'unmeasured')} | "
+            f"{figure(r.tokens_per_s_mean, r.tokens_per_s_ci95, 'n/a')} | {cv} | {r.weights} | "
+            f"{run_link(r.raw_run_id)} |"
         )
+        if shown and len("\n".join(rows)) > INLINE_MARKDOWN:  # past what the UI shows in place: drop the row
+            rows.pop()
+            rows.append(f"\n_{len(df) - shown} more rows in `top_rows` (full run ids)._")
+            break
     return "\n".join(rows)
 
 
@@ -37,7 +62,7 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
     ins={
         "cycle_statistics": dg.AssetIn(
             partition_mapping=dg.AllPartitionMapping(),
-            metadata={"allow_missing_partitions": True, "columns": list(FROM_STATISTICS)},
+            metadata={"allow_missing_partitions": True, "columns": list(READ_FROM_STATISTICS)},
         )
     },
     io_manager_key="parquet_io_manager",
@@ -47,18 +72,25 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
     automation_condition=dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
     & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     description="Every sweep point on every hardware profile, ranked by J/token, tokens/J, throughput and TTFT; each "
-    "row carries its provenance.",
+    "row carries its provenance, its CV and whether it is unstable.",
     metadata=schema_metadata(LEADERBOARD),
+    owners=OWNERS,
+    tags={"stage": "leaderboard"},
 )
 def leaderboard(context: dg.AssetExecutionContext, cycle_statistics: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     df = build_leaderboard(cycle_statistics)
     return dg.Output(
         df,
         metadata={
-            "rows": len(df),
-            "partitions": int(df.partition_key.nunique()) if len(df) else 0,
-            "measured_rows": int((df.energy_status == "measured").sum()) if len(df) else 0,
-            "synthetic_weight_rows": int((df.weights == "synthetic").sum()) if len(df) else 0,
+            "dagster/row_count": len(df),
+            "rows": f"{df.partition_key.nunique()} partitions; {(df.energy_status == 'measured').sum()} rows measured, "
+            f"{(df.weights == 'synthetic').sum()} on synthetic weights, {df.unstable.fillna(False).sum()} unstable",
             "top": dg.MetadataValue.md(top_markdown(df)),
+            "top_rows": rows_table(df, LEADERBOARD, TOP_COLUMNS),
+            **(
+                {"best_j_per_token": dg.MetadataValue.float(significant(float(df.j_per_token_mean.min())))}
+                if df.j_per_token_mean.notna().any()
+                else {}
+            ),
         },
     )

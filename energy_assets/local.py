@@ -67,6 +67,7 @@ class Platform:
 
     def env(self) -> dict:
         env = dict(os.environ, DAGSTER_HOME=str(self.home), LEM_STORAGE=str(self.storage), PYTHONUNBUFFERED="1")
+        env.setdefault("LEM_DAGSTER_URL", self.url)  # the site and the metadata link into this UI
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         return env
 

@@ -29,7 +29,7 @@ def now_utc() -> str:
 
 
 def hold_for_moderation(
-    storage: StorageResource, entry: Path, name: str, partition: tuple[str, str], signature: dict
+    storage: StorageResource, entry: Path, name: str, partition: tuple[str, str], signature: dict, experiment_hash: str
 ) -> str | None:
     """Move a verified upload into pending/ and record who sent it and when. A second copy of a submission is
     dropped: returns the status of the first (None: this one is new)."""
@@ -46,6 +46,7 @@ def hold_for_moderation(
             "experiment": partition[0],
             "hardware": partition[1],
             "content_hash": signature["content_hash"],
+            "experiment_hash": experiment_hash,
             "signed_at": signature["signed_at"],
             "received_at": now_utc(),
             "status": PENDING,

@@ -18,6 +18,7 @@ import dagster as dg
 import pandas as pd
 
 from energy_assets.hf_export import CONFIGS, build_snapshot
+from energy_assets.lineage import OWNERS
 from energy_assets.resources import StorageResource
 from gpu_ops.results import read_summary
 
@@ -168,6 +169,8 @@ def published_raw(context, raw_folders: dict[str, Path], leaderboard: pd.DataFra
     group_name="publish",
     kinds={"parquet", "huggingface"},
     automation_condition=AFTER_LEADERBOARD,
+    owners=OWNERS,
+    tags={"stage": "publish"},
     check_specs=[
         dg.AssetCheckSpec(
             "card_matches_files",
@@ -235,6 +238,8 @@ def _card_check(folder: Path, rows: dict[str, int | None]) -> dg.AssetCheckResul
     group_name="publish",
     kinds={"huggingface"},
     automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    owners=OWNERS,
+    tags={"stage": "publish"},
     description="Commits the snapshot to the HuggingFace Hub (one atomic commit + a tag); no commit when unchanged.",
 )
 def hf_dataset_publish(

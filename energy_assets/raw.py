@@ -13,16 +13,19 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import yaml
 
+from energy_assets.lineage import OWNERS
 from energy_assets.partitions import measurement_partitions, split
 from energy_assets.resources import GpuResource, StorageResource
-from energy_assets.tables import schema_metadata
+from energy_assets.tables import schema_metadata, significant
 from gpu_ops.errors import UserError
+from gpu_ops.rederive import config_of
 from gpu_ops.results import SIGNATURE_FILE, ResultFolder, ResultTables, file_sha256
 from gpu_ops.runner import run_experiment
 from gpu_ops.schema import CYCLES, RESULT_TABLES
 from gpu_ops.signing import read_signature
-from gpu_ops.validation import RAW_CHECK_NAMES, blocking_failures, failure_message, validate
+from gpu_ops.validation import RAW_CHECK_DESCRIPTIONS, blocking_failures, failure_message, validate
 
 RAW_CODE_VERSION = "raw-v1"  # bump when the measurement method changes: downstream shows stale
 SOURCE_TAG = "lem/source"  # "measure" (default) or "upload"
@@ -30,6 +33,9 @@ UPLOAD_TAG = "lem/upload"  # folder name under uploads/<experiment>/<hardware>/
 SUBMITTER_TAG = "lem/submitter"  # who signed an approved upload (shown in the run list)
 LOCAL_SUBMITTER = "local"  # the submitter of the platform's own measurements
 UNSIGNED_SUBMITTER = "unsigned"  # a folder an operator put into uploads/ directly, not through the inbox
+FILE_SHA_TAG = "lem/file_sha"  # sha256 of the experiment file's bytes (docs/platform.md, "One config identity")
+EXPERIMENT_HASH_TAG = "lem/experiment_hash"  # hash of the whole resolved experiment
+FILE_SHA_TAGS = (FILE_SHA_TAG, "lem/config_sha")  # runs submitted before the rename carry the second
 
 
 def power_timeline_svg(tables: ResultTables, width: int = 640, height: int = 160) -> str | None:
@@ -87,10 +93,15 @@ def _measure(
     code_version=RAW_CODE_VERSION,
     group_name="measurement",
     kinds={"pytorch", "parquet"},
-    check_specs=[dg.AssetCheckSpec(name, asset="raw_measurements", blocking=True) for name in RAW_CHECK_NAMES],
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="raw_measurements", blocking=True, description=text)
+        for name, text in RAW_CHECK_DESCRIPTIONS.items()
+    ],
     description="Per-request, per-cycle, per-window tables and the power timeline of one experiment on one hardware "
     "profile.",
     metadata=schema_metadata(CYCLES, *(t for t in RESULT_TABLES.values() if t is not CYCLES)),
+    owners=OWNERS,
+    tags={"stage": "measurement"},
 )
 def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource, gpu: GpuResource):
     experiment, hardware = split(context.partition_key)
@@ -128,14 +139,15 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
                 else f"the result belongs to partition {got[0]}|{got[1]}, not {experiment}|{hardware}"
             )
             kept = storage.quarantine(result.folder, reason)  # the uploaded folder, or the measured one, as it is
-            yield from _check_results(findings)  # recorded as failed evaluations; the asset itself is not materialized
+            yield from _check_results(findings, context.partition_key)  # failed evaluations; nothing materialized
             raise UserError(f"{reason}. Nothing was stored; the result is kept for inspection in {kept}")
+        file_sha = next((context.run.tags[t] for t in FILE_SHA_TAGS if context.run.tags.get(t)), None)
         yield dg.Output(
             result,
-            metadata=_metadata(tables, source, definition, submitter),
+            metadata=_metadata(tables, source, definition, file_sha, submitter),
             data_version=dg.DataVersion(result.content_hash),
         )
-    yield from _check_results(findings)
+    yield from _check_results(findings, context.partition_key)
 
 
 def _signer(result: ResultFolder) -> str:
@@ -155,26 +167,94 @@ def _signer(result: ResultFolder) -> str:
     return signature["submitter"]
 
 
-def _metadata(tables: ResultTables, source: str, definition: str | None, submitter: str) -> dict:
-    """What the UI shows of a stored raw partition: sizes, energy totals, identity, environment, power timeline."""
+def environment_table(fingerprint: dict) -> dg.MetadataValue:
+    """The environment fingerprint as a two-column table (nested values as compact JSON): readable in the UI. Its
+    `config_hash` is the experiment's and is shown by that name."""
+    rows = [
+        dg.TableRecord(
+            {
+                "field": "experiment_hash" if k == "config_hash" else k,
+                "value": v if isinstance(v, str) else json.dumps(v, sort_keys=True, separators=(",", ":")),
+            }
+        )
+        for k, v in sorted(fingerprint.items())
+    ]
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("field", "string", description="fingerprint field"),
+            dg.TableColumn("value", "string", description="its value (GPU and host ids hashed)"),
+        ]
+    )
+    return dg.MetadataValue.table(rows, schema=schema)
+
+
+def config_markdown(values: dict, note: str) -> dg.MetadataValue:
+    """Config values as YAML in a code block. A config holds no secrets: credentials are never config fields (tokens
+    come from the worker's environment)."""
+    text = yaml.safe_dump(values, sort_keys=False).rstrip()
+    return dg.MetadataValue.md(f"```yaml\n# {note}\n{text}\n```")
+
+
+UNKNOWN_FILE = "unknown (an uploaded result, or a run started by hand)"
+
+
+def identity_markdown(file_sha: str | None, exp, sweep_points: pd.DataFrame) -> dg.MetadataValue:
+    """The three config hashes, named (docs/platform.md, "One config identity")."""
+    lines = [
+        f"- `file_sha` (the experiment file's bytes): `{file_sha or UNKNOWN_FILE}`",
+        f"- `experiment_hash` (the whole resolved experiment): `{exp.config_hash}`",
+        *(
+            f"- `sweep_point_hash` of `{p.sweep_point}`: `{p.config_hash}`"
+            for p in sweep_points.sort_values("sweep_point").itertuples()
+        ),
+    ]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def _metadata(tables: ResultTables, source: str, definition: str | None, file_sha: str | None, submitter: str) -> dict:
+    """What the UI shows of a stored raw partition: sizes, energy totals, the config and its three hashes, the
+    environment, the power timeline. Only quantities that change are numbers (Dagster plots those)."""
     exp = tables.experiment.iloc[0]
+    config = config_of(exp.config_json, "experiment.config_json")
     c = tables.cycles
+    measured = (c.energy_status == "measured").all()
     metadata = {
         "source": source,
         "submitter": submitter,
-        "experiment_file": definition,
-        "rows_requests": len(tables.requests),
-        "rows_cycles": len(c),
-        "rows_timeline": len(tables.timeline),
-        "sweep_points": int(c.sweep_point.nunique()),
+        "experiment_file": definition or "none (uploaded, or registered without an inbox file)",
+        "dagster/row_count": len(c),
+        "rows": f"{len(tables.requests)} requests, {len(c)} cycles, {len(tables.timeline)} power samples",
+        "sweep_points": dg.MetadataValue.text(str(int(c.sweep_point.nunique()))),
         "parallelism": ",".join(sorted(set(c.parallelism))),
-        "energy_status": "measured" if (c.energy_status == "measured").all() else "unmeasured",
-        "gross_energy_j_total": float(c.gross_energy_j.sum()) if (c.energy_status == "measured").all() else None,
+        "energy_status": "measured" if measured else "unmeasured",
+        **(
+            {"gross_energy_j_total": dg.MetadataValue.float(significant(float(c.gross_energy_j.sum())))}
+            if measured
+            else {}
+        ),
+        **(
+            {
+                "counter_vs_timeline_worst": dg.MetadataValue.float(
+                    significant(float(c.cross_check_rel_diff.abs().max()))
+                )
+            }
+            if measured and c.cross_check_rel_diff.notna().any()
+            else {}
+        ),
+        **(
+            {"idle_power_w": dg.MetadataValue.float(significant(float(exp.idle_power_w)))}
+            if pd.notna(exp.idle_power_w)
+            else {}
+        ),
         "output_tokens_total": int(c.output_tokens.sum()),
-        "idle_power_w": None if pd.isna(exp.idle_power_w) else float(exp.idle_power_w),
-        "config_hash": str(exp.config_hash),
+        "file_sha": file_sha or UNKNOWN_FILE,
+        "experiment_hash": str(exp.config_hash),
+        "config_identity": identity_markdown(file_sha, exp, tables.sweep_points),
+        # the UI shows Markdown under 1000 characters in place: the fields that differ from the defaults fit there
+        "config": config_markdown(config.non_defaults(), "resolved config: the fields that differ from the defaults"),
+        "config_resolved": config_markdown(config.model_dump(mode="json"), "resolved config: every field"),
         "fingerprint_hash": str(exp.fingerprint_hash),
-        "environment": dg.MetadataValue.json(json.loads(exp.fingerprint_json)),
+        "environment": environment_table(json.loads(exp.fingerprint_json)),
         "data_version": tables.summary["content_hash"],
         "model": str(exp.model),
         "backend": str(exp.backend),
@@ -188,19 +268,19 @@ def _metadata(tables: ResultTables, source: str, definition: str | None, submitt
     return metadata
 
 
-def _check_results(findings) -> list[dg.AssetCheckResult]:
+def _check_results(findings, partition: str) -> list[dg.AssetCheckResult]:
+    """One result per check; its description names the partition (a message names the sweep points it concerns)."""
     return [
         dg.AssetCheckResult(
             check_name=f.check,
             passed=f.passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=f.message,
-            metadata={k: _plain(v) for k, v in f.metadata.items() if v is not None},
+            description=f"{partition}: {f.message}",
+            metadata={
+                "partition": partition,
+                **({"status": "skipped"} if f.skipped else {}),
+                **{k: significant(v) for k, v in f.metadata.items() if v is not None},
+            },
         )
         for f in findings
     ]
-
-
-def _plain(v):
-    """numpy scalars -> Python numbers, which Dagster metadata can serialise."""
-    return v.item() if hasattr(v, "item") else v

@@ -10,6 +10,7 @@ import os
 import dagster as dg
 import pandas as pd
 
+from energy_assets.lineage import OWNERS
 from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS, published_raw
 from energy_assets.resources import StorageResource
 from gpu_ops.site import build_site
@@ -28,6 +29,8 @@ SITE_CODE_VERSION = "site-v2"
     automation_condition=AFTER_LEADERBOARD,
     description="Static leaderboard site: sortable/filterable table, detail page per row, plotly charts; works "
     "offline.",
+    owners=OWNERS,
+    tags={"stage": "publish"},
 )
 def leaderboard_site(
     context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame, raw_measurements: dict

@@ -2,19 +2,28 @@
 partition it was computed from (Dagster records only one input pointer for a partitioned upstream)."""
 
 import dagster as dg
+import pandas as pd
 
+from energy_assets.lineage import OWNERS, partition_link, run_link
 from energy_assets.partitions import measurement_partitions
-from energy_assets.raw import RAW_CODE_VERSION
-from energy_assets.tables import schema_metadata
+from energy_assets.raw import FILE_SHA_TAGS, RAW_CODE_VERSION
+from energy_assets.tables import rows_table, schema_metadata, significant
 from gpu_ops.errors import UserError
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import PUBLISHED_STATISTICS
-from gpu_ops.stats import UNRECORDED_SUBMITTER, published_statistics
+from gpu_ops.stats import CV_UNSTABLE, UNRECORDED_SUBMITTER, headline_cv, published_statistics
 
-STATS_CODE_VERSION = "stats-v2"  # v2: every sweep point's statistics carry gpu_count and the schema's types
+STATS_CODE_VERSION = "stats-v4"  # v4: pooled latency percentiles, submitter; v3: file_sha, experiment_hash
 MIN_CYCLES = 3
-CV_WARN = 0.10
 RAW_KEY = dg.AssetKey("raw_measurements")
+PREVIEW = ("sweep_point", "n_cycles", "tokens_per_s_mean", "tokens_per_s_ci95", "j_per_token_mean", "j_per_token_ci95")
+
+
+def raw_run_file_sha(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The experiment file's sha256 its run was tagged with (None: an upload, or a run started by hand)."""
+    run = instance.get_run_by_id(run_id)
+    tags = run.tags if run else {}
+    return next((tags[t] for t in FILE_SHA_TAGS if tags.get(t)), None)
 
 
 def raw_provenance(instance: dg.DagsterInstance, partition: str) -> tuple[dict, str]:
@@ -52,27 +61,38 @@ def raw_provenance(instance: dg.DagsterInstance, partition: str) -> tuple[dict, 
         dg.AssetCheckSpec(
             "cv_under_threshold",
             asset="cycle_statistics",
-            description=f"coefficient of variation of J/token (or tok/s when unmeasured) <= {CV_WARN:.0%}",
+            description=f"coefficient of variation of J/token (or tok/s when unmeasured) <= {CV_UNSTABLE:.0%} in "
+            "every sweep point; a point above it is flagged unstable on the leaderboard",
         ),
     ],
     description="Mean, sample std, 95 % Student-t CI and CV per sweep point, with raw provenance.",
     metadata=schema_metadata(PUBLISHED_STATISTICS),
+    owners=OWNERS,
+    tags={"stage": "statistics"},
 )
 def cycle_statistics(context: dg.AssetExecutionContext, raw_measurements: ResultTables):
     # the raw partition passed its blocking checks before it was stored (raw_measurements): they are not run again
-    raw, submitter = raw_provenance(context.instance, context.partition_key)
-    st = published_statistics(raw_measurements, context.partition_key, STATS_CODE_VERSION, raw, submitter)
+    partition = context.partition_key
+    raw, submitter = raw_provenance(context.instance, partition)
+    st = published_statistics(
+        raw_measurements,
+        partition,
+        STATS_CODE_VERSION,
+        raw,
+        raw_run_file_sha(context.instance, raw["raw_run_id"]),
+        submitter,
+    )
     short = st[st.n_cycles < MIN_CYCLES]
     enough = dg.AssetCheckResult(
         check_name="enough_cycles",
         passed=short.empty,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"min_cycles": int(st.n_cycles.min())},
+        metadata={"partition": partition, "fewest_cycles": dg.MetadataValue.text(str(int(st.n_cycles.min())))},
         description=(
-            f"{len(short)} sweep point(s) with fewer than {MIN_CYCLES} cycles "
+            f"{partition}: {len(short)} sweep point(s) with fewer than {MIN_CYCLES} cycles "
             f"({', '.join(short.sweep_point.astype(str))})"
             if len(short)
-            else "all sweep points have enough cycles"
+            else f"{partition}: every sweep point has {MIN_CYCLES} or more cycles"
         ),
     )
     if not short.empty:  # gate before storing: the leaderboard reads every stored partition
@@ -81,28 +101,53 @@ def cycle_statistics(context: dg.AssetExecutionContext, raw_measurements: Result
             f"{enough.description}; nothing was stored. Set cycles: {MIN_CYCLES} or more in the experiment "
             f"file and measure again"
         )
+    cv = headline_cv(st)
     yield dg.Output(
         st,
         metadata={
-            "sweep_points": len(st),
-            "min_cycles": int(st.n_cycles.min()),
-            "raw_run_id": st.raw_run_id.iloc[0],
-            "raw_data_version": st.raw_data_version.iloc[0],
-            "preview": dg.MetadataValue.md(
-                st[
-                    ["sweep_point", "n_cycles", "tokens_per_s_mean", "j_per_token_mean", "j_per_token_ci95"]
-                ].to_markdown(index=False)
+            "dagster/row_count": len(st),
+            "raw_run": dg.MetadataValue.md(f"{run_link(raw['raw_run_id'])} (run `{raw['raw_run_id']}`)"),
+            "raw_partition": dg.MetadataValue.md(partition_link(partition)),
+            "raw_data_version": str(raw["raw_data_version"]),
+            "preview": rows_table(st, PUBLISHED_STATISTICS, PREVIEW),
+            # plotted across materializations: quantities that change from one measurement to the next
+            "tokens_per_s_best": dg.MetadataValue.float(significant(float(st.tokens_per_s_mean.max()))),
+            **(
+                {"j_per_token_best": dg.MetadataValue.float(significant(float(st.j_per_token_mean.min())))}
+                if st.j_per_token_mean.notna().any()
+                else {}
             ),
+            **({"worst_cv": dg.MetadataValue.float(significant(float(cv.max())))} if cv.notna().any() else {}),
         },
         data_version=dg.DataVersion(f"{st.raw_data_version.iloc[0]}-{STATS_CODE_VERSION}"),
     )
     yield enough
-    cv = st.j_per_token_cv.where(st.j_per_token_cv.notna(), st.tokens_per_s_cv).astype(float)
-    worst = float(cv.max()) if cv.notna().any() else None
-    yield dg.AssetCheckResult(
+    yield cv_check(partition, st.sweep_point, cv)
+
+
+def cv_check(partition: str, points: pd.Series, cv: pd.Series) -> dg.AssetCheckResult:
+    """The worst sweep point's CV against CV_UNSTABLE, naming the partition and the sweep point."""
+    if cv.isna().all():
+        return dg.AssetCheckResult(
+            check_name="cv_under_threshold",
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{partition}: no CV (single cycle per sweep point)",
+            metadata={"partition": partition},
+        )
+    i = int(cv.fillna(-1.0).to_numpy().argmax())
+    worst, point = float(cv.iloc[i]), str(points.iloc[i])
+    unstable = [str(p) for p, c in zip(points, cv) if c > CV_UNSTABLE]
+    return dg.AssetCheckResult(
         check_name="cv_under_threshold",
-        passed=worst is None or worst <= CV_WARN,
+        passed=not unstable,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"worst CV {worst:.1%} (threshold {CV_WARN:.0%})" if worst is not None else "no CV (single cycle)",
-        metadata={"worst_cv": worst},
+        description=f"{partition}, sweep point {point}: worst CV {worst:.1%} (threshold {CV_UNSTABLE:.0%})"
+        + (f"; unstable: {', '.join(unstable)}" if unstable else ""),
+        metadata={
+            "partition": partition,
+            "sweep_point": point,
+            "worst_cv": dg.MetadataValue.float(significant(worst)),
+            "threshold": dg.MetadataValue.text(f"{CV_UNSTABLE:.0%}"),
+        },
     )

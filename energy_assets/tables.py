@@ -1,9 +1,13 @@
 """The Dagster table schemas of the assets, built from gpu_ops.schema: the UI lists each column with its type, unit
 and meaning."""
 
-import dagster as dg
+import math
+from collections.abc import Sequence
 
-from gpu_ops.schema import Table
+import dagster as dg
+import pandas as pd
+
+from gpu_ops.schema import Table, plain
 
 NULLABLE = ("str", "float", "int?", "bool?")
 
@@ -31,3 +35,21 @@ def schema_metadata(main: Table, *others: Table) -> dict:
         "dagster/column_schema": table_schema(main),
         **{f"{t.name}_columns": dg.MetadataValue.table_schema(table_schema(t)) for t in others},
     }
+
+
+def significant(value, digits: int = 4):
+    """A metadata number as a reader can judge it (0.4612, not 0.4611739049854989); None for a missing value."""
+    v = plain(value)
+    if not isinstance(v, float) or not v or not math.isfinite(v):
+        return v
+    return round(v, digits - 1 - math.floor(math.log10(abs(v))))
+
+
+def rows_table(df: pd.DataFrame, table: Table, columns: Sequence[str], n: int = 10) -> dg.MetadataValue:
+    """The first `n` rows of `df` as a Dagster table, its columns typed and described (with units) by `table`."""
+    schema = table_schema(Table(table.name, *(table[c] for c in columns)))
+    records = [
+        dg.TableRecord({c: significant(v) for c, v in zip(columns, row)})
+        for row in df[list(columns)].head(n).itertuples(index=False)
+    ]
+    return dg.MetadataValue.table(records, schema=schema)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,11 +16,15 @@ from gpu_ops.errors import MeasurementError, UserError, excerpt
 
 
 def _cmd_run(args) -> int:
-    from gpu_ops.config import load_config
+    """Measure; stdout gets only the result folder's path (or, with --json, only the summary): progress, checks and
+    the table go to stderr, so `$(llm-energy-measure run ...)` captures just that."""
+    from gpu_ops.config import load_config_with
     from gpu_ops.runner import run_experiment
+    from gpu_ops.summary import check_lines, run_summary, summary_table
     from gpu_ops.validation import blocking_failures, validate
 
-    cfg = load_config(args.config)
+    settings = list(args.set or []) + ([f"backend={args.backend}"] if args.backend else [])
+    cfg, file_sha = load_config_with(args.config, settings)
     if args.dry_run:
         return _dry_run(cfg, args)
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
@@ -30,11 +36,10 @@ def _cmd_run(args) -> int:
         show_tokens=args.show_tokens,
     )
     findings = validate(outcome.tables)
+    summary = run_summary(outcome.tables, outcome.folder, findings, file_sha)
     if not args.quiet:
-        for f in findings:
-            print(f"  check {f.check}: {'ok' if f.passed else 'FAILED'} - {f.message}", file=sys.stderr)
-        _print_summary(outcome.tables.summary)
-    print(outcome.folder)
+        print("\n".join([*check_lines(summary), summary_table(summary)]), file=sys.stderr)
+    print(json.dumps(summary, allow_nan=False) if args.json else outcome.folder)
     failed = blocking_failures(findings)
     if failed:  # the folder stays for inspection; the platform would refuse it
         print(f"error: blocking checks failed: {', '.join(f.check for f in failed)}", file=sys.stderr)
@@ -100,26 +105,6 @@ def _add_estimate_options(p: argparse.ArgumentParser) -> None:
         default=[],
         help="folder of past result folders (repeatable; e.g. a platform's storage/assets/raw_measurements)",
     )
-
-
-def _print_summary(summary: dict) -> None:
-    from gpu_ops.stats import fmt_ci
-    from gpu_ops.stats import fmt_value as _fmt
-
-    print(
-        f"{summary['name']}: {summary['model']} on {summary['backend']} / {summary['hardware']} (weights: "
-        f"{summary['weights']})",
-        file=sys.stderr,
-    )
-    for p in summary["sweep_points"]:
-        jpt = p.get("j_per_token_mean")
-        print(
-            f"  {p['sweep_point']:<28} {p['n_cycles']} cycles  tok/s {_fmt(p.get('tokens_per_s_mean'))}  "
-            f"J/token {_fmt(jpt)}{'' if jpt is None or jpt != jpt else fmt_ci(p.get('j_per_token_ci95'))}  "
-            f"TTFT p50 {_fmt(p.get('ttft_p50_s_mean'), ' ms', 1000)}"
-            + ("" if p.get("energy_status") == "measured" else f"  ({p.get('unmeasured_reason')})"),
-            file=sys.stderr,
-        )
 
 
 def _cmd_show_config(args) -> int:
@@ -244,7 +229,7 @@ def _cmd_validate(args) -> int:
 
     findings = validate(read_tables(Path(args.folder)))
     for f in findings:
-        print(f"{f.check}: {'ok' if f.passed else 'FAILED'} - {f.message}")
+        print(f"{f.check}: {f.message}" if f.skipped else f"{f.check}: {f.status} - {f.message}")
     return 0 if all(f.passed for f in findings if f.blocking) else 1
 
 
@@ -311,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an experiment file and write a result folder")
     r.add_argument("config")
     r.add_argument("--out", default="results", help="folder that receives the result folder (default: results)")
+    r.add_argument("--backend", help="run on this backend instead of the file's (pytorch, vllm, tensorrt)")
+    r.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="set a config field, dotted (e.g. batching.batch_size=8; VALUE is YAML); repeatable",
+    )
+    r.add_argument("--json", action="store_true", help="print the summary as JSON on stdout (progress stays on stderr)")
     r.add_argument(
         "--show-tokens",
         action="store_true",
@@ -379,9 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # vLLM logs to stdout unless told: keep it clean
     if not verbose:
-        import os
-
         os.environ.setdefault(
             "VLLM_LOGGING_LEVEL", "WARNING"
         )  # vLLM reads it on import; its engine processes inherit it

@@ -747,3 +747,41 @@ def read_yaml(path: str | Path) -> Any:
 def load_config(path: str | Path) -> ExperimentConfig:
     """An experiment file, read and validated."""
     return parse_config(read_yaml(path), str(path))
+
+
+def file_sha(data: bytes) -> str:
+    """`file_sha`: the experiment file's bytes, hashed (16 hex digits of sha256). It changes with any edit, comments
+    included; `experiment_hash` (ExperimentConfig.config_hash) changes only with what is measured."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def apply_settings(data: Any, settings: list[str], source: str) -> Any:
+    """`run --set a.b=v`: each dotted key set in the file's values before they are validated, so the config model
+    types and checks it as if the file said it (`v` is YAML: `8` is a number, `[1, 2]` a list, `bf16` text)."""
+    if not settings:
+        return data
+    data = copy.deepcopy(data) if isinstance(data, dict) else {}
+    for item in settings:
+        key, eq, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not eq or not all(parts):
+            raise ConfigError(
+                f"--set {excerpt(item)}: expected KEY=VALUE with a dotted key, e.g. --set batching.batch_size=8"
+            )
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(
+                    f"--set {excerpt(key, bare=True)}: {'.'.join(parts[: i + 1])} is a value, not a group of fields; "
+                    "set it directly"
+                )
+        node[parts[-1]] = parse_yaml(text.encode(), f"--set {key}")
+    return data
+
+
+def load_config_with(path: str | Path, settings: list[str]) -> tuple[ExperimentConfig, str]:
+    """An experiment file with `--set` settings applied, validated, and the file's `file_sha`."""
+    raw = read_config_bytes(path)
+    source = f"{path} with --set {' '.join(settings)}" if settings else str(path)
+    return parse_config(apply_settings(parse_yaml(raw, str(path)), settings, str(path)), source), file_sha(raw)

@@ -12,10 +12,12 @@ import hashlib
 import json
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -120,8 +122,8 @@ def measure_experiment(
     if show_bar:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(points) * cfg.cycles, desc=cfg.name, unit="cycle")
-        say = bar.write
+        bar = tqdm(total=len(points) * cfg.cycles, desc=cfg.name, unit="cycle", file=sys.stderr)
+        say = partial(bar.write, file=sys.stderr)  # tqdm.write's default is stdout: `$(run ...)` would capture it
     if show_tokens:
         from gpu_ops.display import TokenDisplay
 
@@ -302,7 +304,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run) -> ResultTables:
     summary = {
         "name": cfg.name,
         **identity.as_dict(),
-        "config_hash": cfg.config_hash(),
+        "experiment_hash": cfg.config_hash(),
         "fingerprint": fp,
         "meter": meter_info,
         "idle_power_w": idle.power_w,

@@ -301,7 +301,9 @@ PARALLELISM = Column(
     "how the model was split over the GPUs: tpN tensor, ppN pipeline, dpN data-parallel replicas; 'single' = not split",
     optional=True,
 )
-POINT_CONFIG_HASH = Column("config_hash", "str", "", "hash of the fully resolved config of the sweep point")
+POINT_CONFIG_HASH = Column(
+    "config_hash", "str", "", "the sweep point's hash (`sweep_point_hash`): of its fully resolved config"
+)
 GPU_COUNT = Column("gpu_count", "int", "GPUs", "GPUs the run used (0 on a CPU)")
 ENERGY_STATUS = Column(
     "energy_status",
@@ -850,7 +852,9 @@ EXPERIMENT = Table(
     "experiment",
     Column("name", "str", "", "experiment name from its YAML file"),
     RUN_IDENTITY,
-    Column("config_hash", "str", "", "hash of the fully resolved experiment config (all sweep points)"),
+    Column(
+        "config_hash", "str", "", "the experiment's hash (`experiment_hash`): of its resolved config, all sweep points"
+    ),
     Column("config_json", "str", "", "the fully resolved experiment config as JSON"),
     Column("schema_version", "int", "", "result-folder schema version"),
     Column("package_version", "str", "", "llm-energy-measure version that measured", optional=True),
@@ -936,7 +940,15 @@ POOLED_QUANTILES = (50, 90, 99)
 POOLED_LATENCY = Table(
     "pooled_latency",
     *(
-        Column(f"{m}_p{q}_pooled{end}_s", "float", S, f"{meaning} {REQUEST_METRICS[source].meaning}", optional=True)
+        Column(
+            f"{m}_p{q}_pooled{end}_s",
+            "float",
+            S,
+            f"{meaning} {REQUEST_METRICS[source].meaning}",
+            better=None if end else "lower",
+            optional=True,
+            label="" if end else f"{m.upper()} p{q}",
+        )
         for m, source in POOLED_OF.items()
         for q in POOLED_QUANTILES
         for end, meaning in (
@@ -980,13 +992,29 @@ SUBMITTER = Column(
     "",
     "who the raw data came from: the signer of an approved upload, 'local' for the platform's own runs",
 )
+# -- the three config hashes (docs/platform.md, "One config identity") ---------------------------------------------
+FILE_SHA = Column(
+    "file_sha",
+    "str",
+    "",
+    "sha256 (16 hex digits) of the experiment file's bytes as submitted (run tag lem/file_sha); empty when unknown",
+)
+EXPERIMENT_HASH = Column(
+    "experiment_hash", "str", "", "hash of the whole resolved experiment, all sweep points (experiment.config_hash)"
+)
+SWEEP_POINT_HASH = Column(
+    "sweep_point_hash", "str", "", "hash of the sweep point's resolved config (sweep_points.config_hash)"
+)
+CONFIG_IDENTITY = Table("config_identity", FILE_SHA, EXPERIMENT_HASH, SWEEP_POINT_HASH)
+"""File bytes -> whole experiment -> one sweep point: each hash identifies less text and more precisely."""
 STATISTICS_PROVENANCE = Table(
     "statistics_provenance",
     PARTITION_KEY,
     EXPERIMENT_KEY,
     FINGERPRINT_HASH,
     Column("experiment_name", "str", "", "experiment name"),
-    Column("experiment_config_hash", "str", "", "hash of the whole experiment file (all sweep points)"),
+    FILE_SHA,
+    EXPERIMENT_HASH,
     STATS_CODE_VERSION,
     RAW_PROVENANCE,
     SUBMITTER,
@@ -1001,15 +1029,31 @@ LEADERBOARD_PROVENANCE = Table(
     RAW_PROVENANCE,
     SUBMITTER,
     STATS_CODE_VERSION,
-    POINT_CONFIG_HASH,
+    EXPERIMENT_HASH,
+    SWEEP_POINT_HASH,
     FINGERPRINT_HASH,
 )
-"""The provenance every leaderboard row carries: a row without all of it fails a blocking check."""
+"""The provenance every leaderboard row carries: a row without all of it fails a blocking check (`file_sha` is
+beside it: a result uploaded without its file has none)."""
+HEADLINE_CV = Column(
+    "cv",
+    "float",
+    "",
+    "coefficient of variation over cycles of the headline figure: J/token, or tokens/s when energy is unmeasured",
+    label="CV",
+)
+UNSTABLE = Column(
+    "unstable",
+    "bool?",
+    "",
+    "true when the CV exceeds the stability threshold (gpu_ops.stats.CV_UNSTABLE): the rank is noise-dominated; "
+    "empty with a single cycle",
+)
 RANKED = {  # rank column -> the statistic it ranks, in its column's `better` direction
     "rank_j_per_token": "j_per_token_mean",
     "rank_tokens_per_j": "tokens_per_j_mean",
     "rank_throughput": "tokens_per_s_mean",
-    "rank_ttft": "ttft_p50_s_mean",
+    "rank_ttft": "ttft_p50_pooled_s",
 }
 _STAT = {c.name: c for c in STATISTICS.columns}
 LEADERBOARD = Table(
@@ -1037,8 +1081,10 @@ LEADERBOARD = Table(
     _STAT["tokens_per_s_ci95"],
     _STAT["j_per_token_cv"],
     _STAT["tokens_per_s_cv"],
-    shown(_STAT["ttft_p50_s_mean"]),
-    shown(_STAT["ttft_p99_s_mean"]),
+    shown(_STAT["ttft_p50_pooled_s"]),
+    shown(_STAT["ttft_p99_pooled_s"]),
+    _STAT["ttft_p99_pooled_lo_s"],
+    _STAT["ttft_p99_pooled_hi_s"],
     shown(_STAT["tpot_mean_s_mean"]),
     _STAT["e2e_mean_s_mean"],
     shown(_STAT["avg_power_w_mean"]),
@@ -1047,7 +1093,10 @@ LEADERBOARD = Table(
     _STAT["cross_check_rel_diff_mean"],
     shown(BATCH_SIZE),
     shown(STATISTICS["n_cycles"]),
+    HEADLINE_CV,
+    UNSTABLE,
     LEADERBOARD_PROVENANCE,
+    FILE_SHA,
     *(
         Column(
             rank,

@@ -38,17 +38,19 @@ def fmt_value(v, unit: str = "", scale: float = 1.0, digits: int = 4) -> str:
 
 
 CI_MISSING = "n/a"
+CV_UNSTABLE = 0.10
+"""A sweep point whose headline figure varies more than this over its cycles (CV = std / mean) is unstable: its rank
+among others is within its noise."""
 
-UNSTABLE_CV = 0.10
-"""A sweep point whose cycles vary more than this (CV of J/token, or of tokens/s when energy is unmeasured) is
-flagged unstable: its mean is shown, but not to be ranked as if solid."""
+
+def headline_cv(stats: pd.DataFrame) -> pd.Series:
+    """The CV of each row's headline figure: J/token, or tokens/s where energy is unmeasured (NaN with one cycle)."""
+    return stats.j_per_token_cv.where(stats.j_per_token_cv.notna(), stats.tokens_per_s_cv).astype(float)
 
 
-def stability(stats: pd.DataFrame) -> pd.DataFrame:
-    """The stability verdict of statistics or leaderboard rows: `cv` (of J/token where measured, else of tokens/s)
-    and `unstable` (cv above UNSTABLE_CV; False without a CV, e.g. one cycle)."""
-    cv = stats.j_per_token_cv.where(stats.j_per_token_cv.notna(), stats.tokens_per_s_cv).astype(float)
-    return pd.DataFrame({"cv": cv, "unstable": cv > UNSTABLE_CV}, index=stats.index)
+def unstable(cv: pd.Series) -> pd.Series:
+    """The stability verdict of each CV: True above CV_UNSTABLE, missing when there is no CV (a single cycle)."""
+    return (cv > CV_UNSTABLE).astype("boolean").mask(cv.isna())
 
 
 def fmt_ci(v, unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
@@ -170,12 +172,17 @@ UNRECORDED_SUBMITTER = "unrecorded"  # raw data stored before submitters were re
 
 
 def published_statistics(
-    tables: ResultTables, partition_key: str, stats_code_version: str, raw: dict[str, object], submitter: str = "local"
+    tables: ResultTables,
+    partition_key: str,
+    stats_code_version: str,
+    raw: dict[str, object],
+    file_sha: str | None = None,
+    submitter: str = "local",
 ) -> pd.DataFrame:
     """The statistics of one raw partition with where they came from (schema.PUBLISHED_STATISTICS): the platform's
     cycle_statistics asset and `llm-energy-measure report` both publish these. `raw`: the raw partition's run id,
-    storage id, data version and code version (schema.RAW_PROVENANCE); `submitter`: who signed an uploaded result
-    ("local": measured by whoever publishes it)."""
+    storage id, data version and code version (schema.RAW_PROVENANCE); `file_sha`: the experiment file's, when known;
+    `submitter`: who signed an uploaded result ("local": measured by whoever publishes it)."""
     if set(raw) != set(RAW_PROVENANCE.names):
         raise ValueError(f"raw provenance needs exactly {list(RAW_PROVENANCE.names)}, got {sorted(raw)}")
     exp = tables.experiment.iloc[0]
@@ -185,7 +192,8 @@ def published_statistics(
             experiment_key=exp.experiment_key,
             fingerprint_hash=exp.fingerprint_hash,
             experiment_name=exp["name"],
-            experiment_config_hash=exp.config_hash,
+            file_sha=file_sha,
+            experiment_hash=exp.config_hash,
             stats_code_version=stats_code_version,
             submitter=submitter,
             **raw,

@@ -9,7 +9,7 @@ checked against its config, its environment fingerprint and its tables.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,12 @@ class Finding:
     message: str
     blocking: bool = True
     metadata: dict = field(default_factory=dict)
+    skipped: bool = False  # nothing to check (a check of measured energy on a run that measured none)
+
+    @property
+    def status(self) -> str:
+        """'ok', 'FAILED' or 'skipped': what a terminal shows; a skipped check is never shown as 'ok'."""
+        return "skipped" if self.skipped else "ok" if self.passed else "FAILED"
 
 
 Verdict = tuple[bool, str] | tuple[bool, str, dict]
@@ -58,6 +64,11 @@ def _listed(problems: list[str], ok: str) -> Verdict:
 
 def _measured(c: pd.DataFrame) -> pd.DataFrame:
     return c[c.energy_status == "measured"]
+
+
+def _points(bad: pd.DataFrame) -> str:
+    """' in sweep point(s) a, b': where the cycles a message counts are."""
+    return f" in sweep point(s) {excerpt(', '.join(sorted(set(bad.sweep_point.astype(str)))), bare=True)}"
 
 
 def _bad_numbers(s: pd.Series, low: float | None = None, strict: bool = False) -> pd.Series:
@@ -128,9 +139,13 @@ def check_partition_claim(t: ResultTables) -> Verdict:
         values = sorted(set(c[col].astype(str)))
         if values != [str(exp[col])]:
             problems.append(f"cycles.{col} is {excerpt(values)} but experiment.{col} is {excerpt(exp[col])}")
-    for col in ("name", "model", "backend", "hardware", "weights", "experiment_key", "config_hash"):
-        if s.get(col) != exp[col]:
-            problems.append(f"summary.json {col} is {excerpt(s.get(col))} but experiment.{col} is {excerpt(exp[col])}")
+    hash_key = "experiment_hash" if "experiment_hash" in s else "config_hash"  # the name before the three were named
+    for key, col in (
+        *((c, c) for c in ("name", "model", "backend", "hardware", "weights", "experiment_key")),
+        (hash_key, "config_hash"),
+    ):
+        if s.get(key) != exp[col]:
+            problems.append(f"summary.json {key} is {excerpt(s.get(key))} but experiment.{col} is {excerpt(exp[col])}")
     cfg = rederive.config_of(exp.config_json, "experiment.config_json")
     # the hash of the config as resolved when measured (its stored JSON): fields added since keep old hashes valid
     claims = {
@@ -266,6 +281,7 @@ def check_derived(t: ResultTables) -> Verdict:
 
 @_check("energy_present")
 def check_energy_present(t: ResultTables) -> Verdict:
+    """Every cycle has energy, or says why not: unmeasured energy is empty with a reason, never 0."""
     c = t.cycles
     reasons = c.unmeasured_reason.fillna("").astype(str)
     bad = c[
@@ -276,7 +292,7 @@ def check_energy_present(t: ResultTables) -> Verdict:
     n_unmeasured = int((c.energy_status == "unmeasured").sum())
     return (
         bad.empty,
-        f"{len(bad)} cycle(s) lack energy and a reason"
+        f"{len(bad)} cycle(s){_points(bad)} lack energy and a reason"
         if len(bad)
         else (
             f"energy measured in all {len(c)} cycles"
@@ -289,11 +305,12 @@ def check_energy_present(t: ResultTables) -> Verdict:
 
 @_check("net_energy_non_negative")
 def check_net_energy(t: ResultTables) -> Verdict:
+    """Gross and net (idle-subtracted) energy are not negative: a negative one means the idle baseline was wrong."""
     m = _measured(t.cycles)
     bad = m[(m.gross_energy_j < 0) | (m.net_energy_j.notna() & (m.net_energy_j < 0))]
     return (
         bad.empty,
-        f"{len(bad)} cycle(s) with negative energy (min net {bad.net_energy_j.min():.3f} J): idle "
+        f"{len(bad)} cycle(s){_points(bad)} with negative energy (min net {bad.net_energy_j.min():.3f} J): idle "
         "baseline above load power?"
         if len(bad)
         else "gross and net energy >= 0",
@@ -319,7 +336,7 @@ def check_power_limit(t: ResultTables) -> Verdict:
     worst = float((m.gross_energy_j / m.duration_s).max()) if len(m) else None
     return (
         bad.empty,
-        f"{len(bad)} cycle(s) above the power limit (energy / duration up to {worst:.1f} W > "
+        f"{len(bad)} cycle(s){_points(bad)} above the power limit (energy / duration up to {worst:.1f} W > "
         f"{bad.power_limit_w.max():.1f} W)"
         if len(bad)
         else f"energy within power limit x duration ({len(m)} cycle(s) checked)",
@@ -329,11 +346,14 @@ def check_power_limit(t: ResultTables) -> Verdict:
 
 @_check("window_long_enough")
 def check_window_length(t: ResultTables) -> Verdict:
+    """Each measured window spans at least 10 energy-counter updates: shorter ones are dominated by the counter's
+    quantisation."""
     m = _measured(t.cycles)
     bad = m[m.too_short.astype(bool)]
     return (
         bad.empty,
-        f"{len(bad)} measured window(s) shorter than 10 energy-counter updates (min {bad.duration_s.min():.3f} s); "
+        f"{len(bad)} measured window(s){_points(bad)} shorter than 10 energy-counter updates "
+        f"(min {bad.duration_s.min():.3f} s); "
         "use more prompts or cycles of >= 1 s"
         if len(bad)
         else "every measured window spans >= 10 counter updates",
@@ -378,12 +398,13 @@ def check_cross_check(t: ResultTables) -> Verdict:
 
 @_check("no_foreign_gpu_process")
 def check_foreign_processes(t: ResultTables) -> Verdict:
+    """No other process used the GPUs during a window: its energy would be counted as the model's."""
     c = t.cycles
     bad = c[c.foreign_processes.fillna("").astype(str).str.len() > 0]
     pids = excerpt(", ".join(sorted(set(bad.foreign_processes))))
     return (
         bad.empty,
-        f"{len(bad)} cycle(s) saw other processes on the GPU (pids {pids})"
+        f"{len(bad)} cycle(s){_points(bad)} saw other processes on the GPU (pids {pids})"
         if len(bad)
         else "no foreign process on the GPU during any window",
     )
@@ -391,6 +412,7 @@ def check_foreign_processes(t: ResultTables) -> Verdict:
 
 @_check("one_model_backend_per_partition")
 def check_single_identity(t: ResultTables) -> Verdict:
+    """One model, backend, hardware profile and weights kind in the whole result: a partition never mixes them."""
     c = t.cycles
     mixed = {
         col: sorted(c[col].astype(str).unique())
@@ -403,6 +425,16 @@ def check_single_identity(t: ResultTables) -> Verdict:
 
 
 RAW_CHECK_NAMES = tuple(RAW_CHECKS)
+RAW_CHECK_DESCRIPTIONS = {name: " ".join(fn.__doc__.split("\n\n")[0].split()) for name, fn in RAW_CHECKS.items()}
+"""What each check asserts (its docstring's first paragraph): the Dagster UI shows it beside the check."""
+ENERGY_CHECKS = (
+    "measured_energy_has_timeline",
+    "net_energy_non_negative",
+    "power_within_limit",
+    "window_long_enough",
+    "counter_timeline_agree",
+)
+"""Checks of measured energy: with no measured cycle they have nothing to check and say so ("skipped")."""
 
 
 def _run(name: str, check: Callable[[ResultTables], Verdict], t: ResultTables) -> Finding:
@@ -424,6 +456,13 @@ def _run(name: str, check: Callable[[ResultTables], Verdict], t: ResultTables) -
 def validate(t: ResultTables) -> list[Finding]:
     if t.cycles.empty:
         return [Finding(name, False, "the result holds no cycles") for name in RAW_CHECK_NAMES]
+    if "energy_status" in t.cycles and not (t.cycles.energy_status == "measured").any():
+        reason = next(iter(t.cycles.unmeasured_reason.dropna().astype(str)), "no reason given")
+        skipped = Finding("", True, f"skipped: energy unmeasured ({excerpt(reason, bare=True)})", skipped=True)
+        return [
+            replace(skipped, check=name) if name in ENERGY_CHECKS else _run(name, check, t)
+            for name, check in RAW_CHECKS.items()
+        ]
     return [_run(name, check, t) for name, check in RAW_CHECKS.items()]
 
 

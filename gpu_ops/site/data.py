@@ -16,7 +16,7 @@ import pandas as pd
 from gpu_ops.models import ARCHITECTURES
 from gpu_ops.results import ResultTables, read_tables
 from gpu_ops.schema import LEADERBOARD, Column
-from gpu_ops.stats import stability
+from gpu_ops.stats import headline_cv, unstable
 
 HUB = "https://huggingface.co/"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # org/name, or a legacy bare name (gpt2)
@@ -46,7 +46,7 @@ COLUMNS = [_site_column(c) for c in LEADERBOARD.where(shown=True)]
 """The leaderboard table's columns: those of schema.LEADERBOARD marked shown, in its order."""
 FILTERS = tuple(c["key"] for c in COLUMNS if c["type"] == "text")  # a select each; site.js reads them from the data
 CV_COLUMN = dict(key="cv", label="CV", type="number", unit="%", scale=100, digits=2, better="lower")
-"""The spread between cycles (gpu_ops.stats.stability), beside the headline; above UNSTABLE_CV the row is badged."""
+"""The spread between cycles (gpu_ops.stats.headline_cv), beside the headline; above CV_UNSTABLE the row is badged."""
 HIDDEN = ("weights",)
 """Columns the chooser starts with unticked: the synthetic-weights flag beside the model already says it."""
 HEADLINES = ("tokens_per_j_mean", "tokens_per_s_mean")
@@ -121,7 +121,8 @@ def _set_columns(board: pd.DataFrame, names: tuple[str, ...], values: list[tuple
 def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables], dagster_url: str | None = None) -> SiteData:
     """`raw` maps partition keys to result folders (or their tables); `dagster_url` gives rows their run links."""
     board = board.copy()
-    board[["cv", "unstable"]] = stability(board)
+    cv = headline_cv(board)
+    board["cv"], board["unstable"] = cv, unstable(cv).fillna(False).astype(bool)  # one cycle: no CV, no badge
     _set_columns(board, ("model_url", "model_kind", "model_note"), [model_link(str(m)) for m in board.model])
     # the Dagster run behind a row: its `run_id` where the leaderboard carries one, else the run that stored its raw
     # partition; result folders from `run` ("local:<folder>") have none

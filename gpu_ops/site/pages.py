@@ -22,7 +22,7 @@ from gpu_ops.schema import plain
 from gpu_ops.site.charts import detail_figures, index_figures
 from gpu_ops.site.data import FILTERS, HIDDEN, columns, headline, leaderboard_of_folders, site_data
 from gpu_ops.site.submissions import submissions_body
-from gpu_ops.stats import CI_MISSING, UNSTABLE_CV, fmt_ci
+from gpu_ops.stats import CI_MISSING, CV_UNSTABLE, fmt_ci
 
 STATIC = resources.files("gpu_ops.site") / "static"
 
@@ -72,7 +72,7 @@ def _index_body(
     return f"""<h1>{html.escape(title)}</h1>
 <div class="sub">{HEADLINE_NOTE[headline]} Energy is measured from the GPU energy counter; "unmeasured" means it
 could not be read (the reason is in the tooltip), never zero. "±" is the half-width of the 95 % t confidence
-interval over cycles. Rows whose cycles vary by more than {UNSTABLE_CV:.0%}
+interval over cycles. Rows whose cycles vary by more than {CV_UNSTABLE:.0%}
 (CV column) carry an <span class="badge">unstable</span> badge. Rows with synthetic weights are flagged.
 {html.escape(generated_from)}{' <a href="submissions.html">Submissions</a>' if submissions else ""}</div>
 {empty_all}
@@ -169,7 +169,9 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
             ("raw data version", html.escape(str(row.raw_data_version))),
             ("raw code version", html.escape(str(row.raw_code_version))),
             ("stats code version", html.escape(str(row.stats_code_version))),
-            ("config hash", html.escape(str(row.config_hash))),
+            ("file sha", html.escape(str(row.file_sha)) if pd.notna(row.file_sha) else "unknown"),
+            ("experiment hash", html.escape(str(row.experiment_hash))),
+            ("sweep point hash", html.escape(str(row.sweep_point_hash))),
             ("fingerprint hash", html.escape(str(row.fingerprint_hash))),
             (
                 "Dagster UI",
@@ -196,7 +198,7 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
                 (f"CV {_fmt(row.cv, ' %', 100, 2)}" if plain(row.cv) is not None else f"CV {CI_MISSING} (one cycle)")
                 + (' <span class="badge">unstable</span>' if row.unstable else ""),
             ),
-            ("TTFT p50", _fmt(row.ttft_p50_s_mean, " ms", 1000)),
+            ("TTFT p50", _fmt(row.ttft_p50_pooled_s, " ms", 1000)),
             (
                 "idle baseline",
                 f"before {_fmt(exp.idle_before_w, ' W')}, after {_fmt(exp.idle_after_w, ' W')}, used "
@@ -269,7 +271,7 @@ EMBED_FIELDS = (
 def _embed_page(board: pd.DataFrame, lead: str) -> str:
     """embed.html: a card of one model's rows for an iframe on another site; no plotly, styles and data inline."""
     rows = [{k: plain(v) for k, v in r.items()} for r in board[list(EMBED_FIELDS)].to_dict(orient="records")]
-    inline = {"rows": rows, "headline": lead, "unstable_cv": UNSTABLE_CV}
+    inline = {"rows": rows, "headline": lead, "unstable_cv": CV_UNSTABLE}
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LLM energy</title>'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from energy_assets.automation import build_schedules, experiment_inbox, results_inbox
-from energy_assets.raw import SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
+from energy_assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource
-from gpu_ops.config import load_config
+from gpu_ops.config import file_sha, load_config
 from gpu_ops.results import read_tables, write_tables
 from tests.energy_assets.conftest import (
     HW,
@@ -48,6 +48,9 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
         ]
     )
     assert all(r.tags[SOURCE_TAG] == "measure" for r in r1.run_requests)
+    tiny = next(r for r in r1.run_requests if r.partition_key.startswith("builtin-tiny"))  # its identity, on the run
+    assert tiny.tags[FILE_SHA_TAG] == file_sha((inbox / "tiny.yaml").read_bytes())
+    assert tiny.tags[EXPERIMENT_HASH_TAG] == experiment_config("tiny", "builtin:tiny-llama").config_hash()
     assert set(instance.get_dynamic_partitions("experiment")) == {
         "builtin-tiny-llama__pytorch",
         "builtin-small-llama__pytorch",
@@ -94,7 +97,9 @@ def test_results_inbox_holds_good_for_moderation_and_quarantines_bad(tmp_path, s
     assert req.tags[SUBMITTER_TAG] == SUBMITTER
     assert evaluate(results_inbox, instance, cursor=res.cursor, storage=storage).run_requests == []  # requested once
     assert req.partition_key == "builtin-tiny-llama__pytorch|h100-80gb-hbm3" and req.tags[SOURCE_TAG] == "upload"
-    assert storage.latest_upload("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", req.tags[UPLOAD_TAG]) is not None
+    uploaded = storage.latest_upload("builtin-tiny-llama__pytorch", "h100-80gb-hbm3", req.tags[UPLOAD_TAG])
+    assert uploaded is not None
+    assert req.tags[EXPERIMENT_HASH_TAG] == read_tables(uploaded).experiment.config_hash.iloc[0]  # its identity
     assert "power_within_limit" in (storage.quarantine_dir / "bad" / "REASON.txt").read_text()
     assert "not valid JSON" in (storage.quarantine_dir / "garbage" / "REASON.txt").read_text()
     assert list(storage.results_inbox_dir.iterdir()) == []

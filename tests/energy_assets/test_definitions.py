@@ -82,3 +82,26 @@ def test_table_assets_carry_their_column_schema_with_units():
     assert columns["j_per_token_mean"].tags == {"unit": "J/token", "better": "lower"}
     raw = graph.get(dg.AssetKey("raw_measurements")).metadata
     assert {k for k in raw if k.endswith("_columns")} == {f"{n}_columns" for n in RESULT_TABLES if n != "cycles"}
+
+
+def test_every_asset_has_owners_tags_and_kinds_and_every_check_a_description():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners and node.tags and node.kinds, key.to_user_string()
+    for check_key in graph.asset_check_keys:
+        spec = graph.get_check_spec(check_key)
+        assert spec.description, check_key.name
+
+
+def test_metadata_numbers_are_rounded_and_top_rows_are_a_typed_table():
+    import pandas as pd
+
+    from energy_assets.tables import rows_table, significant
+    from gpu_ops.schema import LEADERBOARD
+
+    assert significant(0.4611739049854989) == 0.4612 and significant(1454.26) == 1454.0 and significant(None) is None
+    frame = pd.DataFrame({"sweep_point": ["a"], "j_per_token_mean": [0.123456789], "unstable": [pd.NA]})
+    table = rows_table(frame, LEADERBOARD, list(frame.columns)).value
+    assert table.records[0].data == {"sweep_point": "a", "j_per_token_mean": 0.1235, "unstable": None}
+    assert {c.name: c.tags.get("unit") for c in table.schema.columns}["j_per_token_mean"] == "J/token"

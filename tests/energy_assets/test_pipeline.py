@@ -5,10 +5,12 @@ import pandas as pd
 
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
 from energy_assets.leaderboard import leaderboard
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
+from energy_assets.raw import FILE_SHA_TAG, SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.stats import cycle_statistics
+from energy_assets.tables import significant
 from gpu_ops import rederive
 from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
+from gpu_ops.stats import CV_UNSTABLE
 from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
 
 ASSETS = [
@@ -53,8 +55,9 @@ def test_two_partitions_to_leaderboard_with_provenance(storage, resources, insta
         rederive, "derived_problems", lambda t, real=rederive.derived_problems: rederived.append(1) or real(t)
     )
     runs = {}
+    shas = {"builtin-tiny-llama__pytorch": "ab" * 8, "builtin-small-llama__pytorch": "cd" * 8}  # as the inbox tags
     for exp in ("builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"):
-        res = materialize_partition(instance, resources, f"{exp}|{HW}")
+        res = materialize_partition(instance, resources, f"{exp}|{HW}", tags={FILE_SHA_TAG: shas[exp]})
         assert res.success
         assert all(checks_of(res).values()), checks_of(res)
         runs[exp] = res.run_id
@@ -81,7 +84,39 @@ def test_two_partitions_to_leaderboard_with_provenance(storage, resources, insta
     )
     assert lb.rank_throughput.notna().all() and (lb["flag"] == "synthetic weights").all()
     meta = instance.get_latest_materialization_event(dg.AssetKey("leaderboard")).asset_materialization.metadata
-    assert "unmeasured" in meta["top"].value and meta["rows"].value == 2
+    assert "unmeasured" in meta["top"].value and meta["dagster/row_count"].value == 2
+    for row in lb.itertuples():  # one click from the leaderboard to the run (full id) and to the raw partition
+        assert f"(/runs/{row.raw_run_id})" in meta["top"].value and len(row.raw_run_id) == 36
+        assert f"partition={row.partition_key.replace('|', '%7C')})" in meta["top"].value
+        assert row.file_sha == shas[row.experiment_key] and row.cv > 0 and row.unstable == (row.cv > CV_UNSTABLE)
+    top = meta["top_rows"].value
+    assert {r.data["raw_run_id"] for r in top.records} == set(runs.values())
+    raw = instance.get_latest_materialization_event(dg.AssetKey("raw_measurements")).asset_materialization.metadata
+    assert raw["config"].value.startswith("```yaml\n") and "model: builtin:" in raw["config"].value
+    assert "\nmax_output_tokens: 8\n" in raw["config"].value and "\ncooldown_s: " in raw["config_resolved"].value
+    fields = {r.data["field"] for r in raw["environment"].value.records}
+    assert {"fingerprint_hash", "experiment_hash"} <= fields and "config_hash" not in fields  # the hash, by its name
+    identity = raw["config_identity"].value
+    assert all(f"`{name}`" in identity for name in ("file_sha", "experiment_hash", "sweep_point_hash"))
+    assert raw["file_sha"].value in shas.values() and raw["file_sha"].value in identity
+    stats = instance.get_latest_materialization_event(dg.AssetKey("cycle_statistics")).asset_materialization.metadata
+    assert f"/runs/{runs['builtin-small-llama__pytorch']})" in stats["raw_run"].value
+
+
+def test_energy_checks_on_cpu_say_skipped_and_name_the_partition(storage, resources, instance):
+    storage.register_experiment("builtin-tiny-llama__pytorch", HW, experiment_config("tiny", "builtin:tiny-llama"))
+    add_partitions(instance, ["builtin-tiny-llama__pytorch"], [HW])
+    res = materialize_partition(instance, resources, f"builtin-tiny-llama__pytorch|{HW}")
+    described = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.description
+        for e in res.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert described["counter_timeline_agree"].startswith(
+        f"builtin-tiny-llama__pytorch|{HW}: skipped: energy unmeasured"
+    )
+    assert described["energy_present"].startswith(f"builtin-tiny-llama__pytorch|{HW}: ")
+    assert "sweep point default" in described["cv_under_threshold"]
 
 
 def test_uploaded_gpu_result_is_ingested_and_ranked(tmp_path, storage, resources, instance):
@@ -101,6 +136,9 @@ def test_uploaded_gpu_result_is_ingested_and_ranked(tmp_path, storage, resources
     assert st.energy_status.iloc[0] == "measured" and st.j_per_token_mean.iloc[0] > 0
     mat = instance.get_latest_materialization_event(dg.AssetKey("raw_measurements")).asset_materialization
     assert mat.metadata["source"].value == "upload" and "power_timeline" in mat.metadata
+    worst = st.cross_check_rel_diff_mean.abs().max()  # plotted across materializations: a quantity that changes
+    plotted = mat.metadata["counter_vs_timeline_worst"].value
+    assert plotted == significant(plotted) and plotted >= worst * 0.999  # no cycle better than their mean
 
 
 def test_blocking_check_failure_stops_statistics(tmp_path, storage, resources, instance):
@@ -170,11 +208,13 @@ def test_leaderboard_checks_fail_on_crafted_rows():
         ]
     )
     lb = build_leaderboard(rows)
-    assert every_row_has_provenance(lb).passed is False
-    assert no_mixed_backends(lb).passed is False
+    provenance, backends = every_row_has_provenance(lb), no_mixed_backends(lb)
+    assert provenance.passed is False and "m__pytorch|h / a" in provenance.description  # names the row at fault
+    assert backends.passed is False and "m__pytorch|h / a" in backends.description
     assert synthetic_weights_flagged(lb).passed is True and lb["flag"].iloc[0] == "synthetic weights"
     lb.loc[0, "flag"] = ""
-    assert synthetic_weights_flagged(lb).passed is False
+    unflagged = synthetic_weights_flagged(lb)
+    assert unflagged.passed is False and "m__pytorch|h / a" in unflagged.description
     empty = build_leaderboard(pd.DataFrame())
     assert every_row_has_provenance(empty).passed and empty.empty
 
@@ -219,7 +259,7 @@ def test_leaderboard_markdown_shows_a_missing_ci_as_missing():
         "j_per_token_mean": 0.25,
         "j_per_token_ci95": float("nan"),
         "tokens_per_s_mean": 10.0,
-        "ttft_p50_s_mean": 0.01,
+        "ttft_p50_pooled_s": 0.01,
     }
     text = top_markdown(build_leaderboard(pd.DataFrame([row])))
     assert "| 0.25 ± n/a |" in text and "± 0 " not in text

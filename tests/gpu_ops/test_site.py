@@ -365,18 +365,18 @@ def test_table_fits_with_a_sticky_model_column_and_a_remembered_column_choice(br
 
 def test_cv_column_badges_unstable_rows(browser, folders, tmp_path):
     from gpu_ops.site.data import leaderboard_of_folders
-    from gpu_ops.stats import UNSTABLE_CV
+    from gpu_ops.stats import CV_UNSTABLE
 
     board, raw = leaderboard_of_folders(list(folders))
     noisy = board.index[board.sweep_point == "batch_size=1"][0]
-    board.loc[noisy, "j_per_token_cv"] = UNSTABLE_CV * 3
-    board.loc[board.index != noisy, "j_per_token_cv"] = UNSTABLE_CV / 2
+    board.loc[noisy, "j_per_token_cv"] = CV_UNSTABLE * 3
+    board.loc[board.index != noisy, "j_per_token_cv"] = CV_UNSTABLE / 2
     site = build_site(board, raw, tmp_path / "site")
     page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
     t = table(page)
     badged = t[t.cv.str.contains("unstable")]
     assert errors == [] and list(badged.sweep_point) == ["batch_size=1"]
-    assert float(badged.cv.iloc[0].split()[0]) == pytest.approx(UNSTABLE_CV * 300)  # shown in %
+    assert float(badged.cv.iloc[0].split()[0]) == pytest.approx(CV_UNSTABLE * 300)  # shown in %
     assert (site.folder / "detail" / f"{badged.index[0]}.html").read_text().count('class="badge">unstable') == 1
 
 

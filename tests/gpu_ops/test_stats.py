@@ -74,13 +74,14 @@ def test_latency_percentiles_pool_the_requests_of_all_cycles():
 
 
 def test_stability_judges_j_per_token_and_falls_back_to_throughput_only_when_energy_is_unmeasured():
-    limit = stats.UNSTABLE_CV
+    limit = stats.CV_UNSTABLE
     rows = pd.DataFrame(
         {
             "j_per_token_cv": [limit * 2, limit / 2, None, None],
             "tokens_per_s_cv": [limit / 2, limit * 2, limit * 2, None],  # one cycle: no CV at all
         }
     )
-    verdict = stats.stability(rows)
-    assert verdict.cv.tolist()[:3] == [limit * 2, limit / 2, limit * 2] and pd.isna(verdict.cv.iloc[3])
-    assert verdict.unstable.tolist() == [True, False, True, False]
+    cv = stats.headline_cv(rows)
+    assert cv.tolist()[:3] == [limit * 2, limit / 2, limit * 2] and pd.isna(cv.iloc[3])
+    verdict = stats.unstable(cv)
+    assert verdict.tolist()[:3] == [True, False, True] and pd.isna(verdict.iloc[3])

@@ -1,0 +1,65 @@
+"""The run summary: one record for the terminal table and `run --json`; CIs, CV, the stability verdict, the hashes."""
+
+import json
+import re
+
+from gpu_ops.leaderboard import build_leaderboard
+from gpu_ops.results import read_tables
+from gpu_ops.stats import published_statistics
+from gpu_ops.summary import FIGURES, run_summary, summary_table
+from gpu_ops.validation import validate
+
+RAW = {"raw_run_id": "r", "raw_storage_id": 1, "raw_data_version": "v", "raw_code_version": "c"}
+
+
+def test_the_summary_is_plain_json_with_the_hashes_and_the_leaderboards_cv(good_gpu_result):
+    t = read_tables(good_gpu_result)
+    s = run_summary(t, good_gpu_result, validate(t), "ab" * 8)
+    assert json.loads(json.dumps(s, allow_nan=False)) == s
+    assert s["file_sha"] == "ab" * 8 and s["experiment_hash"] == t.experiment.config_hash.iloc[0]
+    board = build_leaderboard(published_statistics(t, "k|h", "s", RAW)).set_index("sweep_point")
+    for p in s["sweep_points"]:
+        assert p["sweep_point_hash"] == board.loc[p["sweep_point"], "sweep_point_hash"]
+        assert p["cv"] == board.loc[p["sweep_point"], "cv"] and p["unstable"] == board.loc[p["sweep_point"], "unstable"]
+        assert p["j_per_token"]["ci95"] is not None and p["tokens_per_s"]["mean"] > 0
+    assert s["passed"] and all(c["status"] == "ok" for c in s["checks"])
+
+
+def test_the_table_has_units_cis_and_one_precision_per_column(good_gpu_result):
+    t = read_tables(good_gpu_result)
+    s = run_summary(t, good_gpu_result, validate(t), None)
+    s["sweep_points"].append(dict(s["sweep_points"][0], sweep_point="x", tokens_per_s={"mean": 1.5, "ci95": 0.25}))
+    lines = summary_table(s).splitlines()
+    header = lines[2]
+    assert all(f"({f.unit}, ± 95% CI)" in header for f in FIGURES) and "CV" in header and "sweep_point_hash" in header
+    throughput = header.index("throughput")
+    cells = [re.match(r"\s*([\d.]+) ± ([\d.]+)", line[throughput:]).groups() for line in lines[4:6]]
+    decimals = {len(v.partition(".")[2]) for pair in cells for v in pair}
+    assert len(decimals) == 1, cells  # 1.50 beside 37.26: not 1.5 beside 37.2635
+
+
+def test_a_missing_ci_energy_and_cv_show_as_missing_never_zero(good_gpu_result):
+    t = read_tables(good_gpu_result)
+    s = run_summary(t, good_gpu_result, validate(t), None)
+    point = s["sweep_points"][0]
+    point.update(
+        n_cycles=1,
+        cv=None,
+        unstable=None,
+        energy_status="unmeasured",
+        unmeasured_reason="run on CPU",
+        j_per_token={"mean": None, "ci95": None},
+        tokens_per_s={"mean": 10.0, "ci95": None},
+    )
+    text = summary_table(dict(s, sweep_points=[point]))
+    row = text.splitlines()[4]
+    assert "10.00 ± n/a" in row and "unmeasured" in row and " n/a " in row
+    assert not re.search(r"± 0\.?0*(\s|$)", text)  # a missing CI is never shown as ± 0
+    assert text.endswith("energy unmeasured: run on CPU")
+
+
+def test_an_unstable_point_is_flagged(good_gpu_result):
+    t = read_tables(good_gpu_result)
+    s = run_summary(t, good_gpu_result, validate(t), None)
+    s["sweep_points"][0].update(cv=0.461, unstable=True)
+    assert "46.1%" in summary_table(s) and "unstable (CV > 10%)" in summary_table(s)
