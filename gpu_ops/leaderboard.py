@@ -49,7 +49,7 @@ def build_leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
             df[col] = np.nan
     # results written before the parallelism column: one GPU cannot have been split; more GPUs are not known
     df["parallelism"] = df.parallelism.where(df.parallelism.notna(), np.where(df.gpu_count <= 1, "single", "unknown"))
-    df["submitter"] = df.submitter.fillna(UNRECORDED_SUBMITTER)  # statistics computed before submitters existed
+    df["submitter"] = df.submitter.astype(object).where(df.submitter.notna(), UNRECORDED_SUBMITTER)  # stored before it
     cv = headline_cv(df)
     df = df[list(FROM_STATISTICS)].copy()
     df["cv"] = cv
