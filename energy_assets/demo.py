@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import sys
@@ -124,6 +125,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def failure_reason(instance, run_id: str) -> str:
+    """The first line of the error that failed a run (the innermost cause: our UserError, not Dagster's wrapper)."""
+    for entry in instance.all_logs(run_id):
+        data = getattr(entry.dagster_event, "event_specific_data", None) if entry.dagster_event else None
+        error = getattr(data, "error", None)
+        if error is not None:
+            while error.cause is not None:
+                error = error.cause
+            first = error.message.strip().splitlines()[0]
+            return re.sub(r"^[\w.]+(Error|Exception): ", "", first)  # "gpu_ops.errors.UserError: ..." reads as "..."
+    return "no error recorded (see the run's logs)"
+
+
 def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
     import dagster as dg
 
@@ -133,7 +147,7 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
         print(f"\nDagster UI: {platform.url}   (asset graph: {platform.url}/asset-groups)\n", flush=True)
         instance = dg.DagsterInstance.get()
         deadline = time.monotonic() + args.timeout
-        last = ""
+        last, failed = "", {}
         while time.monotonic() < deadline:
             ev = instance.get_latest_materialization_event(dg.AssetKey("leaderboard"))
             runs = instance.get_runs(limit=50)
@@ -145,30 +159,46 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
             if line != last:
                 print(line, flush=True)
                 last = line
+            for r in runs:  # a failed partition is reported as it fails; the others go on
+                if r.status.value == "FAILURE" and r.run_id not in failed:
+                    failed[r.run_id] = r.tags.get("dagster/partition", "?")
+                    print(
+                        f"run {r.run_id} ({failed[r.run_id]}) failed: {failure_reason(instance, r.run_id)}; "
+                        f"{platform.url}/runs/{r.run_id}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             active = any(r.status.value in ("STARTED", "QUEUED", "STARTING", "NOT_STARTED") for r in runs)
-            # done when the leaderboard covers every campaign partition and nothing is pending
+            # done when every campaign partition is on the leaderboard or has failed, and nothing is pending
             # (a second `make demo` on the same home finds it built already: the inbox has nothing new)
-            if ev and expected <= _leaderboard_partitions(storage) and not active:
-                print("\nleaderboard:")
-                _print_leaderboard(storage)
-                print(
-                    f"\nOpen {platform.url}/assets/leaderboard: in its `top` metadata each row links to its run and "
-                    f"its raw partition (resolved config and environment), e.g. {_first_run(platform.url, storage)}"
-                )
-                print(
-                    f"The automation also builds the static site ({storage / 'site' / 'index.html'}) and the "
-                    f"HuggingFace dataset folder ({storage / 'hf_dataset'}; publishing is dry-run until LEM_HF_REPO "
-                    "and HF_TOKEN are set)."
-                )
-                if args.evidence:
-                    from energy_assets.evidence import write_evidence
+            ranked = _leaderboard_partitions(storage) if ev else set()
+            if not active and expected <= ranked | set(failed.values()):
+                if ranked:
+                    print("\nleaderboard:")
+                    _print_leaderboard(storage)
+                    print(
+                        f"\nOpen {platform.url}/assets/leaderboard: in its `top` metadata each row links to its run "
+                        f"and its raw partition (resolved config and environment), e.g. "
+                        f"{_first_run(platform.url, storage)}"
+                    )
+                    print(
+                        f"The automation also builds the static site ({storage / 'site' / 'index.html'}) and the "
+                        f"HuggingFace dataset folder ({storage / 'hf_dataset'}; publishing is dry-run until "
+                        "LEM_HF_REPO and HF_TOKEN are set)."
+                    )
+                    if args.evidence:
+                        from energy_assets.evidence import write_evidence
 
-                    for path in write_evidence(instance, platform, storage, Path(args.evidence), since=began):
-                        print(f"evidence: {path}")
+                        for path in write_evidence(instance, platform, storage, Path(args.evidence), since=began):
+                            print(f"evidence: {path}")
+                if failed:
+                    print(
+                        f"{len(failed)} partition(s) failed: {', '.join(sorted(set(failed.values())))} "
+                        "(reasons above; nothing of theirs was stored)",
+                        file=sys.stderr,
+                    )
+                    return 1
                 break
-            if any(r.status.value == "FAILURE" for r in runs):
-                print(f"a run failed: see {platform.url}/runs", file=sys.stderr)
-                return 1
             time.sleep(3)
         else:
             print(

@@ -3,6 +3,9 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_broken_code_location_stops_the_demo_at_once_with_its_error(tmp_path):
@@ -44,3 +47,42 @@ def test_broken_code_location_stops_the_demo_at_once_with_its_error(tmp_path):
         for p in psutil.process_iter(["cmdline"])
         if str(tmp_path / "workspace.yaml") in " ".join(p.info["cmdline"] or [])
     ]
+
+
+def test_a_failed_partition_is_reported_with_its_reason_and_the_others_still_rank(tmp_path):
+    """On the H200 the demo stopped at the first failed run ("a run failed: see .../runs"), with the UI gone under
+    --exit and the other partitions unmeasured. Now each failure is printed with its reason and the rest go on."""
+    tiny = (REPO / "examples" / "tiny.yaml").read_text()
+    campaign = tmp_path / "campaign"
+    campaign.mkdir()
+    (campaign / "ok.yaml").write_text(tiny.replace("sweep:\n  batching.batch_size: [4, 8]\n", ""))
+    (campaign / "needs-gpu.yaml").write_text(
+        tiny.replace("name: tiny-demo", "name: micro-on-cuda")
+        .replace("builtin:tiny-llama", "builtin:micro-llama")
+        .replace("precision: fp32", "precision: fp32\ndevice: cuda")
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "energy_assets.demo",
+            "--home",
+            str(tmp_path / "home"),
+            "--storage",
+            str(tmp_path / "storage"),
+            "--port",
+            "0",
+            "--exit",
+            "--timeout",
+            "600",
+            "--campaign",
+            str(campaign),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "failed: device: 'cuda' asked but torch sees no CUDA GPU" in r.stderr
+    assert "1 partition(s) failed: builtin-micro-llama__pytorch|" in r.stderr
+    assert "leaderboard:" in r.stdout and "tiny-llama" in r.stdout.split("leaderboard:")[1]
