@@ -8,15 +8,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_broken_code_location_stops_the_demo_at_once_with_its_error(tmp_path):
-    """A code location that fails to load used to leave the demo printing "0 succeeded" until killed."""
-    (tmp_path / "broken_location.py").write_text("raise ImportError('no module named celery_thing (demo test)')\n")
-    (tmp_path / "workspace.yaml").write_text(
-        f"load_from:\n  - python_file:\n      relative_path: {tmp_path / 'broken_location.py'}\n      location_name: "
-        "broken\n"
-    )
-    started = time.monotonic()
-    r = subprocess.run(
+def _demo(tmp_path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """`python -m energy_assets.demo --exit` on a fresh home and storage under tmp_path."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -27,15 +21,25 @@ def test_broken_code_location_stops_the_demo_at_once_with_its_error(tmp_path):
             str(tmp_path / "storage"),
             "--port",
             "0",
-            "--workspace",
-            str(tmp_path / "workspace.yaml"),
             "--exit",
-            "--campaign",
-            str(tmp_path / "empty"),
+            *args,
         ],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
+    )
+
+
+def test_broken_code_location_stops_the_demo_at_once_with_its_error(tmp_path):
+    """A code location that fails to load used to leave the demo printing "0 succeeded" until killed."""
+    (tmp_path / "broken_location.py").write_text("raise ImportError('no module named celery_thing (demo test)')\n")
+    (tmp_path / "workspace.yaml").write_text(
+        f"load_from:\n  - python_file:\n      relative_path: {tmp_path / 'broken_location.py'}\n      location_name: "
+        "broken\n"
+    )
+    started = time.monotonic()
+    r = _demo(
+        tmp_path, "--workspace", str(tmp_path / "workspace.yaml"), "--campaign", str(tmp_path / "empty"), timeout=180
     )
     assert r.returncode == 1
     assert "code location 'broken' failed to load" in r.stderr and "no module named celery_thing" in r.stderr
@@ -61,27 +65,7 @@ def test_a_failed_partition_is_reported_with_its_reason_and_the_others_still_ran
         .replace("builtin:tiny-llama", "builtin:micro-llama")
         .replace("precision: fp32", "precision: fp32\ndevice: cuda")
     )
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "energy_assets.demo",
-            "--home",
-            str(tmp_path / "home"),
-            "--storage",
-            str(tmp_path / "storage"),
-            "--port",
-            "0",
-            "--exit",
-            "--timeout",
-            "600",
-            "--campaign",
-            str(campaign),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    r = _demo(tmp_path, "--timeout", "600", "--campaign", str(campaign), timeout=900)
     assert r.returncode == 1, r.stderr[-3000:]
     assert "failed: device: 'cuda' asked but torch sees no CUDA GPU" in r.stderr
     assert "1 partition(s) failed: builtin-micro-llama__pytorch|" in r.stderr
