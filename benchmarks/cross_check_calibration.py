@@ -22,10 +22,12 @@ from gpu_ops.energy.meter import (
     LEGACY_CROSS_CHECK_SCALE,
     cross_check_tolerance,
     legacy_cross_check_tolerance,
+    timeline_energy,
     timeline_sigma,
 )
 
 RAW = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "raw" / "session6"
+LAGS_S = (-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2)  # timeline shifted against the counter: is it a lag?
 ARCHIVES = [
     "campaign-quarantine-llama-1b-pytorch.tgz",
     "vllm-streaming-poisson.tgz",
@@ -35,7 +37,7 @@ ARCHIVES = [
 
 
 def main() -> None:
-    rows = []
+    rows, lag_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for archive in ARCHIVES:
             out = Path(tmp) / archive.replace("/", "_")
@@ -45,7 +47,15 @@ def main() -> None:
                 folder = summary.parent
                 w = pd.read_parquet(folder / "windows.parquet")
                 tl = pd.read_parquet(folder / "timeline.parquet")
-                for r in w[(w.kind == "cycle") & (w.gpu_energy_status == "measured")].itertuples():
+                cycles = w[(w.kind == "cycle") & (w.gpu_energy_status == "measured")]
+                for lag in LAGS_S:
+                    shifted = [
+                        (timeline_energy(tl, r.start_s + lag, r.end_s + lag) - r.gpu_energy_j) / r.gpu_energy_j
+                        for r in cycles.itertuples()
+                    ]
+                    rms = math.sqrt(float(np.mean(np.square(shifted))))
+                    lag_rows.append({"run": archive.split("/")[-1].removesuffix(".tgz"), "lag_s": lag, "rms_pct": rms})
+                for r in cycles.itertuples():
                     sigma = timeline_sigma(tl, r.start_s, r.end_s)
                     diff = (r.timeline_energy_j - r.gpu_energy_j) / r.gpu_energy_j
                     new = cross_check_tolerance(r.gpu_energy_j, r.energy_uncertainty_j, sigma)
@@ -69,6 +79,11 @@ def main() -> None:
     df = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print(df.to_string(index=False))
+    lags = pd.DataFrame(lag_rows).pivot(index="run", columns="lag_s", values="rms_pct") * 100
+    print(
+        "\nRMS of (timeline - counter) / counter, %, with the timeline shifted by lag_s (a lag would show a minimum):"
+    )
+    print(lags.round(2).to_string())
     z = df.z.dropna().to_numpy()
     print(
         f"\n{len(df)} cycle windows of {df.run.nunique()} H200 runs: |diff|/σ RMS {math.sqrt(np.mean(z**2)):.2f}, "
