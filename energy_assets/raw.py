@@ -83,7 +83,11 @@ def _measure(
                 f"profile, or upload a result folder measured there into the results inbox"
             )
         return run_experiment(
-            cfg, work, progress=context.log.info, folder_name=f"{experiment}__{hardware}__{context.run.run_id[:8]}"
+            cfg,
+            work,
+            progress=context.log.info,
+            folder_name=f"{experiment}__{hardware}__{context.run.run_id[:8]}",
+            file_sha=next((context.run.tags[t] for t in FILE_SHA_TAGS if context.run.tags.get(t)), None),
         )
 
 

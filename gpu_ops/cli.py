@@ -34,6 +34,7 @@ def _cmd_run(args) -> int:
         progress=say,
         show_bar=not args.quiet and not args.verbose and not args.show_tokens,
         show_tokens=args.show_tokens,
+        file_sha=file_sha,
     )
     findings = validate(outcome.tables)
     summary = run_summary(outcome.tables, outcome.folder, findings, file_sha)

@@ -90,6 +90,7 @@ def measure_experiment(
     folder_name: str | None = None,
     show_bar: bool = False,
     show_tokens: bool = False,
+    file_sha: str | None = None,
 ) -> ResultFolder:
     """Measure every sweep point of `cfg` with this process's backend and write the result folder under `out_root`
     (the arguments are run_experiment's)."""
@@ -133,7 +134,7 @@ def measure_experiment(
     run = _measure(cfg, points, unavailable, backend, meter, hardware, say, bar)
     if bar:
         bar.close()
-    tables = _tables(cfg, identity, run)
+    tables = _tables(cfg, identity, run, file_sha)
     name = folder_name or f"{cfg.name}__{hardware}__{run.started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
     folder = Path(out_root) / name
     save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
@@ -242,7 +243,7 @@ def _measure(
     )
 
 
-def _tables(cfg: ExperimentConfig, identity: Record, run: _Run) -> ResultTables:
+def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | None) -> ResultTables:
     """The result folder's tables and summary from what the run measured, each row a record of gpu_ops.schema."""
     meter, idle = run.meter, run.idle
     gpus = RUN_GPUS.record(
@@ -305,6 +306,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run) -> ResultTables:
         "name": cfg.name,
         **identity.as_dict(),
         "experiment_hash": cfg.config_hash(),
+        "file_sha": file_sha,
         "fingerprint": fp,
         "meter": meter_info,
         "idle_power_w": idle.power_w,

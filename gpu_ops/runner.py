@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpu_ops.backends import check_capabilities
-from gpu_ops.backends.ranked import follow, launch, needs_launch
+from gpu_ops.backends.ranked import FILE_SHA_ENV, follow, launch, needs_launch
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.measure import measure_experiment
 from gpu_ops.results import ResultFolder, check_output_folder
@@ -31,6 +31,7 @@ def run_experiment(
     folder_name: str | None = None,
     show_bar: bool = False,
     show_tokens: bool = False,
+    file_sha: str | None = None,
 ) -> ResultFolder:
     """Measure `cfg` and write its result folder under `out_root`.
 
@@ -42,6 +43,8 @@ def run_experiment(
         folder_name: the result folder's name; None: `<name>__<hardware>__<start time>-<config hash>`.
         show_bar: a progress bar over the cycles (the CLI's default).
         show_tokens: print one sampled request's text per batch as it is generated (`run --show-tokens`).
+        file_sha: the experiment file's `file_sha` (config.file_sha), recorded in summary.json; None when the config
+            did not come from a file.
     """
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
     check_output_folder(out_root)  # before measuring, not after
@@ -54,6 +57,7 @@ def run_experiment(
             folder_name=folder_name,
             show_bar=show_bar,
             show_tokens=show_tokens,
+            file_sha=file_sha,
         )
     # several GPUs with the PyTorch backend: one process per GPU under torchrun
     from gpu_ops.backends.pytorch import CAPABILITIES, resolve_device
@@ -66,7 +70,8 @@ def run_experiment(
 
         nv, _ = (nvml, None) if nvml is not None else load_nvml()
         uuids = [t.uuid for t in select_targets(nv, cfg.gpus)] if nv is not None else None
-    return ResultFolder.read(launch(cfg, out_root, uuids=uuids, folder_name=folder_name, say=progress or log.info))
+    folder = launch(cfg, out_root, uuids=uuids, folder_name=folder_name, say=progress or log.info, file_sha=file_sha)
+    return ResultFolder.read(folder)
 
 
 def rank_main(argv: list[str]) -> int:
@@ -98,6 +103,7 @@ def rank_main(argv: list[str]) -> int:
                 Path(out_root),
                 folder_name=folder_name or None,
                 progress=lambda m: print(f"[rank 0] {m}", file=sys.stderr, flush=True),
+                file_sha=os.environ.get(FILE_SHA_ENV),
             )
             Path(result_path).write_text(str(outcome.folder))
         else:

@@ -46,10 +46,20 @@ def in_ranks() -> bool:
     return os.environ.get(CHILD_ENV) == "1" and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+FILE_SHA_ENV = "LEM_FILE_SHA"  # how rank 0 learns the experiment file's file_sha
+
+
 def launch(
-    cfg: ExperimentConfig, out_root: Path, *, uuids: list[str] | None, folder_name: str | None = None, say=print
+    cfg: ExperimentConfig,
+    out_root: Path,
+    *,
+    uuids: list[str] | None,
+    folder_name: str | None = None,
+    say=print,
+    file_sha: str | None = None,
 ) -> Path:
-    """Run `cfg` under torchrun (one process per GPU) and return the result folder rank 0 wrote."""
+    """Run `cfg` under torchrun (one process per GPU) and return the result folder rank 0 wrote (with `file_sha`, the
+    experiment file's, in its summary.json)."""
     n = world_size(cfg)
     with tempfile.TemporaryDirectory(prefix="lem-ranks-") as tmp:
         data = cfg.model_dump(mode="json")
@@ -66,6 +76,8 @@ def launch(
         )  # torchrun and every rank are this run's processes
         if uuids:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(uuids)
+        if file_sha:
+            env[FILE_SHA_ENV] = file_sha
         cmd = [
             sys.executable,
             "-m",

@@ -38,6 +38,7 @@ def test_run_json_backend_and_typed_settings(experiment, tmp_path, capfd, monkey
     assert summary["backend"] == "pytorch" and [p["n_cycles"] for p in summary["sweep_points"]] == [2]
     config = json.loads((Path(summary["folder"]) / "summary.json").read_text())
     assert config["experiment_hash"] == summary["experiment_hash"]
+    assert config["file_sha"] == summary["file_sha"]  # the result folder names the file it came from too
     statuses = {c["check"]: c["status"] for c in summary["checks"]}
     assert statuses["counter_timeline_agree"] == "skipped" and statuses["energy_present"] == "ok"
     assert "cycle 0" in err  # progress stays on stderr

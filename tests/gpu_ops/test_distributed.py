@@ -34,7 +34,7 @@ def two_gpu_run(tmp_path_factory, tiny_model_path):
     cfg = parse_config(
         dict(BASE, gpus=[0, 1], parallelism={"tensor": 2}, sweep={"parallelism": [{"tensor": 2}, {"data": 2}]})
     )
-    return root, run_experiment(cfg, root)
+    return root, run_experiment(cfg, root, file_sha="0123456789abcdef")
 
 
 def test_data_parallel_replicas_gathered_on_rank0(two_gpu_run):
@@ -46,6 +46,7 @@ def test_data_parallel_replicas_gathered_on_rank0(two_gpu_run):
     assert sp.backend_world_size == 2 and sp.backend_data_parallel == 2 and sp.backend_dist_backend == "gloo"
     assert sp.backend_parameters_on_this_device == sp.backend_parameters  # a full replica per rank
     assert out.folder.parent == root and (out.folder / "summary.json").is_file()
+    assert out.tables.summary["file_sha"] == "0123456789abcdef"  # reached rank 0 through the launcher
 
 
 def test_tensor_parallel_shards_the_model(two_gpu_run):
