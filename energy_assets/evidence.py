@@ -1,5 +1,6 @@
 """What a finished campaign leaves as evidence (docs/benchmarks/platform-gpu/): the leaderboard as CSV, the site as a
-tarball, the dataset card, the daemon's log, and the campaign's timing from the run records.
+tarball, the dataset card, the daemon's log, the campaign's timing from the run records, and one leaderboard number
+traced back to its raw windows by the provenance columns alone (trace.md).
 
 The timing: wall time from the first measurement run's start to the last one's end, and the share of it inside
 measured cycle windows (summed from the raw partitions' windows tables). Everything else, idle baselines, the
@@ -15,7 +16,11 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
+
+from energy_assets.partitions import split
+from gpu_ops.results import read_tables
 
 RAW = dg.AssetKey("raw_measurements")
 
@@ -85,4 +90,111 @@ def write_evidence(instance: dg.DagsterInstance, platform, storage: Path, out: P
     written.append(out / "daemon.log")
     (out / "campaign.json").write_text(json.dumps(campaign_timing(instance, storage, since), indent=1, default=str))
     written.append(out / "campaign.json")
+    (out / "trace.md").write_text(trace_markdown(instance, storage / "assets" / "raw_measurements", lb))
+    written.append(out / "trace.md")
     return written
+
+
+def _agrees(a, b) -> bool:
+    return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0.0))
+
+
+def trace_markdown(instance: dg.DagsterInstance, raw_root: Path, lb: pd.DataFrame) -> str:
+    """The leaderboard's best measured row (else its first) followed back to its raw windows using only its provenance
+    columns, each step checked against the stored data: ✓ where it agrees, ✗ where it does not."""
+    measured = lb[lb.j_per_token_mean.notna()]
+    row = (measured.sort_values("rank_j_per_token") if len(measured) else lb).iloc[0]
+    metric = "j_per_token" if len(measured) else "tokens_per_s"
+    value = row[f"{metric}_mean"]
+    lines = [f"# Tracing {metric} = {value:.6g} of {row.model} on {row.hardware}, sweep point `{row.sweep_point}`", ""]
+    mark = {True: "✓", False: "✗"}
+    problems = 0
+
+    def step(text: str, ok: bool) -> None:
+        nonlocal problems
+        problems += not ok
+        lines.append(f"- {mark[ok]} {text}")
+
+    lines += ["## 1. The leaderboard row's provenance", ""]
+    for col in (
+        "partition_key",
+        "raw_run_id",
+        "raw_storage_id",
+        "raw_data_version",
+        "stats_code_version",
+        "experiment_hash",
+        "sweep_point_hash",
+        "fingerprint_hash",
+        "submitter",
+    ):
+        lines.append(f"- `{col}` = `{row[col]}`")
+    lines += ["", "## 2. The raw materialization it names (Dagster's event log)", ""]
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_measurements"), asset_partitions=[row.partition_key]),
+        limit=1,
+    ).records
+    if records:
+        rec = records[0]
+        step(
+            f"latest materialization of `{row.partition_key}`: storage id {rec.storage_id}",
+            rec.storage_id == row.raw_storage_id,
+        )
+        step(f"its run `{rec.run_id}`", rec.run_id == row.raw_run_id)
+        version = rec.event_log_entry.asset_materialization.tags.get("dagster/data_version")
+        step(f"its data version `{version}`", version == row.raw_data_version)
+    else:
+        step(f"no materialization of `{row.partition_key}` in this instance", False)
+    lines += ["", "## 3. The stored raw partition (its folder, read with every checksum verified)", ""]
+    experiment, hardware = split(row.partition_key)
+    folder = raw_root / experiment / hardware
+    t = read_tables(folder)
+    exp = t.experiment.iloc[0]
+    point = t.sweep_points[t.sweep_points.sweep_point == row.sweep_point]
+    step(f"`{folder}`: content hash `{t.summary['content_hash']}`", t.summary["content_hash"] == row.raw_data_version)
+    step(f"experiment hash `{exp.config_hash}`", exp.config_hash == row.experiment_hash)
+    step(f"fingerprint hash `{exp.fingerprint_hash}`", exp.fingerprint_hash == row.fingerprint_hash)
+    step(
+        f"sweep point `{row.sweep_point}`: config hash `{point.config_hash.iloc[0] if len(point) else None}`",
+        len(point) == 1 and point.config_hash.iloc[0] == row.sweep_point_hash,
+    )
+    lines += ["", "## 4. Its cycles (cycles.parquet)", ""]
+    cycles = t.cycles[t.cycles.sweep_point == row.sweep_point].sort_values("cycle")
+    lines += [
+        "| cycle | duration s | output tokens | gross energy J | J/token | tokens/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in cycles.itertuples():
+        lines.append(
+            f"| {c.cycle} | {c.duration_s:.4f} | {c.output_tokens} | {c.gross_energy_j:.2f} | {c.j_per_token:.6g} | "
+            f"{c.tokens_per_s:.6g} |"
+        )
+    lines.append("")
+    step(
+        f"mean of the {len(cycles)} cycles' {metric}: {cycles[metric].mean():.6g}",
+        _agrees(cycles[metric].mean(), value),
+    )
+    lines += ["", "## 5. Each cycle's window (windows.parquet): the energy counter, edges aligned", ""]
+    windows = t.windows[(t.windows.kind == "cycle") & (t.windows.sweep_point == row.sweep_point)]
+    lines += ["| cycle | start s | end s | counter J | ± J | timeline J |", "|---|---|---|---|---|---|"]
+    for c in cycles.itertuples():
+        w = windows[windows.cycle == c.cycle]
+        if len(w) != 1:
+            step(f"cycle {c.cycle}: {len(w)} windows", False)
+            continue
+        w = w.iloc[0]
+        lines.append(
+            f"| {c.cycle} | {w.start_s:.4f} | {w.end_s:.4f} | {w.gpu_energy_j:.2f} | {w.energy_uncertainty_j:.2f} | "
+            f"{w.timeline_energy_j:.2f} |"
+        )
+        if metric == "j_per_token":
+            step(
+                f"cycle {c.cycle}: window energy / output tokens = {w.gpu_energy_j / c.output_tokens:.6g} J/token",
+                _agrees(w.gpu_energy_j, c.gross_energy_j) and _agrees(w.gpu_energy_j / c.output_tokens, c.j_per_token),
+            )
+        else:
+            step(
+                f"cycle {c.cycle}: output tokens / window length = {c.output_tokens / w.duration_s:.6g} tokens/s",
+                _agrees(c.output_tokens / w.duration_s, c.tokens_per_s),
+            )
+    lines += ["", "every step agrees" if not problems else f"**{problems} step(s) disagree**", ""]
+    return "\n".join(lines)

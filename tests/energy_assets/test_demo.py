@@ -65,8 +65,13 @@ def test_a_failed_partition_is_reported_with_its_reason_and_the_others_still_ran
         .replace("builtin:tiny-llama", "builtin:micro-llama")
         .replace("precision: fp32", "precision: fp32\ndevice: cuda")
     )
-    r = _demo(tmp_path, "--timeout", "600", "--campaign", str(campaign), timeout=900)
+    evidence = tmp_path / "evidence"
+    r = _demo(tmp_path, "--timeout", "600", "--campaign", str(campaign), "--evidence", str(evidence), timeout=900)
     assert r.returncode == 1, r.stderr[-3000:]
     assert "failed: device: 'cuda' asked but torch sees no CUDA GPU" in r.stderr
     assert "1 partition(s) failed: builtin-micro-llama__pytorch|" in r.stderr
     assert "leaderboard:" in r.stdout and "tiny-llama" in r.stdout.split("leaderboard:")[1]
+    # the evidence of what did rank, its one traced number included (tokens/s here: no energy on a CPU)
+    assert {p.name for p in evidence.iterdir()} >= {"leaderboard.csv", "site.tgz", "campaign.json", "trace.md"}
+    trace = (evidence / "trace.md").read_text()
+    assert trace.startswith("# Tracing tokens_per_s") and trace.rstrip().endswith("every step agrees")
