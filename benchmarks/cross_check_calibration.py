@@ -22,6 +22,7 @@ from gpu_ops.energy.meter import (
     LEGACY_CROSS_CHECK_SCALE,
     cross_check_tolerance,
     legacy_cross_check_tolerance,
+    timeline_edge_error,
     timeline_energy,
     timeline_sigma,
 )
@@ -58,7 +59,8 @@ def main() -> None:
                 for r in cycles.itertuples():
                     sigma = timeline_sigma(tl, r.start_s, r.end_s)
                     diff = (r.timeline_energy_j - r.gpu_energy_j) / r.gpu_energy_j
-                    new = cross_check_tolerance(r.gpu_energy_j, r.energy_uncertainty_j, sigma)
+                    edge = timeline_edge_error(tl, r.start_s, r.end_s, 0.1)  # the H200's power field: 100 ms
+                    new = cross_check_tolerance(r.gpu_energy_j, r.energy_uncertainty_j, sigma, edge_j=edge)
                     old = legacy_cross_check_tolerance(r.duration_s, 0.1, CROSS_CHECK_FLOOR, LEGACY_CROSS_CHECK_SCALE)
                     rows.append(
                         {
@@ -87,7 +89,7 @@ def main() -> None:
     z = df.z.dropna().to_numpy()
     print(
         f"\n{len(df)} cycle windows of {df.run.nunique()} H200 runs: |diff|/σ RMS {math.sqrt(np.mean(z**2)):.2f}, "
-        f"max {np.abs(z).max():.2f} (tolerance: {CROSS_CHECK_Z:g} σ + counter ± + {CROSS_CHECK_FLOOR:.1%}); "
+        f"max {np.abs(z).max():.2f} (tolerance: {CROSS_CHECK_Z:g} σ + edges + counter ± + {CROSS_CHECK_FLOOR:.1%}); "
         f"old sqrt rule passed {int(df.old_pass.sum())}/{len(df)}, current rule {int(df['pass'].sum())}/{len(df)}"
     )
 

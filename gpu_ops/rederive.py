@@ -27,6 +27,7 @@ from gpu_ops.energy.meter import (
     WindowMeasurement,
     cross_check_tolerance,
     legacy_cross_check_tolerance,
+    timeline_edge_error,
     timeline_energy,
     timeline_sigma,
     window_figures,
@@ -137,6 +138,7 @@ class MeterRules:
     floor: float
     z: float | None  # the timeline-σ rule; None: a folder from before it, checked with the sqrt rule and `scale`
     scale: float
+    edge_period_s: float | None  # the edge term's period; None: a folder from before the edge term
 
     def tolerance(self, w, gpu_j: float | None, seen: pd.DataFrame) -> float | None:
         if gpu_j is None:
@@ -144,7 +146,8 @@ class MeterRules:
         if self.z is None:
             return legacy_cross_check_tolerance(w.duration_s, self.step_s, self.floor, self.scale)
         sigma = timeline_sigma(seen, w.start_s, w.end_s)
-        return cross_check_tolerance(gpu_j, plain(w.energy_uncertainty_j), sigma, self.floor, self.z)
+        edge = timeline_edge_error(seen, w.start_s, w.end_s, self.edge_period_s) if self.edge_period_s else 0.0
+        return cross_check_tolerance(gpu_j, plain(w.energy_uncertainty_j), sigma, self.floor, self.z, edge)
 
 
 def meter_rules(t: ResultTables) -> MeterRules:
@@ -152,11 +155,14 @@ def meter_rules(t: ResultTables) -> MeterRules:
     it recorded them."""
     meter = load_json(t.experiment.iloc[0].meter_json, "experiment.meter_json")
     z = _meter_number(meter, "cross_check_z", 0.0)
+    step = _meter_number(meter, "counter_step_s", COUNTER_UPDATE_S)
+    edges = isinstance(meter, dict) and meter.get("cross_check_edges") is True
     return MeterRules(
-        step_s=_meter_number(meter, "counter_step_s", COUNTER_UPDATE_S),
+        step_s=step,
         floor=_meter_number(meter, "cross_check_floor", CROSS_CHECK_FLOOR),
         z=z or None,
         scale=_meter_number(meter, "cross_check_scale", LEGACY_CROSS_CHECK_SCALE),
+        edge_period_s=max(step, 1.0 / _meter_number(meter, "sample_hz", 50.0)) if edges else None,
     )
 
 
@@ -185,8 +191,11 @@ def window_problems(t: ResultTables) -> list[str]:
             out.append(_differs(where, "n_samples", w.n_samples, inside))
         gpu_j = plain(w.gpu_energy_j) if measured else None
         # the tolerance depends on the samples the meter had seen: all of them, or all but the window's last per GPU
-        in_window = around[(around.t_s >= w.start_s) & (around.t_s <= w.end_s)]
-        views = [in_window, in_window.drop(in_window.groupby("device").t_s.idxmax())]
+        # ... and, for the edge term, the samples past the end it had seen when it closed the window
+        views = []
+        for view in seen_at_close:
+            inside = view[(view.t_s >= w.start_s) & (view.t_s <= w.end_s)]
+            views += [view, view.drop(inside.groupby("device").t_s.idxmax())] if len(inside) else [view]
         allowed = [rules.tolerance(w, gpu_j, view) for view in views]
         derived = window_figures(w.duration_s, gpu_j, plain(w.timeline_energy_j), rules.step_s, tolerance, allowed[0])
         if (

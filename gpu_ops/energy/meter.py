@@ -51,18 +51,35 @@ def cross_check_tolerance(
     timeline_sigma_j: float | None,
     floor: float = CROSS_CHECK_FLOOR,
     z: float = CROSS_CHECK_Z,
+    edge_j: float = 0.0,
 ) -> float:
     """How far the timeline may stray from the counter over a window: the counter's own ± plus `z` standard
     errors of the timeline's integral, over the counter's energy, plus a floor. The power field the timeline samples
     updates about every 100 ms and is a reading, not an average: a bursty load makes a short window's integral
-    uncertain by several per cent (measured on the H200, docs/energy.md), a steady one by almost nothing."""
-    spread = (uncertainty_j or 0.0) + z * (timeline_sigma_j or 0.0)
+    uncertain by several per cent (measured on the H200, docs/energy.md), a steady one by almost nothing. `edge_j`
+    (timeline_edge_error) bounds what the timeline can misplace at the two edges, where the power steps."""
+    spread = (uncertainty_j or 0.0) + z * (timeline_sigma_j or 0.0) + edge_j
     return floor + spread / gpu_energy_j
 
 
 def legacy_cross_check_tolerance(duration_s: float, step_s: float, floor: float, scale: float) -> float:
     """The rule folders written before the timeline's standard error was recorded were checked with."""
     return floor + scale * math.sqrt(step_s / max(duration_s, 1e-9))
+
+
+def timeline_edge_error(timeline: pd.DataFrame, start_s: float, end_s: float, period_s: float) -> float:
+    """Bound (J) of the timeline's error at a window's two edges, summed over devices: a reading stands for up to one
+    `period_s` (the power field's update period, or the sampling interval if longer), so where the power steps at an
+    edge (idle -> load) the integral can misplace up to period x the step: the mean reading in the period after the
+    edge minus the mean in the period before it."""
+    total = 0.0
+    for _, g in timeline.groupby("device"):
+        t, p = g.t_s.to_numpy(dtype=float), g.power_w.to_numpy(dtype=float)
+        for edge in (start_s, end_s):
+            before, after = p[(t >= edge - period_s) & (t < edge)], p[(t >= edge) & (t <= edge + period_s)]
+            if len(before) and len(after):
+                total += period_s * abs(float(after.mean()) - float(before.mean()))
+    return total
 
 
 def timeline_sigma(timeline: pd.DataFrame, start_s: float, end_s: float) -> float | None:
@@ -603,7 +620,14 @@ class EnergyMeter:
                 timeline_j,
                 self.step_s,
                 self.tolerance,
-                cross_check_tolerance(gpu_j, uncertainty, timeline_sigma(around, start_s, end_s)) if gpu_j else None,
+                cross_check_tolerance(
+                    gpu_j,
+                    uncertainty,
+                    timeline_sigma(around, start_s, end_s),
+                    edge_j=timeline_edge_error(around, start_s, end_s, max(self.step_s, self.sample_period_s)),
+                )
+                if gpu_j
+                else None,
             ),
             peak_power_w=peak,
             temp_min_c=temp_min,
@@ -685,6 +709,7 @@ class EnergyMeter:
             "edge_alignment": "counter read at its next update; the stretch to the window edge from the timeline",
             "cross_check_floor": CROSS_CHECK_FLOOR,
             "cross_check_z": CROSS_CHECK_Z,
+            "cross_check_edges": True,  # the tolerance includes timeline_edge_error (folders before it: not)
             "cpu_source": "rapl" if self.cpu else None,
             "cpu_unmeasured_reason": self.cpu_reason,
             "zeus": self.zeus is not None,

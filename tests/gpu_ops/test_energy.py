@@ -160,6 +160,19 @@ def test_cross_check_tolerance_follows_the_timelines_own_error():
     assert abs((6000.0 - 6600.0) / 6600.0) > cross_check_tolerance(6600.0, 3.0, timeline_sigma(steady, 0.0, 20.0))
 
 
+def test_cross_check_tolerance_allows_for_a_power_step_at_each_edge():
+    """Idle -> load at the window's start and back at its end, steady inside: σ is 0, yet the timeline can misplace up
+    to one update period of the step at each edge (a steady compiled run's 16-19 s windows were off by -0.68 %)."""
+    from gpu_ops.energy.meter import cross_check_tolerance, timeline_edge_error, timeline_sigma
+
+    tl = _timeline([80.0] * 10 + [400.0] * 20 + [80.0] * 10)  # updates every 0.1 s; load from 1.0 s to 3.0 s
+    assert timeline_sigma(tl, 1.0, 2.999) == 0.0
+    assert timeline_edge_error(tl, 1.0, 2.999, 0.1) == pytest.approx(2 * 0.1 * 320.0)
+    assert timeline_edge_error(tl, 1.5, 2.5, 0.1) == 0.0  # no step near either edge
+    steady = cross_check_tolerance(800.0, 1.0, 0.0)
+    assert cross_check_tolerance(800.0, 1.0, 0.0, edge_j=64.0) == pytest.approx(steady + 64.0 / 800.0)
+
+
 def test_cross_check_rule_passes_the_h200_windows_the_old_rule_failed(tmp_path):
     """Real H200 windows (docs/benchmarks/raw/session6): eager decode at batch 64 makes the 10 Hz power field swing
     ±40 % between updates, so 1-4 s windows' timelines stray up to 7.5 %; the sqrt rule failed 6 of 12 cycles."""
