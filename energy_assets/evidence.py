@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from energy_assets.partitions import split
+from gpu_ops.rederive import same
 from gpu_ops.results import read_tables
 
 RAW = dg.AssetKey("raw_measurements")
@@ -95,10 +95,6 @@ def write_evidence(instance: dg.DagsterInstance, platform, storage: Path, out: P
     return written
 
 
-def _agrees(a, b) -> bool:
-    return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0.0))
-
-
 def trace_markdown(instance: dg.DagsterInstance, raw_root: Path, lb: pd.DataFrame) -> str:
     """The leaderboard's best measured row (else its first) followed back to its raw windows using only its provenance
     columns, each step checked against the stored data: ✓ where it agrees, ✗ where it does not."""
@@ -171,7 +167,7 @@ def trace_markdown(instance: dg.DagsterInstance, raw_root: Path, lb: pd.DataFram
     lines.append("")
     step(
         f"mean of the {len(cycles)} cycles' {metric}: {cycles[metric].mean():.6g}",
-        _agrees(cycles[metric].mean(), value),
+        same(cycles[metric].mean(), value),
     )
     lines += ["", "## 5. Each cycle's window (windows.parquet): the energy counter, edges aligned", ""]
     windows = t.windows[(t.windows.kind == "cycle") & (t.windows.sweep_point == row.sweep_point)]
@@ -189,12 +185,12 @@ def trace_markdown(instance: dg.DagsterInstance, raw_root: Path, lb: pd.DataFram
         if metric == "j_per_token":
             step(
                 f"cycle {c.cycle}: window energy / output tokens = {w.gpu_energy_j / c.output_tokens:.6g} J/token",
-                _agrees(w.gpu_energy_j, c.gross_energy_j) and _agrees(w.gpu_energy_j / c.output_tokens, c.j_per_token),
+                same(w.gpu_energy_j, c.gross_energy_j) and same(w.gpu_energy_j / c.output_tokens, c.j_per_token),
             )
         else:
             step(
                 f"cycle {c.cycle}: output tokens / window length = {c.output_tokens / w.duration_s:.6g} tokens/s",
-                _agrees(c.output_tokens / w.duration_s, c.tokens_per_s),
+                same(c.output_tokens / w.duration_s, c.tokens_per_s),
             )
     lines += ["", "every step agrees" if not problems else f"**{problems} step(s) disagree**", ""]
     return "\n".join(lines)

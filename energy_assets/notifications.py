@@ -24,7 +24,7 @@ from gpu_ops.notify import NotifyConfig, load_notify_config, notify
 
 LEADERBOARD_CHECKS = (every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged)
 MAX_LISTED = 10  # entries named in one leaderboard notification; the rest are counted
-_ROW_FIELDS = [
+ROW_FIELDS = [  # the leaderboard columns a notification reads
     "partition_key",
     "sweep_point",
     "experiment_key",
@@ -166,7 +166,7 @@ def notify_leaderboard(context: dg.SensorEvaluationContext, storage: StorageReso
         return dg.SkipReason("no new leaderboard")
     path = storage.io_base() / f"{leaderboard.key.path[-1]}.parquet"  # where parquet_io_manager stores it
     with path.open("rb") as fh:
-        frame = pq.read_table(fh, columns=_ROW_FIELDS).to_pandas()
+        frame = pq.read_table(fh, columns=ROW_FIELDS).to_pandas()
     rows, leaders = _leaderboard_state(frame)
     sent = []
     if state is not None:  # None: switched on with a leaderboard already there; it is the baseline, not news

@@ -140,14 +140,29 @@ class MeterRules:
     scale: float
     edge_period_s: float | None  # the edge term's period; None: a folder from before the edge term
 
-    def tolerance(self, w, gpu_j: float | None, seen: pd.DataFrame) -> float | None:
+    def tolerances(self, w, gpu_j: float | None, seen_at_close: list[pd.DataFrame]) -> list[float | None]:
+        """The window's tolerance under this rule for each set of samples the meter may have seen when it closed it:
+        every cut of `seen_at_close` (the first ends at the window's end), with or without the window's last sample
+        per GPU (a late one). σ depends only on the samples inside, the edge term also on those past the end."""
         if gpu_j is None:
-            return None
+            return [None]
         if self.z is None:
-            return legacy_cross_check_tolerance(w.duration_s, self.step_s, self.floor, self.scale)
-        sigma = timeline_sigma(seen, w.start_s, w.end_s)
-        edge = timeline_edge_error(seen, w.start_s, w.end_s, self.edge_period_s) if self.edge_period_s else 0.0
-        return cross_check_tolerance(gpu_j, plain(w.energy_uncertainty_j), sigma, self.floor, self.z, edge)
+            return [legacy_cross_check_tolerance(w.duration_s, self.step_s, self.floor, self.scale)]
+        full = seen_at_close[0]
+        inside = full[(full.t_s >= w.start_s) & (full.t_s <= w.end_s)]
+        variants = [[], list(inside.groupby("device").t_s.idxmax())] if len(inside) else [[]]
+        cuts = seen_at_close if self.edge_period_s else seen_at_close[:1]
+        out = []
+        for late in variants:
+            sigma = timeline_sigma(full.drop(late), w.start_s, w.end_s)
+            for view in cuts:
+                edge = (
+                    timeline_edge_error(view.drop(late), w.start_s, w.end_s, self.edge_period_s)
+                    if self.edge_period_s
+                    else 0.0
+                )
+                out.append(cross_check_tolerance(gpu_j, plain(w.energy_uncertainty_j), sigma, self.floor, self.z, edge))
+        return out
 
 
 def meter_rules(t: ResultTables) -> MeterRules:
@@ -190,13 +205,7 @@ def window_problems(t: ResultTables) -> list[str]:
         if not inside - around.device.nunique() <= w.n_samples <= inside:
             out.append(_differs(where, "n_samples", w.n_samples, inside))
         gpu_j = plain(w.gpu_energy_j) if measured else None
-        # the tolerance depends on the samples the meter had seen: all of them, or all but the window's last per GPU
-        # ... and, for the edge term, the samples past the end it had seen when it closed the window
-        views = []
-        for view in seen_at_close:
-            inside = view[(view.t_s >= w.start_s) & (view.t_s <= w.end_s)]
-            views += [view, view.drop(inside.groupby("device").t_s.idxmax())] if len(inside) else [view]
-        allowed = [rules.tolerance(w, gpu_j, view) for view in views]
+        allowed = rules.tolerances(w, gpu_j, seen_at_close)
         derived = window_figures(w.duration_s, gpu_j, plain(w.timeline_energy_j), rules.step_s, tolerance, allowed[0])
         if (
             tolerance is None

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from energy_assets.notifications import (
+    ROW_FIELDS,
     notify_check_failure,
     notify_hf_publish,
     notify_leaderboard,
@@ -93,15 +94,7 @@ def _board(storage, instance, rows):
     """A leaderboard materialization: its file where parquet_io_manager keeps it, and the event."""
     frame = pd.DataFrame(
         rows,
-        columns=[
-            "partition_key",
-            "sweep_point",
-            "experiment_key",
-            "hardware",
-            "j_per_token_mean",
-            "tokens_per_s_mean",
-            "submitter",
-        ],
+        columns=ROW_FIELDS,
     )
     path = storage.io_base() / "leaderboard.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)

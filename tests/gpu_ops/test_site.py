@@ -1,7 +1,6 @@
 """The static leaderboard site in a real headless Chromium (Debian's package, driven by Playwright)."""
 
 import os
-import shutil
 
 import pandas as pd
 import pytest
@@ -9,19 +8,10 @@ import pytest
 from gpu_ops.config import parse_config
 from gpu_ops.runner import run_experiment
 from gpu_ops.site import build_site, report_from_folders, row_id
+from gpu_ops.site.screenshots import CHROMIUM, FLAGS
 from tests.fake_nvml import FakeGpu, FakeNVML
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REQUIRED = os.environ.get("LEM_REQUIRE_SERVICES") == "1"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
