@@ -15,26 +15,14 @@ from gpu_ops.environment import cpu_profile
 from gpu_ops.runner import run_experiment
 from tests.conftest import REQUIRE_SERVICES
 from tests.fake_nvml import FakeGpu, FakeNVML
+from tests.gpu_ops.test_runner import BASE
 
 HW = cpu_profile()
 
 
 def experiment_yaml(name: str, model: str, **over) -> str:
-    cfg = {
-        "name": name,
-        "model": model,
-        "max_input_tokens": 32,
-        "max_output_tokens": 8,
-        "min_output_tokens": 8,
-        "prompts": {"count": 8},
-        "batching": {"strategy": "static", "batch_size": 4},
-        "cycles": 3,
-        "warmup_requests": 2,
-        "cooldown_s": 0.0,
-        "energy": {"idle_baseline_s": 0.5},
-    }
-    cfg.update(over)
-    return yaml.safe_dump(cfg)
+    """The small experiment the engine's tests run (tests.gpu_ops.test_runner.BASE) as a file named `name`."""
+    return yaml.safe_dump(dict(BASE, name=name, model=model, **over))
 
 
 def experiment_config(name: str, model: str, **over) -> ExperimentConfig:
