@@ -115,6 +115,55 @@ session4() {  # session 6, second machine: the platform campaign with the cross-
   touch "$R/all.done"
 }
 
+after_campaign() {  # what #20 and #13 still need, in that order (sessions 7 and 8)
+  stage 11-phases timeout 240 python3 -m gpu_ops.cli run examples/vllm-features/phases.yaml --out "$R/results/vllm-features"
+  stage 17-attention-kernels timeout 300 python3 -m gpu_ops.cli run examples/attention-kernels.yaml --out "$R/results/attention"
+  stage 18-attention-kernels-vllm timeout 240 python3 -m gpu_ops.cli run examples/attention-kernels-vllm.yaml \
+    --out "$R/results/attention"
+  stage 05d-parity-256 timeout 300 python3 benchmarks/vllm_parity.py --model synthetic:llama-3.2-1b --prompts 1024 \
+    --input-len 128 --output-len 128 --max-num-seqs 256 --max-model-len 512 --gpu-memory-utilization 0.5 --rounds 10
+  for f in kv-pressure prefix-cache ngram-speculative; do
+    stage "11-$f" timeout 200 python3 -m gpu_ops.cli run "examples/vllm-features/$f.yaml" --out "$R/results/vllm-features"
+  done
+  stage 12-compare timeout 300 python3 -m gpu_ops.cli compare examples/compare/pytorch-vllm-gpu.yaml --backends pytorch,vllm \
+    --out "$R/results/compare"
+  stage 13-roofline-bs1 timeout 240 python3 benchmarks/decode_roofline.py --model synthetic:llama-3.2-1b \
+    --only pytorch-compiled-bs1,vllm-bs1 --out "$R/results/roofline"
+  stage 06d-parity-64 timeout 240 python3 benchmarks/vllm_parity.py --model synthetic:llama-3.2-1b --prompts 512 \
+    --input-len 128 --output-len 128 --max-num-seqs 64 --max-model-len 512 --gpu-memory-utilization 0.5 --rounds 10
+  stage 15-show-tokens timeout 150 python3 -m gpu_ops.cli run examples/vllm-features/streaming-poisson.yaml \
+    --out "$R/results/show-tokens" --show-tokens
+}
+
+session5() {  # session 7: what closes #15, #16 and #20 first (one machine, 30 min), then #13's remaining evidence
+  stage 01-device bash -c 'nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,mig.mode.current --format=csv;
+    python3 -c "import torch, vllm, transformers, dagster; print(\"torch\", torch.__version__, \"vllm\", vllm.__version__, \"transformers\", transformers.__version__, \"dagster\", dagster.__version__)";
+    python3 -m gpu_ops.cli list-hardware'
+  stage 09-reference-pytorch timeout 330 python3 -m gpu_ops.cli run examples/reference/steady-h200.yaml --out "$R/results/reference"
+  stage 07-meter-overhead-compiled timeout 240 python3 benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b \
+    --batch-size 16 --tokens 128 --prompts 96 --rounds 12 --compiled
+  stage 14-token-hook timeout 200 python3 benchmarks/token_hook.py --model synthetic:llama-3.2-1b --batch-size 16 \
+    --prompts 96 --rounds 6 --display
+  stage 16-platform-campaign timeout 720 python3 -m energy_assets.demo --home "$R/dagster_home" --storage "$R/storage" \
+    --port 3000 --campaign examples/campaign-gpu --exit --timeout 660 --evidence "$R/platform"
+  stage 10-reference-vllm timeout 330 python3 -m gpu_ops.cli run examples/reference/steady-h200-vllm.yaml --out "$R/results/reference"
+  stage 08-meter-overhead-vllm timeout 240 python3 benchmarks/meter_overhead.py --backend vllm --model synthetic:llama-3.2-1b \
+    --batch-size 256 --prompts 1024 --tokens 128 --rounds 10
+  after_campaign
+  touch "$R/all.done"
+}
+
+session6() {  # next session: the platform campaign first, with room for statistics, leaderboard, site and snapshot
+  # after its ~11 min of GPU runs (session 7 stopped it at 660 s, just after its last raw partition), then #20, #13
+  stage 01-device bash -c 'nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,mig.mode.current --format=csv;
+    python3 -m gpu_ops.cli list-hardware'
+  stage 16-platform-campaign timeout 1150 python3 -m energy_assets.demo --home "$R/dagster_home" --storage "$R/storage" \
+    --port 3000 --campaign examples/campaign-gpu --exit --timeout 1100 --evidence "$R/platform"
+  after_campaign
+  touch "$R/all.done"
+}
+
+
 multigpu() {  # on nvidia-h200-x2: vLLM tensor / pipeline / data parallel, and their one-GPU baseline
   stage 21-vllm-8b-tp1 lem run examples/multigpu/llama-8b-vllm-tp1.yaml --out "$R/results/multigpu"
   for n in tp2 pp2 dp2; do
@@ -124,18 +173,22 @@ multigpu() {  # on nvidia-h200-x2: vLLM tensor / pipeline / data parallel, and t
 }
 
 case "${1:-}" in
-  start|multigpu-start|session2-start|session3-start|session4-start)
+  start|multigpu-start|session2-start|session3-start|session4-start|session5-start|session6-start)
     [ "$1" = session2-start ] || rm -rf "$R"
     mkdir -p "$R/logs" "$R/results"; rm -f "$R/all.done"
     what=session; [ "$1" = multigpu-start ] && what=multigpu; [ "$1" = session2-start ] && what=session2
     [ "$1" = session3-start ] && what=session3
     [ "$1" = session4-start ] && what=session4
+    [ "$1" = session5-start ] && what=session5
+    [ "$1" = session6-start ] && what=session6
     setsid bash "$0" "$what" > "$R/logs/$what.out" 2>&1 < /dev/null &
     sleep 2; cat "$R/progress" 2>/dev/null; echo "$what started" ;;
   session) session ;;
   session2) session2 ;;
   session3) session3 ;;
   session4) session4 ;;
+  session5) session5 ;;
+  session6) session6 ;;
   multigpu) multigpu ;;
   wait)
     end=$(( $(date +%s) + ${2:-540} ))
@@ -144,7 +197,8 @@ case "${1:-}" in
       n=$(wc -l < "$R/progress"); if [ "$n" -gt "$seen" ]; then tail -n +$((seen + 1)) "$R/progress"; seen=$n; fi
       sleep 5
     done
-    tail -n +$((seen + 1)) "$R/progress"; [ -e "$R/all.done" ] && echo "ALL DONE" || echo "still running" ;;
+    tail -n +$((seen + 1)) "$R/progress"; [ -e "$R/all.done" ] && echo "ALL DONE" || echo "still running"
+    [ -n "${3:-}" ] && bash "$0" pack > /dev/null ;;  # `wait N pack`: what is there so far comes back with this call
   pack)  # the device returns files of at most 16 MiB: larger tarballs come back in 15 MiB pieces (cat them back together)
     tar czf "$OUT/logs.tgz" -C "$R" logs progress
     tar czf "$OUT/results.tgz" -C "$R" results

@@ -40,6 +40,9 @@ automation = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=15,
+    # ahead of queued measurements: a partition's statistics and the leaderboard follow it as soon as it is stored,
+    # not after the whole campaign (they take seconds; a campaign's queue takes as long as its GPU runs)
+    run_tags={"dagster/priority": "1"},
 )
 
 

@@ -358,7 +358,7 @@ def estimate(cfg: ExperimentConfig, hardware: str, history: list[Measured]) -> l
             arrivals = pc.prompts.count / pc.traffic.rate
             duration = Span(*(max(v, arrivals) for v in (duration.low, duration.mid, duration.high)))
             method += f"; a cycle lasts >= {arrivals:.3g} s ({pc.prompts.count} arrivals at {pc.traffic.rate:g}/s)"
-        warmup = pc.warmup_requests / pc.prompts.count  # the warm-up window, as a share of a cycle
+        warmup = pc.warmup_count() / pc.prompts.count  # the warm-up window, as a share of a cycle
         runs = pc.cycles + warmup
         wall = duration.scaled(runs).plus(Span(*(pc.cycles * pc.cooldown_s,) * 3))
         energy = cycle.energy_j.scaled(runs)
@@ -368,9 +368,9 @@ def estimate(cfg: ExperimentConfig, hardware: str, history: list[Measured]) -> l
             PointEstimate(
                 sweep_point=point.label,
                 hardware=hardware,
-                requests=pc.prompts.count * pc.cycles + pc.warmup_requests,
-                input_tokens=(work.input_tokens // work.requests) * (pc.prompts.count * pc.cycles + pc.warmup_requests),
-                output_tokens=per_request * (pc.prompts.count * pc.cycles + pc.warmup_requests),
+                requests=pc.prompts.count * pc.cycles + pc.warmup_count(),
+                input_tokens=(work.input_tokens // work.requests) * (pc.prompts.count * pc.cycles + pc.warmup_count()),
+                output_tokens=per_request * (pc.prompts.count * pc.cycles + pc.warmup_count()),
                 tokens_exact=pc.fixed_output_length,
                 wall_s=wall,
                 energy_j=energy,

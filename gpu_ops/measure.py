@@ -141,6 +141,11 @@ def measure_experiment(
     return ResultFolder(folder, tables)
 
 
+def _batch_shape(cfg: ExperimentConfig) -> tuple:
+    """What a warm-up must have seen: batch size and token lengths (allocations, kernels and caches follow them)."""
+    return (cfg.batching.batch_size, cfg.max_input_tokens, cfg.max_output_tokens, cfg.min_output_tokens)
+
+
 @dataclass
 class _Run:
     """What a run measured, before it becomes tables."""
@@ -178,6 +183,7 @@ def _measure(
         idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
         if idle_before:
             windows.append(("idle_before", "", None, idle_before))
+        warm_shape = None  # the batch shape the loaded model was last warmed up at
         try:
             for point in points:
                 pc = point.config
@@ -190,15 +196,15 @@ def _measure(
                 say(f"[{point.label}] {pc.model} ({pc.precision}) on {hardware}")
                 reloaded = _load(backend, pc, point.label)
                 prompts = build_prompts(pc, backend.tokenizer, backend.vocab_size)
-                warm = _requests(
-                    prompts[: max(pc.warmup_requests, pc.batching.batch_size if pc.pytorch.static_cache else 0)],
-                    pc,
-                    0.0,
-                )
-                # warm-up keeps loading and compilation out of measured windows: needed after a (re)load, and for
-                # compiled paths whose graphs depend on the batch shape; an eager model already warm skips it
+                warm = _requests(prompts[: pc.warmup_count()], pc, 0.0)
+                # warm-up keeps loading, compilation and first-use costs of a batch shape out of measured windows:
+                # needed after a (re)load, for compiled paths, and whenever the batch shape changes (on the H200 an
+                # eager model's first cycle at a new batch size ran 2-4x slower: docs/benchmarks §13); an eager
+                # model already warm at this shape skips it
                 warmup_s = None
-                if warm and (reloaded or pc.pytorch.static_cache or pc.pytorch.torch_compile):
+                shape = _batch_shape(pc)
+                if warm and (reloaded or pc.pytorch.static_cache or pc.pytorch.torch_compile or shape != warm_shape):
+                    warm_shape = shape
                     meter.begin_window(f"{point.label}/warmup")
                     backend.warmup(warm)
                     w = meter.end_window(f"{point.label}/warmup")

@@ -137,7 +137,8 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
         ("tokens_per_s", "tok/s", "", 1),
         ("avg_power_w", "power", " W", 1),
         ("ttft_p50_s", "TTFT p50", " ms", 1000),
-        ("cross_check_rel_diff", "counter vs timeline", "", 1),
+        ("cross_check_rel_diff", "counter vs timeline", " %", 100),
+        ("cross_check_tolerance", "its tolerance", " %", 100),
         ("too_short", "too short", "", 1),
     ]
     cycle_table = (
@@ -206,7 +207,9 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
             ),
             (
                 "counter vs timeline",
-                f"mean {_fmt(row.cross_check_rel_diff_mean)} (tolerance {_fmt(exp.cross_check_tolerance)})",
+                f"mean {_fmt(row.cross_check_rel_diff_mean, ' %', 100)}; each window's tolerance "
+                f"{_fmt(cyc.cross_check_tolerance.min(), ' %', 100)} to "
+                f"{_fmt(cyc.cross_check_tolerance.max(), ' %', 100)}",
             ),
             (
                 "weights",

@@ -60,13 +60,13 @@ def test_history_estimate_reproduces_the_measured_point(history):
     (point,) = est.estimate(cfg, "h200", own)
     mean_t = sum(d for d, _ in own[0].cycles) / len(own[0].cycles)
     mean_e = sum(e for _, e in own[0].cycles) / len(own[0].cycles)
-    runs = cfg.cycles + cfg.warmup_requests / cfg.prompts.count
+    runs = cfg.cycles + cfg.warmup_count() / cfg.prompts.count
     assert point.wall_s.mid == pytest.approx(mean_t * runs + cfg.cycles * cfg.cooldown_s)
     assert point.energy_j.mid == pytest.approx(mean_e * runs)
     assert point.energy_j.low <= point.energy_j.mid <= point.energy_j.high
     assert point.energy_kwh.mid == pytest.approx(point.energy_j.mid / est.J_PER_KWH)
     assert point.method.startswith("history: 1 nearest result on h200")
-    assert point.requests == cfg.prompts.count * cfg.cycles + cfg.warmup_requests
+    assert point.requests == cfg.prompts.count * cfg.cycles + cfg.warmup_count()
 
 
 def test_history_scales_with_tokens_and_parameters(history):

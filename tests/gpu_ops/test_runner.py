@@ -50,7 +50,8 @@ def test_fake_gpu_run_measures_energy_idle_and_net(tmp_path, tiny_model_path):
     assert (m.j_per_token == m.gross_energy_j / m.output_tokens).all()
     assert m.hardware.iloc[0] == "h100-80gb-hbm3" and m.power_limit_w.iloc[0] == 700.0
     assert set(t.windows.kind) == {"idle_before", "idle_after", "warmup", "cycle"}
-    assert (t.windows.kind == "warmup").sum() == 1  # the second point reuses the warm model
+    warm = t.windows[t.windows.kind == "warmup"]  # the second point reuses the model, warmed at its new batch size
+    assert list(warm.sweep_point) == ["batch_size=4", "batch_size=8"]
     assert len(t.timeline) > 10 and {"t_s", "device", "power_w"} <= set(t.timeline.columns)
     fp = json.loads(t.experiment.iloc[0].fingerprint_json)
     assert (
@@ -207,3 +208,16 @@ def test_an_idle_window_without_a_counter_step_is_reported_not_a_crash(tmp_path,
     out = run_experiment(parse_config(BASE), tmp_path, nvml=nv, progress=said.append)
     assert any(m.startswith("idle-before: unmeasured over") for m in said), said
     assert out.tables.experiment.idle_power_w.isna().all() and out.tables.cycles.net_energy_j.isna().all()
+
+
+def test_warm_model_skips_warmup_only_at_the_batch_shape_it_was_warmed_at(tmp_path, tiny_model_path):
+    """An eager model that stays loaded is warmed again when the batch shape changes (its first cycle at a new batch
+    size ran 2-4x slower on the H200), not when only a run-time option does; a warm-up sends at least one batch."""
+    sweep = {"batching.batch_size": [4, 8], "decoder.temperature": [0.0, 0.7]}
+    cfg = parse_config(dict(BASE, prompts={"count": 16}, warmup_requests=1, sweep=sweep))
+    out = run_experiment(cfg, tmp_path)
+    warm = out.tables.windows[out.tables.windows.kind == "warmup"]
+    points = list(out.tables.sweep_points.sweep_point)
+    assert len(points) == 4
+    assert [points.index(p) for p in warm.sweep_point] == [0, 2]  # one per batch size, in the order run
+    assert cfg.warmup_count() == 4 and parse_config(dict(BASE, warmup_requests=0)).warmup_count() == 0

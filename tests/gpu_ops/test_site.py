@@ -1,6 +1,7 @@
 """The static leaderboard site in a real headless Chromium (Debian's package, driven by Playwright)."""
 
 import os
+import re
 
 import pandas as pd
 import pytest
@@ -144,6 +145,8 @@ def test_detail_page_has_config_provenance_and_charts(browser, site):
     assert "detail/" in page.url and errors == [] and external == []
     text = page.inner_text("body")
     assert "raw data version" in text and "fingerprint hash" in text and "batching.batch_size" in text
+    # the cross-check against each window's own tolerance (a run-level tolerance no longer exists)
+    assert re.search(r"counter vs timeline\s+mean [-\d.e]+ %; each window's tolerance [\d.e]+ % to [\d.e]+ %", text)
     assert (
         page.eval_on_selector_all("tr.nd td:first-child", "tds => tds.map(t => t.innerText)").count(
             "batching.batch_size"
@@ -212,7 +215,6 @@ def test_scaling_chart_has_a_line_per_way_of_splitting_from_one_single_gpu_point
 def test_a_single_cycle_row_shows_its_missing_ci_as_missing(browser, tmp_path, tiny_model_path):
     """One cycle has no confidence interval: the table, the detail page and the error bars say so, never ±0."""
     import json
-    import re
 
     cfg = {
         "name": "one",
