@@ -133,6 +133,10 @@ after_campaign() {  # what #20 and #13 still need, in that order (sessions 7 and
     --input-len 128 --output-len 128 --max-num-seqs 64 --max-model-len 512 --gpu-memory-utilization 0.5 --rounds 10
   stage 15-show-tokens timeout 150 python3 -m gpu_ops.cli run examples/vllm-features/streaming-poisson.yaml \
     --out "$R/results/show-tokens" --show-tokens
+  stage 07c-meter-overhead-compiled-control timeout 300 python3 benchmarks/meter_overhead.py \
+    --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --prompts 96 --rounds 12 --compiled --control
+  stage 08c-meter-overhead-vllm-control timeout 300 python3 benchmarks/meter_overhead.py --backend vllm \
+    --model synthetic:llama-3.2-1b --batch-size 256 --prompts 1024 --tokens 128 --rounds 10 --control
 }
 
 session5() {  # session 7: what closes #15, #16 and #20 first (one machine, 30 min), then #13's remaining evidence

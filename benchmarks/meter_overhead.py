@@ -6,6 +6,8 @@ model or engine, in one process.
 - off: the same `backend.run` with no meter at all; tokens / its wall time (after a device sync).
 Each round runs both, and which goes first alternates. Reported: each round's paired ratio on/off, their median,
 IQR and minimum. Goal on a GPU at the default sampling rate: median >= 0.995 and no round below 0.99.
+With `--control`, each round also runs "off" a second time (the three arms in rotating order): the off/off ratio is
+an A/A control, the host's own round-to-round swing, which no meter could beat; on/off outside its range is a cost.
 
     python benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --rounds 10 \
         --compiled
@@ -34,6 +36,7 @@ def main() -> int:
     ap.add_argument(
         "--compiled", action="store_true", help="PyTorch: static cache + torch.compile (less host noise on a GPU)"
     )
+    ap.add_argument("--control", action="store_true", help="add a second meter-off arm: the A/A noise floor")
     args = ap.parse_args()
 
     from gpu_ops.backends import get_backend
@@ -75,9 +78,10 @@ def main() -> int:
     use_cuda = resolve_device(cfg).startswith("cuda")
     rows = []
     with build_meter(cfg, use_cuda, sync=backend.sync) as meter:
+        arms = ["on", "off"] + (["off2"] if args.control else [])
         for i in range(args.rounds):
             got = {}
-            for mode in ("on", "off") if i % 2 == 0 else ("off", "on"):
+            for mode in arms[i % len(arms) :] + arms[: i % len(arms)]:
                 if mode == "on":
                     c = run_cycle(backend, meter, cfg, prompts, "overhead", i)
                     got["on"] = c.requests.output_tokens.sum() / c.window.duration_s
@@ -90,12 +94,15 @@ def main() -> int:
                     backend.sync()
                     elapsed = time.perf_counter() - t0
                     records = backend.after_cycle(delivered).records
-                    got["off"] = sum(r.output_tokens for r in records) / elapsed
+                    got[mode] = sum(r.output_tokens for r in records) / elapsed
             got["ratio"] = got["on"] / got["off"]
+            control = ""
+            if args.control:
+                control = f"  off2 {got['off2']:10.1f} tok/s  off/off2 {got['off'] / got['off2']:.4f}"
             rows.append(got)
             print(
-                f"round {i} ({'on' if i % 2 == 0 else 'off'} first): on {got['on']:10.1f} tok/s  off "
-                f"{got['off']:10.1f} tok/s  ratio {got['ratio']:.4f}",
+                f"round {i} ({arms[i % len(arms)]} first): on {got['on']:10.1f} tok/s  off "
+                f"{got['off']:10.1f} tok/s  ratio {got['ratio']:.4f}{control}",
                 flush=True,
             )
         hz = 1.0 / meter.sample_period_s
@@ -117,6 +124,13 @@ def main() -> int:
         f"{ratios[0]:.4f}, max {ratios[-1]:.4f} (goal: median >= 0.995, min >= 0.99): "
         f"{'PASS' if med >= 0.995 and ratios[0] >= 0.99 else 'FAIL'}"
     )
+    if args.control:
+        aa = sorted(r["off"] / r["off2"] for r in rows)
+        qa = statistics.quantiles(aa, n=4) if len(aa) >= 2 else [aa[0]] * 3
+        print(
+            f"A/A control off/off2 over {len(rows)} rounds: median {statistics.median(aa):.4f}, IQR {qa[0]:.4f}-"
+            f"{qa[2]:.4f}, min {aa[0]:.4f}, max {aa[-1]:.4f} (the host's swing with no meter in either arm)"
+        )
     return 0
 
 
