@@ -199,7 +199,7 @@ def _measure(
                 warm = _requests(prompts[: pc.warmup_count()], pc, 0.0)
                 # warm-up keeps loading, compilation and first-use costs of a batch shape out of measured windows:
                 # needed after a (re)load, for compiled paths, and whenever the batch shape changes (on the H200 an
-                # eager model's first cycle at a new batch size ran 2-4x slower: docs/benchmarks §13); an eager
+                # eager model's first cycle at a new batch size ran 2.0-4.2x slower: docs/benchmarks §13); an eager
                 # model already warm at this shape skips it
                 warmup_s = None
                 shape = _batch_shape(pc)

@@ -212,7 +212,7 @@ def test_an_idle_window_without_a_counter_step_is_reported_not_a_crash(tmp_path,
 
 def test_warm_model_skips_warmup_only_at_the_batch_shape_it_was_warmed_at(tmp_path, tiny_model_path):
     """An eager model that stays loaded is warmed again when the batch shape changes (its first cycle at a new batch
-    size ran 2-4x slower on the H200), not when only a run-time option does; a warm-up sends at least one batch."""
+    size ran 2.0-4.2x slower on the H200), not when only a run-time option does; a warm-up sends at least one batch."""
     sweep = {"batching.batch_size": [4, 8], "decoder.temperature": [0.0, 0.7]}
     cfg = parse_config(dict(BASE, prompts={"count": 16}, warmup_requests=1, sweep=sweep))
     out = run_experiment(cfg, tmp_path)
