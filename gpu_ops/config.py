@@ -356,7 +356,8 @@ class ExperimentConfig(Strict):
             of TTFT); false: prompts are token ids before the window opens.
         cycles: measured windows per sweep point; their spread gives the confidence interval (the platform needs 3).
         warmup_requests: requests of the warm-up window that keeps loading, compilation and a batch shape's first
-            use out of measured windows; at least one full batch is sent (0: no warm-up, except a static cache's).
+            use out of measured windows; PyTorch sends at least one full batch (0: no warm-up, except a static
+            cache's).
         cooldown_s: pause before each cycle, so one cycle's heat and power state do not run into the next.
         seed: seed of the weights of builtin/synthetic models and of random prompts.
         parallelism: how the model is split over `gpus`.
@@ -472,8 +473,11 @@ class ExperimentConfig(Strict):
         return f"{model_slug(self.model)}__{self.backend}"
 
     def warmup_count(self) -> int:
-        """Requests a warm-up sends: at least one full batch, so the batch shape measured is the one warmed up; a
-        static cache is always warmed (its graphs are built for the batch size)."""
+        """Requests a warm-up sends. PyTorch batches statically: at least one full batch, so the batch shape measured
+        is the one warmed up, and a static cache is always warmed (its graphs are built for the batch size). An engine
+        that batches continuously (vLLM, TensorRT-LLM) captures its shapes when it starts: `warmup_requests` as set."""
+        if self.backend != "pytorch":
+            return self.warmup_requests
         full = self.batching.batch_size
         return max(self.warmup_requests, full) if self.warmup_requests else (full if self.pytorch.static_cache else 0)
 

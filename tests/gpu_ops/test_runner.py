@@ -221,3 +221,4 @@ def test_warm_model_skips_warmup_only_at_the_batch_shape_it_was_warmed_at(tmp_pa
     assert len(points) == 4
     assert [points.index(p) for p in warm.sweep_point] == [0, 2]  # one per batch size, in the order run
     assert cfg.warmup_count() == 4 and parse_config(dict(BASE, warmup_requests=0)).warmup_count() == 0
+    assert parse_config(dict(BASE, backend="vllm", warmup_requests=1)).warmup_count() == 1  # no batch shape to warm
