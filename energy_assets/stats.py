@@ -56,13 +56,11 @@ def raw_provenance(instance: dg.DagsterInstance, partition: str) -> tuple[dict, 
             "enough_cycles",
             asset="cycle_statistics",
             blocking=True,
-            partitions_def=measurement_partitions,
             description=f"every sweep point has >= {MIN_CYCLES} cycles",
         ),
         dg.AssetCheckSpec(
             "cv_under_threshold",
             asset="cycle_statistics",
-            partitions_def=measurement_partitions,
             description=f"coefficient of variation of J/token (or tok/s when unmeasured) <= {CV_UNSTABLE:.0%} in "
             "every sweep point; a point above it is flagged unstable on the leaderboard",
         ),

@@ -59,7 +59,13 @@ def test_a_failed_partition_is_reported_with_its_reason_and_the_others_still_ran
     tiny = (REPO / "examples" / "tiny.yaml").read_text()
     campaign = tmp_path / "campaign"
     campaign.mkdir()
-    (campaign / "ok.yaml").write_text(tiny.replace("sweep:\n  batching.batch_size: [4, 8]\n", ""))
+    ok = tiny.replace("sweep:\n  batching.batch_size: [4, 8]\n", "")
+    (campaign / "ok.yaml").write_text(ok)
+    # a second good partition: the leaderboard must end with both (with partitioned statistics checks it kept the
+    # first only, the automation never seeing the second one's checks passed)
+    (campaign / "ok-small.yaml").write_text(
+        ok.replace("name: tiny-demo", "name: small-demo").replace("builtin:tiny-llama", "builtin:small-llama")
+    )
     (campaign / "needs-gpu.yaml").write_text(
         tiny.replace("name: tiny-demo", "name: micro-on-cuda")
         .replace("builtin:tiny-llama", "builtin:micro-llama")
@@ -70,7 +76,9 @@ def test_a_failed_partition_is_reported_with_its_reason_and_the_others_still_ran
     assert r.returncode == 1, r.stderr[-3000:]
     assert "failed: device: 'cuda' asked but torch sees no CUDA GPU" in r.stderr
     assert "1 partition(s) failed: builtin-micro-llama__pytorch|" in r.stderr
-    assert "leaderboard:" in r.stdout and "tiny-llama" in r.stdout.split("leaderboard:")[1]
+    assert "leaderboard:" in r.stdout
+    board = r.stdout.split("leaderboard:")[1]
+    assert "builtin-tiny-llama__pytorch" in board and "builtin-small-llama__pytorch" in board
     # the evidence of what did rank, its one traced number included (tokens/s here: no energy on a CPU)
     assert {p.name for p in evidence.iterdir()} >= {"leaderboard.csv", "site.tgz", "campaign.json", "trace.md"}
     trace = (evidence / "trace.md").read_text()
