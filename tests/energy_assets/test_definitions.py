@@ -107,22 +107,6 @@ def test_metadata_numbers_are_rounded_and_top_rows_are_a_typed_table():
     assert {c.name: c.tags.get("unit") for c in table.schema.columns}["j_per_token_mean"] == "J/token"
 
 
-def test_raw_checks_are_partitioned_statistics_checks_are_not():
-    """A raw check without partitions has one latest evaluation for the whole asset: while any partition's run is in
-    flight (a campaign's GPU queue), `all_deps_blocking_checks_passed` then holds back every other partition's
-    statistics until the queue is empty (seen on the H200, docs/benchmarks §13). The statistics checks stay
-    unpartitioned: the leaderboard (unpartitioned) reads them over all partitions, and with partitioned ones Dagster
-    1.13 never saw them passed, so the leaderboard kept its first partition only (seen in `make demo`)."""
-    graph = defs.resolve_asset_graph()
-    raw, stats = dg.AssetKey("raw_measurements"), dg.AssetKey("cycle_statistics")
-    raw_checks = [c for c in graph.asset_check_keys if c.asset_key == raw]
-    assert len(raw_checks) == 12
-    for check in raw_checks:
-        assert graph.get(check).partitions_def == graph.get(raw).partitions_def, check
-    for check in (c for c in graph.asset_check_keys if c.asset_key == stats):
-        assert graph.get(check).partitions_def is None, check
-
-
 def test_automation_runs_go_ahead_of_queued_measurements():
     sensor = next(s for s in defs.sensors if s.name == "keep_statistics_current")
     assert int(sensor.run_tags["dagster/priority"]) > 0  # measure runs carry the default priority, 0
