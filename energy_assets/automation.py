@@ -43,6 +43,7 @@ automation = dg.AutomationConditionSensorDefinition(
     # ahead of queued measurements: a partition's statistics and the leaderboard follow it as soon as it is stored,
     # not after the whole campaign (they take seconds; a campaign's queue takes as long as its GPU runs)
     run_tags={"dagster/priority": "1"},
+    use_user_code_server=True,  # the leaderboard's condition is Python (energy_assets.leaderboard)
 )
 
 

@@ -98,7 +98,9 @@ def _measure(
     group_name="measurement",
     kinds={"pytorch", "parquet"},
     check_specs=[
-        dg.AssetCheckSpec(name, asset="raw_measurements", blocking=True, description=text)
+        dg.AssetCheckSpec(
+            name, asset="raw_measurements", blocking=True, description=text, partitions_def=measurement_partitions
+        )
         for name, text in RAW_CHECK_DESCRIPTIONS.items()
     ],
     description="Per-request, per-cycle, per-window tables and the power timeline of one experiment on one hardware "

@@ -364,13 +364,14 @@ def estimate(cfg: ExperimentConfig, hardware: str, history: list[Measured]) -> l
         energy = cycle.energy_j.scaled(runs)
         cost = None if price is None else wall.scaled(price * hw.count * hw.share / 3600)
         per_request = work.output_tokens // work.requests
+        sent = pc.prompts.count * pc.cycles + pc.warmup_count()
         out.append(
             PointEstimate(
                 sweep_point=point.label,
                 hardware=hardware,
-                requests=pc.prompts.count * pc.cycles + pc.warmup_count(),
-                input_tokens=(work.input_tokens // work.requests) * (pc.prompts.count * pc.cycles + pc.warmup_count()),
-                output_tokens=per_request * (pc.prompts.count * pc.cycles + pc.warmup_count()),
+                requests=sent,
+                input_tokens=(work.input_tokens // work.requests) * sent,
+                output_tokens=per_request * sent,
                 tokens_exact=pc.fixed_output_length,
                 wall_s=wall,
                 energy_j=energy,

@@ -84,22 +84,13 @@ GPU_MEMORY_DEFAULT = 0.9  # vLLM's own default on a GPU
 
 def cpu_memory_share() -> float:
     """The largest memory share the CPU build can reserve now: it reserves `gpu_memory_utilization` x a NUMA node's
-    total memory, and refuses to start when that exceeds the node's available memory."""
-    shares = []
-    for meminfo in Path("/sys/devices/system/node").glob("node*/meminfo"):
-        fields = {
-            line.split()[2].rstrip(":"): int(line.split()[3])
-            for line in meminfo.read_text().splitlines()
-            if len(line.split()) >= 4
-        }
-        if fields.get("MemTotal"):
-            shares.append(fields.get("MemAvailable", fields.get("MemFree", 0)) / fields["MemTotal"])
-    if not shares:
-        import psutil
+    total memory and refuses to start when that exceeds the node's available memory. vLLM's own reading decides
+    (free plus file cache plus reclaimable, clamped to the cgroup), so ours is that reading: free memory alone
+    refused runs that vLLM would start once the page cache had filled (CI, late in the suite)."""
+    from vllm.utils.cpu_resource_utils import get_memory_node_info, get_visible_memory_node
 
-        vm = psutil.virtual_memory()
-        shares = [vm.available / vm.total]
-    return min(shares)
+    nodes = [get_memory_node_info(n) for n in get_visible_memory_node()]
+    return min(n.available_memory / n.total_memory for n in nodes)
 
 
 def memory_utilization(v: VllmOptions) -> float:

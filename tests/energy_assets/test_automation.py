@@ -272,3 +272,60 @@ def test_queued_runs_carry_their_estimate(storage, instance):
     assert low <= float(tags["h200"]["lem/estimate_wh"]) <= high
     assert tags["rtx-9999"]["lem/estimate_method"].startswith("none: hardware 'rtx-9999'")
     assert "lem/estimate_wh" not in tags["rtx-9999"]  # never a made-up figure
+
+
+def test_statistics_follow_each_stored_partition_and_the_leaderboard_waits_for_them(instance):
+    """On the H200 a campaign's statistics waited for the whole GPU queue: with unpartitioned raw checks, the partition
+    being measured held every other partition's statistics back. With partitioned ones the leaderboard, which reads
+    all partitions, must not be requested in the same tick as a partition's statistics: it would miss its rows and
+    count them as handled (`make demo` once ranked one partition of two)."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    from energy_assets.definitions import defs
+    from energy_assets.partitions import partition_key
+    from gpu_ops.validation import RAW_CHECK_DESCRIPTIONS
+
+    raw, stats, board = (dg.AssetKey(k) for k in ("raw_measurements", "cycle_statistics", "leaderboard"))
+    stats_checks = [c.name for c in defs.resolve_asset_graph().asset_check_keys if c.asset_key == stats]
+    experiments = ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch", "builtin-tiny-llama__vllm"]
+    add_partitions(instance, experiments, [HW])
+    pa, pb, pc = (str(partition_key(e, HW)) for e in experiments)
+
+    def stored(key, partition, passed=True, checks=RAW_CHECK_DESCRIPTIONS):
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
+        ).records[0]
+        target = AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+        )
+        for name in checks:  # as a run evaluates them: against the materialization it just stored
+            instance.report_runless_asset_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=key,
+                    check_name=name,
+                    passed=passed,
+                    partition=partition,
+                    target_materialization_data=target,
+                )
+            )
+
+    cursor = None
+
+    def tick():
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        return {str(p) for p in result.get_requested_partitions(stats)}, result.get_num_requested(board)
+
+    assert tick() == (set(), 0)  # the sensor's first tick, before anything is stored
+    stored(raw, pa)
+    stored(raw, pb, passed=False)  # b's latest evaluation failed: as while its measurement is in flight
+    assert tick() == ({pa}, 0)  # a's statistics go ahead of b's queue
+    stored(stats, pa, checks=stats_checks)
+    stored(raw, pc)  # stored before the next tick too
+    assert tick() == ({pc}, 0)  # a's statistics are new, but the leaderboard waits for c's, requested now
+    stored(stats, pc, checks=stats_checks)
+    assert tick() == (set(), 1)  # then ranks both

@@ -34,7 +34,7 @@ BASE = {
     "warmup_requests": 1,
     "cooldown_s": 0,
     "energy": {"idle_baseline_s": 0},
-    "vllm": {"gpu_memory_utilization": 0.2, "enforce_eager": True},
+    "vllm": {"enforce_eager": True},  # memory: the CPU build's default, which fits what is free
 }
 
 
@@ -252,6 +252,29 @@ def test_options_the_cpu_build_cannot_honour(tmp_path):
         run_experiment(cfg(parallelism={"tensor": 2}, gpus=[0, 1]), tmp_path)
 
 
+def test_cpu_memory_default_fits_and_a_share_too_large_names_our_key(monkeypatch):
+    from gpu_ops.backends import vllm as backend
+    from gpu_ops.config import VllmOptions
+
+    monkeypatch.setattr(backend, "cpu_memory_share", lambda: 0.3)
+    assert backend.memory_utilization(VllmOptions()) == 0.18  # 60 % of what vLLM counts as available
+    assert backend.memory_utilization(VllmOptions(gpu_memory_utilization=0.25)) == 0.25
+    with pytest.raises(
+        CapabilityError, match=r"^vllm.gpu_memory_utilization: 0.5 .*set vllm.gpu_memory_utilization: 0.18"
+    ):
+        backend.memory_utilization(VllmOptions(gpu_memory_utilization=0.5))
+
+
+def test_cpu_memory_share_counts_the_page_cache_as_vllm_does():
+    """Free memory alone refused runs late in a long suite, once the page cache had filled, that vLLM would start."""
+    from vllm.utils.cpu_resource_utils import get_memory_node_info, get_visible_memory_node
+
+    from gpu_ops.backends.vllm import cpu_memory_share
+
+    node = get_memory_node_info(get_visible_memory_node()[0])
+    assert cpu_memory_share() == pytest.approx(node.available_memory / node.total_memory, abs=0.02)
+
+
 def test_missing_vllm_names_the_install(monkeypatch):
     from gpu_ops.backends import get_backend
 
@@ -268,9 +291,7 @@ def test_compare_replays_one_trace_on_both_backends(tmp_path, tiny_model_path, c
     from gpu_ops.cli import main
 
     spec = {k: v for k, v in BASE.items() if k not in ("backend", "vllm")}
-    spec.update(
-        max_input_tokens=64, prompts={"count": 4}, cycles=2, vllm={"gpu_memory_utilization": 0.2, "enforce_eager": True}
-    )
+    spec.update(max_input_tokens=64, prompts={"count": 4}, cycles=2, vllm={"enforce_eager": True})
     path = tmp_path / "cmp.yaml"
     path.write_text(yaml.safe_dump(spec))
     assert main(["compare", str(path), "--backends", "pytorch,vllm", "--out", str(tmp_path / "cmp"), "-q"]) == 0
