@@ -2,7 +2,7 @@
 # This session's GPU evidence on one H200, in priority order, in the background (setsid) so it outlives a device call;
 # later calls only watch and collect. Needs the carried wheels in /tmp/site (docs/benchmarks/README.md, "How to run").
 #
-#   bash benchmarks/gpu_session.sh start      # start, return
+#   bash benchmarks/gpu_session.sh start      # start, return (the next session with device time: session8-start)
 #   bash benchmarks/gpu_session.sh wait 560   # print progress until done or 560 s passed
 #   bash benchmarks/gpu_session.sh pack       # tarballs of every log and result folder into $OUT
 #
@@ -93,8 +93,6 @@ session3() {  # session 6: the platform campaign first (never run on a GPU befor
     --only pytorch-compiled-bs1,vllm-bs1 --out "$R/results/roofline"
   stage 05c-parity-256 timeout 300 python3 benchmarks/vllm_parity.py --model synthetic:llama-3.2-1b --prompts 1024 \
     --input-len 128 --output-len 128 --max-num-seqs 256 --max-model-len 512 --gpu-memory-utilization 0.5 --rounds 10
-  stage 15-show-tokens timeout 150 python3 -m gpu_ops.cli run examples/vllm-features/streaming-poisson.yaml \
-    --out "$R/results/show-tokens" --show-tokens
   stage 09-reference-pytorch timeout 400 python3 -m gpu_ops.cli run examples/reference/steady-h200.yaml --out "$R/results/reference"
   stage 10-reference-vllm timeout 400 python3 -m gpu_ops.cli run examples/reference/steady-h200-vllm.yaml --out "$R/results/reference"
   stage 07-meter-overhead-compiled python3 benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 \
@@ -115,7 +113,7 @@ session4() {  # session 6, second machine: the platform campaign with the cross-
   touch "$R/all.done"
 }
 
-after_campaign() {  # what #20 and #13 still need, in that order (sessions 7 and 8)
+after_campaign() {  # what #20 and #13 still need, in that order (--show-tokens ran in session 7)
   stage 11-phases timeout 240 python3 -m gpu_ops.cli run examples/vllm-features/phases.yaml --out "$R/results/vllm-features"
   stage 17-attention-kernels timeout 300 python3 -m gpu_ops.cli run examples/attention-kernels.yaml --out "$R/results/attention"
   stage 18-attention-kernels-vllm timeout 240 python3 -m gpu_ops.cli run examples/attention-kernels-vllm.yaml \
@@ -131,8 +129,6 @@ after_campaign() {  # what #20 and #13 still need, in that order (sessions 7 and
     --only pytorch-compiled-bs1,vllm-bs1 --out "$R/results/roofline"
   stage 06d-parity-64 timeout 240 python3 benchmarks/vllm_parity.py --model synthetic:llama-3.2-1b --prompts 512 \
     --input-len 128 --output-len 128 --max-num-seqs 64 --max-model-len 512 --gpu-memory-utilization 0.5 --rounds 10
-  stage 15-show-tokens timeout 150 python3 -m gpu_ops.cli run examples/vllm-features/streaming-poisson.yaml \
-    --out "$R/results/show-tokens" --show-tokens
   stage 07c-meter-overhead-compiled-control timeout 300 python3 benchmarks/meter_overhead.py \
     --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --prompts 96 --rounds 12 --compiled --control
   stage 08c-meter-overhead-vllm-control timeout 300 python3 benchmarks/meter_overhead.py --backend vllm \
@@ -167,6 +163,15 @@ session6() {  # next session: the platform campaign first, with room for statist
   touch "$R/all.done"
 }
 
+session8() {  # the next session with device time: #20's evidence first (closest to done), #13's, then the
+  # campaign with session 8's automation (statistics after each partition), which no device time was left to run
+  stage 01-device bash -c 'nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,mig.mode.current --format=csv;
+    python3 -m gpu_ops.cli list-hardware'
+  after_campaign
+  stage 16-platform-campaign timeout 1150 python3 -m energy_assets.demo --home "$R/dagster_home" --storage "$R/storage" \
+    --port 3000 --campaign examples/campaign-gpu --exit --timeout 1100 --evidence "$R/platform"
+  touch "$R/all.done"
+}
 
 multigpu() {  # on nvidia-h200-x2: vLLM tensor / pipeline / data parallel, and their one-GPU baseline
   stage 21-vllm-8b-tp1 lem run examples/multigpu/llama-8b-vllm-tp1.yaml --out "$R/results/multigpu"
@@ -177,7 +182,7 @@ multigpu() {  # on nvidia-h200-x2: vLLM tensor / pipeline / data parallel, and t
 }
 
 case "${1:-}" in
-  start|multigpu-start|session2-start|session3-start|session4-start|session5-start|session6-start)
+  start|multigpu-start|session2-start|session3-start|session4-start|session5-start|session6-start|session8-start)
     [ "$1" = session2-start ] || rm -rf "$R"
     mkdir -p "$R/logs" "$R/results"; rm -f "$R/all.done"
     what=session; [ "$1" = multigpu-start ] && what=multigpu; [ "$1" = session2-start ] && what=session2
@@ -185,6 +190,7 @@ case "${1:-}" in
     [ "$1" = session4-start ] && what=session4
     [ "$1" = session5-start ] && what=session5
     [ "$1" = session6-start ] && what=session6
+    [ "$1" = session8-start ] && what=session8
     setsid bash "$0" "$what" > "$R/logs/$what.out" 2>&1 < /dev/null &
     sleep 2; cat "$R/progress" 2>/dev/null; echo "$what started" ;;
   session) session ;;
@@ -193,6 +199,7 @@ case "${1:-}" in
   session4) session4 ;;
   session5) session5 ;;
   session6) session6 ;;
+  session8) session8 ;;
   multigpu) multigpu ;;
   wait)
     end=$(( $(date +%s) + ${2:-540} ))
