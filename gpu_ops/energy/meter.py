@@ -193,7 +193,7 @@ class _Edge:
     """One GPU's counter at a window edge: its value, and when it took that value (an observed update)."""
 
     energy_mj: int
-    t_s: float  # when the counter took this value (an update); the read time when no update was seen
+    t_s: float  # when the counter took this value (an update); unaligned: the middle of where that update fell
     half_width_s: float  # the update happened within t_s ± half_width_s
     aligned: bool
 
@@ -441,11 +441,14 @@ class EnergyMeter:
 
     def _edges(self) -> list[_Edge]:
         """Every GPU's counter read just after it updated. The update happened between the previous read and this
-        one: ~NVML's call time (a few ms). Waits at most STEP_WAIT_UPDATES updates, then keeps an unaligned read."""
-        reads = []
+        one: ~NVML's call time (a few ms). Waits at most STEP_WAIT_UPDATES updates, then keeps the first read,
+        unaligned: its value is from the last update before that read returned, at most one update earlier. A
+        process descheduled between the window's end and that read (a busy host) would otherwise count the gap."""
+        reads, asked = [], []  # asked: when each first read began and returned
         for target in self.targets:
             t_a = self.now()
             reads.append((self.gpu.energy_of(target), t_a))
+            asked.append((t_a, self.now()))
         edges: list[_Edge | None] = [None] * len(self.targets)
         deadline = self.now() + STEP_WAIT_UPDATES * self.step_s
         while any(e is None for e in edges) and self.now() < deadline:
@@ -461,7 +464,10 @@ class EnergyMeter:
                 else:
                     reads[i] = (first, t_a)
             time.sleep(0.0002)
-        return [e or _Edge(reads[i][0], self.now(), self.step_s, False) for i, e in enumerate(edges)]
+        return [
+            e or _Edge(reads[i][0], (t_a - self.step_s + t_b) / 2, (t_b - t_a + self.step_s) / 2, False)
+            for i, (e, (t_a, t_b)) in enumerate(zip(edges, asked))
+        ]
 
     # -- windows ----------------------------------------------------------------------------
     def begin_window(self, name: str) -> float:
@@ -545,14 +551,12 @@ class EnergyMeter:
                 continue
             dev = around[around.device == target.label]
             t, p = dev.t_s.to_numpy(), dev.power_w.to_numpy()
-            head = _stretch(t, p, e0.t_s, start_s) if e0.aligned else 0.0
-            tail = _stretch(t, p, end_s, e1.t_s) if e1.aligned else 0.0
+            head = _stretch(t, p, e0.t_s, start_s)
+            tail = _stretch(t, p, end_s, e1.t_s)  # negative where an unaligned read's update came before the end
             peak = float(p.max()) if len(p) else raw_j / max(e1.t_s - e0.t_s, self.step_s)
             by_dev[target.label] = raw_j - head - tail
             for edge, part in ((e0, head), (e1, tail)):
-                uncertainty += (
-                    (peak * edge.half_width_s + TIMELINE_EDGE_ERROR * part) if edge.aligned else peak * self.step_s
-                )
+                uncertainty += peak * edge.half_width_s + TIMELINE_EDGE_ERROR * abs(part)
         if stalled:  # a GPU always draws power: no counter step inside the window means no reading, not zero joules
             return (
                 None,
@@ -726,8 +730,11 @@ class EnergyMeter:
 
 
 def _stretch(t: np.ndarray, p: np.ndarray, a: float, b: float) -> float:
-    """Energy over [a, b] from the timeline (a stretch of at most one counter update past a window edge)."""
-    if b <= a:
+    """Energy over [a, b] from the timeline (a stretch of about one counter update past a window edge); negative
+    when b comes before a."""
+    if b < a:
+        return -_stretch(t, p, b, a)
+    if b == a:
         return 0.0
     part = integrate(t, p, a, b)
     if part is not None:

@@ -141,6 +141,37 @@ def test_edges_aligned_to_counter_updates_remove_the_step_error():
     assert max(errors) < 0.01  # a raw counter difference would be off by up to 0.1 s / 0.15 s = 67 %
 
 
+class _LateRead(FakeNVML):
+    """A counter read that returns `late_s` after it was asked for, with the value of that moment: the measuring
+    process descheduled between the window's end and its edge read (a busy host)."""
+
+    late_s = 0.0
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        time.sleep(self.late_s)
+        return super().nvmlDeviceGetTotalEnergyConsumption(h)
+
+
+def test_an_unaligned_edge_read_late_is_corrected_and_bounded(monkeypatch):
+    """No update seen in time (here: no wait at all), the end edge read 40 ms after the work ended. The value is the
+    counter of that moment: without a correction the window gains 40 ms of energy, 8 J against a ± of 0.4 J."""
+    import gpu_ops.energy.meter as meter
+
+    monkeypatch.setattr(meter, "STEP_WAIT_UPDATES", 0)
+    nv = _LateRead([FakeGpu(power=lambda t: 200.0)], update_s=0.002)
+    with meter_for(nv) as m:
+        for late in (0.0, 0.04):
+            m.begin_window("w")
+            time.sleep(0.5)
+            nv.late_s = late
+            w = m.end_window("w")
+            nv.late_s = 0.0
+            assert not w.edges_aligned and w.gpu_energy_status == "measured"
+            err = w.gpu_energy_j - 200.0 * w.duration_s
+            assert abs(err) <= w.energy_uncertainty_j + 0.05, (late, err, w.energy_uncertainty_j)
+            assert abs(w.cross_check_rel_diff) <= w.cross_check_tolerance, (late, w.cross_check_rel_diff)
+
+
 def _timeline(power: list[float], update_s: float = 0.1, per_update: int = 5) -> pd.DataFrame:
     """A 50 Hz timeline of a power field that takes a new value every `update_s` (as NVML's does on the H200)."""
     p = np.repeat(power, per_update)
