@@ -327,3 +327,4 @@ def test_the_sites_data_api_validates_and_every_source_reads_to_the_same_frame(m
         r["j_per_token_mean"] for r in load(api / "leaderboard.json")["rows"] if r["energy_status"] == "unmeasured"
     ] == [None]
     assert (from_site[from_site.energy_status == "measured"].j_per_token_mean > 0).all()
+    assert "read_leaderboard(" in (snapshot_folder(storage) / "README.md").read_text()  # the card shows the reader
