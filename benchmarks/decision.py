@@ -7,6 +7,7 @@ rule, and where the run leaves its values:
     series: {file: result.json, key: ratio}       # a list in a JSON file the run wrote, or
             {file: stdout.log, pattern: 'ratio (\S+)'}  # group 1 of a regex on each line of its output, or
             {table: cycles, column: j_per_token, per: sweep_point}   # a column of its result folder(s)
+            {table: cycles, column: cross_check_rel_diff, divide_by: cross_check_tolerance}  # a column over another
     statistic: median                             # median, mean, max, min, max_abs, cv
     interval: {method: bootstrap, level: 0.95, resamples: 10000, seed: 0}    # bootstrap, t (mean only), none
     rule: {bound: lower, op: ">=", threshold: 0.97}   # which end of the interval (lower, upper, value) is compared
@@ -80,10 +81,12 @@ def parse_target(text: str, where: str) -> Target:
     if unknown:
         raise TargetError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(KEYS))}")
     series = _need(data, "series", dict, where)
-    kinds = ({"file", "key"}, {"file", "pattern"}, {"table", "column"}, {"table", "column", "per"})
-    if set(series) not in kinds or not all(isinstance(v, str) for v in series.values()):
+    table_keys = {"table", "column", "per", "divide_by"}
+    kinds_ok = set(series) in ({"file", "key"}, {"file", "pattern"}) or {"table", "column"} <= set(series) <= table_keys
+    if not kinds_ok or not all(isinstance(v, str) for v in series.values()):
         raise TargetError(
-            f"{where}: series is {series!r}; give {{file, key}}, {{file, pattern}} or {{table, column[, per]}}"
+            f"{where}: series is {series!r}; give {{file, key}}, {{file, pattern}} or "
+            "{table, column[, per, divide_by]}"
         )
     if "pattern" in series:
         try:
@@ -210,12 +213,13 @@ def series_values(target: Target, run_dir: Path) -> dict[str, list[float]]:
         return {"": [float(v) for v in values[:MAX_VALUES] if isinstance(v, (int, float)) and not isinstance(v, bool)]}
     import pandas as pd
 
-    column, per = target.series["column"], target.series.get("per")
+    column, per, over = target.series["column"], target.series.get("per"), target.series.get("divide_by")
     out: dict[str, list[float]] = {}
     for summary in sorted(run_dir.rglob("summary.json")):
         table = summary.parent / f"{target.series['table']}.parquet"
         if table.is_file():
-            frame = pd.read_parquet(table, columns=[column] + ([per] if per else []))
-            for key, group in frame.groupby(per, sort=True) if per else [("", frame)]:
-                out.setdefault(str(key), []).extend(float(v) for v in group[column].dropna())
+            frame = pd.read_parquet(table, columns=[c for c in (column, per, over) if c])
+            values = frame[column] / frame[over] if over else frame[column]
+            for key, group in values.groupby(frame[per], sort=True) if per else [("", values)]:
+                out.setdefault(str(key), []).extend(float(v) for v in group.dropna())
     return out or {"": []}

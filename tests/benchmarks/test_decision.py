@@ -60,7 +60,7 @@ def test_the_same_values_give_the_same_interval():
         (("method: bootstrap", "method: jackknife"), "interval: method 'jackknife' is not one of"),
         (("bound: lower", "bound: value"), "compare 'value' only without one"),
         (('op: ">="', 'op: "=>"'), "rule: op '=>' is not one of"),
-        (("key: ratio", "column: ratio"), "give {file, key}, {file, pattern} or {table, column[, per]}"),
+        (("key: ratio", "column: ratio"), "give {file, key}, {file, pattern} or {table, column[, per, divide_by]}"),
         (("min_values: 10", "min_values: 10\nthreshold: 1"), "unknown key(s) threshold"),
     ],
 )
