@@ -39,7 +39,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LEDGER = REPO / "docs" / "benchmarks" / "ledger.jsonl"
-RAW_RUNS = REPO / "docs" / "benchmarks" / "raw" / "runs"
+RAW_RUNS = REPO / "docs" / "benchmarks" / "runs"
 RUN_DIR_PLACEHOLDER = "{run_dir}"
 KILL_GRACE_S = 15.0  # after SIGTERM, the command's process group gets this long before SIGKILL
 MAX_LISTED_FILES = 400  # a raw folder with more files is recorded by its digest and count alone
@@ -55,6 +55,15 @@ EVENTS = ("started", "ended", "recovered", "amended")
 
 class LedgerError(Exception):
     """Bad input to the ledger: the message names the field and the fix."""
+
+
+def ledger_path() -> Path:
+    """The ledger this process writes: LEM_LEDGER (a GPU session's own, or a test's), else docs/benchmarks'."""
+    return Path(os.environ.get("LEM_LEDGER", LEDGER))
+
+
+def raw_root() -> Path:
+    return Path(os.environ.get("LEM_RAW_ROOT", RAW_RUNS))
 
 
 def now_utc() -> str:
@@ -542,8 +551,8 @@ def show(ledger: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.ledger", description=__doc__.splitlines()[0])
-    ap.add_argument("--ledger", type=Path, default=Path(os.environ.get("LEM_LEDGER", LEDGER)))
-    ap.add_argument("--raw-root", type=Path, default=Path(os.environ.get("LEM_RAW_ROOT", RAW_RUNS)))
+    ap.add_argument("--ledger", type=Path, default=ledger_path())
+    ap.add_argument("--raw-root", type=Path, default=raw_root())
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a command and record it")
     r.add_argument("--id", required=True, help="the evidence item, e.g. parity-256 (one folder per item)")

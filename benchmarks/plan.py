@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.ledger import LEDGER, RAW_RUNS, REPO, Ledger, LedgerError, merge
+from benchmarks.ledger import LEDGER, REPO, Ledger, LedgerError, ledger_path, merge, raw_root
 
 PLAN = REPO / "benchmarks" / "plan.yaml"
 GPU_MODELS = ("H100", "H200")
@@ -86,6 +86,14 @@ def status(stages: list[Stage], book: Ledger) -> dict[str, dict[str, str]]:
     return out
 
 
+def known_runs() -> Ledger:
+    """The committed ledger and, on a GPU machine, the session's own (LEM_LEDGER): what has been done anywhere."""
+    book = Ledger.load(LEDGER)
+    if ledger_path().resolve() != LEDGER.resolve():
+        book.runs += Ledger.load(ledger_path()).runs
+    return book
+
+
 def progress(root: Path, text: str) -> None:
     line = f"{time.strftime('%H:%M:%S')} {text}"
     print(line, flush=True)
@@ -111,7 +119,7 @@ def run(root: Path, budget_s: float, only: list[str] | None, start_at: str | Non
         stages = stages[ids.index(start_at) :]
     root.mkdir(parents=True, exist_ok=True)
     model = this_gpu_model()
-    done = status(stages, Ledger.load(LEDGER))
+    done = status(stages, known_runs())
     t0 = time.monotonic()
     progress(root, f"plan on {model or 'cpu'}, budget {budget_s:.0f} s")
     for s in stages:
@@ -122,7 +130,7 @@ def run(root: Path, budget_s: float, only: list[str] | None, start_at: str | Non
         reason = (
             "no command (a slot for the lead)" if not s.command
             else f"runs where={s.where}, this machine has {here}" if (s.where == "gpu") != bool(model)
-            else f"done on {model} already" if not only and done[s.id].get(model or "cpu") == "ok"
+            else f"done on {model or 'cpu'} already" if not only and done[s.id].get(model or "cpu") == "ok"
             else f"~{s.device_s} s expected, {left:.0f} s left" if s.device_s > left
             else None
         )  # fmt: skip
@@ -143,11 +151,11 @@ def run(root: Path, budget_s: float, only: list[str] | None, start_at: str | Non
 
 
 def pack(root: Path, out: Path) -> list[Path]:
-    """The session so far as at most MAX_FILES files under `out`: ledger.jsonl and progress as they are, and one
-    tarball of the raw folders (ledger, runs/) in parts of PART_BYTES."""
+    """The session so far as at most MAX_FILES files under `out`: its ledger (LEM_LEDGER, which gpu_session.sh points
+    into the session folder) and progress as they are, and one tarball of the ledger and the raw folders
+    (LEM_RAW_ROOT) in parts of PART_BYTES."""
     out.mkdir(parents=True, exist_ok=True)
-    ledger = Path(os.environ.get("LEM_LEDGER", root / "ledger.jsonl"))
-    runs = Path(os.environ.get("LEM_RAW_ROOT", root / "runs"))
+    ledger, runs = ledger_path(), raw_root()
     written = []
     for src in (ledger, root / "progress"):
         if src.is_file():
@@ -188,12 +196,12 @@ def unpack(folder: Path) -> list[str]:
                 fh.write(p.read_bytes())
         with tarfile.open(tgz) as tar:
             tar.extractall(Path(tmp) / "session", filter="data")
-        return merge(Path(tmp) / "session" / "ledger.jsonl", Path(tmp) / "session" / "runs", LEDGER, RAW_RUNS)
+        return merge(Path(tmp) / "session" / "ledger.jsonl", Path(tmp) / "session" / "runs", ledger_path(), raw_root())
 
 
 def show(plan: Path = PLAN) -> None:
     stages = load(plan)
-    done = status(stages, Ledger.load(LEDGER))
+    done = status(stages, known_runs())
     total = 0
     print(f"{'stage':<26} {'item':<4} {'device s':>8} {'cum s':>6}  " + "  ".join(f"{m:<11}" for m in GPU_MODELS))
     for s in stages:
