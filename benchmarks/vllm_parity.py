@@ -35,9 +35,6 @@ import yaml
 from benchmarks.decision import bootstrap_interval
 
 REPO = Path(__file__).resolve().parents[1]
-GOAL = 0.97
-
-
 def experiment(args) -> dict:
     """Our side's experiment file: one cycle of every prompt, no warm-up beyond vLLM's own engine start."""
     return {
@@ -226,8 +223,8 @@ def summarise(args, rounds: list[dict]) -> int:
     )
     print(
         f"paired ratio ours/theirs over {len(ratios)} rounds: median {statistics.median(ratios):.4f}, 95 % bootstrap "
-        f"CI {lo:.4f}-{hi:.4f}, min {min(ratios):.4f}, max {max(ratios):.4f} (target: lower bound >= {GOAL}): "
-        f"{'met' if lo >= GOAL else 'not met'}"
+        f"CI {lo:.4f}-{hi:.4f}, min {min(ratios):.4f}, max {max(ratios):.4f} (the verdict is the target's: "
+        "benchmarks/targets/parity-*.yaml, judged by python -m benchmarks.report)"
     )
     return 0
 
