@@ -92,7 +92,10 @@ def ev_plan(raw: Raw) -> str:
     rows, total = [], 0
     for i, s in enumerate(stages, 1):
         total += s.device_s
-        states = [done[s.id].get(m, "open") if s.where == "gpu" else "–" for m in GPU_MODELS]
+        states = [
+            done[s.id].get(m, "open") if s.where == "gpu" else f"CPU: {done[s.id].get('cpu', 'open')}"
+            for m in GPU_MODELS
+        ]
         rows.append([i, f"({s.item})", f"`{s.id}`" + ("" if s.command else " (slot: not wired)"), s.what,
                      s.device_s, total, *states])  # fmt: skip
     return table(["order", "item", "stage", "what", "device s", "cumulative", *GPU_MODELS], rows)
