@@ -35,6 +35,8 @@ import yaml
 from benchmarks.decision import bootstrap_interval
 
 REPO = Path(__file__).resolve().parents[1]
+
+
 def experiment(args) -> dict:
     """Our side's experiment file: one cycle of every prompt, no warm-up beyond vLLM's own engine start."""
     return {
