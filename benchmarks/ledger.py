@@ -37,6 +37,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpu_ops.results import file_sha256
+
 REPO = Path(__file__).resolve().parents[1]
 LEDGER = REPO / "docs" / "benchmarks" / "ledger.jsonl"
 RAW_RUNS = REPO / "docs" / "benchmarks" / "runs"
@@ -68,14 +70,6 @@ def raw_root() -> Path:
 
 def now_utc() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def relative(path: Path, root: Path = REPO) -> str:
