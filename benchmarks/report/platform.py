@@ -113,20 +113,6 @@ def pg_stopped(raw: Raw) -> str:
     ])  # fmt: skip
 
 
-@blocks("pg-share")
-def pg_share(raw: Raw) -> str:
-    c = raw.json("platform-gpu/campaign.json")
-    k = c["window_seconds_by_kind"]
-    return (
-        f"first measurement start to last end **{f(c['wall_s'])} s**; cycle windows **{f(k['cycle'])} s**, a share of "
-        f"**{pct(c['share_in_windows'], 1)}**; warm-up windows {f(k['warmup'])} s; idle baselines "
-        f"{f(k['idle_before'] + k['idle_after'])} s; the rest {f(c['wall_s'] - c['windows_s'] - k['warmup'])} s"
-        if "warmup" in k and c["windows_s"] == k["cycle"]
-        else f"first measurement start to last end **{f(c['wall_s'])} s**, **{pct(c['share_in_windows'], 1)}** in "
-        f"measured windows ({f(c['windows_s'])} s)"
-    )
-
-
 @blocks("pg-where")
 def pg_where(raw: Raw) -> str:
     r = runs(raw)

@@ -593,16 +593,28 @@ def s13_hook(raw: Raw) -> str:
     return bullets(items)
 
 
+CAMPAIGN_KEYS = {"runs", "wall_s", "windows_s", "window_seconds_by_kind", "share_in_windows"}
+
+
 @blocks("s13-campaign")
 def s13_campaign(raw: Raw) -> str:
+    """campaign.json (energy_assets.evidence): wall time, the share in cycle windows, seconds by window kind, each run,
+    and any further breakdown a later version writes there (a mapping of names to seconds), printed as it comes."""
     c = raw.json("platform-gpu/campaign.json")
-    k = c["window_seconds_by_kind"]
-    runs = {r["partition"].split("|")[0]: r["seconds"] for r in c["runs"]}
+    kinds = ", ".join(f"{k.replace('_', ' ')} {f(v)} s" for k, v in sorted(c.get("window_seconds_by_kind", {}).items()))
+    runs = ", ".join(f"`{r['partition'].split('|')[0]}` {f(r['seconds'])} s" for r in c["runs"])
+    extra = [
+        f"{key.replace('_', ' ')}: " + ", ".join(f"{k.replace('_', ' ')} {f(v)} s" for k, v in value.items())
+        for key, value in sorted(c.items())
+        if key not in CAMPAIGN_KEYS
+        and isinstance(value, dict)
+        and all(isinstance(v, (int, float)) for v in value.values())
+    ]
+    share = c["share_in_windows"]
     return (
         f"{f(c['wall_s'])} s from the first measurement's start to the last one's end, **{f(c['windows_s'])} s inside "
-        f"measured windows: {pct(c['share_in_windows'], 1)}** (goal ≥ 85 %: "
-        f"{'met' if c['share_in_windows'] >= 0.85 else 'not met'}); warm-up windows {f(k['warmup'])} s, idle baselines "
-        f"{f(k['idle_before'] + k['idle_after'])} s. Runs: " + ", ".join(f"`{p}` {f(s)} s" for p, s in runs.items())
+        f"measured cycle windows: {pct(share, 1)}** (goal ≥ 85 %: {'met' if share >= 0.85 else 'not met'}); seconds by "
+        f"window kind: {kinds}; runs: {runs}" + "".join(f"; {e}" for e in extra)
     )
 
 
