@@ -134,8 +134,10 @@ def ours_round(cfg_path: Path, out: Path, name: str, timeout_s: float) -> dict:
     cmd = [sys.executable, "-m", "gpu_ops.cli", "run", str(cfg_path), "--out", str(folder), "-q"]
     code, wall = child(cmd, out / "logs" / f"{name}-ours.log", timeout_s)
     summaries = sorted(folder.rglob("summary.json"))
-    if code != 0 or not summaries:
+    if not summaries:  # the folder is written when the run ends: none means it did not finish
         return {"exit_code": code, "wall_s": wall, "tok_s": None}
+    # a blocking check that fails (e.g. the counter-vs-timeline cross-check) exits non-zero after writing the folder:
+    # its throughput stands, and the exit code is kept beside it
     cycles = pd.read_parquet(summaries[0].parent / "cycles.parquet")
     return {
         "exit_code": code,
