@@ -356,6 +356,25 @@ class _Stop:
                     threading.Thread(target=self.stop, args=(signal.SIGTERM,), daemon=True).start()
 
 
+def end_stragglers(pgid: int) -> bool:
+    """Processes the command left in its group after it exited (an engine's workers, a daemon) are stopped, so the
+    next run starts on a GPU with no process of this one; returns whether there were any."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + KILL_GRACE_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    return True
+
+
 def status_of(code: int, stop: _Stop) -> tuple[str, str | None]:
     if stop.timed_out:
         return "timeout", "SIGTERM"
@@ -413,7 +432,7 @@ def run(
             err.write(f"ledger: the command did not start: {exc}\n".encode())
             proc = None
         if proc is None:
-            code, status, sig = 127, "failed", None
+            code, status, sig, stragglers = 127, "failed", None, False
         else:
             stop = _Stop(proc, timeout_s)
             previous = {s: signal.signal(s, stop.handler) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
@@ -432,6 +451,7 @@ def run(
             finally:
                 for s, h in previous.items():
                     signal.signal(s, h)
+            stragglers = end_stragglers(proc.pid)
             for t in tees:
                 t.join(5.0)
             status, sig = status_of(code, stop)
@@ -445,6 +465,7 @@ def run(
         "exit_code": code,
         "status": status,
         "signal": sig,
+        "stragglers_stopped": stragglers,
         "files": files,
         "files_total": count,
         "raw_sha256": digest,

@@ -4,6 +4,7 @@ matches its recorded sha256."""
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -94,8 +95,6 @@ def test_a_signal_to_the_ledger_stops_the_command_and_still_ends_its_record(tmp_
     assert (run.status, run.ended["signal"]) == ("killed", "SIGTERM")
     pid = int((tmp_path / run.raw_dir / "pid").read_text())
     with pytest.raises(ProcessLookupError):  # the command went with it (its process group was signalled)
-        import os
-
         os.kill(pid, 0)
     assert (tmp_path / run.raw_dir / "stdout.log").read_bytes() == b"ready\n"  # partial output kept
 
@@ -105,8 +104,6 @@ def test_a_run_killed_with_the_ledger_keeps_its_started_line(tmp_path):
     proc.kill()  # SIGKILL: no handler runs, as when a machine is taken back
     proc.wait(60)
     run = L.Ledger.load(tmp_path / "ledger.jsonl").runs[0]
-    import os
-
     os.kill(int((tmp_path / run.raw_dir / "pid").read_text()), signal.SIGKILL)  # the orphan, ours to end
     assert (run.status, run.ended) == ("never-ended", None)
     assert run.started["command"][-1] == CHILD
@@ -197,3 +194,21 @@ def test_a_ledger_line_that_is_not_a_record_is_refused_with_its_line_number(tmp_
     ledger.write_text('{"event": "started", "run": "a", "id": "x"}\n[1, 2]\n')
     with pytest.raises(L.LedgerError, match=r"ledger.jsonl:2: expected an object"):
         L.read(ledger)
+
+
+def test_processes_the_command_leaves_behind_are_stopped(tmp_path):
+    """An engine's workers outliving the command would sit on the GPU during the next run."""
+    leaver = (
+        "import subprocess, sys, pathlib; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+        "pathlib.Path(sys.argv[1], 'pid').write_text(str(p.pid))"
+    )
+    ledger = tmp_path / "ledger.jsonl"
+    code, ended = L.run("demo-leaver", [PY, "-c", leaver, "{run_dir}"], ledger=ledger, raw_root=tmp_path, echo=False)
+    assert code == 0 and ended["stragglers_stopped"] is True
+    pid = int((tmp_path / L.Ledger.load(ledger).runs[0].raw_dir / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert (
+        L.run("demo-clean", [PY, "-c", "pass"], ledger=ledger, raw_root=tmp_path, echo=False)[1]["stragglers_stopped"]
+        is False
+    )
