@@ -199,7 +199,8 @@ def test_a_ledger_line_that_is_not_a_record_is_refused_with_its_line_number(tmp_
 def test_processes_the_command_leaves_behind_are_stopped(tmp_path):
     """An engine's workers outliving the command would sit on the GPU during the next run."""
     leaver = (
-        "import subprocess, sys, pathlib; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+        "import subprocess, sys, pathlib; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
         "pathlib.Path(sys.argv[1], 'pid').write_text(str(p.pid))"
     )
     ledger = tmp_path / "ledger.jsonl"
