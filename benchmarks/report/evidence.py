@@ -4,6 +4,7 @@ plan with what is done and what is left per GPU model, the parity runs, and the 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 
 from benchmarks.decision import Target, evaluate, parse_target, series_values
@@ -173,3 +174,26 @@ def ev_hand(raw: Raw) -> str:
             )
             items.append(f"`{rel}`: {said}")
     return bullets(items)
+
+
+@blocks("ev-meter")
+def ev_meter(raw: Raw) -> str:
+    """The plan's meter-overhead runs: the on/off verdict and, beside it, the A/A control (off/off2): the host's own
+    round-to-round swing with no meter in either arm, as a percentile-bootstrap interval of its median."""
+    from benchmarks.decision import bootstrap_interval
+
+    rows = []
+    for stage in ("meter-overhead-compiled", "meter-overhead-vllm"):
+        for r in raw.ledger().of(stage):
+            log = raw.run_dir(r) / "stdout.log"
+            aa = [float(x) for x in re.findall(r"off/off2 (\S+)", log.read_text())] if log.is_file() else []
+            control = "–"
+            if len(aa) >= 2:
+                lo, hi = bootstrap_interval(aa)
+                control = f"median {g(statistics.median(aa), 4)}, 95 % CI {g(lo, 4)}–{g(hi, 4)} ({len(aa)} rounds)"
+            rows.append(
+                [f"`{stage}`", where(r), r.started["start"][:10], r.status, "; ".join(verdicts(raw, r)), control]
+            )
+    if not rows:
+        return "_Not run yet: stages `meter-overhead-compiled` and `meter-overhead-vllm` of the plan (§0)._"
+    return table(["stage", "device", "date", "status", "on/off verdict", "A/A control off/off2"], rows)
