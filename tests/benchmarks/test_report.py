@@ -93,3 +93,31 @@ def test_no_measured_figure_is_typed_outside_a_block():
         prose = re.sub(r"`[^`]*`", "", text)  # file names, keys, commands
         found = re.findall(r"(?<![\w.-])\d+\.\d+\s?(?:%|W|J|s|ms|tok/s|GB/s)(?!\w)", prose)
         assert not found, f"{name}: figures typed outside a block: {found[:10]}"
+
+
+def test_a_run_is_judged_by_its_recorded_target_until_an_amendment_says_why_it_changed(tmp_path):
+    import sys
+
+    from benchmarks import ledger as L
+    from benchmarks.report.evidence import verdicts
+
+    target = tmp_path / "t.yaml"
+    target.write_text((DOCS.parents[1] / "benchmarks" / "targets" / "parity-64.yaml").read_text())
+    write = "import json, sys; json.dump({'series': {'ratio': [1.0] * 10}}, open(sys.argv[1] + '/result.json', 'w'))"
+    ledger, runs = tmp_path / "ledger.jsonl", tmp_path / "runs"
+    L.run("t", [sys.executable, "-c", write, "{run_dir}"], target, ledger, runs, echo=False)
+
+    def judged() -> list[str]:
+        raw = Raw(root=tmp_path, ledger=ledger, runs=runs)
+        try:
+            return verdicts(raw, raw.ledger().runs[0])
+        finally:
+            raw.close()
+
+    assert judged()[0].startswith("met: median 1, 95 % bootstrap CI 1–1")
+    target.write_text(target.read_text().replace("threshold: 0.97", "threshold: 1.01"))
+    said = judged()
+    assert said[0].startswith("met") and "changed after this run with no amendment" in said[1]
+    L.amend(target, "1 % above parity was asked for", ledger)
+    said = judged()
+    assert said[0].startswith("not met") and said[1].endswith("1 % above parity was asked for")
