@@ -465,7 +465,7 @@ def s13_device(raw: Raw) -> str:
 @blocks("s13-calls")
 def s13_calls(raw: Raw) -> str:
     last = raw.all(f"{S7}/device-calls.hand.txt", r"^\d+\s+.*\s(\S+)\s+(\S+)\s+(\d+)$")[-1]
-    return f"{float(last[2]):.0f} s of the session's 1800"
+    return f"{float(last[2]):.0f} s of the session's 1800 s of device time"
 
 
 @blocks("s13-phases-start")
