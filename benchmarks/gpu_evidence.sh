@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Kept as the record of how sessions 1-5 ran (docs/benchmarks §1-§10); new evidence runs through the ledger
+# and the session plan: benchmarks/plan.yaml, benchmarks/gpu_session.sh.
 # GPU evidence for docs/benchmarks/, run on the lent device machine (one stage per call, each < 10 min):
 #   bash benchmarks/gpu_evidence.sh engine     # list-hardware, llama-1b example (3 cycles x 2 batch sizes), meter overhead
 #   bash benchmarks/gpu_evidence.sh roofline   # bs1/bs64 eager vs compiled static cache; meter overhead (compiled)

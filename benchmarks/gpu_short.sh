@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Kept as the record of how sessions 1-5 ran (docs/benchmarks §1-§10); new evidence runs through the ledger
+# and the session plan: benchmarks/plan.yaml, benchmarks/gpu_session.sh.
 # The last stretch of this session's device time in one bounded call (docs/benchmarks/README.md): counter period,
 # vLLM parity at max_num_seqs 256 (prefix caches emptied on both sides), meter overhead on compiled PyTorch and on vLLM.
 # vLLM engines start by spawn here (VLLM_WORKER_MULTIPROC_METHOD=spawn): see the engine-start section.

@@ -9,7 +9,6 @@ counter step and cross-check rule.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tarfile
 import tempfile
@@ -31,13 +30,47 @@ def goal(rel: float, seconds: float) -> str:
     return "-" if limit is None else ("ok" if abs(rel) <= limit else f"over {limit:.1%}")
 
 
+def window_rows(t) -> list[dict]:
+    """One row per cycle window of result tables `t` (gpu_ops.results.ResultTables): its figures beside the power
+    and clock samples inside it. Shared with benchmarks.report, which prints the same rows in docs/benchmarks."""
+    cycle_windows = t.windows[t.windows.kind == "cycle"].set_index(["sweep_point", "cycle"])
+    rows = []
+    for _, c in t.cycles.iterrows():
+        w = cycle_windows.loc[(c.sweep_point, c.cycle)]
+        inside = t.timeline[(t.timeline.t_s >= w.start_s) & (t.timeline.t_s <= w.end_s)]
+        power, clock = inside.power_w, inside.sm_clock_mhz.dropna()
+        rows.append(
+            {
+                "point": c.sweep_point, "cycle": int(c.cycle), "window_s": c.duration_s, "tok_s": c.tokens_per_s,
+                "counter_j": c.gross_energy_j, "counter_pm_j": c.energy_uncertainty_j,
+                "timeline_j": c.timeline_energy_j, "diff": c.cross_check_rel_diff, "tolerance": c.cross_check_tolerance,
+                "goal": goal(c.cross_check_rel_diff, c.duration_s), "j_per_token": c.j_per_token,
+                "net_j_per_token": c.net_j_per_token, "avg_w": c.avg_power_w, "tail_ms": c.window_tail_s * 1e3,
+                "power_sd_w": power.std(), "power_min_w": power.min(), "power_max_w": power.max(),
+                "sm_clock_min_mhz": c.sm_clock_min_mhz, "below_1900": (clock < 1900).mean(),
+                "throttle_reasons": int(c.throttle_reasons),
+            }
+        )  # fmt: skip
+    return rows
+
+
+def point_figures(group: pd.DataFrame) -> dict:
+    """A sweep point's cycles (rows of cycles.parquet): the reference targets' figures."""
+    jpt, net, tps = group.j_per_token, group.net_j_per_token, group.tokens_per_s
+    return {
+        "cycles": len(group), "j_per_token": jpt.mean(), "cv_gross": statistics.stdev(jpt) / jpt.mean(),
+        "cv_net": statistics.stdev(net) / net.mean(), "tok_s_cv": statistics.stdev(tps) / tps.mean(),
+        "sm_clock": (group.sm_clock_min_mhz.min(), group.sm_clock_max_mhz.max()),
+        "temp_c": (group.temp_min_c.min(), group.temp_max_c.max()),
+        "worst_diff": group.cross_check_rel_diff.abs().max(), "tail_max_ms": group.window_tail_s.max() * 1e3,
+    }  # fmt: skip
+
+
 def report(folder: Path) -> None:
-    summary = json.loads((folder / "summary.json").read_text())
-    cycles = pd.read_parquet(folder / "cycles.parquet")
-    windows = pd.read_parquet(folder / "windows.parquet")
-    timeline = pd.read_parquet(folder / "timeline.parquet", columns=["t_s", "power_w", "sm_clock_mhz"])
-    cycle_windows = windows[windows.kind == "cycle"].set_index(["sweep_point", "cycle"])
-    meter = summary.get("meter", {})
+    from gpu_ops.results import read_tables
+
+    t = read_tables(folder)
+    summary, windows, meter = t.summary, t.windows, t.summary.get("meter", {})
     print(f"\n## {folder.name}: {summary['model']} on {summary['backend']} / {summary['hardware']}")
     print(
         f"counter step {meter.get('counter_step_s')} s, sampler {meter.get('sample_hz')} Hz, cross-check rule: "
@@ -47,37 +80,30 @@ def report(folder: Path) -> None:
         w = windows[windows.kind == kind]
         if len(w):
             print(f"{kind}: {w.avg_power_w.iloc[0]:.2f} W over {w.duration_s.iloc[0]:.1f} s")
-    idle = summary.get("idle_power_w")
-    print(f"idle power used for net energy: {idle}")
+    print(f"idle power used for net energy: {summary.get('idle_power_w')}")
     settle = {k: v for k, v in meter.items() if "settle" in k}
     if settle:
         print(f"settle: {settle}")
-    cols = (
+    print(
         "point cycle window_s tok/s counter_J ±J timeline_J diff tolerance goal J/token net_J/token avg_W tail_ms "
         "power_sd_W power_min-max_W sm_clock_min_MHz share_of_samples_below_1900MHz throttle_reasons"
     )
-    print(cols)
-    for point, group in cycles.groupby("sweep_point", sort=False):
-        for _, c in group.iterrows():
-            w = cycle_windows.loc[(point, c.cycle)]
-            inside = timeline[(timeline.t_s >= w.start_s) & (timeline.t_s <= w.end_s)]
-            power, clock = inside.power_w, inside.sm_clock_mhz.dropna()
+    rows = window_rows(t)
+    for point, group in t.cycles.groupby("sweep_point", sort=False):
+        for r in (r for r in rows if r["point"] == point):
             print(
-                f"{point} {int(c.cycle)} {c.duration_s:.2f} {c.tokens_per_s:.1f} {c.gross_energy_j:.1f} "
-                f"{c.energy_uncertainty_j:.1f} {c.timeline_energy_j:.1f} {c.cross_check_rel_diff:+.2%} "
-                f"{c.cross_check_tolerance:.2%} {goal(c.cross_check_rel_diff, c.duration_s)} {c.j_per_token:.5f} "
-                f"{c.net_j_per_token:.5f} {c.avg_power_w:.1f} {c.window_tail_s * 1e3:.2f} {power.std():.1f} "
-                f"{power.min():.0f}-{power.max():.0f} {c.sm_clock_min_mhz:.0f} {(clock < 1900).mean():.3f} "
-                f"{c.throttle_reasons:#x}"
+                f"{r['point']} {r['cycle']} {r['window_s']:.2f} {r['tok_s']:.1f} {r['counter_j']:.1f} "
+                f"{r['counter_pm_j']:.1f} {r['timeline_j']:.1f} {r['diff']:+.2%} {r['tolerance']:.2%} {r['goal']} "
+                f"{r['j_per_token']:.5f} {r['net_j_per_token']:.5f} {r['avg_w']:.1f} {r['tail_ms']:.2f} "
+                f"{r['power_sd_w']:.1f} {r['power_min_w']:.0f}-{r['power_max_w']:.0f} {r['sm_clock_min_mhz']:.0f} "
+                f"{r['below_1900']:.3f} {r['throttle_reasons']:#x}"
             )
-        jpt, net, tps = group.j_per_token, group.net_j_per_token, group.tokens_per_s
+        p = point_figures(group)
         print(
-            f"{point}: {len(group)} cycles; J/token mean {jpt.mean():.5f} CV {statistics.stdev(jpt) / jpt.mean():.2%} "
-            f"gross, {statistics.stdev(net) / net.mean():.2%} net; tok/s CV {statistics.stdev(tps) / tps.mean():.2%}; "
-            f"SM clock {group.sm_clock_min_mhz.min():.0f}-{group.sm_clock_max_mhz.max():.0f} MHz; "
-            f"temperature {group.temp_min_c.min():.0f}-{group.temp_max_c.max():.0f} C; "
-            f"worst |diff| {group.cross_check_rel_diff.abs().max():.2%}; "
-            f"window tail max {group.window_tail_s.max() * 1e3:.2f} ms"
+            f"{point}: {p['cycles']} cycles; J/token mean {p['j_per_token']:.5f} CV {p['cv_gross']:.2%} gross, "
+            f"{p['cv_net']:.2%} net; tok/s CV {p['tok_s_cv']:.2%}; SM clock {p['sm_clock'][0]:.0f}-"
+            f"{p['sm_clock'][1]:.0f} MHz; temperature {p['temp_c'][0]:.0f}-{p['temp_c'][1]:.0f} C; "
+            f"worst |diff| {p['worst_diff']:.2%}; window tail max {p['tail_max_ms']:.2f} ms"
         )
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.report.build import main
+
+sys.exit(main())

@@ -1,0 +1,199 @@
+"""Blocks of the evidence pipeline itself: the runs the ledger holds with their verdicts, the targets, the GPU session
+plan with what is done and what is left per GPU model, the parity runs, and the files assembled by hand."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+
+from benchmarks.decision import Target, evaluate, parse_target, series_values
+from benchmarks.ledger import REPO, Run
+from benchmarks.plan import GPU_MODELS, load, status
+from benchmarks.report.build import Blocks
+from benchmarks.report.fmt import bullets, f, g, table
+from benchmarks.report.raw import HAND_LINE, Raw, is_hand
+
+blocks = Blocks()
+SESSION_S = 1800  # device seconds a session holds
+CARRY_S = 90  # carrying vLLM, Dagster and their wheels to a fresh machine (session 7: ~60 s)
+
+
+def where(run: Run) -> str:
+    gpus = run.started["device"].get("gpus") or []
+    return f"{len(gpus)}× {gpus[0]['name']}" if gpus else f"CPU ({run.started['device'].get('cpu', '?')})"
+
+
+def judged_by(raw: Raw, run: Run) -> tuple[Target, str] | None:
+    """The target a run is judged by: the text the ledger recorded at its start, or an amendment made after it with
+    its reason; and a note when the file changed since without one."""
+    recorded = run.started.get("target")
+    if not recorded:
+        return None
+    later = [a for a in raw.ledger().amendments if a["target"] == recorded["path"] and a["at"] > run.started["start"]]
+    if later:
+        a = later[-1]
+        return parse_target(a["text"], recorded["path"]), f"target amended {a['at'][:10]}: {a['reason']}"
+    note = ""
+    current = REPO / recorded["path"]
+    if current.is_file():
+        import hashlib
+
+        if hashlib.sha256(current.read_bytes()).hexdigest() != recorded["sha256"]:
+            note = "the target file changed after this run with no amendment recorded: judged by the recorded text"
+    return parse_target(recorded["text"], recorded["path"]), note
+
+
+def verdicts(raw: Raw, run: Run) -> list[str]:
+    """'met' / 'not met' / 'not evaluable' per group, with the interval it rests on."""
+    judged = judged_by(raw, run)
+    if judged is None:
+        return ["no target"]
+    target, note = judged
+    if run.status == "never-ended" and not run.recovered:
+        return ["not evaluable: the run has no ended record (still running, or killed with the ledger)"]
+    raw.note(f"runs/{run.raw_dir}")
+    groups = series_values(target, raw.run_dir(run))
+    out = [f"{'' if not k else f'`{k}`: '}{evaluate(target, v).text()}" for k, v in groups.items()]
+    return out + ([note] if note else [])
+
+
+@blocks("ev-runs")
+def ev_runs(raw: Raw) -> str:
+    runs = raw.ledger().runs
+    if not runs:
+        return "_The ledger holds no run yet._"
+    rows = []
+    for r in runs:
+        e = r.ended or {}
+        target = (r.started.get("target") or {}).get("path", "–").removeprefix("benchmarks/targets/")
+        rows.append([
+            r.started["start"][:16].replace("T", " "), f"`{r.id}`", r.started.get("label") or "", where(r),
+            r.status, e.get("exit_code", "–"), f(e.get("duration_s"), 0) if e else "–",
+            (r.started["git"].get("commit") or "unknown")[:10] + (" (dirty)" if r.started["git"].get("dirty") else ""),
+            target, "; ".join(verdicts(raw, r)),
+        ])  # fmt: skip
+    return table(["start (UTC)", "id", "label", "device", "status", "exit", "s", "commit", "target", "verdict"], rows)
+
+
+@blocks("ev-targets")
+def ev_targets(raw: Raw) -> str:
+    rows = []
+    for path in sorted((REPO / "benchmarks" / "targets").glob("*.yaml")):
+        t = parse_target(path.read_text(), path.name)
+        interval = "none (every value)" if t.method == "none" else f"{round(100 * t.level)} % {t.method}"
+        rows.append([f"`{path.name}`", t.metric, t.statistic, interval, t.rule_text(), t.min_values])
+    return table(["target", "metric", "statistic", "interval", "met when", "values needed"], rows)
+
+
+@blocks("ev-plan")
+def ev_plan(raw: Raw) -> str:
+    stages = load()
+    done = status(stages, raw.ledger())
+    rows, total = [], 0
+    for i, s in enumerate(stages, 1):
+        total += s.device_s
+        states = [
+            done[s.id].get(m, "open") if s.where == "gpu" else f"CPU: {done[s.id].get('cpu', 'open')}"
+            for m in GPU_MODELS
+        ]
+        rows.append([i, f"({s.item})", f"`{s.id}`" + ("" if s.command else " (slot: not wired)"), s.what,
+                     s.device_s, total, *states])  # fmt: skip
+    return table(["order", "item", "stage", "what", "device s", "cumulative", *GPU_MODELS], rows)
+
+
+@blocks("ev-left")
+def ev_left(raw: Raw) -> str:
+    stages = [s for s in load() if s.where == "gpu"]
+    done = status(stages, raw.ledger())
+    budget = SESSION_S - CARRY_S
+    items = []
+    for m in GPU_MODELS:
+        left = [s for s in stages if done[s.id].get(m) != "ok"]
+        seconds = sum(s.device_s for s in left)
+        sessions, used = 1, 0
+        for s in left:  # stages in order, a new session when the next does not fit
+            if used + s.device_s > budget:
+                sessions, used = sessions + 1, 0
+            used += s.device_s
+        items.append(
+            f"{m}: {len(left)} of {len(stages)} stages open, ~{seconds} device s expected, "
+            f"{sessions if left else 0} session(s) of {SESSION_S} s ({CARRY_S} s of each for carrying the wheels); "
+            f"the next starts at `{left[0].id}`"
+            if left
+            else f"{m}: every stage done"
+        )
+    return bullets(items)
+
+
+@blocks("ev-parity-cpu-smoke")
+def ev_parity_cpu_smoke(raw: Raw) -> str:
+    runs = [r for r in raw.ledger().of("parity-cpu-smoke") if r.ended]
+    if not runs:
+        return "_No run of `parity-cpu-smoke` in the ledger._"
+    r = runs[-1]
+    rel = f"runs/{r.raw_dir}/result.json"
+    data = json.loads(raw.text(rel))
+    w = data["workload"]
+    rows = [[x["round"], x["first"], f(x["ours"]["tok_s"]), f(x["theirs"]["tok_s"]), g(x["ratio"], 4) if x["ratio"]
+             else "–", f(x["ours"]["wall_s"], 0), f(x["theirs"]["wall_s"], 0)] for x in data["rounds"]]  # fmt: skip
+    ratios = data["series"]["ratio"]
+    head = (
+        f"`{w['model']}` {w['dtype']}, {w['prompts']} prompts × {w['input_len']} in / {w['output_len']} out, "
+        f"max_num_seqs {w['max_num_seqs']}, eager {w['enforce_eager']}, on {where(r)} (ledger run `{r.uid}`, "
+        f"status {r.status}); median ratio {g(statistics.median(ratios), 4) if ratios else '–'}; verdict: "
+        + "; ".join(verdicts(raw, r))
+    )
+    return (
+        head
+        + "\n\n"
+        + table(["round", "first", "ours tok/s", "theirs tok/s", "ratio", "ours process s", "theirs process s"], rows)
+    )
+
+
+@blocks("ev-parity-gpu")
+def ev_parity_gpu(raw: Raw) -> str:
+    rows = []
+    for stage in ("parity-256", "parity-64"):
+        for r in raw.ledger().of(stage):
+            rows.append([f"`{stage}`", where(r), r.started["start"][:10], r.status, "; ".join(verdicts(raw, r))])
+    if not rows:
+        return "_Not run yet: stages `parity-256` and `parity-64` of the plan (§0)._"
+    return table(["stage", "device", "date", "status", "verdict"], rows)
+
+
+@blocks("ev-hand")
+def ev_hand(raw: Raw) -> str:
+    items = []
+    for path in sorted((raw.root / "raw").rglob("*")):
+        rel = path.relative_to(raw.root).as_posix()
+        if path.is_file() and is_hand(rel):
+            first = path.read_text(errors="replace").splitlines()[0]
+            said = (
+                first.removeprefix(HAND_LINE).strip() if first.startswith(HAND_LINE) else "**no first line saying so**"
+            )
+            items.append(f"`{rel}`: {said}")
+    return bullets(items)
+
+
+@blocks("ev-meter")
+def ev_meter(raw: Raw) -> str:
+    """The plan's meter-overhead runs: the on/off verdict and, beside it, the A/A control (off/off2): the host's own
+    round-to-round swing with no meter in either arm, as a percentile-bootstrap interval of its median."""
+    from benchmarks.decision import bootstrap_interval
+
+    rows = []
+    for stage in ("meter-overhead-compiled", "meter-overhead-vllm"):
+        for r in raw.ledger().of(stage):
+            log = raw.run_dir(r) / "stdout.log"
+            aa = [float(x) for x in re.findall(r"off/off2 (\S+)", log.read_text())] if log.is_file() else []
+            control = "–"
+            if len(aa) >= 2:
+                lo, hi = bootstrap_interval(aa)
+                control = f"median {g(statistics.median(aa), 4)}, 95 % CI {g(lo, 4)}–{g(hi, 4)} ({len(aa)} rounds)"
+            rows.append(
+                [f"`{stage}`", where(r), r.started["start"][:10], r.status, "; ".join(verdicts(raw, r)), control]
+            )
+    if not rows:
+        return "_Not run yet: stages `meter-overhead-compiled` and `meter-overhead-vllm` of the plan (§0)._"
+    return table(["stage", "device", "date", "status", "on/off verdict", "A/A control off/off2"], rows)

@@ -1,0 +1,94 @@
+"""The GPU session plan: every stage declares its target, runs through the ledger in order within the budget, skips
+what this machine cannot run or has done, and a session comes home in at most 8 files, checked file by file."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import plan as P
+from benchmarks.ledger import Ledger, LedgerError, read
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_committed_plan_covers_the_open_items_in_order_with_a_target_each():
+    stages = P.load()
+    assert [s.item for s in stages] == sorted(s.item for s in stages)  # the lead's priority order a..h
+    assert {s.item for s in stages} == set("abcdefgh")
+    for s in stages:
+        assert s.target and (REPO / s.target).is_file(), s.id
+        assert s.command is None or "{python}" in s.command, s.id
+        assert s.device_s >= 0 and s.timeout_s > s.device_s, s.id
+    assert {s.id for s in stages} >= {"parity-256", "parity-64", "meter-overhead-compiled", "meter-overhead-vllm"}
+
+
+def write_plan(tmp_path: Path, stages: str) -> Path:
+    path = tmp_path / "plan.yaml"
+    path.write_text("stages:\n" + stages)
+    return path
+
+
+STAGES = """
+  - {id: t-gpu, item: a, what: needs a GPU, command: "{python} -c pass", target: benchmarks/targets/jpt-cv-5pct.yaml,
+     device_s: 10, timeout_s: 60}
+  - {id: t-slot, item: b, what: not wired, command: null, target: benchmarks/targets/jpt-cv-5pct.yaml, device_s: 10,
+     timeout_s: 60, where: cpu}
+  - {id: t-cpu, item: c, what: runs here, command: "{python} -c print(42)", target: benchmarks/targets/parity-64.yaml,
+     device_s: 1, timeout_s: 60, where: cpu}
+  - {id: t-big, item: d, what: too long, command: "{python} -c pass", target: benchmarks/targets/parity-64.yaml,
+     device_s: 5000, timeout_s: 6000, where: cpu}
+"""
+
+
+@pytest.fixture
+def session(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEM_LEDGER", str(tmp_path / "session" / "ledger.jsonl"))
+    monkeypatch.setenv("LEM_RAW_ROOT", str(tmp_path / "session" / "runs"))
+    monkeypatch.setattr(P, "this_gpu_model", lambda: None)  # this machine: no GPU
+    root = tmp_path / "session"
+    P.run(root, budget_s=100, only=None, start_at=None, plan=write_plan(tmp_path, STAGES))
+    return root
+
+
+def test_run_takes_each_open_stage_through_the_ledger_and_says_why_it_skips_the_others(session):
+    text = (session / "progress").read_text()
+    assert "skip  t-gpu: runs where=gpu, this machine has no GPU" in text
+    assert "skip  t-slot: no command (a slot for the lead)" in text
+    assert "skip  t-big: ~5000 s expected, " in text
+    assert "done  t-cpu exit 0" in text and (session / "all.done").exists()
+    runs = Ledger.load(session / "ledger.jsonl").runs
+    assert [(r.id, r.status) for r in runs] == [("t-cpu", "ok")]
+    assert runs[0].started["target"]["path"] == "benchmarks/targets/parity-64.yaml"
+    assert (session / "runs" / runs[0].raw_dir / "stdout.log").read_text() == "42\n"
+
+
+def test_a_stage_done_on_this_machine_is_not_run_again(session, tmp_path):
+    P.run(session, budget_s=100, only=None, start_at=None, plan=tmp_path / "plan.yaml")
+    assert "skip  t-cpu: done on cpu already" in (session / "progress").read_text()
+    assert len(Ledger.load(session / "ledger.jsonl").runs) == 1
+
+
+def test_pack_and_unpack_bring_the_session_home_checked(session, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    files = P.pack(session, out)
+    assert 3 <= len(files) <= P.MAX_FILES and (out / "session.tgz.00").is_file()
+    home = tmp_path / "home"
+    monkeypatch.setenv("LEM_LEDGER", str(home / "ledger.jsonl"))
+    monkeypatch.setenv("LEM_RAW_ROOT", str(home / "runs"))
+    merged = P.unpack(out)
+    assert len(merged) == 1 and read(home / "ledger.jsonl") == read(session / "ledger.jsonl")
+    run = Ledger.load(home / "ledger.jsonl").runs[0]
+    assert (home / "runs" / run.raw_dir / "stdout.log").read_text() == "42\n"
+
+
+def test_a_plan_naming_a_missing_target_is_refused(tmp_path):
+    bad = STAGES.replace("benchmarks/targets/parity-64.yaml", "benchmarks/targets/none.yaml", 1)
+    with pytest.raises(LedgerError, match="target benchmarks/targets/none.yaml does not exist"):
+        P.load(write_plan(tmp_path, bad))
+
+
+def test_stage_commands_use_this_interpreter():
+    stage = next(s for s in P.load() if s.id == "parity-256")
+    argv = stage.argv()
+    assert argv[0] == sys.executable and "{run_dir}" in argv and "--rounds" in argv
