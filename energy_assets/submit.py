@@ -167,7 +167,9 @@ def experiment(context: dg.OpExecutionContext, storage: StorageResource, gpu: Gp
             "experiment_hash": item.cfg.config_hash(),
             "partitions": ", ".join(partitions),
             "sweep_points": len(item.cfg.expand()),
-            "schedule": item.cfg.schedule.cron() if item.cfg.schedule else "none",
+            "schedule": dg.MetadataValue.json(item.cfg.schedule.model_dump(mode="json"))
+            if item.cfg.schedule
+            else "none",
         },
     )
 

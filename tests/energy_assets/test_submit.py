@@ -149,6 +149,10 @@ def test_a_launch_is_registered_and_queued_by_the_inbox_with_who_and_when(storag
     )
     result = launch(storage, instance, config, tags={"dagster/user": "alice@example.org"})
     assert result.success
+    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    shown = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    assert shown["partitions"] == f"builtin-tiny-llama__pytorch|{HW}" and shown["sweep_points"] == 2
+    assert shown["schedule"] == {"interval": "weekly", "at": "02:30", "days": ["sun"]}  # the model's own dump
     assert list(storage.experiments_dir.iterdir()) == []  # the inbox registers it, as any file
     r = evaluate(experiment_inbox, instance, storage=storage, gpu=GpuResource())
     [request] = r.run_requests
