@@ -1,12 +1,14 @@
 """Sensors and schedules (they replace the old daemon): experiment inbox, results inbox, cron re-measurement,
 and the automation-condition sensor that keeps statistics and the leaderboard up to date."""
 
+import datetime
 import itertools
 import json
 import os
 import re
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +19,15 @@ from energy_assets.moderation import approved_not_requested, hold_for_moderation
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
 from energy_assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
-from gpu_ops.config import MAX_CONFIG_BYTES, file_sha, parse_config, parse_yaml, read_config_bytes
+from gpu_ops.config import (
+    MAX_CONFIG_BYTES,
+    ExperimentConfig,
+    Schedule,
+    file_sha,
+    parse_config,
+    parse_yaml,
+    read_config_bytes,
+)
 from gpu_ops.environment import validate_slug
 from gpu_ops.errors import ConfigError, UserError, excerpt
 from gpu_ops.estimate import Measured, estimate, read_history
@@ -68,6 +78,7 @@ def _missing_keys(context, experiment: str, hardware: str) -> list[tuple[str, st
     ]
 
 
+LAUNCHED_BY_TAG = "lem/launched_by"  # who launched the experiment from the Launchpad, where the run said
 ESTIMATE_TAG_CHARS = 200  # a tag is a label in the runs list, not a report
 
 
@@ -94,6 +105,7 @@ def estimate_tags(cfg, hardware: str, history: list[Measured]) -> dict[str, str]
     }
 
 
+RELOAD_TIMEOUT_S = 45.0  # a code location loads in seconds; a sensor evaluation may take 60
 INBOX_SETTLE_S = 30.0  # default of LEM_INBOX_SETTLE_S
 TICK_BUDGET_S = 30.0  # a tick stops taking new items after this long; the rest wait for the next tick
 
@@ -147,11 +159,86 @@ def _read_experiment(path: Path) -> bytes:
     return read_config_bytes(path)
 
 
+class PartitionTaken(UserError):
+    """Another file in the inbox defines one of this file's partitions: it waits until that file leaves the inbox."""
+
+
+@dataclass(frozen=True)
+class InboxExperiment:
+    """An experiment file that passed every check: what registering it defines and queues."""
+
+    name: str  # its file name in the inbox
+    file_sha: str
+    cfg: ExperimentConfig
+    experiment: str
+    hardware: list[str]
+
+
+def inbox_names(inbox: Path) -> set[str]:
+    """The experiment files in the inbox."""
+    return {p.name for p in inbox.glob("*.y*ml")}
+
+
+def check_experiment(
+    text: bytes, name: str, storage: StorageResource, gpu: GpuResource, present: set[str]
+) -> InboxExperiment:
+    """Everything an experiment file passes before anything of it is registered, wherever it comes from (a file in the
+    inbox, the Launchpad's form): the CLI's validation with its messages, a model that resolves, partition slugs, and
+    no other file in the inbox (`present`) defining one of its partitions (PartitionTaken)."""
+    cfg = parse_config(parse_yaml(text, name), name)
+    resolve_model(cfg.model, build=False)  # an unknown model is refused here, not when it is measured
+    experiment = validate_slug(cfg.experiment_key(), "experiment")
+    hardware = [validate_slug(h, "hardware") for h in (cfg.hardware or [gpu.local_profile(cfg.gpus)])]
+    for hw in hardware:
+        other = storage.experiment_source(experiment, hw)
+        if other not in (None, name) and other in present:
+            raise PartitionTaken(
+                f"partition {experiment}|{hw} is defined by {other}; one file defines a partition. To measure both "
+                f"configurations there, make them sweep points of one file (e.g. sweep: {{parallelism: [{{tensor: 2}}, "
+                f"{{data: 2}}]}}), or remove {other} from the inbox to let this file replace it"
+            )
+    return InboxExperiment(name, file_sha(text), cfg, experiment, hardware)
+
+
+def queue_experiment(storage: StorageResource, item: InboxExperiment, history: list[Measured]) -> list[dg.RunRequest]:
+    """Register the file's config as the definition of each of its partitions, with who launched it and when, and the
+    run requests that measure them."""
+    launch = storage.launch(item.file_sha) or {"file": item.name, "file_sha": item.file_sha, "via": "inbox"}
+    origin = {**launch, "registered_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    launched = {LAUNCHED_BY_TAG: launch["launched_by"]} if launch.get("launched_by") else {}
+    requests = []
+    for hw in item.hardware:
+        storage.register_experiment(item.experiment, hw, item.cfg, source=item.name, origin=origin)
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{item.name}:{item.file_sha}:{hw}",
+                partition_key=partition_key(item.experiment, hw),
+                tags={
+                    SOURCE_TAG: "measure",
+                    "lem/experiment_file": item.name,
+                    FILE_SHA_TAG: item.file_sha,
+                    EXPERIMENT_HASH_TAG: item.cfg.config_hash(),
+                    **launched,
+                    **estimate_tags(item.cfg, hw, history),
+                },
+            )
+        )
+    return requests
+
+
+def _registered_schedule(storage: StorageResource, experiment: str, hardware: str) -> Schedule | None:
+    try:
+        return storage.load_experiment(experiment, hardware).schedule
+    except (UserError, ValueError):  # not registered, or not a config this version reads
+        return None
+
+
 @dg.sensor(
     job=measure_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Experiment YAMLs dropped into storage/inbox: validated, registered as partitions, measured.",
+    description="Experiment YAMLs dropped into storage/inbox (or launched with submit_experiment): validated, "
+    "registered as partitions, measured.",
 )
 def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResource, gpu: GpuResource):
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
@@ -173,6 +260,7 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
 
     deadline = time.monotonic() + TICK_BUDGET_S
     history: list[Measured] | None = None
+    schedules_changed = False
     for path in paths:
         if time.monotonic() > deadline:
             problems.append("tick budget used up; the remaining files are read on the next tick")
@@ -183,59 +271,31 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
             digest = file_sha(text)
             if seen.get(path.name) == digest:
                 continue
-            cfg = parse_config(parse_yaml(text, path.name), path.name)
-            resolve_model(cfg.model, build=False)  # an unknown model is refused here, not when it is measured
-            experiment = validate_slug(cfg.experiment_key(), "experiment")
-            hardware = [validate_slug(h, "hardware") for h in (cfg.hardware or [gpu.local_profile(cfg.gpus)])]
+            item = check_experiment(text, path.name, storage, gpu, present)
+        except PartitionTaken as exc:  # not marked seen: it registers once the other file leaves the inbox
+            reject(path, str(exc))
+            continue
         except Exception as exc:
             digest = digest or _entry_state(path)  # unreadable: reported once per state of the entry
             if seen.get(path.name) != digest:
                 reject(path, _reason(exc, printable(path.name)))
             seen[path.name] = digest  # an invalid file is reported once per content; fixing it re-triggers
             continue
-        conflict = next(
-            (
-                (hw, owner)
-                for hw in hardware
-                if (owner := storage.experiment_source(experiment, hw)) not in (None, path.name) and owner in present
-            ),
-            None,
-        )
-        if conflict:  # not marked seen: it registers once the other file leaves the inbox
-            hw, other = conflict
-            reject(
-                path,
-                f"partition {experiment}|{hw} is defined by {other}; one file defines a partition. To measure both "
-                f"configurations there, make them sweep points of one file (e.g. sweep: {{parallelism: [{{tensor: 2}}, "
-                f"{{data: 2}}]}}), or remove {other} from the inbox to let this file replace it",
-            )
-            continue
+        history = platform_history(storage) if history is None else history  # read once per tick, when needed
+        before = [_registered_schedule(storage, item.experiment, hw) for hw in item.hardware]
         try:
-            for hw in hardware:
-                storage.register_experiment(experiment, hw, cfg, source=path.name)
+            requests += queue_experiment(storage, item, history)
         except OSError as exc:  # not marked seen: retried on the next tick
             problems.append(f"{path.name}: could not be registered ({exc}); retried on the next tick")
             context.log.error(problems[-1])
             continue
+        schedules_changed |= any(b != item.cfg.schedule for b in before)
         seen[path.name] = digest
         _rejection_note(path).unlink(missing_ok=True)
-        history = platform_history(storage) if history is None else history  # read once per tick, when needed
-        for hw in hardware:
-            keys["experiment"].add(experiment)
-            keys["hardware"].add(hw)
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"{path.name}:{digest}:{hw}",
-                    partition_key=partition_key(experiment, hw),
-                    tags={
-                        SOURCE_TAG: "measure",
-                        "lem/experiment_file": path.name,
-                        FILE_SHA_TAG: digest,
-                        EXPERIMENT_HASH_TAG: cfg.config_hash(),
-                        **estimate_tags(cfg, hw, history),
-                    },
-                )
-            )
+        keys["experiment"].add(item.experiment)
+        keys["hardware"].update(item.hardware)
+    if schedules_changed:
+        reload_code_location(context)
     seen = {name: d for name, d in seen.items() if name in present}  # files that left the inbox are forgotten
     return dg.SensorResult(
         run_requests=requests,
@@ -402,7 +462,8 @@ def _remeasure_schedule(storage: StorageResource, experiment: str, hardware: str
 
 def build_schedules(storage: StorageResource) -> list[dg.ScheduleDefinition]:
     """One cron schedule per registered partition definition with a `schedule:` block; it re-measures that partition
-    if it was measured before. Read at code load: reload the code location after adding one."""
+    if it was measured before. Read at code load: the daemon reloads the code every minute, and the experiment inbox
+    has the webserver reload it when a registration changes a schedule (reload_code_location)."""
     schedules = []
     for experiment, hardware, _ in storage.registered_experiments():
         try:
@@ -412,3 +473,30 @@ def build_schedules(storage: StorageResource) -> list[dg.ScheduleDefinition]:
         if cfg.schedule is not None:
             schedules.append(_remeasure_schedule(storage, experiment, hardware, cfg))
     return schedules
+
+
+RELOAD_MUTATION = """mutation ($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) {
+    __typename ... on WorkspaceLocationEntry { loadStatus } ... on PythonError { message } } }"""
+
+
+def reload_code_location(context: dg.SensorEvaluationContext) -> None:
+    """Have the webserver at LEM_DAGSTER_URL reload this code location, so a schedule that was registered, changed or
+    removed shows in the UI (to turn on or off, with its next tick) without a reload by hand. The daemon needs none: it
+    reloads its code every minute. Without LEM_DAGSTER_URL, or if the webserver does not answer, the log says so."""
+    url, origin = os.environ.get("LEM_DAGSTER_URL"), context.code_location_origin
+    if not url or origin is None:
+        context.log.warning("a schedule changed: reload the code location in the UI to show it (set LEM_DAGSTER_URL)")
+        return
+    import requests
+
+    try:
+        r = requests.post(
+            f"{url.rstrip('/')}/graphql",
+            json={"query": RELOAD_MUTATION, "variables": {"name": origin.location_name}},
+            timeout=RELOAD_TIMEOUT_S,
+        )
+        answer = r.json()["data"]["reloadRepositoryLocation"]
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        context.log.warning(f"a schedule changed, and the webserver at {url} could not reload the code location: {exc}")
+        return
+    context.log.info(f"a schedule changed: the webserver reloaded code location {origin.location_name} ({answer})")

@@ -15,13 +15,14 @@ from energy_assets.raw import raw_measurements
 from energy_assets.resources import GpuResource, StorageResource
 from energy_assets.site import leaderboard_site
 from energy_assets.stats import cycle_statistics
+from energy_assets.submit import submit_experiment
 
 storage = StorageResource()
 
 defs = dg.Definitions(
     assets=[raw_measurements, cycle_statistics, leaderboard, hf_dataset_snapshot, hf_dataset_publish, leaderboard_site],
     asset_checks=[every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged],
-    jobs=[measure_job, moderate_job],
+    jobs=[measure_job, moderate_job, submit_experiment],
     sensors=[
         experiment_inbox,
         results_inbox,

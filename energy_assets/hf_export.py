@@ -303,6 +303,15 @@ def dataset_card(rows: dict[str, int], schemas: dict[str, pa.Schema], leaderboar
         'requests = load_dataset("<this repo>", "requests", split="train")',
         "```",
         "",
+        "The leaderboard with each column typed as defined (units as stored: seconds, joules, watts; unmeasured values "
+        "missing, never 0), from this repo, a local copy of it, or the leaderboard site's data API:",
+        "",
+        "```python",
+        "from gpu_ops import read_leaderboard  # pip install llm-energy-measure",
+        "",
+        'df = read_leaderboard("<this repo>")',
+        "```",
+        "",
         "## Tables",
         "",
     ]

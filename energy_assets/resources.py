@@ -36,6 +36,17 @@ def safe_name(name: str) -> str:
     return f"{stem.strip('._-')[: SAFE_NAME_MAX - 20] or 'item'}-{digest}{ext}"
 
 
+def _json(record: dict) -> bytes:
+    return json.dumps(record, indent=1, sort_keys=True).encode()
+
+
+def _sha(file_sha: str) -> str:
+    """A file_sha (16 hex digits) as a file name, refused otherwise: it is never a path."""
+    if not re.fullmatch(r"[0-9a-f]{16}", file_sha):
+        raise UserError(f"file_sha {file_sha[:40]!r} is not 16 hex digits")
+    return file_sha
+
+
 def default_storage() -> str:
     return os.environ.get("LEM_STORAGE", str(Path("var/storage").resolve()))
 
@@ -44,8 +55,9 @@ class StorageResource(dg.ConfigurableResource):
     """Folders of the platform (local by default; any fsspec URL for the asset IO).
 
     experiments/<experiment>/<hardware>.json  the config the inbox parsed and validated, resolved (every field), that
-                   defines each partition (and .source: the inbox file it came from), so one model/backend can be
-                   measured on 1 and on 2 GPUs with different files
+                   defines each partition (and .source: the inbox file it came from; .origin: who launched it and
+                   when, as JSON), so one model/backend can be measured on 1 and on 2 GPUs with different files
+    launches/<file_sha>.json  experiments launched from the Launchpad (submit_experiment): who, when, which run
     inbox/         experiment YAMLs dropped by people (experiment_inbox sensor)
     results_inbox/ result folders from standalone CLI runs (results_inbox sensor)
     submitters.yaml  the submitters' public keys (written by an administrator: `llm-energy-measure submitters`)
@@ -125,17 +137,45 @@ class StorageResource(dg.ConfigurableResource):
         return self.experiment_file(experiment, hardware).with_suffix(".source")
 
     def register_experiment(
-        self, experiment: str, hardware: str, config: ExperimentConfig, source: str | None = None
+        self,
+        experiment: str,
+        hardware: str,
+        config: ExperimentConfig,
+        source: str | None = None,
+        origin: dict | None = None,
     ) -> Path:
         """Atomically store a validated config as the definition of one partition (as JSON, so nobody parses its YAML
-        again); `source` is the inbox file that owns it (None: registered directly, e.g. by a script)."""
+        again); `source` is the inbox file that owns it (None: registered directly, e.g. by a script); `origin` says
+        who launched it and when (`<hardware>.origin`, JSON)."""
         target, owner = self.experiment_file(experiment, hardware), self._source_file(experiment, hardware)
         write_file_atomic(target, json.dumps(config.model_dump(mode="json"), indent=1, sort_keys=True).encode())
-        if source is None:
-            owner.unlink(missing_ok=True)
-        else:
-            write_file_atomic(owner, source.encode())
+        for path, content in ((owner, source), (self._origin_file(experiment, hardware), origin)):
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_file_atomic(path, content.encode() if isinstance(content, str) else _json(content))
         return target
+
+    def _origin_file(self, experiment: str, hardware: str) -> Path:
+        return self.experiment_file(experiment, hardware).with_suffix(".origin")
+
+    def experiment_origin(self, experiment: str, hardware: str) -> dict | None:
+        """Who launched the partition's experiment and when (None: registered directly, or before this was kept)."""
+        path = self._origin_file(experiment, hardware)
+        return json.loads(path.read_bytes()) if path.is_file() else None
+
+    @property
+    def launches_dir(self) -> Path:
+        return self._dir("launches")
+
+    def write_launch(self, record: dict) -> None:
+        """Record a Launchpad launch by the sha of the file it dropped into the inbox, for the inbox to register."""
+        write_file_atomic(self.launches_dir / f"{_sha(record['file_sha'])}.json", _json(record))
+
+    def launch(self, file_sha: str) -> dict | None:
+        """The Launchpad launch that wrote the inbox file of this sha, if any."""
+        path = self.launches_dir / f"{_sha(file_sha)}.json"
+        return json.loads(path.read_bytes()) if path.is_file() else None
 
     def experiment_source(self, experiment: str, hardware: str) -> str | None:
         """The inbox file that defines the partition, if any."""

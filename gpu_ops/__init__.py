@@ -1,6 +1,7 @@
 """llm-energy-measure measurement engine: runs an experiment on one worker and writes a result folder.
 
-It imports no Dagster, so it runs on a bare GPU worker.
+It imports no Dagster, so it runs on a bare GPU worker. `read_leaderboard` (gpu_ops.reader) loads a published
+leaderboard; it is imported when first used, so `import gpu_ops` stays light.
 """
 
 import os
@@ -16,3 +17,11 @@ os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 import tqdm  # noqa: E402
 
 tqdm.tqdm.monitor_interval = 0
+
+
+def __getattr__(name: str):
+    if name == "read_leaderboard":
+        from gpu_ops.reader import read_leaderboard
+
+        return read_leaderboard
+    raise AttributeError(f"module 'gpu_ops' has no attribute {name!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import inspect
 import itertools
 import json
 import math
@@ -375,8 +376,8 @@ class ExperimentConfig(Strict):
             hardware, energy, schedule) cannot be swept.
     """
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    model: Annotated[str, Field(min_length=1, max_length=512)]
+    name: Annotated[str, Field(pattern=NAME_PATTERN, examples=["my-experiment"])]
+    model: Annotated[str, Field(min_length=1, max_length=512, examples=["builtin:tiny-llama"])]
     backend: Backend = "pytorch"
     precision: Precision = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -509,6 +510,23 @@ class SweepPoint(BaseModel):
     config: ExperimentConfig
 
 
+def field_docs(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's description from the `Attributes:` section of its model's docstring: the one place a config field
+    is described, read by the Launchpad's experiment form (energy_assets.submit) as much as by people."""
+    _, _, section = inspect.cleandoc(model.__doc__ or "").partition("Attributes:\n")
+    docs: dict[str, str] = {}
+    name = None
+    for line in section.splitlines():
+        if m := re.fullmatch(r"    (\w+): (.*)", line):
+            name = m.group(1)
+            docs[name] = m.group(2).strip()
+        elif name and line.startswith("        "):
+            docs[name] += " " + line.strip()
+        else:
+            break
+    return docs
+
+
 def content_hash(obj: Any) -> str:
     """A short hash of JSON values, independent of key order."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
@@ -533,7 +551,7 @@ def _known_path(dotted: str) -> bool:
     for part in dotted.split("."):
         if model is None or part not in model.model_fields or part == "sweep":
             return False
-        model = _submodel(model.model_fields[part].annotation)
+        model = submodel(model.model_fields[part].annotation)
     return True
 
 
@@ -597,12 +615,12 @@ def expand_sweep(cfg: ExperimentConfig, source: str = "<config>") -> list[SweepP
     return points
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
+def submodel(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model inside an annotation such as `VllmOptions | None`."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()) or ():
-        found = _submodel(arg)
+        found = submodel(arg)
         if found is not None:
             return found
     return None
@@ -613,7 +631,7 @@ def _fields_at(loc: tuple) -> list[str]:
     for part in loc:
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return []
-        model = _submodel(model.model_fields[part].annotation)
+        model = submodel(model.model_fields[part].annotation)
     return list(model.model_fields) if model else []
 
 

@@ -1,5 +1,6 @@
 """A loopback stand-in for the Hugging Face Hub API (standard library only), enough for huggingface_hub's
-create_repo / repo_info / list_repo_tree / create_commit (regular uploads) / create_tag / validate-yaml.
+create_repo / repo_info / list_repo_tree / create_commit (regular uploads) / create_tag / validate-yaml, and
+hf_hub_download of a file (HEAD and GET on resolve/).
 
 It keeps repos in memory as commits of {path: bytes}, checks `parentCommit`, records every request's
 Authorization header, and can be told to fail the next commit with a 500."""
@@ -64,6 +65,13 @@ class HubStub:
                 with stub.lock:
                     stub.get(self)
 
+            def do_HEAD(self):
+                with stub.lock:
+                    if not stub.resolve(self, body=False):
+                        self.send_response(404)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+
             def do_POST(self):
                 stub.auth_headers.append(self.headers.get("Authorization"))
                 body = self._body()
@@ -104,7 +112,35 @@ class HubStub:
             "createdAt": "2026-11-27T00:00:00.000Z",
         }
 
+    def resolve(self, h, body: bool = True) -> bool:
+        """A file of a dataset at a revision (a branch, tag or commit), as hf_hub_download fetches it; False when the
+        path is not a resolve URL."""
+        m = re.fullmatch(r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", unquote(urlparse(h.path).path))
+        if not m:
+            return False
+        repo, rev, name = self.repos.get(m.group(1)), m.group(2), m.group(3)
+        commits = [] if repo is None else repo.commits
+        target = commits[-1][0] if rev == "main" and commits else (repo.tags.get(rev, rev) if repo else rev)
+        commit = next((c for c in commits if c[0] == target), None)
+        data = None if commit is None else commit[1].get(name)
+        if data is None:
+            h.send_response(404)
+            h.send_header("X-Error-Code", "EntryNotFound")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return True
+        h.send_response(200)
+        h.send_header("X-Repo-Commit", commit[0])
+        h.send_header("ETag", f'"{git_blob_sha(data)}"')
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if body:
+            h.wfile.write(data)
+        return True
+
     def get(self, h) -> None:
+        if self.resolve(h):
+            return
         path = unquote(urlparse(h.path).path)
         m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)(?:/revision/([^/]+))?", path)
         if m:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from gpu_ops.results import ResultTables, replace_folder
 from gpu_ops.schema import plain
+from gpu_ops.site.api import api_body, write_api
 from gpu_ops.site.charts import detail_figures, index_figures
 from gpu_ops.site.data import FILTERS, HIDDEN, columns, headline, leaderboard_of_folders, site_data
 from gpu_ops.site.submissions import submissions_body
@@ -74,7 +75,8 @@ def _index_body(
 could not be read (the reason is in the tooltip), never zero. "±" is the half-width of the 95 % t confidence
 interval over cycles. Rows whose cycles vary by more than {CV_UNSTABLE:.0%}
 (CV column) carry an <span class="badge">unstable</span> badge. Rows with synthetic weights are flagged.
-{html.escape(generated_from)}{' <a href="submissions.html">Submissions</a>' if submissions else ""}</div>
+{html.escape(generated_from)}{' <a href="submissions.html">Submissions</a>' if submissions else ""}
+<a id="api-link" href="api/index.html">Data API (JSON)</a></div>
 {empty_all}
 <div class="filters">{filters}<label>search
 <input id="q" type="search" placeholder="model, backend, hardware..."></label>
@@ -235,7 +237,8 @@ precision {html.escape(str(row.precision))}</div>
 <div class="charts"><div class="chart" id="chart-power"></div><div class="chart" id="chart-ttft"></div>
 <div class="chart" id="chart-itl"></div></div>
 <section><h2>Cycles</h2>{cycle_table}</section>
-<section><h2>Provenance</h2>{provenance}</section>
+<section><h2>Provenance</h2>{provenance}
+<p><a id="row-json" href="../api/rows/{row.id}.json">this row as JSON</a> (data API)</p></section>
 <section><h2>Resolved config</h2><p class="sub">highlighted: values that differ from the defaults</p>
 <table class="kv">{cfg_rows}</table></section>
 <section><h2>Environment fingerprint</h2><pre>{html.escape(fp)}</pre></section>
@@ -345,6 +348,10 @@ def build_site(
         page = PAGE.format(title=html.escape(title), root="", body=body)
         (tmp / "index.html").write_text(page.replace("__DATA__", _script_json(inline)), encoding="utf-8")
         (tmp / "embed.html").write_text(_embed_page(board, lead), encoding="utf-8")
+        n = write_api(tmp, data, title, generated_from, lead)
+        (tmp / "api" / "index.html").write_text(
+            PAGE.format(title=html.escape(f"{title}: data API"), root="../", body=api_body(title, n)), encoding="utf-8"
+        )
         _world_readable(tmp)
         replace_folder(tmp, out)
     except BaseException:

@@ -30,6 +30,7 @@ def test_definitions_load():
         "notify_hf_publish",
     }
     assert defs.resolve_job_def("moderate_submission") is not None
+    assert defs.resolve_job_def("submit_experiment") is not None
     checks = {c.name for c in graph.asset_check_keys}
     assert {
         "energy_present",

@@ -1,6 +1,7 @@
 """Dataset export and publishing, against a loopback stub of the Hub driven by the real huggingface_hub client."""
 
 import logging
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -15,6 +16,7 @@ from energy_assets.stats import cycle_statistics
 from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
 from tests.hub_stub import HubStub
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hf_TestSecret0123456789abcdefXYZ"
 REPO = "lem-org/llm-energy"
 ALL = [
@@ -237,3 +239,92 @@ def test_only_the_raw_folders_behind_published_rows_are_exported(good_gpu_result
     board = pd.DataFrame({"partition_key": ["a|h", "b|h"], "raw_data_version": [version, "0" * 16]})
     raw = {"a|h": good_gpu_result, "b|h": good_gpu_result, "c|h": good_gpu_result}
     assert published_raw(dg.build_asset_context(), raw, board) == {"a|h": good_gpu_result}
+
+
+def test_the_sites_data_api_validates_and_every_source_reads_to_the_same_frame(measured, storage, instance, tmp_path):
+    """The site's JSON against its generated schemas; read_leaderboard of the site (folder and URL), the dataset folder
+    and the dataset on the Hub gives one frame: the leaderboard's, typed, unmeasured energy missing (never 0)."""
+    import functools
+    import http.server
+    import json
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    import jsonschema
+
+    from energy_assets.site import leaderboard_site
+    from gpu_ops import read_leaderboard
+    from gpu_ops.schema import LEADERBOARD
+
+    with HubStub() as stub:
+        hub = HuggingFaceHub(repo_id=REPO, endpoint=stub.url, mode="on", token=TOKEN)
+        assert dg.materialize(
+            [*ALL, leaderboard_site],
+            selection=["hf_dataset_snapshot", "hf_dataset_publish", "leaderboard_site"],
+            instance=instance,
+            resources={**measured, "hf_hub": hub},
+        ).success
+        env = dict(os.environ, HF_ENDPOINT=stub.url, HF_TOKEN=TOKEN, HF_HUB_CACHE=str(tmp_path / "hub-cache"))
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+        script = (
+            f"from gpu_ops import read_leaderboard; read_leaderboard({REPO!r}).to_pickle({str(tmp_path / 'hub.pkl')!r})"
+        )
+        subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    from_hub = pd.read_pickle(tmp_path / "hub.pkl")
+
+    site = storage.root / "site"
+    api = site / "api"
+    load = lambda p: json.loads(p.read_text())  # noqa: E731
+    board_schema, row_schema = (
+        load(api / "schema" / "leaderboard.schema.json"),
+        load(api / "schema" / "row.schema.json"),
+    )
+    validator = jsonschema.Draft202012Validator
+    validator.check_schema(board_schema)
+    validator(board_schema).validate(load(api / "leaderboard.json"))
+    rows = sorted((api / "rows").glob("*.json"))
+    assert len(rows) == 2
+    for path in rows:
+        validator(row_schema).validate(load(path))
+    spec = load(api / "openapi.json")
+    assert spec["openapi"] == "3.1.0" and all(
+        (site / p.lstrip("/").replace("{id}", rows[0].stem)).is_file() for p in spec["paths"]
+    )
+    for schema in spec["components"]["schemas"].values():
+        validator.check_schema(schema)
+    # a row's provenance: the run that stored its raw partition, linked in the UI, with its config
+    detail = load(rows[0])
+    raw_runs = {r.run_id for r in instance.get_runs()}
+    assert detail["provenance"]["raw_run_id"] in raw_runs and detail["provenance"]["config"]["name"]
+    assert (site / "detail" / f"{detail['id']}.html").is_file() and detail["row"] in load(api / "leaderboard.json")[
+        "rows"
+    ]
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from_url = read_leaderboard(f"http://127.0.0.1:{server.server_address[1]}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    from_site, from_dataset = read_leaderboard(site), read_leaderboard(snapshot_folder(storage))
+    assert list(from_site.columns) == list(LEADERBOARD.names) and len(from_site) == 2
+    for other in (from_url, from_dataset, from_hub):
+        pd.testing.assert_frame_equal(from_site, other)
+    asset = pd.read_parquet(storage.io_base().path + "/leaderboard.parquet").sort_values(
+        ["partition_key", "sweep_point"]
+    )
+    pd.testing.assert_frame_equal(from_site, LEADERBOARD.conform(asset))
+    unmeasured = from_site[from_site.energy_status == "unmeasured"]
+    assert len(unmeasured) == 1 and unmeasured.j_per_token_mean.isna().all()
+    assert [
+        r["j_per_token_mean"] for r in load(api / "leaderboard.json")["rows"] if r["energy_status"] == "unmeasured"
+    ] == [None]
+    assert (from_site[from_site.energy_status == "measured"].j_per_token_mean > 0).all()
+    assert "read_leaderboard(" in (snapshot_folder(storage) / "README.md").read_text()  # the card shows the reader
