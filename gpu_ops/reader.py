@@ -40,7 +40,12 @@ def read_leaderboard(src: str | Path, revision: str | None = None) -> pd.DataFra
     if (path / DATASET_FILE).is_file():
         return typed(pd.read_parquet(path / DATASET_FILE))
     if not path.exists() and REPO_ID.fullmatch(text):
-        from huggingface_hub import hf_hub_download
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError as e:
+            raise UserError(
+                f"{text}: reading a dataset from the Hub needs huggingface_hub; pip install 'llm-energy-measure[hub]'"
+            ) from e
 
         return typed(pd.read_parquet(hf_hub_download(text, DATASET_FILE, repo_type="dataset", revision=revision)))
     raise UserError(

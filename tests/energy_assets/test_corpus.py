@@ -169,6 +169,7 @@ def test_bad_experiment_files_are_refused_and_a_good_one_after_them_registers(st
     )
     assert registered == [
         Path("builtin-tiny-llama__pytorch", f"{HW}.json"),
+        Path("builtin-tiny-llama__pytorch", f"{HW}.origin"),
         Path("builtin-tiny-llama__pytorch", f"{HW}.source"),
     ]
     assert instance.get_dynamic_partitions("experiment") == ["builtin-tiny-llama__pytorch"]
