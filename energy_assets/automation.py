@@ -96,10 +96,12 @@ def estimate_tags(cfg, hardware: str, history: list[Measured]) -> dict[str, str]
         points = estimate(cfg, hardware, history)
     except UserError as exc:
         return {"lem/estimate_method": f"none: {printable(str(exc))}"[:ESTIMATE_TAG_CHARS]}
-    wh = [sum(getattr(p.energy_j, k) for p in points) / 3600 for k in ("low", "mid", "high")]
+    energy = {}
+    if all(p.energy_j is not None for p in points):  # on a CPU a run measures no energy: no figure is made up
+        wh = [sum(getattr(p.energy_j, k) for p in points) / 3600 for k in ("low", "mid", "high")]
+        energy = {"lem/estimate_wh": f"{wh[1]:.3g}", "lem/estimate_wh_range": f"{wh[0]:.3g}-{wh[2]:.3g}"}
     return {
-        "lem/estimate_wh": f"{wh[1]:.3g}",
-        "lem/estimate_wh_range": f"{wh[0]:.3g}-{wh[2]:.3g}",
+        **energy,
         "lem/estimate_s": f"{sum(p.wall_s.mid for p in points):.3g}",
         "lem/estimate_method": "; ".join(sorted({p.method for p in points}))[:ESTIMATE_TAG_CHARS],
     }

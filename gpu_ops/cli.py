@@ -66,13 +66,18 @@ def _dry_run(cfg, args) -> int:
     for p in points:
         pc = p.config
         print(
-            f"  {p.label:<28} {pc.prompts.count} requests x {pc.cycles} cycles + {pc.warmup_requests} warm-up = "
-            f"{pc.prompts.count * pc.cycles + pc.warmup_requests} requests"
+            f"  {p.label:<28} {pc.prompts.count} requests x {pc.cycles} cycles + {pc.warmup_count()} warm-up = "
+            f"{pc.prompts.count * pc.cycles + pc.warmup_count()} requests"
             + (f"  {excerpt(p.overrides)}" if p.overrides else "")
         )
-    estimates, skipped = _estimates(cfg, args)
-    print(f"requests in all: {sum(e.requests for e in estimates)}")
-    print(render(estimates))
+    print(f"requests in all: {sum(p.config.prompts.count * p.config.cycles + p.config.warmup_count() for p in points)}")
+    try:
+        estimates, skipped = _estimates(cfg, args)
+    except UserError as exc:  # the sweep above stands without an estimate (e.g. a hub model not downloaded yet)
+        print(f"estimate: none ({exc})")
+        estimates, skipped = [], []
+    if estimates:
+        print(render(estimates))
     if skipped:
         print(f"history: {len(skipped)} folder(s) left out: " + "; ".join(skipped[:3]), file=sys.stderr)
     print("dry run: nothing measured, nothing written", file=sys.stderr)

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from gpu_ops.errors import UserError
+from gpu_ops.readable import number
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import (
     GPU_COUNT,
@@ -34,7 +35,7 @@ POINT = (*POINT_SETTINGS.names, GPU_COUNT.name)
 
 def fmt_value(v, unit: str = "", scale: float = 1.0, digits: int = 4) -> str:
     """A summarised value for a terminal table: 'unmeasured' for a missing (None/NaN) value, never 0."""
-    return "unmeasured" if v is None or v != v else f"{v * scale:.{digits}g}{unit}"
+    return "unmeasured" if v is None or v != v else f"{number(v * scale, digits)}{unit}"
 
 
 CI_MISSING = "n/a"
@@ -55,7 +56,7 @@ def unstable(cv: pd.Series) -> pd.Series:
 
 def fmt_ci(v, unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
     """' ± <95 % CI half-width>', or ' ± n/a' without one (a single cycle): a missing CI shows as missing, never ±0."""
-    return f" ± {CI_MISSING}" if v is None or v != v else f" ± {v * scale:.{digits}g}{unit}"
+    return f" ± {CI_MISSING}" if v is None or v != v else f" ± {number(v * scale, digits)}{unit}"
 
 
 def summarize(values) -> dict[str, float | int | None]:

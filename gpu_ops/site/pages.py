@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gpu_ops.readable import number
 from gpu_ops.results import ResultTables, replace_folder
 from gpu_ops.schema import plain
 from gpu_ops.site.api import api_body, write_api
@@ -114,7 +115,7 @@ def _kv(pairs) -> str:
 
 def _fmt(v, unit="", scale=1.0, digits=4) -> str:
     v = plain(v)
-    return '<span class="unmeasured">unmeasured</span>' if v is None else f"{float(v) * scale:.{digits}g}{unit}"
+    return '<span class="unmeasured">unmeasured</span>' if v is None else f"{number(float(v) * scale, digits)}{unit}"
 
 
 def _detail(row, t: ResultTables, figures: list[dict]) -> str:
