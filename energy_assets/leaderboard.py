@@ -6,6 +6,7 @@ import pandas as pd
 from energy_assets.lineage import OWNERS, partition_link, run_link
 from energy_assets.tables import rows_table, schema_metadata, significant
 from gpu_ops.leaderboard import READ_FROM_STATISTICS, build_leaderboard
+from gpu_ops.readable import number
 from gpu_ops.schema import LEADERBOARD
 
 LEADERBOARD_CODE_VERSION = "leaderboard-v3"  # v3: CV, stability, the three config hashes, submitter
@@ -59,32 +60,43 @@ INLINE_MARKDOWN = 950
 
 
 def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
-    """The top rows with each one's raw partition and run as links (a table value cannot hold a link), as many as the
-    UI shows in place; `top_rows` holds all `n`."""
+    """The top rows, each with its raw partition and run as links (a table value cannot hold a link), as many whole
+    rows as the UI shows in place; `top_rows` holds all `n`. The links are relative (the UI reads them), so more rows
+    fit. A row's rank is its J/token rank, or its throughput rank (marked `tok/s`) where energy is unmeasured, as on
+    the site."""
     if df.empty:
         return "_No measurements yet: drop an experiment YAML into the inbox._"
 
-    def figure(v, ci, missing: str) -> str:
-        return missing if pd.isna(v) else f"{v:.4g} ± {'n/a' if pd.isna(ci) else f'{ci:.4g}'}"
+    def figure(v, ci, missing: str, unit: str = "") -> str:
+        return missing if pd.isna(v) else f"{number(v)}{unit} ± {'n/a' if pd.isna(ci) else number(ci)}"
 
-    rows = [
+    head = [
         "| # | partition | sweep point | J/token | tok/s | CV | weights | run |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for shown, r in enumerate(df.head(n).itertuples()):
-        rank = "" if pd.isna(r.rank_j_per_token) else int(r.rank_j_per_token)
-        cv = "n/a" if pd.isna(r.cv) else f"{r.cv:.1%}" + (" unstable" if r.unstable is True else "")
-        rows.append(
-            f"| {rank} | {partition_link(r.partition_key)} | {r.sweep_point} | "
+    rows: list[str] = []
+    top = df.head(n)
+    for r in top.itertuples():
+        rank = (
+            f"{int(r.rank_j_per_token)}"
+            if pd.notna(r.rank_j_per_token)
+            else (f"{int(r.rank_throughput)} (tok/s)" if pd.notna(r.rank_throughput) else "")
+        )
+        flag = " **unstable**" if bool(r.unstable) and pd.notna(r.unstable) else ""
+        cv = ("n/a" if pd.isna(r.cv) else f"{r.cv:.1%}") + flag
+        line = (
+            f"| {rank} | {partition_link(r.partition_key, base='')} | {r.sweep_point} | "
             f"{figure(r.j_per_token_mean, r.j_per_token_ci95, 'unmeasured')} | "
             f"{figure(r.tokens_per_s_mean, r.tokens_per_s_ci95, 'n/a')} | {cv} | {r.weights} | "
-            f"{run_link(r.raw_run_id)} |"
+            f"{run_link(r.raw_run_id, base='')} |"
         )
-        if shown and len("\n".join(rows)) > INLINE_MARKDOWN:  # past what the UI shows in place: drop the row
-            rows.pop()
-            rows.append(f"\n_{len(df) - shown} more rows in `top_rows` (full run ids)._")
-            break
-    return "\n".join(rows)
+        left = len(df) - len(rows) - 1
+        note = f"\n\n_{left} more rows in `top_rows` (full run ids)._" if left else ""
+        if rows and len("\n".join([*head, *rows, line]) + note) > INLINE_MARKDOWN:
+            break  # a whole row or none: past this the UI hides the table behind a click
+        rows.append(line)
+    left = len(df) - len(rows)
+    return "\n".join([*head, *rows]) + (f"\n\n_{left} more rows in `top_rows` (full run ids)._" if left else "")
 
 
 @dg.asset(

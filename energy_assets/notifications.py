@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.checks import LEADERBOARD_CHECKS
 from energy_assets.leaderboard import leaderboard
 from energy_assets.publish import hf_dataset_publish, hf_dataset_snapshot
 from energy_assets.raw import raw_measurements
@@ -22,7 +22,6 @@ from energy_assets.stats import cycle_statistics
 from gpu_ops.errors import excerpt
 from gpu_ops.notify import NotifyConfig, load_notify_config, notify
 
-LEADERBOARD_CHECKS = (every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged)
 MAX_LISTED = 10  # entries named in one leaderboard notification; the rest are counted
 ROW_FIELDS = [  # the leaderboard columns a notification reads
     "partition_key",

@@ -164,9 +164,13 @@ def _cmd_list_backends(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    from gpu_ops.results import result_folders_in
     from gpu_ops.site import report_from_folders
 
-    site = report_from_folders([Path(f) for f in args.results], Path(args.out), args.dagster_url)
+    folders = [inner for f in args.results for inner in (result_folders_in(Path(f)) or [Path(f)])]  # results/ too
+    site = report_from_folders(folders, Path(args.out), args.dagster_url, args.site_url)
+    for warning in site.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{site.rows} leaderboard rows, {site.pages} detail pages: {site.folder / 'index.html'}")
     return 0
 
@@ -349,9 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true")
     c.set_defaults(func=_cmd_compare)
     rp = sub.add_parser("report", help="build the static leaderboard site (offline, plotly) from result folders")
-    rp.add_argument("results", nargs="+", help="result folders written by `run`")
+    rp.add_argument("results", nargs="+", help="result folders written by `run`, or folders of them (results/)")
     rp.add_argument("--out", default="site", help="site folder (replaced atomically)")
-    rp.add_argument("--dagster-url", default=None, help="base URL of a Dagster UI, for provenance links")
+    rp.add_argument(
+        "--dagster-url", default=None, help="public base URL of a Dagster UI, for provenance links (not localhost)"
+    )
+    rp.add_argument(
+        "--site-url", default=None, help="public base URL the site will be served from, for its embed snippets"
+    )
     rp.set_defaults(func=_cmd_report)
     v = sub.add_parser("validate", help="run the physics checks on a result folder")
     v.add_argument("folder")
@@ -394,7 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return code
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

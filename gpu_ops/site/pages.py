@@ -11,9 +11,10 @@ import html
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -22,7 +23,15 @@ from gpu_ops.results import ResultTables, replace_folder
 from gpu_ops.schema import plain
 from gpu_ops.site.api import api_body, write_api
 from gpu_ops.site.charts import detail_figures, index_figures
-from gpu_ops.site.data import FILTERS, HIDDEN, columns, headline, leaderboard_of_folders, site_data
+from gpu_ops.site.data import (
+    FILTERS,
+    HIDDEN,
+    columns,
+    headline,
+    leaderboard_of_folders,
+    local_link_warning,
+    site_data,
+)
 from gpu_ops.site.submissions import submissions_body
 from gpu_ops.stats import CI_MISSING, CV_UNSTABLE, fmt_ci
 
@@ -35,6 +44,7 @@ class SiteResult:
     rows: int
     pages: int
     figures: dict  # figure id -> plotly JSON (for Dagster metadata)
+    warnings: list[str] = field(default_factory=list)  # for the builder's log (e.g. links that work only here)
 
 
 def _script_json(obj) -> str:
@@ -118,7 +128,41 @@ def _fmt(v, unit="", scale=1.0, digits=4) -> str:
     return '<span class="unmeasured">unmeasured</span>' if v is None else f"{number(float(v) * scale, digits)}{unit}"
 
 
-def _detail(row, t: ResultTables, figures: list[dict]) -> str:
+EMBED_NEEDS_URL = (
+    "This copy of the site has no public address, so an embed made from it would point at this machine. Build the "
+    "site with its public address (LEM_SITE_URL on the platform, report --site-url) to get the snippet."
+)
+
+
+def _embed_section(model: str, site_url: str | None) -> str:
+    """The embed snippet: written here from the site's public address; without one, made by the page from its own
+    address when served over http(s), and never from a file:// address (it would point at the reader's disk)."""
+    if site_url:
+        src = f"{site_url.rstrip('/')}/embed.html?model={quote(model, safe='')}"
+        snippet = f'<iframe src="{src}" width="560" height="320" style="border:0" title="LLM energy"></iframe>'
+        fill = ""
+    else:
+        snippet = ""
+        fill = """<script>(() => {
+  const box = document.getElementById("embed-snippet");
+  if (!/^https?:$/.test(location.protocol)) {
+    box.hidden = document.getElementById("embed-copy").hidden = true;
+    return;
+  }
+  document.getElementById("embed-note").hidden = true;
+  const src = new URL("../embed.html?model=" + encodeURIComponent(box.dataset.model), location.href).href;
+  box.value = `<iframe src="${src}" width="560" height="320" style="border:0" title="LLM energy"></iframe>`;
+})();</script>"""
+    return f"""<section><h2>Embed this model</h2><p class="sub">A small card of this model's rows for another page:</p>
+<p class="sub" id="embed-note"{" hidden" if site_url else ""}>{html.escape(EMBED_NEEDS_URL)}</p>
+<textarea id="embed-snippet" readonly rows="2" data-model="{html.escape(model)}">{html.escape(snippet)}</textarea>
+<button id="embed-copy" type="button">copy</button></section>{fill}
+<script>document.getElementById("embed-copy").onclick = () => {{
+  const box = document.getElementById("embed-snippet"); box.select(); navigator.clipboard?.writeText(box.value); }};
+</script>"""
+
+
+def _detail(row, t: ResultTables, figures: list[dict], site_url: str | None = None) -> str:
     """A row's detail page body; `figures` are its charts (charts.detail_figures)."""
     sp = row.sweep_point
     cyc = t.cycles[t.cycles.sweep_point == sp].sort_values("cycle")
@@ -179,8 +223,16 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
             ("fingerprint hash", html.escape(str(row.fingerprint_hash))),
             (
                 "Dagster UI",
-                " · ".join(x for x in links if x)
-                or ("no Dagster run (built from result folders)" if row.raw_url else "no Dagster URL given"),
+                (
+                    " · ".join(x for x in links if x)
+                    or ("no Dagster run (built from result folders)" if row.raw_url else "no Dagster URL given")
+                )
+                + (
+                    ' <span class="note local" id="links-local">local: these links open only on the machine that '
+                    "built this site</span>"
+                    if row.links_local and row.raw_url
+                    else ""
+                ),
             ),
         ]
     )
@@ -243,15 +295,7 @@ precision {html.escape(str(row.precision))}</div>
 <section><h2>Resolved config</h2><p class="sub">highlighted: values that differ from the defaults</p>
 <table class="kv">{cfg_rows}</table></section>
 <section><h2>Environment fingerprint</h2><pre>{html.escape(fp)}</pre></section>
-<section><h2>Embed this model</h2><p class="sub">A small card of this model's rows for another page:</p>
-<textarea id="embed-snippet" readonly rows="2" cols="100" data-model="{html.escape(str(row.model))}"></textarea>
-<button id="embed-copy" type="button">copy</button></section>
-<script>(() => {{
-  const box = document.getElementById("embed-snippet");
-  const src = new URL("../embed.html?model=" + encodeURIComponent(box.dataset.model), location.href).href;
-  box.value = `<iframe src="${{src}}" width="560" height="320" style="border:0" title="LLM energy"></iframe>`;
-  document.getElementById("embed-copy").onclick = () => {{ box.select(); navigator.clipboard?.writeText(box.value); }};
-}})();</script>
+{_embed_section(str(row.model), site_url)}
 <script id="lem-figs" type="application/json">{_script_json(figures)}</script>
 <script>JSON.parse(document.getElementById("lem-figs").textContent)
   .forEach(f => Plotly.newPlot(f.id, f.figure.data, f.figure.layout, {{responsive: true}}));</script>"""
@@ -304,9 +348,12 @@ def build_site(
     title: str = "LLM energy leaderboard",
     generated_from: str = "",
     submissions: list[dict] | None = None,
+    site_url: str | None = None,
 ) -> SiteResult:
     """Write the site into `out` (replaced atomically). `raw` maps partition keys to result folders (or tables);
-    `submissions`: the platform's submission records, for a submissions page (None: no page)."""
+    `dagster_url`: the public address of the Dagster UI its provenance links open (on localhost they are marked
+    local, with a warning); `site_url`: the site's own public address, for embed snippets that work elsewhere (links
+    inside the site are relative); `submissions`: the platform's submission records, for a submissions page."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -325,7 +372,7 @@ def build_site(
             t = data.tables.get(row.partition_key)
             if t is None:
                 continue
-            body = _detail(row, t, detail_figures(row, t))
+            body = _detail(row, t, detail_figures(row, t), site_url)
             page = PAGE.format(title=html.escape(f"{row.model} · {row.sweep_point}"), root="../", body=body)
             (tmp / "detail" / f"{row.id}.html").write_text(page, encoding="utf-8")
             pages += 1
@@ -358,10 +405,13 @@ def build_site(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return SiteResult(out, len(board), pages, figs)
+    warning = local_link_warning(dagster_url)
+    return SiteResult(out, len(board), pages, figs, [warning] if warning else [])
 
 
-def report_from_folders(folders: list[Path], out: Path, dagster_url: str | None = None) -> SiteResult:
+def report_from_folders(
+    folders: list[Path], out: Path, dagster_url: str | None = None, site_url: str | None = None
+) -> SiteResult:
     """`llm-energy-measure report`: the site from result folders written by `run` (no platform)."""
     board, raw = leaderboard_of_folders(folders)
     return build_site(
@@ -370,4 +420,5 @@ def report_from_folders(folders: list[Path], out: Path, dagster_url: str | None 
         out,
         dagster_url,
         generated_from=f"Built by llm-energy-measure report from {len(folders)} result folder(s).",
+        site_url=site_url,
     )

@@ -31,8 +31,9 @@
   function fmt(v, c) {
     if (v === null || v === undefined || (typeof v === "number" && isNaN(v))) return null;
     if (c.type !== "number") return String(v);
-    const x = v * (c.scale || 1);
-    return Math.abs(x) >= 1000 ? x.toFixed(0) : Number(x.toPrecision(c.digits || 4)).toString();
+    const x = v * (c.scale || 1);  // grouped thousands, never scientific notation (gpu_ops/readable.py in Python)
+    return Math.abs(x) >= 1000 ? Math.round(x).toLocaleString("en-US")
+      : Number(x.toPrecision(c.digits || 4)).toLocaleString("en-US", { maximumSignificantDigits: c.digits || 4 });
   }
   function visible() {
     const q = state.q.toLowerCase();
@@ -69,7 +70,9 @@
   }
   function links(r) {
     const a = [r.run_url && `<a class="run" href="${esc(r.run_url)}">run</a>`, r.raw_url && `<a class="raw" href="${esc(r.raw_url)}">raw</a>`];
-    return `<td class="text">${a.filter(Boolean).join(" · ") || "–"}</td>`;
+    const local = r.links_local && (r.run_url || r.raw_url)
+      ? ` <span class="note local" title="these links point at a Dagster UI on the machine that built this site">local</span>` : "";
+    return `<td class="text">${a.filter(Boolean).join(" · ") || "–"}${local}</td>`;
   }
   function render() {
     writeHash();
