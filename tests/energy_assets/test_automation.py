@@ -329,3 +329,45 @@ def test_statistics_follow_each_stored_partition_and_the_leaderboard_waits_for_t
     assert tick() == ({pc}, 0)  # a's statistics are new, but the leaderboard waits for c's, requested now
     stored(stats, pc, checks=stats_checks)
     assert tick() == (set(), 1)  # then ranks both
+
+
+def test_platform_runs_wait_while_a_measurement_runs_on_the_same_host():
+    """In the CPU demo the leaderboard, site and dataset runs ran during the tiny-llama measurement, on the same cores.
+    With the instance's run queue (dagster.yaml) a queued automation run waits for the measurement on its host and
+    starts once that ends; a measurement on a Celery worker elsewhere holds nothing here."""
+    from pathlib import Path
+
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    from energy_assets.automation import automation, measure_job
+
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="energy_assets.definitions"))
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "__ASSET_JOB")
+
+    queue = yaml.safe_load((Path(__file__).resolve().parents[2] / "dagster.yaml").read_text())["run_coordinator"]
+    with dg.instance_for_test(overrides={"run_coordinator": queue}) as instance:
+        measuring = create_run_for_test(
+            instance,
+            job_name="measure",
+            status=DagsterRunStatus.STARTED,
+            tags={**measure_job.tags, "dagster/partition/hardware": "cpu-x"},
+        )
+        platform = create_run_for_test(
+            instance,
+            job_name="__ASSET_JOB",
+            status=DagsterRunStatus.QUEUED,
+            tags=dict(automation.run_tags),
+            remote_job_origin=origin,
+        )
+        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+
+        def dequeued() -> list[str]:
+            return [r.run_id for r in daemon._get_runs_to_dequeue(instance, instance.get_concurrency_config(), None)]
+
+        assert dequeued() == []  # the measurement holds its host
+        instance.report_run_canceled(measuring)
+        assert dequeued() == [platform.run_id]
