@@ -55,6 +55,7 @@ from gpu_ops.schema import (
     plain_rows,
 )
 from gpu_ops.stats import fmt_value, sweep_point_statistics
+from gpu_ops.steady import max_num_seqs, steady_state
 from gpu_ops.traffic import arrival_times
 
 log = logging.getLogger("gpu_ops")
@@ -270,6 +271,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
                 gpus,
                 _window_part(w),
                 cycle_metrics(req, w, idle.power_w, point.config.slo, cycle.peak_memory_bytes, split),
+                steady_state(cycle.steps, run.timeline, w, max_num_seqs(point.config)),
                 cycle_setup_s=cycle.setup_s,
                 cycle_collect_s=cycle.collect_s,
                 # same columns on every backend; empty = not reported

@@ -38,6 +38,7 @@ from gpu_ops.metrics import cycle_metrics, request_metrics
 from gpu_ops.results import ResultTables, load_json
 from gpu_ops.schema import CYCLE_WINDOW, WINDOW_FIELD, plain
 from gpu_ops.stats import sweep_point_statistics
+from gpu_ops.steady import max_num_seqs, steady_state
 
 REL_TOL = 1e-9  # recomputed with the same float64 operations: only library versions may move the last digits
 # The meter integrates a window's timeline as the window closes: it saw the samples up to its end and perhaps a few
@@ -286,8 +287,14 @@ def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> lis
         window = window_from_row(windows[key])
         split = phases.attribute(t.timeline, req, window, steps.get(key, t.steps.iloc[0:0]))
         derived = cycle_metrics(req, window, idle, configs[c.sweep_point].slo, plain(c.peak_memory_bytes), split)
+        cfg = configs[c.sweep_point]
+        steady = steady_state(steps.get(key, t.steps.iloc[0:0]), t.timeline, window, max_num_seqs(cfg))
         # columns a folder written before them lacks are not compared
-        out += [_differs(where, k, c[k], v) for k, v in derived.as_dict().items() if k in c.index and not same(c[k], v)]
+        out += [
+            _differs(where, k, c[k], v)
+            for k, v in (derived.as_dict() | steady.as_dict()).items()
+            if k in c.index and not same(c[k], v)
+        ]
     return out
 
 
