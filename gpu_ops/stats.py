@@ -177,8 +177,8 @@ def window_min(cycles: pd.DataFrame) -> float | None:
     """The shortest ranked window of a sweep point's cycles: a serving run's steady state (None when a cycle had
     none: its J/token cannot be ranked), else the cycle window."""
     serving = "cycle_batch_fill" in cycles and cycles.cycle_batch_fill.notna().any()
-    windows = cycles.steady_duration_s if serving else cycles.duration_s
-    return None if windows.isna().any() or not len(windows) else float(windows.min())
+    windows = cycles.get("steady_duration_s" if serving else "duration_s")
+    return None if windows is None or windows.isna().any() or not len(windows) else float(windows.min())
 
 
 def result_statistics(tables: ResultTables) -> pd.DataFrame:
