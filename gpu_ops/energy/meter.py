@@ -32,71 +32,21 @@ import pandas as pd
 from gpu_ops.energy import sampler as smp
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S, GpuTarget, NvmlSource, uuid_hash
 from gpu_ops.energy.rapl import RaplSource
+from gpu_ops.energy.tolerance import (
+    COUNTER_RESOLUTION_J,
+    POWER_ACCURACY_W,
+    RULE,
+    physics_tolerance,
+    timeline_edge_error,
+)
 from gpu_ops.errors import MeasurementError
 from gpu_ops.schema import TIMELINE, WINDOW_READINGS, Record
 
 MIN_TRUSTED_UPDATES = 10  # a window shorter than 10 counter updates is flagged too short to trust
 STEP_WAIT_UPDATES = 2.5  # how long a window edge waits for the counter to step, in counter updates
 TIMELINE_EDGE_ERROR = 0.05  # relative error allowed for the timeline's share of a window (the stretch past each edge)
-CROSS_CHECK_FLOOR = 0.005  # counter vs timeline tolerance: floor + (counter ± + CROSS_CHECK_Z * timeline σ) / counter
-CROSS_CHECK_Z = 3.0
-LEGACY_CROSS_CHECK_SCALE = 0.1  # the rule before CROSS_CHECK_Z: floor + scale * sqrt(step / duration), for old folders
 SAMPLER_START_S = 30.0
 EDGE_MARGIN_S = 1.0  # timeline samples this far outside a window let the integral interpolate its edges
-
-
-def cross_check_tolerance(
-    gpu_energy_j: float,
-    uncertainty_j: float | None,
-    timeline_sigma_j: float | None,
-    floor: float = CROSS_CHECK_FLOOR,
-    z: float = CROSS_CHECK_Z,
-    edge_j: float = 0.0,
-) -> float:
-    """How far the timeline may stray from the counter over a window: the counter's own ± plus `z` standard
-    errors of the timeline's integral, over the counter's energy, plus a floor. The power field the timeline samples
-    updates about every 100 ms and is a reading, not an average: a bursty load makes a short window's integral
-    uncertain by several per cent (measured on the H200, docs/energy.md), a steady one by almost nothing. `edge_j`
-    (timeline_edge_error) bounds what the timeline can misplace at the two edges, where the power steps."""
-    spread = (uncertainty_j or 0.0) + z * (timeline_sigma_j or 0.0) + edge_j
-    return floor + spread / gpu_energy_j
-
-
-def legacy_cross_check_tolerance(duration_s: float, step_s: float, floor: float, scale: float) -> float:
-    """The rule folders written before the timeline's standard error was recorded were checked with."""
-    return floor + scale * math.sqrt(step_s / max(duration_s, 1e-9))
-
-
-def timeline_edge_error(timeline: pd.DataFrame, start_s: float, end_s: float, period_s: float) -> float:
-    """Bound (J) of the timeline's error at a window's two edges, summed over devices: a reading stands for up to one
-    `period_s` (the power field's update period, or the sampling interval if longer), so where the power steps at an
-    edge (idle -> load) the integral can misplace up to period x the step: the mean reading in the period after the
-    edge minus the mean in the period before it."""
-    total = 0.0
-    for _, g in timeline.groupby("device"):
-        t, p = g.t_s.to_numpy(dtype=float), g.power_w.to_numpy(dtype=float)
-        for edge in (start_s, end_s):
-            before, after = p[(t >= edge - period_s) & (t < edge)], p[(t >= edge) & (t <= edge + period_s)]
-            if len(before) and len(after):
-                total += period_s * abs(float(after.mean()) - float(before.mean()))
-    return total
-
-
-def timeline_sigma(timeline: pd.DataFrame, start_s: float, end_s: float) -> float | None:
-    """Standard error (J) of the timeline's integral over [start_s, end_s], summed over devices in quadrature. The
-    integral sees one value per power-field update, so its error is the update-to-update spread (RMS of successive
-    differences / sqrt 2, which ignores slow trends the samples follow) / sqrt(updates), times the window's length."""
-    inside = timeline[(timeline.t_s >= start_s) & (timeline.t_s <= end_s)]
-    if not len(inside):
-        return None
-    variance = 0.0
-    for _, g in inside.groupby("device"):
-        p = g.power_w.to_numpy(dtype=float)
-        updates = p[np.r_[True, np.diff(p) != 0]]
-        if len(updates) > 1:
-            spread = math.sqrt(float(np.mean(np.square(np.diff(updates)))) / 2.0)
-            variance += (spread * (end_s - start_s)) ** 2 / len(updates)
-    return math.sqrt(variance)
 
 
 @dataclass
@@ -349,7 +299,7 @@ class EnergyMeter:
         sampler: "process" (the default for the real pynvml: sampling never competes with the measured process),
             "thread" (for NVML stand-ins passed as objects, i.e. tests) or "auto".
         nvml_spec: `module:factory` of an NVML stand-in the sampler process can build itself (tests of that process).
-        tolerance: allowed |timeline - counter| / counter of every window; None: `cross_check_tolerance` of its length.
+        tolerance: allowed |timeline - counter| / counter of every window; None: the rule's (gpu_ops.energy.tolerance).
     """
 
     def __init__(
@@ -624,11 +574,12 @@ class EnergyMeter:
                 timeline_j,
                 self.step_s,
                 self.tolerance,
-                cross_check_tolerance(
+                physics_tolerance(
                     gpu_j,
                     uncertainty,
-                    timeline_sigma(around, start_s, end_s),
-                    edge_j=timeline_edge_error(around, start_s, end_s, max(self.step_s, self.sample_period_s)),
+                    duration,
+                    len(by_dev),
+                    timeline_edge_error(around, start_s, end_s, max(self.step_s, self.sample_period_s)),
                 )
                 if gpu_j
                 else None,
@@ -711,8 +662,9 @@ class EnergyMeter:
             "counter_step_s": self.step_s if self.gpu else None,
             "counter_step_measured": self.step_measured,
             "edge_alignment": "counter read at its next update; the stretch to the window edge from the timeline",
-            "cross_check_floor": CROSS_CHECK_FLOOR,
-            "cross_check_z": CROSS_CHECK_Z,
+            "cross_check_rule": RULE,  # gpu_ops.energy.tolerance; folders before it: sigma-v2 (z) or sqrt-v1
+            "power_accuracy_w": POWER_ACCURACY_W,
+            "counter_resolution_j": COUNTER_RESOLUTION_J,
             "cross_check_edges": True,  # the tolerance includes timeline_edge_error (folders before it: not)
             "cpu_source": "rapl" if self.cpu else None,
             "cpu_unmeasured_reason": self.cpu_reason,
