@@ -379,6 +379,27 @@ TEMP_MIN = Column("temp_min_c", "float", "°C", "lowest GPU temperature seen", o
 TEMP_MAX = Column("temp_max_c", "float", "°C", "highest GPU temperature seen", optional=True)
 CLOCK_MIN = Column("sm_clock_min_mhz", "float", "MHz", "lowest SM clock seen", optional=True)
 CLOCK_MAX = Column("sm_clock_max_mhz", "float", "MHz", "highest SM clock seen", optional=True)
+MEM_CLOCK_MIN = Column(
+    "mem_clock_min_mhz", "float", "MHz", "lowest memory clock read at the window's edges", optional=True
+)
+MEM_CLOCK_MAX = Column(
+    "mem_clock_max_mhz", "float", "MHz", "highest memory clock read at the window's edges", optional=True
+)
+WINDOW_POWER_LIMIT = Column(
+    "window_power_limit_w",
+    "float",
+    W,
+    "enforced power limit at the window's end, summed over the run's GPUs; empty when NVML does not report it",
+    optional=True,
+)
+MEMORY_POWER = Column(
+    "memory_power_w",
+    "float",
+    W,
+    "GPU memory power at the window's end (NVML's average over its memory scope), summed over the GPUs; empty where "
+    "NVML does not report it (before Hopper), never 0",
+    optional=True,
+)
 THROTTLE = Column(
     "throttle_reasons", "int", "bitmask", "OR of NVML clock-event reasons seen (0x1 = idle)", optional=True
 )
@@ -439,6 +460,10 @@ WINDOW_READINGS = Table(
     ZEUS,
     MIG_ATTRIBUTION,
     MIG_ENERGY,
+    MEM_CLOCK_MIN,
+    MEM_CLOCK_MAX,
+    WINDOW_POWER_LIMIT,
+    MEMORY_POWER,
 )
 """A window as the meter measured it: the fields of WindowMeasurement, flattened (its dict and list as text)."""
 

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,10 @@ class WindowMeasurement:
     zeus_energy_j: float | None = None
     mig_attribution: str | None = None  # set when a MIG slice ran: how the parent's energy is attributed
     mig_attributed_energy_j: float | None = None
+    mem_clock_min_mhz: float | None = None  # memory clock at the window's edges (read outside the measured work)
+    mem_clock_max_mhz: float | None = None
+    window_power_limit_w: float | None = None  # enforced power limit at the window's end, summed over the GPUs
+    memory_power_w: float | None = None  # GPU memory power at the window's end (NVML average; Hopper), summed
 
     def readings(self) -> Record:
         """This window as stored: a WINDOW_READINGS record, its per-GPU energies and process ids as text."""
@@ -92,6 +96,24 @@ class WindowMeasurement:
             foreign_processes=",".join(str(p) for p in self.foreign_processes),
         )
         return WINDOW_READINGS.record(**values)
+
+
+def _condition_fields(readings: list[dict], gpus: int) -> dict:
+    """A window's conditions from its GPUs' readings at both edges (the last `gpus` are the end's): the memory clock's
+    range, and the power limit and memory power at the end summed over GPUs (None when any GPU does not report it)."""
+    clocks = [r["mem_clock_mhz"] for r in readings if r["mem_clock_mhz"] is not None]
+    end = readings[-gpus:] if gpus else []
+
+    def total(key: str) -> float | None:
+        values = [r[key] for r in end]
+        return float(sum(values)) if values and all(v is not None for v in values) else None
+
+    return {
+        "mem_clock_min_mhz": min(clocks) if clocks else None,
+        "mem_clock_max_mhz": max(clocks) if clocks else None,
+        "window_power_limit_w": total("power_limit_w"),
+        "memory_power_w": total("memory_power_w"),
+    }
 
 
 def integrate(t: np.ndarray, p: np.ndarray, t0: float, t1: float) -> float | None:
@@ -335,6 +357,7 @@ class EnergyMeter:
         self.step_measured = False
         self._t0 = time.perf_counter()
         self._open: dict[str, tuple[float, list[_Edge] | None, dict | None, str | None]] = {}
+        self._conditions_at: dict[str, list[dict]] = {}  # each open window's GPU conditions at its start
         self._store = _Samples()
         self._sampler: _ThreadSampler | _ProcessSampler | None = None
 
@@ -434,6 +457,7 @@ class EnergyMeter:
             raise ValueError(f"window '{name}' is already open")
         self._check_sampler()
         self.sync()
+        self._conditions_at[name] = self._conditions()  # before the edge: the reads stay outside the window
         edges = self._edges() if self.gpu else None
         cpu = self.cpu.read_uj() if self.cpu else None
         zeus_name = None
@@ -447,6 +471,7 @@ class EnergyMeter:
     def cancel_window(self, name: str) -> None:
         """Discard the open window `name` (its work failed): nothing is recorded for it, never a partial energy."""
         self._open.pop(name, None)
+        self._conditions_at.pop(name, None)
 
     def end_window(self, name: str) -> WindowMeasurement:
         """Close a window where the work ended (after a sync) and measure it. The counter is then read at its next
@@ -472,13 +497,19 @@ class EnergyMeter:
                 f"NVML energy counter read failed at the end of window '{name}': {type(exc).__name__}: {exc}"
             ) from exc
         cpu_j = self.cpu.delta_j(cpu0, self.cpu.read_uj()) if self.cpu else None
+        conditions = [*self._conditions_at.pop(name, []), *self._conditions()]
         zeus_j = None
         if zeus_name:
             zeus_j = float(sum(self.zeus.end_window(zeus_name, sync_execution=False).gpu_energy.values()))
         if self.gpu is not None:
             self._await_samples(max(e.t_s for e in edges1) + self.sample_period_s)
         self._check_sampler()
-        return self._measure(name, start_s, end_s, edges0, edges1, cpu_j, zeus_j)
+        m = self._measure(name, start_s, end_s, edges0, edges1, cpu_j, zeus_j)
+        return replace(m, **_condition_fields(conditions, len(self.targets)))
+
+    def _conditions(self) -> list[dict]:
+        """Each GPU's memory clock, power limit and memory power now (NvmlSource.conditions); none without NVML."""
+        return [self.gpu.conditions(t) for t in self.targets] if self.gpu else []
 
     def _await_samples(self, until_s: float) -> None:
         """The edge corrections integrate the timeline up to the last edge: wait until the sampler got there."""

@@ -47,6 +47,22 @@ def test_counter_and_timeline_agree_on_steady_load():
     assert w.temp_max_c == 55 and w.sm_clock_max_mhz == 1980 and w.foreign_processes == []
 
 
+def test_each_window_records_memory_clock_power_limit_and_memory_power_where_reported():
+    """#27: thermal and clock state per window. Two GPUs: the limit and memory power are summed; a GPU that does not
+    report memory power (before Hopper) leaves it empty, never 0."""
+    hopper = [FakeGpu(uuid=f"GPU-{i}", memory_power_w=30.0 + i, mem_clock_mhz=2619 - i) for i in range(2)]
+    older = [FakeGpu(memory_power_w=None, power_limit_mw=300_000)]
+    for gpus, memory_power, limit in ((hopper, 61.0, 1400.0), (older, None, 300.0)):
+        nv = FakeNVML(gpus)
+        with meter_for(nv, gpus=list(range(len(gpus)))) as m:
+            m.begin_window("w")
+            time.sleep(0.05)
+            w = m.end_window("w")
+        assert w.memory_power_w == memory_power and w.window_power_limit_w == limit
+        assert (w.mem_clock_min_mhz, w.mem_clock_max_mhz) == (min(g.mem_clock_mhz for g in gpus), gpus[0].mem_clock_mhz)
+        assert w.readings().memory_power_w == memory_power  # stored with the window
+
+
 def test_short_window_flagged_too_short():
     nv = FakeNVML([FakeGpu()], update_s=REAL_UPDATE_S)
     with meter_for(nv) as m:
