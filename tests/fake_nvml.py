@@ -27,6 +27,10 @@ class NVMLError_GpuIsLost(NVMLError):
     pass
 
 
+class NVMLError_NoPermission(NVMLError):
+    pass
+
+
 @dataclass
 class FakeProcess:
     pid: int
@@ -52,6 +56,8 @@ class FakeGpu:
     pids: list[int] = field(default_factory=list)
     fail_after_s: float | None = None  # every call raises GpuIsLost after this time
     memory_power_w: float | None = 36.0  # GPU memory power (Hopper reports it); None: NotSupported
+    clock_lock_allowed: bool = False  # the driver permits locking clocks (root); False: NoPermission, as usual
+    locked_clocks: tuple[int, int] | None = None  # what a lock set (a fake: no real clock is ever locked)
     mem_clock_mhz: int = 2619
 
 
@@ -171,6 +177,15 @@ class FakeNVML:
     def nvmlDeviceGetClockInfo(self, h, clock):
         g = self._gpu(h)
         return g.mem_clock_mhz if clock == self.NVML_CLOCK_MEM else 1980
+
+    def nvmlDeviceSetGpuLockedClocks(self, h, low, high):
+        g = self._gpu(h)
+        if not g.clock_lock_allowed:
+            raise NVMLError_NoPermission("Insufficient Permissions")
+        g.locked_clocks = (low, high)
+
+    def nvmlDeviceResetGpuLockedClocks(self, h):
+        self._gpu(h).locked_clocks = None
 
     def nvmlDeviceGetFieldValues(self, h, fields):
         """Only GPU memory power (NVML_FI_DEV_POWER_AVERAGE at NVML_POWER_SCOPE_MEMORY), in mW."""

@@ -358,6 +358,7 @@ class EnergyMeter:
         self._t0 = time.perf_counter()
         self._open: dict[str, tuple[float, list[_Edge] | None, dict | None, str | None]] = {}
         self._conditions_at: dict[str, list[dict]] = {}  # each open window's GPU conditions at its start
+        self.conditioning: dict[str, dict | None] = {"precondition": None, "clock_lock": None}  # what was done
         self._store = _Samples()
         self._sampler: _ThreadSampler | _ProcessSampler | None = None
 
@@ -697,6 +698,7 @@ class EnergyMeter:
             "power_accuracy_w": POWER_ACCURACY_W,
             "counter_resolution_j": COUNTER_RESOLUTION_J,
             "cross_check_edges": True,  # the tolerance includes timeline_edge_error (folders before it: not)
+            "conditioning": self.conditioning,  # gpu_ops.energy.conditioning: pre-conditioning, clock lock; None: none
             "cpu_source": "rapl" if self.cpu else None,
             "cpu_unmeasured_reason": self.cpu_reason,
             "zeus": self.zeus is not None,
