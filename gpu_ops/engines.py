@@ -404,7 +404,8 @@ class EnginePool:
 
     def __init__(self, cache_root: Path | None = None) -> None:
         self.engines: dict[tuple[str, frozenset[int]], Engine] = {}
-        self.cache_env = cache_environment(cache_root)
+        self.cache_root = Path(cache_root or engine_cache_dir())
+        self.cache_env = cache_environment(self.cache_root)
         self._n = itertools.count(1)
 
     def placement(self, cfg: ExperimentConfig, uses_cuda: bool) -> str:
