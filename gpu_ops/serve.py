@@ -195,6 +195,56 @@ def serve(socket_path: Path, cache_root: Path | None = None, ready: Callable[[],
     return 0
 
 
+class ServerProcess:
+    """An engine server in a subprocess of its own session, for a platform or a worker: `start()` waits until it
+    answers, `stop()` ends it (SIGTERM: it closes its engines) and removes its socket."""
+
+    def __init__(self, socket_path: Path | None = None, cache_root: Path | None = None, log_file: Path | None = None):
+        import tempfile
+
+        # a Unix socket path holds at most 107 bytes: a long folder gets a short temporary one
+        if socket_path is None or len(str(socket_path)) > 100:
+            socket_path = Path(tempfile.mkdtemp(prefix="lem-engines-")) / "engine.sock"
+        self.socket, self.cache_root, self.log_file = Path(socket_path), cache_root, log_file
+        self.proc = None
+
+    def start(self, env: dict | None = None, timeout_s: float = 60.0) -> ServerProcess:
+        import subprocess
+        import sys
+        import time
+
+        cmd = [sys.executable, "-m", "gpu_ops.cli", "serve", "--socket", str(self.socket)]
+        if self.cache_root:
+            cmd += ["--cache-dir", str(self.cache_root)]
+        out = open(self.log_file, "ab") if self.log_file else None
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout_s
+        while not ping(self.socket):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise MeasurementError(
+                    f"the engine server did not start on {self.socket}"
+                    + (f"; see {self.log_file}" if self.log_file else "")
+                )
+            time.sleep(0.2)
+        return self
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        with contextlib.suppress(OSError):
+            self.socket.unlink()
+
+
 def _exchange(socket_path: Path, request: dict, progress: Callable[[str], None] | None = None) -> dict:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         try:
