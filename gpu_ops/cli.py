@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser(
         "serve", help="hold warm engines and measure the experiments `run --server` sends (until Ctrl-C or SIGTERM)"
     )
-    sv.add_argument("--socket", required=True, help="Unix socket to listen on (created with mode 0600)")
+    sv.add_argument("--socket", required=True, help="Unix socket to listen on (only this user may connect)")
     sv.add_argument(
         "--cache-dir",
         default=None,

@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from gpu_ops.caches import CACHE_ENV, cache_counts, cache_environment, engine_cache_dir
 from gpu_ops.config import ExperimentConfig, VllmOptions
 from gpu_ops.errors import MeasurementError
 
@@ -40,28 +41,8 @@ log = logging.getLogger("gpu_ops")
 PLACEMENT_ENV = "LEM_ENGINE_PLACEMENT"
 """`process` (an engine per child process) or `inline` (in the measuring process); unset: a child process whenever
 the run uses a CUDA GPU, inline on the CPU (no context to release, and no process start to pay)."""
-CACHE_DIR_ENV = "LEM_ENGINE_CACHE_DIR"
-CACHE_ENV = {"vllm_compile": "VLLM_CACHE_ROOT", "inductor": "TORCHINDUCTOR_CACHE_DIR", "triton": "TRITON_CACHE_DIR"}
-"""Compile caches an engine reads and writes, by the environment variable that places them (read before torch and
-vLLM are imported, so they are set in the engine's process before it starts)."""
-CACHES = ("synthetic_weights", *CACHE_ENV)
 RUN_TIME_OPTIONS = {"pytorch": {"token_timestamps"}, "vllm": {"cold_prefix_cache"}}
 """Backend options a loaded engine honours as they are (per generate call or per cycle): not part of its identity."""
-
-
-def engine_cache_dir() -> Path:
-    """The engine caches' root: LEM_ENGINE_CACHE_DIR, else `engine/` in the model cache (LEM_CACHE_DIR or
-    ~/.cache/llm-energy-measure). It persists across runs and processes: that is what makes a second start warm."""
-    from gpu_ops.models import cache_dir
-
-    return Path(os.environ.get(CACHE_DIR_ENV) or cache_dir() / "engine")
-
-
-def cache_environment(root: Path | None = None) -> dict[str, str]:
-    """The compile caches' environment variables under `root` (engine_cache_dir() by default); a variable the user
-    set already is kept."""
-    root = Path(root or engine_cache_dir())
-    return {var: os.environ.get(var) or str(root / name) for name, var in CACHE_ENV.items()}
 
 
 # -- identity ---------------------------------------------------------------------------------------------------
@@ -107,8 +88,9 @@ def engine_identity(cfg: ExperimentConfig) -> EngineIdentity:
     if cfg.backend == "vllm":  # engine_kwargs derives these from run settings: they rebuild the engine
         from gpu_ops.backends.vllm import VllmBackend
 
-        v = cfg.vllm or VllmOptions()
+        v = cfg.vllm or VllmOptions()  # no block and the default block build one engine
         args.update(
+            vllm=v.model_dump(mode="json", exclude=RUN_TIME_OPTIONS["vllm"]),
             mode=VllmBackend._mode(cfg),
             max_model_len=v.max_model_len or cfg.max_input_tokens + cfg.max_output_tokens,
             max_num_seqs=v.max_num_seqs or cfg.batching.batch_size,
@@ -148,20 +130,6 @@ def _overlap(a: tuple[str, frozenset[int]], b: tuple[str, frozenset[int]]) -> bo
 
 
 # -- caches -----------------------------------------------------------------------------------------------------
-def _file_count(folder: Path, limit: int = 200_000) -> int:
-    n = 0
-    for _, _, files in os.walk(folder):
-        n += len(files)
-        if n >= limit:
-            break
-    return n
-
-
-def cache_counts(env: dict[str, str]) -> dict[str, int]:
-    """Files in each compile cache now (compared before and after an engine starts and warms up)."""
-    return {name: _file_count(Path(env[var])) for name, var in CACHE_ENV.items() if var in env}
-
-
 def compiles(cfg: ExperimentConfig) -> bool:
     """Whether the engine for `cfg` compiles (and so reads the compile caches)."""
     if cfg.backend == "vllm":
@@ -438,8 +406,7 @@ class EnginePool:
         else:
             from gpu_ops.backends import get_backend
 
-            for var, value in self.cache_env.items():  # read when torch/vLLM compile: set before that
-                os.environ.setdefault(var, value)
+            os.environ.update(self.cache_env)  # read when torch/vLLM compile: set before that
             backend = get_backend(cfg.backend)
         try:
             backend.load(cfg)

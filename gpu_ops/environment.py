@@ -192,7 +192,7 @@ def fingerprint(
 def cache_summary(engines: list[dict]) -> dict[str, str]:
     """Per cache over a run's engines: "miss" if any engine's start missed it, else "hit" if any hit it, else
     "unused"."""
-    from gpu_ops.engines import CACHES
+    from gpu_ops.caches import CACHES
 
     states = {}
     for name in CACHES:

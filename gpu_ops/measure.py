@@ -271,7 +271,7 @@ def _measure(
                 engine.warmed_up(pc)  # compilation is done by now: the caches' states
                 point_rows.append(
                     (
-                        _point_row(point, prompts, model_reused=bool(engine.reused or not reloaded), warmup_s=warmup_s),
+                        _point_row(point, prompts, model_reused=engine.reused, warmup_s=warmup_s),
                         {f"backend_{k}": v for k, v in engine.backend.info.items()},
                     )
                 )

@@ -4,10 +4,10 @@ engine stays warm across runs that are each their own process (Dagster runs, CLI
     llm-energy-measure serve --socket PATH      # holds the warm engines until SIGTERM / Ctrl-C
     llm-energy-measure run EXP.yaml --server PATH
 
-The protocol is JSON lines on a Unix socket that only this user can open (mode 0600): one request line, then
-progress lines and one final line. Nothing is unpickled: a request is plain JSON, bounded in size, its fields
-allow-listed and its config validated like a file's, so a bad or hostile request gets a one-line error and the
-server goes on. One experiment is measured at a time (it needs the GPUs alone); others wait their turn.
+The protocol is JSON lines on a Unix socket that only this user can open (no group or other permissions): one
+request line, then progress lines and one final line. Nothing is unpickled: a request is plain JSON, bounded in
+size, its fields allow-listed and its config validated like a file's, so a bad or hostile request gets a one-line
+error and the server goes on. One experiment is measured at a time (it needs the GPUs alone); others wait their turn.
 
     request:  {"op": "run", "config": {...}, "out_root": "/abs/dir", "folder_name": null, "file_sha": null,
                "visible_devices": null}

@@ -59,7 +59,7 @@ def synthetic_weights_dir(source: ModelSource, dtype, seed: int) -> Path:
     import hashlib
     import json
 
-    from gpu_ops.engines import engine_cache_dir
+    from gpu_ops.caches import engine_cache_dir
 
     name = source.spec.removeprefix("synthetic:")
     arch = hashlib.sha256(json.dumps(source.architecture, sort_keys=True).encode()).hexdigest()[:8]
