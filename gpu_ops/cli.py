@@ -58,7 +58,7 @@ def _cmd_serve(args) -> int:
     from gpu_ops.serve import serve
 
     logging.getLogger("gpu_ops").setLevel(logging.INFO)
-    return serve(Path(args.socket), Path(args.cache_dir) if args.cache_dir else None)
+    return serve(Path(args.socket), Path(args.cache_dir) if args.cache_dir else None, args.exit_with_parent)
 
 
 def _estimates(cfg, args):
@@ -346,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="engine caches (synthetic weights, compile caches); default: $LEM_ENGINE_CACHE_DIR or "
         "~/.cache/llm-energy-measure/engine",
+    )
+    sv.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started it ends (how a worker or platform runs it)",
     )
     sv.set_defaults(func=_cmd_serve)
     e = sub.add_parser("estimate", help="predicted wall time, energy and cost of each sweep point, before a run")

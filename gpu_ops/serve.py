@@ -27,6 +27,7 @@ import signal
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -174,17 +175,25 @@ def _visible_devices(value: str | None):
                 os.environ["CUDA_VISIBLE_DEVICES"] = old
 
 
-def serve(socket_path: Path, cache_root: Path | None = None, ready: Callable[[], None] | None = None, nvml=None) -> int:
-    """Serve until SIGTERM or Ctrl-C; every engine is closed on the way out."""
-    server = EngineServer(socket_path, cache_root, nvml)
+def serve(socket_path: Path, cache_root: Path | None = None, exit_with_parent: bool = False) -> int:
+    """Serve until SIGTERM or Ctrl-C (or, with `exit_with_parent`, until the process that started it is gone: a
+    worker killed outright leaves no server behind); every engine is closed on the way out."""
+    server = EngineServer(socket_path, cache_root)
+    if exit_with_parent:
+        parent = os.getppid()
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            server.shutdown()
+
+        threading.Thread(target=watch, daemon=True, name="lem-parent-watch").start()
 
     def stop(*_):
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
     log.warning(f"engine server on {server.path} (pid {os.getpid()}); engine caches in {server.pool.cache_root}")
-    if ready:
-        ready()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -213,7 +222,7 @@ class ServerProcess:
         import sys
         import time
 
-        cmd = [sys.executable, "-m", "gpu_ops.cli", "serve", "--socket", str(self.socket)]
+        cmd = [sys.executable, "-m", "gpu_ops.cli", "serve", "--socket", str(self.socket), "--exit-with-parent"]
         if self.cache_root:
             cmd += ["--cache-dir", str(self.cache_root)]
         out = open(self.log_file, "ab") if self.log_file else None

@@ -231,3 +231,39 @@ def test_run_without_a_server_names_how_to_start_one(tmp_path):
 
     with pytest.raises(UserError, match="no engine server answers on .*llm-energy-measure serve --socket"):
         run_on_server(tmp_path / "none.sock", cfg(), tmp_path / "out")
+
+
+VLLM = {
+    **BASE,
+    "backend": "vllm",
+    "precision": "bf16",
+    "max_input_tokens": 300,
+    "prompts": {"source": "random", "count": 6, "random": {"input_len": 280}},  # > two 128-token CPU KV blocks
+    "warmup_requests": 1,
+    "vllm": {"enforce_eager": True, "enable_prefix_caching": True},
+}
+
+
+def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny_model_path, tmp_path, monkeypatch):
+    if os.environ.get("LEM_REQUIRE_SERVICES") != "1":
+        pytest.importorskip("vllm")
+    monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "process")
+    nvml = FakeNVML([FakeGpu(power=lambda t: 200.0)])
+    cold = parse_config(VLLM)
+    with EnginePool(tmp_path / "cache") as pool:
+        one = run_experiment(cold, tmp_path / "a", nvml=nvml, pool=pool)
+        (engine,) = pool.engines.values()
+        core = {p.pid for p in psutil.Process(engine.pid).children(recursive=True)}
+        assert core and core <= smp.own_pids(os.getpid())  # vLLM's engine core under our engine process: ours
+        two = run_experiment(cold, tmp_path / "b", nvml=nvml, pool=pool)  # the same prompts again, same engine
+        # the control: keeping the cache (a run setting, same engine) hits what the last run computed
+        warm = run_experiment(
+            parse_config({**VLLM, "vllm": {**VLLM["vllm"], "cold_prefix_cache": False}}), tmp_path / "c", pool=pool
+        )
+        assert list(pool.engines.values()) == [engine]
+    assert not psutil.pid_exists(engine.pid) and not any(psutil.pid_exists(p) for p in core)
+    assert not one.tables.cycles.engine_reused.any() and two.tables.cycles.engine_reused.all()
+    assert set(two.tables.cycles.engine_id) == {engine.id} == set(warm.tables.cycles.engine_id)
+    for out in (one, two):
+        assert out.tables.cycles.prefix_cache_hit_rate.eq(0).all()  # emptied before every cycle, reused or not
+    assert warm.tables.cycles.prefix_cache_hit_rate.iloc[0] > 0.6
