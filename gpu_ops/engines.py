@@ -181,7 +181,11 @@ class EngineHost:
         )
         theirs.close()
         self.conn = Connection(ours.detach())
-        self._reply()  # the child imported its backend (or says why it cannot)
+        try:
+            self._reply()  # the child imported its backend (or says why it cannot)
+        except BaseException:
+            self.close(timeout_s=10)
+            raise
 
     @property
     def pid(self) -> int:

@@ -50,6 +50,8 @@ def run_experiment(
         pool: warm engines to run on (the engine server's); None: engines live for this run only.
     """
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
+    # the measuring process asks NVML whether CUDA is there, never cuInit: its engines do the GPU work elsewhere
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     check_output_folder(out_root)  # before measuring, not after
     if not needs_launch(cfg):
         return measure_experiment(
