@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -55,6 +55,7 @@ from gpu_ops.schema import (
     plain_rows,
 )
 from gpu_ops.stats import fmt_value, sweep_point_statistics
+from gpu_ops.timing import SpanRecorder, apportion, breakdown
 from gpu_ops.traffic import arrival_times
 
 log = logging.getLogger("gpu_ops")
@@ -96,6 +97,7 @@ def measure_experiment(
     (the arguments are run_experiment's)."""
     from gpu_ops.backends.pytorch import resolve_device
 
+    began = time.time()
     points = sorted(cfg.expand(), key=lambda p: p.config.load_key())  # fewest model reloads
     backend = get_backend(cfg.backend)
     caps = backend.capabilities()
@@ -131,14 +133,37 @@ def measure_experiment(
         backend.token_display = TokenDisplay(
             str(source.tokenizer_path or source.path or source.spec), cfg.batching.batch_size
         )
-    run = _measure(cfg, points, unavailable, backend, meter, hardware, say, bar)
+    spans = SpanRecorder()
+    run = _measure(cfg, points, unavailable, backend, meter, hardware, say, bar, spans)
     if bar:
         bar.close()
-    tables = _tables(cfg, identity, run, file_sha)
+    with spans.span("bookkeeping"):
+        tables = _tables(cfg, identity, run, file_sha)
+    tables.summary["wall_time"] = wall_time(spans, began, spans.clock())
     name = folder_name or f"{cfg.name}__{hardware}__{run.started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
     folder = Path(out_root) / name
     save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
     return ResultFolder(folder, tables)
+
+
+def engine_start_parts(info: dict) -> dict[str, float]:
+    """The seconds of an engine's start that its backend reports as weights loading and compilation."""
+    return {
+        kind: float(info[key])
+        for kind, key in (("weights", "model_load_s"), ("compile", "compile_s"))
+        if isinstance(info.get(key), (int, float))
+    }
+
+
+def wall_time(spans: SpanRecorder, start: float, end: float) -> dict:
+    """The run's wall time [start, end] by kind (gpu_ops.timing.KINDS; the kinds sum to `wall_s`) and its spans."""
+    return {
+        "start": start,
+        "end": end,
+        "wall_s": end - start,
+        "seconds": breakdown(spans.spans, start, end),
+        "spans": spans.as_list(),
+    }
 
 
 def _batch_shape(cfg: ExperimentConfig) -> tuple:
@@ -159,6 +184,7 @@ class _Run:
     timeline: pd.DataFrame
     meter: EnergyMeter
     backend_version: str
+    spans: SpanRecorder
 
 
 def _measure(
@@ -170,6 +196,7 @@ def _measure(
     hardware: str,
     say,
     bar,
+    spans: SpanRecorder,
 ) -> _Run:
     """Hold the run's devices: idle baseline, each sweep point's warm-up and cycles, settling, idle baseline again."""
     windows: list[tuple[str, str, int | None, WindowMeasurement]] = []
@@ -180,7 +207,8 @@ def _measure(
     ]
     with device_locks(lock_keys), meter:
         started = datetime.now(UTC)  # started_at / finished_at span the time this run held its devices
-        idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
+        with spans.span("idle_baseline"):
+            idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
         if idle_before:
             windows.append(("idle_before", "", None, idle_before))
         warm_shape = None  # the batch shape the loaded model was last warmed up at
@@ -194,8 +222,12 @@ def _measure(
                     )
                     continue
                 say(f"[{point.label}] {pc.model} ({pc.precision}) on {hardware}")
+                t = spans.clock()
                 reloaded = _load(backend, pc, point.label)
-                prompts = build_prompts(pc, backend.tokenizer, backend.vocab_size)
+                if reloaded:
+                    spans.add("engine_start", t, spans.clock(), point.label, engine_start_parts(backend.info))
+                with spans.span("bookkeeping", point.label):
+                    prompts = build_prompts(pc, backend.tokenizer, backend.vocab_size)
                 warm = _requests(prompts[: pc.warmup_count()], pc, 0.0)
                 # warm-up keeps loading, compilation and first-use costs of a batch shape out of measured windows:
                 # needed after a (re)load, for compiled paths, and whenever the batch shape changes (on the H200 an
@@ -205,9 +237,10 @@ def _measure(
                 shape = _batch_shape(pc)
                 if warm and (reloaded or pc.pytorch.static_cache or pc.pytorch.torch_compile or shape != warm_shape):
                     warm_shape = shape
-                    meter.begin_window(f"{point.label}/warmup")
-                    backend.warmup(warm)
-                    w = meter.end_window(f"{point.label}/warmup")
+                    with spans.span("warmup", point.label):
+                        meter.begin_window(f"{point.label}/warmup")
+                        backend.warmup(warm)
+                        w = meter.end_window(f"{point.label}/warmup")
                     windows.append(("warmup", point.label, None, w))
                     warmup_s = w.duration_s
                     say(
@@ -215,7 +248,7 @@ def _measure(
                         "compilation)"
                     )
                 for c in range(pc.cycles):
-                    cycle = run_cycle(backend, meter, pc, prompts, point.label, c, say)
+                    cycle = run_cycle(backend, meter, pc, prompts, point.label, c, say, spans)
                     windows.append(("cycle", point.label, c, cycle.window))
                     per_cycle.append((point, c, cycle))
                     if bar:
@@ -227,11 +260,14 @@ def _measure(
                     )
                 )
         finally:
-            backend.close()
+            with spans.span("engine_start"):  # stopping it: the engine's own cost, like its start
+                backend.close()
             if getattr(backend, "token_display", None) is not None:
                 backend.token_display.close()
-        settle_s = _settle(meter, idle_before, cfg.energy.settle_timeout_s, say)
-        idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
+        with spans.span("settle"):
+            settle_s = _settle(meter, idle_before, cfg.energy.settle_timeout_s, say)
+        with spans.span("idle_baseline"):
+            idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
         if idle_after:
             windows.append(("idle_after", "", None, idle_after))
         timeline = meter.timeline()
@@ -246,6 +282,7 @@ def _measure(
         timeline,
         meter,
         backend.version(),
+        spans,
     )
 
 
@@ -280,7 +317,10 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         steps.append(cycle.steps.assign(**key.as_dict()))
     windows = [WINDOWS.row(w.readings(), kind=kind, sweep_point=label, cycle=c) for kind, label, c, w in run.windows]
     cycles_df, requests_df = CYCLES.frame(cycles), _concat(REQUESTS, requests)
-    stats = sweep_point_statistics(cycles_df, requests_df)
+    sweep_points = SWEEP_POINTS.frame(
+        (_with_gpu_seconds(run, gpus.gpu_count, row) for row, _ in run.points), free=(info for _, info in run.points)
+    )
+    stats = sweep_point_statistics(cycles_df, requests_df, sweep_points)
     fp = fingerprint(
         meter.targets,
         meter.gpu.nvml if meter.gpu else None,
@@ -321,7 +361,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
     }
     return ResultTables(
         experiment=EXPERIMENT.frame([experiment]),
-        sweep_points=SWEEP_POINTS.frame((row for row, _ in run.points), free=(info for _, info in run.points)),
+        sweep_points=sweep_points,
         cycles=cycles_df,
         requests=requests_df,
         windows=WINDOWS.frame(windows),
@@ -329,6 +369,16 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         steps=_concat(STEPS, steps),
         summary=summary,
     )
+
+
+def _with_gpu_seconds(run: _Run, gpu_count: int, row: Record) -> Record:
+    """The sweep_points row with the GPU-seconds it cost: its share of the time the run held its devices
+    (gpu_ops.timing.apportion over the measured points) times the GPUs held; none on a CPU."""
+    measured = [r.sweep_point for r, _ in run.points if r.status == "measured"]
+    if not gpu_count or row.sweep_point not in measured:
+        return row
+    held = apportion(run.spans.spans, run.started.timestamp(), run.finished.timestamp(), measured)
+    return replace(row, gpu_seconds=held[row.sweep_point] * gpu_count)
 
 
 def _concat(table: Table, frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -362,19 +412,31 @@ class CycleResult:
 
 
 def run_cycle(
-    backend, meter: EnergyMeter, pc: ExperimentConfig, prompts, label: str, c: int, say=lambda m: None
+    backend,
+    meter: EnergyMeter,
+    pc: ExperimentConfig,
+    prompts,
+    label: str,
+    c: int,
+    say=lambda m: None,
+    spans: SpanRecorder | None = None,
 ) -> CycleResult:
     """One measured cycle. The window holds the work and nothing else: the trace is built, the prefix cache emptied
     and engine counters started before it opens; records and engine metrics are collected after it closes.
-    Backends time everything on the cycle clock (0 = window start); the records are moved onto the run clock."""
+    Backends time everything on the cycle clock (0 = window start); the records are moved onto the run clock.
+    `spans` receives the cooldown (as settle), the bookkeeping around the window and the window itself."""
+    spans = spans or SpanRecorder()
     if pc.cooldown_s:
-        time.sleep(pc.cooldown_s)
+        with spans.span("settle", label):
+            time.sleep(pc.cooldown_s)
     name = f"{label}/cycle-{c}"
+    wall0 = spans.clock()
     if getattr(backend, "token_display", None) is not None:
         backend.token_display.new_cycle()
     t0 = meter.now()
     requests = _requests(prompts, pc, 0.0, prompt_texts(pc) if pc.tokenize_in_window else None)
     backend.before_cycle()
+    wall1 = spans.clock()
     start = meter.begin_window(name)
     try:
         delivered = backend.run(requests, lambda: meter.now() - start)
@@ -384,6 +446,7 @@ def run_cycle(
             f"[{label}] cycle {c} failed, its energy discarded: {type(exc).__name__}: {exc}"
         ) from exc
     w = meter.end_window(name)
+    wall2 = spans.clock()
     out = backend.after_cycle(delivered)
     req = requests_frame(out.records, offset_s=start)
     steps = steps_frame(out.steps)
@@ -396,9 +459,13 @@ def run_cycle(
             else f"energy unmeasured ({w.gpu_unmeasured_reason})"
         )
     )
-    return CycleResult(
+    result = CycleResult(
         req, w, backend.peak_memory_bytes(), out.engine_metrics, steps, start - t0, meter.now() - w.end_s
     )
+    spans.add("bookkeeping", wall0, wall1, label)
+    spans.add("cycle", wall1, wall2, label)
+    spans.add("bookkeeping", wall2, spans.clock(), label)
+    return result
 
 
 def steps_frame(steps: list[EngineStep]) -> pd.DataFrame:
@@ -427,6 +494,7 @@ def _point_row(
         trace_hash=trace_hash(_requests(prompts, pc, 0.0)) if prompts is not None else None,
         model_reused=model_reused,
         warmup_s=warmup_s,
+        gpu_seconds=None,  # known when the run has released its devices (_with_gpu_seconds)
     )
 
 
