@@ -6,9 +6,10 @@
     python -m energy_assets.demo --campaign examples/campaign-gpu --exit --passes 2 --evidence out/  # warm worker
 
 With `--passes N` the same campaign is measured N times on the same platform (one worker, its engines and caches
-kept between passes): each pass drops the files into the inbox again under a `passN-` prefix (a new file name is a new
-run key for the inbox sensor; the previous pass's files leave the inbox first, so each partition keeps one defining
-file) and writes its own evidence folder, `OUT/pass-N/`, whose campaign.json says how that pass spent its wall time.
+kept between passes): each pass drops the files into the inbox again under a `passN-K-` prefix (drop_campaign: a new
+file name is a new run key for the inbox sensor; even passes run the files in reverse order, starting on the engine
+the previous pass ended with) and writes its own evidence folder, `OUT/pass-N/`, whose campaign.json says how that
+pass spent its wall time.
 
 The campaign goes through the real path: experiment files land in the inbox, the experiment_inbox sensor
 registers partitions and queues runs, the daemon runs them one per hardware at a time, and the automation
@@ -148,18 +149,25 @@ def failure_reason(instance, run_id: str) -> str:
     return "no error recorded (see the run's logs)"
 
 
+PASS_FILE = re.compile(r"pass\d+-\d+-(?P<name>.+)")
+
+
 def drop_campaign(inbox: Path, files: list[Path], n: int) -> list[Path]:
-    """Copy the campaign's files into the inbox for pass `n` (pass 1 under their own names, pass N under `passN-`),
-    after removing the files an earlier pass dropped: a new name is a new run key for the inbox sensor, and the old
-    files leaving lets the new ones define the same partitions."""
+    """Copy the campaign's files into the inbox for pass `n`, after removing the files an earlier pass dropped (so
+    one file defines each partition at a time). Pass 1 keeps the files' names; pass N names them `passN-K-<name>`: a
+    new name is a new run key for the inbox sensor, and K orders them, the sensor queueing runs in name order. Even
+    passes run the files in reverse order, so a pass starts on the engine the previous one ended with: a warm worker
+    keeps one engine per GPU, and this order reuses it once per pass instead of never."""
     inbox.mkdir(parents=True, exist_ok=True)
     names = {f.name for f in files}
     for old in inbox.glob("*.yaml"):
-        if old.name in names or re.fullmatch(r"pass\d+-.*", old.name) and old.name.split("-", 1)[1] in names:
+        earlier = PASS_FILE.fullmatch(old.name)
+        if old.name in names or (earlier and earlier["name"] in names):
             old.unlink()
+    order = files if n % 2 else files[::-1]
     dropped = []
-    for f in files:
-        target = inbox / (f.name if n == 1 else f"pass{n}-{f.name}")
+    for k, f in enumerate(order):
+        target = inbox / (f.name if n == 1 else f"pass{n}-{k}-{f.name}")
         shutil.copyfile(f, target)
         dropped.append(target)
     return dropped
