@@ -16,6 +16,7 @@ from pathlib import Path
 from gpu_ops.backends import check_capabilities
 from gpu_ops.backends.ranked import FILE_SHA_ENV, follow, launch, needs_launch
 from gpu_ops.config import ExperimentConfig
+from gpu_ops.engines import EnginePool
 from gpu_ops.measure import measure_experiment
 from gpu_ops.results import ResultFolder, check_output_folder
 
@@ -32,6 +33,7 @@ def run_experiment(
     show_bar: bool = False,
     show_tokens: bool = False,
     file_sha: str | None = None,
+    pool: EnginePool | None = None,
 ) -> ResultFolder:
     """Measure `cfg` and write its result folder under `out_root`.
 
@@ -45,6 +47,7 @@ def run_experiment(
         show_tokens: print one sampled request's text per batch as it is generated (`run --show-tokens`).
         file_sha: the experiment file's `file_sha` (config.file_sha), recorded in summary.json; None when the config
             did not come from a file.
+        pool: warm engines to run on (the engine server's); None: engines live for this run only.
     """
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
     check_output_folder(out_root)  # before measuring, not after
@@ -58,6 +61,7 @@ def run_experiment(
             show_bar=show_bar,
             show_tokens=show_tokens,
             file_sha=file_sha,
+            pool=pool,
         )
     # several GPUs with the PyTorch backend: one process per GPU under torchrun
     from gpu_ops.backends.pytorch import CAPABILITIES, resolve_device

@@ -688,6 +688,32 @@ CYCLE_TIMING = Table(
         optional=True,
     ),
 )
+ENGINE_USE = Table(
+    "engine_use",
+    Column(
+        "engine_id",
+        "str",
+        "",
+        "the engine the cycle ran on (`<engine identity>-<n>`): cycles with one id ran on one loaded engine",
+        optional=True,
+    ),
+    Column(
+        "engine_start_s",
+        "float",
+        S,
+        "seconds that engine took to start: its process, imports, weights, engine init (not in any window)",
+        optional=True,
+    ),
+    Column(
+        "engine_reused",
+        "bool?",
+        "",
+        "true when the engine was already warm (started for an earlier sweep point or run) when this point began",
+        optional=True,
+    ),
+)
+"""Which engine a cycle ran on (gpu_ops.engines): its provenance."""
+
 ENGINE_METRICS = Table(
     "engine_metrics",
     Column(
@@ -749,6 +775,7 @@ CYCLES = Table(
     CYCLE_WINDOW,
     CYCLE_METRICS,
     CYCLE_TIMING,
+    ENGINE_USE,
     ENGINE_METRICS,
     record="CycleRow",
 )
@@ -878,6 +905,13 @@ EXPERIMENT = Table(
         "float",
         S,
         "seconds the GPUs took to return to the idle-before power after the run (empty: not waited or not back)",
+        optional=True,
+    ),
+    Column(
+        "idle_drift",
+        "float",
+        "fraction",
+        "idle-after / idle-before - 1; beyond ±0.10 the two baselines were not taken in the same state (a warning)",
         optional=True,
     ),
     replace(
