@@ -133,3 +133,15 @@ def test_two_passes_measure_the_campaign_twice_on_one_platform_with_evidence_per
         )
         assert f"pass {n}: wall " in r.stdout
     assert runs[0] != runs[1]
+
+
+def test_the_gpu_campaign_has_two_backends_six_points_three_cycles_and_one_engine_per_backend():
+    from gpu_ops.config import load_config
+    from gpu_ops.engines import engine_identity
+
+    configs = [load_config(f) for f in sorted((REPO / "examples" / "campaign-gpu").glob("*.yaml"))]
+    points = [p.config for c in configs for p in c.expand()]
+    assert len({c.backend for c in configs}) >= 2 and len(points) >= 6
+    assert all(p.cycles == 3 for p in points)
+    for c in configs:  # the pool reuses one engine across a file's points
+        assert len({engine_identity(p.config) for p in c.expand()}) == 1, c.name

@@ -90,3 +90,16 @@ def test_compare_needs_two_different_backends(tmp_path, backends, capsys):
     path.write_text(yaml.safe_dump(SPEC))
     assert main(["compare", str(path), "--backends", backends, "--out", str(tmp_path / "out")]) == 2
     assert "--backends: give two or more different backends" in capsys.readouterr().err
+
+
+def test_the_gpu_compare_file_starts_the_engine_the_gpu_campaign_warmed():
+    """The warm-campaign stage times compare's vLLM start as the warm-cache start: it must be the same engine."""
+    from pathlib import Path
+
+    from gpu_ops.config import load_config, read_yaml
+    from gpu_ops.engines import engine_identity
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    campaign = load_config(examples / "campaign-gpu" / "llama-1b-vllm.yaml")
+    compare = parse_config(cmp.backend_data(read_yaml(examples / "compare" / "pytorch-vllm-gpu.yaml"), "vllm"))
+    assert {engine_identity(p.config) for p in campaign.expand()} == {engine_identity(compare)}
