@@ -81,19 +81,21 @@ def trace_hash(requests: list[Request]) -> str:
     return h.hexdigest()[:16]
 
 
-def measure_experiment(
-    cfg: ExperimentConfig,
-    out_root: Path,
-    *,
-    nvml=None,
-    progress: Callable[[str], None] | None = None,
-    folder_name: str | None = None,
-    show_bar: bool = False,
-    show_tokens: bool = False,
-    file_sha: str | None = None,
-) -> ResultFolder:
-    """Measure every sweep point of `cfg` with this process's backend and write the result folder under `out_root`
-    (the arguments are run_experiment's)."""
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out and shown, apart from what it measures (that is the config): handed whole from
+    run_experiment to measure_experiment, and to rank 0 of a run over several GPUs."""
+
+    nvml: object | None = None  # an NVML stand-in (tests); None loads pynvml when the run uses a GPU
+    progress: Callable[[str], None] | None = None  # receives one line per step (sweep point, warm-up, cycle); None logs
+    folder_name: str | None = None  # the result folder's name; None: `<name>__<hardware>__<start time>-<config hash>`
+    show_bar: bool = False  # a progress bar over the cycles (the CLI's default)
+    show_tokens: bool = False  # print one sampled request's text per batch as it is generated (`run --show-tokens`)
+    file_sha: str | None = None  # the experiment file's config.file_sha, kept in summary.json; None: not from a file
+
+
+def measure_experiment(cfg: ExperimentConfig, out_root: Path, opts: RunOptions = RunOptions()) -> ResultFolder:
+    """Measure every sweep point of `cfg` with this process's backend and write the result folder under `out_root`."""
     from gpu_ops.backends.pytorch import resolve_device
 
     points = sorted(cfg.expand(), key=lambda p: p.config.load_key())  # fewest model reloads
@@ -109,7 +111,7 @@ def measure_experiment(
 
     use_cuda = resolve_device(cfg).startswith("cuda")
     source = resolve_model(cfg.model)
-    meter = build_meter(cfg, use_cuda or nvml is not None, nvml_module=nvml, sync=backend.sync)
+    meter = build_meter(cfg, use_cuda or opts.nvml is not None, nvml_module=opts.nvml, sync=backend.sync)
     hardware = hardware_profile(meter.targets)
     identity = RUN_IDENTITY.record(
         model=cfg.model,
@@ -118,14 +120,14 @@ def measure_experiment(
         weights=source.weights,
         experiment_key=cfg.experiment_key(),
     )
-    say = progress or (lambda msg: log.info(msg))
+    say = opts.progress or (lambda msg: log.info(msg))
     bar = None
-    if show_bar:
+    if opts.show_bar:
         from tqdm import tqdm
 
         bar = tqdm(total=len(points) * cfg.cycles, desc=cfg.name, unit="cycle", file=sys.stderr)
         say = partial(bar.write, file=sys.stderr)  # tqdm.write's default is stdout: `$(run ...)` would capture it
-    if show_tokens:
+    if opts.show_tokens:
         from gpu_ops.display import TokenDisplay
 
         backend.token_display = TokenDisplay(
@@ -134,8 +136,9 @@ def measure_experiment(
     run = _measure(cfg, points, unavailable, backend, meter, hardware, say, bar)
     if bar:
         bar.close()
-    tables = _tables(cfg, identity, run, file_sha)
-    name = folder_name or f"{cfg.name}__{hardware}__{run.started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
+    tables = _tables(cfg, identity, run, opts.file_sha)
+    stamp = run.started.strftime("%Y%m%dT%H%M%SZ")
+    name = opts.folder_name or f"{cfg.name}__{hardware}__{stamp}-{cfg.config_hash()[:8]}"
     folder = Path(out_root) / name
     save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
     return ResultFolder(folder, tables)
