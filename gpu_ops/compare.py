@@ -244,7 +244,7 @@ def render_table(table: pd.DataFrame) -> str:
 
 def write_outputs(table: pd.DataFrame, out: Path) -> list[Path]:
     """compare.csv, compare.json and compare.html (plotly, self-contained), each written atomically."""
-    from gpu_ops.charts import efficiency_scatter
+    from gpu_ops.plotting import efficiency_scatter
 
     out.mkdir(parents=True, exist_ok=True)
     written = []

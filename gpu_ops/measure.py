@@ -85,20 +85,23 @@ def trace_hash(requests: list[Request]) -> str:
     return h.hexdigest()[:16]
 
 
-def measure_experiment(
-    cfg: ExperimentConfig,
-    out_root: Path,
-    *,
-    nvml=None,
-    progress: Callable[[str], None] | None = None,
-    folder_name: str | None = None,
-    show_bar: bool = False,
-    show_tokens: bool = False,
-    file_sha: str | None = None,
-    pool: EnginePool | None = None,
-) -> ResultFolder:
-    """Measure every sweep point of `cfg` on engines from `pool` and write the result folder under `out_root` (the
-    arguments are run_experiment's). Without a pool, one lives for this run: its engines close when the run ends."""
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out and shown, apart from what it measures (that is the config): handed whole from
+    run_experiment to measure_experiment, and to rank 0 of a run over several GPUs."""
+
+    nvml: object | None = None  # an NVML stand-in (tests); None loads pynvml when the run uses a GPU
+    progress: Callable[[str], None] | None = None  # receives one line per step (sweep point, warm-up, cycle); None logs
+    folder_name: str | None = None  # the result folder's name; None: `<name>__<hardware>__<start time>-<config hash>`
+    show_bar: bool = False  # a progress bar over the cycles (the CLI's default)
+    show_tokens: bool = False  # print one sampled request's text per batch as it is generated (`run --show-tokens`)
+    file_sha: str | None = None  # the experiment file's config.file_sha, kept in summary.json; None: not from a file
+    pool: EnginePool | None = None  # warm engines to run on (the engine server's); None: engines for this run only
+
+
+def measure_experiment(cfg: ExperimentConfig, out_root: Path, opts: RunOptions = RunOptions()) -> ResultFolder:
+    """Measure every sweep point of `cfg` on engines from `opts.pool` and write the result folder under `out_root`.
+    Without a pool, one lives for this run: its engines close when the run ends."""
     from gpu_ops.backends.pytorch import resolve_device
     from gpu_ops.backends.ranked import in_ranks
 
@@ -116,12 +119,12 @@ def measure_experiment(
 
     use_cuda = resolve_device(cfg).startswith("cuda")
     source = resolve_model(cfg.model)
-    owned = pool is None
-    pool = pool or EnginePool()
+    owned = opts.pool is None
+    pool = opts.pool or EnginePool()
     # ranks are processes already, and --show-tokens writes from inside the engine: both keep it in this process
-    placement = "inline" if show_tokens or in_ranks() else pool.placement(cfg, use_cuda)
+    placement = "inline" if opts.show_tokens or in_ranks() else pool.placement(cfg, use_cuda)
     current = _Current()
-    meter = build_meter(cfg, use_cuda or nvml is not None, nvml_module=nvml, sync=current.sync)
+    meter = build_meter(cfg, use_cuda or opts.nvml is not None, nvml_module=opts.nvml, sync=current.sync)
     hardware = hardware_profile(meter.targets)
     identity = RUN_IDENTITY.record(
         model=cfg.model,
@@ -130,14 +133,14 @@ def measure_experiment(
         weights=source.weights,
         experiment_key=cfg.experiment_key(),
     )
-    say = progress or (lambda msg: log.info(msg))
+    say = opts.progress or (lambda msg: log.info(msg))
     bar = None
-    if show_bar:
+    if opts.show_bar:
         from tqdm import tqdm
 
         bar = tqdm(total=len(points) * cfg.cycles, desc=cfg.name, unit="cycle", file=sys.stderr)
         say = partial(bar.write, file=sys.stderr)  # tqdm.write's default is stdout: `$(run ...)` would capture it
-    if show_tokens:
+    if opts.show_tokens:
         from gpu_ops.display import TokenDisplay
 
         current.display = TokenDisplay(
@@ -156,9 +159,10 @@ def measure_experiment(
     if bar:
         bar.close()
     with spans.span("bookkeeping"):
-        tables = _tables(cfg, identity, run, file_sha)
+        tables = _tables(cfg, identity, run, opts.file_sha)
     tables.summary["wall_time"] = wall_time(spans, began, spans.clock())
-    name = folder_name or f"{cfg.name}__{hardware}__{run.started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
+    stamp = run.started.strftime("%Y%m%dT%H%M%SZ")
+    name = opts.folder_name or f"{cfg.name}__{hardware}__{stamp}-{cfg.config_hash()[:8]}"
     folder = Path(out_root) / name
     save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
     return ResultFolder(folder, tables)
