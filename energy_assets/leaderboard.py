@@ -9,7 +9,7 @@ from gpu_ops.leaderboard import READ_FROM_STATISTICS, build_leaderboard
 from gpu_ops.readable import number
 from gpu_ops.schema import LEADERBOARD
 
-LEADERBOARD_CODE_VERSION = "leaderboard-v3"  # v3: CV, stability, the three config hashes, submitter
+LEADERBOARD_CODE_VERSION = "leaderboard-v4"  # v4: ranking rules, rank bands, steady state; v3: CV, hashes, submitter
 
 
 class NoDependencyRequestedThisTick(dg.AutomationCondition):
@@ -50,7 +50,8 @@ TOP_COLUMNS = (
     "tokens_per_s_mean",
     "tokens_per_s_ci95",
     "cv",
-    "unstable",
+    "rank_label",
+    "not_ranked_reason",
     "raw_run_id",
 )
 
@@ -62,8 +63,7 @@ INLINE_MARKDOWN = 950
 def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
     """The top rows, each with its raw partition and run as links (a table value cannot hold a link), as many whole
     rows as the UI shows in place; `top_rows` holds all `n`. The links are relative (the UI reads them), so more rows
-    fit. A row's rank is its J/token rank, or its throughput rank (marked `tok/s`) where energy is unmeasured, as on
-    the site."""
+    fit. A row's rank is its band (gpu_ops.ranking), or why it is not ranked."""
     if df.empty:
         return "_No measurements yet: drop an experiment YAML into the inbox._"
 
@@ -71,22 +71,17 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
         return missing if pd.isna(v) else f"{number(v)}{unit} ± {'n/a' if pd.isna(ci) else number(ci)}"
 
     head = [
-        "| # | partition | sweep point | J/token | tok/s | CV | weights | run |",
+        "| rank | partition | sweep point | ranked J/token | tok/s | CV | weights | run |",
         "|---|---|---|---|---|---|---|---|",
     ]
     rows: list[str] = []
-    top = df.head(n)
-    for r in top.itertuples():
-        rank = (
-            f"{int(r.rank_j_per_token)}"
-            if pd.notna(r.rank_j_per_token)
-            else (f"{int(r.rank_throughput)} (tok/s)" if pd.notna(r.rank_throughput) else "")
-        )
-        flag = " **unstable**" if bool(r.unstable) and pd.notna(r.unstable) else ""
+    for r in df.head(n).itertuples():
+        rank = r.rank_label or f"not ranked: {r.not_ranked_reason}"
+        flag = " **unstable**" if pd.notna(r.unstable) and bool(r.unstable) else ""
         cv = ("n/a" if pd.isna(r.cv) else f"{r.cv:.1%}") + flag
         line = (
             f"| {rank} | {partition_link(r.partition_key, base='')} | {r.sweep_point} | "
-            f"{figure(r.j_per_token_mean, r.j_per_token_ci95, 'unmeasured')} | "
+            f"{figure(r.ranked_j_per_token_mean, r.ranked_j_per_token_ci95, 'unmeasured')} | "
             f"{figure(r.tokens_per_s_mean, r.tokens_per_s_ci95, 'n/a')} | {cv} | {r.weights} | "
             f"{run_link(r.raw_run_id, base='')} |"
         )
@@ -111,8 +106,9 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
     group_name="leaderboard",
     kinds={"pandas", "parquet"},
     automation_condition=AFTER_STATISTICS,
-    description="Every sweep point on every hardware profile, ranked by J/token, tokens/J, throughput and TTFT; each "
-    "row carries its provenance, its CV and whether it is unstable.",
+    description="Every sweep point on every hardware profile, ranked in bands (overlapping 95 % intervals tie) by "
+    "J/token (a serving run's steady state), tokens/J, throughput and TTFT; a row that breaks a ranking rule "
+    "(gpu_ops.ranking; LEM_RANK_* per instance) is kept unranked with its reason. Each row carries its provenance.",
     metadata=schema_metadata(LEADERBOARD),
     owners=OWNERS,
     tags={"stage": "leaderboard"},
@@ -124,12 +120,13 @@ def leaderboard(context: dg.AssetExecutionContext, cycle_statistics: pd.DataFram
         metadata={
             "dagster/row_count": len(df),
             "rows": f"{df.partition_key.nunique()} partitions; {(df.energy_status == 'measured').sum()} rows measured, "
-            f"{(df.weights == 'synthetic').sum()} on synthetic weights, {df.unstable.fillna(False).sum()} unstable",
+            f"{(df.weights == 'synthetic').sum()} on synthetic weights, {df.ranked.sum()} ranked "
+            f"({df.ranking_rules.iloc[0] if len(df) else 'no rows'})",
             "top": dg.MetadataValue.md(top_markdown(df)),
             "top_rows": rows_table(df, LEADERBOARD, TOP_COLUMNS),
             **(
-                {"best_j_per_token": dg.MetadataValue.float(significant(float(df.j_per_token_mean.min())))}
-                if df.j_per_token_mean.notna().any()
+                {"best_j_per_token": dg.MetadataValue.float(significant(float(df.ranked_j_per_token_mean[0])))}
+                if len(df) and df.ranked.iloc[0]
                 else {}
             ),
         },

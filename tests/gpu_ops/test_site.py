@@ -147,6 +147,7 @@ def test_detail_page_has_config_provenance_and_charts(browser, site):
     assert "raw data version" in text and "fingerprint hash" in text and "batching.batch_size" in text
     # the cross-check against each window's own tolerance (a run-level tolerance no longer exists)
     assert re.search(r"counter vs timeline\s+mean [-\d.e]+ %; each window's tolerance [\d.e]+ % to [\d.e]+ %", text)
+    assert re.search(r"GPU time\s+[\d.]+ GPU-seconds \(its share of the time its run held the GPUs\)", text)
     assert (
         page.eval_on_selector_all("tr.nd td:first-child", "tds => tds.map(t => t.innerText)").count(
             "batching.batch_size"
@@ -361,8 +362,8 @@ def test_cv_column_badges_unstable_rows(browser, folders, tmp_path):
 
     board, raw = leaderboard_of_folders(list(folders))
     noisy = board.index[board.sweep_point == "batch_size=1"][0]
-    board.loc[noisy, "j_per_token_cv"] = CV_UNSTABLE * 3
-    board.loc[board.index != noisy, "j_per_token_cv"] = CV_UNSTABLE / 2
+    board["cv"], board["unstable"] = CV_UNSTABLE / 2, False  # the leaderboard's verdicts, which the site shows
+    board.loc[noisy, ["cv", "unstable"]] = CV_UNSTABLE * 3, True
     site = build_site(board, raw, tmp_path / "site")
     page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
     t = table(page)
