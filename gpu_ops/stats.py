@@ -40,6 +40,28 @@ def fmt_value(v, unit: str = "", scale: float = 1.0, digits: int = 4) -> str:
     return "unmeasured" if v is None or v != v else f"{number(v * scale, digits)}{unit}"
 
 
+IDLE_RISE_FLAG = 0.20
+"""Idle power this much higher after a run than before it is flagged: the GPU had not settled back (heat, clocks, a
+process), so the baseline subtracted for net energy moved during the run."""
+
+
+def idle_rise(before, after) -> float | None:
+    """(after - before) / before of the idle baselines; None where either is unmeasured."""
+    before, after = plain(before), plain(after)
+    return None if before is None or after is None or before <= 0 else (after - before) / before
+
+
+def idle_rise_note(before, after) -> str | None:
+    """The flag people read when idle power rose past IDLE_RISE_FLAG, else None."""
+    rise = idle_rise(before, after)
+    if rise is None or rise <= IDLE_RISE_FLAG:
+        return None
+    return (
+        f"idle power rose {rise:.0%} from before the run to after it (> {IDLE_RISE_FLAG:.0%}): the GPU had not "
+        "settled, so net energy rests on a baseline that moved"
+    )
+
+
 CI_MISSING = "n/a"
 CV_UNSTABLE = RankingRules.max_cv
 """A sweep point whose ranked J/token varies more than this over its cycles (CV = std / mean) is unstable: its rank

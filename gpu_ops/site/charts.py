@@ -347,7 +347,8 @@ def detail_figures(row, t: ResultTables) -> list[dict]:
         xaxis_title="run clock (s)",
         yaxis_title="GPU power (W)",
     )
-    figures = [{"id": "chart-power", "figure": fig_json(fig)}]
+    # no timeline (energy unmeasured): no empty chart; the page says why instead
+    figures = [{"id": "chart-power", "figure": fig_json(fig)}] if len(t.timeline) else []
     for cid, col, title in (
         ("chart-ttft", "ttft_s", "TTFT distribution (ms)"),
         ("chart-itl", "itl_s", "Inter-token latency distribution (ms)"),

@@ -33,7 +33,7 @@ from gpu_ops.site.data import (
     site_data,
 )
 from gpu_ops.site.submissions import submissions_body
-from gpu_ops.stats import CI_MISSING, CV_UNSTABLE, fmt_ci
+from gpu_ops.stats import CI_MISSING, CV_UNSTABLE, fmt_ci, idle_rise_note
 
 STATIC = resources.files("gpu_ops.site") / "static"
 
@@ -267,7 +267,12 @@ def _detail(row, t: ResultTables, figures: list[dict], site_url: str | None = No
             (
                 "idle baseline",
                 f"before {_fmt(exp.idle_before_w, ' W')}, after {_fmt(exp.idle_after_w, ' W')}, used "
-                f"{_fmt(exp.idle_power_w, ' W')}",
+                f"{_fmt(exp.idle_power_w, ' W')}"
+                + (
+                    f' <span class="badge" id="idle-rise">{html.escape(note)}</span>'
+                    if (note := idle_rise_note(exp.idle_before_w, exp.idle_after_w))
+                    else ""
+                ),
             ),
             (
                 "counter vs timeline",
@@ -290,14 +295,20 @@ def _detail(row, t: ResultTables, figures: list[dict], site_url: str | None = No
     model = html.escape(str(row.model))
     if row.model_url:
         model = f'<a id="model-link" href="{html.escape(row.model_url)}">{model}</a>'
+    chart_divs = "".join(f'<div class="chart" id="{f["id"]}"></div>' for f in figures)
+    power_note = (
+        ""
+        if any(f["id"] == "chart-power" for f in figures)
+        else f'<p class="sub" id="note-power">No power timeline: energy unmeasured '
+        f"({html.escape(str(row.unmeasured_reason))}).</p>"
+    )
     body = f"""<p><a href="../index.html">← leaderboard</a></p>
 <h1>{model} · {html.escape(str(row.backend))} · {html.escape(str(row.hardware))}</h1>
 <div class="sub">{html.escape(row.model_note)}</div>
 <div class="sub">sweep point <strong>{html.escape(str(sp))}</strong>, {int(row.n_cycles)} cycles,
 precision {html.escape(str(row.precision))}</div>
 <section><h2>Summary</h2>{summary}</section>
-<div class="charts"><div class="chart" id="chart-power"></div><div class="chart" id="chart-ttft"></div>
-<div class="chart" id="chart-itl"></div></div>
+{power_note}<div class="charts">{chart_divs}</div>
 <section><h2>Cycles</h2>{cycle_table}</section>
 <section><h2>Provenance</h2>{provenance}
 <p><a id="row-json" href="../api/rows/{row.id}.json">this row as JSON</a> (data API)</p></section>
