@@ -21,6 +21,7 @@ from energy_assets.resources import StorageResource
 from energy_assets.stats import cycle_statistics
 from gpu_ops.errors import excerpt
 from gpu_ops.notify import NotifyConfig, load_notify_config, notify
+from gpu_ops.readable import number
 
 MAX_LISTED = 10  # entries named in one leaderboard notification; the rest are counted
 ROW_FIELDS = [  # the leaderboard columns a notification reads
@@ -142,7 +143,7 @@ def _leaderboard_state(frame: pd.DataFrame) -> tuple[dict[str, dict], dict[str, 
 
 def _describe(row: dict) -> str:
     jpt = row["j_per_token_mean"]
-    energy = "unmeasured" if pd.isna(jpt) else f"{jpt:.4g} J/token"
+    energy = "unmeasured" if pd.isna(jpt) else f"{number(jpt, 4)} J/token"
     return f"{row['experiment_key']} {row['sweep_point']} on {row['hardware']}: {energy} (from {row['submitter']})"
 
 
