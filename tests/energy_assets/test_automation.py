@@ -312,12 +312,13 @@ def test_statistics_follow_each_stored_partition_and_the_leaderboard_waits_for_t
                 )
             )
 
-    cursor = None
+    cursor, requested_checks = None, set()
 
     def tick():
-        nonlocal cursor
+        nonlocal cursor, requested_checks
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         cursor = result.cursor
+        requested_checks = {s.key for s in result._requested_subsets if isinstance(s.key, dg.AssetCheckKey)}
         return {str(p) for p in result.get_requested_partitions(stats)}, result.get_num_requested(board)
 
     assert tick() == (set(), 0)  # the sensor's first tick, before anything is stored
@@ -329,6 +330,12 @@ def test_statistics_follow_each_stored_partition_and_the_leaderboard_waits_for_t
     assert tick() == ({pc}, 0)  # a's statistics are new, but the leaderboard waits for c's, requested now
     stored(stats, pc, checks=stats_checks)
     assert tick() == (set(), 1)  # then ranks both
+    # with its checks in the same tick (so in its run): a leaderboard is never published unchecked
+    assert {k.name for k in requested_checks if k.asset_key == board} == {
+        "every_row_has_provenance",
+        "no_mixed_backends",
+        "synthetic_weights_flagged",
+    }
 
 
 def test_platform_runs_wait_while_a_measurement_runs_on_the_same_host():
