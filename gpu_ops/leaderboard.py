@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gpu_ops.schema import LEADERBOARD, LEADERBOARD_PROVENANCE, RANKED
+from gpu_ops.conversions import NO_CONVERSIONS, Conversions, converted
+from gpu_ops.schema import CONVERSION, LEADERBOARD, LEADERBOARD_PROVENANCE, RANKED
 from gpu_ops.stats import UNRECORDED_SUBMITTER, headline_cv, unstable
 
 PROVENANCE = LEADERBOARD_PROVENANCE.names
@@ -18,7 +19,7 @@ RANKS = {rank: (stat, LEADERBOARD[stat].better == "lower") for rank, stat in RAN
 RENAMED = {"sweep_point_hash": "config_hash", "experiment_hash": "experiment_config_hash"}
 """leaderboard column -> its name in the statistics: the sweep point's hash is `config_hash` there (as in the result
 folder); statistics stored before stats-v3 name the experiment's hash `experiment_config_hash`."""
-COMPUTED = ("flag", "cv", "unstable")
+COMPUTED = ("flag", "cv", "unstable", *CONVERSION.names)
 FROM_STATISTICS = tuple(n for n in LEADERBOARD.names if n not in RANKS and n not in COMPUTED)
 """The leaderboard's columns taken from the statistics of each partition (the rest are computed here)."""
 READ_FROM_STATISTICS = tuple(
@@ -35,9 +36,9 @@ READ_FROM_STATISTICS = tuple(
 """The statistics columns the leaderboard reads."""
 
 
-def build_leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
+def build_leaderboard(stats: pd.DataFrame, conversions: Conversions = NO_CONVERSIONS) -> pd.DataFrame:
     """Statistics of every partition -> one ranked table; synthetic weights flagged; unmeasured energy is not ranked
-    (NaN)."""
+    (NaN). `conversions`: the carbon and cost inputs (gpu_ops.conversions); by default every input is unknown."""
     if stats.empty:
         return LEADERBOARD.frame([])
     df = stats.copy()
@@ -55,6 +56,7 @@ def build_leaderboard(stats: pd.DataFrame) -> pd.DataFrame:
     df["cv"] = cv
     df["unstable"] = unstable(cv)
     df["flag"] = np.where(df.weights == "synthetic", "synthetic weights", "")
+    df = pd.concat([df, converted(df, conversions)], axis=1)
     for view, (col, asc) in RANKS.items():
         df[view] = df[col].astype(float).rank(method="min", ascending=asc, na_option="keep").astype("Int64")
     df = df.sort_values(

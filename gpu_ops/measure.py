@@ -261,7 +261,9 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         key = CYCLE_KEY.record(sweep_point=point.label, cycle=c)
         w = cycle.window
         split = phases.attribute(run.timeline, cycle.requests, w, cycle.steps)
-        req = cycle.requests.assign(prefill_energy_j=split.request_prefill_j, decode_energy_j=split.request_decode_j)
+        req = cycle.requests.assign(
+            prefill_energy_j=split.request_prefill_j, decode_energy_j=split.request_decode_j, energy_j=split.request_j
+        )
         cycles.append(
             CYCLES.row(
                 key,
