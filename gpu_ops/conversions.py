@@ -94,9 +94,14 @@ def load_conversions(path: Path | None) -> Conversions:
     try:
         data = yaml.safe_load(text) or {}
         return Conversions.model_validate(data)
-    except (yaml.YAMLError, ValidationError) as exc:
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not YAML ({excerpt(str(exc), bare=True)}); fix the conversions file") from None
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        field = ".".join(str(p) for p in e["loc"])
         raise ConfigError(
-            f"{path}: {excerpt(str(exc), bare=True)}; fix the conversions file (docs/metrics.md, 'Carbon and cost')"
+            f"{path}: {field}: {e['msg']} (got {excerpt(e.get('input'), bare=True)}); fix the conversions file "
+            "(docs/metrics.md, 'Carbon and cost')"
         ) from None
 
 

@@ -55,7 +55,9 @@ def build_leaderboard(stats: pd.DataFrame, conversions: Conversions = NO_CONVERS
     df = df[list(FROM_STATISTICS)].copy()
     df["cv"] = cv
     df["unstable"] = unstable(cv)
-    df["flag"] = np.where(df.weights == "synthetic", "synthetic weights", "")
+    synthetic = pd.Series(np.where(df.weights == "synthetic", "synthetic weights", ""), index=df.index)
+    drifted = pd.Series(np.where(df.drift.astype("boolean").fillna(False), "drift", ""), index=df.index)
+    df["flag"] = (synthetic + "; " + drifted).str.strip("; ")
     df = pd.concat([df, converted(df, conversions)], axis=1)
     for view, (col, asc) in RANKS.items():
         df[view] = df[col].astype(float).rank(method="min", ascending=asc, na_option="keep").astype("Int64")
