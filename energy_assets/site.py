@@ -10,6 +10,7 @@ import os
 import dagster as dg
 import pandas as pd
 
+from energy_assets.leaderboard import leaderboard_slo
 from energy_assets.lineage import OWNERS
 from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS, published_raw
 from energy_assets.resources import StorageResource
@@ -42,6 +43,8 @@ def leaderboard_site(
         dagster_url=os.environ.get("LEM_DAGSTER_URL"),
         generated_from="Built by the leaderboard_site asset.",
         submissions=storage.submissions(),
+        slo=leaderboard_slo(),
+        history=storage.all_history(),
     )
     context.log.info(f"site: {site.rows} rows, {site.pages} detail pages in {site.folder}")
     index = (site.folder / "index.html").as_uri()

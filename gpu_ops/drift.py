@@ -83,3 +83,31 @@ def history_rows(stats: pd.DataFrame, measured_at: str) -> pd.DataFrame:
             )
         )
     return HISTORY.frame(rows)
+
+
+def previous_statistics(history: pd.DataFrame, raw_run_id: str) -> pd.DataFrame:
+    """The last measurement of each sweep point in a partition's `history` from another raw run than `raw_run_id`
+    (statistics recomputed from the same raw data are no re-measurement), as statistics columns for with_drift."""
+    other = history[history.raw_run_id != raw_run_id] if len(history) else history
+    if other.empty:
+        return pd.DataFrame()
+    last = other.sort_values("measured_at", kind="stable").groupby("sweep_point", sort=True).tail(1)
+    return pd.DataFrame(
+        [
+            {
+                "sweep_point": r.sweep_point,
+                "raw_run_id": r.raw_run_id,
+                f"{r.figure}_mean": r.mean,
+                f"{r.figure}_ci95": r.ci95,
+            }
+            for r in last.itertuples(index=False)
+        ]
+    )
+
+
+def extend_history(history: pd.DataFrame, added: pd.DataFrame) -> pd.DataFrame:
+    """`history` with `added` (one materialization's rows); a raw run already in it replaces its own rows."""
+    if history.empty:
+        return HISTORY.conform(added)
+    keep = history[~history.raw_run_id.isin(set(added.raw_run_id))]
+    return HISTORY.conform(pd.concat([keep, added], ignore_index=True))
