@@ -14,7 +14,7 @@ from gpu_ops.leaderboard import READ_FROM_STATISTICS, build_leaderboard
 from gpu_ops.schema import LEADERBOARD
 from gpu_ops.slo import Deadline, parse_slo, slo_pick
 
-LEADERBOARD_CODE_VERSION = "leaderboard-v3"  # v3: CV, stability, the three config hashes, submitter
+LEADERBOARD_CODE_VERSION = "leaderboard-v4"  # v4: ranking rules, rank bands, steady state; v3: CV, hashes, submitter
 
 
 class NoDependencyRequestedThisTick(dg.AutomationCondition):
@@ -55,7 +55,8 @@ TOP_COLUMNS = (
     "tokens_per_s_mean",
     "tokens_per_s_ci95",
     "cv",
-    "unstable",
+    "rank_label",
+    "not_ranked_reason",
     "raw_run_id",
 )
 
@@ -74,15 +75,15 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
         return missing if pd.isna(v) else f"{v:.4g} ± {'n/a' if pd.isna(ci) else f'{ci:.4g}'}"
 
     rows = [
-        "| # | partition | sweep point | J/token | tok/s | CV | weights | run |",
+        "| rank | partition | sweep point | ranked J/token | tok/s | CV | weights | run |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for shown, r in enumerate(df.head(n).itertuples()):
-        rank = "" if pd.isna(r.rank_j_per_token) else int(r.rank_j_per_token)
-        cv = "n/a" if pd.isna(r.cv) else f"{r.cv:.1%}" + (" unstable" if r.unstable is True else "")
+        rank = r.rank_label or f"not ranked: {r.not_ranked_reason}"
+        cv = "n/a" if pd.isna(r.cv) else f"{r.cv:.1%}"
         rows.append(
             f"| {rank} | {partition_link(r.partition_key)} | {r.sweep_point} | "
-            f"{figure(r.j_per_token_mean, r.j_per_token_ci95, 'unmeasured')} | "
+            f"{figure(r.ranked_j_per_token_mean, r.ranked_j_per_token_ci95, 'unmeasured')} | "
             f"{figure(r.tokens_per_s_mean, r.tokens_per_s_ci95, 'n/a')} | {cv} | {r.weights} | "
             f"{run_link(r.raw_run_id)} |"
         )
@@ -142,8 +143,9 @@ def slo_markdown(df: pd.DataFrame, deadlines: tuple[Deadline, ...]) -> str:
     group_name="leaderboard",
     kinds={"pandas", "parquet"},
     automation_condition=AFTER_STATISTICS,
-    description="Every sweep point on every hardware profile, ranked by J/token, tokens/J, throughput and TTFT; each "
-    "row carries its provenance, its CV and whether it is unstable.",
+    description="Every sweep point on every hardware profile, ranked in bands (overlapping 95 % intervals tie) by "
+    "J/token (a serving run's steady state), tokens/J, throughput and TTFT; a row that breaks a ranking rule "
+    "(gpu_ops.ranking; LEM_RANK_* per instance) is kept unranked with its reason. Each row carries its provenance.",
     metadata=schema_metadata(LEADERBOARD),
     owners=OWNERS,
     tags={"stage": "leaderboard"},
@@ -152,14 +154,15 @@ def leaderboard(
     context: dg.AssetExecutionContext, storage: StorageResource, cycle_statistics: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:
     conversions = conversions_file(storage)
-    df = build_leaderboard(cycle_statistics, load_conversions(conversions))
+    df = build_leaderboard(cycle_statistics, conversions=load_conversions(conversions))
     deadlines = leaderboard_slo()
     return dg.Output(
         df,
         metadata={
             "dagster/row_count": len(df),
             "rows": f"{df.partition_key.nunique()} partitions; {(df.energy_status == 'measured').sum()} rows measured, "
-            f"{(df.weights == 'synthetic').sum()} on synthetic weights, {df.unstable.fillna(False).sum()} unstable",
+            f"{(df.weights == 'synthetic').sum()} on synthetic weights, {df.ranked.sum()} ranked "
+            f"({df.ranking_rules.iloc[0] if len(df) else 'no rows'})",
             "top": dg.MetadataValue.md(top_markdown(df)),
             "top_rows": rows_table(df, LEADERBOARD, TOP_COLUMNS),
             "slo": dg.MetadataValue.text(", ".join(map(str, deadlines))),
@@ -169,8 +172,8 @@ def leaderboard(
                 f"{conversions}" if conversions.is_file() else f"{conversions} (absent: carbon and cost unknown)"
             ),
             **(
-                {"best_j_per_token": dg.MetadataValue.float(significant(float(df.j_per_token_mean.min())))}
-                if df.j_per_token_mean.notna().any()
+                {"best_j_per_token": dg.MetadataValue.float(significant(float(df.ranked_j_per_token_mean[0])))}
+                if len(df) and df.ranked.iloc[0]
                 else {}
             ),
         },

@@ -379,6 +379,27 @@ TEMP_MIN = Column("temp_min_c", "float", "°C", "lowest GPU temperature seen", o
 TEMP_MAX = Column("temp_max_c", "float", "°C", "highest GPU temperature seen", optional=True)
 CLOCK_MIN = Column("sm_clock_min_mhz", "float", "MHz", "lowest SM clock seen", optional=True)
 CLOCK_MAX = Column("sm_clock_max_mhz", "float", "MHz", "highest SM clock seen", optional=True)
+MEM_CLOCK_MIN = Column(
+    "mem_clock_min_mhz", "float", "MHz", "lowest memory clock read at the window's edges", optional=True
+)
+MEM_CLOCK_MAX = Column(
+    "mem_clock_max_mhz", "float", "MHz", "highest memory clock read at the window's edges", optional=True
+)
+WINDOW_POWER_LIMIT = Column(
+    "window_power_limit_w",
+    "float",
+    W,
+    "enforced power limit at the window's end, summed over the run's GPUs; empty when NVML does not report it",
+    optional=True,
+)
+MEMORY_POWER = Column(
+    "memory_power_w",
+    "float",
+    W,
+    "GPU memory power at the window's end (NVML's average over its memory scope), summed over the GPUs; empty where "
+    "NVML does not report it (before Hopper), never 0",
+    optional=True,
+)
 THROTTLE = Column(
     "throttle_reasons", "int", "bitmask", "OR of NVML clock-event reasons seen (0x1 = idle)", optional=True
 )
@@ -439,6 +460,10 @@ WINDOW_READINGS = Table(
     ZEUS,
     MIG_ATTRIBUTION,
     MIG_ENERGY,
+    MEM_CLOCK_MIN,
+    MEM_CLOCK_MAX,
+    WINDOW_POWER_LIMIT,
+    MEMORY_POWER,
 )
 """A window as the meter measured it: the fields of WindowMeasurement, flattened (its dict and list as text)."""
 
@@ -742,6 +767,66 @@ ENGINE_METRICS = Table(
 )
 """Engine metrics: a column in every backend's cycles table; empty where a backend does not report it."""
 
+STEADY_STATE = Table(
+    "steady_state",
+    Column(
+        "steady_start_s",
+        "float",
+        S,
+        "steady state start (run clock): the running batch first reached max_num_seqs; empty without one",
+        optional=True,
+    ),
+    Column(
+        "steady_end_s",
+        "float",
+        S,
+        "steady state end (run clock): the batch started to drain (running < max_num_seqs, none waiting)",
+        optional=True,
+    ),
+    Column("steady_duration_s", "float", S, "steady state length", summarised=True, optional=True),
+    Column(
+        "steady_output_tokens", "float", "tokens", "tokens generated in the steady state (engine steps)", optional=True
+    ),
+    Column(
+        "steady_energy_j",
+        "float",
+        J,
+        "GPU energy of the steady state: the power timeline over it, scaled to the cycle's counter energy",
+        from_counter=True,
+        optional=True,
+    ),
+    Column(
+        "steady_j_per_token",
+        "float",
+        "J/token",
+        "steady-state energy / steady-state tokens: a serving run's ranked J/token (docs/metrics.md)",
+        summarised=True,
+        better="lower",
+        from_counter=True,
+        optional=True,
+        label="steady J/token",
+    ),
+    Column(
+        "batch_fill",
+        "float",
+        "fraction",
+        "mean running requests / max_num_seqs over the steady state (time-weighted by engine step)",
+        summarised=True,
+        better="higher",
+        optional=True,
+    ),
+    Column(
+        "cycle_batch_fill",
+        "float",
+        "fraction",
+        "mean running requests / max_num_seqs over the whole cycle window; empty for whole-batch backends",
+        summarised=True,
+        better="higher",
+        optional=True,
+    ),
+)
+"""gpu_ops.steady.steady_state: a continuous-batching cycle's steady state, as ML.ENERGY defines it."""
+
 CYCLES = Table(
     "cycles",
     CYCLE_KEY,
@@ -752,6 +837,7 @@ CYCLES = Table(
     CYCLE_METRICS,
     CYCLE_TIMING,
     ENGINE_METRICS,
+    STEADY_STATE,
     record="CycleRow",
 )
 
@@ -995,6 +1081,14 @@ STATISTICS = Table(
     UNMEASURED_REASON,
     *(statistic(m, kind) for m in SUMMARISED for kind in STATISTICS_OF),
     POOLED_LATENCY,
+    Column(
+        "window_min_s",
+        "float",
+        S,
+        "shortest ranked window over the cycles: a serving run's steady state, else its cycle window; empty when a "
+        "serving cycle had no steady state",
+        optional=True,
+    ),
     record="PointStatistics",
 )
 """One row per sweep point (gpu_ops.stats.sweep_point_statistics; summary.json's `sweep_points`)."""
@@ -1083,24 +1177,70 @@ HEADLINE_CV = Column(
     "cv",
     "float",
     "",
-    "coefficient of variation over cycles of the headline figure: J/token, or tokens/s when energy is unmeasured",
+    "coefficient of variation over cycles of the ranked J/token (steady state for a serving run), or of tokens/s "
+    "when energy is unmeasured",
     label="CV",
 )
 UNSTABLE = Column(
     "unstable",
     "bool?",
     "",
-    "true when the CV exceeds the stability threshold (gpu_ops.stats.CV_UNSTABLE): the rank is noise-dominated; "
+    "true when the CV exceeds the ranking rules' max_cv (gpu_ops.ranking): the row is not ranked; "
     "empty with a single cycle",
 )
+RANK_BASIS = Column(
+    "rank_basis",
+    "str",
+    "",
+    "what the ranked J/token is taken over: 'steady state' (serving runs, continuous batching) or 'cycle window' "
+    "(offline batches)",
+)
+RANKED_J_PER_TOKEN = Column(
+    "ranked_j_per_token_mean",
+    "float",
+    "J/token",
+    "the J/token the row is ranked by: steady_j_per_token_mean for a serving run, else j_per_token_mean",
+    better="lower",
+    from_counter=True,
+    label="ranked J/token",
+)
+RANKED_J_PER_TOKEN_CI = replace(
+    RANKED_J_PER_TOKEN,
+    name="ranked_j_per_token_ci95",
+    meaning="half-width of the 95 % confidence interval (Student t) of ranked_j_per_token_mean",
+    better=None,
+    label="",
+)
+RANKING = Table(
+    "ranking",
+    Column("ranked", "bool", "", "true when the row meets every ranking rule (docs/methodology.md); else not ranked"),
+    Column(
+        "not_ranked_reason",
+        "str",
+        "",
+        "every ranking rule the row breaks, e.g. 'short window: 5 s (< 20 s)'; empty when ranked",
+    ),
+    Column(
+        "rank_label",
+        "str",
+        "",
+        "the J/token rank as shown: '3', '=3' when rows share the rank band, empty when not ranked",
+        label="rank",
+    ),
+    Column(
+        "rank_tied", "bool?", "", "true when another row shares this row's J/token rank band; empty when not ranked"
+    ),
+    Column("ranking_rules", "str", "", "the thresholds the ranks were computed with (gpu_ops.ranking.RankingRules)"),
+)
+"""gpu_ops.ranking: whether a row is ranked, why not, and its rank as shown."""
 RANKED = {  # rank column -> the statistic it ranks, in its column's `better` direction
-    "rank_j_per_token": "j_per_token_mean",
+    "rank_j_per_token": "ranked_j_per_token_mean",
     "rank_j_per_good_token": "j_per_good_token_mean",
     "rank_tokens_per_j": "tokens_per_j_mean",
     "rank_throughput": "tokens_per_s_mean",
     "rank_ttft": "ttft_p50_pooled_s",
 }
-_STAT = {c.name: c for c in STATISTICS.columns}
+_STAT = {c.name: c for c in STATISTICS.columns} | {c.name: c for c in (RANKED_J_PER_TOKEN,)}
 CONVERSION = Table(
     "conversion",
     Column("grid_gco2e_per_kwh", "float", "gCO2e/kWh", "grid carbon intensity; empty: unknown"),
@@ -1145,15 +1285,13 @@ CONVERSION = Table(
             label="cost",
         )
     ),
-    shown(
-        Column(
-            "conversion_inputs",
-            "str",
-            "",
-            "JSON: each conversion input's value and where it was set (partition, hardware profile, instance) or "
-            "'unknown', and the sources named",
-            label="conversion inputs",
-        )
+    Column(
+        "conversion_inputs",
+        "str",
+        "",
+        "JSON: each conversion input's value and where it was set (partition, hardware profile, instance) or "
+        "'unknown', and the sources named",
+        label="conversion inputs",
     ),
 )
 """gpu_ops.conversions.converted: carbon and cost from measured energy, with the inputs beside them."""
@@ -1179,6 +1317,9 @@ LEADERBOARD = Table(
     ),
     STATISTICS["energy_status"],
     UNMEASURED_REASON,
+    shown(RANKED_J_PER_TOKEN),
+    RANKED_J_PER_TOKEN_CI,
+    RANK_BASIS,
     shown(_STAT["j_per_token_mean"]),
     _STAT["j_per_token_ci95"],
     _STAT["net_j_per_token_mean"],
@@ -1203,6 +1344,8 @@ LEADERBOARD = Table(
     _STAT["j_per_good_token_ci95"],
     shown(BATCH_SIZE),
     shown(STATISTICS["n_cycles"]),
+    STATISTICS["window_min_s"],
+    _STAT["batch_fill_mean"],
     HEADLINE_CV,
     UNSTABLE,
     CONVERSION,
@@ -1214,10 +1357,12 @@ LEADERBOARD = Table(
             rank,
             "int?",
             "rank",
-            f"rank by {_STAT[stat].name} (1 = best: {_STAT[stat].better} is better); empty when unmeasured",
+            f"rank by {_STAT[stat].name} (1 = best: {_STAT[stat].better} is better), in bands: a row whose 95 % "
+            "interval overlaps its band's best row shares that row's rank; empty when the row is not ranked",
         )
         for rank, stat in RANKED.items()
     ),
+    RANKING,
     Column("flag", "str", "", "warning shown beside the row, e.g. 'synthetic weights'"),
     record="LeaderboardRow",
 )

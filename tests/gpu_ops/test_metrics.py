@@ -123,10 +123,12 @@ def test_arrivals_open_loop():
 def test_a_point_with_an_unmeasured_cycle_has_no_energy_statistics_and_is_not_ranked():
     """Two of three cycles measured: the point's energy is unmeasured, not the mean of the two that happened to be."""
     from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
+    from gpu_ops.ranking import ENERGY_UNMEASURED, RankingRules
     from gpu_ops.schema import CYCLES
 
     cycles = cycles_frame(
         sweep_point=["a"] * 3 + ["b"] * 3,
+        duration_s=[30.0] * 6,
         tokens_per_s=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
         j_per_token=[0.1, 0.2, np.nan, 0.4, 0.5, 0.6],
         gross_energy_j=[1.0, 2.0, np.nan, 4.0, 5.0, 6.0],
@@ -144,10 +146,11 @@ def test_a_point_with_an_unmeasured_cycle_has_no_energy_statistics_and_is_not_ra
     assert st.loc["a", "tokens_per_s_mean"] == pytest.approx(2.0)  # not an energy figure: still summarised
     assert st.loc["b", "j_per_token_mean"] == pytest.approx(0.5)
     board = build_leaderboard(
-        st.reset_index().assign(experiment_key="m__pytorch", **{**dict.fromkeys(PROVENANCE, "p"), "raw_storage_id": 1})
-    )
-    ranks = dict(zip(board.sweep_point, board.rank_j_per_token))
-    assert pd.isna(ranks["a"]) and ranks["b"] == 1
+        st.reset_index().assign(experiment_key="m__pytorch", **{**dict.fromkeys(PROVENANCE, "p"), "raw_storage_id": 1}),
+        RankingRules(max_cv=1),  # only the energy rule can refuse these noisy cycles
+    ).set_index("sweep_point")
+    assert pd.isna(board.rank_j_per_token["a"]) and board.not_ranked_reason["a"] == ENERGY_UNMEASURED
+    assert board.rank_j_per_token["b"] == 1
 
 
 def test_a_missing_ci_shows_as_missing_never_as_zero():
