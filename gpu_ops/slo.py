@@ -118,13 +118,17 @@ PICK_COLUMNS = (
     "j_per_token_mean",
     "j_per_token_ci95",
     "tokens_per_s_mean",
+    "ranked",
+    "not_ranked_reason",
 )
 
 
 def slo_pick(board: pd.DataFrame, deadlines: tuple[Deadline, ...]) -> pd.DataFrame:
     """For each model × hardware, the lowest-J/token measured row that meets every deadline (`verdict` 'meets'),
     and every row with a lower J/token whose verdict is 'uncertain' (it may meet them: shown, never picked silently).
-    A model × hardware with no row that meets them gets one row with verdict 'none' and empty figures."""
+    A model × hardware with no row that meets them gets one row with verdict 'none' and empty figures. J/token is the
+    leaderboard's gross cycle-window figure; a row the ranking rules leave unranked (gpu_ops.ranking) can still be
+    picked, and carries `ranked` False with its reason, so the answer says how far to trust it."""
     if board.empty:
         return pd.DataFrame(columns=[*PICK_COLUMNS, *(d.name for d in deadlines)])
     per = deadline_verdicts(board, deadlines)
@@ -159,7 +163,8 @@ def render_pick(pick: pd.DataFrame, deadlines: tuple[Deadline, ...]) -> str:
             else f"{r.j_per_token_mean:.4g} ± {'n/a' if pd.isna(r.j_per_token_ci95) else f'{r.j_per_token_ci95:.2g}'}"
         )
         sp = "(no row meets them)" if r.verdict == "none" else str(r.sweep_point)
-        lines.append(f"{str(r.model):<28} {str(r.hardware):<16} {r.verdict:<10} {sp:<24} {j:>18}")
+        note = f"  not ranked: {r.not_ranked_reason}" if r.ranked is False or r.ranked == 0 else ""
+        lines.append(f"{str(r.model):<28} {str(r.hardware):<16} {r.verdict:<10} {sp:<24} {j:>18}{note}")
     return "\n".join(lines)
 
 

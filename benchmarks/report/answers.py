@@ -54,10 +54,11 @@ def slo_view(raw: Raw) -> str:
                 *(_ms(r, c) for c in cols),
                 r["verdict"],
                 "**pick**" if (r["model"], r["sweep_point"]) in picked and r["verdict"] == "meets" else "",
+                "yes" if r["ranked"] else f"no: {r['not_ranked_reason']}",
             )
             for r in every.to_dict(orient="records")
         ]
         header = ["model", "backend", "sweep point", "J/token", *(f"{d.name} ms [95 % CI]" for d in deadlines)]
         out.append(f"**Deadlines {', '.join(map(str, deadlines))}** (hardware: h200)\n\n")
-        out.append(table([*header, "verdict", ""], rows) + "\n\n")
+        out.append(table([*header, "verdict", "", "ranked (gpu_ops.ranking)"], rows) + "\n\n")
     return "".join(out).rstrip("\n")

@@ -29,6 +29,8 @@ SLO_FIELDS = (
     "rank_j_per_good_token",
     "goodput_req_per_s_mean",
     "tokens_per_s_mean",
+    "ranked",
+    "not_ranked_reason",
     *(f"{m}_p{q}_pooled{end}_s" for m in SLO_METRICS for q in SLO_QUANTILES for end in ("", "_lo", "_hi")),
 )
 """What slo.html needs of each row: the pooled percentiles with their intervals, J/token, J/good token, goodput."""

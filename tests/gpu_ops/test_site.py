@@ -401,8 +401,10 @@ def test_screenshots_are_built_from_the_committed_gpu_results_without_repeats():
 
 
 def _slo_rows(page) -> list[tuple[str, str]]:
-    cells = page.eval_on_selector_all("#slo-body tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))")
-    return [(c[2], c[4] if c[2] != "none" else "") for c in cells]
+    cells = page.eval_on_selector_all(
+        "#slo-body tr", "rows => rows.map(r => [r.cells[2].innerText, r.cells[4].querySelector('a')?.innerText || ''])"
+    )
+    return [(verdict, point) for verdict, point in cells]
 
 
 def _python_pick(board, text: str) -> list[tuple[str, str]]:

@@ -69,7 +69,8 @@
     document.getElementById("slo-body").innerHTML = pick().map(({ r, v }) => v === "none"
       ? `<tr class="none"><td>${esc(r.model)}</td><td>${esc(r.hardware)}</td><td>none</td><td colspan="4">no measured row meets these deadlines</td></tr>`
       : `<tr class="${v}" data-id="${esc(r.id)}"><td>${esc(r.model)}</td><td>${esc(r.hardware)}</td><td>${v}</td><td>${esc(r.backend)}</td>` +
-        `<td><a href="detail/${esc(r.id)}.html">${esc(r.sweep_point)}</a></td>` +
+        `<td><a href="detail/${esc(r.id)}.html">${esc(r.sweep_point)}</a>` +
+        `${r.ranked === false ? ` <span class="note" title="${esc(r.not_ranked_reason || "")}">not ranked</span>` : ""}</td>` +
         `<td>${r.j_per_token_mean.toPrecision(4)} ± ${num(r.j_per_token_ci95) === null ? "n/a" : r.j_per_token_ci95.toPrecision(2)}</td><td>${esc(pct(r))}</td></tr>`).join("");
   }
   function goodRanking() {
