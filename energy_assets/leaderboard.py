@@ -14,7 +14,9 @@ from gpu_ops.leaderboard import READ_FROM_STATISTICS, build_leaderboard
 from gpu_ops.schema import LEADERBOARD
 from gpu_ops.slo import Deadline, parse_slo, slo_pick
 
-LEADERBOARD_CODE_VERSION = "leaderboard-v4"  # v4: ranking rules, rank bands, steady state; v3: CV, hashes, submitter
+# v5: SLO pick, J per good token rank, carbon and cost, drift; v4: ranking rules, rank bands, steady state;
+# v3: CV, hashes, submitter
+LEADERBOARD_CODE_VERSION = "leaderboard-v5"
 
 
 class NoDependencyRequestedThisTick(dg.AutomationCondition):

@@ -16,7 +16,7 @@ from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS, published_raw
 from energy_assets.resources import StorageResource
 from gpu_ops.site import build_site
 
-SITE_CODE_VERSION = "site-v2"
+SITE_CODE_VERSION = "site-v3"  # v3: slo.html, carbon and cost with inputs, history
 
 
 @dg.asset(

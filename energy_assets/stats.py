@@ -17,7 +17,8 @@ from gpu_ops.results import ResultTables
 from gpu_ops.schema import PUBLISHED_STATISTICS
 from gpu_ops.stats import CV_UNSTABLE, UNRECORDED_SUBMITTER, headline_cv, published_statistics
 
-STATS_CODE_VERSION = "stats-v5"  # v5: steady state, window_min_s; v4: pooled latencies, submitter; v3: file_sha
+# v6: J per good token, drift; v5: steady state, window_min_s; v4: pooled latencies, submitter; v3: file_sha
+STATS_CODE_VERSION = "stats-v6"
 MIN_CYCLES = 3
 RAW_KEY = dg.AssetKey("raw_measurements")
 PREVIEW = ("sweep_point", "n_cycles", "tokens_per_s_mean", "tokens_per_s_ci95", "j_per_token_mean", "j_per_token_ci95")
