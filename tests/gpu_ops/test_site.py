@@ -436,3 +436,13 @@ def test_index_shows_carbon_and_cost_as_unknown_with_their_inputs(browser, site)
     t = table(page)
     assert t.gco2e_per_mtoken.str.startswith("unknown").all()  # no inputs given: unknown, never a default
     assert t.gco2e_per_mtoken.str.contains("gCO2e/kWh").all() and t.cost_per_mtoken.str.contains("GPU-hour").all()
+
+
+def test_report_slo_prints_the_pick_and_opens_slo_html_with_it(folders, tmp_path, capsys):
+    from gpu_ops.cli import main
+
+    assert main(["report", *map(str, folders), "--out", str(tmp_path / "site"), "--slo", "ttft_p99=60s"]) == 0
+    out = capsys.readouterr().out
+    assert "lowest J/token meeting ttft_p99=60s" in out and "slo.html#ttft_p99=60000ms" in out
+    assert "builtin:micro-llama" in out  # the measured model has a pick line
+    assert (tmp_path / "site" / "slo.html").is_file()
