@@ -60,8 +60,8 @@ from gpu_ops.schema import (
     plain_rows,
 )
 from gpu_ops.stats import fmt_value, sweep_point_statistics
-from gpu_ops.timing import SpanRecorder, apportion, breakdown
 from gpu_ops.steady import max_num_seqs, steady_state
+from gpu_ops.timing import SpanRecorder, apportion, breakdown
 from gpu_ops.traffic import arrival_times
 
 log = logging.getLogger("gpu_ops")
@@ -307,7 +307,8 @@ def _measure(
                         "compilation)"
                     )
                 if warm and cfg.energy.precondition_s and meter.conditioning["precondition"] is None:
-                    done = precondition(meter, partial(backend.warmup, warm), cfg.energy.precondition_s)
+                    with spans.span("warmup", point.label):  # pre-conditioning repeats the warm-up
+                        done = precondition(meter, partial(engine.backend.warmup, warm), cfg.energy.precondition_s)
                     meter.conditioning["precondition"] = done
                     say(f"[{point.label}] pre-conditioned {done['seconds']:.0f} s: temperature flat {done['flat']}")
                 for c in range(pc.cycles):

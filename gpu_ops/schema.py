@@ -1126,7 +1126,6 @@ STATISTICS = Table(
     UNMEASURED_REASON,
     *(statistic(m, kind) for m in SUMMARISED for kind in STATISTICS_OF),
     POOLED_LATENCY,
-    GPU_SECONDS,
     Column(
         "window_min_s",
         "float",
@@ -1135,6 +1134,7 @@ STATISTICS = Table(
         "serving cycle had no steady state",
         optional=True,
     ),
+    GPU_SECONDS,
     record="PointStatistics",
 )
 """One row per sweep point (gpu_ops.stats.sweep_point_statistics; summary.json's `sweep_points`)."""
@@ -1390,9 +1390,9 @@ LEADERBOARD = Table(
     _STAT["j_per_good_token_ci95"],
     shown(BATCH_SIZE),
     shown(STATISTICS["n_cycles"]),
-    shown(GPU_SECONDS),
     STATISTICS["window_min_s"],
     _STAT["batch_fill_mean"],
+    shown(GPU_SECONDS),
     HEADLINE_CV,
     UNSTABLE,
     CONVERSION,

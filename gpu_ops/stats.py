@@ -178,8 +178,8 @@ def sweep_point_statistics(
             s = summarize(list(values))
             row.update({f"{metric.name}_{k}": s[k] for k in STATISTICS_OF})
         row.update(pooled.get(point, dict.fromkeys(POOLED_LATENCY.names)))
-        row[GPU_SECONDS.name] = plain(cost.get(point))
         row["window_min_s"] = window_min(group)
+        row[GPU_SECONDS.name] = plain(cost.get(point))
         rows.append(STATISTICS.record(**row))
     return STATISTICS.frame(rows)
 

@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from gpu_ops.charts import efficiency_scatter, error_bars
+from gpu_ops.plotting import efficiency_scatter, error_bars
 
 
 def test_an_interval_that_crosses_zero_is_drawn_down_to_zero_never_below():
