@@ -88,6 +88,8 @@ class Platform:
     def start(self, timeout_s: float = 120) -> Platform:
         """Start both processes with this interpreter (`python -m`: found however Dagster was installed, console
         scripts on PATH or not) and wait until the webserver answers and the code location has loaded."""
+        from energy_assets.dagster_private import DAEMON_MODULE
+
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.create_storage()
         if self.engines is not None:
@@ -105,7 +107,7 @@ class Platform:
                 "-p",
                 str(self.port),
             ],
-            "daemon": [sys.executable, "-m", "dagster._daemon", "run", "-w", workspace],
+            "daemon": [sys.executable, "-m", DAEMON_MODULE, "run", "-w", workspace],
         }
         for name, cmd in cmds.items():
             log = open(self.log_dir / f"{name}.log", "ab")

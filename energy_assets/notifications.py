@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.dagster_private import failed_check_records, last_check_record_id
 from energy_assets.leaderboard import leaderboard
 from energy_assets.publish import hf_dataset_publish, hf_dataset_snapshot
 from energy_assets.raw import raw_measurements
@@ -104,16 +104,13 @@ def _run_partition(instance: dg.DagsterInstance, run_id: str) -> str | None:
 )
 def notify_check_failure(context: dg.SensorEvaluationContext, storage: StorageResource):
     after: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-    storage_log, failed = context.instance.event_log_storage, {AssetCheckExecutionRecordStatus.FAILED}
     sent = []
     for key in BLOCKING_CHECKS:
         name = key.to_user_string()
         if name not in after:  # newly watched: what failed before is not news
-            latest = storage_log.get_asset_check_execution_history(key, limit=1)
-            after[name] = latest[0].id if latest else 0
+            after[name] = last_check_record_id(context.instance, key)
             continue
-        records = storage_log.get_asset_check_execution_history(key, limit=100, status=failed)
-        for record in sorted((r for r in records if r.id > after[name]), key=lambda r: r.id):
+        for record in failed_check_records(context.instance, key, after[name]):
             evaluation = record.event.dagster_event.event_specific_data if record.event else None
             sent.append(
                 send(

@@ -177,6 +177,23 @@ def _signer(result: ResultFolder) -> str:
     return signature["submitter"]
 
 
+def wall_time_table(wall: dict) -> dg.MetadataValue:
+    """The measurement's wall time by kind (gpu_ops.timing.KINDS and `other`; they sum to the wall time): where the
+    GPU time went besides the measured cycle windows."""
+    rows = [
+        dg.TableRecord({"kind": kind, "seconds": round(seconds, 3), "share": round(seconds / wall["wall_s"], 4)})
+        for kind, seconds in wall["seconds"].items()
+    ]
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("kind", "string", description="what the time went to (docs/metrics.md, 'Wall time')"),
+            dg.TableColumn("seconds", "float", description="seconds of the measurement's wall time"),
+            dg.TableColumn("share", "float", description="share of the measurement's wall time"),
+        ]
+    )
+    return dg.MetadataValue.table(rows, schema=schema)
+
+
 def environment_table(fingerprint: dict) -> dg.MetadataValue:
     """The environment fingerprint as a two-column table (nested values as compact JSON): readable in the UI. Its
     `config_hash` is the experiment's and is shown by that name."""
@@ -271,6 +288,14 @@ def _metadata(tables: ResultTables, source: str, definition: str | None, file_sh
         "backend": str(exp.backend),
         "weights": str(exp.weights),
     }
+    wall = tables.summary.get("wall_time")
+    if isinstance(wall, dict) and wall.get("wall_s"):
+        metadata["wall_time_s"] = dg.MetadataValue.float(significant(float(wall["wall_s"])))
+        metadata["cycle_window_share"] = dg.MetadataValue.float(significant(wall["seconds"]["cycle"] / wall["wall_s"]))
+        metadata["wall_time_by_kind"] = wall_time_table(wall)
+    gpu_s = tables.sweep_points.get("gpu_seconds")
+    if gpu_s is not None and gpu_s.notna().any():
+        metadata["gpu_seconds_total"] = dg.MetadataValue.float(significant(float(gpu_s.sum())))
     svg = power_timeline_svg(tables)
     if svg:
         metadata["power_timeline"] = dg.MetadataValue.md(

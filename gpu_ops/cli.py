@@ -183,7 +183,7 @@ def _cmd_report(args) -> int:
 def _cmd_compare(args) -> int:
     from gpu_ops.compare import compare, render_table, write_outputs
 
-    say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    say = None if args.quiet else (lambda m: print(m, file=sys.stderr))
     out = Path(args.out)
     table = compare(args.config, [b.strip() for b in args.backends.split(",") if b.strip()], out, say)
     print(render_table(table))

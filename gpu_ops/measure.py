@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -58,6 +58,7 @@ from gpu_ops.schema import (
     plain_rows,
 )
 from gpu_ops.stats import fmt_value, sweep_point_statistics
+from gpu_ops.timing import SpanRecorder, apportion, breakdown
 from gpu_ops.traffic import arrival_times
 
 log = logging.getLogger("gpu_ops")
@@ -84,23 +85,27 @@ def trace_hash(requests: list[Request]) -> str:
     return h.hexdigest()[:16]
 
 
-def measure_experiment(
-    cfg: ExperimentConfig,
-    out_root: Path,
-    *,
-    nvml=None,
-    progress: Callable[[str], None] | None = None,
-    folder_name: str | None = None,
-    show_bar: bool = False,
-    show_tokens: bool = False,
-    file_sha: str | None = None,
-    pool: EnginePool | None = None,
-) -> ResultFolder:
-    """Measure every sweep point of `cfg` on engines from `pool` and write the result folder under `out_root` (the
-    arguments are run_experiment's). Without a pool, one lives for this run: its engines close when the run ends."""
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out and shown, apart from what it measures (that is the config): handed whole from
+    run_experiment to measure_experiment, and to rank 0 of a run over several GPUs."""
+
+    nvml: object | None = None  # an NVML stand-in (tests); None loads pynvml when the run uses a GPU
+    progress: Callable[[str], None] | None = None  # receives one line per step (sweep point, warm-up, cycle); None logs
+    folder_name: str | None = None  # the result folder's name; None: `<name>__<hardware>__<start time>-<config hash>`
+    show_bar: bool = False  # a progress bar over the cycles (the CLI's default)
+    show_tokens: bool = False  # print one sampled request's text per batch as it is generated (`run --show-tokens`)
+    file_sha: str | None = None  # the experiment file's config.file_sha, kept in summary.json; None: not from a file
+    pool: EnginePool | None = None  # warm engines to run on (the engine server's); None: engines for this run only
+
+
+def measure_experiment(cfg: ExperimentConfig, out_root: Path, opts: RunOptions = RunOptions()) -> ResultFolder:
+    """Measure every sweep point of `cfg` on engines from `opts.pool` and write the result folder under `out_root`.
+    Without a pool, one lives for this run: its engines close when the run ends."""
     from gpu_ops.backends.pytorch import resolve_device
     from gpu_ops.backends.ranked import in_ranks
 
+    began = time.time()
     points = sorted(cfg.expand(), key=lambda p: engine_identity(p.config).key)  # one engine start per identity
     backend = get_backend(cfg.backend)  # capabilities and version; the engines come from the pool
     caps = backend.capabilities()
@@ -114,12 +119,12 @@ def measure_experiment(
 
     use_cuda = resolve_device(cfg).startswith("cuda")
     source = resolve_model(cfg.model)
-    owned = pool is None
-    pool = pool or EnginePool()
+    owned = opts.pool is None
+    pool = opts.pool or EnginePool()
     # ranks are processes already, and --show-tokens writes from inside the engine: both keep it in this process
-    placement = "inline" if show_tokens or in_ranks() else pool.placement(cfg, use_cuda)
+    placement = "inline" if opts.show_tokens or in_ranks() else pool.placement(cfg, use_cuda)
     current = _Current()
-    meter = build_meter(cfg, use_cuda or nvml is not None, nvml_module=nvml, sync=current.sync)
+    meter = build_meter(cfg, use_cuda or opts.nvml is not None, nvml_module=opts.nvml, sync=current.sync)
     hardware = hardware_profile(meter.targets)
     identity = RUN_IDENTITY.record(
         model=cfg.model,
@@ -128,34 +133,59 @@ def measure_experiment(
         weights=source.weights,
         experiment_key=cfg.experiment_key(),
     )
-    say = progress or (lambda msg: log.info(msg))
+    say = opts.progress or (lambda msg: log.info(msg))
     bar = None
-    if show_bar:
+    if opts.show_bar:
         from tqdm import tqdm
 
         bar = tqdm(total=len(points) * cfg.cycles, desc=cfg.name, unit="cycle", file=sys.stderr)
         say = partial(bar.write, file=sys.stderr)  # tqdm.write's default is stdout: `$(run ...)` would capture it
-    if show_tokens:
+    if opts.show_tokens:
         from gpu_ops.display import TokenDisplay
 
         current.display = TokenDisplay(
             str(source.tokenizer_path or source.path or source.spec), cfg.batching.batch_size
         )
+    spans = SpanRecorder()
     try:
-        run = _measure(cfg, points, unavailable, pool, placement, current, meter, hardware, say, bar)
+        run = _measure(cfg, points, unavailable, pool, placement, current, meter, hardware, say, bar, spans)
     finally:
         if owned:
-            pool.close()
+            with spans.span("engine_start"):  # stopping this run's engines: their own cost, like their start
+                pool.close()
         if current.display is not None:
             current.display.close()
     run.backend_version = backend.version()
     if bar:
         bar.close()
-    tables = _tables(cfg, identity, run, file_sha)
-    name = folder_name or f"{cfg.name}__{hardware}__{run.started.strftime('%Y%m%dT%H%M%SZ')}-{cfg.config_hash()[:8]}"
+    with spans.span("bookkeeping"):
+        tables = _tables(cfg, identity, run, opts.file_sha)
+    tables.summary["wall_time"] = wall_time(spans, began, spans.clock())
+    stamp = run.started.strftime("%Y%m%dT%H%M%SZ")
+    name = opts.folder_name or f"{cfg.name}__{hardware}__{stamp}-{cfg.config_hash()[:8]}"
     folder = Path(out_root) / name
     save_result(tables, folder)  # a failed write keeps the tables in a recovery folder
     return ResultFolder(folder, tables)
+
+
+def engine_start_parts(info: dict) -> dict[str, float]:
+    """The seconds of an engine's start that its backend reports as weights loading and compilation."""
+    return {
+        kind: float(info[key])
+        for kind, key in (("weights", "model_load_s"), ("compile", "compile_s"))
+        if isinstance(info.get(key), (int, float))
+    }
+
+
+def wall_time(spans: SpanRecorder, start: float, end: float) -> dict:
+    """The run's wall time [start, end] by kind (gpu_ops.timing.KINDS; the kinds sum to `wall_s`) and its spans."""
+    return {
+        "start": start,
+        "end": end,
+        "wall_s": end - start,
+        "seconds": breakdown(spans.spans, start, end),
+        "spans": spans.as_list(),
+    }
 
 
 def _batch_shape(cfg: ExperimentConfig) -> tuple:
@@ -187,6 +217,7 @@ class _Run:
     idle: IdleBaseline
     timeline: pd.DataFrame
     meter: EnergyMeter
+    spans: SpanRecorder
     engines: list[dict]  # each engine the run used: its id, start seconds and cache states
     backend_version: str = ""
 
@@ -202,6 +233,7 @@ def _measure(
     hardware: str,
     say,
     bar,
+    spans: SpanRecorder,
 ) -> _Run:
     """Hold the run's devices: each sweep point's engine (warm from the pool, or started), its warm-up and cycles.
     The idle baselines are measured with an engine loaded and idle, before the first cycle and after the last: the
@@ -230,18 +262,26 @@ def _measure(
                     continue
                 say(f"[{point.label}] {pc.model} ({pc.precision}) on {hardware}")
                 previous, engine = engine, None
+                t = spans.clock()
                 engine = _acquire(pool, pc, placement, point.label, say)
+                if not engine.reused:  # started now (evicting the engine before it, if any)
+                    spans.add("engine_start", t, spans.clock(), point.label, engine_start_parts(engine.backend.info))
                 current.engine, used[engine.id] = engine, engine
                 use = ENGINE_USE.record(engine_id=engine.id, engine_start_s=engine.start_s, engine_reused=engine.reused)
                 if engine.backend.token_display is None and current.display is not None:
                     engine.backend.token_display = current.display
                 if idle_pending:  # the first engine is loaded: idle-before in its loaded, idle state
                     idle_pending = False
-                    idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
+                    with spans.span("idle_baseline"):
+                        idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
                     if idle_before:
                         windows.append(("idle_before", "", None, idle_before))
+                t = spans.clock()
                 reloaded = _load(engine.backend, pc, point.label)
-                prompts = build_prompts(pc, engine.backend.tokenizer, engine.backend.vocab_size)
+                if reloaded:
+                    spans.add("engine_start", t, spans.clock(), point.label, engine_start_parts(engine.backend.info))
+                with spans.span("bookkeeping", point.label):
+                    prompts = build_prompts(pc, engine.backend.tokenizer, engine.backend.vocab_size)
                 warm = _requests(prompts[: pc.warmup_count()], pc, 0.0)
                 # warm-up keeps loading, compilation and first-use costs of a batch shape out of measured windows:
                 # needed on an engine new to this run, after a (re)load, for compiled paths, and whenever the batch
@@ -253,9 +293,10 @@ def _measure(
                     warm_shape = None
                 if warm and (reloaded or pc.pytorch.static_cache or pc.pytorch.torch_compile or shape != warm_shape):
                     warm_shape = shape
-                    meter.begin_window(f"{point.label}/warmup")
-                    engine.backend.warmup(warm)
-                    w = meter.end_window(f"{point.label}/warmup")
+                    with spans.span("warmup", point.label):
+                        meter.begin_window(f"{point.label}/warmup")
+                        engine.backend.warmup(warm)
+                        w = meter.end_window(f"{point.label}/warmup")
                     windows.append(("warmup", point.label, None, w))
                     warmup_s = w.duration_s
                     say(
@@ -263,7 +304,7 @@ def _measure(
                         "compilation)"
                     )
                 for c in range(pc.cycles):
-                    cycle = run_cycle(engine.backend, meter, pc, prompts, point.label, c, say)
+                    cycle = run_cycle(engine.backend, meter, pc, prompts, point.label, c, say, spans)
                     windows.append(("cycle", point.label, c, cycle.window))
                     per_cycle.append((point, c, cycle, use))
                     if bar:
@@ -275,9 +316,11 @@ def _measure(
                         {f"backend_{k}": v for k, v in engine.backend.info.items()},
                     )
                 )
-            settle_s = _settle(meter, idle_before, cfg.energy.settle_timeout_s, say)
+            with spans.span("settle"):
+                settle_s = _settle(meter, idle_before, cfg.energy.settle_timeout_s, say)
             # the last engine is still loaded and idle: the state idle-before saw
-            idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
+            with spans.span("idle_baseline"):
+                idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
         except BaseException:
             if engine is not None:
                 pool.evict(engine)  # an engine that failed is never handed out again
@@ -304,6 +347,7 @@ def _measure(
         idle,
         timeline,
         meter,
+        spans,
         [e.describe() for e in used.values()],
     )
 
@@ -371,7 +415,10 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         steps.append(cycle.steps.assign(**key.as_dict()))
     windows = [WINDOWS.row(w.readings(), kind=kind, sweep_point=label, cycle=c) for kind, label, c, w in run.windows]
     cycles_df, requests_df = CYCLES.frame(cycles), _concat(REQUESTS, requests)
-    stats = sweep_point_statistics(cycles_df, requests_df)
+    sweep_points = SWEEP_POINTS.frame(
+        (_with_gpu_seconds(run, gpus.gpu_count, row) for row, _ in run.points), free=(info for _, info in run.points)
+    )
+    stats = sweep_point_statistics(cycles_df, requests_df, sweep_points)
     fp = fingerprint(
         meter.targets,
         meter.gpu.nvml if meter.gpu else None,
@@ -414,7 +461,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
     }
     return ResultTables(
         experiment=EXPERIMENT.frame([experiment]),
-        sweep_points=SWEEP_POINTS.frame((row for row, _ in run.points), free=(info for _, info in run.points)),
+        sweep_points=sweep_points,
         cycles=cycles_df,
         requests=requests_df,
         windows=WINDOWS.frame(windows),
@@ -422,6 +469,16 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         steps=_concat(STEPS, steps),
         summary=summary,
     )
+
+
+def _with_gpu_seconds(run: _Run, gpu_count: int, row: Record) -> Record:
+    """The sweep_points row with the GPU-seconds it cost: its share of the time the run held its devices
+    (gpu_ops.timing.apportion over the measured points) times the GPUs held; none on a CPU."""
+    measured = [r.sweep_point for r, _ in run.points if r.status == "measured"]
+    if not gpu_count or row.sweep_point not in measured:
+        return row
+    held = apportion(run.spans.spans, run.started.timestamp(), run.finished.timestamp(), measured)
+    return replace(row, gpu_seconds=held[row.sweep_point] * gpu_count)
 
 
 def _concat(table: Table, frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -455,19 +512,31 @@ class CycleResult:
 
 
 def run_cycle(
-    backend, meter: EnergyMeter, pc: ExperimentConfig, prompts, label: str, c: int, say=lambda m: None
+    backend,
+    meter: EnergyMeter,
+    pc: ExperimentConfig,
+    prompts,
+    label: str,
+    c: int,
+    say=lambda m: None,
+    spans: SpanRecorder | None = None,
 ) -> CycleResult:
     """One measured cycle. The window holds the work and nothing else: the trace is built, the prefix cache emptied
     and engine counters started before it opens; records and engine metrics are collected after it closes.
-    Backends time everything on the cycle clock (0 = window start); the records are moved onto the run clock."""
+    Backends time everything on the cycle clock (0 = window start); the records are moved onto the run clock.
+    `spans` receives the cooldown (as settle), the bookkeeping around the window and the window itself."""
+    spans = spans or SpanRecorder()
     if pc.cooldown_s:
-        time.sleep(pc.cooldown_s)
+        with spans.span("settle", label):
+            time.sleep(pc.cooldown_s)
     name = f"{label}/cycle-{c}"
+    wall0 = spans.clock()
     if getattr(backend, "token_display", None) is not None:
         backend.token_display.new_cycle()
     t0 = meter.now()
     requests = _requests(prompts, pc, 0.0, prompt_texts(pc) if pc.tokenize_in_window else None)
     backend.before_cycle()
+    wall1 = spans.clock()
     start = meter.begin_window(name)
     try:
         # the cycle clock on perf_counter (the meter's base, found to ~0.1 µs): an engine in another process keeps it
@@ -478,6 +547,7 @@ def run_cycle(
             f"[{label}] cycle {c} failed, its energy discarded: {type(exc).__name__}: {exc}"
         ) from exc
     w = meter.end_window(name)
+    wall2 = spans.clock()
     out = backend.after_cycle(delivered)
     req = requests_frame(out.records, offset_s=start)
     steps = steps_frame(out.steps)
@@ -490,9 +560,13 @@ def run_cycle(
             else f"energy unmeasured ({w.gpu_unmeasured_reason})"
         )
     )
-    return CycleResult(
+    result = CycleResult(
         req, w, backend.peak_memory_bytes(), out.engine_metrics, steps, start - t0, meter.now() - w.end_s
     )
+    spans.add("bookkeeping", wall0, wall1, label)
+    spans.add("cycle", wall1, wall2, label)
+    spans.add("bookkeeping", wall2, spans.clock(), label)
+    return result
 
 
 def steps_frame(steps: list[EngineStep]) -> pd.DataFrame:
@@ -521,6 +595,7 @@ def _point_row(
         trace_hash=trace_hash(_requests(prompts, pc, 0.0)) if prompts is not None else None,
         model_reused=model_reused,
         warmup_s=warmup_s,
+        gpu_seconds=None,  # known when the run has released its devices (_with_gpu_seconds)
     )
 
 

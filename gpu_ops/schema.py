@@ -305,6 +305,16 @@ POINT_CONFIG_HASH = Column(
     "config_hash", "str", "", "the sweep point's hash (`sweep_point_hash`): of its fully resolved config"
 )
 GPU_COUNT = Column("gpu_count", "int", "GPUs", "GPUs the run used (0 on a CPU)")
+GPU_SECONDS = Column(
+    "gpu_seconds",
+    "float",
+    "GPU·s",
+    "GPU time the sweep point cost: its share of the wall time the run held its GPUs (its own engine start, warm-up "
+    "and cycles, plus an equal share of the run's idle baselines, settling and bookkeeping) times the GPUs held; "
+    "empty on a CPU or for results written before it was recorded",
+    optional=True,
+    label="GPU-s",
+)
 ENERGY_STATUS = Column(
     "energy_status",
     "str",
@@ -958,6 +968,7 @@ SWEEP_POINTS = Table(
         "the sweep point's warm-up window (compilation, CUDA graphs, first batch); empty when none ran",
         optional=True,
     ),
+    GPU_SECONDS,
     record="SweepPointRow",
     free_prefix="backend_",
     free_meaning="backend-specific load detail (e.g. device, mode, engine arguments):",
@@ -1008,6 +1019,7 @@ STATISTICS = Table(
     UNMEASURED_REASON,
     *(statistic(m, kind) for m in SUMMARISED for kind in STATISTICS_OF),
     POOLED_LATENCY,
+    GPU_SECONDS,
     record="PointStatistics",
 )
 """One row per sweep point (gpu_ops.stats.sweep_point_statistics; summary.json's `sweep_points`)."""
@@ -1127,6 +1139,7 @@ LEADERBOARD = Table(
     _STAT["cross_check_rel_diff_mean"],
     shown(BATCH_SIZE),
     shown(STATISTICS["n_cycles"]),
+    shown(GPU_SECONDS),
     HEADLINE_CV,
     UNSTABLE,
     LEADERBOARD_PROVENANCE,

@@ -161,7 +161,8 @@ class InferenceBackend(Protocol):
     Attributes:
         name: the config's `backend` value.
         tokenizer: the loaded model's tokenizer (prompts are tokenised with it before the window opens).
-        vocab_size: the loaded model's vocabulary size (random prompts draw token ids below it).
+        vocab_size: the tokenizer's vocabulary size: random prompts draw token ids below it (one model, one trace on
+            every backend).
         info: the loaded model's details stored per sweep point as `backend_<key>` columns (device, parameter count,
             engine arguments, ...).
     """

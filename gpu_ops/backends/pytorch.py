@@ -16,7 +16,7 @@ from gpu_ops.backends.batching import BatchPlan
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import CapabilityError, UserError
-from gpu_ops.models import ModelSource, resolve_model
+from gpu_ops.models import ModelSource, resolve_model, tokenizer_source
 
 
 class _StepClock:
@@ -279,8 +279,7 @@ class PytorchBackend:
         self.device = resolve_device(config)
         self.source = resolve_model(config.model)
         self.synthetic_weights = None
-        tok_path = self.source.tokenizer_path or self.source.spec
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tok_path))
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(self.source))
         started = time.perf_counter()
         self.model = self._load_model(self.source, config)
         if config.lora is not None:
@@ -313,7 +312,10 @@ class PytorchBackend:
 
     @property
     def vocab_size(self) -> int:
-        return int(self.model.config.vocab_size) if self.model is not None else len(self.tokenizer)
+        """The tokenizer's vocabulary, as on every backend: a synthetic model's embedding table is larger (Llama-3.2's
+        128k rows) than the builtin tokenizer it shares with vLLM, and drawing below the table's size gave PyTorch a
+        different request trace from vLLM's."""
+        return len(self.tokenizer)
 
     # -- generation -------------------------------------------------------------------------
     def _generate_kwargs(self) -> dict[str, Any]:

@@ -200,6 +200,12 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
             ("tokens per joule", f"{_fmt(row.tokens_per_j_mean)} tokens/J (higher is better)"),
             ("throughput", f"{_fmt(row.tokens_per_s_mean)} tokens/s"),
             (
+                "GPU time",
+                f"{plain(row.gpu_seconds):.1f} GPU-seconds (its share of the time its run held the GPUs)"
+                if plain(row.gpu_seconds) is not None
+                else "not recorded (a CPU run, or measured before GPU time was recorded)",
+            ),
+            (
                 "stability",
                 (f"CV {_fmt(row.cv, ' %', 100, 2)}" if plain(row.cv) is not None else f"CV {CI_MISSING} (one cycle)")
                 + (' <span class="badge">unstable</span>' if row.unstable else ""),

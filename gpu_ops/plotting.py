@@ -1,4 +1,5 @@
-"""Plotly figures shared by `compare`, `report` and the leaderboard site. plotly is optional (extra `site`)."""
+"""Plotly pieces shared by `compare` and the leaderboard site (gpu_ops.site.charts): the backend colours and the
+energy-vs-throughput scatter. plotly is optional (extra `site`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from gpu_ops.errors import UserError
 BACKEND_COLOURS = {"pytorch": "#1f77b4", "vllm": "#d62728", "tensorrt": "#2ca02c"}
 
 
-def _plotly():
+def load_plotly():
     try:
         import plotly.graph_objects as go
     except ImportError:
@@ -26,7 +27,7 @@ def _num(v) -> float | None:
 def efficiency_scatter(points: pd.DataFrame, title: str = "Energy vs throughput"):
     """x = tokens/s, y = J/token (± CI), colour = backend, marker size = model parameters when known.
     Points whose energy is unmeasured are listed under the chart, never drawn at 0."""
-    go = _plotly()
+    go = load_plotly()
     fig = go.Figure()
     unmeasured = []
     for backend, group in points.groupby("backend", sort=True):
