@@ -13,12 +13,13 @@ import dagster as dg
 import pandas as pd
 
 from energy_assets.checks import require_checked_leaderboard
+from energy_assets.leaderboard import leaderboard_slo
 from energy_assets.lineage import OWNERS, dagster_url
 from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS, published_raw
 from energy_assets.resources import StorageResource
 from gpu_ops.site import build_site
 
-SITE_CODE_VERSION = "site-v2"
+SITE_CODE_VERSION = "site-v3"  # v3: slo.html, carbon and cost with inputs, history
 
 
 @dg.asset(
@@ -48,6 +49,8 @@ def leaderboard_site(
         generated_from="Built by the leaderboard_site asset.",
         submissions=storage.submissions(),
         site_url=site_url,
+        slo=leaderboard_slo(),
+        history=storage.all_history(),
     )
     for warning in site.warnings:
         context.log.warning(warning)

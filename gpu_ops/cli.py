@@ -178,14 +178,24 @@ def _cmd_list_backends(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    from gpu_ops.conversions import NO_CONVERSIONS, load_conversions
     from gpu_ops.results import result_folders_in
     from gpu_ops.site import report_from_folders
+    from gpu_ops.site.answers import slo_state
+    from gpu_ops.slo import parse_slo, render_pick, slo_pick
 
+    slo = parse_slo(args.slo) if args.slo is not None else ()  # refused before anything is read or written
+    if args.conversions and not Path(args.conversions).is_file():
+        raise UserError(f"--conversions: {args.conversions} is not a file; give the conversions YAML (docs/metrics.md)")
+    conversions = load_conversions(Path(args.conversions)) if args.conversions else NO_CONVERSIONS
     folders = [inner for f in args.results for inner in (result_folders_in(Path(f)) or [Path(f)])]  # results/ too
-    site = report_from_folders(folders, Path(args.out), args.dagster_url, args.site_url)
+    site = report_from_folders(folders, Path(args.out), args.dagster_url, slo, conversions, args.site_url)
     for warning in site.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{site.rows} leaderboard rows, {site.pages} detail pages: {site.folder / 'index.html'}")
+    if slo:
+        print(render_pick(slo_pick(site.board, slo), slo))
+        print(f"{site.folder / 'slo.html'}#{slo_state(slo)}")
     return 0
 
 
@@ -395,6 +405,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument(
         "--site-url", default=None, help="public base URL the site will be served from, for its embed snippets"
+    )
+    rp.add_argument(
+        "--slo",
+        default=None,
+        help="latency deadlines, e.g. itl_p99=50ms,ttft_p99=2s: prints the lowest-J/token configuration per model x "
+        "hardware that meets them (pooled percentiles with 95 %% intervals) and opens slo.html with them",
+    )
+    rp.add_argument(
+        "--conversions",
+        default=None,
+        help="YAML of carbon and cost inputs (grid gCO2e/kWh, PUE, prices) per instance, hardware profile or "
+        "partition; without it carbon and cost are unknown",
     )
     rp.set_defaults(func=_cmd_report)
     v = sub.add_parser("validate", help="run the physics checks on a result folder")

@@ -24,6 +24,7 @@ from gpu_ops.schema import (
     PUBLISHED_STATISTICS,
     RAW_PROVENANCE,
     STATISTICS,
+    STATISTICS_DRIFT,
     STATISTICS_OF,
     SUMMARISED,
     plain,
@@ -256,6 +257,7 @@ def published_statistics(
             experiment_hash=exp.config_hash,
             stats_code_version=stats_code_version,
             submitter=submitter,
+            **dict.fromkeys(STATISTICS_DRIFT.names),
             **raw,
         )
     )

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlparse
 import numpy as np
 import pandas as pd
 
+from gpu_ops.conversions import NO_CONVERSIONS, Conversions
 from gpu_ops.models import ARCHITECTURES
 from gpu_ops.results import ResultTables, read_tables
 from gpu_ops.schema import LEADERBOARD, Column
@@ -173,7 +174,9 @@ def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables], dagster_
     return SiteData(board, tables)
 
 
-def leaderboard_of_folders(folders: list[Path]) -> tuple[pd.DataFrame, dict[str, ResultTables]]:
+def leaderboard_of_folders(
+    folders: list[Path], conversions: Conversions = NO_CONVERSIONS
+) -> tuple[pd.DataFrame, dict[str, ResultTables]]:
     """The leaderboard of result folders written by `run` (no platform), and their tables by partition key; a second
     run of the same model/backend/hardware (another config) is kept, its key told apart by its folder name."""
     from gpu_ops.errors import UserError
@@ -203,4 +206,6 @@ def leaderboard_of_folders(folders: list[Path]) -> tuple[pd.DataFrame, dict[str,
                 },
             )
         )
-    return build_leaderboard(pd.concat(stats, ignore_index=True) if stats else pd.DataFrame()), raw
+    return build_leaderboard(
+        pd.concat(stats, ignore_index=True) if stats else pd.DataFrame(), conversions=conversions
+    ), raw
