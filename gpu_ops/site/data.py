@@ -57,12 +57,18 @@ def headline(board: pd.DataFrame) -> str:
     return HEADLINES[0] if board[HEADLINES[0]].notna().any() else HEADLINES[1]
 
 
+RANK_COLUMN = dict(key="rank_j_per_token", label="rank", type="number", better="lower", rank=True)
+"""The J/token rank band as gpu_ops.ranking shows it ('3', '=3'); an unranked row reads 'not ranked', its reason in the
+tooltip. It sorts by the band."""
+
+
 def columns(board: pd.DataFrame) -> list[dict]:
-    """The table's columns for this board: the model, then the headline metric and its CV, then the rest."""
+    """The table's columns for this board: the model, its rank, then the headline metric and its CV, then the rest."""
     key = headline(board)
     first = [c for c in COLUMNS if c["key"] == "model"]
     head = [dict(c, headline=True) for c in COLUMNS if c["key"] == key]
-    return first + head + [CV_COLUMN] + [c for c in COLUMNS if c["key"] not in ("model", key)]
+    rest = [c for c in COLUMNS if c["key"] not in ("model", key, RANK_COLUMN["key"])]
+    return first + [RANK_COLUMN] + head + [CV_COLUMN] + rest
 
 
 def row_id(partition_key: str, sweep_point: str) -> str:

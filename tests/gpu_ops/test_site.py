@@ -364,6 +364,15 @@ def test_table_fits_with_a_sticky_model_column_and_a_remembered_column_choice(br
     page.close()
 
 
+def test_each_row_shows_its_rank_band_or_not_ranked_with_the_reason(browser, site):
+    page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    cells = page.eval_on_selector_all("#body td.rank", "tds => tds.map(t => [t.innerText, t.title])")
+    assert len(cells) == 3 and errors == []
+    for text, reason in cells:
+        assert re.fullmatch(r"=?\d+", text) or (text == "not ranked" and reason), (text, reason)
+    assert any(text == "not ranked" and "energy unmeasured" in reason for text, reason in cells)  # the CPU row
+
+
 def test_a_phone_shows_the_index_and_a_detail_page_without_horizontal_overflow(browser, site):
     """At 390 px the page was 485 px wide (the charts' 460 px minimum column)."""
     page = browser.new_page(viewport={"width": 390, "height": 844})

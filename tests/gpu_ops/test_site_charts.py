@@ -102,3 +102,19 @@ def test_without_any_model_swept_the_heatmap_is_a_note():
     data.board = data.board[data.board.model != "synthetic:llama-3.2-1b"]
     note = index_figures(data)["chart-heatmap"]
     assert isinstance(note, str) and "more than one batch size" in note
+
+
+def test_the_table_shows_each_rows_rank_band_or_why_it_is_not_ranked(good_gpu_result, tmp_path):
+    """hb's ranking (gpu_ops.ranking) on the site: a rank column after the model, its label or the reason."""
+    import json
+    import re
+
+    from gpu_ops.site import report_from_folders
+
+    site = report_from_folders([good_gpu_result], tmp_path / "site")
+    index = (site.folder / "index.html").read_text()
+    data = json.loads(re.search(r'<script id="lem-data" type="application/json">(.*?)</script>', index).group(1))
+    assert [c["key"] for c in data["columns"][:2]] == ["model", "rank_j_per_token"]
+    assert all(r["rank_label"] or r["not_ranked_reason"] for r in data["rows"])
+    js = (site.folder / "assets" / "site.js").read_text()
+    assert "not ranked" in js and "r.not_ranked_reason" in js

@@ -58,6 +58,10 @@
       return `<td class="text first"><input type="checkbox" class="sel" title="compare" ${state.sel.includes(r.id) ? "checked" : ""}> <a class="detail" href="detail/${r.id}.html" title="${esc(r.model_note)}">${esc(r.model)}</a>${hub}` +
         `${r.flag ? ` <span class="flag">${esc(r.flag)}</span>` : ""}</td>`;
     }
+    if (c.rank) {  // the band as ranked ('=3': shared), or why the row is not ranked
+      return r.rank_label ? `<td class="${cls} rank">${esc(r.rank_label)}</td>`
+        : `<td class="${cls} rank note" title="${esc(r.not_ranked_reason || "")}">not ranked</td>`;
+    }
     let v = fmt(r[c.key], c);
     if (v === null && c.key === "cv") return `<td class="${cls}" title="one cycle: no spread">${data.ci_missing}</td>`;
     // a converted figure (carbon, cost) shows the inputs it was converted with beside it, or why it is unknown
