@@ -15,7 +15,7 @@ import dagster as dg
 
 from energy_assets.fleet import measure_executor
 from energy_assets.io import local_asset_dir
-from energy_assets.moderation import approved_not_requested, hold_for_moderation
+from energy_assets.moderation import approved_not_requested, duplicate_reason, hold_for_moderation
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
 from energy_assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
@@ -309,6 +309,14 @@ def inbox_settle_s() -> float:
     return float(os.environ.get("LEM_INBOX_SETTLE_S", INBOX_SETTLE_S))
 
 
+TEMP_SUFFIXES = (".tmp", ".part", ".partial", "~")  # what copy tools and editors name a file they are writing
+
+
+def temporary_name(name: str) -> bool:
+    """A name a writer gives an entry while it is being written (hidden, or with a temp suffix)."""
+    return name.startswith(".") or name.endswith(TEMP_SUFFIXES)
+
+
 def _unsettled(entry: Path, settle_s: float) -> str | None:
     """Why an inbox entry may still be being copied (something in it changed less than `settle_s` ago), or None.
     rsync and cp write summary.json before the tables and may keep the source's modification times, so the
@@ -400,8 +408,6 @@ def _hold_signed_uploads(context, storage: StorageResource, registry: KeyRegistr
     """Each settled inbox folder goes to pending/ (valid, signed by a registered submitter) or to quarantine/."""
     settle_s, deadline = inbox_settle_s(), time.monotonic() + TICK_BUDGET_S
     for entry in sorted(storage.results_inbox_dir.iterdir()):
-        if entry.name.startswith("."):
-            continue  # a writer's temp folder: llm-energy-measure renames it into place when complete
         if time.monotonic() > deadline:
             notes.append("tick budget used up; the remaining folders are read on the next tick")
             break
@@ -411,6 +417,12 @@ def _hold_signed_uploads(context, storage: StorageResource, registry: KeyRegistr
             if waiting:
                 notes.append(f"{shown}: {waiting}")
                 continue
+            if temporary_name(entry.name):  # a writer renames its temp folder into place when complete: this one
+                raise UserError(  # was left behind (an interrupted copy), or was named so by mistake
+                    f"{shown}: a hidden or temporary name (starting with '.' or ending in {', '.join(TEMP_SUFFIXES)}) "
+                    f"unchanged for {settle_s:.0f} s: an interrupted copy, or a name the inbox does not take; copy "
+                    "the result folder again under its own name"
+                )
             experiment, hardware, name, signature, experiment_hash = _accept(entry, registry)
         except Exception as exc:
             reason = _reason(exc, f"result folder {shown}")
@@ -429,7 +441,7 @@ def _hold_signed_uploads(context, storage: StorageResource, registry: KeyRegistr
             context.log.error(f"results inbox: {notes[-1]}")
             break
         if earlier is not None:
-            notes.append(f"{shown}: dropped, the same result was submitted before as {name} ({earlier})")
+            notes.append(f"quarantined {shown}: {duplicate_reason(earlier)}")
         else:
             notes.append(f"{shown}: signed by {signature['submitter']}, pending moderation as {name}")
         context.log.info(f"results inbox: {notes[-1]}")

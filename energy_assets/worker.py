@@ -5,19 +5,31 @@ hardware and that Redis and PostgreSQL answer (docs/deployment.md).
 """
 
 import argparse
+import hashlib
 import os
 import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 from energy_assets.fleet import ServiceUnreachable, broker_url, hardware_queue, preflight, worker_config_yaml
+
+
+def worker_config_file(dagster_home: Path) -> Path:
+    """The worker's Celery config (`-y`), in DAGSTER_HOME under a name from its content: a worker killed with -9
+    leaves no temp folder behind, and a restarted one reuses the file."""
+    text = worker_config_yaml()
+    path = dagster_home / f"celery-worker-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    if not path.is_file() or path.read_text() != text:
+        from gpu_ops.results import write_file_atomic
+
+        write_file_atomic(path, text.encode())
+    return path
 
 
 def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = None, concurrency: int = 1) -> int:
     """Start a Celery worker for `hardware`'s queue after checking this machine is that hardware; blocks until it
     exits."""
     import subprocess
-    import tempfile
-    from pathlib import Path
 
     from energy_assets.resources import GpuResource
     from gpu_ops.errors import UserError
@@ -36,8 +48,7 @@ def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = 
         preflight(require_postgres=True)
     except ServiceUnreachable as exc:
         raise UserError(str(exc)) from None
-    cfg = Path(tempfile.mkdtemp(prefix="lem-worker-")) / "celery.yaml"
-    cfg.write_text(worker_config_yaml())
+    cfg = worker_config_file(Path(os.environ["DAGSTER_HOME"]))
     bindir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
     cmd = [
