@@ -24,9 +24,9 @@ SENSOR_TIMEOUT_S = 60.0  # Dagster's default sensor evaluation timeout (DAGSTER_
 SUBMITTER = "load-lab"
 
 
-def make_uploads(good: Path, inbox: Path, n: int, key: Path) -> None:
+def make_uploads(good: Path, inbox: Path, n: int, key: Path, submitter: str = SUBMITTER) -> None:
     """`n` distinct valid result folders (the good one's tables, one temperature sample shifted per copy: a new
-    content hash each), signed by SUBMITTER."""
+    content hash each), signed by `submitter`."""
     import copy
 
     from gpu_ops.results import read_tables, write_tables
@@ -37,7 +37,7 @@ def make_uploads(good: Path, inbox: Path, n: int, key: Path) -> None:
         t = copy.deepcopy(tables)
         t.timeline["temp_c"] = t.timeline.temp_c + (i + 1) * 1e-3
         write_tables(t, inbox / f"upload-{i:04d}")
-        sign_folder(inbox / f"upload-{i:04d}", key, SUBMITTER)
+        sign_folder(inbox / f"upload-{i:04d}", key, submitter)
 
 
 def make_experiments(inbox: Path, n: int) -> None:

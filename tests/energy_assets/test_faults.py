@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -101,7 +102,7 @@ def test_a_full_disk_at_each_write_keeps_what_was_stored_and_a_retry_completes(
     )
     upload = {SOURCE_TAG: "upload", UPLOAD_TAG: "b"}  # the same partition, uploaded again: re-ingested
     steps = {
-        "ingestion": (shutil, "copyfile", enospc(shutil.copyfile, ".parquet", after=2), ["raw_measurements"], upload),
+        "ingestion": (shutil, "copyfile", _copy_enospc(after=2), ["raw_measurements"], upload),
         "statistics": (asset_io, "write_file_atomic", _fdopen_enospc(), ["cycle_statistics"], {}),
         "hf snapshot": (Path, "write_text", enospc(Path.write_text, "README.md"), ["hf_dataset_snapshot"], None),
         "site build": (Path, "write_text", enospc(Path.write_text, "index.html"), ["leaderboard_site"], None),
@@ -128,6 +129,21 @@ def test_a_full_disk_at_each_write_keeps_what_was_stored_and_a_retry_completes(
         ).success
         assert temp_entries(storage.root) == [], step
     assert results.read_tables(Path(storage.io_base().path) / "raw_measurements" / EXPERIMENT / HARDWARE)
+
+
+def _copy_enospc(after: int):
+    """shutil.copyfile that fails as a full disk does on its `after`+1-th call: half the file copied, then ENOSPC."""
+    real, calls = shutil.copyfile, {"n": 0}
+
+    def copyfile(src, dst, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > after:
+            data = Path(src).read_bytes()
+            Path(dst).write_bytes(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    return copyfile
 
 
 def _fdopen_enospc():
@@ -355,3 +371,124 @@ def _faults_on_a_live_platform(platform, storage, instance, experiment: str, orp
     assert sorted(p.name for p in storage.experiments_dir.rglob("fault-hw-*.json")) == [
         f"fault-hw-{i}.json" for i in range(3)
     ]
+
+
+# ------------------------------------------------------------------------------------------------ PostgreSQL
+class PrivatePostgres:
+    """A PostgreSQL cluster of our own (initdb, pg_ctl) on a free port, run as the `postgres` user: restarting it
+    disturbs no one (the shared server on 5432 is never touched)."""
+
+    def __init__(self):
+        import shutil as sh
+
+        from energy_assets.local import free_port
+
+        self.bin = next(
+            (
+                Path(p).parent
+                for p in (sh.which("pg_ctl"), *sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")))
+                if p
+            ),
+            None,
+        )
+        # not under pytest's temp folder: its parents are readable by their owner only, and the server runs as postgres
+        self.root, self.port = Path(tempfile.mkdtemp(prefix="lem-pg-")), free_port()
+        self.data = self.root / "pgdata"
+
+    def _as_postgres(self, *cmd: str) -> None:
+        import subprocess
+
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        # no pipes: the server started by pg_ctl would hold them open
+        subprocess.run([*prefix, *cmd], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+
+    def start(self) -> "PrivatePostgres":
+        if self.bin is None:
+            pytest.skip("PostgreSQL server binaries (pg_ctl, initdb) not installed")
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            os.chmod(self.root, 0o700)
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust")
+        self.ctl("start")
+        return self
+
+    def ctl(self, action: str) -> None:
+        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
+        log = str(self.root / "server.log")
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", log, "-o", opts, "-w", "-m", "fast", action
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ctl("stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_postgresql_restarted_during_a_run_loses_nothing_and_the_retry_completes(
+    good_gpu_result, tmp_path, storage, resources, monkeypatch
+):
+    """The PostgreSQL instance variant: the server restarts while a partition is being ingested and its statistics
+    computed. The run finishes or fails with a connection error; re-executed, it completes; the partition stored
+    before is byte-identical and the instance still lists every run."""
+    import threading
+    import time
+
+    from energy_assets.local import prepare_home
+
+    pg = PrivatePostgres()
+    try:
+        pg.start()
+        monkeypatch.setenv("DAGSTER_PG_URL", pg.url)
+        home = prepare_home(tmp_path / "home", "postgres")
+        for name in ("a", "b"):
+            shutil.copytree(good_gpu_result, storage.upload_dir(EXPERIMENT, HARDWARE) / name)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            add_partitions(instance, [EXPERIMENT], [HARDWARE])
+            first = {SOURCE_TAG: "upload", UPLOAD_TAG: "a"}
+            assert dg.materialize(
+                ASSETS[:2], partition_key=PARTITION, instance=instance, resources=resources, tags=first
+            )
+            stored = Path(storage.io_base().path)
+            before = checksums(stored / "raw_measurements")
+            outcome = {}
+
+            def run():
+                try:
+                    tags = {SOURCE_TAG: "upload", UPLOAD_TAG: "b"}
+                    outcome["success"] = dg.materialize(
+                        ASSETS[:2],
+                        partition_key=PARTITION,
+                        instance=instance,
+                        resources=resources,
+                        tags=tags,
+                        raise_on_error=False,
+                    ).success
+                except Exception as exc:  # the instance itself unreachable mid-run
+                    outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+            worker = threading.Thread(target=run)
+            worker.start()
+            time.sleep(1.0)  # the run has started: its events are being written
+            pg.ctl("restart")
+            worker.join(timeout=300)
+            assert not worker.is_alive() and outcome, "the run hung on the restarted server"
+            if not outcome.get("success"):  # failed with the connection: the retry an operator makes
+                assert dg.materialize(
+                    ASSETS[:2],
+                    partition_key=PARTITION,
+                    instance=instance,
+                    resources=resources,
+                    tags={SOURCE_TAG: "upload", UPLOAD_TAG: "b"},
+                ).success
+            assert results.read_tables(stored / "raw_measurements" / EXPERIMENT / HARDWARE)
+            assert checksums(stored / "raw_measurements") == before  # a and b hold the same tables
+            assert temp_entries(storage.root) == []
+            assert len(instance.get_runs()) >= 2
+    finally:
+        pg.stop()
