@@ -492,3 +492,115 @@ def test_postgresql_restarted_during_a_run_loses_nothing_and_the_retry_completes
             assert len(instance.get_runs()) >= 2
     finally:
         pg.stop()
+
+
+# ------------------------------------------------------------------------------------------------------ Redis
+@pytest.mark.slow
+def test_redis_stopped_during_a_celery_fleet_run_loses_nothing_and_the_run_completes(
+    tmp_path, monkeypatch, pg_database
+):
+    """A private redis-server (free port) is the fleet's broker; it stops while a worker measures, then starts again.
+    The run completes, or fails as an infrastructure failure and its automatic retry (run_retries) completes; the
+    partition is stored whole, once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from energy_assets.local import Platform, free_port, prepare_home
+    from energy_assets.resources import StorageResource
+    from tests.energy_assets.conftest import HW, experiment_config
+
+    redis_bin = shutil.which("redis-server")
+    if redis_bin is None:
+        pytest.skip("redis-server not installed")
+    port = free_port()
+    broker, backend = f"redis://127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/1"
+
+    def redis_up() -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while not _answers(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return proc
+
+    home, shared = tmp_path / "home", tmp_path / "shared"
+    monkeypatch.setenv("DAGSTER_PG_URL", pg_database)
+    prepare_home(home, "postgres")
+    for k, v in {
+        "DAGSTER_HOME": str(home),
+        "LEM_STORAGE": str(shared),
+        "LEM_EXECUTOR": "celery",
+        "LEM_CELERY_BROKER": broker,
+        "LEM_CELERY_BACKEND": backend,
+        "LEM_QUEUE_PREFIX": "gpu-faults-",
+        "LEM_LOCK_DIR": str(tmp_path / "locks"),
+        "LEM_WORKER_LOST_GRACE_S": "6",
+    }.items():
+        monkeypatch.setenv(k, v)
+    storage = StorageResource(base_path=str(shared))
+    experiment = "builtin-small-llama__pytorch"
+    cfg = experiment_config("slow", "builtin:small-llama", prompts={"count": 64}, max_output_tokens=32, cycles=4)
+    storage.register_experiment(experiment, HW, cfg)
+    redis, worker = redis_up(), None
+    instance = dg.DagsterInstance.get()
+    try:
+        instance.add_dynamic_partitions("experiment", [experiment])
+        instance.add_dynamic_partitions("hardware", [HW])
+        with Platform(home, shared) as platform:
+            log = open(tmp_path / "worker.log", "ab")
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "energy_assets.worker", "--hardware", HW, "--name", f"faults-{port}"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])),
+            )
+            run_id = platform.launch_partition(experiment, HW)
+            deadline = time.monotonic() + 300
+            while not _step_started(instance, run_id):
+                assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+                time.sleep(0.5)
+            time.sleep(2)  # mid-measurement
+            redis.terminate()
+            redis.wait(timeout=30)
+            time.sleep(5)
+            redis = redis_up()
+            status = platform.wait_run(run_id, 600)
+            if status != "SUCCESS":  # an infrastructure failure: run_retries launches the retry by itself
+                deadline, retries = time.monotonic() + 180, []
+                while not retries and time.monotonic() < deadline:
+                    retries = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))
+                    time.sleep(1)
+                assert retries, f"run {status} and no retry was made"
+                assert platform.wait_run(retries[0].run_id, 600) == "SUCCESS"
+        stored = Path(storage.io_base().path) / "raw_measurements" / experiment / HW
+        assert results.read_tables(stored) and temp_entries(shared) == []
+        assert len(instance.fetch_materializations(dg.AssetKey("raw_measurements"), limit=5).records) == 1
+    finally:
+        if worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=30)
+        redis.terminate()
+        redis.wait(timeout=30)
+        instance.dispose()
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _step_started(instance, run_id: str) -> bool:
+    return any(e.dagster_event and e.dagster_event.event_type_value == "STEP_START" for e in instance.all_logs(run_id))
