@@ -3,10 +3,9 @@ create_repo / repo_info / list_repo_tree / create_commit (regular uploads) / cre
 hf_hub_download of a file (HEAD and GET on resolve/).
 
 It keeps repos in memory as commits of {path: bytes}, checks `parentCommit`, records every request's
-Authorization header, and can be told to fail the next commit with a 500, or to fail chosen requests
-(`faults`: [(regex on "METHOD /path", kind)], each used once): "500", "timeout" (no answer for `stall_s`),
-"drop" (the connection closes before the request is handled) or "lost-answer" (handled, then the connection
-closes before the answer)."""
+Authorization header, and can be told to fail chosen requests (`faults`: [(regex on "METHOD /path", kind)], each
+used once): "500", "timeout" (no answer for `stall_s`), "drop" (the connection closes before the request is handled)
+or "lost-answer" (handled, then the connection closes before the answer)."""
 
 from __future__ import annotations
 
@@ -45,7 +44,6 @@ class HubStub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.auth_headers: list[str | None] = []
-        self.fail_next_commit = False
         self.faults: list[tuple[str, str]] = []
         self.requests: list[str] = []  # "METHOD /path" of every request, in order
         self.stall_s = 2.0
@@ -233,9 +231,6 @@ class HubStub:
         m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/commit/([^/]+)", path)
         if m:
             repo = self.repos[m.group(1)]
-            if self.fail_next_commit:
-                self.fail_next_commit = False
-                return h._reply(500, {"error": "stub: injected internal error"})
             lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
             header = next(line["value"] for line in lines if line["key"] == "header")
             if header.get("parentCommit") and header["parentCommit"] != repo.head:
