@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from energy_assets.fleet import measure_executor
+from energy_assets.executor import measure_executor
 from energy_assets.io import local_asset_dir
 from energy_assets.moderation import approved_not_requested, duplicate_reason, hold_for_moderation
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key

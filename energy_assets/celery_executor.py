@@ -3,17 +3,17 @@ hardware partition (`<prefix><profile>`), whichever way the run was launched (se
 
 A step whose worker dies (SIGKILL, host lost) fails the run with that cause instead of waiting forever: Celery never
 reports a task whose worker was killed, so the executor pings the worker that started it. Imported only when
-LEM_EXECUTOR=celery (energy_assets.fleet.measure_executor).
+LEM_EXECUTOR=celery (energy_assets.executor.measure_executor).
 """
 
 import time
 from urllib.parse import urlparse
 
 import dagster as dg
-from dagster._core.execution.retries import RetryMode
 from dagster_celery.config import dict_wrapper
 from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
 
+from energy_assets.dagster_private import RetryMode, submit_celery_task
 from energy_assets.fleet import (
     FLEET_CELERY_SETTINGS,
     HARDWARE_TAG,
@@ -69,9 +69,7 @@ class _WatchedResult:
 
 
 def _submit_watched(app, plan_context, step, queue, priority, known_state):
-    from dagster_celery.executor import _submit_task
-
-    return _WatchedResult(_submit_task(app, plan_context, step, queue, priority, known_state), app, step.key)
+    return _WatchedResult(submit_celery_task(app, plan_context, step, queue, priority, known_state), app, step.key)
 
 
 class HardwareQueueCeleryExecutor(CeleryExecutor):

@@ -1,16 +1,15 @@
 """Scale-out to a GPU fleet on Dagster's own pieces: dagster-celery on a Redis broker, one queue per hardware profile.
 
-This module holds what every part of the fleet shares (queue names, service URLs, the preflight) and the `measure`
-job's executor choice. Celery itself is imported only where it is used, so the platform loads without the fleet
-extra: `energy_assets.celery_executor` (the executor, imported when LEM_EXECUTOR=celery) and
-`energy_assets.worker` (a GPU worker: `python -m energy_assets.worker --hardware PROFILE`, docs/deployment.md).
+This module holds what every part of the fleet shares (queue names, service URLs, Celery settings, the preflight)
+and imports nothing of the executor. Celery itself is imported only where it is used, so the platform loads without
+the fleet extra: `energy_assets.celery_executor` (the executor; energy_assets.executor imports it when
+LEM_EXECUTOR=celery) and `energy_assets.worker` (a GPU worker: `python -m energy_assets.worker --hardware PROFILE`,
+docs/deployment.md).
 """
 
 import os
 import socket
 from urllib.parse import urlparse
-
-import dagster as dg
 
 QUEUE_PREFIX = "gpu-"  # LEM_QUEUE_PREFIX overrides it: fleets (or test runs) sharing one Redis then never share a queue
 HARDWARE_TAG = "dagster/partition/hardware"
@@ -70,17 +69,6 @@ def preflight(require_postgres: bool = True) -> None:
                 "workers"
             )
         check_reachable(pg, "PostgreSQL (Dagster instance)")
-
-
-def measure_executor():
-    """The executor of the `measure` job: Celery workers when LEM_EXECUTOR=celery, else the run's own process."""
-    if os.environ.get("LEM_EXECUTOR", "inprocess") != "celery":
-        return dg.in_process_executor
-    from energy_assets.celery_executor import gpu_celery_executor
-
-    return gpu_celery_executor.configured(
-        {"broker": broker_url(), "backend": backend_url()}, name="gpu_celery_configured"
-    )
 
 
 def worker_config_yaml() -> str:

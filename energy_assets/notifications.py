@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.dagster_private import failed_check_records, last_check_record_id
 from energy_assets.leaderboard import leaderboard
 from energy_assets.publish import hf_dataset_publish, hf_dataset_snapshot
 from energy_assets.raw import raw_measurements
@@ -32,6 +32,9 @@ ROW_FIELDS = [  # the leaderboard columns a notification reads
     "j_per_token_mean",
     "tokens_per_s_mean",
     "submitter",
+    "raw_run_id",
+    "drift",
+    "drift_detail",
 ]
 
 
@@ -104,16 +107,13 @@ def _run_partition(instance: dg.DagsterInstance, run_id: str) -> str | None:
 )
 def notify_check_failure(context: dg.SensorEvaluationContext, storage: StorageResource):
     after: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-    storage_log, failed = context.instance.event_log_storage, {AssetCheckExecutionRecordStatus.FAILED}
     sent = []
     for key in BLOCKING_CHECKS:
         name = key.to_user_string()
         if name not in after:  # newly watched: what failed before is not news
-            latest = storage_log.get_asset_check_execution_history(key, limit=1)
-            after[name] = latest[0].id if latest else 0
+            after[name] = last_check_record_id(context.instance, key)
             continue
-        records = storage_log.get_asset_check_execution_history(key, limit=100, status=failed)
-        for record in sorted((r for r in records if r.id > after[name]), key=lambda r: r.id):
+        for record in failed_check_records(context.instance, key, after[name]):
             evaluation = record.event.dagster_event.event_specific_data if record.event else None
             sent.append(
                 send(
@@ -144,6 +144,14 @@ def _leaderboard_state(frame: pd.DataFrame) -> tuple[dict[str, dict], dict[str, 
     return rows, leaders
 
 
+def _drifted(frame: pd.DataFrame) -> list[str]:
+    """The rows marked as drifted, as `partition#sweep point@raw run` (a new re-measurement that drifts is news)."""
+    if "drift" not in frame:
+        return []
+    mine = frame[frame.drift.astype("boolean").fillna(False)]
+    return [f"{r['partition_key']}#{r['sweep_point']}@{r['raw_run_id']}" for r in mine.to_dict(orient="records")]
+
+
 def _describe(row: dict) -> str:
     jpt = row["j_per_token_mean"]
     energy = "unmeasured" if pd.isna(jpt) else f"{jpt:.4g} J/token"
@@ -154,8 +162,8 @@ def _describe(row: dict) -> str:
     name="notify_leaderboard",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Webhook POSTs when a leaderboard materialization adds entries or changes a hardware profile's #1 "
-    "(by J/token).",
+    description="Webhook POSTs when a leaderboard materialization adds entries, changes a hardware profile's #1 "
+    "(by J/token) or marks a re-measured row as drifted.",
 )
 def notify_leaderboard(context: dg.SensorEvaluationContext, storage: StorageResource):
     state = json.loads(context.cursor) if context.cursor else None
@@ -166,7 +174,9 @@ def notify_leaderboard(context: dg.SensorEvaluationContext, storage: StorageReso
         return dg.SkipReason("no new leaderboard")
     path = storage.io_base() / f"{leaderboard.key.path[-1]}.parquet"  # where parquet_io_manager stores it
     with path.open("rb") as fh:
-        frame = pq.read_table(fh, columns=ROW_FIELDS).to_pandas()
+        stored = pq.read_schema(fh).names
+        fh.seek(0)
+        frame = pq.read_table(fh, columns=[c for c in ROW_FIELDS if c in stored]).to_pandas()  # older: no drift
     rows, leaders = _leaderboard_state(frame)
     sent = []
     if state is not None:  # None: switched on with a leaderboard already there; it is the baseline, not news
@@ -198,7 +208,25 @@ def notify_leaderboard(context: dg.SensorEvaluationContext, storage: StorageReso
                         },
                     )
                 )
-    context.update_cursor(json.dumps({"after": records[0].storage_id, "rows": sorted(rows), "leaders": leaders}))
+    drifted = _drifted(frame)
+    if state is not None:
+        new_drift = [k for k in drifted if k not in set(state.get("drifted", []))]
+        for key in new_drift[:MAX_LISTED]:
+            row = rows[key.rsplit("@", 1)[0]]
+            sent.append(
+                send(
+                    context,
+                    storage,
+                    "drift",
+                    f"drift: {row['experiment_key']} {row['sweep_point']} on {row['hardware']}",
+                    {"entry": _describe(row), "detail": row.get("drift_detail"), "raw_run_id": row.get("raw_run_id")},
+                )
+            )
+    context.update_cursor(
+        json.dumps(
+            {"after": records[0].storage_id, "rows": sorted(rows), "leaders": leaders, "drifted": sorted(drifted)}
+        )
+    )
     return dg.SkipReason("; ".join(sent) or "leaderboard read: nothing new")
 
 

@@ -11,12 +11,14 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 from upath import UPath
 
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.environment import SLUG_PATTERN, validate_slug
 from gpu_ops.errors import UserError
-from gpu_ops.results import write_file_atomic
+from gpu_ops.results import parquet_bytes, write_file_atomic
+from gpu_ops.schema import HISTORY
 
 SAFE_NAME_MAX = 100
 
@@ -258,6 +260,24 @@ class StorageResource(dg.ConfigurableResource):
         write_file_atomic(note, (printable(reason) + "\n").encode())  # replaces a planted link, never writes through it
         return dest
 
+    @property
+    def history_dir(self) -> Path:
+        """Every measurement of each partition's sweep points (gpu_ops.drift), one Parquet file per partition."""
+        return self._dir("history")
+
+    def history(self, partition: str) -> pd.DataFrame:
+        """The stored history of one partition (schema.HISTORY); empty before its first statistics."""
+        path = self.history_dir / f"{safe_name(partition)}.parquet"
+        return pd.read_parquet(path) if path.is_file() else HISTORY.frame([])
+
+    def write_history(self, partition: str, history: pd.DataFrame) -> None:
+        write_file_atomic(self.history_dir / f"{safe_name(partition)}.parquet", parquet_bytes(history, small=True))
+
+    def all_history(self) -> pd.DataFrame | None:
+        """Every partition's history in one table (the site plots each row's)."""
+        files = sorted(self.history_dir.glob("*.parquet"))
+        return HISTORY.conform(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)) if files else None
+
     def io_base(self) -> UPath:
         return UPath(os.environ.get("LEM_IO_URL") or self.root / "assets")
 
@@ -270,6 +290,14 @@ class GpuResource(dg.ConfigurableResource):
     """
 
     visible_devices: str | None = None  # e.g. "0", "GPU-uuid", "0,1"; None keeps the worker's environment
+    engine_server: str | None = None  # socket of a warm engine server (gpu_ops.serve); None: $LEM_ENGINE_SERVER
+
+    def server(self) -> str | None:
+        """The engine server measurements go to: this resource's, else LEM_ENGINE_SERVER of the run's process (the
+        worker or the local platform that started one sets it); None measures in the run's own process."""
+        from gpu_ops.serve import SERVER_ENV
+
+        return self.engine_server or os.environ.get(SERVER_ENV) or None
 
     @contextlib.contextmanager
     def selected(self):

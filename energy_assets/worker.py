@@ -1,12 +1,15 @@
 """A GPU fleet worker: a Celery worker serving one hardware profile's queue, after checking that this machine is that
-hardware and that Redis and PostgreSQL answer (docs/deployment.md).
+hardware and that Redis and PostgreSQL answer (docs/deployment.md). Beside it runs an engine server
+(gpu_ops.serve) that its runs measure on, so an engine stays warm from one run to the next; it stops with the worker.
 
     python -m energy_assets.worker --hardware h100-80gb-hbm3 [--gpus 0,1] [--name NAME] [--concurrency 1]
+        [--cache-dir DIR] [--no-engine-server]
 """
 
 import argparse
 import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,9 +29,17 @@ def worker_config_file(dagster_home: Path) -> Path:
     return path
 
 
-def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = None, concurrency: int = 1) -> int:
-    """Start a Celery worker for `hardware`'s queue after checking this machine is that hardware; blocks until it
-    exits."""
+def run_worker(
+    hardware: str,
+    gpus: list[int] | None = None,
+    name: str | None = None,
+    concurrency: int = 1,
+    cache_dir: str | None = None,
+    engine_server: bool = True,
+) -> int:
+    """Start a Celery worker for `hardware`'s queue after checking this machine is that hardware, with its engine
+    server (engine caches in `cache_dir`, default LEM_ENGINE_CACHE_DIR or ~/.cache/llm-energy-measure/engine);
+    blocks until it exits, then stops the server."""
     import subprocess
 
     from energy_assets.resources import GpuResource
@@ -49,6 +60,7 @@ def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = 
     except ServiceUnreachable as exc:
         raise UserError(str(exc)) from None
     cfg = worker_config_file(Path(os.environ["DAGSTER_HOME"]))
+    worker_name = name or f"lem-{hardware}-{os.getpid()}"
     bindir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
     cmd = [
@@ -64,7 +76,7 @@ def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = 
         "-q",
         hardware_queue(hardware),
         "-n",
-        name or f"lem-{hardware}-{os.getpid()}",
+        worker_name,
         "--",
         f"--concurrency={concurrency}",
     ]
@@ -73,7 +85,18 @@ def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = 
         f"{' '.join(cmd)}",
         flush=True,
     )
-    return subprocess.call(cmd, env=env)
+    if not engine_server:
+        return subprocess.call(cmd, env=env)
+    from gpu_ops.serve import SERVER_ENV, ServerProcess
+
+    own = Path(os.environ["DAGSTER_HOME"]) / "workers" / re.sub(r"[^A-Za-z0-9._-]", "_", worker_name)
+    own.mkdir(parents=True, exist_ok=True)  # this worker's engine socket: never another worker's on this host
+    server = ServerProcess(own / "engine.sock", Path(cache_dir) if cache_dir else None).start(env)
+    print(f"engine server on {server.socket} (pid {server.proc.pid})", flush=True)
+    try:
+        return subprocess.call(cmd, env=dict(env, **{SERVER_ENV: str(server.socket)}))
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,12 +112,21 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="parallel steps; keep 1 per GPU set (a measurement needs the GPU alone)",
     )
+    ap.add_argument("--cache-dir", default=None, help="engine caches (default: ~/.cache/llm-energy-measure/engine)")
+    ap.add_argument(
+        "--no-engine-server", action="store_true", help="measure in each run's own process (engines start cold)"
+    )
     args = ap.parse_args(argv)
     from gpu_ops.errors import UserError
 
     try:
         return run_worker(
-            args.hardware, [int(g) for g in args.gpus.split(",")] if args.gpus else None, args.name, args.concurrency
+            args.hardware,
+            [int(g) for g in args.gpus.split(",")] if args.gpus else None,
+            args.name,
+            args.concurrency,
+            args.cache_dir,
+            not args.no_engine_server,
         )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -28,14 +28,21 @@ def _cmd_run(args) -> int:
     if args.dry_run:
         return _dry_run(cfg, args)
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    outcome = run_experiment(
-        cfg,
-        Path(args.out),
-        progress=say,
-        show_bar=not args.quiet and not args.verbose and not args.show_tokens,
-        show_tokens=args.show_tokens,
-        file_sha=file_sha,
-    )
+    if args.server:
+        from gpu_ops.serve import run_on_server
+
+        if args.show_tokens:
+            raise UserError("--show-tokens prints from inside the engine: run without --server to use it")
+        outcome = run_on_server(Path(args.server), cfg, Path(args.out), progress=say, file_sha=file_sha)
+    else:
+        outcome = run_experiment(
+            cfg,
+            Path(args.out),
+            progress=say,
+            show_bar=not args.quiet and not args.verbose and not args.show_tokens,
+            show_tokens=args.show_tokens,
+            file_sha=file_sha,
+        )
     findings = validate(outcome.tables)
     summary = run_summary(outcome.tables, outcome.folder, findings, file_sha)
     if not args.quiet:
@@ -45,6 +52,13 @@ def _cmd_run(args) -> int:
     if failed:  # the folder stays for inspection; the platform would refuse it
         print(f"error: blocking checks failed: {', '.join(f.check for f in failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _cmd_serve(args) -> int:
+    from gpu_ops.serve import serve
+
+    logging.getLogger("gpu_ops").setLevel(logging.INFO)
+    return serve(Path(args.socket), Path(args.cache_dir) if args.cache_dir else None, args.exit_with_parent)
 
 
 def _estimates(cfg, args):
@@ -159,17 +173,27 @@ def _cmd_list_backends(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    from gpu_ops.conversions import NO_CONVERSIONS, load_conversions
     from gpu_ops.site import report_from_folders
+    from gpu_ops.site.answers import slo_state
+    from gpu_ops.slo import parse_slo, render_pick, slo_pick
 
-    site = report_from_folders([Path(f) for f in args.results], Path(args.out), args.dagster_url)
+    slo = parse_slo(args.slo) if args.slo is not None else ()  # refused before anything is read or written
+    if args.conversions and not Path(args.conversions).is_file():
+        raise UserError(f"--conversions: {args.conversions} is not a file; give the conversions YAML (docs/metrics.md)")
+    conversions = load_conversions(Path(args.conversions)) if args.conversions else NO_CONVERSIONS
+    site = report_from_folders([Path(f) for f in args.results], Path(args.out), args.dagster_url, slo, conversions)
     print(f"{site.rows} leaderboard rows, {site.pages} detail pages: {site.folder / 'index.html'}")
+    if slo:
+        print(render_pick(slo_pick(site.board, slo), slo))
+        print(f"{site.folder / 'slo.html'}#{slo_state(slo)}")
     return 0
 
 
 def _cmd_compare(args) -> int:
     from gpu_ops.compare import compare, render_table, write_outputs
 
-    say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    say = None if args.quiet else (lambda m: print(m, file=sys.stderr))
     out = Path(args.out)
     table = compare(args.config, [b.strip() for b in args.backends.split(",") if b.strip()], out, say)
     print(render_table(table))
@@ -313,11 +337,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--dry-run", action="store_true", help="print the resolved sweep, request count and estimate; write nothing"
     )
+    r.add_argument(
+        "--server",
+        metavar="SOCKET",
+        help="measure on the engine server listening on SOCKET (`serve`): its engines stay warm between runs",
+    )
     _add_estimate_options(r)
     g = r.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true")
     g.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=_cmd_run)
+    sv = sub.add_parser(
+        "serve", help="hold warm engines and measure the experiments `run --server` sends (until Ctrl-C or SIGTERM)"
+    )
+    sv.add_argument("--socket", required=True, help="Unix socket to listen on (only this user may connect)")
+    sv.add_argument(
+        "--cache-dir",
+        default=None,
+        help="engine caches (synthetic weights, compile caches); default: $LEM_ENGINE_CACHE_DIR or "
+        "~/.cache/llm-energy-measure/engine",
+    )
+    sv.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started it ends (how a worker or platform runs it)",
+    )
+    sv.set_defaults(func=_cmd_serve)
     e = sub.add_parser("estimate", help="predicted wall time, energy and cost of each sweep point, before a run")
     e.add_argument("config")
     e.add_argument("--json", action="store_true", help="machine-readable output")
@@ -347,6 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("results", nargs="+", help="result folders written by `run`")
     rp.add_argument("--out", default="site", help="site folder (replaced atomically)")
     rp.add_argument("--dagster-url", default=None, help="base URL of a Dagster UI, for provenance links")
+    rp.add_argument(
+        "--slo",
+        default=None,
+        help="latency deadlines, e.g. itl_p99=50ms,ttft_p99=2s: prints the lowest-J/token configuration per model x "
+        "hardware that meets them (pooled percentiles with 95 %% intervals) and opens slo.html with them",
+    )
+    rp.add_argument(
+        "--conversions",
+        default=None,
+        help="YAML of carbon and cost inputs (grid gCO2e/kWh, PUE, prices) per instance, hardware profile or "
+        "partition; without it carbon and cost are unknown",
+    )
     rp.set_defaults(func=_cmd_report)
     v = sub.add_parser("validate", help="run the physics checks on a result folder")
     v.add_argument("folder")

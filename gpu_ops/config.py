@@ -201,20 +201,28 @@ class EnergyOptions(Strict):
         idle_baseline_s: length of the idle windows before the first cycle and after the last, whose mean power is
             subtracted for net energy; 0 skips them (net energy is then empty).
         settle_timeout_s: after the last cycle, wait up to this long for the GPUs' power to return to the
-            idle-before level before the idle-after window (a GPU lingers in a higher power state after work);
-            0 does not wait. How long it took is recorded.
+            idle-before level before the idle-after window; 0 (the default) does not wait: both baselines are
+            taken with the engine loaded and idle, one state (docs/energy.md, "Idle baselines"). How long it took
+            is recorded.
         cross_check_tolerance: allowed |timeline - counter| / counter of every window; None: the length-dependent
             default.
         zeus: read the same windows with Zeus's ZeusMonitor too, for comparison (needs the `zeus` extra and a GPU).
         rapl: read the CPU package energy through RAPL where readable.
+        precondition_s: thermal pre-conditioning: after the first warm-up, repeat it until the GPU temperature's
+            slope over 30 s is flat (<= 0.5 C/min) or this long passed; 0: none. What was done is recorded.
+        lock_clocks_mhz: lock the GPUs' SM clocks at this frequency for the run where the driver permits it (it
+            needs root or a permissive driver), and reset them afterwards; None: the driver's governor. What the
+            driver did or refused is recorded.
     """
 
     sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = 50.0
     idle_baseline_s: Annotated[float, Field(ge=0.0, le=600.0)] = 3.0
-    settle_timeout_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 30.0
+    settle_timeout_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 0.0
     cross_check_tolerance: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     zeus: bool = False
     rapl: bool = True
+    precondition_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 0.0
+    lock_clocks_mhz: Annotated[int, Field(ge=100, le=10_000)] | None = None
 
     @field_validator("idle_baseline_s")
     @classmethod
@@ -497,7 +505,8 @@ class ExperimentConfig(Strict):
             "vllm",
             "tensorrt",
         }
-        run_time = {"pytorch": {"token_timestamps"}}  # options a loaded model honours as they are
+        # options a loaded model honours as they are (gpu_ops.engines: not part of an engine's identity either)
+        run_time = {"pytorch": {"token_timestamps"}, "vllm": {"cold_prefix_cache"}}
         return content_hash(self.model_dump(mode="json", include=fields, exclude=run_time))
 
 

@@ -10,55 +10,33 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from gpu_ops.backends import check_capabilities
 from gpu_ops.backends.ranked import FILE_SHA_ENV, follow, launch, needs_launch
 from gpu_ops.config import ExperimentConfig
-from gpu_ops.measure import measure_experiment
+from gpu_ops.measure import RunOptions, measure_experiment
 from gpu_ops.results import ResultFolder, check_output_folder
 
 log = logging.getLogger("gpu_ops")
 
 
-def run_experiment(
-    cfg: ExperimentConfig,
-    out_root: Path,
-    *,
-    nvml=None,
-    progress: Callable[[str], None] | None = None,
-    folder_name: str | None = None,
-    show_bar: bool = False,
-    show_tokens: bool = False,
-    file_sha: str | None = None,
-) -> ResultFolder:
+def run_experiment(cfg: ExperimentConfig, out_root: Path, **options) -> ResultFolder:
     """Measure `cfg` and write its result folder under `out_root`.
 
     Args:
         cfg: the experiment; its sweep points run in the order that reloads the model least.
         out_root: the folder that receives the result folder (checked writable, with room, before measuring).
-        nvml: an NVML stand-in (tests); None loads pynvml when the run uses a GPU.
-        progress: receives one line per step (sweep point, warm-up, cycle); None logs them.
-        folder_name: the result folder's name; None: `<name>__<hardware>__<start time>-<config hash>`.
-        show_bar: a progress bar over the cycles (the CLI's default).
-        show_tokens: print one sampled request's text per batch as it is generated (`run --show-tokens`).
-        file_sha: the experiment file's `file_sha` (config.file_sha), recorded in summary.json; None when the config
-            did not come from a file.
+        options: the fields of gpu_ops.measure.RunOptions (nvml, progress, folder_name, show_bar, show_tokens,
+            file_sha, pool: warm engines to run on, the engine server's; None: engines for this run only).
     """
+    opts = RunOptions(**options)
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
+    # the measuring process asks NVML whether CUDA is there, never cuInit: its engines do the GPU work elsewhere
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     check_output_folder(out_root)  # before measuring, not after
     if not needs_launch(cfg):
-        return measure_experiment(
-            cfg,
-            out_root,
-            nvml=nvml,
-            progress=progress,
-            folder_name=folder_name,
-            show_bar=show_bar,
-            show_tokens=show_tokens,
-            file_sha=file_sha,
-        )
+        return measure_experiment(cfg, out_root, opts)
     # several GPUs with the PyTorch backend: one process per GPU under torchrun
     from gpu_ops.backends.pytorch import CAPABILITIES, resolve_device
 
@@ -68,9 +46,11 @@ def run_experiment(
     if resolve_device(cfg).startswith("cuda"):
         from gpu_ops.energy import load_nvml, select_targets
 
-        nv, _ = (nvml, None) if nvml is not None else load_nvml()
+        nv, _ = (opts.nvml, None) if opts.nvml is not None else load_nvml()
         uuids = [t.uuid for t in select_targets(nv, cfg.gpus)] if nv is not None else None
-    folder = launch(cfg, out_root, uuids=uuids, folder_name=folder_name, say=progress or log.info, file_sha=file_sha)
+    folder = launch(
+        cfg, out_root, uuids=uuids, folder_name=opts.folder_name, say=opts.progress or log.info, file_sha=opts.file_sha
+    )
     return ResultFolder.read(folder)
 
 
@@ -98,13 +78,12 @@ def rank_main(argv: list[str]) -> int:
         if dist.get_rank() == 0:
             logging.basicConfig(level=logging.INFO, format="%(message)s")
             cfg = ExperimentConfig.model_validate(json.loads(Path(config_path).read_text()))
-            outcome = measure_experiment(
-                cfg,
-                Path(out_root),
+            opts = RunOptions(
                 folder_name=folder_name or None,
                 progress=lambda m: print(f"[rank 0] {m}", file=sys.stderr, flush=True),
                 file_sha=os.environ.get(FILE_SHA_ENV),
             )
+            outcome = measure_experiment(cfg, Path(out_root), opts)
             Path(result_path).write_text(str(outcome.folder))
         else:
             follow()

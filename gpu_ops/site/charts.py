@@ -1,6 +1,6 @@
 """The site's plotly figures: on the index, the energy-latency Pareto frontier, the cycle-to-cycle spread, the batch x
 precision heatmap and the GPU scaling; on each detail page, the power timeline and the latency distributions. (The
-energy-vs-throughput scatter is gpu_ops.charts', shared with `compare`.) A chart with nothing to show is a note."""
+energy-vs-throughput scatter is gpu_ops.plotting's, shared with `compare`.) A chart with nothing to show is a note."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from gpu_ops.charts import BACKEND_COLOURS, _plotly, efficiency_scatter
 from gpu_ops.phases import phase_intervals
+from gpu_ops.plotting import BACKEND_COLOURS, efficiency_scatter, error_bars, load_plotly
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import plain
 from gpu_ops.site.data import SiteData
@@ -78,7 +78,7 @@ def frontier(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 def pareto(board: pd.DataFrame):
     """J/token against a latency, one colour per hardware: every sweep point as a dot, each hardware's frontier
     (nothing both faster and more frugal) joined by a line; buttons pick TPOT or end-to-end latency."""
-    go = _plotly()
+    go = load_plotly()
     fig = go.Figure()
     buttons = []
     for n, (x, name) in enumerate(PARETO_X.items()):
@@ -144,7 +144,7 @@ def pareto(board: pd.DataFrame):
 
 
 def box_figure(cycles_by_row: dict[str, pd.DataFrame], labels: dict[str, str]):
-    go = _plotly()
+    go = load_plotly()
     fig = go.Figure()
     energy = any(c.j_per_token.notna().any() for c in cycles_by_row.values())
     metric, title = (
@@ -163,7 +163,7 @@ def box_figure(cycles_by_row: dict[str, pd.DataFrame], labels: dict[str, str]):
                     y=[s["mean"]],
                     mode="markers",
                     marker=dict(symbol="diamond", size=10, color="#cf222e"),
-                    error_y=dict(type="data", array=[s["ci95"]], visible=True),
+                    error_y=error_bars([s["mean"]], [s["ci95"]]),
                     name="mean ± 95 % CI",
                     showlegend=rid == next(iter(cycles_by_row)),
                 )
@@ -177,7 +177,7 @@ def box_figure(cycles_by_row: dict[str, pd.DataFrame], labels: dict[str, str]):
 
 
 def heatmap(board: pd.DataFrame):
-    go = _plotly()
+    go = load_plotly()
     measured = board.j_per_token_mean.notna().any()
     metric = "j_per_token_mean" if measured else "tokens_per_s_mean"
     pivot = board.pivot_table(index="precision", columns="batch_size", values=metric, aggfunc="mean")
@@ -203,7 +203,7 @@ def heatmap(board: pd.DataFrame):
 def scaling(board: pd.DataFrame):
     """tokens/J against GPU count: one line per model/backend/precision and way of splitting (tensor, data, ...),
     each starting from the same single-GPU point; the hover gives throughput as a share of N x the one-GPU figure."""
-    go = _plotly()
+    go = load_plotly()
     fig = go.Figure()
     gpu = board.astype({"gpu_count": float, "tokens_per_j_mean": float, "tokens_per_s_mean": float})
     gpu = gpu[(gpu.gpu_count > 0) & gpu.tokens_per_j_mean.notna()].astype({"gpu_count": int})
@@ -247,7 +247,7 @@ def scaling(board: pd.DataFrame):
 
 def detail_figures(row, t: ResultTables) -> list[dict]:
     """A row's power timeline (its windows shaded, prefill and decode marked) and its TTFT and ITL distributions."""
-    go = _plotly()
+    go = load_plotly()
     sp = row.sweep_point
     req = t.requests[t.requests.sweep_point == sp] if len(t.requests) else t.requests
     win, exp = t.windows, t.experiment.iloc[0]

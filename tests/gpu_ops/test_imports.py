@@ -9,10 +9,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def modules() -> dict[str, Path]:
-    """Every module of gpu_ops by dotted name (a package is its __init__)."""
+def modules(package: str = "gpu_ops") -> dict[str, Path]:
+    """Every module of `package` by dotted name (a package is its __init__)."""
     out = {}
-    for path in sorted((REPO / "gpu_ops").rglob("*.py")):
+    for path in sorted((REPO / package).rglob("*.py")):
         parts = path.relative_to(REPO).with_suffix("").parts
         out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return out
@@ -33,10 +33,10 @@ def imported(module: str, path: Path) -> set[str]:
     return names
 
 
-def import_graph() -> dict[str, set[str]]:
-    """gpu_ops module -> the gpu_ops modules it imports: each imported name counts as the nearest module that holds it
-    (`from pkg import sub` is the module pkg.sub; `from pkg import function` is pkg)."""
-    mods = modules()
+def import_graph(package: str = "gpu_ops") -> dict[str, set[str]]:
+    """module of `package` -> the modules of `package` it imports: each imported name counts as the nearest module that
+    holds it (`from pkg import sub` is the module pkg.sub; `from pkg import function` is pkg)."""
+    mods = modules(package)
     graph = {}
     for module, path in mods.items():
         deps = set()

@@ -222,3 +222,10 @@ def test_warm_model_skips_warmup_only_at_the_batch_shape_it_was_warmed_at(tmp_pa
     assert [points.index(p) for p in warm.sweep_point] == [0, 2]  # one per batch size, in the order run
     assert cfg.warmup_count() == 4 and parse_config(dict(BASE, warmup_requests=0)).warmup_count() == 0
     assert parse_config(dict(BASE, backend="vllm", warmup_requests=1)).warmup_count() == 1  # no batch shape to warm
+
+
+def test_run_options_refuse_an_unknown_option_before_measuring(tmp_path):
+    """run_experiment hands its options to measure as one RunOptions: a misspelt one is refused, nothing written."""
+    with pytest.raises(TypeError, match="folder_nam"):
+        run_experiment(parse_config(BASE), tmp_path / "out", folder_nam="r1")
+    assert not (tmp_path / "out").exists()
