@@ -213,8 +213,13 @@ def test_an_unexpected_error_quarantines_one_folder_and_keeps_the_others_request
 
     monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
     key = register_submitter(storage, tmp_path)
-    for name in ("a-first", "b-boom", "c-last"):
-        signed_copy(good_gpu_result, storage.results_inbox_dir / name, key)
+    from benchmarks.inbox_load import make_uploads
+
+    make_uploads(
+        good_gpu_result, tmp_path / "distinct", 3, key, SUBMITTER
+    )  # three results (one content is one submission)
+    for i, name in enumerate(("a-first", "b-boom", "c-last")):
+        (tmp_path / "distinct" / f"upload-{i:04d}").rename(storage.results_inbox_dir / name)
     real = automation.read_tables
 
     def read(folder):
