@@ -150,6 +150,10 @@ class Run:
     def raw_dir(self) -> str:
         return self.started["raw_dir"]
 
+    def targets(self) -> list[dict]:
+        """The target records the run was started under (one, several, or none)."""
+        return self.started.get("targets") or ([self.started["target"]] if self.started.get("target") else [])
+
     def files(self) -> dict[str, str]:
         """Raw file (relative to the raw root) -> sha256, as recorded when the run ended (or found after it, for a run
         that never ended)."""
@@ -388,7 +392,7 @@ def status_of(code: int, stop: _Stop) -> tuple[str, str | None]:
 def run(
     run_id: str,
     command: list[str],
-    target: Path | None = None,
+    target: Path | list[Path] | None = None,
     ledger: Path = LEDGER,
     raw_root: Path = RAW_RUNS,
     timeout_s: float | None = None,
@@ -396,11 +400,13 @@ def run(
     nvml=None,
     echo: bool = True,
 ) -> tuple[int, dict]:
-    """Run `command` through the ledger; returns (its exit code, or 128 + signal, and the ended record)."""
+    """Run `command` through the ledger; returns (its exit code, or 128 + signal, and the ended record). `target`: one
+    target file, or several when the run is to meet several goals (each judged on its own)."""
     check_id(run_id)
     if not command:
         raise LedgerError("no command: put it after `--`, e.g. `... run --id x -- python benchmarks/foo.py`")
-    declared = target_record(target)
+    targets = target if isinstance(target, list) else [target] if target is not None else []
+    declared = [target_record(t) for t in targets]
     start = now_utc()
     uid = start.replace("-", "").replace(":", "").split(".")[0] + "Z-" + uuid.uuid4().hex[:6]
     run_dir = Path(raw_root) / run_id / uid
@@ -412,7 +418,8 @@ def run(
         "label": label,
         "command": command,
         "raw_dir": relative(run_dir, raw_root),
-        "target": declared,
+        "target": declared[0] if declared else None,
+        **({"targets": declared} if len(declared) > 1 else {}),
         "device": device(nvml),
         "versions": versions(),
         "git": git_state(),
@@ -481,11 +488,7 @@ def amend(target: Path, reason: str, ledger: Path = LEDGER) -> dict:
     if not reason or not reason.strip():
         raise LedgerError("--reason: say why the target changed (it is printed beside every verdict it touches)")
     record = target_record(target)
-    before = [
-        r.started["target"]["sha256"]
-        for r in Ledger.load(ledger).runs
-        if (r.started.get("target") or {}).get("path") == record["path"]
-    ]
+    before = [t["sha256"] for r in Ledger.load(ledger).runs for t in r.targets() if t["path"] == record["path"]]
     amended = {
         "event": "amended",
         "target": record["path"],
@@ -571,7 +574,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a command and record it")
     r.add_argument("--id", required=True, help="the evidence item, e.g. parity-256 (one folder per item)")
-    r.add_argument("--target", type=Path, help="its target file, committed before the run (benchmarks/targets/)")
+    r.add_argument(
+        "--target",
+        type=Path,
+        action="append",
+        help="its target file, committed before the run (benchmarks/targets/); repeat for a run with several goals",
+    )
     r.add_argument("--timeout", type=float, help="seconds before the command is stopped (recorded as timeout)")
     r.add_argument("--label", help="a note kept with the record, e.g. 'CPU smoke'")
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command; {run_dir} is its raw folder")

@@ -43,10 +43,11 @@ class Stage:
     item: str
     what: str
     command: str | None
-    target: str | None
+    target: str | None  # the first of `targets`
     device_s: int
     timeout_s: int
     where: str = "gpu"
+    targets: tuple[str, ...] = ()  # `target:` in plan.yaml, one file or a list (a stage with several goals)
 
     def argv(self, python: str = sys.executable) -> list[str]:
         return shlex.split(self.command.replace("{python}", shlex.quote(python)))
@@ -65,9 +66,12 @@ def load(path: Path = PLAN) -> list[Stage]:
         if s["id"] in seen:
             raise LedgerError(f"{where}: id {s['id']!r} twice")
         seen.add(s["id"])
-        if s.get("target") and not (REPO / s["target"]).is_file():
-            raise LedgerError(f"{where}: target {s['target']} does not exist; declare it before the stage runs")
-        out.append(Stage(**{k: s.get(k) for k in KEYS if k in s or k in ("command", "target")}))
+        targets = tuple(s["target"] if isinstance(s.get("target"), list) else [s["target"]] if s.get("target") else [])
+        for t in targets:
+            if not (REPO / t).is_file():
+                raise LedgerError(f"{where}: target {t} does not exist; declare it before the stage runs")
+        fields = {k: s.get(k) for k in KEYS if k in s or k in ("command", "target")}
+        out.append(Stage(**{**fields, "target": targets[0] if targets else None, "targets": targets}))
     return out
 
 
@@ -140,7 +144,7 @@ def run(root: Path, budget_s: float, only: list[str] | None, start_at: str | Non
         progress(root, f"start {s.id} (item {s.item}, ~{s.device_s} s expected)")
         t = time.monotonic()
         cmd = [sys.executable, "-m", "benchmarks.ledger", "run", "--id", s.id, "--timeout", str(s.timeout_s)]
-        cmd += ["--target", s.target] if s.target else []
+        cmd += [a for t in s.targets for a in ("--target", t)]
         cmd += ["--", *s.argv()]
         with open(root / f"{s.id}.console", "ab") as console:
             code = subprocess.run(cmd, cwd=REPO, stdout=console, stderr=subprocess.STDOUT).returncode

@@ -2,9 +2,10 @@
 tarball, the dataset card, the daemon's log, the campaign's timing from the run records, and one leaderboard number
 traced back to its raw windows by the provenance columns alone (trace.md).
 
-The timing: wall time from the first measurement run's start to the last one's end, and the share of it inside
-measured cycle windows (summed from the raw partitions' windows tables). Everything else, idle baselines, the
-wait for the GPU to settle, model loads, warm-up and compilation, process start, counts against the share.
+The timing: wall time from the first measurement run's start to the last one's end, the share of it inside
+measured cycle windows (summed from the raw partitions' windows tables), and the whole wall time by kind (process
+start, weights, engine start, compile, warm-up, idle baselines, settle, cycle windows, bookkeeping, gaps between
+queued runs, and `other` for what no span covers): everything but the cycle windows counts against the share.
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ import pandas as pd
 from energy_assets.partitions import split
 from gpu_ops.rederive import same
 from gpu_ops.results import read_tables
+from gpu_ops.timing import Span, breakdown
 
 RAW = dg.AssetKey("raw_measurements")
 
 
 def campaign_timing(instance: dg.DagsterInstance, storage: Path, since: float = 0.0) -> dict:
     """Wall time and measured-window share of the campaign's measurement runs (one per raw partition), counting the
-    runs that started after `since` (a timestamp) and the raw partitions they wrote."""
+    runs that started after `since` (a timestamp) and the raw partitions they wrote, and the wall time broken down
+    by kind (gpu_ops.timing.KINDS and `other`; they sum to the wall time): each run's own measurement spans (its
+    summary.json's wall_time), its process start (the run's start to its measurement's), its bookkeeping after the
+    measurement (storing, checks) and the gaps between queued runs."""
     records = [r for r in instance.get_run_records(dg.RunsFilter(job_name="measure")) if (r.start_time or 0) >= since]
     written = {r.dagster_run.tags.get("dagster/partition") for r in records}
     runs = [
@@ -40,24 +45,44 @@ def campaign_timing(instance: dg.DagsterInstance, storage: Path, since: float = 
         }
         for r in records
     ]
-    done = [r for r in runs if r["start"] and r["end"]]
+    done = sorted((r for r in runs if r["start"] and r["end"]), key=lambda r: r["start"])
     if not done:
         return {"runs": runs, "wall_s": None, "windows_s": None, "share_in_windows": None}
-    wall = max(r["end"] for r in done) - min(r["start"] for r in done)
+    first, last = done[0]["start"], max(r["end"] for r in done)
+    wall = last - first
     kinds: dict[str, float] = {}
+    measured: dict[str, dict] = {}  # partition -> its measurement's wall_time (summary.json)
     for folder in (storage / "assets" / "raw_measurements").glob("*/*"):
-        if f"{folder.parent.name}|{folder.name}" in written and (folder / "windows.parquet").is_file():
+        key = f"{folder.parent.name}|{folder.name}"
+        if key in written and (folder / "windows.parquet").is_file():
             w = pd.read_parquet(folder / "windows.parquet", columns=["kind", "duration_s"])
             for kind, seconds in w.groupby("kind").duration_s.sum().items():
                 kinds[kind] = kinds.get(kind, 0.0) + float(seconds)
-    for r in done:
+            summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+            if isinstance(summary.get("wall_time"), dict):
+                measured[key] = summary["wall_time"]
+    spans = []
+    for prev, r in zip([None, *done], done):
         r["seconds"] = r["end"] - r["start"]
+        if prev is not None and r["start"] > prev["end"]:
+            spans.append(Span("queue_gap", prev["end"], r["start"]))
+        m = measured.get(r["partition"]) if r["status"] == "SUCCESS" else None
+        if m is None or not r["start"] <= m["start"] <= m["end"] <= r["end"]:
+            continue  # a failed run, or one whose stored partition a later run rewrote: its time stays `other`
+        own = [
+            Span("process_start", r["start"], m["start"]),
+            *(Span.from_dict(d) for d in m["spans"]),
+            Span("bookkeeping", m["end"], r["end"]),
+        ]
+        spans += own
+        r["seconds_by_kind"] = breakdown(own, r["start"], r["end"])
     return {
         "runs": runs,
         "wall_s": wall,
         "windows_s": kinds.get("cycle", 0.0),
         "window_seconds_by_kind": kinds,
         "share_in_windows": kinds.get("cycle", 0.0) / wall if wall else None,
+        "wall_seconds_by_kind": breakdown(spans, first, last),
     }
 
 

@@ -54,12 +54,22 @@ class Platform:
         port: int | None = None,
         log_dir: Path | None = None,
         workspace: Path | None = None,
+        engine_server: bool = True,
     ):
+        """`engine_server`: start a warm engine server (gpu_ops.serve) that the runs measure on, so an engine
+        stays loaded from one run to the next (its caches under the storage's engine-cache/)."""
         self.home, self.storage = Path(home).resolve(), Path(storage).resolve()
         self.workspace = Path(workspace or REPO / "workspace.yaml").resolve()
         self.port = port or free_port()
         self.log_dir = Path(log_dir or self.home / "process-logs")
         self.procs: list[subprocess.Popen] = []
+        self.engines = None
+        if engine_server:
+            from gpu_ops.serve import ServerProcess
+
+            self.engines = ServerProcess(
+                self.home / "engine.sock", self.storage / "engine-cache", self.log_dir / "engine-server.log"
+            )
 
     @property
     def url(self) -> str:
@@ -69,6 +79,10 @@ class Platform:
         env = dict(os.environ, DAGSTER_HOME=str(self.home), LEM_STORAGE=str(self.storage), PYTHONUNBUFFERED="1")
         env.setdefault("LEM_DAGSTER_URL", self.url)  # the site and the metadata link into this UI
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        if self.engines is not None:
+            from gpu_ops.serve import SERVER_ENV
+
+            env[SERVER_ENV] = str(self.engines.socket)  # the runs measure on the platform's warm engines
         return env
 
     def start(self, timeout_s: float = 120) -> Platform:
@@ -78,6 +92,8 @@ class Platform:
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.create_storage()
+        if self.engines is not None:
+            self.engines.start(self.env())
         workspace = str(self.workspace)
         cmds = {
             "webserver": [
@@ -157,6 +173,8 @@ class Platform:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         self.procs = []
+        if self.engines is not None:
+            self.engines.stop()  # after the daemon: no run is left to measure on it
 
     def __enter__(self) -> Platform:
         return self.start()

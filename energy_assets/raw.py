@@ -24,6 +24,7 @@ from gpu_ops.rederive import config_of
 from gpu_ops.results import SIGNATURE_FILE, ResultFolder, ResultTables, file_sha256
 from gpu_ops.runner import run_experiment
 from gpu_ops.schema import CYCLES, RESULT_TABLES
+from gpu_ops.serve import run_on_server
 from gpu_ops.signing import read_signature
 from gpu_ops.validation import RAW_CHECK_DESCRIPTIONS, blocking_failures, failure_message, validate
 
@@ -82,13 +83,16 @@ def _measure(
                 f"this worker is '{local}' but the partition asks for '{hardware}': run it on a worker of that "
                 f"profile, or upload a result folder measured there into the results inbox"
             )
-        return run_experiment(
-            cfg,
-            work,
+        run = dict(
             progress=context.log.info,
             folder_name=f"{experiment}__{hardware}__{context.run.run_id[:8]}",
             file_sha=next((context.run.tags[t] for t in FILE_SHA_TAGS if context.run.tags.get(t)), None),
         )
+        server = gpu.server()
+        if server:  # the worker's warm engines: no process start, no engine start when the engine is unchanged
+            context.log.info(f"measuring on the engine server {server}")
+            return run_on_server(Path(server), cfg, work, visible_devices=gpu.visible_devices, **run)
+        return run_experiment(cfg, work, **run)
 
 
 @dg.asset(
@@ -171,6 +175,23 @@ def _signer(result: ResultFolder) -> str:
             "folder changed after it was approved"
         )
     return signature["submitter"]
+
+
+def wall_time_table(wall: dict) -> dg.MetadataValue:
+    """The measurement's wall time by kind (gpu_ops.timing.KINDS and `other`; they sum to the wall time): where the
+    GPU time went besides the measured cycle windows."""
+    rows = [
+        dg.TableRecord({"kind": kind, "seconds": round(seconds, 3), "share": round(seconds / wall["wall_s"], 4)})
+        for kind, seconds in wall["seconds"].items()
+    ]
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("kind", "string", description="what the time went to (docs/metrics.md, 'Wall time')"),
+            dg.TableColumn("seconds", "float", description="seconds of the measurement's wall time"),
+            dg.TableColumn("share", "float", description="share of the measurement's wall time"),
+        ]
+    )
+    return dg.MetadataValue.table(rows, schema=schema)
 
 
 def environment_table(fingerprint: dict) -> dg.MetadataValue:
@@ -259,6 +280,7 @@ def _metadata(tables: ResultTables, source: str, definition: str | None, file_sh
         # the UI shows Markdown under 1000 characters in place: the fields that differ from the defaults fit there
         "config": config_markdown(config.non_defaults(), "resolved config: the fields that differ from the defaults"),
         "config_resolved": config_markdown(config.model_dump(mode="json"), "resolved config: every field"),
+        "engines": engines_text(c),
         "fingerprint_hash": str(exp.fingerprint_hash),
         "environment": environment_table(json.loads(exp.fingerprint_json)),
         "data_version": tables.summary["content_hash"],
@@ -266,12 +288,33 @@ def _metadata(tables: ResultTables, source: str, definition: str | None, file_sh
         "backend": str(exp.backend),
         "weights": str(exp.weights),
     }
+    wall = tables.summary.get("wall_time")
+    if isinstance(wall, dict) and wall.get("wall_s"):
+        metadata["wall_time_s"] = dg.MetadataValue.float(significant(float(wall["wall_s"])))
+        metadata["cycle_window_share"] = dg.MetadataValue.float(significant(wall["seconds"]["cycle"] / wall["wall_s"]))
+        metadata["wall_time_by_kind"] = wall_time_table(wall)
+    gpu_s = tables.sweep_points.get("gpu_seconds")
+    if gpu_s is not None and gpu_s.notna().any():
+        metadata["gpu_seconds_total"] = dg.MetadataValue.float(significant(float(gpu_s.sum())))
     svg = power_timeline_svg(tables)
     if svg:
         metadata["power_timeline"] = dg.MetadataValue.md(
             f"![power timeline](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})"
         )
     return metadata
+
+
+def engines_text(cycles: pd.DataFrame) -> str:
+    """The engines the cycles ran on: each id, warm or started (and in how many seconds)."""
+    if "engine_id" not in cycles or cycles.engine_id.isna().all():
+        return "not recorded"
+    parts = []
+    for engine, g in cycles.groupby("engine_id", sort=False):
+        start = g.engine_start_s.iloc[0]
+        parts.append(
+            f"{engine}: " + ("warm (reused)" if g.engine_reused.fillna(False).all() else f"started in {start:.1f} s")
+        )
+    return "; ".join(parts)
 
 
 def _check_results(findings, partition: str) -> list[dg.AssetCheckResult]:

@@ -236,6 +236,14 @@ class GpuResource(dg.ConfigurableResource):
     """
 
     visible_devices: str | None = None  # e.g. "0", "GPU-uuid", "0,1"; None keeps the worker's environment
+    engine_server: str | None = None  # socket of a warm engine server (gpu_ops.serve); None: $LEM_ENGINE_SERVER
+
+    def server(self) -> str | None:
+        """The engine server measurements go to: this resource's, else LEM_ENGINE_SERVER of the run's process (the
+        worker or the local platform that started one sets it); None measures in the run's own process."""
+        from gpu_ops.serve import SERVER_ENV
+
+        return self.engine_server or os.environ.get(SERVER_ENV) or None
 
     @contextlib.contextmanager
     def selected(self):

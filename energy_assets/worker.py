@@ -1,7 +1,9 @@
 """A GPU fleet worker: a Celery worker serving one hardware profile's queue, after checking that this machine is that
-hardware and that Redis and PostgreSQL answer (docs/deployment.md).
+hardware and that Redis and PostgreSQL answer (docs/deployment.md). Beside it runs an engine server
+(gpu_ops.serve) that its runs measure on, so an engine stays warm from one run to the next; it stops with the worker.
 
     python -m energy_assets.worker --hardware h100-80gb-hbm3 [--gpus 0,1] [--name NAME] [--concurrency 1]
+        [--cache-dir DIR] [--no-engine-server]
 """
 
 import argparse
@@ -12,9 +14,17 @@ from urllib.parse import urlparse
 from energy_assets.fleet import ServiceUnreachable, broker_url, hardware_queue, preflight, worker_config_yaml
 
 
-def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = None, concurrency: int = 1) -> int:
-    """Start a Celery worker for `hardware`'s queue after checking this machine is that hardware; blocks until it
-    exits."""
+def run_worker(
+    hardware: str,
+    gpus: list[int] | None = None,
+    name: str | None = None,
+    concurrency: int = 1,
+    cache_dir: str | None = None,
+    engine_server: bool = True,
+) -> int:
+    """Start a Celery worker for `hardware`'s queue after checking this machine is that hardware, with its engine
+    server (engine caches in `cache_dir`, default LEM_ENGINE_CACHE_DIR or ~/.cache/llm-energy-measure/engine);
+    blocks until it exits, then stops the server."""
     import subprocess
     import tempfile
     from pathlib import Path
@@ -62,7 +72,16 @@ def run_worker(hardware: str, gpus: list[int] | None = None, name: str | None = 
         f"{' '.join(cmd)}",
         flush=True,
     )
-    return subprocess.call(cmd, env=env)
+    if not engine_server:
+        return subprocess.call(cmd, env=env)
+    from gpu_ops.serve import SERVER_ENV, ServerProcess
+
+    server = ServerProcess(cfg.parent / "engine.sock", Path(cache_dir) if cache_dir else None).start(env)
+    print(f"engine server on {server.socket} (pid {server.proc.pid})", flush=True)
+    try:
+        return subprocess.call(cmd, env=dict(env, **{SERVER_ENV: str(server.socket)}))
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,12 +97,21 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="parallel steps; keep 1 per GPU set (a measurement needs the GPU alone)",
     )
+    ap.add_argument("--cache-dir", default=None, help="engine caches (default: ~/.cache/llm-energy-measure/engine)")
+    ap.add_argument(
+        "--no-engine-server", action="store_true", help="measure in each run's own process (engines start cold)"
+    )
     args = ap.parse_args(argv)
     from gpu_ops.errors import UserError
 
     try:
         return run_worker(
-            args.hardware, [int(g) for g in args.gpus.split(",")] if args.gpus else None, args.name, args.concurrency
+            args.hardware,
+            [int(g) for g in args.gpus.split(",")] if args.gpus else None,
+            args.name,
+            args.concurrency,
+            args.cache_dir,
+            not args.no_engine_server,
         )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

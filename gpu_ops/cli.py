@@ -28,14 +28,21 @@ def _cmd_run(args) -> int:
     if args.dry_run:
         return _dry_run(cfg, args)
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    outcome = run_experiment(
-        cfg,
-        Path(args.out),
-        progress=say,
-        show_bar=not args.quiet and not args.verbose and not args.show_tokens,
-        show_tokens=args.show_tokens,
-        file_sha=file_sha,
-    )
+    if args.server:
+        from gpu_ops.serve import run_on_server
+
+        if args.show_tokens:
+            raise UserError("--show-tokens prints from inside the engine: run without --server to use it")
+        outcome = run_on_server(Path(args.server), cfg, Path(args.out), progress=say, file_sha=file_sha)
+    else:
+        outcome = run_experiment(
+            cfg,
+            Path(args.out),
+            progress=say,
+            show_bar=not args.quiet and not args.verbose and not args.show_tokens,
+            show_tokens=args.show_tokens,
+            file_sha=file_sha,
+        )
     findings = validate(outcome.tables)
     summary = run_summary(outcome.tables, outcome.folder, findings, file_sha)
     if not args.quiet:
@@ -45,6 +52,13 @@ def _cmd_run(args) -> int:
     if failed:  # the folder stays for inspection; the platform would refuse it
         print(f"error: blocking checks failed: {', '.join(f.check for f in failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _cmd_serve(args) -> int:
+    from gpu_ops.serve import serve
+
+    logging.getLogger("gpu_ops").setLevel(logging.INFO)
+    return serve(Path(args.socket), Path(args.cache_dir) if args.cache_dir else None, args.exit_with_parent)
 
 
 def _estimates(cfg, args):
@@ -169,7 +183,7 @@ def _cmd_report(args) -> int:
 def _cmd_compare(args) -> int:
     from gpu_ops.compare import compare, render_table, write_outputs
 
-    say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    say = None if args.quiet else (lambda m: print(m, file=sys.stderr))
     out = Path(args.out)
     table = compare(args.config, [b.strip() for b in args.backends.split(",") if b.strip()], out, say)
     print(render_table(table))
@@ -313,11 +327,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--dry-run", action="store_true", help="print the resolved sweep, request count and estimate; write nothing"
     )
+    r.add_argument(
+        "--server",
+        metavar="SOCKET",
+        help="measure on the engine server listening on SOCKET (`serve`): its engines stay warm between runs",
+    )
     _add_estimate_options(r)
     g = r.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true")
     g.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=_cmd_run)
+    sv = sub.add_parser(
+        "serve", help="hold warm engines and measure the experiments `run --server` sends (until Ctrl-C or SIGTERM)"
+    )
+    sv.add_argument("--socket", required=True, help="Unix socket to listen on (only this user may connect)")
+    sv.add_argument(
+        "--cache-dir",
+        default=None,
+        help="engine caches (synthetic weights, compile caches); default: $LEM_ENGINE_CACHE_DIR or "
+        "~/.cache/llm-energy-measure/engine",
+    )
+    sv.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started it ends (how a worker or platform runs it)",
+    )
+    sv.set_defaults(func=_cmd_serve)
     e = sub.add_parser("estimate", help="predicted wall time, energy and cost of each sweep point, before a run")
     e.add_argument("config")
     e.add_argument("--json", action="store_true", help="machine-readable output")

@@ -1,20 +1,26 @@
 """`llm-energy-measure compare`: one experiment file, the same request trace, several backends, side by side.
 
 Each backend gets the file with `backend:` replaced and the other backends' blocks removed; a batching
-strategy the backend lacks becomes its native one (said on stderr). The trace (prompt token ids, arrival
-offsets, token limits) is hashed per run, and the comparison refuses to print if the hashes differ.
+strategy the backend lacks becomes its native one (said on stderr). Before anything is measured, every backend's
+request trace (prompt token ids, arrival offsets, token limits) is computed with its tokenizer alone, no engine, and
+the comparison is refused at once if they differ. Each backend is then measured in its own process, one after the
+other, so its idle baselines are its own: the previous backend's process, and its GPU context, have ended. The trace
+each run recorded is checked again against the one computed beforehand.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import multiprocessing
+import queue
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-from gpu_ops.config import parse_config, read_yaml
-from gpu_ops.errors import UserError
+from gpu_ops.config import ExperimentConfig, parse_config, read_yaml
+from gpu_ops.errors import MeasurementError, UserError, excerpt
 from gpu_ops.stats import fmt_ci
 from gpu_ops.stats import fmt_value as _fmt
 
@@ -36,19 +42,71 @@ def backend_data(data: dict, backend: str, say=lambda m: None) -> dict:
     return d
 
 
-def compare(config_path: str, backends: list[str], out: Path, say=lambda m: None, nvml=None) -> pd.DataFrame:
-    from gpu_ops.runner import run_experiment
+def planned_traces(configs: dict[str, ExperimentConfig]) -> dict[str, dict[str, list]]:
+    """backend -> sweep point -> the requests it will replay, computed as measure.py does with the tokenizer every
+    backend uses for the model (gpu_ops.models.tokenizer_source), loaded on its own: no engine, no GPU."""
+    from gpu_ops.measure import _requests
+    from gpu_ops.prompts import build_prompts, load_tokenizer
 
+    out: dict[str, dict[str, list]] = {}
+    for backend, cfg in configs.items():
+        out[backend] = {}
+        for point in cfg.expand():
+            tok = load_tokenizer(point.config.model)
+            out[backend][point.label] = _requests(build_prompts(point.config, tok, len(tok)), point.config, 0.0)
+    return out
+
+
+def first_difference(a: list, b: list) -> str | None:
+    """Where two request traces first differ, in words; None when they are the same."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        for field, what in (
+            ("prompt_token_ids", "prompt token ids"),
+            ("arrival_s", "arrival offset"),
+            ("max_new_tokens", "max new tokens"),
+            ("min_new_tokens", "min new tokens"),
+        ):
+            mine, theirs = getattr(x, field), getattr(y, field)
+            if mine != theirs:
+                return f"request {i}: {what} differ, {excerpt(mine)} vs {excerpt(theirs)}"
+    return None if len(a) == len(b) else f"{len(a)} vs {len(b)} requests"
+
+
+def check_same_traces(traces: dict[str, dict[str, list]]) -> None:
+    """Refuse the comparison (UserError) when two backends would replay different traces at any sweep point."""
+    backends = list(traces)
+    first = backends[0]
+    for other in backends[1:]:
+        for label, requests in traces[first].items():
+            diff = first_difference(requests, traces[other].get(label, []))
+            if diff is not None:
+                raise UserError(
+                    f"compare: backends {first} and {other} would replay different request traces at sweep point "
+                    f"{label} ({diff}); nothing was measured. Give every backend the same model and tokenizer"
+                )
+
+
+def compare(config_path: str, backends: list[str], out: Path, say=None, nvml=None) -> pd.DataFrame:
+    """Measure the file's experiment on each backend over the same request trace. `say` receives progress lines
+    (None: silent); `nvml`: an NVML stand-in (tests), with which the backends are measured in this process (the
+    stand-in cannot cross to another)."""
+    from gpu_ops.measure import trace_hash
+
+    progress, say = say is not None, say or _silent
     if len(backends) < 2 or len(set(backends)) != len(backends):
         raise UserError("--backends: give two or more different backends, e.g. --backends pytorch,vllm")
     data = read_yaml(config_path)
     if not isinstance(data, dict):
         raise UserError(f"{config_path}: the file must hold a mapping of fields")
     configs = {b: parse_config(backend_data(data, b, say), f"{config_path} (backend {b})") for b in backends}
+    traces = planned_traces(configs)
+    check_same_traces(traces)
+    planned = {label: trace_hash(requests) for label, requests in traces[backends[0]].items()}
+    say(f"request trace checked before measuring: the same on {', '.join(backends)}")
     rows = []
     for backend, cfg in configs.items():
         say(f"== {backend} ==")
-        outcome = run_experiment(cfg, out / "runs", nvml=nvml, progress=say)
+        outcome = measure_alone(cfg, out / "runs", progress) if nvml is None else _measure_here(cfg, out, say, nvml)
         t = outcome.tables
         points = t.summary["sweep_points"]
         traces = dict(zip(t.sweep_points.sweep_point, t.sweep_points.trace_hash))
@@ -66,13 +124,81 @@ def compare(config_path: str, backends: list[str], out: Path, say=lambda m: None
             )
     table = pd.DataFrame(rows)
     for label, group in table.groupby("label"):
-        if group.trace_hash.nunique() != 1:
+        if set(group.trace_hash) != {planned.get(label)}:
+            replayed = dict(zip(group.backend, group.trace_hash))
             raise UserError(
-                f"sweep point {label}: the backends replayed different request traces "
-                f"({dict(zip(group.backend, group.trace_hash))}); their tokenizers differ, so the comparison would not "
-                "be like for like"
+                f"sweep point {label}: the backends replayed request traces {replayed}, not the {planned.get(label)} "
+                "computed before measuring; the comparison would not be like for like"
             )
     return table
+
+
+def _measure_here(cfg: ExperimentConfig, out: Path, say, nvml):
+    from gpu_ops.runner import run_experiment
+
+    return run_experiment(cfg, out / "runs", nvml=nvml, progress=say)
+
+
+def measure_alone(cfg: ExperimentConfig, out_root: Path, progress: bool):
+    """run_experiment in a process of its own (spawned: no state of this one), which ends before the next backend's:
+    its engine and GPU context are gone before that backend measures its idle baseline. Its result folder is read
+    back here; a failure comes back with its message and kind."""
+    from gpu_ops.results import ResultFolder
+
+    ctx = multiprocessing.get_context("spawn")
+    answers = ctx.Queue()
+    child = ctx.Process(target=_child, args=(cfg.model_dump(mode="json"), str(out_root), progress, answers))
+    child.start()
+    kind, value = "MeasurementError", None
+    try:
+        while True:
+            try:
+                kind, value = answers.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not child.is_alive():
+                    value = f"its measuring process ended with exit code {child.exitcode} before it answered"
+                    break
+    except KeyboardInterrupt:
+        child.terminate()
+        raise
+    finally:
+        child.join()
+    if kind == "folder":
+        return ResultFolder.read(Path(value))
+    if kind == "UserError":
+        raise UserError(value)
+    raise MeasurementError(f"{cfg.backend}: {value}")
+
+
+def _silent(message: str) -> None:
+    """A `say` that prints nothing (compare -q)."""
+
+
+def _child(config: dict, out_root: str, progress: bool, answers) -> None:
+    """The measuring process of one backend: quiet libraries as the CLI makes them, progress on stderr."""
+    import logging
+    import warnings
+
+    from gpu_ops.runner import run_experiment
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    warnings.filterwarnings("ignore")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else _silent
+    try:
+        outcome = run_experiment(ExperimentConfig.model_validate(config), Path(out_root), progress=say)
+        answers.put(("folder", str(outcome.folder)))
+    except UserError as exc:
+        answers.put(("UserError", str(exc)))
+    except BaseException as exc:  # noqa: BLE001 - whatever ends the child is the parent's to report
+        answers.put(("MeasurementError", f"{type(exc).__name__}: {exc}"))
 
 
 def _parameters(sweep_points: pd.DataFrame) -> float | None:

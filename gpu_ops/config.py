@@ -201,8 +201,9 @@ class EnergyOptions(Strict):
         idle_baseline_s: length of the idle windows before the first cycle and after the last, whose mean power is
             subtracted for net energy; 0 skips them (net energy is then empty).
         settle_timeout_s: after the last cycle, wait up to this long for the GPUs' power to return to the
-            idle-before level before the idle-after window (a GPU lingers in a higher power state after work);
-            0 does not wait. How long it took is recorded.
+            idle-before level before the idle-after window; 0 (the default) does not wait: both baselines are
+            taken with the engine loaded and idle, one state (docs/energy.md, "Idle baselines"). How long it took
+            is recorded.
         cross_check_tolerance: allowed |timeline - counter| / counter of every window; None: the length-dependent
             default.
         zeus: read the same windows with Zeus's ZeusMonitor too, for comparison (needs the `zeus` extra and a GPU).
@@ -211,7 +212,7 @@ class EnergyOptions(Strict):
 
     sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = 50.0
     idle_baseline_s: Annotated[float, Field(ge=0.0, le=600.0)] = 3.0
-    settle_timeout_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 30.0
+    settle_timeout_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 0.0
     cross_check_tolerance: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     zeus: bool = False
     rapl: bool = True
@@ -497,7 +498,8 @@ class ExperimentConfig(Strict):
             "vllm",
             "tensorrt",
         }
-        run_time = {"pytorch": {"token_timestamps"}}  # options a loaded model honours as they are
+        # options a loaded model honours as they are (gpu_ops.engines: not part of an engine's identity either)
+        run_time = {"pytorch": {"token_timestamps"}, "vllm": {"cold_prefix_cache"}}
         return content_hash(self.model_dump(mode="json", include=fields, exclude=run_time))
 
 

@@ -123,9 +123,12 @@ def fingerprint(
     config_hash: str,
     hardware: str,
     counter_step_s: float | None = None,
+    engines: list[dict] | None = None,
 ) -> dict:
     """What produced a result: versions, host and devices (UUIDs hashed), the run's hardware profile (`hardware`, as
-    the run derived it from `targets`) and the config hash; `fingerprint_hash` identifies the environment alone."""
+    the run derived it from `targets`), the config hash, and the engines the run used with the state of their caches
+    (`caches`: hit / miss / unused per cache over those engines); `fingerprint_hash` identifies the environment
+    alone."""
     import torch
 
     fp: dict = {
@@ -180,4 +183,19 @@ def fingerprint(
             )
         )
     )
+    if engines is not None:  # how this run's engines started, not what the environment is: outside the hash
+        fp["engines"] = engines
+        fp["caches"] = cache_summary(engines)
     return fp
+
+
+def cache_summary(engines: list[dict]) -> dict[str, str]:
+    """Per cache over a run's engines: "miss" if any engine's start missed it, else "hit" if any hit it, else
+    "unused"."""
+    from gpu_ops.caches import CACHES
+
+    states = {}
+    for name in CACHES:
+        seen = {str(e.get(name, "unused")) for e in engines}
+        states[name] = "miss" if "miss" in seen else "hit" if "hit" in seen else "unused"
+    return states

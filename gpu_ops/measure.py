@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -24,9 +24,11 @@ import pandas as pd
 
 from gpu_ops import __version__, phases
 from gpu_ops.backends import EngineStep, Request, check_capabilities, get_backend
+from gpu_ops.backends.base import CycleClock
 from gpu_ops.config import ExperimentConfig, SweepPoint
 from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_meter
 from gpu_ops.energy.nvml import uuid_hash
+from gpu_ops.engines import Engine, EnginePool, engine_identity
 from gpu_ops.environment import fingerprint, hardware_profile
 from gpu_ops.errors import CapabilityError, MeasurementError, UserError
 from gpu_ops.locks import device_locks
@@ -40,6 +42,7 @@ from gpu_ops.schema import (
     CYCLES,
     ENGINE_METRICS,
     ENGINE_STEP,
+    ENGINE_USE,
     EXPERIMENT,
     POINT_SETTINGS,
     REQUESTS,
@@ -55,6 +58,7 @@ from gpu_ops.schema import (
     plain_rows,
 )
 from gpu_ops.stats import fmt_value, sweep_point_statistics
+from gpu_ops.timing import SpanRecorder, apportion, breakdown
 from gpu_ops.traffic import arrival_times
 
 log = logging.getLogger("gpu_ops")
@@ -92,14 +96,18 @@ class RunOptions:
     show_bar: bool = False  # a progress bar over the cycles (the CLI's default)
     show_tokens: bool = False  # print one sampled request's text per batch as it is generated (`run --show-tokens`)
     file_sha: str | None = None  # the experiment file's config.file_sha, kept in summary.json; None: not from a file
+    pool: EnginePool | None = None  # warm engines to run on (the engine server's); None: engines for this run only
 
 
 def measure_experiment(cfg: ExperimentConfig, out_root: Path, opts: RunOptions = RunOptions()) -> ResultFolder:
-    """Measure every sweep point of `cfg` with this process's backend and write the result folder under `out_root`."""
+    """Measure every sweep point of `cfg` on engines from `opts.pool` and write the result folder under `out_root`.
+    Without a pool, one lives for this run: its engines close when the run ends."""
     from gpu_ops.backends.pytorch import resolve_device
+    from gpu_ops.backends.ranked import in_ranks
 
-    points = sorted(cfg.expand(), key=lambda p: p.config.load_key())  # fewest model reloads
-    backend = get_backend(cfg.backend)
+    began = time.time()
+    points = sorted(cfg.expand(), key=lambda p: engine_identity(p.config).key)  # one engine start per identity
+    backend = get_backend(cfg.backend)  # capabilities and version; the engines come from the pool
     caps = backend.capabilities()
     for p in points:
         check_capabilities(backend.name, caps, p.config)
@@ -111,7 +119,12 @@ def measure_experiment(cfg: ExperimentConfig, out_root: Path, opts: RunOptions =
 
     use_cuda = resolve_device(cfg).startswith("cuda")
     source = resolve_model(cfg.model)
-    meter = build_meter(cfg, use_cuda or opts.nvml is not None, nvml_module=opts.nvml, sync=backend.sync)
+    owned = opts.pool is None
+    pool = opts.pool or EnginePool()
+    # ranks are processes already, and --show-tokens writes from inside the engine: both keep it in this process
+    placement = "inline" if opts.show_tokens or in_ranks() else pool.placement(cfg, use_cuda)
+    current = _Current()
+    meter = build_meter(cfg, use_cuda or opts.nvml is not None, nvml_module=opts.nvml, sync=current.sync)
     hardware = hardware_profile(meter.targets)
     identity = RUN_IDENTITY.record(
         model=cfg.model,
@@ -130,13 +143,24 @@ def measure_experiment(cfg: ExperimentConfig, out_root: Path, opts: RunOptions =
     if opts.show_tokens:
         from gpu_ops.display import TokenDisplay
 
-        backend.token_display = TokenDisplay(
+        current.display = TokenDisplay(
             str(source.tokenizer_path or source.path or source.spec), cfg.batching.batch_size
         )
-    run = _measure(cfg, points, unavailable, backend, meter, hardware, say, bar)
+    spans = SpanRecorder()
+    try:
+        run = _measure(cfg, points, unavailable, pool, placement, current, meter, hardware, say, bar, spans)
+    finally:
+        if owned:
+            with spans.span("engine_start"):  # stopping this run's engines: their own cost, like their start
+                pool.close()
+        if current.display is not None:
+            current.display.close()
+    run.backend_version = backend.version()
     if bar:
         bar.close()
-    tables = _tables(cfg, identity, run, opts.file_sha)
+    with spans.span("bookkeeping"):
+        tables = _tables(cfg, identity, run, opts.file_sha)
+    tables.summary["wall_time"] = wall_time(spans, began, spans.clock())
     stamp = run.started.strftime("%Y%m%dT%H%M%SZ")
     name = opts.folder_name or f"{cfg.name}__{hardware}__{stamp}-{cfg.config_hash()[:8]}"
     folder = Path(out_root) / name
@@ -144,9 +168,41 @@ def measure_experiment(cfg: ExperimentConfig, out_root: Path, opts: RunOptions =
     return ResultFolder(folder, tables)
 
 
+def engine_start_parts(info: dict) -> dict[str, float]:
+    """The seconds of an engine's start that its backend reports as weights loading and compilation."""
+    return {
+        kind: float(info[key])
+        for kind, key in (("weights", "model_load_s"), ("compile", "compile_s"))
+        if isinstance(info.get(key), (int, float))
+    }
+
+
+def wall_time(spans: SpanRecorder, start: float, end: float) -> dict:
+    """The run's wall time [start, end] by kind (gpu_ops.timing.KINDS; the kinds sum to `wall_s`) and its spans."""
+    return {
+        "start": start,
+        "end": end,
+        "wall_s": end - start,
+        "seconds": breakdown(spans.spans, start, end),
+        "spans": spans.as_list(),
+    }
+
+
 def _batch_shape(cfg: ExperimentConfig) -> tuple:
     """What a warm-up must have seen: batch size and token lengths (allocations, kernels and caches follow them)."""
     return (cfg.batching.batch_size, cfg.max_input_tokens, cfg.max_output_tokens, cfg.min_output_tokens)
+
+
+class _Current:
+    """The engine a run works on now: the meter syncs it at every window edge."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.display = None  # run --show-tokens
+
+    def sync(self) -> None:
+        if self.engine is not None:
+            self.engine.backend.sync()
 
 
 @dataclass
@@ -156,37 +212,45 @@ class _Run:
     started: datetime
     finished: datetime
     windows: list[tuple[str, str, int | None, WindowMeasurement]]  # (kind, sweep point, cycle, window)
-    cycles: list[tuple[SweepPoint, int, CycleResult]]
+    cycles: list[tuple[SweepPoint, int, CycleResult, Record]]  # ..., the engine the cycle ran on (ENGINE_USE)
     points: list[tuple[Record, dict]]  # sweep_points rows and each one's backend load details
     idle: IdleBaseline
     timeline: pd.DataFrame
     meter: EnergyMeter
-    backend_version: str
+    spans: SpanRecorder
+    engines: list[dict]  # each engine the run used: its id, start seconds and cache states
+    backend_version: str = ""
 
 
 def _measure(
     cfg: ExperimentConfig,
     points: list[SweepPoint],
     unavailable: dict[str, str],
-    backend,
+    pool: EnginePool,
+    placement: str,
+    current: _Current,
     meter: EnergyMeter,
     hardware: str,
     say,
     bar,
+    spans: SpanRecorder,
 ) -> _Run:
-    """Hold the run's devices: idle baseline, each sweep point's warm-up and cycles, settling, idle baseline again."""
+    """Hold the run's devices: each sweep point's engine (warm from the pool, or started), its warm-up and cycles.
+    The idle baselines are measured with an engine loaded and idle, before the first cycle and after the last: the
+    same state both times (docs/energy.md, "Idle baselines")."""
     windows: list[tuple[str, str, int | None, WindowMeasurement]] = []
-    per_cycle: list[tuple[SweepPoint, int, CycleResult]] = []
+    per_cycle: list[tuple[SweepPoint, int, CycleResult, Record]] = []
     point_rows: list[tuple[Record, dict]] = []
+    used: dict[str, Engine] = {}
     lock_keys = [uuid_hash(t.uuid if t.mig is None else t.parent_uuid) for t in meter.targets] or [
         f"cpu-{socket.gethostname()}"
     ]
     with device_locks(lock_keys), meter:
         started = datetime.now(UTC)  # started_at / finished_at span the time this run held its devices
-        idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
-        if idle_before:
-            windows.append(("idle_before", "", None, idle_before))
-        warm_shape = None  # the batch shape the loaded model was last warmed up at
+        idle_before = idle_after = None
+        warm_shape = None  # the batch shape the current engine was last warmed up at in this run
+        engine: Engine | None = None
+        idle_pending = True
         try:
             for point in points:
                 pc = point.config
@@ -197,20 +261,42 @@ def _measure(
                     )
                     continue
                 say(f"[{point.label}] {pc.model} ({pc.precision}) on {hardware}")
-                reloaded = _load(backend, pc, point.label)
-                prompts = build_prompts(pc, backend.tokenizer, backend.vocab_size)
+                previous, engine = engine, None
+                t = spans.clock()
+                engine = _acquire(pool, pc, placement, point.label, say)
+                if not engine.reused:  # started now (evicting the engine before it, if any)
+                    spans.add("engine_start", t, spans.clock(), point.label, engine_start_parts(engine.backend.info))
+                current.engine, used[engine.id] = engine, engine
+                use = ENGINE_USE.record(engine_id=engine.id, engine_start_s=engine.start_s, engine_reused=engine.reused)
+                if engine.backend.token_display is None and current.display is not None:
+                    engine.backend.token_display = current.display
+                if idle_pending:  # the first engine is loaded: idle-before in its loaded, idle state
+                    idle_pending = False
+                    with spans.span("idle_baseline"):
+                        idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
+                    if idle_before:
+                        windows.append(("idle_before", "", None, idle_before))
+                t = spans.clock()
+                reloaded = _load(engine.backend, pc, point.label)
+                if reloaded:
+                    spans.add("engine_start", t, spans.clock(), point.label, engine_start_parts(engine.backend.info))
+                with spans.span("bookkeeping", point.label):
+                    prompts = build_prompts(pc, engine.backend.tokenizer, engine.backend.vocab_size)
                 warm = _requests(prompts[: pc.warmup_count()], pc, 0.0)
                 # warm-up keeps loading, compilation and first-use costs of a batch shape out of measured windows:
-                # needed after a (re)load, for compiled paths, and whenever the batch shape changes (on the H200 an
-                # eager model's first cycle at a new batch size ran 2.0-4.2x slower: docs/benchmarks §13); an eager
-                # model already warm at this shape skips it
+                # needed on an engine new to this run, after a (re)load, for compiled paths, and whenever the batch
+                # shape changes (on the H200 an eager model's first cycle at a new batch size ran 2.0-4.2x slower:
+                # docs/benchmarks §13); an eager model already warm at this shape in this run skips it
                 warmup_s = None
                 shape = _batch_shape(pc)
+                if engine is not previous:
+                    warm_shape = None
                 if warm and (reloaded or pc.pytorch.static_cache or pc.pytorch.torch_compile or shape != warm_shape):
                     warm_shape = shape
-                    meter.begin_window(f"{point.label}/warmup")
-                    backend.warmup(warm)
-                    w = meter.end_window(f"{point.label}/warmup")
+                    with spans.span("warmup", point.label):
+                        meter.begin_window(f"{point.label}/warmup")
+                        engine.backend.warmup(warm)
+                        w = meter.end_window(f"{point.label}/warmup")
                     windows.append(("warmup", point.label, None, w))
                     warmup_s = w.duration_s
                     say(
@@ -218,25 +304,38 @@ def _measure(
                         "compilation)"
                     )
                 for c in range(pc.cycles):
-                    cycle = run_cycle(backend, meter, pc, prompts, point.label, c, say)
+                    cycle = run_cycle(engine.backend, meter, pc, prompts, point.label, c, say, spans)
                     windows.append(("cycle", point.label, c, cycle.window))
-                    per_cycle.append((point, c, cycle))
+                    per_cycle.append((point, c, cycle, use))
                     if bar:
                         bar.update(1)
+                engine.warmed_up(pc)  # compilation is done by now: the caches' states
                 point_rows.append(
                     (
-                        _point_row(point, prompts, model_reused=not reloaded, warmup_s=warmup_s),
-                        {f"backend_{k}": v for k, v in backend.info.items()},
+                        _point_row(point, prompts, model_reused=engine.reused, warmup_s=warmup_s),
+                        {f"backend_{k}": v for k, v in engine.backend.info.items()},
                     )
                 )
+            with spans.span("settle"):
+                settle_s = _settle(meter, idle_before, cfg.energy.settle_timeout_s, say)
+            # the last engine is still loaded and idle: the state idle-before saw
+            with spans.span("idle_baseline"):
+                idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
+        except BaseException:
+            if engine is not None:
+                pool.evict(engine)  # an engine that failed is never handed out again
+            raise
         finally:
-            backend.close()
-            if getattr(backend, "token_display", None) is not None:
-                backend.token_display.close()
-        settle_s = _settle(meter, idle_before, cfg.energy.settle_timeout_s, say)
-        idle_after = _idle(meter, "idle-after", cfg.energy.idle_baseline_s, say)
+            current.engine = None
         if idle_after:
             windows.append(("idle_after", "", None, idle_after))
+        idle = IdleBaseline(idle_before, idle_after, settle_s)
+        drift = idle_drift(idle)
+        if drift is not None and abs(drift) > IDLE_DRIFT_LIMIT:
+            say(
+                f"warning: idle-after differs from idle-before by {drift:+.0%} (more than {IDLE_DRIFT_LIMIT:.0%}): "
+                "the two baselines were not taken in the same state; net energy uses their mean"
+            )
         timeline = meter.timeline()
         finished = datetime.now(UTC)
     return _Run(
@@ -245,11 +344,43 @@ def _measure(
         windows,
         per_cycle,
         point_rows,
-        IdleBaseline(idle_before, idle_after, settle_s),
+        idle,
         timeline,
         meter,
-        backend.version(),
+        spans,
+        [e.describe() for e in used.values()],
     )
+
+
+IDLE_DRIFT_LIMIT = 0.10
+"""How far idle-after may stray from idle-before (a fraction) before the run warns and records it (idle_drift)."""
+
+
+def idle_drift(idle: IdleBaseline) -> float | None:
+    """idle-after / idle-before - 1; None unless both were measured."""
+    before = idle.before.avg_power_w if idle.before else None
+    after = idle.after.avg_power_w if idle.after else None
+    return after / before - 1 if before and after is not None else None
+
+
+def _acquire(pool: EnginePool, pc: ExperimentConfig, placement: str, label: str, say) -> Engine:
+    """The sweep point's engine from the pool (warm, or started now); an engine that fails to start is a
+    measurement failure with its cause, not a traceback."""
+    try:
+        engine = pool.acquire(pc, placement=placement)
+    except (UserError, MeasurementError):
+        raise
+    except Exception as exc:
+        raise MeasurementError(
+            f"[{label}] backend '{pc.backend}' failed to load {pc.model}: {type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
+        ) from exc
+    say(
+        f"[{label}] engine {engine.id}: "
+        + ("warm (reused)" if engine.reused else f"started in {engine.start_s:.1f} s")
+        + (f", process {engine.pid}" if engine.pid else "")
+    )
+    return engine
 
 
 def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | None) -> ResultTables:
@@ -260,7 +391,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         gpu_count=len(meter.targets),
     )
     cycles, requests, steps = [], [], []
-    for point, c, cycle in run.cycles:
+    for point, c, cycle, use in run.cycles:
         key = CYCLE_KEY.record(sweep_point=point.label, cycle=c)
         w = cycle.window
         split = phases.attribute(run.timeline, cycle.requests, w, cycle.steps)
@@ -275,6 +406,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
                 cycle_metrics(req, w, idle.power_w, point.config.slo, cycle.peak_memory_bytes, split),
                 cycle_setup_s=cycle.setup_s,
                 cycle_collect_s=cycle.collect_s,
+                **use.as_dict(),
                 # same columns on every backend; empty = not reported
                 **{name: cycle.engine.get(name) for name in ENGINE_METRICS.names},
             )
@@ -283,7 +415,10 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         steps.append(cycle.steps.assign(**key.as_dict()))
     windows = [WINDOWS.row(w.readings(), kind=kind, sweep_point=label, cycle=c) for kind, label, c, w in run.windows]
     cycles_df, requests_df = CYCLES.frame(cycles), _concat(REQUESTS, requests)
-    stats = sweep_point_statistics(cycles_df, requests_df)
+    sweep_points = SWEEP_POINTS.frame(
+        (_with_gpu_seconds(run, gpus.gpu_count, row) for row, _ in run.points), free=(info for _, info in run.points)
+    )
+    stats = sweep_point_statistics(cycles_df, requests_df, sweep_points)
     fp = fingerprint(
         meter.targets,
         meter.gpu.nvml if meter.gpu else None,
@@ -291,6 +426,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         cfg.config_hash(),
         identity.hardware,
         meter.step_s if meter.step_measured else None,
+        engines=run.engines,
     )
     meter_info = meter.describe()
     experiment = EXPERIMENT.row(
@@ -306,6 +442,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         idle_before_w=idle.before.avg_power_w if idle.before else None,
         idle_after_w=idle.after.avg_power_w if idle.after else None,
         idle_settle_s=idle.settle_s,
+        idle_drift=idle_drift(idle),
         cross_check_tolerance=cfg.energy.cross_check_tolerance,
         fingerprint_json=json.dumps(fp, sort_keys=True),
         fingerprint_hash=fp["fingerprint_hash"],
@@ -324,7 +461,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
     }
     return ResultTables(
         experiment=EXPERIMENT.frame([experiment]),
-        sweep_points=SWEEP_POINTS.frame((row for row, _ in run.points), free=(info for _, info in run.points)),
+        sweep_points=sweep_points,
         cycles=cycles_df,
         requests=requests_df,
         windows=WINDOWS.frame(windows),
@@ -332,6 +469,16 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         steps=_concat(STEPS, steps),
         summary=summary,
     )
+
+
+def _with_gpu_seconds(run: _Run, gpu_count: int, row: Record) -> Record:
+    """The sweep_points row with the GPU-seconds it cost: its share of the time the run held its devices
+    (gpu_ops.timing.apportion over the measured points) times the GPUs held; none on a CPU."""
+    measured = [r.sweep_point for r, _ in run.points if r.status == "measured"]
+    if not gpu_count or row.sweep_point not in measured:
+        return row
+    held = apportion(run.spans.spans, run.started.timestamp(), run.finished.timestamp(), measured)
+    return replace(row, gpu_seconds=held[row.sweep_point] * gpu_count)
 
 
 def _concat(table: Table, frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -365,28 +512,42 @@ class CycleResult:
 
 
 def run_cycle(
-    backend, meter: EnergyMeter, pc: ExperimentConfig, prompts, label: str, c: int, say=lambda m: None
+    backend,
+    meter: EnergyMeter,
+    pc: ExperimentConfig,
+    prompts,
+    label: str,
+    c: int,
+    say=lambda m: None,
+    spans: SpanRecorder | None = None,
 ) -> CycleResult:
     """One measured cycle. The window holds the work and nothing else: the trace is built, the prefix cache emptied
     and engine counters started before it opens; records and engine metrics are collected after it closes.
-    Backends time everything on the cycle clock (0 = window start); the records are moved onto the run clock."""
+    Backends time everything on the cycle clock (0 = window start); the records are moved onto the run clock.
+    `spans` receives the cooldown (as settle), the bookkeeping around the window and the window itself."""
+    spans = spans or SpanRecorder()
     if pc.cooldown_s:
-        time.sleep(pc.cooldown_s)
+        with spans.span("settle", label):
+            time.sleep(pc.cooldown_s)
     name = f"{label}/cycle-{c}"
+    wall0 = spans.clock()
     if getattr(backend, "token_display", None) is not None:
         backend.token_display.new_cycle()
     t0 = meter.now()
     requests = _requests(prompts, pc, 0.0, prompt_texts(pc) if pc.tokenize_in_window else None)
     backend.before_cycle()
+    wall1 = spans.clock()
     start = meter.begin_window(name)
     try:
-        delivered = backend.run(requests, lambda: meter.now() - start)
+        # the cycle clock on perf_counter (the meter's base, found to ~0.1 µs): an engine in another process keeps it
+        delivered = backend.run(requests, CycleClock(time.perf_counter() - meter.now() + start))
     except Exception as exc:
         meter.cancel_window(name)  # this window's energy is discarded
         raise MeasurementError(
             f"[{label}] cycle {c} failed, its energy discarded: {type(exc).__name__}: {exc}"
         ) from exc
     w = meter.end_window(name)
+    wall2 = spans.clock()
     out = backend.after_cycle(delivered)
     req = requests_frame(out.records, offset_s=start)
     steps = steps_frame(out.steps)
@@ -399,9 +560,13 @@ def run_cycle(
             else f"energy unmeasured ({w.gpu_unmeasured_reason})"
         )
     )
-    return CycleResult(
+    result = CycleResult(
         req, w, backend.peak_memory_bytes(), out.engine_metrics, steps, start - t0, meter.now() - w.end_s
     )
+    spans.add("bookkeeping", wall0, wall1, label)
+    spans.add("cycle", wall1, wall2, label)
+    spans.add("bookkeeping", wall2, spans.clock(), label)
+    return result
 
 
 def steps_frame(steps: list[EngineStep]) -> pd.DataFrame:
@@ -430,6 +595,7 @@ def _point_row(
         trace_hash=trace_hash(_requests(prompts, pc, 0.0)) if prompts is not None else None,
         model_reused=model_reused,
         warmup_s=warmup_s,
+        gpu_seconds=None,  # known when the run has released its devices (_with_gpu_seconds)
     )
 
 

@@ -89,8 +89,19 @@ def load_prompt_texts(cfg: ExperimentConfig) -> list[str]:
     raise ConfigError(f"prompts.source '{src.source}' cannot be read as text")
 
 
+def load_tokenizer(model: str):
+    """The tokenizer every backend uses for `model` (gpu_ops.models.tokenizer_source), loaded alone: no engine, no
+    device. `compare` computes each backend's request trace with it before measuring anything."""
+    from transformers import AutoTokenizer
+
+    from gpu_ops.models import resolve_model, tokenizer_source
+
+    return AutoTokenizer.from_pretrained(tokenizer_source(resolve_model(model)))
+
+
 def build_prompts(cfg: ExperimentConfig, tokenizer, vocab_size: int) -> list[list[int]]:
-    """`prompts.count` token-id lists; text sources cycle when they hold fewer prompts than asked."""
+    """`prompts.count` token-id lists; text sources cycle when they hold fewer prompts than asked. Random prompts draw
+    ids from [4, vocab_size): the backends pass their tokenizer's size, so one model gives one trace on all of them."""
     n = cfg.prompts.count
     if cfg.prompts.source == "random":
         rng = np.random.default_rng(cfg.seed)

@@ -331,7 +331,7 @@ def sweep_point_problems(t: ResultTables, cfg: ExperimentConfig) -> tuple[list[s
 def statistics_problems(t: ResultTables) -> list[str]:
     """summary.json's statistics per sweep point (means, CIs, ...) against stats.sweep_point_statistics."""
     stored = t.summary.get("sweep_points")
-    derived = sweep_point_statistics(t.cycles, t.requests).to_dict(orient="records")
+    derived = sweep_point_statistics(t.cycles, t.requests, t.sweep_points).to_dict(orient="records")
     if not isinstance(stored, list) or len(stored) != len(derived) or not all(isinstance(s, dict) for s in stored):
         return [f"summary.json: sweep_points is {excerpt(stored)}, expected one statistics object per sweep point"]
     out = []

@@ -28,10 +28,12 @@ def run_experiment(cfg: ExperimentConfig, out_root: Path, **options) -> ResultFo
         cfg: the experiment; its sweep points run in the order that reloads the model least.
         out_root: the folder that receives the result folder (checked writable, with room, before measuring).
         options: the fields of gpu_ops.measure.RunOptions (nvml, progress, folder_name, show_bar, show_tokens,
-            file_sha).
+            file_sha, pool: warm engines to run on, the engine server's; None: engines for this run only).
     """
     opts = RunOptions(**options)
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
+    # the measuring process asks NVML whether CUDA is there, never cuInit: its engines do the GPU work elsewhere
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     check_output_folder(out_root)  # before measuring, not after
     if not needs_launch(cfg):
         return measure_experiment(cfg, out_root, opts)

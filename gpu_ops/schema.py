@@ -305,6 +305,16 @@ POINT_CONFIG_HASH = Column(
     "config_hash", "str", "", "the sweep point's hash (`sweep_point_hash`): of its fully resolved config"
 )
 GPU_COUNT = Column("gpu_count", "int", "GPUs", "GPUs the run used (0 on a CPU)")
+GPU_SECONDS = Column(
+    "gpu_seconds",
+    "float",
+    "GPU·s",
+    "GPU time the sweep point cost: its share of the wall time the run held its GPUs (its own engine start, warm-up "
+    "and cycles, plus an equal share of the run's idle baselines, settling and bookkeeping) times the GPUs held; "
+    "empty on a CPU or for results written before it was recorded",
+    optional=True,
+    label="GPU-s",
+)
 ENERGY_STATUS = Column(
     "energy_status",
     "str",
@@ -678,6 +688,32 @@ CYCLE_TIMING = Table(
         optional=True,
     ),
 )
+ENGINE_USE = Table(
+    "engine_use",
+    Column(
+        "engine_id",
+        "str",
+        "",
+        "the engine the cycle ran on (`<engine identity>-<n>`): cycles with one id ran on one loaded engine",
+        optional=True,
+    ),
+    Column(
+        "engine_start_s",
+        "float",
+        S,
+        "seconds that engine took to start: its process, imports, weights, engine init (not in any window)",
+        optional=True,
+    ),
+    Column(
+        "engine_reused",
+        "bool?",
+        "",
+        "true when the engine was already warm (started for an earlier sweep point or run) when this point began",
+        optional=True,
+    ),
+)
+"""Which engine a cycle ran on (gpu_ops.engines): its provenance."""
+
 ENGINE_METRICS = Table(
     "engine_metrics",
     Column(
@@ -739,6 +775,7 @@ CYCLES = Table(
     CYCLE_WINDOW,
     CYCLE_METRICS,
     CYCLE_TIMING,
+    ENGINE_USE,
     ENGINE_METRICS,
     record="CycleRow",
 )
@@ -870,6 +907,13 @@ EXPERIMENT = Table(
         "seconds the GPUs took to return to the idle-before power after the run (empty: not waited or not back)",
         optional=True,
     ),
+    Column(
+        "idle_drift",
+        "float",
+        "fraction",
+        "idle-after / idle-before - 1; beyond ±0.10 the two baselines were not taken in the same state (a warning)",
+        optional=True,
+    ),
     replace(
         CROSS_CHECK_TOLERANCE,
         meaning="the config's fixed counter vs timeline tolerance; empty: each window's "
@@ -924,6 +968,7 @@ SWEEP_POINTS = Table(
         "the sweep point's warm-up window (compilation, CUDA graphs, first batch); empty when none ran",
         optional=True,
     ),
+    GPU_SECONDS,
     record="SweepPointRow",
     free_prefix="backend_",
     free_meaning="backend-specific load detail (e.g. device, mode, engine arguments):",
@@ -974,6 +1019,7 @@ STATISTICS = Table(
     UNMEASURED_REASON,
     *(statistic(m, kind) for m in SUMMARISED for kind in STATISTICS_OF),
     POOLED_LATENCY,
+    GPU_SECONDS,
     record="PointStatistics",
 )
 """One row per sweep point (gpu_ops.stats.sweep_point_statistics; summary.json's `sweep_points`)."""
@@ -1093,6 +1139,7 @@ LEADERBOARD = Table(
     _STAT["cross_check_rel_diff_mean"],
     shown(BATCH_SIZE),
     shown(STATISTICS["n_cycles"]),
+    shown(GPU_SECONDS),
     HEADLINE_CV,
     UNSTABLE,
     LEADERBOARD_PROVENANCE,

@@ -13,6 +13,7 @@ from gpu_ops.errors import UserError
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import (
     GPU_COUNT,
+    GPU_SECONDS,
     MEASURED,
     POINT_SETTINGS,
     POOLED_LATENCY,
@@ -120,10 +121,13 @@ def check_homogeneous(cycles: pd.DataFrame, keys: tuple[str, ...] = ("sweep_poin
                 )
 
 
-def sweep_point_statistics(cycles: pd.DataFrame, requests: pd.DataFrame | None = None) -> pd.DataFrame:
+def sweep_point_statistics(
+    cycles: pd.DataFrame, requests: pd.DataFrame | None = None, sweep_points: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per sweep point (schema.STATISTICS): its identity and settings, n_cycles,
-    <metric>_{mean,std,ci95,cv} of every summarised metric, and the pooled latency percentiles of `requests` (empty
-    without them). A metric a folder predates has empty statistics. The
+    <metric>_{mean,std,ci95,cv} of every summarised metric, the pooled latency percentiles of `requests` (empty
+    without them) and the GPU-seconds the point cost from `sweep_points` (empty without it, or for a folder written
+    before it was recorded). A metric a folder predates has empty statistics. The
     statistics of a metric from the GPU energy counter are empty for a point with an unmeasured cycle: never computed
     from the cycles that happened to be measured (that subset would rank as if it were the whole point)."""
     if cycles.empty:
@@ -134,6 +138,11 @@ def sweep_point_statistics(cycles: pd.DataFrame, requests: pd.DataFrame | None =
         raise UserError(f"cannot summarise cycles without the columns {missing}; they identify each sweep point")
     rows = []
     pooled = pooled_latency(requests) if requests is not None and len(requests) else {}
+    cost = (
+        dict(zip(sweep_points.sweep_point, sweep_points[GPU_SECONDS.name]))
+        if sweep_points is not None and GPU_SECONDS.name in sweep_points
+        else {}
+    )
     for point, group in cycles.groupby("sweep_point", sort=True):
         unmeasured = group[
             group.energy_status != "measured"
@@ -150,6 +159,7 @@ def sweep_point_statistics(cycles: pd.DataFrame, requests: pd.DataFrame | None =
             s = summarize(list(values))
             row.update({f"{metric.name}_{k}": s[k] for k in STATISTICS_OF})
         row.update(pooled.get(point, dict.fromkeys(POOLED_LATENCY.names)))
+        row[GPU_SECONDS.name] = plain(cost.get(point))
         rows.append(STATISTICS.record(**row))
     return STATISTICS.frame(rows)
 
@@ -165,7 +175,7 @@ def result_statistics(tables: ResultTables) -> pd.DataFrame:
         and all(isinstance(s, dict) and set(s) == set(STATISTICS.names) for s in stored)
     ):
         return STATISTICS.frame(STATISTICS.record(**s) for s in stored)
-    return sweep_point_statistics(tables.cycles, tables.requests)
+    return sweep_point_statistics(tables.cycles, tables.requests, tables.sweep_points)
 
 
 UNRECORDED_SUBMITTER = "unrecorded"  # raw data stored before submitters were recorded

@@ -24,12 +24,9 @@ def where(run: Run) -> str:
     return f"{len(gpus)}× {gpus[0]['name']}" if gpus else f"CPU ({run.started['device'].get('cpu', '?')})"
 
 
-def judged_by(raw: Raw, run: Run) -> tuple[Target, str] | None:
+def judged_by(raw: Raw, run: Run, recorded: dict) -> tuple[Target, str]:
     """The target a run is judged by: the text the ledger recorded at its start, or an amendment made after it with
     its reason; and a note when the file changed since without one."""
-    recorded = run.started.get("target")
-    if not recorded:
-        return None
     later = [a for a in raw.ledger().amendments if a["target"] == recorded["path"] and a["at"] > run.started["start"]]
     if later:
         a = later[-1]
@@ -45,17 +42,26 @@ def judged_by(raw: Raw, run: Run) -> tuple[Target, str] | None:
 
 
 def verdicts(raw: Raw, run: Run) -> list[str]:
-    """'met' / 'not met' / 'not evaluable' per group, with the interval it rests on."""
-    judged = judged_by(raw, run)
-    if judged is None:
+    """'met' / 'not met' / 'not evaluable' per target and group, with the interval it rests on (a run with several
+    targets: each verdict after its target's name)."""
+    records = run.targets()
+    if not records:
         return ["no target"]
-    target, note = judged
     if run.status == "never-ended" and not run.recovered:
         return ["not evaluable: the run has no ended record (still running, or killed with the ledger)"]
     raw.note(f"runs/{run.raw_dir}")
-    groups = series_values(target, raw.run_dir(run))
-    out = [f"{'' if not k else f'`{k}`: '}{evaluate(target, v).text()}" for k, v in groups.items()]
-    return out + ([note] if note else [])
+    out = []
+    for recorded in records:
+        target, note = judged_by(raw, run, recorded)
+        name = f"{short(recorded['path'])}: " if len(records) > 1 else ""
+        groups = series_values(target, raw.run_dir(run))
+        out += [f"{name}{'' if not k else f'`{k}`: '}{evaluate(target, v).text()}" for k, v in groups.items()]
+        out += [note] if note else []
+    return out
+
+
+def short(path: str) -> str:
+    return path.removeprefix("benchmarks/targets/")
 
 
 @blocks("ev-runs")
@@ -66,7 +72,7 @@ def ev_runs(raw: Raw) -> str:
     rows = []
     for r in runs:
         e = r.ended or {}
-        target = (r.started.get("target") or {}).get("path", "–").removeprefix("benchmarks/targets/")
+        target = ", ".join(short(t["path"]) for t in r.targets()) or "–"
         rows.append([
             r.started["start"][:16].replace("T", " "), f"`{r.id}`", r.started.get("label") or "", where(r),
             r.status, e.get("exit_code", "–"), f(e.get("duration_s"), 0) if e else "–",

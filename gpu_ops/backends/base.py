@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +18,17 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 Clock = Callable[[], float]
 """Seconds since the cycle started (monotonic). Every timestamp a backend records uses it."""
+
+
+class CycleClock:
+    """A `Clock`: seconds since `origin` on time.perf_counter, which is CLOCK_MONOTONIC on Linux, one clock for every
+    process of the machine; so an engine in another process (gpu_ops.engines) keeps the cycle clock from its origin."""
+
+    def __init__(self, origin: float) -> None:
+        self.origin = origin
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.origin
 
 
 @dataclass(frozen=True)
@@ -149,7 +161,8 @@ class InferenceBackend(Protocol):
     Attributes:
         name: the config's `backend` value.
         tokenizer: the loaded model's tokenizer (prompts are tokenised with it before the window opens).
-        vocab_size: the loaded model's vocabulary size (random prompts draw token ids below it).
+        vocab_size: the tokenizer's vocabulary size: random prompts draw token ids below it (one model, one trace on
+            every backend).
         info: the loaded model's details stored per sweep point as `backend_<key>` columns (device, parameter count,
             engine arguments, ...).
     """

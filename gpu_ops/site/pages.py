@@ -142,7 +142,10 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
         ("cross_check_rel_diff", "counter vs timeline", " %", 100),
         ("cross_check_tolerance", "its tolerance", " %", 100),
         ("too_short", "too short", "", 1),
+        ("engine_id", "engine", "", 1),
+        ("engine_reused", "warm engine", "", 1),
     ]
+    text_cols = ("cycle", "too_short", "engine_id", "engine_reused")
     cycle_table = (
         "<table><tr>"
         + "".join(f"<th>{lbl}</th>" for _, lbl, _, _ in cycle_cols)
@@ -150,7 +153,7 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
         + "".join(
             "<tr>"
             + "".join(
-                f"<td>{_fmt(r[c], u, s) if c not in ('cycle', 'too_short') else html.escape(str(r[c]))}</td>"
+                f"<td>{_fmt(r.get(c), u, s) if c not in text_cols else html.escape(str(r.get(c, '')))}</td>"
                 for c, _, u, s in cycle_cols
             )
             + "</tr>"
@@ -196,6 +199,12 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
             ),
             ("tokens per joule", f"{_fmt(row.tokens_per_j_mean)} tokens/J (higher is better)"),
             ("throughput", f"{_fmt(row.tokens_per_s_mean)} tokens/s"),
+            (
+                "GPU time",
+                f"{plain(row.gpu_seconds):.1f} GPU-seconds (its share of the time its run held the GPUs)"
+                if plain(row.gpu_seconds) is not None
+                else "not recorded (a CPU run, or measured before GPU time was recorded)",
+            ),
             (
                 "stability",
                 (f"CV {_fmt(row.cv, ' %', 100, 2)}" if plain(row.cv) is not None else f"CV {CI_MISSING} (one cycle)")

@@ -92,3 +92,43 @@ def test_stage_commands_use_this_interpreter():
     stage = next(s for s in P.load() if s.id == "parity-256")
     argv = stage.argv()
     assert argv[0] == sys.executable and "{run_dir}" in argv and "--rounds" in argv
+
+
+def test_a_stage_may_name_several_targets_and_the_ledger_records_each(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEM_LEDGER", str(tmp_path / "s" / "ledger.jsonl"))
+    monkeypatch.setenv("LEM_RAW_ROOT", str(tmp_path / "s" / "runs"))
+    monkeypatch.setattr(P, "this_gpu_model", lambda: None)
+    plan = write_plan(
+        tmp_path,
+        """
+  - {id: t-two, item: a, what: two goals, command: "{python} -c pass", device_s: 1, timeout_s: 60, where: cpu,
+     target: [benchmarks/targets/parity-64.yaml, benchmarks/targets/jpt-cv-5pct.yaml]}
+""",
+    )
+    (stage,) = P.load(plan)
+    assert stage.targets == ("benchmarks/targets/parity-64.yaml", "benchmarks/targets/jpt-cv-5pct.yaml")
+    P.run(tmp_path / "s", budget_s=100, only=None, start_at=None, plan=plan)
+    (run,) = Ledger.load(tmp_path / "s" / "ledger.jsonl").runs
+    assert [t["path"] for t in run.targets()] == list(stage.targets) and run.status == "ok"
+    missing = write_plan(
+        tmp_path,
+        STAGES.replace(
+            "target: benchmarks/targets/parity-64.yaml",
+            "target: [benchmarks/targets/parity-64.yaml, benchmarks/targets/none.yaml]",
+            1,
+        ),
+    )
+    with pytest.raises(LedgerError, match="target benchmarks/targets/none.yaml does not exist"):
+        P.load(missing)
+
+
+def test_the_warm_campaign_stage_runs_its_script_under_its_four_targets():
+    (stage,) = [s for s in P.load() if s.id == "warm-campaign"]
+    assert "-m benchmarks.warm_campaign" in stage.command and "{run_dir}" in stage.command
+    names = {Path(t).name for t in stage.targets}
+    assert names == {
+        "warm-campaign-pass1.yaml",
+        "warm-campaign-pass2.yaml",
+        "vllm-warm-start.yaml",
+        "compare-runs.yaml",
+    }

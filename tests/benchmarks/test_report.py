@@ -9,6 +9,8 @@ import pytest
 from benchmarks.report.build import HOW_TO_FIX, MARKER, Blocks, differences, regenerate, sources_line
 from benchmarks.report.raw import DOCS, Raw
 
+REPO_TARGETS = DOCS.parents[1] / "benchmarks" / "targets"
+
 
 @pytest.fixture(scope="module")
 def docs():
@@ -121,3 +123,29 @@ def test_a_run_is_judged_by_its_recorded_target_until_an_amendment_says_why_it_c
     L.amend(target, "1 % above parity was asked for", ledger)
     said = judged()
     assert said[0].startswith("not met") and said[1].endswith("1 % above parity was asked for")
+
+
+def test_a_run_with_several_targets_is_judged_by_each_under_its_name(tmp_path):
+    import sys
+
+    from benchmarks import ledger as L
+    from benchmarks.report.evidence import verdicts
+
+    targets = REPO_TARGETS / "warm-campaign-pass1.yaml", REPO_TARGETS / "warm-campaign-pass2.yaml"
+    write = (
+        "import json, sys; json.dump({'series': {'share_pass1': [0.7], 'share_pass2': [0.8]}}, "
+        "open(sys.argv[1] + '/result.json', 'w'))"
+    )
+    ledger, runs = tmp_path / "ledger.jsonl", tmp_path / "runs"
+    L.run("t", [sys.executable, "-c", write, "{run_dir}"], list(targets), ledger, runs, echo=False)
+    raw = Raw(root=tmp_path, ledger=ledger, runs=runs)
+    try:
+        run = raw.ledger().runs[0]
+        assert [t["path"] for t in run.targets()] == [f"benchmarks/targets/{t.name}" for t in targets]
+        said = verdicts(raw, run)
+    finally:
+        raw.close()
+    assert said == [
+        "warm-campaign-pass1.yaml: met: min 0.7 (rule: min >= 0.6), 1 values",
+        "warm-campaign-pass2.yaml: not met: min 0.8 (rule: min >= 0.85), 1 values",
+    ]

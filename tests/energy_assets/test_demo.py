@@ -5,6 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -83,3 +85,63 @@ def test_a_failed_partition_is_reported_with_its_reason_and_the_others_still_ran
     assert {p.name for p in evidence.iterdir()} >= {"leaderboard.csv", "site.tgz", "campaign.json", "trace.md"}
     trace = (evidence / "trace.md").read_text()
     assert trace.startswith("# Tracing tokens_per_s") and trace.rstrip().endswith("every step agrees")
+
+
+def test_each_pass_drops_the_campaign_under_new_names_after_removing_the_last_passes_files(tmp_path):
+    from energy_assets.demo import drop_campaign
+
+    campaign, inbox = tmp_path / "campaign", tmp_path / "inbox"
+    campaign.mkdir()
+    for name in ("a.yaml", "b.yaml"):
+        (campaign / name).write_text(f"name: {name}\n")
+    files = sorted(campaign.glob("*.yaml"))
+    inbox.mkdir()
+    (inbox / "someone-elses.yaml").write_text("x")  # not the campaign's: left alone
+    assert [p.name for p in drop_campaign(inbox, files, 1)] == ["a.yaml", "b.yaml"]
+    # a new name is a new run key for the inbox sensor; the even pass runs in reverse order (the sensor queues by
+    # name), starting on the engine the previous pass ended with
+    assert [p.name for p in drop_campaign(inbox, files, 2)] == ["pass2-0-b.yaml", "pass2-1-a.yaml"]
+    assert sorted(p.name for p in inbox.iterdir()) == ["pass2-0-b.yaml", "pass2-1-a.yaml", "someone-elses.yaml"]
+    assert (inbox / "pass2-1-a.yaml").read_text() == "name: a.yaml\n"
+    drop_campaign(inbox, files, 3)  # one file defines each partition at a time
+    assert sorted(p.name for p in inbox.iterdir()) == ["pass3-0-a.yaml", "pass3-1-b.yaml", "someone-elses.yaml"]
+
+
+@pytest.mark.slow
+def test_two_passes_measure_the_campaign_twice_on_one_platform_with_evidence_per_pass(tmp_path):
+    """`--passes 2`: the second pass re-measures every partition (a run of its own each) and writes its own
+    campaign.json, whose wall time by kind sums to its wall time."""
+    import json
+
+    tiny = (REPO / "examples" / "tiny.yaml").read_text().replace("sweep:\n  batching.batch_size: [4, 8]\n", "")
+    campaign = tmp_path / "campaign"
+    campaign.mkdir()
+    (campaign / "tiny.yaml").write_text(tiny.replace("cycles: 3", "cycles: 1"))
+    evidence = tmp_path / "evidence"
+    r = _demo(tmp_path, "--passes", "2", "--campaign", str(campaign), "--evidence", str(evidence), timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "leaderboard after pass 1:" in r.stdout and "leaderboard after pass 2:" in r.stdout
+    runs = []
+    for n in (1, 2):
+        timing = json.loads((evidence / f"pass-{n}" / "campaign.json").read_text())
+        (run,) = timing["runs"]  # each pass: its own measurement run of the one partition
+        runs.append(run["run_id"])
+        kinds = timing["wall_seconds_by_kind"]
+        assert sum(kinds.values()) == pytest.approx(timing["wall_s"]) and kinds["cycle"] > 0
+        assert kinds["process_start"] > 0 and timing["share_in_windows"] == pytest.approx(
+            kinds["cycle"] / timing["wall_s"], rel=0.05
+        )
+        assert f"pass {n}: wall " in r.stdout
+    assert runs[0] != runs[1]
+
+
+def test_the_gpu_campaign_has_two_backends_six_points_three_cycles_and_one_engine_per_backend():
+    from gpu_ops.config import load_config
+    from gpu_ops.engines import engine_identity
+
+    configs = [load_config(f) for f in sorted((REPO / "examples" / "campaign-gpu").glob("*.yaml"))]
+    points = [p.config for c in configs for p in c.expand()]
+    assert len({c.backend for c in configs}) >= 2 and len(points) >= 6
+    assert all(p.cycles == 3 for p in points)
+    for c in configs:  # the pool reuses one engine across a file's points
+        assert len({engine_identity(p.config) for p in c.expand()}) == 1, c.name

@@ -147,6 +147,7 @@ def test_detail_page_has_config_provenance_and_charts(browser, site):
     assert "raw data version" in text and "fingerprint hash" in text and "batching.batch_size" in text
     # the cross-check against each window's own tolerance (a run-level tolerance no longer exists)
     assert re.search(r"counter vs timeline\s+mean [-\d.e]+ %; each window's tolerance [\d.e]+ % to [\d.e]+ %", text)
+    assert re.search(r"GPU time\s+[\d.]+ GPU-seconds \(its share of the time its run held the GPUs\)", text)
     assert (
         page.eval_on_selector_all("tr.nd td:first-child", "tds => tds.map(t => t.innerText)").count(
             "batching.batch_size"

@@ -16,7 +16,7 @@ RAW = {"raw_run_id": "r", "raw_storage_id": 7, "raw_data_version": "v", "raw_cod
 
 def test_a_folder_of_this_version_is_summarised_by_its_summary_json(good_gpu_result, monkeypatch):
     t = read_tables(good_gpu_result)
-    computed = stats.sweep_point_statistics(t.cycles, t.requests)
+    computed = stats.sweep_point_statistics(t.cycles, t.requests, t.sweep_points)
     assert computed.ttft_p99_pooled_s.notna().all()
     monkeypatch.setattr(stats, "sweep_point_statistics", lambda *a: pytest.fail("statistics computed a second time"))
     reused = stats.result_statistics(t)

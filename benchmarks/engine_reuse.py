@@ -1,0 +1,134 @@
+"""How long an engine takes to become ready (loaded and warmed up, able to run a measured cycle) three ways, per
+backend, on the engine pool (gpu_ops.engines), each engine in a process of its own:
+
+- cold: a new engine process with empty caches (a fresh cache folder per round): weights, engine init, compilation;
+- reused: the same engine asked for again with an unchanged identity (what a second sweep point or run pays);
+- warm cache: a second engine process on the caches the cold start filled (what the next worker start pays).
+
+Each round starts from a fresh cache folder, so the cold start is cold every time; the ratio warm cache / cold is
+paired within its round. Target (benchmarks/targets/engine-warm-start.yaml): vLLM's median ratio <= 0.25.
+
+    python benchmarks/engine_reuse.py --backends vllm,pytorch --rounds 3 --out DIR
+
+Prints one line per start and round, then the medians; writes DIR/result.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CONFIGS = {
+    "vllm": {
+        "backend": "vllm",
+        "batching": {"batch_size": 64},
+        "vllm": {"gpu_memory_utilization": 0.3, "max_model_len": 512},
+    },
+    "pytorch": {  # compiled: the inductor and Triton caches are what a warm start saves
+        "backend": "pytorch",
+        "batching": {"strategy": "static", "batch_size": 16},
+        "pytorch": {"static_cache": True, "torch_compile": True},
+    },
+}
+
+
+def config(backend: str, model: str, device: str):
+    from gpu_ops.config import parse_config
+
+    return parse_config(
+        {
+            "name": f"engine-reuse-{backend}",
+            "model": model,
+            "precision": "bf16",
+            "device": device,
+            "max_input_tokens": 128,
+            "max_output_tokens": 64,
+            "min_output_tokens": 64,
+            "prompts": {"source": "random", "count": 64, "random": {"input_len": 128}},
+            "warmup_requests": 64,
+            **CONFIGS[backend],
+        }
+    )
+
+
+def ready(pool, cfg) -> tuple[float, object]:
+    """Seconds from asking the pool for an engine to the end of its warm-up (the measured cycles could start)."""
+    from gpu_ops.measure import _requests
+    from gpu_ops.prompts import build_prompts
+
+    t0 = time.perf_counter()
+    engine = pool.acquire(cfg, placement="process")
+    engine.backend.load(cfg)
+    prompts = build_prompts(cfg, engine.backend.tokenizer, engine.backend.vocab_size)
+    engine.backend.warmup(_requests(prompts[: cfg.warmup_count()], cfg, 0.0))
+    engine.warmed_up(cfg)
+    return time.perf_counter() - t0, engine
+
+
+def one_round(backend: str, cfg, cache: Path) -> dict:
+    from gpu_ops.engines import EnginePool
+
+    shutil.rmtree(cache, ignore_errors=True)
+    with EnginePool(cache) as pool:
+        cold_s, engine = ready(pool, cfg)
+        cold_caches = dict(engine.caches)
+        reused_s, again = ready(pool, cfg)
+        assert again is engine and again.reused, "the pool started a second engine for an unchanged identity"
+    with EnginePool(cache) as pool:  # a new engine process on the caches the cold start filled
+        warm_s, engine = ready(pool, cfg)
+        warm_caches = dict(engine.caches)
+    return {
+        "cold_s": cold_s,
+        "reused_s": reused_s,
+        "warm_cache_s": warm_s,
+        "ratio": warm_s / cold_s,
+        "cold_caches": cold_caches,
+        "warm_caches": warm_caches,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backends", default="vllm,pytorch")
+    ap.add_argument("--model", default="synthetic:llama-3.2-1b")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result: dict = {"model": args.model, "rounds": args.rounds}
+    for backend in args.backends.split(","):
+        cfg = config(backend, args.model, args.device)
+        rounds = []
+        for r in range(args.rounds):
+            got = one_round(backend, cfg, args.out / f"cache-{backend}")
+            rounds.append(got)
+            print(
+                f"{backend} round {r} cold {got['cold_s']:.1f} s reused {got['reused_s']:.2f} s warm-cache "
+                f"{got['warm_cache_s']:.1f} s ratio {got['ratio']:.3f} caches cold {got['cold_caches']} warm "
+                f"{got['warm_caches']}",
+                flush=True,
+            )
+        med = {k: statistics.median(g[k] for g in rounds) for k in ("cold_s", "reused_s", "warm_cache_s", "ratio")}
+        print(
+            f"{backend} median: cold {med['cold_s']:.1f} s, reused {med['reused_s']:.2f} s, warm cache "
+            f"{med['warm_cache_s']:.1f} s, warm cache / cold {med['ratio']:.3f} "
+            f"(range {min(g['ratio'] for g in rounds):.3f}-{max(g['ratio'] for g in rounds):.3f})",
+            flush=True,
+        )
+        result[backend] = rounds
+        result[f"{backend}_warm_cache_ratio"] = [g["ratio"] for g in rounds]
+        shutil.rmtree(args.out / f"cache-{backend}", ignore_errors=True)
+    (args.out / "result.json").write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

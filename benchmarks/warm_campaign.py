@@ -1,0 +1,122 @@
+"""Issue #26's GPU evidence in one command (the warm-campaign stage of benchmarks/plan.yaml): the platform campaign
+twice on one worker, then `compare` on the same machine, and the figures their targets judge.
+
+    python -m benchmarks.warm_campaign --out RUN_DIR [--passes 2] [--campaign examples/campaign-gpu]
+
+1. `python -m energy_assets.demo --campaign examples/campaign-gpu --exit --passes 2 --evidence RUN_DIR/evidence`:
+   pass 1 starts every engine with empty caches (a fresh cache folder), pass 2 finds the worker warm; each pass
+   writes evidence/pass-N/campaign.json with its wall time by kind and its share inside cycle windows.
+2. `llm-energy-measure compare examples/compare/pytorch-vllm-gpu.yaml --backends pytorch,vllm`: its vLLM engine has
+   the campaign's engine arguments, so it starts in a new process from the compile cache pass 1 filled.
+3. RUN_DIR/result.json: `series` (what benchmarks/targets/warm-*.yaml judge) and the figures behind them:
+   share_pass1, share_pass2 (cycle windows / wall time), vllm_start_warm_over_cold (compare's vLLM engine start over
+   pass 1's, each the seconds its measurement spent starting the engine: engine start, weights and compile), and
+   compare_exit_code. Each is also printed, one line each.
+
+Exits non-zero when the campaign or compare failed (the result.json is written anyway, with what exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ENGINE_KINDS = ("engine_start", "weights", "compile")
+
+
+def engine_start_s(seconds_by_kind: dict | None) -> float | None:
+    """Seconds a measurement spent starting its engine (gpu_ops.timing kinds engine_start, weights, compile)."""
+    if not seconds_by_kind:
+        return None
+    return sum(seconds_by_kind.get(k, 0.0) for k in ENGINE_KINDS)
+
+
+def vllm_run(campaign: dict) -> dict | None:
+    """The campaign's vLLM measurement run (its partition's experiment key names the backend)."""
+    return next((r for r in campaign.get("runs", []) if "__vllm|" in (r.get("partition") or "")), None)
+
+
+def compare_vllm_start(compare_out: Path) -> float | None:
+    """compare's vLLM result folder: the seconds its measurement spent starting the engine."""
+    for summary in sorted((compare_out / "runs").glob("*/summary.json")):
+        data = json.loads(summary.read_text())
+        if data.get("backend") == "vllm":
+            return engine_start_s((data.get("wall_time") or {}).get("seconds"))
+    return None
+
+
+def figures(evidence: Path, compare_out: Path, passes: int, compare_code: int | None) -> dict:
+    """What the targets judge, from the files the campaign and compare left."""
+    out: dict = {"passes": {}}
+    for n in range(1, passes + 1):
+        path = evidence / f"pass-{n}" / "campaign.json" if passes > 1 else evidence / "campaign.json"
+        campaign = json.loads(path.read_text()) if path.is_file() else {}
+        run = vllm_run(campaign)
+        out["passes"][n] = {
+            "wall_s": campaign.get("wall_s"),
+            "windows_s": campaign.get("windows_s"),
+            "share_in_windows": campaign.get("share_in_windows"),
+            "wall_seconds_by_kind": campaign.get("wall_seconds_by_kind"),
+            "vllm_engine_start_s": engine_start_s((run or {}).get("seconds_by_kind")),
+        }
+    cold = out["passes"].get(1, {}).get("vllm_engine_start_s")
+    warm = compare_vllm_start(compare_out)
+    out["vllm_start_cold_s"], out["vllm_start_warm_cache_s"] = cold, warm
+    ratio = warm / cold if warm is not None and cold else None
+    series = {f"share_pass{n}": [p["share_in_windows"]] for n, p in out["passes"].items() if p["share_in_windows"]}
+    series["vllm_start_warm_over_cold"] = [ratio] if ratio is not None else []
+    series["compare_exit_code"] = [compare_code] if compare_code is not None else []
+    out["series"] = series
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.warm_campaign", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="the run's raw folder ({run_dir} under the ledger)")
+    ap.add_argument("--passes", type=int, default=2)
+    ap.add_argument("--campaign", type=Path, default=REPO / "examples" / "campaign-gpu")
+    ap.add_argument("--compare", type=Path, default=REPO / "examples" / "compare" / "pytorch-vllm-gpu.yaml")
+    ap.add_argument("--backends", default="pytorch,vllm")
+    ap.add_argument("--timeout", type=float, default=1500, help="seconds each campaign pass may take")
+    ap.add_argument(
+        "--work", type=Path, help="Dagster home, storage and caches (default: a fresh temporary folder: cold caches)"
+    )
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.work or Path(tempfile.mkdtemp(prefix="lem-warm-campaign-"))
+    # one cache folder for the campaign's worker and for compare: compare's vLLM start finds pass 1's compile cache
+    env = dict(os.environ, LEM_CACHE_DIR=str(work / "cache"))
+    evidence, compare_out = args.out / "evidence", args.out / "compare"
+    demo = [sys.executable, "-m", "energy_assets.demo", "--campaign", str(args.campaign), "--exit"]
+    demo += ["--passes", str(args.passes), "--evidence", str(evidence), "--timeout", str(args.timeout)]
+    demo += ["--home", str(work / "home"), "--storage", str(work / "storage"), "--port", "0"]
+    print("$ " + " ".join(demo), flush=True)
+    demo_code = subprocess.run(demo, cwd=REPO, env=env).returncode
+    print(f"campaign exit {demo_code}", flush=True)
+    compare = [sys.executable, "-m", "gpu_ops.cli", "compare", str(args.compare), "--backends", args.backends]
+    compare += ["--out", str(compare_out)]
+    print("$ " + " ".join(compare), flush=True)
+    compare_code = subprocess.run(compare, cwd=REPO, env=env).returncode
+    print(f"compare exit {compare_code}", flush=True)
+    result = figures(evidence, compare_out, args.passes, compare_code)
+    result.update(campaign_exit_code=demo_code, work=str(work))
+    (args.out / "result.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+    for n, p in result["passes"].items():
+        print(f"pass {n}: wall {p['wall_s']} s, cycle windows {p['windows_s']} s, share {p['share_in_windows']}")
+        print(f"pass {n}: wall seconds by kind {json.dumps(p['wall_seconds_by_kind'], sort_keys=True)}")
+    ratio = next(iter(result["series"]["vllm_start_warm_over_cold"]), None)
+    print(
+        f"vLLM engine start: cold (pass 1) {result['vllm_start_cold_s']} s, warm cache (compare) "
+        f"{result['vllm_start_warm_cache_s']} s, ratio {ratio}"
+    )
+    return 0 if demo_code == 0 and compare_code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""benchmarks/warm_campaign.py: the figures its targets judge, read from what the campaign and compare left."""
+
+import json
+
+import pytest
+
+from benchmarks import warm_campaign as W
+
+
+def _campaign(folder, share, vllm_kinds):
+    folder.mkdir(parents=True)
+    runs = [
+        {"partition": "synthetic-llama-3.2-1b__pytorch|h100", "seconds_by_kind": {"engine_start": 9.0}},
+        {"partition": "synthetic-llama-3.2-1b__vllm|h100", "seconds_by_kind": vllm_kinds},
+    ]
+    (folder / "campaign.json").write_text(
+        json.dumps({"runs": runs, "wall_s": 100.0, "windows_s": 100.0 * share, "share_in_windows": share})
+    )
+
+
+def test_figures_give_each_pass_its_share_and_the_warm_over_cold_vllm_start(tmp_path):
+    evidence, compare = tmp_path / "evidence", tmp_path / "compare"
+    _campaign(evidence / "pass-1", 0.62, {"engine_start": 30.0, "compile": 20.0, "weights": 10.0, "cycle": 90.0})
+    _campaign(evidence / "pass-2", 0.9, {"cycle": 90.0})
+    for backend, kinds in (("pytorch", {"engine_start": 5.0}), ("vllm", {"engine_start": 9.0, "compile": 3.0})):
+        (compare / "runs" / backend).mkdir(parents=True)
+        (compare / "runs" / backend / "summary.json").write_text(
+            json.dumps({"backend": backend, "wall_time": {"seconds": kinds}})
+        )
+    f = W.figures(evidence, compare, passes=2, compare_code=0)
+    assert f["vllm_start_cold_s"] == 60.0 and f["vllm_start_warm_cache_s"] == 12.0
+    assert f["series"] == {
+        "share_pass1": [0.62],
+        "share_pass2": [0.9],
+        "vllm_start_warm_over_cold": [pytest.approx(0.2)],
+        "compare_exit_code": [0],
+    }
+
+
+def test_missing_runs_leave_their_series_empty_never_zero(tmp_path):
+    f = W.figures(tmp_path / "evidence", tmp_path / "compare", passes=2, compare_code=None)
+    assert f["series"] == {"vllm_start_warm_over_cold": [], "compare_exit_code": []}

@@ -1,0 +1,269 @@
+"""Warm engines (gpu_ops.engines, gpu_ops.serve) on the CPU: identity, reuse and eviction of engine processes, their
+provenance in the cycles, cache states, and the engine server's round trip and refusals."""
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import psutil
+import pytest
+
+from gpu_ops.caches import CACHE_ENV, cache_counts, cache_environment
+from gpu_ops.config import parse_config
+from gpu_ops.energy import sampler as smp
+from gpu_ops.engines import EnginePool, cache_states, engine_identity
+from gpu_ops.errors import UserError
+from gpu_ops.runner import run_experiment
+from tests.fake_nvml import FakeGpu, FakeNVML
+
+BASE = {
+    "name": "warm",
+    "model": "builtin:tiny-llama",
+    "max_input_tokens": 32,
+    "max_output_tokens": 8,
+    "min_output_tokens": 8,
+    "prompts": {"count": 8},
+    "batching": {"strategy": "static", "batch_size": 4},
+    "cycles": 2,
+    "warmup_requests": 2,
+    "cooldown_s": 0.0,
+    "energy": {"idle_baseline_s": 0},
+}
+
+
+def cfg(**over):
+    return parse_config({**BASE, **over})
+
+
+def test_identity_follows_the_engine_not_the_run_settings():
+    base = engine_identity(cfg())
+    # run settings a loaded PyTorch model honours as they are: same engine
+    for same in (
+        cfg(batching={"strategy": "static", "batch_size": 8}),
+        cfg(cycles=5, prompts={"count": 16}),
+        cfg(pytorch={"token_timestamps": False}),
+    ):
+        assert engine_identity(same) == base
+    # what builds another engine: model, precision, seed, the backend's own options
+    for other in (cfg(precision="bf16"), cfg(seed=1), cfg(pytorch={"torch_compile": True})):
+        assert engine_identity(other).key != base.key
+    # vLLM: max_num_seqs follows the batch size unless set, max_model_len the token lengths unless set
+    vl = {"backend": "vllm", "precision": "bf16"}
+    assert engine_identity(cfg(**vl)) != engine_identity(cfg(**vl, batching={"batch_size": 8}))
+    pinned = {**vl, "vllm": {"max_num_seqs": 16, "max_model_len": 64}}
+    assert engine_identity(cfg(**pinned)) == engine_identity(
+        cfg(**pinned, batching={"batch_size": 8}, max_output_tokens=16, min_output_tokens=16)
+    )
+    assert engine_identity(cfg(**vl)) == engine_identity(cfg(**vl, vllm={"cold_prefix_cache": False}))
+    assert engine_identity(cfg(**vl)).load_format == "pretrained"
+
+
+def test_pool_reuses_one_engine_process_and_evicts_it_when_the_identity_changes(tiny_model_path, tmp_path):
+    with EnginePool(tmp_path / "cache") as pool:
+        first = pool.acquire(cfg(), placement="process")
+        pid = first.pid
+        assert pid != os.getpid() and psutil.Process(pid).ppid() == os.getpid() and not first.reused
+        assert first.start_s > 0 and first.backend.vocab_size > 0 and first.backend.tokenizer is not None
+        again = pool.acquire(cfg(batching={"strategy": "static", "batch_size": 8}), placement="process")
+        assert again is first and again.reused and again.pid == pid and first.backend.alive()
+        other = pool.acquire(cfg(seed=7), placement="process")  # another identity on the same devices
+        assert other is not first and other.pid != pid and not other.reused
+        assert first.backend.proc.returncode is not None and not psutil.pid_exists(pid)  # the old child exited
+        assert list(pool.engines.values()) == [other]
+    assert other.backend.proc.returncode is not None  # closing the pool ends its engines
+
+
+def test_a_run_reuses_the_engine_across_sweep_points_and_runs(tiny_model_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "process")
+    gpu = FakeGpu(power=lambda t: 250.0)
+    sweep = cfg(sweep={"batching.batch_size": [2, 4]}, energy={"idle_baseline_s": 0.5})
+    with EnginePool(tmp_path / "cache") as pool:
+        engine = pool.acquire(sweep.expand()[0].config, placement="process")
+        gpu.pids = [engine.pid]  # the engine's process on the GPU: the run's own, never foreign
+        one = run_experiment(sweep, tmp_path / "a", nvml=FakeNVML([gpu]), pool=pool)
+        two = run_experiment(sweep, tmp_path / "b", nvml=FakeNVML([gpu]), pool=pool)
+        assert engine.backend.alive() and list(pool.engines.values()) == [engine]
+        assert engine.pid in smp.own_pids(os.getpid())
+        stranger = os.getppid()  # not ours: the check still names it
+        assert smp.foreign_pids({"gpu0": {engine.pid, stranger}}, smp.own_pids(os.getpid())) == [stranger]
+    for out in (one, two):
+        c = out.tables.cycles
+        assert (c.engine_id == engine.id).all() and (c.engine_start_s == engine.start_s).all()
+        assert (c.foreign_processes.fillna("") == "").all() and (c.energy_status == "measured").all()
+        assert out.tables.experiment.idle_drift.notna().all()
+        fp = json.loads(out.tables.experiment.iloc[0].fingerprint_json)
+        assert [e["engine_id"] for e in fp["engines"]] == [engine.id] and set(fp["caches"]) >= set(CACHE_ENV)
+    assert one.tables.cycles.engine_reused.all()  # acquired before the run: warm for both points
+    assert two.tables.cycles.engine_reused.all()
+
+
+def test_a_cli_run_starts_its_engine_once_and_ends_it(tiny_model_path, tmp_path):
+    out = run_experiment(cfg(sweep={"batching.batch_size": [2, 4]}), tmp_path)  # inline: a CPU run
+    c = out.tables.cycles.sort_values(["sweep_point", "cycle"])
+    assert c.engine_id.nunique() == 1
+    first = c[c.sweep_point == "batch_size=2"]
+    assert not first.engine_reused.any() and c[c.sweep_point == "batch_size=4"].engine_reused.all()
+    assert out.tables.sweep_points.model_reused.tolist() == [False, True]
+
+
+def tiny_architecture(tmp_path: Path, monkeypatch) -> str:
+    import gpu_ops.models as models
+
+    arch = tmp_path / "arch"
+    arch.mkdir()
+    (arch / "tiny-test.json").write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 2,
+                "vocab_size": 1024,
+                "max_position_embeddings": 256,
+            }
+        )
+    )
+    monkeypatch.setattr(models, "ARCHITECTURES", arch)
+    return "synthetic:tiny-test"
+
+
+def test_synthetic_weights_are_written_once_and_a_second_start_hits_them(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("LEM_ENGINE_CACHE_DIR", str(tmp_path / "cache"))
+    c = cfg(model=tiny_architecture(tmp_path, monkeypatch), prompts={"source": "random", "count": 4})
+    with EnginePool() as pool:
+        cold = pool.acquire(c)
+        cold.warmed_up(c)
+        weights = {k: v.clone() for k, v in cold.backend.model.state_dict().items()}
+        pool.evict(cold)
+        warm = pool.acquire(c)
+        warm.warmed_up(c)
+        assert warm is not cold and not warm.reused
+        assert cold.caches["synthetic_weights"] == "miss" and warm.caches["synthetic_weights"] == "hit"
+        again = warm.backend.model.state_dict()
+        assert all(torch.equal(weights[k], again[k]) for k in weights)  # the same tensors from the cache
+    assert len(list((tmp_path / "cache" / "synthetic-weights").iterdir())) == 1  # no temporary folder left
+
+
+def test_cache_states_from_the_files_a_start_added(tmp_path):
+    env = cache_environment(tmp_path)
+    compiled = cfg(pytorch={"torch_compile": True})
+    empty = cache_counts(env)
+    inductor = Path(env["TORCHINDUCTOR_CACHE_DIR"])
+    inductor.mkdir(parents=True)
+    (inductor / "graph").write_text("x")
+    after = cache_counts(env)
+    assert cache_states(compiled, empty, after, {})["inductor"] == "miss"  # it wrote: a cold start
+    assert cache_states(compiled, after, after, {})["inductor"] == "hit"  # it compiled and wrote nothing new
+    assert cache_states(cfg(), after, after, {})["inductor"] == "unused"  # eager: never read
+    assert cache_states(compiled, after, after, {})["vllm_compile"] == "unused"  # a PyTorch engine
+    assert cache_states(cfg(), empty, empty, {"synthetic_weights": "hit"})["synthetic_weights"] == "hit"
+
+
+def test_a_bad_placement_is_named(monkeypatch):
+    monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "gpu")
+    with pytest.raises(UserError, match="LEM_ENGINE_PLACEMENT='gpu': use 'process' or 'inline'"):
+        EnginePool().placement(cfg(), True)
+
+
+@pytest.fixture
+def server(tmp_path):
+    from gpu_ops.serve import EngineServer
+
+    srv = EngineServer(Path(f"/tmp/lem-test-{os.getpid()}-{tmp_path.name[-12:]}.sock"), tmp_path / "cache")
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.close()
+
+
+def _send(path: Path, raw: bytes) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(path))
+        s.sendall(raw)
+        return json.loads(s.makefile("rb").readline())
+
+
+def test_server_round_trip_keeps_the_engine_warm_across_runs(server, tiny_model_path, tmp_path):
+    from gpu_ops.serve import ping, run_on_server, status
+
+    assert ping(server.path) and server.path.stat().st_mode & 0o077 == 0  # this user's alone
+    lines: list[str] = []
+    one = run_on_server(server.path, cfg(), tmp_path / "out", progress=lines.append, folder_name="one")
+    two = run_on_server(server.path, cfg(), tmp_path / "out", folder_name="two")
+    assert one.folder == tmp_path / "out" / "one" and any("cycle 1" in line for line in lines)
+    assert not one.tables.cycles.engine_reused.any() and two.tables.cycles.engine_reused.all()
+    assert set(one.tables.cycles.engine_id) == set(two.tables.cycles.engine_id)
+    engines = status(server.path)["engines"]
+    assert [e["engine_id"] for e in engines] == list(set(two.tables.cycles.engine_id))
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"not json\n", "not JSON"),
+        (b"[1, 2]\n", "a JSON object"),
+        (b'{"op": "exec"}\n', "op 'exec' is unknown"),
+        (b'{"op": "run", "shell": "x"}\n', "unknown field(s) 'shell'"),
+        (b'{"op": "run", "config": {"name": "x"}, "out_root": "relative"}\n', "'out_root' must be the absolute"),
+        (b'{"op": "run", "config": {"name": "x"}, "out_root": "/tmp"}\n', "model: required field is missing"),
+        (b'{"op": "run", "config": {}, "out_root": "/tmp", "folder_name": "../up"}\n', "not a valid partition slug"),
+        (b'{"op": "run", "config": {}, "out_root": "/tmp", "visible_devices": "0;rm"}\n', "visible_devices"),
+        (b"{" + b" " * (1 << 20) + b"}\n", "at most 1048576 bytes"),
+    ],
+)
+def test_server_refuses_bad_requests_and_goes_on(server, raw, message):
+    from gpu_ops.serve import ping
+
+    reply = _send(server.path, raw)
+    assert reply["ok"] is False and message in reply["message"]
+    assert ping(server.path)  # still serving
+
+
+def test_run_without_a_server_names_how_to_start_one(tmp_path):
+    from gpu_ops.serve import run_on_server
+
+    with pytest.raises(UserError, match="no engine server answers on .*llm-energy-measure serve --socket"):
+        run_on_server(tmp_path / "none.sock", cfg(), tmp_path / "out")
+
+
+VLLM = {
+    **BASE,
+    "backend": "vllm",
+    "precision": "bf16",
+    "max_input_tokens": 300,
+    "prompts": {"source": "random", "count": 6, "random": {"input_len": 280}},  # > two 128-token CPU KV blocks
+    "warmup_requests": 1,
+    "vllm": {"enforce_eager": True, "enable_prefix_caching": True},
+}
+
+
+def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny_model_path, tmp_path, monkeypatch):
+    if os.environ.get("LEM_REQUIRE_SERVICES") != "1":
+        pytest.importorskip("vllm")
+    monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "process")
+    nvml = FakeNVML([FakeGpu(power=lambda t: 200.0)])
+    cold = parse_config(VLLM)
+    with EnginePool(tmp_path / "cache") as pool:
+        one = run_experiment(cold, tmp_path / "a", nvml=nvml, pool=pool)
+        (engine,) = pool.engines.values()
+        core = {p.pid for p in psutil.Process(engine.pid).children(recursive=True)}
+        assert core and core <= smp.own_pids(os.getpid())  # vLLM's engine core under our engine process: ours
+        two = run_experiment(cold, tmp_path / "b", nvml=nvml, pool=pool)  # the same prompts again, same engine
+        # the control: keeping the cache (a run setting, same engine) hits what the last run computed
+        warm = run_experiment(
+            parse_config({**VLLM, "vllm": {**VLLM["vllm"], "cold_prefix_cache": False}}), tmp_path / "c", pool=pool
+        )
+        assert list(pool.engines.values()) == [engine]
+    assert not psutil.pid_exists(engine.pid) and not any(psutil.pid_exists(p) for p in core)
+    assert not one.tables.cycles.engine_reused.any() and two.tables.cycles.engine_reused.all()
+    assert set(two.tables.cycles.engine_id) == {engine.id} == set(warm.tables.cycles.engine_id)
+    for out in (one, two):
+        assert out.tables.cycles.prefix_cache_hit_rate.eq(0).all()  # emptied before every cycle, reused or not
+    assert warm.tables.cycles.prefix_cache_hit_rate.iloc[0] > 0.6
