@@ -37,7 +37,7 @@ RUNS = REPO / "docs/benchmarks/runs/request-energy"
 
 def point(labels, *needles: str) -> str:
     """The sweep point whose label holds every needle (labels are `field=value,...`)."""
-    found = [s for s in labels if all(n in f",{s}," for n in needles)]
+    found = [s for s in labels if all(n in s.split(",") for n in needles)]
     if len(found) != 1:
         raise SystemExit(f"expected one sweep point with {needles}, found {found}")
     return found[0]
