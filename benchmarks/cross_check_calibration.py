@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gpu_ops.energy.meter import (
+from gpu_ops.energy.meter import timeline_energy
+from gpu_ops.energy.tolerance import (
     CROSS_CHECK_FLOOR,
     CROSS_CHECK_Z,
     LEGACY_CROSS_CHECK_SCALE,
     cross_check_tolerance,
     legacy_cross_check_tolerance,
     timeline_edge_error,
-    timeline_energy,
     timeline_sigma,
 )
 

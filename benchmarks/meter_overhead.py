@@ -4,10 +4,14 @@ model or engine, in one process.
 - on: one cycle exactly as a run measures it (gpu_ops.measure.run_cycle: the sampler process running, the window's
   counter reads at its edges); tokens / window length.
 - off: the same `backend.run` with no meter at all; tokens / its wall time (after a device sync).
-Each round runs both, and which goes first alternates. Reported: each round's paired ratio on/off, their median,
-IQR and minimum. Goal on a GPU at the default sampling rate: median >= 0.995 and no round below 0.99.
-With `--control`, each round also runs "off" a second time (the three arms in rotating order): the off/off ratio is
-an A/A control, the host's own round-to-round swing, which no meter could beat; on/off outside its range is a cost.
+Each round runs both, and which goes first alternates. With `--control`, each round also runs "off" a second time (the
+three arms in rotating order): the off/off ratio is an A/A control, the host's own round-to-round swing.
+
+Judged as statistics (#27), not by a round's minimum (the host alone swings a round by more than the goal): the median
+paired ratio and its percentile-bootstrap 95 % CI (benchmarks.decision.bootstrap_interval, seed 0). Met when the median
+is within ±0.5 % of 1 and the CI's lower end is >= 0.99 (it rules out a cost above 1 %); fewer than 10 rounds are not
+evaluable. The A/A control is judged by the same rule: where it fails, the host is too noisy to judge the meter.
+Targets: benchmarks/targets/meter-overhead.yaml (the CI) and meter-overhead-median.yaml (the median).
 
     python benchmarks/meter_overhead.py --model synthetic:llama-3.2-1b --batch-size 16 --tokens 128 --rounds 10 \
         --compiled
@@ -108,9 +112,6 @@ def main() -> int:
         hz = 1.0 / meter.sample_period_s
         sampler = meter.sampler_kind if meter.measures_gpu else "none (no GPU)"
     backend.close()
-    ratios = sorted(r["ratio"] for r in rows)
-    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
-    med = statistics.median(ratios)
     print(
         f"backend: {args.backend}  model: {args.model}  batch: {args.batch_size}  compiled: {args.compiled}  "
         f"sampling: {hz:.0f} Hz, sampler: {sampler}"
@@ -119,19 +120,38 @@ def main() -> int:
         f"median tok/s: on {statistics.median(r['on'] for r in rows):.1f}, off "
         f"{statistics.median(r['off'] for r in rows):.1f}"
     )
-    print(
-        f"paired ratio on/off over {len(rows)} rounds: median {med:.4f}, IQR {q[0]:.4f}-{q[2]:.4f}, min "
-        f"{ratios[0]:.4f}, max {ratios[-1]:.4f} (goal: median >= 0.995, min >= 0.99): "
-        f"{'PASS' if med >= 0.995 and ratios[0] >= 0.99 else 'FAIL'}"
-    )
+    print(judged("paired ratio on/off", [r["ratio"] for r in rows]))
     if args.control:
-        aa = sorted(r["off"] / r["off2"] for r in rows)
-        qa = statistics.quantiles(aa, n=4) if len(aa) >= 2 else [aa[0]] * 3
-        print(
-            f"A/A control off/off2 over {len(rows)} rounds: median {statistics.median(aa):.4f}, IQR {qa[0]:.4f}-"
-            f"{qa[2]:.4f}, min {aa[0]:.4f}, max {aa[-1]:.4f} (the host's swing with no meter in either arm)"
-        )
+        print(judged("A/A control off/off2", [r["off"] / r["off2"] for r in rows]))
     return 0
+
+
+MIN_ROUNDS = 10
+MEDIAN_WITHIN = 0.005
+COST_RULED_OUT = 0.99
+
+
+def verdict(ratios: list[float]) -> tuple[float, float, float, str]:
+    """(median, CI low, CI high, verdict) of paired ratios: 'PASS' when the median is within MEDIAN_WITHIN of 1 and
+    the bootstrap CI's lower end is at least COST_RULED_OUT; 'not evaluable' under MIN_ROUNDS rounds."""
+    from benchmarks.decision import bootstrap_interval
+
+    med = statistics.median(ratios)
+    low, high = bootstrap_interval(ratios, "median", 0.95, 10_000, 0)
+    if len(ratios) < MIN_ROUNDS:
+        return med, low, high, f"not evaluable (fewer than {MIN_ROUNDS} rounds)"
+    ok = abs(med - 1.0) <= MEDIAN_WITHIN and low >= COST_RULED_OUT
+    return med, low, high, "PASS" if ok else "FAIL"
+
+
+def judged(name: str, ratios: list[float]) -> str:
+    """One summary line; `median deviation` is what meter-overhead-median.yaml reads."""
+    med, low, high, result = verdict(ratios)
+    return (
+        f"{name} over {len(ratios)} rounds: median {med:.4f}, bootstrap 95 % CI {low:.4f}-{high:.4f}, range "
+        f"{min(ratios):.4f}-{max(ratios):.4f}; median deviation {med - 1:+.4f} (goal: median within "
+        f"±{MEDIAN_WITHIN:.1%}, CI lower end >= {COST_RULED_OUT}): {result}"
+    )
 
 
 if __name__ == "__main__":

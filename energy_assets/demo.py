@@ -36,7 +36,7 @@ def _print_leaderboard(storage: Path) -> None:
 
     lb = pd.read_parquet(storage / "assets" / "leaderboard.parquet")
     cols = [
-        "rank_throughput",
+        "rank_label",
         "experiment_key",
         "hardware",
         "sweep_point",
@@ -44,7 +44,6 @@ def _print_leaderboard(storage: Path) -> None:
         "tokens_per_s_ci95",
         "ttft_p50_pooled_s",
         "cv",
-        "unstable",
         "energy_status",
         "raw_run_id",
     ]
@@ -52,6 +51,8 @@ def _print_leaderboard(storage: Path) -> None:
     reasons = lb.unmeasured_reason.dropna().unique()
     if len(reasons):
         print(f"energy: unmeasured on this machine ({reasons[0]}); on a GPU worker the same campaign records J/token.")
+    for reason in lb.not_ranked_reason.dropna().unique():  # docs/methodology.md: stored and shown, not ranked
+        print(f"not ranked ({(lb.not_ranked_reason == reason).sum()} row(s)): {reason}")
 
 
 def _first_run(url: str, storage: Path) -> str:

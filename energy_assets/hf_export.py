@@ -232,7 +232,10 @@ METHODOLOGY = """## Methodology
   fingerprint; finite, positive durations and energies; one window per cycle; measured energy backed by a power
   timeline; energy present or explicitly unmeasured; net energy >= 0; energy within power limit x duration (an
   unknown limit fails); windows long enough; counter and timeline agree; no foreign process on the GPU; one
-  model/backend/hardware per partition. A sweep point is ranked only when every one of its cycles was measured.
+  model/backend/hardware per partition. A row is ranked only when it meets the ranking rules (its energy
+  measured in every cycle, >= 3 cycles, ranked windows >= 20 s, a serving run's batch fill >= 0.85, J/token CV
+  <= 5 %; the thresholds in `ranking_rules`); otherwise `not_ranked_reason` says why. Rows whose 95 % intervals
+  overlap share a rank band (`rank_label` `=2`).
 """
 
 DEFINITIONS = """## Metric definitions (vLLM's)

@@ -10,12 +10,14 @@ import re
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 from upath import UPath
 
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.environment import SLUG_PATTERN, validate_slug
 from gpu_ops.errors import UserError
-from gpu_ops.results import write_file_atomic
+from gpu_ops.results import parquet_bytes, write_file_atomic
+from gpu_ops.schema import HISTORY
 
 SAFE_NAME_MAX = 100
 
@@ -223,6 +225,24 @@ class StorageResource(dg.ConfigurableResource):
             os.rename(note, dest / "REASON.txt.uploaded")
         write_file_atomic(note, (printable(reason) + "\n").encode())  # replaces a planted link, never writes through it
         return dest
+
+    @property
+    def history_dir(self) -> Path:
+        """Every measurement of each partition's sweep points (gpu_ops.drift), one Parquet file per partition."""
+        return self._dir("history")
+
+    def history(self, partition: str) -> pd.DataFrame:
+        """The stored history of one partition (schema.HISTORY); empty before its first statistics."""
+        path = self.history_dir / f"{safe_name(partition)}.parquet"
+        return pd.read_parquet(path) if path.is_file() else HISTORY.frame([])
+
+    def write_history(self, partition: str, history: pd.DataFrame) -> None:
+        write_file_atomic(self.history_dir / f"{safe_name(partition)}.parquet", parquet_bytes(history, small=True))
+
+    def all_history(self) -> pd.DataFrame | None:
+        """Every partition's history in one table (the site plots each row's)."""
+        files = sorted(self.history_dir.glob("*.parquet"))
+        return HISTORY.conform(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)) if files else None
 
     def io_base(self) -> UPath:
         return UPath(os.environ.get("LEM_IO_URL") or self.root / "assets")

@@ -10,12 +10,13 @@ import os
 import dagster as dg
 import pandas as pd
 
+from energy_assets.leaderboard import leaderboard_slo
 from energy_assets.lineage import OWNERS
 from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS, published_raw
 from energy_assets.resources import StorageResource
 from gpu_ops.site import build_site
 
-SITE_CODE_VERSION = "site-v2"
+SITE_CODE_VERSION = "site-v3"  # v3: slo.html, carbon and cost with inputs, history
 
 
 @dg.asset(
@@ -42,6 +43,8 @@ def leaderboard_site(
         dagster_url=os.environ.get("LEM_DAGSTER_URL"),
         generated_from="Built by the leaderboard_site asset.",
         submissions=storage.submissions(),
+        slo=leaderboard_slo(),
+        history=storage.all_history(),
     )
     context.log.info(f"site: {site.rows} rows, {site.pages} detail pages in {site.folder}")
     index = (site.folder / "index.html").as_uri()

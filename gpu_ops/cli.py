@@ -173,10 +173,20 @@ def _cmd_list_backends(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    from gpu_ops.conversions import NO_CONVERSIONS, load_conversions
     from gpu_ops.site import report_from_folders
+    from gpu_ops.site.answers import slo_state
+    from gpu_ops.slo import parse_slo, render_pick, slo_pick
 
-    site = report_from_folders([Path(f) for f in args.results], Path(args.out), args.dagster_url)
+    slo = parse_slo(args.slo) if args.slo is not None else ()  # refused before anything is read or written
+    if args.conversions and not Path(args.conversions).is_file():
+        raise UserError(f"--conversions: {args.conversions} is not a file; give the conversions YAML (docs/metrics.md)")
+    conversions = load_conversions(Path(args.conversions)) if args.conversions else NO_CONVERSIONS
+    site = report_from_folders([Path(f) for f in args.results], Path(args.out), args.dagster_url, slo, conversions)
     print(f"{site.rows} leaderboard rows, {site.pages} detail pages: {site.folder / 'index.html'}")
+    if slo:
+        print(render_pick(slo_pick(site.board, slo), slo))
+        print(f"{site.folder / 'slo.html'}#{slo_state(slo)}")
     return 0
 
 
@@ -382,6 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("results", nargs="+", help="result folders written by `run`")
     rp.add_argument("--out", default="site", help="site folder (replaced atomically)")
     rp.add_argument("--dagster-url", default=None, help="base URL of a Dagster UI, for provenance links")
+    rp.add_argument(
+        "--slo",
+        default=None,
+        help="latency deadlines, e.g. itl_p99=50ms,ttft_p99=2s: prints the lowest-J/token configuration per model x "
+        "hardware that meets them (pooled percentiles with 95 %% intervals) and opens slo.html with them",
+    )
+    rp.add_argument(
+        "--conversions",
+        default=None,
+        help="YAML of carbon and cost inputs (grid gCO2e/kWh, PUE, prices) per instance, hardware profile or "
+        "partition; without it carbon and cost are unknown",
+    )
     rp.set_defaults(func=_cmd_report)
     v = sub.add_parser("validate", help="run the physics checks on a result folder")
     v.add_argument("folder")

@@ -208,6 +208,11 @@ class EnergyOptions(Strict):
             default.
         zeus: read the same windows with Zeus's ZeusMonitor too, for comparison (needs the `zeus` extra and a GPU).
         rapl: read the CPU package energy through RAPL where readable.
+        precondition_s: thermal pre-conditioning: after the first warm-up, repeat it until the GPU temperature's
+            slope over 30 s is flat (<= 0.5 C/min) or this long passed; 0: none. What was done is recorded.
+        lock_clocks_mhz: lock the GPUs' SM clocks at this frequency for the run where the driver permits it (it
+            needs root or a permissive driver), and reset them afterwards; None: the driver's governor. What the
+            driver did or refused is recorded.
     """
 
     sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = 50.0
@@ -216,6 +221,8 @@ class EnergyOptions(Strict):
     cross_check_tolerance: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     zeus: bool = False
     rapl: bool = True
+    precondition_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 0.0
+    lock_clocks_mhz: Annotated[int, Field(ge=100, le=10_000)] | None = None
 
     @field_validator("idle_baseline_s")
     @classmethod

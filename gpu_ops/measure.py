@@ -8,6 +8,7 @@ cycle and after the last. Net energy uses the mean of both idle powers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ from gpu_ops.backends import EngineStep, Request, check_capabilities, get_backen
 from gpu_ops.backends.base import CycleClock
 from gpu_ops.config import ExperimentConfig, SweepPoint
 from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_meter
+from gpu_ops.energy.conditioning import lock_clocks, precondition, unlock_clocks
 from gpu_ops.energy.nvml import uuid_hash
 from gpu_ops.engines import Engine, EngineHost, EnginePool, engine_identity
 from gpu_ops.environment import fingerprint, hardware_profile
@@ -58,6 +60,7 @@ from gpu_ops.schema import (
     plain_rows,
 )
 from gpu_ops.stats import fmt_value, sweep_point_statistics
+from gpu_ops.steady import max_num_seqs, steady_state
 from gpu_ops.timing import SpanRecorder, apportion, breakdown
 from gpu_ops.traffic import arrival_times
 
@@ -245,7 +248,7 @@ def _measure(
     lock_keys = [uuid_hash(t.uuid if t.mig is None else t.parent_uuid) for t in meter.targets] or [
         f"cpu-{socket.gethostname()}"
     ]
-    with device_locks(lock_keys), meter:
+    with device_locks(lock_keys), meter, _clocks_locked(meter, cfg.energy.lock_clocks_mhz, say):
         started = datetime.now(UTC)  # started_at / finished_at span the time this run held its devices
         idle_before = idle_after = None
         warm_shape = None  # the batch shape the current engine was last warmed up at in this run
@@ -303,6 +306,11 @@ def _measure(
                         f"[{point.label}] warm-up {len(warm)} request(s): {w.duration_s:.2f} s (includes any "
                         "compilation)"
                     )
+                if warm and cfg.energy.precondition_s and meter.conditioning["precondition"] is None:
+                    with spans.span("warmup", point.label):  # pre-conditioning repeats the warm-up
+                        done = precondition(meter, partial(engine.backend.warmup, warm), cfg.energy.precondition_s)
+                    meter.conditioning["precondition"] = done
+                    say(f"[{point.label}] pre-conditioned {done['seconds']:.0f} s: temperature flat {done['flat']}")
                 for c in range(pc.cycles):
                     cycle = run_cycle(engine.backend, meter, pc, prompts, point.label, c, say, spans)
                     windows.append(("cycle", point.label, c, cycle.window))
@@ -395,7 +403,9 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         key = CYCLE_KEY.record(sweep_point=point.label, cycle=c)
         w = cycle.window
         split = phases.attribute(run.timeline, cycle.requests, w, cycle.steps)
-        req = cycle.requests.assign(prefill_energy_j=split.request_prefill_j, decode_energy_j=split.request_decode_j)
+        req = cycle.requests.assign(
+            prefill_energy_j=split.request_prefill_j, decode_energy_j=split.request_decode_j, energy_j=split.request_j
+        )
         cycles.append(
             CYCLES.row(
                 key,
@@ -404,6 +414,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
                 gpus,
                 _window_part(w),
                 cycle_metrics(req, w, idle.power_w, point.config.slo, cycle.peak_memory_bytes, split),
+                steady_state(cycle.steps, run.timeline, w, max_num_seqs(point.config)),
                 cycle_setup_s=cycle.setup_s,
                 cycle_collect_s=cycle.collect_s,
                 **use.as_dict(),
@@ -613,6 +624,22 @@ def _load(backend, pc: ExperimentConfig, label: str) -> bool:
             f"[{label}] backend '{backend.name}' failed to load {pc.model}: {type(exc).__name__}: "
             f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
         ) from exc
+
+
+@contextlib.contextmanager
+def _clocks_locked(meter: EnergyMeter, mhz: int | None, say):
+    """The run with its GPUs' clocks locked at `mhz` where the driver permits it (recorded in the meter's
+    conditioning), reset afterwards; nothing without a lock asked for or without NVML."""
+    if mhz is None or meter.gpu is None:
+        yield
+        return
+    record = meter.conditioning["clock_lock"] = lock_clocks(meter.gpu, mhz)
+    if record["refused"]:
+        say(f"clock lock at {mhz} MHz refused on {', '.join(record['refused'])}: running unlocked there")
+    try:
+        yield
+    finally:
+        unlock_clocks(meter.gpu, record)
 
 
 def _settle(meter: EnergyMeter, idle_before: WindowMeasurement | None, timeout_s: float, say) -> float | None:

@@ -24,6 +24,15 @@ def _num(v) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
+def error_bars(means, cis) -> dict:
+    """Plotly error bars of mean ± 95 % CI with the lower bar clipped at zero: J/token, tokens/s and their kin cannot
+    be negative, so an interval that crosses zero is drawn down to zero, never below (make demo once drew a
+    throughput CI down to -100 tok/s). No CI (one cycle): no bar, never one of height 0."""
+    up = [None if pd.isna(c) else float(c) for c in cis]
+    down = [None if c is None or pd.isna(m) else min(c, max(float(m), 0.0)) for m, c in zip(means, up)]
+    return dict(type="data", visible=True, symmetric=False, array=up, arrayminus=down)
+
+
 def efficiency_scatter(points: pd.DataFrame, title: str = "Energy vs throughput"):
     """x = tokens/s, y = J/token (± CI), colour = backend, marker size = model parameters when known.
     Points whose energy is unmeasured are listed under the chart, never drawn at 0."""
@@ -49,11 +58,7 @@ def efficiency_scatter(points: pd.DataFrame, title: str = "Energy vs throughput"
                 mode="markers",
                 name=backend,
                 text=measured.label,
-                error_y=dict(
-                    type="data",
-                    visible=True,  # no CI (one cycle): no error bar, never one of height 0
-                    array=[None if pd.isna(v) else v for v in measured.j_per_token_ci95],
-                ),
+                error_y=error_bars(measured.j_per_token_mean, measured.j_per_token_ci95),
                 marker=dict(color=BACKEND_COLOURS.get(backend), size=size or 12),
                 hovertemplate="%{text}<br>%{x:.1f} tok/s<br>%{y:.4g} J/token<extra>" + backend + "</extra>",
             )

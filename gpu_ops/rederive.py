@@ -19,25 +19,25 @@ import pandas as pd
 from gpu_ops import phases
 from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import ExperimentConfig, content_hash, expand_sweep, parse_config
-from gpu_ops.energy.meter import (
+from gpu_ops.energy.meter import EDGE_MARGIN_S, IdleBaseline, WindowMeasurement, timeline_energy, window_figures
+from gpu_ops.energy.nvml import COUNTER_UPDATE_S
+from gpu_ops.energy.tolerance import (
     CROSS_CHECK_FLOOR,
-    EDGE_MARGIN_S,
+    CROSS_CHECK_Z,
     LEGACY_CROSS_CHECK_SCALE,
-    IdleBaseline,
-    WindowMeasurement,
+    RULES,
     cross_check_tolerance,
     legacy_cross_check_tolerance,
+    physics_tolerance,
     timeline_edge_error,
-    timeline_energy,
     timeline_sigma,
-    window_figures,
 )
-from gpu_ops.energy.nvml import COUNTER_UPDATE_S
 from gpu_ops.errors import UserError, excerpt
 from gpu_ops.metrics import cycle_metrics, request_metrics
 from gpu_ops.results import ResultTables, load_json
 from gpu_ops.schema import CYCLE_WINDOW, WINDOW_FIELD, plain
 from gpu_ops.stats import sweep_point_statistics
+from gpu_ops.steady import max_num_seqs, steady_state
 
 REL_TOL = 1e-9  # recomputed with the same float64 operations: only library versions may move the last digits
 # The meter integrates a window's timeline as the window closes: it saw the samples up to its end and perhaps a few
@@ -135,9 +135,10 @@ class MeterRules:
     """The counter update period and the cross-check rule a result was measured under (its meter_json)."""
 
     step_s: float
+    rule: str  # gpu_ops.energy.tolerance.RULES
     floor: float
-    z: float | None  # the timeline-σ rule; None: a folder from before it, checked with the sqrt rule and `scale`
-    scale: float
+    z: float  # sigma-v2's z
+    scale: float  # sqrt-v1's scale
     edge_period_s: float | None  # the edge term's period; None: a folder from before the edge term
 
     def tolerances(self, w, gpu_j: float | None, seen_at_close: list[pd.DataFrame]) -> list[float | None]:
@@ -146,22 +147,28 @@ class MeterRules:
         per GPU (a late one). σ depends only on the samples inside, the edge term also on those past the end."""
         if gpu_j is None:
             return [None]
-        if self.z is None:
+        if self.rule == "sqrt-v1":
             return [legacy_cross_check_tolerance(w.duration_s, self.step_s, self.floor, self.scale)]
+        gpus = max(1, len(parse_by_device(w.gpu_energy_by_device_j)))
         full = seen_at_close[0]
         inside = full[(full.t_s >= w.start_s) & (full.t_s <= w.end_s)]
         variants = [[], list(inside.groupby("device").t_s.idxmax())] if len(inside) else [[]]
         cuts = seen_at_close if self.edge_period_s else seen_at_close[:1]
         out = []
         for late in variants:
-            sigma = timeline_sigma(full.drop(late), w.start_s, w.end_s)
+            sigma = timeline_sigma(full.drop(late), w.start_s, w.end_s) if self.rule == "sigma-v2" else None
             for view in cuts:
                 edge = (
                     timeline_edge_error(view.drop(late), w.start_s, w.end_s, self.edge_period_s)
                     if self.edge_period_s
                     else 0.0
                 )
-                out.append(cross_check_tolerance(gpu_j, plain(w.energy_uncertainty_j), sigma, self.floor, self.z, edge))
+                u = plain(w.energy_uncertainty_j)
+                out.append(
+                    physics_tolerance(gpu_j, u, w.duration_s, gpus, edge)
+                    if self.rule == "physics-v1"
+                    else cross_check_tolerance(gpu_j, u, sigma, self.floor, self.z, edge)
+                )
         return out
 
 
@@ -172,10 +179,14 @@ def meter_rules(t: ResultTables) -> MeterRules:
     z = _meter_number(meter, "cross_check_z", 0.0)
     step = _meter_number(meter, "counter_step_s", COUNTER_UPDATE_S)
     edges = isinstance(meter, dict) and meter.get("cross_check_edges") is True
+    named = meter.get("cross_check_rule") if isinstance(meter, dict) else None
+    if named is not None and named not in RULES:
+        raise UserError(f"experiment.meter_json: cross_check_rule {excerpt(named)} is not one of {list(RULES)}")
     return MeterRules(
         step_s=step,
+        rule=named or ("sigma-v2" if z else "sqrt-v1"),
         floor=_meter_number(meter, "cross_check_floor", CROSS_CHECK_FLOOR),
-        z=z or None,
+        z=z or CROSS_CHECK_Z,
         scale=_meter_number(meter, "cross_check_scale", LEGACY_CROSS_CHECK_SCALE),
         edge_period_s=max(step, 1.0 / _meter_number(meter, "sample_hz", 50.0)) if edges else None,
     )
@@ -286,9 +297,31 @@ def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> lis
         window = window_from_row(windows[key])
         split = phases.attribute(t.timeline, req, window, steps.get(key, t.steps.iloc[0:0]))
         derived = cycle_metrics(req, window, idle, configs[c.sweep_point].slo, plain(c.peak_memory_bytes), split)
+        cfg = configs[c.sweep_point]
+        steady = steady_state(steps.get(key, t.steps.iloc[0:0]), t.timeline, window, max_num_seqs(cfg))
         # columns a folder written before them lacks are not compared
-        out += [_differs(where, k, c[k], v) for k, v in derived.as_dict().items() if k in c.index and not same(c[k], v)]
+        out += [
+            _differs(where, k, c[k], v)
+            for k, v in (derived.as_dict() | steady.as_dict()).items()
+            if k in c.index and not same(c[k], v)
+        ]
+        out += request_energy_problems(where, req, window)
     return out
+
+
+def request_energy_problems(where: str, req: pd.DataFrame, window) -> list[str]:
+    """The requests' attributed energies (phases.PhaseSplit.request_j) sum to the window's counter energy within its
+    ± (the edge-alignment bound; a rounding tolerance where it has none)."""
+    if "energy_j" not in req or not req.energy_j.notna().any() or window.gpu_energy_j is None:
+        return []
+    total, window_j = float(req.energy_j.sum()), float(window.gpu_energy_j)
+    allowed = max(window.energy_uncertainty_j or 0.0, 1e-9 * abs(window_j))
+    if abs(total - window_j) > allowed:
+        return [
+            f"{where}: requests' energy_j sum to {total:.6g} J, the window measured {window_j:.6g} J "
+            f"(± {allowed:.3g} J); the per-request attribution must share out the window's energy"
+        ]
+    return []
 
 
 def sweep_point_problems(t: ResultTables, cfg: ExperimentConfig) -> tuple[list[str], dict[str, ExperimentConfig]]:

@@ -389,6 +389,27 @@ TEMP_MIN = Column("temp_min_c", "float", "°C", "lowest GPU temperature seen", o
 TEMP_MAX = Column("temp_max_c", "float", "°C", "highest GPU temperature seen", optional=True)
 CLOCK_MIN = Column("sm_clock_min_mhz", "float", "MHz", "lowest SM clock seen", optional=True)
 CLOCK_MAX = Column("sm_clock_max_mhz", "float", "MHz", "highest SM clock seen", optional=True)
+MEM_CLOCK_MIN = Column(
+    "mem_clock_min_mhz", "float", "MHz", "lowest memory clock read at the window's edges", optional=True
+)
+MEM_CLOCK_MAX = Column(
+    "mem_clock_max_mhz", "float", "MHz", "highest memory clock read at the window's edges", optional=True
+)
+WINDOW_POWER_LIMIT = Column(
+    "window_power_limit_w",
+    "float",
+    W,
+    "enforced power limit at the window's end, summed over the run's GPUs; empty when NVML does not report it",
+    optional=True,
+)
+MEMORY_POWER = Column(
+    "memory_power_w",
+    "float",
+    W,
+    "GPU memory power at the window's end (NVML's average over its memory scope), summed over the GPUs; empty where "
+    "NVML does not report it (before Hopper), never 0",
+    optional=True,
+)
 THROTTLE = Column(
     "throttle_reasons", "int", "bitmask", "OR of NVML clock-event reasons seen (0x1 = idle)", optional=True
 )
@@ -449,6 +470,10 @@ WINDOW_READINGS = Table(
     ZEUS,
     MIG_ATTRIBUTION,
     MIG_ENERGY,
+    MEM_CLOCK_MIN,
+    MEM_CLOCK_MAX,
+    WINDOW_POWER_LIMIT,
+    MEMORY_POWER,
 )
 """A window as the meter measured it: the fields of WindowMeasurement, flattened (its dict and list as text)."""
 
@@ -631,6 +656,18 @@ CYCLE_METRICS = Table(
         better="higher",
         from_counter=True,
     ),
+    Column(
+        "j_per_good_token",
+        "float",
+        "J/token",
+        "gross energy / output tokens of the requests meeting every SLO set in the config (docs/metrics.md); empty "
+        "when the config sets no SLO or no request met it",
+        summarised=True,
+        better="lower",
+        from_counter=True,
+        optional=True,
+        label="J/good token",
+    ),
     CPU_STATUS,
     CPU_ENERGY,
     CPU_REASON,
@@ -766,6 +803,66 @@ ENGINE_METRICS = Table(
 )
 """Engine metrics: a column in every backend's cycles table; empty where a backend does not report it."""
 
+STEADY_STATE = Table(
+    "steady_state",
+    Column(
+        "steady_start_s",
+        "float",
+        S,
+        "steady state start (run clock): the running batch first reached max_num_seqs; empty without one",
+        optional=True,
+    ),
+    Column(
+        "steady_end_s",
+        "float",
+        S,
+        "steady state end (run clock): the batch started to drain (running < max_num_seqs, none waiting)",
+        optional=True,
+    ),
+    Column("steady_duration_s", "float", S, "steady state length", summarised=True, optional=True),
+    Column(
+        "steady_output_tokens", "float", "tokens", "tokens generated in the steady state (engine steps)", optional=True
+    ),
+    Column(
+        "steady_energy_j",
+        "float",
+        J,
+        "GPU energy of the steady state: the power timeline over it, scaled to the cycle's counter energy",
+        from_counter=True,
+        optional=True,
+    ),
+    Column(
+        "steady_j_per_token",
+        "float",
+        "J/token",
+        "steady-state energy / steady-state tokens: a serving run's ranked J/token (docs/metrics.md)",
+        summarised=True,
+        better="lower",
+        from_counter=True,
+        optional=True,
+        label="steady J/token",
+    ),
+    Column(
+        "batch_fill",
+        "float",
+        "fraction",
+        "mean running requests / max_num_seqs over the steady state (time-weighted by engine step)",
+        summarised=True,
+        better="higher",
+        optional=True,
+    ),
+    Column(
+        "cycle_batch_fill",
+        "float",
+        "fraction",
+        "mean running requests / max_num_seqs over the whole cycle window; empty for whole-batch backends",
+        summarised=True,
+        better="higher",
+        optional=True,
+    ),
+)
+"""gpu_ops.steady.steady_state: a continuous-batching cycle's steady state, as ML.ENERGY defines it."""
+
 CYCLES = Table(
     "cycles",
     CYCLE_KEY,
@@ -777,6 +874,7 @@ CYCLES = Table(
     CYCLE_TIMING,
     ENGINE_USE,
     ENGINE_METRICS,
+    STEADY_STATE,
     record="CycleRow",
 )
 
@@ -850,6 +948,15 @@ REQUEST_ENERGY = Table(
         "the request's share of the decode energy of the steps that generated its "
         "tokens (docs/energy.md, 'Phase energy')",
         optional=True,
+    ),
+    Column(
+        "energy_j",
+        "float",
+        J,
+        "the request's share of its cycle window's counter energy, by the token-steps it occupied (prefill tokens, "
+        "decode steps); a cycle's requests sum to its energy (docs/energy.md, 'Per-request energy')",
+        optional=True,
+        label="request energy",
     ),
 )
 REQUESTS = Table("requests", REQUEST_METRICS, REQUEST_ENERGY, CYCLE_KEY, record="RequestRow")
@@ -1019,6 +1126,14 @@ STATISTICS = Table(
     UNMEASURED_REASON,
     *(statistic(m, kind) for m in SUMMARISED for kind in STATISTICS_OF),
     POOLED_LATENCY,
+    Column(
+        "window_min_s",
+        "float",
+        S,
+        "shortest ranked window over the cycles: a serving run's steady state, else its cycle window; empty when a "
+        "serving cycle had no steady state",
+        optional=True,
+    ),
     GPU_SECONDS,
     record="PointStatistics",
 )
@@ -1066,7 +1181,30 @@ STATISTICS_PROVENANCE = Table(
     SUBMITTER,
 )
 """Where a statistics row came from: added to the statistics of one raw partition (gpu_ops.stats.with_provenance)."""
-PUBLISHED_STATISTICS = Table("statistics", STATISTICS, STATISTICS_PROVENANCE, record="PublishedStatistics")
+STATISTICS_DRIFT = Table(
+    "statistics_drift",
+    Column(
+        "drift",
+        "bool?",
+        "",
+        "true when the re-measured headline figure (J/token, else tokens/s) moved outside the combined 95 % interval "
+        "of the stored and the new measurement (docs/metrics.md, 'Drift'); empty on a first measurement or "
+        "without intervals",
+        optional=True,
+    ),
+    Column("drift_detail", "str", "", "the comparison behind `drift`: old and new figure, move, interval"),
+    Column(
+        "drift_previous_run_id",
+        "str",
+        "",
+        "raw run of the statistics the new measurement was compared with",
+        optional=True,
+    ),
+)
+"""gpu_ops.drift.with_drift: a re-measured partition's statistics against the ones stored before."""
+PUBLISHED_STATISTICS = Table(
+    "statistics", STATISTICS, STATISTICS_PROVENANCE, STATISTICS_DRIFT, record="PublishedStatistics"
+)
 """The platform's `cycle_statistics` and the dataset's `statistics` table."""
 
 LEADERBOARD_PROVENANCE = Table(
@@ -1085,23 +1223,129 @@ HEADLINE_CV = Column(
     "cv",
     "float",
     "",
-    "coefficient of variation over cycles of the headline figure: J/token, or tokens/s when energy is unmeasured",
+    "coefficient of variation over cycles of the ranked J/token (steady state for a serving run), or of tokens/s "
+    "when energy is unmeasured",
     label="CV",
 )
 UNSTABLE = Column(
     "unstable",
     "bool?",
     "",
-    "true when the CV exceeds the stability threshold (gpu_ops.stats.CV_UNSTABLE): the rank is noise-dominated; "
+    "true when the CV exceeds the ranking rules' max_cv (gpu_ops.ranking): the row is not ranked; "
     "empty with a single cycle",
 )
+RANK_BASIS = Column(
+    "rank_basis",
+    "str",
+    "",
+    "what the ranked J/token is taken over: 'steady state' (serving runs, continuous batching) or 'cycle window' "
+    "(offline batches)",
+)
+RANKED_J_PER_TOKEN = Column(
+    "ranked_j_per_token_mean",
+    "float",
+    "J/token",
+    "the J/token the row is ranked by: steady_j_per_token_mean for a serving run, else j_per_token_mean",
+    better="lower",
+    from_counter=True,
+    label="ranked J/token",
+)
+RANKED_J_PER_TOKEN_CI = replace(
+    RANKED_J_PER_TOKEN,
+    name="ranked_j_per_token_ci95",
+    meaning="half-width of the 95 % confidence interval (Student t) of ranked_j_per_token_mean",
+    better=None,
+    label="",
+)
+RANKING = Table(
+    "ranking",
+    Column("ranked", "bool", "", "true when the row meets every ranking rule (docs/methodology.md); else not ranked"),
+    Column(
+        "not_ranked_reason",
+        "str",
+        "",
+        "every ranking rule the row breaks, e.g. 'short window: 5 s (< 20 s)'; empty when ranked",
+    ),
+    Column(
+        "rank_label",
+        "str",
+        "",
+        "the J/token rank as shown: '3', '=3' when rows share the rank band, empty when not ranked",
+        label="rank",
+    ),
+    Column(
+        "rank_tied", "bool?", "", "true when another row shares this row's J/token rank band; empty when not ranked"
+    ),
+    Column("ranking_rules", "str", "", "the thresholds the ranks were computed with (gpu_ops.ranking.RankingRules)"),
+)
+"""gpu_ops.ranking: whether a row is ranked, why not, and its rank as shown."""
 RANKED = {  # rank column -> the statistic it ranks, in its column's `better` direction
-    "rank_j_per_token": "j_per_token_mean",
+    "rank_j_per_token": "ranked_j_per_token_mean",
+    "rank_j_per_good_token": "j_per_good_token_mean",
     "rank_tokens_per_j": "tokens_per_j_mean",
     "rank_throughput": "tokens_per_s_mean",
     "rank_ttft": "ttft_p50_pooled_s",
 }
-_STAT = {c.name: c for c in STATISTICS.columns}
+_STAT = {c.name: c for c in STATISTICS.columns} | {c.name: c for c in (RANKED_J_PER_TOKEN,)}
+CONVERSION = Table(
+    "conversion",
+    Column("grid_gco2e_per_kwh", "float", "gCO2e/kWh", "grid carbon intensity; empty: unknown"),
+    Column("pue", "float", "", "facility power usage effectiveness the row was converted with; empty: unknown"),
+    Column("price_per_kwh", "float", "currency/kWh", "price of a kWh the row was converted with; empty: unknown"),
+    Column("price_per_gpu_hour", "float", "currency/GPU-hour", "price of a GPU-hour; empty: unknown"),
+    Column("currency", "str", "", "currency of the prices; empty: unknown"),
+    shown(
+        Column(
+            "gco2e_per_mtoken",
+            "float",
+            "gCO2e/Mtoken",
+            "carbon of a million output tokens: J/token x 1e6 / 3.6e6 x PUE x grid intensity; empty when an input is "
+            "unknown",
+            better="lower",
+            label="carbon",
+        )
+    ),
+    Column("gco2e_per_mtoken_ci95", "float", "gCO2e/Mtoken", "95 % half-width of gco2e_per_mtoken (from J/token's)"),
+    Column(
+        "energy_cost_per_mtoken",
+        "float",
+        "currency/Mtoken",
+        "energy cost of a million output tokens: kWh x PUE x price per kWh; empty when an input is unknown",
+        better="lower",
+    ),
+    Column(
+        "gpu_time_cost_per_mtoken",
+        "float",
+        "currency/Mtoken",
+        "GPU time of a million output tokens at the measured throughput x GPUs x price per GPU-hour; empty when "
+        "unknown",
+        better="lower",
+    ),
+    shown(
+        Column(
+            "cost_per_mtoken",
+            "float",
+            "currency/Mtoken",
+            "energy cost + GPU-time cost of a million output tokens; empty unless both are known",
+            better="lower",
+            label="cost",
+        )
+    ),
+    Column(
+        "conversion_inputs",
+        "str",
+        "",
+        "JSON: each conversion input's value and where it was set (partition, hardware profile, instance) or "
+        "'unknown', and the sources named",
+        label="conversion inputs",
+    ),
+)
+"""gpu_ops.conversions.converted: carbon and cost from measured energy, with the inputs beside them."""
+SLO_METRICS = ("ttft", "itl", "tpot")
+SLO_QUANTILES = (50, 99)
+"""Pooled percentiles the leaderboard carries with their intervals: what a latency deadline is judged on
+(gpu_ops.slo)."""
+SHOWN_LATENCY = {("ttft", 50, ""), ("ttft", 99, "")}
 LEADERBOARD = Table(
     "leaderboard",
     EXPERIMENT_KEY,
@@ -1119,6 +1363,9 @@ LEADERBOARD = Table(
     ),
     STATISTICS["energy_status"],
     UNMEASURED_REASON,
+    shown(RANKED_J_PER_TOKEN),
+    RANKED_J_PER_TOKEN_CI,
+    RANK_BASIS,
     shown(_STAT["j_per_token_mean"]),
     _STAT["j_per_token_ci95"],
     _STAT["net_j_per_token_mean"],
@@ -1127,21 +1374,29 @@ LEADERBOARD = Table(
     _STAT["tokens_per_s_ci95"],
     _STAT["j_per_token_cv"],
     _STAT["tokens_per_s_cv"],
-    shown(_STAT["ttft_p50_pooled_s"]),
-    shown(_STAT["ttft_p99_pooled_s"]),
-    _STAT["ttft_p99_pooled_lo_s"],
-    _STAT["ttft_p99_pooled_hi_s"],
+    *(
+        shown(_STAT[f"{m}_p{q}_pooled_s"]) if (m, q, end) in SHOWN_LATENCY else _STAT[f"{m}_p{q}_pooled{end}_s"]
+        for m in SLO_METRICS
+        for q in SLO_QUANTILES
+        for end in ("", "_lo", "_hi")
+    ),
     shown(_STAT["tpot_mean_s_mean"]),
     _STAT["e2e_mean_s_mean"],
     shown(_STAT["avg_power_w_mean"]),
     _STAT["j_per_request_mean"],
     _STAT["goodput_req_per_s_mean"],
     _STAT["cross_check_rel_diff_mean"],
+    shown(_STAT["j_per_good_token_mean"]),
+    _STAT["j_per_good_token_ci95"],
     shown(BATCH_SIZE),
     shown(STATISTICS["n_cycles"]),
+    STATISTICS["window_min_s"],
+    _STAT["batch_fill_mean"],
     shown(GPU_SECONDS),
     HEADLINE_CV,
     UNSTABLE,
+    CONVERSION,
+    STATISTICS_DRIFT,
     LEADERBOARD_PROVENANCE,
     FILE_SHA,
     *(
@@ -1149,14 +1404,30 @@ LEADERBOARD = Table(
             rank,
             "int?",
             "rank",
-            f"rank by {_STAT[stat].name} (1 = best: {_STAT[stat].better} is better); empty when unmeasured",
+            f"rank by {_STAT[stat].name} (1 = best: {_STAT[stat].better} is better), in bands: a row whose 95 % "
+            "interval overlaps its band's best row shares that row's rank; empty when the row is not ranked",
         )
         for rank, stat in RANKED.items()
     ),
+    RANKING,
     Column("flag", "str", "", "warning shown beside the row, e.g. 'synthetic weights'"),
     record="LeaderboardRow",
 )
 """One row per sweep point and hardware over every partition (gpu_ops.leaderboard.build_leaderboard)."""
+
+HISTORY = Table(
+    "history",
+    PARTITION_KEY,
+    SWEEP_POINT,
+    Column("measured_at", "str", "UTC", "when these statistics were materialized, ISO 8601"),
+    Column("raw_run_id", "str", "", "Dagster run that measured the raw partition"),
+    Column("figure", "str", "", "the headline figure: j_per_token, or tokens_per_s when energy is unmeasured"),
+    Column("mean", "float", "", "its mean over cycles (J/token or tokens/s)"),
+    Column("ci95", "float", "", "its 95 % t-interval half-width"),
+    Column("drift", "bool?", "", "whether this measurement drifted from the one before (empty: not judged)"),
+    record="HistoryRow",
+)
+"""Every measurement of a leaderboard row, kept by the platform (gpu_ops.drift.history_rows) and plotted on the site."""
 
 DATASET_PROVENANCE = Table(
     "provenance",

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from gpu_ops.errors import UserError
+from gpu_ops.ranking import CYCLE_WINDOW, STEADY, RankingRules
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import (
     GPU_COUNT,
@@ -22,6 +23,7 @@ from gpu_ops.schema import (
     PUBLISHED_STATISTICS,
     RAW_PROVENANCE,
     STATISTICS,
+    STATISTICS_DRIFT,
     STATISTICS_OF,
     SUMMARISED,
     plain,
@@ -39,14 +41,31 @@ def fmt_value(v, unit: str = "", scale: float = 1.0, digits: int = 4) -> str:
 
 
 CI_MISSING = "n/a"
-CV_UNSTABLE = 0.10
-"""A sweep point whose headline figure varies more than this over its cycles (CV = std / mean) is unstable: its rank
-among others is within its noise."""
+CV_UNSTABLE = RankingRules.max_cv
+"""A sweep point whose ranked J/token varies more than this over its cycles (CV = std / mean) is unstable: its rank
+among others is within its noise, so it is not ranked (the instance may set another, gpu_ops.ranking)."""
+
+
+def ranked_figure(stats: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
+    """(basis, mean, ci95, cv) of the J/token each row is ranked by: a serving run's (one with engine steps against
+    max_num_seqs, so a cycle batch fill) steady-state J/token, else its cycle windows' J/token. The CV falls back to
+    that of tokens/s where energy is unmeasured, so a row without energy still shows its spread."""
+
+    def col(name: str) -> pd.Series:
+        return stats[name].astype(float) if name in stats else pd.Series(np.nan, index=stats.index)
+
+    serving = col("cycle_batch_fill_mean").notna()
+    basis = pd.Series(np.where(serving, STEADY, CYCLE_WINDOW), index=stats.index, dtype=object)
+    mean = col("steady_j_per_token_mean").where(serving, col("j_per_token_mean"))
+    ci = col("steady_j_per_token_ci95").where(serving, col("j_per_token_ci95"))
+    cv = col("steady_j_per_token_cv").where(serving, col("j_per_token_cv"))
+    return basis, mean, ci, cv.where(cv.notna(), col("tokens_per_s_cv"))
 
 
 def headline_cv(stats: pd.DataFrame) -> pd.Series:
-    """The CV of each row's headline figure: J/token, or tokens/s where energy is unmeasured (NaN with one cycle)."""
-    return stats.j_per_token_cv.where(stats.j_per_token_cv.notna(), stats.tokens_per_s_cv).astype(float)
+    """The CV of each row's ranked J/token (steady state for a serving run), or of tokens/s where energy is
+    unmeasured; NaN with one cycle."""
+    return ranked_figure(stats)[3]
 
 
 def unstable(cv: pd.Series) -> pd.Series:
@@ -159,9 +178,18 @@ def sweep_point_statistics(
             s = summarize(list(values))
             row.update({f"{metric.name}_{k}": s[k] for k in STATISTICS_OF})
         row.update(pooled.get(point, dict.fromkeys(POOLED_LATENCY.names)))
+        row["window_min_s"] = window_min(group)
         row[GPU_SECONDS.name] = plain(cost.get(point))
         rows.append(STATISTICS.record(**row))
     return STATISTICS.frame(rows)
+
+
+def window_min(cycles: pd.DataFrame) -> float | None:
+    """The shortest ranked window of a sweep point's cycles: a serving run's steady state (None when a cycle had
+    none: its J/token cannot be ranked), else the cycle window."""
+    serving = "cycle_batch_fill" in cycles and cycles.cycle_batch_fill.notna().any()
+    windows = cycles.get("steady_duration_s" if serving else "duration_s")
+    return None if windows is None or windows.isna().any() or not len(windows) else float(windows.min())
 
 
 def result_statistics(tables: ResultTables) -> pd.DataFrame:
@@ -206,6 +234,7 @@ def published_statistics(
             experiment_hash=exp.config_hash,
             stats_code_version=stats_code_version,
             submitter=submitter,
+            **dict.fromkeys(STATISTICS_DRIFT.names),
             **raw,
         )
     )

@@ -1,7 +1,8 @@
 """The summary of one run: a table for the terminal (`run`) and a JSON object for programs (`run --json`).
 
 Both come from the same record (`run_summary`): the three config hashes, per sweep point each figure's mean with its
-95 % t-CI, the headline CV and the stability verdict the leaderboard shows, and each check's status. A missing value
+95 % t-CI, the headline CV, and whether the leaderboard will rank it (and why not, gpu_ops.ranking), and each check's
+status. A missing value
 is `null` in JSON and "unmeasured" or "n/a" in the table, never 0.
 """
 
@@ -11,9 +12,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpu_ops.leaderboard import rank_rows
+from gpu_ops.ranking import RankingRules
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import plain
-from gpu_ops.stats import CV_UNSTABLE, headline_cv, result_statistics, unstable
+from gpu_ops.stats import result_statistics
 from gpu_ops.validation import Finding
 
 
@@ -38,12 +41,11 @@ FIGURES = (
 def run_summary(tables: ResultTables, folder: Path, findings: list[Finding], file_sha: str | None) -> dict:
     """The record both outputs print: plain JSON values (None for missing, never NaN)."""
     exp = tables.experiment.iloc[0]
-    st = result_statistics(tables)
-    cv = headline_cv(st)
-    verdict = unstable(cv)
+    rules = RankingRules.from_env()
+    st = rank_rows(result_statistics(tables), rules)  # the leaderboard's verdicts, so both say the same
     hashes = dict(zip(tables.sweep_points.sweep_point, tables.sweep_points.config_hash))
     points = []
-    for i, row in st.iterrows():
+    for _, row in st.iterrows():
         points.append(
             {
                 "sweep_point": row.sweep_point,
@@ -55,8 +57,10 @@ def run_summary(tables: ResultTables, folder: Path, findings: list[Finding], fil
                     f.metric: {"mean": plain(row[f"{f.metric}_mean"]), "ci95": plain(row[f"{f.metric}_ci95"])}
                     for f in FIGURES
                 },
-                "cv": plain(cv[i]),
-                "unstable": plain(verdict[i]),
+                "cv": plain(row.cv),
+                "unstable": plain(row.unstable),
+                "ranked": bool(row.ranked),
+                "not_ranked_reason": plain(row.not_ranked_reason),
             }
         )
     return {
@@ -69,7 +73,8 @@ def run_summary(tables: ResultTables, folder: Path, findings: list[Finding], fil
         "file_sha": file_sha,
         "experiment_hash": str(exp.config_hash),
         "fingerprint_hash": str(exp.fingerprint_hash),
-        "cv_unstable_above": CV_UNSTABLE,
+        "cv_unstable_above": rules.max_cv,
+        "ranking_rules": rules.describe(),
         "sweep_points": points,
         "checks": [{"check": f.check, "status": f.status, "message": f.message} for f in findings],
         "passed": all(f.passed for f in findings if f.blocking),
@@ -104,11 +109,7 @@ def summary_table(summary: dict) -> str:
         for f in FIGURES
     }
     for p in points:
-        note = []
-        if p["unstable"]:
-            note.append(f"unstable (CV > {summary['cv_unstable_above']:.0%})")
-        if p["energy_status"] != "measured":
-            note.append("energy unmeasured")
+        note = [f"not ranked: {p['not_ranked_reason']}"] if p.get("not_ranked_reason") else []
         rows.append(
             [p["sweep_point"], str(p["n_cycles"])]
             + [_cell(p[f.metric]["mean"], p[f.metric]["ci95"], decimals[f.metric], f.scale) for f in FIGURES]

@@ -27,6 +27,10 @@ class NVMLError_GpuIsLost(NVMLError):
     pass
 
 
+class NVMLError_NoPermission(NVMLError):
+    pass
+
+
 @dataclass
 class FakeProcess:
     pid: int
@@ -51,6 +55,10 @@ class FakeGpu:
     mig: list[FakeMig] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
     fail_after_s: float | None = None  # every call raises GpuIsLost after this time
+    memory_power_w: float | None = 36.0  # GPU memory power (Hopper reports it); None: NotSupported
+    clock_lock_allowed: bool = False  # the driver permits locking clocks (root); False: NoPermission, as usual
+    locked_clocks: tuple[int, int] | None = None  # what a lock set (a fake: no real clock is ever locked)
+    mem_clock_mhz: int = 2619
 
 
 @dataclass
@@ -58,9 +66,23 @@ class _Mem:
     total: int
 
 
+@dataclass
+class _Value:
+    uiVal: int
+
+
+@dataclass
+class _Field:
+    nvmlReturn: int
+    value: _Value
+
+
 class FakeNVML:
     NVML_TEMPERATURE_GPU = 0
     NVML_CLOCK_SM = 1
+    NVML_CLOCK_MEM = 2
+    NVML_FI_DEV_POWER_AVERAGE = 185
+    NVML_POWER_SCOPE_MEMORY = 2
     NVMLError = NVMLError
 
     def __init__(self, gpus: list[FakeGpu], update_s: float = 0.002, dt: float = 0.001):
@@ -153,8 +175,26 @@ class FakeNVML:
         return 55
 
     def nvmlDeviceGetClockInfo(self, h, clock):
-        self._gpu(h)
-        return 1980
+        g = self._gpu(h)
+        return g.mem_clock_mhz if clock == self.NVML_CLOCK_MEM else 1980
+
+    def nvmlDeviceSetGpuLockedClocks(self, h, low, high):
+        g = self._gpu(h)
+        if not g.clock_lock_allowed:
+            raise NVMLError_NoPermission("Insufficient Permissions")
+        g.locked_clocks = (low, high)
+
+    def nvmlDeviceResetGpuLockedClocks(self, h):
+        self._gpu(h).locked_clocks = None
+
+    def nvmlDeviceGetFieldValues(self, h, fields):
+        """Only GPU memory power (NVML_FI_DEV_POWER_AVERAGE at NVML_POWER_SCOPE_MEMORY), in mW."""
+        g = self._gpu(h)
+        if list(fields) != [(self.NVML_FI_DEV_POWER_AVERAGE, self.NVML_POWER_SCOPE_MEMORY)]:
+            raise NVMLError_NotSupported()
+        if g.memory_power_w is None:
+            return [_Field(3, _Value(0))]  # NVML_ERROR_NOT_SUPPORTED
+        return [_Field(0, _Value(int(g.memory_power_w * 1000)))]
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, h):
         self._gpu(h)

@@ -1,7 +1,7 @@
 """Energy meters: NVML counter with edges aligned to its updates, a power timeline sampled in its own process, idle
 baseline, RAPL, optional Zeus; `unmeasured` with a reason, never 0."""
 
-from gpu_ops.energy.meter import EnergyMeter, IdleBaseline, WindowMeasurement, cross_check_tolerance, integrate
+from gpu_ops.energy.meter import EnergyMeter, IdleBaseline, WindowMeasurement, integrate
 from gpu_ops.energy.nvml import GpuTarget, NvmlSource, load_nvml, select_targets, topology
 from gpu_ops.energy.rapl import RaplSource
 
@@ -9,7 +9,6 @@ __all__ = [
     "EnergyMeter",
     "IdleBaseline",
     "WindowMeasurement",
-    "cross_check_tolerance",
     "integrate",
     "GpuTarget",
     "NvmlSource",

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,71 +32,21 @@ import pandas as pd
 from gpu_ops.energy import sampler as smp
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S, GpuTarget, NvmlSource, uuid_hash
 from gpu_ops.energy.rapl import RaplSource
+from gpu_ops.energy.tolerance import (
+    COUNTER_RESOLUTION_J,
+    POWER_ACCURACY_W,
+    RULE,
+    physics_tolerance,
+    timeline_edge_error,
+)
 from gpu_ops.errors import MeasurementError
 from gpu_ops.schema import TIMELINE, WINDOW_READINGS, Record
 
 MIN_TRUSTED_UPDATES = 10  # a window shorter than 10 counter updates is flagged too short to trust
 STEP_WAIT_UPDATES = 2.5  # how long a window edge waits for the counter to step, in counter updates
 TIMELINE_EDGE_ERROR = 0.05  # relative error allowed for the timeline's share of a window (the stretch past each edge)
-CROSS_CHECK_FLOOR = 0.005  # counter vs timeline tolerance: floor + (counter ± + CROSS_CHECK_Z * timeline σ) / counter
-CROSS_CHECK_Z = 3.0
-LEGACY_CROSS_CHECK_SCALE = 0.1  # the rule before CROSS_CHECK_Z: floor + scale * sqrt(step / duration), for old folders
 SAMPLER_START_S = 30.0
 EDGE_MARGIN_S = 1.0  # timeline samples this far outside a window let the integral interpolate its edges
-
-
-def cross_check_tolerance(
-    gpu_energy_j: float,
-    uncertainty_j: float | None,
-    timeline_sigma_j: float | None,
-    floor: float = CROSS_CHECK_FLOOR,
-    z: float = CROSS_CHECK_Z,
-    edge_j: float = 0.0,
-) -> float:
-    """How far the timeline may stray from the counter over a window: the counter's own ± plus `z` standard
-    errors of the timeline's integral, over the counter's energy, plus a floor. The power field the timeline samples
-    updates about every 100 ms and is a reading, not an average: a bursty load makes a short window's integral
-    uncertain by several per cent (measured on the H200, docs/energy.md), a steady one by almost nothing. `edge_j`
-    (timeline_edge_error) bounds what the timeline can misplace at the two edges, where the power steps."""
-    spread = (uncertainty_j or 0.0) + z * (timeline_sigma_j or 0.0) + edge_j
-    return floor + spread / gpu_energy_j
-
-
-def legacy_cross_check_tolerance(duration_s: float, step_s: float, floor: float, scale: float) -> float:
-    """The rule folders written before the timeline's standard error was recorded were checked with."""
-    return floor + scale * math.sqrt(step_s / max(duration_s, 1e-9))
-
-
-def timeline_edge_error(timeline: pd.DataFrame, start_s: float, end_s: float, period_s: float) -> float:
-    """Bound (J) of the timeline's error at a window's two edges, summed over devices: a reading stands for up to one
-    `period_s` (the power field's update period, or the sampling interval if longer), so where the power steps at an
-    edge (idle -> load) the integral can misplace up to period x the step: the mean reading in the period after the
-    edge minus the mean in the period before it."""
-    total = 0.0
-    for _, g in timeline.groupby("device"):
-        t, p = g.t_s.to_numpy(dtype=float), g.power_w.to_numpy(dtype=float)
-        for edge in (start_s, end_s):
-            before, after = p[(t >= edge - period_s) & (t < edge)], p[(t >= edge) & (t <= edge + period_s)]
-            if len(before) and len(after):
-                total += period_s * abs(float(after.mean()) - float(before.mean()))
-    return total
-
-
-def timeline_sigma(timeline: pd.DataFrame, start_s: float, end_s: float) -> float | None:
-    """Standard error (J) of the timeline's integral over [start_s, end_s], summed over devices in quadrature. The
-    integral sees one value per power-field update, so its error is the update-to-update spread (RMS of successive
-    differences / sqrt 2, which ignores slow trends the samples follow) / sqrt(updates), times the window's length."""
-    inside = timeline[(timeline.t_s >= start_s) & (timeline.t_s <= end_s)]
-    if not len(inside):
-        return None
-    variance = 0.0
-    for _, g in inside.groupby("device"):
-        p = g.power_w.to_numpy(dtype=float)
-        updates = p[np.r_[True, np.diff(p) != 0]]
-        if len(updates) > 1:
-            spread = math.sqrt(float(np.mean(np.square(np.diff(updates)))) / 2.0)
-            variance += (spread * (end_s - start_s)) ** 2 / len(updates)
-    return math.sqrt(variance)
 
 
 @dataclass
@@ -133,6 +83,10 @@ class WindowMeasurement:
     zeus_energy_j: float | None = None
     mig_attribution: str | None = None  # set when a MIG slice ran: how the parent's energy is attributed
     mig_attributed_energy_j: float | None = None
+    mem_clock_min_mhz: float | None = None  # memory clock at the window's edges (read outside the measured work)
+    mem_clock_max_mhz: float | None = None
+    window_power_limit_w: float | None = None  # enforced power limit at the window's end, summed over the GPUs
+    memory_power_w: float | None = None  # GPU memory power at the window's end (NVML average; Hopper), summed
 
     def readings(self) -> Record:
         """This window as stored: a WINDOW_READINGS record, its per-GPU energies and process ids as text."""
@@ -142,6 +96,24 @@ class WindowMeasurement:
             foreign_processes=",".join(str(p) for p in self.foreign_processes),
         )
         return WINDOW_READINGS.record(**values)
+
+
+def _condition_fields(readings: list[dict], gpus: int) -> dict:
+    """A window's conditions from its GPUs' readings at both edges (the last `gpus` are the end's): the memory clock's
+    range, and the power limit and memory power at the end summed over GPUs (None when any GPU does not report it)."""
+    clocks = [r["mem_clock_mhz"] for r in readings if r["mem_clock_mhz"] is not None]
+    end = readings[-gpus:] if gpus else []
+
+    def total(key: str) -> float | None:
+        values = [r[key] for r in end]
+        return float(sum(values)) if values and all(v is not None for v in values) else None
+
+    return {
+        "mem_clock_min_mhz": min(clocks) if clocks else None,
+        "mem_clock_max_mhz": max(clocks) if clocks else None,
+        "window_power_limit_w": total("power_limit_w"),
+        "memory_power_w": total("memory_power_w"),
+    }
 
 
 def integrate(t: np.ndarray, p: np.ndarray, t0: float, t1: float) -> float | None:
@@ -349,7 +321,7 @@ class EnergyMeter:
         sampler: "process" (the default for the real pynvml: sampling never competes with the measured process),
             "thread" (for NVML stand-ins passed as objects, i.e. tests) or "auto".
         nvml_spec: `module:factory` of an NVML stand-in the sampler process can build itself (tests of that process).
-        tolerance: allowed |timeline - counter| / counter of every window; None: `cross_check_tolerance` of its length.
+        tolerance: allowed |timeline - counter| / counter of every window; None: the rule's (gpu_ops.energy.tolerance).
     """
 
     def __init__(
@@ -385,6 +357,8 @@ class EnergyMeter:
         self.step_measured = False
         self._t0 = time.perf_counter()
         self._open: dict[str, tuple[float, list[_Edge] | None, dict | None, str | None]] = {}
+        self._conditions_at: dict[str, list[dict]] = {}  # each open window's GPU conditions at its start
+        self.conditioning: dict[str, dict | None] = {"precondition": None, "clock_lock": None}  # what was done
         self._store = _Samples()
         self._sampler: _ThreadSampler | _ProcessSampler | None = None
 
@@ -484,6 +458,7 @@ class EnergyMeter:
             raise ValueError(f"window '{name}' is already open")
         self._check_sampler()
         self.sync()
+        self._conditions_at[name] = self._conditions()  # before the edge: the reads stay outside the window
         edges = self._edges() if self.gpu else None
         cpu = self.cpu.read_uj() if self.cpu else None
         zeus_name = None
@@ -497,6 +472,7 @@ class EnergyMeter:
     def cancel_window(self, name: str) -> None:
         """Discard the open window `name` (its work failed): nothing is recorded for it, never a partial energy."""
         self._open.pop(name, None)
+        self._conditions_at.pop(name, None)
 
     def end_window(self, name: str) -> WindowMeasurement:
         """Close a window where the work ended (after a sync) and measure it. The counter is then read at its next
@@ -522,13 +498,19 @@ class EnergyMeter:
                 f"NVML energy counter read failed at the end of window '{name}': {type(exc).__name__}: {exc}"
             ) from exc
         cpu_j = self.cpu.delta_j(cpu0, self.cpu.read_uj()) if self.cpu else None
+        conditions = [*self._conditions_at.pop(name, []), *self._conditions()]
         zeus_j = None
         if zeus_name:
             zeus_j = float(sum(self.zeus.end_window(zeus_name, sync_execution=False).gpu_energy.values()))
         if self.gpu is not None:
             self._await_samples(max(e.t_s for e in edges1) + self.sample_period_s)
         self._check_sampler()
-        return self._measure(name, start_s, end_s, edges0, edges1, cpu_j, zeus_j)
+        m = self._measure(name, start_s, end_s, edges0, edges1, cpu_j, zeus_j)
+        return replace(m, **_condition_fields(conditions, len(self.targets)))
+
+    def _conditions(self) -> list[dict]:
+        """Each GPU's memory clock, power limit and memory power now (NvmlSource.conditions); none without NVML."""
+        return [self.gpu.conditions(t) for t in self.targets] if self.gpu else []
 
     def _await_samples(self, until_s: float) -> None:
         """The edge corrections integrate the timeline up to the last edge: wait until the sampler got there."""
@@ -624,11 +606,12 @@ class EnergyMeter:
                 timeline_j,
                 self.step_s,
                 self.tolerance,
-                cross_check_tolerance(
+                physics_tolerance(
                     gpu_j,
                     uncertainty,
-                    timeline_sigma(around, start_s, end_s),
-                    edge_j=timeline_edge_error(around, start_s, end_s, max(self.step_s, self.sample_period_s)),
+                    duration,
+                    len(by_dev),
+                    timeline_edge_error(around, start_s, end_s, max(self.step_s, self.sample_period_s)),
                 )
                 if gpu_j
                 else None,
@@ -711,9 +694,11 @@ class EnergyMeter:
             "counter_step_s": self.step_s if self.gpu else None,
             "counter_step_measured": self.step_measured,
             "edge_alignment": "counter read at its next update; the stretch to the window edge from the timeline",
-            "cross_check_floor": CROSS_CHECK_FLOOR,
-            "cross_check_z": CROSS_CHECK_Z,
+            "cross_check_rule": RULE,  # gpu_ops.energy.tolerance; folders before it: sigma-v2 (z) or sqrt-v1
+            "power_accuracy_w": POWER_ACCURACY_W,
+            "counter_resolution_j": COUNTER_RESOLUTION_J,
             "cross_check_edges": True,  # the tolerance includes timeline_edge_error (folders before it: not)
+            "conditioning": self.conditioning,  # gpu_ops.energy.conditioning: pre-conditioning, clock lock; None: none
             "cpu_source": "rapl" if self.cpu else None,
             "cpu_unmeasured_reason": self.cpu_reason,
             "zeus": self.zeus is not None,

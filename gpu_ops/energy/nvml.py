@@ -238,6 +238,36 @@ class NvmlSource:
                 raise
         return temp, clock, reasons
 
+    def conditions(self, t: GpuTarget) -> dict[str, float | None]:
+        """What the GPU runs under, read at a window's edges: memory clock (MHz), enforced power limit (W) and GPU
+        memory power (W, NVML's average over its scope; Hopper reports it, older GPUs do not: None, never 0). A
+        reading the driver does not support is None."""
+        nv = self.nvml
+
+        def read(fn):
+            try:
+                return fn()
+            except Exception as exc:
+                if type(exc).__name__.startswith("NVMLError"):
+                    return None
+                raise
+
+        def memory_power():
+            fid, scope = getattr(nv, "NVML_FI_DEV_POWER_AVERAGE", None), getattr(nv, "NVML_POWER_SCOPE_MEMORY", None)
+            if fid is None or scope is None or not hasattr(nv, "nvmlDeviceGetFieldValues"):
+                return None
+            v = nv.nvmlDeviceGetFieldValues(t.handle, [(fid, scope)])[0]
+            return v.value.uiVal / 1000.0 if v.nvmlReturn == 0 else None
+
+        clock_mem = getattr(nv, "NVML_CLOCK_MEM", None)
+        return {
+            "mem_clock_mhz": None
+            if clock_mem is None
+            else read(lambda: float(nv.nvmlDeviceGetClockInfo(t.handle, clock_mem))),
+            "power_limit_w": read(lambda: nv.nvmlDeviceGetEnforcedPowerLimit(t.handle) / 1000.0),
+            "memory_power_w": read(memory_power),
+        }
+
     def process_pids(self, t: GpuTarget) -> set[int]:
         try:
             return {p.pid for p in self.nvml.nvmlDeviceGetComputeRunningProcesses(t.handle)}

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from gpu_ops.phases import phase_intervals
-from gpu_ops.plotting import BACKEND_COLOURS, efficiency_scatter, load_plotly
+from gpu_ops.plotting import BACKEND_COLOURS, efficiency_scatter, error_bars, load_plotly
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import plain
 from gpu_ops.site.data import SiteData
@@ -163,7 +163,7 @@ def box_figure(cycles_by_row: dict[str, pd.DataFrame], labels: dict[str, str]):
                     y=[s["mean"]],
                     mode="markers",
                     marker=dict(symbol="diamond", size=10, color="#cf222e"),
-                    error_y=dict(type="data", array=[s["ci95"]], visible=True),
+                    error_y=error_bars([s["mean"]], [s["ci95"]]),
                     name="mean ± 95 % CI",
                     showlegend=rid == next(iter(cycles_by_row)),
                 )

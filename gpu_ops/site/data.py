@@ -13,10 +13,10 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from gpu_ops.conversions import NO_CONVERSIONS, Conversions
 from gpu_ops.models import ARCHITECTURES
 from gpu_ops.results import ResultTables, read_tables
 from gpu_ops.schema import LEADERBOARD, Column
-from gpu_ops.stats import headline_cv, unstable
 
 HUB = "https://huggingface.co/"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # org/name, or a legacy bare name (gpt2)
@@ -121,8 +121,7 @@ def _set_columns(board: pd.DataFrame, names: tuple[str, ...], values: list[tuple
 def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables], dagster_url: str | None = None) -> SiteData:
     """`raw` maps partition keys to result folders (or their tables); `dagster_url` gives rows their run links."""
     board = board.copy()
-    cv = headline_cv(board)
-    board["cv"], board["unstable"] = cv, unstable(cv).fillna(False).astype(bool)  # one cycle: no CV, no badge
+    board["unstable"] = board.unstable.fillna(False).astype(bool)  # the leaderboard's verdict; one cycle: no badge
     _set_columns(board, ("model_url", "model_kind", "model_note"), [model_link(str(m)) for m in board.model])
     # the Dagster run behind a row: its `run_id` where the leaderboard carries one, else the run that stored its raw
     # partition; result folders from `run` ("local:<folder>") have none
@@ -155,7 +154,9 @@ def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables], dagster_
     return SiteData(board, tables)
 
 
-def leaderboard_of_folders(folders: list[Path]) -> tuple[pd.DataFrame, dict[str, ResultTables]]:
+def leaderboard_of_folders(
+    folders: list[Path], conversions: Conversions = NO_CONVERSIONS
+) -> tuple[pd.DataFrame, dict[str, ResultTables]]:
     """The leaderboard of result folders written by `run` (no platform), and their tables by partition key; a second
     run of the same model/backend/hardware (another config) is kept, its key told apart by its folder name."""
     from gpu_ops.errors import UserError
@@ -185,4 +186,6 @@ def leaderboard_of_folders(folders: list[Path]) -> tuple[pd.DataFrame, dict[str,
                 },
             )
         )
-    return build_leaderboard(pd.concat(stats, ignore_index=True) if stats else pd.DataFrame()), raw
+    return build_leaderboard(
+        pd.concat(stats, ignore_index=True) if stats else pd.DataFrame(), conversions=conversions
+    ), raw

@@ -17,12 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from gpu_ops.conversions import NO_CONVERSIONS, Conversions
 from gpu_ops.results import ResultTables, replace_folder
 from gpu_ops.schema import plain
+from gpu_ops.site.answers import NOTE_OF, conversion_notes, detail_sections, slo_body
 from gpu_ops.site.api import api_body, write_api
 from gpu_ops.site.charts import detail_figures, index_figures
 from gpu_ops.site.data import FILTERS, HIDDEN, columns, headline, leaderboard_of_folders, site_data
 from gpu_ops.site.submissions import submissions_body
+from gpu_ops.slo import Deadline
 from gpu_ops.stats import CI_MISSING, CV_UNSTABLE, fmt_ci
 
 STATIC = resources.files("gpu_ops.site") / "static"
@@ -34,6 +37,7 @@ class SiteResult:
     rows: int
     pages: int
     figures: dict  # figure id -> plotly JSON (for Dagster metadata)
+    board: pd.DataFrame | None = None  # the leaderboard the site shows
 
 
 def _script_json(obj) -> str:
@@ -76,7 +80,8 @@ could not be read (the reason is in the tooltip), never zero. "±" is the half-w
 interval over cycles. Rows whose cycles vary by more than {CV_UNSTABLE:.0%}
 (CV column) carry an <span class="badge">unstable</span> badge. Rows with synthetic weights are flagged.
 {html.escape(generated_from)}{' <a href="submissions.html">Submissions</a>' if submissions else ""}
-<a id="api-link" href="api/index.html">Data API (JSON)</a></div>
+<a id="api-link" href="api/index.html">Data API (JSON)</a>
+<a id="slo-link" href="slo.html">Energy at a latency target, J per good token</a></div>
 {empty_all}
 <div class="filters">{filters}<label>search
 <input id="q" type="search" placeholder="model, backend, hardware..."></label>
@@ -117,7 +122,7 @@ def _fmt(v, unit="", scale=1.0, digits=4) -> str:
     return '<span class="unmeasured">unmeasured</span>' if v is None else f"{float(v) * scale:.{digits}g}{unit}"
 
 
-def _detail(row, t: ResultTables, figures: list[dict]) -> str:
+def _detail(row, t: ResultTables, figures: list[dict], answers: str = "") -> str:
     """A row's detail page body; `figures` are its charts (charts.detail_figures)."""
     sp = row.sweep_point
     cyc = t.cycles[t.cycles.sweep_point == sp].sort_values("cycle")
@@ -245,6 +250,7 @@ precision {html.escape(str(row.precision))}</div>
 <section><h2>Summary</h2>{summary}</section>
 <div class="charts"><div class="chart" id="chart-power"></div><div class="chart" id="chart-ttft"></div>
 <div class="chart" id="chart-itl"></div></div>
+{answers}
 <section><h2>Cycles</h2>{cycle_table}</section>
 <section><h2>Provenance</h2>{provenance}
 <p><a id="row-json" href="../api/rows/{row.id}.json">this row as JSON</a> (data API)</p></section>
@@ -312,9 +318,12 @@ def build_site(
     title: str = "LLM energy leaderboard",
     generated_from: str = "",
     submissions: list[dict] | None = None,
+    slo: tuple[Deadline, ...] = (),
+    history: pd.DataFrame | None = None,
 ) -> SiteResult:
     """Write the site into `out` (replaced atomically). `raw` maps partition keys to result folders (or tables);
-    `submissions`: the platform's submission records, for a submissions page (None: no page)."""
+    `submissions`: the platform's submission records, for a submissions page (None: no page); `slo`: the deadlines
+    slo.html opens with; `history`: every measurement of each row (schema.HISTORY), plotted on its detail page."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -324,7 +333,7 @@ def build_site(
         from plotly.offline import get_plotlyjs
 
         (tmp / "assets" / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
-        for name in ("site.js", "site.css"):
+        for name in ("site.js", "site.css", "slo.js"):
             (tmp / "assets" / name).write_bytes((STATIC / name).read_bytes())
         data = site_data(board, raw, dagster_url)
         board = data.board
@@ -333,17 +342,22 @@ def build_site(
             t = data.tables.get(row.partition_key)
             if t is None:
                 continue
-            body = _detail(row, t, detail_figures(row, t))
+            answers, extra = detail_sections(row, history)
+            body = _detail(row, t, detail_figures(row, t) + extra, answers)
             page = PAGE.format(title=html.escape(f"{row.model} · {row.sweep_point}"), root="../", body=body)
             (tmp / "detail" / f"{row.id}.html").write_text(page, encoding="utf-8")
             pages += 1
         charts = index_figures(data)
         figs = {k: f for k, f in charts.items() if not isinstance(f, str)}
         lead = headline(board)
-        rows = [{k: plain(v) for k, v in r.items()} for r in board.drop(columns=["label"]).to_dict(orient="records")]
+        notes = conversion_notes(board)
+        rows = [
+            {k: plain(v) for k, v in r.items()}
+            for r in pd.concat([board.drop(columns=["label"]), notes], axis=1).to_dict(orient="records")
+        ]
         inline = {
             "rows": rows,
-            "columns": columns(board),
+            "columns": [{**c, "note": NOTE_OF[c["key"]]} if c["key"] in NOTE_OF else c for c in columns(board)],
             "filters": FILTERS,
             "hidden": HIDDEN,
             "ci_missing": CI_MISSING,
@@ -357,6 +371,10 @@ def build_site(
         page = PAGE.format(title=html.escape(title), root="", body=body)
         (tmp / "index.html").write_text(page.replace("__DATA__", _script_json(inline)), encoding="utf-8")
         (tmp / "embed.html").write_text(_embed_page(board, lead), encoding="utf-8")
+        page = PAGE.format(
+            title=html.escape(f"{title}: energy at a latency target"), root="", body=slo_body(board, slo, _script_json)
+        )
+        (tmp / "slo.html").write_text(page, encoding="utf-8")
         n = write_api(tmp, data, title, generated_from, lead)
         (tmp / "api" / "index.html").write_text(
             PAGE.format(title=html.escape(f"{title}: data API"), root="../", body=api_body(title, n)), encoding="utf-8"
@@ -366,16 +384,23 @@ def build_site(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return SiteResult(out, len(board), pages, figs)
+    return SiteResult(out, len(board), pages, figs, board)
 
 
-def report_from_folders(folders: list[Path], out: Path, dagster_url: str | None = None) -> SiteResult:
+def report_from_folders(
+    folders: list[Path],
+    out: Path,
+    dagster_url: str | None = None,
+    slo: tuple[Deadline, ...] = (),
+    conversions: Conversions = NO_CONVERSIONS,
+) -> SiteResult:
     """`llm-energy-measure report`: the site from result folders written by `run` (no platform)."""
-    board, raw = leaderboard_of_folders(folders)
+    board, raw = leaderboard_of_folders(folders, conversions)
     return build_site(
         board,
         raw,
         out,
         dagster_url,
         generated_from=f"Built by llm-energy-measure report from {len(folders)} result folder(s).",
+        slo=slo,
     )

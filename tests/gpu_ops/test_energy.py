@@ -47,6 +47,22 @@ def test_counter_and_timeline_agree_on_steady_load():
     assert w.temp_max_c == 55 and w.sm_clock_max_mhz == 1980 and w.foreign_processes == []
 
 
+def test_each_window_records_memory_clock_power_limit_and_memory_power_where_reported():
+    """#27: thermal and clock state per window. Two GPUs: the limit and memory power are summed; a GPU that does not
+    report memory power (before Hopper) leaves it empty, never 0."""
+    hopper = [FakeGpu(uuid=f"GPU-{i}", memory_power_w=30.0 + i, mem_clock_mhz=2619 - i) for i in range(2)]
+    older = [FakeGpu(memory_power_w=None, power_limit_mw=300_000)]
+    for gpus, memory_power, limit in ((hopper, 61.0, 1400.0), (older, None, 300.0)):
+        nv = FakeNVML(gpus)
+        with meter_for(nv, gpus=list(range(len(gpus)))) as m:
+            m.begin_window("w")
+            time.sleep(0.05)
+            w = m.end_window("w")
+        assert w.memory_power_w == memory_power and w.window_power_limit_w == limit
+        assert (w.mem_clock_min_mhz, w.mem_clock_max_mhz) == (min(g.mem_clock_mhz for g in gpus), gpus[0].mem_clock_mhz)
+        assert w.readings().memory_power_w == memory_power  # stored with the window
+
+
 def test_short_window_flagged_too_short():
     nv = FakeNVML([FakeGpu()], update_s=REAL_UPDATE_S)
     with meter_for(nv) as m:
@@ -179,7 +195,7 @@ def _timeline(power: list[float], update_s: float = 0.1, per_update: int = 5) ->
 
 
 def test_cross_check_tolerance_follows_the_timelines_own_error():
-    from gpu_ops.energy.meter import cross_check_tolerance, timeline_sigma
+    from gpu_ops.energy.tolerance import cross_check_tolerance, timeline_sigma
 
     rng = np.random.default_rng(0)
     steady, bursty = _timeline([300.0] * 200), _timeline(list(300.0 + 120.0 * rng.standard_normal(200)))
@@ -194,7 +210,7 @@ def test_cross_check_tolerance_follows_the_timelines_own_error():
 def test_cross_check_tolerance_allows_for_a_power_step_at_each_edge():
     """Idle -> load at the window's start and back at its end, steady inside: σ is 0, yet the timeline can misplace up
     to one update period of the step at each edge (a steady compiled run's 16-19 s windows were off by -0.68 %)."""
-    from gpu_ops.energy.meter import cross_check_tolerance, timeline_edge_error, timeline_sigma
+    from gpu_ops.energy.tolerance import cross_check_tolerance, timeline_edge_error, timeline_sigma
 
     tl = _timeline([80.0] * 10 + [400.0] * 20 + [80.0] * 10)  # updates every 0.1 s; load from 1.0 s to 3.0 s
     assert timeline_sigma(tl, 1.0, 2.999) == 0.0
@@ -207,7 +223,7 @@ def test_cross_check_tolerance_allows_for_a_power_step_at_each_edge():
 def test_cross_check_rule_passes_the_h200_windows_the_old_rule_failed(tmp_path):
     """Real H200 windows (docs/benchmarks/raw/session6): eager decode at batch 64 makes the 10 Hz power field swing
     ±40 % between updates, so 1-4 s windows' timelines stray up to 7.5 %; the sqrt rule failed 6 of 12 cycles."""
-    from gpu_ops.energy.meter import cross_check_tolerance, legacy_cross_check_tolerance, timeline_sigma
+    from gpu_ops.energy.tolerance import cross_check_tolerance, legacy_cross_check_tolerance, timeline_sigma
 
     with tarfile.open(RAW_H200 / "campaign-quarantine-llama-1b-pytorch.tgz") as tar:
         tar.extractall(tmp_path, filter="data")

@@ -6,10 +6,11 @@ from scipy import stats as sps
 from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import Slo, Traffic
 from gpu_ops.errors import UserError
-from gpu_ops.metrics import meets_slo, request_metrics, requests_frame
-from gpu_ops.phases import phase_intervals
+from gpu_ops.metrics import cycle_metrics, meets_slo, request_metrics, requests_frame
+from gpu_ops.phases import PhaseSplit, phase_intervals
 from gpu_ops.stats import summarize, sweep_point_statistics
 from gpu_ops.traffic import arrival_times
+from tests.gpu_ops.test_phases import window
 
 
 def test_request_metrics_follow_vllm_definitions():
@@ -122,10 +123,12 @@ def test_arrivals_open_loop():
 def test_a_point_with_an_unmeasured_cycle_has_no_energy_statistics_and_is_not_ranked():
     """Two of three cycles measured: the point's energy is unmeasured, not the mean of the two that happened to be."""
     from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
+    from gpu_ops.ranking import ENERGY_UNMEASURED, RankingRules
     from gpu_ops.schema import CYCLES
 
     cycles = cycles_frame(
         sweep_point=["a"] * 3 + ["b"] * 3,
+        duration_s=[30.0] * 6,
         tokens_per_s=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
         j_per_token=[0.1, 0.2, np.nan, 0.4, 0.5, 0.6],
         gross_energy_j=[1.0, 2.0, np.nan, 4.0, 5.0, 6.0],
@@ -143,13 +146,32 @@ def test_a_point_with_an_unmeasured_cycle_has_no_energy_statistics_and_is_not_ra
     assert st.loc["a", "tokens_per_s_mean"] == pytest.approx(2.0)  # not an energy figure: still summarised
     assert st.loc["b", "j_per_token_mean"] == pytest.approx(0.5)
     board = build_leaderboard(
-        st.reset_index().assign(experiment_key="m__pytorch", **{**dict.fromkeys(PROVENANCE, "p"), "raw_storage_id": 1})
-    )
-    ranks = dict(zip(board.sweep_point, board.rank_j_per_token))
-    assert pd.isna(ranks["a"]) and ranks["b"] == 1
+        st.reset_index().assign(experiment_key="m__pytorch", **{**dict.fromkeys(PROVENANCE, "p"), "raw_storage_id": 1}),
+        RankingRules(max_cv=1),  # only the energy rule can refuse these noisy cycles
+    ).set_index("sweep_point")
+    assert pd.isna(board.rank_j_per_token["a"]) and board.not_ranked_reason["a"] == ENERGY_UNMEASURED
+    assert board.rank_j_per_token["b"] == 1
 
 
 def test_a_missing_ci_shows_as_missing_never_as_zero():
     from gpu_ops.stats import fmt_ci
 
     assert fmt_ci(None) == " ± n/a" and fmt_ci(float("nan")) == " ± n/a" and fmt_ci(0.0123) == " ± 0.012"
+
+
+def test_j_per_good_token_divides_the_energy_by_the_good_requests_output_tokens():
+    recs = [  # TTFT 0.1 s, 0.5 s, 0.2 s; 11, 21 and 6 output tokens
+        RequestRecord(0, 8, 11, 0.0, 0.0, [], first_token_s=0.1, last_token_s=0.6),
+        RequestRecord(1, 8, 21, 0.0, 0.0, [], first_token_s=0.5, last_token_s=1.5),
+        RequestRecord(2, 8, 6, 0.0, 0.0, [], first_token_s=0.2, last_token_s=0.5),
+    ]
+    req = requests_frame(recs)
+    w = window(0.0, 2.0)
+    nan = pd.Series(np.nan, index=req.index)
+    none = PhaseSplit(None, None, None, None, nan, nan)
+    good = cycle_metrics(req, w, 100.0, Slo(ttft_ms=300), None, none)
+    assert good.good_requests == 2
+    assert good.j_per_good_token == pytest.approx(w.gpu_energy_j / (11 + 6))
+    assert good.j_per_good_token > good.j_per_token
+    assert cycle_metrics(req, w, 100.0, Slo(), None, none).j_per_good_token is None  # no SLO: no good tokens defined
+    assert cycle_metrics(req, w, 100.0, Slo(ttft_ms=50), None, none).j_per_good_token is None  # none good

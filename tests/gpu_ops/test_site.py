@@ -362,8 +362,8 @@ def test_cv_column_badges_unstable_rows(browser, folders, tmp_path):
 
     board, raw = leaderboard_of_folders(list(folders))
     noisy = board.index[board.sweep_point == "batch_size=1"][0]
-    board.loc[noisy, "j_per_token_cv"] = CV_UNSTABLE * 3
-    board.loc[board.index != noisy, "j_per_token_cv"] = CV_UNSTABLE / 2
+    board["cv"], board["unstable"] = CV_UNSTABLE / 2, False  # the leaderboard's verdicts, which the site shows
+    board.loc[noisy, ["cv", "unstable"]] = CV_UNSTABLE * 3, True
     site = build_site(board, raw, tmp_path / "site")
     page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
     t = table(page)
@@ -399,3 +399,51 @@ def test_screenshots_are_built_from_the_committed_gpu_results_without_repeats():
     board, _ = leaderboard_of_folders(folders)
     assert {"h200", "2x-h200"} <= set(board.hardware) and (board.gpu_count > 0).all()
     assert board.j_per_token_mean.notna().all()  # real GPU energy on every row the docs show
+
+
+def _slo_rows(page) -> list[tuple[str, str]]:
+    cells = page.eval_on_selector_all(
+        "#slo-body tr", "rows => rows.map(r => [r.cells[2].innerText, r.cells[4].querySelector('a')?.innerText || ''])"
+    )
+    return [(verdict, point) for verdict, point in cells]
+
+
+def _python_pick(board, text: str) -> list[tuple[str, str]]:
+    from gpu_ops.slo import parse_slo, slo_pick
+
+    pick = slo_pick(board, parse_slo(text))
+    return [(v, "" if v == "none" else str(s)) for v, s in zip(pick.verdict, pick.sweep_point)]
+
+
+def test_slo_page_picks_as_gpu_ops_slo_does_and_keeps_its_deadlines_in_the_url(browser, site):
+    ttft = site.board.ttft_p99_pooled_hi_s.dropna()
+    loose, tight = f"ttft_p99={ttft.max() * 2e3:.3g}ms", f"ttft_p99={ttft.min() * 0.5e3:.3g}ms"
+    for text in (loose, tight):
+        page, errors, external = open_page(browser, (site.folder / "slo.html").as_uri() + "#" + text)
+        assert _slo_rows(page) == _python_pick(site.board, text) and errors == [] and external == []
+    assert {v for v, _ in _slo_rows(page)} == {"none"}  # nothing meets a deadline under every row's interval
+    # moving a slider rewrites the URL; the link restores the same view in a fresh page
+    page.check("#on-tpot")
+    page.eval_on_selector("#r-tpot", "r => { r.value = Math.log10(250); r.dispatchEvent(new Event('input')); }")
+    assert "tpot_p99=250ms" in page.url and "ttft_p99=" in page.url
+    again, _, _ = open_page(browser, page.url)
+    assert again.is_checked("#on-tpot") and again.input_value("#q-ttft") == "99"
+    assert _slo_rows(again) == _slo_rows(page)
+    assert again.evaluate("document.getElementById('good-body').innerText").count("slo:") == 1  # no SLO in config
+
+
+def test_index_shows_carbon_and_cost_as_unknown_with_their_inputs(browser, site):
+    page, _, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    t = table(page)
+    assert t.gco2e_per_mtoken.str.startswith("unknown").all()  # no inputs given: unknown, never a default
+    assert t.gco2e_per_mtoken.str.contains("gCO2e/kWh").all() and t.cost_per_mtoken.str.contains("GPU-hour").all()
+
+
+def test_report_slo_prints_the_pick_and_opens_slo_html_with_it(folders, tmp_path, capsys):
+    from gpu_ops.cli import main
+
+    assert main(["report", *map(str, folders), "--out", str(tmp_path / "site"), "--slo", "ttft_p99=60s"]) == 0
+    out = capsys.readouterr().out
+    assert "lowest J/token meeting ttft_p99=60s" in out and "slo.html#ttft_p99=60000ms" in out
+    assert "builtin:micro-llama" in out  # the measured model has a pick line
+    assert (tmp_path / "site" / "slo.html").is_file()

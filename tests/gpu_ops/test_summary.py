@@ -5,7 +5,7 @@ import re
 
 from gpu_ops.leaderboard import build_leaderboard
 from gpu_ops.results import read_tables
-from gpu_ops.stats import published_statistics
+from gpu_ops.stats import published_statistics, result_statistics
 from gpu_ops.summary import FIGURES, run_summary, summary_table
 from gpu_ops.validation import validate
 
@@ -58,8 +58,18 @@ def test_a_missing_ci_energy_and_cv_show_as_missing_never_zero(good_gpu_result):
     assert text.endswith("energy unmeasured: run on CPU")
 
 
-def test_an_unstable_point_is_flagged(good_gpu_result):
+def test_a_point_the_leaderboard_would_not_rank_says_why(good_gpu_result, monkeypatch):
     t = read_tables(good_gpu_result)
+    st = result_statistics(t)
+    monkeypatch.setenv("LEM_RANK_MAX_CV", str(float(st.j_per_token_cv.min()) / 2))  # every point too noisy
     s = run_summary(t, good_gpu_result, validate(t), None)
-    s["sweep_points"][0].update(cv=0.461, unstable=True)
-    assert "46.1%" in summary_table(s) and "unstable (CV > 10%)" in summary_table(s)
+    text = summary_table(s)
+    for p in s["sweep_points"]:
+        assert p["ranked"] is False and p["unstable"] is True and "unstable: J/token CV" in p["not_ranked_reason"]
+        assert f"not ranked: {p['not_ranked_reason']}" in text
+    monkeypatch.setenv("LEM_RANK_MAX_CV", "1")
+    monkeypatch.setenv("LEM_RANK_MIN_WINDOW_S", "0")
+    monkeypatch.setenv("LEM_RANK_MIN_CYCLES", "1")
+    relaxed = run_summary(t, good_gpu_result, validate(t), None)
+    assert all(p["ranked"] and p["not_ranked_reason"] is None for p in relaxed["sweep_points"])
+    assert "not ranked" not in summary_table(relaxed)

@@ -59,12 +59,16 @@
     }
     let v = fmt(r[c.key], c);
     if (v === null && c.key === "cv") return `<td class="${cls}" title="one cycle: no spread">${data.ci_missing}</td>`;
+    // a converted figure (carbon, cost) shows the inputs it was converted with beside it, or why it is unknown
+    const note = c.note && r[c.note] ? ` <span class="note inputs">${esc(r[c.note])}</span>` : "";
+    if (v === null && c.note) return `<td class="${cls}">unknown${note}</td>`;
     if (v === null) return `<td class="unmeasured ${cls}" title="${esc(r.unmeasured_reason || "")}">${c.energy ? "unmeasured" : "–"}</td>`;
     v = esc(v);
     // a missing CI (one cycle) reads "± n/a", never "± 0"
     const ci = c.ci && (fmt(r[c.ci], { type: "number", scale: c.scale, digits: 2 }) ?? data.ci_missing);
     if (ci) v += ` <span class="ci">± ${ci}</span>`;
     if (c.key === "cv" && r.unstable) v += ` <span class="badge">unstable</span>`;
+    v += note;
     return `<td class="${cls}">${v}</td>`;
   }
   function links(r) {
