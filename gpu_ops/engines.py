@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from gpu_ops.caches import CACHE_ENV, cache_counts, cache_environment, engine_cache_dir
+from gpu_ops.caches import CACHE_DIR_ENV, CACHE_ENV, cache_counts, cache_environment, engine_cache_dir
 from gpu_ops.config import ExperimentConfig, VllmOptions
 from gpu_ops.errors import MeasurementError
 
@@ -386,7 +386,8 @@ class EnginePool:
     def __init__(self, cache_root: Path | None = None) -> None:
         self.engines: dict[tuple[str, frozenset[int]], Engine] = {}
         self.cache_root = Path(cache_root or engine_cache_dir())
-        self.cache_env = cache_environment(self.cache_root)
+        # the engine's process finds every cache under this root, the synthetic weights too
+        self.cache_env = {CACHE_DIR_ENV: str(self.cache_root), **cache_environment(self.cache_root)}
         self._n = itertools.count(1)
 
     def placement(self, cfg: ExperimentConfig, uses_cuda: bool) -> str:

@@ -134,9 +134,9 @@ def tiny_architecture(tmp_path: Path, monkeypatch) -> str:
 def test_synthetic_weights_are_written_once_and_a_second_start_hits_them(tmp_path, monkeypatch):
     import torch
 
-    monkeypatch.setenv("LEM_ENGINE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LEM_ENGINE_CACHE_DIR", str(tmp_path / "elsewhere"))  # the pool's own root wins
     c = cfg(model=tiny_architecture(tmp_path, monkeypatch), prompts={"source": "random", "count": 4})
-    with EnginePool() as pool:
+    with EnginePool(tmp_path / "cache") as pool:
         cold = pool.acquire(c)
         cold.warmed_up(c)
         weights = {k: v.clone() for k, v in cold.backend.model.state_dict().items()}
