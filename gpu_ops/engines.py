@@ -258,7 +258,14 @@ class EngineHost:
         self._call("sync")
 
     def close(self, timeout_s: float = 60.0) -> None:
-        """Free the engine and end the child (its CUDA context goes with it); a child that does not exit is killed."""
+        """Free the engine and end the child (its CUDA context goes with it) and every process under it (vLLM's engine
+        core, multiprocessing helpers); one that does not exit in time is killed."""
+        import psutil
+
+        try:
+            under = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            under = []
         if self.alive():
             try:
                 self._call("close")
@@ -269,6 +276,11 @@ class EngineHost:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        for straggler in psutil.wait_procs(under, timeout=10)[1]:
+            try:
+                straggler.kill()
+            except psutil.Error:  # gone meanwhile
+                pass
         self.conn.close()
 
 
