@@ -249,6 +249,7 @@ VLLM = {
     "backend": "vllm",
     "precision": "bf16",
     "max_input_tokens": 300,
+    "batching": {"batch_size": 4},
     "prompts": {"source": "random", "count": 6, "random": {"input_len": 280}},  # > two 128-token CPU KV blocks
     "warmup_requests": 1,
     "vllm": {"enforce_eager": True, "enable_prefix_caching": True},
