@@ -12,8 +12,10 @@ os.environ.setdefault("LEM_CACHE_DIR", str(Path(__file__).resolve().parent.paren
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Device locks of this test process only (each pytest-xdist worker has its own): a CPU run locks `cpu-<host>`, and
 # parallel workers, or another checkout's tests on this machine, must not queue behind each other's measurements.
-# Tests of the locks themselves set their own LEM_LOCK_DIR.
-os.environ["LEM_LOCK_DIR"] = tempfile.mkdtemp(prefix="lem-test-locks-")
+# Tests of the locks themselves set their own LEM_LOCK_DIR; a folder set by the caller holds this process's own.
+if os.environ.get("LEM_LOCK_DIR"):
+    os.makedirs(os.environ["LEM_LOCK_DIR"], exist_ok=True)
+os.environ["LEM_LOCK_DIR"] = tempfile.mkdtemp(prefix="lem-test-locks-", dir=os.environ.get("LEM_LOCK_DIR") or None)
 atexit.register(shutil.rmtree, os.environ["LEM_LOCK_DIR"], ignore_errors=True)
 
 REQUIRE_SERVICES = os.environ.get("LEM_REQUIRE_SERVICES") == "1"

@@ -364,3 +364,17 @@ def test_the_sites_data_api_validates_and_every_source_reads_to_the_same_frame(m
     ] == [None]
     assert (from_site[from_site.energy_status == "measured"].j_per_token_mean > 0).all()
     assert "read_leaderboard(" in (snapshot_folder(storage) / "README.md").read_text()  # the card shows the reader
+
+
+def test_transient_errors_are_the_http_clients_transport_errors_and_5xx_not_a_refused_commit():
+    import httpx2  # the client huggingface_hub uses here
+
+    from energy_assets.publish import transient
+
+    class Answer(Exception):
+        def __init__(self, status):
+            self.response = type("R", (), {"status_code": status})()
+
+    assert transient(httpx2.ReadTimeout("slow")) and transient(httpx2.RemoteProtocolError("dropped"))
+    assert transient(ConnectionResetError()) and transient(Answer(503)) and transient(Answer(429))
+    assert not transient(Answer(412)) and not transient(Answer(404)) and not transient(ValueError("bad"))
