@@ -45,3 +45,15 @@ def test_the_heaviest_module_leaves_tmp_as_it_found_it(tmp_path):
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert sorted(os.listdir(tmp)) == before, f"left in TMPDIR by {HEAVIEST}: {sorted(os.listdir(tmp))}"
+
+
+@pytest.mark.timeout(120)
+def test_an_engine_servers_temp_socket_folder_is_removed_when_it_stops(tmp_path):
+    """A socket path too long for a Unix socket gets a short temp folder: it goes when the server does."""
+    from gpu_ops.serve import ServerProcess
+
+    server = ServerProcess(tmp_path / ("x" * 120) / "engine.sock").start(dict(os.environ))
+    folder = server.socket.parent
+    assert folder.is_dir() and folder != tmp_path / ("x" * 120)
+    server.stop()
+    assert not folder.exists()
