@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from energy_assets.executor import measure_executor
+from energy_assets.fleet import host_tags, measure_tags
 from energy_assets.io import local_asset_dir
 from energy_assets.moderation import approved_not_requested, duplicate_reason, hold_for_moderation
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
@@ -41,8 +42,9 @@ measure_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("raw_measurements"),
     partitions_def=measurement_partitions,
     executor_def=measure_executor(),
+    tags=measure_tags(),
     description="Measure (or ingest) one experiment x hardware partition. At most one run per hardware value runs at a "
-    "time (dagster.yaml).",
+    "time, and none beside another run on this host (dagster.yaml).",
 )
 
 automation = dg.AutomationConditionSensorDefinition(
@@ -52,7 +54,8 @@ automation = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=15,
     # ahead of queued measurements: a partition's statistics and the leaderboard follow it as soon as it is stored,
     # not after the whole campaign (they take seconds; a campaign's queue takes as long as its GPU runs)
-    run_tags={"dagster/priority": "1"},
+    # and on this host: they wait while a measurement runs here (fleet.HOST_TAG)
+    run_tags={"dagster/priority": "1", **host_tags()},
     use_user_code_server=True,  # the leaderboard's condition is Python (energy_assets.leaderboard)
 )
 
@@ -96,10 +99,12 @@ def estimate_tags(cfg, hardware: str, history: list[Measured]) -> dict[str, str]
         points = estimate(cfg, hardware, history)
     except UserError as exc:
         return {"lem/estimate_method": f"none: {printable(str(exc))}"[:ESTIMATE_TAG_CHARS]}
-    wh = [sum(getattr(p.energy_j, k) for p in points) / 3600 for k in ("low", "mid", "high")]
+    energy = {}
+    if all(p.energy_j is not None for p in points):  # on a CPU a run measures no energy: no figure is made up
+        wh = [sum(getattr(p.energy_j, k) for p in points) / 3600 for k in ("low", "mid", "high")]
+        energy = {"lem/estimate_wh": f"{wh[1]:.3g}", "lem/estimate_wh_range": f"{wh[0]:.3g}-{wh[2]:.3g}"}
     return {
-        "lem/estimate_wh": f"{wh[1]:.3g}",
-        "lem/estimate_wh_range": f"{wh[0]:.3g}-{wh[2]:.3g}",
+        **energy,
         "lem/estimate_s": f"{sum(p.wall_s.mid for p in points):.3g}",
         "lem/estimate_method": "; ".join(sorted({p.method for p in points}))[:ESTIMATE_TAG_CHARS],
     }

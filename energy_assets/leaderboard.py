@@ -11,6 +11,7 @@ from energy_assets.resources import StorageResource
 from energy_assets.tables import rows_table, schema_metadata, significant
 from gpu_ops.conversions import load_conversions
 from gpu_ops.leaderboard import READ_FROM_STATISTICS, build_leaderboard
+from gpu_ops.readable import number
 from gpu_ops.schema import LEADERBOARD
 from gpu_ops.slo import Deadline, parse_slo, slo_pick
 
@@ -68,32 +69,37 @@ INLINE_MARKDOWN = 950
 
 
 def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
-    """The top rows with each one's raw partition and run as links (a table value cannot hold a link), as many as the
-    UI shows in place; `top_rows` holds all `n`."""
+    """The top rows, each with its raw partition and run as links (a table value cannot hold a link), as many whole
+    rows as the UI shows in place; `top_rows` holds all `n`. The links are relative (the UI reads them), so more rows
+    fit. A row's rank is its band (gpu_ops.ranking), or why it is not ranked."""
     if df.empty:
         return "_No measurements yet: drop an experiment YAML into the inbox._"
 
-    def figure(v, ci, missing: str) -> str:
-        return missing if pd.isna(v) else f"{v:.4g} ± {'n/a' if pd.isna(ci) else f'{ci:.4g}'}"
+    def figure(v, ci, missing: str, unit: str = "") -> str:
+        return missing if pd.isna(v) else f"{number(v)}{unit} ± {'n/a' if pd.isna(ci) else number(ci)}"
 
-    rows = [
+    head = [
         "| rank | partition | sweep point | ranked J/token | tok/s | CV | weights | run |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for shown, r in enumerate(df.head(n).itertuples()):
+    rows: list[str] = []
+    for r in df.head(n).itertuples():
         rank = r.rank_label or f"not ranked: {r.not_ranked_reason}"
-        cv = "n/a" if pd.isna(r.cv) else f"{r.cv:.1%}"
-        rows.append(
-            f"| {rank} | {partition_link(r.partition_key)} | {r.sweep_point} | "
+        flag = " **unstable**" if pd.notna(r.unstable) and bool(r.unstable) else ""
+        cv = ("n/a" if pd.isna(r.cv) else f"{r.cv:.1%}") + flag
+        line = (
+            f"| {rank} | {partition_link(r.partition_key, base='')} | {r.sweep_point} | "
             f"{figure(r.ranked_j_per_token_mean, r.ranked_j_per_token_ci95, 'unmeasured')} | "
             f"{figure(r.tokens_per_s_mean, r.tokens_per_s_ci95, 'n/a')} | {cv} | {r.weights} | "
-            f"{run_link(r.raw_run_id)} |"
+            f"{run_link(r.raw_run_id, base='')} |"
         )
-        if shown and len("\n".join(rows)) > INLINE_MARKDOWN:  # past what the UI shows in place: drop the row
-            rows.pop()
-            rows.append(f"\n_{len(df) - shown} more rows in `top_rows` (full run ids)._")
-            break
-    return "\n".join(rows)
+        left = len(df) - len(rows) - 1
+        note = f"\n\n_{left} more rows in `top_rows` (full run ids)._" if left else ""
+        if rows and len("\n".join([*head, *rows, line]) + note) > INLINE_MARKDOWN:
+            break  # a whole row or none: past this the UI hides the table behind a click
+        rows.append(line)
+    left = len(df) - len(rows)
+    return "\n".join([*head, *rows]) + (f"\n\n_{left} more rows in `top_rows` (full run ids)._" if left else "")
 
 
 DEFAULT_SLO = "ttft_p99=2s,itl_p99=50ms"

@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
-from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.checks import LEADERBOARD_CHECKS
 from energy_assets.dagster_private import failed_check_records, last_check_record_id
 from energy_assets.leaderboard import leaderboard
 from energy_assets.publish import hf_dataset_publish, hf_dataset_snapshot
@@ -21,8 +21,8 @@ from energy_assets.resources import StorageResource
 from energy_assets.stats import cycle_statistics
 from gpu_ops.errors import excerpt
 from gpu_ops.notify import NotifyConfig, load_notify_config, notify
+from gpu_ops.readable import number
 
-LEADERBOARD_CHECKS = (every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged)
 MAX_LISTED = 10  # entries named in one leaderboard notification; the rest are counted
 ROW_FIELDS = [  # the leaderboard columns a notification reads
     "partition_key",
@@ -154,7 +154,7 @@ def _drifted(frame: pd.DataFrame) -> list[str]:
 
 def _describe(row: dict) -> str:
     jpt = row["j_per_token_mean"]
-    energy = "unmeasured" if pd.isna(jpt) else f"{jpt:.4g} J/token"
+    energy = "unmeasured" if pd.isna(jpt) else f"{number(jpt, 4)} J/token"
     return f"{row['experiment_key']} {row['sweep_point']} on {row['hardware']}: {energy} (from {row['submitter']})"
 
 

@@ -19,6 +19,7 @@ from typing import Literal
 import dagster as dg
 import pandas as pd
 
+from energy_assets.checks import require_checked_leaderboard
 from energy_assets.hf_export import CONFIGS, build_snapshot
 from energy_assets.lineage import OWNERS
 from energy_assets.resources import StorageResource
@@ -235,6 +236,7 @@ def hf_dataset_snapshot(
     cycle_statistics: pd.DataFrame,
     raw_measurements: dict,
 ):
+    require_checked_leaderboard(context.instance)
     raw = published_raw(context, raw_measurements, leaderboard)
     snap = build_snapshot(raw, leaderboard, cycle_statistics, snapshot_folder(storage))
     context.log.info(f"dataset snapshot {snap.content_hash[:16]}: {len(snap.files)} files in {snap.folder}")
@@ -291,6 +293,7 @@ def _card_check(folder: Path, rows: dict[str, int | None]) -> dg.AssetCheckResul
 def hf_dataset_publish(
     context: dg.AssetExecutionContext, storage: StorageResource, hf_hub: HuggingFaceHub
 ) -> dg.MaterializeResult:
+    require_checked_leaderboard(context.instance)  # the snapshot on disk may predate a leaderboard that failed since
     folder = snapshot_folder(storage)
     record = context.instance.get_latest_materialization_event(dg.AssetKey("hf_dataset_snapshot"))
     content_hash = record.asset_materialization.metadata["content_hash"].value if record else None

@@ -269,11 +269,26 @@ def _regular_file(path: Path, what: str) -> os.stat_result:
     return st
 
 
+def result_folders_in(folder: Path) -> list[Path]:
+    """The result folders (a summary.json inside) directly in `folder`, e.g. the `results/` that `run` writes into."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir() or (folder / "summary.json").exists():
+        return []
+    return sorted(p for p in folder.iterdir() if not p.is_symlink() and (p / "summary.json").is_file())
+
+
 def check_folder_entries(folder: Path) -> None:
     """A result folder holds exactly summary.json and the table files: anything else was not written by us."""
     folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink():
+        raise UserError(f"{folder}: no such folder; give a result folder written by `run` (it holds summary.json)")
     if folder.is_symlink() or not folder.is_dir():
         raise UserError(f"{folder}: not a folder (a link or a file); copy the result folder itself")
+    inside = result_folders_in(folder)
+    if inside:
+        raise UserError(
+            f"{folder}: a folder of {len(inside)} result folder(s), not one result; pass one of them, e.g. {inside[0]}"
+        )
     extra = sorted(p.name for p in folder.iterdir() if p.name not in FOLDER_FILES | {SIGNATURE_FILE})
     if extra:
         raise UserError(

@@ -249,12 +249,14 @@ VLLM = {
     "backend": "vllm",
     "precision": "bf16",
     "max_input_tokens": 300,
+    "batching": {"batch_size": 4},
     "prompts": {"source": "random", "count": 6, "random": {"input_len": 280}},  # > two 128-token CPU KV blocks
     "warmup_requests": 1,
     "vllm": {"enforce_eager": True, "enable_prefix_caching": True},
 }
 
 
+@pytest.mark.xdist_group("vllm-engines")  # one vLLM CPU engine at a time (see test_vllm_backend.py)
 def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny_model_path, tmp_path, monkeypatch):
     if os.environ.get("LEM_REQUIRE_SERVICES") != "1":
         pytest.importorskip("vllm")

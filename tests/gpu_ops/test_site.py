@@ -317,10 +317,18 @@ def test_row_click_path_reaches_detail_run_and_raw_partition(browser, folders, t
     assert errors == []
 
 
-def test_embed_widget_shows_one_models_rows_and_detail_pages_offer_the_snippet(browser, site):
+def test_embed_widget_shows_one_models_rows_and_detail_pages_offer_the_snippet(browser, site, folders, tmp_path):
+    """A page opened from disk offers no snippet (it would point at the reader's disk: a file:///tmp/... iframe); a
+    site built with its public address offers one that points there."""
     page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
     page.fill("#q", "batch_size=4")
     page.click("#body tr a.detail")
+    assert page.is_visible("#embed-note") and not page.is_visible("#embed-snippet")
+    public = report_from_folders(list(folders), tmp_path / "public", site_url=(tmp_path / "public").as_uri())
+    page, errors, _ = open_page(browser, (public.folder / "index.html").as_uri())
+    page.fill("#q", "batch_size=4")
+    page.click("#body tr a.detail")
+    assert not page.is_visible("#embed-note")
     snippet = page.input_value("#embed-snippet")
     src = snippet.split('src="')[1].split('"')[0]
     assert snippet.startswith("<iframe ") and src.endswith("embed.html?model=builtin%3Amicro-llama")
@@ -353,6 +361,28 @@ def test_table_fits_with_a_sticky_model_column_and_a_remembered_column_choice(br
     assert "avg_power_w_mean" not in table(page).columns
     page.reload()
     assert "avg_power_w_mean" not in table(page).columns and "batch_size" in table(page).columns  # localStorage
+    page.close()
+
+
+def test_each_row_shows_its_rank_band_or_not_ranked_with_the_reason(browser, site):
+    page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    cells = page.eval_on_selector_all("#body td.rank", "tds => tds.map(t => [t.innerText, t.title])")
+    assert len(cells) == 3 and errors == []
+    for text, reason in cells:
+        assert re.fullmatch(r"=?\d+", text) or (text == "not ranked" and reason), (text, reason)
+    assert any(text == "not ranked" and "energy unmeasured" in reason for text, reason in cells)  # the CPU row
+
+
+def test_a_phone_shows_the_index_and_a_detail_page_without_horizontal_overflow(browser, site):
+    """At 390 px the page was 485 px wide (the charts' 460 px minimum column)."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto((site.folder / "index.html").as_uri())
+    page.wait_for_selector("#body tr")
+    overflow = "document.documentElement.scrollWidth - window.innerWidth"
+    assert page.evaluate(overflow) <= 0
+    page.click("#body tr a.detail")
+    page.wait_for_selector("#embed-section, h1")
+    assert page.evaluate(overflow) <= 0
     page.close()
 
 
