@@ -184,6 +184,7 @@ def main() -> None:
     ap.add_argument("--ui", action="store_true", help="also time the leaderboard and raw partition asset pages")
     args = ap.parse_args()
     os.environ.setdefault("LEM_INBOX_SETTLE_S", "0")  # the copies are complete when the load starts
+    from energy_assets.automation import inbox_batch
     from energy_assets.local import prepare_home
     from tests.energy_assets.conftest import fake_gpu_result
 
@@ -198,7 +199,7 @@ def main() -> None:
             print(summary(name, res[name]))
         print(
             f"end to end: {args.uploads} uploads and {args.experiments} experiment files from the inbox to every "
-            f"run requested once: {res['end_to_end_s']:.1f} s (LEM_INBOX_BATCH {os.environ.get('LEM_INBOX_BATCH', 50)})"
+            f"run requested once: {res['end_to_end_s']:.1f} s (LEM_INBOX_BATCH {inbox_batch()})"
         )
         if args.ui:
             for asset, s in time_ui(home, res["storage"].root).items():

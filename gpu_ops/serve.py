@@ -42,6 +42,8 @@ REQUEST_TIMEOUT_S = 30.0  # to send the request line: a client that connects and
 FIELDS = {"op", "config", "out_root", "folder_name", "file_sha", "visible_devices"}
 DEVICES = re.compile(r"[A-Za-z0-9,-]{1,1024}")
 
+SOCKET_DIR_PREFIX = "lem-engines-"  # a short temp folder for a socket whose own path is too long (removed on exit)
+
 
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
@@ -157,6 +159,9 @@ class EngineServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.pool.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
+        if self.path.parent.name.startswith(SOCKET_DIR_PREFIX):  # the temp folder ServerProcess made for the socket
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()
 
 
 @contextlib.contextmanager
@@ -213,7 +218,7 @@ class ServerProcess:
 
         # a Unix socket path holds at most 107 bytes: a long folder gets a short temporary one
         if socket_path is None or len(str(socket_path)) > 100:
-            socket_path = Path(tempfile.mkdtemp(prefix="lem-engines-")) / "engine.sock"
+            socket_path = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)) / "engine.sock"
         self.socket, self.cache_root, self.log_file = Path(socket_path), cache_root, log_file
         self.proc = None
 
@@ -252,6 +257,9 @@ class ServerProcess:
                 self.proc.wait()
         with contextlib.suppress(OSError):
             self.socket.unlink()
+        if self.socket.parent.name.startswith(SOCKET_DIR_PREFIX):
+            with contextlib.suppress(OSError):
+                self.socket.parent.rmdir()
 
 
 def _exchange(socket_path: Path, request: dict, progress: Callable[[str], None] | None = None) -> dict:
