@@ -155,8 +155,7 @@ def transient(exc: Exception) -> bool:
     """An error a later try may not meet: a timeout, a dropped connection, a 5xx or 429 answer. A commit refused
     because another writer moved the head (412) is not: a person decides whose files the dataset keeps."""
     if isinstance(exc, (TimeoutError, ConnectionError)) or any(
-        c.__name__ == "TransportError" and c.__module__.split(".")[0] in ("httpx", "httpx2")
-        for c in type(exc).__mro__
+        c.__name__ == "TransportError" and c.__module__.split(".")[0] in ("httpx", "httpx2") for c in type(exc).__mro__
     ):  # timeouts, refused or dropped connections, whichever HTTP client this huggingface_hub uses
         return True
     status = getattr(getattr(exc, "response", None), "status_code", None)
