@@ -41,13 +41,20 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m energy_assets.demo
 endif
 
+# The GPU campaign by its own name (README, docs): the same as `LEM_DEMO=gpu make demo`.
+demo-gpu:
+	$(MAKE) demo LEM_DEMO=gpu
+
 # ruff: lint and formatting (pyproject.toml [tool.ruff]); CI runs it before the tests and fails on any finding.
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 # Service tests (PostgreSQL, Redis, vLLM, Chromium) fail instead of skipping; LEM_ALLOW_SKIP=1 lets them skip.
+# pytest-xdist: one worker per CPU; tests sharing a module-scoped fixture stay on one worker (tests/conftest.py).
+# The 10 slowest tests are listed at the end.
 test: $(VENV)/.installed chromium
-	LEM_REQUIRE_SERVICES=$(if $(filter 1,$(LEM_ALLOW_SKIP)),0,1) $(BIN)/python -m pytest -q
+	LEM_REQUIRE_SERVICES=$(if $(filter 1,$(LEM_ALLOW_SKIP)),0,1) $(BIN)/python -m pytest -q -n auto --dist loadgroup \
+	  --durations=10
 
-.PHONY: install demo lint test chromium
+.PHONY: install demo demo-gpu lint test chromium

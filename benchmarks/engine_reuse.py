@@ -5,6 +5,8 @@ backend, on the engine pool (gpu_ops.engines), each engine in a process of its o
 - reused: the same engine asked for again with an unchanged identity (what a second sweep point or run pays);
 - warm cache: a second engine process on the caches the cold start filled (what the next worker start pays).
 
+"Ready" includes the warm-up (where PyTorch compiles); the engine-start part of it is printed beside it.
+
 Each round starts from a fresh cache folder, so the cold start is cold every time; the ratio warm cache / cold is
 paired within its round. Target (benchmarks/targets/engine-warm-start.yaml): vLLM's median ratio <= 0.25.
 
@@ -58,18 +60,20 @@ def config(backend: str, model: str, device: str):
     )
 
 
-def ready(pool, cfg) -> tuple[float, object]:
-    """Seconds from asking the pool for an engine to the end of its warm-up (the measured cycles could start)."""
+def ready(pool, cfg) -> tuple[float, float, object]:
+    """Seconds from asking the pool for an engine to the end of its warm-up (the measured cycles could start), and
+    the part of them the pool took to hand the engine out (process, imports, weights, engine init)."""
     from gpu_ops.measure import _requests
     from gpu_ops.prompts import build_prompts
 
     t0 = time.perf_counter()
     engine = pool.acquire(cfg, placement="process")
     engine.backend.load(cfg)
+    acquired = time.perf_counter() - t0
     prompts = build_prompts(cfg, engine.backend.tokenizer, engine.backend.vocab_size)
     engine.backend.warmup(_requests(prompts[: cfg.warmup_count()], cfg, 0.0))
     engine.warmed_up(cfg)
-    return time.perf_counter() - t0, engine
+    return time.perf_counter() - t0, acquired, engine
 
 
 def one_round(backend: str, cfg, cache: Path) -> dict:
@@ -77,17 +81,20 @@ def one_round(backend: str, cfg, cache: Path) -> dict:
 
     shutil.rmtree(cache, ignore_errors=True)
     with EnginePool(cache) as pool:
-        cold_s, engine = ready(pool, cfg)
+        cold_s, cold_start_s, engine = ready(pool, cfg)
         cold_caches = dict(engine.caches)
-        reused_s, again = ready(pool, cfg)
+        reused_s, reused_start_s, again = ready(pool, cfg)
         assert again is engine and again.reused, "the pool started a second engine for an unchanged identity"
     with EnginePool(cache) as pool:  # a new engine process on the caches the cold start filled
-        warm_s, engine = ready(pool, cfg)
+        warm_s, warm_start_s, engine = ready(pool, cfg)
         warm_caches = dict(engine.caches)
     return {
         "cold_s": cold_s,
         "reused_s": reused_s,
         "warm_cache_s": warm_s,
+        "cold_start_s": cold_start_s,
+        "reused_start_s": reused_start_s,
+        "warm_cache_start_s": warm_start_s,
         "ratio": warm_s / cold_s,
         "cold_caches": cold_caches,
         "warm_caches": warm_caches,
@@ -111,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             got = one_round(backend, cfg, args.out / f"cache-{backend}")
             rounds.append(got)
             print(
-                f"{backend} round {r} cold {got['cold_s']:.1f} s reused {got['reused_s']:.2f} s warm-cache "
-                f"{got['warm_cache_s']:.1f} s ratio {got['ratio']:.3f} caches cold {got['cold_caches']} warm "
-                f"{got['warm_caches']}",
+                f"{backend} round {r} ready: cold {got['cold_s']:.1f} s reused {got['reused_s']:.2f} s warm-cache "
+                f"{got['warm_cache_s']:.1f} s ratio {got['ratio']:.3f}; of which engine start: cold "
+                f"{got['cold_start_s']:.1f} s reused {got['reused_start_s']:.3f} s warm-cache "
+                f"{got['warm_cache_start_s']:.1f} s; caches cold {got['cold_caches']} warm {got['warm_caches']}",
                 flush=True,
             )
         med = {k: statistics.median(g[k] for g in rounds) for k in ("cold_s", "reused_s", "warm_cache_s", "ratio")}

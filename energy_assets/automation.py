@@ -14,8 +14,9 @@ from pathlib import Path
 import dagster as dg
 
 from energy_assets.executor import measure_executor
+from energy_assets.fleet import host_tags, measure_tags
 from energy_assets.io import local_asset_dir
-from energy_assets.moderation import approved_not_requested, hold_for_moderation
+from energy_assets.moderation import approved_not_requested, duplicate_reason, hold_for_moderation
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
 from energy_assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
@@ -41,8 +42,9 @@ measure_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("raw_measurements"),
     partitions_def=measurement_partitions,
     executor_def=measure_executor(),
+    tags=measure_tags(),
     description="Measure (or ingest) one experiment x hardware partition. At most one run per hardware value runs at a "
-    "time (dagster.yaml).",
+    "time, and none beside another run on this host (dagster.yaml).",
 )
 
 automation = dg.AutomationConditionSensorDefinition(
@@ -52,7 +54,8 @@ automation = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=15,
     # ahead of queued measurements: a partition's statistics and the leaderboard follow it as soon as it is stored,
     # not after the whole campaign (they take seconds; a campaign's queue takes as long as its GPU runs)
-    run_tags={"dagster/priority": "1"},
+    # and on this host: they wait while a measurement runs here (fleet.HOST_TAG)
+    run_tags={"dagster/priority": "1", **host_tags()},
     use_user_code_server=True,  # the leaderboard's condition is Python (energy_assets.leaderboard)
 )
 
@@ -96,10 +99,12 @@ def estimate_tags(cfg, hardware: str, history: list[Measured]) -> dict[str, str]
         points = estimate(cfg, hardware, history)
     except UserError as exc:
         return {"lem/estimate_method": f"none: {printable(str(exc))}"[:ESTIMATE_TAG_CHARS]}
-    wh = [sum(getattr(p.energy_j, k) for p in points) / 3600 for k in ("low", "mid", "high")]
+    energy = {}
+    if all(p.energy_j is not None for p in points):  # on a CPU a run measures no energy: no figure is made up
+        wh = [sum(getattr(p.energy_j, k) for p in points) / 3600 for k in ("low", "mid", "high")]
+        energy = {"lem/estimate_wh": f"{wh[1]:.3g}", "lem/estimate_wh_range": f"{wh[0]:.3g}-{wh[2]:.3g}"}
     return {
-        "lem/estimate_wh": f"{wh[1]:.3g}",
-        "lem/estimate_wh_range": f"{wh[0]:.3g}-{wh[2]:.3g}",
+        **energy,
         "lem/estimate_s": f"{sum(p.wall_s.mid for p in points):.3g}",
         "lem/estimate_method": "; ".join(sorted({p.method for p in points}))[:ESTIMATE_TAG_CHARS],
     }
@@ -108,6 +113,13 @@ def estimate_tags(cfg, hardware: str, history: list[Measured]) -> dict[str, str]
 RELOAD_TIMEOUT_S = 45.0  # a code location loads in seconds; a sensor evaluation may take 60
 INBOX_SETTLE_S = 30.0  # default of LEM_INBOX_SETTLE_S
 TICK_BUDGET_S = 30.0  # a tick stops taking new items after this long; the rest wait for the next tick
+INBOX_BATCH = 50  # default of LEM_INBOX_BATCH: new items one tick takes (a backlog drains over ticks)
+
+
+def inbox_batch() -> int:
+    """How many new items one sensor tick takes: a backlog of hundreds is read in bounded ticks, each well under
+    Dagster's sensor timeout (60 s), the rest left where they are (inbox files, or the cursor) for the next tick."""
+    return max(1, int(os.environ.get("LEM_INBOX_BATCH", INBOX_BATCH)))
 
 
 def _rejection_note(path: Path) -> Path:
@@ -258,12 +270,12 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
             except OSError as exc:
                 context.log.error(f"experiment inbox: could not write {printable(note.name)}: {exc}")
 
-    deadline = time.monotonic() + TICK_BUDGET_S
+    deadline, batch, taken = time.monotonic() + TICK_BUDGET_S, inbox_batch(), 0
     history: list[Measured] | None = None
     schedules_changed = False
     for path in paths:
-        if time.monotonic() > deadline:
-            problems.append("tick budget used up; the remaining files are read on the next tick")
+        if time.monotonic() > deadline or taken >= batch:
+            problems.append(f"{taken} files this tick (LEM_INBOX_BATCH {batch}); the rest are read on the next tick")
             break
         digest = None
         try:  # one bad file, whatever it holds, is refused on its own: the others still run
@@ -271,6 +283,7 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
             digest = file_sha(text)
             if seen.get(path.name) == digest:
                 continue
+            taken += 1
             item = check_experiment(text, path.name, storage, gpu, present)
         except PartitionTaken as exc:  # not marked seen: it registers once the other file leaves the inbox
             reject(path, str(exc))
@@ -307,6 +320,14 @@ def experiment_inbox(context: dg.SensorEvaluationContext, storage: StorageResour
 
 def inbox_settle_s() -> float:
     return float(os.environ.get("LEM_INBOX_SETTLE_S", INBOX_SETTLE_S))
+
+
+TEMP_SUFFIXES = (".tmp", ".part", ".partial", "~")  # what copy tools and editors name a file they are writing
+
+
+def temporary_name(name: str) -> bool:
+    """A name a writer gives an entry while it is being written (hidden, or with a temp suffix)."""
+    return name.startswith(".") or name.endswith(TEMP_SUFFIXES)
 
 
 def _unsettled(entry: Path, settle_s: float) -> str | None:
@@ -364,8 +385,11 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
         context.log.error(notes[-1])
     if registry is not None:
         _hold_signed_uploads(context, storage, registry, notes)
-    requests, new_keys = [], {"experiment": set(), "hardware": set()}
-    for record in approved_not_requested(storage, requested):  # approved by a moderator (moderate_submission)
+    requests, new_keys, batch = [], {"experiment": set(), "hardware": set()}, inbox_batch()
+    approved = approved_not_requested(storage, requested)  # approved by a moderator (moderate_submission)
+    if len(approved) > batch:
+        notes.append(f"{batch} of {len(approved)} approved uploads requested this tick (LEM_INBOX_BATCH)")
+    for record in approved[:batch]:
         experiment, hardware, name = record["experiment"], record["hardware"], record["name"]
         try:
             missing = _missing_keys(context, experiment, hardware)
@@ -398,12 +422,10 @@ def results_inbox(context: dg.SensorEvaluationContext, storage: StorageResource)
 
 def _hold_signed_uploads(context, storage: StorageResource, registry: KeyRegistry, notes: list[str]) -> None:
     """Each settled inbox folder goes to pending/ (valid, signed by a registered submitter) or to quarantine/."""
-    settle_s, deadline = inbox_settle_s(), time.monotonic() + TICK_BUDGET_S
+    settle_s, deadline, batch, taken = inbox_settle_s(), time.monotonic() + TICK_BUDGET_S, inbox_batch(), 0
     for entry in sorted(storage.results_inbox_dir.iterdir()):
-        if entry.name.startswith("."):
-            continue  # a writer's temp folder: llm-energy-measure renames it into place when complete
-        if time.monotonic() > deadline:
-            notes.append("tick budget used up; the remaining folders are read on the next tick")
+        if time.monotonic() > deadline or taken >= batch:
+            notes.append(f"{taken} folders this tick (LEM_INBOX_BATCH {batch}); the rest are read on the next tick")
             break
         shown = printable(entry.name)
         try:  # whatever one entry holds, it is held or quarantined on its own: it never stops the others
@@ -411,6 +433,13 @@ def _hold_signed_uploads(context, storage: StorageResource, registry: KeyRegistr
             if waiting:
                 notes.append(f"{shown}: {waiting}")
                 continue
+            taken += 1  # a settled entry: checked now, then held or quarantined
+            if temporary_name(entry.name):  # a writer renames its temp folder into place when complete: this one
+                raise UserError(  # was left behind (an interrupted copy), or was named so by mistake
+                    f"{shown}: a hidden or temporary name (starting with '.' or ending in {', '.join(TEMP_SUFFIXES)}) "
+                    f"unchanged for {settle_s:.0f} s: an interrupted copy, or a name the inbox does not take; copy "
+                    "the result folder again under its own name"
+                )
             experiment, hardware, name, signature, experiment_hash = _accept(entry, registry)
         except Exception as exc:
             reason = _reason(exc, f"result folder {shown}")
@@ -429,7 +458,7 @@ def _hold_signed_uploads(context, storage: StorageResource, registry: KeyRegistr
             context.log.error(f"results inbox: {notes[-1]}")
             break
         if earlier is not None:
-            notes.append(f"{shown}: dropped, the same result was submitted before as {name} ({earlier})")
+            notes.append(f"quarantined {shown}: {duplicate_reason(earlier)}")
         else:
             notes.append(f"{shown}: signed by {signature['submitter']}, pending moderation as {name}")
         context.log.info(f"results inbox: {notes[-1]}")

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from energy_assets.local import REPO, Platform, PlatformError, prepare_home
+from gpu_ops.readable import number
 
 
 def _print_leaderboard(storage: Path) -> None:
@@ -47,7 +48,7 @@ def _print_leaderboard(storage: Path) -> None:
         "energy_status",
         "raw_run_id",
     ]
-    print(lb[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(lb[cols].to_string(index=False, float_format=lambda v: number(v, 4)))
     reasons = lb.unmeasured_reason.dropna().unique()
     if len(reasons):
         print(f"energy: unmeasured on this machine ({reasons[0]}); on a GPU worker the same campaign records J/token.")

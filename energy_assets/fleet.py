@@ -71,6 +71,23 @@ def preflight(require_postgres: bool = True) -> None:
         check_reachable(pg, "PostgreSQL (Dagster instance)")
 
 
+HOST_TAG = "lem/host"
+"""Runs that execute on the Dagster host carry its name; dagster.yaml lets one run per value run at a time, so the
+automation's platform runs (statistics, leaderboard, site, dataset) wait while a measurement runs there and never
+share its CPU cores, GPUs or memory bandwidth with a measured window."""
+
+
+def host_tags() -> dict[str, str]:
+    """The tag of runs executing on this host (LEM_HOST names it where the hostname is not stable)."""
+    return {HOST_TAG: os.environ.get("LEM_HOST") or socket.gethostname()}
+
+
+def measure_tags() -> dict[str, str]:
+    """The `measure` job's tags: the host's, unless Celery workers measure elsewhere (the platform's runs need not wait
+    for a GPU host they do not share)."""
+    return {} if os.environ.get("LEM_EXECUTOR", "inprocess") == "celery" else host_tags()
+
+
 def worker_config_yaml() -> str:
     """The `-y` file of `dagster-celery worker start`: the same broker, backend and settings as the executor."""
     import yaml

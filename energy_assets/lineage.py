@@ -1,7 +1,8 @@
 """Markdown links into the Dagster UI, for metadata: a number's run and raw partition are one click away.
 
-Links use LEM_DAGSTER_URL as their base when it is set (the site, opened from elsewhere, needs it); without it they
-are relative to the UI that shows them (`/runs/<id>`), which is where metadata is read.
+Links use the UI's public address as their base when it is set (LEM_DAGSTER_PUBLIC_URL, else LEM_DAGSTER_URL: a
+notification, read elsewhere, needs it); without it, or with `base=""`, they are relative to the UI that shows them
+(`/runs/<id>`), which is where metadata is read.
 """
 
 import os
@@ -13,24 +14,25 @@ OWNERS = ["team:energy-measurement"]
 
 
 def dagster_url() -> str:
-    """The UI's base URL without a trailing slash, or "" (links relative to the UI)."""
-    return os.environ.get("LEM_DAGSTER_URL", "").rstrip("/")
+    """The UI's public base URL without a trailing slash, or "" (links relative to the UI)."""
+    return (os.environ.get("LEM_DAGSTER_PUBLIC_URL") or os.environ.get("LEM_DAGSTER_URL", "")).rstrip("/")
 
 
-def run_url(run_id: str) -> str:
+def run_url(run_id: str, base: str | None = None) -> str:
     """The run's page: it needs the full id (a short one finds no run)."""
-    return f"{dagster_url()}/runs/{quote(str(run_id))}"
+    return f"{dagster_url() if base is None else base}/runs/{quote(str(run_id))}"
 
 
-def partition_url(partition_key: str, asset: str = RAW_ASSET) -> str:
-    return f"{dagster_url()}/assets/{asset}?view=partitions&partition={quote(str(partition_key))}"
+def partition_url(partition_key: str, asset: str = RAW_ASSET, base: str | None = None) -> str:
+    root = dagster_url() if base is None else base
+    return f"{root}/assets/{asset}?view=partitions&partition={quote(str(partition_key))}"
 
 
-def run_link(run_id: str) -> str:
+def run_link(run_id: str, base: str | None = None) -> str:
     """`[2c32a51d](/runs/2c32a51d-…)`: short to read, the full id to follow."""
-    return f"[{str(run_id)[:8]}]({run_url(run_id)})"
+    return f"[{str(run_id)[:8]}]({run_url(run_id, base)})"
 
 
-def partition_link(partition_key: str, asset: str = RAW_ASSET) -> str:
+def partition_link(partition_key: str, asset: str = RAW_ASSET, base: str | None = None) -> str:
     """The partition's page; the `|` of its key escaped, so the link can stand in a Markdown table's cell."""
-    return f"[{partition_key.replace('|', chr(92) + '|')}]({partition_url(partition_key, asset)})"
+    return f"[{partition_key.replace('|', chr(92) + '|')}]({partition_url(partition_key, asset, base)})"

@@ -9,7 +9,6 @@ to quarantine/ with the reason. Nothing in pending/ reaches raw measurements, st
 
 import datetime
 import os
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -30,13 +29,14 @@ def now_utc() -> str:
 
 def hold_for_moderation(
     storage: StorageResource, entry: Path, name: str, partition: tuple[str, str], signature: dict, experiment_hash: str
-) -> str | None:
-    """Move a verified upload into pending/ and record who sent it and when. A second copy of a submission is
-    dropped: returns the status of the first (None: this one is new)."""
-    earlier = storage.submission(name)
-    if earlier is not None or (storage.pending_dir / name).exists():
-        shutil.rmtree(entry)  # the same signed result uploaded twice
-        return earlier["status"] if earlier else PENDING
+) -> dict | None:
+    """Move a verified upload into pending/ and record who sent it and when. Tables submitted before, under any
+    folder name and by any submitter, are not a new submission: the copy goes to quarantine/ with a reason naming
+    the earlier one, whose record is returned (None: this one is new)."""
+    earlier = storage.submission_with_content(signature["content_hash"]) or storage.submission(name)
+    if earlier is not None:
+        storage.quarantine(entry, duplicate_reason(earlier))
+        return earlier
     os.rename(entry, storage.pending_dir / name)
     storage.write_submission(
         {
@@ -55,6 +55,14 @@ def hold_for_moderation(
         }
     )
     return None
+
+
+def duplicate_reason(earlier: dict) -> str:
+    return (
+        f"duplicate: the same result (content hash {earlier['content_hash']}) was submitted before as "
+        f"{earlier['name']} by {earlier['submitter']} at {earlier['received_at']} ({earlier['status']}); "
+        "nothing to do, or submit a new measurement"
+    )
 
 
 class ModerationDecision(dg.Config):

@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
-from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.checks import LEADERBOARD_CHECKS
 from energy_assets.dagster_private import failed_check_records, last_check_record_id
 from energy_assets.leaderboard import leaderboard
 from energy_assets.publish import hf_dataset_publish, hf_dataset_snapshot
@@ -21,8 +21,8 @@ from energy_assets.resources import StorageResource
 from energy_assets.stats import cycle_statistics
 from gpu_ops.errors import excerpt
 from gpu_ops.notify import NotifyConfig, load_notify_config, notify
+from gpu_ops.readable import number
 
-LEADERBOARD_CHECKS = (every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged)
 MAX_LISTED = 10  # entries named in one leaderboard notification; the rest are counted
 ROW_FIELDS = [  # the leaderboard columns a notification reads
     "partition_key",
@@ -32,6 +32,9 @@ ROW_FIELDS = [  # the leaderboard columns a notification reads
     "j_per_token_mean",
     "tokens_per_s_mean",
     "submitter",
+    "raw_run_id",
+    "drift",
+    "drift_detail",
 ]
 
 
@@ -141,9 +144,17 @@ def _leaderboard_state(frame: pd.DataFrame) -> tuple[dict[str, dict], dict[str, 
     return rows, leaders
 
 
+def _drifted(frame: pd.DataFrame) -> list[str]:
+    """The rows marked as drifted, as `partition#sweep point@raw run` (a new re-measurement that drifts is news)."""
+    if "drift" not in frame:
+        return []
+    mine = frame[frame.drift.astype("boolean").fillna(False)]
+    return [f"{r['partition_key']}#{r['sweep_point']}@{r['raw_run_id']}" for r in mine.to_dict(orient="records")]
+
+
 def _describe(row: dict) -> str:
     jpt = row["j_per_token_mean"]
-    energy = "unmeasured" if pd.isna(jpt) else f"{jpt:.4g} J/token"
+    energy = "unmeasured" if pd.isna(jpt) else f"{number(jpt, 4)} J/token"
     return f"{row['experiment_key']} {row['sweep_point']} on {row['hardware']}: {energy} (from {row['submitter']})"
 
 
@@ -151,8 +162,8 @@ def _describe(row: dict) -> str:
     name="notify_leaderboard",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Webhook POSTs when a leaderboard materialization adds entries or changes a hardware profile's #1 "
-    "(by J/token).",
+    description="Webhook POSTs when a leaderboard materialization adds entries, changes a hardware profile's #1 "
+    "(by J/token) or marks a re-measured row as drifted.",
 )
 def notify_leaderboard(context: dg.SensorEvaluationContext, storage: StorageResource):
     state = json.loads(context.cursor) if context.cursor else None
@@ -163,7 +174,9 @@ def notify_leaderboard(context: dg.SensorEvaluationContext, storage: StorageReso
         return dg.SkipReason("no new leaderboard")
     path = storage.io_base() / f"{leaderboard.key.path[-1]}.parquet"  # where parquet_io_manager stores it
     with path.open("rb") as fh:
-        frame = pq.read_table(fh, columns=ROW_FIELDS).to_pandas()
+        stored = pq.read_schema(fh).names
+        fh.seek(0)
+        frame = pq.read_table(fh, columns=[c for c in ROW_FIELDS if c in stored]).to_pandas()  # older: no drift
     rows, leaders = _leaderboard_state(frame)
     sent = []
     if state is not None:  # None: switched on with a leaderboard already there; it is the baseline, not news
@@ -195,7 +208,25 @@ def notify_leaderboard(context: dg.SensorEvaluationContext, storage: StorageReso
                         },
                     )
                 )
-    context.update_cursor(json.dumps({"after": records[0].storage_id, "rows": sorted(rows), "leaders": leaders}))
+    drifted = _drifted(frame)
+    if state is not None:
+        new_drift = [k for k in drifted if k not in set(state.get("drifted", []))]
+        for key in new_drift[:MAX_LISTED]:
+            row = rows[key.rsplit("@", 1)[0]]
+            sent.append(
+                send(
+                    context,
+                    storage,
+                    "drift",
+                    f"drift: {row['experiment_key']} {row['sweep_point']} on {row['hardware']}",
+                    {"entry": _describe(row), "detail": row.get("drift_detail"), "raw_run_id": row.get("raw_run_id")},
+                )
+            )
+    context.update_cursor(
+        json.dumps(
+            {"after": records[0].storage_id, "rows": sorted(rows), "leaders": leaders, "drifted": sorted(drifted)}
+        )
+    )
     return dg.SkipReason("; ".join(sent) or "leaderboard read: nothing new")
 
 

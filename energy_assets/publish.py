@@ -10,16 +10,20 @@ Modes (`LEM_HF_PUBLISH`): `off` (nothing), `dry-run` (default: the folder only, 
 any error text before it can reach a log, metadata or an exception.
 """
 
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 import pandas as pd
 
+from energy_assets.checks import require_checked_leaderboard
 from energy_assets.hf_export import CONFIGS, build_snapshot
 from energy_assets.lineage import OWNERS
 from energy_assets.resources import StorageResource
+from gpu_ops.errors import excerpt
 from gpu_ops.results import read_summary
 
 SNAPSHOT_CODE_VERSION = "hf-snapshot-v1"
@@ -50,9 +54,20 @@ class HuggingFaceHub(dg.ConfigurableResource):
     def _scrub(self, text: str) -> str:
         return text.replace(self.token, "***") if self.token else text
 
-    def _api(self):
-        from huggingface_hub import HfApi
+    attempts: int = 4  # tries of one publish when the Hub answers 5xx/429, times out or drops the connection
+    backoff_s: float = 2.0  # wait before the 2nd try, doubled before each further one (2, 4, 8 s)
+    timeout_s: float = 60.0  # per HTTP request: a Hub that stops answering fails the try instead of hanging
 
+    def _api(self):
+        from huggingface_hub import HfApi, set_client_factory
+        from huggingface_hub.utils._http import default_client_factory
+
+        def client():
+            c = default_client_factory()
+            c.timeout = self.timeout_s
+            return c
+
+        set_client_factory(client)
         return HfApi(endpoint=self.endpoint, token=self.token or False)
 
     def remote_files(self, api, revision: str) -> dict[str, tuple[bool, str]]:
@@ -69,14 +84,27 @@ class HuggingFaceHub(dg.ConfigurableResource):
         """Commit `folder` as the dataset's whole content (one commit), tag it; returns what happened."""
         if not self.repo_id:
             raise PublishError("mode 'on' needs a repo id: set LEM_HF_REPO (e.g. my-org/llm-energy)")
-        try:
-            return self._publish(folder, content_hash)
-        except PublishError:
-            raise
-        except Exception as exc:  # huggingface_hub / HTTP errors: scrub and re-raise without the chained traceback
-            raise PublishError(
-                self._scrub(f"publishing to {self.endpoint} {self.repo_id} failed: {type(exc).__name__}: {exc}")
-            ) from None
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self._publish(folder, content_hash)
+            except PublishError:
+                raise
+            except Exception as exc:  # huggingface_hub / HTTP errors: scrub, re-raise without the chained traceback
+                failure = f"{type(exc).__name__}: {excerpt(str(exc), bare=True)}"
+                if not transient(exc) or attempt == self.attempts:
+                    tries = f" after {attempt} tries" if attempt > 1 else ""
+                    raise PublishError(
+                        self._scrub(
+                            f"publishing to {self.endpoint} {self.repo_id} failed{tries}: {failure}. Nothing is tagged "
+                            "unless its whole commit landed; materialize hf_dataset_publish again to retry"
+                        )
+                    ) from None
+                wait_s = self.backoff_s * 2 ** (attempt - 1)
+                logging.getLogger(__name__).warning(
+                    self._scrub(f"publish try {attempt} of {self.attempts} failed ({failure}); again in {wait_s:g} s")
+                )
+                sleep(wait_s)
+        raise AssertionError("unreachable")
 
     def _publish(self, folder: Path, content_hash: str) -> dict:
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
@@ -89,7 +117,8 @@ class HuggingFaceHub(dg.ConfigurableResource):
         tag = f"snapshot-{content_hash[:16]}"
         changed = [rel for rel, p in local.items() if rel not in remote or not _same_content(p, *remote[rel])]
         stale = sorted(set(remote) - set(local) - {".gitattributes"})
-        if not changed and not stale:
+        if not changed and not stale:  # also a retry after a commit whose answer was lost: its tag is made here
+            self._tag(api, tag, head, content_hash)
             return {"committed": False, "reason": "the Hub already holds this snapshot", "commit": head, "tag": tag}
         ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(local[rel])) for rel in changed]
         ops += [CommitOperationDelete(path_in_repo=rel) for rel in stale]
@@ -101,14 +130,7 @@ class HuggingFaceHub(dg.ConfigurableResource):
             parent_commit=head,
             commit_description=f"llm-energy-measure dataset snapshot, content hash {content_hash}",
         )
-        api.create_tag(
-            self.repo_id,
-            tag=tag,
-            revision=info.oid,
-            repo_type="dataset",
-            exist_ok=True,
-            tag_message=f"content hash {content_hash}",
-        )
+        self._tag(api, tag, info.oid, content_hash)  # only once the whole commit landed (create_commit is atomic)
         return {
             "committed": True,
             "commit": info.oid,
@@ -117,6 +139,31 @@ class HuggingFaceHub(dg.ConfigurableResource):
             "files_changed": len(changed),
             "files_deleted": len(stale),
         }
+
+    def _tag(self, api, tag: str, revision: str, content_hash: str) -> None:
+        api.create_tag(
+            self.repo_id,
+            tag=tag,
+            revision=revision,
+            repo_type="dataset",
+            exist_ok=True,
+            tag_message=f"content hash {content_hash}",
+        )
+
+
+def transient(exc: Exception) -> bool:
+    """An error a later try may not meet: a timeout, a dropped connection, a 5xx or 429 answer. A commit refused
+    because another writer moved the head (412) is not: a person decides whose files the dataset keeps."""
+    import httpx2
+
+    if isinstance(exc, httpx2.TransportError):  # timeouts, refused or dropped connections
+        return True
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status is not None and (status >= 500 or status == 429)
+
+
+def sleep(seconds: float) -> None:  # the backoff's wait (tests record it)
+    time.sleep(seconds)
 
 
 def _same_content(path: Path, lfs: bool, remote_id: str) -> bool:
@@ -189,6 +236,7 @@ def hf_dataset_snapshot(
     cycle_statistics: pd.DataFrame,
     raw_measurements: dict,
 ):
+    require_checked_leaderboard(context.instance)
     raw = published_raw(context, raw_measurements, leaderboard)
     snap = build_snapshot(raw, leaderboard, cycle_statistics, snapshot_folder(storage))
     context.log.info(f"dataset snapshot {snap.content_hash[:16]}: {len(snap.files)} files in {snap.folder}")
@@ -245,6 +293,7 @@ def _card_check(folder: Path, rows: dict[str, int | None]) -> dg.AssetCheckResul
 def hf_dataset_publish(
     context: dg.AssetExecutionContext, storage: StorageResource, hf_hub: HuggingFaceHub
 ) -> dg.MaterializeResult:
+    require_checked_leaderboard(context.instance)  # the snapshot on disk may predate a leaderboard that failed since
     folder = snapshot_folder(storage)
     record = context.instance.get_latest_materialization_event(dg.AssetKey("hf_dataset_snapshot"))
     content_hash = record.asset_materialization.metadata["content_hash"].value if record else None

@@ -120,11 +120,14 @@ def raw_measurements(context: dg.AssetExecutionContext, storage: StorageResource
     # the folder a measurement writes lives until the IO manager has stored it (after the Output below)
     with tempfile.TemporaryDirectory(prefix="lem-run-", dir=storage.work_dir) as work:
         if source == "upload":
-            folder = storage.latest_upload(experiment, hardware, context.run.tags.get(UPLOAD_TAG))
-            if folder is None:
+            name = context.run.tags.get(UPLOAD_TAG)
+            folder = storage.latest_upload(experiment, hardware, name)
+            if folder is None:  # e.g. removed from under its queued run: nothing is stored, the run can be retried
+                where = storage.upload_dir(experiment, hardware)
                 raise UserError(
-                    f"no uploaded result folder for {experiment}|{hardware} under "
-                    f"{storage.upload_dir(experiment, hardware)}"
+                    f"no uploaded result folder{' ' + name if name else ''} for {experiment}|{hardware} under "
+                    f"{where}; nothing was stored. To retry, put it back at {where / (name or '<folder>')} and "
+                    "re-execute this run"
                 )
             context.log.info(f"ingesting uploaded result {folder}")
             try:

@@ -7,22 +7,30 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 from upath import UPath
 
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.environment import SLUG_PATTERN, validate_slug
 from gpu_ops.errors import UserError
-from gpu_ops.results import write_file_atomic
+from gpu_ops.results import parquet_bytes, write_file_atomic
+from gpu_ops.schema import HISTORY
 
 SAFE_NAME_MAX = 100
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def printable(text: str) -> str:
-    """Text for a log, an event or a file: bytes of a non-UTF-8 file name (surrogates) shown as escapes."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """Text for a log, an event or a file, on one line: bytes of a non-UTF-8 file name (surrogates) and control
+    characters (a newline in a folder name would cut a REASON.txt's first line) shown as escapes."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def safe_name(name: str) -> str:
@@ -45,6 +53,13 @@ def _sha(file_sha: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{16}", file_sha):
         raise UserError(f"file_sha {file_sha[:40]!r} is not 16 hex digits")
     return file_sha
+
+
+def _content_hash(value: str) -> str:
+    """A result folder's content hash (16 hex digits) as a file name, refused otherwise: it is never a path."""
+    if not re.fullmatch(r"[0-9a-f]{16}", value):
+        raise UserError(f"content_hash {value[:40]!r} is not 16 hex digits")
+    return value
 
 
 def default_storage() -> str:
@@ -108,9 +123,30 @@ class StorageResource(dg.ConfigurableResource):
         return self.root / "submitters.yaml"
 
     def write_submission(self, record: dict) -> None:
-        """Store a submission's record (atomically: the site and the sensor never read half of one)."""
+        """Store a submission's record (atomically: the site and the sensor never read half of one), and index it by
+        its content hash: the same tables under another folder name or from another submitter are one submission."""
         name = validate_slug(record["name"], "submission name")
         write_file_atomic(self.submissions_dir / f"{name}.json", json.dumps(record, indent=1, sort_keys=True).encode())
+        write_file_atomic(self._content_index() / _content_hash(record["content_hash"]), name.encode())
+
+    def _content_index(self) -> Path:
+        """submissions/by_content/<content_hash>: the name of the submission holding those tables. Built from the
+        records on first use (a storage from before the index)."""
+        index = self.submissions_dir / "by_content"
+        if not index.is_dir():
+            tmp = self.submissions_dir / ".by_content.tmp"
+            tmp.mkdir(exist_ok=True)
+            for record in self.submissions():
+                (tmp / _content_hash(record["content_hash"])).write_text(record["name"])
+            with contextlib.suppress(OSError):  # a concurrent tick built it first
+                os.rename(tmp, index)
+            shutil.rmtree(tmp, ignore_errors=True)
+        return index
+
+    def submission_with_content(self, content_hash: str) -> dict | None:
+        """The submission whose tables have this content hash, whatever its folder name or submitter (None: new)."""
+        path = self._content_index() / _content_hash(content_hash)
+        return self.submission(path.read_text()) if path.is_file() else None
 
     def submission(self, name: str) -> dict | None:
         path = self.submissions_dir / f"{validate_slug(name, 'submission name')}.json"
@@ -223,6 +259,24 @@ class StorageResource(dg.ConfigurableResource):
             os.rename(note, dest / "REASON.txt.uploaded")
         write_file_atomic(note, (printable(reason) + "\n").encode())  # replaces a planted link, never writes through it
         return dest
+
+    @property
+    def history_dir(self) -> Path:
+        """Every measurement of each partition's sweep points (gpu_ops.drift), one Parquet file per partition."""
+        return self._dir("history")
+
+    def history(self, partition: str) -> pd.DataFrame:
+        """The stored history of one partition (schema.HISTORY); empty before its first statistics."""
+        path = self.history_dir / f"{safe_name(partition)}.parquet"
+        return pd.read_parquet(path) if path.is_file() else HISTORY.frame([])
+
+    def write_history(self, partition: str, history: pd.DataFrame) -> None:
+        write_file_atomic(self.history_dir / f"{safe_name(partition)}.parquet", parquet_bytes(history, small=True))
+
+    def all_history(self) -> pd.DataFrame | None:
+        """Every partition's history in one table (the site plots each row's)."""
+        files = sorted(self.history_dir.glob("*.parquet"))
+        return HISTORY.conform(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)) if files else None
 
     def io_base(self) -> UPath:
         return UPath(os.environ.get("LEM_IO_URL") or self.root / "assets")

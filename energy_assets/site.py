@@ -1,8 +1,10 @@
 """`leaderboard_site`: the static leaderboard site (gpu_ops.site) rebuilt after every leaderboard update.
 
-The folder lands in storage (`site/`), ready to sync to object storage, a Space or GitHub Pages. The asset's metadata
-links the site's charts (a link opens the index at that chart; the UI would show plotly JSON as text), and the rows
-link their Dagster runs when LEM_DAGSTER_URL is set.
+The folder lands in storage (`site/`), ready to sync to object storage, a Space or GitHub Pages. Per instance, two
+public addresses make its links travel: LEM_DAGSTER_PUBLIC_URL (default LEM_DAGSTER_URL), the Dagster UI that rows'
+run and raw links open, and LEM_SITE_URL, where the site is served (its embed snippets, and the asset's links to the
+index and its charts; the UI would show plotly JSON as text). Without LEM_SITE_URL the metadata gives the folder's
+path, never a file:// link a browser refuses from the UI.
 """
 
 import os
@@ -10,12 +12,14 @@ import os
 import dagster as dg
 import pandas as pd
 
-from energy_assets.lineage import OWNERS
+from energy_assets.checks import require_checked_leaderboard
+from energy_assets.leaderboard import leaderboard_slo
+from energy_assets.lineage import OWNERS, dagster_url
 from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS, published_raw
 from energy_assets.resources import StorageResource
 from gpu_ops.site import build_site
 
-SITE_CODE_VERSION = "site-v2"
+SITE_CODE_VERSION = "site-v3"  # v3: slo.html, carbon and cost with inputs, history
 
 
 @dg.asset(
@@ -35,20 +39,33 @@ SITE_CODE_VERSION = "site-v2"
 def leaderboard_site(
     context: dg.AssetExecutionContext, storage: StorageResource, leaderboard: pd.DataFrame, raw_measurements: dict
 ) -> dg.MaterializeResult:
+    require_checked_leaderboard(context.instance)
+    site_url = os.environ.get("LEM_SITE_URL") or None
     site = build_site(
         leaderboard,
         published_raw(context, raw_measurements, leaderboard),
         storage.root / "site",
-        dagster_url=os.environ.get("LEM_DAGSTER_URL"),
+        dagster_url=dagster_url() or None,
         generated_from="Built by the leaderboard_site asset.",
         submissions=storage.submissions(),
+        site_url=site_url,
+        slo=leaderboard_slo(),
+        history=storage.all_history(),
     )
+    for warning in site.warnings:
+        context.log.warning(warning)
     context.log.info(f"site: {site.rows} rows, {site.pages} detail pages in {site.folder}")
-    index = (site.folder / "index.html").as_uri()
-    charts = "\n".join(f"- [{_chart_title(fig)}]({index}#{chart})" for chart, fig in site.figures.items())
+    if site_url:
+        index = f"{site_url.rstrip('/')}/index.html"
+        charts = "\n".join(f"- [{_chart_title(fig)}]({index}#{chart})" for chart, fig in site.figures.items())
+        where = dg.MetadataValue.url(index)
+    else:
+        charts = "\n".join(f"- {_chart_title(fig)} (`index.html#{chart}`)" for chart, fig in site.figures.items())
+        charts += "\n\n_Set LEM_SITE_URL to the site's public address to link them._" if charts else ""
+        where = dg.MetadataValue.path(str(site.folder / "index.html"))
     return dg.MaterializeResult(
         metadata={
-            "index": dg.MetadataValue.url(index),
+            "index": where,
             "rows": site.rows,
             "detail_pages": site.pages,
             "charts": dg.MetadataValue.md(charts or "no charts: no rows yet"),

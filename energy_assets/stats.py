@@ -1,19 +1,24 @@
 """`cycle_statistics`: per sweep point mean/std/t-CI/CV of every metric, with the provenance of the raw
 partition it was computed from (Dagster records only one input pointer for a partitioned upstream)."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import pandas as pd
 
 from energy_assets.lineage import OWNERS, partition_link, run_link
 from energy_assets.partitions import measurement_partitions
 from energy_assets.raw import FILE_SHA_TAGS, RAW_CODE_VERSION
+from energy_assets.resources import StorageResource
 from energy_assets.tables import rows_table, schema_metadata, significant
+from gpu_ops.drift import extend_history, history_rows, previous_statistics, with_drift
 from gpu_ops.errors import UserError
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import PUBLISHED_STATISTICS
 from gpu_ops.stats import CV_UNSTABLE, UNRECORDED_SUBMITTER, headline_cv, published_statistics
 
-STATS_CODE_VERSION = "stats-v5"  # v5: steady state, window_min_s; v4: pooled latencies, submitter; v3: file_sha
+# v6: J per good token, drift; v5: steady state, window_min_s; v4: pooled latencies, submitter; v3: file_sha
+STATS_CODE_VERSION = "stats-v6"
 MIN_CYCLES = 3
 RAW_KEY = dg.AssetKey("raw_measurements")
 PREVIEW = ("sweep_point", "n_cycles", "tokens_per_s_mean", "tokens_per_s_ci95", "j_per_token_mean", "j_per_token_ci95")
@@ -70,7 +75,7 @@ def raw_provenance(instance: dg.DagsterInstance, partition: str) -> tuple[dict, 
     owners=OWNERS,
     tags={"stage": "statistics"},
 )
-def cycle_statistics(context: dg.AssetExecutionContext, raw_measurements: ResultTables):
+def cycle_statistics(context: dg.AssetExecutionContext, storage: StorageResource, raw_measurements: ResultTables):
     # the raw partition passed its blocking checks before it was stored (raw_measurements): they are not run again
     partition = context.partition_key
     raw, submitter = raw_provenance(context.instance, partition)
@@ -101,6 +106,10 @@ def cycle_statistics(context: dg.AssetExecutionContext, raw_measurements: Result
             f"{enough.description}; nothing was stored. Set cycles: {MIN_CYCLES} or more in the experiment "
             f"file and measure again"
         )
+    history = storage.history(partition)
+    st = with_drift(st, previous_statistics(history, raw["raw_run_id"]))
+    storage.write_history(partition, extend_history(history, history_rows(st, datetime.now(UTC).isoformat())))
+    drifted = st[st.drift.fillna(False).astype(bool)]
     cv = headline_cv(st)
     yield dg.Output(
         st,
@@ -118,6 +127,10 @@ def cycle_statistics(context: dg.AssetExecutionContext, raw_measurements: Result
                 else {}
             ),
             **({"worst_cv": dg.MetadataValue.float(significant(float(cv.max())))} if cv.notna().any() else {}),
+            "drift": dg.MetadataValue.md(
+                "\n".join(f"- **drift** {p}: {d}" for p, d in zip(drifted.sweep_point, drifted.drift_detail))
+                or "no drift: " + "; ".join(f"{p}: {d}" for p, d in zip(st.sweep_point, st.drift_detail))
+            ),
         },
         data_version=dg.DataVersion(f"{st.raw_data_version.iloc[0]}-{STATS_CODE_VERSION}"),
     )

@@ -7,11 +7,26 @@ hardware and that Redis and PostgreSQL answer (docs/deployment.md). Beside it ru
 """
 
 import argparse
+import hashlib
 import os
+import re
 import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 from energy_assets.fleet import ServiceUnreachable, broker_url, hardware_queue, preflight, worker_config_yaml
+
+
+def worker_config_file(dagster_home: Path) -> Path:
+    """The worker's Celery config (`-y`), in DAGSTER_HOME under a name from its content: a worker killed with -9
+    leaves no temp folder behind, and a restarted one reuses the file."""
+    text = worker_config_yaml()
+    path = dagster_home / f"celery-worker-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    if not path.is_file() or path.read_text() != text:
+        from gpu_ops.results import write_file_atomic
+
+        write_file_atomic(path, text.encode())
+    return path
 
 
 def run_worker(
@@ -26,8 +41,6 @@ def run_worker(
     server (engine caches in `cache_dir`, default LEM_ENGINE_CACHE_DIR or ~/.cache/llm-energy-measure/engine);
     blocks until it exits, then stops the server."""
     import subprocess
-    import tempfile
-    from pathlib import Path
 
     from energy_assets.resources import GpuResource
     from gpu_ops.errors import UserError
@@ -46,8 +59,8 @@ def run_worker(
         preflight(require_postgres=True)
     except ServiceUnreachable as exc:
         raise UserError(str(exc)) from None
-    cfg = Path(tempfile.mkdtemp(prefix="lem-worker-")) / "celery.yaml"
-    cfg.write_text(worker_config_yaml())
+    cfg = worker_config_file(Path(os.environ["DAGSTER_HOME"]))
+    worker_name = name or f"lem-{hardware}-{os.getpid()}"
     bindir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
     cmd = [
@@ -63,7 +76,7 @@ def run_worker(
         "-q",
         hardware_queue(hardware),
         "-n",
-        name or f"lem-{hardware}-{os.getpid()}",
+        worker_name,
         "--",
         f"--concurrency={concurrency}",
     ]
@@ -76,7 +89,9 @@ def run_worker(
         return subprocess.call(cmd, env=env)
     from gpu_ops.serve import SERVER_ENV, ServerProcess
 
-    server = ServerProcess(cfg.parent / "engine.sock", Path(cache_dir) if cache_dir else None).start(env)
+    own = Path(os.environ["DAGSTER_HOME"]) / "workers" / re.sub(r"[^A-Za-z0-9._-]", "_", worker_name)
+    own.mkdir(parents=True, exist_ok=True)  # this worker's engine socket: never another worker's on this host
+    server = ServerProcess(own / "engine.sock", Path(cache_dir) if cache_dir else None).start(env)
     print(f"engine server on {server.socket} (pid {server.proc.pid})", flush=True)
     try:
         return subprocess.call(cmd, env=dict(env, **{SERVER_ENV: str(server.socket)}))

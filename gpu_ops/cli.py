@@ -80,13 +80,18 @@ def _dry_run(cfg, args) -> int:
     for p in points:
         pc = p.config
         print(
-            f"  {p.label:<28} {pc.prompts.count} requests x {pc.cycles} cycles + {pc.warmup_requests} warm-up = "
-            f"{pc.prompts.count * pc.cycles + pc.warmup_requests} requests"
+            f"  {p.label:<28} {pc.prompts.count} requests x {pc.cycles} cycles + {pc.warmup_count()} warm-up = "
+            f"{pc.prompts.count * pc.cycles + pc.warmup_count()} requests"
             + (f"  {excerpt(p.overrides)}" if p.overrides else "")
         )
-    estimates, skipped = _estimates(cfg, args)
-    print(f"requests in all: {sum(e.requests for e in estimates)}")
-    print(render(estimates))
+    print(f"requests in all: {sum(p.config.prompts.count * p.config.cycles + p.config.warmup_count() for p in points)}")
+    try:
+        estimates, skipped = _estimates(cfg, args)
+    except UserError as exc:  # the sweep above stands without an estimate (e.g. a hub model not downloaded yet)
+        print(f"estimate: none ({exc})")
+        estimates, skipped = [], []
+    if estimates:
+        print(render(estimates))
     if skipped:
         print(f"history: {len(skipped)} folder(s) left out: " + "; ".join(skipped[:3]), file=sys.stderr)
     print("dry run: nothing measured, nothing written", file=sys.stderr)
@@ -173,10 +178,24 @@ def _cmd_list_backends(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    from gpu_ops.conversions import NO_CONVERSIONS, load_conversions
+    from gpu_ops.results import result_folders_in
     from gpu_ops.site import report_from_folders
+    from gpu_ops.site.answers import slo_state
+    from gpu_ops.slo import parse_slo, render_pick, slo_pick
 
-    site = report_from_folders([Path(f) for f in args.results], Path(args.out), args.dagster_url)
+    slo = parse_slo(args.slo) if args.slo is not None else ()  # refused before anything is read or written
+    if args.conversions and not Path(args.conversions).is_file():
+        raise UserError(f"--conversions: {args.conversions} is not a file; give the conversions YAML (docs/metrics.md)")
+    conversions = load_conversions(Path(args.conversions)) if args.conversions else NO_CONVERSIONS
+    folders = [inner for f in args.results for inner in (result_folders_in(Path(f)) or [Path(f)])]  # results/ too
+    site = report_from_folders(folders, Path(args.out), args.dagster_url, slo, conversions, args.site_url)
+    for warning in site.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{site.rows} leaderboard rows, {site.pages} detail pages: {site.folder / 'index.html'}")
+    if slo:
+        print(render_pick(slo_pick(site.board, slo), slo))
+        print(f"{site.folder / 'slo.html'}#{slo_state(slo)}")
     return 0
 
 
@@ -379,9 +398,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true")
     c.set_defaults(func=_cmd_compare)
     rp = sub.add_parser("report", help="build the static leaderboard site (offline, plotly) from result folders")
-    rp.add_argument("results", nargs="+", help="result folders written by `run`")
+    rp.add_argument("results", nargs="+", help="result folders written by `run`, or folders of them (results/)")
     rp.add_argument("--out", default="site", help="site folder (replaced atomically)")
-    rp.add_argument("--dagster-url", default=None, help="base URL of a Dagster UI, for provenance links")
+    rp.add_argument(
+        "--dagster-url", default=None, help="public base URL of a Dagster UI, for provenance links (not localhost)"
+    )
+    rp.add_argument(
+        "--site-url", default=None, help="public base URL the site will be served from, for its embed snippets"
+    )
+    rp.add_argument(
+        "--slo",
+        default=None,
+        help="latency deadlines, e.g. itl_p99=50ms,ttft_p99=2s: prints the lowest-J/token configuration per model x "
+        "hardware that meets them (pooled percentiles with 95 %% intervals) and opens slo.html with them",
+    )
+    rp.add_argument(
+        "--conversions",
+        default=None,
+        help="YAML of carbon and cost inputs (grid gCO2e/kWh, PUE, prices) per instance, hardware profile or "
+        "partition; without it carbon and cost are unknown",
+    )
     rp.set_defaults(func=_cmd_report)
     v = sub.add_parser("validate", help="run the physics checks on a result folder")
     v.add_argument("folder")
@@ -424,7 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return code
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -467,8 +467,12 @@ class ExperimentConfig(Strict):
         return expand_sweep(self)
 
     def non_defaults(self) -> dict[str, Any]:
-        """The fields set to other than their defaults (what the file changed), as JSON values."""
-        return self.model_dump(mode="json", exclude_defaults=True)
+        """The fields set to other than their defaults (what the file changed), as JSON values. A schedule that is
+        set is shown whole: its own fields may all be defaults (daily at 03:00), which would read as `schedule: {}`."""
+        data = self.model_dump(mode="json", exclude_defaults=True)
+        if self.schedule is not None:
+            data["schedule"] = self.schedule.model_dump(mode="json")
+        return data
 
     def config_hash(self) -> str:
         """Hash of the fully resolved config: equal hashes, equal configurations."""

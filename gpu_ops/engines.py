@@ -169,6 +169,7 @@ class EngineHost:
         self.token_display = None
         self._tokenizer = None
         self._tokenizer_path: str | None = None
+        self._staged = None
         ours, theirs = socket.socketpair()
         child_env = dict(os.environ, **(env or {}))
         child_env["PYTHONPATH"] = os.pathsep.join(
@@ -237,9 +238,15 @@ class EngineHost:
     def before_cycle(self) -> None:
         self._call("before_cycle")
 
+    def stage(self, requests) -> None:
+        """Hand the cycle's trace to the child before the window opens: `run` then sends only the clock's origin."""
+        self._call("stage", requests)
+        self._staged = requests
+
     def run(self, requests, clock) -> None:
         """The measured work, in the child, on the same cycle clock (perf_counter is one clock for the machine)."""
-        self._call("run", requests, clock.origin)
+        staged, self._staged = self._staged, None
+        self._call("run", None if requests is staged else requests, clock.origin)
 
     def after_cycle(self, delivered=None):
         return self._call("after_cycle")
@@ -292,7 +299,7 @@ def host_main(fd: int, backend_name: str) -> int:
         conn.send((False, _picklable(exc)))
         return 1
     conn.send((True, os.getpid()))
-    delivered = None
+    delivered = staged = None
     ops = {
         "load": lambda cfg: (backend.load(cfg), backend.info, backend.vocab_size, _tokenizer_path(cfg)),
         "warmup": lambda requests: (backend.warmup(requests), backend.info)[1],
@@ -308,10 +315,12 @@ def host_main(fd: int, backend_name: str) -> int:
             except (EOFError, OSError):  # the measuring process is gone
                 return 0
             try:
-                if op == "run":
+                if op == "stage":
+                    staged, value = args[0], None
+                elif op == "run":
                     requests, origin = args
-                    delivered = backend.run(requests, CycleClock(origin))
-                    value = None
+                    delivered = backend.run(staged if requests is None else requests, CycleClock(origin))
+                    staged = value = None
                 elif op == "close":
                     backend.close()
                     conn.send((True, None))

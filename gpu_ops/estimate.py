@@ -22,7 +22,8 @@ from pathlib import Path
 
 from gpu_ops.config import ExperimentConfig, parse_config
 from gpu_ops.errors import UserError, excerpt
-from gpu_ops.hardware import Hardware, resolve, standard_profiles
+from gpu_ops.hardware import CPU_SLUG, Hardware, resolve, standard_profiles
+from gpu_ops.readable import span, watt_hours
 from gpu_ops.results import load_json, read_tables
 
 NEAREST = 3  # sweep points a history estimate draws on
@@ -99,9 +100,9 @@ class PointEstimate:
     input_tokens: int  # upper bound unless the prompts are random token ids of one length
     output_tokens: int  # upper bound unless the output length is fixed
     tokens_exact: bool
-    wall_s: Span
-    energy_j: Span
-    energy_kwh: Span
+    wall_s: Span  # cycles, warm-up, cool-downs and the idle baselines; loading the model is not included
+    energy_j: Span | None  # None on a CPU: no energy counter there, so a run measures none (never 0)
+    energy_kwh: Span | None
     cost: Span | None
     method: str
 
@@ -153,7 +154,8 @@ def _cached_hub_config(spec: str) -> dict:
     except (OSError, ValueError):
         raise UserError(
             f"model {excerpt(spec)}: its config.json is not in the local Hugging Face cache, so its size is unknown; "
-            f"download it first (`huggingface-cli download {spec} config.json`) or estimate a synthetic: model"
+            f"download it first (`hf download {spec} config.json`, with HF_TOKEN set for a gated model) or "
+            "estimate a synthetic: model"
         ) from None
     return getattr(config, "text_config", config).to_dict()
 
@@ -344,8 +346,11 @@ def estimate_cycle(target: Workload, hardware: str, history: list[Measured]) -> 
 
 
 def estimate(cfg: ExperimentConfig, hardware: str, history: list[Measured]) -> list[PointEstimate]:
-    """Every sweep point of `cfg` on `hardware`: cycles plus warm-up (loading and idle baselines not included)."""
+    """Every sweep point of `cfg` on `hardware`: cycles, warm-up and cool-downs, the run's two idle baselines on its
+    first point (loading the model is not included: it depends on disk and caches, not on the workload). On a CPU
+    the energy is None: a run there measures none."""
     hw = resolve(hardware)
+    on_cpu = hw.spec is not None and hw.spec is standard_profiles()[CPU_SLUG]
     params = parameter_count(model_config_of(cfg.model))
     price = cfg.price_per_hour if cfg.price_per_hour is not None else (hw.spec.price_per_hour if hw.spec else None)
     out = []
@@ -360,8 +365,9 @@ def estimate(cfg: ExperimentConfig, hardware: str, history: list[Measured]) -> l
             method += f"; a cycle lasts >= {arrivals:.3g} s ({pc.prompts.count} arrivals at {pc.traffic.rate:g}/s)"
         warmup = pc.warmup_count() / pc.prompts.count  # the warm-up window, as a share of a cycle
         runs = pc.cycles + warmup
-        wall = duration.scaled(runs).plus(Span(*(pc.cycles * pc.cooldown_s,) * 3))
-        energy = cycle.energy_j.scaled(runs)
+        idle = 2 * pc.energy.idle_baseline_s if not out else 0.0  # before the first cycle, after the last
+        wall = duration.scaled(runs).plus(Span(*(pc.cycles * pc.cooldown_s + idle,) * 3))
+        energy = None if on_cpu else cycle.energy_j.scaled(runs)
         cost = None if price is None else wall.scaled(price * hw.count * hw.share / 3600)
         per_request = work.output_tokens // work.requests
         sent = pc.prompts.count * pc.cycles + pc.warmup_count()
@@ -375,7 +381,7 @@ def estimate(cfg: ExperimentConfig, hardware: str, history: list[Measured]) -> l
                 tokens_exact=pc.fixed_output_length,
                 wall_s=wall,
                 energy_j=energy,
-                energy_kwh=energy.scaled(1 / J_PER_KWH),
+                energy_kwh=None if energy is None else energy.scaled(1 / J_PER_KWH),
                 cost=cost,
                 method=method,
             )
@@ -394,26 +400,30 @@ def hardware_of(cfg: ExperimentConfig) -> list[str]:
     return [hardware_profile(select_targets(nvml, cfg.gpus) if nvml is not None else [])]
 
 
-def _fmt(s: Span, digits: str = ".3g") -> str:
-    return f"{s.mid:{digits}} ({s.low:{digits}}-{s.high:{digits}})"
+def _fmt(s: Span, kind: str = "number", unit: str = "") -> str:
+    return span(s.mid, s.low, s.high, kind, unit)
 
 
 def render(estimates: list[PointEstimate]) -> str:
     """A table for people: one line per sweep point, then the method of each."""
     w = max([len("sweep point"), *(len(e.sweep_point) for e in estimates)])
     head = (
-        f"{'sweep point':<{w}} {'requests':>8} {'tokens':>10} {'wall s (range)':>22} {'energy J (range)':>24} "
-        f"{'kWh':>9} {'cost (range)':>20}"
+        f"{'sweep point':<{w}} {'requests':>8} {'tokens':>10} {'wall time (range)':>22} {'energy (range)':>26} "
+        f"{'energy':>10} {'cost (range)':>20}"
     )
     lines = [head]
     for e in estimates:
         tokens = f"{'' if e.tokens_exact else '<='}{e.output_tokens}"
-        cost = "unknown" if e.cost is None else _fmt(e.cost, ".2f")
+        cost = "unknown" if e.cost is None else _fmt(e.cost)
         lines.append(
-            f"{e.sweep_point:<{w}} {e.requests:>8} {tokens:>10} {_fmt(e.wall_s):>22} "
-            f"{_fmt(e.energy_j):>24} {e.energy_kwh.mid:>9.3g} {cost:>20}"
+            f"{e.sweep_point:<{w}} {e.requests:>8} {tokens:>10} {_fmt(e.wall_s, unit='s'):>22} "
+            f"{_fmt(e.energy_j, 'joules') if e.energy_j else 'unmeasured (CPU)':>26} "
+            f"{watt_hours(e.energy_kwh.mid * 1000) if e.energy_kwh else 'unmeasured':>10} {cost:>20}"
         )
     lines += [f"  {e.sweep_point}: {e.method}" for e in estimates]
+    lines.append("  wall time: cycles, warm-up, cool-downs and idle baselines; loading the model comes on top")
+    if any(e.energy_j is None for e in estimates):
+        lines.append("  energy unmeasured: a CPU has no energy counter, so a run there measures none")
     if any(e.cost is None for e in estimates):
         lines.append("  cost unknown: set price_per_hour in the config or the hardware profile")
     return "\n".join(lines)

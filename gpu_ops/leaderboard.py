@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from gpu_ops.conversions import NO_CONVERSIONS, Conversions, converted
 from gpu_ops.ranking import RankingRules, not_ranked_reasons, rank_bands, rank_label
-from gpu_ops.schema import LEADERBOARD, LEADERBOARD_PROVENANCE, RANKED, RANKING
+from gpu_ops.schema import CONVERSION, LEADERBOARD, LEADERBOARD_PROVENANCE, RANKED, RANKING
 from gpu_ops.stats import UNRECORDED_SUBMITTER, ranked_figure
 
 PROVENANCE = LEADERBOARD_PROVENANCE.names
@@ -21,6 +22,7 @@ INTERVALS = {
     "rank_tokens_per_j": ("tokens_per_j_ci95", None),
     "rank_throughput": ("tokens_per_s_ci95", None),
     "rank_ttft": ("ttft_p50_pooled_lo_s", "ttft_p50_pooled_hi_s"),
+    "rank_j_per_good_token": ("j_per_good_token_ci95", None),
 }
 """rank column -> its 95 % interval: a CI half-width around the mean, or (lower end, upper end)."""
 RENAMED = {"sweep_point_hash": "config_hash", "experiment_hash": "experiment_config_hash"}
@@ -34,6 +36,7 @@ COMPUTED = (
     "ranked_j_per_token_mean",
     "ranked_j_per_token_ci95",
     *RANKING.names,
+    *CONVERSION.names,
 )
 FROM_STATISTICS = tuple(n for n in LEADERBOARD.names if n not in RANKS and n not in COMPUTED)
 """The leaderboard's columns taken from the statistics of each partition (the rest are computed here)."""
@@ -84,10 +87,13 @@ def rank_rows(df: pd.DataFrame, rules: RankingRules) -> pd.DataFrame:
     return df
 
 
-def build_leaderboard(stats: pd.DataFrame, rules: RankingRules | None = None) -> pd.DataFrame:
+def build_leaderboard(
+    stats: pd.DataFrame, rules: RankingRules | None = None, conversions: Conversions = NO_CONVERSIONS
+) -> pd.DataFrame:
     """Statistics of every partition -> one table, ranked under `rules` (default: the instance's,
-    RankingRules.from_env); synthetic weights flagged; a row that breaks a rule is kept, unranked, with its reason,
-    and sorts below every ranked row."""
+    RankingRules.from_env); synthetic weights and drift flagged; a row that breaks a rule is kept, unranked, with its
+    reason, and sorts below every ranked row. `conversions`: the carbon and cost inputs (gpu_ops.conversions); by
+    default every input is unknown."""
     if stats.empty:
         return LEADERBOARD.frame([])
     rules = RankingRules.from_env() if rules is None else rules
@@ -102,7 +108,10 @@ def build_leaderboard(stats: pd.DataFrame, rules: RankingRules | None = None) ->
     df["parallelism"] = df.parallelism.where(df.parallelism.notna(), np.where(df.gpu_count <= 1, "single", "unknown"))
     df["submitter"] = df.submitter.astype(object).where(df.submitter.notna(), UNRECORDED_SUBMITTER)  # stored before it
     df = rank_rows(df, rules)
-    df["flag"] = np.where(df.weights == "synthetic", "synthetic weights", "")
+    synthetic = pd.Series(np.where(df.weights == "synthetic", "synthetic weights", ""), index=df.index)
+    drifted = pd.Series(np.where(df.drift.astype("boolean").fillna(False), "drift", ""), index=df.index)
+    df["flag"] = (synthetic + "; " + drifted).str.strip("; ")
+    df = pd.concat([df, converted(df, conversions)], axis=1)
     df = df.sort_values(
         ["rank_j_per_token", "ranked_j_per_token_mean", "rank_throughput", "experiment_key", "hardware", "sweep_point"],
         na_position="last",

@@ -30,7 +30,7 @@ from gpu_ops.config import ExperimentConfig, SweepPoint
 from gpu_ops.energy import EnergyMeter, IdleBaseline, WindowMeasurement, build_meter
 from gpu_ops.energy.conditioning import lock_clocks, precondition, unlock_clocks
 from gpu_ops.energy.nvml import uuid_hash
-from gpu_ops.engines import Engine, EnginePool, engine_identity
+from gpu_ops.engines import Engine, EngineHost, EnginePool, engine_identity
 from gpu_ops.environment import fingerprint, hardware_profile
 from gpu_ops.errors import CapabilityError, MeasurementError, UserError
 from gpu_ops.locks import device_locks
@@ -403,7 +403,9 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         key = CYCLE_KEY.record(sweep_point=point.label, cycle=c)
         w = cycle.window
         split = phases.attribute(run.timeline, cycle.requests, w, cycle.steps)
-        req = cycle.requests.assign(prefill_energy_j=split.request_prefill_j, decode_energy_j=split.request_decode_j)
+        req = cycle.requests.assign(
+            prefill_energy_j=split.request_prefill_j, decode_energy_j=split.request_decode_j, energy_j=split.request_j
+        )
         cycles.append(
             CYCLES.row(
                 key,
@@ -544,6 +546,8 @@ def run_cycle(
         backend.token_display.new_cycle()
     t0 = meter.now()
     requests = _requests(prompts, pc, 0.0, prompt_texts(pc) if pc.tokenize_in_window else None)
+    if isinstance(backend, EngineHost):
+        backend.stage(requests)  # the trace crosses to the engine's process before the window opens, not inside it
     backend.before_cycle()
     wall1 = spans.clock()
     start = meter.begin_window(name)

@@ -99,7 +99,10 @@ def cycle_metrics(
     d = window.duration_s
     gross = window.gpu_energy_j
     net = gross - idle_power_w * d if gross is not None and idle_power_w is not None else None
-    good = int(meets_slo(req, slo).sum())
+    good_mask = meets_slo(req, slo)
+    good = int(good_mask.sum())
+    good_tokens = int(req.output_tokens[good_mask].sum())
+    slo_set = slo.ttft_ms is not None or slo.tpot_ms is not None
     itl = np.concatenate([np.asarray(x, dtype=float) for x in req.itl_s]) if n else np.zeros(0)
     return CYCLE_METRICS.record(
         duration_s=d,
@@ -139,6 +142,7 @@ def cycle_metrics(
         good_requests=good,
         goodput_req_per_s=good / d,
         goodput_per_j=good / gross if gross else None,
+        j_per_good_token=gross / good_tokens if gross is not None and slo_set and good_tokens else None,
         cpu_energy_status=window.cpu_energy_status,
         cpu_energy_j=window.cpu_energy_j,
         cpu_unmeasured_reason=window.cpu_unmeasured_reason,

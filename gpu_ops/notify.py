@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gpu_ops.config import parse_yaml, read_config_bytes
 from gpu_ops.errors import ConfigError, excerpt
 
-Event = Literal["run_failure", "check_failure", "leaderboard_entry", "new_leader", "hf_publish"]
+Event = Literal["run_failure", "check_failure", "leaderboard_entry", "new_leader", "drift", "hf_publish"]
 EVENTS: tuple[str, ...] = Event.__args__
 MAX_FIELD_CHARS = 2000  # an error message or description in a payload is cut here (Slack caps a block at 3000)
 

@@ -12,6 +12,9 @@ Timeline energies are scaled to the counter total, so prefill + decode + other =
 
 Per request: its prefill energy is its share (by prompt tokens) of the prefill energy of the step or batch that
 produced its first token; its decode energy is the sum, over the steps after that, of one decoded token's share.
+Its energy (`energy_j`) is the whole window's energy attributed by those token-steps: prefill + decode, with the
+rest of the window (gaps between steps or batches, set-up, the tail) shared in proportion, so a cycle's requests sum
+to its counter energy (docs/energy.md, "Per-request energy").
 """
 
 from __future__ import annotations
@@ -32,6 +35,18 @@ class PhaseSplit:
     other_j: float | None
     request_prefill_j: pd.Series  # per request (index of the requests frame); NaN when not attributable
     request_decode_j: pd.Series
+    total_j: float | None = None  # the window's counter energy that request_j shares out
+
+    @property
+    def request_j(self) -> pd.Series:
+        """Each request's share of the window's energy: its prefill + decode energy scaled so the requests sum to the
+        window (the unattributed rest is shared in proportion to the work each request was attributed). NaN when
+        energy is unmeasured or no request was attributed any."""
+        work = self.request_prefill_j.fillna(0.0) + self.request_decode_j.fillna(0.0)
+        attributed = float(work.sum())
+        if self.total_j is None or attributed <= 0:
+            return pd.Series(np.nan, index=self.request_prefill_j.index)
+        return work * (self.total_j / attributed)
 
     @property
     def ttft_decode_corr(self) -> float | None:
@@ -86,7 +101,7 @@ def _by_batches(req: pd.DataFrame, energy, total_j: float) -> PhaseSplit:
     prefill_spans, decode_spans = phase_intervals(req)
     prefill = sum(energy(a, b) for a, b in prefill_spans)
     decode = sum(energy(a, b) for a, b in decode_spans)
-    return PhaseSplit("batches", prefill, decode, total_j - prefill - decode, pre_req, dec_req)
+    return PhaseSplit("batches", prefill, decode, total_j - prefill - decode, pre_req, dec_req, total_j)
 
 
 def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -141,4 +156,4 @@ def _by_steps(steps: pd.DataFrame, req: pd.DataFrame, energy, total_j: float) ->
         later = (ends > ends[k]) & (ends <= (row.last_token_s if pd.notna(row.last_token_s) else ends[k]))
         dec_req[i] = float(per_token[later].sum())
     prefill, decode = float(pre_step.sum()), float(dec_step.sum())
-    return PhaseSplit("engine steps", prefill, decode, total_j - prefill - decode, pre_req, dec_req)
+    return PhaseSplit("engine steps", prefill, decode, total_j - prefill - decode, pre_req, dec_req, total_j)

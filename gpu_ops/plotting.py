@@ -39,6 +39,8 @@ def efficiency_scatter(points: pd.DataFrame, title: str = "Energy vs throughput"
     go = load_plotly()
     fig = go.Figure()
     unmeasured = []
+    # one scale for every trace: sized within each backend, a 1B model's dot could outgrow a 7B model's
+    largest = points.parameters.astype(float).max() if "parameters" in points else float("nan")
     for backend, group in points.groupby("backend", sort=True):
         measured = group[group.j_per_token_mean.map(_num).notna()]
         unmeasured += [
@@ -48,9 +50,9 @@ def efficiency_scatter(points: pd.DataFrame, title: str = "Energy vs throughput"
         if measured.empty:
             continue
         size = None
-        if "parameters" in measured and measured.parameters.notna().any():
+        if largest > 0 and measured.parameters.notna().any():
             p = measured.parameters.astype(float)
-            size = (8 + 22 * (p / p.max()) ** 0.5).tolist()
+            size = (8 + 22 * (p / largest) ** 0.5).fillna(8).tolist()  # area ~ parameters; unknown: the smallest
         fig.add_trace(
             go.Scatter(
                 x=measured.tokens_per_s_mean,
@@ -60,7 +62,7 @@ def efficiency_scatter(points: pd.DataFrame, title: str = "Energy vs throughput"
                 text=measured.label,
                 error_y=error_bars(measured.j_per_token_mean, measured.j_per_token_ci95),
                 marker=dict(color=BACKEND_COLOURS.get(backend), size=size or 12),
-                hovertemplate="%{text}<br>%{x:.1f} tok/s<br>%{y:.4g} J/token<extra>" + backend + "</extra>",
+                hovertemplate="%{text}<br>%{x:,.4~r} tok/s<br>%{y:,.3~r} J/token<extra>" + backend + "</extra>",
             )
         )
     fig.update_layout(

@@ -305,7 +305,23 @@ def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> lis
             for k, v in (derived.as_dict() | steady.as_dict()).items()
             if k in c.index and not same(c[k], v)
         ]
+        out += request_energy_problems(where, req, window)
     return out
+
+
+def request_energy_problems(where: str, req: pd.DataFrame, window) -> list[str]:
+    """The requests' attributed energies (phases.PhaseSplit.request_j) sum to the window's counter energy within its
+    ± (the edge-alignment bound; a rounding tolerance where it has none)."""
+    if "energy_j" not in req or not req.energy_j.notna().any() or window.gpu_energy_j is None:
+        return []
+    total, window_j = float(req.energy_j.sum()), float(window.gpu_energy_j)
+    allowed = max(window.energy_uncertainty_j or 0.0, 1e-9 * abs(window_j))
+    if abs(total - window_j) > allowed:
+        return [
+            f"{where}: requests' energy_j sum to {total:.6g} J, the window measured {window_j:.6g} J "
+            f"(± {allowed:.3g} J); the per-request attribution must share out the window's energy"
+        ]
+    return []
 
 
 def sweep_point_problems(t: ResultTables, cfg: ExperimentConfig) -> tuple[list[str], dict[str, ExperimentConfig]]:

@@ -36,7 +36,11 @@ MAX_SUMMARY_BYTES = 16 << 20
 MAX_TABLE_BYTES = 2 << 30
 MAX_JSON_DEPTH = 32  # summary.json nests 4 levels; json.loads recurses once per level
 MAX_COLUMN_CHUNKS = 100_000  # row groups x columns in a Parquet footer, walked before anything is decoded
-MAX_TABLE_VALUES = 200_000_000  # decoded values (rows x columns, list elements included) of one table: ~1.6 GB
+MAX_TABLE_ROWS = 10_000_000  # rows of one table (55 h of one GPU's 50 Hz power timeline)
+MAX_ROW_GROUPS = 1_000  # row groups of one table (the writer puts up to 1M rows in each)
+MAX_TABLE_BYTES_DECODED = 512 << 20  # Arrow bytes one table may decode to, every value and string included
+# Arrow bytes per value of each Parquet physical type; a string's bytes are added once its dictionary is known
+_VALUE_BYTES = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8, "INT96": 12, "BYTE_ARRAY": 4}
 MIN_FREE_BYTES = 256 << 20  # room a result folder may need; LEM_MIN_FREE_MB overrides
 _HEX = re.compile(r"[0-9a-f]+")
 
@@ -265,11 +269,26 @@ def _regular_file(path: Path, what: str) -> os.stat_result:
     return st
 
 
+def result_folders_in(folder: Path) -> list[Path]:
+    """The result folders (a summary.json inside) directly in `folder`, e.g. the `results/` that `run` writes into."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir() or (folder / "summary.json").exists():
+        return []
+    return sorted(p for p in folder.iterdir() if not p.is_symlink() and (p / "summary.json").is_file())
+
+
 def check_folder_entries(folder: Path) -> None:
     """A result folder holds exactly summary.json and the table files: anything else was not written by us."""
     folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink():
+        raise UserError(f"{folder}: no such folder; give a result folder written by `run` (it holds summary.json)")
     if folder.is_symlink() or not folder.is_dir():
         raise UserError(f"{folder}: not a folder (a link or a file); copy the result folder itself")
+    inside = result_folders_in(folder)
+    if inside:
+        raise UserError(
+            f"{folder}: a folder of {len(inside)} result folder(s), not one result; pass one of them, e.g. {inside[0]}"
+        )
     extra = sorted(p.name for p in folder.iterdir() if p.name not in FOLDER_FILES | {SIGNATURE_FILE})
     if extra:
         raise UserError(
@@ -388,8 +407,30 @@ def _type_ok(dtype: str, t: pa.DataType) -> bool:
     }[dtype]
 
 
+def _footer_bytes(md: pq.FileMetaData) -> int:
+    """The Arrow bytes a table decodes to, from its footer alone: each column chunk's values times their width (a
+    60M-row table of repeated values is a 0.7 MB file and 1.2 GB decoded), or its uncompressed pages if larger.
+    Strings count their offsets here; their characters are counted from the dictionaries (_string_bytes)."""
+    total = 0
+    for g in range(md.num_row_groups):
+        rg = md.row_group(g)
+        for c in range(md.num_columns):
+            chunk = rg.column(c)
+            width = _VALUE_BYTES.get(chunk.physical_type, 16)
+            total += max(chunk.num_values * width, chunk.total_uncompressed_size)
+    return total
+
+
+def _too_large(where: str, rows: int, groups: int, decoded: int) -> UserError:
+    return UserError(
+        f"{where}: {rows} rows in {groups} row groups, {decoded >> 20} MiB once decoded; a result table holds at most "
+        f"{MAX_TABLE_ROWS} rows in {MAX_ROW_GROUPS} row groups and {MAX_TABLE_BYTES_DECODED >> 20} MiB decoded "
+        "(refused from its Parquet footer, nothing decoded): split the run into smaller experiments"
+    )
+
+
 def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> None:
-    """Bounds from the Parquet footer, before anything is decoded: a small file can decode to billions of values."""
+    """Bounds from the Parquet footer, before anything is decoded: a small file can decode to gigabytes."""
     md = pf.metadata
     if md.num_rows != rows:
         raise UserError(f"{where}: holds {md.num_rows} rows, summary.json says {rows}; the folder was edited")
@@ -397,16 +438,11 @@ def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> Non
         raise UserError(f"{where}: must hold exactly one row, holds {md.num_rows}")
     if name == "sweep_points" and md.num_rows > MAX_SWEEP_POINTS:
         raise UserError(f"{where}: {md.num_rows} sweep points, at most {MAX_SWEEP_POINTS} allowed")
-    if md.num_row_groups * md.num_columns > MAX_COLUMN_CHUNKS:
-        raise UserError(
-            f"{where}: {md.num_row_groups} row groups x {md.num_columns} columns, more than {MAX_COLUMN_CHUNKS}"
-        )
-    values = sum(md.row_group(g).column(c).num_values for g in range(md.num_row_groups) for c in range(md.num_columns))
-    if max(values, md.num_rows * md.num_columns) > MAX_TABLE_VALUES:
-        raise UserError(
-            f"{where}: {max(values, md.num_rows * md.num_columns)} values, more than the "
-            f"{MAX_TABLE_VALUES} a result table may decode to"
-        )
+    if md.num_row_groups * md.num_columns > MAX_COLUMN_CHUNKS or md.num_row_groups > MAX_ROW_GROUPS:
+        raise _too_large(where, md.num_rows, md.num_row_groups, 0)  # not walked: the footer itself is the bomb
+    decoded = _footer_bytes(md)
+    if md.num_rows > MAX_TABLE_ROWS or decoded > MAX_TABLE_BYTES_DECODED:
+        raise _too_large(where, md.num_rows, md.num_row_groups, decoded)
     stored, table = pf.schema_arrow, RESULT_TABLES[name]
     missing = [c.name for c in table.columns if not c.optional and c.name not in stored.names]
     if missing:
@@ -425,6 +461,25 @@ def _check_metadata(pf: pq.ParquetFile, name: str, rows: int, where: str) -> Non
             )
 
 
+def _value_type(t: pa.DataType) -> pa.DataType:
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _string_bytes(table: pa.Table, columns: dict[str, pa.DataType]) -> int:
+    """The characters of dictionary-encoded string columns once expanded: each index's value length, summed."""
+    total = 0
+    for col in columns:
+        for chunk in table.column(col).chunks:
+            if pa.types.is_dictionary(chunk.type):
+                lengths = pc.binary_length(chunk.dictionary)
+                total += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+    return total
+
+
 def read_arrow_table(folder: Path, name: str, summary: dict) -> pa.Table:
     """One table of a result folder as Arrow, after its file, checksum, footer bounds and column types are checked.
     `summary` is what read_summary returned. Number columns come back as float64."""
@@ -441,10 +496,17 @@ def read_arrow_table(folder: Path, name: str, summary: dict) -> pa.Table:
     except Exception as exc:
         raise UserError(f"{where}: unreadable Parquet ({excerpt(str(exc), bare=True)})") from None
     _check_metadata(pf, name, entry["rows"], where)
-    try:
-        table = pf.read(use_threads=False)
+    strings = {f.name: t for f in pf.schema_arrow if _is_text(t := _value_type(f.type))}
+    try:  # strings stay dictionary-encoded until their decoded size is known (a long string repeated is a bomb too)
+        table = pq.ParquetFile(path, read_dictionary=list(strings)).read(use_threads=False)
     except Exception as exc:
         raise UserError(f"{where}: unreadable Parquet ({excerpt(str(exc), bare=True)})") from None
+    decoded = _footer_bytes(pf.metadata) + _string_bytes(table, strings)
+    if decoded > MAX_TABLE_BYTES_DECODED:
+        raise _too_large(where, table.num_rows, pf.metadata.num_row_groups, decoded)
+    for col, text in strings.items():
+        i = table.column_names.index(col)
+        table = table.set_column(i, col, pc.cast(table.column(i), text))
     for col in RESULT_TABLES[name].where(dtype="float"):
         if col.name in table.column_names:
             i = table.column_names.index(col.name)

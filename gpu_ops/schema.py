@@ -656,6 +656,18 @@ CYCLE_METRICS = Table(
         better="higher",
         from_counter=True,
     ),
+    Column(
+        "j_per_good_token",
+        "float",
+        "J/token",
+        "gross energy / output tokens of the requests meeting every SLO set in the config (docs/metrics.md); empty "
+        "when the config sets no SLO or no request met it",
+        summarised=True,
+        better="lower",
+        from_counter=True,
+        optional=True,
+        label="J/good token",
+    ),
     CPU_STATUS,
     CPU_ENERGY,
     CPU_REASON,
@@ -937,6 +949,15 @@ REQUEST_ENERGY = Table(
         "tokens (docs/energy.md, 'Phase energy')",
         optional=True,
     ),
+    Column(
+        "energy_j",
+        "float",
+        J,
+        "the request's share of its cycle window's counter energy, by the token-steps it occupied (prefill tokens, "
+        "decode steps); a cycle's requests sum to its energy (docs/energy.md, 'Per-request energy')",
+        optional=True,
+        label="request energy",
+    ),
 )
 REQUESTS = Table("requests", REQUEST_METRICS, REQUEST_ENERGY, CYCLE_KEY, record="RequestRow")
 
@@ -1160,7 +1181,30 @@ STATISTICS_PROVENANCE = Table(
     SUBMITTER,
 )
 """Where a statistics row came from: added to the statistics of one raw partition (gpu_ops.stats.with_provenance)."""
-PUBLISHED_STATISTICS = Table("statistics", STATISTICS, STATISTICS_PROVENANCE, record="PublishedStatistics")
+STATISTICS_DRIFT = Table(
+    "statistics_drift",
+    Column(
+        "drift",
+        "bool?",
+        "",
+        "true when the re-measured headline figure (J/token, else tokens/s) moved outside the combined 95 % interval "
+        "of the stored and the new measurement (docs/metrics.md, 'Drift'); empty on a first measurement or "
+        "without intervals",
+        optional=True,
+    ),
+    Column("drift_detail", "str", "", "the comparison behind `drift`: old and new figure, move, interval"),
+    Column(
+        "drift_previous_run_id",
+        "str",
+        "",
+        "raw run of the statistics the new measurement was compared with",
+        optional=True,
+    ),
+)
+"""gpu_ops.drift.with_drift: a re-measured partition's statistics against the ones stored before."""
+PUBLISHED_STATISTICS = Table(
+    "statistics", STATISTICS, STATISTICS_PROVENANCE, STATISTICS_DRIFT, record="PublishedStatistics"
+)
 """The platform's `cycle_statistics` and the dataset's `statistics` table."""
 
 LEADERBOARD_PROVENANCE = Table(
@@ -1237,11 +1281,71 @@ RANKING = Table(
 """gpu_ops.ranking: whether a row is ranked, why not, and its rank as shown."""
 RANKED = {  # rank column -> the statistic it ranks, in its column's `better` direction
     "rank_j_per_token": "ranked_j_per_token_mean",
+    "rank_j_per_good_token": "j_per_good_token_mean",
     "rank_tokens_per_j": "tokens_per_j_mean",
     "rank_throughput": "tokens_per_s_mean",
     "rank_ttft": "ttft_p50_pooled_s",
 }
 _STAT = {c.name: c for c in STATISTICS.columns} | {c.name: c for c in (RANKED_J_PER_TOKEN,)}
+CONVERSION = Table(
+    "conversion",
+    Column("grid_gco2e_per_kwh", "float", "gCO2e/kWh", "grid carbon intensity; empty: unknown"),
+    Column("pue", "float", "", "facility power usage effectiveness the row was converted with; empty: unknown"),
+    Column("price_per_kwh", "float", "currency/kWh", "price of a kWh the row was converted with; empty: unknown"),
+    Column("price_per_gpu_hour", "float", "currency/GPU-hour", "price of a GPU-hour; empty: unknown"),
+    Column("currency", "str", "", "currency of the prices; empty: unknown"),
+    shown(
+        Column(
+            "gco2e_per_mtoken",
+            "float",
+            "gCO2e/Mtoken",
+            "carbon of a million output tokens: J/token x 1e6 / 3.6e6 x PUE x grid intensity; empty when an input is "
+            "unknown",
+            better="lower",
+            label="carbon",
+        )
+    ),
+    Column("gco2e_per_mtoken_ci95", "float", "gCO2e/Mtoken", "95 % half-width of gco2e_per_mtoken (from J/token's)"),
+    Column(
+        "energy_cost_per_mtoken",
+        "float",
+        "currency/Mtoken",
+        "energy cost of a million output tokens: kWh x PUE x price per kWh; empty when an input is unknown",
+        better="lower",
+    ),
+    Column(
+        "gpu_time_cost_per_mtoken",
+        "float",
+        "currency/Mtoken",
+        "GPU time of a million output tokens at the measured throughput x GPUs x price per GPU-hour; empty when "
+        "unknown",
+        better="lower",
+    ),
+    shown(
+        Column(
+            "cost_per_mtoken",
+            "float",
+            "currency/Mtoken",
+            "energy cost + GPU-time cost of a million output tokens; empty unless both are known",
+            better="lower",
+            label="cost",
+        )
+    ),
+    Column(
+        "conversion_inputs",
+        "str",
+        "",
+        "JSON: each conversion input's value and where it was set (partition, hardware profile, instance) or "
+        "'unknown', and the sources named",
+        label="conversion inputs",
+    ),
+)
+"""gpu_ops.conversions.converted: carbon and cost from measured energy, with the inputs beside them."""
+SLO_METRICS = ("ttft", "itl", "tpot")
+SLO_QUANTILES = (50, 99)
+"""Pooled percentiles the leaderboard carries with their intervals: what a latency deadline is judged on
+(gpu_ops.slo)."""
+SHOWN_LATENCY = {("ttft", 50, ""), ("ttft", 99, "")}
 LEADERBOARD = Table(
     "leaderboard",
     EXPERIMENT_KEY,
@@ -1270,16 +1374,20 @@ LEADERBOARD = Table(
     _STAT["tokens_per_s_ci95"],
     _STAT["j_per_token_cv"],
     _STAT["tokens_per_s_cv"],
-    shown(_STAT["ttft_p50_pooled_s"]),
-    shown(_STAT["ttft_p99_pooled_s"]),
-    _STAT["ttft_p99_pooled_lo_s"],
-    _STAT["ttft_p99_pooled_hi_s"],
+    *(
+        shown(_STAT[f"{m}_p{q}_pooled_s"]) if (m, q, end) in SHOWN_LATENCY else _STAT[f"{m}_p{q}_pooled{end}_s"]
+        for m in SLO_METRICS
+        for q in SLO_QUANTILES
+        for end in ("", "_lo", "_hi")
+    ),
     shown(_STAT["tpot_mean_s_mean"]),
     _STAT["e2e_mean_s_mean"],
     shown(_STAT["avg_power_w_mean"]),
     _STAT["j_per_request_mean"],
     _STAT["goodput_req_per_s_mean"],
     _STAT["cross_check_rel_diff_mean"],
+    shown(_STAT["j_per_good_token_mean"]),
+    _STAT["j_per_good_token_ci95"],
     shown(BATCH_SIZE),
     shown(STATISTICS["n_cycles"]),
     STATISTICS["window_min_s"],
@@ -1287,6 +1395,8 @@ LEADERBOARD = Table(
     shown(GPU_SECONDS),
     HEADLINE_CV,
     UNSTABLE,
+    CONVERSION,
+    STATISTICS_DRIFT,
     LEADERBOARD_PROVENANCE,
     FILE_SHA,
     *(
@@ -1304,6 +1414,20 @@ LEADERBOARD = Table(
     record="LeaderboardRow",
 )
 """One row per sweep point and hardware over every partition (gpu_ops.leaderboard.build_leaderboard)."""
+
+HISTORY = Table(
+    "history",
+    PARTITION_KEY,
+    SWEEP_POINT,
+    Column("measured_at", "str", "UTC", "when these statistics were materialized, ISO 8601"),
+    Column("raw_run_id", "str", "", "Dagster run that measured the raw partition"),
+    Column("figure", "str", "", "the headline figure: j_per_token, or tokens_per_s when energy is unmeasured"),
+    Column("mean", "float", "", "its mean over cycles (J/token or tokens/s)"),
+    Column("ci95", "float", "", "its 95 % t-interval half-width"),
+    Column("drift", "bool?", "", "whether this measurement drifted from the one before (empty: not judged)"),
+    record="HistoryRow",
+)
+"""Every measurement of a leaderboard row, kept by the platform (gpu_ops.drift.history_rows) and plotted on the site."""
 
 DATASET_PROVENANCE = Table(
     "provenance",

@@ -11,6 +11,7 @@ from scipy import stats as sps
 
 from gpu_ops.errors import UserError
 from gpu_ops.ranking import CYCLE_WINDOW, STEADY, RankingRules
+from gpu_ops.readable import number
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import (
     GPU_COUNT,
@@ -23,6 +24,7 @@ from gpu_ops.schema import (
     PUBLISHED_STATISTICS,
     RAW_PROVENANCE,
     STATISTICS,
+    STATISTICS_DRIFT,
     STATISTICS_OF,
     SUMMARISED,
     plain,
@@ -36,7 +38,29 @@ POINT = (*POINT_SETTINGS.names, GPU_COUNT.name)
 
 def fmt_value(v, unit: str = "", scale: float = 1.0, digits: int = 4) -> str:
     """A summarised value for a terminal table: 'unmeasured' for a missing (None/NaN) value, never 0."""
-    return "unmeasured" if v is None or v != v else f"{v * scale:.{digits}g}{unit}"
+    return "unmeasured" if v is None or v != v else f"{number(v * scale, digits)}{unit}"
+
+
+IDLE_RISE_FLAG = 0.20
+"""Idle power this much higher after a run than before it is flagged: the GPU had not settled back (heat, clocks, a
+process), so the baseline subtracted for net energy moved during the run."""
+
+
+def idle_rise(before, after) -> float | None:
+    """(after - before) / before of the idle baselines; None where either is unmeasured."""
+    before, after = plain(before), plain(after)
+    return None if before is None or after is None or before <= 0 else (after - before) / before
+
+
+def idle_rise_note(before, after) -> str | None:
+    """The flag people read when idle power rose past IDLE_RISE_FLAG, else None."""
+    rise = idle_rise(before, after)
+    if rise is None or rise <= IDLE_RISE_FLAG:
+        return None
+    return (
+        f"idle power rose {rise:.0%} from before the run to after it (> {IDLE_RISE_FLAG:.0%}): the GPU had not "
+        "settled, so net energy rests on a baseline that moved"
+    )
 
 
 CI_MISSING = "n/a"
@@ -74,7 +98,7 @@ def unstable(cv: pd.Series) -> pd.Series:
 
 def fmt_ci(v, unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
     """' ± <95 % CI half-width>', or ' ± n/a' without one (a single cycle): a missing CI shows as missing, never ±0."""
-    return f" ± {CI_MISSING}" if v is None or v != v else f" ± {v * scale:.{digits}g}{unit}"
+    return f" ± {CI_MISSING}" if v is None or v != v else f" ± {number(v * scale, digits)}{unit}"
 
 
 def summarize(values) -> dict[str, float | int | None]:
@@ -233,6 +257,7 @@ def published_statistics(
             experiment_hash=exp.config_hash,
             stats_code_version=stats_code_version,
             submitter=submitter,
+            **dict.fromkeys(STATISTICS_DRIFT.names),
             **raw,
         )
     )

@@ -1,4 +1,8 @@
+import atexit
+import fcntl
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -6,6 +10,11 @@ import pytest
 # The builtin model is built once per test session into a shared cache folder.
 os.environ.setdefault("LEM_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".lem_cache"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Device locks of this test process only (each pytest-xdist worker has its own): a CPU run locks `cpu-<host>`, and
+# parallel workers, or another checkout's tests on this machine, must not queue behind each other's measurements.
+# Tests of the locks themselves set their own LEM_LOCK_DIR.
+os.environ["LEM_LOCK_DIR"] = tempfile.mkdtemp(prefix="lem-test-locks-")
+atexit.register(shutil.rmtree, os.environ["LEM_LOCK_DIR"], ignore_errors=True)
 
 REQUIRE_SERVICES = os.environ.get("LEM_REQUIRE_SERVICES") == "1"
 _skipped: list[str] = []
@@ -30,6 +39,17 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`make test`: -n auto --dist loadgroup) the tests that share a module-scoped fixture (a
+    measured run, a browser, a built site) stay on one worker, so the fixture is built once; the others spread one by
+    one."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info and any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 def write_yaml(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:
     p = tmp_path / name
     p.write_text(text)
@@ -38,10 +58,21 @@ def write_yaml(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:
 
 @pytest.fixture(scope="session")
 def good_gpu_result(tmp_path_factory) -> Path:
-    """One GPU-like result folder (NVML fake) for the session: the corpus mutates copies of it. Read-only."""
+    """One GPU-like result folder (NVML fake) for the session, measured once even under pytest-xdist (the workers'
+    temp folders share a parent; the first worker measures, the others wait for it): the corpus mutates copies of it.
+    Read-only."""
     from tests.energy_assets.conftest import fake_gpu_result
 
-    return fake_gpu_result(tmp_path_factory.mktemp("good-gpu-result"), folder="good")
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "good-gpu-result"
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "complete").is_file():
+            shutil.rmtree(shared / "remote", ignore_errors=True)  # what a worker that died half-way left
+            fake_gpu_result(shared, folder="good")
+            (shared / "complete").touch()
+    return shared / "remote" / "good"
 
 
 @pytest.fixture(scope="session")

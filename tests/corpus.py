@@ -128,16 +128,33 @@ def _nested_json(depth: int) -> str:
     return '{"a":' * depth + "1" + "}" * depth
 
 
+def _put_table_rows(folder: Path, name: str, batch: pa.Table, repeat: int) -> None:
+    """Replace one table by `batch` written `repeat` times (one row group each), re-signed: a large table from a
+    small batch, without holding it in memory."""
+    path = folder / f"{name}.parquet"
+    with pq.ParquetWriter(path, batch.schema, compression="zstd") as writer:
+        for _ in range(repeat):
+            writer.write_table(batch)
+    s = _summary(folder)
+    s["tables"][name] = {"rows": batch.num_rows * repeat, "sha256": file_sha256(path)}
+    _put_summary(folder, s, rehash=True)
+
+
 def _timeline_bomb(dest: Path) -> None:
-    """A ~0.5 MB Parquet file whose footer says 70M rows: 210M values once decoded (the issue's 725 KB -> 60M rows)."""
-    n = 70_000_000
-    _put_table(
-        dest,
-        "timeline",
-        pa.table(
-            {"t_s": pa.nulls(n, pa.float64()), "device": pa.nulls(n, pa.string()), "power_w": pa.nulls(n, pa.float64())}
-        ),
-    )
+    """The issue's bomb: a 725 KB timeline whose footer says 60M rows x 3 columns (180M values, under a value
+    bound of 200M), 1.2 GB once decoded."""
+    n = 1_000_000
+    batch = pa.table({"t_s": np.full(n, 1.0), "device": ["gpu0"] * n, "power_w": np.full(n, 250.0)})
+    _put_table_rows(dest, "timeline", batch, 60)
+
+
+def _string_bomb(dest: Path) -> None:
+    """A timeline within every footer bound whose one dictionary string (64 KiB) repeats on each of 20k rows:
+    1.3 GB of characters once expanded, from a file of a few hundred KB."""
+    n = 20_000
+    device = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array(["g" * (64 << 10)]))
+    batch = pa.table({"t_s": np.arange(n, dtype=float), "device": device, "power_w": np.full(n, 250.0)})
+    _put_table_rows(dest, "timeline", batch, 1)
 
 
 def build_bad_uploads(good: Path, into: Path, only: set[str] | None = None) -> list[Case]:
@@ -213,7 +230,8 @@ def build_bad_uploads(good: Path, into: Path, only: set[str] | None = None) -> l
             "unexpected entries ['run.sh']",
             u.copy(lambda d: (d / "run.sh").write_text("rm -rf /\n")),
         ),
-        Case("parquet-bomb-70M-rows", "more than the 200000000 a result table may decode to", u.copy(_timeline_bomb)),
+        Case("parquet-bomb-60M-rows", "60000000 rows in 60 row groups, 1144 MiB once decoded", u.copy(_timeline_bomb)),
+        Case("parquet-bomb-long-string", "MiB once decoded", u.copy(_string_bomb)),
         Case(
             "two-experiment-rows",
             "must hold exactly one row",

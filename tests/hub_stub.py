@@ -3,7 +3,9 @@ create_repo / repo_info / list_repo_tree / create_commit (regular uploads) / cre
 hf_hub_download of a file (HEAD and GET on resolve/).
 
 It keeps repos in memory as commits of {path: bytes}, checks `parentCommit`, records every request's
-Authorization header, and can be told to fail the next commit with a 500."""
+Authorization header, and can be told to fail chosen requests (`faults`: [(regex on "METHOD /path", kind)], each
+used once): "500", "timeout" (no answer for `stall_s`), "drop" (the connection closes before the request is handled)
+or "lost-answer" (handled, then the connection closes before the answer)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
@@ -41,7 +44,9 @@ class HubStub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.auth_headers: list[str | None] = []
-        self.fail_next_commit = False
+        self.faults: list[tuple[str, str]] = []
+        self.requests: list[str] = []  # "METHOD /path" of every request, in order
+        self.stall_s = 2.0
         self.lock = threading.Lock()
         stub = self
 
@@ -50,6 +55,9 @@ class HubStub:
                 pass
 
             def _reply(self, code: int, body) -> None:
+                if getattr(self, "lose_answer", False):
+                    self.close_connection = True
+                    return
                 data = json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -60,8 +68,28 @@ class HubStub:
             def _body(self) -> bytes:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
+            def _fault(self) -> bool:
+                """Apply the first fault matching this request; True: the request is not handled."""
+                line = f"{self.command} {urlparse(self.path).path}"
+                with stub.lock:
+                    stub.requests.append(line)
+                    fault = next((f for f in stub.faults if re.search(f[0], line)), None)
+                    if fault:
+                        stub.faults.remove(fault)
+                kind = fault[1] if fault else None
+                if kind == "500":
+                    self._reply(500, {"error": "stub: injected internal error"})
+                elif kind in ("timeout", "drop"):
+                    if kind == "timeout":
+                        time.sleep(stub.stall_s)
+                    self.close_connection = True
+                self.lose_answer = kind == "lost-answer"
+                return kind in ("500", "timeout", "drop")
+
             def do_GET(self):
                 stub.auth_headers.append(self.headers.get("Authorization"))
+                if self._fault():
+                    return
                 with stub.lock:
                     stub.get(self)
 
@@ -75,6 +103,8 @@ class HubStub:
             def do_POST(self):
                 stub.auth_headers.append(self.headers.get("Authorization"))
                 body = self._body()
+                if self._fault():
+                    return
                 with stub.lock:
                     stub.post(self, body)
 
@@ -201,9 +231,6 @@ class HubStub:
         m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/commit/([^/]+)", path)
         if m:
             repo = self.repos[m.group(1)]
-            if self.fail_next_commit:
-                self.fail_next_commit = False
-                return h._reply(500, {"error": "stub: injected internal error"})
             lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
             header = next(line["value"] for line in lines if line["key"] == "header")
             if header.get("parentCommit") and header["parentCommit"] != repo.head:

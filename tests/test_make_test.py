@@ -57,3 +57,12 @@ def test_ci_fails_on_lint_findings_before_testing():
     assert lint[-2:] == [".venv-never-built/bin/ruff check .", ".venv-never-built/bin/ruff format --check ."]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "set -euo pipefail" in ci and ci.index("\nmake lint\n") < ci.index("\nmake test\n")
+
+
+def test_make_demo_gpu_is_the_gpu_campaign():
+    """`make demo-gpu` was cited in the docs and did not exist."""
+    out = subprocess.run(["make", "-n", "demo-gpu"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "LEM_DEMO=gpu" in out.stdout
+    gpu = subprocess.run(["make", "-n", "demo", "LEM_DEMO=gpu"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "energy_assets.demo --campaign examples/campaign-gpu" in gpu.stdout

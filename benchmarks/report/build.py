@@ -40,10 +40,10 @@ class Blocks(dict):
 
 
 def all_blocks() -> dict[str, Block]:
-    from benchmarks.report import early, evidence, platform, sessions
+    from benchmarks.report import answers, early, evidence, platform, sessions
 
     out: dict[str, Block] = {}
-    for module in (early, sessions, platform, evidence):
+    for module in (early, sessions, platform, evidence, answers):
         twice = set(out) & set(module.blocks)
         if twice:
             raise ValueError(f"report blocks defined in two modules: {', '.join(sorted(twice))}")

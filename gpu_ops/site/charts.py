@@ -11,6 +11,7 @@ import pandas as pd
 
 from gpu_ops.phases import phase_intervals
 from gpu_ops.plotting import BACKEND_COLOURS, efficiency_scatter, error_bars, load_plotly
+from gpu_ops.readable import number
 from gpu_ops.results import ResultTables
 from gpu_ops.schema import plain
 from gpu_ops.site.data import SiteData
@@ -52,8 +53,9 @@ def index_figures(data: SiteData) -> dict[str, dict | str]:
         if rows
         else "Cycle-to-cycle spread: no raw result tables were given for these rows.",
         "chart-heatmap": heatmap(board)
-        if board.batch_size.nunique() > 1 or board.precision.nunique() > 1
-        else "Batch size x precision: every row has the same batch size and precision; sweep either to compare.",
+        if heatmap_groups(board)
+        else "Batch size x precision: no model was measured at more than one batch size or precision on one backend "
+        "and hardware; sweep either to compare.",
         "chart-scaling": scaling(board)
         if (board.gpu_count.astype(float) > 0).any() and measured
         else f"Hardware scaling (tokens/J against GPU count): {NO_ENERGY} on GPUs.",
@@ -75,8 +77,13 @@ def frontier(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return points.loc[keep]
 
 
+FRONTIER_GROUP = ["model", "hardware"]
+"""A frontier joins the sweep points of one model on one hardware (its backends compete on it): a line across models
+would trade a model's quality for energy without saying so."""
+
+
 def pareto(board: pd.DataFrame):
-    """J/token against a latency, one colour per hardware: every sweep point as a dot, each hardware's frontier
+    """J/token against a latency, one colour per model x hardware: every sweep point as a dot, each one's frontier
     (nothing both faster and more frugal) joined by a line; buttons pick TPOT or end-to-end latency."""
     go = load_plotly()
     fig = go.Figure()
@@ -84,10 +91,10 @@ def pareto(board: pd.DataFrame):
     for n, (x, name) in enumerate(PARETO_X.items()):
         first = len(fig.data)
         pts = board.astype({x: float, "j_per_token_mean": float}).dropna(subset=[x, "j_per_token_mean"])
-        for i, (hw, g) in enumerate(pts.groupby("hardware", sort=True)):
-            colour = PALETTE[i % len(PALETTE)]
-            hover = "%{text}<br>%{x:.4g} ms<br>%{y:.4g} J/token<extra>" + str(hw) + "</extra>"
-            common = dict(legendgroup=str(hw), visible=n == 0, hovertemplate=hover)
+        for i, (key, g) in enumerate(pts.groupby(FRONTIER_GROUP, sort=True)):
+            colour, hw = PALETTE[i % len(PALETTE)], group_name(key)
+            hover = "%{text}<br>%{x:,.4~r} ms<br>%{y:,.3~r} J/token<extra>" + hw + "</extra>"
+            common = dict(legendgroup=hw, visible=n == 0, hovertemplate=hover)
             fig.add_trace(
                 go.Scatter(
                     x=(g[x] * 1000).tolist(),
@@ -134,11 +141,12 @@ def pareto(board: pd.DataFrame):
                 ],
             )
         ],
-        title="Energy–latency Pareto frontier<br><sub>lower-left is better; lines join each hardware's frontier</sub>",
+        title="Energy–latency Pareto frontier<br><sub>lower-left is better; a line joins one model's frontier on one "
+        "hardware, never across models</sub>",
         xaxis_title=f"{buttons[0][0]} (ms, mean)",
         yaxis_title="J/output token",
         template="plotly_white",
-        legend=dict(title="hardware"),
+        legend=dict(title="model · hardware"),
     )
     return fig
 
@@ -176,26 +184,64 @@ def box_figure(cycles_by_row: dict[str, pd.DataFrame], labels: dict[str, str]):
     return fig
 
 
+GROUP = ["model", "backend", "hardware"]
+"""Rows are averaged only within one model x backend x hardware: across them a cell would mix different models, and
+its mean would say which were measured there, not what the setting does."""
+
+
+def group_name(key) -> str:
+    return " · ".join(map(str, key))
+
+
+def heatmap_groups(board: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """The model x backend x hardware groups that swept batch size or precision (only they have a grid to show)."""
+    return [
+        (key, g)
+        for key, g in board.groupby(GROUP, sort=True)
+        if g.batch_size.nunique() > 1 or g.precision.nunique() > 1
+    ]
+
+
 def heatmap(board: pd.DataFrame):
+    """Batch size x precision, one panel per model x backend x hardware group that swept either; each cell is the
+    mean of that group's rows only, its value written in the cell (each panel has its own colour range)."""
     go = load_plotly()
-    measured = board.j_per_token_mean.notna().any()
-    metric = "j_per_token_mean" if measured else "tokens_per_s_mean"
-    pivot = board.pivot_table(index="precision", columns="batch_size", values=metric, aggfunc="mean")
-    fig = go.Figure(
-        go.Heatmap(
-            z=pivot.values.tolist(),
-            x=[str(c) for c in pivot.columns],
-            y=list(pivot.index),
-            colorscale="Viridis",
-            colorbar=dict(title="J/token" if measured else "tok/s"),
-            hoverongaps=False,
-        )
+    from plotly.subplots import make_subplots
+
+    measured = bool(board.j_per_token_mean.notna().any())
+    metric, unit = ("j_per_token_mean", "J/token") if measured else ("tokens_per_s_mean", "tokens/s")
+    groups = heatmap_groups(board)
+    fig = make_subplots(
+        rows=len(groups), cols=1, subplot_titles=[group_name(k) for k, _ in groups], vertical_spacing=0.5 / len(groups)
     )
+    for i, (key, g) in enumerate(groups, start=1):
+        pivot = g.astype({metric: float}).pivot_table(
+            index="precision", columns="batch_size", values=metric, aggfunc="mean"
+        )
+        fig.add_trace(
+            go.Heatmap(
+                z=pivot.values.tolist(),
+                x=[str(c) for c in pivot.columns],
+                y=list(pivot.index),
+                text=[["" if pd.isna(v) else number(v) for v in row] for row in pivot.values],
+                texttemplate="%{text}",
+                hovertemplate="batch %{x}, %{y}: %{text} " + unit + "<extra>" + group_name(key) + "</extra>",
+                colorscale="Viridis",
+                reversescale=measured,  # lighter is better in both: fewer J/token, more tokens/s
+                showscale=False,
+                hoverongaps=False,
+                name=group_name(key),
+            ),
+            row=i,
+            col=1,
+        )
+        fig.update_xaxes(title_text="batch size", type="category", row=i, col=1)
+        fig.update_yaxes(title_text="precision", type="category", row=i, col=1)
     fig.update_layout(
-        title=f"Batch size x precision<br><sub>{'mean J/token' if measured else 'tokens/s (energy unmeasured)'}</sub>",
-        xaxis_title="batch size",
-        yaxis_title="precision",
+        title=f"Batch size x precision<br><sub>{'mean J/token' if measured else 'tokens/s (energy unmeasured)'} "
+        "within each model · backend · hardware</sub>",
         template="plotly_white",
+        height=max(380, 260 * len(groups)),
     )
     return fig
 
@@ -219,8 +265,9 @@ def scaling(board: pd.DataFrame):
             line = pd.concat([single, best[(best.gpu_count > 1) & (best.split == split)]]).sort_values("gpu_count")
             share = line.tokens_per_s_mean / (line.gpu_count * base_tps)
             hover = [
-                f"{r.parallelism} on {r.hardware}<br>{r.tokens_per_j_mean:.3g} tokens/J, {r.tokens_per_s_mean:.4g} "
-                "tokens/s" + (f" = {s:.0%} of {r.gpu_count} x one GPU" if pd.notna(s) else "")
+                f"{r.parallelism} on {r.hardware}<br>{number(r.tokens_per_j_mean)} tokens/J, "
+                f"{number(r.tokens_per_s_mean, 4)} tokens/s"
+                + (f" = {s:.0%} of {r.gpu_count} x one GPU" if pd.notna(s) else "")
                 for r, s in zip(line.itertuples(), share)
             ]
             fig.add_trace(
@@ -300,7 +347,8 @@ def detail_figures(row, t: ResultTables) -> list[dict]:
         xaxis_title="run clock (s)",
         yaxis_title="GPU power (W)",
     )
-    figures = [{"id": "chart-power", "figure": fig_json(fig)}]
+    # no timeline (energy unmeasured): no empty chart; the page says why instead
+    figures = [{"id": "chart-power", "figure": fig_json(fig)}] if len(t.timeline) else []
     for cid, col, title in (
         ("chart-ttft", "ttft_s", "TTFT distribution (ms)"),
         ("chart-itl", "itl_s", "Inter-token latency distribution (ms)"),

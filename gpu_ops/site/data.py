@@ -8,11 +8,12 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import numpy as np
 import pandas as pd
 
+from gpu_ops.conversions import NO_CONVERSIONS, Conversions
 from gpu_ops.models import ARCHITECTURES
 from gpu_ops.results import ResultTables, read_tables
 from gpu_ops.schema import LEADERBOARD, Column
@@ -56,12 +57,18 @@ def headline(board: pd.DataFrame) -> str:
     return HEADLINES[0] if board[HEADLINES[0]].notna().any() else HEADLINES[1]
 
 
+RANK_COLUMN = dict(key="rank_j_per_token", label="rank", type="number", better="lower", rank=True)
+"""The J/token rank band as gpu_ops.ranking shows it ('3', '=3'); an unranked row reads 'not ranked', its reason in the
+tooltip. It sorts by the band."""
+
+
 def columns(board: pd.DataFrame) -> list[dict]:
-    """The table's columns for this board: the model, then the headline metric and its CV, then the rest."""
+    """The table's columns for this board: the model, its rank, then the headline metric and its CV, then the rest."""
     key = headline(board)
     first = [c for c in COLUMNS if c["key"] == "model"]
     head = [dict(c, headline=True) for c in COLUMNS if c["key"] == key]
-    return first + head + [CV_COLUMN] + [c for c in COLUMNS if c["key"] not in ("model", key)]
+    rest = [c for c in COLUMNS if c["key"] not in ("model", key, RANK_COLUMN["key"])]
+    return first + [RANK_COLUMN] + head + [CV_COLUMN] + rest
 
 
 def row_id(partition_key: str, sweep_point: str) -> str:
@@ -86,6 +93,25 @@ def model_link(spec: str) -> tuple[str | None, str, str]:
     if HUB_ID.fullmatch(spec):
         return HUB + spec, "hub", "on the Hugging Face hub"
     return None, "unknown", "not a hub id, no hub page"
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+
+def is_local_url(url: str | None) -> bool:
+    """Whether a URL names this machine only (a link to it dies anywhere else)."""
+    host = (urlparse(url).hostname or "") if url else ""
+    return host in LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
+
+
+def local_link_warning(dagster_url: str | None) -> str | None:
+    """The warning a site built against a Dagster UI on localhost prints: its run/raw links work only here."""
+    if not is_local_url(dagster_url):
+        return None
+    return (
+        f"the Dagster URL {dagster_url} names this machine only: the site's run and raw links are marked local and "
+        "will not open elsewhere; set LEM_DAGSTER_PUBLIC_URL (report: --dagster-url) to the address readers can reach"
+    )
 
 
 def provenance_links(partition_key: str, run_id, dagster_url: str | None) -> tuple[str | None, str | None]:
@@ -128,6 +154,7 @@ def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables], dagster_
     board["dagster_run"] = board.run_id if "run_id" in board else stored_by
     links = [provenance_links(p, r, dagster_url) for p, r in zip(board.partition_key, board.dagster_run)]
     _set_columns(board, ("run_url", "raw_url"), links)
+    board["links_local"] = is_local_url(dagster_url)  # site.js and the detail page mark such links "local"
     board["id"] = [row_id(str(p), str(s)) for p, s in zip(board.partition_key, board.sweep_point)]
     board["label"] = (
         board.model.astype(str)
@@ -153,7 +180,9 @@ def site_data(board: pd.DataFrame, raw: dict[str, Path | ResultTables], dagster_
     return SiteData(board, tables)
 
 
-def leaderboard_of_folders(folders: list[Path]) -> tuple[pd.DataFrame, dict[str, ResultTables]]:
+def leaderboard_of_folders(
+    folders: list[Path], conversions: Conversions = NO_CONVERSIONS
+) -> tuple[pd.DataFrame, dict[str, ResultTables]]:
     """The leaderboard of result folders written by `run` (no platform), and their tables by partition key; a second
     run of the same model/backend/hardware (another config) is kept, its key told apart by its folder name."""
     from gpu_ops.errors import UserError
@@ -183,4 +212,6 @@ def leaderboard_of_folders(folders: list[Path]) -> tuple[pd.DataFrame, dict[str,
                 },
             )
         )
-    return build_leaderboard(pd.concat(stats, ignore_index=True) if stats else pd.DataFrame()), raw
+    return build_leaderboard(
+        pd.concat(stats, ignore_index=True) if stats else pd.DataFrame(), conversions=conversions
+    ), raw

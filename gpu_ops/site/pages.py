@@ -11,19 +11,32 @@ import html
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
+from gpu_ops.conversions import NO_CONVERSIONS, Conversions
+from gpu_ops.readable import number
 from gpu_ops.results import ResultTables, replace_folder
 from gpu_ops.schema import plain
+from gpu_ops.site.answers import NOTE_OF, conversion_notes, detail_sections, slo_body
 from gpu_ops.site.api import api_body, write_api
 from gpu_ops.site.charts import detail_figures, index_figures
-from gpu_ops.site.data import FILTERS, HIDDEN, columns, headline, leaderboard_of_folders, site_data
+from gpu_ops.site.data import (
+    FILTERS,
+    HIDDEN,
+    columns,
+    headline,
+    leaderboard_of_folders,
+    local_link_warning,
+    site_data,
+)
 from gpu_ops.site.submissions import submissions_body
-from gpu_ops.stats import CI_MISSING, CV_UNSTABLE, fmt_ci
+from gpu_ops.slo import Deadline
+from gpu_ops.stats import CI_MISSING, CV_UNSTABLE, fmt_ci, idle_rise_note
 
 STATIC = resources.files("gpu_ops.site") / "static"
 
@@ -34,6 +47,8 @@ class SiteResult:
     rows: int
     pages: int
     figures: dict  # figure id -> plotly JSON (for Dagster metadata)
+    warnings: list[str] = field(default_factory=list)  # for the builder's log (e.g. links that work only here)
+    board: pd.DataFrame | None = None  # the leaderboard the site shows
 
 
 def _script_json(obj) -> str:
@@ -76,7 +91,8 @@ could not be read (the reason is in the tooltip), never zero. "±" is the half-w
 interval over cycles. Rows whose cycles vary by more than {CV_UNSTABLE:.0%}
 (CV column) carry an <span class="badge">unstable</span> badge. Rows with synthetic weights are flagged.
 {html.escape(generated_from)}{' <a href="submissions.html">Submissions</a>' if submissions else ""}
-<a id="api-link" href="api/index.html">Data API (JSON)</a></div>
+<a id="api-link" href="api/index.html">Data API (JSON)</a>
+<a id="slo-link" href="slo.html">Energy at a latency target, J per good token</a></div>
 {empty_all}
 <div class="filters">{filters}<label>search
 <input id="q" type="search" placeholder="model, backend, hardware..."></label>
@@ -114,10 +130,44 @@ def _kv(pairs) -> str:
 
 def _fmt(v, unit="", scale=1.0, digits=4) -> str:
     v = plain(v)
-    return '<span class="unmeasured">unmeasured</span>' if v is None else f"{float(v) * scale:.{digits}g}{unit}"
+    return '<span class="unmeasured">unmeasured</span>' if v is None else f"{number(float(v) * scale, digits)}{unit}"
 
 
-def _detail(row, t: ResultTables, figures: list[dict]) -> str:
+EMBED_NEEDS_URL = (
+    "This copy of the site has no public address, so an embed made from it would point at this machine. Build the "
+    "site with its public address (LEM_SITE_URL on the platform, report --site-url) to get the snippet."
+)
+
+
+def _embed_section(model: str, site_url: str | None) -> str:
+    """The embed snippet: written here from the site's public address; without one, made by the page from its own
+    address when served over http(s), and never from a file:// address (it would point at the reader's disk)."""
+    if site_url:
+        src = f"{site_url.rstrip('/')}/embed.html?model={quote(model, safe='')}"
+        snippet = f'<iframe src="{src}" width="560" height="320" style="border:0" title="LLM energy"></iframe>'
+        fill = ""
+    else:
+        snippet = ""
+        fill = """<script>(() => {
+  const box = document.getElementById("embed-snippet");
+  if (!/^https?:$/.test(location.protocol)) {
+    box.hidden = document.getElementById("embed-copy").hidden = true;
+    return;
+  }
+  document.getElementById("embed-note").hidden = true;
+  const src = new URL("../embed.html?model=" + encodeURIComponent(box.dataset.model), location.href).href;
+  box.value = `<iframe src="${src}" width="560" height="320" style="border:0" title="LLM energy"></iframe>`;
+})();</script>"""
+    return f"""<section><h2>Embed this model</h2><p class="sub">A small card of this model's rows for another page:</p>
+<p class="sub" id="embed-note"{" hidden" if site_url else ""}>{html.escape(EMBED_NEEDS_URL)}</p>
+<textarea id="embed-snippet" readonly rows="2" data-model="{html.escape(model)}">{html.escape(snippet)}</textarea>
+<button id="embed-copy" type="button">copy</button></section>{fill}
+<script>document.getElementById("embed-copy").onclick = () => {{
+  const box = document.getElementById("embed-snippet"); box.select(); navigator.clipboard?.writeText(box.value); }};
+</script>"""
+
+
+def _detail(row, t: ResultTables, figures: list[dict], answers: str = "", site_url: str | None = None) -> str:
     """A row's detail page body; `figures` are its charts (charts.detail_figures)."""
     sp = row.sweep_point
     cyc = t.cycles[t.cycles.sweep_point == sp].sort_values("cycle")
@@ -181,8 +231,16 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
             ("fingerprint hash", html.escape(str(row.fingerprint_hash))),
             (
                 "Dagster UI",
-                " · ".join(x for x in links if x)
-                or ("no Dagster run (built from result folders)" if row.raw_url else "no Dagster URL given"),
+                (
+                    " · ".join(x for x in links if x)
+                    or ("no Dagster run (built from result folders)" if row.raw_url else "no Dagster URL given")
+                )
+                + (
+                    ' <span class="note local" id="links-local">local: these links open only on the machine that '
+                    "built this site</span>"
+                    if row.links_local and row.raw_url
+                    else ""
+                ),
             ),
         ]
     )
@@ -214,7 +272,12 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
             (
                 "idle baseline",
                 f"before {_fmt(exp.idle_before_w, ' W')}, after {_fmt(exp.idle_after_w, ' W')}, used "
-                f"{_fmt(exp.idle_power_w, ' W')}",
+                f"{_fmt(exp.idle_power_w, ' W')}"
+                + (
+                    f' <span class="badge" id="idle-rise">{html.escape(note)}</span>'
+                    if (note := idle_rise_note(exp.idle_before_w, exp.idle_after_w))
+                    else ""
+                ),
             ),
             (
                 "counter vs timeline",
@@ -237,29 +300,29 @@ def _detail(row, t: ResultTables, figures: list[dict]) -> str:
     model = html.escape(str(row.model))
     if row.model_url:
         model = f'<a id="model-link" href="{html.escape(row.model_url)}">{model}</a>'
+    core = ("chart-power", "chart-ttft", "chart-itl")  # the other figures' elements come with their sections
+    chart_divs = "".join(f'<div class="chart" id="{f["id"]}"></div>' for f in figures if f["id"] in core)
+    power_note = (
+        ""
+        if any(f["id"] == "chart-power" for f in figures)
+        else f'<p class="sub" id="note-power">No power timeline: energy unmeasured '
+        f"({html.escape(str(row.unmeasured_reason))}).</p>"
+    )
     body = f"""<p><a href="../index.html">← leaderboard</a></p>
 <h1>{model} · {html.escape(str(row.backend))} · {html.escape(str(row.hardware))}</h1>
 <div class="sub">{html.escape(row.model_note)}</div>
 <div class="sub">sweep point <strong>{html.escape(str(sp))}</strong>, {int(row.n_cycles)} cycles,
 precision {html.escape(str(row.precision))}</div>
 <section><h2>Summary</h2>{summary}</section>
-<div class="charts"><div class="chart" id="chart-power"></div><div class="chart" id="chart-ttft"></div>
-<div class="chart" id="chart-itl"></div></div>
+{power_note}<div class="charts">{chart_divs}</div>
+{answers}
 <section><h2>Cycles</h2>{cycle_table}</section>
 <section><h2>Provenance</h2>{provenance}
 <p><a id="row-json" href="../api/rows/{row.id}.json">this row as JSON</a> (data API)</p></section>
 <section><h2>Resolved config</h2><p class="sub">highlighted: values that differ from the defaults</p>
 <table class="kv">{cfg_rows}</table></section>
 <section><h2>Environment fingerprint</h2><pre>{html.escape(fp)}</pre></section>
-<section><h2>Embed this model</h2><p class="sub">A small card of this model's rows for another page:</p>
-<textarea id="embed-snippet" readonly rows="2" cols="100" data-model="{html.escape(str(row.model))}"></textarea>
-<button id="embed-copy" type="button">copy</button></section>
-<script>(() => {{
-  const box = document.getElementById("embed-snippet");
-  const src = new URL("../embed.html?model=" + encodeURIComponent(box.dataset.model), location.href).href;
-  box.value = `<iframe src="${{src}}" width="560" height="320" style="border:0" title="LLM energy"></iframe>`;
-  document.getElementById("embed-copy").onclick = () => {{ box.select(); navigator.clipboard?.writeText(box.value); }};
-}})();</script>
+{_embed_section(str(row.model), site_url)}
 <script id="lem-figs" type="application/json">{_script_json(figures)}</script>
 <script>JSON.parse(document.getElementById("lem-figs").textContent)
   .forEach(f => Plotly.newPlot(f.id, f.figure.data, f.figure.layout, {{responsive: true}}));</script>"""
@@ -312,9 +375,16 @@ def build_site(
     title: str = "LLM energy leaderboard",
     generated_from: str = "",
     submissions: list[dict] | None = None,
+    site_url: str | None = None,
+    slo: tuple[Deadline, ...] = (),
+    history: pd.DataFrame | None = None,
 ) -> SiteResult:
     """Write the site into `out` (replaced atomically). `raw` maps partition keys to result folders (or tables);
-    `submissions`: the platform's submission records, for a submissions page (None: no page)."""
+    `dagster_url`: the public address of the Dagster UI its provenance links open (on localhost they are marked
+    local, with a warning); `site_url`: the site's own public address, for embed snippets that work elsewhere (links
+    inside the site are relative); `submissions`: the platform's submission records, for a submissions page (None:
+    no page); `slo`: the deadlines slo.html opens with; `history`: every measurement of each row (schema.HISTORY),
+    plotted on its detail page."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -324,7 +394,7 @@ def build_site(
         from plotly.offline import get_plotlyjs
 
         (tmp / "assets" / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
-        for name in ("site.js", "site.css"):
+        for name in ("site.js", "site.css", "slo.js"):
             (tmp / "assets" / name).write_bytes((STATIC / name).read_bytes())
         data = site_data(board, raw, dagster_url)
         board = data.board
@@ -333,17 +403,22 @@ def build_site(
             t = data.tables.get(row.partition_key)
             if t is None:
                 continue
-            body = _detail(row, t, detail_figures(row, t))
+            answers, extra = detail_sections(row, history)
+            body = _detail(row, t, detail_figures(row, t) + extra, answers, site_url)
             page = PAGE.format(title=html.escape(f"{row.model} · {row.sweep_point}"), root="../", body=body)
             (tmp / "detail" / f"{row.id}.html").write_text(page, encoding="utf-8")
             pages += 1
         charts = index_figures(data)
         figs = {k: f for k, f in charts.items() if not isinstance(f, str)}
         lead = headline(board)
-        rows = [{k: plain(v) for k, v in r.items()} for r in board.drop(columns=["label"]).to_dict(orient="records")]
+        notes = conversion_notes(board)
+        rows = [
+            {k: plain(v) for k, v in r.items()}
+            for r in pd.concat([board.drop(columns=["label"]), notes], axis=1).to_dict(orient="records")
+        ]
         inline = {
             "rows": rows,
-            "columns": columns(board),
+            "columns": [{**c, "note": NOTE_OF[c["key"]]} if c["key"] in NOTE_OF else c for c in columns(board)],
             "filters": FILTERS,
             "hidden": HIDDEN,
             "ci_missing": CI_MISSING,
@@ -357,6 +432,10 @@ def build_site(
         page = PAGE.format(title=html.escape(title), root="", body=body)
         (tmp / "index.html").write_text(page.replace("__DATA__", _script_json(inline)), encoding="utf-8")
         (tmp / "embed.html").write_text(_embed_page(board, lead), encoding="utf-8")
+        page = PAGE.format(
+            title=html.escape(f"{title}: energy at a latency target"), root="", body=slo_body(board, slo, _script_json)
+        )
+        (tmp / "slo.html").write_text(page, encoding="utf-8")
         n = write_api(tmp, data, title, generated_from, lead)
         (tmp / "api" / "index.html").write_text(
             PAGE.format(title=html.escape(f"{title}: data API"), root="../", body=api_body(title, n)), encoding="utf-8"
@@ -366,16 +445,26 @@ def build_site(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return SiteResult(out, len(board), pages, figs)
+    warning = local_link_warning(dagster_url)
+    return SiteResult(out, len(board), pages, figs, [warning] if warning else [], board)
 
 
-def report_from_folders(folders: list[Path], out: Path, dagster_url: str | None = None) -> SiteResult:
+def report_from_folders(
+    folders: list[Path],
+    out: Path,
+    dagster_url: str | None = None,
+    slo: tuple[Deadline, ...] = (),
+    conversions: Conversions = NO_CONVERSIONS,
+    site_url: str | None = None,
+) -> SiteResult:
     """`llm-energy-measure report`: the site from result folders written by `run` (no platform)."""
-    board, raw = leaderboard_of_folders(folders)
+    board, raw = leaderboard_of_folders(folders, conversions)
     return build_site(
         board,
         raw,
         out,
         dagster_url,
         generated_from=f"Built by llm-energy-measure report from {len(folders)} result folder(s).",
+        slo=slo,
+        site_url=site_url,
     )

@@ -213,8 +213,13 @@ def test_an_unexpected_error_quarantines_one_folder_and_keeps_the_others_request
 
     monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
     key = register_submitter(storage, tmp_path)
-    for name in ("a-first", "b-boom", "c-last"):
-        signed_copy(good_gpu_result, storage.results_inbox_dir / name, key)
+    from benchmarks.inbox_load import make_uploads
+
+    make_uploads(
+        good_gpu_result, tmp_path / "distinct", 3, key, SUBMITTER
+    )  # three results (one content is one submission)
+    for i, name in enumerate(("a-first", "b-boom", "c-last")):
+        (tmp_path / "distinct" / f"upload-{i:04d}").rename(storage.results_inbox_dir / name)
     real = automation.read_tables
 
     def read(folder):
@@ -312,12 +317,13 @@ def test_statistics_follow_each_stored_partition_and_the_leaderboard_waits_for_t
                 )
             )
 
-    cursor = None
+    cursor, requested_checks = None, set()
 
     def tick():
-        nonlocal cursor
+        nonlocal cursor, requested_checks
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         cursor = result.cursor
+        requested_checks = {s.key for s in result._requested_subsets if isinstance(s.key, dg.AssetCheckKey)}
         return {str(p) for p in result.get_requested_partitions(stats)}, result.get_num_requested(board)
 
     assert tick() == (set(), 0)  # the sensor's first tick, before anything is stored
@@ -329,3 +335,51 @@ def test_statistics_follow_each_stored_partition_and_the_leaderboard_waits_for_t
     assert tick() == ({pc}, 0)  # a's statistics are new, but the leaderboard waits for c's, requested now
     stored(stats, pc, checks=stats_checks)
     assert tick() == (set(), 1)  # then ranks both
+    # with its checks in the same tick (so in its run): a leaderboard is never published unchecked
+    assert {k.name for k in requested_checks if k.asset_key == board} == {
+        "every_row_has_provenance",
+        "no_mixed_backends",
+        "synthetic_weights_flagged",
+    }
+
+
+def test_platform_runs_wait_while_a_measurement_runs_on_the_same_host():
+    """In the CPU demo the leaderboard, site and dataset runs ran during the tiny-llama measurement, on the same cores.
+    With the instance's run queue (dagster.yaml) a queued automation run waits for the measurement on its host and
+    starts once that ends; a measurement on a Celery worker elsewhere holds nothing here."""
+    from pathlib import Path
+
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    from energy_assets.automation import automation, measure_job
+
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="energy_assets.definitions"))
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "__ASSET_JOB")
+
+    queue = yaml.safe_load((Path(__file__).resolve().parents[2] / "dagster.yaml").read_text())["run_coordinator"]
+    with dg.instance_for_test(overrides={"run_coordinator": queue}) as instance:
+        measuring = create_run_for_test(
+            instance,
+            job_name="measure",
+            status=DagsterRunStatus.STARTED,
+            tags={**measure_job.tags, "dagster/partition/hardware": "cpu-x"},
+        )
+        platform = create_run_for_test(
+            instance,
+            job_name="__ASSET_JOB",
+            status=DagsterRunStatus.QUEUED,
+            tags=dict(automation.run_tags),
+            remote_job_origin=origin,
+        )
+        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+
+        def dequeued() -> list[str]:
+            return [r.run_id for r in daemon._get_runs_to_dequeue(instance, instance.get_concurrency_config(), None)]
+
+        assert dequeued() == []  # the measurement holds its host
+        instance.report_run_canceled(measuring)
+        assert dequeued() == [platform.run_id]

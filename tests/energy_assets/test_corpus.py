@@ -38,6 +38,10 @@ def test_bad_uploads_are_quarantined_and_a_good_one_after_them_is_ingested(
     signed_copy(good_gpu_result, inbox / "zz-good", register_submitter(storage, tmp_path))  # after every bad one
 
     held = evaluate(results_inbox, instance, storage=storage)
+    for _ in range(20):  # as the daemon would: on a loaded machine the folders may take more than one tick's budget
+        if not any(inbox.iterdir()):
+            break
+        held = evaluate(results_inbox, instance, cursor=held.cursor, storage=storage)
     [record] = storage.submissions()
     assert moderate(storage, instance, record["name"]).success
     res = evaluate(results_inbox, instance, cursor=held.cursor, storage=storage)

@@ -45,6 +45,17 @@ def test_launch_through_graphql_and_trace_leaderboard_back(tmp_path, monkeypatch
             time.sleep(2)
         missing = [k.to_user_string() for k in downstream if instance.get_latest_materialization_event(k) is None]
         assert not missing, f"automation did not materialize {missing}"
+        # publishing waited for the leaderboard's checks: each one ran on the leaderboard the site was built from
+        # (after `make demo` all three read "Not Evaluated" and the site was built anyway)
+        from energy_assets.checks import LEADERBOARD_CHECKS
+
+        board = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("leaderboard")), limit=1)
+        keys = [spec.key for check in LEADERBOARD_CHECKS for spec in check.check_specs]
+        executions = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+        for key in keys:
+            evaluation = executions[key].evaluation
+            assert evaluation is not None and evaluation.passed, key.name
+            assert evaluation.target_materialization_data.storage_id == board.records[0].storage_id, key.name
         publish = instance.get_latest_materialization_event(
             dg.AssetKey("hf_dataset_publish")
         ).asset_materialization.metadata

@@ -66,7 +66,7 @@ def test_a_leaderboard_row_reaches_its_run_config_and_environment_in_three_click
         _skip_welcome(page)
         page.get_by_text("Events", exact=True).first.click()  # click 1: the leaderboard's latest metadata
         run_link = page.get_by_role("link", name=run_id[:8], exact=True).first
-        assert run_link.get_attribute("href") == f"{url}/runs/{run_id}"  # the full id: a short one finds no run
+        assert run_link.get_attribute("href") == f"/runs/{run_id}"  # the full id; relative: the UI reads it
         partition = page.get_by_role("link", name=f"{EXPERIMENT}|{HW}", exact=True).first
         assert partition.get_attribute("href").endswith(f"partition={EXPERIMENT}%7C{HW}")
         run_link.click()  # click 2: the run that measured the row
@@ -79,4 +79,16 @@ def test_a_leaderboard_row_reaches_its_run_config_and_environment_in_three_click
         assert "model: builtin:tiny-llama" in body and "max_output_tokens: 8" in body  # the resolved config
         assert "fingerprint_hash" in body and "experiment_hash" in body  # the environment table
         assert "ab" * 8 in body  # the file_sha its run was tagged with
+        # the site's row -> its raw partition in this UI, one click (the site built against this instance's URL)
+        import pandas as pd
+
+        from gpu_ops.site import build_site
+
+        board = pd.read_parquet(storage_dir / "assets" / "leaderboard.parquet")
+        site = build_site(board, {}, tmp_path / "site", dagster_url=url)
+        page.goto((site.folder / "index.html").as_uri())
+        page.click("#body tr a.raw")
+        page.wait_for_url("**/assets/raw_measurements?**")
+        page.get_by_text(f"{EXPERIMENT}|{HW}").first.wait_for()
+        assert "local" in site.warnings[0]  # a 127.0.0.1 UI: the links were marked local, with a warning
         page.close()

@@ -123,7 +123,7 @@ def test_a_rejected_upload_goes_to_quarantine_with_the_moderators_reason(
     assert not moderate(storage, instance, record["name"]).success  # decided once
     signed_copy(good_gpu_result, inbox / "result", register_submitter(storage, tmp_path / "again", "bob"), "bob")
     again = evaluate(results_inbox, instance, storage=storage)
-    assert again.run_requests == [] and "the same result was submitted before" in again.skip_reason.skip_message
+    assert again.run_requests == [] and f"was submitted before as {record['name']}" in again.skip_reason.skip_message
     assert storage.submission(record["name"])["status"] == "rejected" and list(inbox.iterdir()) == []
 
 
@@ -158,3 +158,57 @@ def test_an_approved_folder_edited_before_ingestion_is_refused(
     res = materialize_partition(instance, resources, PARTITION, tags=request.tags, raise_on_error=False)
     assert not res.success and instance.get_latest_materialization_event(dg.AssetKey("raw_measurements")) is None
     assert f"differ from what {SUBMITTER} signed" in _reason(storage, record["name"])
+
+
+def test_the_same_tables_under_another_name_and_submitter_are_refused_naming_the_accepted_upload(
+    good_gpu_result, tmp_path, storage, resources, instance, inbox
+):
+    """Duplicates are keyed on content alone: a re-upload of an accepted folder under a new name (here by another
+    submitter) is no new submission, is never ingested, and its reason names the upload it repeats."""
+    signed_copy(good_gpu_result, inbox / "result", register_submitter(storage, tmp_path))
+    held = evaluate(results_inbox, instance, storage=storage)
+    [record] = storage.submissions()
+    assert moderate(storage, instance, record["name"]).success
+    [request] = evaluate(results_inbox, instance, cursor=held.cursor, storage=storage).run_requests
+    assert materialize_partition(instance, resources, PARTITION, tags=request.tags).success
+    stored = {p: p.read_bytes() for p in storage.root.joinpath("assets").rglob("*") if p.is_file()}
+
+    bob = register_submitter(storage, tmp_path / "bob", "bob")
+    signed_copy(good_gpu_result, inbox / "renamed-copy", bob, "bob")
+    res = evaluate(results_inbox, instance, cursor=held.cursor, storage=storage)
+
+    assert [r for r in res.run_requests if r.tags[UPLOAD_TAG] != record["name"]] == []
+    assert [r["name"] for r in storage.submissions()] == [record["name"]]
+    reason = _reason(storage, "renamed-copy")
+    assert reason.startswith("duplicate:") and f"as {record['name']} by {SUBMITTER}" in reason and "approved" in reason
+    assert {p: p.read_bytes() for p in storage.root.joinpath("assets").rglob("*") if p.is_file()} == stored
+    assert list(inbox.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", [".hidden-result", ".result.tmp-x1y2", "result.part", "result~"])
+def test_a_hidden_or_temporary_folder_is_quarantined_with_its_reason_once_settled(
+    good_gpu_result, tmp_path, storage, instance, inbox, monkeypatch, name
+):
+    signed_copy(good_gpu_result, inbox / name, register_submitter(storage, tmp_path))
+    monkeypatch.setenv("LEM_INBOX_SETTLE_S", "3600")  # just copied: it may still be being written
+    waiting = evaluate(results_inbox, instance, storage=storage)
+    assert [p.name for p in inbox.iterdir()] == [name] and "waiting until it has been unchanged" in (
+        waiting.skip_reason.skip_message
+    )
+    monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")  # settled
+    res = evaluate(results_inbox, instance, storage=storage)
+    assert res.run_requests == [] and list(inbox.iterdir()) == [] and storage.submissions() == []
+    [kept] = list(storage.quarantine_dir.iterdir())
+    assert "a hidden or temporary name" in (kept / "REASON.txt").read_text()
+    assert f"quarantined {name}: " in res.skip_reason.skip_message
+
+
+def test_a_reason_stays_one_line_when_the_folder_name_holds_newlines(good_gpu_result, storage, instance, inbox):
+    import shutil
+
+    shutil.copytree(good_gpu_result, inbox / "evil\nname\r\nline2")  # unsigned, and a name with line breaks
+    evaluate(results_inbox, instance, storage=storage)
+    [kept] = list(storage.quarantine_dir.iterdir())
+    reason = (kept / "REASON.txt").read_text()
+    assert reason.count("\n") == 1 and reason.endswith("\n") and "\r" not in reason
+    assert "evil\\nname\\r\\nline2" in reason  # the name, escaped, on the one line

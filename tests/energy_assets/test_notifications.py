@@ -93,7 +93,7 @@ def test_a_failed_blocking_check_is_posted_once(good_gpu_result, storage, resour
 def _board(storage, instance, rows):
     """A leaderboard materialization: its file where parquet_io_manager keeps it, and the event."""
     frame = pd.DataFrame(
-        rows,
+        [(*r, *(None,) * (len(ROW_FIELDS) - len(r))) for r in rows],  # raw run and drift: unset unless given
         columns=ROW_FIELDS,
     )
     path = storage.io_base() / "leaderboard.parquet"
@@ -160,3 +160,24 @@ def test_a_dataset_commit_is_posted_and_a_dead_receiver_stops_nothing(storage, i
     ctx = dg.build_sensor_context(instance=instance, cursor=ctx.cursor, resources={"storage": storage})
     result = notify_hf_publish.evaluate_tick(ctx)
     assert "0/1 receiver(s) notified" in result.skip_message
+
+
+def test_a_drifted_re_measurement_is_posted_once(storage, instance, receiver):
+    def tick(cursor):
+        ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"storage": storage})
+        notify_leaderboard(ctx)
+        return ctx.cursor
+
+    row = ("tiny|h100", "bs4", "tiny", "h100", 0.5, 100.0, "local", "run-1", None, "first measurement")
+    _board(storage, instance, [row])
+    cursor = tick(None)
+    cursor = tick(cursor)
+    drifted = (*row[:4], 0.7, *row[5:7], "run-2", True, "j_per_token 0.5 ± 0.01 -> 0.7 ± 0.01 J/token: outside")
+    _board(storage, instance, [drifted])
+    cursor = tick(cursor)
+    assert "drift" in _events(receiver)
+    body = receiver.bodies[_events(receiver).index("drift")]
+    assert body["raw_run_id"] == "run-2" and "outside" in body["detail"]
+    _board(storage, instance, [drifted])  # the same drifted run again: not news
+    tick(cursor)
+    assert _events(receiver).count("drift") == 1

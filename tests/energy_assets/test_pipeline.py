@@ -2,6 +2,7 @@
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
 from energy_assets.leaderboard import leaderboard
@@ -265,3 +266,40 @@ def test_leaderboard_markdown_shows_a_missing_ci_as_missing():
     }
     text = top_markdown(build_leaderboard(pd.DataFrame([row])))
     assert "| 0.25 ± n/a |" in text and "± 0 " not in text
+
+
+def test_a_re_measurement_outside_the_stored_interval_is_drift_with_history_slo_pick_and_conversions(
+    tmp_path, storage, resources, instance
+):
+    from gpu_ops.schema import HISTORY
+
+    key = "builtin-tiny-llama__pytorch|h100-80gb-hbm3"
+    dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1"
+    dest.parent.mkdir(parents=True)
+    fake_gpu_result(tmp_path).rename(dest)
+    add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
+    # an earlier measurement of the same sweep point from another run, far from what this one measures
+    earlier = HISTORY.record(
+        partition_key=key,
+        sweep_point="default",
+        measured_at="2026-01-01T00:00:00+00:00",
+        raw_run_id="earlier-run",
+        figure="j_per_token",
+        mean=1e3,
+        ci95=1.0,
+        drift=None,
+    )
+    storage.write_history(key, HISTORY.frame([earlier]))
+    (storage.root / "conversions.yaml").write_text("instance: {grid_gco2e_per_kwh: 400, pue: 1.25}\n")
+    res = materialize_partition(instance, resources, key, tags={SOURCE_TAG: "upload", UPLOAD_TAG: "upload1"})
+    st = res.output_for_node("cycle_statistics")
+    assert st.drift.tolist() == [True] and st.drift_previous_run_id.tolist() == ["earlier-run"]
+    history = storage.history(key)
+    assert history.raw_run_id.tolist() == ["earlier-run", st.raw_run_id.iloc[0]]
+    board_run = dg.materialize(ASSETS, selection=["leaderboard"], instance=instance, resources=resources)
+    board = board_run.output_for_node("leaderboard")
+    assert "drift" in board.flag.iloc[0] and bool(board.drift.iloc[0]) is True
+    assert board.gco2e_per_mtoken.iloc[0] == pytest.approx(board.j_per_token_mean.iloc[0] / 3.6 * 1.25 * 400)
+    assert board.cost_per_mtoken.isna().all()  # no price set: unknown, never a default
+    meta = board_run.asset_materializations_for_node("leaderboard")[0].metadata
+    assert "ttft_p99=2s" in meta["slo"].value and "| verdict |" in meta["slo_pick"].value and meta["drift"].value == 1

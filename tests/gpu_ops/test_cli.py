@@ -60,3 +60,57 @@ def test_a_bad_setting_names_the_field_and_writes_nothing(experiment, tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith("error: ") and named in err
     assert not (tmp_path / "res").exists()
+
+
+def test_a_closed_pipe_ends_a_listing_quietly():
+    """`list-hardware | head -3` ended in a BrokenPipeError traceback and exit 1."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpu_ops.cli", "list-hardware"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_a_folder_of_results_is_taken_by_report_and_named_by_validate(experiment, tmp_path, capfd):
+    results = tmp_path / "results"
+    assert main(["run", str(experiment), "--out", str(results), "--set", "cycles=2", "--quiet"]) == 0
+    (child,) = list(results.iterdir())
+    capfd.readouterr()
+    assert main(["validate", str(results)]) == 2
+    err = capfd.readouterr().err
+    assert f"pass one of them, e.g. {child}" in err and "remove" not in err
+    assert main(["report", str(results), "--out", str(tmp_path / "site")]) == 0  # the parent folder is taken
+    assert "1 leaderboard rows" in capfd.readouterr().out
+    assert main(["report", str(tmp_path / "nonexistent"), "--out", str(tmp_path / "site2")]) == 2
+    err = capfd.readouterr().err
+    assert "no such folder" in err and "a link or a file" not in err
+
+
+def test_report_against_a_localhost_dagster_warns_and_marks_the_links_local(experiment, tmp_path, capfd):
+    results = tmp_path / "results"
+    assert main(["run", str(experiment), "--out", str(results), "--set", "cycles=2", "--quiet"]) == 0
+    capfd.readouterr()
+    site = tmp_path / "site"
+    assert main(["report", str(results), "--out", str(site), "--dagster-url", "http://127.0.0.1:3000"]) == 0
+    assert "warning: the Dagster URL http://127.0.0.1:3000 names this machine only" in capfd.readouterr().err
+    assert '"links_local":true' in (site / "index.html").read_text()
+    assert main(["report", str(results), "--out", str(site), "--dagster-url", "https://dagster.example.org"]) == 0
+    assert "warning" not in capfd.readouterr().err and '"links_local":false' in (site / "index.html").read_text()
+
+
+def test_show_config_shows_a_schedule_set_to_its_defaults(tmp_path, capsys):
+    """A file asking for a daily re-measurement at the default time showed `schedule: {}`."""
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(dict(BASE, schedule={"interval": "daily"})))
+    assert main(["show-config", str(p)]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["schedule"] == {"interval": "daily", "at": "03:00", "days": []}

@@ -226,6 +226,17 @@ def test_server_refuses_bad_requests_and_goes_on(server, raw, message):
     assert ping(server.path)  # still serving
 
 
+def test_a_client_that_says_nothing_is_dropped_and_the_server_goes_on(server, monkeypatch):
+    import gpu_ops.serve as serve
+
+    monkeypatch.setattr(serve, "REQUEST_TIMEOUT_S", 0.5)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(server.path))
+        reply = json.loads(s.makefile("rb").readline())  # no request sent
+    assert reply["ok"] is False and "no request line within" in reply["message"]
+    assert serve.ping(server.path)
+
+
 def test_run_without_a_server_names_how_to_start_one(tmp_path):
     from gpu_ops.serve import run_on_server
 
@@ -238,12 +249,14 @@ VLLM = {
     "backend": "vllm",
     "precision": "bf16",
     "max_input_tokens": 300,
+    "batching": {"batch_size": 4},
     "prompts": {"source": "random", "count": 6, "random": {"input_len": 280}},  # > two 128-token CPU KV blocks
     "warmup_requests": 1,
     "vllm": {"enforce_eager": True, "enable_prefix_caching": True},
 }
 
 
+@pytest.mark.xdist_group("vllm-engines")  # one vLLM CPU engine at a time (see test_vllm_backend.py)
 def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny_model_path, tmp_path, monkeypatch):
     if os.environ.get("LEM_REQUIRE_SERVICES") != "1":
         pytest.importorskip("vllm")

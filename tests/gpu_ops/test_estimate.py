@@ -61,7 +61,8 @@ def test_history_estimate_reproduces_the_measured_point(history):
     mean_t = sum(d for d, _ in own[0].cycles) / len(own[0].cycles)
     mean_e = sum(e for _, e in own[0].cycles) / len(own[0].cycles)
     runs = cfg.cycles + cfg.warmup_count() / cfg.prompts.count
-    assert point.wall_s.mid == pytest.approx(mean_t * runs + cfg.cycles * cfg.cooldown_s)
+    idle = 2 * cfg.energy.idle_baseline_s  # the run's idle baselines, before and after
+    assert point.wall_s.mid == pytest.approx(mean_t * runs + cfg.cycles * cfg.cooldown_s + idle)
     assert point.energy_j.mid == pytest.approx(mean_e * runs)
     assert point.energy_j.low <= point.energy_j.mid <= point.energy_j.high
     assert point.energy_kwh.mid == pytest.approx(point.energy_j.mid / est.J_PER_KWH)
@@ -78,7 +79,8 @@ def test_history_scales_with_tokens_and_parameters(history):
     ratio = est.parameter_count(load_architecture("llama-3.2-1b")) / est.parameter_count(
         load_architecture("llama-3.1-8b")
     )
-    assert small.wall_s.mid == pytest.approx(b.wall_s.mid * ratio)
+    idle = 2 * base.energy.idle_baseline_s  # the run's idle baselines do not scale with the model
+    assert small.wall_s.mid - idle == pytest.approx((b.wall_s.mid - idle) * ratio)
 
 
 def test_other_hardware_is_scaled_by_the_profiles(history):
@@ -88,7 +90,8 @@ def test_other_hardware_is_scaled_by_the_profiles(history):
     (h200,) = est.estimate(cfg, "h200", on_h200)
     p = standard_profiles()
     bw = p["h200"].memory_bandwidth_gbs / p["h100-80gb-hbm3"].memory_bandwidth_gbs
-    assert h100.wall_s.mid == pytest.approx(h200.wall_s.mid * bw)
+    idle = 2 * cfg.energy.idle_baseline_s  # the run's idle baselines last as long on either
+    assert h100.wall_s.mid - idle == pytest.approx((h200.wall_s.mid - idle) * bw)
     assert "bandwidth and TDP to h100-80gb-hbm3" in h100.method and "on h200" in h100.method
 
 
@@ -182,7 +185,7 @@ def test_range_widens_by_the_run_to_run_spread_of_repeated_runs(history):
 
 def test_a_hub_model_outside_the_cache_is_refused_with_the_fix():
     """Nothing is downloaded (local_files_only): a model the cache lacks is refused, naming how to get it."""
-    with pytest.raises(UserError, match="not in the local Hugging Face cache.*huggingface-cli download"):
+    with pytest.raises(UserError, match="not in the local Hugging Face cache.*`hf download"):
         est.model_config_of("someone/not-cached-model")
 
 
@@ -192,7 +195,8 @@ def test_open_loop_arrivals_bound_the_cycle_time():
     (fast,), (paced,) = (est.estimate(c, "h200", []) for c in (offline, slow))
     floor = slow.prompts.count / 0.5
     assert fast.wall_s.high < floor * slow.cycles  # the roofline alone would finish sooner
-    assert paced.wall_s.low == pytest.approx(floor * slow.cycles) and "arrivals at 0.5/s" in paced.method
+    idle = 2 * slow.energy.idle_baseline_s
+    assert paced.wall_s.low == pytest.approx(floor * slow.cycles + idle) and "arrivals at 0.5/s" in paced.method
 
 
 def test_dry_run_defaults_to_this_machines_profile(tmp_path, capsys, monkeypatch):
@@ -205,3 +209,36 @@ def test_dry_run_defaults_to_this_machines_profile(tmp_path, capsys, monkeypatch
     assert "roofline: CPU (fallback) profile" in out and not (tmp_path / "out").exists()
     (point,) = est.estimate(parse_config({"name": "t", "model": "builtin:tiny-llama"}), cpu_profile(), [])
     assert point.hardware == cpu_profile()
+
+
+def test_dry_run_counts_the_warm_up_the_run_sends_and_on_a_cpu_estimates_no_energy(tmp_path, capsys, monkeypatch):
+    """examples/tiny.yaml asks for 4 warm-up requests, but PyTorch warms up one full batch (8): the sweep lines, the
+    total and the estimate's table agree on what the run sends. On a CPU no energy is estimated (none is measured)."""
+    import gpu_ops.energy as energy
+
+    monkeypatch.setattr(energy, "load_nvml", lambda: (None, "no NVIDIA driver"))
+    assert main(["run", str(REPO / "examples/tiny.yaml"), "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "16 requests x 3 cycles + 8 warm-up = 56 requests" in out  # batch 8: one full batch
+    assert "16 requests x 3 cycles + 4 warm-up = 52 requests" in out  # batch 4: the 4 asked for
+    assert "requests in all: 108" in out
+    assert "unmeasured (CPU)" in out and " J " not in out and "e+" not in out and "e-0" not in out
+    assert "loading the model comes on top" in out
+
+
+def test_dry_run_of_a_hub_model_outside_the_cache_still_prints_the_sweep(tmp_path, capsys):
+    cfg = tmp_path / "hub.yaml"
+    cfg.write_text("name: hub\nmodel: someone/not-cached-model\nhardware: [h200]\nsweep: {batching.batch_size: [1, 2]}")
+    assert main(["run", str(cfg), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 sweep point(s)" in out and out.count(" requests x ") == 2
+    assert "estimate: none" in out and "hf download someone/not-cached-model" in out and "huggingface-cli" not in out
+
+
+def test_estimate_table_reads_in_human_units():
+    from gpu_ops.estimate import PointEstimate, Span, render
+
+    e = PointEstimate("p", "h100", 56, 100, 200, True, Span(1.1, 1.9, 3.0), Span(1090, 4600, 19400), None, None, "m")
+    e = PointEstimate(**{**e.__dict__, "energy_kwh": Span(*(x / est.J_PER_KWH for x in (1090, 4600, 19400)))})
+    table = render([e])
+    assert "4.6 kJ (1.09-19.4 kJ)" in table and "1.28 Wh" in table and "e+" not in table and "e-" not in table

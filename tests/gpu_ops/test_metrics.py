@@ -6,10 +6,11 @@ from scipy import stats as sps
 from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import Slo, Traffic
 from gpu_ops.errors import UserError
-from gpu_ops.metrics import meets_slo, request_metrics, requests_frame
-from gpu_ops.phases import phase_intervals
+from gpu_ops.metrics import cycle_metrics, meets_slo, request_metrics, requests_frame
+from gpu_ops.phases import PhaseSplit, phase_intervals
 from gpu_ops.stats import summarize, sweep_point_statistics
 from gpu_ops.traffic import arrival_times
+from tests.gpu_ops.test_phases import window
 
 
 def test_request_metrics_follow_vllm_definitions():
@@ -156,3 +157,21 @@ def test_a_missing_ci_shows_as_missing_never_as_zero():
     from gpu_ops.stats import fmt_ci
 
     assert fmt_ci(None) == " ± n/a" and fmt_ci(float("nan")) == " ± n/a" and fmt_ci(0.0123) == " ± 0.012"
+
+
+def test_j_per_good_token_divides_the_energy_by_the_good_requests_output_tokens():
+    recs = [  # TTFT 0.1 s, 0.5 s, 0.2 s; 11, 21 and 6 output tokens
+        RequestRecord(0, 8, 11, 0.0, 0.0, [], first_token_s=0.1, last_token_s=0.6),
+        RequestRecord(1, 8, 21, 0.0, 0.0, [], first_token_s=0.5, last_token_s=1.5),
+        RequestRecord(2, 8, 6, 0.0, 0.0, [], first_token_s=0.2, last_token_s=0.5),
+    ]
+    req = requests_frame(recs)
+    w = window(0.0, 2.0)
+    nan = pd.Series(np.nan, index=req.index)
+    none = PhaseSplit(None, None, None, None, nan, nan)
+    good = cycle_metrics(req, w, 100.0, Slo(ttft_ms=300), None, none)
+    assert good.good_requests == 2
+    assert good.j_per_good_token == pytest.approx(w.gpu_energy_j / (11 + 6))
+    assert good.j_per_good_token > good.j_per_token
+    assert cycle_metrics(req, w, 100.0, Slo(), None, none).j_per_good_token is None  # no SLO: no good tokens defined
+    assert cycle_metrics(req, w, 100.0, Slo(ttft_ms=50), None, none).j_per_good_token is None  # none good

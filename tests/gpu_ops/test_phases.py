@@ -163,3 +163,66 @@ def test_ttft_breaks_down_into_tokenize_queue_prefill_and_delivery():
         RequestRecord(0, 10, 3, 1.0, 1.3, [], first_token_s=1.95, last_token_s=2.2, first_token_engine_s=1.95)
     )
     assert offline.first_token_delivery_s is None and offline.tokenize_s is None  # not observed: unmeasured, not 0
+
+
+def sequential_requests(n: int, decode_steps: int, prompt: int = 64):
+    """Batch 1: n requests one after another, each a prefill step and `decode_steps` decode steps."""
+    rows = [row for _ in range(n) for row in [(prompt, 1, 0)] + [(0, 0, 1)] * decode_steps]
+    steps = steps_frame(rows)
+    per = decode_steps + 1
+    recs = [
+        RequestRecord(
+            i,
+            prompt,
+            decode_steps + 1,
+            0.0,
+            0.0,
+            [],
+            first_token_s=float(steps.t_s.iloc[i * per]),
+            last_token_s=float(steps.t_s.iloc[i * per + decode_steps]),
+            prefill_end_s=float(steps.t_s.iloc[i * per]),
+        )
+        for i in range(n)
+    ]
+    return steps, requests_frame(recs)
+
+
+def test_at_batch_one_each_request_gets_the_energy_of_its_own_steps_and_they_sum_to_the_window():
+    steps, req = sequential_requests(3, 40)
+    w = window(float(steps.t_s.iloc[0]) - 0.002, float(steps.t_s.iloc[-1]) + 0.002)  # the window's rest is ~1 %
+    split = attribute(timeline(w.start_s, w.end_s), req, w, steps)
+    own = []  # each request's own steps: from the end of the step before its prefill to its last token
+    ends = np.concatenate([[w.start_s], steps.t_s.to_numpy()])
+    for i in range(3):
+        own.append(POWER_W * (ends[(i + 1) * 41] - ends[i * 41]))
+    assert split.request_j.to_numpy() == pytest.approx(own, rel=0.05)
+    assert split.request_j.sum() == pytest.approx(w.gpu_energy_j, abs=max(w.energy_uncertainty_j, 1e-9))
+
+
+def test_under_continuous_batching_request_energy_follows_token_steps_and_sums_to_the_window():
+    # two requests share the engine: a long one decodes through every step, a short one joins late and leaves early
+    rows = [(256, 2, 0)] + [(0, 0, 2)] * 50 + [(0, 0, 1)] * 50
+    steps = steps_frame(rows)
+    t = steps.t_s
+    recs = [
+        RequestRecord(0, 128, 101, 0.0, 0.0, [], first_token_s=t[0], last_token_s=t[100], prefill_end_s=t[0]),
+        RequestRecord(1, 128, 51, 0.0, 0.0, [], first_token_s=t[0], last_token_s=t[50], prefill_end_s=t[0]),
+    ]
+    req = requests_frame(recs)
+    w = window(float(t.iloc[0]) - 0.03, float(t.iloc[-1]) + 0.2)  # a tail after the last step: shared out too
+    split = attribute(timeline(w.start_s, w.end_s), req, w, steps)
+    assert split.request_j.sum() == pytest.approx(w.gpu_energy_j, rel=1e-9)
+    # each step's energy goes to the requests decoding in it: the short one shares 50 steps of 2 tokens, the long one
+    # also has 50 steps to itself (steps_frame's costs: a = 2 ms per step, c = 4 ms per decoded token)
+    shared, alone = (0.002 + 2 * 0.004) / 2, 0.002 + 0.004
+    expected = (50 * shared + 50 * alone) / (50 * shared)
+    assert split.request_decode_j[0] / split.request_decode_j[1] == pytest.approx(expected, rel=0.02)
+    assert split.request_j[0] > split.request_j[1]
+
+
+def test_request_energy_is_empty_when_the_window_is_unmeasured():
+    steps, req = sequential_requests(2, 5)
+    w = window(float(steps.t_s.iloc[0]) - 0.05, float(steps.t_s.iloc[-1]))
+    w.gpu_energy_j = None
+    split = attribute(timeline(w.start_s, w.end_s), req, w, steps)
+    assert split.request_j.isna().all()  # unmeasured, never 0

@@ -3,11 +3,13 @@ figure, however small, is found."""
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from gpu_ops.rederive import derived_problems
+from gpu_ops.rederive import derived_problems, request_energy_problems
 from gpu_ops.results import read_tables
 from gpu_ops.validation import blocking_failures, validate
+from tests.gpu_ops.test_phases import window
 
 MULTIGPU = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "raw" / "multigpu"
 REAL = sorted(p.parent for p in MULTIGPU.rglob("summary.json"))
@@ -39,3 +41,14 @@ def test_a_one_percent_edit_of_a_derived_figure_is_found(column, factor):
     sweep_point = t.cycles.sweep_point[1]
     assert derived_problems(read_tables(REAL[0])) == []
     assert [p for p in derived_problems(t) if p.startswith(f"cycles '{sweep_point}' cycle 1: {column} is ")], column
+
+
+def test_requests_energy_must_sum_to_their_window_within_its_bound():
+    w = window(0.0, 2.0)  # 800 J
+    w.energy_uncertainty_j = 4.0
+    fine = pd.DataFrame({"energy_j": [500.0, 302.0]})
+    assert request_energy_problems("cycles x", fine, w) == []
+    off = pd.DataFrame({"energy_j": [500.0, 250.0]})
+    (problem,) = request_energy_problems("cycles x", off, w)
+    assert "energy_j" in problem and "800" in problem
+    assert request_energy_problems("cycles x", pd.DataFrame({"energy_j": [None, None]}, dtype=float), w) == []

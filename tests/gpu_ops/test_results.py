@@ -60,3 +60,30 @@ def test_a_failed_write_keeps_the_tables_in_a_recovery_folder_it_names(good_gpu_
         pd.testing.assert_frame_equal(back.table(name), tables.table(name))
     with pytest.raises(UserError, match=r"safe in .*run-1\.1 "):  # a second failure never overwrites the first rescue
         save_result(tables, target)
+
+
+def test_a_parquet_bomb_is_refused_from_its_footer_before_anything_is_decoded(good_gpu_result, tmp_path, monkeypatch):
+    """The issue's bomb: 725 KB, 60M rows x 3 columns (under a 200M-value bound), 1.2 GB once decoded."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from tests.corpus import _timeline_bomb
+
+    folder = tmp_path / "bomb"
+    shutil.copytree(good_gpu_result, folder)
+    _timeline_bomb(folder)
+    assert (folder / "timeline.parquet").stat().st_size < 1 << 20
+    decoded = []
+    real_read = pq.ParquetFile.read
+
+    def read(self, *args, **kwargs):
+        if self.metadata.num_rows > 1_000_000:
+            decoded.append(self.metadata.num_rows)
+            raise MemoryError("decoded before it was refused")
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read", read)
+    with pytest.raises(UserError, match=r"60000000 rows in 60 row groups, 1144 MiB once decoded; .* 512 MiB decoded"):
+        read_tables(folder)
+    assert decoded == []

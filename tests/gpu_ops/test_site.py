@@ -317,10 +317,18 @@ def test_row_click_path_reaches_detail_run_and_raw_partition(browser, folders, t
     assert errors == []
 
 
-def test_embed_widget_shows_one_models_rows_and_detail_pages_offer_the_snippet(browser, site):
+def test_embed_widget_shows_one_models_rows_and_detail_pages_offer_the_snippet(browser, site, folders, tmp_path):
+    """A page opened from disk offers no snippet (it would point at the reader's disk: a file:///tmp/... iframe); a
+    site built with its public address offers one that points there."""
     page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
     page.fill("#q", "batch_size=4")
     page.click("#body tr a.detail")
+    assert page.is_visible("#embed-note") and not page.is_visible("#embed-snippet")
+    public = report_from_folders(list(folders), tmp_path / "public", site_url=(tmp_path / "public").as_uri())
+    page, errors, _ = open_page(browser, (public.folder / "index.html").as_uri())
+    page.fill("#q", "batch_size=4")
+    page.click("#body tr a.detail")
+    assert not page.is_visible("#embed-note")
     snippet = page.input_value("#embed-snippet")
     src = snippet.split('src="')[1].split('"')[0]
     assert snippet.startswith("<iframe ") and src.endswith("embed.html?model=builtin%3Amicro-llama")
@@ -353,6 +361,28 @@ def test_table_fits_with_a_sticky_model_column_and_a_remembered_column_choice(br
     assert "avg_power_w_mean" not in table(page).columns
     page.reload()
     assert "avg_power_w_mean" not in table(page).columns and "batch_size" in table(page).columns  # localStorage
+    page.close()
+
+
+def test_each_row_shows_its_rank_band_or_not_ranked_with_the_reason(browser, site):
+    page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    cells = page.eval_on_selector_all("#body td.rank", "tds => tds.map(t => [t.innerText, t.title])")
+    assert len(cells) == 3 and errors == []
+    for text, reason in cells:
+        assert re.fullmatch(r"=?\d+", text) or (text == "not ranked" and reason), (text, reason)
+    assert any(text == "not ranked" and "energy unmeasured" in reason for text, reason in cells)  # the CPU row
+
+
+def test_a_phone_shows_the_index_and_a_detail_page_without_horizontal_overflow(browser, site):
+    """At 390 px the page was 485 px wide (the charts' 460 px minimum column)."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto((site.folder / "index.html").as_uri())
+    page.wait_for_selector("#body tr")
+    overflow = "document.documentElement.scrollWidth - window.innerWidth"
+    assert page.evaluate(overflow) <= 0
+    page.click("#body tr a.detail")
+    page.wait_for_selector("#embed-section, h1")
+    assert page.evaluate(overflow) <= 0
     page.close()
 
 
@@ -399,3 +429,51 @@ def test_screenshots_are_built_from_the_committed_gpu_results_without_repeats():
     board, _ = leaderboard_of_folders(folders)
     assert {"h200", "2x-h200"} <= set(board.hardware) and (board.gpu_count > 0).all()
     assert board.j_per_token_mean.notna().all()  # real GPU energy on every row the docs show
+
+
+def _slo_rows(page) -> list[tuple[str, str]]:
+    cells = page.eval_on_selector_all(
+        "#slo-body tr", "rows => rows.map(r => [r.cells[2].innerText, r.cells[4].querySelector('a')?.innerText || ''])"
+    )
+    return [(verdict, point) for verdict, point in cells]
+
+
+def _python_pick(board, text: str) -> list[tuple[str, str]]:
+    from gpu_ops.slo import parse_slo, slo_pick
+
+    pick = slo_pick(board, parse_slo(text))
+    return [(v, "" if v == "none" else str(s)) for v, s in zip(pick.verdict, pick.sweep_point)]
+
+
+def test_slo_page_picks_as_gpu_ops_slo_does_and_keeps_its_deadlines_in_the_url(browser, site):
+    ttft = site.board.ttft_p99_pooled_hi_s.dropna()
+    loose, tight = f"ttft_p99={ttft.max() * 2e3:.3g}ms", f"ttft_p99={ttft.min() * 0.5e3:.3g}ms"
+    for text in (loose, tight):
+        page, errors, external = open_page(browser, (site.folder / "slo.html").as_uri() + "#" + text)
+        assert _slo_rows(page) == _python_pick(site.board, text) and errors == [] and external == []
+    assert {v for v, _ in _slo_rows(page)} == {"none"}  # nothing meets a deadline under every row's interval
+    # moving a slider rewrites the URL; the link restores the same view in a fresh page
+    page.check("#on-tpot")
+    page.eval_on_selector("#r-tpot", "r => { r.value = Math.log10(250); r.dispatchEvent(new Event('input')); }")
+    assert "tpot_p99=250ms" in page.url and "ttft_p99=" in page.url
+    again, _, _ = open_page(browser, page.url)
+    assert again.is_checked("#on-tpot") and again.input_value("#q-ttft") == "99"
+    assert _slo_rows(again) == _slo_rows(page)
+    assert again.evaluate("document.getElementById('good-body').innerText").count("slo:") == 1  # no SLO in config
+
+
+def test_index_shows_carbon_and_cost_as_unknown_with_their_inputs(browser, site):
+    page, _, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    t = table(page)
+    assert t.gco2e_per_mtoken.str.startswith("unknown").all()  # no inputs given: unknown, never a default
+    assert t.gco2e_per_mtoken.str.contains("gCO2e/kWh").all() and t.cost_per_mtoken.str.contains("GPU-hour").all()
+
+
+def test_report_slo_prints_the_pick_and_opens_slo_html_with_it(folders, tmp_path, capsys):
+    from gpu_ops.cli import main
+
+    assert main(["report", *map(str, folders), "--out", str(tmp_path / "site"), "--slo", "ttft_p99=60s"]) == 0
+    out = capsys.readouterr().out
+    assert "lowest J/token meeting ttft_p99=60s" in out and "slo.html#ttft_p99=60000ms" in out
+    assert "builtin:micro-llama" in out  # the measured model has a pick line
+    assert (tmp_path / "site" / "slo.html").is_file()

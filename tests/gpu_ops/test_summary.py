@@ -73,3 +73,47 @@ def test_a_point_the_leaderboard_would_not_rank_says_why(good_gpu_result, monkey
     relaxed = run_summary(t, good_gpu_result, validate(t), None)
     assert all(p["ranked"] and p["not_ranked_reason"] is None for p in relaxed["sweep_points"])
     assert "not ranked" not in summary_table(relaxed)
+
+
+def test_ttft_p50_has_one_definition_the_pooled_one_the_site_shows(good_gpu_result):
+    """The CLI printed the mean of per-cycle medians (422.5 ms) where the site showed the pooled median (380.8 ms)."""
+    t = read_tables(good_gpu_result)
+    s = run_summary(t, good_gpu_result, validate(t), None)
+    board = build_leaderboard(published_statistics(t, "k|h", "s", RAW)).set_index("sweep_point")
+    for p in s["sweep_points"]:
+        assert p["ttft_p50_pooled_s"]["mean"] == board.loc[p["sweep_point"], "ttft_p50_pooled_s"]
+
+
+def test_a_rise_in_idle_power_is_flagged_in_the_summary_and_on_the_site(good_gpu_result, tmp_path):
+    """A 63 % rise in idle power from before to after went unflagged."""
+    import copy
+
+    from gpu_ops.site import build_site
+    from gpu_ops.site.data import leaderboard_of_folders
+
+    t = read_tables(good_gpu_result)
+    assert run_summary(t, good_gpu_result, validate(t), None)["idle_rise_note"] is None
+    risen = copy.deepcopy(t)
+    risen.experiment.loc[0, "idle_after_w"] = risen.experiment.idle_before_w.iloc[0] * 1.63
+    s = run_summary(risen, good_gpu_result, validate(risen), None)
+    assert s["idle_rise_note"].startswith("idle power rose 63%")
+    assert "warning: idle power rose 63%" in summary_table(s)
+    board, _ = leaderboard_of_folders([good_gpu_result])
+    site = build_site(board, {board.partition_key.iloc[0]: risen}, tmp_path / "site")
+    (page,) = (site.folder / "detail").glob("*.html")
+    assert 'id="idle-rise">idle power rose 63%' in page.read_text()
+
+
+def test_a_row_without_a_power_timeline_gets_a_note_not_an_empty_chart(good_gpu_result, tmp_path):
+    import copy
+
+    from gpu_ops.site import build_site
+    from gpu_ops.site.data import leaderboard_of_folders
+
+    board, raw = leaderboard_of_folders([good_gpu_result])
+    key = board.partition_key.iloc[0]
+    bare = copy.deepcopy(raw[key])
+    bare.timeline = bare.timeline.iloc[0:0]
+    (page,) = (build_site(board, {key: bare}, tmp_path / "site").folder / "detail").glob("*.html")
+    text = page.read_text()
+    assert 'id="note-power"' in text and 'id="chart-power"' not in text

@@ -18,6 +18,9 @@ from gpu_ops.validation import blocking_failures, validate
 from tests.fake_nvml import FakeGpu, FakeNVML, from_env
 
 vllm = pytest.importorskip("vllm") if os.environ.get("LEM_REQUIRE_SERVICES") != "1" else __import__("vllm")
+# one worker runs these under pytest-xdist: each CPU engine reserves up to half the machine's memory up front
+# (backends.vllm.memory_utilization), so two at once could leave neither room to start
+pytestmark = pytest.mark.xdist_group("vllm-engines")
 
 # CPU vLLM: head_dim >= 64 (the builtin models have 64), block size 128 (prefix hits need prompts > 128 tokens)
 BASE = {

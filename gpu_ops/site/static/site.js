@@ -31,8 +31,9 @@
   function fmt(v, c) {
     if (v === null || v === undefined || (typeof v === "number" && isNaN(v))) return null;
     if (c.type !== "number") return String(v);
-    const x = v * (c.scale || 1);
-    return Math.abs(x) >= 1000 ? x.toFixed(0) : Number(x.toPrecision(c.digits || 4)).toString();
+    const x = v * (c.scale || 1);  // grouped thousands, never scientific notation (gpu_ops/readable.py in Python)
+    return Math.abs(x) >= 1000 ? Math.round(x).toLocaleString("en-US")
+      : Number(x.toPrecision(c.digits || 4)).toLocaleString("en-US", { maximumSignificantDigits: c.digits || 4 });
   }
   function visible() {
     const q = state.q.toLowerCase();
@@ -57,19 +58,29 @@
       return `<td class="text first"><input type="checkbox" class="sel" title="compare" ${state.sel.includes(r.id) ? "checked" : ""}> <a class="detail" href="detail/${r.id}.html" title="${esc(r.model_note)}">${esc(r.model)}</a>${hub}` +
         `${r.flag ? ` <span class="flag">${esc(r.flag)}</span>` : ""}</td>`;
     }
+    if (c.rank) {  // the band as ranked ('=3': shared), or why the row is not ranked
+      return r.rank_label ? `<td class="${cls} rank">${esc(r.rank_label)}</td>`
+        : `<td class="${cls} rank note" title="${esc(r.not_ranked_reason || "")}">not ranked</td>`;
+    }
     let v = fmt(r[c.key], c);
     if (v === null && c.key === "cv") return `<td class="${cls}" title="one cycle: no spread">${data.ci_missing}</td>`;
+    // a converted figure (carbon, cost) shows the inputs it was converted with beside it, or why it is unknown
+    const note = c.note && r[c.note] ? ` <span class="note inputs">${esc(r[c.note])}</span>` : "";
+    if (v === null && c.note) return `<td class="${cls}">unknown${note}</td>`;
     if (v === null) return `<td class="unmeasured ${cls}" title="${esc(r.unmeasured_reason || "")}">${c.energy ? "unmeasured" : "–"}</td>`;
     v = esc(v);
     // a missing CI (one cycle) reads "± n/a", never "± 0"
     const ci = c.ci && (fmt(r[c.ci], { type: "number", scale: c.scale, digits: 2 }) ?? data.ci_missing);
     if (ci) v += ` <span class="ci">± ${ci}</span>`;
     if (c.key === "cv" && r.unstable) v += ` <span class="badge">unstable</span>`;
+    v += note;
     return `<td class="${cls}">${v}</td>`;
   }
   function links(r) {
     const a = [r.run_url && `<a class="run" href="${esc(r.run_url)}">run</a>`, r.raw_url && `<a class="raw" href="${esc(r.raw_url)}">raw</a>`];
-    return `<td class="text">${a.filter(Boolean).join(" · ") || "–"}</td>`;
+    const local = r.links_local && (r.run_url || r.raw_url)
+      ? ` <span class="note local" title="these links point at a Dagster UI on the machine that built this site">local</span>` : "";
+    return `<td class="text">${a.filter(Boolean).join(" · ") || "–"}${local}</td>`;
   }
   function render() {
     writeHash();
