@@ -83,9 +83,11 @@ def test_two_partitions_to_leaderboard_with_provenance(storage, resources, insta
         and lb.j_per_token_mean.isna().all()
         and lb.rank_j_per_token.isna().all()
     )
-    assert lb.rank_throughput.notna().all() and (lb["flag"] == "synthetic weights").all()
+    # stored and shown, not ranked in any view, with the reason (docs/methodology.md)
+    assert lb.rank_throughput.isna().all() and not lb.ranked.any() and (lb["flag"] == "synthetic weights").all()
+    assert lb.not_ranked_reason.str.startswith("energy unmeasured").all()
     meta = instance.get_latest_materialization_event(dg.AssetKey("leaderboard")).asset_materialization.metadata
-    assert "unmeasured" in meta["top"].value and meta["dagster/row_count"].value == 2
+    assert "not ranked: energy unmeasured" in meta["top"].value and meta["dagster/row_count"].value == 2
     for row in lb.itertuples():  # one click from the leaderboard to the run (full id) and to the raw partition
         assert f"(/runs/{row.raw_run_id})" in meta["top"].value and len(row.raw_run_id) == 36
         assert f"partition={row.partition_key.replace('|', '%7C')})" in meta["top"].value
