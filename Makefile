@@ -35,10 +35,10 @@ GPU_VLLM_SPEC ?= vllm==0.25.0
 ifeq ($(LEM_DEMO),gpu)
 demo: .venv-gpu/.installed
 	@command -v nvidia-smi >/dev/null || { echo "LEM_DEMO=gpu needs an NVIDIA GPU and its driver (nvidia-smi not found)" >&2; exit 1; }
-	.venv-gpu/bin/python -m energy_assets.demo --campaign examples/campaign-gpu
+	.venv-gpu/bin/python -m energy_assets.ops.demo --campaign examples/campaign-gpu
 else
 demo: $(VENV)/.installed
-	$(BIN)/python -m energy_assets.demo
+	$(BIN)/python -m energy_assets.ops.demo
 endif
 
 # The GPU campaign by its own name (README, docs): the same as `LEM_DEMO=gpu make demo`.

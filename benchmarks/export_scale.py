@@ -85,7 +85,7 @@ def export_only(root: Path) -> None:
     """Child process: only the export, so its peak RSS is the export's own."""
     import json
 
-    from energy_assets.hf_export import build_snapshot
+    from energy_assets.assets.hf_export import build_snapshot
 
     folders = {k: Path(v) for k, v in json.loads((root / "folders.json").read_text()).items()}
     board, stats = pd.read_parquet(root / "board.parquet"), pd.read_parquet(root / "stats.parquet")
@@ -121,7 +121,7 @@ def main() -> int:
     if args.export_only:
         export_only(Path(args.export_only))
         return 0
-    from energy_assets.stats import STATS_CODE_VERSION
+    from energy_assets.assets.stats import STATS_CODE_VERSION
     from gpu_ops.leaderboard import build_leaderboard
     from gpu_ops.results import read_tables
     from gpu_ops.stats import published_statistics

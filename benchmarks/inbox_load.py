@@ -72,7 +72,7 @@ def nothing_requested(result) -> bool:
 
 def approve_pending(storage) -> int:
     """A moderator approves every pending upload (the moderate_submission op, invoked directly)."""
-    from energy_assets.moderation import PENDING, decide
+    from energy_assets.sensors.moderation import PENDING, decide
 
     names = [r["name"] for r in storage.submissions() if r["status"] == PENDING]
     for name in names:
@@ -98,8 +98,8 @@ def summary(name: str, ticks: list[float]) -> str:
 
 def run_load(root: Path, good: Path, uploads: int, experiments: int, instance) -> dict:
     """The whole load on storage under `root`: returns tick times per sensor and the end-to-end seconds."""
-    from energy_assets.automation import experiment_inbox, results_inbox
     from energy_assets.resources import GpuResource, StorageResource
+    from energy_assets.sensors.automation import experiment_inbox, results_inbox
     from gpu_ops.signing import KeyRegistry, keygen
 
     storage = StorageResource(base_path=str(root / "storage"))
@@ -142,7 +142,7 @@ def time_ui(home: Path, storage_root: Path, repeats: int = 3) -> dict[str, float
 
     import requests
 
-    from energy_assets.local import REPO, free_port
+    from energy_assets.ops.local import REPO, free_port
 
     port = free_port()
     env = dict(os.environ, DAGSTER_HOME=str(home), LEM_STORAGE=str(storage_root))
@@ -184,8 +184,8 @@ def main() -> None:
     ap.add_argument("--ui", action="store_true", help="also time the leaderboard and raw partition asset pages")
     args = ap.parse_args()
     os.environ.setdefault("LEM_INBOX_SETTLE_S", "0")  # the copies are complete when the load starts
-    from energy_assets.automation import inbox_batch
-    from energy_assets.local import prepare_home
+    from energy_assets.ops.local import prepare_home
+    from energy_assets.sensors.automation import inbox_batch
     from tests.energy_assets.conftest import fake_gpu_result
 
     with tempfile.TemporaryDirectory(prefix="lem-inbox-load-") as tmp:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from upath import UPath
 
+from energy_assets.assets.stats import STATS_CODE_VERSION
 from energy_assets.io import concat_parquet
-from energy_assets.stats import STATS_CODE_VERSION
 from gpu_ops.leaderboard import READ_FROM_STATISTICS, build_leaderboard
 from gpu_ops.results import ResultTables, parquet_bytes
 from gpu_ops.schema import SUMMARISED

@@ -3,7 +3,7 @@ twice on one worker, then `compare` on the same machine, and the figures their t
 
     python -m benchmarks.warm_campaign --out RUN_DIR [--passes 2] [--campaign examples/campaign-gpu]
 
-1. `python -m energy_assets.demo --campaign examples/campaign-gpu --exit --passes 2 --evidence RUN_DIR/evidence`:
+1. `python -m energy_assets.ops.demo --campaign examples/campaign-gpu --exit --passes 2 --evidence RUN_DIR/evidence`:
    pass 1 starts every engine with empty caches (a fresh cache folder), pass 2 finds the worker warm; each pass
    writes evidence/pass-N/campaign.json with its wall time by kind and its share inside cycle windows.
 2. `llm-energy-measure compare examples/compare/pytorch-vllm-gpu.yaml --backends pytorch,vllm`: its vLLM engine has
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     # one cache folder for the campaign's worker and for compare: compare's vLLM start finds pass 1's compile cache
     env = dict(os.environ, LEM_CACHE_DIR=str(work / "cache"))
     evidence, compare_out = args.out / "evidence", args.out / "compare"
-    demo = [sys.executable, "-m", "energy_assets.demo", "--campaign", str(args.campaign), "--exit"]
+    demo = [sys.executable, "-m", "energy_assets.ops.demo", "--campaign", str(args.campaign), "--exit"]
     demo += ["--passes", str(args.passes), "--evidence", str(evidence), "--timeout", str(args.timeout)]
     demo += ["--home", str(work / "home"), "--storage", str(work / "storage"), "--port", "0"]
     print("$ " + " ".join(demo), flush=True)

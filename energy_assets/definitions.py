@@ -4,18 +4,23 @@ import os
 
 import dagster as dg
 
-from energy_assets.automation import automation, build_schedules, experiment_inbox, measure_job, results_inbox
-from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.assets.leaderboard import leaderboard
+from energy_assets.assets.publish import hf_dataset_publish, hf_dataset_snapshot, hub_from_env
+from energy_assets.assets.raw import raw_measurements
+from energy_assets.assets.site import leaderboard_site
+from energy_assets.assets.stats import cycle_statistics
 from energy_assets.io import ParquetIOManager, ResultTablesIOManager
-from energy_assets.leaderboard import leaderboard
-from energy_assets.moderation import moderate_job
-from energy_assets.notifications import notify_check_failure, notify_hf_publish, notify_leaderboard, notify_run_failure
-from energy_assets.publish import hf_dataset_publish, hf_dataset_snapshot, hub_from_env
-from energy_assets.raw import raw_measurements
 from energy_assets.resources import GpuResource, StorageResource
-from energy_assets.site import leaderboard_site
-from energy_assets.stats import cycle_statistics
-from energy_assets.submit import submit_experiment
+from energy_assets.sensors.automation import automation, build_schedules, experiment_inbox, measure_job, results_inbox
+from energy_assets.sensors.moderation import moderate_job
+from energy_assets.sensors.notifications import (
+    notify_check_failure,
+    notify_hf_publish,
+    notify_leaderboard,
+    notify_run_failure,
+)
+from energy_assets.sensors.submit import submit_experiment
 
 storage = StorageResource()
 

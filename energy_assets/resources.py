@@ -76,7 +76,7 @@ class StorageResource(dg.ConfigurableResource):
     inbox/         experiment YAMLs dropped by people (experiment_inbox sensor)
     results_inbox/ result folders from standalone CLI runs (results_inbox sensor)
     submitters.yaml  the submitters' public keys (written by an administrator: `llm-energy-measure submitters`)
-    pending/       signed uploads from registered submitters, waiting for a moderator (energy_assets.moderation)
+    pending/       signed uploads from registered submitters, waiting for a moderator (energy_assets.sensors.moderation)
     submissions/<name>.json  one record per signed upload: who, when, status (pending, approved, rejected)
     uploads/<experiment>/<hardware>/  approved result folders, ingested by raw_measurements
     quarantine/    refused or rejected result folders, each with REASON.txt

@@ -525,7 +525,7 @@ class SweepPoint(BaseModel):
 
 def field_docs(model: type[BaseModel]) -> dict[str, str]:
     """Each field's description from the `Attributes:` section of its model's docstring: the one place a config field
-    is described, read by the Launchpad's experiment form (energy_assets.submit) as much as by people."""
+    is described, read by the Launchpad's experiment form (energy_assets.sensors.submit) as much as by people."""
     _, _, section = inspect.cleandoc(model.__doc__ or "").partition("Attributes:\n")
     docs: dict[str, str] = {}
     name = None

@@ -65,4 +65,4 @@ def test_make_demo_gpu_is_the_gpu_campaign():
     assert out.returncode == 0, out.stderr
     assert "LEM_DEMO=gpu" in out.stdout
     gpu = subprocess.run(["make", "-n", "demo", "LEM_DEMO=gpu"], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert "energy_assets.demo --campaign examples/campaign-gpu" in gpu.stdout
+    assert "energy_assets.ops.demo --campaign examples/campaign-gpu" in gpu.stdout

@@ -624,8 +624,8 @@ CAMPAIGN_KEYS = {"runs", "wall_s", "windows_s", "window_seconds_by_kind", "share
 
 @blocks("s13-campaign")
 def s13_campaign(raw: Raw) -> str:
-    """campaign.json (energy_assets.evidence): wall time, the share in cycle windows, seconds by window kind, each run,
-    and any further breakdown a later version writes there (a mapping of names to seconds), printed as it comes."""
+    """campaign.json (energy_assets.ops.evidence): wall time, the share in cycle windows, seconds by window kind, each
+    run, and any further breakdown a later version writes there (a mapping of names to seconds), printed as it comes."""
     c = raw.json("platform-gpu/campaign.json")
     kinds = ", ".join(f"{k.replace('_', ' ')} {f(v)} s" for k, v in sorted(c.get("window_seconds_by_kind", {}).items()))
     runs = ", ".join(f"`{r['partition'].split('|')[0]}` {f(r['seconds'])} s" for r in c["runs"])

@@ -145,7 +145,7 @@ def signed_copy(src: Path, dest: Path, key: Path, submitter: str = SUBMITTER) ->
 
 def moderate(storage: StorageResource, instance, folder: str, decision: str = "approve", reason: str = ""):
     """An administrator's decision, launched as the moderate_submission job (as from the Launchpad)."""
-    from energy_assets.moderation import moderate_job
+    from energy_assets.sensors.moderation import moderate_job
 
     return moderate_job.execute_in_process(
         run_config={"ops": {"decide": {"config": {"folder": folder, "decision": decision, "reason": reason}}}},

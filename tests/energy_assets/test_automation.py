@@ -6,9 +6,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from energy_assets.automation import build_schedules, experiment_inbox, results_inbox
-from energy_assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
+from energy_assets.assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource
+from energy_assets.sensors.automation import build_schedules, experiment_inbox, results_inbox
 from gpu_ops.config import file_sha, load_config
 from gpu_ops.results import read_tables, write_tables
 from tests.energy_assets.conftest import (
@@ -209,7 +209,7 @@ def test_an_unexpected_error_quarantines_one_folder_and_keeps_the_others_request
     """Whatever goes wrong with one item (here an error no check foresaw) quarantines that item; folders before and
     after it in the same tick keep their run requests."""
 
-    import energy_assets.automation as automation
+    import energy_assets.sensors.automation as automation
 
     monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
     key = register_submitter(storage, tmp_path)
@@ -355,7 +355,7 @@ def test_platform_runs_wait_while_a_measurement_runs_on_the_same_host():
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-    from energy_assets.automation import automation, measure_job
+    from energy_assets.sensors.automation import automation, measure_job
 
     location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="energy_assets.definitions"))
     origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "__ASSET_JOB")

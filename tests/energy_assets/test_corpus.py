@@ -8,11 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from energy_assets.automation import experiment_inbox, results_inbox
+from energy_assets.assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.io import ResultTablesIOManager
 from energy_assets.partitions import partition_key
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.resources import GpuResource, safe_name
+from energy_assets.sensors.automation import experiment_inbox, results_inbox
 from gpu_ops.errors import UserError
 from tests.corpus import GOOD_CONFIG, build_bad_configs, build_bad_uploads
 from tests.energy_assets.conftest import HW, add_partitions, moderate, register_submitter, signed_copy

@@ -11,12 +11,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _demo(tmp_path, *args: str, timeout: float) -> subprocess.CompletedProcess:
-    """`python -m energy_assets.demo --exit` on a fresh home and storage under tmp_path."""
+    """`python -m energy_assets.ops.demo --exit` on a fresh home and storage under tmp_path."""
     return subprocess.run(
         [
             sys.executable,
             "-m",
-            "energy_assets.demo",
+            "energy_assets.ops.demo",
             "--home",
             str(tmp_path / "home"),
             "--storage",
@@ -88,7 +88,7 @@ def test_a_failed_partition_is_reported_with_its_reason_and_the_others_still_ran
 
 
 def test_each_pass_drops_the_campaign_under_new_names_after_removing_the_last_passes_files(tmp_path):
-    from energy_assets.demo import drop_campaign
+    from energy_assets.ops.demo import drop_campaign
 
     campaign, inbox = tmp_path / "campaign", tmp_path / "inbox"
     campaign.mkdir()

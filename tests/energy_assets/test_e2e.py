@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from energy_assets.local import Platform, prepare_home
+from energy_assets.ops.local import Platform, prepare_home
 from energy_assets.resources import StorageResource
 from tests.energy_assets.conftest import HW, experiment_config
 
@@ -47,7 +47,7 @@ def test_launch_through_graphql_and_trace_leaderboard_back(tmp_path, monkeypatch
         assert not missing, f"automation did not materialize {missing}"
         # publishing waited for the leaderboard's checks: each one ran on the leaderboard the site was built from
         # (after `make demo` all three read "Not Evaluated" and the site was built anyway)
-        from energy_assets.checks import LEADERBOARD_CHECKS
+        from energy_assets.assets.checks import LEADERBOARD_CHECKS
 
         board = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("leaderboard")), limit=1)
         keys = [spec.key for check in LEADERBOARD_CHECKS for spec in check.check_specs]

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from energy_assets.raw import raw_measurements
+from energy_assets.assets.raw import raw_measurements
 from energy_assets.resources import GpuResource
 from tests.energy_assets.conftest import HW, add_partitions, experiment_config
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from energy_assets.evidence import trace_markdown
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
+from energy_assets.assets.raw import SOURCE_TAG, UPLOAD_TAG
+from energy_assets.ops.evidence import trace_markdown
 from tests.energy_assets.conftest import add_partitions, fake_gpu_result
 from tests.energy_assets.test_pipeline import ASSETS, materialize_partition
 

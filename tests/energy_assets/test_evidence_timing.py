@@ -1,5 +1,5 @@
 """campaign.json's wall time by kind: every second of a pass between its first run's start and its last run's end is
-counted once, under the kind that spent it (energy_assets.evidence.campaign_timing)."""
+counted once, under the kind that spent it (energy_assets.ops.evidence.campaign_timing)."""
 
 import json
 from types import SimpleNamespace
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from energy_assets.evidence import campaign_timing
+from energy_assets.ops.evidence import campaign_timing
 from gpu_ops.timing import OTHER, Span, SpanRecorder
 
 

@@ -20,10 +20,10 @@ import dagster as dg
 import pytest
 
 from energy_assets import io as asset_io
-from energy_assets import publish
-from energy_assets.publish import HuggingFaceHub, PublishError, hf_dataset_snapshot, snapshot_folder
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
-from energy_assets.site import leaderboard_site
+from energy_assets.assets import publish
+from energy_assets.assets.publish import HuggingFaceHub, PublishError, hf_dataset_snapshot, snapshot_folder
+from energy_assets.assets.raw import SOURCE_TAG, UPLOAD_TAG
+from energy_assets.assets.site import leaderboard_site
 from gpu_ops import results
 from tests.energy_assets.conftest import add_partitions
 from tests.energy_assets.test_pipeline import ASSETS
@@ -271,7 +271,7 @@ def _restart(platform, name: str) -> int:
     import signal
     import subprocess
 
-    from energy_assets.local import REPO
+    from energy_assets.ops.local import REPO
 
     i = 0 if name == "webserver" else 1
     proc = platform.procs[i]
@@ -297,7 +297,7 @@ def test_kill_9_of_the_daemon_webserver_and_code_server_loses_nothing(tmp_path, 
     re-execution finishes), every file registers once with one run per partition, and the partition stored before
     the faults is byte-identical."""
 
-    from energy_assets.local import Platform, prepare_home
+    from energy_assets.ops.local import Platform, prepare_home
     from energy_assets.resources import StorageResource
     from tests.energy_assets.conftest import HW, experiment_config
 
@@ -381,7 +381,7 @@ class PrivatePostgres:
     def __init__(self):
         import shutil as sh
 
-        from energy_assets.local import free_port
+        from energy_assets.ops.local import free_port
 
         self.bin = next(
             (
@@ -439,7 +439,7 @@ def test_postgresql_restarted_during_a_run_loses_nothing_and_the_retry_completes
     import threading
     import time
 
-    from energy_assets.local import prepare_home
+    from energy_assets.ops.local import prepare_home
 
     pg = PrivatePostgres()
     try:
@@ -507,7 +507,7 @@ def test_redis_stopped_during_a_celery_fleet_run_loses_nothing_and_the_run_compl
     import sys
     import time
 
-    from energy_assets.local import Platform, free_port, prepare_home
+    from energy_assets.ops.local import Platform, free_port, prepare_home
     from energy_assets.resources import StorageResource
     from tests.energy_assets.conftest import HW, experiment_config
 
@@ -554,7 +554,7 @@ def test_redis_stopped_during_a_celery_fleet_run_loses_nothing_and_the_run_compl
         with Platform(home, shared) as platform:
             log = open(tmp_path / "worker.log", "ab")
             worker = subprocess.Popen(
-                [sys.executable, "-m", "energy_assets.worker", "--hardware", HW, "--name", f"faults-{port}"],
+                [sys.executable, "-m", "energy_assets.fleet.worker", "--hardware", HW, "--name", f"faults-{port}"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

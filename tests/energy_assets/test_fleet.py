@@ -18,7 +18,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from energy_assets.local import Platform, prepare_home
+from energy_assets.ops.local import Platform, prepare_home
 from energy_assets.resources import StorageResource
 from tests.conftest import REQUIRE_SERVICES
 from tests.energy_assets.conftest import HW, experiment_config
@@ -79,7 +79,7 @@ def start_worker(tmp_path, role):
     name = f"{role}-{RUN}"  # unique on the shared broker: a ping answered by another run's worker proves nothing
     log = open(tmp_path / f"{name}.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "energy_assets.worker", "--hardware", HW, "--name", name],
+        [sys.executable, "-m", "energy_assets.fleet.worker", "--hardware", HW, "--name", name],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -226,7 +226,7 @@ def test_unreachable_services_are_named_fast(tmp_path, monkeypatch):
     ):
         t0 = time.monotonic()
         r = subprocess.run(
-            [sys.executable, "-m", "energy_assets.worker", "--hardware", HW],
+            [sys.executable, "-m", "energy_assets.fleet.worker", "--hardware", HW],
             env=env,
             capture_output=True,
             text=True,
@@ -235,7 +235,7 @@ def test_unreachable_services_are_named_fast(tmp_path, monkeypatch):
         assert r.returncode == 2 and expected in r.stderr, r.stderr
         assert time.monotonic() - t0 < 30  # no hang
     wrong = subprocess.run(
-        [sys.executable, "-m", "energy_assets.worker", "--hardware", "nvidia-h100-80gb-hbm3"],
+        [sys.executable, "-m", "energy_assets.fleet.worker", "--hardware", "nvidia-h100-80gb-hbm3"],
         env=base,
         capture_output=True,
         text=True,
@@ -246,7 +246,7 @@ def test_unreachable_services_are_named_fast(tmp_path, monkeypatch):
 
 def test_executor_checks_the_broker_before_submitting(monkeypatch):
     """The executor's own guard (a run launched while Redis is down fails at once with the cause)."""
-    from energy_assets.fleet import ServiceUnreachable, check_reachable, hardware_queue
+    from energy_assets.fleet.fleet import ServiceUnreachable, check_reachable, hardware_queue
 
     t0 = time.monotonic()
     with pytest.raises(

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 import requests
 
-from energy_assets.local import Platform, prepare_home
+from energy_assets.ops.local import Platform, prepare_home
 from gpu_ops.site.screenshots import CHROMIUM, FLAGS
 from tests.conftest import REQUIRE_SERVICES
 from tests.energy_assets.conftest import HW

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from energy_assets.leaderboard import top_markdown
+from energy_assets.assets.leaderboard import top_markdown
 from gpu_ops.leaderboard import build_leaderboard
 from gpu_ops.results import read_tables
 from gpu_ops.stats import published_statistics

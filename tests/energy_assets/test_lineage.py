@@ -4,13 +4,13 @@ Platform, headless Chromium): the links are there, they use the full run id, and
 import dagster as dg
 import pytest
 
-from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.assets.leaderboard import leaderboard
+from energy_assets.assets.raw import FILE_SHA_TAG, raw_measurements
+from energy_assets.assets.stats import cycle_statistics
 from energy_assets.io import ParquetIOManager, ResultTablesIOManager
-from energy_assets.leaderboard import leaderboard
-from energy_assets.local import Platform, free_port, prepare_home
-from energy_assets.raw import FILE_SHA_TAG, raw_measurements
+from energy_assets.ops.local import Platform, free_port, prepare_home
 from energy_assets.resources import GpuResource, StorageResource
-from energy_assets.stats import cycle_statistics
 from tests.energy_assets.conftest import HW, experiment_config
 from tests.gpu_ops.test_site import browser  # noqa: F401  (the fixture: Debian's Chromium through Playwright)
 

@@ -7,10 +7,10 @@ import json
 import dagster as dg
 import pytest
 
-from energy_assets.automation import results_inbox
-from energy_assets.leaderboard import leaderboard
-from energy_assets.notifications import notify_leaderboard
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG
+from energy_assets.assets.leaderboard import leaderboard
+from energy_assets.assets.raw import SOURCE_TAG, UPLOAD_TAG
+from energy_assets.sensors.automation import results_inbox
+from energy_assets.sensors.notifications import notify_leaderboard
 from gpu_ops.results import SIGNATURE_FILE, read_tables, write_tables
 from gpu_ops.signing import KeyRegistry
 from tests.energy_assets.conftest import SUBMITTER, moderate, register_submitter, signed_copy

@@ -5,14 +5,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from energy_assets.notifications import (
+from energy_assets.assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
+from energy_assets.sensors.notifications import (
     ROW_FIELDS,
     notify_check_failure,
     notify_hf_publish,
     notify_leaderboard,
     notify_run_failure,
 )
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from gpu_ops.results import read_tables, write_tables
 from tests.energy_assets.conftest import add_partitions, moderate
 from tests.gpu_ops.test_notify import Receiver, _free_port

@@ -4,10 +4,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
-from energy_assets.leaderboard import leaderboard
-from energy_assets.raw import FILE_SHA_TAG, SOURCE_TAG, UPLOAD_TAG, raw_measurements
-from energy_assets.stats import cycle_statistics
+from energy_assets.assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.assets.leaderboard import leaderboard
+from energy_assets.assets.raw import FILE_SHA_TAG, SOURCE_TAG, UPLOAD_TAG, raw_measurements
+from energy_assets.assets.stats import cycle_statistics
 from energy_assets.tables import significant
 from gpu_ops import rederive
 from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
@@ -245,7 +245,7 @@ def test_too_few_cycles_never_reach_storage(storage, resources, instance):
 
 
 def test_leaderboard_markdown_shows_a_missing_ci_as_missing():
-    from energy_assets.leaderboard import top_markdown
+    from energy_assets.assets.leaderboard import top_markdown
 
     row = {
         **dict.fromkeys(PROVENANCE, "p"),

@@ -3,9 +3,9 @@
 import dagster as dg
 import pytest
 
-from energy_assets.leaderboard import leaderboard
-from energy_assets.raw import raw_measurements
-from energy_assets.stats import cycle_statistics
+from energy_assets.assets.leaderboard import leaderboard
+from energy_assets.assets.raw import raw_measurements
+from energy_assets.assets.stats import cycle_statistics
 from tests.energy_assets.conftest import HW, add_partitions, experiment_config
 
 pytestmark = pytest.mark.services

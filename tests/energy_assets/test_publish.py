@@ -9,11 +9,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from energy_assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
-from energy_assets.leaderboard import leaderboard
-from energy_assets.publish import HuggingFaceHub, hf_dataset_publish, hf_dataset_snapshot, snapshot_folder
-from energy_assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
-from energy_assets.stats import cycle_statistics
+from energy_assets.assets.checks import every_row_has_provenance, no_mixed_backends, synthetic_weights_flagged
+from energy_assets.assets.leaderboard import leaderboard
+from energy_assets.assets.publish import HuggingFaceHub, hf_dataset_publish, hf_dataset_snapshot, snapshot_folder
+from energy_assets.assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
+from energy_assets.assets.stats import cycle_statistics
 from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
 from tests.hub_stub import HubStub
 
@@ -210,7 +210,7 @@ def test_publishing_off(measured, instance):
 
 
 def test_leaderboard_site_asset(measured, storage, instance, monkeypatch):
-    from energy_assets.site import leaderboard_site
+    from energy_assets.assets.site import leaderboard_site
 
     monkeypatch.setenv("LEM_DAGSTER_URL", "http://127.0.0.1:3000")
     monkeypatch.setenv("LEM_SITE_URL", "https://energy.example.org/board")
@@ -246,7 +246,7 @@ def test_leaderboard_site_asset(measured, storage, instance, monkeypatch):
 def test_nothing_is_published_from_a_leaderboard_whose_blocking_checks_did_not_run(measured, storage, instance):
     """A leaderboard materialized without its checks (here: their definitions left out of the run) must not reach
     the site, the snapshot or the Hub: each refuses, naming the checks."""
-    from energy_assets.site import leaderboard_site
+    from energy_assets.assets.site import leaderboard_site
 
     unchecked = [raw_measurements, cycle_statistics, leaderboard]
     assert dg.materialize(unchecked, selection=["leaderboard"], instance=instance, resources=measured).success
@@ -268,7 +268,7 @@ def test_nothing_is_published_from_a_leaderboard_whose_blocking_checks_did_not_r
 def test_only_the_raw_folders_behind_published_rows_are_exported(good_gpu_result):
     """A raw partition stored after its statistics (or whose statistics were refused) is not published beside rows
     computed from another version of it."""
-    from energy_assets.publish import published_raw
+    from energy_assets.assets.publish import published_raw
     from gpu_ops.results import read_summary
 
     version = read_summary(good_gpu_result)["content_hash"]
@@ -290,7 +290,7 @@ def test_the_sites_data_api_validates_and_every_source_reads_to_the_same_frame(m
 
     import jsonschema
 
-    from energy_assets.site import leaderboard_site
+    from energy_assets.assets.site import leaderboard_site
     from gpu_ops import read_leaderboard
     from gpu_ops.schema import LEADERBOARD
 
@@ -369,7 +369,7 @@ def test_the_sites_data_api_validates_and_every_source_reads_to_the_same_frame(m
 def test_transient_errors_are_the_http_clients_transport_errors_and_5xx_not_a_refused_commit():
     import httpx2  # the client huggingface_hub uses here
 
-    from energy_assets.publish import transient
+    from energy_assets.assets.publish import transient
 
     class Answer(Exception):
         def __init__(self, status):

@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from energy_assets.automation import LAUNCHED_BY_TAG, build_schedules, experiment_inbox
 from energy_assets.resources import GpuResource
-from energy_assets.submit import experiment_form, scaffold, submit_experiment
+from energy_assets.sensors.automation import LAUNCHED_BY_TAG, build_schedules, experiment_inbox
+from energy_assets.sensors.submit import experiment_form, scaffold, submit_experiment
 from gpu_ops import cli
 from gpu_ops.config import ExperimentConfig, field_docs, parse_config
 from tests.energy_assets.conftest import HW, experiment_yaml

@@ -12,13 +12,13 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
-from energy_assets.checks import LEADERBOARD_CHECKS
+from energy_assets.assets.checks import LEADERBOARD_CHECKS
+from energy_assets.assets.leaderboard import leaderboard
+from energy_assets.assets.publish import hf_dataset_publish, hf_dataset_snapshot
+from energy_assets.assets.raw import raw_measurements
+from energy_assets.assets.stats import cycle_statistics
 from energy_assets.dagster_private import failed_check_records, last_check_record_id
-from energy_assets.leaderboard import leaderboard
-from energy_assets.publish import hf_dataset_publish, hf_dataset_snapshot
-from energy_assets.raw import raw_measurements
 from energy_assets.resources import StorageResource
-from energy_assets.stats import cycle_statistics
 from gpu_ops.errors import excerpt
 from gpu_ops.notify import NotifyConfig, load_notify_config, notify
 from gpu_ops.readable import number

@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from energy_assets.automation import InboxExperiment, check_experiment, inbox_names
 from energy_assets.resources import GpuResource, StorageResource
+from energy_assets.sensors.automation import InboxExperiment, check_experiment, inbox_names
 from gpu_ops.config import NAME_PATTERN, ExperimentConfig, field_docs, read_config_bytes, submodel
 from gpu_ops.errors import UserError
 from gpu_ops.results import write_file_atomic

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
+from energy_assets.assets.raw import FILE_SHA_TAGS, RAW_CODE_VERSION
 from energy_assets.lineage import OWNERS, partition_link, run_link
 from energy_assets.partitions import measurement_partitions
-from energy_assets.raw import FILE_SHA_TAGS, RAW_CODE_VERSION
 from energy_assets.resources import StorageResource
 from energy_assets.tables import rows_table, schema_metadata, significant
 from gpu_ops.drift import extend_history, history_rows, previous_statistics, with_drift

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from energy_assets.executor import measure_executor
-from energy_assets.fleet import host_tags, measure_tags
+from energy_assets.assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
+from energy_assets.fleet.executor import measure_executor
+from energy_assets.fleet.fleet import host_tags, measure_tags
 from energy_assets.io import local_asset_dir
-from energy_assets.moderation import approved_not_requested, duplicate_reason, hold_for_moderation
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
-from energy_assets.raw import EXPERIMENT_HASH_TAG, FILE_SHA_TAG, SOURCE_TAG, SUBMITTER_TAG, UPLOAD_TAG
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
+from energy_assets.sensors.moderation import approved_not_requested, duplicate_reason, hold_for_moderation
 from gpu_ops.config import (
     MAX_CONFIG_BYTES,
     ExperimentConfig,
@@ -56,7 +56,7 @@ automation = dg.AutomationConditionSensorDefinition(
     # not after the whole campaign (they take seconds; a campaign's queue takes as long as its GPU runs)
     # and on this host: they wait while a measurement runs here (fleet.HOST_TAG)
     run_tags={"dagster/priority": "1", **host_tags()},
-    use_user_code_server=True,  # the leaderboard's condition is Python (energy_assets.leaderboard)
+    use_user_code_server=True,  # the leaderboard's condition is Python (energy_assets.assets.leaderboard)
 )
 
 

@@ -27,7 +27,7 @@ class NoDependencyRequestedThisTick(dg.AutomationCondition):
     statistics, it would run as a separate run, miss their rows, and count their update as handled (`make demo` once
     ranked one partition of two). Dagster's `will_be_requested` sees only dependencies that can share the run, which
     differently partitioned statistics cannot, so this reads the tick's requests directly. Needs the automation
-    sensor on the user-code server (energy_assets.automation)."""
+    sensor on the user-code server (energy_assets.sensors.automation)."""
 
     @property
     def name(self) -> str:

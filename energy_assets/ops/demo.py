@@ -1,9 +1,9 @@
 """The README's demo: Dagster on its embedded SQLite instance, the builtin models, a two-partition campaign.
 
-    python -m energy_assets.demo            # runs until Ctrl-C, UI at the printed URL
-    python -m energy_assets.demo --exit     # stop once the leaderboard is built (CI smoke test)
-    python -m energy_assets.demo --campaign examples/campaign-gpu --exit --evidence out/   # make demo-gpu
-    python -m energy_assets.demo --campaign examples/campaign-gpu --exit --passes 2 --evidence out/  # warm worker
+    python -m energy_assets.ops.demo            # runs until Ctrl-C, UI at the printed URL
+    python -m energy_assets.ops.demo --exit     # stop once the leaderboard is built (CI smoke test)
+    python -m energy_assets.ops.demo --campaign examples/campaign-gpu --exit --evidence out/   # make demo-gpu
+    python -m energy_assets.ops.demo --campaign examples/campaign-gpu --exit --passes 2 --evidence out/  # warm worker
 
 With `--passes N` the same campaign is measured N times on the same platform (one worker, its engines and caches
 kept between passes): each pass drops the files into the inbox again under a `passN-K-` prefix (drop_campaign: a new
@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from energy_assets.local import REPO, Platform, PlatformError, prepare_home
+from energy_assets.ops.local import REPO, Platform, PlatformError, prepare_home
 from gpu_ops.readable import number
 
 
@@ -244,7 +244,7 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
                         "LEM_HF_REPO and HF_TOKEN are set)."
                     )
                 if args.evidence:
-                    from energy_assets.evidence import write_evidence
+                    from energy_assets.ops.evidence import write_evidence
 
                     out = Path(args.evidence) / f"pass-{n}" if args.passes > 1 else Path(args.evidence)
                     for path in write_evidence(instance, platform, storage, out, since=began):

@@ -2,7 +2,7 @@
 hardware and that Redis and PostgreSQL answer (docs/deployment.md). Beside it runs an engine server
 (gpu_ops.serve) that its runs measure on, so an engine stays warm from one run to the next; it stops with the worker.
 
-    python -m energy_assets.worker --hardware h100-80gb-hbm3 [--gpus 0,1] [--name NAME] [--concurrency 1]
+    python -m energy_assets.fleet.worker --hardware h100-80gb-hbm3 [--gpus 0,1] [--name NAME] [--concurrency 1]
         [--cache-dir DIR] [--no-engine-server]
 """
 
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from energy_assets.fleet import ServiceUnreachable, broker_url, hardware_queue, preflight, worker_config_yaml
+from energy_assets.fleet.fleet import ServiceUnreachable, broker_url, hardware_queue, preflight, worker_config_yaml
 
 
 def worker_config_file(dagster_home: Path) -> Path:

@@ -2,9 +2,9 @@
 
 This module holds what every part of the fleet shares (queue names, service URLs, Celery settings, the preflight)
 and imports nothing of the executor. Celery itself is imported only where it is used, so the platform loads without
-the fleet extra: `energy_assets.celery_executor` (the executor; energy_assets.executor imports it when
-LEM_EXECUTOR=celery) and `energy_assets.worker` (a GPU worker: `python -m energy_assets.worker --hardware PROFILE`,
-docs/deployment.md).
+the fleet extra: `energy_assets.fleet.celery_executor` (the executor; energy_assets.fleet.executor imports it when
+LEM_EXECUTOR=celery) and `energy_assets.fleet.worker` (a GPU worker:
+`python -m energy_assets.fleet.worker --hardware PROFILE`, docs/deployment.md).
 """
 
 import os

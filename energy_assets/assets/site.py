@@ -12,10 +12,10 @@ import os
 import dagster as dg
 import pandas as pd
 
-from energy_assets.checks import require_checked_leaderboard
-from energy_assets.leaderboard import leaderboard_slo
+from energy_assets.assets.checks import require_checked_leaderboard
+from energy_assets.assets.leaderboard import leaderboard_slo
+from energy_assets.assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS, published_raw
 from energy_assets.lineage import OWNERS, dagster_url
-from energy_assets.publish import AFTER_LEADERBOARD, RAW_FOLDERS, published_raw
 from energy_assets.resources import StorageResource
 from gpu_ops.site import build_site
 

@@ -3,7 +3,7 @@ hardware partition (`<prefix><profile>`), whichever way the run was launched (se
 
 A step whose worker dies (SIGKILL, host lost) fails the run with that cause instead of waiting forever: Celery never
 reports a task whose worker was killed, so the executor pings the worker that started it. Imported only when
-LEM_EXECUTOR=celery (energy_assets.executor.measure_executor).
+LEM_EXECUTOR=celery (energy_assets.fleet.executor.measure_executor).
 """
 
 import time
@@ -14,7 +14,7 @@ from dagster_celery.config import dict_wrapper
 from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
 
 from energy_assets.dagster_private import RetryMode, submit_celery_task
-from energy_assets.fleet import (
+from energy_assets.fleet.fleet import (
     FLEET_CELERY_SETTINGS,
     HARDWARE_TAG,
     PING_EVERY_S,

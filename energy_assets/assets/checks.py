@@ -9,7 +9,7 @@ pass, however they were launched."""
 import dagster as dg
 import pandas as pd
 
-from energy_assets.leaderboard import leaderboard
+from energy_assets.assets.leaderboard import leaderboard
 from gpu_ops.errors import excerpt
 from gpu_ops.leaderboard import PROVENANCE
 

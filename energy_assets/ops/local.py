@@ -1,5 +1,5 @@
 """Run the platform on one machine: an instance home, the webserver and daemon as subprocesses, and the
-GraphQL calls the UI makes. Used by the demo (`python -m energy_assets.demo`) and the end-to-end test."""
+GraphQL calls the UI makes. Used by the demo (`python -m energy_assets.ops.demo`) and the end-to-end test."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LOCATIONS_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
     locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 

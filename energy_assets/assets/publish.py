@@ -19,8 +19,8 @@ from typing import Literal
 import dagster as dg
 import pandas as pd
 
-from energy_assets.checks import require_checked_leaderboard
-from energy_assets.hf_export import CONFIGS, build_snapshot
+from energy_assets.assets.checks import require_checked_leaderboard
+from energy_assets.assets.hf_export import CONFIGS, build_snapshot
 from energy_assets.lineage import OWNERS
 from energy_assets.resources import StorageResource
 from gpu_ops.errors import excerpt

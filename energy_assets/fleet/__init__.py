@@ -1,0 +1,1 @@
+"""GPU fleet workers: the Celery executor on a Redis broker, one queue per hardware profile."""

@@ -1,0 +1,1 @@
+"""What starts runs: the inboxes, the measure job and its schedules, notifications, moderation, the Launchpad job."""
