@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from benchmarks.report.build import Blocks
+from benchmarks.report.blocks import Blocks
 from benchmarks.report.fmt import g, table
 from benchmarks.report.raw import Raw
 from benchmarks.report.sessions import INSTANCE7

@@ -11,9 +11,9 @@ import argparse
 import difflib
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.report.blocks import Block
 from benchmarks.report.raw import DOCS, Raw, is_hand
 
 MARKER = re.compile(r"<!-- report:(?P<name>[a-z0-9][a-z0-9-]*) -->(?P<body>.*?)<!-- /report -->", re.S)
@@ -22,21 +22,6 @@ HOW_TO_FIX = (
     "run `python -m benchmarks.report` and commit what it writes; if a raw file or the code behind a figure "
     "changed, say why in the commit (a figure is never edited by hand)"
 )
-
-Block = Callable[[Raw], str]
-
-
-class Blocks(dict):
-    """name -> function; `@blocks("name")` registers one."""
-
-    def __call__(self, name: str) -> Callable[[Block], Block]:
-        def register(fn: Block) -> Block:
-            if name in self:
-                raise ValueError(f"report block {name!r} defined twice")
-            self[name] = fn
-            return fn
-
-        return register
 
 
 def all_blocks() -> dict[str, Block]:

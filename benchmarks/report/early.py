@@ -8,7 +8,7 @@ import re
 import statistics
 
 from benchmarks.decision import bootstrap_interval
-from benchmarks.report.build import Blocks
+from benchmarks.report.blocks import Blocks
 from benchmarks.report.fmt import bullets, f, g, pct, span, table
 from benchmarks.report.raw import Raw, ReportError
 

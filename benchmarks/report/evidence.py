@@ -10,7 +10,7 @@ import statistics
 from benchmarks.decision import Target, evaluate, parse_target, series_values
 from benchmarks.ledger import REPO, Run
 from benchmarks.plan import GPU_MODELS, load, status
-from benchmarks.report.build import Blocks
+from benchmarks.report.blocks import Blocks
 from benchmarks.report.fmt import bullets, f, g, table
 from benchmarks.report.raw import HAND_LINE, Raw, is_hand
 

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pandas as pd
 
-from benchmarks.report.build import Blocks
+from benchmarks.report.blocks import Blocks
 from benchmarks.report.fmt import bullets, f, g, pct, span, table
 from benchmarks.report.raw import Raw, ReportError
 from benchmarks.report.sessions import INSTANCE7, device_line

@@ -10,7 +10,7 @@ import numpy as np
 
 from benchmarks.decision import evaluate, load_target
 from benchmarks.reference_windows import point_figures, window_rows
-from benchmarks.report.build import Blocks
+from benchmarks.report.blocks import Blocks
 from benchmarks.report.early import checks, ci_text, idle, paired, point
 from benchmarks.report.fmt import bullets, f, g, pct, span, table
 from benchmarks.report.raw import Raw, ReportError

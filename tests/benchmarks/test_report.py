@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from benchmarks.report.build import HOW_TO_FIX, MARKER, Blocks, differences, regenerate, sources_line
+from benchmarks.report.blocks import Blocks
+from benchmarks.report.build import HOW_TO_FIX, MARKER, differences, regenerate, sources_line
 from benchmarks.report.raw import DOCS, Raw
 
 REPO_TARGETS = DOCS.parents[1] / "benchmarks" / "targets"
