@@ -271,7 +271,8 @@ def _measure(
                     spans.add("engine_start", t, spans.clock(), point.label, engine_start_parts(engine.backend.info))
                 current.engine, used[engine.id] = engine, engine
                 use = ENGINE_USE.record(engine_id=engine.id, engine_start_s=engine.start_s, engine_reused=engine.reused)
-                if engine.backend.token_display is None and current.display is not None:
+                # backends that show tokens (PyTorch, vLLM) have a token_display; TensorRT-LLM and the ranks do not
+                if current.display is not None and getattr(engine.backend, "token_display", False) is None:
                     engine.backend.token_display = current.display
                 if idle_pending:  # the first engine is loaded: idle-before in its loaded, idle state
                     idle_pending = False

@@ -152,7 +152,8 @@ def test_dot_and_dotdot_hardware_cannot_touch_another_partition(
         storage.latest_upload(EXPERIMENT, HARDWARE, "../../..")
 
 
-def test_bad_experiment_files_are_refused_and_a_good_one_after_them_registers(storage, instance):
+def test_bad_experiment_files_are_refused_and_a_good_one_after_them_registers(storage, instance, monkeypatch):
+    monkeypatch.setenv("LEM_INBOX_BATCH", "100")  # every file in one tick: batching is test_load's subject
     inbox = storage.inbox_dir
     cases = build_bad_configs(inbox)
     assert len(cases) >= 35

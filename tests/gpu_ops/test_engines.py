@@ -150,7 +150,11 @@ def test_synthetic_weights_are_written_once_and_a_second_start_hits_them(tmp_pat
     assert len(list((tmp_path / "cache" / "synthetic-weights").iterdir())) == 1  # no temporary folder left
 
 
-def test_cache_states_from_the_files_a_start_added(tmp_path):
+def test_cache_states_from_the_files_a_start_added(tmp_path, monkeypatch):
+    import gpu_ops.caches
+
+    # as if no variable was set when gpu_ops loaded (a compile earlier in this process sets torch's own default)
+    monkeypatch.setattr(gpu_ops.caches, "_USER_CACHE_ENV", dict.fromkeys(gpu_ops.caches.CACHE_ENV.values()))
     env = cache_environment(tmp_path)
     compiled = cfg(pytorch={"torch_compile": True})
     empty = cache_counts(env)

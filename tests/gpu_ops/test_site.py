@@ -210,7 +210,7 @@ def test_scaling_chart_has_a_line_per_way_of_splitting_from_one_single_gpu_point
     assert set(traces) == {"m pytorch bf16 dp", "m pytorch bf16 tp"}
     assert list(traces["m pytorch bf16 tp"].x) == [1, 2, 4] and list(traces["m pytorch bf16 tp"].y) == [3.0, 0.9, 0.5]
     assert list(traces["m pytorch bf16 dp"].x) == [1, 2] and list(traces["m pytorch bf16 dp"].y) == [3.0, 2.8]
-    assert "1260 tokens/s = 90% of 2 x one GPU" in traces["m pytorch bf16 dp"].hovertext[1]
+    assert "1,260 tokens/s = 90% of 2 x one GPU" in traces["m pytorch bf16 dp"].hovertext[1]
 
 
 def test_a_single_cycle_row_shows_its_missing_ci_as_missing(browser, tmp_path, tiny_model_path):
