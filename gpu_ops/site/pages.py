@@ -196,8 +196,8 @@ def _detail(row, t: ResultTables, figures: list[dict], answers: str = "", site_u
         ("engine_reused", "warm engine", "", 1),
     ]
     text_cols = ("cycle", "too_short", "engine_id", "engine_reused")
-    cycle_table = (
-        "<table><tr>"
+    cycle_table = (  # in a scrolling box: on a phone the table scrolls, not the page
+        '<div class="table-wrap"><table><tr>'
         + "".join(f"<th>{lbl}</th>" for _, lbl, _, _ in cycle_cols)
         + "</tr>"
         + "".join(
@@ -209,7 +209,7 @@ def _detail(row, t: ResultTables, figures: list[dict], answers: str = "", site_u
             + "</tr>"
             for _, r in cyc.iterrows()
         )
-        + "</table>"
+        + "</table></div>"
     )
     links = [
         f'<a id="run-link" href="{html.escape(row.run_url)}">run {html.escape(str(row.dagster_run))}</a>'

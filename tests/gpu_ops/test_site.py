@@ -98,19 +98,19 @@ def test_leaderboard_sort_filter_and_url_state(browser, site):
     assert (unmeasured.j_per_token_mean == "unmeasured").all() and (unmeasured.tokens_per_j_mean == "unmeasured").all()
     assert not t.j_per_token_mean.str.fullmatch(r"0(\.0+)?( .*)?").any()  # unmeasured is never shown as 0
     assert t[~t.model.str.contains("small")].j_per_token_mean.str.contains("±").all()  # CI beside the mean
-    # the headline (tokens/J, higher is better) comes first after the model and ranks best first
-    assert list(t.columns[:3]) == ["model", "tokens_per_j_mean", "cv"]
+    # the rank band comes right after the model, then the headline (tokens/J, higher is better), sorted best first
+    assert list(t.columns[:4]) == ["model", "rank_j_per_token", "tokens_per_j_mean", "cv"]
     assert page.get_attribute("th[data-key=tokens_per_j_mean]", "class").split()[-1] == "sorted-desc"
-    measured = t.tokens_per_j_mean[t.tokens_per_j_mean != "unmeasured"].astype(float).tolist()
+    measured = t.tokens_per_j_mean[t.tokens_per_j_mean != "unmeasured"].str.replace(",", "").astype(float).tolist()
     assert measured == sorted(measured, reverse=True) and t.tokens_per_j_mean.iloc[-1] == "unmeasured"
     # a header's first click sorts best first (its `better` direction), the next click reverses; unmeasured last
     page.click("th[data-key=j_per_token_mean]")
     jpt = table(page).j_per_token_mean.str.split().str[0]
-    assert jpt.iloc[:2].astype(float).is_monotonic_increasing and jpt.iloc[2] == "unmeasured"
+    assert jpt.iloc[:2].str.replace(",", "").astype(float).is_monotonic_increasing and jpt.iloc[2] == "unmeasured"
     page.click("th[data-key=tokens_per_s_mean]")
-    desc = table(page).tokens_per_s_mean.str.split().str[0].astype(float).tolist()
+    desc = table(page).tokens_per_s_mean.str.split().str[0].str.replace(",", "").astype(float).tolist()
     page.click("th[data-key=tokens_per_s_mean]")
-    asc = table(page).tokens_per_s_mean.str.split().str[0].astype(float).tolist()
+    asc = table(page).tokens_per_s_mean.str.split().str[0].str.replace(",", "").astype(float).tolist()
     assert asc == sorted(asc) and desc == sorted(desc, reverse=True) and len(asc) == 3 and asc != desc
     # filters and search change the rows
     page.select_option("#f-model", "builtin:small-llama")
@@ -130,7 +130,7 @@ def test_leaderboard_sort_filter_and_url_state(browser, site):
     page2, errors2, _ = open_page(browser, url)
     assert page2.input_value("#f-weights") == "synthetic"
     assert page2.is_checked(f"tr[data-id='{first}'] input.sel")
-    assert table(page2).tokens_per_s_mean.str.split().str[0].astype(float).tolist() == asc
+    assert table(page2).tokens_per_s_mean.str.split().str[0].str.replace(",", "").astype(float).tolist() == asc
     assert page2.get_attribute("th[data-key=tokens_per_s_mean]", "class").strip().endswith("sorted-asc")
     for chart in ("chart-scatter", "chart-box", "chart-heatmap"):
         assert page2.evaluate(f"document.getElementById('{chart}').data.length") > 0, chart
@@ -257,11 +257,11 @@ def test_without_energy_throughput_leads_best_first_and_empty_charts_are_explain
     page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
     assert errors == [] and "Headline: output tokens/s" in page.inner_text(".sub")
     assert page.get_attribute("th[data-key=tokens_per_s_mean]", "class").split()[-1] == "sorted-desc"
-    assert table(page).columns[1] == "tokens_per_s_mean"
+    assert list(table(page).columns[1:3]) == ["rank_j_per_token", "tokens_per_s_mean"]
     notes = page.inner_text("#chart-notes")
     for chart in ("chart-pareto", "chart-scatter", "chart-scaling"):
         assert page.query_selector(f"div#{chart}") is None and page.query_selector(f"#note-{chart}"), chart
-    assert notes.count("no energy measured") == 3 and "same batch size and precision" in notes  # one row
+    assert notes.count("no energy measured") == 3 and "no model was measured at more than one batch size" in notes
     assert page.is_hidden("#compare") and page.is_visible("#compare-hint")  # no empty, untitled compare chart
     page.check("#body tr input.sel")
     assert page.is_visible("#compare") and "side by side" in page.inner_text("#compare h2")
