@@ -323,11 +323,13 @@ def test_embed_widget_shows_one_models_rows_and_detail_pages_offer_the_snippet(b
     page, errors, _ = open_page(browser, (site.folder / "index.html").as_uri())
     page.fill("#q", "batch_size=4")
     page.click("#body tr a.detail")
+    page.wait_for_selector("#embed-copy", state="attached")  # the detail page, not the index it was clicked from
     assert page.is_visible("#embed-note") and not page.is_visible("#embed-snippet")
     public = report_from_folders(list(folders), tmp_path / "public", site_url=(tmp_path / "public").as_uri())
     page, errors, _ = open_page(browser, (public.folder / "index.html").as_uri())
     page.fill("#q", "batch_size=4")
     page.click("#body tr a.detail")
+    page.wait_for_selector("#embed-copy", state="attached")  # the detail page, not the index it was clicked from
     assert not page.is_visible("#embed-note")
     snippet = page.input_value("#embed-snippet")
     src = snippet.split('src="')[1].split('"')[0]
