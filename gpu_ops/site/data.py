@@ -47,8 +47,10 @@ COLUMNS = [_site_column(c) for c in LEADERBOARD.where(shown=True)]
 FILTERS = tuple(c["key"] for c in COLUMNS if c["type"] == "text")  # a select each; site.js reads them from the data
 CV_COLUMN = dict(key="cv", label="CV", type="number", unit="%", scale=100, digits=2, better="lower")
 """The spread between cycles (gpu_ops.stats.headline_cv), beside the headline; above CV_UNSTABLE the row is badged."""
-HIDDEN = ("weights",)
-"""Columns the chooser starts with unticked: the synthetic-weights flag beside the model already says it."""
+HIDDEN = ("weights", "j_per_good_token_mean", "gco2e_per_mtoken", "cost_per_mtoken")
+"""Columns the chooser starts with unticked, so the table fits a 1600 px screen: the synthetic-weights flag beside the
+model already says it; J per good token has its own ranked view (slo.html); carbon and cost are on each detail page
+beside their inputs. A reader ticks them back in the chooser."""
 HEADLINES = ("tokens_per_j_mean", "tokens_per_s_mean")
 """The headline metric, higher is better: tokens per joule, or output tokens/s when no row's energy is measured."""
 

@@ -466,6 +466,10 @@ def test_slo_page_picks_as_gpu_ops_slo_does_and_keeps_its_deadlines_in_the_url(b
 
 def test_index_shows_carbon_and_cost_as_unknown_with_their_inputs(browser, site):
     page, _, _ = open_page(browser, (site.folder / "index.html").as_uri())
+    assert "gco2e_per_mtoken" not in table(page).columns  # unticked at first, so the table fits the screen
+    page.click("#chooser summary")
+    for key in ("gco2e_per_mtoken", "cost_per_mtoken"):
+        page.check(f"#chooser-list input[data-key={key}]")
     t = table(page)
     assert t.gco2e_per_mtoken.str.startswith("unknown").all()  # no inputs given: unknown, never a default
     assert t.gco2e_per_mtoken.str.contains("gCO2e/kWh").all() and t.cost_per_mtoken.str.contains("GPU-hour").all()
