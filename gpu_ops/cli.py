@@ -449,16 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(
             "VLLM_LOGGING_LEVEL", "WARNING"
         )  # vLLM reads it on import; its engine processes inherit it
-        import warnings
+        from gpu_ops.runner import quiet_libraries
 
-        warnings.filterwarnings("ignore")
-        try:
-            import transformers
-
-            transformers.logging.set_verbosity_error()
-            transformers.utils.logging.disable_progress_bar()
-        except ImportError:
-            pass
+        quiet_libraries()
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit

@@ -178,19 +178,11 @@ def _silent(message: str) -> None:
 def _child(config: dict, out_root: str, progress: bool, answers) -> None:
     """The measuring process of one backend: quiet libraries as the CLI makes them, progress on stderr."""
     import logging
-    import warnings
 
-    from gpu_ops.runner import run_experiment
+    from gpu_ops.runner import quiet_libraries, run_experiment
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    warnings.filterwarnings("ignore")
-    try:
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except ImportError:
-        pass
+    quiet_libraries()
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else _silent
     try:
         outcome = run_experiment(ExperimentConfig.model_validate(config), Path(out_root), progress=say)

@@ -21,6 +21,20 @@ from gpu_ops.results import ResultFolder, check_output_folder
 log = logging.getLogger("gpu_ops")
 
 
+def quiet_libraries() -> None:
+    """Warnings off and transformers' logs and progress bars quiet: the CLI's default, and each compare backend's."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
 def run_experiment(cfg: ExperimentConfig, out_root: Path, **options) -> ResultFolder:
     """Measure `cfg` and write its result folder under `out_root`.
 
