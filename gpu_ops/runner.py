@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from gpu_ops.backends import check_capabilities
-from gpu_ops.backends.ranked import FILE_SHA_ENV, follow, launch, needs_launch
+from gpu_ops.backends.ranked import FILE_SHA_ENV, dismiss, follow, launch, needs_launch
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.measure import RunOptions, measure_experiment
 from gpu_ops.results import ResultFolder, check_output_folder
@@ -97,7 +97,10 @@ def rank_main(argv: list[str]) -> int:
                 progress=lambda m: print(f"[rank 0] {m}", file=sys.stderr, flush=True),
                 file_sha=os.environ.get(FILE_SHA_ENV),
             )
-            outcome = measure_experiment(cfg, Path(out_root), opts)
+            try:
+                outcome = measure_experiment(cfg, Path(out_root), opts)
+            finally:
+                dismiss()
             Path(result_path).write_text(str(outcome.folder))
         else:
             follow()

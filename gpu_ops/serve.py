@@ -216,9 +216,12 @@ class ServerProcess:
     def __init__(self, socket_path: Path | None = None, cache_root: Path | None = None, log_file: Path | None = None):
         import tempfile
 
-        # a Unix socket path holds at most 107 bytes: a long folder gets a short temporary one
+        # a Unix socket path holds at most 107 bytes: a long folder gets a short temporary one, in /tmp when even
+        # the temp folder's path is too long (a test's TMPDIR, say)
         if socket_path is None or len(str(socket_path)) > 100:
-            socket_path = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)) / "engine.sock"
+            base = tempfile.gettempdir()
+            base = base if len(base) <= 60 else "/tmp"
+            socket_path = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX, dir=base)) / "engine.sock"
         self.socket, self.cache_root, self.log_file = Path(socket_path), cache_root, log_file
         self.proc = None
 

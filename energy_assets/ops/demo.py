@@ -186,6 +186,23 @@ def pass_runs(instance, since: float) -> list:
 ACTIVE = ("STARTED", "QUEUED", "STARTING", "NOT_STARTED")
 
 
+def refused(instance, expected: set[str], since: float) -> dict[str, str]:
+    """The automation's runs (statistics and their checks) whose latest for a campaign partition failed since `since`
+    (run id -> partition): statistics refuse a partition with too few cycles, say. Its measurement was stored, but it
+    will never rank, so the pass does not wait for it."""
+    from datetime import UTC, datetime
+
+    import dagster as dg
+
+    records = instance.get_run_records(dg.RunsFilter(created_after=datetime.fromtimestamp(since, UTC)))
+    latest = {}
+    for r in sorted(records, key=lambda r: r.create_timestamp):
+        partition = r.dagster_run.tags.get("dagster/partition")
+        if r.dagster_run.job_name != "measure" and partition in expected:
+            latest[partition] = r.dagster_run
+    return {run.run_id: p for p, run in latest.items() if run.status.value == "FAILURE"}
+
+
 def pass_done(instance, storage: Path, expected: set[str], since: float, first: bool) -> tuple[bool, dict[str, str]]:
     """Whether the pass that began at `since` is over, and its failed runs (run id -> partition).
 
@@ -200,6 +217,7 @@ def pass_done(instance, storage: Path, expected: set[str], since: float, first: 
     failed = {r.run_id: r.tags.get("dagster/partition", "?") for r in runs if r.status.value == "FAILURE"}
     if any(r.status.value in ACTIVE for r in runs):
         return False, failed
+    failed |= refused(instance, expected, 0.0 if first else since)
     ev = instance.get_latest_materialization_event(dg.AssetKey("leaderboard"))
     ranked = _leaderboard_partitions(storage) if ev else set()
     if first:
@@ -259,7 +277,7 @@ def _run(args, home: Path, storage: Path, files: list[Path]) -> int:
             if failed:
                 print(
                     f"pass {n}: {len(failed)} partition(s) failed: {', '.join(sorted(set(failed.values())))} "
-                    "(reasons above; nothing of theirs was stored)",
+                    "(reasons above; none of them is on the leaderboard)",
                     file=sys.stderr,
                 )
         if failed_any:

@@ -124,7 +124,7 @@ class RankedBackend:
         self.dist = dist
         self.local = PytorchBackend()
         self.cfg: ExperimentConfig | None = None
-        self.followers_listening = True  # until close(): the other ranks wait for the next call
+        self.followers_listening = True  # until close(): the other ranks hold this engine's share
 
     def _tell(self, op: str, *args) -> None:
         self.dist.broadcast_object_list([(op, args)], src=0)
@@ -204,8 +204,16 @@ class RankedBackend:
         self.local.close()
 
 
+def dismiss() -> None:
+    """Rank 0, when its run ends: the other ranks leave `follow`. (Closing one engine does not end them: the engine
+    pool closes an engine whenever the next sweep point needs another, and the ranks load that one next.)"""
+    import torch.distributed as dist
+
+    dist.broadcast_object_list([("exit", ())], src=0)
+
+
 def follow() -> None:
-    """Ranks > 0: do what rank 0 says, in the same order, until it says close."""
+    """Ranks > 0: do what rank 0 says, in the same order, until it dismisses them."""
     import torch.distributed as dist
 
     from gpu_ops.backends.pytorch import PytorchBackend
@@ -234,4 +242,6 @@ def follow() -> None:
             dist.gather_object(backend.peak_memory_bytes(), None, dst=0)
         elif op == "close":
             backend.close()
+            backend, cfg = PytorchBackend(), None  # the next sweep point's engine, if any, loads afresh
+        elif op == "exit":
             return

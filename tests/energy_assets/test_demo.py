@@ -88,6 +88,30 @@ def test_a_failed_partition_is_reported_with_its_reason_and_the_others_still_ran
     assert trace.startswith("# Tracing tokens_per_s") and trace.rstrip().endswith("every step agrees")
 
 
+def test_a_partition_refused_by_statistics_ends_the_pass_as_failed(tmp_path):
+    """Statistics refuse a partition measured with fewer than 3 cycles: it never ranks, and the demo waited for it
+    until its timeout. The pass now ends, with that partition failed."""
+    import dagster as dg
+    import pandas as pd
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    from energy_assets.ops.demo import pass_done
+
+    ranked, refused = "builtin-tiny-llama__pytorch|cpu", "builtin-micro-llama__pytorch|cpu"
+    (tmp_path / "assets").mkdir()
+    pd.DataFrame({"partition_key": [ranked]}).to_parquet(tmp_path / "assets" / "leaderboard.parquet")
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization("leaderboard"))
+        for job, partition, status in [
+            ("measure", ranked, DagsterRunStatus.SUCCESS),
+            ("measure", refused, DagsterRunStatus.SUCCESS),
+            ("__ASSET_JOB", refused, DagsterRunStatus.FAILURE),  # cycle_statistics: too few cycles
+        ]:
+            instance.add_run(DagsterRun(job_name=job, status=status, tags={"dagster/partition": partition}))
+        done, failed = pass_done(instance, tmp_path, {ranked, refused}, since=0.0, first=True)
+    assert done and list(failed.values()) == [refused]
+
+
 def test_each_pass_drops_the_campaign_under_new_names_after_removing_the_last_passes_files(tmp_path):
     from energy_assets.ops.demo import drop_campaign
 
