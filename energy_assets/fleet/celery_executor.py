@@ -2,7 +2,8 @@
 hardware partition (`<prefix><profile>`), whichever way the run was launched (sensor, backfill, UI).
 
 A step whose worker dies (SIGKILL, host lost) fails the run with that cause instead of waiting forever: Celery never
-reports a task whose worker was killed, so the executor pings the worker that started it. Imported only when
+reports a task whose worker was killed, so the executor pings the worker that started it. A Redis outage shorter than
+BROKER_OUTAGE_GRACE_S is waited out. Imported only when
 LEM_EXECUTOR=celery (energy_assets.fleet.executor.measure_executor).
 """
 
@@ -15,6 +16,7 @@ from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
 
 from energy_assets.dagster_private import RetryMode, submit_celery_task
 from energy_assets.fleet.fleet import (
+    BROKER_OUTAGE_GRACE_S,
     FLEET_CELERY_SETTINGS,
     HARDWARE_TAG,
     PING_EVERY_S,
@@ -28,30 +30,75 @@ class WorkerLost(Exception):
     """The worker running a step stopped answering: killed, crashed or its host lost."""
 
 
+class BrokerLost(Exception):
+    """Redis (the broker and result store) stayed unreachable past BROKER_OUTAGE_GRACE_S."""
+
+
+def _outage_errors() -> tuple[type[BaseException], ...]:
+    """What Celery raises while Redis is unreachable (a restart, a network blip)."""
+    from kombu.exceptions import OperationalError
+
+    errors: list[type[BaseException]] = [OSError, OperationalError]
+    try:
+        import redis
+
+        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    except ImportError:  # an AMQP broker
+        pass
+    return tuple(errors)
+
+
 class _WatchedResult:
-    """A Celery result that becomes 'ready' with an error when the worker that started the task is gone."""
+    """A Celery result that becomes 'ready' with an error when the worker that started the task is gone.
+
+    A Redis outage is waited out: the worker goes on measuring while Redis restarts, so failing the run then would let
+    its retry measure the partition a second time. A Redis that keeps nothing on disk forgets the task's state; the
+    worker named before the outage is still pinged."""
 
     def __init__(self, result, app, step_key: str):
         self.result, self.app, self.step_key = result, app, step_key
         self.lost: str | None = None
+        self.host: str | None = None  # the worker that started the task, once seen
         self._silent_since: float | None = None
+        self._outage_since: float | None = None
         self._last_ping = 0.0
 
+    def _through_outage(self, call):
+        """`call()`, or None while Redis is unreachable (within the grace)."""
+        try:
+            value = call()
+        except _outage_errors() as exc:
+            self._outage_since = self._outage_since or time.monotonic()
+            if time.monotonic() - self._outage_since >= BROKER_OUTAGE_GRACE_S:
+                raise BrokerLost(
+                    f"Redis unreachable for {BROKER_OUTAGE_GRACE_S:.0f} s while step '{self.step_key}' ran "
+                    f"({type(exc).__name__}: {exc}); worker {self.host or '(unknown)'} may still be measuring. "
+                    f"Start Redis, then re-execute the run (or raise LEM_BROKER_OUTAGE_GRACE_S)"
+                ) from exc
+            return None
+        self._outage_since = None
+        return value
+
     def ready(self) -> bool:
-        if self.result.ready():
+        if self._through_outage(self.result.ready):
             return True
-        if self.result.state != "STARTED" or time.monotonic() - self._last_ping < PING_EVERY_S:
+        if self._outage_since is not None or time.monotonic() - self._last_ping < PING_EVERY_S:
+            return False
+        info = self._through_outage(lambda: self.result.info if self.result.state == "STARTED" else None)
+        if isinstance(info, dict) and info.get("hostname"):
+            self.host = info["hostname"]
+        if not self.host:
             return False
         self._last_ping = time.monotonic()
-        host = (self.result.info or {}).get("hostname") if isinstance(self.result.info, dict) else None
-        if not host:
+        answered = self._through_outage(lambda: self.app.control.ping(destination=[self.host], timeout=1.0))
+        if answered is None and self._outage_since is not None:
             return False
-        if self.app.control.ping(destination=[host], timeout=1.0):
+        if answered:
             self._silent_since = None
             return False
         self._silent_since = self._silent_since or time.monotonic()
         if time.monotonic() - self._silent_since >= WORKER_LOST_GRACE_S:
-            self.lost = host
+            self.lost = self.host
             return True
         return False
 
@@ -62,7 +109,11 @@ class _WatchedResult:
                 f"'{self.step_key}' (killed, crashed or host lost). Its measurement never completed: the raw "
                 "partition was not written (results are renamed into place only when complete)."
             )
-        return self.result.get(*a, **kw)
+        while True:
+            events = self._through_outage(lambda: self.result.get(*a, **kw))
+            if events is not None:
+                return events
+            time.sleep(PING_EVERY_S)
 
     def revoke(self, *a, **kw):
         return self.result.revoke(*a, **kw)

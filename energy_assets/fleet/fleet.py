@@ -15,6 +15,8 @@ QUEUE_PREFIX = "gpu-"  # LEM_QUEUE_PREFIX overrides it: fleets (or test runs) sh
 HARDWARE_TAG = "dagster/partition/hardware"
 WORKER_LOST_GRACE_S = float(os.environ.get("LEM_WORKER_LOST_GRACE_S", "10"))
 PING_EVERY_S = 2.0
+# a Redis restart or network blip shorter than this does not fail a running step (its worker goes on measuring)
+BROKER_OUTAGE_GRACE_S = float(os.environ.get("LEM_BROKER_OUTAGE_GRACE_S", "300"))
 # task_track_started: a running task names its worker (needed to notice a dead one); acks_late +
 # reject_on_worker_lost: a task a dying worker had not finished is not silently acknowledged
 FLEET_CELERY_SETTINGS = {

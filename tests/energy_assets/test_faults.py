@@ -500,8 +500,7 @@ def test_redis_stopped_during_a_celery_fleet_run_loses_nothing_and_the_run_compl
     tmp_path, monkeypatch, pg_database
 ):
     """A private redis-server (free port) is the fleet's broker; it stops while a worker measures, then starts again.
-    The run completes, or fails as an infrastructure failure and its automatic retry (run_retries) completes; the
-    partition is stored whole, once."""
+    The run completes, with no retry; the partition is stored whole, once."""
     import signal
     import subprocess
     import sys
@@ -570,14 +569,10 @@ def test_redis_stopped_during_a_celery_fleet_run_loses_nothing_and_the_run_compl
             redis.wait(timeout=30)
             time.sleep(5)
             redis = redis_up()
-            status = platform.wait_run(run_id, 600)
-            if status != "SUCCESS":  # an infrastructure failure: run_retries launches the retry by itself
-                deadline, retries = time.monotonic() + 180, []
-                while not retries and time.monotonic() < deadline:
-                    retries = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))
-                    time.sleep(1)
-                assert retries, f"run {status} and no retry was made"
-                assert platform.wait_run(retries[0].run_id, 600) == "SUCCESS"
+            # the outage is waited out: failing the run would let its retry measure the partition again while the
+            # worker, which went on measuring, stored it too (two materializations of one measurement)
+            assert platform.wait_run(run_id, 600) == "SUCCESS"
+            assert instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id})) == []
         stored = Path(storage.io_base().path) / "raw_measurements" / experiment / HW
         assert results.read_tables(stored) and temp_entries(shared) == []
         assert len(instance.fetch_materializations(dg.AssetKey("raw_measurements"), limit=5).records) == 1
