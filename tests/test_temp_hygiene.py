@@ -1,6 +1,6 @@
-"""Temp hygiene: every temp folder the code creates is removed. The heaviest module, tests/energy_assets/test_fleet.py,
-checks its own empty TMPDIR after each platform test (its `fleet` fixture); these cases cover the engine server's
-short socket folder."""
+"""Temp hygiene: every temp folder the code creates is removed. The heaviest module,
+tests/energy_assets/fleet/test_fleet.py, checks its own empty TMPDIR after each platform test (its `fleet` fixture);
+these cases cover the engine server's short socket folder."""
 
 import os
 

@@ -25,8 +25,8 @@ from energy_assets.assets.publish import HuggingFaceHub, PublishError, hf_datase
 from energy_assets.assets.raw import SOURCE_TAG, UPLOAD_TAG
 from energy_assets.assets.site import leaderboard_site
 from gpu_ops import results
+from tests.energy_assets.assets.test_pipeline import ASSETS
 from tests.energy_assets.conftest import add_partitions
-from tests.energy_assets.test_pipeline import ASSETS
 from tests.hub_stub import HubStub
 
 pytestmark = pytest.mark.timeout(600)  # per case, on 2 shared cores (the first also builds the session result)

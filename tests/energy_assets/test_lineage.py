@@ -12,7 +12,7 @@ from energy_assets.io import ParquetIOManager, ResultTablesIOManager
 from energy_assets.ops.local import Platform, free_port, prepare_home
 from energy_assets.resources import GpuResource, StorageResource
 from tests.energy_assets.conftest import HW, experiment_config
-from tests.gpu_ops.test_site import browser  # noqa: F401  (the fixture: Debian's Chromium through Playwright)
+from tests.gpu_ops.site.test_site import browser  # noqa: F401  (the fixture: Debian's Chromium through Playwright)
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "builtin-tiny-llama__pytorch"

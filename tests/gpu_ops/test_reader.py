@@ -1,5 +1,5 @@
 """gpu_ops.read_leaderboard: what it accepts and what `import gpu_ops` costs. Reading one leaderboard from a site
-(folder, URL), a dataset folder and the Hub to the same frame: tests/energy_assets/test_publish.py."""
+(folder, URL), a dataset folder and the Hub to the same frame: tests/energy_assets/assets/test_publish.py."""
 
 import json
 import subprocess

@@ -262,7 +262,7 @@ def test_queued_runs_carry_their_estimate(storage, instance):
 
     from energy_assets.io import local_asset_dir
 
-    measured = Path(__file__).resolve().parents[2] / "docs/benchmarks/raw/multigpu"
+    measured = Path(__file__).resolve().parents[3] / "docs/benchmarks/raw/multigpu"
     stored = local_asset_dir(storage.io_base(), "raw_measurements") / "synthetic-llama-3.1-8b__pytorch" / "h200"
     shutil.copytree(measured / "llama8b-tp1__h200__20261127T092532Z-fb348794", stored)
     config = read_tables(stored).sweep_points.iloc[0].config_json
@@ -360,7 +360,7 @@ def test_platform_runs_wait_while_a_measurement_runs_on_the_same_host():
     location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="energy_assets.definitions"))
     origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "__ASSET_JOB")
 
-    queue = yaml.safe_load((Path(__file__).resolve().parents[2] / "dagster.yaml").read_text())["run_coordinator"]
+    queue = yaml.safe_load((Path(__file__).resolve().parents[3] / "dagster.yaml").read_text())["run_coordinator"]
     with dg.instance_for_test(overrides={"run_coordinator": queue}) as instance:
         measuring = create_run_for_test(
             instance,

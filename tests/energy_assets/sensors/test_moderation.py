@@ -13,9 +13,9 @@ from energy_assets.sensors.automation import results_inbox
 from energy_assets.sensors.notifications import notify_leaderboard
 from gpu_ops.results import SIGNATURE_FILE, read_tables, write_tables
 from gpu_ops.signing import KeyRegistry
+from tests.energy_assets.assets.test_pipeline import ASSETS, materialize_partition
 from tests.energy_assets.conftest import SUBMITTER, moderate, register_submitter, signed_copy
-from tests.energy_assets.test_automation import evaluate
-from tests.energy_assets.test_pipeline import ASSETS, materialize_partition
+from tests.energy_assets.sensors.test_automation import evaluate
 from tests.gpu_ops.test_notify import Receiver
 
 PARTITION = "builtin-tiny-llama__pytorch|h100-80gb-hbm3"

@@ -16,7 +16,7 @@ from energy_assets.sensors.automation import experiment_inbox, results_inbox
 from gpu_ops.errors import UserError
 from tests.corpus import GOOD_CONFIG, build_bad_configs, build_bad_uploads
 from tests.energy_assets.conftest import HW, add_partitions, moderate, register_submitter, signed_copy
-from tests.energy_assets.test_automation import evaluate
+from tests.energy_assets.sensors.test_automation import evaluate
 
 EXPERIMENT, HARDWARE = "builtin-tiny-llama__pytorch", "h100-80gb-hbm3"  # the good result's partition
 RAW = dg.AssetKey("raw_measurements")

@@ -6,8 +6,8 @@ import dagster as dg
 
 from energy_assets.assets.raw import SOURCE_TAG, UPLOAD_TAG
 from energy_assets.ops.evidence import trace_markdown
+from tests.energy_assets.assets.test_pipeline import ASSETS, materialize_partition
 from tests.energy_assets.conftest import add_partitions, fake_gpu_result
-from tests.energy_assets.test_pipeline import ASSETS, materialize_partition
 
 PARTITION = "builtin-tiny-llama__pytorch|h100-80gb-hbm3"
 

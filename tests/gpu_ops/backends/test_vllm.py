@@ -54,7 +54,7 @@ def shared_prefix_prompts(tmp_path) -> str:
     from gpu_ops.prompts import _jsonl_texts
 
     corpus = _jsonl_texts(
-        (Path(__file__).resolve().parents[2] / "gpu_ops" / "data" / "prompts.jsonl").read_text(), "corpus"
+        (Path(__file__).resolve().parents[3] / "gpu_ops" / "data" / "prompts.jsonl").read_text(), "corpus"
     )
     system = " ".join(corpus[:12])
     path = tmp_path / "shared.jsonl"

@@ -127,7 +127,7 @@ def test_capability_matrix_doc_is_generated_from_code():
 
     from gpu_ops.backends.matrix import render
 
-    doc = Path(__file__).resolve().parents[2] / "docs" / "backends.md"
+    doc = Path(__file__).resolve().parents[3] / "docs" / "backends.md"
     assert doc.read_text() == render(), (
         "docs/backends.md is stale: python -m gpu_ops.backends.matrix > docs/backends.md"
     )

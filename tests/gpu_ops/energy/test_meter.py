@@ -12,7 +12,7 @@ from gpu_ops.energy.sampler import foreign_pids
 from gpu_ops.errors import ConfigError, MeasurementError
 from tests.fake_nvml import REAL_UPDATE_S, FakeGpu, FakeMig, FakeNVML, from_env
 
-RAW_H200 = Path(__file__).parents[2] / "docs" / "benchmarks" / "raw" / "session6"
+RAW_H200 = Path(__file__).parents[3] / "docs" / "benchmarks" / "raw" / "session6"
 
 H100_MIG = [
     FakeMig("MIG-aaaa", "3g.40gb", 1, 40 << 30),

@@ -9,7 +9,7 @@ from gpu_ops.energy.conditioning import lock_clocks, precondition, temperature_s
 from gpu_ops.energy.nvml import NvmlSource, select_targets
 from gpu_ops.measure import _clocks_locked
 from tests.fake_nvml import FakeGpu, FakeNVML
-from tests.gpu_ops.test_energy import meter_for
+from tests.gpu_ops.energy.test_meter import meter_for
 
 
 def temps(t: np.ndarray, c: np.ndarray) -> pd.DataFrame:

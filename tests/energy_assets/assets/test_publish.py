@@ -17,7 +17,7 @@ from energy_assets.assets.stats import cycle_statistics
 from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
 from tests.hub_stub import HubStub
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "hf_TestSecret0123456789abcdefXYZ"
 REPO = "lem-org/llm-energy"
 ALL = [

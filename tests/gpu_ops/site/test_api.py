@@ -1,5 +1,5 @@
 """The site's data API (gpu_ops.site.api): schemas generated from gpu_ops/schema.py, row files confined to api/rows.
-The API built from measured results is validated end to end in tests/energy_assets/test_publish.py."""
+The API built from measured results is validated end to end in tests/energy_assets/assets/test_publish.py."""
 
 import json
 

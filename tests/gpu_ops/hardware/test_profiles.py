@@ -12,7 +12,7 @@ from gpu_ops.energy.nvml import GpuTarget
 from gpu_ops.environment import fingerprint_profile, gpu_profile, gpu_profile_of, is_standard_profile, slugify
 from gpu_ops.errors import ConfigError, UserError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CANONICAL = {  # the list: every one has a file
     "a100-sxm4-40gb",
     "a100-pcie-40gb",

@@ -90,7 +90,7 @@ def test_result_folders_before_the_parallelism_column_take_it_from_their_config(
     from gpu_ops.results import read_tables
     from gpu_ops.stats import sweep_point_statistics
 
-    raw = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "raw" / "multigpu" / "earlier-run"
+    raw = Path(__file__).resolve().parents[3] / "docs" / "benchmarks" / "raw" / "multigpu" / "earlier-run"
     tp2, tp1 = read_tables(next(raw.glob("llama8b-tp2__*"))), read_tables(next(raw.glob("llama8b-tp1__*")))
     assert tp2.cycles.parallelism.eq("tp2").all() and tp1.cycles.parallelism.eq("single").all()
     unknown_origin = dict.fromkeys(PROVENANCE)

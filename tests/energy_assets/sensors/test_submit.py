@@ -14,7 +14,7 @@ from energy_assets.sensors.submit import experiment_form, scaffold, submit_exper
 from gpu_ops import cli
 from gpu_ops.config import ExperimentConfig, field_docs, parse_config
 from tests.energy_assets.conftest import HW, experiment_yaml
-from tests.energy_assets.test_automation import evaluate
+from tests.energy_assets.sensors.test_automation import evaluate
 from tests.gpu_ops.test_runner import BASE
 
 
