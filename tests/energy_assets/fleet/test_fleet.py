@@ -52,18 +52,28 @@ def redis_isolated(monkeypatch):
             client.delete(key)
 
 
-@pytest.fixture
-def fleet(tmp_path, monkeypatch, pg_database, redis_isolated):
-    """A platform on PostgreSQL with the Celery executor. Everything it, its workers and the test start gets an empty
-    TMPDIR of its own, checked empty afterwards: temp hygiene, on the heaviest module (Celery workers killed with -9,
-    a daemon-launched run, the power sampler, the engine server); it once left a lem-worker-* folder per worker."""
+@pytest.fixture(scope="module", autouse=True)
+def module_tmp(tmp_path_factory):
+    """Temp hygiene (#30), on the heaviest module: every test here, and everything it starts (the platform, Celery
+    workers killed with -9, a daemon-launched run, the power sampler, the engine server), gets one empty TMPDIR,
+    checked empty when the module ends; it once left a lem-worker-* folder per worker."""
     import tempfile
 
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setenv("TMPDIR", str(tmp))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # torch's compile cache, meant to last
+    tmp = tmp_path_factory.mktemp("tmpdir")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(tmp))
+        mp.setattr(tempfile, "tempdir", str(tmp))
+        mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp.parent / "inductor"))  # torch's compile cache, meant to last
+        yield tmp
+    # pymp-*: Python's multiprocessing folder of each Celery worker a test kills with -9 on purpose (a process killed
+    # outright removes nothing); anything else was left by our code or our tests
+    left = sorted(n for n in os.listdir(tmp) if not n.startswith("pymp-"))
+    assert left == [], f"left in TMPDIR by {__name__}: {left}"
+
+
+@pytest.fixture
+def fleet(tmp_path, monkeypatch, pg_database, redis_isolated):
+    """A platform on PostgreSQL with the Celery executor."""
     home = tmp_path / "home"
     monkeypatch.setenv("DAGSTER_PG_URL", pg_database)
     prepare_home(home, "postgres")
@@ -83,10 +93,6 @@ def fleet(tmp_path, monkeypatch, pg_database, redis_isolated):
     with Platform(home, tmp_path / "shared") as platform:
         yield platform, storage, instance, tmp_path
     instance.dispose()
-    # pymp-*: Python's multiprocessing folder of each Celery worker a test kills with -9 on purpose (a process killed
-    # outright removes nothing); anything else was left by our code or our tests
-    left = sorted(n for n in os.listdir(tmp) if not n.startswith("pymp-"))
-    assert left == [], f"left in TMPDIR: {left}"
 
 
 def start_worker(tmp_path, role):
