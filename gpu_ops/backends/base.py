@@ -53,6 +53,13 @@ class Request:
     prompt_text: str | None = None
 
 
+def engine_args_json(kw: dict) -> str:
+    """The engine's constructor arguments as recorded in `info` (the model and tokenizer are recorded apart)."""
+    import json
+
+    return json.dumps({k: v for k, v in kw.items() if k not in ("model", "tokenizer")}, sort_keys=True, default=str)
+
+
 def tokenize_now(tokenizer, req: Request, clock: Clock, max_tokens: int) -> tuple[list[int], float | None]:
     """The request's token ids; with a text prompt, tokenised now (inside the window) and timed on `clock`."""
     if req.prompt_text is None:

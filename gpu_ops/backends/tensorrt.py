@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 from typing import Any
 
-from gpu_ops.backends.base import DTYPES, Capabilities, Clock, CycleOutput, EventLoopThread, Request, RequestRecord
+from gpu_ops.backends.base import (
+    DTYPES,
+    Capabilities,
+    Clock,
+    CycleOutput,
+    EventLoopThread,
+    Request,
+    RequestRecord,
+    engine_args_json,
+)
 from gpu_ops.config import ExperimentConfig, TensorrtOptions
 from gpu_ops.decoding import resolve_sampling
 from gpu_ops.errors import BackendUnavailable
@@ -101,9 +109,7 @@ class TensorrtBackend:
         self.info = {
             "mode": "streaming",
             "verified_on_hardware": False,
-            "engine_args": json.dumps(
-                {k: v for k, v in kw.items() if k not in ("model", "tokenizer")}, sort_keys=True, default=str
-            ),
+            "engine_args": engine_args_json(kw),
         }
         return True
 

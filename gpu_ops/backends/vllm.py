@@ -35,6 +35,7 @@ from gpu_ops.backends.base import (
     EventLoopThread,
     Request,
     RequestRecord,
+    engine_args_json,
     tokenize_now,
 )
 from gpu_ops.config import ExperimentConfig, VllmOptions
@@ -445,9 +446,7 @@ class VllmBackend:
             "weights": source.weights,
             "load_s": load_s,
             **start_log.timings(),
-            "engine_args": json.dumps(
-                {k: v for k, v in kw.items() if k not in ("model", "tokenizer")}, sort_keys=True, default=str
-            ),
+            "engine_args": engine_args_json(kw),
         }
         return True
 

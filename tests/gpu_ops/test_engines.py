@@ -17,20 +17,9 @@ from gpu_ops.engines import EnginePool, cache_states, engine_identity
 from gpu_ops.errors import UserError
 from gpu_ops.runner import run_experiment
 from tests.fake_nvml import FakeGpu, FakeNVML
+from tests.gpu_ops.test_runner import BASE as RUNNER_BASE
 
-BASE = {
-    "name": "warm",
-    "model": "builtin:tiny-llama",
-    "max_input_tokens": 32,
-    "max_output_tokens": 8,
-    "min_output_tokens": 8,
-    "prompts": {"count": 8},
-    "batching": {"strategy": "static", "batch_size": 4},
-    "cycles": 2,
-    "warmup_requests": 2,
-    "cooldown_s": 0.0,
-    "energy": {"idle_baseline_s": 0},
-}
+BASE = {**RUNNER_BASE, "name": "warm", "cycles": 2, "energy": {"idle_baseline_s": 0}}
 
 
 def cfg(**over):
