@@ -13,6 +13,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One compute thread per process: pytest-xdist runs a worker per core, and the engines, Celery workers and Dagster
 # processes they start share those cores; torch's default (a thread per core in every process) oversubscribes them.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The platform's inbox and automation sensors tick every 5 s instead of 15: a daemon-driven test waits less per hop
+os.environ.setdefault("LEM_SENSOR_INTERVAL_S", "5")
 # Device locks of this test process only (each pytest-xdist worker has its own): a CPU run locks `cpu-<host>`, and
 # parallel workers, or another checkout's tests on this machine, must not queue behind each other's measurements.
 # Tests of the locks themselves set their own LEM_LOCK_DIR; a folder set by the caller holds this process's own.

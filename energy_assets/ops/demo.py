@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     home, storage = Path(args.home).resolve(), Path(args.storage).resolve()
     prepare_home(home)
     os.environ.update(DAGSTER_HOME=str(home), LEM_STORAGE=str(storage))
+    os.environ.setdefault("LEM_SENSOR_INTERVAL_S", "5")  # one machine, a short campaign: each hop waits less
     from gpu_ops.models.builtin import BUILTIN_MODELS, ensure_builtin
 
     for name in BUILTIN_MODELS:

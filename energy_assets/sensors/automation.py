@@ -47,11 +47,15 @@ measure_job = dg.define_asset_job(
     "time, and none beside another run on this host (dagster.yaml).",
 )
 
+# how often the inboxes and the automation tick (Dagster evaluates a sensor at most this often); the test suite and
+# short demos set less
+SENSOR_INTERVAL_S = int(os.environ.get("LEM_SENSOR_INTERVAL_S", "15"))
+
 automation = dg.AutomationConditionSensorDefinition(
     "keep_statistics_current",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     # ahead of queued measurements: a partition's statistics and the leaderboard follow it as soon as it is stored,
     # not after the whole campaign (they take seconds; a campaign's queue takes as long as its GPU runs)
     # and on this host: they wait while a measurement runs here (fleet.HOST_TAG)
@@ -247,7 +251,7 @@ def _registered_schedule(storage: StorageResource, experiment: str, hardware: st
 
 @dg.sensor(
     job=measure_job,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Experiment YAMLs dropped into storage/inbox (or launched with submit_experiment): validated, "
     "registered as partitions, measured.",
@@ -369,7 +373,7 @@ def _accept(folder: Path, registry: KeyRegistry) -> tuple[str, str, str, dict, s
 
 @dg.sensor(
     job=measure_job,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Result folders from standalone CLI runs: validated and signature-checked, then held in pending/ for "
     "a moderator (or quarantined with a reason); approved ones are ingested into their partition.",
