@@ -173,7 +173,7 @@ def test_killed_worker_fails_the_run_and_a_retry_succeeds(fleet):
         exp,
         HW,
         experiment_config(
-            "slow", "builtin:small-llama", prompts={"count": 64}, max_output_tokens=32, min_output_tokens=32, cycles=4
+            "slow", "builtin:small-llama", prompts={"count": 32}, max_output_tokens=32, min_output_tokens=32, cycles=3
         ),
     )
     instance.add_dynamic_partitions("experiment", [exp])
