@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_committed_plan_covers_the_open_items_in_order_with_a_target_each():
     stages = P.load()
-    assert [s.item for s in stages] == sorted(s.item for s in stages)  # the lead's priority order a..i
-    assert {s.item for s in stages} == set("abcdefghi")  # i: per-request energy (#32)
+    assert [s.item for s in stages] == sorted(s.item for s in stages)  # the lead's priority order a..j
+    assert {s.item for s in stages} == set("abcdefghij")  # i: per-request energy (#32); j: inbox load (#30, CPU)
     for s in stages:
         assert s.target and (REPO / s.target).is_file(), s.id
         assert s.command is None or "{python}" in s.command, s.id

@@ -245,7 +245,7 @@ VLLM = {
     "batching": {"batch_size": 4},
     "prompts": {"source": "random", "count": 6, "random": {"input_len": 280}},  # > two 128-token CPU KV blocks
     "warmup_requests": 1,
-    "vllm": {"enforce_eager": True, "enable_prefix_caching": True},
+    "vllm": {"enforce_eager": True, "enable_prefix_caching": True, "gpu_memory_utilization": 0.05},  # as test_vllm
 }
 
 

@@ -66,8 +66,11 @@ def module_tmp(tmp_path_factory):
         mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp.parent / "inductor"))  # torch's compile cache, meant to last
         yield tmp
     # pymp-*: Python's multiprocessing folder of each Celery worker a test kills with -9 on purpose (a process killed
-    # outright removes nothing); anything else was left by our code or our tests
-    left = sorted(n for n in os.listdir(tmp) if not n.startswith("pymp-"))
+    # outright removes nothing); anything else was left by our code or our tests. Processes that were told to stop
+    # (the code servers remove their socket folders as they exit) get a few seconds to finish.
+    deadline = time.monotonic() + 15
+    while (left := sorted(n for n in os.listdir(tmp) if not n.startswith("pymp-"))) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert left == [], f"left in TMPDIR by {__name__}: {left}"
 
 
