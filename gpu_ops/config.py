@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gpu_ops.energy.nvml import MIN_IDLE_BASELINE_S, MIN_IDLE_UPDATES
+from gpu_ops.energy.sampler import DEFAULT_SAMPLE_HZ
 from gpu_ops.errors import ConfigError, excerpt
 from gpu_ops.strict_yaml import parse_yaml, read_config_bytes, read_yaml
 
@@ -210,7 +211,7 @@ class EnergyOptions(Strict):
             driver did or refused is recorded.
     """
 
-    sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = 50.0
+    sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = DEFAULT_SAMPLE_HZ
     idle_baseline_s: Annotated[float, Field(ge=0.0, le=600.0)] = 3.0
     settle_timeout_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 0.0
     cross_check_tolerance: Annotated[float, Field(gt=0.0, le=1.0)] | None = None

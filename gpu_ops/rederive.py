@@ -21,6 +21,7 @@ from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import ExperimentConfig, content_hash, expand_sweep, parse_config
 from gpu_ops.energy.meter import EDGE_MARGIN_S, IdleBaseline, WindowMeasurement, timeline_energy, window_figures
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S
+from gpu_ops.energy.sampler import DEFAULT_SAMPLE_HZ, sample_period_s
 from gpu_ops.energy.tolerance import (
     CROSS_CHECK_FLOOR,
     CROSS_CHECK_Z,
@@ -188,7 +189,9 @@ def meter_rules(t: ResultTables) -> MeterRules:
         floor=_meter_number(meter, "cross_check_floor", CROSS_CHECK_FLOOR),
         z=z or CROSS_CHECK_Z,
         scale=_meter_number(meter, "cross_check_scale", LEGACY_CROSS_CHECK_SCALE),
-        edge_period_s=max(step, 1.0 / _meter_number(meter, "sample_hz", 50.0)) if edges else None,
+        edge_period_s=max(step, sample_period_s(_meter_number(meter, "sample_hz", DEFAULT_SAMPLE_HZ)))
+        if edges
+        else None,
     )
 
 
