@@ -696,7 +696,7 @@ class EnergyMeter:
             "counter_step_s": self.step_s if self.gpu else None,
             "counter_step_measured": self.step_measured,
             "edge_alignment": "counter read at its next update; the stretch to the window edge from the timeline",
-            "cross_check_rule": RULE,  # gpu_ops.energy.tolerance; folders before it: sigma-v2 (z) or sqrt-v1
+            "cross_check_rule": RULE,  # gpu_ops.energy.tolerance; a folder from before it: gpu_ops.results.upgrade
             "power_accuracy_w": POWER_ACCURACY_W,
             "counter_resolution_j": COUNTER_RESOLUTION_J,
             "cross_check_edges": True,  # the tolerance includes timeline_edge_error (folders before it: not)
