@@ -133,9 +133,11 @@ def _fmt(v, unit="", scale=1.0, digits=4) -> str:
 
 
 def _cell(row, field: Shown) -> str:
-    """A row's cell as `field` shows it: a figure (a column with a stored unit) in the field's unit, else text."""
+    """A row's cell as `field` shows it: a figure (a column with a stored unit) in the field's unit, else text (empty
+    where there is no value, as in a column an older folder did not write)."""
     if not field.column.unit:
-        return html.escape(str(row.get(field.name, "")))
+        value = plain(row.get(field.name))
+        return "" if value is None else html.escape(str(value))
     return _fmt(row.get(field.name), f" {field.unit}" if field.unit else "", field.scale)
 
 
