@@ -109,7 +109,7 @@ def main() -> int:
                 f"{got['off']:10.1f} tok/s  ratio {got['ratio']:.4f}{control}",
                 flush=True,
             )
-        hz = 1.0 / meter.sample_period_s
+        hz = meter.sample_hz
         sampler = meter.sampler_kind if meter.measures_gpu else "none (no GPU)"
     backend.close()
     print(

@@ -2,12 +2,11 @@
 and meaning."""
 
 import math
-from collections.abc import Sequence
 
 import dagster as dg
 import pandas as pd
 
-from gpu_ops.schema import Table, plain
+from gpu_ops.schema import Table, View, plain
 
 NULLABLE = ("str", "float", "int?", "bool?")
 
@@ -45,11 +44,12 @@ def significant(value, digits: int = 4):
     return round(v, digits - 1 - math.floor(math.log10(abs(v))))
 
 
-def rows_table(df: pd.DataFrame, table: Table, columns: Sequence[str], n: int = 10) -> dg.MetadataValue:
-    """The first `n` rows of `df` as a Dagster table, its columns typed and described (with units) by `table`."""
-    schema = table_schema(Table(table.name, *(table[c] for c in columns)))
+def rows_table(df: pd.DataFrame, view: View, n: int = 10) -> dg.MetadataValue:
+    """The first `n` rows of `df` as a Dagster table of `view`'s columns, typed and described (with units) by its
+    table."""
+    schema = table_schema(Table(view.table.name, *view.columns))
     records = [
-        dg.TableRecord({c: significant(v) for c, v in zip(columns, row)})
-        for row in df[list(columns)].head(n).itertuples(index=False)
+        dg.TableRecord({c: significant(v) for c, v in zip(view.names, row)})
+        for row in df[list(view.names)].head(n).itertuples(index=False)
     ]
     return dg.MetadataValue.table(records, schema=schema)

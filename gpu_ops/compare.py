@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from gpu_ops.config import ExperimentConfig, parse_config, read_yaml
+from gpu_ops.config import ExperimentConfig, parse_config
 from gpu_ops.errors import MeasurementError, UserError, excerpt
 from gpu_ops.stats import fmt_ci
 from gpu_ops.stats import fmt_value as _fmt
+from gpu_ops.strict_yaml import read_yaml
 
 BLOCKS = ("pytorch", "vllm", "tensorrt")
 WHOLE_BATCH = ("static", "dynamic", "sorted_static", "sorted_dynamic")

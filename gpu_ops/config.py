@@ -1,7 +1,8 @@
 """Experiment config: YAML -> strict pydantic models, and sweep expansion into sweep points.
 
 Strict means: an unknown key is an error naming its path and the nearest valid key, every number is
-range-checked, and each message names the file, the field and the fix.
+range-checked, and each message names the file, the field and the fix. The file itself is read by
+gpu_ops.strict_yaml (size limit, no aliases or tags, no duplicate keys).
 """
 
 from __future__ import annotations
@@ -13,23 +14,18 @@ import inspect
 import itertools
 import json
 import math
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gpu_ops.energy.nvml import COUNTER_UPDATE_S
+from gpu_ops.energy.nvml import MIN_IDLE_BASELINE_S, MIN_IDLE_UPDATES
+from gpu_ops.energy.sampler import DEFAULT_SAMPLE_HZ
 from gpu_ops.errors import ConfigError, excerpt
+from gpu_ops.strict_yaml import parse_yaml, read_config_bytes, read_yaml
 
-MAX_CONFIG_BYTES = 1 << 20
 MAX_SWEEP_POINTS = 1000
-MAX_YAML_DEPTH = 20  # a config nests 4 levels; deeper input only serves to exhaust the parser's recursion
-# an idle window shorter than a few counter updates reads no counter step, so it would measure nothing
-MIN_IDLE_BASELINE_S = 5 * COUNTER_UPDATE_S
 # Fixed for a whole run: they decide its partition (model, backend, GPUs), its meter or its identity.
 RUN_FIELDS = frozenset({"name", "model", "backend", "device", "gpus", "hardware", "energy", "schedule"})
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -215,7 +211,7 @@ class EnergyOptions(Strict):
             driver did or refused is recorded.
     """
 
-    sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = 50.0
+    sample_hz: Annotated[float, Field(ge=10.0, le=1000.0)] = DEFAULT_SAMPLE_HZ
     idle_baseline_s: Annotated[float, Field(ge=0.0, le=600.0)] = 3.0
     settle_timeout_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 0.0
     cross_check_tolerance: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
@@ -229,7 +225,7 @@ class EnergyOptions(Strict):
     def _idle_long_enough(cls, v: float) -> float:
         if 0 < v < MIN_IDLE_BASELINE_S:
             raise ValueError(
-                f"{v:g} s is shorter than {MIN_IDLE_BASELINE_S:g} s (5 energy-counter updates), so it "
+                f"{v:g} s is shorter than {MIN_IDLE_BASELINE_S:g} s ({MIN_IDLE_UPDATES} energy-counter updates), so it "
                 f"would read no energy; set 0 (no idle baseline) or at least {MIN_IDLE_BASELINE_S:g}"
             )
         return v
@@ -693,97 +689,6 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
         raise ConfigError(format_validation_error(exc, source)) from None
     expand_sweep(cfg, source)  # validates every sweep point now, not mid-campaign
     return cfg
-
-
-class _Refused(yaml.YAMLError):
-    """Input the strict loader refuses; `line` is 1-based."""
-
-    def __init__(self, line: int, message: str):
-        super().__init__(message)
-        self.line, self.message = line, message
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """`safe_load` (no tags that build objects) that also refuses aliases (a few hundred bytes of nested aliases
-    expand to gigabytes), nesting deeper than MAX_YAML_DEPTH (the composer recurses) and duplicate keys (YAML
-    keeps the last one silently)."""
-
-    depth = 0
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            raise _Refused(
-                event.start_mark.line + 1,
-                f"YAML alias *{excerpt(event.anchor, bare=True)} is not allowed; "
-                "write the value out instead of referring to an anchor",
-            )
-        self.depth += 1
-        if self.depth > MAX_YAML_DEPTH:
-            raise _Refused(
-                event.start_mark.line + 1,
-                f"nested deeper than {MAX_YAML_DEPTH} levels; an experiment file nests a few levels at most",
-            )
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-    def construct_mapping(self, node, deep=False):
-        first: dict = {}
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                key = self.construct_object(key_node)
-                if key in first:
-                    raise _Refused(
-                        key_node.start_mark.line + 1,
-                        f"duplicate key {excerpt(key)} (first on line {first[key]}); keep one of them",
-                    )
-                first[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-def read_config_bytes(path: str | Path) -> bytes:
-    """An experiment file's bytes: a regular file (not a pipe or device, which would never end), size-limited."""
-    p = Path(path)
-    try:
-        st = os.stat(p)
-    except OSError:
-        raise ConfigError(f"{p}: no such file; check the path") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{p}: not a regular file; give the path of a YAML file")
-    if st.st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{p}: {st.st_size} bytes exceeds the {MAX_CONFIG_BYTES}-byte limit for an experiment file")
-    with open(p, "rb") as fh:
-        data = fh.read(MAX_CONFIG_BYTES + 1)  # the file may grow after the stat
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{p}: exceeds the {MAX_CONFIG_BYTES}-byte limit for an experiment file")
-    return data
-
-
-def parse_yaml(data: bytes, source: str) -> Any:
-    """Untrusted YAML text -> plain values (see _StrictLoader); errors name the line and the fix."""
-    try:
-        return yaml.load(data.decode("utf-8"), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
-    except _Refused as exc:
-        raise ConfigError(f"{source}: line {exc.line}: {exc.message}") from None
-    except yaml.constructor.ConstructorError as exc:
-        raise ConfigError(
-            f"{source}: line {exc.problem_mark.line + 1 if exc.problem_mark else '?'}: "
-            f"YAML tag not allowed ({excerpt(exc.problem, bare=True)}); use plain values"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}: {where}invalid YAML ({excerpt(problem, bare=True)}); fix the syntax") from None
-
-
-def read_yaml(path: str | Path) -> Any:
-    """An experiment file's values (size-limited, strict YAML)."""
-    return parse_yaml(read_config_bytes(path), str(path))
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

@@ -13,26 +13,27 @@ import math
 import numpy as np
 import pandas as pd
 
-from gpu_ops.schema import HISTORY
+from gpu_ops.schema import HEADLINE_FIGURES, HISTORY
 
-HEADLINES = (("j_per_token", "J/token"), ("tokens_per_s", "tokens/s"))
+HEADLINES = {f.name: f.unit for f in HEADLINE_FIGURES}
+"""The headline figures in order (schema.HEADLINE_FIGURES), each with its unit."""
 
 
 def headline(row) -> tuple[str, float | None, float | None]:
     """(figure name, mean, ci95) of a statistics row's headline: J/token, else tokens/s."""
-    for name, _ in HEADLINES:
+    for name in HEADLINES:
         mean = row.get(f"{name}_mean")
         if mean is not None and not pd.isna(mean):
             ci = row.get(f"{name}_ci95")
             return name, float(mean), None if ci is None or pd.isna(ci) else float(ci)
-    return HEADLINES[0][0], None, None
+    return HEADLINE_FIGURES.names[0], None, None
 
 
 def compare(new_row, old_row) -> tuple[bool | None, str]:
     """(drift?, a sentence saying why) for one sweep point's new and stored statistics."""
     name, new, new_ci = headline(new_row)
     old_name, old, old_ci = headline(old_row)
-    unit = dict(HEADLINES)[name]
+    unit = HEADLINES[name]
     if new is None or old is None or name != old_name:
         return None, f"not compared: {name} of one side is missing"
     if new_ci is None or old_ci is None:

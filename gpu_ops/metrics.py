@@ -134,11 +134,7 @@ def cycle_metrics(
         e2e_mean_s=float(req.e2e_s.mean()),
         e2e_p99_s=_pct(req.e2e_s, 99),
         queue_mean_s=float(req.queue_s.mean()),
-        window_tail_s=(
-            window.end_s - float(req.delivered_s.max())
-            if "delivered_s" in req and req.delivered_s.notna().any()
-            else None
-        ),
+        window_tail_s=(window.end_s - float(req.delivered_s.max()) if req.delivered_s.notna().any() else None),
         good_requests=good,
         goodput_req_per_s=good / d,
         goodput_per_j=good / gross if gross else None,

@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gpu_ops.config import parse_yaml, read_config_bytes
 from gpu_ops.errors import ConfigError, excerpt
+from gpu_ops.strict_yaml import parse_yaml, read_config_bytes
 
 Event = Literal["run_failure", "check_failure", "leaderboard_entry", "new_leader", "drift", "hf_publish"]
 EVENTS: tuple[str, ...] = Event.__args__

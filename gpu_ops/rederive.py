@@ -21,6 +21,7 @@ from gpu_ops.backends.base import RequestRecord
 from gpu_ops.config import ExperimentConfig, content_hash, expand_sweep, parse_config
 from gpu_ops.energy.meter import EDGE_MARGIN_S, IdleBaseline, WindowMeasurement, timeline_energy, window_figures
 from gpu_ops.energy.nvml import COUNTER_UPDATE_S
+from gpu_ops.energy.sampler import DEFAULT_SAMPLE_HZ, sample_period_s
 from gpu_ops.energy.tolerance import (
     CROSS_CHECK_FLOOR,
     CROSS_CHECK_Z,
@@ -173,22 +174,22 @@ class MeterRules:
 
 
 def meter_rules(t: ResultTables) -> MeterRules:
-    """The rules the meter recorded (meter_json); the nominal period and the legacy rule for folders written before
-    it recorded them."""
+    """The rules the meter recorded (meter_json; a folder from before the rule was recorded names the one it was judged
+    under once read: gpu_ops.results.upgrade); the nominal counter period where the meter did not measure it."""
     meter = load_json(t.experiment.iloc[0].meter_json, "experiment.meter_json")
-    z = _meter_number(meter, "cross_check_z", 0.0)
-    step = _meter_number(meter, "counter_step_s", COUNTER_UPDATE_S)
-    edges = isinstance(meter, dict) and meter.get("cross_check_edges") is True
     named = meter.get("cross_check_rule") if isinstance(meter, dict) else None
-    if named is not None and named not in RULES:
+    if named not in RULES:
         raise UserError(f"experiment.meter_json: cross_check_rule {excerpt(named)} is not one of {list(RULES)}")
+    step = _meter_number(meter, "counter_step_s", COUNTER_UPDATE_S)
     return MeterRules(
         step_s=step,
-        rule=named or ("sigma-v2" if z else "sqrt-v1"),
+        rule=named,
         floor=_meter_number(meter, "cross_check_floor", CROSS_CHECK_FLOOR),
-        z=z or CROSS_CHECK_Z,
+        z=_meter_number(meter, "cross_check_z", CROSS_CHECK_Z),
         scale=_meter_number(meter, "cross_check_scale", LEGACY_CROSS_CHECK_SCALE),
-        edge_period_s=max(step, 1.0 / _meter_number(meter, "sample_hz", 50.0)) if edges else None,
+        edge_period_s=max(step, sample_period_s(_meter_number(meter, "sample_hz", DEFAULT_SAMPLE_HZ)))
+        if meter.get("cross_check_edges") is True
+        else None,
     )
 
 
@@ -197,6 +198,7 @@ def window_problems(t: ResultTables) -> list[str]:
     out = []
     tl, ts = _sorted_timeline(t)
     rules, tolerance = meter_rules(t), plain(t.experiment.iloc[0].cross_check_tolerance)
+    never_stored = set(t.added.get("windows", ()))  # figures an older folder did not write: nothing to compare
     for _, w in t.windows.iterrows():
         where = f"windows {excerpt(w['name'])}"
         if not same(w.duration_s, w.end_s - w.start_s):
@@ -218,14 +220,9 @@ def window_problems(t: ResultTables) -> list[str]:
         gpu_j = plain(w.gpu_energy_j) if measured else None
         allowed = rules.tolerances(w, gpu_j, seen_at_close)
         derived = window_figures(w.duration_s, gpu_j, plain(w.timeline_energy_j), rules.step_s, tolerance, allowed[0])
-        if (
-            tolerance is None
-            and "cross_check_tolerance" in w.index
-            and any(same(w.cross_check_tolerance, a) for a in allowed)
-        ):
+        if tolerance is None and any(same(w.cross_check_tolerance, a) for a in allowed):
             derived.pop("cross_check_tolerance")
-        # columns a folder written before them lacks are not compared
-        out += [_differs(where, k, w[k], v) for k, v in derived.items() if k in w.index and not same(w[k], v)]
+        out += [_differs(where, k, w[k], v) for k, v in derived.items() if k not in never_stored and not same(w[k], v)]
     return out
 
 
@@ -287,6 +284,7 @@ def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> lis
     windows = {(r.sweep_point, r.cycle): r for _, r in t.windows[t.windows.kind == "cycle"].iterrows()}
     requests = {key: g.reset_index(drop=True) for key, g in t.requests.groupby(["sweep_point", "cycle"], sort=False)}
     steps = {key: g for key, g in t.steps.groupby(["sweep_point", "cycle"], sort=False)} if len(t.steps) else {}
+    never_stored = set(t.added.get("cycles", ()))  # figures an older folder did not write: nothing to compare
     for _, c in t.cycles.iterrows():
         key = (c.sweep_point, c.cycle)
         where = f"cycles {excerpt(c.sweep_point)} cycle {c.cycle}"
@@ -299,11 +297,10 @@ def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> lis
         derived = cycle_metrics(req, window, idle, configs[c.sweep_point].slo, plain(c.peak_memory_bytes), split)
         cfg = configs[c.sweep_point]
         steady = steady_state(steps.get(key, t.steps.iloc[0:0]), t.timeline, window, max_num_seqs(cfg))
-        # columns a folder written before them lacks are not compared
         out += [
             _differs(where, k, c[k], v)
             for k, v in (derived.as_dict() | steady.as_dict()).items()
-            if k in c.index and not same(c[k], v)
+            if k not in never_stored and not same(c[k], v)
         ]
         out += request_energy_problems(where, req, window)
     return out
@@ -312,7 +309,7 @@ def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> lis
 def request_energy_problems(where: str, req: pd.DataFrame, window) -> list[str]:
     """The requests' attributed energies (phases.PhaseSplit.request_j) sum to the window's counter energy within its
     ± (the edge-alignment bound; a rounding tolerance where it has none)."""
-    if "energy_j" not in req or not req.energy_j.notna().any() or window.gpu_energy_j is None:
+    if not req.energy_j.notna().any() or window.gpu_energy_j is None:
         return []
     total, window_j = float(req.energy_j.sum()), float(window.gpu_energy_j)
     allowed = max(window.energy_uncertainty_j or 0.0, 1e-9 * abs(window_j))

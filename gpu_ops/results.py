@@ -2,6 +2,9 @@
 
 A result folder is self-describing (schema version, resolved config, environment fingerprint) and is
 exactly what the platform's results inbox accepts from a standalone CLI run.
+
+A folder written by an earlier version is read as the current version (`upgrade`, the one place that knows what
+older folders lack), so every other module sees one shape.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import pyarrow.parquet as pq
 
 from gpu_ops.config import MAX_SWEEP_POINTS, Parallelism
 from gpu_ops.errors import UserError, excerpt
-from gpu_ops.schema import RESULT_TABLES
+from gpu_ops.schema import RESULT_TABLES, Table
 
 SCHEMA_VERSION = 1
 TABLES = tuple(RESULT_TABLES)
@@ -70,6 +73,9 @@ class ResultTables:
     timeline: pd.DataFrame
     steps: pd.DataFrame = field(default_factory=pd.DataFrame)  # engine steps (continuous batching); empty otherwise
     summary: dict = field(default_factory=dict)
+    added: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Columns the folder's version did not write, by table, that `upgrade` added empty: never stored, so a check
+    does not compare them with their re-derivation (gpu_ops.rederive). Empty for a folder of this version."""
 
     def table(self, name: str) -> pd.DataFrame:
         """The table stored as `<name>.parquet`."""
@@ -515,14 +521,58 @@ def read_arrow_table(folder: Path, name: str, summary: dict) -> pa.Table:
 
 
 def read_tables(folder: Path) -> ResultTables:
-    """Read and schema-check a result folder (possibly from another machine: untrusted)."""
+    """Read and schema-check a result folder (possibly from another machine: untrusted), as the current version."""
     folder = Path(folder)
     check_folder_entries(folder)
     summary = read_summary(folder)
     frames = {name: read_arrow_table(folder, name, summary).to_pandas() for name in stored_tables(summary)}
+    return upgrade(frames, summary, folder)
+
+
+_ARROW = {
+    "str": pa.string(),
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "int?": pa.int64(),
+    "bool": pa.bool_(),
+    "bool?": pa.bool_(),
+    "list[float]": pa.list_(pa.float64()),
+}
+
+
+def _missing(table: Table, names: list[str], rows: int) -> pd.DataFrame:
+    """`names` of `table` with no value in any of `rows` rows, as a stored column of nulls reads back."""
+    return pa.table({n: pa.nulls(rows, _ARROW[table[n].dtype]) for n in names}).to_pandas()
+
+
+def upgrade(frames: dict[str, pd.DataFrame], summary: dict, folder: Path) -> ResultTables:
+    """The tables of a result folder written by any earlier version, as this version writes them: the one place that
+    knows what older folders lack, so every other module sees one shape. Applied after every check of the files (the
+    checksums and the content hash are of the bytes as written; nothing here is written back).
+
+    - a table added later (`steps`): empty, with its columns.
+    - a column added later: empty in every row, in the table's column order; `added` names it (it was never stored,
+      so it is not compared with its re-derivation).
+    - cycles.parallelism, before it was recorded: the config's parallelism block, which every sweep point shared then.
+    - summary.json's `experiment_hash`, before the three config hashes were named: its `config_hash`.
+    - meter_json's `cross_check_rule`, before it was recorded: `sigma-v2` where the meter recorded a z, else `sqrt-v1`
+      (gpu_ops.energy.tolerance); its `cross_check_edges`, before the tolerance had an edge term: false.
+    """
+    folder = Path(folder)
+    added: dict[str, tuple[str, ...]] = {}
+    for name, table in RESULT_TABLES.items():
+        df = frames.get(name)
+        if df is None:
+            df = _missing(table, list(table.names), 0)
+        missing = [n for n in table.names if n not in df.columns]
+        if missing:
+            added[name] = tuple(missing)
+            df = pd.concat([df, _missing(table, missing, len(df)).set_axis(df.index)], axis=1)
+            free = [c for c in df.columns if c not in table]  # sweep_points' backend_<key> columns stay after
+            df = df[[*table.names, *free]]
+        frames[name] = df
     cycles = frames["cycles"]
-    # folders written before the parallelism column: every sweep point shared the config's block
-    if len(cycles) and "parallelism" not in cycles:
+    if "parallelism" in added.get("cycles", ()) and len(cycles):
         config = load_json(frames["experiment"].config_json.iloc[0], f"{folder}/experiment.parquet: config_json")
         block = config.get("parallelism") if isinstance(config, dict) else None
         try:
@@ -532,4 +582,31 @@ def read_tables(folder: Path) -> ResultTables:
                 f"{folder}/experiment.parquet: config_json.parallelism is {excerpt(block)}, "
                 "expected {tensor:, pipeline:, data:}"
             ) from None
-    return ResultTables(**frames, summary=summary)
+        added["cycles"] = tuple(n for n in added["cycles"] if n != "parallelism")  # recovered: stored in effect
+    if "experiment_hash" not in summary and "config_hash" in summary:
+        summary["experiment_hash"] = summary["config_hash"]
+    experiment = frames["experiment"]
+    meter = _json_object(experiment.meter_json.iloc[0]) if len(experiment) else None
+    if meter is not None and "cross_check_rule" not in meter:  # summary.json's meter too: a check compares the two
+        experiment.at[experiment.index[0], "meter_json"] = json.dumps(_upgraded_meter(meter))
+    if isinstance(summary.get("meter"), dict):
+        summary["meter"] = _upgraded_meter(summary["meter"])
+    return ResultTables(**frames, summary=summary, added={k: v for k, v in added.items() if v})
+
+
+def _upgraded_meter(meter: dict) -> dict:
+    """The meter's set-up (meter_json) with the cross-check rule it was judged under, from before it was recorded."""
+    if "cross_check_rule" in meter:
+        return meter
+    z = meter.get("cross_check_z")
+    recorded_z = isinstance(z, (int, float)) and not isinstance(z, bool) and z > 0
+    return {"cross_check_edges": False, **meter, "cross_check_rule": "sigma-v2" if recorded_z else "sqrt-v1"}
+
+
+def _json_object(text) -> dict | None:
+    """A JSON object's value; None for anything else, left as it is for the checks to report (gpu_ops.rederive)."""
+    try:
+        value = load_json(text, "experiment.meter_json")
+    except UserError:
+        return None
+    return value if isinstance(value, dict) else None

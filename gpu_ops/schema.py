@@ -4,7 +4,9 @@ A `Table` is an ordered set of `Column`s. The tables of a result folder, the per
 leaderboard and the dataset's provenance table are defined here, and so is everything derived from them: the
 typed record of each row kind (`Table.record`), the frame a run writes (`Table.frame`, exact columns and types),
 the check of an uploaded folder's columns (gpu_ops.results), the statistics (gpu_ops.stats), the leaderboard and
-the site's columns, the dataset card and the platform's Dagster table schemas.
+the site's columns, the dataset card and the platform's Dagster table schemas. So is each `View`: the columns one
+reader reads or shows of a table (a Dagster preview, a notification, a page's table, the run summary), with the labels
+and units it shows them by; other modules import the view instead of listing column names.
 
 A column used by several tables with one meaning is one `Column` object, shared. This module imports nothing of
 the engine: every other module may read it.
@@ -222,6 +224,69 @@ class Table:
         return pd.DataFrame(
             {c.name: _typed(self.name, c, df[c.name]) for c in self.columns}, index=pd.RangeIndex(len(df))
         )
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A column as one view shows it: its header, its unit and the factor from the stored unit to the shown one (1000:
+    seconds shown in ms). By default the column's own title and unit, as stored."""
+
+    column: Column
+    label: str
+    unit: str
+    scale: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return self.column.name
+
+
+class View:
+    """A named, ordered selection of one table's columns: what one reader reads or shows of it (a Dagster preview, a
+    notification, a page's table). Defined here, beside the tables, so renaming a column is a change to this file.
+
+    Args:
+        name: what the view is for.
+        table: the table it selects from; a name the table does not hold fails here, at import.
+        entries: each a column name, or `(name, label)`, `(name, label, unit)` or `(name, label, unit, scale)` where
+            the view shows the column otherwise: label "" is the column's title, unit None its stored unit ("": none).
+    """
+
+    def __init__(self, name: str, table: Table, *entries: str | tuple):
+        fields = []
+        for entry in entries:
+            column_name, *display = (entry,) if isinstance(entry, str) else entry
+            label, unit, scale = (*display, *("", None, 1.0)[len(display) :])
+            if column_name not in table:
+                raise ValueError(
+                    f"view {name}: {column_name!r} is not a column of table {table.name} (gpu_ops/schema.py)"
+                )
+            column = table[column_name]
+            fields.append(Shown(column, label or column.title, column.unit if unit is None else unit, scale))
+        if len({f.name for f in fields}) != len(fields):
+            raise ValueError(f"view {name}: a column appears twice")
+        self.name, self.table, self.fields = name, table, tuple(fields)
+        self._by_name = {f.name: f for f in fields}
+
+    def __repr__(self) -> str:
+        return f"View({self.name!r} of {self.table.name}: {', '.join(self.names)})"
+
+    def __iter__(self):
+        return iter(self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def __getitem__(self, name: str) -> Shown:
+        return self._by_name[name]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return tuple(f.column for f in self.fields)
 
 
 def plain(value: Any) -> Any:
@@ -1441,3 +1506,155 @@ DATASET_PROVENANCE = Table(
     record="PartitionProvenance",
 )
 """The dataset's `provenance` table: one row per raw partition."""
+
+# -- views: what each reader reads or shows of a table (View) ------------------------------------------------------
+HEADLINE_FIGURES = View("headline_figures", CYCLES, "j_per_token", "tokens_per_s")
+"""A sweep point's headline figure, in order: J/token, else tokens/s where energy is unmeasured (gpu_ops.drift and the
+history's `figure`, the site's per-cycle charts, the evidence's trace)."""
+RUN_SUMMARY_FIGURES = View(
+    "run_summary_figures",
+    STATISTICS,
+    ("tokens_per_s_mean", "", "tok/s"),
+    "j_per_token_mean",
+    ("ttft_p50_pooled_s", "", "ms", 1000.0),  # over every request, as the site and compare show it
+    ("tpot_mean_s_mean", "", "ms", 1000.0),
+)
+"""The figures of a run's summary (gpu_ops.summary: the terminal table and `run --json`), each with its 95 %
+interval."""
+STATISTICS_PREVIEW = View(
+    "preview",
+    PUBLISHED_STATISTICS,
+    "sweep_point",
+    "n_cycles",
+    "tokens_per_s_mean",
+    "tokens_per_s_ci95",
+    "j_per_token_mean",
+    "j_per_token_ci95",
+)
+"""The `preview` table of a `cycle_statistics` materialization (energy_assets.assets.stats)."""
+LEADERBOARD_TOP_ROWS = View(
+    "top_rows",
+    LEADERBOARD,
+    "experiment_key",
+    "hardware",
+    "sweep_point",
+    "j_per_token_mean",
+    "j_per_token_ci95",
+    "tokens_per_s_mean",
+    "tokens_per_s_ci95",
+    "cv",
+    "rank_label",
+    "not_ranked_reason",
+    "raw_run_id",
+)
+"""The `top_rows` table of a `leaderboard` materialization (energy_assets.assets.leaderboard)."""
+LEADERBOARD_TOP_MARKDOWN = View(
+    "top",
+    LEADERBOARD,
+    "rank_label",
+    ("partition_key", "partition"),
+    "sweep_point",
+    "ranked_j_per_token_mean",
+    ("tokens_per_s_mean", "tok/s"),
+    "cv",
+    "weights",
+    ("raw_run_id", "run"),
+)
+"""The headers of a `leaderboard` materialization's `top` Markdown (energy_assets.assets.leaderboard.top_markdown)."""
+NOTIFIED_ROW = View(
+    "notified_row",
+    LEADERBOARD,
+    "partition_key",
+    "sweep_point",
+    "experiment_key",
+    "hardware",
+    "j_per_token_mean",
+    "tokens_per_s_mean",
+    "submitter",
+    "raw_run_id",
+    "drift",
+    "drift_detail",
+)
+"""The leaderboard columns a notification reads (energy_assets.sensors.notifications)."""
+DEMO_LEADERBOARD = View(
+    "demo_leaderboard",
+    LEADERBOARD,
+    "rank_label",
+    "experiment_key",
+    "hardware",
+    "sweep_point",
+    "tokens_per_s_mean",
+    "tokens_per_s_ci95",
+    "ttft_p50_pooled_s",
+    "cv",
+    "energy_status",
+    "raw_run_id",
+)
+"""The leaderboard as `make demo` prints it (energy_assets.ops.demo)."""
+
+SITE_ROW = Table(
+    "site_row",
+    Column("id", "str", "", "the row's id (gpu_ops.site.data.row_id): names its detail page and its API file"),
+    Column(
+        "model_url", "str", "", "the model's page on the Hugging Face hub; empty for a built-in, local or unknown model"
+    ),
+)
+"""What the site adds to each leaderboard row (gpu_ops.site.data.site_data) that its pages' data carry."""
+SITE_BOARD = Table("site_board", LEADERBOARD, SITE_ROW)
+SITE_ROW_KEY = ("id", "model", "backend", "hardware", "parallelism", "sweep_point")
+"""How every view of the site's data names a row: its id and what it measured."""
+SITE_EMBED = View(
+    "embed",
+    SITE_BOARD,
+    *SITE_ROW_KEY,
+    "j_per_token_mean",
+    "tokens_per_j_mean",
+    "tokens_per_s_mean",
+    "cv",
+    "unstable",
+    "model_url",
+)
+"""What the embeddable card shows of each row (embed.html; the page holds every row, `?model=` picks one model's)."""
+SITE_SLO = View(
+    "slo",
+    SITE_BOARD,
+    *SITE_ROW_KEY,
+    "j_per_token_mean",
+    "j_per_token_ci95",
+    "j_per_good_token_mean",
+    "j_per_good_token_ci95",
+    "rank_j_per_good_token",
+    "goodput_req_per_s_mean",
+    "tokens_per_s_mean",
+    "ranked",
+    "not_ranked_reason",
+    *(f"{m}_p{q}_pooled{end}_s" for m in SLO_METRICS for q in SLO_QUANTILES for end in ("", "_lo", "_hi")),
+)
+"""What slo.html needs of each row: the pooled percentiles with their intervals, J/token, J/good token, goodput."""
+SITE_HEADLINES = View("site_headlines", LEADERBOARD, "tokens_per_j_mean", "tokens_per_s_mean")
+"""The site's headline metric, higher is better: tokens per joule, or output tokens/s when no row's energy is
+measured (gpu_ops.site.data.headline)."""
+SITE_HIDDEN = View(
+    "site_hidden", LEADERBOARD, "weights", "j_per_good_token_mean", "gco2e_per_mtoken", "cost_per_mtoken"
+)
+"""Columns the site's column chooser starts with unticked, so the table fits a 1600 px screen: the synthetic-weights
+flag beside the model already says it; J per good token has its own ranked view (slo.html); carbon and cost are on each
+detail page beside their inputs. A reader ticks them back in the chooser."""
+SITE_DETAIL_CYCLES = View(
+    "detail_cycles",
+    CYCLES,
+    "cycle",
+    ("duration_s", "duration"),
+    ("output_tokens", "tokens", ""),
+    ("gross_energy_j", "energy"),
+    ("j_per_token", "J/token", ""),
+    ("tokens_per_s", "tok/s", ""),
+    ("avg_power_w", "power"),
+    ("ttft_p50_s", "TTFT p50", "ms", 1000.0),
+    ("cross_check_rel_diff", "counter vs timeline", "%", 100.0),
+    ("cross_check_tolerance", "its tolerance", "%", 100.0),
+    "too_short",
+    ("engine_id", "engine"),
+    ("engine_reused", "warm engine"),
+)
+"""The cycles table of a site row's detail page (gpu_ops.site.pages); a column without a stored unit shows as text."""

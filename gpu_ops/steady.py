@@ -33,7 +33,7 @@ def steady_state(steps: pd.DataFrame, timeline: pd.DataFrame, window: WindowMeas
     engine's max_num_seqs `cap`. All empty for a whole-batch backend (no steps); only the cycle's batch fill when the
     batch never reached `cap`; the energy figures empty when the window's energy is unmeasured."""
     empty = dict.fromkeys(STEADY_STATE.names)
-    if steps.empty or cap < 1:  # a folder written before steps were recorded has none, not even columns
+    if steps.empty or cap < 1:
         return STEADY_STATE.record(**empty)
     inside = steps[(steps.t_s > window.start_s) & (steps.t_s <= window.end_s)].sort_values("t_s", kind="stable")
     if inside.empty:

@@ -15,14 +15,15 @@ from pathlib import Path
 from gpu_ops.leaderboard import rank_rows
 from gpu_ops.ranking import RankingRules
 from gpu_ops.results import ResultTables
-from gpu_ops.schema import plain
+from gpu_ops.schema import RUN_SUMMARY_FIGURES, plain
 from gpu_ops.stats import idle_rise_note, result_statistics
 from gpu_ops.validation import Finding
 
 
 @dataclass(frozen=True)
 class Figure:
-    """A summarised figure of the table: statistics `<metric>_mean` / `<metric>_ci95`, shown in `unit` x `scale`."""
+    """A summarised figure of the table: statistics `<metric>_mean` / `<metric>_ci95` (a pooled percentile: itself and
+    its interval's ends), shown in `unit` x `scale`."""
 
     metric: str
     header: str
@@ -30,12 +31,8 @@ class Figure:
     scale: float = 1.0
 
 
-FIGURES = (
-    Figure("tokens_per_s", "throughput", "tok/s"),
-    Figure("j_per_token", "energy", "J/token"),
-    Figure("ttft_p50_pooled_s", "TTFT p50", "ms", 1000.0),  # over every request, as the site and compare show it
-    Figure("tpot_mean_s", "TPOT", "ms", 1000.0),
-)
+FIGURES = tuple(Figure(f.name.removesuffix("_mean"), f.label, f.unit, f.scale) for f in RUN_SUMMARY_FIGURES)
+"""schema.RUN_SUMMARY_FIGURES, each by the key it has in `run --json`."""
 
 
 def _figure(row, metric: str) -> dict:

@@ -139,10 +139,9 @@ def check_partition_claim(t: ResultTables) -> Verdict:
         values = sorted(set(c[col].astype(str)))
         if values != [str(exp[col])]:
             problems.append(f"cycles.{col} is {excerpt(values)} but experiment.{col} is {excerpt(exp[col])}")
-    hash_key = "experiment_hash" if "experiment_hash" in s else "config_hash"  # the name before the three were named
     for key, col in (
         *((c, c) for c in ("name", "model", "backend", "hardware", "weights", "experiment_key")),
-        (hash_key, "config_hash"),
+        ("experiment_hash", "config_hash"),
     ):
         if s.get(key) != exp[col]:
             problems.append(f"summary.json {key} is {excerpt(s.get(key))} but experiment.{col} is {excerpt(exp[col])}")
@@ -230,6 +229,7 @@ def check_windows_match_cycles(t: ResultTables) -> Verdict:
             f"{excerpt(sorted(t.sweep_points.sweep_point))}"
         )
     windows = {(r.sweep_point, r.cycle): r for _, r in cw.iterrows()}
+    never_stored = {*t.added.get("cycles", ()), *t.added.get("windows", ())}  # by an older folder: not compared
     for _, row in c.iterrows():
         win = windows.get((row.sweep_point, row.cycle))
         if win is None:
@@ -240,8 +240,7 @@ def check_windows_match_cycles(t: ResultTables) -> Verdict:
             "gross_energy_j": "gpu_energy_j",
             "energy_status": "gpu_energy_status",
         }.items():
-            # a column a folder written before it lacks is not compared
-            if col in row.index and wcol in win.index and not rederive.same(row[col], win[wcol]):
+            if col not in never_stored and wcol not in never_stored and not rederive.same(row[col], win[wcol]):
                 problems.append(
                     f"cycles {excerpt(row.sweep_point)} cycle {row.cycle}: {col} is "
                     f"{excerpt(rederive.plain(row[col]))}, its window's {wcol} is "
@@ -369,11 +368,7 @@ def check_cross_check(t: ResultTables) -> Verdict:
     m = m[m.cross_check_rel_diff.notna()]
     legacy = t.experiment.iloc[0].cross_check_tolerance
     legacy = 0.10 if pd.isna(legacy) else float(legacy)
-    tol = (
-        m.cross_check_tolerance.astype(float).fillna(legacy)
-        if "cross_check_tolerance" in m
-        else pd.Series(legacy, index=m.index)
-    )
+    tol = m.cross_check_tolerance.astype(float).fillna(legacy)
     over = m.cross_check_rel_diff.abs() - tol
     bad = m[over > 0]
     worst = float(m.cross_check_rel_diff.abs().max()) if len(m) else None

@@ -12,7 +12,7 @@ from energy_assets.tables import rows_table, schema_metadata, significant
 from gpu_ops.conversions import load_conversions
 from gpu_ops.leaderboard import READ_FROM_STATISTICS, build_leaderboard
 from gpu_ops.readable import number
-from gpu_ops.schema import LEADERBOARD
+from gpu_ops.schema import LEADERBOARD, LEADERBOARD_TOP_MARKDOWN, LEADERBOARD_TOP_ROWS
 from gpu_ops.slo import Deadline, parse_slo, slo_pick
 
 # v5: SLO pick, J per good token rank, carbon and cost, drift; v4: ranking rules, rank bands, steady state;
@@ -49,21 +49,6 @@ AFTER_STATISTICS = (
 )
 
 
-TOP_COLUMNS = (
-    "experiment_key",
-    "hardware",
-    "sweep_point",
-    "j_per_token_mean",
-    "j_per_token_ci95",
-    "tokens_per_s_mean",
-    "tokens_per_s_ci95",
-    "cv",
-    "rank_label",
-    "not_ranked_reason",
-    "raw_run_id",
-)
-
-
 INLINE_MARKDOWN = 950
 """The Dagster UI shows Markdown metadata under 1000 characters in place, longer behind a "[Show Markdown]" click."""
 
@@ -79,8 +64,8 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
         return missing if pd.isna(v) else f"{number(v)}{unit} ± {'n/a' if pd.isna(ci) else number(ci)}"
 
     head = [
-        "| rank | partition | sweep point | ranked J/token | tok/s | CV | weights | run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(f.label for f in LEADERBOARD_TOP_MARKDOWN) + " |",
+        "|---" * len(LEADERBOARD_TOP_MARKDOWN) + "|",
     ]
     rows: list[str] = []
     for r in df.head(n).itertuples():
@@ -172,7 +157,7 @@ def leaderboard(
             f"{(df.weights == 'synthetic').sum()} on synthetic weights, {df.ranked.sum()} ranked "
             f"({df.ranking_rules.iloc[0] if len(df) else 'no rows'})",
             "top": dg.MetadataValue.md(top_markdown(df)),
-            "top_rows": rows_table(df, LEADERBOARD, TOP_COLUMNS),
+            "top_rows": rows_table(df, LEADERBOARD_TOP_ROWS),
             "slo": dg.MetadataValue.text(", ".join(map(str, deadlines))),
             "slo_pick": dg.MetadataValue.md(slo_markdown(df, deadlines)),
             "drift": dg.MetadataValue.int(int(df.drift.fillna(False).astype(bool).sum())),

@@ -309,7 +309,7 @@ def _metadata(tables: ResultTables, source: str, definition: str | None, file_sh
 
 def engines_text(cycles: pd.DataFrame) -> str:
     """The engines the cycles ran on: each id, warm or started (and in how many seconds)."""
-    if "engine_id" not in cycles or cycles.engine_id.isna().all():
+    if cycles.engine_id.isna().all():
         return "not recorded"
     parts = []
     for engine, g in cycles.groupby("engine_id", sort=False):

@@ -14,14 +14,13 @@ from energy_assets.tables import rows_table, schema_metadata, significant
 from gpu_ops.drift import extend_history, history_rows, previous_statistics, with_drift
 from gpu_ops.errors import UserError
 from gpu_ops.results import ResultTables
-from gpu_ops.schema import PUBLISHED_STATISTICS
+from gpu_ops.schema import PUBLISHED_STATISTICS, STATISTICS_PREVIEW
 from gpu_ops.stats import CV_UNSTABLE, UNRECORDED_SUBMITTER, headline_cv, published_statistics
 
 # v6: J per good token, drift; v5: steady state, window_min_s; v4: pooled latencies, submitter; v3: file_sha
 STATS_CODE_VERSION = "stats-v6"
 MIN_CYCLES = 3
 RAW_KEY = dg.AssetKey("raw_measurements")
-PREVIEW = ("sweep_point", "n_cycles", "tokens_per_s_mean", "tokens_per_s_ci95", "j_per_token_mean", "j_per_token_ci95")
 
 
 def raw_run_file_sha(instance: dg.DagsterInstance, run_id: str) -> str | None:
@@ -118,7 +117,7 @@ def cycle_statistics(context: dg.AssetExecutionContext, storage: StorageResource
             "raw_run": dg.MetadataValue.md(f"{run_link(raw['raw_run_id'])} (run `{raw['raw_run_id']}`)"),
             "raw_partition": dg.MetadataValue.md(partition_link(partition)),
             "raw_data_version": str(raw["raw_data_version"]),
-            "preview": rows_table(st, PUBLISHED_STATISTICS, PREVIEW),
+            "preview": rows_table(st, STATISTICS_PREVIEW),
             # plotted across materializations: quantities that change from one measurement to the next
             "tokens_per_s_best": dg.MetadataValue.float(significant(float(st.tokens_per_s_mean.max()))),
             **(

@@ -35,20 +35,10 @@ from gpu_ops.readable import number
 def _print_leaderboard(storage: Path) -> None:
     import pandas as pd
 
+    from gpu_ops.schema import DEMO_LEADERBOARD
+
     lb = pd.read_parquet(storage / "assets" / "leaderboard.parquet")
-    cols = [
-        "rank_label",
-        "experiment_key",
-        "hardware",
-        "sweep_point",
-        "tokens_per_s_mean",
-        "tokens_per_s_ci95",
-        "ttft_p50_pooled_s",
-        "cv",
-        "energy_status",
-        "raw_run_id",
-    ]
-    print(lb[cols].to_string(index=False, float_format=lambda v: number(v, 4)))
+    print(lb[list(DEMO_LEADERBOARD.names)].to_string(index=False, float_format=lambda v: number(v, 4)))
     reasons = lb.unmeasured_reason.dropna().unique()
     if len(reasons):
         print(f"energy: unmeasured on this machine ({reasons[0]}); on a GPU worker the same campaign records J/token.")

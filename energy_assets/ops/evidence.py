@@ -22,6 +22,7 @@ import pandas as pd
 from energy_assets.partitions import split
 from gpu_ops.rederive import same
 from gpu_ops.results import read_tables
+from gpu_ops.schema import HEADLINE_FIGURES, LEADERBOARD_PROVENANCE
 from gpu_ops.timing import Span, breakdown
 
 RAW = dg.AssetKey("raw_measurements")
@@ -125,7 +126,7 @@ def trace_markdown(instance: dg.DagsterInstance, raw_root: Path, lb: pd.DataFram
     columns, each step checked against the stored data: ✓ where it agrees, ✗ where it does not."""
     measured = lb[lb.j_per_token_mean.notna()]
     row = (measured.sort_values("rank_j_per_token") if len(measured) else lb).iloc[0]
-    metric = "j_per_token" if len(measured) else "tokens_per_s"
+    metric = HEADLINE_FIGURES.names[0 if len(measured) else 1]
     value = row[f"{metric}_mean"]
     lines = [f"# Tracing {metric} = {value:.6g} of {row.model} on {row.hardware}, sweep point `{row.sweep_point}`", ""]
     mark = {True: "✓", False: "✗"}
@@ -137,17 +138,7 @@ def trace_markdown(instance: dg.DagsterInstance, raw_root: Path, lb: pd.DataFram
         lines.append(f"- {mark[ok]} {text}")
 
     lines += ["## 1. The leaderboard row's provenance", ""]
-    for col in (
-        "partition_key",
-        "raw_run_id",
-        "raw_storage_id",
-        "raw_data_version",
-        "stats_code_version",
-        "experiment_hash",
-        "sweep_point_hash",
-        "fingerprint_hash",
-        "submitter",
-    ):
+    for col in LEADERBOARD_PROVENANCE.names:
         lines.append(f"- `{col}` = `{row[col]}`")
     lines += ["", "## 2. The raw materialization it names (Dagster's event log)", ""]
     records = instance.fetch_materializations(

@@ -20,21 +20,14 @@ from energy_assets.io import local_asset_dir
 from energy_assets.partitions import experiment_partitions, hardware_partitions, measurement_partitions, partition_key
 from energy_assets.resources import GpuResource, StorageResource, printable, safe_name
 from energy_assets.sensors.moderation import approved_not_requested, duplicate_reason, hold_for_moderation
-from gpu_ops.config import (
-    MAX_CONFIG_BYTES,
-    ExperimentConfig,
-    Schedule,
-    file_sha,
-    parse_config,
-    parse_yaml,
-    read_config_bytes,
-)
+from gpu_ops.config import ExperimentConfig, Schedule, file_sha, parse_config
 from gpu_ops.environment import validate_slug
 from gpu_ops.errors import ConfigError, UserError, excerpt
 from gpu_ops.estimate import Measured, estimate, read_history
 from gpu_ops.models import resolve_model
 from gpu_ops.results import read_tables, write_file_atomic
 from gpu_ops.signing import KeyRegistry, verify_folder
+from gpu_ops.strict_yaml import MAX_CONFIG_BYTES, parse_yaml, read_config_bytes
 from gpu_ops.validation import blocking_failures, failure_message, validate
 
 measure_job = dg.define_asset_job(

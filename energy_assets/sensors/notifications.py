@@ -22,20 +22,9 @@ from energy_assets.resources import StorageResource
 from gpu_ops.errors import excerpt
 from gpu_ops.notify import NotifyConfig, load_notify_config, notify
 from gpu_ops.readable import number
+from gpu_ops.schema import NOTIFIED_ROW
 
 MAX_LISTED = 10  # entries named in one leaderboard notification; the rest are counted
-ROW_FIELDS = [  # the leaderboard columns a notification reads
-    "partition_key",
-    "sweep_point",
-    "experiment_key",
-    "hardware",
-    "j_per_token_mean",
-    "tokens_per_s_mean",
-    "submitter",
-    "raw_run_id",
-    "drift",
-    "drift_detail",
-]
 
 
 def notify_config_path(storage: StorageResource) -> Path:
@@ -154,7 +143,7 @@ def _drifted(frame: pd.DataFrame) -> list[str]:
 
 def _describe(row: dict) -> str:
     jpt = row["j_per_token_mean"]
-    energy = "unmeasured" if pd.isna(jpt) else f"{number(jpt, 4)} J/token"
+    energy = "unmeasured" if pd.isna(jpt) else f"{number(jpt, 4)} {NOTIFIED_ROW['j_per_token_mean'].unit}"
     return f"{row['experiment_key']} {row['sweep_point']} on {row['hardware']}: {energy} (from {row['submitter']})"
 
 
@@ -176,7 +165,7 @@ def notify_leaderboard(context: dg.SensorEvaluationContext, storage: StorageReso
     with path.open("rb") as fh:
         stored = pq.read_schema(fh).names
         fh.seek(0)
-        frame = pq.read_table(fh, columns=[c for c in ROW_FIELDS if c in stored]).to_pandas()  # older: no drift
+        frame = pq.read_table(fh, columns=[c for c in NOTIFIED_ROW.names if c in stored]).to_pandas()  # older: no drift
     rows, leaders = _leaderboard_state(frame)
     sent = []
     if state is not None:  # None: switched on with a leaderboard already there; it is the baseline, not news

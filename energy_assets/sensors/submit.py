@@ -19,9 +19,10 @@ from pydantic.fields import FieldInfo
 
 from energy_assets.resources import GpuResource, StorageResource
 from energy_assets.sensors.automation import InboxExperiment, check_experiment, inbox_names
-from gpu_ops.config import NAME_PATTERN, ExperimentConfig, field_docs, read_config_bytes, submodel
+from gpu_ops.config import NAME_PATTERN, ExperimentConfig, field_docs, submodel
 from gpu_ops.errors import UserError
 from gpu_ops.results import write_file_atomic
+from gpu_ops.strict_yaml import read_config_bytes
 
 LAUNCHER_TAGS = ("dagster/user", "user")
 """Run tags naming who launched a run, first found wins: Dagster+ sets dagster/user; on OSS Dagster add a `user` tag in

@@ -49,12 +49,12 @@ def build_meter(cfg, use_cuda: bool, nvml_module=None, sync=None, nvml_spec: str
         zeus = ZeusMonitor(gpu_indices=list(cfg.gpus), approx_instant_energy=False)
     return EnergyMeter(
         gpu,
-        gpu_reason,
-        cpu,
-        cpu_reason,
-        cfg.energy.sample_hz,
-        sync,
-        zeus,
+        gpu_reason=gpu_reason,
+        cpu=cpu,
+        cpu_reason=cpu_reason,
+        sample_hz=cfg.energy.sample_hz,
+        sync=sync,
+        zeus=zeus,
         nvml_spec=nvml_spec,
         tolerance=cfg.energy.cross_check_tolerance,
     )

@@ -1,6 +1,6 @@
 """The measurement window API.
 
-    with EnergyMeter.detect(cfg) as meter:
+    with build_meter(cfg, use_cuda) as meter:   # gpu_ops.energy.build_meter: the meter of a run's config
         meter.begin_window("cycle-0")
         ...work...
         m = meter.end_window("cycle-0")   # WindowMeasurement: counter J ± uncertainty, timeline J, conditions
@@ -184,9 +184,9 @@ class _Samples:
 class _ThreadSampler(threading.Thread):
     """In-process sampling, for NVML stand-ins injected as objects (tests); real runs use the sampler process."""
 
-    def __init__(self, meter: EnergyMeter, period_s: float):
+    def __init__(self, meter: EnergyMeter):
         super().__init__(name="lem-power-sampler", daemon=True)
-        self.meter, self.period_s = meter, period_s
+        self.meter, self.period_s = meter, meter.sample_period_s
         self.stop_event = threading.Event()
         self.error: Exception | None = None
         self.root = smp.run_root_pid()
@@ -229,7 +229,7 @@ class _ThreadSampler(threading.Thread):
 class _ProcessSampler:
     """`python -m gpu_ops.energy.sampler` beside the measured process; its records are read from a file."""
 
-    def __init__(self, meter: EnergyMeter, period_s: float, nvml_spec: str | None):
+    def __init__(self, meter: EnergyMeter, nvml_spec: str | None):
         self.meter = meter
         self.dir = Path(tempfile.mkdtemp(prefix="lem-sampler-"))
         self.path = self.dir / "samples.bin"
@@ -248,8 +248,8 @@ class _ProcessSampler:
             "gpu_ops.energy.sampler",
             "--out",
             str(self.path),
-            "--period",
-            repr(period_s),
+            "--hz",
+            repr(meter.sample_hz),
             "--root-pid",
             str(smp.run_root_pid()),
             *(x for t in meter.targets for x in ("--index", str(t.index))),
@@ -326,11 +326,12 @@ class EnergyMeter:
 
     def __init__(
         self,
-        gpu: NvmlSource | None = None,
+        gpu: NvmlSource | None,
+        *,
         gpu_reason: str | None = None,
         cpu: RaplSource | None = None,
         cpu_reason: str | None = None,
-        sample_hz: float = 50.0,
+        sample_hz: float = smp.DEFAULT_SAMPLE_HZ,
         sync: Callable[[], None] | None = None,
         zeus=None,
         sampler: str = "auto",
@@ -343,7 +344,8 @@ class EnergyMeter:
         self.gpu_reason = gpu_reason
         self.cpu = cpu
         self.cpu_reason = cpu_reason if cpu is None else None
-        self.sample_period_s = 1.0 / sample_hz
+        self.sample_hz = sample_hz
+        self.sample_period_s = smp.sample_period_s(sample_hz)
         self.sync = sync or (lambda: None)
         self.zeus = zeus
         self.targets: list[GpuTarget] = gpu.targets if gpu else []
@@ -370,10 +372,10 @@ class EnergyMeter:
     def __enter__(self) -> EnergyMeter:
         if self.gpu is not None:
             if self.sampler_kind == "process":
-                self._sampler = _ProcessSampler(self, self.sample_period_s, self.nvml_spec)
+                self._sampler = _ProcessSampler(self, self.nvml_spec)
                 self._sampler.start()
             else:
-                self._sampler = _ThreadSampler(self, self.sample_period_s)
+                self._sampler = _ThreadSampler(self)
                 self._sampler.start()
             self._measure_step_period()
         return self
@@ -689,12 +691,12 @@ class EnergyMeter:
             "gpu_source": "nvml" if self.gpu else None,
             "gpu_unmeasured_reason": self.gpu_reason,
             "power_source": self.gpu.power_source if self.gpu else None,
-            "sample_hz": 1.0 / self.sample_period_s,
+            "sample_hz": self.sample_hz,
             "sampler": self.sampler_kind if self.gpu else None,
             "counter_step_s": self.step_s if self.gpu else None,
             "counter_step_measured": self.step_measured,
             "edge_alignment": "counter read at its next update; the stretch to the window edge from the timeline",
-            "cross_check_rule": RULE,  # gpu_ops.energy.tolerance; folders before it: sigma-v2 (z) or sqrt-v1
+            "cross_check_rule": RULE,  # gpu_ops.energy.tolerance; a folder from before it: gpu_ops.results.upgrade
             "power_accuracy_w": POWER_ACCURACY_W,
             "counter_resolution_j": COUNTER_RESOLUTION_J,
             "cross_check_edges": True,  # the tolerance includes timeline_edge_error (folders before it: not)

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 COUNTER_UPDATE_S = 0.1  # the energy counter and power reading change every ~100 ms (H100/H200)
+MIN_IDLE_UPDATES = 5
+MIN_IDLE_BASELINE_S = MIN_IDLE_UPDATES * COUNTER_UPDATE_S
+"""The shortest idle window worth measuring: one shorter than a few counter updates reads no counter step, so it would
+measure nothing (config.EnergyOptions refuses a shorter `idle_baseline_s`)."""
 
 
 def load_nvml() -> tuple[Any | None, str | None]:

@@ -8,7 +8,7 @@ The sampler appends fixed-size records to a file; the meter reads the new ones w
 crosses between the processes while a window runs. Every time is `time.perf_counter()`, which is CLOCK_MONOTONIC
 on Linux: one clock for every process of the machine.
 
-    python -m gpu_ops.energy.sampler --out FILE --index 0 [--index 1] --period 0.02 --root-pid PID
+    python -m gpu_ops.energy.sampler --out FILE --index 0 [--index 1] --hz 50 --root-pid PID
 
 A process is "own" when it is the run's root process or one of its descendants (engine cores, workers, torchrun
 ranks), or listed in LEM_RUN_PIDS; every other process on the run's GPUs is foreign.
@@ -29,8 +29,16 @@ RECORD = struct.Struct("<cdHdddq")  # kind, t, target, a, b, c, d
 SAMPLE, PROCESS, READY = b"s", b"p", b"r"  # s: power W, temp C, SM clock MHz, reasons; p: pid, own (0/1)
 AUX_PERIOD_S = 0.5  # temperature, clocks and clock-event reasons: the costly queries (benchmarks/nvml_call_cost.py)
 PROCESS_POLL_S = 1.0
+DEFAULT_SAMPLE_HZ = 50.0
+"""Power samples per second unless the config says otherwise (energy.sample_hz): >= 50 keeps the cross-check within
+its tolerance."""
 ROOT_ENV = "LEM_RUN_ROOT_PID"  # set by a launcher whose children run the meter (torchrun ranks)
 PIDS_ENV = "LEM_RUN_PIDS"
+
+
+def sample_period_s(sample_hz: float) -> float:
+    """Seconds between power samples at `sample_hz`: the one place the sampling rate becomes a period."""
+    return 1.0 / sample_hz
 
 
 def run_root_pid() -> int:
@@ -97,6 +105,7 @@ def _loop(args) -> None:
     from gpu_ops.energy.nvml import GpuTarget, NvmlSource
 
     nvml = load_nvml_module(args.nvml)
+    period_s = sample_period_s(args.hz)
     targets = [GpuTarget(i, "", "", nvml.nvmlDeviceGetHandleByIndex(i), None) for i in args.index]
     source = NvmlSource(nvml, targets)
     stop = {"now": False}
@@ -120,7 +129,7 @@ def _loop(args) -> None:
                 chunk += [pack_process(t, i, pid, pid in own) for pid in sorted(source.process_pids(target))]
             next_poll = t + PROCESS_POLL_S
         out.write(b"".join(chunk))
-        time.sleep(max(0.0, args.period - (time.perf_counter() - t)))
+        time.sleep(max(0.0, period_s - (time.perf_counter() - t)))
     out.close()
 
 
@@ -128,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="power sampler of llm-energy-measure (started by the meter)")
     ap.add_argument("--out", required=True, help="file the records are appended to")
     ap.add_argument("--index", type=int, action="append", required=True, help="NVML index of a GPU to sample")
-    ap.add_argument("--period", type=float, default=0.02, help="seconds between power samples")
+    ap.add_argument("--hz", type=float, default=DEFAULT_SAMPLE_HZ, help="power samples per second")
     ap.add_argument("--root-pid", type=int, required=True, help="root of the run's process tree (own processes)")
     ap.add_argument("--nvml", default=None, help="module:factory of an NVML stand-in (tests)")
     args = ap.parse_args(argv)

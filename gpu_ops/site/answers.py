@@ -12,28 +12,9 @@ import html
 import pandas as pd
 
 from gpu_ops.conversions import inputs_text
-from gpu_ops.schema import POOLED_QUANTILES, SLO_METRICS, SLO_QUANTILES, plain
+from gpu_ops.schema import POOLED_QUANTILES, SITE_SLO, SLO_QUANTILES, plain
 from gpu_ops.slo import Deadline
 
-SLO_FIELDS = (
-    "id",
-    "model",
-    "backend",
-    "hardware",
-    "parallelism",
-    "sweep_point",
-    "j_per_token_mean",
-    "j_per_token_ci95",
-    "j_per_good_token_mean",
-    "j_per_good_token_ci95",
-    "rank_j_per_good_token",
-    "goodput_req_per_s_mean",
-    "tokens_per_s_mean",
-    "ranked",
-    "not_ranked_reason",
-    *(f"{m}_p{q}_pooled{end}_s" for m in SLO_METRICS for q in SLO_QUANTILES for end in ("", "_lo", "_hi")),
-)
-"""What slo.html needs of each row: the pooled percentiles with their intervals, J/token, J/good token, goodput."""
 SLIDER_MS = {"ttft": (10, 60_000), "itl": (1, 2_000), "tpot": (1, 2_000)}
 """Each deadline slider's range in ms (log scale)."""
 
@@ -46,7 +27,7 @@ def slo_state(deadlines: tuple[Deadline, ...]) -> str:
 def slo_body(board: pd.DataFrame, deadlines: tuple[Deadline, ...], script_json) -> str:
     """slo.html: a slider and a percentile choice per latency; the pick per model × hardware, the J per good token
     ranking and its Pareto against goodput are computed in the page (slo.js) from the rows inlined here."""
-    rows = [{k: plain(r.get(k)) for k in SLO_FIELDS} for r in board.to_dict(orient="records")]
+    rows = [{k: plain(r.get(k)) for k in SITE_SLO.names} for r in board.to_dict(orient="records")]
     controls = "".join(
         f'<fieldset class="slo" id="slo-{m}"><legend>{m.upper()}</legend>'
         f'<label><input type="checkbox" id="on-{m}"> deadline</label> '

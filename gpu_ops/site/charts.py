@@ -13,7 +13,7 @@ from gpu_ops.phases import phase_intervals
 from gpu_ops.plotting import BACKEND_COLOURS, efficiency_scatter, error_bars, load_plotly
 from gpu_ops.readable import number
 from gpu_ops.results import ResultTables
-from gpu_ops.schema import plain
+from gpu_ops.schema import HEADLINE_FIGURES, plain
 from gpu_ops.site.data import SiteData
 from gpu_ops.stats import summarize
 
@@ -155,9 +155,8 @@ def box_figure(cycles_by_row: dict[str, pd.DataFrame], labels: dict[str, str]):
     go = load_plotly()
     fig = go.Figure()
     energy = any(c.j_per_token.notna().any() for c in cycles_by_row.values())
-    metric, title = (
-        ("j_per_token", "J/token per cycle") if energy else ("tokens_per_s", "tokens/s per cycle (energy unmeasured)")
-    )
+    figure = HEADLINE_FIGURES.fields[0 if energy else 1]
+    metric, title = figure.name, f"{figure.unit} per cycle" + ("" if energy else " (energy unmeasured)")
     for rid, c in cycles_by_row.items():
         vals = c[metric].dropna()
         if len(vals):
@@ -209,7 +208,8 @@ def heatmap(board: pd.DataFrame):
     from plotly.subplots import make_subplots
 
     measured = bool(board.j_per_token_mean.notna().any())
-    metric, unit = ("j_per_token_mean", "J/token") if measured else ("tokens_per_s_mean", "tokens/s")
+    figure = HEADLINE_FIGURES.fields[0 if measured else 1]
+    metric, unit = f"{figure.name}_mean", figure.unit
     groups = heatmap_groups(board)
     fig = make_subplots(
         rows=len(groups), cols=1, subplot_titles=[group_name(k) for k, _ in groups], vertical_spacing=0.5 / len(groups)
@@ -238,7 +238,7 @@ def heatmap(board: pd.DataFrame):
         fig.update_xaxes(title_text="batch size", type="category", row=i, col=1)
         fig.update_yaxes(title_text="precision", type="category", row=i, col=1)
     fig.update_layout(
-        title=f"Batch size x precision<br><sub>{'mean J/token' if measured else 'tokens/s (energy unmeasured)'} "
+        title=f"Batch size x precision<br><sub>{f'mean {unit}' if measured else f'{unit} (energy unmeasured)'} "
         "within each model · backend · hardware</sub>",
         template="plotly_white",
         height=max(380, 260 * len(groups)),

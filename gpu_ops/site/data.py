@@ -16,7 +16,7 @@ import pandas as pd
 from gpu_ops.conversions import NO_CONVERSIONS, Conversions
 from gpu_ops.models import ARCHITECTURES
 from gpu_ops.results import ResultTables, read_tables
-from gpu_ops.schema import LEADERBOARD, Column
+from gpu_ops.schema import LEADERBOARD, SITE_HEADLINES, Column
 
 HUB = "https://huggingface.co/"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # org/name, or a legacy bare name (gpt2)
@@ -47,16 +47,13 @@ COLUMNS = [_site_column(c) for c in LEADERBOARD.where(shown=True)]
 FILTERS = tuple(c["key"] for c in COLUMNS if c["type"] == "text")  # a select each; site.js reads them from the data
 CV_COLUMN = dict(key="cv", label="CV", type="number", unit="%", scale=100, digits=2, better="lower")
 """The spread between cycles (gpu_ops.stats.headline_cv), beside the headline; above CV_UNSTABLE the row is badged."""
-HIDDEN = ("weights", "j_per_good_token_mean", "gco2e_per_mtoken", "cost_per_mtoken")
-"""Columns the chooser starts with unticked, so the table fits a 1600 px screen: the synthetic-weights flag beside the
-model already says it; J per good token has its own ranked view (slo.html); carbon and cost are on each detail page
-beside their inputs. A reader ticks them back in the chooser."""
-HEADLINES = ("tokens_per_j_mean", "tokens_per_s_mean")
-"""The headline metric, higher is better: tokens per joule, or output tokens/s when no row's energy is measured."""
 
 
 def headline(board: pd.DataFrame) -> str:
-    return HEADLINES[0] if board[HEADLINES[0]].notna().any() else HEADLINES[1]
+    """The column the site ranks by (schema.SITE_HEADLINES): tokens per joule, else tokens/s when no row's energy is
+    measured."""
+    energy, throughput = SITE_HEADLINES.names
+    return energy if board[energy].notna().any() else throughput
 
 
 RANK_COLUMN = dict(key="rank_j_per_token", label="rank", type="number", better="lower", rank=True)

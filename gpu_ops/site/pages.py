@@ -21,13 +21,12 @@ import pandas as pd
 from gpu_ops.conversions import NO_CONVERSIONS, Conversions
 from gpu_ops.readable import number
 from gpu_ops.results import ResultTables, replace_folder
-from gpu_ops.schema import plain
+from gpu_ops.schema import LEADERBOARD, SITE_DETAIL_CYCLES, SITE_EMBED, SITE_HIDDEN, Shown, plain
 from gpu_ops.site.answers import NOTE_OF, conversion_notes, detail_sections, slo_body
 from gpu_ops.site.api import api_body, write_api
 from gpu_ops.site.charts import detail_figures, index_figures
 from gpu_ops.site.data import (
     FILTERS,
-    HIDDEN,
     columns,
     headline,
     leaderboard_of_folders,
@@ -133,6 +132,15 @@ def _fmt(v, unit="", scale=1.0, digits=4) -> str:
     return '<span class="unmeasured">unmeasured</span>' if v is None else f"{number(float(v) * scale, digits)}{unit}"
 
 
+def _cell(row, field: Shown) -> str:
+    """A row's cell as `field` shows it: a figure (a column with a stored unit) in the field's unit, else text (empty
+    where there is no value, as in a column an older folder did not write)."""
+    if not field.column.unit:
+        value = plain(row.get(field.name))
+        return "" if value is None else html.escape(str(value))
+    return _fmt(row.get(field.name), f" {field.unit}" if field.unit else "", field.scale)
+
+
 EMBED_NEEDS_URL = (
     "This copy of the site has no public address, so an embed made from it would point at this machine. Build the "
     "site with its public address (LEM_SITE_URL on the platform, report --site-url) to get the snippet."
@@ -180,34 +188,12 @@ def _detail(row, t: ResultTables, figures: list[dict], answers: str = "", site_u
         f'<tr class="{"nd" if k in nd else ""}"><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v))}</td></tr>'
         for k, v in sorted(config.items())
     )
-    cycle_cols = [
-        ("cycle", "cycle", "", 1),
-        ("duration_s", "duration", " s", 1),
-        ("output_tokens", "tokens", "", 1),
-        ("gross_energy_j", "energy", " J", 1),
-        ("j_per_token", "J/token", "", 1),
-        ("tokens_per_s", "tok/s", "", 1),
-        ("avg_power_w", "power", " W", 1),
-        ("ttft_p50_s", "TTFT p50", " ms", 1000),
-        ("cross_check_rel_diff", "counter vs timeline", " %", 100),
-        ("cross_check_tolerance", "its tolerance", " %", 100),
-        ("too_short", "too short", "", 1),
-        ("engine_id", "engine", "", 1),
-        ("engine_reused", "warm engine", "", 1),
-    ]
-    text_cols = ("cycle", "too_short", "engine_id", "engine_reused")
     cycle_table = (  # in a scrolling box: on a phone the table scrolls, not the page
         '<div class="table-wrap"><table><tr>'
-        + "".join(f"<th>{lbl}</th>" for _, lbl, _, _ in cycle_cols)
+        + "".join(f"<th>{f.label}</th>" for f in SITE_DETAIL_CYCLES)
         + "</tr>"
         + "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{_fmt(r.get(c), u, s) if c not in text_cols else html.escape(str(r.get(c, '')))}</td>"
-                for c, _, u, s in cycle_cols
-            )
-            + "</tr>"
-            for _, r in cyc.iterrows()
+            "<tr>" + "".join(f"<td>{_cell(r, f)}</td>" for f in SITE_DETAIL_CYCLES) + "</tr>" for _, r in cyc.iterrows()
         )
         + "</table></div>"
     )
@@ -248,7 +234,7 @@ def _detail(row, t: ResultTables, figures: list[dict], answers: str = "", site_u
         [
             (
                 "energy",
-                f"{_fmt(row.j_per_token_mean)} J/token"
+                f"{_fmt(row.j_per_token_mean)} {LEADERBOARD['j_per_token_mean'].unit}"
                 + (
                     fmt_ci(plain(row.j_per_token_ci95))
                     if plain(row.j_per_token_mean) is not None
@@ -329,26 +315,9 @@ precision {html.escape(str(row.precision))}</div>
     return body
 
 
-EMBED_FIELDS = (
-    "id",
-    "model",
-    "backend",
-    "hardware",
-    "parallelism",
-    "sweep_point",
-    "j_per_token_mean",
-    "tokens_per_j_mean",
-    "tokens_per_s_mean",
-    "cv",
-    "unstable",
-    "model_url",
-)
-"""What the embeddable card shows of each row (the page holds every row; `?model=` picks one model's)."""
-
-
 def _embed_page(board: pd.DataFrame, lead: str) -> str:
     """embed.html: a card of one model's rows for an iframe on another site; no plotly, styles and data inline."""
-    rows = [{k: plain(v) for k, v in r.items()} for r in board[list(EMBED_FIELDS)].to_dict(orient="records")]
+    rows = [{k: plain(v) for k, v in r.items()} for r in board[list(SITE_EMBED.names)].to_dict(orient="records")]
     inline = {"rows": rows, "headline": lead, "unstable_cv": CV_UNSTABLE}
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LLM energy</title>'
@@ -420,7 +389,7 @@ def build_site(
             "rows": rows,
             "columns": [{**c, "note": NOTE_OF[c["key"]]} if c["key"] in NOTE_OF else c for c in columns(board)],
             "filters": FILTERS,
-            "hidden": HIDDEN,
+            "hidden": SITE_HIDDEN.names,
             "ci_missing": CI_MISSING,
             "default_sort": lead,
             "figures": [{"id": k, "figure": f} for k, f in figs.items()],

@@ -99,11 +99,11 @@ def test_metadata_numbers_are_rounded_and_top_rows_are_a_typed_table():
     import pandas as pd
 
     from energy_assets.tables import rows_table, significant
-    from gpu_ops.schema import LEADERBOARD
+    from gpu_ops.schema import LEADERBOARD, View
 
     assert significant(0.4611739049854989) == 0.4612 and significant(1454.26) == 1454.0 and significant(None) is None
     frame = pd.DataFrame({"sweep_point": ["a"], "j_per_token_mean": [0.123456789], "unstable": [pd.NA]})
-    table = rows_table(frame, LEADERBOARD, list(frame.columns)).value
+    table = rows_table(frame, View("some_rows", LEADERBOARD, *frame.columns)).value
     assert table.records[0].data == {"sweep_point": "a", "j_per_token_mean": 0.1235, "unstable": None}
     assert {c.name: c.tags.get("unit") for c in table.schema.columns}["j_per_token_mean"] == "J/token"
 

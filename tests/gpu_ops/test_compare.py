@@ -96,8 +96,9 @@ def test_the_gpu_compare_file_starts_the_engine_the_gpu_campaign_warmed():
     """The warm-campaign stage times compare's vLLM start as the warm-cache start: it must be the same engine."""
     from pathlib import Path
 
-    from gpu_ops.config import load_config, read_yaml
+    from gpu_ops.config import load_config
     from gpu_ops.engines import engine_identity
+    from gpu_ops.strict_yaml import read_yaml
 
     examples = Path(__file__).resolve().parents[2] / "examples"
     campaign = load_config(examples / "campaign-gpu" / "llama-1b-vllm.yaml")

@@ -169,7 +169,8 @@ def test_every_example_experiment_is_valid():
     from pathlib import Path
 
     from gpu_ops.compare import backend_data
-    from gpu_ops.config import parse_config, read_yaml
+    from gpu_ops.config import parse_config
+    from gpu_ops.strict_yaml import read_yaml
 
     root = Path(__file__).resolve().parents[2] / "examples"
     files = sorted(p for p in root.rglob("*.yaml") if "instance" not in p.parts)

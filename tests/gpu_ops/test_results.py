@@ -87,3 +87,66 @@ def test_a_parquet_bomb_is_refused_from_its_footer_before_anything_is_decoded(go
     with pytest.raises(UserError, match=r"60000000 rows in 60 row groups, 1144 MiB once decoded; .* 512 MiB decoded"):
         read_tables(folder)
     assert decoded == []
+
+
+def _old_folder(good, dest):
+    """`good` as the first published version wrote it: no `steps` table, no optional column (parallelism included),
+    summary.json naming the experiment's hash `config_hash`, and a meter that recorded neither its cross-check rule
+    nor an edge term."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from gpu_ops.results import content_hash_of, file_sha256
+    from gpu_ops.schema import RESULT_TABLES
+
+    dest.mkdir()
+    summary = json.loads((good / "summary.json").read_text())
+    meter = {k: v for k, v in summary["meter"].items() if k not in ("cross_check_rule", "cross_check_edges")}
+    meter["cross_check_z"] = 3.0  # sigma-v2 recorded its z
+    files = {}
+    for name, table in RESULT_TABLES.items():
+        if name == "steps":
+            continue
+        arrow = pq.read_table(good / f"{name}.parquet")
+        arrow = arrow.drop_columns([c.name for c in table.columns if c.optional and c.name in arrow.column_names])
+        if name == "experiment":
+            arrow = arrow.set_column(arrow.column_names.index("meter_json"), "meter_json", [[json.dumps(meter)]])
+        pq.write_table(arrow, dest / f"{name}.parquet")
+        files[name] = {"rows": arrow.num_rows, "sha256": file_sha256(dest / f"{name}.parquet")}
+    summary["config_hash"] = summary.pop("experiment_hash")
+    unwritten = [
+        c.name for t in (RESULT_TABLES["cycles"], RESULT_TABLES["sweep_points"]) for c in t.columns if c.optional
+    ]
+    for point in summary["sweep_points"]:  # nor the statistics of the figures it did not write
+        for key in [k for k in point if any(k == c or k.startswith(f"{c}_") for c in unwritten)]:
+            del point[key]
+    summary.update(meter=meter, tables=files, content_hash=content_hash_of(files))
+    (dest / "summary.json").write_text(json.dumps(summary))
+    return dest
+
+
+def test_an_older_folder_reads_as_the_current_version(good_gpu_result, tmp_path):
+    """Older result folders are upgraded in one place when read (results.upgrade): every table and column of this
+    version is there (a column the folder never wrote is empty, and named in `added` so no check compares it), and
+    what the folder implies is filled in: its parallelism, its experiment hash's current name, its cross-check rule."""
+    import json
+
+    from gpu_ops.schema import RESULT_TABLES
+    from gpu_ops.validation import validate
+
+    good = read_tables(good_gpu_result)
+    old = read_tables(_old_folder(good_gpu_result, tmp_path / "old"))
+    for name, table in RESULT_TABLES.items():
+        assert list(old.table(name).columns)[: len(table.names)] == list(table.names), name
+        dropped = [c.name for c in table.columns if c.optional and c.name != "parallelism"]
+        assert old.added.get(name, ()) == tuple(dropped), name
+        assert old.table(name)[dropped].isna().all().all(), name
+    assert old.steps.empty and good.added == {}
+    assert list(old.cycles.parallelism) == list(good.cycles.parallelism)  # the config's block
+    assert old.summary["experiment_hash"] == good.summary["experiment_hash"]
+    meter = json.loads(old.experiment.meter_json.iloc[0])
+    assert meter["cross_check_rule"] == "sigma-v2" and meter["cross_check_edges"] is False
+    assert meter == old.summary["meter"]
+    findings = validate(old)  # every check reads the one (current) shape
+    assert all(f.passed for f in findings if f.blocking), [f.message for f in findings if not f.passed]

@@ -144,3 +144,34 @@ def test_every_column_is_documented_once_per_table():
             assert not col.summarised or col.dtype == "float", f"{col.name}: only numbers are summarised"
     with pytest.raises(ValueError, match=r"table t: columns \['a'\] appear twice"):
         Table("t", Column("a", "str", "", "x"), Column("a", "float", "", "y"))
+
+
+def test_every_view_label_and_unit_resolves_to_a_column_of_its_table():
+    """Every reader's selection of columns (a Dagster preview, a notification, a page's table, the run summary) is a
+    View in gpu_ops/schema.py: each of its names, labels and units belongs to a column of the table it views, so
+    renaming a column is a change to that one file. Every View the module defines is checked, new ones included."""
+    import gpu_ops.schema as schema
+
+    views = {name: v for name, v in vars(schema).items() if isinstance(v, schema.View)}
+    assert {
+        "LEADERBOARD_TOP_ROWS",
+        "STATISTICS_PREVIEW",
+        "NOTIFIED_ROW",
+        "DEMO_LEADERBOARD",
+        "SITE_EMBED",
+        "SITE_SLO",
+        "SITE_DETAIL_CYCLES",
+        "RUN_SUMMARY_FIGURES",
+        "HEADLINE_FIGURES",
+    } <= set(views)
+    for name, view in views.items():
+        assert isinstance(view.table, schema.Table) and len(view) > 0, name
+        for shown in view:
+            assert view.table[shown.name] is shown.column, (name, shown.name)
+            assert shown.label and isinstance(shown.unit, str) and shown.scale > 0, (name, shown)
+    both = set(schema.SITE_EMBED.names) & set(schema.SITE_SLO.names)
+    assert set(schema.SITE_ROW_KEY) <= both  # the site's data name a row one way
+    with pytest.raises(ValueError, match="not a column of table cycles"):
+        schema.View("typo", schema.CYCLES, "j_per_tokn")
+    default = schema.View("v", schema.CYCLES, "j_per_token", ("ttft_p50_s", "", "ms", 1000.0))
+    assert [(f.label, f.unit, f.scale) for f in default] == [("energy", "J/token", 1.0), ("TTFT p50", "ms", 1000.0)]

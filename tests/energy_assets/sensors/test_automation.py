@@ -113,7 +113,9 @@ def test_schedule_block_becomes_cron_schedule(storage, instance, monkeypatch):
     storage.register_experiment("builtin-tiny-llama__pytorch", "h200", tiny_weekly)
     storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_config("small", "builtin:small-llama"))
     # the registered definitions are configs the inbox parsed: reading them parses no YAML
-    monkeypatch.setattr("gpu_ops.config.parse_yaml", lambda *a: pytest.fail("a registered config was parsed again"))
+    parsed_again = lambda *a: pytest.fail("a registered config was parsed again")  # noqa: E731
+    for where in ("gpu_ops.strict_yaml", "gpu_ops.config"):  # the reader and the config's own name for it
+        monkeypatch.setattr(f"{where}.parse_yaml", parsed_again)
     schedules = build_schedules(storage)
     assert [(s.name, s.cron_schedule) for s in schedules] == [
         (f"remeasure_builtin_tiny_llama__pytorch__{HW.replace('-', '_')}", "30 2 * * 0,3"),

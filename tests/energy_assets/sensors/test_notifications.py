@@ -7,13 +7,13 @@ import pytest
 
 from energy_assets.assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.sensors.notifications import (
-    ROW_FIELDS,
     notify_check_failure,
     notify_hf_publish,
     notify_leaderboard,
     notify_run_failure,
 )
 from gpu_ops.results import read_tables, write_tables
+from gpu_ops.schema import NOTIFIED_ROW
 from tests.energy_assets.conftest import add_partitions, moderate
 from tests.gpu_ops.test_notify import Receiver, _free_port
 
@@ -93,8 +93,8 @@ def test_a_failed_blocking_check_is_posted_once(good_gpu_result, storage, resour
 def _board(storage, instance, rows):
     """A leaderboard materialization: its file where parquet_io_manager keeps it, and the event."""
     frame = pd.DataFrame(
-        [(*r, *(None,) * (len(ROW_FIELDS) - len(r))) for r in rows],  # raw run and drift: unset unless given
-        columns=ROW_FIELDS,
+        [(*r, *(None,) * (len(NOTIFIED_ROW) - len(r))) for r in rows],  # raw run and drift: unset unless given
+        columns=list(NOTIFIED_ROW.names),
     )
     path = storage.io_base() / "leaderboard.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)

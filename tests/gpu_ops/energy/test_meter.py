@@ -8,7 +8,7 @@ import pytest
 
 from gpu_ops.energy import EnergyMeter, NvmlSource, RaplSource, integrate, select_targets, topology
 from gpu_ops.energy.nvml import visible_targets
-from gpu_ops.energy.sampler import foreign_pids
+from gpu_ops.energy.sampler import DEFAULT_SAMPLE_HZ, foreign_pids
 from gpu_ops.errors import ConfigError, MeasurementError
 from tests.fake_nvml import REAL_UPDATE_S, FakeGpu, FakeMig, FakeNVML, from_env
 
@@ -269,12 +269,23 @@ def test_sampler_process_measures_and_tells_own_processes_from_foreign(monkeypat
 
 def test_unmeasured_needs_reason_and_never_zero():
     with pytest.raises(ValueError):
-        EnergyMeter(None, None)
-    m = EnergyMeter(None, "no NVIDIA driver on this machine")
+        EnergyMeter(None)
+    m = EnergyMeter(None, gpu_reason="no NVIDIA driver on this machine")
     m.begin_window("w")
     w = m.end_window("w")
     assert w.gpu_energy_j is None and w.gpu_energy_status == "unmeasured"
     assert w.gpu_unmeasured_reason == "no NVIDIA driver on this machine"
+
+
+def test_meter_options_are_keywords_and_the_sampling_rate_has_one_default():
+    with pytest.raises(TypeError):
+        EnergyMeter(None, "no NVIDIA driver on this machine")  # what follows the GPUs is named, never positional
+    from gpu_ops.config import EnergyOptions
+
+    meter = EnergyMeter(None, gpu_reason="no NVIDIA driver on this machine")
+    assert EnergyOptions().sample_hz == meter.sample_hz == DEFAULT_SAMPLE_HZ
+    assert meter.describe()["sample_hz"] == DEFAULT_SAMPLE_HZ
+    assert EnergyMeter(None, gpu_reason="x", sample_hz=30.0).describe()["sample_hz"] == 30.0  # stored as configured
 
 
 def test_cuda_visible_devices_by_uuid_and_index():

@@ -483,3 +483,17 @@ def test_report_slo_prints_the_pick_and_opens_slo_html_with_it(folders, tmp_path
     assert "lowest J/token meeting ttft_p99=60s" in out and "slo.html#ttft_p99=60000ms" in out
     assert "builtin:micro-llama" in out  # the measured model has a pick line
     assert (tmp_path / "site" / "slo.html").is_file()
+
+
+def test_an_older_result_folder_gets_its_detail_page_with_empty_cells_for_what_it_did_not_record(
+    good_gpu_result, tmp_path
+):
+    """A folder in the first published shape (no engine columns, no per-window tolerance) is read as the current
+    version (gpu_ops.results.upgrade): its detail page is built, and what it never recorded shows as empty."""
+    from tests.gpu_ops.test_results import _old_folder
+
+    site = report_from_folders([_old_folder(good_gpu_result, tmp_path / "old")], tmp_path / "site")
+    [detail] = (site.folder / "detail").iterdir()
+    cells = re.findall(r"<td>(.*?)</td>", detail.read_text().split("<th>warm engine</th>")[1].split("</table>")[0])
+    assert cells and not any(c in ("None", "nan", "<NA>") for c in cells)
+    assert cells[-2:] == ["", ""]  # engine, warm engine: not recorded
