@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpu_ops.models.builtin import cache_dir
-
 CACHE_DIR_ENV = "LEM_ENGINE_CACHE_DIR"
 CACHE_ENV = {"vllm_compile": "VLLM_CACHE_ROOT", "inductor": "TORCHINDUCTOR_CACHE_DIR", "triton": "TRITON_CACHE_DIR"}
 """Compile caches an engine reads and writes, by the environment variable that places them (read when torch and
@@ -20,6 +18,11 @@ CACHES = ("synthetic_weights", *CACHE_ENV)
 """Every cache whose state (hit / miss / unused) a run records."""
 _USER_CACHE_ENV = {var: os.environ.get(var) for var in CACHE_ENV.values()}
 """The compile-cache variables as the user set them, before an inline engine set its own in this process."""
+
+
+def cache_dir() -> Path:
+    """Where built models and generated weights are kept: LEM_CACHE_DIR, else ~/.cache/llm-energy-measure."""
+    return Path(os.environ.get("LEM_CACHE_DIR") or Path.home() / ".cache" / "llm-energy-measure")
 
 
 def engine_cache_dir() -> Path:

@@ -15,6 +15,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from gpu_ops.caches import cache_dir
+
 BUILD_VERSION = "1"
 VOCAB_SIZE = 2048  # the BPE vocabulary trained on the bundled corpus (its special tokens included)
 SHAPES = {
@@ -30,11 +32,6 @@ BUILTIN_MODELS = {
     "small-llama": "Llama, 8 layers, hidden 512, head_dim 64, same tokenizer, random weights (seed 0)",
 }
 _SPECIAL = ["<s>", "</s>", "<unk>", "<pad>"]
-
-
-def cache_dir() -> Path:
-    """Where built models and generated weights are kept: LEM_CACHE_DIR, else ~/.cache/llm-energy-measure."""
-    return Path(os.environ.get("LEM_CACHE_DIR") or Path.home() / ".cache" / "llm-energy-measure")
 
 
 def builtin_path(name: str) -> Path:
