@@ -7,6 +7,7 @@ worker names, and it deletes only its own keys, so two runs on one machine never
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -65,13 +66,20 @@ def module_tmp(tmp_path_factory):
         mp.setattr(tempfile, "tempdir", str(tmp))
         mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp.parent / "inductor"))  # torch's compile cache, meant to last
         yield tmp
-    # pymp-*: Python's multiprocessing folder of each Celery worker a test kills with -9 on purpose (a process killed
-    # outright removes nothing); anything else was left by our code or our tests. Processes that were told to stop
-    # (the code servers remove their socket folders as they exit) get a few seconds to finish.
+
+    # Not ours: pymp-*, Python's multiprocessing folder of each Celery worker a test kills with -9 on purpose (a
+    # process killed outright removes nothing), and the Unix socket a Dagster gRPC code server leaves when its parent
+    # stops it. Anything else was left by our code or our tests. Stopping processes get a few seconds to finish.
+    def ours(name: str) -> bool:
+        return not name.startswith("pymp-") and not stat.S_ISSOCK((tmp / name).lstat().st_mode)
+
     deadline = time.monotonic() + 15
-    while (left := sorted(n for n in os.listdir(tmp) if not n.startswith("pymp-"))) and time.monotonic() < deadline:
+    while (left := sorted(filter(ours, os.listdir(tmp)))) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert left == [], f"left in TMPDIR by {__name__}: {left}"
+    assert left == [], f"left in TMPDIR by {__name__}: " + "; ".join(
+        f"{n} ({'folder: ' + str(sorted(p.name for p in (tmp / n).iterdir())[:10]) if (tmp / n).is_dir() else 'file'})"
+        for n in left
+    )
 
 
 @pytest.fixture
