@@ -217,8 +217,9 @@ def pass_done(instance, storage: Path, expected: set[str], since: float, first: 
     succeeded = finished - set(failed.values())
     if not expected <= finished or not succeeded:
         return expected <= finished, failed
-    last_end = max((r.end_time or 0) for r in records)
-    return ev.timestamp >= last_end and succeeded <= ranked, failed
+    # the leaderboard follows the runs that stored something; a failed run can end after it was rebuilt
+    last_end = max((r.end_time or 0) for r in records if r.dagster_run.status.value == "SUCCESS")
+    return ev is not None and ev.timestamp >= last_end and succeeded <= ranked, failed
 
 
 def _run(args, home: Path, storage: Path, files: list[Path]) -> int:

@@ -147,6 +147,36 @@ def test_a_partition_refused_by_statistics_ends_the_pass_as_failed(tmp_path):
     assert done and list(failed.values()) == [refused]
 
 
+def test_a_later_pass_ends_when_its_failed_run_ends_after_the_last_leaderboard(tmp_path, monkeypatch):
+    """Pass 2 of a campaign with a failing partition waited forever when that run ended after the leaderboard's last
+    rebuild: nothing rebuilds it for a run that stored nothing."""
+    import time
+    from types import SimpleNamespace
+
+    import dagster as dg
+    import pandas as pd
+
+    from energy_assets.ops import demo
+
+    ok, bad = "builtin-tiny-llama__pytorch|cpu", "builtin-micro-llama__pytorch|cpu"
+    (tmp_path / "assets").mkdir()
+    pd.DataFrame({"partition_key": [ok]}).to_parquet(tmp_path / "assets" / "leaderboard.parquet")
+
+    def record(partition, status, end):
+        run = SimpleNamespace(
+            run_id=partition, tags={"dagster/partition": partition}, status=SimpleNamespace(value=status)
+        )
+        return SimpleNamespace(dagster_run=run, end_time=end)
+
+    now = time.time()
+    records = [record(ok, "SUCCESS", now - 30), record(bad, "FAILURE", now + 30)]
+    monkeypatch.setattr(demo, "pass_runs", lambda instance, since: records)
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization("leaderboard"))
+        done, failed = demo.pass_done(instance, tmp_path, {ok, bad}, since=now - 60, first=False)
+    assert done and list(failed.values()) == [bad]
+
+
 def test_each_pass_drops_the_campaign_under_new_names_after_removing_the_last_passes_files(tmp_path):
     from energy_assets.ops.demo import drop_campaign
 
