@@ -66,3 +66,44 @@ def test_make_demo_gpu_is_the_gpu_campaign():
     assert "LEM_DEMO=gpu" in out.stdout
     gpu = subprocess.run(["make", "-n", "demo", "LEM_DEMO=gpu"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "energy_assets.ops.demo --campaign examples/campaign-gpu" in gpu.stdout
+
+
+def test_make_tests_worker_groups_hold(tmp_path):
+    """Under `make test`'s -n/--dist loadgroup, the tests of a module that share a module-scoped fixture run on one
+    worker (tests/conftest.py groups them), so the fixture is built once. With pytest 9 and pytest-xdist 3.8 every
+    group was silently ignored."""
+    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    for module in ("p", "q"):
+        tests = "".join(
+            f"def test_{module}{i}(shared):\n    time.sleep(0.2)\n"
+            f"    (LOG / f'{module}{i}-{{os.environ[\"PYTEST_XDIST_WORKER\"]}}').touch()\n\n"
+            for i in range(4)
+        )
+        (tmp_path / f"test_{module}.py").write_text(
+            "import os, time\nfrom pathlib import Path\nimport pytest\n\n"
+            f"LOG = Path({str(tmp_path / 'log')!r})\n\n"
+            "@pytest.fixture(scope='module')\ndef shared():\n    return os.getpid()\n\n" + tests
+        )
+    (tmp_path / "log").mkdir()
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "2",
+            "--dist",
+            "loadgroup",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-2000:]
+    workers = {m: {p.name.split("-")[1] for p in (tmp_path / "log").glob(f"{m}?-*")} for m in ("p", "q")}
+    assert all(len(w) == 1 for w in workers.values()), workers
