@@ -60,8 +60,9 @@ def test_a_run_records_its_wall_time_by_kind_and_each_points_gpu_seconds(tmp_pat
     seconds = wall["seconds"]
     assert sum(seconds.values()) == pytest.approx(wall["wall_s"]) and wall["end"] - wall["start"] == wall["wall_s"]
     windows = t.windows.groupby("kind").duration_s.sum()
-    # the recorded spans bracket each window (wall clock around the meter's own): never shorter, barely longer
-    assert seconds["cycle"] >= windows["cycle"] and seconds["cycle"] < windows["cycle"] + 0.05 * len(t.cycles)
+    # the recorded spans bracket each window (wall clock around the meter's own): never shorter, barely longer (the
+    # slack is for scheduling on 2 busy cores: 59 ms a cycle was seen there, with another job running)
+    assert seconds["cycle"] >= windows["cycle"] and seconds["cycle"] < windows["cycle"] + 0.2 * len(t.cycles)
     assert seconds["idle_baseline"] >= windows["idle_before"] + windows["idle_after"]
     assert seconds["warmup"] >= windows["warmup"] and seconds["engine_start"] > 0
     # GPU-seconds: the points' shares of the time the run held the GPU, in the sweep points and the statistics
