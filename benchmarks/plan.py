@@ -141,9 +141,12 @@ def run(root: Path, budget_s: float, only: list[str] | None, start_at: str | Non
         if reason:
             progress(root, f"skip  {s.id}: {reason}")
             continue
-        progress(root, f"start {s.id} (item {s.item}, ~{s.device_s} s expected)")
+        # a stage is stopped before the session's device time ends, so that its ledger record ends and its raw
+        # folder is packed (a machine taken back mid-stage brings nothing home: docs/benchmarks §15)
+        timeout = min(s.timeout_s, int(left))
+        progress(root, f"start {s.id} (item {s.item}, ~{s.device_s} s expected, stopped after {timeout} s)")
         t = time.monotonic()
-        cmd = [sys.executable, "-m", "benchmarks.ledger", "run", "--id", s.id, "--timeout", str(s.timeout_s)]
+        cmd = [sys.executable, "-m", "benchmarks.ledger", "run", "--id", s.id, "--timeout", str(timeout)]
         cmd += [a for t in s.targets for a in ("--target", t)]
         cmd += ["--", *s.argv()]
         with open(root / f"{s.id}.console", "ab") as console:

@@ -76,6 +76,15 @@ def figures(evidence: Path, compare_out: Path, passes: int, compare_code: int | 
     return out
 
 
+def write_result(out: Path, result: dict, demo_code: int, work: Path) -> dict:
+    """RUN_DIR/result.json, replaced whole (temp file and rename)."""
+    result.update(campaign_exit_code=demo_code, work=str(work))
+    tmp = out / "result.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, sort_keys=True))
+    tmp.replace(out / "result.json")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.warm_campaign", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="the run's raw folder ({run_dir} under the ledger)")
@@ -99,14 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     print("$ " + " ".join(demo), flush=True)
     demo_code = subprocess.run(demo, cwd=REPO, env=env).returncode
     print(f"campaign exit {demo_code}", flush=True)
+    write_result(args.out, figures(evidence, compare_out, args.passes, None), demo_code, work)  # kept if compare is cut
     compare = [sys.executable, "-m", "gpu_ops.cli", "compare", str(args.compare), "--backends", args.backends]
     compare += ["--out", str(compare_out)]
     print("$ " + " ".join(compare), flush=True)
     compare_code = subprocess.run(compare, cwd=REPO, env=env).returncode
     print(f"compare exit {compare_code}", flush=True)
-    result = figures(evidence, compare_out, args.passes, compare_code)
-    result.update(campaign_exit_code=demo_code, work=str(work))
-    (args.out / "result.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+    result = write_result(args.out, figures(evidence, compare_out, args.passes, compare_code), demo_code, work)
     for n, p in result["passes"].items():
         print(f"pass {n}: wall {p['wall_s']} s, cycle windows {p['windows_s']} s, share {p['share_in_windows']}")
         print(f"pass {n}: wall seconds by kind {json.dumps(p['wall_seconds_by_kind'], sort_keys=True)}")

@@ -1,6 +1,7 @@
 """The GPU session plan: every stage declares its target, runs through the ledger in order within the budget, skips
 what this machine cannot run or has done, and a session comes home in at most 8 files, checked file by file."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def test_run_takes_each_open_stage_through_the_ledger_and_says_why_it_skips_the_
     assert "skip  t-slot: no command (a slot for the lead)" in text
     assert "skip  t-big: ~5000 s expected, " in text
     assert "done  t-cpu exit 0" in text and (session / "all.done").exists()
+    assert "start t-cpu (item c, ~1 s expected, stopped after 60 s)" in text
     runs = Ledger.load(session / "ledger.jsonl").runs
     assert [(r.id, r.status) for r in runs] == [("t-cpu", "ok")]
     assert runs[0].started["target"]["path"] == "benchmarks/targets/parity-64.yaml"
@@ -80,6 +82,21 @@ def test_pack_and_unpack_bring_the_session_home_checked(session, tmp_path, monke
     assert len(merged) == 1 and read(home / "ledger.jsonl") == read(session / "ledger.jsonl")
     run = Ledger.load(home / "ledger.jsonl").runs[0]
     assert (home / "runs" / run.raw_dir / "stdout.log").read_text() == "42\n"
+
+
+def test_a_stage_is_stopped_when_the_budget_ends_not_at_its_own_timeout(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEM_LEDGER", str(tmp_path / "session" / "ledger.jsonl"))
+    monkeypatch.setenv("LEM_RAW_ROOT", str(tmp_path / "session" / "runs"))
+    monkeypatch.setattr(P, "this_gpu_model", lambda: None)
+    slow = """
+  - {id: t-slow, item: a, what: outlives the budget, command: "{python} -c 'import time; time.sleep(30)'",
+     target: benchmarks/targets/parity-64.yaml, device_s: 1, timeout_s: 600, where: cpu}
+"""
+    root = tmp_path / "session"
+    P.run(root, budget_s=3, only=None, start_at=None, plan=write_plan(tmp_path, slow))
+    assert re.search(r"start t-slow \(item a, ~1 s expected, stopped after [0-3] s\)", (root / "progress").read_text())
+    (run,) = Ledger.load(root / "ledger.jsonl").runs
+    assert run.status == "timeout"  # stopped by the budget (its own timeout is 600 s), and its record still ended
 
 
 def test_a_plan_naming_a_missing_target_is_refused(tmp_path):
