@@ -91,7 +91,7 @@ class _WatchedResult:
             return False
         self._last_ping = time.monotonic()
         answered = self._through_outage(lambda: self.app.control.ping(destination=[self.host], timeout=1.0))
-        if answered is None and self._outage_since is not None:
+        if self._outage_since is not None:  # the ping itself met the outage
             return False
         if answered:
             self._silent_since = None
