@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from benchmarks.inbox_load import SENSOR_TIMEOUT_S, run_load
+from benchmarks.inbox_load import SENSOR_TIMEOUT_S, run_load, time_page
+from tests.gpu_ops.site.test_site import browser  # noqa: F401  (the fixture: Debian's Chromium through Playwright)
 
 
 @pytest.mark.timeout(600)
@@ -26,3 +27,12 @@ def test_a_backlog_drains_in_bounded_ticks_nothing_dropped_or_requested_twice(
     assert instance.get_dynamic_partitions("hardware") == sorted(
         {"h100-80gb-hbm3", *(f"load-hw-{i:03d}" for i in range(experiments))}
     )
+
+
+def test_a_page_timing_waits_for_its_content_and_says_so_when_it_never_shows(browser):  # noqa: F811
+    context = browser.new_context()
+    page = "data:text/html,<p>Materialized (50)</p>"
+    assert 0 < time_page(context, page, "Materialized (50)", timeout_s=10) < 10
+    with pytest.raises(RuntimeError, match=r"did not show 'Materialized \(51\)' within 1 s"):
+        time_page(context, page, "Materialized (51)", timeout_s=1)
+    context.close()
