@@ -135,17 +135,23 @@ def run_load(root: Path, good: Path, uploads: int, experiments: int, instance) -
 def record_history(instance, requests: list, leaderboards: int = 36) -> dict[str, int]:
     """What the instance holds once the load has been measured, so the UI pages have their real weight: one
     raw_measurements and one cycle_statistics materialization per requested run (its partition) and `leaderboards`
-    leaderboard ones, with metadata like the assets' own. Reported without runs: seconds, not a measurement.
+    leaderboard ones, with metadata like the assets' own; each run in a partition of its own. Reported without runs: seconds, not a measurement.
     Returns the materialization count per asset, as the instance holds them."""
+    seen: set[str] = set()
     for i, req in enumerate(requests):
         key, src = str(req.partition_key), req.tags.get("lem/source", "measure")
+        if key in seen:  # the uploads are copies of one result: each gets a partition of its own, as real ones would
+            experiment, hardware = key.split("|")
+            instance.add_dynamic_partitions("hardware", [f"{hardware}-upload-{i:03d}"])
+            key = f"{experiment}|{hardware}-upload-{i:03d}"
+        seen.add(key)
         raw = {"source": src, "dagster/row_count": 24, "rows": "96 requests, 24 cycles, 1200 power samples"}
         raw |= {"gross_energy_j_total": 1200.0 + i % 17, "wall_time_s": 40.0 + i % 7, "energy_status": "measured"}
         stats = {"dagster/row_count": 3, "raw_partition": key, "tokens_per_s_best": 90.0 + i % 13}
         stats |= {"j_per_token_best": 0.4 + (i % 11) / 100, "worst_cv": 0.02}
         instance.report_runless_asset_event(dg.AssetMaterialization("raw_measurements", partition=key, metadata=raw))
         instance.report_runless_asset_event(dg.AssetMaterialization("cycle_statistics", partition=key, metadata=stats))
-    parts = len({str(r.partition_key) for r in requests})
+    parts = len(seen)
     for i in range(leaderboards):
         board = {"dagster/row_count": 3 * parts, "rows": f"{parts} partitions; {3 * parts} rows measured"}
         board |= {"best_j_per_token": 0.4 + i / 1000, "slo": "250, 500, 1000", "drift": dg.MetadataValue.int(i % 3)}

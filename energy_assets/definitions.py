@@ -38,6 +38,9 @@ defs = dg.Definitions(
         notify_hf_publish,
     ],
     schedules=build_schedules(storage),
+    # the automation's steps (statistics, leaderboard, checks, site, dataset) are small: a process per step cost
+    # 3-5 s each, 23 s of a 7-step leaderboard run (the measure job has its own executor)
+    executor=dg.in_process_executor,
     resources={
         "storage": storage,
         "gpu": GpuResource(visible_devices=os.environ.get("LEM_VISIBLE_DEVICES")),
