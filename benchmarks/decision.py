@@ -209,7 +209,8 @@ def series_values(target: Target, run_dir: Path) -> dict[str, list[float]]:
             found = re.findall(target.series["pattern"], path.read_text(errors="replace"), re.MULTILINE)
             return {"": [float(g[0] if isinstance(g, tuple) else g) for g in found[:MAX_VALUES]]}
         data = json.loads(path.read_text())
-        values = data.get("series", {}).get(target.series["key"], []) if isinstance(data, dict) else []
+        # under `series` (the convention), else at the top level (engine_reuse.py wrote its ratios there, session 10)
+        values = data.get("series", data).get(target.series["key"], []) if isinstance(data, dict) else []
         return {"": [float(v) for v in values[:MAX_VALUES] if isinstance(v, (int, float)) and not isinstance(v, bool)]}
     import pandas as pd
 

@@ -134,8 +134,8 @@ def run_load(root: Path, good: Path, uploads: int, experiments: int, instance) -
 
 def record_history(instance, requests: list, leaderboards: int = 36) -> dict[str, int]:
     """What the instance holds once the load has been measured, so the UI pages have their real weight: one
-    raw_measurements and one cycle_statistics materialization per requested run (its partition) and `leaderboards`
-    leaderboard ones, with metadata like the assets' own; each run in a partition of its own. Reported without runs: seconds, not a measurement.
+    raw_measurements and one cycle_statistics materialization per requested run, each in a partition of its own,
+    and `leaderboards` leaderboard ones, with metadata like the assets' own. Reported without runs: seconds.
     Returns the materialization count per asset, as the instance holds them."""
     seen: set[str] = set()
     for i, req in enumerate(requests):

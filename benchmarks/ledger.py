@@ -244,9 +244,13 @@ def source_digest(repo: Path = REPO) -> str:
 
 
 def git_state(repo: Path = REPO, env: dict | None = None) -> dict:
-    """The commit and whether the code differs from it: from git where the tree has its .git, else from
-    LEM_GIT_COMMIT / LEM_GIT_DIRTY (set by the session on the GPU machine), else unknown."""
+    """The commit and whether the code differs from it: LEM_GIT_COMMIT / LEM_GIT_DIRTY where the session sets them
+    (the GPU machine's copy of the tree may carry a stale .git: session 10 recorded the commit its copy's .git named,
+    not the one the tree came from), else from git, else unknown. source_sha256 checks either against the code."""
     env = os.environ if env is None else env
+    if env.get("LEM_GIT_COMMIT"):
+        dirty = env.get("LEM_GIT_DIRTY")
+        return {"commit": env["LEM_GIT_COMMIT"], "dirty": None if dirty is None else dirty == "1", "source": "env"}
     if (repo / ".git").exists() and shutil.which("git"):
         try:
             commit = subprocess.run(
@@ -262,9 +266,6 @@ def git_state(repo: Path = REPO, env: dict | None = None) -> dict:
             return {"commit": commit, "dirty": bool(status.strip()), "source": "git"}
         except subprocess.CalledProcessError:
             pass
-    if env.get("LEM_GIT_COMMIT"):
-        dirty = env.get("LEM_GIT_DIRTY")
-        return {"commit": env["LEM_GIT_COMMIT"], "dirty": None if dirty is None else dirty == "1", "source": "env"}
     return {"commit": None, "dirty": None, "source": "unknown"}
 
 

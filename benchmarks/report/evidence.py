@@ -168,6 +168,52 @@ def ev_parity_gpu(raw: Raw) -> str:
     return table(["stage", "device", "date", "status", "verdict"], rows)
 
 
+@blocks("ev-engine-warm-start")
+def ev_engine_warm_start(raw: Raw) -> str:
+    """benchmarks/engine_reuse.py per round: ready seconds cold, reused and on warm caches, the engine-start part of
+    each, and which caches hit."""
+    rows = []
+    for r in raw.ledger().of("engine-warm-start"):
+        rel = f"runs/{r.raw_dir}/result.json"
+        if not (raw.run_dir(r) / "result.json").is_file():
+            continue
+        data = json.loads(raw.text(rel))
+        for backend in ("vllm", "pytorch"):
+            for i, x in enumerate(data.get(backend, [])):
+                hits = ", ".join(k for k, v in x["warm_caches"].items() if v == "hit") or "none"
+                rows.append([f"`{r.uid}`", backend, i, f(x["cold_s"]), f"{f(x['reused_s'], 2)}", f(x["warm_cache_s"]),
+                             g(x["ratio"], 3), f(x["cold_start_s"]), f(x["warm_cache_start_s"]), hits])  # fmt: skip
+    if not rows:
+        return "_Not run yet: stage `engine-warm-start` of the plan (§0)._"
+    head = ["run", "backend", "round", "cold s", "reused s", "warm cache s", "warm cache / cold", "of which engine "
+            "start, cold s", "of which engine start, warm cache s", "caches hit (warm)"]  # fmt: skip
+    return table(head, rows)
+
+
+@blocks("ev-calibration")
+def ev_calibration(raw: Raw) -> str:
+    """calibration-windows: every cycle window's counter-vs-timeline difference beside its physics-v1 tolerance."""
+    import pandas as pd
+
+    rows = []
+    for stage in ("calibration-windows", "calibration-windows-pytorch"):
+        for r in raw.ledger().of(stage):
+            for folder in sorted((raw.run_dir(r) / "results").glob("*/cycles.parquet")):
+                raw.note(f"runs/{r.raw_dir}/results/{folder.parent.name}")
+                c = pd.read_parquet(folder)
+                for _, x in c.iterrows():
+                    ratio = abs(x["cross_check_rel_diff"]) / x["cross_check_tolerance"]
+                    rows.append([f"`{stage}`", folder.parent.name.split("__")[0], x["sweep_point"], x["cycle"],
+                                 f(x["duration_s"], 2), f"{x['cross_check_rel_diff'] * 100:+.2f} %",
+                                 f"{x['cross_check_tolerance'] * 100:.2f} %", g(ratio, 3),
+                                 "inside" if ratio <= 1 else "**outside**"])  # fmt: skip
+    if not rows:
+        return "_Not run yet: stage `calibration-windows` of the plan (§0)._"
+    head = ["stage", "experiment", "sweep point", "cycle", "window s", "(timeline - counter) / counter", "tolerance",
+            "\\|difference\\| / tolerance", "verdict"]  # fmt: skip
+    return table(head, rows)
+
+
 @blocks("ev-hand")
 def ev_hand(raw: Raw) -> str:
     items = []
@@ -192,7 +238,7 @@ def ev_meter(raw: Raw) -> str:
     for stage in ("meter-overhead-compiled", "meter-overhead-vllm"):
         for r in raw.ledger().of(stage):
             log = raw.run_dir(r) / "stdout.log"
-            aa = [float(x) for x in re.findall(r"off/off2 (\S+)", log.read_text())] if log.is_file() else []
+            aa = [float(x) for x in re.findall(r"off/off2 ([0-9.]+)", log.read_text())] if log.is_file() else []
             control = "–"
             if len(aa) >= 2:
                 lo, hi = bootstrap_interval(aa)

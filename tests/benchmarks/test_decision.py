@@ -86,3 +86,8 @@ def test_table_series_are_judged_per_sweep_point(tmp_path):
 def test_json_series(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps({"series": {"ratio": [1.0, True, "x", 0.99]}}))
     assert series_values(load_target(TARGETS / "parity-256.yaml"), tmp_path) == {"": [1.0, 0.99]}
+
+
+def test_json_series_at_the_top_level_as_engine_reuse_wrote_it_in_session_10(tmp_path):
+    (tmp_path / "result.json").write_text(json.dumps({"vllm": [{}], "vllm_warm_cache_ratio": [0.43, 0.5, 0.5]}))
+    assert series_values(load_target(TARGETS / "engine-warm-start.yaml"), tmp_path) == {"": [0.43, 0.5, 0.5]}

@@ -129,6 +129,19 @@ def test_without_git_the_commit_comes_from_the_session(tmp_path):
     assert L.git_state(tmp_path, {}) == {"commit": None, "dirty": None, "source": "unknown"}
 
 
+def test_the_sessions_commit_wins_over_a_stale_git_in_the_copy(tmp_path):
+    """Session 10's GPU copy carried a .git naming an older commit: the ledger recorded that one, dirty."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "a.py"], check=True)
+    subprocess.run(
+        ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a"], check=True
+    )
+    assert L.git_state(tmp_path, {})["source"] == "git"
+    env = {"LEM_GIT_COMMIT": "5c510c07", "LEM_GIT_DIRTY": "0"}
+    assert L.git_state(tmp_path, env) == {"commit": "5c510c07", "dirty": False, "source": "env"}
+
+
 def test_the_device_is_named_with_its_uuid_hashed():
     uuid = "GPU-12345678-aaaa-bbbb-cccc-1234567890ab"
     dev = L.device(FakeNVML([FakeGpu(name="NVIDIA H200", uuid=uuid)]))
