@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -205,7 +206,12 @@ def _skip_welcome(page) -> None:
     skip.click()
 
 
-def time_page(context, url: str, ready: str, timeout_s: float = 120) -> float:
+def shown(*texts: str) -> re.Pattern:
+    """A whole text the page shows, in any of the given spellings."""
+    return re.compile("^(" + "|".join(re.escape(t) for t in texts) + ")$")
+
+
+def time_page(context, url: str, ready, timeout_s: float = 120) -> float:
     """Seconds from `page.goto` until `ready` (a text drawn from the instance's data) shows, in a fresh page: the
     page a person waits for, not its first bytes or its `load` event. Raises if it never shows."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -280,7 +286,7 @@ def main() -> None:
                 recorded_s = time.perf_counter() - t0
                 parts = len(instance.get_materialized_partitions(dg.AssetKey("raw_measurements")))
                 board = instance.get_latest_materialization_event(dg.AssetKey("leaderboard")).asset_materialization
-                rows = str(board.metadata["dagster/row_count"].value)
+                rows = int(board.metadata["dagster/row_count"].value)
         for name in ("results inbox (hold)", "results inbox (request)", "experiment inbox"):
             print(summary(name, res[name]))
         print(
@@ -293,9 +299,13 @@ def main() -> None:
                 f"partitions), {counts['cycle_statistics']} cycle_statistics, {counts['leaderboard']} leaderboard; "
                 f"recorded in {recorded_s:.1f} s"
             )
-            pages = {  # the page, and a text it shows only once drawn from the instance's data
-                "leaderboard": ("/assets/leaderboard", rows),  # the latest materialization's row count
-                "raw_measurements": ("/assets/raw_measurements?view=partitions", f"Materialized ({parts})"),
+            pages = {  # the page, and a text it shows only once drawn from the instance's data (the UI writes
+                # 1650 as "1,650": the first full-size run waited for "1650" and timed out)
+                "leaderboard": ("/assets/leaderboard", shown(str(rows), f"{rows:,}")),  # the latest row count
+                "raw_measurements": (
+                    "/assets/raw_measurements?view=partitions",
+                    shown(f"Materialized ({parts})", f"Materialized ({parts:,})"),
+                ),
             }
             with webserver(home, res["storage"].root) as url:
                 medians, chromium = time_ui(url, pages)

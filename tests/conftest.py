@@ -50,11 +50,18 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`make test`: -n auto --dist loadgroup) the tests that share a module-scoped fixture (a
     measured run, a browser, a built site) stay on one worker, so the fixture is built once; the others spread one by
-    one."""
+    one. The slow tests and the vLLM engines' group go first: a 3-minute test handed out last ran alone at the end
+    while the other worker idled."""
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info and any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+    def long_first(item) -> int:
+        group = item.get_closest_marker("xdist_group")
+        return 0 if item.get_closest_marker("slow") or (group and group.args == ("vllm-engines",)) else 1
+
+    items.sort(key=long_first)  # stable: the rest keep their order
 
 
 def write_yaml(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from benchmarks.inbox_load import SENSOR_TIMEOUT_S, run_load, time_page
+from benchmarks.inbox_load import SENSOR_TIMEOUT_S, run_load, shown, time_page
 from tests.gpu_ops.site.test_site import browser  # noqa: F401  (the fixture: Debian's Chromium through Playwright)
 
 
@@ -35,4 +35,9 @@ def test_a_page_timing_waits_for_its_content_and_says_so_when_it_never_shows(bro
     assert 0 < time_page(context, page, "Materialized (50)", timeout_s=10) < 10
     with pytest.raises(RuntimeError, match=r"did not show 'Materialized \(51\)' within 1 s"):
         time_page(context, page, "Materialized (51)", timeout_s=1)
+    # the UI writes 1650 as "1,650": a wait for "1650" alone timed out in the first full-size run
+    board = "data:text/html,<p>rows</p><p>1,650</p>"
+    assert 0 < time_page(context, board, shown("1650", "1,650"), timeout_s=10) < 10
+    with pytest.raises(RuntimeError, match="did not show"):
+        time_page(context, board, "1650", timeout_s=1)
     context.close()
