@@ -361,6 +361,15 @@ class _Stop:
                     threading.Thread(target=self.stop, args=(signal.SIGTERM,), daemon=True).start()
 
 
+def _stoppable() -> None:
+    """In the command's process, before it starts: the signals the ledger forwards act by default and none is
+    blocked. A command inherits what its parent ignores (nohup ignores SIGHUP); in CI, a test worker passed on a
+    SIGTERM that its commands never obeyed, so every stop waited out the grace and ended in SIGKILL."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def end_stragglers(pgid: int) -> bool:
     """Processes the command left in its group after it exited (an engine's workers, a daemon) are stopped, so the
     next run starts on a GPU with no process of this one; returns whether there were any."""
@@ -434,7 +443,13 @@ def run(
     with open(run_dir / "stdout.log", "wb") as out, open(run_dir / "stderr.log", "wb") as err:
         try:
             proc = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True, cwd=REPO
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+                cwd=REPO,
+                preexec_fn=_stoppable,
             )
         except OSError as exc:
             err.write(f"ledger: the command did not start: {exc}\n".encode())

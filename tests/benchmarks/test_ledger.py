@@ -72,6 +72,26 @@ def test_a_timeout_stops_the_command_and_is_recorded(tmp_path):
     assert ended["duration_s"] < 30
 
 
+@pytest.mark.parametrize("inherited", ["ignored", "blocked"])
+def test_a_command_is_stoppable_whatever_its_parent_ignores_or_blocks(tmp_path, inherited):
+    """In CI a test worker passed on a SIGTERM its commands never obeyed: every stop ended in SIGKILL after 15 s."""
+    if inherited == "ignored":
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        code, ended = L.run(
+            "demo-deaf", [PY, "-c", "import time; time.sleep(60)"], ledger=tmp_path / "l.jsonl", raw_root=tmp_path,
+            timeout_s=0.5, echo=False,
+        )  # fmt: skip
+    finally:
+        if inherited == "ignored":
+            signal.signal(signal.SIGTERM, previous)
+        else:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    assert code == 128 + signal.SIGTERM and ended["duration_s"] < L.KILL_GRACE_S
+
+
 def start_ledger(tmp_path: Path, child: str) -> subprocess.Popen:
     """The ledger CLI running `child`, echoing its output: the test reads 'ready' from it before signalling."""
     cmd = [PY, "-m", "benchmarks.ledger", "--ledger", str(tmp_path / "ledger.jsonl"), "--raw-root", str(tmp_path)]
