@@ -53,8 +53,12 @@ lint: $(VENV)/.installed
 # Service tests (PostgreSQL, Redis, vLLM, Chromium) fail instead of skipping; LEM_ALLOW_SKIP=1 lets them skip.
 # pytest-xdist: one worker per CPU; tests sharing a module-scoped fixture stay on one worker (tests/conftest.py).
 # The 10 slowest tests are listed at the end.
+# two test processes per core: the suite waits on daemons, sensor ticks and polls more than it computes (with one per
+# core, CI's 2 cores were ~60 % busy)
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
+
 test: $(VENV)/.installed chromium
-	LEM_REQUIRE_SERVICES=$(if $(filter 1,$(LEM_ALLOW_SKIP)),0,1) $(BIN)/python -m pytest -q -n auto --dist loadgroup \
+	LEM_REQUIRE_SERVICES=$(if $(filter 1,$(LEM_ALLOW_SKIP)),0,1) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup \
 	  --durations=10
 
 .PHONY: install demo demo-gpu lint test chromium

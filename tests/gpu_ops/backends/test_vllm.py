@@ -18,8 +18,9 @@ from gpu_ops.validation import blocking_failures, validate
 from tests.fake_nvml import FakeGpu, FakeNVML, from_env
 
 vllm = pytest.importorskip("vllm") if os.environ.get("LEM_REQUIRE_SERVICES") != "1" else __import__("vllm")
-# one worker runs these under pytest-xdist: each CPU engine reserves up to half the machine's memory up front
-# (backends.vllm.memory_utilization), so two at once could leave neither room to start
+# at most three of these run at once under pytest-xdist (tests/conftest.py splits this group in three): a CPU engine
+# reserves up to half the machine's memory up front by default (backends.vllm.memory_utilization), so every engine
+# here asks for 5 %
 pytestmark = pytest.mark.xdist_group("vllm-engines")
 
 # CPU vLLM: head_dim >= 64 (the builtin models have 64), block size 128 (prefix hits need prompts > 128 tokens)
@@ -296,7 +297,7 @@ def test_compare_replays_one_trace_on_both_backends(tmp_path, tiny_model_path, c
     from gpu_ops.cli import main
 
     spec = {k: v for k, v in BASE.items() if k not in ("backend", "vllm")}
-    spec.update(max_input_tokens=64, prompts={"count": 4}, cycles=2, vllm={"enforce_eager": True})
+    spec.update(max_input_tokens=64, prompts={"count": 4}, cycles=2, vllm=BASE["vllm"])
     path = tmp_path / "cmp.yaml"
     path.write_text(yaml.safe_dump(spec))
     assert main(["compare", str(path), "--backends", "pytorch,vllm", "--out", str(tmp_path / "cmp"), "-q"]) == 0
