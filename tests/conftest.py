@@ -50,21 +50,16 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`make test`: -n auto --dist loadgroup) the tests that share a module-scoped fixture (a
     measured run, a browser, a built site) stay on one worker, so the fixture is built once; the others spread one by
-    one. The slow tests and the vLLM engines' groups go first: a 3-minute test handed out last ran alone at the end
+    one. The slow tests and the vLLM engines' group go first: a 3-minute test handed out last ran alone at the end
     while the other worker idled."""
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info and any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
-    # vLLM CPU engines (5 % of memory each): at most three at once, in three groups dealt in turn
-    engines = [i for i in items if (g := i.get_closest_marker("xdist_group")) and g.args == ("vllm-engines",)]
-    for n, item in enumerate(engines):
-        item.add_marker(pytest.mark.xdist_group(f"vllm-engines-{n % 3}"), append=False)
-
     def long_first(item) -> int:
         group = item.get_closest_marker("xdist_group")
-        return 0 if item.get_closest_marker("slow") or (group and group.args[0].startswith("vllm-engines")) else 1
+        return 0 if item.get_closest_marker("slow") or (group and group.args == ("vllm-engines",)) else 1
 
     items.sort(key=long_first)  # stable: the rest keep their order
 

@@ -249,7 +249,7 @@ VLLM = {
 }
 
 
-@pytest.mark.xdist_group("vllm-engines")  # with the other vLLM CPU engines (see backends/test_vllm.py)
+@pytest.mark.xdist_group("vllm-engines")  # one vLLM CPU engine at a time (see backends/test_vllm.py)
 def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny_model_path, tmp_path, monkeypatch):
     if os.environ.get("LEM_REQUIRE_SERVICES") != "1":
         pytest.importorskip("vllm")

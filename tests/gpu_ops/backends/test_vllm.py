@@ -18,9 +18,8 @@ from gpu_ops.validation import blocking_failures, validate
 from tests.fake_nvml import FakeGpu, FakeNVML, from_env
 
 vllm = pytest.importorskip("vllm") if os.environ.get("LEM_REQUIRE_SERVICES") != "1" else __import__("vllm")
-# at most three of these run at once under pytest-xdist (tests/conftest.py splits this group in three): a CPU engine
-# reserves up to half the machine's memory up front by default (backends.vllm.memory_utilization), so every engine
-# here asks for 5 %
+# one worker runs these under pytest-xdist, one CPU engine at a time: three at once (5 % of memory each) made each
+# so much slower that CI took longer; a CPU engine's default reserves up to half the machine (memory_utilization)
 pytestmark = pytest.mark.xdist_group("vllm-engines")
 
 # CPU vLLM: head_dim >= 64 (the builtin models have 64), block size 128 (prefix hits need prompts > 128 tokens)
