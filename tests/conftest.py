@@ -48,8 +48,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`make test`: -n auto --dist loadgroup) the tests that share a module-scoped fixture (a
-    measured run, a browser, a built site) stay on one worker, so the fixture is built once; the others spread one by
+    """Under pytest-xdist (`make test`: -n TEST_WORKERS --dist loadgroup) the tests that share a module-scoped fixture
+    (a measured run, a browser, a built site) stay on one worker, so the fixture is built once; the others spread one by
     one. The slow tests and the vLLM engines' group go first: a 3-minute test handed out last ran alone at the end
     while the other worker idled."""
     for item in items:
