@@ -195,17 +195,6 @@ def webserver(home: Path, storage_root: Path):
         proc.wait(timeout=30)
 
 
-def _skip_welcome(page) -> None:
-    """A fresh Dagster home greets the first visit with a community dialog over the page: dismiss it (as
-    tests/energy_assets/test_lineage.py does)."""
-    skip = page.get_by_role("button", name="Skip")
-    try:
-        skip.wait_for(timeout=5000)
-    except Exception:  # noqa: BLE001 (playwright's TimeoutError: no dialog this time)
-        return
-    skip.click()
-
-
 def shown(*texts: str) -> re.Pattern:
     """A whole text the page shows, in any of the given spellings."""
     return re.compile("^(" + "|".join(re.escape(t) for t in texts) + ")$")
@@ -235,6 +224,7 @@ def time_ui(url: str, pages: dict[str, tuple[str, str]], repeats: int = 3) -> tu
     (`name: (path, ready text)`) `repeats` times, each in a fresh page. Returns the medians and Chromium's version."""
     from playwright.sync_api import sync_playwright
 
+    from energy_assets.ops.local import skip_welcome
     from gpu_ops.site.screenshots import CHROMIUM, FLAGS
 
     if not os.path.exists(CHROMIUM):
@@ -246,7 +236,7 @@ def time_ui(url: str, pages: dict[str, tuple[str, str]], repeats: int = 3) -> tu
             warm = context.new_page()
             path, ready = next(iter(pages.values()))
             warm.goto(url + path, timeout=120_000)
-            _skip_welcome(warm)
+            skip_welcome(warm)
             warm.get_by_text(ready, exact=True).first.wait_for(timeout=120_000)
             warm.close()
             times = {

@@ -9,7 +9,7 @@ from energy_assets.assets.leaderboard import leaderboard
 from energy_assets.assets.raw import FILE_SHA_TAG, raw_measurements
 from energy_assets.assets.stats import cycle_statistics
 from energy_assets.io import ParquetIOManager, ResultTablesIOManager
-from energy_assets.ops.local import Platform, free_port, prepare_home
+from energy_assets.ops.local import Platform, free_port, prepare_home, skip_welcome
 from energy_assets.resources import GpuResource, StorageResource
 from tests.energy_assets.conftest import HW, experiment_config
 from tests.gpu_ops.site.test_site import browser  # noqa: F401  (the fixture: Debian's Chromium through Playwright)
@@ -43,16 +43,6 @@ def _materialize(storage: StorageResource, instance: dg.DagsterInstance) -> str:
     return raw.run_id
 
 
-def _skip_welcome(page) -> None:
-    """A fresh Dagster home greets the first visit with a community dialog over the page: dismiss it."""
-    skip = page.get_by_role("button", name="Skip")
-    try:
-        skip.wait_for(timeout=5000)
-    except Exception:  # noqa: BLE001 (playwright's TimeoutError: no dialog this time)
-        return
-    skip.click()
-
-
 def test_a_leaderboard_row_reaches_its_run_config_and_environment_in_three_clicks(tmp_path, monkeypatch, browser):  # noqa: F811
     home, storage_dir, port = prepare_home(tmp_path / "home", "sqlite"), tmp_path / "storage", free_port()
     url = f"http://127.0.0.1:{port}"
@@ -63,7 +53,7 @@ def test_a_leaderboard_row_reaches_its_run_config_and_environment_in_three_click
     with Platform(home, storage_dir, port=port) as platform:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{platform.url}/assets/leaderboard", wait_until="networkidle")
-        _skip_welcome(page)
+        skip_welcome(page)
         page.get_by_text("Events", exact=True).first.click()  # click 1: the leaderboard's latest metadata
         run_link = page.get_by_role("link", name=run_id[:8], exact=True).first
         assert run_link.get_attribute("href") == f"/runs/{run_id}"  # the full id; relative: the UI reads it
