@@ -3,12 +3,16 @@ backend, on the engine pool (gpu_ops.engines), each engine in a process of its o
 
 - cold: a new engine process with empty caches (a fresh cache folder per round): weights, engine init, compilation;
 - reused: the same engine asked for again with an unchanged identity (what a second sweep point or run pays);
-- warm cache: a second engine process on the caches the cold start filled (what the next worker start pays).
+- warm cache: a second engine process on the caches the cold start filled (what the next worker start pays);
+- warm worker: on that worker, the next engine after an eviction, started in the spare process the worker imported
+  while it waited (gpu_ops.engines.EnginePool.refill; what an engine change on a running worker pays). The spare's
+  import seconds are printed beside it: they are paid while no window runs, not removed.
 
 "Ready" includes the warm-up (where PyTorch compiles); the engine-start part of it is printed beside it.
 
 Each round starts from a fresh cache folder, so the cold start is cold every time; the ratio warm cache / cold is
-paired within its round. Target (benchmarks/targets/engine-warm-start.yaml): vLLM's median ratio <= 0.25.
+paired within its round. Targets: vLLM's median ratio <= 0.25, warm cache / cold
+(benchmarks/targets/engine-warm-start.yaml) and warm worker / cold (engine-warm-worker.yaml).
 
     python benchmarks/engine_reuse.py --backends vllm,pytorch --rounds 3 --out DIR
 
@@ -89,6 +93,14 @@ def one_round(backend: str, cfg, cache: Path) -> dict:
     with EnginePool(cache) as pool:  # a new engine process on the caches the cold start filled
         warm_s, warm_start_s, engine = ready(pool, cfg)
         warm_caches = dict(engine.caches)
+        # the warm worker: its spare process imported while it waited (as the engine server refills after a run);
+        # the engine is then evicted (what an identity change does) and the next one starts in the spare
+        pool.refill()
+        spare_wait_s = pool.quiesce()
+        spare_import_s = next(iter(pool.spares.values())).import_s
+        pool.evict(engine)
+        worker_s, worker_start_s, engine = ready(pool, cfg)
+        assert engine.prestarted, "the pool did not start the engine in its spare process"
     return {
         "cold_s": cold_s,
         "reused_s": reused_s,
@@ -96,7 +108,12 @@ def one_round(backend: str, cfg, cache: Path) -> dict:
         "cold_start_s": cold_start_s,
         "reused_start_s": reused_start_s,
         "warm_cache_start_s": warm_start_s,
+        "warm_worker_s": worker_s,
+        "warm_worker_start_s": worker_start_s,
+        "spare_import_s": spare_import_s,
+        "spare_wait_s": spare_wait_s,
         "ratio": warm_s / cold_s,
+        "worker_ratio": worker_s / cold_s,
         "cold_caches": cold_caches,
         "warm_caches": warm_caches,
     }
@@ -124,18 +141,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"{backend} round {r} ready: cold {got['cold_s']:.1f} s reused {got['reused_s']:.2f} s warm-cache "
                 f"{got['warm_cache_s']:.1f} s ratio {got['ratio']:.3f}; of which engine start: cold "
                 f"{got['cold_start_s']:.1f} s reused {got['reused_start_s']:.3f} s warm-cache "
-                f"{got['warm_cache_start_s']:.1f} s; caches cold {got['cold_caches']} warm {got['warm_caches']}",
+                f"{got['warm_cache_start_s']:.1f} s; warm worker (spare process) {got['warm_worker_s']:.1f} s ratio "
+                f"{got['worker_ratio']:.3f}, its start {got['warm_worker_start_s']:.1f} s, the spare's import "
+                f"{got['spare_import_s']:.1f} s; caches cold {got['cold_caches']} warm {got['warm_caches']}",
                 flush=True,
             )
-        med = {k: statistics.median(g[k] for g in rounds) for k in ("cold_s", "reused_s", "warm_cache_s", "ratio")}
+        keys = ("cold_s", "reused_s", "warm_cache_s", "ratio", "warm_worker_s", "worker_ratio")
+        med = {k: statistics.median(g[k] for g in rounds) for k in keys}
         print(
             f"{backend} median: cold {med['cold_s']:.1f} s, reused {med['reused_s']:.2f} s, warm cache "
             f"{med['warm_cache_s']:.1f} s, warm cache / cold {med['ratio']:.3f} "
-            f"(range {min(g['ratio'] for g in rounds):.3f}-{max(g['ratio'] for g in rounds):.3f})",
+            f"(range {min(g['ratio'] for g in rounds):.3f}-{max(g['ratio'] for g in rounds):.3f}), warm worker "
+            f"{med['warm_worker_s']:.1f} s, warm worker / cold {med['worker_ratio']:.3f} "
+            f"(range {min(g['worker_ratio'] for g in rounds):.3f}-{max(g['worker_ratio'] for g in rounds):.3f})",
             flush=True,
         )
         result[backend] = rounds
-        result.setdefault("series", {})[f"{backend}_warm_cache_ratio"] = [g["ratio"] for g in rounds]  # the targets'
+        series = result.setdefault("series", {})  # what the targets read
+        series[f"{backend}_warm_cache_ratio"] = [g["ratio"] for g in rounds]
+        series[f"{backend}_warm_worker_ratio"] = [g["worker_ratio"] for g in rounds]
         shutil.rmtree(caches / f"cache-{backend}", ignore_errors=True)
     shutil.rmtree(caches, ignore_errors=True)
     (args.out / "result.json").write_text(json.dumps(result, indent=1))

@@ -3,7 +3,7 @@
 # and the session plan: benchmarks/plan.yaml, benchmarks/gpu_session.sh.
 # The last stretch of this session's device time in one bounded call (docs/benchmarks/README.md): counter period,
 # vLLM parity at max_num_seqs 256 (prefix caches emptied on both sides), meter overhead on compiled PyTorch and on vLLM.
-# vLLM engines start by spawn here (VLLM_WORKER_MULTIPROC_METHOD=spawn): see the engine-start section.
+# vLLM engine cores are spawned, or forked from a thread-free engine host (gpu_ops.backends.vllm.engine_core_start).
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 LEM_CACHE_DIR=/tmp/lemcache VLLM_USE_FLASHINFER_SAMPLER=0
 export VLLM_WORKER_MULTIPROC_METHOD=spawn NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1

@@ -106,9 +106,11 @@ def theirs_main(cfg_path: Path, json_out: Path, warmup: int) -> int:
     except ImportError:  # older releases
         from vllm.utils import FlexibleArgumentParser
 
-    from gpu_ops.backends.vllm import start_engines_by_spawn
+    from gpu_ops.backends.base import ENGINE_HOST_ENV
+    from gpu_ops.backends.vllm import engine_core_start
 
-    start_engines_by_spawn()  # as our backend does: the comparison is of the measured path, not of the start method
+    os.environ[ENGINE_HOST_ENV] = "1"  # this process runs one engine, as our engine host does: the same core start
+    engine_core_start()
     parser = FlexibleArgumentParser()
     throughput.add_cli_args(parser)
     args = bench_args(cfg_path, json_out, warmup)

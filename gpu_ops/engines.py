@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from gpu_ops.backends.base import ENGINE_HOST_ENV
 from gpu_ops.caches import CACHE_DIR_ENV, CACHE_ENV, cache_counts, cache_environment, engine_cache_dir
 from gpu_ops.config import ExperimentConfig, VllmOptions
 from gpu_ops.errors import MeasurementError
@@ -162,8 +163,12 @@ class EngineHost:
     `run` delivered stays in the child). The tokenizer is loaded here, from the same files the engine uses, for
     building prompts before any window."""
 
-    def __init__(self, backend: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, backend: str, env: dict[str, str] | None = None, *, wait: bool = True) -> None:
+        """Start the child; with `wait`, return once it has imported its backend (else `ready()` waits for that)."""
         self.name = backend
+        self.visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+        self.import_s: float | None = None
+        self._started = time.perf_counter()
         self.info: dict[str, Any] = {}
         self.vocab_size: int | None = None
         self.token_display = None
@@ -171,7 +176,7 @@ class EngineHost:
         self._tokenizer_path: str | None = None
         self._staged = None
         ours, theirs = socket.socketpair()
-        child_env = dict(os.environ, **(env or {}))
+        child_env = dict(os.environ, **(env or {}), **{ENGINE_HOST_ENV: "1"})
         child_env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(Path(__file__).resolve().parents[1]), child_env.get("PYTHONPATH")])
         )
@@ -182,11 +187,25 @@ class EngineHost:
         )
         theirs.close()
         self.conn = Connection(ours.detach())
+        if wait:
+            self.ready()
+
+    def ready(self) -> float:
+        """Wait until the child has imported its backend (or raise why it cannot); the seconds waited."""
+        if self.import_s is not None:
+            return 0.0
+        t0 = time.perf_counter()
         try:
-            self._reply()  # the child imported its backend (or says why it cannot)
+            self._reply()
         except BaseException:
             self.close(timeout_s=10)
             raise
+        self.import_s = time.perf_counter() - self._started
+        return time.perf_counter() - t0
+
+    def importing(self) -> bool:
+        """Whether the child is still importing its backend (its first message has not been read)."""
+        return self.import_s is None and not self.conn.poll()
 
     @property
     def pid(self) -> int:
@@ -209,6 +228,7 @@ class EngineHost:
         return value
 
     def _call(self, op: str, *args):
+        self.ready()
         try:
             self.conn.send((op, args))
         except OSError:
@@ -266,7 +286,9 @@ class EngineHost:
             under = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.Error:
             under = []
-        if self.alive():
+        if self.alive() and self.import_s is None:  # still importing: nothing to free, end it
+            self.proc.terminate()
+        elif self.alive():
             try:
                 self._call("close")
             except Exception as exc:  # a broken engine must still go
@@ -361,6 +383,7 @@ class Engine:
         identity: what it was built for.
         backend: the backend (inline) or its EngineHost (child process).
         start_s: seconds from asking for it to its first load done (process start, imports, weights, engine init).
+        prestarted: whether its process was the pool's spare (imports done before it was asked for; see refill).
         uses: how many times it was handed out (1 = fresh).
         caches: hit / miss / unused per cache, as its start found them.
         pid: its child process, or None inline.
@@ -370,6 +393,7 @@ class Engine:
     identity: EngineIdentity
     backend: Any
     start_s: float
+    prestarted: bool = False
     uses: int = 1
     caches: dict[str, str] = field(default_factory=dict)
     pid: int | None = None
@@ -388,15 +412,29 @@ class Engine:
             self.caches = cache_states(cfg, self._counts_before, cache_counts(self._cache_env), self.backend.info)
 
     def describe(self) -> dict:
-        return {"engine_id": self.id, "engine_start_s": self.start_s, "engine_reused": self.reused, **self.caches}
+        return {
+            "engine_id": self.id,
+            "engine_start_s": self.start_s,
+            "engine_reused": self.reused,
+            "engine_prestarted": self.prestarted,
+            **self.caches,
+        }
 
 
 class EnginePool:
     """One warm engine per GPU set. `acquire(cfg)` hands out the held engine while its identity equals `cfg`'s,
-    otherwise evicts (closes) the engines on those devices and starts one. `close()` ends them all."""
+    otherwise evicts (closes) the engines on those devices and starts one. `close()` ends them all.
+
+    Spares: a long-lived pool (the engine server's) calls `refill()` after each run. It starts, per backend that has
+    run here in a process, one engine process that imports its backend and waits (no engine, no CUDA context, no
+    GPU work). The next engine of that backend starts in it, so an engine change skips the imports (~19 s for vLLM on
+    an H100, §18). `quiesce()` waits for spares still importing; a run calls it before its first window, so no import
+    ever runs beside a measured window."""
 
     def __init__(self, cache_root: Path | None = None) -> None:
         self.engines: dict[tuple[str, frozenset[int]], Engine] = {}
+        self.spares: dict[tuple[str, str | None], EngineHost] = {}
+        self._spare_backends: set[str] = set()
         self.cache_root = Path(cache_root or engine_cache_dir())
         # the engine's process finds every cache under this root, the synthetic weights too
         self.cache_env = {CACHE_DIR_ENV: str(self.cache_root), **cache_environment(self.cache_root)}
@@ -427,8 +465,14 @@ class EnginePool:
     def _start(self, cfg: ExperimentConfig, identity: EngineIdentity, placement: str) -> Engine:
         before = cache_counts(self.cache_env)
         t0 = time.perf_counter()
+        spare = None
         if placement == "process":
-            backend = EngineHost(cfg.backend, self.cache_env)
+            self._spare_backends.add(cfg.backend)
+            spare = self.spares.pop((cfg.backend, os.environ.get("CUDA_VISIBLE_DEVICES")), None)
+            if spare is not None and not spare.alive():
+                spare.close(timeout_s=5)
+                spare = None
+            backend = spare or EngineHost(cfg.backend, self.cache_env)
         else:
             from gpu_ops.backends import get_backend
 
@@ -444,6 +488,7 @@ class EnginePool:
             identity=identity,
             backend=backend,
             start_s=time.perf_counter() - t0,
+            prestarted=spare is not None,
             pid=backend.pid if placement == "process" else None,
             _counts_before=before,
             _cache_env=self.cache_env,
@@ -457,7 +502,29 @@ class EnginePool:
                 del self.engines[key]
         engine.backend.close()
 
+    def refill(self) -> None:
+        """Start a spare process for each backend that has run here in a process and has none (for this process's
+        CUDA_VISIBLE_DEVICES, which the spare inherits). Returns at once: the spares import in the background."""
+        devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+        for name in sorted(self._spare_backends):
+            if (name, devices) not in self.spares:
+                self.spares[(name, devices)] = EngineHost(name, self.cache_env, wait=False)
+
+    def quiesce(self) -> float:
+        """Wait for spares still importing (a spare that failed to start is dropped, with a warning); seconds waited."""
+        t0 = time.perf_counter()
+        for key, spare in list(self.spares.items()):
+            try:
+                spare.ready()
+            except Exception as exc:
+                log.warning(f"spare {key[0]} engine process: {exc}")
+                del self.spares[key]
+        return time.perf_counter() - t0
+
     def close(self) -> None:
+        for spare in self.spares.values():
+            spare.close(timeout_s=10)
+        self.spares.clear()
         for engine in list(self.engines.values()):
             try:
                 self.evict(engine)

@@ -254,6 +254,9 @@ def _measure(
         warm_shape = None  # the batch shape the current engine was last warmed up at in this run
         engine: Engine | None = None
         idle_pending = True
+        t = spans.clock()
+        if pool.quiesce() > 0.01:  # a spare process still importing (started after the last run): never beside a window
+            spans.add("engine_start", t, spans.clock(), "spare")
         try:
             for point in points:
                 pc = point.config

@@ -152,6 +152,7 @@ class EngineServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                 file_sha=request.get("file_sha"),
                 pool=self.pool,
             )
+            self.pool.refill()  # spares import while the worker waits for its next run (the next run quiesces them)
         return outcome.folder
 
     def close(self) -> None:

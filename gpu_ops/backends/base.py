@@ -13,6 +13,9 @@ from gpu_ops import schema
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.errors import CapabilityError
 
+ENGINE_HOST_ENV = "LEM_ENGINE_HOST"
+"""Set to 1 in an engine host process (gpu_ops.engines.EngineHost): a process that runs one engine and nothing else."""
+
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 """Config precision -> the dtype name torch, vLLM and TensorRT-LLM all accept."""
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from gpu_ops.backends.base import (
     DTYPES,
+    ENGINE_HOST_ENV,
     ENGINE_METRICS,
     Capabilities,
     Clock,
@@ -153,15 +154,35 @@ def engine_kwargs(cfg: ExperimentConfig, source: ModelSource) -> dict[str, Any]:
     return kw
 
 
-def start_engines_by_spawn() -> None:
-    """vLLM forks its engine core by default. A fork copies this process as it is, threads' locks included: on the
-    H200 the engine hung at start whenever this process had live threads before the fork (an NVML sampling thread;
-    torch's CPU thread pool and tqdm's monitor after building a model on the CPU), and never with spawn
-    (docs/benchmarks/README.md, "vLLM engine start"). So our engines start by spawn unless the user chose a method;
-    every entry point of ours keeps the `if __name__ == "__main__"` guard that spawn needs."""
-    import os
+METHOD_ENV = "VLLM_WORKER_MULTIPROC_METHOD"
+_CHOSEN_ENV = "LEM_VLLM_START_METHOD"  # the method we set (so a value we set is not taken for the user's choice)
 
-    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+
+def engine_core_start() -> str:
+    """How vLLM starts the next engine core, set in VLLM_WORKER_MULTIPROC_METHOD before the engine is built.
+
+    vLLM forks its engine core by default. A fork copies this process as it is, threads' locks included: on the H200
+    the engine hung at start whenever the forking process had live threads of its own (an NVML sampling thread;
+    torch's CPU thread pool and tqdm's monitor after building a model on the CPU), and never with spawn
+    (docs/benchmarks/README.md, "vLLM engine start"). A spawned core imports vLLM again, though: ~15 s of every
+    H100 engine start (§18). So the core is forked only from an engine host process (gpu_ops.engines.EngineHost, which
+    runs nothing but its engine) while it has no Python thread besides its main one and no CUDA context, as vLLM's
+    own `vllm bench throughput` does; everywhere else it is spawned. The user's own VLLM_WORKER_MULTIPROC_METHOD
+    wins. Every entry point of ours keeps the `if __name__ == "__main__"` guard that spawn needs."""
+    import os
+    import threading
+
+    chosen = os.environ.get(METHOD_ENV)
+    if chosen and chosen != os.environ.get(_CHOSEN_ENV):
+        return chosen
+    method = "spawn"
+    if os.environ.get(ENGINE_HOST_ENV) == "1" and threading.active_count() == 1:
+        import torch
+
+        if not torch.cuda.is_initialized():
+            method = "fork"
+    os.environ[METHOD_ENV] = os.environ[_CHOSEN_ENV] = method
+    return method
 
 
 def _engine_args_of_this_vllm(kw: dict[str, Any]) -> dict[str, Any]:
@@ -414,7 +435,7 @@ class VllmBackend:
             return False
         self.close()
         self.cfg, self.mode = config, mode
-        start_engines_by_spawn()
+        core_start = engine_core_start()
         _narrow_visible_gpus(config)
         source = resolve_model(config.model)
         kw = _engine_args_of_this_vllm(engine_kwargs(config, source))
@@ -445,6 +466,7 @@ class VllmBackend:
             "mode": mode,
             "weights": source.weights,
             "load_s": load_s,
+            "engine_core_start": core_start,
             **start_log.timings(),
             "engine_args": engine_args_json(kw),
         }
@@ -655,7 +677,8 @@ CAPABILITIES = Capabilities(
         "is set",
         "offline mode: TTFT/TPOT/E2E from vLLM's request stats, ITL unmeasured; streaming mode: every chunk "
         "timestamped",
-        "engines start by spawn (VLLM_WORKER_MULTIPROC_METHOD=spawn unless set): a forked engine core hung at start",
+        "the engine core is forked from an engine host process with no thread of ours, else spawned (a core forked "
+        "from a process with live threads hung at start); VLLM_WORKER_MULTIPROC_METHOD, when set, wins",
         "speculative decoding: vllm.speculative_model is 'ngram' or a draft model",
         "the prefix cache is emptied before each measured cycle (vllm.cold_prefix_cache: false keeps it warm)",
     ),

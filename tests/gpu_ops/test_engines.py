@@ -64,6 +64,32 @@ def test_pool_reuses_one_engine_process_and_evicts_it_when_the_identity_changes(
     assert other.backend.proc.returncode is not None  # closing the pool ends its engines
 
 
+def test_a_spare_process_takes_the_next_engine_and_a_run_waits_for_its_imports(tiny_model_path, tmp_path, monkeypatch):
+    """A warm worker's engine change skips the imports: refill() starts a spare engine process per backend that ran
+    here in a process, the next engine of that backend starts in it, and a run waits for a spare still importing
+    before its first window (recorded as engine start), so no import runs beside a measured window."""
+    monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "process")
+    with EnginePool(tmp_path / "cache") as pool:
+        pool.refill()
+        assert pool.spares == {}  # nothing has run in a process yet
+        first = pool.acquire(cfg(), placement="process")
+        assert not first.prestarted and first.describe()["engine_prestarted"] is False
+        pool.refill()
+        (spare,) = pool.spares.values()
+        assert spare.pid != first.pid and psutil.Process(spare.pid).ppid() == os.getpid()
+        out = run_experiment(cfg(seed=7), tmp_path / "a", nvml=FakeNVML([FakeGpu(power=lambda t: 250.0)]), pool=pool)
+        assert not spare.importing() and spare.import_s > 0  # the run waited for it before any window
+        waits = [s for s in out.tables.summary["wall_time"]["spans"] if s["label"] == "spare"]
+        assert [s["kind"] for s in waits] == ["engine_start"]
+        (engine,) = pool.engines.values()  # the new identity started in the spare, not in a new process
+        assert engine.prestarted and engine.pid == spare.pid and pool.spares == {} and not psutil.pid_exists(first.pid)
+        fp = json.loads(out.tables.experiment.iloc[0].fingerprint_json)
+        assert [e["engine_prestarted"] for e in fp["engines"]] == [True]
+        pool.refill()
+        (late,) = pool.spares.values()
+    assert late.proc.returncode is not None and not psutil.pid_exists(late.pid)  # closing the pool ends its spares
+
+
 def test_a_run_reuses_the_engine_across_sweep_points_and_runs(tiny_model_path, tmp_path, monkeypatch):
     monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "process")
     gpu = FakeGpu(power=lambda t: 250.0)
@@ -261,6 +287,7 @@ def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny
         (engine,) = pool.engines.values()
         core = {p.pid for p in psutil.Process(engine.pid).children(recursive=True)}
         assert core and core <= smp.own_pids(os.getpid())  # vLLM's engine core under our engine process: ours
+        assert engine.backend.info["engine_core_start"] == "fork"  # from the engine host: no second vLLM import
         two = run_experiment(cold, tmp_path / "b", nvml=nvml, pool=pool)  # the same prompts again, same engine
         # the control: keeping the cache (a run setting, same engine) hits what the last run computed
         warm = run_experiment(

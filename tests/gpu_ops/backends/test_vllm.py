@@ -236,16 +236,25 @@ def test_engine_starts_with_default_multiprocessing_while_the_meter_samples(tmp_
     assert len(records) == 6 and w.foreign_processes == [1]
 
 
-def test_engines_start_by_spawn_unless_the_user_chose(monkeypatch):
-    """On the H200 a forked engine core hung whenever this process had live threads at the fork; spawn never did."""
-    from gpu_ops.backends.vllm import start_engines_by_spawn
+def test_engine_core_forked_only_from_a_thread_free_engine_host(monkeypatch):
+    """On the H200 a forked engine core hung whenever the forking process had live threads; spawn never did. A core
+    forked from an engine host skips vLLM's second import (~15 s on an H100)."""
+    import threading
 
-    monkeypatch.delenv("VLLM_WORKER_MULTIPROC_METHOD", raising=False)
-    start_engines_by_spawn()
-    assert os.environ["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
-    monkeypatch.setenv("VLLM_WORKER_MULTIPROC_METHOD", "fork")  # an explicit choice is kept
-    start_engines_by_spawn()
-    assert os.environ["VLLM_WORKER_MULTIPROC_METHOD"] == "fork"
+    from gpu_ops.backends.base import ENGINE_HOST_ENV
+    from gpu_ops.backends.vllm import METHOD_ENV, engine_core_start
+
+    for name in (METHOD_ENV, "LEM_VLLM_START_METHOD", ENGINE_HOST_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert engine_core_start() == "spawn" and os.environ[METHOD_ENV] == "spawn"  # the measuring process
+    monkeypatch.setenv(ENGINE_HOST_ENV, "1")
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert engine_core_start() == "fork" and os.environ[METHOD_ENV] == "fork"  # our own earlier choice is redone
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # a thread of ours: never fork
+    assert engine_core_start() == "spawn"
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setenv(METHOD_ENV, "forkserver")  # the user's explicit choice is kept
+    assert engine_core_start() == "forkserver" and os.environ[METHOD_ENV] == "forkserver"
 
 
 def test_options_the_cpu_build_cannot_honour(tmp_path):
