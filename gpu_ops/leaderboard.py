@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from gpu_ops.conversions import NO_CONVERSIONS, Conversions, converted
-from gpu_ops.ranking import RankingRules, not_ranked_reasons, rank_bands, rank_label
+from gpu_ops.ranking import RankingRules, not_ranked_reasons, rank_bands, rank_label, throughput_fallback
 from gpu_ops.schema import CONVERSION, LEADERBOARD, LEADERBOARD_PROVENANCE, RANKED, RANKING
 from gpu_ops.stats import UNRECORDED_SUBMITTER, ranked_figure
 
@@ -67,8 +67,9 @@ READ_FROM_STATISTICS = tuple(
 
 def rank_rows(df: pd.DataFrame, rules: RankingRules) -> pd.DataFrame:
     """`df` (statistics rows, one per sweep point and hardware) with the ranking's columns added: the ranked J/token
-    and its basis, the CV and stability, whether each row is ranked and why not, and every rank view in bands. The
-    one place ranks are made: the CLI, the site, the Dagster metadata and the HF export all show these."""
+    and its basis, the CV and stability, whether each row is ranked and why not, every rank view in bands, and the
+    throughput fallback of the rows whose energy is unmeasured (gpu_ops.ranking.throughput_fallback). The one place
+    ranks are made: the CLI, the site, the Dagster metadata and the HF export all show these."""
     df = df.copy()
     basis, mean, ci, cv = ranked_figure(df)
     df["rank_basis"], df["ranked_j_per_token_mean"], df["ranked_j_per_token_ci95"], df["cv"] = basis, mean, ci, cv
@@ -83,6 +84,8 @@ def rank_rows(df: pd.DataFrame, rules: RankingRules) -> pd.DataFrame:
         if view == "rank_j_per_token":
             df["rank_tied"] = tied
             df["rank_label"] = [rank_label(r, t) for r, t in zip(df[view], tied)]
+        if view == "rank_throughput":
+            df["throughput_fallback_rank"], df["throughput_fallback_label"] = throughput_fallback(df, m, lo, hi)
     df["ranking_rules"] = rules.describe()
     return df
 
@@ -92,8 +95,8 @@ def build_leaderboard(
 ) -> pd.DataFrame:
     """Statistics of every partition -> one table, ranked under `rules` (default: the instance's,
     RankingRules.from_env); synthetic weights and drift flagged; a row that breaks a rule is kept, unranked, with its
-    reason, and sorts below every ranked row. `conversions`: the carbon and cost inputs (gpu_ops.conversions); by
-    default every input is unknown."""
+    reason, and sorts below every ranked row (rows whose energy is unmeasured last, by their throughput fallback).
+    `conversions`: the carbon and cost inputs (gpu_ops.conversions); by default every input is unknown."""
     if stats.empty:
         return LEADERBOARD.frame([])
     rules = RankingRules.from_env() if rules is None else rules
@@ -112,9 +115,16 @@ def build_leaderboard(
     drifted = pd.Series(np.where(df.drift.astype("boolean").fillna(False), "drift", ""), index=df.index)
     df["flag"] = (synthetic + "; " + drifted).str.strip("; ")
     df = pd.concat([df, converted(df, conversions)], axis=1)
-    df = df.sort_values(
-        ["rank_j_per_token", "ranked_j_per_token_mean", "rank_throughput", "experiment_key", "hardware", "sweep_point"],
-        na_position="last",
-        kind="stable",
-    ).reset_index(drop=True)
+    order = {  # column -> ascending
+        "rank_j_per_token": True,
+        "ranked_j_per_token_mean": True,
+        "rank_throughput": True,
+        "throughput_fallback_rank": True,
+        "tokens_per_s_mean": False,
+        "experiment_key": True,
+        "hardware": True,
+        "sweep_point": True,
+    }
+    df = df.sort_values(list(order), ascending=list(order.values()), na_position="last", kind="stable")
+    df = df.reset_index(drop=True)
     return LEADERBOARD.conform(df[list(LEADERBOARD.names)])

@@ -6,6 +6,9 @@ batch full enough, and its J/token steady over its cycles. A row that breaks a r
 (`not_ranked_reason`); it never ranks above a valid one.
 
 Ranks respect uncertainty: rows whose 95 % intervals overlap the band's best row share its rank (a tie, shown "=2").
+Rows whose energy is unmeasured (a CPU) get a throughput fallback instead: the same bands by tokens/s among those rows
+only, shown beside their reason ("not ranked: energy unmeasured · throughput =1 of 3"); it is not a rank, and such a
+row still sorts below every ranked one.
 The leaderboard (gpu_ops.leaderboard) calls these once; the CLI, the site, the Dagster metadata and the HF export all
 read its columns, so they show the same ranks.
 """
@@ -135,3 +138,35 @@ def rank_label(rank, tied) -> str:
     if rank is None or pd.isna(rank):
         return ""
     return f"={int(rank)}" if tied is True or (not pd.isna(tied) and bool(tied)) else str(int(rank))
+
+
+FALLBACK = "throughput"
+"""What the fallback of a row whose energy is unmeasured orders by (its label's first word)."""
+
+
+def fallback_label(rank, tied, of: int) -> str:
+    """How a throughput fallback is shown: 'throughput =1 of 3' (of: the rows with energy unmeasured and a
+    throughput), '' for a row without one."""
+    shown = rank_label(rank, tied)
+    return f"{FALLBACK} {shown} of {of}" if shown else ""
+
+
+def throughput_fallback(
+    board: pd.DataFrame, mean: pd.Series, lo: pd.Series, hi: pd.Series
+) -> tuple[pd.Series, pd.Series]:
+    """The fallback of the rows whose energy is unmeasured: rank bands (rank_bands, higher is better) by throughput
+    `mean` in [lo, hi], among those rows only (the other rules they break stay in their reason). Returns (rank Int64,
+    label as fallback_label shows it), both empty for a row whose energy is measured or that has no throughput."""
+    pool = (board.energy_status != "measured") & mean.notna()
+    rank, tied = rank_bands(mean, lo, hi, False, pool)
+    of = int(rank.notna().sum())
+    return rank, pd.Series([fallback_label(r, t, of) for r, t in zip(rank, tied)], index=board.index, dtype=object)
+
+
+def rank_shown(label, reason, fallback) -> str:
+    """A row's rank in one cell, as every view shows it: its band ('=3'), else 'not ranked: <reason>' with its
+    throughput fallback beside it when it has one ('not ranked: energy unmeasured · throughput =1 of 3')."""
+    if isinstance(label, str) and label:
+        return label
+    out = f"not ranked: {reason}" if isinstance(reason, str) and reason else "not ranked"
+    return f"{out} · {fallback}" if isinstance(fallback, str) and fallback else out

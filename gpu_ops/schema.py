@@ -1341,9 +1341,27 @@ RANKING = Table(
     Column(
         "rank_tied", "bool?", "", "true when another row shares this row's J/token rank band; empty when not ranked"
     ),
+    Column(
+        "throughput_fallback_rank",
+        "int?",
+        "rank",
+        "for a row whose energy is unmeasured: its place by tokens_per_s_mean (1 = best: higher is better) among the "
+        "rows with energy unmeasured and a throughput only, in bands as the ranks (overlapping 95 % intervals tie). "
+        "A fallback order, not a rank: the row stays unranked, below every ranked row. Empty when energy is measured "
+        "or throughput is missing",
+    ),
+    Column(
+        "throughput_fallback_label",
+        "str",
+        "",
+        "the throughput fallback as shown beside the not-ranked reason: 'throughput =1 of 3' ('=' a shared band; of "
+        "N: the rows with energy unmeasured and a throughput); empty when the row has none",
+        label="throughput fallback",
+    ),
     Column("ranking_rules", "str", "", "the thresholds the ranks were computed with (gpu_ops.ranking.RankingRules)"),
 )
-"""gpu_ops.ranking: whether a row is ranked, why not, and its rank as shown."""
+"""gpu_ops.ranking: whether a row is ranked, why not, its rank as shown, and the throughput fallback of a row whose
+energy is unmeasured."""
 RANKED = {  # rank column -> the statistic it ranks, in its column's `better` direction
     "rank_j_per_token": "ranked_j_per_token_mean",
     "rank_j_per_good_token": "j_per_good_token_mean",
@@ -1545,6 +1563,7 @@ LEADERBOARD_TOP_ROWS = View(
     "cv",
     "rank_label",
     "not_ranked_reason",
+    "throughput_fallback_label",
     "raw_run_id",
 )
 """The `top_rows` table of a `leaderboard` materialization (energy_assets.assets.leaderboard)."""
@@ -1580,6 +1599,7 @@ DEMO_LEADERBOARD = View(
     "demo_leaderboard",
     LEADERBOARD,
     "rank_label",
+    "throughput_fallback_label",
     "experiment_key",
     "hardware",
     "sweep_point",

@@ -235,7 +235,9 @@ METHODOLOGY = """## Methodology
   model/backend/hardware per partition. A row is ranked only when it meets the ranking rules (its energy
   measured in every cycle, >= 3 cycles, ranked windows >= 20 s, a serving run's batch fill >= 0.85, J/token CV
   <= 5 %; the thresholds in `ranking_rules`); otherwise `not_ranked_reason` says why. Rows whose 95 % intervals
-  overlap share a rank band (`rank_label` `=2`).
+  overlap share a rank band (`rank_label` `=2`). A row whose energy is unmeasured gets a throughput fallback
+  instead (`throughput_fallback_rank`, shown `throughput =1 of 3`): the same bands by tokens/s among those rows
+  only; it is not a rank, and such a row never ranks above a ranked one.
 """
 
 DEFINITIONS = """## Metric definitions (vLLM's)

@@ -11,13 +11,15 @@ from energy_assets.resources import StorageResource
 from energy_assets.tables import rows_table, schema_metadata, significant
 from gpu_ops.conversions import load_conversions
 from gpu_ops.leaderboard import READ_FROM_STATISTICS, build_leaderboard
+from gpu_ops.ranking import rank_shown
 from gpu_ops.readable import number
 from gpu_ops.schema import LEADERBOARD, LEADERBOARD_TOP_MARKDOWN, LEADERBOARD_TOP_ROWS
 from gpu_ops.slo import Deadline, parse_slo, slo_pick
 
+# v6: throughput fallback of rows whose energy is unmeasured (throughput_fallback_rank/_label), sorted by it;
 # v5: SLO pick, J per good token rank, carbon and cost, drift; v4: ranking rules, rank bands, steady state;
 # v3: CV, hashes, submitter
-LEADERBOARD_CODE_VERSION = "leaderboard-v5"
+LEADERBOARD_CODE_VERSION = "leaderboard-v6"
 
 
 class NoDependencyRequestedThisTick(dg.AutomationCondition):
@@ -56,7 +58,8 @@ INLINE_MARKDOWN = 950
 def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
     """The top rows, each with its raw partition and run as links (a table value cannot hold a link), as many whole
     rows as the UI shows in place; `top_rows` holds all `n`. The links are relative (the UI reads them), so more rows
-    fit. A row's rank is its band (gpu_ops.ranking), or why it is not ranked."""
+    fit. A row's rank is its band (gpu_ops.ranking), or why it is not ranked, with the throughput fallback of a row
+    whose energy is unmeasured beside it (gpu_ops.ranking.rank_shown)."""
     if df.empty:
         return "_No measurements yet: drop an experiment YAML into the inbox._"
 
@@ -69,7 +72,7 @@ def top_markdown(df: pd.DataFrame, n: int = 10) -> str:
     ]
     rows: list[str] = []
     for r in df.head(n).itertuples():
-        rank = r.rank_label or f"not ranked: {r.not_ranked_reason}"
+        rank = rank_shown(r.rank_label, r.not_ranked_reason, r.throughput_fallback_label)
         flag = " **unstable**" if pd.notna(r.unstable) and bool(r.unstable) else ""
         cv = ("n/a" if pd.isna(r.cv) else f"{r.cv:.1%}") + flag
         line = (
@@ -138,7 +141,9 @@ def slo_markdown(df: pd.DataFrame, deadlines: tuple[Deadline, ...]) -> str:
     automation_condition=AFTER_STATISTICS,
     description="Every sweep point on every hardware profile, ranked in bands (overlapping 95 % intervals tie) by "
     "J/token (a serving run's steady state), tokens/J, throughput and TTFT; a row that breaks a ranking rule "
-    "(gpu_ops.ranking; LEM_RANK_* per instance) is kept unranked with its reason. Each row carries its provenance.",
+    "(gpu_ops.ranking; LEM_RANK_* per instance) is kept unranked with its reason; one whose energy is unmeasured "
+    "gets a throughput fallback beside it (bands by tokens/s among those rows, never an energy rank). Each row "
+    "carries its provenance.",
     metadata=schema_metadata(LEADERBOARD),
     owners=OWNERS,
     tags={"stage": "leaderboard"},

@@ -58,7 +58,8 @@ def headline(board: pd.DataFrame) -> str:
 
 RANK_COLUMN = dict(key="rank_j_per_token", label="rank", type="number", better="lower", rank=True)
 """The J/token rank band as gpu_ops.ranking shows it ('3', '=3'); an unranked row reads 'not ranked', its reason in the
-tooltip. It sorts by the band."""
+tooltip, and a row whose energy is unmeasured its throughput fallback under it ('throughput =1 of 3'). It sorts by the
+band; unranked rows follow in the leaderboard's order (those without energy by their fallback)."""
 
 
 def columns(board: pd.DataFrame) -> list[dict]:

@@ -391,6 +391,7 @@ def build_site(
             "filters": FILTERS,
             "hidden": SITE_HIDDEN.names,
             "ci_missing": CI_MISSING,
+            "fallback_note": LEADERBOARD["throughput_fallback_rank"].meaning,
             "default_sort": lead,
             "figures": [{"id": k, "figure": f} for k, f in figs.items()],
         }

@@ -1,12 +1,13 @@
 """Ranking rules and rank bands (#27): each rule can refuse a row, with its reason; overlapping 95 % intervals share a
-rank; unranked rows never sort above ranked ones; the instance sets its own thresholds."""
+rank; unranked rows never sort above ranked ones; the instance sets its own thresholds. Rows whose energy is unmeasured
+get a throughput fallback (#29), in the same bands, never an energy rank."""
 
 import pandas as pd
 import pytest
 
 from gpu_ops.errors import UserError
 from gpu_ops.leaderboard import build_leaderboard
-from gpu_ops.ranking import CYCLE_WINDOW, STEADY, RankingRules, rank_bands, rank_label
+from gpu_ops.ranking import CYCLE_WINDOW, STEADY, RankingRules, fallback_label, rank_bands, rank_label, rank_shown
 from gpu_ops.results import read_tables
 from gpu_ops.stats import published_statistics
 
@@ -119,3 +120,61 @@ def test_the_instance_sets_its_thresholds_and_bad_ones_are_refused(stats_row, mo
     with pytest.raises(UserError, match="LEM_RANK_MIN_WINDOW_S='ten' is not a number"):
         RankingRules.from_env()
     assert RankingRules.from_env({"LEM_RANK_MIN_CYCLES": "5"}).min_cycles == 5
+
+
+def unmeasured(row: pd.DataFrame, tokens_per_s: float, ci: float, **changes) -> pd.DataFrame:
+    """`row` with its energy unmeasured (a CPU run) and the throughput given."""
+    nan = float("nan")
+    return row.assign(
+        energy_status="unmeasured",
+        j_per_token_mean=nan,
+        j_per_token_ci95=nan,
+        j_per_token_cv=nan,
+        tokens_per_j_mean=nan,
+        tokens_per_j_ci95=nan,
+        tokens_per_s_mean=tokens_per_s,
+        tokens_per_s_ci95=ci,
+        **changes,
+    )
+
+
+def test_rows_without_energy_get_a_throughput_fallback_in_bands_that_never_ranks_them(stats_row):
+    """A CPU demo showed every row 'not ranked: energy unmeasured' in no order: each now gets a band by throughput among
+    the unmeasured rows (overlapping intervals tie), beside its reason; a measured row has none."""
+    board = board_of(
+        unmeasured(stats_row, 100.0, 5.0),  # [95, 105]: the fallback's leader
+        unmeasured(stats_row, 98.0, 2.0),  # overlaps the leader: tied
+        unmeasured(stats_row, 50.0, 1.0, window_min_s=1.0),  # a short window too: still ordered, the reason says so
+        stats_row.assign(tokens_per_s_mean=10.0),  # measured and ranked, though slower than every unmeasured row
+        stats_row.assign(tokens_per_s_mean=1e6, j_per_token_cv=0.5),  # measured, unranked (unstable): no fallback
+        unmeasured(stats_row, float("nan"), float("nan")),  # no throughput: no fallback
+    )
+    assert board.throughput_fallback_rank.loc[["p0", "p1", "p2"]].tolist() == [1, 1, 3]
+    assert board.throughput_fallback_label.loc[["p0", "p1", "p2"]].tolist() == [
+        "throughput =1 of 3",
+        "throughput =1 of 3",
+        "throughput 3 of 3",
+    ]
+    for measured_or_empty in ("p3", "p4", "p5"):
+        assert pd.isna(board.loc[measured_or_empty, "throughput_fallback_rank"])
+        assert board.loc[measured_or_empty, "throughput_fallback_label"] == ""
+    fallback = board.loc[["p0", "p1", "p2"]]
+    assert not fallback.ranked.any() and fallback.rank_j_per_token.isna().all()
+    assert fallback.rank_throughput.isna().all()  # never an energy (or throughput) rank
+    assert board.loc["p3", "rank_label"] == "1" and board.loc["p3", "rank_throughput"] == 1  # the energy ranks alone
+    # the valid row first, the measured unranked one next, then the fallback's order, the row without throughput last
+    assert board.index.tolist() == ["p3", "p4", "p0", "p1", "p2", "p5"]
+    shown = [rank_shown(r.rank_label, r.not_ranked_reason, r.throughput_fallback_label) for r in board.itertuples()]
+    assert shown[0] == "1" and shown[2:4] == ["not ranked: energy unmeasured · throughput =1 of 3"] * 2
+    assert shown[4] == "not ranked: energy unmeasured; short window: 1 s (< 20 s) · throughput 3 of 3"
+    assert shown[5] == "not ranked: energy unmeasured" and shown[1].startswith("not ranked: unstable")
+    apart = board_of(*(unmeasured(stats_row, v, 0.1) for v in (50.0, 100.0, 98.0)))
+    assert apart.throughput_fallback_label.tolist() == ["throughput 1 of 3", "throughput 2 of 3", "throughput 3 of 3"]
+
+
+def test_a_board_without_unmeasured_rows_has_no_fallback_and_labels_read_as_shown(stats_row):
+    board = board_of(stats_row, stats_row.assign(window_min_s=1.0))
+    assert board.throughput_fallback_rank.isna().all() and (board.throughput_fallback_label == "").all()
+    assert fallback_label(2, True, 4) == "throughput =2 of 4" and fallback_label(pd.NA, pd.NA, 4) == ""
+    assert rank_shown("=2", None, "") == "=2"
+    assert rank_shown("", "energy unmeasured", "") == "not ranked: energy unmeasured"

@@ -45,7 +45,8 @@
       const x = a[c.key], y = b[c.key];
       const xn = x === null || x === undefined || (typeof x === "number" && isNaN(x));
       const yn = y === null || y === undefined || (typeof y === "number" && isNaN(y));
-      if (xn || yn) return xn && yn ? 0 : xn ? 1 : -1;  // unmeasured always last
+      // unmeasured always last, in the leaderboard's order (unranked rows: those without energy by their fallback)
+      if (xn || yn) return xn && yn ? 0 : xn ? 1 : -1;
       return (c.type === "number" ? x - y : String(x).localeCompare(String(y))) * sign;
     });
     return out;
@@ -58,9 +59,11 @@
       return `<td class="text first"><input type="checkbox" class="sel" title="compare" ${state.sel.includes(r.id) ? "checked" : ""}> <a class="detail" href="detail/${r.id}.html" title="${esc(r.model_note)}">${esc(r.model)}</a>${hub}` +
         `${r.flag ? ` <span class="flag">${esc(r.flag)}</span>` : ""}</td>`;
     }
-    if (c.rank) {  // the band as ranked ('=3': shared), or why the row is not ranked
-      return r.rank_label ? `<td class="${cls} rank">${esc(r.rank_label)}</td>`
-        : `<td class="${cls} rank note" title="${esc(r.not_ranked_reason || "")}">not ranked</td>`;
+    if (c.rank) {  // the band as ranked ('=3': shared), or why the row is not ranked (and its throughput fallback)
+      if (r.rank_label) return `<td class="${cls} rank">${esc(r.rank_label)}</td>`;
+      const fallback = r.throughput_fallback_label
+        ? ` <span class="fallback" title="${esc(data.fallback_note)}">${esc(r.throughput_fallback_label)}</span>` : "";
+      return `<td class="${cls} rank note" title="${esc(r.not_ranked_reason || "")}">not ranked${fallback}</td>`;
     }
     let v = fmt(r[c.key], c);
     if (v === null && c.key === "cv") return `<td class="${cls}" title="one cycle: no spread">${data.ci_missing}</td>`;

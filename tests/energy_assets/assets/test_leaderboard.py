@@ -33,7 +33,7 @@ def test_top_rows_link_run_and_partition_and_stay_short_enough_to_show_in_place(
     assert top_markdown(board.head(1)).count("/runs/") == 1
 
 
-def _board(good_gpu_result, n: int, **changes) -> pd.DataFrame:
+def _stats(good_gpu_result, n: int, first: int = 0, **changes) -> pd.DataFrame:
     t = read_tables(good_gpu_result)
     parts = [
         published_statistics(
@@ -47,9 +47,13 @@ def _board(good_gpu_result, n: int, **changes) -> pd.DataFrame:
                 "raw_code_version": "c",
             },
         ).assign(**changes)
-        for i in range(n)
+        for i in range(first, first + n)
     ]
-    return build_leaderboard(pd.concat(parts, ignore_index=True))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _board(good_gpu_result, n: int, **changes) -> pd.DataFrame:
+    return build_leaderboard(_stats(good_gpu_result, n, **changes))
 
 
 def test_every_top_row_shown_is_whole_and_linked_even_with_a_public_dagster_url(good_gpu_result, monkeypatch):
@@ -72,3 +76,28 @@ def test_top_shows_the_unstable_flag_and_why_a_row_is_not_ranked(good_gpu_result
     text = top_markdown(board)
     ranks = [line.split("|")[1].strip() for line in text.splitlines()[2:] if line.startswith("| ")]
     assert len(ranks) == 2 and all(r.startswith("not ranked: energy unmeasured") for r in ranks)  # never blank
+
+
+def test_top_shows_the_throughput_fallback_of_rows_without_energy_beside_the_reason(good_gpu_result):
+    """#29: on a CPU the top table ordered nothing; a row whose energy is unmeasured now shows its throughput band
+    among those rows beside its reason, as the leaderboard stores it, and a ranked row keeps its place above them."""
+    from energy_assets.tables import rows_table
+    from gpu_ops.schema import LEADERBOARD_TOP_ROWS
+
+    nan = float("nan")
+    cpu = _board(good_gpu_result, 3, j_per_token_mean=nan, tokens_per_j_mean=nan, energy_status="unmeasured")
+    text = top_markdown(cpu)
+    ranks = [line.split("|")[1].strip() for line in text.splitlines()[2:] if line.startswith("| ")]
+    assert ranks and ranks == [
+        f"not ranked: {r.not_ranked_reason} · {r.throughput_fallback_label}" for r in cpu.head(len(ranks)).itertuples()
+    ]
+    assert all(r.endswith(f" of {len(cpu)}") and " · throughput " in r for r in ranks)
+    assert cpu.throughput_fallback_rank.is_monotonic_increasing  # the rows in the fallback's order
+    top = rows_table(cpu, LEADERBOARD_TOP_ROWS).records
+    assert [r.data["throughput_fallback_label"] for r in top] == cpu.throughput_fallback_label.tolist()
+    # a valid row, however slow, above a fast row without energy; its rank is its band alone
+    valid = _stats(good_gpu_result, 1, n_cycles=5, j_per_token_cv=0.01, window_min_s=60.0, tokens_per_s_mean=1.0)
+    fast = _stats(good_gpu_result, 1, 1, j_per_token_mean=nan, energy_status="unmeasured", tokens_per_s_mean=1e9)
+    both = build_leaderboard(pd.concat([fast, valid], ignore_index=True))
+    lines = [line for line in top_markdown(both).splitlines()[2:] if line.startswith("| ")]
+    assert lines[0].startswith("| 1 |") and "· throughput" in lines[-1] and both.ranked.iloc[0]

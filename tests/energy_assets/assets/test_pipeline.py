@@ -88,6 +88,9 @@ def test_two_partitions_to_leaderboard_with_provenance(storage, resources, insta
     assert lb.not_ranked_reason.str.startswith("energy unmeasured").all()
     meta = instance.get_latest_materialization_event(dg.AssetKey("leaderboard")).asset_materialization.metadata
     assert "not ranked: energy unmeasured" in meta["top"].value and meta["dagster/row_count"].value == 2
+    # ordered by a throughput fallback among the rows without energy, shown beside the reason (#29)
+    assert lb.throughput_fallback_rank.notna().all() and lb.throughput_fallback_rank.is_monotonic_increasing
+    assert all(f" · {label}" in meta["top"].value for label in lb.throughput_fallback_label)
     for row in lb.itertuples():  # one click from the leaderboard to the run (full id) and to the raw partition
         assert f"(/runs/{row.raw_run_id})" in meta["top"].value and len(row.raw_run_id) == 36
         assert f"partition={row.partition_key.replace('|', '%7C')})" in meta["top"].value

@@ -110,6 +110,12 @@ def test_snapshot_is_deterministic_and_loadable(measured, storage, instance, tmp
     measured_row = lb[lb.energy_status == "measured"].iloc[0]
     assert measured_row.j_per_token_mean > 0
     assert pd.isna(lb[lb.energy_status == "unmeasured"].iloc[0].j_per_token_mean)  # never 0
+    # the row without energy carries its throughput fallback (#29) as the leaderboard stores it; the measured row none
+    cpu_row = lb[lb.energy_status == "unmeasured"].iloc[0]
+    assert cpu_row.throughput_fallback_rank == 1 and cpu_row.throughput_fallback_label == "throughput 1 of 1"
+    assert pd.isna(measured_row.throughput_fallback_rank) and not measured_row.throughput_fallback_label
+    assert not cpu_row.ranked and "energy unmeasured" in cpu_row.not_ranked_reason
+    assert "| `throughput_fallback_label` |" in card and "`throughput =1 of 3`" in card  # documented in the card
     prov = load_dataset(str(folder), "provenance", split="train", cache_dir=str(tmp_path / "hf-cache")).to_pandas()
     assert set(prov.raw_run_id) == set(lb.raw_run_id) and prov.content_hash.notna().all()
 

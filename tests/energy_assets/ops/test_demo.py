@@ -207,3 +207,41 @@ def test_the_gpu_campaign_has_two_backends_six_points_three_cycles_and_one_engin
     assert all(p.cycles == 3 for p in points)
     for c in configs:  # the pool reuses one engine across a file's points
         assert len({engine_identity(p.config) for p in c.expand()}) == 1, c.name
+
+
+def test_the_printed_leaderboard_shows_the_throughput_fallback_of_rows_without_energy(
+    good_gpu_result, tmp_path, capsys
+):
+    """#29: the CPU demo printed every row 'not ranked: energy unmeasured' in no order; each row now shows its
+    throughput fallback beside its rank column, in the fallback's order, as the leaderboard stores it."""
+    import pandas as pd
+
+    from energy_assets.ops.demo import _print_leaderboard
+    from gpu_ops.leaderboard import build_leaderboard
+    from gpu_ops.results import read_tables
+    from gpu_ops.stats import published_statistics
+
+    t = read_tables(good_gpu_result)
+    raw = {"raw_run_id": "r" * 36, "raw_storage_id": 1, "raw_data_version": "v", "raw_code_version": "c"}
+    stats = [
+        published_statistics(t, f"cpu{i}__pytorch|cpu", "s", raw).assign(
+            experiment_key=f"cpu{i}__pytorch",
+            energy_status="unmeasured",
+            j_per_token_mean=float("nan"),
+            tokens_per_s_mean=tps,
+            tokens_per_s_ci95=0.1,
+        )
+        for i, tps in enumerate((5.0, 50.0))
+    ]
+    board = build_leaderboard(pd.concat(stats, ignore_index=True))
+    (tmp_path / "assets").mkdir()
+    board.to_parquet(tmp_path / "assets" / "leaderboard.parquet")
+    _print_leaderboard(tmp_path)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:2] == ["rank_label", "throughput_fallback_label"]
+    rows = [line.split() for line in out if "__pytorch" in line]
+    assert [r[:5] for r in rows] == [  # the faster first; no J/token rank (blank), the fallback beside it
+        ["throughput", "1", "of", "2", "cpu1__pytorch"],
+        ["throughput", "2", "of", "2", "cpu0__pytorch"],
+    ]
+    assert any(line.startswith("not ranked (") and "energy unmeasured" in line for line in out)

@@ -118,3 +118,82 @@ def test_the_table_shows_each_rows_rank_band_or_why_it_is_not_ranked(good_gpu_re
     assert all(r["rank_label"] or r["not_ranked_reason"] for r in data["rows"])
     js = (site.folder / "assets" / "site.js").read_text()
     assert "not ranked" in js and "r.not_ranked_reason" in js
+
+
+SITE_JS_IN_NODE = """
+const fs = require("fs");
+const els = {};
+const el = id => (els[id] ||= { id, style: {}, innerHTML: "", value: "", hidden: false, dataset: {},
+  textContent: id === "lem-data" ? fs.readFileSync(process.argv[2], "utf8") : "",
+  querySelectorAll: () => [], add() {} });
+global.document = { getElementById: el };
+global.location = { hash: "#sort=rank_j_per_token&dir=asc" };
+global.history = { replaceState() {} };
+global.localStorage = { getItem: () => null, setItem() {} };
+global.window = { addEventListener() {} };
+global.Option = function () {};
+eval(fs.readFileSync(process.argv[1], "utf8"));
+process.stdout.write(els.body.innerHTML);
+"""
+"""Runs the site's table script (site.js) in node on a stand-in page: what it writes into the table's body."""
+
+
+def test_the_table_shows_the_throughput_fallback_of_rows_without_energy_in_its_order(good_gpu_result, tmp_path):
+    """#29: rows whose energy is unmeasured read 'not ranked' with their throughput fallback under it (the label the
+    leaderboard stores), sorted by it under every ranked row when the table is sorted by rank."""
+    import json
+    import re
+    import shutil
+    import subprocess
+
+    from gpu_ops.leaderboard import build_leaderboard
+    from gpu_ops.results import read_tables
+    from gpu_ops.site import build_site
+    from gpu_ops.stats import published_statistics
+
+    t = read_tables(good_gpu_result)
+    raw = {"raw_run_id": "local:r", "raw_storage_id": None, "raw_data_version": "v", "raw_code_version": "c"}
+    nan = float("nan")
+    parts = [
+        published_statistics(t, "valid__pytorch|h", "s", raw).assign(
+            n_cycles=5, j_per_token_cv=0.01, window_min_s=60.0, tokens_per_s_mean=1.0
+        ),
+        *(
+            published_statistics(t, f"cpu{i}__pytorch|h", "s", raw).assign(
+                energy_status="unmeasured",
+                j_per_token_mean=nan,
+                tokens_per_j_mean=nan,
+                tokens_per_s_mean=tps,
+                tokens_per_s_ci95=1.0,  # apart: two bands
+            )
+            for i, tps in enumerate((10.0, 1000.0))
+        ),
+    ]
+    board = build_leaderboard(pd.concat(parts, ignore_index=True))
+    site = build_site(board, {}, tmp_path / "site")
+    index = (site.folder / "index.html").read_text()
+    data = re.search(r'<script id="lem-data" type="application/json">(.*?)</script>', index).group(1)
+    rows = json.loads(data)["rows"]
+    unranked = [r for r in rows if r["energy_status"] == "unmeasured"]
+    assert unranked and all(r["throughput_fallback_label"].startswith("throughput ") for r in unranked)
+    assert all(not r["throughput_fallback_label"] and r["rank_label"] for r in rows if r["energy_status"] == "measured")
+    assert json.loads(data)["fallback_note"] == LEADERBOARD["throughput_fallback_rank"].meaning  # its tooltip
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not installed: the table script is checked in a browser by tests/gpu_ops/site/test_site.py")
+    (tmp_path / "data.json").write_text(data)
+    body = subprocess.run(
+        [node, "-e", SITE_JS_IN_NODE, str(site.folder / "assets" / "site.js"), str(tmp_path / "data.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    cells = re.findall(r'<td class=" rank(?: note)?"[^>]*>(.*?)</td>', body)
+    expected = [r.rank_label for r in board.itertuples() if r.rank_label]
+    expected += [
+        f'not ranked <span class="fallback" title="{{}}">{label}</span>'
+        for label in board.throughput_fallback_label[board.rank_label == ""]
+    ]
+    assert [re.sub(r'title="[^"]*"', 'title="{}"', c) for c in cells] == expected
+    assert expected[-1].endswith("throughput 2 of 2</span>") and len(cells) == len(board)  # the slower CPU row last
