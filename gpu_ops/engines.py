@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from gpu_ops.backends.base import ENGINE_HOST_ENV
+from gpu_ops.backends.base import ENGINE_HOST_ENV, os_threads
 from gpu_ops.caches import CACHE_DIR_ENV, CACHE_ENV, cache_counts, cache_environment, engine_cache_dir
 from gpu_ops.config import ExperimentConfig, VllmOptions
 from gpu_ops.errors import MeasurementError
@@ -176,7 +176,7 @@ class EngineHost:
         self._tokenizer_path: str | None = None
         self._staged = None
         ours, theirs = socket.socketpair()
-        child_env = dict(os.environ, **(env or {}), **{ENGINE_HOST_ENV: "1"})
+        child_env = dict(os.environ, **(env or {}))
         child_env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(Path(__file__).resolve().parents[1]), child_env.get("PYTHONPATH")])
         )
@@ -332,6 +332,7 @@ def host_main(fd: int, backend_name: str) -> int:
     except BaseException as exc:
         conn.send((False, _picklable(exc)))
         return 1
+    os.environ[ENGINE_HOST_ENV] = str(os_threads())  # the baseline a fork of this process is judged against
     conn.send((True, os.getpid()))
     delivered = staged = None
     ops = {

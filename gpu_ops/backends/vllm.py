@@ -37,6 +37,7 @@ from gpu_ops.backends.base import (
     Request,
     RequestRecord,
     engine_args_json,
+    os_threads,
     tokenize_now,
 )
 from gpu_ops.config import ExperimentConfig, VllmOptions
@@ -164,11 +165,14 @@ def engine_core_start() -> str:
     vLLM forks its engine core by default. A fork copies this process as it is, threads' locks included: on the H200
     the engine hung at start whenever the forking process had live threads of its own (an NVML sampling thread;
     torch's CPU thread pool and tqdm's monitor after building a model on the CPU), and never with spawn
-    (docs/benchmarks/README.md, "vLLM engine start"). A spawned core imports vLLM again, though: ~15 s of every
-    H100 engine start (§18). So the core is forked only from an engine host process (gpu_ops.engines.EngineHost, which
-    runs nothing but its engine) while it has no Python thread besides its main one and no CUDA context, as vLLM's
-    own `vllm bench throughput` does; everywhere else it is spawned. The user's own VLLM_WORKER_MULTIPROC_METHOD
-    wins. Every entry point of ours keeps the `if __name__ == "__main__"` guard that spawn needs."""
+    (docs/benchmarks/README.md, "vLLM engine start"); on the H100 a core forked from an engine host that had just
+    built the builtin tokenizer's model on the CPU (4 more OS threads) hung after its CUDA graphs (§19). A spawned
+    core imports vLLM again, though: ~15 s of every H100 engine start (§18). So the core is forked only from an
+    engine host process (gpu_ops.engines.EngineHost, which runs nothing but its engine) that has no CUDA context, no
+    Python thread besides its main one and no more OS threads than it had once its imports were done, the state in
+    which vLLM's own `vllm bench throughput` forks; everywhere else it is spawned. The user's own
+    VLLM_WORKER_MULTIPROC_METHOD wins. Every entry point of ours keeps the `if __name__ == "__main__"` guard that
+    spawn needs."""
     import os
     import threading
 
@@ -176,7 +180,8 @@ def engine_core_start() -> str:
     if chosen and chosen != os.environ.get(_CHOSEN_ENV):
         return chosen
     method = "spawn"
-    if os.environ.get(ENGINE_HOST_ENV) == "1" and threading.active_count() == 1:
+    baseline = os.environ.get(ENGINE_HOST_ENV, "")
+    if baseline.isdigit() and threading.active_count() == 1 and os_threads() <= int(baseline):
         import torch
 
         if not torch.cuda.is_initialized():

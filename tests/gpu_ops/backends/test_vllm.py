@@ -241,17 +241,21 @@ def test_engine_core_forked_only_from_a_thread_free_engine_host(monkeypatch):
     forked from an engine host skips vLLM's second import (~15 s on an H100)."""
     import threading
 
-    from gpu_ops.backends.base import ENGINE_HOST_ENV
+    from gpu_ops.backends.base import ENGINE_HOST_ENV, os_threads
     from gpu_ops.backends.vllm import METHOD_ENV, engine_core_start
 
     for name in (METHOD_ENV, "LEM_VLLM_START_METHOD", ENGINE_HOST_ENV):
         monkeypatch.delenv(name, raising=False)
     assert engine_core_start() == "spawn" and os.environ[METHOD_ENV] == "spawn"  # the measuring process
-    monkeypatch.setenv(ENGINE_HOST_ENV, "1")
+    monkeypatch.setenv(ENGINE_HOST_ENV, str(os_threads()))  # an engine host, as its imports left it
     monkeypatch.setattr(threading, "active_count", lambda: 1)
     assert engine_core_start() == "fork" and os.environ[METHOD_ENV] == "fork"  # our own earlier choice is redone
     monkeypatch.setattr(threading, "active_count", lambda: 2)  # a thread of ours: never fork
     assert engine_core_start() == "spawn"
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setenv(ENGINE_HOST_ENV, str(os_threads() - 1))  # a native thread since (torch's CPU pool): spawn
+    assert engine_core_start() == "spawn"
+    monkeypatch.setenv(ENGINE_HOST_ENV, str(os_threads()))
     monkeypatch.setattr(threading, "active_count", lambda: 1)
     monkeypatch.setenv(METHOD_ENV, "forkserver")  # the user's explicit choice is kept
     assert engine_core_start() == "forkserver" and os.environ[METHOD_ENV] == "forkserver"
