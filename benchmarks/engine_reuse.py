@@ -78,7 +78,14 @@ def ready(pool, cfg) -> tuple[float, float, object]:
     prompts = build_prompts(cfg, engine.backend.tokenizer, engine.backend.vocab_size)
     engine.backend.warmup(_requests(prompts[: cfg.warmup_count()], cfg, 0.0))
     engine.warmed_up(cfg)
-    return time.perf_counter() - t0, acquired, engine
+    total = time.perf_counter() - t0
+    core = engine.backend.info.get("engine_core_start", "")
+    print(
+        f"  ready in {total:.1f} s (engine start {acquired:.1f} s; reused {engine.reused}; spare "
+        f"{engine.prestarted}; engine core {core or 'n/a'})",
+        flush=True,
+    )
+    return total, acquired, engine
 
 
 def one_round(backend: str, cfg, cache: Path) -> dict:
