@@ -75,7 +75,19 @@ def shared_prefix_prompts(tmp_path) -> str:
     return str(path)
 
 
-def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path):
+def test_warm_prefix_cache_across_cycles_when_asked(tmp_path, tiny_model_path, pool):
+    # the engine of the next test's prefix-caching point (batch size 1 there): that test starts on it, warm
+    out = run_experiment(
+        cfg(vllm={"enable_prefix_caching": True, "cold_prefix_cache": False}, batching={"batch_size": 1}),
+        tmp_path,
+        pool=pool,
+    )
+    hits = out.tables.cycles.prefix_cache_hit_rate
+    # random prompts share nothing (cycle 0 hits only the warm-up's prompt), but cycle 1 replays cycle 0's
+    assert hits.iloc[0] < 0.25 and hits.iloc[1] > 0.6
+
+
+def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path, pool):
     # batch_size 1: requests run one after another, so each can reuse the blocks the previous ones computed
     out = run_experiment(
         cfg(
@@ -85,6 +97,7 @@ def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path):
         ),
         tmp_path / "out",
         nvml=FakeNVML([FakeGpu(power=lambda t: 200.0)]),
+        pool=pool,
     )
     c, r = out.tables.cycles, out.tables.requests
     failed = blocking_failures(validate(out.tables))  # consistent: only the tiny model's short windows are refused
@@ -105,13 +118,6 @@ def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path):
     assert out.tables.sweep_points.backend_mode.eq("offline").all()
     # the window closes when generate returns: records and engine metrics are built after it
     assert (r.delivered_s >= r.last_token_s).all() and c.window_tail_s.lt(0.005).all()
-
-
-def test_warm_prefix_cache_across_cycles_when_asked(tmp_path, tiny_model_path):
-    out = run_experiment(cfg(vllm={"enable_prefix_caching": True, "cold_prefix_cache": False}), tmp_path)
-    hits = out.tables.cycles.prefix_cache_hit_rate
-    # random prompts share nothing (cycle 0 hits only the warm-up's prompt), but cycle 1 replays cycle 0's
-    assert hits.iloc[0] < 0.25 and hits.iloc[1] > 0.6
 
 
 # the streaming engine of the next two tests: the second (which kills it) reuses the first's
