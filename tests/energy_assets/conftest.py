@@ -90,6 +90,17 @@ PG = os.environ.get("LEM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgre
 
 @pytest.fixture
 def pg_database():
+    yield from _pg_database()
+
+
+@pytest.fixture(scope="module")
+def pg_database_module():
+    """pg_database for a module's tests that share one platform."""
+    yield from _pg_database()
+
+
+def _pg_database():
+    """A fresh database on the shared PostgreSQL server, dropped afterwards; its URL."""
     psycopg2 = pytest.importorskip("psycopg2") if not REQUIRE_SERVICES else __import__("psycopg2")
     try:
         admin = psycopg2.connect(PG, connect_timeout=5)

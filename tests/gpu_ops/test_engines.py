@@ -114,6 +114,21 @@ def test_a_run_reuses_the_engine_across_sweep_points_and_runs(tiny_model_path, t
     assert two.tables.cycles.engine_reused.all()
 
 
+def test_a_run_starts_with_the_sweep_point_whose_engine_the_pool_holds(tiny_model_path, tmp_path):
+    """Points run grouped by engine identity; the held (warm) engine's points first, before another evicts it."""
+    sweep = cfg(sweep={"seed": [0, 7]}, cycles=1)
+    # the point that sorts last by identity: without the preference it would run last, on an engine started again
+    last = max((p.config for p in sweep.expand()), key=lambda c: engine_identity(c).key)
+    with EnginePool(tmp_path / "cache") as pool:
+        held = pool.acquire(last)
+        out = run_experiment(sweep, tmp_path / "a", pool=pool)
+        (now,) = pool.engines.values()
+    c = out.tables.cycles
+    warm, other = c[c.sweep_point == f"seed={last.seed}"], c[c.sweep_point != f"seed={last.seed}"]
+    assert (warm.engine_id == held.id).all() and warm.engine_reused.all()
+    assert not other.engine_reused.any() and (other.engine_id == now.id).all() and now is not held
+
+
 def test_a_cli_run_starts_its_engine_once_and_ends_it(tiny_model_path, tmp_path):
     out = run_experiment(cfg(sweep={"batching.batch_size": [2, 4]}), tmp_path)  # inline: a CPU run
     c = out.tables.cycles.sort_values(["sweep_point", "cycle"])

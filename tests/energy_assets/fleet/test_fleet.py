@@ -4,6 +4,7 @@ machine's hardware queue, runs launched through the queued coordinator (webserve
 Each test run is isolated on the shared Redis: its own queue names (LEM_QUEUE_PREFIX with a per-run id), its own
 worker names, and it deletes only its own keys, so two runs on one machine never take each other's tasks."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -31,7 +32,7 @@ MODELS = ("micro-llama", "tiny-llama", "small-llama")
 RUN = uuid.uuid4().hex[:8]  # this test run's queues, worker names and Redis keys carry it
 
 
-@pytest.fixture
+@contextlib.contextmanager
 def redis_isolated(monkeypatch):
     """Redis reachable; this run's queue prefix set; afterwards only this run's keys are deleted (never a FLUSHDB:
     another test run may be using the same databases)."""
@@ -82,28 +83,34 @@ def module_tmp(tmp_path_factory):
     )
 
 
-@pytest.fixture
-def fleet(tmp_path, monkeypatch, pg_database, redis_isolated):
-    """A platform on PostgreSQL with the Celery executor."""
+@pytest.fixture(scope="module")
+def fleet(module_tmp, tmp_path_factory, pg_database_module):
+    """A platform on PostgreSQL with the Celery executor, one for the module's tests (each starts and kills its own
+    Celery workers; the platform itself is never killed here): a platform start (webserver, daemon, their code
+    servers, the engine server) is CPU time the tests' measurements otherwise wait behind. The killed-worker test
+    runs first, on a platform that has stored nothing yet."""
+    tmp_path = tmp_path_factory.mktemp("fleet")
     home = tmp_path / "home"
-    monkeypatch.setenv("DAGSTER_PG_URL", pg_database)
-    prepare_home(home, "postgres")
-    for k, v in {
-        "DAGSTER_HOME": str(home),
-        "LEM_STORAGE": str(tmp_path / "shared"),
-        "LEM_EXECUTOR": "celery",
-        "LEM_CELERY_BROKER": BROKER,
-        "LEM_CELERY_BACKEND": BACKEND,
-        "LEM_LOCK_DIR": str(tmp_path / "locks"),
-        "LEM_WORKER_LOST_GRACE_S": "6",
-    }.items():
-        monkeypatch.setenv(k, v)
-    storage = StorageResource(base_path=str(tmp_path / "shared"))
-    instance = dg.DagsterInstance.get()
-    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-    with Platform(home, tmp_path / "shared") as platform:
-        yield platform, storage, instance, tmp_path
-    instance.dispose()
+    # the platform's processes take this run's queue prefix from their environment
+    with pytest.MonkeyPatch.context() as monkeypatch, redis_isolated(monkeypatch):
+        monkeypatch.setenv("DAGSTER_PG_URL", pg_database_module)
+        prepare_home(home, "postgres")
+        for k, v in {
+            "DAGSTER_HOME": str(home),
+            "LEM_STORAGE": str(tmp_path / "shared"),
+            "LEM_EXECUTOR": "celery",
+            "LEM_CELERY_BROKER": BROKER,
+            "LEM_CELERY_BACKEND": BACKEND,
+            "LEM_LOCK_DIR": str(tmp_path / "locks"),
+            "LEM_WORKER_LOST_GRACE_S": "6",
+        }.items():
+            monkeypatch.setenv(k, v)
+        storage = StorageResource(base_path=str(tmp_path / "shared"))
+        instance = dg.DagsterInstance.get()
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        with Platform(home, tmp_path / "shared") as platform:
+            yield platform, storage, instance, tmp_path
+        instance.dispose()
 
 
 def start_worker(tmp_path, role):
@@ -143,41 +150,8 @@ def step_pid(instance, run_id, step="raw_measurements"):
     return None
 
 
-def test_three_partitions_run_on_the_worker_one_at_a_time(fleet):
-    platform, storage, instance, tmp = fleet
-    worker = start_worker(tmp, "w1")
-    try:
-        exps = [f"builtin-{m}__pytorch" for m in MODELS]
-        for m, exp in zip(MODELS, exps):
-            storage.register_experiment(exp, HW, experiment_config(m, f"builtin:{m}", prompts={"count": 16}))
-        instance.add_dynamic_partitions("experiment", exps)
-        instance.add_dynamic_partitions("hardware", [HW])
-        run_ids = [platform.launch_partition(exp, HW) for exp in exps]
-        assert [platform.wait_run(r, 600) for r in run_ids] == ["SUCCESS"] * 3
-        worker_pids = {worker.pid} | {p.pid for p in psutil.Process(worker.pid).children(recursive=True)}
-        runs = []
-        for run_id, exp in zip(run_ids, exps):
-            logs = [e.message for e in instance.all_logs(run_id) if e.message]
-            assert any(f'to queue "gpu-t{RUN}-{HW}"' in m for m in logs), (
-                "the step was not routed to this run's hardware queue"
-            )
-            assert step_pid(instance, run_id) in worker_pids  # executed by the Celery worker, not the run process
-            t = pd.read_parquet(storage.io_base().path + f"/raw_measurements/{exp}/{HW}/experiment.parquet").iloc[0]
-            runs.append((pd.Timestamp(t.started_at), pd.Timestamp(t.finished_at)))
-        runs.sort()
-        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(runs, runs[1:])), (
-            f"measurements overlapped: {runs}"
-        )
-        import psycopg2
-
-        with psycopg2.connect(os.environ["DAGSTER_PG_URL"].replace("+psycopg2", "")) as conn, conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM runs WHERE run_id = ANY(%s) AND status = 'SUCCESS'", (run_ids,))
-            assert cur.fetchone()[0] == 3  # landed in PostgreSQL-backed storage
-    finally:
-        kill_tree(worker)
-
-
 def test_killed_worker_fails_the_run_and_a_retry_succeeds(fleet):
+    # first on the module's platform: nothing is stored yet, so none of what the killed run left is visible
     platform, storage, instance, tmp = fleet
     exp = "builtin-small-llama__pytorch"
     storage.register_experiment(
@@ -229,6 +203,40 @@ def test_killed_worker_fails_the_run_and_a_retry_succeeds(fleet):
     finally:
         kill_tree(worker2)
     assert (Path(storage.io_base().path) / "raw_measurements" / exp / HW / "summary.json").is_file()
+
+
+def test_three_partitions_run_on_the_worker_one_at_a_time(fleet):
+    platform, storage, instance, tmp = fleet
+    worker = start_worker(tmp, "w1")
+    try:
+        exps = [f"builtin-{m}__pytorch" for m in MODELS]
+        for m, exp in zip(MODELS, exps):
+            storage.register_experiment(exp, HW, experiment_config(m, f"builtin:{m}", prompts={"count": 16}))
+        instance.add_dynamic_partitions("experiment", exps)
+        instance.add_dynamic_partitions("hardware", [HW])
+        run_ids = [platform.launch_partition(exp, HW) for exp in exps]
+        assert [platform.wait_run(r, 600) for r in run_ids] == ["SUCCESS"] * 3
+        worker_pids = {worker.pid} | {p.pid for p in psutil.Process(worker.pid).children(recursive=True)}
+        runs = []
+        for run_id, exp in zip(run_ids, exps):
+            logs = [e.message for e in instance.all_logs(run_id) if e.message]
+            assert any(f'to queue "gpu-t{RUN}-{HW}"' in m for m in logs), (
+                "the step was not routed to this run's hardware queue"
+            )
+            assert step_pid(instance, run_id) in worker_pids  # executed by the Celery worker, not the run process
+            t = pd.read_parquet(storage.io_base().path + f"/raw_measurements/{exp}/{HW}/experiment.parquet").iloc[0]
+            runs.append((pd.Timestamp(t.started_at), pd.Timestamp(t.finished_at)))
+        runs.sort()
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(runs, runs[1:])), (
+            f"measurements overlapped: {runs}"
+        )
+        import psycopg2
+
+        with psycopg2.connect(os.environ["DAGSTER_PG_URL"].replace("+psycopg2", "")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM runs WHERE run_id = ANY(%s) AND status = 'SUCCESS'", (run_ids,))
+            assert cur.fetchone()[0] == 3  # landed in PostgreSQL-backed storage
+    finally:
+        kill_tree(worker)
 
 
 def test_unreachable_services_are_named_fast(tmp_path, monkeypatch):

@@ -43,6 +43,17 @@ BASE = {
 }
 
 
+@pytest.fixture(scope="module")
+def pool():
+    """One warm engine for the tests here whose configs build the same engine (engine_identity), as the engine server
+    reuses one between runs: a CPU engine start (vLLM imported again in its engine core and its worker) is ~20 s of
+    the suite, the runs under a second. A test about a cold start or an engine of its own does not take it."""
+    from gpu_ops.engines import EnginePool
+
+    with EnginePool() as engines:
+        yield engines
+
+
 def cfg(**over):
     data = {**BASE, **over}
     data["vllm"] = {**BASE["vllm"], **over.get("vllm", {})}
@@ -64,7 +75,19 @@ def shared_prefix_prompts(tmp_path) -> str:
     return str(path)
 
 
-def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path):
+def test_warm_prefix_cache_across_cycles_when_asked(tmp_path, tiny_model_path, pool):
+    # the engine of the next test's prefix-caching point (batch size 1 there): that test starts on it, warm
+    out = run_experiment(
+        cfg(vllm={"enable_prefix_caching": True, "cold_prefix_cache": False}, batching={"batch_size": 1}),
+        tmp_path,
+        pool=pool,
+    )
+    hits = out.tables.cycles.prefix_cache_hit_rate
+    # random prompts share nothing (cycle 0 hits only the warm-up's prompt), but cycle 1 replays cycle 0's
+    assert hits.iloc[0] < 0.25 and hits.iloc[1] > 0.6
+
+
+def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path, pool):
     # batch_size 1: requests run one after another, so each can reuse the blocks the previous ones computed
     out = run_experiment(
         cfg(
@@ -74,6 +97,7 @@ def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path):
         ),
         tmp_path / "out",
         nvml=FakeNVML([FakeGpu(power=lambda t: 200.0)]),
+        pool=pool,
     )
     c, r = out.tables.cycles, out.tables.requests
     failed = blocking_failures(validate(out.tables))  # consistent: only the tiny model's short windows are refused
@@ -96,15 +120,14 @@ def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path):
     assert (r.delivered_s >= r.last_token_s).all() and c.window_tail_s.lt(0.005).all()
 
 
-def test_warm_prefix_cache_across_cycles_when_asked(tmp_path, tiny_model_path):
-    out = run_experiment(cfg(vllm={"enable_prefix_caching": True, "cold_prefix_cache": False}), tmp_path)
-    hits = out.tables.cycles.prefix_cache_hit_rate
-    # random prompts share nothing (cycle 0 hits only the warm-up's prompt), but cycle 1 replays cycle 0's
-    assert hits.iloc[0] < 0.25 and hits.iloc[1] > 0.6
+# the streaming engine of the next two tests: the second (which kills it) reuses the first's
+STREAMING = {"streaming": True, "vllm": {"max_model_len": 512}}
 
 
-def test_streaming_open_loop_timestamps_every_token(tmp_path, tiny_model_path):
-    out = run_experiment(cfg(streaming=True, traffic={"mode": "poisson", "rate": 40, "seed": 3}, cycles=1), tmp_path)
+def test_streaming_open_loop_timestamps_every_token(tmp_path, tiny_model_path, pool):
+    out = run_experiment(
+        cfg(**STREAMING, traffic={"mode": "poisson", "rate": 40, "seed": 3}, cycles=1), tmp_path, pool=pool
+    )
     failed = blocking_failures(validate(out.tables))  # consistent: only the tiny model's short windows are refused
     assert {f.check for f in failed} <= {"window_long_enough"}, failed
     r = out.tables.requests
@@ -121,6 +144,37 @@ def test_streaming_open_loop_timestamps_every_token(tmp_path, tiny_model_path):
         )  # vLLM's definitions agree when each chunk is one token
     c = out.tables.cycles
     assert c.itl_p50_s.notna().all() and c.kv_cache_usage_peak.notna().all()
+
+
+def test_engine_killed_mid_cycle_discards_window_and_shuts_down(tmp_path, tiny_model_path, monkeypatch, pool):
+    """An injected crash: the engine-core process is SIGKILLed while cycle 0 runs. The engine is the streaming test's
+    (the pool's), warm or started here: a failed engine is closed and never handed out again."""
+    from gpu_ops.backends.vllm import VllmBackend
+
+    seen = {}
+    real_run, real_close = VllmBackend.run, VllmBackend.close
+
+    def run_and_kill(self, requests, clock):
+        if clock is not time.perf_counter:  # a measured cycle, not the warm-up
+            pids = engine_core_pids()
+            seen["pids"] = pids
+            threading.Timer(0.3, lambda: [os.kill(p, signal.SIGKILL) for p in pids]).start()
+        return real_run(self, requests, clock)
+
+    def close(self):
+        real_close(self)
+        seen["closed"] = True
+
+    monkeypatch.setattr(VllmBackend, "run", run_and_kill)
+    monkeypatch.setattr(VllmBackend, "close", close)
+    long = cfg(**STREAMING, max_output_tokens=200, min_output_tokens=200, cycles=1)
+    with pytest.raises(MeasurementError, match=r"cycle 0 failed, its energy discarded"):
+        run_experiment(long, tmp_path, nvml=FakeNVML([FakeGpu()]), pool=pool)
+    assert seen["pids"] and seen["closed"] and pool.engines == {}
+    import psutil
+
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in seen["pids"])
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
 def test_ngram_speculative_decoding_reports_acceptance(tmp_path, tiny_model_path):
@@ -152,36 +206,6 @@ def test_lora_adapter(tmp_path, tiny_model_path):
     out = run_experiment(cfg(cycles=1, lora={"path": str(tmp_path / "adapter"), "name": "demo"}), tmp_path / "out")
     assert out.tables.cycles.output_tokens.iloc[0] == 48
     assert '"enable_lora": true' in out.tables.sweep_points.backend_engine_args.iloc[0]
-
-
-def test_engine_killed_mid_cycle_discards_window_and_shuts_down(tmp_path, tiny_model_path, monkeypatch):
-    """An injected crash: the engine-core process is SIGKILLed while cycle 0 runs."""
-    from gpu_ops.backends.vllm import VllmBackend
-
-    seen = {}
-    real_run, real_close = VllmBackend.run, VllmBackend.close
-
-    def run_and_kill(self, requests, clock):
-        if clock is not time.perf_counter:  # a measured cycle, not the warm-up
-            pids = engine_core_pids()
-            seen["pids"] = pids
-            threading.Timer(0.3, lambda: [os.kill(p, signal.SIGKILL) for p in pids]).start()
-        return real_run(self, requests, clock)
-
-    def close(self):
-        real_close(self)
-        seen["closed"] = True
-
-    monkeypatch.setattr(VllmBackend, "run", run_and_kill)
-    monkeypatch.setattr(VllmBackend, "close", close)
-    long = cfg(streaming=True, max_output_tokens=200, min_output_tokens=200, vllm={"max_model_len": 512}, cycles=1)
-    with pytest.raises(MeasurementError, match=r"cycle 0 failed, its energy discarded"):
-        run_experiment(long, tmp_path, nvml=FakeNVML([FakeGpu()]))
-    assert seen["pids"] and seen["closed"]
-    import psutil
-
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in seen["pids"])
-    assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
 def engine_core_pids() -> list[int]:
