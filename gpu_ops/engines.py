@@ -429,8 +429,8 @@ class EnginePool:
     Spares: a long-lived pool (the engine server's) calls `refill()` after each run. It starts, per backend that has
     run here in a process, one engine process that imports its backend and waits (no engine, no CUDA context, no
     GPU work). The next engine of that backend starts in it, so an engine change skips the imports (~19 s for vLLM on
-    an H100, §18). `quiesce()` waits for spares still importing; a run calls it before its first window, so no import
-    ever runs beside a measured window."""
+    an H100, §18). `quiesce()` waits for spares still importing; a run calls it once its first engine is loaded and
+    before its first window, so a refill's import overlaps the next run's engine start but never a window."""
 
     def __init__(self, cache_root: Path | None = None) -> None:
         self.engines: dict[tuple[str, frozenset[int]], Engine] = {}

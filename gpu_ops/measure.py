@@ -257,9 +257,6 @@ def _measure(
         warm_shape = None  # the batch shape the current engine was last warmed up at in this run
         engine: Engine | None = None
         idle_pending = True
-        t = spans.clock()
-        if pool.quiesce() > 0.01:  # a spare process still importing (started after the last run): never beside a window
-            spans.add("engine_start", t, spans.clock(), "spare")
         try:
             for point in points:
                 pc = point.config
@@ -282,6 +279,11 @@ def _measure(
                     engine.backend.token_display = current.display
                 if idle_pending:  # the first engine is loaded: idle-before in its loaded, idle state
                     idle_pending = False
+                    # a spare process still importing (refilled after the last run; its import overlapped this
+                    # engine's start) is waited for here, before the first window, so none runs beside a window
+                    t = spans.clock()
+                    if pool.quiesce() > 0.01:
+                        spans.add("engine_start", t, spans.clock(), "spare")
                     with spans.span("idle_baseline"):
                         idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
                     if idle_before:

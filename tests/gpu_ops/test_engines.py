@@ -66,9 +66,11 @@ def test_pool_reuses_one_engine_process_and_evicts_it_when_the_identity_changes(
 
 def test_a_spare_process_takes_the_next_engine_and_a_run_waits_for_its_imports(tiny_model_path, tmp_path, monkeypatch):
     """A warm worker's engine change skips the imports: refill() starts a spare engine process per backend that ran
-    here in a process, the next engine of that backend starts in it, and a run waits for a spare still importing
-    before its first window (recorded as engine start), so no import runs beside a measured window."""
+    here in a process, and the next engine of that backend starts in it. A spare still importing is waited for once
+    the run's first engine is loaded and before its first window (recorded as engine start), so no import runs beside
+    a measured window."""
     monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "process")
+    nvml = FakeNVML([FakeGpu(power=lambda t: 250.0)])
     with EnginePool(tmp_path / "cache") as pool:
         pool.refill()
         assert pool.spares == {}  # nothing has run in a process yet
@@ -77,17 +79,31 @@ def test_a_spare_process_takes_the_next_engine_and_a_run_waits_for_its_imports(t
         pool.refill()
         (spare,) = pool.spares.values()
         assert spare.pid != first.pid and psutil.Process(spare.pid).ppid() == os.getpid()
-        out = run_experiment(cfg(seed=7), tmp_path / "a", nvml=FakeNVML([FakeGpu(power=lambda t: 250.0)]), pool=pool)
-        assert not spare.importing() and spare.import_s > 0  # the run waited for it before any window
-        waits = [s for s in out.tables.summary["wall_time"]["spans"] if s["label"] == "spare"]
-        assert [s["kind"] for s in waits] == ["engine_start"]
+        one = run_experiment(cfg(seed=7), tmp_path / "a", nvml=nvml, pool=pool)
         (engine,) = pool.engines.values()  # the new identity started in the spare, not in a new process
         assert engine.prestarted and engine.pid == spare.pid and pool.spares == {} and not psutil.pid_exists(first.pid)
-        fp = json.loads(out.tables.experiment.iloc[0].fingerprint_json)
+        fp = json.loads(one.tables.experiment.iloc[0].fingerprint_json)
         assert [e["engine_prestarted"] for e in fp["engines"]] == [True]
-        pool.refill()
-        (late,) = pool.spares.values()
-    assert late.proc.returncode is not None and not psutil.pid_exists(late.pid)  # closing the pool ends its spares
+        # a spare this run cannot use (another CUDA_VISIBLE_DEVICES), made slow to import (a sitecustomize that
+        # sleeps): the run waits for it after loading its engine, before the idle baseline opens the first window
+        slow = tmp_path / "slow-import"
+        slow.mkdir()
+        (slow / "sitecustomize.py").write_text("import time\ntime.sleep(10)\n")
+        with monkeypatch.context() as m:
+            m.setenv("CUDA_VISIBLE_DEVICES", "7")
+            m.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(slow), os.environ.get("PYTHONPATH")])))
+            pool.refill()
+        (other,) = pool.spares.values()
+        assert other.importing()
+        two = run_experiment(cfg(seed=8), tmp_path / "b", nvml=nvml, pool=pool)
+        assert not other.importing() and other.import_s > 0 and list(pool.spares.values()) == [other]
+        spans = two.tables.summary["wall_time"]["spans"]
+        (wait,) = [s for s in spans if s["label"] == "spare"]
+        windows = [s for s in spans if s["kind"] in ("idle_baseline", "warmup", "cycle")]
+        started = [s for s in spans if s["kind"] == "engine_start" and s["label"] != "spare"]
+        assert wait["kind"] == "engine_start" and windows and started
+        assert min(s["start"] for s in started) <= wait["start"] and wait["end"] <= min(s["start"] for s in windows)
+    assert other.proc.returncode is not None and not psutil.pid_exists(other.pid)  # closing the pool ends its spares
 
 
 def test_a_run_reuses_the_engine_across_sweep_points_and_runs(tiny_model_path, tmp_path, monkeypatch):
