@@ -166,7 +166,6 @@ class EngineHost:
     def __init__(self, backend: str, env: dict[str, str] | None = None, *, wait: bool = True) -> None:
         """Start the child; with `wait`, return once it has imported its backend (else `ready()` waits for that)."""
         self.name = backend
-        self.visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
         self.import_s: float | None = None
         self._started = time.perf_counter()
         self.info: dict[str, Any] = {}

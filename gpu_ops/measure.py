@@ -112,7 +112,10 @@ def measure_experiment(cfg: ExperimentConfig, out_root: Path, opts: RunOptions =
     # one engine start per identity; a warm engine the pool holds (the engine server's) runs its points first, before
     # another point's engine evicts it
     held = {e.identity for e in opts.pool.engines.values()} if opts.pool is not None else set()
-    points = sorted(cfg.expand(), key=lambda p: (engine_identity(p.config) not in held, engine_identity(p.config).key))
+    keyed = sorted(
+        ((engine_identity(p.config), p) for p in cfg.expand()), key=lambda ip: (ip[0] not in held, ip[0].key)
+    )
+    points = [p for _, p in keyed]
     backend = get_backend(cfg.backend)  # capabilities and version; the engines come from the pool
     caps = backend.capabilities()
     for p in points:
