@@ -106,11 +106,9 @@ def theirs_main(cfg_path: Path, json_out: Path, warmup: int) -> int:
     except ImportError:  # older releases
         from vllm.utils import FlexibleArgumentParser
 
-    from gpu_ops.backends.base import ENGINE_HOST_ENV, os_threads
     from gpu_ops.backends.vllm import engine_core_start
 
-    os.environ[ENGINE_HOST_ENV] = str(os_threads())  # one engine in this process, as in our engine host: same start
-    engine_core_start()
+    engine_core_start()  # as our backend does: the comparison is of the measured path, not of the start method
     parser = FlexibleArgumentParser()
     throughput.add_cli_args(parser)
     args = bench_args(cfg_path, json_out, warmup)

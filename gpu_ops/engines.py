@@ -32,18 +32,36 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from gpu_ops.backends.base import ENGINE_HOST_ENV, os_threads
 from gpu_ops.caches import CACHE_DIR_ENV, CACHE_ENV, cache_counts, cache_environment, engine_cache_dir
 from gpu_ops.config import ExperimentConfig, VllmOptions
-from gpu_ops.errors import MeasurementError
+from gpu_ops.errors import MeasurementError, UserError
 
 log = logging.getLogger("gpu_ops")
 
 PLACEMENT_ENV = "LEM_ENGINE_PLACEMENT"
 """`process` (an engine per child process) or `inline` (in the measuring process); unset: a child process whenever
 the run uses a CUDA GPU, inline on the CPU (no context to release, and no process start to pay)."""
+START_TIMEOUT_ENV = "LEM_ENGINE_START_TIMEOUT_S"
+START_TIMEOUT_S = 1800.0
+"""Longest an engine process may take to load its engine or to warm it up (LEM_ENGINE_START_TIMEOUT_S overrides):
+an engine core that hangs at start (docs/benchmarks §19, §20) then fails the run instead of holding the worker's
+queue forever."""
 RUN_TIME_OPTIONS = {"pytorch": {"token_timestamps"}, "vllm": {"cold_prefix_cache"}}
 """Backend options a loaded engine honours as they are (per generate call or per cycle): not part of its identity."""
+
+
+def start_timeout_s() -> float:
+    """START_TIMEOUT_S, or LEM_ENGINE_START_TIMEOUT_S when set (a positive number of seconds)."""
+    raw = os.environ.get(START_TIMEOUT_ENV)
+    if raw is None:
+        return START_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise UserError(f"{START_TIMEOUT_ENV}={raw!r} is not a positive number of seconds; set it to e.g. 3600")
+    return value
 
 
 # -- identity ---------------------------------------------------------------------------------------------------
@@ -174,6 +192,7 @@ class EngineHost:
         self._tokenizer = None
         self._tokenizer_path: str | None = None
         self._staged = None
+        self._stuck = False
         ours, theirs = socket.socketpair()
         child_env = dict(os.environ, **(env or {}))
         child_env["PYTHONPATH"] = os.pathsep.join(
@@ -213,7 +232,15 @@ class EngineHost:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def _reply(self):
+    def _reply(self, timeout_s: float | None = None):
+        if timeout_s is not None and not self.conn.poll(timeout_s):
+            self._stuck = True  # busy in the op: close must not wait for it to answer
+            self.close(timeout_s=10)
+            raise MeasurementError(
+                f"the {self.name} engine process (pid {self.proc.pid}) did not finish starting its engine within "
+                f"{timeout_s:g} s and was ended; its log is above. For a model that needs longer, set "
+                f"{START_TIMEOUT_ENV} (seconds)"
+            )
         try:
             ok, value = self.conn.recv()
         except (EOFError, OSError) as exc:
@@ -226,7 +253,7 @@ class EngineHost:
             raise value
         return value
 
-    def _call(self, op: str, *args):
+    def _call(self, op: str, *args, timeout_s: float | None = None):
         self.ready()
         try:
             self.conn.send((op, args))
@@ -235,10 +262,10 @@ class EngineHost:
             raise MeasurementError(
                 f"the {self.name} engine process (pid {self.proc.pid}) is gone (exit code {self.proc.returncode})"
             ) from None
-        return self._reply()
+        return self._reply(timeout_s)
 
     def load(self, config: ExperimentConfig) -> bool:
-        reloaded, self.info, self.vocab_size, path = self._call("load", config)
+        reloaded, self.info, self.vocab_size, path = self._call("load", config, timeout_s=start_timeout_s())
         if path != self._tokenizer_path:
             self._tokenizer, self._tokenizer_path = None, path
         return reloaded
@@ -252,7 +279,7 @@ class EngineHost:
         return self._tokenizer
 
     def warmup(self, requests) -> None:
-        self.info = self._call("warmup", requests)
+        self.info = self._call("warmup", requests, timeout_s=start_timeout_s())
 
     def before_cycle(self) -> None:
         self._call("before_cycle")
@@ -285,7 +312,7 @@ class EngineHost:
             under = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.Error:
             under = []
-        if self.alive() and self.import_s is None:  # still importing: nothing to free, end it
+        if self.alive() and (self.import_s is None or self._stuck):  # importing or stuck: nothing to ask, end it
             self.proc.terminate()
         elif self.alive():
             try:
@@ -331,7 +358,6 @@ def host_main(fd: int, backend_name: str) -> int:
     except BaseException as exc:
         conn.send((False, _picklable(exc)))
         return 1
-    os.environ[ENGINE_HOST_ENV] = str(os_threads())  # the baseline a fork of this process is judged against
     conn.send((True, os.getpid()))
     delivered = staged = None
     ops = {

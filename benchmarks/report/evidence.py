@@ -190,28 +190,184 @@ def ev_engine_warm_start(raw: Raw) -> str:
     return table(head, rows)
 
 
-@blocks("ev-calibration")
-def ev_calibration(raw: Raw) -> str:
-    """calibration-windows: every cycle window's counter-vs-timeline difference beside its physics-v1 tolerance."""
+def calibration_rows(raw: Raw, stages: tuple[str, ...], steady: bool = False) -> list[list]:
+    """Every cycle window of `stages`' result folders: its counter-vs-timeline difference beside its physics-v1
+    tolerance (and, with `steady`, its steady state and batch fill)."""
     import pandas as pd
 
     rows = []
-    for stage in ("calibration-windows", "calibration-windows-pytorch"):
+    for stage in stages:
         for r in raw.ledger().of(stage):
             for folder in sorted((raw.run_dir(r) / "results").glob("*/cycles.parquet")):
                 raw.note(f"runs/{r.raw_dir}/results/{folder.parent.name}")
                 c = pd.read_parquet(folder)
                 for _, x in c.iterrows():
                     ratio = abs(x["cross_check_rel_diff"]) / x["cross_check_tolerance"]
+                    extra = []
+                    if steady:
+                        s_s, fill = x.get("steady_duration_s"), x.get("batch_fill")
+                        extra = ["–" if pd.isna(s_s) else f(s_s, 2), "–" if pd.isna(fill) else f(fill, 3)]
                     rows.append([f"`{stage}`", folder.parent.name.split("__")[0], x["sweep_point"], x["cycle"],
-                                 f(x["duration_s"], 2), f"{x['cross_check_rel_diff'] * 100:+.2f} %",
+                                 f(x["duration_s"], 2), *extra, f"{x['cross_check_rel_diff'] * 100:+.2f} %",
                                  f"{x['cross_check_tolerance'] * 100:.2f} %", g(ratio, 3),
                                  "inside" if ratio <= 1 else "**outside**"])  # fmt: skip
+    return rows
+
+
+CALIBRATION_HEAD = ["(timeline - counter) / counter", "tolerance", "\\|difference\\| / tolerance", "verdict"]
+
+
+@blocks("ev-calibration")
+def ev_calibration(raw: Raw) -> str:
+    """calibration-windows: every cycle window's counter-vs-timeline difference beside its physics-v1 tolerance."""
+    rows = calibration_rows(raw, ("calibration-windows", "calibration-windows-pytorch"))
     if not rows:
         return "_Not run yet: stage `calibration-windows` of the plan (§0)._"
-    head = ["stage", "experiment", "sweep point", "cycle", "window s", "(timeline - counter) / counter", "tolerance",
-            "\\|difference\\| / tolerance", "verdict"]  # fmt: skip
+    return table(["stage", "experiment", "sweep point", "cycle", "window s", *CALIBRATION_HEAD], rows)
+
+
+@blocks("ev-calibration-since")
+def ev_calibration_since(raw: Raw) -> str:
+    """physics-v1 on the windows measured after calibration-windows: the long ones (calibration-windows-long) and the
+    short ones of request-energy, with each window's steady state and batch fill where vLLM recorded steps."""
+    rows = calibration_rows(raw, ("calibration-windows-long", "request-energy"), steady=True)
+    if not rows:
+        return "_Not run yet: stages `calibration-windows-long` and `request-energy` of the plan (§0)._"
+    inside = sum(r[-1] == "inside" for r in rows)
+    head = ["stage", "experiment", "sweep point", "cycle", "window s", "steady state s", "batch fill"]
+    head += CALIBRATION_HEAD
+    return table(head, rows) + f"\n\n{inside} of {len(rows)} windows inside their tolerance."
+
+
+@blocks("ev-engine-warm-worker")
+def ev_engine_warm_worker(raw: Raw) -> str:
+    """benchmarks/engine_reuse.py's warm-worker rounds: ready seconds cold, reused, on warm caches and in the worker's
+    spare process, the spare's own import, and how the engine core was started."""
+    rows = []
+    for r in raw.ledger().of("engine-warm-worker"):
+        if not (raw.run_dir(r) / "result.json").is_file():
+            rows.append([f"`{r.uid}`", "–", "–", "–", "–", "–", "–", "–", "–", f"{r.status}: no result.json"])
+            continue
+        data = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))
+        log = raw.text(f"runs/{r.raw_dir}/stdout.log")
+        cores = sorted(set(re.findall(r"engine core (\w+)\)", log))) or ["?"]
+        for i, x in enumerate(data.get("vllm", [])):
+            rows.append([f"`{r.uid}`", i, f(x["cold_s"]), f(x["reused_s"], 2), f(x["warm_cache_s"]),
+                         f(x["warm_worker_s"]), f(x["spare_import_s"]), g(x["ratio"], 3), g(x["worker_ratio"], 3),
+                         ", ".join(cores)])  # fmt: skip
+    if not rows:
+        return "_Not run yet: stage `engine-warm-worker` of the plan (§0)._"
+    head = ["run", "round", "cold s", "reused s", "warm cache s", "warm worker s", "spare's import s",
+            "warm cache / cold", "warm worker / cold", "engine core"]  # fmt: skip
     return table(head, rows)
+
+
+STAMP = r"(\d\d-\d\d \d\d:\d\d:\d\d)"
+
+
+def start_phases(log: str) -> list[dict]:
+    """Per new vLLM engine in an engine_reuse.py log, from vLLM's own log stamps (1 s resolution): the previous
+    engine's shutdown -> this engine's arguments (the host's work before vLLM), arguments -> the EngineCore's first
+    line (the core's start: a spawned core imports vLLM), that line -> the core's "init engine" line; and its ready
+    line's spare flag and core start."""
+    from datetime import datetime
+
+    def at(stamp: str) -> datetime:
+        return datetime.strptime(stamp, "%m-%d %H:%M:%S")
+
+    out, shutdown, cur = [], None, None
+    for line in log.splitlines():
+        m = re.search(STAMP, line)
+        if m and "[shutdown] MPClient: complete" in line:
+            shutdown = at(m[1])
+        elif m and "non-default args" in line and not line.startswith("(EngineCore"):
+            cur = {"args": at(m[1]), "shutdown": shutdown}
+        elif m and cur and "core" not in cur and line.startswith("(EngineCore") and "Initializing" in line:
+            cur["core"] = at(m[1])
+        elif m and cur and "init engine" in line:
+            cur["init"] = at(m[1])
+        elif cur and (r := re.search(r"ready in .*spare (\w+); engine core (\w+)\)", line)):
+            cur.update(spare=r[1] == "True", method=r[2])
+            out.append(cur)
+            cur = shutdown = None
+    return out
+
+
+@blocks("s20-start-phases")
+def s20_start_phases(raw: Raw) -> str:
+    """Where a new vLLM engine's start goes, per engine-warm-worker start with a result (spawned cores)."""
+    rows = []
+    for r in raw.ledger().of("engine-warm-worker"):
+        if not (raw.run_dir(r) / "result.json").is_file():
+            continue
+        for i, p in enumerate(start_phases(raw.text(f"runs/{r.raw_dir}/stdout.log"))):
+            kind = "warm worker (spare)" if p["spare"] else ("cold" if i % 3 == 0 else "warm cache (new process)")
+            before = (p["args"] - p["shutdown"]).total_seconds() if p["spare"] and p["shutdown"] else None
+            rows.append([f"`{r.uid}`", i // 3, kind, "–" if before is None else f"{before:.0f}",
+                         f"{(p['core'] - p['args']).total_seconds():.0f}",
+                         f"{(p['init'] - p['core']).total_seconds():.0f}", p["method"]])  # fmt: skip
+    if not rows:
+        return "_Not run yet: stage `engine-warm-worker` with a result._"
+    head = ["run", "round", "start", "previous engine's shutdown -> arguments s", "arguments -> EngineCore's first "
+            "line s", "EngineCore's first line -> init done s", "engine core"]  # fmt: skip
+    return table(head, rows)
+
+
+@blocks("s20-physics-by-length")
+def s20_physics_by_length(raw: Raw) -> str:
+    """physics-v1 on every vLLM cycle window measured since it was fixed, split at 3 s."""
+    import pandas as pd
+
+    long_in = long_n = short_in = short_n = 0
+    for stage in ("calibration-windows", "calibration-windows-long", "request-energy"):
+        for r in raw.ledger().of(stage):
+            for folder in sorted((raw.run_dir(r) / "results").glob("*/cycles.parquet")):
+                if pd.read_parquet(folder.parent / "experiment.parquet").iloc[0]["backend"] != "vllm":
+                    continue
+                raw.note(f"runs/{r.raw_dir}/results/{folder.parent.name}")
+                c = pd.read_parquet(folder)
+                inside = (c["cross_check_rel_diff"].abs() <= c["cross_check_tolerance"]).to_numpy()
+                short = (c["duration_s"] < 3.0).to_numpy()
+                long_in, long_n = long_in + int((inside & ~short).sum()), long_n + int((~short).sum())
+                short_in, short_n = short_in + int((inside & short).sum()), short_n + int(short.sum())
+    return (
+        f"vLLM windows of at least 3 s: {long_in} of {long_n} inside their tolerance; under 3 s: {short_in} of "
+        f"{short_n}"
+    )
+
+
+@blocks("ev-request-energy")
+def ev_request_energy(raw: Raw) -> str:
+    """request-energy (GPU) and request-energy-prefill (its CPU reading): the per-request attribution at batch 1
+    against each request's own measured span, the window sums, and the prefill share under batching against the
+    prefill-only phase run."""
+    lines = []
+    for r in raw.ledger().of("request-energy"):
+        if not (raw.run_dir(r) / "result.json").is_file():
+            continue
+        s = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))["series"]
+        bs1 = s["bs1_rel_dev"]
+        lines.append(
+            f"`{r.uid}` ({where(r)}): batch 1, {len(bs1)} requests: \\|attributed / measured − 1\\| median "
+            f"{g(statistics.median(bs1), 3)}, max {g(max(bs1), 3)}; every window's requests sum to it within "
+            f"{g(max(abs(v) for v in s['window_sum_rel_dev']), 2)} (relative)"
+        )
+    for r in raw.ledger().of("request-energy-prefill"):
+        if not (raw.run_dir(r) / "result.json").is_file():
+            continue
+        p = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))["prefill"]
+        mixed, phase = p["mixed_prefill_j_per_prompt_token"], p["phase_run_j_per_prompt_token"]
+        share = ", ".join(g(v, 3) for v in p["mixed_prefill_share_of_window"])
+        series = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))["series"]
+        per_cycle = ", ".join(g(v, 3) for v in series["prefill_gap_per_cycle"])
+        lines.append(
+            f"`{r.uid}`: prefill J per prompt token, attributed under batching {g(mixed['mean'], 4)} ± "
+            f"{g(mixed['ci95'], 2)} against the prefill-only run's {g(phase['mean'], 4)} ± {g(phase['ci95'], 2)} "
+            f"({(mixed['mean'] / phase['mean'] - 1) * 100:+.1f} %; gap "
+            f"{g(p['gap_over_combined_interval_of_means'], 3)} combined intervals, per cycle {per_cycle}); "
+            f"attributed prefill share of each mixed window {share}"
+        )
+    return bullets(lines) if lines else "_Not run yet: stage `request-energy` of the plan (§0)._"
 
 
 @blocks("ev-hand")

@@ -13,18 +13,6 @@ from gpu_ops import schema
 from gpu_ops.config import ExperimentConfig
 from gpu_ops.errors import CapabilityError
 
-ENGINE_HOST_ENV = "LEM_ENGINE_HOST"
-"""Set in an engine host process (gpu_ops.engines.EngineHost: a process that runs one engine and nothing else) once it
-has imported its backend: the number of its OS threads then (`os_threads`), the baseline a fork is judged against."""
-
-
-def os_threads() -> int:
-    """This process's OS threads, native ones included (torch's CPU pool is invisible to `threading`)."""
-    import os
-
-    return len(os.listdir("/proc/self/task"))
-
-
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 """Config precision -> the dtype name torch, vLLM and TensorRT-LLM all accept."""
 

@@ -27,7 +27,6 @@ from typing import Any
 
 from gpu_ops.backends.base import (
     DTYPES,
-    ENGINE_HOST_ENV,
     ENGINE_METRICS,
     Capabilities,
     Clock,
@@ -37,7 +36,6 @@ from gpu_ops.backends.base import (
     Request,
     RequestRecord,
     engine_args_json,
-    os_threads,
     tokenize_now,
 )
 from gpu_ops.config import ExperimentConfig, VllmOptions
@@ -49,8 +47,12 @@ INSTALL_HINT = "pip install 'llm-energy-measure[vllm]' on a CUDA machine, or '[v
 
 
 def import_vllm():
+    """vLLM with its engine entry point. `import vllm` alone defers the engine's modules to the first `vllm.LLM`
+    (~10 s of an H100 engine start, §20); imported here, they are part of an engine host's imports, which a spare
+    engine process does while the worker waits (gpu_ops.engines.EnginePool.refill)."""
     try:
         import vllm
+        import vllm.entrypoints.llm  # noqa: F401
     except ImportError as exc:
         raise BackendUnavailable(f"backend 'vllm' needs the vllm package ({exc}); {INSTALL_HINT}") from None
     return vllm
@@ -156,38 +158,22 @@ def engine_kwargs(cfg: ExperimentConfig, source: ModelSource) -> dict[str, Any]:
 
 
 METHOD_ENV = "VLLM_WORKER_MULTIPROC_METHOD"
-_CHOSEN_ENV = "LEM_VLLM_START_METHOD"  # the method we set (so a value we set is not taken for the user's choice)
 
 
 def engine_core_start() -> str:
-    """How vLLM starts the next engine core, set in VLLM_WORKER_MULTIPROC_METHOD before the engine is built.
+    """How vLLM starts the next engine core, set in VLLM_WORKER_MULTIPROC_METHOD before the engine is built: spawn,
+    unless the user chose a method.
 
-    vLLM forks its engine core by default. A fork copies this process as it is, threads' locks included: on the H200
-    the engine hung at start whenever the forking process had live threads of its own (an NVML sampling thread;
-    torch's CPU thread pool and tqdm's monitor after building a model on the CPU), and never with spawn
-    (docs/benchmarks/README.md, "vLLM engine start"); on the H100 a core forked from an engine host that had just
-    built the builtin tokenizer's model on the CPU (4 more OS threads) hung after its CUDA graphs (§19). A spawned
-    core imports vLLM again, though: ~15 s of every H100 engine start (§18). So the core is forked only from an
-    engine host process (gpu_ops.engines.EngineHost, which runs nothing but its engine) that has no CUDA context, no
-    Python thread besides its main one and no more OS threads than it had once its imports were done, the state in
-    which vLLM's own `vllm bench throughput` forks; everywhere else it is spawned. The user's own
-    VLLM_WORKER_MULTIPROC_METHOD wins. Every entry point of ours keeps the `if __name__ == "__main__"` guard that
-    spawn needs."""
+    vLLM forks its core by default. Forked cores hung on both GPUs we measure: on the H200 whenever the forking
+    process had live threads (an NVML sampling thread; torch's CPU pool after building a model on the CPU), and on
+    the H100 twice from our engine host, which runs nothing but its engine, even when the host had no OS thread
+    beyond those its imports left (docs/benchmarks §10, §19, §20). Spawned cores never hung. A spawned core imports
+    vLLM again (~15 s of an H100 start); the spare engine process (gpu_ops.engines.EnginePool.refill) takes the
+    host's own imports off a warm worker's engine change instead. Every entry point of ours keeps the
+    `if __name__ == "__main__"` guard that spawn needs."""
     import os
-    import threading
 
-    chosen = os.environ.get(METHOD_ENV)
-    if chosen and chosen != os.environ.get(_CHOSEN_ENV):
-        return chosen
-    method = "spawn"
-    baseline = os.environ.get(ENGINE_HOST_ENV, "")
-    if baseline.isdigit() and threading.active_count() == 1 and os_threads() <= int(baseline):
-        import torch
-
-        if not torch.cuda.is_initialized():
-            method = "fork"
-    os.environ[METHOD_ENV] = os.environ[_CHOSEN_ENV] = method
-    return method
+    return os.environ.setdefault(METHOD_ENV, "spawn")
 
 
 def _engine_args_of_this_vllm(kw: dict[str, Any]) -> dict[str, Any]:

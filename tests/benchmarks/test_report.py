@@ -150,3 +150,27 @@ def test_a_run_with_several_targets_is_judged_by_each_under_its_name(tmp_path):
         "warm-campaign-pass1.yaml: met: min 0.7 (rule: min >= 0.6), 1 values",
         "warm-campaign-pass2.yaml: not met: min 0.8 (rule: min >= 0.85), 1 values",
     ]
+
+
+def test_start_phases_splits_each_new_engine_start_from_vllms_log_stamps():
+    from benchmarks.report.evidence import start_phases
+
+    log = "\n".join(
+        [
+            "INFO 12-07 08:51:50 [api_utils.py:273] non-default args: {...}",
+            "(EngineCore pid=1) INFO 12-07 08:52:23 [core.py:114] Initializing a V1 LLM engine",
+            "(EngineCore pid=1) INFO 12-07 08:52:54 [core.py:337] init engine (profile, ...) took 27.80 s",
+            "  ready in 89.1 s (engine start 80.5 s; reused False; spare False; engine core spawn)",
+            "  ready in 0.2 s (engine start 0.0 s; reused True; spare False; engine core spawn)",  # reused: no start
+            "INFO 12-07 08:54:02 [core_client.py:662] [shutdown] MPClient: complete",
+            "INFO 12-07 08:54:12 [api_utils.py:273] non-default args: {...}",
+            "(EngineCore pid=2) INFO 12-07 08:54:27 [core.py:114] Initializing a V1 LLM engine",
+            "(EngineCore pid=2) INFO 12-07 08:54:36 [core.py:337] init engine (profile, ...) took 5.33 s",
+            "  ready in 30.5 s (engine start 30.2 s; reused False; spare True; engine core spawn)",
+        ]
+    )
+    cold, spare = start_phases(log)
+    assert cold["shutdown"] is None and not cold["spare"] and cold["method"] == "spawn"
+    assert [(p["core"] - p["args"]).seconds for p in (cold, spare)] == [33, 15]
+    assert [(p["init"] - p["core"]).seconds for p in (cold, spare)] == [31, 9]
+    assert spare["spare"] and (spare["args"] - spare["shutdown"]).seconds == 10

@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -104,6 +105,37 @@ def test_a_spare_process_takes_the_next_engine_and_a_run_waits_for_its_imports(t
         assert wait["kind"] == "engine_start" and windows and started
         assert min(s["start"] for s in started) <= wait["start"] and wait["end"] <= min(s["start"] for s in windows)
     assert other.proc.returncode is not None and not psutil.pid_exists(other.pid)  # closing the pool ends its spares
+
+
+def test_an_engine_that_hangs_at_start_is_ended_and_named_after_the_start_timeout(
+    tiny_model_path, tmp_path, monkeypatch
+):
+    """A vLLM core hung at start on the H100 (§19, §20) and held its run until an outer timeout: the engine process now
+    gets LEM_ENGINE_START_TIMEOUT_S to load its engine, and then it and its children are ended with a message."""
+    from gpu_ops.engines import START_TIMEOUT_ENV, EngineHost
+    from gpu_ops.errors import MeasurementError
+
+    hang = tmp_path / "hang"
+    hang.mkdir()  # a PyTorch engine whose load never returns, as a hung engine core leaves its host
+    (hang / "sitecustomize.py").write_text(
+        "import time\nimport gpu_ops.backends.pytorch as p\n"
+        "p.PytorchBackend.load = lambda self, config: time.sleep(600)\n"
+    )
+    host = EngineHost("pytorch", env={"PYTHONPATH": str(hang)})
+    monkeypatch.setenv(START_TIMEOUT_ENV, "2")
+    started = time.perf_counter()
+    with pytest.raises(
+        MeasurementError, match=r"did not finish starting its engine within 2 s .* LEM_ENGINE_START_TIMEOUT_S"
+    ):
+        host.load(cfg())
+    assert time.perf_counter() - started < 30 and host.proc.returncode is not None and not psutil.pid_exists(host.pid)
+    monkeypatch.setenv(START_TIMEOUT_ENV, "soon")
+    other = EngineHost("pytorch")
+    try:
+        with pytest.raises(UserError, match="LEM_ENGINE_START_TIMEOUT_S='soon' is not a positive number of seconds"):
+            other.load(cfg())
+    finally:
+        other.close()
 
 
 def test_a_run_reuses_the_engine_across_sweep_points_and_runs(tiny_model_path, tmp_path, monkeypatch):
@@ -318,7 +350,7 @@ def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny
         (engine,) = pool.engines.values()
         core = {p.pid for p in psutil.Process(engine.pid).children(recursive=True)}
         assert core and core <= smp.own_pids(os.getpid())  # vLLM's engine core under our engine process: ours
-        assert engine.backend.info["engine_core_start"] == "fork"  # from the engine host: no second vLLM import
+        assert engine.backend.info["engine_core_start"] == "spawn"  # forked cores hung on the GPUs (§20)
         two = run_experiment(cold, tmp_path / "b", nvml=nvml, pool=pool)  # the same prompts again, same engine
         # the control: keeping the cache (a run setting, same engine) hits what the last run computed
         warm = run_experiment(
