@@ -196,6 +196,21 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+SETTING_PREFIXES = ("VLLM_", "LEM_", "TORCH", "PYTORCH_", "NCCL_", "TRITON_", "CUDA_", "OMP_", "HF_HUB_OFFLINE")
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "CREDENTIAL", "AUTH")
+
+
+def settings(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment variables that change how the measured code runs (vLLM's, ours, torch's, NCCL's, CUDA's, ...),
+    e.g. VLLM_WORKER_MULTIPROC_METHOD; a name that could hold a secret is never recorded, whatever its prefix."""
+    env = os.environ if environ is None else environ
+    return {
+        k: v
+        for k, v in sorted(env.items())
+        if k.startswith(SETTING_PREFIXES) and not any(w in k.upper() for w in SECRET_WORDS)
+    }
+
+
 def device(nvml=None) -> dict:
     """The GPUs NVML sees (names, UUIDs hashed, driver, CUDA driver), or the CPU when there is none."""
     from gpu_ops.energy.nvml import load_nvml, uuid_hash
@@ -432,6 +447,7 @@ def run(
         **({"targets": declared} if len(declared) > 1 else {}),
         "device": device(nvml),
         "versions": versions(),
+        "settings": settings(),
         "git": git_state(),
         "source_sha256": source_digest(),
         "start": start,

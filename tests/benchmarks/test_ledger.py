@@ -46,6 +46,22 @@ def test_a_successful_run_is_recorded_with_its_raw_files_byte_for_byte(tmp_path)
         assert hashlib.sha256((raw / path).read_bytes()).hexdigest() == sha
 
 
+def test_the_settings_that_change_a_run_are_recorded_and_secrets_never(tmp_path, monkeypatch):
+    """Session 12 reran a stage with VLLM_WORKER_MULTIPROC_METHOD=spawn: the record must say so by itself."""
+    monkeypatch.setenv("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    monkeypatch.setenv("LEM_ENGINE_START_TIMEOUT_S", "900")
+    monkeypatch.setenv("LEM_SIGNING_KEY_FILE", "/keys/lem.pem")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("VLLM_API_KEY", "sk-secret")
+    ledger = tmp_path / "ledger.jsonl"
+    L.run("demo-settings", [PY, "-c", "pass"], ledger=ledger, raw_root=tmp_path / "runs", echo=False)
+    started = lines(ledger)[0]
+    assert started["settings"]["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
+    assert started["settings"]["LEM_ENGINE_START_TIMEOUT_S"] == "900"
+    text = ledger.read_text()
+    assert "secret" not in text and "HF_TOKEN" not in text and "KEY" not in "".join(started["settings"])
+
+
 def test_a_failing_command_is_recorded_with_its_exit_code(tmp_path):
     ledger = tmp_path / "ledger.jsonl"
     code, ended = L.run("demo-fail", [PY, "-c", "raise SystemExit(3)"], ledger=ledger, raw_root=tmp_path, echo=False)
