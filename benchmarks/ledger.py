@@ -27,6 +27,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -197,15 +198,17 @@ def versions() -> dict[str, str | None]:
 
 
 SETTING_PREFIXES = ("VLLM_", "LEM_", "TORCH", "PYTORCH_", "NCCL_", "TRITON_", "CUDA_", "OMP_", "HF_HUB_OFFLINE")
-SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "CREDENTIAL", "AUTH")
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASS", "CREDENTIAL", "AUTH", "PRIVATE", "COOKIE", "CERT")
+URL_USER = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def settings(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The environment variables that change how the measured code runs (vLLM's, ours, torch's, NCCL's, CUDA's, ...),
-    e.g. VLLM_WORKER_MULTIPROC_METHOD; a name that could hold a secret is never recorded, whatever its prefix."""
+    e.g. VLLM_WORKER_MULTIPROC_METHOD. A name that could hold a secret is never recorded, whatever its prefix, and a
+    URL's user and password are replaced by `***` (a broker URL such as LEM_CELERY_BROKER carries them)."""
     env = os.environ if environ is None else environ
     return {
-        k: v
+        k: URL_USER.sub("***@", v)
         for k, v in sorted(env.items())
         if k.startswith(SETTING_PREFIXES) and not any(w in k.upper() for w in SECRET_WORDS)
     }

@@ -42,16 +42,17 @@ PLACEMENT_ENV = "LEM_ENGINE_PLACEMENT"
 """`process` (an engine per child process) or `inline` (in the measuring process); unset: a child process whenever
 the run uses a CUDA GPU, inline on the CPU (no context to release, and no process start to pay)."""
 START_TIMEOUT_ENV = "LEM_ENGINE_START_TIMEOUT_S"
-START_TIMEOUT_S = 1800.0
-"""Longest an engine process may take to load its engine or to warm it up (LEM_ENGINE_START_TIMEOUT_S overrides):
-an engine core that hangs at start (docs/benchmarks §19, §20) then fails the run instead of holding the worker's
-queue forever."""
+START_TIMEOUT_S = 3600.0
+"""Longest an engine process may take to load its engine, and again to warm it up (LEM_ENGINE_START_TIMEOUT_S
+overrides; 0: no limit). A hub model's first download is part of its load. An engine core that hangs at start
+(docs/benchmarks §19, §20) then fails the run instead of holding the worker's queue forever."""
+MAX_TIMEOUT_S = 1e6  # what the poll under the wait accepts
 RUN_TIME_OPTIONS = {"pytorch": {"token_timestamps"}, "vllm": {"cold_prefix_cache"}}
 """Backend options a loaded engine honours as they are (per generate call or per cycle): not part of its identity."""
 
 
-def start_timeout_s() -> float:
-    """START_TIMEOUT_S, or LEM_ENGINE_START_TIMEOUT_S when set (a positive number of seconds)."""
+def start_timeout_s() -> float | None:
+    """START_TIMEOUT_S, or LEM_ENGINE_START_TIMEOUT_S when set: seconds, or None for no limit (0)."""
     raw = os.environ.get(START_TIMEOUT_ENV)
     if raw is None:
         return START_TIMEOUT_S
@@ -59,9 +60,12 @@ def start_timeout_s() -> float:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise UserError(f"{START_TIMEOUT_ENV}={raw!r} is not a positive number of seconds; set it to e.g. 3600")
-    return value
+    if not 0 <= value <= MAX_TIMEOUT_S:
+        raise UserError(
+            f"{START_TIMEOUT_ENV}={raw!r} is not a number of seconds from 0 (no limit) to {MAX_TIMEOUT_S:g}; "
+            "set it to e.g. 7200"
+        )
+    return value or None
 
 
 # -- identity ---------------------------------------------------------------------------------------------------
@@ -192,7 +196,7 @@ class EngineHost:
         self._tokenizer = None
         self._tokenizer_path: str | None = None
         self._staged = None
-        self._stuck = False
+        self._busy: str | None = None  # the op the child is working on (sent, not yet answered)
         ours, theirs = socket.socketpair()
         child_env = dict(os.environ, **(env or {}))
         child_env["PYTHONPATH"] = os.pathsep.join(
@@ -234,12 +238,12 @@ class EngineHost:
 
     def _reply(self, timeout_s: float | None = None):
         if timeout_s is not None and not self.conn.poll(timeout_s):
-            self._stuck = True  # busy in the op: close must not wait for it to answer
-            self.close(timeout_s=10)
+            op = self._busy
+            self.close(timeout_s=10)  # still busy: ended, not asked
             raise MeasurementError(
-                f"the {self.name} engine process (pid {self.proc.pid}) did not finish starting its engine within "
+                f"the {self.name} engine process (pid {self.proc.pid}) did not finish its engine's {op} within "
                 f"{timeout_s:g} s and was ended; its log is above. For a model that needs longer, set "
-                f"{START_TIMEOUT_ENV} (seconds)"
+                f"{START_TIMEOUT_ENV} (seconds; 0: no limit)"
             )
         try:
             ok, value = self.conn.recv()
@@ -249,6 +253,7 @@ class EngineHost:
                 f"the {self.name} engine process (pid {self.proc.pid}) ended unexpectedly (exit code "
                 f"{self.proc.returncode}); its error is printed above ({type(exc).__name__})"
             ) from None
+        self._busy = None
         if not ok:
             raise value
         return value
@@ -257,6 +262,7 @@ class EngineHost:
         self.ready()
         try:
             self.conn.send((op, args))
+            self._busy = op
         except OSError:
             self.proc.poll()
             raise MeasurementError(
@@ -312,11 +318,15 @@ class EngineHost:
             under = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.Error:
             under = []
-        if self.alive() and (self.import_s is None or self._stuck):  # importing or stuck: nothing to ask, end it
-            self.proc.terminate()
+        if self.alive() and (self.import_s is None or self._busy):  # importing, or busy in an op: end it, not ask
+            for p in [self.proc, *under]:  # a hung engine's core does not end with its host by itself
+                try:
+                    p.terminate()
+                except (OSError, psutil.Error):  # gone meanwhile
+                    pass
         elif self.alive():
             try:
-                self._call("close")
+                self._call("close", timeout_s=timeout_s)
             except Exception as exc:  # a broken engine must still go
                 log.warning(f"engine process {self.pid}: close failed ({type(exc).__name__}: {exc}); ending it")
         try:

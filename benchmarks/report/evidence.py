@@ -272,8 +272,8 @@ def start_phases(log: str) -> list[dict]:
     line's spare flag and core start."""
     from datetime import datetime
 
-    def at(stamp: str) -> datetime:
-        return datetime.strptime(stamp, "%m-%d %H:%M:%S")
+    def at(stamp: str) -> datetime:  # vLLM's stamps have no year: a leap year's, so that 02-29 parses
+        return datetime.strptime(f"2024-{stamp}", "%Y-%m-%d %H:%M:%S")
 
     out, shutdown, cur = [], None, None
     for line in log.splitlines():
@@ -296,20 +296,24 @@ def start_phases(log: str) -> list[dict]:
 @blocks("s20-start-phases")
 def s20_start_phases(raw: Raw) -> str:
     """Where a new vLLM engine's start goes, per engine-warm-worker start with a result (spawned cores)."""
+
+    def gap(a, b) -> str:
+        return "–" if a is None or b is None else f"{(b - a).total_seconds():.0f}"
+
     rows = []
     for r in raw.ledger().of("engine-warm-worker"):
         if not (raw.run_dir(r) / "result.json").is_file():
             continue
-        for i, p in enumerate(start_phases(raw.text(f"runs/{r.raw_dir}/stdout.log"))):
-            kind = "warm worker (spare)" if p["spare"] else ("cold" if i % 3 == 0 else "warm cache (new process)")
-            before = (p["args"] - p["shutdown"]).total_seconds() if p["spare"] and p["shutdown"] else None
-            rows.append([f"`{r.uid}`", i // 3, kind, "–" if before is None else f"{before:.0f}",
-                         f"{(p['core'] - p['args']).total_seconds():.0f}",
-                         f"{(p['init'] - p['core']).total_seconds():.0f}", p["method"]])  # fmt: skip
+        first = True  # engine_reuse.py: per round a cold start, a warm-cache one, then the spare's
+        for p in start_phases(raw.text(f"runs/{r.raw_dir}/stdout.log")):
+            kind = "warm worker (spare)" if p["spare"] else "cold" if first else "warm cache (new process)"
+            first = p["spare"]
+            rows.append([f"`{r.uid}`", kind, gap(p["shutdown"], p["args"]) if p["spare"] else "–",
+                         gap(p["args"], p.get("core")), gap(p.get("core"), p.get("init")), p["method"]])  # fmt: skip
     if not rows:
         return "_Not run yet: stage `engine-warm-worker` with a result._"
-    head = ["run", "round", "start", "previous engine's shutdown -> arguments s", "arguments -> EngineCore's first "
-            "line s", "EngineCore's first line -> init done s", "engine core"]  # fmt: skip
+    head = ["run", "start", "previous engine's shutdown -> arguments s", "arguments -> EngineCore's first line s",
+            "EngineCore's first line -> init done s", "engine core"]  # fmt: skip
     return table(head, rows)
 
 
@@ -347,6 +351,9 @@ def ev_request_energy(raw: Raw) -> str:
             continue
         s = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))["series"]
         bs1 = s["bs1_rel_dev"]
+        if not bs1:
+            lines.append(f"`{r.uid}` ({where(r)}): no batch-1 request with a measured span")
+            continue
         lines.append(
             f"`{r.uid}` ({where(r)}): batch 1, {len(bs1)} requests: \\|attributed / measured − 1\\| median "
             f"{g(statistics.median(bs1), 3)}, max {g(max(bs1), 3)}; every window's requests sum to it within "

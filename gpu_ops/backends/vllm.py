@@ -52,9 +52,15 @@ def import_vllm():
     engine process does while the worker waits (gpu_ops.engines.EnginePool.refill)."""
     try:
         import vllm
-        import vllm.entrypoints.llm  # noqa: F401
     except ImportError as exc:
         raise BackendUnavailable(f"backend 'vllm' needs the vllm package ({exc}); {INSTALL_HINT}") from None
+    try:
+        import vllm.entrypoints.llm  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"vllm {getattr(vllm, '__version__', '?')} is installed but its engine does not import ({exc}): "
+            "a dependency of vLLM is missing or of the wrong version; reinstall vLLM into this environment"
+        ) from None
     return vllm
 
 
@@ -173,7 +179,9 @@ def engine_core_start() -> str:
     `if __name__ == "__main__"` guard that spawn needs."""
     import os
 
-    return os.environ.setdefault(METHOD_ENV, "spawn")
+    if not os.environ.get(METHOD_ENV):  # unset or empty
+        os.environ[METHOD_ENV] = "spawn"
+    return os.environ[METHOD_ENV]
 
 
 def _engine_args_of_this_vllm(kw: dict[str, Any]) -> dict[str, Any]:
@@ -220,9 +228,12 @@ def _lora_rank(path: str) -> int:
 
 class _EngineStartLog(logging.Handler):
     """Engine-start timings as vLLM logs them: model loading, torch.compile, CUDA-graph capture. It sits on vLLM's
-    logger before the engine core starts, so a forked core inherits it and reports into the same file; vLLM's own
-    console handler keeps its level, so nothing more is printed. A core started by spawn (the CPU build) does not
-    inherit it: those timings are then not reported (None)."""
+    logger before the engine core starts (a forked core inherits it), and a spawned core writes the same lines into
+    the same file through a logging config it reads at start (VLLM_LOGGING_CONFIG_PATH: vLLM's default config plus
+    this file); vLLM's own console handler keeps its level, so nothing more is printed. A user's own
+    VLLM_LOGGING_CONFIG_PATH is kept, and then a spawned core's timings are not reported (None)."""
+
+    CONFIG_ENV = "VLLM_LOGGING_CONFIG_PATH"
 
     PATTERNS = {
         "model_load_s": re.compile(r"Model loading took .*? and ([\d.]+) s"),
@@ -243,15 +254,51 @@ class _EngineStartLog(logging.Handler):
         self._level = self.logger.level
         self.logger.setLevel(min(self.logger.getEffectiveLevel(), logging.INFO))
         self.logger.addHandler(self)
+        self.core_config = self._core_config()
         return self
+
+    def _core_config(self) -> Path | None:
+        """Point a spawned core's logging at this file too, unless the user configures vLLM's logging."""
+        import copy
+        import os
+
+        if os.environ.get(self.CONFIG_ENV) or os.environ.get("VLLM_CONFIGURE_LOGGING", "1") == "0":
+            return None
+        try:
+            from vllm.logger import DEFAULT_LOGGING_CONFIG
+        except ImportError:  # a vLLM without it: no timings from a spawned core
+            return None
+        config = copy.deepcopy(DEFAULT_LOGGING_CONFIG)
+        config["formatters"]["lem_engine_start"] = {"format": "%(message)s"}
+        config["handlers"]["lem_engine_start"] = {
+            "class": "logging.FileHandler",
+            "filename": self.file.name,
+            "level": "INFO",
+            "formatter": "lem_engine_start",
+        }
+        logger = config["loggers"]["vllm"]
+        logger["handlers"] = [*logger["handlers"], "lem_engine_start"]
+        for name in logger["handlers"][:-1]:  # vLLM's console handler keeps the level the logger gave it
+            config["handlers"][name].setdefault("level", logger.get("level", "INFO"))
+        if logger.get("level") not in ("DEBUG", "INFO"):  # INFO lines must reach this file
+            logger["level"] = "INFO"
+        path = Path(self.file.name).with_suffix(".logging.json")
+        path.write_text(json.dumps(config))
+        os.environ[self.CONFIG_ENV] = str(path)
+        return path
 
     def emit(self, record: logging.LogRecord) -> None:
         self.file.write(record.getMessage().replace("\n", " ") + "\n")
         self.file.flush()
 
     def __exit__(self, *exc) -> None:
+        import os
+
         self.logger.removeHandler(self)
         self.logger.setLevel(self._level)
+        if self.core_config is not None:
+            os.environ.pop(self.CONFIG_ENV, None)
+            self.core_config.unlink(missing_ok=True)
 
     def timings(self) -> dict[str, float | None]:
         self.file.seek(0)
@@ -438,8 +485,9 @@ class VllmBackend:
                 from vllm.engine.arg_utils import AsyncEngineArgs
                 from vllm.v1.engine.async_llm import AsyncLLM
 
-                # built here, before our event-loop thread exists, so the engine core is forked from a single-threaded
-                # process; its output handler starts on that loop with the first request
+                # built here, before our event-loop thread exists, so that a core the user asks to fork
+                # (VLLM_WORKER_MULTIPROC_METHOD=fork) is forked from a single-threaded process; its output handler
+                # starts on that loop with the first request
                 self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kw))
         load_s = time.perf_counter() - started
         if mode == "offline":
@@ -668,8 +716,8 @@ CAPABILITIES = Capabilities(
         "is set",
         "offline mode: TTFT/TPOT/E2E from vLLM's request stats, ITL unmeasured; streaming mode: every chunk "
         "timestamped",
-        "the engine core is forked from an engine host process with no thread of ours, else spawned (a core forked "
-        "from a process with live threads hung at start); VLLM_WORKER_MULTIPROC_METHOD, when set, wins",
+        "the engine core is spawned (forked cores hung at start on the H200 and the H100); "
+        "VLLM_WORKER_MULTIPROC_METHOD, when set, wins",
         "speculative decoding: vllm.speculative_model is 'ngram' or a draft model",
         "the prefix cache is emptied before each measured cycle (vllm.cold_prefix_cache: false keeps it warm)",
     ),

@@ -53,11 +53,15 @@ def test_the_settings_that_change_a_run_are_recorded_and_secrets_never(tmp_path,
     monkeypatch.setenv("LEM_SIGNING_KEY_FILE", "/keys/lem.pem")
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     monkeypatch.setenv("VLLM_API_KEY", "sk-secret")
+    monkeypatch.setenv("LEM_CELERY_BROKER", "redis://:secretpw@127.0.0.1:6379/3")
+    monkeypatch.setenv("LEM_HF_ENDPOINT", "https://user:secret@hub.example")
     ledger = tmp_path / "ledger.jsonl"
     L.run("demo-settings", [PY, "-c", "pass"], ledger=ledger, raw_root=tmp_path / "runs", echo=False)
     started = lines(ledger)[0]
     assert started["settings"]["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
     assert started["settings"]["LEM_ENGINE_START_TIMEOUT_S"] == "900"
+    assert started["settings"]["LEM_CELERY_BROKER"] == "redis://***@127.0.0.1:6379/3"
+    assert started["settings"]["LEM_HF_ENDPOINT"] == "https://***@hub.example"
     text = ledger.read_text()
     assert "secret" not in text and "HF_TOKEN" not in text and "KEY" not in "".join(started["settings"])
 

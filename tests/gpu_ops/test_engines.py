@@ -107,32 +107,47 @@ def test_a_spare_process_takes_the_next_engine_and_a_run_waits_for_its_imports(t
     assert other.proc.returncode is not None and not psutil.pid_exists(other.pid)  # closing the pool ends its spares
 
 
-def test_an_engine_that_hangs_at_start_is_ended_and_named_after_the_start_timeout(
-    tiny_model_path, tmp_path, monkeypatch
-):
+def test_an_engine_that_hangs_at_start_is_ended_with_its_core_and_named(tiny_model_path, tmp_path, monkeypatch):
     """A vLLM core hung at start on the H100 (§19, §20) and held its run until an outer timeout: the engine process now
-    gets LEM_ENGINE_START_TIMEOUT_S to load its engine, and then it and its children are ended with a message."""
-    from gpu_ops.engines import START_TIMEOUT_ENV, EngineHost
+    gets LEM_ENGINE_START_TIMEOUT_S to load its engine; then it and the processes under it are ended, with a message
+    naming the variable."""
+    from gpu_ops.engines import START_TIMEOUT_ENV, EngineHost, start_timeout_s
     from gpu_ops.errors import MeasurementError
 
-    hang = tmp_path / "hang"
-    hang.mkdir()  # a PyTorch engine whose load never returns, as a hung engine core leaves its host
+    hang, core_pid = tmp_path / "hang", tmp_path / "core.pid"
+    hang.mkdir()  # a PyTorch engine whose load starts a "core" process and never returns, as a hung vLLM start does
     (hang / "sitecustomize.py").write_text(
-        "import time\nimport gpu_ops.backends.pytorch as p\n"
-        "p.PytorchBackend.load = lambda self, config: time.sleep(600)\n"
+        "import pathlib, subprocess, sys, time\nimport gpu_ops.backends.pytorch as p\n"
+        "def load(self, config):\n"
+        "    core = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"    pathlib.Path({str(core_pid)!r}).write_text(str(core.pid))\n"
+        "    time.sleep(600)\n"
+        "p.PytorchBackend.load = load\n"
     )
     host = EngineHost("pytorch", env={"PYTHONPATH": str(hang)})
-    monkeypatch.setenv(START_TIMEOUT_ENV, "2")
+    monkeypatch.setenv(START_TIMEOUT_ENV, "3")
     started = time.perf_counter()
-    with pytest.raises(
-        MeasurementError, match=r"did not finish starting its engine within 2 s .* LEM_ENGINE_START_TIMEOUT_S"
-    ):
+    with pytest.raises(MeasurementError, match=r"did not finish its engine's load within 3 s .* LEM_ENGINE_START_TIME"):
         host.load(cfg())
     assert time.perf_counter() - started < 30 and host.proc.returncode is not None and not psutil.pid_exists(host.pid)
+    core = int(core_pid.read_text())
+
+    def ended() -> bool:  # gone, or a zombie where PID 1 does not reap orphans
+        try:
+            return psutil.Process(core).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    deadline = time.monotonic() + 5  # a SIGKILL lands a moment after it is sent
+    while not ended() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ended()
+    monkeypatch.setenv(START_TIMEOUT_ENV, "0")
+    assert start_timeout_s() is None  # no limit
     monkeypatch.setenv(START_TIMEOUT_ENV, "soon")
     other = EngineHost("pytorch")
     try:
-        with pytest.raises(UserError, match="LEM_ENGINE_START_TIMEOUT_S='soon' is not a positive number of seconds"):
+        with pytest.raises(UserError, match="LEM_ENGINE_START_TIMEOUT_S='soon' is not a number of seconds from 0"):
             other.load(cfg())
     finally:
         other.close()
@@ -351,6 +366,7 @@ def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny
         core = {p.pid for p in psutil.Process(engine.pid).children(recursive=True)}
         assert core and core <= smp.own_pids(os.getpid())  # vLLM's engine core under our engine process: ours
         assert engine.backend.info["engine_core_start"] == "spawn"  # forked cores hung on the GPUs (§20)
+        assert engine.backend.info["engine_init_s"] > 0  # the spawned core's own log line, through our log config
         two = run_experiment(cold, tmp_path / "b", nvml=nvml, pool=pool)  # the same prompts again, same engine
         # the control: keeping the cache (a run setting, same engine) hits what the last run computed
         warm = run_experiment(
