@@ -219,12 +219,11 @@ def time_page(context, url: str, ready, timeout_s: float = 120) -> float:
 
 
 def time_ui(url: str, pages: dict[str, tuple[str, str]], repeats: int = 3) -> tuple[dict[str, float], str]:
-    """Headless Chromium (Debian's, as the browser tests use) visits the first page once untimed (the welcome
-    dialog dismissed, the UI's code cached, as for anyone who has opened the UI before), then times each page
+    """Headless Chromium (Debian's, as the browser tests use) visits the first page once untimed (the UI's code
+    cached, as for anyone who has opened the UI before; the instance shows no welcome dialog), then times each page
     (`name: (path, ready text)`) `repeats` times, each in a fresh page. Returns the medians and Chromium's version."""
     from playwright.sync_api import sync_playwright
 
-    from energy_assets.ops.local import skip_welcome
     from gpu_ops.site.screenshots import CHROMIUM, FLAGS
 
     if not os.path.exists(CHROMIUM):
@@ -236,7 +235,6 @@ def time_ui(url: str, pages: dict[str, tuple[str, str]], repeats: int = 3) -> tu
             warm = context.new_page()
             path, ready = next(iter(pages.values()))
             warm.goto(url + path, timeout=120_000)
-            skip_welcome(warm)
             warm.get_by_text(ready, exact=True).first.wait_for(timeout=120_000)
             warm.close()
             times = {

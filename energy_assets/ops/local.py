@@ -44,17 +44,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def skip_welcome(page) -> None:
-    """A fresh Dagster home greets a browser's first visit with a community dialog over the page: dismiss it (a
-    Playwright page; the browser tests and benchmarks/inbox_load.py)."""
-    skip = page.get_by_role("button", name="Skip")
-    try:
-        skip.wait_for(timeout=5000)
-    except Exception:  # noqa: BLE001 (playwright's TimeoutError: no dialog this time)
-        return
-    skip.click()
-
-
 class Platform:
     """dagster-webserver + dagster-daemon for this repo's workspace, stopped together."""
 

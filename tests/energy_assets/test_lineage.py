@@ -9,7 +9,7 @@ from energy_assets.assets.leaderboard import leaderboard
 from energy_assets.assets.raw import FILE_SHA_TAG, raw_measurements
 from energy_assets.assets.stats import cycle_statistics
 from energy_assets.io import ParquetIOManager, ResultTablesIOManager
-from energy_assets.ops.local import Platform, free_port, prepare_home, skip_welcome
+from energy_assets.ops.local import Platform, free_port, prepare_home
 from energy_assets.resources import GpuResource, StorageResource
 from tests.energy_assets.conftest import HW, experiment_config
 from tests.gpu_ops.site.test_site import browser  # noqa: F401  (the fixture: Debian's Chromium through Playwright)
@@ -53,7 +53,6 @@ def test_a_leaderboard_row_reaches_its_run_config_and_environment_in_three_click
     with Platform(home, storage_dir, port=port) as platform:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{platform.url}/assets/leaderboard", wait_until="networkidle")
-        skip_welcome(page)
         page.get_by_text("Events", exact=True).first.click()  # click 1: the leaderboard's latest metadata
         run_link = page.get_by_role("link", name=run_id[:8], exact=True).first
         assert run_link.get_attribute("href") == f"/runs/{run_id}"  # the full id; relative: the UI reads it
