@@ -190,27 +190,33 @@ def ev_engine_warm_start(raw: Raw) -> str:
     return table(head, rows)
 
 
+def result_folders(raw: Raw, stages: tuple[str, ...]):
+    """(stage, result folder) of every run of `stages`, in ledger order, each noted as a source."""
+    for stage in stages:
+        for r in raw.ledger().of(stage):
+            for folder in sorted((raw.run_dir(r) / "results").glob("*/cycles.parquet")):
+                raw.note(f"runs/{r.raw_dir}/results/{folder.parent.name}")
+                yield stage, folder.parent
+
+
 def calibration_rows(raw: Raw, stages: tuple[str, ...], steady: bool = False) -> list[list]:
     """Every cycle window of `stages`' result folders: its counter-vs-timeline difference beside its physics-v1
     tolerance (and, with `steady`, its steady state and batch fill)."""
     import pandas as pd
 
     rows = []
-    for stage in stages:
-        for r in raw.ledger().of(stage):
-            for folder in sorted((raw.run_dir(r) / "results").glob("*/cycles.parquet")):
-                raw.note(f"runs/{r.raw_dir}/results/{folder.parent.name}")
-                c = pd.read_parquet(folder)
-                for _, x in c.iterrows():
-                    ratio = abs(x["cross_check_rel_diff"]) / x["cross_check_tolerance"]
-                    extra = []
-                    if steady:
-                        s_s, fill = x.get("steady_duration_s"), x.get("batch_fill")
-                        extra = ["–" if pd.isna(s_s) else f(s_s, 2), "–" if pd.isna(fill) else f(fill, 3)]
-                    rows.append([f"`{stage}`", folder.parent.name.split("__")[0], x["sweep_point"], x["cycle"],
-                                 f(x["duration_s"], 2), *extra, f"{x['cross_check_rel_diff'] * 100:+.2f} %",
-                                 f"{x['cross_check_tolerance'] * 100:.2f} %", g(ratio, 3),
-                                 "inside" if ratio <= 1 else "**outside**"])  # fmt: skip
+    for stage, folder in result_folders(raw, stages):
+        c = pd.read_parquet(folder / "cycles.parquet")
+        for _, x in c.iterrows():
+            ratio = abs(x["cross_check_rel_diff"]) / x["cross_check_tolerance"]
+            extra = []
+            if steady:
+                s_s, fill = x.get("steady_duration_s"), x.get("batch_fill")
+                extra = ["–" if pd.isna(s_s) else f(s_s, 2), "–" if pd.isna(fill) else f(fill, 3)]
+            rows.append([f"`{stage}`", folder.name.split("__")[0], x["sweep_point"], x["cycle"],
+                         f(x["duration_s"], 2), *extra, f"{x['cross_check_rel_diff'] * 100:+.2f} %",
+                         f"{x['cross_check_tolerance'] * 100:.2f} %", g(ratio, 3),
+                         "inside" if ratio <= 1 else "**outside**"])  # fmt: skip
     return rows
 
 
@@ -323,17 +329,14 @@ def s20_physics_by_length(raw: Raw) -> str:
     import pandas as pd
 
     long_in = long_n = short_in = short_n = 0
-    for stage in ("calibration-windows", "calibration-windows-long", "request-energy"):
-        for r in raw.ledger().of(stage):
-            for folder in sorted((raw.run_dir(r) / "results").glob("*/cycles.parquet")):
-                if pd.read_parquet(folder.parent / "experiment.parquet").iloc[0]["backend"] != "vllm":
-                    continue
-                raw.note(f"runs/{r.raw_dir}/results/{folder.parent.name}")
-                c = pd.read_parquet(folder)
-                inside = (c["cross_check_rel_diff"].abs() <= c["cross_check_tolerance"]).to_numpy()
-                short = (c["duration_s"] < 3.0).to_numpy()
-                long_in, long_n = long_in + int((inside & ~short).sum()), long_n + int((~short).sum())
-                short_in, short_n = short_in + int((inside & short).sum()), short_n + int(short.sum())
+    for _, folder in result_folders(raw, ("calibration-windows", "calibration-windows-long", "request-energy")):
+        if pd.read_parquet(folder / "experiment.parquet").iloc[0]["backend"] != "vllm":
+            continue
+        c = pd.read_parquet(folder / "cycles.parquet")
+        inside = (c["cross_check_rel_diff"].abs() <= c["cross_check_tolerance"]).to_numpy()
+        short = (c["duration_s"] < 3.0).to_numpy()
+        long_in, long_n = long_in + int((inside & ~short).sum()), long_n + int((~short).sum())
+        short_in, short_n = short_in + int((inside & short).sum()), short_n + int(short.sum())
     return (
         f"vLLM windows of at least 3 s: {long_in} of {long_n} inside their tolerance; under 3 s: {short_in} of "
         f"{short_n}"
@@ -362,11 +365,11 @@ def ev_request_energy(raw: Raw) -> str:
     for r in raw.ledger().of("request-energy-prefill"):
         if not (raw.run_dir(r) / "result.json").is_file():
             continue
-        p = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))["prefill"]
+        result = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))
+        p = result["prefill"]
         mixed, phase = p["mixed_prefill_j_per_prompt_token"], p["phase_run_j_per_prompt_token"]
         share = ", ".join(g(v, 3) for v in p["mixed_prefill_share_of_window"])
-        series = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))["series"]
-        per_cycle = ", ".join(g(v, 3) for v in series["prefill_gap_per_cycle"])
+        per_cycle = ", ".join(g(v, 3) for v in result["series"]["prefill_gap_per_cycle"])
         lines.append(
             f"`{r.uid}`: prefill J per prompt token, attributed under batching {g(mixed['mean'], 4)} ± "
             f"{g(mixed['ci95'], 2)} against the prefill-only run's {g(phase['mean'], 4)} ± {g(phase['ci95'], 2)} "
