@@ -116,11 +116,17 @@ def run(root: Path, budget_s: float, only: list[str] | None, start_at: str | Non
     """Every open stage in order, each `python -m benchmarks.ledger run` in its own process (a crash or timeout of
     one leaves its record and the next goes on)."""
     stages = load(plan)
+    ids = [s.id for s in stages]
     if start_at:
-        ids = [s.id for s in stages]
         if start_at not in ids:
             raise LedgerError(f"--from {start_at}: not a stage of {plan} ({', '.join(ids)})")
         stages = stages[ids.index(start_at) :]
+    if only:  # in the order given: a session that lists its stages means that order (§21 lost one to plan order)
+        unknown = [i for i in only if i not in ids]
+        if unknown:
+            raise LedgerError(f"--only {','.join(unknown)}: not a stage of {plan} ({', '.join(ids)})")
+        by_id = {s.id: s for s in stages}
+        stages = [by_id[i] for i in dict.fromkeys(only) if i in by_id]
     root.mkdir(parents=True, exist_ok=True)
     model = this_gpu_model()
     done = status(stages, known_runs())
@@ -128,8 +134,6 @@ def run(root: Path, budget_s: float, only: list[str] | None, start_at: str | Non
     progress(root, f"plan on {model or 'cpu'}, budget {budget_s:.0f} s")
     for s in stages:
         left = budget_s - (time.monotonic() - t0)
-        if only and s.id not in only:
-            continue
         here = "a GPU" if model else "no GPU"
         reason = (
             "no command (a slot for the lead)" if not s.command
@@ -223,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run the open stages in order (on the GPU machine, in the background)")
     r.add_argument("--root", type=Path, required=True, help="the session folder (progress, consoles)")
     r.add_argument("--budget-s", type=float, default=1500, help="device seconds this session may spend on stages")
-    r.add_argument("--only", help="comma-separated stage ids (reruns them even if done)")
+    r.add_argument("--only", help="comma-separated stage ids, run in this order (reruns them even if done)")
     r.add_argument("--from", dest="start_at", help="start at this stage")
     p = sub.add_parser("pack", help="the session so far into <= 8 files under --out")
     p.add_argument("--root", type=Path, required=True)

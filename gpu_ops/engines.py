@@ -10,7 +10,9 @@ engine's GPU work in a child, evicting an engine ends the child and returns the 
 and the measuring process (meter, NVML sampler, result tables) never holds a context. The child is a descendant of
 the measuring process, so the foreign-process check counts it (and vLLM's engine core under it) as the run's own.
 
-    python -m gpu_ops.engines --host-fd FD --backend NAME   # started by EngineHost
+The child runs `main` from `python -c` (HOST_COMMAND), not `python -m gpu_ops.engines`: a process it spawns (vLLM's
+engine core) then re-imports no main module, where `-m` would make each core import this module and its imports
+again as `__mp_main__`, on every engine start (multiprocessing's spawn).
 """
 
 from __future__ import annotations
@@ -179,6 +181,9 @@ def cache_states(cfg: ExperimentConfig, before: dict[str, int], after: dict[str,
 
 
 # -- the engine in a child process --------------------------------------------------------------------------------
+HOST_COMMAND = "import sys; from gpu_ops.engines import main; sys.exit(main())"
+
+
 class EngineHost:
     """The measuring process's handle on a backend in a child process: load, warmup, before_cycle, run, after_cycle,
     sync, peak_memory_bytes and close are forwarded; the request records come back after the window closes (what
@@ -203,7 +208,7 @@ class EngineHost:
             filter(None, [str(Path(__file__).resolve().parents[1]), child_env.get("PYTHONPATH")])
         )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gpu_ops.engines", "--host-fd", str(theirs.fileno()), "--backend", backend],
+            [sys.executable, "-c", HOST_COMMAND, "--host-fd", str(theirs.fileno()), "--backend", backend],
             pass_fds=(theirs.fileno(),),
             env=child_env,
         )

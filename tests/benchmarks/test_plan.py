@@ -149,3 +149,20 @@ def test_the_warm_campaign_stage_runs_its_script_under_its_four_targets():
         "vllm-warm-start.yaml",
         "compare-runs.yaml",
     }
+
+
+def test_only_runs_the_listed_stages_in_the_order_given_and_refuses_an_unknown_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEM_LEDGER", str(tmp_path / "s" / "ledger.jsonl"))
+    monkeypatch.setenv("LEM_RAW_ROOT", str(tmp_path / "s" / "runs"))
+    monkeypatch.setattr(P, "this_gpu_model", lambda: None)
+    two = """
+  - {id: t-first, item: a, what: first in the plan, command: "{python} -c pass",
+     target: benchmarks/targets/parity-64.yaml, device_s: 1, timeout_s: 60, where: cpu}
+  - {id: t-second, item: b, what: second in the plan, command: "{python} -c pass",
+     target: benchmarks/targets/parity-64.yaml, device_s: 1, timeout_s: 60, where: cpu}
+"""
+    plan = write_plan(tmp_path, two)
+    P.run(tmp_path / "s", budget_s=100, only=["t-second", "t-first"], start_at=None, plan=plan)
+    assert [r.id for r in Ledger.load(tmp_path / "s" / "ledger.jsonl").runs] == ["t-second", "t-first"]
+    with pytest.raises(LedgerError, match="--only t-nope: not a stage of"):
+        P.run(tmp_path / "s2", budget_s=100, only=["t-first", "t-nope"], start_at=None, plan=plan)

@@ -379,3 +379,31 @@ def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny
     for out in (one, two):
         assert out.tables.cycles.prefix_cache_hit_rate.eq(0).all()  # emptied before every cycle, reused or not
     assert warm.tables.cycles.prefix_cache_hit_rate.iloc[0] > 0.6
+
+
+def test_a_process_the_engine_host_spawns_re_imports_no_main_module(tmp_path):
+    """vLLM spawns its engine core from the engine process: with `python -m gpu_ops.engines` the core imported that
+    module and its imports again as `__mp_main__` (~0.5 s of each engine start here); started from `-c`, it does not."""
+    from gpu_ops.engines import EngineHost
+
+    spy, seen = tmp_path / "spy", tmp_path / "seen.json"
+    spy.mkdir()  # a PyTorch engine whose load spawns a child, as vLLM's engine start spawns its core
+    (spy / "sitecustomize.py").write_text(
+        "import json, multiprocessing, sys\n"
+        "def record():\n"
+        "    main = sys.modules['__main__']  # gpu_ops.engines re-run as __mp_main__, or the bare `-c` main\n"
+        f"    open({str(seen)!r}, 'w').write(json.dumps([n for n in ('EngineHost', 'main') if hasattr(main, n)]))\n"
+        "def load(self, config):\n"
+        "    child = multiprocessing.get_context('spawn').Process(target=record)\n"
+        "    child.start(); child.join()\n"
+        "    raise RuntimeError('spied')\n"
+        "import gpu_ops.backends.pytorch as p\n"
+        "p.PytorchBackend.load = load\n"
+    )
+    host = EngineHost("pytorch", env={"PYTHONPATH": str(spy)})
+    try:
+        with pytest.raises(RuntimeError, match="spied"):
+            host.load(cfg())
+    finally:
+        host.close()
+    assert json.loads(seen.read_text()) == []  # the child's main module is not gpu_ops.engines run again
