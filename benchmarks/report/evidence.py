@@ -323,6 +323,28 @@ def s20_start_phases(raw: Raw) -> str:
     return table(head, rows)
 
 
+@blocks("s21-warm-worker-gap")
+def s21_warm_worker_gap(raw: Raw) -> str:
+    """Per engine-warm-worker round with a result: how far the warm worker's start lies above the target (0.25 x
+    the round's cold start), beside the part of it the spawned core spent before its first line (its vLLM import)."""
+    rows = []
+    for r in raw.ledger().of("engine-warm-worker"):
+        if not (raw.run_dir(r) / "result.json").is_file():
+            continue
+        rounds = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))["vllm"]
+        spares = [p for p in start_phases(raw.text(f"runs/{r.raw_dir}/stdout.log")) if p["spare"]]
+        for i, (got, p) in enumerate(zip(rounds, spares)):
+            core = (p["core"] - p["args"]).total_seconds() if p.get("core") else None
+            over = got["warm_worker_s"] - 0.25 * got["cold_s"]
+            rows.append([f"`{r.uid}`", i, f(got["warm_worker_s"], 1), f(0.25 * got["cold_s"], 1), f(over, 2),
+                         "–" if core is None else f"{core:.0f}"])  # fmt: skip
+    if not rows:
+        return "_Not run yet: stage `engine-warm-worker` with a result._"
+    head = ["run", "round", "warm worker s", "target: 0.25 x cold s", "above the target s",
+            "arguments -> EngineCore's first line s"]  # fmt: skip
+    return table(head, rows)
+
+
 @blocks("s20-physics-by-length")
 def s20_physics_by_length(raw: Raw) -> str:
     """physics-v1 on every vLLM cycle window measured since it was fixed, split at 3 s."""
