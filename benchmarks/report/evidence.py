@@ -365,6 +365,53 @@ def s20_physics_by_length(raw: Raw) -> str:
     )
 
 
+LAGS_S = (0.0, 0.02, 0.05, 0.1, 0.2)
+
+
+def mean_power(t, pw, spans: list[tuple[float, float]], lag: float) -> float | None:
+    """Mean of the timeline's samples inside the spans, each shifted `lag` seconds later."""
+    import numpy as np
+
+    inside = np.concatenate([pw[(t >= a + lag) & (t <= b + lag)] for a, b in spans])
+    return float(inside.mean()) if len(inside) else None
+
+
+@blocks("s21-prefill-operating-point")
+def s21_prefill_operating_point(raw: Raw) -> str:
+    """The two request-energy points the prefill target compares (prefill-only; mixed), per cycle: the median GPU
+    time per prompt token over its prefill-dominated steps (prompt tokens >= 90 % of the step's tokens: step duration
+    / prompt tokens, no fit), and the power timeline's mean over those steps' spans, read as recorded and shifted
+    later by each of LAGS_S (a sensor that lags the work shows its power after the step)."""
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for _, folder in result_folders(raw, ("request-energy",)):
+        w = pd.read_parquet(folder / "windows.parquet")
+        steps = pd.read_parquet(folder / "steps.parquet")
+        power = pd.read_parquet(folder / "timeline.parquet").groupby("t_s", as_index=False).power_w.sum()
+        t, pw = power.t_s.to_numpy(), power.power_w.to_numpy()
+        for point, cyc in w[w.kind == "cycle"].groupby("sweep_point", sort=False):
+            if not {"batch_size=64", "input_len=512"} <= set(point.split(",")):  # the prefill-only and mixed points
+                continue
+            for c in cyc.cycle:
+                s = steps[(steps.sweep_point == point) & (steps.cycle == c)].sort_values("t_s")
+                ends = s.t_s.to_numpy()
+                p, d = s.prompt_tokens.to_numpy()[1:], s.decode_tokens.to_numpy()[1:]
+                mostly = (p > 0) & (p >= 0.9 * (p + d))
+                spans = list(zip(ends[:-1][mostly], ends[1:][mostly]))
+                if not spans:
+                    continue
+                per_token = float(np.median(np.diff(ends)[mostly] / p[mostly])) * 1e6
+                means = [mean_power(t, pw, spans, lag) for lag in LAGS_S]
+                rows.append([point, int(c), len(spans), f(per_token, 2), *(f(m, 0) for m in means)])
+    if not rows:
+        return "_Not run yet: stage `request-energy` with a result folder._"
+    head = ["sweep point", "cycle", "prefill steps", "µs per prompt token",
+            *(f"mean W over the steps +{lag * 1e3:.0f} ms" for lag in LAGS_S)]  # fmt: skip
+    return table(head, rows)
+
+
 @blocks("ev-request-energy")
 def ev_request_energy(raw: Raw) -> str:
     """request-energy (GPU) and request-energy-prefill (its CPU reading): the per-request attribution at batch 1
