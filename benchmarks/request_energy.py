@@ -7,7 +7,8 @@
 Two claims, each with a target stated before the run:
 - batch 1 (benchmarks/targets/request-energy-bs1.yaml): each request's attributed `energy_j` equals its measured
   energy, the counter-scaled power timeline over its own span (from the previous request's last token, or the window
-  start, to its own last token), within 5 % (median over requests, bootstrap upper bound);
+  start, to its own last token), within 5 % (median over requests, bootstrap upper bound); the same with each
+  request's own drawn output length (request-energy-bs1-mixed.yaml, output_lengths: uniform);
 - batching (benchmarks/targets/request-energy-prefill.yaml): the mixed run's attributed prefill energy per prompt
   token agrees with the prefill-only phase run's energy per prompt token within their combined 95 % intervals
   (per cycle: |mixed - phase run| / combined interval <= 1).
@@ -108,10 +109,14 @@ def main() -> None:
         print(f"run exit {done.returncode}", flush=True)
     t = read_tables(folder)
     labels = sorted(t.sweep_points.sweep_point)
-    bs1 = point(labels, "batch_size=1")
+    drawn = [s for s in labels if "output_lengths=uniform" in s.split(",")]  # folders from before it have none
+    bs1 = point([s for s in labels if s not in drawn], "batch_size=1")
+    bs1_mixed = point(drawn, "batch_size=1") if drawn else None
     prefill_only = point(labels, "max_output_tokens=1")
     mixed = point(labels, "max_output_tokens=128")
     dev, steps_dev, sums = bs1_deviations(t, bs1)
+    mixed_dev, _, mixed_sums = bs1_deviations(t, bs1_mixed) if bs1_mixed else ([], [], [])
+    sums += mixed_sums
     gaps, detail = prefill_agreement(t, prefill_only, mixed)
     abs_dev = [abs(d) for d in dev]
     print(f"result folder: {folder}")
@@ -119,6 +124,12 @@ def main() -> None:
         f"batch 1: {len(dev)} requests; |energy_j / measured - 1| median {np.median(abs_dev):.4f}, max "
         f"{max(abs_dev):.4f}; steps only (prefill + decode) median {np.median(np.abs(steps_dev)):.4f}"
     )
+    if mixed_dev:
+        lengths = t.requests[t.requests.sweep_point == bs1_mixed].output_tokens
+        print(
+            f"batch 1, mixed output lengths ({lengths.min()}-{lengths.max()} tokens): {len(mixed_dev)} requests; "
+            f"|energy_j / measured - 1| median {np.median(np.abs(mixed_dev)):.4f}, max {max(map(abs, mixed_dev)):.4f}"
+        )
     print(f"requests' energy_j sum / window - 1, every window of batch 1: max |.| {max(map(abs, sums)):.2e}")
     a, b = detail["mixed_prefill_j_per_prompt_token"], detail["phase_run_j_per_prompt_token"]
     print(
@@ -140,6 +151,7 @@ def main() -> None:
                 "folder": str(folder),
                 "series": {  # what the targets read (benchmarks.decision)
                     "bs1_rel_dev": abs_dev,
+                    "bs1_mixed_rel_dev": [abs(d) for d in mixed_dev],
                     "bs1_steps_rel_dev": [abs(d) for d in steps_dev],
                     "window_sum_rel_dev": sums,
                     "window_sum_over_uncertainty": all_sums,

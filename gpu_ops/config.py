@@ -352,6 +352,11 @@ class ExperimentConfig(Strict):
         max_output_tokens: most tokens generated per request.
         min_output_tokens: fewest tokens generated per request; equal to max_output_tokens for a fixed output length
             (comparable J/token across backends).
+        output_lengths: `until_stop`: each request may generate up to max_output_tokens and stops at its
+            end-of-sequence token once it has min_output_tokens (equal limits: every request exactly that long);
+            `uniform`: each request has its own exact length, drawn uniformly from [min_output_tokens,
+            max_output_tokens] with the seed, end-of-sequence ignored (vLLM's `random` dataset; the same lengths on
+            every backend and every cycle).
         prompts: where the prompts come from and how many per cycle.
         decoder: how tokens are sampled.
         batching: how requests are grouped.
@@ -390,6 +395,7 @@ class ExperimentConfig(Strict):
     max_input_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 256
     max_output_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 32
     min_output_tokens: Annotated[int, Field(ge=0, le=1_048_576)] = 0
+    output_lengths: Literal["until_stop", "uniform"] = "until_stop"
     prompts: Prompts = Prompts()
     decoder: Decoder = Decoder()
     batching: Batching = Batching()
@@ -428,6 +434,12 @@ class ExperimentConfig(Strict):
                 f"min_output_tokens ({self.min_output_tokens}) exceeds max_output_tokens "
                 f"({self.max_output_tokens}); set them equal for a fixed output length"
             )
+        if self.output_lengths == "uniform" and not 1 <= self.min_output_tokens < self.max_output_tokens:
+            raise ValueError(
+                f"output_lengths: uniform draws each request's length from [min_output_tokens, max_output_tokens], "
+                f"but they are {self.min_output_tokens} and {self.max_output_tokens}; set 1 <= min_output_tokens < "
+                "max_output_tokens, or output_lengths: until_stop"
+            )
         for block in ("vllm", "tensorrt"):
             if getattr(self, block) is not None and self.backend != block:
                 raise ValueError(
@@ -457,6 +469,12 @@ class ExperimentConfig(Strict):
     def fixed_output_length(self) -> bool:
         """Every request generates exactly max_output_tokens."""
         return self.min_output_tokens == self.max_output_tokens
+
+    @property
+    def exact_output_lengths(self) -> bool:
+        """Every request generates exactly the tokens its trace gives it (a fixed or a drawn length): token counts
+        equal on every backend."""
+        return self.fixed_output_length or self.output_lengths == "uniform"
 
     def expand(self) -> list[SweepPoint]:
         """The grid of sweep points. A config without `sweep:` is one point."""

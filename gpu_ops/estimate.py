@@ -23,6 +23,7 @@ from pathlib import Path
 from gpu_ops.config import ExperimentConfig, parse_config
 from gpu_ops.errors import UserError, excerpt
 from gpu_ops.hardware import CPU_SLUG, Hardware, resolve, standard_profiles
+from gpu_ops.prompts import output_limits
 from gpu_ops.readable import span, watt_hours
 from gpu_ops.results import load_json, read_tables
 
@@ -161,10 +162,12 @@ def _cached_hub_config(spec: str) -> dict:
 
 
 def workload_of(cfg: ExperimentConfig, params: float, output_tokens: int | None = None) -> Workload:
-    """A sweep point's cycle; `output_tokens`: what a measured cycle generated, else the config's most."""
+    """A sweep point's cycle; `output_tokens`: what a measured cycle generated, else the requests' most (their drawn
+    lengths with `output_lengths: uniform`)."""
     random = cfg.prompts.source == "random"
     per_prompt = min(cfg.prompts.random.input_len, cfg.max_input_tokens) if random else cfg.max_input_tokens
     compiled = cfg.backend == "pytorch" and cfg.pytorch.torch_compile
+    n = cfg.prompts.count
     return Workload(
         model=cfg.model,
         backend=cfg.backend,
@@ -174,7 +177,7 @@ def workload_of(cfg: ExperimentConfig, params: float, output_tokens: int | None 
         batch_size=min(cfg.batching.batch_size, cfg.prompts.count),
         requests=cfg.prompts.count,
         input_tokens=per_prompt * cfg.prompts.count,
-        output_tokens=output_tokens if output_tokens is not None else cfg.max_output_tokens * cfg.prompts.count,
+        output_tokens=output_tokens if output_tokens is not None else sum(hi for hi, _ in output_limits(cfg, n)),
     )
 
 
@@ -378,7 +381,7 @@ def estimate(cfg: ExperimentConfig, hardware: str, history: list[Measured]) -> l
                 requests=sent,
                 input_tokens=(work.input_tokens // work.requests) * sent,
                 output_tokens=per_request * sent,
-                tokens_exact=pc.fixed_output_length,
+                tokens_exact=pc.exact_output_lengths,
                 wall_s=wall,
                 energy_j=energy,
                 energy_kwh=None if energy is None else energy.scaled(1 / J_PER_KWH),

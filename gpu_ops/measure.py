@@ -36,7 +36,7 @@ from gpu_ops.errors import CapabilityError, MeasurementError, UserError
 from gpu_ops.locks import device_locks
 from gpu_ops.metrics import cycle_metrics, requests_frame
 from gpu_ops.models import resolve_model
-from gpu_ops.prompts import build_prompts, prompt_texts
+from gpu_ops.prompts import build_prompts, output_limits, prompt_texts
 from gpu_ops.results import SCHEMA_VERSION, ResultFolder, ResultTables, save_result
 from gpu_ops.schema import (
     CYCLE_KEY,
@@ -73,9 +73,10 @@ def _requests(
     """The request trace; with `texts` (tokenize_in_window) each request carries its text for the backend to
     tokenise."""
     arrivals = arrival_times(cfg.traffic, len(prompts))
+    limits = output_limits(cfg, len(prompts))
     return [
-        Request(i, p, cfg.max_output_tokens, cfg.min_output_tokens, offset_s + float(a), texts[i] if texts else None)
-        for i, (p, a) in enumerate(zip(prompts, arrivals))
+        Request(i, p, hi, lo, offset_s + float(a), texts[i] if texts else None)
+        for i, (p, a, (hi, lo)) in enumerate(zip(prompts, arrivals, limits))
     ]
 
 
@@ -199,7 +200,13 @@ def wall_time(spans: SpanRecorder, start: float, end: float) -> dict:
 
 def _batch_shape(cfg: ExperimentConfig) -> tuple:
     """What a warm-up must have seen: batch size and token lengths (allocations, kernels and caches follow them)."""
-    return (cfg.batching.batch_size, cfg.max_input_tokens, cfg.max_output_tokens, cfg.min_output_tokens)
+    return (
+        cfg.batching.batch_size,
+        cfg.max_input_tokens,
+        cfg.max_output_tokens,
+        cfg.min_output_tokens,
+        cfg.output_lengths,
+    )
 
 
 class _Current:

@@ -114,6 +114,15 @@ def build_prompts(cfg: ExperimentConfig, tokenizer, vocab_size: int) -> list[lis
     return [tokenizer(text, add_special_tokens=True)["input_ids"][: cfg.max_input_tokens] for text in prompt_texts(cfg)]
 
 
+def output_limits(cfg: ExperimentConfig, n: int) -> list[tuple[int, int]]:
+    """Each request's (max, min) new tokens: the config's limits, or with `output_lengths: uniform` an exact length
+    per request drawn from them (its own stream of the seed, so the prompts' draws do not move it)."""
+    if cfg.output_lengths != "uniform":
+        return [(cfg.max_output_tokens, cfg.min_output_tokens)] * n
+    drawn = np.random.default_rng([cfg.seed, 1]).integers(cfg.min_output_tokens, cfg.max_output_tokens + 1, size=n)
+    return [(int(k), int(k)) for k in drawn]
+
+
 def prompt_texts(cfg: ExperimentConfig) -> list[str]:
     """The `prompts.count` texts of a text source, in request order (the source cycles when it holds fewer)."""
     texts = load_prompt_texts(cfg)

@@ -138,6 +138,11 @@ CAPABILITIES = Capabilities(
 )
 
 
+def _exact(batch: list[Request]) -> bool:
+    """Every request of the batch has an exact length (its min equals its max): end-of-sequence is ignored."""
+    return all(r.min_new_tokens == r.max_new_tokens for r in batch)
+
+
 def _dynamo_compile_s() -> float:
     """Seconds torch.compile (Dynamo + Inductor) has spent compiling in this process so far."""
     from torch._dynamo.utils import compile_times
@@ -318,15 +323,18 @@ class PytorchBackend:
         return len(self.tokenizer)
 
     # -- generation -------------------------------------------------------------------------
-    def _generate_kwargs(self) -> dict[str, Any]:
+    def _generate_kwargs(self, batch: list[Request]) -> dict[str, Any]:
+        """A static batch generates every row to the batch's longest limit; with exact lengths (fixed or drawn) no
+        row stops early, and each row's own length is cut from what it generated (_output_lengths)."""
         cfg = self.cfg
         s = resolve_sampling(cfg.decoder)
+        longest = max(r.max_new_tokens for r in batch)
         kw: dict[str, Any] = dict(
-            max_new_tokens=cfg.max_output_tokens,
-            min_new_tokens=cfg.min_output_tokens,
+            max_new_tokens=longest,
+            min_new_tokens=longest if _exact(batch) else max(r.min_new_tokens for r in batch),
             do_sample=s.do_sample,
             pad_token_id=self.pad_id,
-            eos_token_id=self.eos_id,
+            eos_token_id=None if _exact(batch) else self.tokenizer.eos_token_id,
         )
         if s.do_sample:
             kw.update(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
@@ -348,10 +356,6 @@ class PytorchBackend:
         t = self.tokenizer
         return t.pad_token_id if t.pad_token_id is not None else t.eos_token_id
 
-    @property
-    def eos_id(self) -> int | None:
-        return None if self.cfg.fixed_output_length else self.tokenizer.eos_token_id
-
     def _batch_tensors(self, batch: list[Request]):
         import torch
 
@@ -371,7 +375,7 @@ class PytorchBackend:
         import torch
 
         ids, mask, width = self._batch_tensors(batch)
-        kw = self._generate_kwargs()
+        kw = self._generate_kwargs(batch)
         if self.cfg.pytorch.static_cache:
             from transformers import StaticCache
 
@@ -382,13 +386,13 @@ class PytorchBackend:
             out = self.model.generate(input_ids=ids, attention_mask=mask, streamer=streamer, **kw)
         return out[: len(batch), width:]
 
-    def _output_lengths(self, new_tokens) -> list[int]:
-        """Tokens each row really produced: up to and including its EOS (fixed-length runs have none)."""
-        eos = self.eos_id
+    def _output_lengths(self, new_tokens, batch: list[Request]) -> list[int]:
+        """Tokens each row produced for its request: its own exact length, or up to and including its EOS."""
         rows = new_tokens.tolist()
-        if eos is None:
-            return [len(r) for r in rows]
-        return [r.index(eos) + 1 if eos in r else len(r) for r in rows]
+        if _exact(batch):
+            return [min(len(row), r.max_new_tokens) for row, r in zip(rows, batch)]
+        eos = self.tokenizer.eos_token_id
+        return [row.index(eos) + 1 if eos in row else len(row) for row in rows]
 
     def warmup(self, requests: list[Request]) -> None:
         """Run the warm-up batches; records the first batch's time and what torch.compile took in `info`."""
@@ -429,7 +433,7 @@ class PytorchBackend:
             scheduled = clock()
             streamer = _StepClock(clock, self.token_display, batch[0].id) if self.cfg.pytorch.token_timestamps else None
             new_tokens = self._generate(batch, streamer)
-            lengths = self._output_lengths(new_tokens)
+            lengths = self._output_lengths(new_tokens, batch)
             if streamer is None:  # no per-token times: the batch's end is its requests' last token
                 self.sync()
                 end = clock()

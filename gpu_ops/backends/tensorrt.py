@@ -117,18 +117,18 @@ class TensorrtBackend:
     def vocab_size(self) -> int:
         return len(self.tokenizer)
 
-    def _sampling(self):
+    def _sampling(self, max_new: int, min_new: int):
         cfg = self.cfg
         s = resolve_sampling(cfg.decoder)
         kw: dict[str, Any] = dict(
-            max_tokens=cfg.max_output_tokens,
-            min_tokens=cfg.min_output_tokens,
+            max_tokens=max_new,
+            min_tokens=min_new,
             return_perf_metrics=True,
             repetition_penalty=s.repetition_penalty,
             seed=cfg.seed,
         )
-        if cfg.fixed_output_length:
-            kw["end_id"] = -1  # TensorRT-LLM's way to ignore EOS
+        if min_new == max_new:
+            kw["end_id"] = -1  # TensorRT-LLM's way to ignore EOS: an exact length
         if s.do_sample:
             kw.update(temperature=s.temperature, top_k=s.top_k or None, top_p=s.top_p)
         else:
@@ -150,8 +150,11 @@ class TensorrtBackend:
         return CycleOutput([r for r, _ in delivered], aggregate_perf_metrics([m for _, m in delivered]))
 
     async def _run(self, requests, clock):
-        params = self._sampling()
-        return await asyncio.gather(*(self._stream_one(r, params, clock) for r in requests))
+        limits = {(r.max_new_tokens, r.min_new_tokens) for r in requests}  # one parameter set per distinct limits
+        params = {k: self._sampling(*k) for k in limits}
+        return await asyncio.gather(
+            *(self._stream_one(r, params[r.max_new_tokens, r.min_new_tokens], clock) for r in requests)
+        )
 
     async def _stream_one(self, req: Request, params, clock: Clock):
         wait = req.arrival_s - clock()

@@ -467,6 +467,7 @@ class VllmBackend:
 
     # -- loading ----------------------------------------------------------------------------
     def load(self, config: ExperimentConfig) -> bool:
+        self._params: dict[tuple, Any] = {}  # sampling parameters by request limits: this config's decoder
         mode = self._mode(config)
         if self.mode == mode and self.cfg is not None and self.cfg.load_key() == config.load_key():
             self.cfg = config
@@ -515,18 +516,26 @@ class VllmBackend:
     def vocab_size(self) -> int:
         return len(self.tokenizer)
 
-    def _sampling(self, delta: bool = False):
+    def _sampling(self, req: Request, delta: bool = False):
+        """The request's sampling parameters; requests with equal limits share one object (one per trace when the
+        lengths are the config's)."""
+        key = (req.max_new_tokens, req.min_new_tokens, delta)
+        if key not in self._params:
+            self._params[key] = self._new_sampling(*key)
+        return self._params[key]
+
+    def _new_sampling(self, max_new: int, min_new: int, delta: bool):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        cfg = self.cfg
-        s = resolve_sampling(cfg.decoder)
+        s = resolve_sampling(self.cfg.decoder)
         # only what the config asks for: a min_tokens logits processor or a per-request seed (a per-request generator)
         # each cost vLLM time per step, so neither is set unless needed (ignore_eos fixes the length; the engine seed
         # makes sampling reproducible)
-        kw: dict[str, Any] = dict(max_tokens=cfg.max_output_tokens, ignore_eos=cfg.fixed_output_length)
-        if cfg.min_output_tokens and not cfg.fixed_output_length:
-            kw["min_tokens"] = cfg.min_output_tokens
+        exact = min_new == max_new
+        kw: dict[str, Any] = dict(max_tokens=max_new, ignore_eos=exact)
+        if min_new and not exact:
+            kw["min_tokens"] = min_new
         if s.repetition_penalty != 1.0:
             kw["repetition_penalty"] = s.repetition_penalty
         if s.do_sample:
@@ -585,7 +594,8 @@ class VllmBackend:
         )  # vLLM's timestamps are time.monotonic(): one clock with perf_counter on Linux
         tokenized = [tokenize_now(self.tokenizer, r, clock, self.cfg.max_input_tokens) for r in requests]
         prompts = [TokensPrompt(prompt_token_ids=ids) for ids, _ in tokenized]
-        outs = self.llm.generate(prompts, self._sampling(), use_tqdm=False, lora_request=self.lora_request)
+        params = [self._sampling(r) for r in requests]
+        outs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request)
         return requests, tokenized, outs, offset, clock()
 
     async def _run_streaming(self, requests: list[Request], clock: Clock):
@@ -604,7 +614,7 @@ class VllmBackend:
         async for out in self.engine.generate(
             request_id=f"lem-{next(self._ids)}",
             prompt=TokensPrompt(prompt_token_ids=ids),
-            sampling_params=self._sampling(delta=True),
+            sampling_params=self._sampling(req, delta=True),
             lora_request=self.lora_request,
         ):
             n = len(out.outputs[0].token_ids)

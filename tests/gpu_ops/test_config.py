@@ -37,6 +37,12 @@ MALFORMED = [
         "name: a\nmodel: m\nmin_output_tokens: 64\nmax_output_tokens: 32\n",
         "min_output_tokens (64) exceeds max_output_tokens (32)",
     ),
+    (
+        "name: a\nmodel: m\noutput_lengths: uniform\nmin_output_tokens: 32\nmax_output_tokens: 32\n",
+        "output_lengths: uniform draws each request's length from [min_output_tokens, max_output_tokens], but they "
+        "are 32 and 32; set 1 <= min_output_tokens < max_output_tokens",
+    ),
+    ("name: a\nmodel: m\noutput_lengths: zipf\n", "output_lengths: Input should be 'until_stop' or 'uniform'"),
     ("name: a\nmodel: m\ntraffic: {mode: poisson}\n", "traffic.mode 'poisson' needs traffic.rate"),
     ("name: a\nmodel: m\ntraffic: {mode: constant, rate: -3}\n", "traffic.rate: Input should be greater than 0"),
     ("name: a\nmodel: m\nprompts: {source: jsonl}\n", "prompts.source 'jsonl' needs prompts.path"),

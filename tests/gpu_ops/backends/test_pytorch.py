@@ -78,6 +78,24 @@ def test_fixed_length_and_per_token_timestamps(backend):
         assert r.chunk_times_s[0] >= r.scheduled_s >= r.arrival_s
 
 
+def test_each_request_generates_its_drawn_length_in_a_static_batch(backend):
+    """output_lengths: uniform gives each request its own exact length (gpu_ops.prompts.output_limits); a static batch
+    runs to its longest row, and each record counts only its own request's tokens."""
+    from gpu_ops.measure import _requests as trace
+    from gpu_ops.prompts import output_limits
+
+    backend.cfg = cfg(output_lengths="uniform", min_output_tokens=1, max_output_tokens=12)
+    prompts = build_prompts(backend.cfg, backend.tokenizer, backend.vocab_size)
+    requests = trace(prompts, backend.cfg, 0.0)
+    drawn = [hi for hi, _ in output_limits(backend.cfg, 6)]
+    assert [(r.max_new_tokens, r.min_new_tokens) for r in requests] == [(k, k) for k in drawn]
+    assert len(set(drawn)) > 1 and all(1 <= k <= 12 for k in drawn)
+    t0 = time.perf_counter()
+    recs = sorted(backend.run(requests, lambda: time.perf_counter() - t0), key=lambda r: r.id)
+    assert [r.output_tokens for r in recs] == drawn
+    assert all(len(r.chunk_times_s) == r.output_tokens for r in recs)
+
+
 def test_token_timestamps_off_drops_the_per_step_hook(backend):
     """pytorch.token_timestamps: false runs generate without the streamer (no host copy per step): the batch end is
     measured, per-token latencies are unmeasured (None), never invented."""
@@ -111,11 +129,12 @@ def test_sorted_static_orders_by_prompt_length(backend):
 
 
 def test_decoder_presets_sample(backend):
+    one = [Request(0, [5, 6], 6, 6, 0.0)]
     backend.cfg = cfg(decoder={"preset": "creative"}, seed=1)
-    kw = backend._generate_kwargs()
+    kw = backend._generate_kwargs(one)
     assert kw["do_sample"] and kw["temperature"] == 1.0 and kw["top_k"] == 100
     backend.cfg = cfg(decoder={"preset": "creative", "temperature": 0.0})
-    assert backend._generate_kwargs()["do_sample"] is False
+    assert backend._generate_kwargs(one)["do_sample"] is False
 
 
 def test_prompt_sources(tmp_path, backend):

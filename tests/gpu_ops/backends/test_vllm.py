@@ -121,18 +121,34 @@ def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path, pool):
     assert (r.delivered_s >= r.last_token_s).all() and c.window_tail_s.lt(0.005).all()
 
 
+def test_offline_requests_generate_their_drawn_lengths(tmp_path, tiny_model_path, pool):
+    """output_lengths: uniform in one LLM.generate: per-request sampling parameters, each request exactly its own
+    length (the engine of the prefix-caching point above, warm)."""
+    from gpu_ops.prompts import output_limits
+
+    c = cfg(vllm={"enable_prefix_caching": True}, batching={"batch_size": 1}, output_lengths="uniform",
+            min_output_tokens=1, cycles=1)  # fmt: skip
+    r = run_experiment(c, tmp_path, pool=pool).tables.requests
+    drawn = [hi for hi, _ in output_limits(c, 6)]
+    assert len(set(drawn)) > 1 and r.sort_values("request_id").output_tokens.tolist() == drawn
+
+
 # the streaming engine of the next two tests: the second (which kills it) reuses the first's
 STREAMING = {"streaming": True, "vllm": {"max_model_len": 512}}
 
 
 def test_streaming_open_loop_timestamps_every_token(tmp_path, tiny_model_path, pool):
-    out = run_experiment(
-        cfg(**STREAMING, traffic={"mode": "poisson", "rate": 40, "seed": 3}, cycles=1), tmp_path, pool=pool
-    )
+    """Also: with output_lengths uniform each streamed request generates exactly its own drawn length."""
+    from gpu_ops.prompts import output_limits
+
+    c = cfg(**STREAMING, traffic={"mode": "poisson", "rate": 40, "seed": 3}, cycles=1, output_lengths="uniform",
+            min_output_tokens=2)  # fmt: skip
+    out = run_experiment(c, tmp_path, pool=pool)
     failed = blocking_failures(validate(out.tables))  # consistent: only the tiny model's short windows are refused
     assert {f.check for f in failed} <= {"window_long_enough"}, failed
     r = out.tables.requests
-    assert len(r) == 6 and r.output_tokens.eq(8).all()
+    drawn = [hi for hi, _ in output_limits(c, 6)]
+    assert len(set(drawn)) > 1 and r.sort_values("request_id").output_tokens.tolist() == drawn
     arrivals = r.sort_values("request_id").arrival_s.to_numpy()
     assert np.all(np.diff(arrivals) > 0)  # open loop: distinct arrival times, each request sent at its own
     for _, row in r.iterrows():
