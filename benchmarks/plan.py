@@ -112,22 +112,35 @@ def this_gpu_model() -> str | None:
     return next((m for m in GPU_MODELS for n in names if m in n), None)
 
 
-def run(root: Path, budget_s: float, only: list[str] | None, start_at: str | None, plan: Path = PLAN) -> int:
-    """Every open stage in order, each `python -m benchmarks.ledger run` in its own process (a crash or timeout of
-    one leaves its record and the next goes on)."""
-    stages = load(plan)
+def select(stages: list, only: list[str] | None, start_at: str | None, plan: Path = PLAN) -> list:
+    """The stages a session runs: all from `start_at`, or `only` those, in the order given (a session that lists its
+    stages means that order: §21 lost one to plan order)."""
     ids = [s.id for s in stages]
+    if start_at and only:
+        raise LedgerError("--from and --only together: give one (--only lists the stages in the order to run them)")
     if start_at:
         if start_at not in ids:
             raise LedgerError(f"--from {start_at}: not a stage of {plan} ({', '.join(ids)})")
-        stages = stages[ids.index(start_at) :]
-    if only:  # in the order given: a session that lists its stages means that order (§21 lost one to plan order)
+        return stages[ids.index(start_at) :]
+    if only:
         unknown = [i for i in only if i not in ids]
         if unknown:
             raise LedgerError(f"--only {','.join(unknown)}: not a stage of {plan} ({', '.join(ids)})")
         by_id = {s.id: s for s in stages}
-        stages = [by_id[i] for i in dict.fromkeys(only) if i in by_id]
+        return [by_id[i] for i in dict.fromkeys(only)]
+    return stages
+
+
+def run(root: Path, budget_s: float, only: list[str] | None, start_at: str | None, plan: Path = PLAN) -> int:
+    """Every open stage in order, each `python -m benchmarks.ledger run` in its own process (a crash or timeout of
+    one leaves its record and the next goes on)."""
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        stages = select(load(plan), only, start_at, plan)
+    except LedgerError as exc:  # where gpu_session.sh's `wait` looks, and ended, so that it does not wait for nothing
+        progress(root, f"refused: {exc}")
+        (root / "all.done").touch()
+        raise
     model = this_gpu_model()
     done = status(stages, known_runs())
     t0 = time.monotonic()
@@ -238,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "run":
-            return run(args.root, args.budget_s, args.only.split(",") if args.only else None, args.start_at)
+            only = [i.strip() for i in args.only.split(",") if i.strip()] if args.only else None
+            return run(args.root, args.budget_s, only, args.start_at)
         if args.cmd == "pack":
             for path in pack(args.root, args.out):
                 print(f"{path} {path.stat().st_size} bytes")

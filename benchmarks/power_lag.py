@@ -1,17 +1,22 @@
-"""How far the GPU power reading lags the work, read through the meter's own sampler (the timeline every window and
-every per-step attribution uses), apart from any run it would correct (issue #32; docs/benchmarks §21: isolated
-prefill steps of a few hundredths of a second read low, because the power rises after them).
+"""How the GPU power reading follows the work, read through the meter's own sampler (the timeline every window and
+every per-step attribution uses), apart from any run it would correct (issue #32, docs/benchmarks §21: isolated
+prefill steps of a few hundredths of a second read low, because their power shows up later).
 
     python benchmarks/power_lag.py --out RUN_DIR [--gpu 0] [--repeats 20]
 
-A square wave of matrix-multiply bursts with known edges (each edge stamped on the meter clock after a CUDA sync),
-`repeats` bursts of each length in BURSTS_S, each after IDLE_S of idle:
-- per long burst, the rise lag: when the reading first crosses halfway from the idle level before the burst to the
-  burst's plateau, after the burst began (interpolated between samples); and the fall lag at its end, likewise;
-- per short burst (as long as an isolated prefill step), the share of its energy above idle that the reading shows
-  inside the burst's own span, as recorded and shifted later by the median rise lag.
-RUN_DIR/result.json holds each figure per burst (`series`: rise_lag_s, fall_lag_s, short_captured, ...), the
-timeline and the edges, so that the figures can be derived again.
+The H100's power field changes only every ~100 ms (its update period), so a reading cannot show work shorter than
+that where it happened. What a per-step attribution needs to know is what each update reports. The model under test:
+each update reports the mean power over the update period before it. A square wave of matrix-multiply bursts with
+known edges (stamped on the meter clock after a CUDA sync), sampled at 500 Hz so that every update is seen:
+- the update times (the samples where the reading changes) and their period;
+- per long burst, the first update after its start: the share of the way from the idle level to the burst's level
+  it reads, against the share of its period the burst covered ((update - start) / period); the model predicts them
+  equal, and `first_update_error` is their difference;
+- per long burst, the rise lag (the reading's halfway crossing after the start) and the fall lag, as read;
+- per short burst (as long as an isolated prefill step), the share of its energy above idle that the reading, as
+  recorded, shows inside the burst's own span.
+RUN_DIR/result.json holds each figure per burst (`series`), the timeline and the edges, so that all of it can be
+derived again.
 """
 
 from __future__ import annotations
@@ -20,48 +25,71 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-BURSTS_S = (0.3, 0.04)  # long: a plateau to measure the lag on; short: an isolated prefill step's length (§21)
-IDLE_S = 0.6
-PLATEAU_TAIL = 0.5  # the plateau is the mean of a long burst's last half, shifted by its lag
+from gpu_ops.energy.meter import integrate
+
+BURSTS_S = (0.5, 0.04)  # long: several update periods of plateau; short: an isolated prefill step's length (§21)
+IDLE_S = 0.8  # several update periods, so that the reading is back at idle before the next burst
+SAMPLE_HZ = 500.0  # every ~100 ms update seen within 2 ms
 
 
-def crossing(t: np.ndarray, p: np.ndarray, after: float, level: float, rising: bool) -> float | None:
-    """The first time after `after` at which the reading crosses `level` (rising or falling), interpolated
-    linearly between the two samples around it."""
-    i = int(np.searchsorted(t, after))
-    for k in range(max(i, 1), len(t)):
+def update_times(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The first sample of each new reading: when the field was updated (to within one sampling period)."""
+    return t[1:][np.diff(p) != 0]
+
+
+def reading_at(t: np.ndarray, p: np.ndarray, when: float) -> float:
+    """The reading held at `when` (the last sample at or before it)."""
+    return float(p[max(int(np.searchsorted(t, when, side="right")) - 1, 0)])
+
+
+def first_update_errors(t, p, updates: np.ndarray, bursts: list[tuple[float, float]]) -> tuple[list, list]:
+    """Per long burst: (share of the way from idle to the burst's level that the first update after its start
+    reads) - (share of the update period before that update the burst covered); and that covered share."""
+    period = float(np.median(np.diff(updates)))
+    errors, covered = [], []
+    for start, end in bursts:
+        before = updates[updates <= start]
+        after = updates[updates > start]
+        inside = updates[(updates > start + 2 * period) & (updates <= end)]  # periods wholly inside the burst
+        if not len(before) or not len(after) or not len(inside):
+            continue
+        idle = reading_at(t, p, start)
+        level = float(np.median([reading_at(t, p, u) for u in inside]))
+        if level <= idle:
+            continue
+        read = (reading_at(t, p, after[0]) - idle) / (level - idle)
+        share = min(1.0, (after[0] - start) / period)
+        errors.append(read - share)
+        covered.append(share)
+    return errors, covered
+
+
+def crossing(t: np.ndarray, p: np.ndarray, after: float, until: float, level: float, rising: bool) -> float | None:
+    """The first time in (after, until] at which the reading crosses `level`, interpolated between samples."""
+    for k in range(max(int(np.searchsorted(t, after)), 1), int(np.searchsorted(t, until, side="right"))):
         a, b = p[k - 1], p[k]
         if (rising and a < level <= b) or (not rising and a > level >= b):
             return float(t[k - 1] + (t[k] - t[k - 1]) * (level - a) / (b - a))
     return None
 
 
-def mean_in(t: np.ndarray, p: np.ndarray, a: float, b: float) -> float | None:
-    inside = p[(t >= a) & (t <= b)]
-    return float(inside.mean()) if len(inside) else None
-
-
-def edge_lags(t: np.ndarray, p: np.ndarray, bursts: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
-    """Per long burst: rise lag (halfway crossing after its start - start) and fall lag (after its end - end)."""
+def edge_lags(t, p, updates: np.ndarray, bursts: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """Per long burst: the reading's halfway crossing after its start, minus the start; and after its end."""
+    period = float(np.median(np.diff(updates)))
     rises, falls = [], []
     for start, end in bursts:
-        idle = mean_in(t, p, start - IDLE_S / 2, start)
-        seen = p[(t >= start) & (t <= end + IDLE_S / 2)]
-        if idle is None or not len(seen):
+        inside = updates[(updates > start + 2 * period) & (updates <= end)]
+        if not len(inside):
             continue
-        rough = crossing(t, p, start, idle + 0.5 * (float(seen.max()) - idle), True)  # locates the plateau
-        if rough is None:
-            continue
-        lag = rough - start
-        plateau = mean_in(t, p, start + lag + (end - start) * (1 - PLATEAU_TAIL), end + lag)
-        if plateau is None or plateau <= idle:
-            continue
-        half = idle + 0.5 * (plateau - idle)
-        up, down = crossing(t, p, start, half, True), crossing(t, p, end, half, False)
+        idle = reading_at(t, p, start)
+        half = idle + 0.5 * (float(np.median([reading_at(t, p, u) for u in inside])) - idle)
+        up = crossing(t, p, start, end, half, True)
+        down = crossing(t, p, end, end + IDLE_S, half, False)
         if up is not None:
             rises.append(up - start)
         if down is not None:
@@ -69,38 +97,39 @@ def edge_lags(t: np.ndarray, p: np.ndarray, bursts: list[tuple[float, float]]) -
     return rises, falls
 
 
-def energy_above(t: np.ndarray, p: np.ndarray, a: float, b: float, idle: float) -> float:
-    """The reading's energy above `idle` over [a, b] (trapezoids on the samples inside, clipped at zero)."""
-    inside = (t >= a) & (t <= b)
-    if inside.sum() < 2:
-        return 0.0
-    y, x = np.clip(p[inside] - idle, 0.0, None), t[inside]
-    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)))
-
-
-def captured(t: np.ndarray, p: np.ndarray, bursts: list[tuple[float, float]], shift_s: float) -> list[float]:
-    """Per short burst: the energy above idle the reading shows inside [start, end] shifted by `shift_s`, over all it
-    shows from the burst's start until the next idle stretch (end + IDLE_S / 2)."""
+def captured(t: np.ndarray, p: np.ndarray, bursts: list[tuple[float, float]]) -> list[float]:
+    """Per short burst: the energy above idle the reading shows inside [start, end], over all it shows from the
+    start until the next burst could begin (end + IDLE_S)."""
     out = []
     for start, end in bursts:
-        idle = mean_in(t, p, start - IDLE_S / 2, start)
-        if idle is None:
-            continue
-        total = energy_above(t, p, start, end + IDLE_S / 2, idle)
-        if total > 0:
-            out.append(energy_above(t, p, start + shift_s, end + shift_s, idle) / total)
+        above = np.clip(p - reading_at(t, p, start), 0.0, None)
+        total = integrate(t, above, start, end + IDLE_S)
+        if total:
+            out.append((integrate(t, above, start, end) or 0.0) / total)
     return out
 
 
 def figures(t: np.ndarray, p: np.ndarray, long: list, short: list) -> dict:
-    rises, falls = edge_lags(t, p, long)
-    lag = statistics.median(rises) if rises else 0.0
+    """Every figure of the module docstring. The model figures need a reading sampled at least 5 times per update
+    period (else an update's time is not known); without that they are empty, and `unresolved` says why."""
+    updates = update_times(t, p)
+    sample = float(np.median(np.diff(t)))
+    period = float(np.median(np.diff(updates))) if len(updates) >= 3 else None
+    if period is None or sample * 5 > period:
+        return {"update_period_s": period, "unresolved": f"sampled every {sample:.4f} s, updates every {period} s",
+                "first_update_error": [], "abs_first_update_error": [], "covered_share": [], "rise_lag_s": [],
+                "fall_lag_s": [], "short_captured": captured(t, p, short)}  # fmt: skip
+    errors, covered = first_update_errors(t, p, updates, long)
+    rises, falls = edge_lags(t, p, updates, long)
     return {
+        "update_period_s": period,
+        "unresolved": None,
+        "first_update_error": errors,
+        "abs_first_update_error": [abs(e) for e in errors],
+        "covered_share": covered,
         "rise_lag_s": rises,
         "fall_lag_s": falls,
-        "short_captured": captured(t, p, short, 0.0),
-        "short_captured_at_rise_lag": captured(t, p, short, lag),
-        "median_rise_lag_s": lag if rises else None,
+        "short_captured": captured(t, p, short),
     }
 
 
@@ -108,10 +137,7 @@ def square_wave(meter, torch, repeats: int) -> dict[float, list[tuple[float, flo
     """Bursts of bf16 matrix multiplies; each edge is stamped on the meter clock after a CUDA sync."""
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn_like(a)
-    torch.cuda.synchronize()
     out: dict[float, list[tuple[float, float]]] = {s: [] for s in BURSTS_S}
-    import time
-
     for length in BURSTS_S:
         for _ in range(repeats):
             time.sleep(IDLE_S)
@@ -140,7 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         print("power_lag.py needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2
     torch.cuda.set_device(args.gpu)
-    cfg = parse_config({"name": "power-lag", "model": "builtin:micro-llama", "gpus": [args.gpu]})
+    warm = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(20):  # cuBLAS set-up and kernel loading before any burst is timed
+        warm @ warm
+    torch.cuda.synchronize()
+    cfg = parse_config({"name": "power-lag", "model": "builtin:micro-llama", "gpus": [args.gpu],
+                        "energy": {"sample_hz": SAMPLE_HZ}})  # fmt: skip
     with build_meter(cfg, use_cuda=True) as meter:
         desc = meter.describe()
         begin = meter.begin_window("square-wave")
@@ -159,15 +190,17 @@ def main(argv: list[str] | None = None) -> int:
         "idle_s": IDLE_S,
         "edges": {str(k): v for k, v in edges.items()},
         "timeline": {"t_s": t.tolist(), "power_w": p.tolist()},
+        "update_period_s": got.pop("update_period_s"),
+        "unresolved": got.pop("unresolved"),
         "series": got,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / "result.json.tmp"
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(args.out / "result.json")
-    print(f"device {result['device']}, power {result['power_source']}, sample period {result['sample_period_s']} s")
-    for key in ("rise_lag_s", "fall_lag_s", "short_captured", "short_captured_at_rise_lag"):
-        v = got[key]
+    print(f"device {result['device']}, power {result['power_source']}, sample period {result['sample_period_s']} s, "
+          f"update period {result['update_period_s']} s")  # fmt: skip
+    for key, v in got.items():
         print(f"{key}: n {len(v)}, median {statistics.median(v):.4f}, min {min(v):.4f}, max {max(v):.4f}" if v else
               f"{key}: none")  # fmt: skip
     return 0

@@ -331,10 +331,12 @@ def s21_warm_worker_gap(raw: Raw) -> str:
     for r in raw.ledger().of("engine-warm-worker"):
         if not (raw.run_dir(r) / "result.json").is_file():
             continue
-        rounds = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))["vllm"]
+        rounds = json.loads(raw.text(f"runs/{r.raw_dir}/result.json")).get("vllm", [])
         spares = [p for p in start_phases(raw.text(f"runs/{r.raw_dir}/stdout.log")) if p["spare"]]
+        if len(spares) != len(rounds):  # a start whose log lines are missing: no pairing is safe
+            spares = [{}] * len(rounds)
         for i, (got, p) in enumerate(zip(rounds, spares)):
-            core = (p["core"] - p["args"]).total_seconds() if p.get("core") else None
+            core = (p["core"] - p["args"]).total_seconds() if p.get("core") and p.get("args") else None
             over = got["warm_worker_s"] - 0.25 * got["cold_s"]
             rows.append([f"`{r.uid}`", i, f(got["warm_worker_s"], 1), f(0.25 * got["cold_s"], 1), f(over, 2),
                          "–" if core is None else f"{core:.0f}"])  # fmt: skip
@@ -365,6 +367,27 @@ def s20_physics_by_length(raw: Raw) -> str:
     )
 
 
+@blocks("s21-update-period")
+def s21_update_period(raw: Raw) -> str:
+    """How often the power field changed in the request-energy runs' timelines: the share of samples equal to the one
+    before (per device), and the median time between changes."""
+    import numpy as np
+    import pandas as pd
+
+    parts = []
+    for _, folder in result_folders(raw, ("request-energy",)):
+        tl = pd.read_parquet(folder / "timeline.parquet")
+        meter = json.loads((folder / "summary.json").read_text()).get("meter", {})
+        for device, d in tl.groupby("device"):
+            t, p = d.t_s.to_numpy(), d.power_w.to_numpy()
+            same = float(np.mean(np.diff(p) == 0))
+            changes = t[1:][np.diff(p) != 0]
+            parts.append(f"{folder.name} {device} ({meter.get('power_source')}, sampled at {meter.get('sample_hz')} "
+                         f"Hz): {same:.0%} of samples equal to the one before; the reading changed every "
+                         f"{float(np.median(np.diff(changes))):.3f} s (median)")  # fmt: skip
+    return "; ".join(parts) or "_Not run yet: stage `request-energy` with a result folder._"
+
+
 LAGS_S = (0.0, 0.02, 0.05, 0.1, 0.2)
 
 
@@ -387,6 +410,8 @@ def s21_prefill_operating_point(raw: Raw) -> str:
 
     rows = []
     for _, folder in result_folders(raw, ("request-energy",)):
+        if not (folder / "steps.parquet").is_file():
+            continue
         w = pd.read_parquet(folder / "windows.parquet")
         steps = pd.read_parquet(folder / "steps.parquet")
         power = pd.read_parquet(folder / "timeline.parquet").groupby("t_s", as_index=False).power_w.sum()

@@ -166,3 +166,8 @@ def test_only_runs_the_listed_stages_in_the_order_given_and_refuses_an_unknown_i
     assert [r.id for r in Ledger.load(tmp_path / "s" / "ledger.jsonl").runs] == ["t-second", "t-first"]
     with pytest.raises(LedgerError, match="--only t-nope: not a stage of"):
         P.run(tmp_path / "s2", budget_s=100, only=["t-first", "t-nope"], start_at=None, plan=plan)
+    # said in the progress file and ended there, where gpu_session.sh's `wait` looks
+    assert "refused: --only t-nope" in (tmp_path / "s2" / "progress").read_text()
+    assert (tmp_path / "s2" / "all.done").exists()
+    with pytest.raises(LedgerError, match="--from and --only together"):
+        P.run(tmp_path / "s3", budget_s=100, only=["t-first"], start_at="t-second", plan=plan)
