@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from energy_assets.ops.local import engine_cache_root
+
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_KINDS = ("engine_start", "weights", "compile")
 
@@ -99,12 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="lem-warm-campaign-"))
-    # one cache folder for the campaign's worker and for compare: compare's vLLM start finds pass 1's compile cache
-    env = dict(os.environ, LEM_CACHE_DIR=str(work / "cache"))
+    # one engine cache folder for the campaign's worker and for compare: compare's vLLM start finds pass 1's compile
+    # cache. The platform's engine server keeps its caches in its storage (engine_cache_root), whatever
+    # LEM_CACHE_DIR says, so compare is pointed there; LEM_CACHE_DIR keeps the models out of the user's cache.
+    storage = work / "storage"
+    env = dict(os.environ, LEM_CACHE_DIR=str(work / "cache"), LEM_ENGINE_CACHE_DIR=str(engine_cache_root(storage)))
     evidence, compare_out = args.out / "evidence", args.out / "compare"
     demo = [sys.executable, "-m", "energy_assets.ops.demo", "--campaign", str(args.campaign), "--exit"]
     demo += ["--passes", str(args.passes), "--evidence", str(evidence), "--timeout", str(args.timeout)]
-    demo += ["--home", str(work / "home"), "--storage", str(work / "storage"), "--port", "0"]
+    demo += ["--home", str(work / "home"), "--storage", str(storage), "--port", "0"]
     print("$ " + " ".join(demo), flush=True)
     demo_code = subprocess.run(demo, cwd=REPO, env=env).returncode
     print(f"campaign exit {demo_code}", flush=True)

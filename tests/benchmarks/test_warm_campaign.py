@@ -1,6 +1,7 @@
 """benchmarks/warm_campaign.py: the figures its targets judge, read from what the campaign and compare left."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,24 @@ def test_figures_give_each_pass_its_share_and_the_warm_over_cold_vllm_start(tmp_
 def test_missing_runs_leave_their_series_empty_never_zero(tmp_path):
     f = W.figures(tmp_path / "evidence", tmp_path / "compare", passes=2, compare_code=None)
     assert f["series"] == {"vllm_start_warm_over_cold": [], "compare_exit_code": []}
+
+
+def test_compare_runs_on_the_engine_cache_folder_the_campaigns_engine_server_filled(tmp_path, monkeypatch):
+    """compare's vLLM start is the 'warm cache' figure only if it reads the compile cache pass 1 wrote: the one the
+    platform's engine server keeps in its storage (LEM_CACHE_DIR alone left compare on another folder: a miss)."""
+    from energy_assets.ops.local import Platform
+
+    calls = []
+
+    def run(cmd, cwd=None, env=None):
+        calls.append((cmd, env))
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(W.subprocess, "run", run)
+    W.main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "w")])
+    (demo, demo_env), (compare, compare_env) = calls
+    assert "energy_assets.ops.demo" in demo and "compare" in compare
+    arg = {k: v for k, v in zip(demo, demo[1:]) if k.startswith("--")}
+    platform = Platform(Path(arg["--home"]), Path(arg["--storage"]), port=1)
+    assert Path(compare_env["LEM_ENGINE_CACHE_DIR"]) == platform.engines.cache_root
+    assert demo_env["LEM_ENGINE_CACHE_DIR"] == compare_env["LEM_ENGINE_CACHE_DIR"]
