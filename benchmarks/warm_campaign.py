@@ -44,12 +44,27 @@ def vllm_run(campaign: dict) -> dict | None:
     return next((r for r in campaign.get("runs", []) if "__vllm|" in (r.get("partition") or "")), None)
 
 
+def started_s(wall_time: dict) -> float | None:
+    """engine_start_s of a result folder's wall time, less the stop of its engines at the end: a CLI run closes the
+    engines it started (gpu_ops.measure records that as engine_start too, after its last window), where the
+    campaign's runs leave theirs warm on the engine server, so only the start is like for like."""
+    spans = wall_time.get("spans")
+    if not spans:
+        return engine_start_s(wall_time.get("seconds"))
+    from gpu_ops.timing import Span, breakdown
+
+    measured = [s["end"] for s in spans if s["kind"] in ("warmup", "cycle")]
+    last = max(measured) if measured else float("inf")
+    kept = [Span.from_dict(s) for s in spans if not (s["kind"] == "engine_start" and s["start"] >= last)]
+    return engine_start_s(breakdown(kept, wall_time["start"], wall_time["end"]))
+
+
 def compare_vllm_start(compare_out: Path) -> float | None:
-    """compare's vLLM result folder: the seconds its measurement spent starting the engine."""
+    """compare's vLLM result folder: the seconds its measurement spent starting the engine (not stopping it)."""
     for summary in sorted((compare_out / "runs").glob("*/summary.json")):
         data = json.loads(summary.read_text())
         if data.get("backend") == "vllm":
-            return engine_start_s((data.get("wall_time") or {}).get("seconds"))
+            return started_s(data.get("wall_time") or {})
     return None
 
 
