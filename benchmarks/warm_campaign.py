@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from energy_assets.ops.local import engine_cache_root
+
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_KINDS = ("engine_start", "weights", "compile")
 
@@ -42,12 +44,27 @@ def vllm_run(campaign: dict) -> dict | None:
     return next((r for r in campaign.get("runs", []) if "__vllm|" in (r.get("partition") or "")), None)
 
 
+def started_s(wall_time: dict) -> float | None:
+    """engine_start_s of a result folder's wall time, less the stop of its engines at the end: a CLI run closes the
+    engines it started (gpu_ops.measure records that as engine_start too, after its last window), where the
+    campaign's runs leave theirs warm on the engine server, so only the start is like for like."""
+    spans = wall_time.get("spans")
+    if not spans:
+        return engine_start_s(wall_time.get("seconds"))
+    from gpu_ops.timing import Span, breakdown
+
+    measured = [s["end"] for s in spans if s["kind"] in ("warmup", "cycle")]
+    last = max(measured) if measured else float("inf")
+    kept = [Span.from_dict(s) for s in spans if not (s["kind"] == "engine_start" and s["start"] >= last)]
+    return engine_start_s(breakdown(kept, wall_time["start"], wall_time["end"]))
+
+
 def compare_vllm_start(compare_out: Path) -> float | None:
-    """compare's vLLM result folder: the seconds its measurement spent starting the engine."""
+    """compare's vLLM result folder: the seconds its measurement spent starting the engine (not stopping it)."""
     for summary in sorted((compare_out / "runs").glob("*/summary.json")):
         data = json.loads(summary.read_text())
         if data.get("backend") == "vllm":
-            return engine_start_s((data.get("wall_time") or {}).get("seconds"))
+            return started_s(data.get("wall_time") or {})
     return None
 
 
@@ -99,12 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="lem-warm-campaign-"))
-    # one cache folder for the campaign's worker and for compare: compare's vLLM start finds pass 1's compile cache
-    env = dict(os.environ, LEM_CACHE_DIR=str(work / "cache"))
+    # one engine cache folder for the campaign's worker and for compare: compare's vLLM start finds pass 1's compile
+    # cache. The platform's engine server keeps its caches in its storage (engine_cache_root), whatever
+    # LEM_CACHE_DIR says, so compare is pointed there; LEM_CACHE_DIR keeps the models out of the user's cache.
+    storage = work / "storage"
+    env = dict(os.environ, LEM_CACHE_DIR=str(work / "cache"), LEM_ENGINE_CACHE_DIR=str(engine_cache_root(storage)))
     evidence, compare_out = args.out / "evidence", args.out / "compare"
     demo = [sys.executable, "-m", "energy_assets.ops.demo", "--campaign", str(args.campaign), "--exit"]
     demo += ["--passes", str(args.passes), "--evidence", str(evidence), "--timeout", str(args.timeout)]
-    demo += ["--home", str(work / "home"), "--storage", str(work / "storage"), "--port", "0"]
+    demo += ["--home", str(work / "home"), "--storage", str(storage), "--port", "0"]
     print("$ " + " ".join(demo), flush=True)
     demo_code = subprocess.run(demo, cwd=REPO, env=env).returncode
     print(f"campaign exit {demo_code}", flush=True)

@@ -38,6 +38,13 @@ def prepare_home(home: Path, variant: str | None = None) -> Path:
     return home
 
 
+def engine_cache_root(storage: Path) -> Path:
+    """Where a platform on `storage` keeps its engine server's caches (synthetic weights, compile caches): a run that
+    should find what the platform's engines compiled (benchmarks/warm_campaign.py's compare) points
+    LEM_ENGINE_CACHE_DIR here."""
+    return Path(storage).resolve() / "engine-cache"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,7 +75,7 @@ class Platform:
             from gpu_ops.serve import ServerProcess
 
             self.engines = ServerProcess(
-                self.home / "engine.sock", self.storage / "engine-cache", self.log_dir / "engine-server.log"
+                self.home / "engine.sock", engine_cache_root(self.storage), self.log_dir / "engine-server.log"
             )
 
     @property

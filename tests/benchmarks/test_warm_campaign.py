@@ -1,6 +1,7 @@
 """benchmarks/warm_campaign.py: the figures its targets judge, read from what the campaign and compare left."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,41 @@ def test_figures_give_each_pass_its_share_and_the_warm_over_cold_vllm_start(tmp_
 def test_missing_runs_leave_their_series_empty_never_zero(tmp_path):
     f = W.figures(tmp_path / "evidence", tmp_path / "compare", passes=2, compare_code=None)
     assert f["series"] == {"vllm_start_warm_over_cold": [], "compare_exit_code": []}
+
+
+def test_compare_runs_on_the_engine_cache_folder_the_campaigns_engine_server_filled(tmp_path, monkeypatch):
+    """compare's vLLM start is the 'warm cache' figure only if it reads the compile cache pass 1 wrote: the one the
+    platform's engine server keeps in its storage (LEM_CACHE_DIR alone left compare on another folder: a miss)."""
+    from energy_assets.ops.local import Platform
+
+    calls = []
+
+    def run(cmd, cwd=None, env=None):
+        calls.append((cmd, env))
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(W.subprocess, "run", run)
+    W.main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "w")])
+    (demo, demo_env), (compare, compare_env) = calls
+    assert "energy_assets.ops.demo" in demo and "compare" in compare
+    arg = {k: v for k, v in zip(demo, demo[1:]) if k.startswith("--")}
+    platform = Platform(Path(arg["--home"]), Path(arg["--storage"]), port=1)
+    assert Path(compare_env["LEM_ENGINE_CACHE_DIR"]) == platform.engines.cache_root
+    assert demo_env["LEM_ENGINE_CACHE_DIR"] == compare_env["LEM_ENGINE_CACHE_DIR"]
+
+
+def test_compares_vllm_start_leaves_out_the_engine_stop_after_its_last_window(tmp_path):
+    """A CLI run stops the engines it started and records that as engine_start after its last window (gpu_ops.measure);
+    the campaign's runs leave theirs warm, so the warm start counts only the start (a CPU dry run: 62.3 s of start,
+    5.5 s of stop)."""
+    spans = [
+        {"kind": "engine_start", "start": 1.0, "end": 11.0, "label": "default", "parts": {"compile": 4.0}},
+        {"kind": "warmup", "start": 11.0, "end": 12.0, "label": "default"},
+        {"kind": "cycle", "start": 12.0, "end": 15.0, "label": "default"},
+        {"kind": "engine_start", "start": 15.0, "end": 20.0, "label": ""},
+        {"kind": "bookkeeping", "start": 20.0, "end": 21.0, "label": ""},
+    ]
+    wall = {"start": 0.0, "end": 21.0, "seconds": {"engine_start": 11.0, "compile": 4.0}, "spans": spans}
+    (tmp_path / "runs" / "vllm").mkdir(parents=True)
+    (tmp_path / "runs" / "vllm" / "summary.json").write_text(json.dumps({"backend": "vllm", "wall_time": wall}))
+    assert W.compare_vllm_start(tmp_path) == pytest.approx(10.0)
