@@ -258,6 +258,7 @@ def _measure(
     per_cycle: list[tuple[SweepPoint, int, CycleResult, Record]] = []
     point_rows: list[tuple[Record, dict]] = []
     used: dict[str, Engine] = {}
+    found_warm: dict[str, bool] = {}
     lock_keys = [uuid_hash(t.uuid if t.mig is None else t.parent_uuid) for t in meter.targets] or [
         f"cpu-{socket.gethostname()}"
     ]
@@ -283,6 +284,7 @@ def _measure(
                 if not engine.reused:  # started now (evicting the engine before it, if any)
                     spans.add("engine_start", t, spans.clock(), point.label, engine_start_parts(engine.backend.info))
                 current.engine, used[engine.id] = engine, engine
+                found_warm.setdefault(engine.id, engine.reused)  # whether this run found it warm, not a later point
                 use = ENGINE_USE.record(engine_id=engine.id, engine_start_s=engine.start_s, engine_reused=engine.reused)
                 # backends that show tokens (PyTorch, vLLM) have a token_display; TensorRT-LLM and the ranks do not
                 if current.display is not None and getattr(engine.backend, "token_display", False) is None:
@@ -375,7 +377,7 @@ def _measure(
         timeline,
         meter,
         spans,
-        [e.describe() for e in used.values()],
+        [{**e.describe(), "engine_reused": found_warm[e.id]} for e in used.values()],
     )
 
 

@@ -199,6 +199,9 @@ def test_a_cli_run_starts_its_engine_once_and_ends_it(tiny_model_path, tmp_path)
     first = c[c.sweep_point == "batch_size=2"]
     assert not first.engine_reused.any() and c[c.sweep_point == "batch_size=4"].engine_reused.all()
     assert out.tables.sweep_points.model_reused.tolist() == [False, True]
+    # the run's own list of engines says this run started it (not what its last sweep point found)
+    fp = json.loads(out.tables.experiment.iloc[0].fingerprint_json)
+    assert [e["engine_reused"] for e in fp["engines"]] == [False]
 
 
 def tiny_architecture(tmp_path: Path, monkeypatch) -> str:
