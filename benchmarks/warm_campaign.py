@@ -10,7 +10,8 @@ twice on one worker, then `compare` on the same machine, and the figures their t
    the campaign's engine arguments, so it starts in a new process from the compile cache pass 1 filled.
 3. RUN_DIR/result.json: `series` (what benchmarks/targets/warm-*.yaml judge) and the figures behind them:
    share_pass1, share_pass2 (cycle windows / wall time), vllm_start_warm_over_cold (compare's vLLM engine start over
-   pass 1's, each the seconds its measurement spent starting the engine: engine start, weights and compile), and
+   pass 1's: each engine's own start, from its process's start to its engine loaded, with weights and compile; not
+   the eviction of the engine before it nor the stop after a run: energy_assets.ops.evidence.started_engine_s), and
    compare_exit_code. Each is also printed, one line each.
 
 Exits non-zero when the campaign or compare failed (the result.json is written anyway, with what exists).
@@ -26,17 +27,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from energy_assets.ops.evidence import started_engine_s
 from energy_assets.ops.local import engine_cache_root
 
 REPO = Path(__file__).resolve().parents[1]
-ENGINE_KINDS = ("engine_start", "weights", "compile")
-
-
-def engine_start_s(seconds_by_kind: dict | None) -> float | None:
-    """Seconds a measurement spent starting its engine (gpu_ops.timing kinds engine_start, weights, compile)."""
-    if not seconds_by_kind:
-        return None
-    return sum(seconds_by_kind.get(k, 0.0) for k in ENGINE_KINDS)
 
 
 def vllm_run(campaign: dict) -> dict | None:
@@ -44,27 +38,12 @@ def vllm_run(campaign: dict) -> dict | None:
     return next((r for r in campaign.get("runs", []) if "__vllm|" in (r.get("partition") or "")), None)
 
 
-def started_s(wall_time: dict) -> float | None:
-    """engine_start_s of a result folder's wall time, less the stop of its engines at the end: a CLI run closes the
-    engines it started (gpu_ops.measure records that as engine_start too, after its last window), where the
-    campaign's runs leave theirs warm on the engine server, so only the start is like for like."""
-    spans = wall_time.get("spans")
-    if not spans:
-        return engine_start_s(wall_time.get("seconds"))
-    from gpu_ops.timing import Span, breakdown
-
-    measured = [s["end"] for s in spans if s["kind"] in ("warmup", "cycle")]
-    last = max(measured) if measured else float("inf")
-    kept = [Span.from_dict(s) for s in spans if not (s["kind"] == "engine_start" and s["start"] >= last)]
-    return engine_start_s(breakdown(kept, wall_time["start"], wall_time["end"]))
-
-
 def compare_vllm_start(compare_out: Path) -> float | None:
-    """compare's vLLM result folder: the seconds its measurement spent starting the engine (not stopping it)."""
+    """compare's vLLM result folder: the seconds its engine's start took (started_engine_s)."""
     for summary in sorted((compare_out / "runs").glob("*/summary.json")):
         data = json.loads(summary.read_text())
         if data.get("backend") == "vllm":
-            return started_s(data.get("wall_time") or {})
+            return started_engine_s(data)
     return None
 
 
@@ -80,7 +59,7 @@ def figures(evidence: Path, compare_out: Path, passes: int, compare_code: int | 
             "windows_s": campaign.get("windows_s"),
             "share_in_windows": campaign.get("share_in_windows"),
             "wall_seconds_by_kind": campaign.get("wall_seconds_by_kind"),
-            "vllm_engine_start_s": engine_start_s((run or {}).get("seconds_by_kind")),
+            "vllm_engine_start_s": (run or {}).get("engine_start_s"),
         }
     cold = out["passes"].get(1, {}).get("vllm_engine_start_s")
     warm = compare_vllm_start(compare_out)

@@ -53,6 +53,7 @@ def campaign_timing(instance: dg.DagsterInstance, storage: Path, since: float = 
     wall = last - first
     kinds: dict[str, float] = {}
     measured: dict[str, dict] = {}  # partition -> its measurement's wall_time (summary.json)
+    started: dict[str, float | None] = {}  # partition -> seconds its measurement spent starting engines
     for folder in (storage / "assets" / "raw_measurements").glob("*/*"):
         key = f"{folder.parent.name}|{folder.name}"
         if key in written and (folder / "windows.parquet").is_file():
@@ -62,6 +63,7 @@ def campaign_timing(instance: dg.DagsterInstance, storage: Path, since: float = 
             summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
             if isinstance(summary.get("wall_time"), dict):
                 measured[key] = summary["wall_time"]
+            started[key] = started_engine_s(summary)
     spans = []
     for prev, r in zip([None, *done], done):
         r["seconds"] = r["end"] - r["start"]
@@ -77,6 +79,7 @@ def campaign_timing(instance: dg.DagsterInstance, storage: Path, since: float = 
         ]
         spans += own
         r["seconds_by_kind"] = breakdown(own, r["start"], r["end"])
+        r["engine_start_s"] = started.get(r["partition"])
     return {
         "runs": runs,
         "wall_s": wall,
@@ -85,6 +88,16 @@ def campaign_timing(instance: dg.DagsterInstance, storage: Path, since: float = 
         "share_in_windows": kinds.get("cycle", 0.0) / wall if wall else None,
         "wall_seconds_by_kind": breakdown(spans, first, last),
     }
+
+
+def started_engine_s(summary: dict) -> float | None:
+    """Seconds a measurement's own engine starts took (each engine's start_s, from its process's start to its engine
+    loaded: no eviction of the engine before it, no stop after the run), summed over the engines the run started; 0
+    when it found them all warm; None when the summary records no engines."""
+    engines = (summary.get("fingerprint") or {}).get("engines")
+    if not isinstance(engines, list):
+        return None
+    return float(sum(e.get("engine_start_s") or 0.0 for e in engines if not e.get("engine_reused")))
 
 
 def _wait_for(instance: dg.DagsterInstance, key: str, after: float, timeout_s: float = 180) -> None:

@@ -8,11 +8,11 @@ import pytest
 from benchmarks import warm_campaign as W
 
 
-def _campaign(folder, share, vllm_kinds):
+def _campaign(folder, share, vllm_start_s):
     folder.mkdir(parents=True)
     runs = [
-        {"partition": "synthetic-llama-3.2-1b__pytorch|h100", "seconds_by_kind": {"engine_start": 9.0}},
-        {"partition": "synthetic-llama-3.2-1b__vllm|h100", "seconds_by_kind": vllm_kinds},
+        {"partition": "synthetic-llama-3.2-1b__pytorch|h100", "engine_start_s": 9.0},
+        {"partition": "synthetic-llama-3.2-1b__vllm|h100", "engine_start_s": vllm_start_s},
     ]
     (folder / "campaign.json").write_text(
         json.dumps({"runs": runs, "wall_s": 100.0, "windows_s": 100.0 * share, "share_in_windows": share})
@@ -21,12 +21,13 @@ def _campaign(folder, share, vllm_kinds):
 
 def test_figures_give_each_pass_its_share_and_the_warm_over_cold_vllm_start(tmp_path):
     evidence, compare = tmp_path / "evidence", tmp_path / "compare"
-    _campaign(evidence / "pass-1", 0.62, {"engine_start": 30.0, "compile": 20.0, "weights": 10.0, "cycle": 90.0})
-    _campaign(evidence / "pass-2", 0.9, {"cycle": 90.0})
-    for backend, kinds in (("pytorch", {"engine_start": 5.0}), ("vllm", {"engine_start": 9.0, "compile": 3.0})):
+    _campaign(evidence / "pass-1", 0.62, 60.0)
+    _campaign(evidence / "pass-2", 0.9, 0.0)
+    for backend, start in (("pytorch", 5.0), ("vllm", 12.0)):
         (compare / "runs" / backend).mkdir(parents=True)
+        engines = [{"engine_id": "e-1", "engine_start_s": start, "engine_reused": False}]
         (compare / "runs" / backend / "summary.json").write_text(
-            json.dumps({"backend": backend, "wall_time": {"seconds": kinds}})
+            json.dumps({"backend": backend, "fingerprint": {"engines": engines}})
         )
     f = W.figures(evidence, compare, passes=2, compare_code=0)
     assert f["vllm_start_cold_s"] == 60.0 and f["vllm_start_warm_cache_s"] == 12.0
@@ -64,18 +65,13 @@ def test_compare_runs_on_the_engine_cache_folder_the_campaigns_engine_server_fil
     assert demo_env["LEM_ENGINE_CACHE_DIR"] == compare_env["LEM_ENGINE_CACHE_DIR"]
 
 
-def test_compares_vllm_start_leaves_out_the_engine_stop_after_its_last_window(tmp_path):
-    """A CLI run stops the engines it started and records that as engine_start after its last window (gpu_ops.measure);
-    the campaign's runs leave theirs warm, so the warm start counts only the start (a CPU dry run: 62.3 s of start,
-    5.5 s of stop)."""
-    spans = [
-        {"kind": "engine_start", "start": 1.0, "end": 11.0, "label": "default", "parts": {"compile": 4.0}},
-        {"kind": "warmup", "start": 11.0, "end": 12.0, "label": "default"},
-        {"kind": "cycle", "start": 12.0, "end": 15.0, "label": "default"},
-        {"kind": "engine_start", "start": 15.0, "end": 20.0, "label": ""},
-        {"kind": "bookkeeping", "start": 20.0, "end": 21.0, "label": ""},
-    ]
-    wall = {"start": 0.0, "end": 21.0, "seconds": {"engine_start": 11.0, "compile": 4.0}, "spans": spans}
-    (tmp_path / "runs" / "vllm").mkdir(parents=True)
-    (tmp_path / "runs" / "vllm" / "summary.json").write_text(json.dumps({"backend": "vllm", "wall_time": wall}))
-    assert W.compare_vllm_start(tmp_path) == pytest.approx(10.0)
+def test_an_engine_start_counts_only_the_engines_a_run_started_from_their_own_records():
+    """Each engine's own start (gpu_ops.engines: process start to engine loaded) is the like-for-like figure: a
+    campaign run's engine_start spans hold the eviction of the engine before it, and a CLI run's the stop of its
+    engines after its last window (a CPU dry run: 5.5 s of stop beside 62.3 s of start)."""
+    from energy_assets.ops.evidence import started_engine_s
+
+    engines = [{"engine_start_s": 62.3, "engine_reused": False}, {"engine_start_s": 99.0, "engine_reused": True}]
+    assert started_engine_s({"fingerprint": {"engines": engines}}) == pytest.approx(62.3)
+    assert started_engine_s({"fingerprint": {"engines": engines[1:]}}) == 0.0  # found warm: no start
+    assert started_engine_s({}) is None  # not recorded: unknown, never 0

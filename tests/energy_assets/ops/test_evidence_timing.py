@@ -25,7 +25,7 @@ class _Instance:
         return self.records
 
 
-def _partition(storage, key, start, end, spans: list[Span]):
+def _partition(storage, key, start, end, spans: list[Span], engines: list | None = None):
     experiment, hardware = key.split("|")
     folder = storage / "assets" / "raw_measurements" / experiment / hardware
     folder.mkdir(parents=True)
@@ -36,7 +36,8 @@ def _partition(storage, key, start, end, spans: list[Span]):
     rec = SpanRecorder()
     rec.spans = spans
     wall = {"start": start, "end": end, "spans": rec.as_list()}
-    (folder / "summary.json").write_text(json.dumps({"wall_time": wall}))
+    summary = {"wall_time": wall, **({"fingerprint": {"engines": engines}} if engines is not None else {})}
+    (folder / "summary.json").write_text(json.dumps(summary))
 
 
 def test_a_pass_is_broken_down_by_kind_and_the_kinds_sum_to_its_wall_time(tmp_path):
@@ -52,6 +53,7 @@ def test_a_pass_is_broken_down_by_kind_and_the_kinds_sum_to_its_wall_time(tmp_pa
             Span("cycle", 130.0, 140.0, "p"),
             Span("cycle", 141.0, 149.0, "p"),
         ],
+        engines=[{"engine_id": "e-1", "engine_start_s": 18.5, "engine_reused": False}],
     )
     _partition(tmp_path, "b|h100", 164.0, 190.0, [Span("idle_baseline", 164.0, 167.0), Span("cycle", 168.0, 188.0)])
     instance = _Instance([_record("r2", "b|h100", 160.0, 191.0), _record("r1", "a|h100", 100.0, 153.0)])
@@ -66,6 +68,8 @@ def test_a_pass_is_broken_down_by_kind_and_the_kinds_sum_to_its_wall_time(tmp_pa
     assert kinds[OTHER] == pytest.approx(5.0 + 1.0 + 1.0 + 1.0 + 2.0)  # the measurements' unrecorded seconds
     by_run = {r["run_id"]: r for r in t["runs"]}
     assert sum(by_run["r1"]["seconds_by_kind"].values()) == pytest.approx(53.0)
+    # each run's own engine start, from its engines' records (the span above also holds the previous engine's stop)
+    assert by_run["r1"]["engine_start_s"] == pytest.approx(18.5) and by_run["r2"]["engine_start_s"] is None
 
 
 def test_a_failed_run_counts_as_other_not_as_measured_time(tmp_path):
