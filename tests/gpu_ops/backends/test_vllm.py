@@ -123,12 +123,14 @@ def test_offline_prefix_caching_on_and_off(tmp_path, tiny_model_path, pool):
 
 def test_offline_requests_generate_their_drawn_lengths(tmp_path, tiny_model_path, pool):
     """output_lengths: uniform in one LLM.generate: per-request sampling parameters, each request exactly its own
-    length (the engine of the prefix-caching point above, warm)."""
+    length (on the engine the test above ends with, its prefix-caching-off point: warm, no start)."""
     from gpu_ops.prompts import output_limits
 
-    c = cfg(vllm={"enable_prefix_caching": True}, batching={"batch_size": 1}, output_lengths="uniform",
+    c = cfg(vllm={"enable_prefix_caching": False}, batching={"batch_size": 1}, output_lengths="uniform",
             min_output_tokens=1, cycles=1)  # fmt: skip
-    r = run_experiment(c, tmp_path, pool=pool).tables.requests
+    out = run_experiment(c, tmp_path, pool=pool)
+    assert out.tables.cycles.engine_reused.all()
+    r = out.tables.requests
     drawn = [hi for hi, _ in output_limits(c, 6)]
     assert len(set(drawn)) > 1 and r.sort_values("request_id").output_tokens.tolist() == drawn
 
