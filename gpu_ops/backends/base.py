@@ -52,6 +52,11 @@ class Request:
     arrival_s: float
     prompt_text: str | None = None
 
+    @property
+    def exact_length(self) -> bool:
+        """It generates exactly max_new_tokens (a fixed or a drawn length): every backend ignores end-of-sequence."""
+        return self.min_new_tokens == self.max_new_tokens
+
 
 def engine_args_json(kw: dict) -> str:
     """The engine's constructor arguments as recorded in `info` (the model and tokenizer are recorded apart)."""

@@ -140,7 +140,7 @@ CAPABILITIES = Capabilities(
 
 def _exact(batch: list[Request]) -> bool:
     """Every request of the batch has an exact length (its min equals its max): end-of-sequence is ignored."""
-    return all(r.min_new_tokens == r.max_new_tokens for r in batch)
+    return all(r.exact_length for r in batch)
 
 
 def _dynamo_compile_s() -> float:

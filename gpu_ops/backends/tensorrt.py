@@ -117,17 +117,17 @@ class TensorrtBackend:
     def vocab_size(self) -> int:
         return len(self.tokenizer)
 
-    def _sampling(self, max_new: int, min_new: int):
+    def _sampling(self, req: Request):
         cfg = self.cfg
         s = resolve_sampling(cfg.decoder)
         kw: dict[str, Any] = dict(
-            max_tokens=max_new,
-            min_tokens=min_new,
+            max_tokens=req.max_new_tokens,
+            min_tokens=req.min_new_tokens,
             return_perf_metrics=True,
             repetition_penalty=s.repetition_penalty,
             seed=cfg.seed,
         )
-        if min_new == max_new:
+        if req.exact_length:
             kw["end_id"] = -1  # TensorRT-LLM's way to ignore EOS: an exact length
         if s.do_sample:
             kw.update(temperature=s.temperature, top_k=s.top_k or None, top_p=s.top_p)
@@ -150,8 +150,10 @@ class TensorrtBackend:
         return CycleOutput([r for r, _ in delivered], aggregate_perf_metrics([m for _, m in delivered]))
 
     async def _run(self, requests, clock):
-        limits = {(r.max_new_tokens, r.min_new_tokens) for r in requests}  # one parameter set per distinct limits
-        params = {k: self._sampling(*k) for k in limits}
+        params = {}  # one parameter set per distinct limits
+        for r in requests:
+            if (r.max_new_tokens, r.min_new_tokens) not in params:
+                params[r.max_new_tokens, r.min_new_tokens] = self._sampling(r)
         return await asyncio.gather(
             *(self._stream_one(r, params[r.max_new_tokens, r.min_new_tokens], clock) for r in requests)
         )

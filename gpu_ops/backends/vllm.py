@@ -521,10 +521,10 @@ class VllmBackend:
         lengths are the config's)."""
         key = (req.max_new_tokens, req.min_new_tokens, delta)
         if key not in self._params:
-            self._params[key] = self._new_sampling(*key)
+            self._params[key] = self._new_sampling(req, delta)
         return self._params[key]
 
-    def _new_sampling(self, max_new: int, min_new: int, delta: bool):
+    def _new_sampling(self, req: Request, delta: bool):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -532,10 +532,9 @@ class VllmBackend:
         # only what the config asks for: a min_tokens logits processor or a per-request seed (a per-request generator)
         # each cost vLLM time per step, so neither is set unless needed (ignore_eos fixes the length; the engine seed
         # makes sampling reproducible)
-        exact = min_new == max_new
-        kw: dict[str, Any] = dict(max_tokens=max_new, ignore_eos=exact)
-        if min_new and not exact:
-            kw["min_tokens"] = min_new
+        kw: dict[str, Any] = dict(max_tokens=req.max_new_tokens, ignore_eos=req.exact_length)
+        if req.min_new_tokens and not req.exact_length:
+            kw["min_tokens"] = req.min_new_tokens
         if s.repetition_penalty != 1.0:
             kw["repetition_penalty"] = s.repetition_penalty
         if s.do_sample:
