@@ -161,6 +161,21 @@ def test_streaming_open_loop_timestamps_every_token(tmp_path, tiny_model_path, p
     assert c.itl_p50_s.notna().all() and c.kv_cache_usage_peak.notna().all()
 
 
+def test_streaming_requests_generate_their_drawn_lengths(tmp_path, tiny_model_path, pool):
+    """output_lengths: uniform on the streaming path (the engine above, reused): each request streams exactly its
+    drawn length. Tokens are counted, not chunks: under load one delta can carry two tokens."""
+    from gpu_ops.prompts import output_limits
+
+    c = cfg(**STREAMING, output_lengths="uniform", min_output_tokens=1, cycles=1)
+    out = run_experiment(c, tmp_path, pool=pool)
+    assert out.tables.cycles.engine_reused.all()
+    r = out.tables.requests.sort_values("request_id")
+    drawn = [hi for hi, _ in output_limits(c, 6)]
+    assert len(set(drawn)) > 1 and r.output_tokens.tolist() == drawn
+    for _, row in r.iterrows():
+        assert len(row.itl_s) <= row.output_tokens - 1  # one time per chunk, at most one chunk per token
+
+
 def test_engine_killed_mid_cycle_discards_window_and_shuts_down(tmp_path, tiny_model_path, monkeypatch, pool):
     """An injected crash: the engine-core process is SIGKILLed while cycle 0 runs. The engine is the streaming test's
     (the pool's), warm or started here: a failed engine is closed and never handed out again."""
