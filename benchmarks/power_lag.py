@@ -97,6 +97,26 @@ def edge_lags(t, p, updates: np.ndarray, bursts: list[tuple[float, float]]) -> t
     return rises, falls
 
 
+def edge_reads(t, p, updates: np.ndarray, bursts: list[tuple[float, float]], edge: str, n: int = 2) -> list[tuple]:
+    """Per long burst, sorted by the first column: seconds from its start (edge "rise") or end ("fall") to the first
+    update after it, then the share of the way from idle to the burst's level that each of the first `n` updates
+    after the edge reads. Shows which part of its period an update reports (docs/benchmarks §22)."""
+    period = float(np.median(np.diff(updates)))
+    rows = []
+    for start, end in bursts:
+        inside = updates[(updates > start + 2 * period) & (updates <= end)]
+        at = start if edge == "rise" else end
+        after = updates[updates > at][:n]
+        if not len(inside) or len(after) < n:
+            continue
+        idle = reading_at(t, p, start)
+        level = float(np.median([reading_at(t, p, u) for u in inside]))
+        if level <= idle:
+            continue
+        rows.append((float(after[0] - at), *((reading_at(t, p, u) - idle) / (level - idle) for u in after)))
+    return sorted(rows)
+
+
 def captured(t: np.ndarray, p: np.ndarray, bursts: list[tuple[float, float]]) -> list[float]:
     """Per short burst: the energy above idle the reading shows inside [start, end], over all it shows from the
     start until the next burst could begin (end + IDLE_S)."""

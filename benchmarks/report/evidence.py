@@ -190,22 +190,35 @@ def ev_engine_warm_start(raw: Raw) -> str:
     return table(head, rows)
 
 
-def result_folders(raw: Raw, stages: tuple[str, ...]):
-    """(stage, result folder) of every run of `stages`, in ledger order, each noted as a source."""
+# GPU sessions as spans of run uids (they start with the run's UTC start, so they sort in time): a block that
+# describes one session reads that session's runs only, so that its prose stays true when later runs land
+SESSIONS = {12: ("20261207T06", "20261207T10"), 13: ("20261207T10", "20261207T12"), 14: ("20261207T14", "20261207T15")}
+UP_TO_13 = ("", SESSIONS[13][1])
+
+
+def runs_of(raw: Raw, stage: str, span: tuple[str, str] = ("", "~")) -> list[Run]:
+    """The ledger's runs of `stage` whose uid lies in [span[0], span[1]) (all of them by default)."""
+    return [r for r in raw.ledger().of(stage) if span[0] <= r.uid < span[1]]
+
+
+def result_folders(raw: Raw, stages: tuple[str, ...], span: tuple[str, str] = ("", "~")):
+    """(stage, result folder) of every run of `stages` in `span`, in ledger order, each noted as a source."""
     for stage in stages:
-        for r in raw.ledger().of(stage):
+        for r in runs_of(raw, stage, span):
             for folder in sorted((raw.run_dir(r) / "results").glob("*/cycles.parquet")):
                 raw.note(f"runs/{r.raw_dir}/results/{folder.parent.name}")
                 yield stage, folder.parent
 
 
-def calibration_rows(raw: Raw, stages: tuple[str, ...], steady: bool = False) -> list[list]:
+def calibration_rows(
+    raw: Raw, stages: tuple[str, ...], steady: bool = False, span: tuple[str, str] = ("", "~")
+) -> list[list]:
     """Every cycle window of `stages`' result folders: its counter-vs-timeline difference beside its physics-v1
     tolerance (and, with `steady`, its steady state and batch fill)."""
     import pandas as pd
 
     rows = []
-    for stage, folder in result_folders(raw, stages):
+    for stage, folder in result_folders(raw, stages, span):
         c = pd.read_parquet(folder / "cycles.parquet")
         for _, x in c.iterrows():
             ratio = abs(x["cross_check_rel_diff"]) / x["cross_check_tolerance"]
@@ -236,7 +249,7 @@ def ev_calibration(raw: Raw) -> str:
 def ev_calibration_since(raw: Raw) -> str:
     """physics-v1 on the windows measured after calibration-windows: the long ones (calibration-windows-long) and the
     short ones of request-energy, with each window's steady state and batch fill where vLLM recorded steps."""
-    rows = calibration_rows(raw, ("calibration-windows-long", "request-energy"), steady=True)
+    rows = calibration_rows(raw, ("calibration-windows-long", "request-energy"), steady=True, span=UP_TO_13)
     if not rows:
         return "_Not run yet: stages `calibration-windows-long` and `request-energy` of the plan (§0)._"
     inside = sum(r[-1] == "inside" for r in rows)
@@ -301,13 +314,17 @@ def start_phases(log: str) -> list[dict]:
 
 @blocks("s20-start-phases")
 def s20_start_phases(raw: Raw) -> str:
-    """Where a new vLLM engine's start goes, per engine-warm-worker start with a result (spawned cores)."""
+    """Where a new vLLM engine's start goes, per engine-warm-worker start with a result (spawned cores), sessions
+    12-13."""
+    return start_phases_table(raw, UP_TO_13)
 
+
+def start_phases_table(raw: Raw, span: tuple[str, str]) -> str:
     def gap(a, b) -> str:
         return "–" if a is None or b is None else f"{(b - a).total_seconds():.0f}"
 
     rows = []
-    for r in raw.ledger().of("engine-warm-worker"):
+    for r in runs_of(raw, "engine-warm-worker", span):
         if not (raw.run_dir(r) / "result.json").is_file():
             continue
         first = True  # engine_reuse.py: per round a cold start, a warm-cache one, then the spare's
@@ -325,10 +342,15 @@ def s20_start_phases(raw: Raw) -> str:
 
 @blocks("s21-warm-worker-gap")
 def s21_warm_worker_gap(raw: Raw) -> str:
-    """Per engine-warm-worker round with a result: how far the warm worker's start lies above the target (0.25 x
-    the round's cold start), beside the part of it the spawned core spent before its first line (its vLLM import)."""
+    """Per engine-warm-worker round with a result, sessions up to 13: how far the warm worker's start lies above the
+    target (0.25 x the round's cold start), beside the part of it the spawned core spent before its first line (its
+    vLLM import)."""
+    return warm_worker_gap_table(raw, UP_TO_13)
+
+
+def warm_worker_gap_table(raw: Raw, span: tuple[str, str]) -> str:
     rows = []
-    for r in raw.ledger().of("engine-warm-worker"):
+    for r in runs_of(raw, "engine-warm-worker", span):
         if not (raw.run_dir(r) / "result.json").is_file():
             continue
         rounds = json.loads(raw.text(f"runs/{r.raw_dir}/result.json")).get("vllm", [])
@@ -349,11 +371,22 @@ def s21_warm_worker_gap(raw: Raw) -> str:
 
 @blocks("s20-physics-by-length")
 def s20_physics_by_length(raw: Raw) -> str:
-    """physics-v1 on every vLLM cycle window measured since it was fixed, split at 3 s."""
+    """physics-v1 on every vLLM cycle window measured since it was fixed, up to session 13, split at 3 s."""
+    return physics_by_length(raw, UP_TO_13)
+
+
+@blocks("s22-physics-by-length")
+def s22_physics_by_length(raw: Raw) -> str:
+    """The same over every vLLM cycle window measured since physics-v1 was fixed, session 14 included."""
+    return physics_by_length(raw, ("", SESSIONS[14][1]))
+
+
+def physics_by_length(raw: Raw, span: tuple[str, str]) -> str:
     import pandas as pd
 
     long_in = long_n = short_in = short_n = 0
-    for _, folder in result_folders(raw, ("calibration-windows", "calibration-windows-long", "request-energy")):
+    stages = ("calibration-windows", "calibration-windows-long", "request-energy")
+    for _, folder in result_folders(raw, stages, span):
         if pd.read_parquet(folder / "experiment.parquet").iloc[0]["backend"] != "vllm":
             continue
         c = pd.read_parquet(folder / "cycles.parquet")
@@ -375,7 +408,7 @@ def s21_update_period(raw: Raw) -> str:
     import pandas as pd
 
     parts = []
-    for _, folder in result_folders(raw, ("request-energy",)):
+    for _, folder in result_folders(raw, ("request-energy",), UP_TO_13):
         tl = pd.read_parquet(folder / "timeline.parquet")
         meter = json.loads((folder / "summary.json").read_text()).get("meter", {})
         for device, d in tl.groupby("device"):
@@ -409,7 +442,7 @@ def s21_prefill_operating_point(raw: Raw) -> str:
     import pandas as pd
 
     rows = []
-    for _, folder in result_folders(raw, ("request-energy",)):
+    for _, folder in result_folders(raw, ("request-energy",), UP_TO_13):
         if not (folder / "steps.parquet").is_file():
             continue
         w = pd.read_parquet(folder / "windows.parquet")
@@ -435,6 +468,61 @@ def s21_prefill_operating_point(raw: Raw) -> str:
     head = ["sweep point", "cycle", "prefill steps", "µs per prompt token",
             *(f"mean W over the steps +{lag * 1e3:.0f} ms" for lag in LAGS_S)]  # fmt: skip
     return table(head, rows)
+
+
+@blocks("s22-warm-worker-gap")
+def s22_warm_worker_gap(raw: Raw) -> str:
+    """s21-warm-worker-gap for session 14's engine-warm-worker run."""
+    return warm_worker_gap_table(raw, SESSIONS[14])
+
+
+@blocks("s22-start-phases")
+def s22_start_phases(raw: Raw) -> str:
+    """s20-start-phases for session 14's engine-warm-worker run."""
+    return start_phases_table(raw, SESSIONS[14])
+
+
+@blocks("s22-calibration")
+def s22_calibration(raw: Raw) -> str:
+    """physics-v1 on session 14's request-energy windows (measured after the rule was fixed: out of sample)."""
+    rows = calibration_rows(raw, ("request-energy",), steady=True, span=SESSIONS[14])
+    if not rows:
+        return "_Not run yet: stage `request-energy` in session 14._"
+    inside = sum(r[-1] == "inside" for r in rows)
+    head = ["stage", "experiment", "sweep point", "cycle", "window s", "steady state s", "batch fill"]
+    return table(head + CALIBRATION_HEAD, rows) + f"\n\n{inside} of {len(rows)} windows inside their tolerance."
+
+
+@blocks("s22-power-lag")
+def s22_power_lag(raw: Raw) -> str:
+    """power-lag: per long burst, how far the first update after its start (rise) or end (fall) came after that edge,
+    and the share of the way from idle to the burst's level the first two updates after it read; the update period
+    and the short bursts' captured share."""
+    import numpy as np
+
+    from benchmarks.power_lag import edge_reads, update_times
+
+    parts = []
+    for r in runs_of(raw, "power-lag"):
+        if not (raw.run_dir(r) / "result.json").is_file():
+            continue
+        data = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))
+        t, p = np.array(data["timeline"]["t_s"]), np.array(data["timeline"]["power_w"])
+        updates, long = update_times(t, p), data["edges"][str(data["bursts_s"][0])]
+        short = data["series"]["short_captured"]
+        rows = []
+        for edge in ("rise", "fall"):
+            for ms, first, second in edge_reads(t, p, updates, long, edge):
+                rows.append([edge, f(ms * 1e3, 1), f(first, 2), f(second, 2)])
+        head = ["edge", "edge -> first update ms", "first update reads", "second update reads"]
+        parts.append(
+            f"`{r.uid}` ({where(r)}, {data['power_source']}, sampled every {data['sample_period_s'] * 1e3:.1f} ms): "
+            f"{len(updates)} updates, one every {data['update_period_s'] * 1e3:.1f} ms (median); of each "
+            f"{data['bursts_s'][1] * 1e3:.0f} ms burst's energy above idle, the reading shows inside the burst's own "
+            f"span a median {g(statistics.median(short), 3)} (max {g(max(short), 3)}) over {len(short)} bursts.\n\n"
+            + table(head, rows)
+        )
+    return "\n\n".join(parts) or "_Not run yet: stage `power-lag` of the plan (§0)._"
 
 
 @blocks("ev-request-energy")
@@ -464,8 +552,16 @@ def ev_request_energy(raw: Raw) -> str:
         mixed, phase = p["mixed_prefill_j_per_prompt_token"], p["phase_run_j_per_prompt_token"]
         share = ", ".join(g(v, 3) for v in p["mixed_prefill_share_of_window"])
         per_cycle = ", ".join(g(v, 3) for v in result["series"]["prefill_gap_per_cycle"])
+        s = result["series"]
+        bs1 = "; ".join(
+            f"{label} ({len(s[key])} requests): \\|attributed / measured − 1\\| median "
+            f"{g(statistics.median(s[key]), 3)}, max {g(max(s[key]), 3)}"
+            for key, label in (("bs1_rel_dev", "batch 1"), ("bs1_mixed_rel_dev", "batch 1 with drawn lengths"))
+            if s.get(key)
+        )
         lines.append(
-            f"`{r.uid}`: prefill J per prompt token, attributed under batching {g(mixed['mean'], 4)} ± "
+            f"`{r.uid}` (over `{result['folder'].split('/runs/')[-1].split('/')[1]}`): {bs1 + '; ' if bs1 else ''}"
+            f"prefill J per prompt token, attributed under batching {g(mixed['mean'], 4)} ± "
             f"{g(mixed['ci95'], 2)} against the prefill-only run's {g(phase['mean'], 4)} ± {g(phase['ci95'], 2)} "
             f"({(mixed['mean'] / phase['mean'] - 1) * 100:+.1f} %; gap "
             f"{g(p['gap_over_combined_interval_of_means'], 3)} combined intervals, per cycle {per_cycle}); "

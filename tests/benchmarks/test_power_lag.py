@@ -12,7 +12,8 @@ PERIOD = 0.1  # the H100 power field's update period (docs/benchmarks §21)
 def simulated(kind: str, seed: int = 0, sample_s: float = 0.002):
     """Bursts (BURSTS_S, 12 each, IDLE_S apart; starts at random phases to the updates), 80 W idle and 700 W busy,
     read by a sensor updated every PERIOD: `mean` reports the mean power of the period before each update, `late`
-    the power 30 ms before it; the reading is sampled every `sample_s`."""
+    the power 30 ms before it, `stretch` the mean of [update - 25 ms, update - 10 ms]; the reading is sampled every
+    `sample_s`."""
     rng = np.random.default_rng(seed)
     bursts: dict[float, list[tuple[float, float]]] = {b: [] for b in L.BURSTS_S}
     now = 0.0
@@ -30,6 +31,8 @@ def simulated(kind: str, seed: int = 0, sample_s: float = 0.002):
     updates = np.arange(rng.uniform(0, PERIOD) + PERIOD, now, PERIOD)
     if kind == "mean":
         values = [power[(fine > u - PERIOD) & (fine <= u)].mean() for u in updates]
+    elif kind == "stretch":  # what §22 found on the H100: the mean of a short stretch ending 10 ms before the update
+        values = [power[(fine > u - 0.025) & (fine <= u - 0.01)].mean() for u in updates]
     else:
         values = list(np.interp(updates - 0.03, fine, power))
     values = np.array(values) + rng.normal(0, 0.5, size=len(updates))  # every update changes the reading a little
@@ -58,3 +61,20 @@ def test_a_reading_sampled_too_slowly_to_see_its_updates_gives_no_model_figure()
     coarse = np.arange(0, len(t), 150)  # one sample every 0.3 s: updates are missed
     got = L.figures(t[coarse], p[coarse], bursts[L.BURSTS_S[0]], bursts[L.BURSTS_S[1]])
     assert got["abs_first_update_error"] == [] and got["unresolved"].startswith("sampled every 0.3000 s")
+
+
+def test_edge_reads_show_which_stretch_of_its_period_an_update_reports():
+    """On the `stretch` sensor: an update that came under 10 ms after a burst's start reads idle, one over 25 ms after
+    it the full level; after a burst's end, the reverse."""
+    t, p, bursts = simulated("stretch", seed=1)
+    updates = L.update_times(t, p)
+    rise = L.edge_reads(t, p, updates, bursts[L.BURSTS_S[0]], "rise")
+    fall = L.edge_reads(t, p, updates, bursts[L.BURSTS_S[0]], "fall")
+    assert len(rise) == len(fall) == 12 and [r[0] for r in rise] == sorted(r[0] for r in rise)
+    assert all(abs(first) < 0.05 for ms, first, _ in rise if ms < 0.009)
+    assert all(abs(first - 1) < 0.05 for ms, first, _ in rise if ms > 0.027)
+    assert all(abs(first - 1) < 0.05 for ms, first, _ in fall if ms < 0.009)
+    assert all(abs(first) < 0.05 for ms, first, _ in fall if ms > 0.027)
+    assert all(abs(second - 1) < 0.05 for _, _, second in rise)  # a period later the reading is at the full level
+    early = [first for ms, first, _ in rise if ms < 0.009] + [first for ms, first, _ in rise if ms > 0.027]
+    assert len(early) >= 6  # the random phases put enough edges on both sides to tell
