@@ -2,6 +2,7 @@
 twice on one worker, then `compare` on the same machine, and the figures their targets judge.
 
     python -m benchmarks.warm_campaign --out RUN_DIR [--passes 2] [--campaign examples/campaign-gpu]
+    python -m benchmarks.warm_campaign --out RUN_DIR --passes 0     # `compare` alone, on cold caches
 
 1. `python -m energy_assets.ops.demo --campaign examples/campaign-gpu --exit --passes 2 --evidence RUN_DIR/evidence`:
    pass 1 starts every engine with empty caches (a fresh cache folder), pass 2 finds the worker warm; each pass
@@ -84,7 +85,7 @@ def write_result(out: Path, result: dict, demo_code: int, work: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.warm_campaign", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="the run's raw folder ({run_dir} under the ledger)")
-    ap.add_argument("--passes", type=int, default=2)
+    ap.add_argument("--passes", type=int, default=2, help="campaign passes before compare (0: compare alone)")
     ap.add_argument("--campaign", type=Path, default=REPO / "examples" / "campaign-gpu")
     ap.add_argument("--compare", type=Path, default=REPO / "examples" / "compare" / "pytorch-vllm-gpu.yaml")
     ap.add_argument("--backends", default="pytorch,vllm")
@@ -104,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = [sys.executable, "-m", "energy_assets.ops.demo", "--campaign", str(args.campaign), "--exit"]
     demo += ["--passes", str(args.passes), "--evidence", str(evidence), "--timeout", str(args.timeout)]
     demo += ["--home", str(work / "home"), "--storage", str(storage), "--port", "0"]
-    print("$ " + " ".join(demo), flush=True)
-    demo_code = subprocess.run(demo, cwd=REPO, env=env).returncode
-    print(f"campaign exit {demo_code}", flush=True)
+    demo_code = 0
+    if args.passes > 0:
+        print("$ " + " ".join(demo), flush=True)
+        demo_code = subprocess.run(demo, cwd=REPO, env=env).returncode
+        print(f"campaign exit {demo_code}", flush=True)
     write_result(args.out, figures(evidence, compare_out, args.passes, None), demo_code, work)  # kept if compare is cut
     compare = [sys.executable, "-m", "gpu_ops.cli", "compare", str(args.compare), "--backends", args.backends]
     compare += ["--out", str(compare_out)]

@@ -65,6 +65,21 @@ def test_compare_runs_on_the_engine_cache_folder_the_campaigns_engine_server_fil
     assert demo_env["LEM_ENGINE_CACHE_DIR"] == compare_env["LEM_ENGINE_CACHE_DIR"]
 
 
+def test_zero_passes_run_compare_alone_and_judge_only_its_exit_code(tmp_path, monkeypatch):
+    """--passes 0 (plan stage compare-gpu): no campaign is started, compare runs, and result.json holds compare's exit
+    code with no campaign figure (never a zero standing in for one)."""
+    import json
+
+    calls = []
+    monkeypatch.setattr(
+        W.subprocess, "run", lambda cmd, cwd=None, env=None: calls.append(cmd) or type("D", (), {"returncode": 3})()
+    )
+    assert W.main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "w"), "--passes", "0"]) == 1
+    assert len(calls) == 1 and "compare" in calls[0]
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["series"] == {"vllm_start_warm_over_cold": [], "compare_exit_code": [3]} and result["passes"] == {}
+
+
 def test_an_engine_start_counts_only_the_engines_a_run_started_from_their_own_records():
     """Each engine's own start (gpu_ops.engines: process start to engine loaded) is the like-for-like figure: a
     campaign run's engine_start spans hold the eviction of the engine before it, and a CLI run's the stop of its
