@@ -117,6 +117,25 @@ def edge_reads(t, p, updates: np.ndarray, bursts: list[tuple[float, float]], edg
     return sorted(rows)
 
 
+def fit_stretch(rise: list[tuple], fall: list[tuple], sample_s: float) -> tuple[float, float]:
+    """The stretch [update - first, update - second] (seconds) whose mean power best predicts the edge reads (least
+    squares over a 1 ms grid): a burst that began x before an update covers the part of the stretch after u - x, one
+    that ended y before it the part before u - y. An update is seen up to one sample late: x and y lose half a sample.
+    Reads above the burst's level (its start's overshoot) count as the full level. gpu_ops.energy.meter.SENSED_STRETCH_S
+    holds the H100's (docs/benchmarks §22)."""
+    best = None
+    for first in np.arange(0.002, 0.1, 0.001):
+        for second in np.arange(0.0, first - 0.0015, 0.001):
+            err = 0.0
+            for edge, rows in (("rise", rise), ("fall", fall)):
+                for ms, read, *_ in rows:
+                    covered = float(np.clip((ms - sample_s / 2 - second) / (first - second), 0.0, 1.0))
+                    err += (min(read, 1.0) - (covered if edge == "rise" else 1.0 - covered)) ** 2
+            if best is None or err < best[0]:
+                best = (err, round(float(first), 3), round(float(second), 3))
+    return best[1], best[2]
+
+
 def captured(t: np.ndarray, p: np.ndarray, bursts: list[tuple[float, float]]) -> list[float]:
     """Per short burst: the energy above idle the reading shows inside [start, end], over all it shows from the
     start until the next burst could begin (end + IDLE_S)."""

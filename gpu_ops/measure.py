@@ -420,10 +420,12 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         gpu_count=len(meter.targets),
     )
     cycles, requests, steps = [], [], []
+    meter_info = meter.describe()
+    sensed = tuple(meter_info["sensed_stretch_s"]) if meter_info["sensed_stretch_s"] else None
     for point, c, cycle, use in run.cycles:
         key = CYCLE_KEY.record(sweep_point=point.label, cycle=c)
         w = cycle.window
-        split = phases.attribute(run.timeline, cycle.requests, w, cycle.steps)
+        split = phases.attribute(run.timeline, cycle.requests, w, cycle.steps, sensed)
         req = cycle.requests.assign(
             prefill_energy_j=split.request_prefill_j, decode_energy_j=split.request_decode_j, energy_j=split.request_j
         )
@@ -460,7 +462,6 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
         meter.step_s if meter.step_measured else None,
         engines=run.engines,
     )
-    meter_info = meter.describe()
     experiment = EXPERIMENT.row(
         identity,
         name=cfg.name,

@@ -10,6 +10,14 @@ Two methods, chosen by what the backend can tell (docs/energy.md, "Phase energy"
   and a decoded token cost, and each step's prefill share is b * prompt / (b * prompt + c * decoded).
 Timeline energies are scaled to the counter total, so prefill + decode + other = the measured energy.
 
+Where the power field is known to sense only a short stretch before each of its updates (the H100's instantaneous
+field, docs/benchmarks §22: gpu_ops.energy.meter.SENSED_STRETCH_S, recorded in the meter's `sensed_stretch_s`), a step
+of a few hundredths of a second is seen only by chance, so a step is not given the timeline's integral over its own
+span. Instead each update is read as a sample of the steps inside its sensed stretch: a non-negative least-squares
+fit of reading = P0 + α · prompt tokens/s + β · decoded tokens/s over the window's updates, and each step takes
+P0 · its duration + α · its prompt tokens + β · its decoded tokens (the P0 part split by the step's work share), all
+scaled to the counter ("engine steps, sensed fit").
+
 Per request: its prefill energy is its share (by prompt tokens) of the prefill energy of the step or batch that
 produced its first token; its decode energy is the sum, over the steps after that, of one decoded token's share.
 Its energy (`energy_j`) is the whole window's energy attributed by those token-steps: prefill + decode, with the
@@ -25,6 +33,8 @@ import numpy as np
 import pandas as pd
 
 from gpu_ops.energy.meter import WindowMeasurement, integrate
+
+MIN_SENSED_UPDATES = 10  # fewer updates inside a window: the fit is not attempted (the timeline integral is used)
 
 
 @dataclass
@@ -57,7 +67,15 @@ class PhaseSplit:
         return float(np.corrcoef(both.p, both.d)[0, 1])
 
 
-def attribute(timeline: pd.DataFrame, req: pd.DataFrame, window: WindowMeasurement, steps: pd.DataFrame) -> PhaseSplit:
+def attribute(
+    timeline: pd.DataFrame,
+    req: pd.DataFrame,
+    window: WindowMeasurement,
+    steps: pd.DataFrame,
+    sensed: tuple[float, float] | None = None,
+) -> PhaseSplit:
+    """Split a window's counter energy into prefill, decode and other, per request too; `sensed`: what each update of
+    the power field reports (gpu_ops.energy.meter.sensed_stretch), when known."""
     nan = pd.Series(np.nan, index=req.index)
     if timeline.empty or window.gpu_energy_j is None or not window.timeline_energy_j:
         return PhaseSplit(None, None, None, None, nan, nan)
@@ -70,7 +88,8 @@ def attribute(timeline: pd.DataFrame, req: pd.DataFrame, window: WindowMeasureme
         return (integrate(t, p, a, b) or 0.0) * scale if b > a else 0.0
 
     if len(steps):
-        return _by_steps(steps, req, energy, window.gpu_energy_j)
+        fit = (lambda starts, ends, st: _sensed_fit(t, p, window, sensed, starts, ends, st)) if sensed else None
+        return _by_steps(steps, req, energy, window.gpu_energy_j, fit, window.end_s - window.start_s)
     return _by_batches(req, energy, window.gpu_energy_j)
 
 
@@ -132,7 +151,37 @@ def step_costs(steps: pd.DataFrame) -> tuple[float, float]:
     return b, c
 
 
-def _by_steps(steps: pd.DataFrame, req: pd.DataFrame, energy, total_j: float) -> PhaseSplit:
+def _sensed_fit(t, p, window: WindowMeasurement, sensed, starts, ends, steps) -> tuple | None:
+    """(P0, α, β) in W, J per prompt token and J per decoded token, fitted to the window's updates each read as the
+    mean power of its sensed stretch; None when too few updates lie inside the window."""
+    from scipy.optimize import nnls
+
+    first, second = sensed
+    changed = np.flatnonzero(np.diff(p) != 0) + 1  # samples where the reading was updated
+    dur = np.maximum(ends - starts, 1e-9)
+    rate_p, rate_d = steps.prompt_tokens.to_numpy() / dur, steps.decode_tokens.to_numpy() / dur
+    rows, reads = [], []
+    for k in changed:
+        # the update happened between the sample before and this one: average the stretch over that interval
+        lo, hi = t[k - 1] - first, t[k] - second
+        if lo < window.start_s or hi > window.end_s:
+            continue
+        x = np.zeros(2)
+        for u in np.linspace(t[k - 1], t[k], 5):
+            a, b = u - first, u - second
+            overlap = np.clip(np.minimum(ends, b) - np.maximum(starts, a), 0.0, None) / (first - second)
+            x += np.array([overlap @ rate_p, overlap @ rate_d]) / 5
+        rows.append([1.0, *x])
+        reads.append(p[k])
+    if len(rows) < MIN_SENSED_UPDATES:
+        return None
+    coef, _ = nnls(np.array(rows), np.array(reads))
+    return tuple(float(v) for v in coef)
+
+
+def _by_steps(
+    steps: pd.DataFrame, req: pd.DataFrame, energy, total_j: float, fit=None, window_s: float = 0.0
+) -> PhaseSplit:
     steps = steps.sort_values("t_s").reset_index(drop=True)
     b, c = step_costs(steps)
     ends = steps.t_s.to_numpy()
@@ -140,9 +189,22 @@ def _by_steps(steps: pd.DataFrame, req: pd.DataFrame, energy, total_j: float) ->
     starts = np.concatenate([[ends[0] - (np.median(gaps) if len(gaps) else 0.0)], ends[:-1]])
     work_p, work_d = b * steps.prompt_tokens.to_numpy(), c * steps.decode_tokens.to_numpy()
     share = np.divide(work_p, work_p + work_d, out=np.zeros(len(steps)), where=(work_p + work_d) > 0)
-    step_j = np.array([energy(a, e) for a, e in zip(starts, ends)])
     has_work = (work_p + work_d) > 0
-    pre_step, dec_step = step_j * share * has_work, step_j * (1 - share) * has_work
+    coef = fit(starts, ends, steps) if fit is not None else None
+    method = "engine steps"
+    if coef is not None:
+        # each step: its share of the base power by its work, plus its tokens at the fitted energies; the model's
+        # total over the window (base power throughout) scaled to the counter
+        p0, alpha, beta = coef
+        base = p0 * (ends - starts) * has_work
+        modelled = p0 * window_s + alpha * steps.prompt_tokens.sum() + beta * steps.decode_tokens.sum()
+        scale = total_j / modelled if modelled > 0 else 0.0
+        pre_step = (base * share + alpha * steps.prompt_tokens.to_numpy() * has_work) * scale
+        dec_step = (base * (1 - share) + beta * steps.decode_tokens.to_numpy() * has_work) * scale
+        method = "engine steps, sensed fit"
+    else:
+        step_j = np.array([energy(a, e) for a, e in zip(starts, ends)])
+        pre_step, dec_step = step_j * share * has_work, step_j * (1 - share) * has_work
     pre_req = pd.Series(np.nan, index=req.index)
     dec_req = pd.Series(np.nan, index=req.index)
     first = req.prefill_end_s.where(req.prefill_end_s.notna(), req.first_token_s)
@@ -156,4 +218,4 @@ def _by_steps(steps: pd.DataFrame, req: pd.DataFrame, energy, total_j: float) ->
         later = (ends > ends[k]) & (ends <= (row.last_token_s if pd.notna(row.last_token_s) else ends[k]))
         dec_req[i] = float(per_token[later].sum())
     prefill, decode = float(pre_step.sum()), float(dec_step.sum())
-    return PhaseSplit("engine steps", prefill, decode, total_j - prefill - decode, pre_req, dec_req, total_j)
+    return PhaseSplit(method, prefill, decode, total_j - prefill - decode, pre_req, dec_req, total_j)

@@ -131,6 +131,19 @@ def _meter_number(meter, key: str, default: float) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else default
 
 
+def _sensed(meter) -> tuple[float, float] | None:
+    """The sensed stretch the meter recorded (two positive seconds, the first larger), else None; anything else is
+    refused, so a hostile folder cannot steer the attribution it is checked against."""
+    value = meter.get("sensed_stretch_s") if isinstance(meter, dict) else None
+    if value is None:
+        return None
+    ok = isinstance(value, list) and len(value) == 2 and all(type(v) in (int, float) for v in value)
+    if not ok or not 1.0 > value[0] > value[1] >= 0:
+        raise UserError(f"experiment.meter_json: sensed_stretch_s {excerpt(value)} is not [first, second] seconds with "
+                        "1 > first > second >= 0")  # fmt: skip
+    return float(value[0]), float(value[1])
+
+
 @dataclasses.dataclass(frozen=True)
 class MeterRules:
     """The counter update period and the cross-check rule a result was measured under (its meter_json)."""
@@ -141,6 +154,7 @@ class MeterRules:
     z: float  # sigma-v2's z
     scale: float  # sqrt-v1's scale
     edge_period_s: float | None  # the edge term's period; None: a folder from before the edge term
+    sensed_stretch_s: tuple[float, float] | None = None  # gpu_ops.phases' sensed fit; None: the timeline integral
 
     def tolerances(self, w, gpu_j: float | None, seen_at_close: list[pd.DataFrame]) -> list[float | None]:
         """The window's tolerance under this rule for each set of samples the meter may have seen when it closed it:
@@ -190,6 +204,7 @@ def meter_rules(t: ResultTables) -> MeterRules:
         edge_period_s=max(step, sample_period_s(_meter_number(meter, "sample_hz", DEFAULT_SAMPLE_HZ)))
         if meter.get("cross_check_edges") is True
         else None,
+        sensed_stretch_s=_sensed(meter),
     )
 
 
@@ -284,6 +299,7 @@ def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> lis
     windows = {(r.sweep_point, r.cycle): r for _, r in t.windows[t.windows.kind == "cycle"].iterrows()}
     requests = {key: g.reset_index(drop=True) for key, g in t.requests.groupby(["sweep_point", "cycle"], sort=False)}
     steps = {key: g for key, g in t.steps.groupby(["sweep_point", "cycle"], sort=False)} if len(t.steps) else {}
+    sensed = meter_rules(t).sensed_stretch_s
     never_stored = set(t.added.get("cycles", ()))  # figures an older folder did not write: nothing to compare
     for _, c in t.cycles.iterrows():
         key = (c.sweep_point, c.cycle)
@@ -293,7 +309,7 @@ def cycle_problems(t: ResultTables, configs: dict[str, ExperimentConfig]) -> lis
             continue
         req = requests.get(key, t.requests.iloc[0:0])
         window = window_from_row(windows[key])
-        split = phases.attribute(t.timeline, req, window, steps.get(key, t.steps.iloc[0:0]))
+        split = phases.attribute(t.timeline, req, window, steps.get(key, t.steps.iloc[0:0]), sensed)
         derived = cycle_metrics(req, window, idle, configs[c.sweep_point].slo, plain(c.peak_memory_bytes), split)
         cfg = configs[c.sweep_point]
         steady = steady_state(steps.get(key, t.steps.iloc[0:0]), t.timeline, window, max_num_seqs(cfg))

@@ -500,7 +500,7 @@ def s22_power_lag(raw: Raw) -> str:
     and the short bursts' captured share."""
     import numpy as np
 
-    from benchmarks.power_lag import edge_reads, update_times
+    from benchmarks.power_lag import edge_reads, fit_stretch, update_times
 
     parts = []
     for r in runs_of(raw, "power-lag"):
@@ -510,16 +510,22 @@ def s22_power_lag(raw: Raw) -> str:
         t, p = np.array(data["timeline"]["t_s"]), np.array(data["timeline"]["power_w"])
         updates, long = update_times(t, p), data["edges"][str(data["bursts_s"][0])]
         short = data["series"]["short_captured"]
-        rows = []
+        rows, reads = [], {}
         for edge in ("rise", "fall"):
-            for ms, first, second in edge_reads(t, p, updates, long, edge):
+            reads[edge] = edge_reads(t, p, updates, long, edge)
+            for ms, first, second in reads[edge]:
                 rows.append([edge, f(ms * 1e3, 1), f(first, 2), f(second, 2)])
+        first, second = fit_stretch(reads["rise"], reads["fall"], data["sample_period_s"])
+        informative = sum(0.05 < row[1] < 0.95 for rows_ in reads.values() for row in rows_)
         head = ["edge", "edge -> first update ms", "first update reads", "second update reads"]
         parts.append(
             f"`{r.uid}` ({where(r)}, {data['power_source']}, sampled every {data['sample_period_s'] * 1e3:.1f} ms): "
             f"{len(updates)} updates, one every {data['update_period_s'] * 1e3:.1f} ms (median); of each "
             f"{data['bursts_s'][1] * 1e3:.0f} ms burst's energy above idle, the reading shows inside the burst's own "
-            f"span a median {g(statistics.median(short), 3)} (max {g(max(short), 3)}) over {len(short)} bursts.\n\n"
+            f"span a median {g(statistics.median(short), 3)} (max {g(max(short), 3)}) over {len(short)} bursts. "
+            f"The stretch whose mean power best predicts the edges' first reads (benchmarks.power_lag.fit_stretch): "
+            f"[update − {first * 1e3:.0f} ms, update − {second * 1e3:.0f} ms], resting on the {informative} edges "
+            f"whose first update read between 0.05 and 0.95 of the way (the others only bound it).\n\n"
             + table(head, rows)
         )
     return "\n\n".join(parts) or "_Not run yet: stage `power-lag` of the plan (§0)._"

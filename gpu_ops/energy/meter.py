@@ -49,6 +49,21 @@ SAMPLER_START_S = 30.0
 EDGE_MARGIN_S = 1.0  # timeline samples this far outside a window let the integral interpolate its edges
 
 
+# What one update of a power field reports, per (power source, GPU model name prefix): the mean power over
+# [update - first, update - second] seconds. Measured by benchmarks/power_lag.py on an H100 (docs/benchmarks §22,
+# block s22-power-lag: benchmarks.power_lag.fit_stretch over that run's edges, 6 of them inside the stretch), apart from
+# any run it is used on. One run: the next power-lag run on an H100 checks it.
+SENSED_STRETCH_S = {("nvml_field_power_instant", "NVIDIA H100"): (0.026, 0.011)}
+
+
+def sensed_stretch(power_source: str | None, gpu_names: list[str]) -> tuple[float, float] | None:
+    """The stretch each update of this power field senses, if measured for these GPUs (all of one model)."""
+    for (source, model), stretch in SENSED_STRETCH_S.items():
+        if power_source == source and gpu_names and all(n.startswith(model) for n in gpu_names):
+            return stretch
+    return None
+
+
 @dataclass
 class WindowMeasurement:
     """What the meter measured over one window. Stored flat as a row of the `windows` table (schema.WINDOW_READINGS,
@@ -698,6 +713,11 @@ class EnergyMeter:
             "edge_alignment": "counter read at its next update; the stretch to the window edge from the timeline",
             "cross_check_rule": RULE,  # gpu_ops.energy.tolerance; a folder from before it: gpu_ops.results.upgrade
             "power_accuracy_w": POWER_ACCURACY_W,
+            # what each power-field update reports, where measured (gpu_ops.phases uses it; a folder without it: the
+            # timeline integral per step)
+            "sensed_stretch_s": sensed_stretch(
+                self.gpu.power_source if self.gpu else None, [t.name for t in self.targets]
+            ),
             "counter_resolution_j": COUNTER_RESOLUTION_J,
             "cross_check_edges": True,  # the tolerance includes timeline_edge_error (folders before it: not)
             "conditioning": self.conditioning,  # gpu_ops.energy.conditioning: pre-conditioning, clock lock; None: none

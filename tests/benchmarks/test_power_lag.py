@@ -66,7 +66,7 @@ def test_a_reading_sampled_too_slowly_to_see_its_updates_gives_no_model_figure()
 def test_edge_reads_show_which_stretch_of_its_period_an_update_reports():
     """On the `stretch` sensor: an update that came under 10 ms after a burst's start reads idle, one over 25 ms after
     it the full level; after a burst's end, the reverse."""
-    t, p, bursts = simulated("stretch", seed=1)
+    t, p, bursts = simulated("stretch", seed=0)
     updates = L.update_times(t, p)
     rise = L.edge_reads(t, p, updates, bursts[L.BURSTS_S[0]], "rise")
     fall = L.edge_reads(t, p, updates, bursts[L.BURSTS_S[0]], "fall")
@@ -78,3 +78,5 @@ def test_edge_reads_show_which_stretch_of_its_period_an_update_reports():
     assert all(abs(second - 1) < 0.05 for _, _, second in rise)  # a period later the reading is at the full level
     early = [first for ms, first, _ in rise if ms < 0.009] + [first for ms, first, _ in rise if ms > 0.027]
     assert len(early) >= 6  # the random phases put enough edges on both sides to tell
+    first, second = L.fit_stretch(rise, fall, 0.002)
+    assert abs(first - 0.025) <= 0.002 and abs(second - 0.010) <= 0.002  # the stretch the sensor senses

@@ -52,3 +52,25 @@ def test_requests_energy_must_sum_to_their_window_within_its_bound():
     (problem,) = request_energy_problems("cycles x", off, w)
     assert "energy_j" in problem and "800" in problem
     assert request_energy_problems("cycles x", pd.DataFrame({"energy_j": [None, None]}, dtype=float), w) == []
+
+
+H100_STEPS = next((Path(__file__).resolve().parents[2] / "docs/benchmarks/runs/request-energy").glob(
+    "20261207T143309Z-30342a/results/*/summary.json")).parent  # fmt: skip
+
+
+def test_the_attribution_is_rederived_with_the_sensed_stretch_the_meter_recorded_and_a_bad_one_is_refused():
+    """An H100 vLLM folder measured before the meter recorded `sensed_stretch_s`: its split is the timeline integral,
+    and it re-derives clean. Recording the stretch in its meter_json makes the checker derive the sensed fit
+    (gpu_ops.phases), which the stored phase energies no longer match; a malformed stretch is refused by name."""
+    import json
+
+    from gpu_ops.errors import UserError
+
+    assert not [p for p in derived_problems(read_tables(H100_STEPS)) if "energy_j" in p]
+    t = read_tables(H100_STEPS)
+    meter = json.loads(t.experiment.meter_json.iloc[0])
+    t.experiment.loc[0, "meter_json"] = json.dumps({**meter, "sensed_stretch_s": [0.026, 0.011]})
+    assert [p for p in derived_problems(t) if "prefill_energy_j" in p]
+    t.experiment.loc[0, "meter_json"] = json.dumps({**meter, "sensed_stretch_s": [0.011, 0.026]})
+    with pytest.raises(UserError, match="sensed_stretch_s"):
+        derived_problems(t)
