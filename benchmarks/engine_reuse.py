@@ -16,13 +16,17 @@ paired within its round. Targets: vLLM's median ratio <= 0.25, warm cache / cold
 
     python benchmarks/engine_reuse.py --backends vllm,pytorch --rounds 3 --out DIR
 
-Prints one line per start and round, then the medians; writes DIR/result.json.
+`--core-start forkserver` sets LEM_VLLM_CORE_START for the engines it starts (vLLM's engine core forked from a
+forkserver that imported vLLM while the engine process waited, gpu_ops.backends.vllm_core; default spawn).
+
+Prints one line per start and round, then the medians; writes DIR/result.json (with the core start it ran).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -132,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="synthetic:llama-3.2-1b")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--core-start", choices=("spawn", "forkserver"), default="spawn", help="vLLM's engine core start")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    result: dict = {"model": args.model, "rounds": args.rounds}
+    os.environ["LEM_VLLM_CORE_START"] = args.core_start  # the engine processes inherit it
+    result: dict = {"model": args.model, "rounds": args.rounds, "core_start": args.core_start}
     # the caches live outside the raw folder: session 10's pack compressed them while the run held them
     caches = Path(tempfile.mkdtemp(prefix="lem-engine-reuse-"))
     for backend in args.backends.split(","):

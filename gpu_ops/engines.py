@@ -369,6 +369,10 @@ def host_main(fd: int, backend_name: str) -> int:
 
     conn = Connection(fd)
     try:
+        if backend_name == "vllm":  # LEM_VLLM_CORE_START=forkserver: it imports vLLM's core while this process imports
+            from gpu_ops.backends.vllm_core import start_forkserver
+
+            start_forkserver()
         backend = get_backend(backend_name)
     except BaseException as exc:
         conn.send((False, _picklable(exc)))

@@ -176,11 +176,20 @@ def engine_core_start() -> str:
     beyond those its imports left (docs/benchmarks §10, §19, §20). Spawned cores never hung. A spawned core imports
     vLLM again (~15 s of an H100 start); the spare engine process (gpu_ops.engines.EnginePool.refill) takes the
     host's own imports off a warm worker's engine change instead. Every entry point of ours keeps the
-    `if __name__ == "__main__"` guard that spawn needs."""
+    `if __name__ == "__main__"` guard that spawn needs.
+
+    LEM_VLLM_CORE_START=forkserver (opt-in, gpu_ops.backends.vllm_core) forks the core from a forkserver that imported
+    vLLM while the engine host waited: `forkserver`. The variable above still decides how that core starts its
+    workers."""
     import os
+
+    from gpu_ops.backends.vllm_core import core_start_setting, route_cores_through_forkserver
 
     if not os.environ.get(METHOD_ENV):  # unset or empty
         os.environ[METHOD_ENV] = "spawn"
+    if core_start_setting() == "forkserver":
+        route_cores_through_forkserver()
+        return "forkserver"
     return os.environ[METHOD_ENV]
 
 
@@ -726,7 +735,8 @@ CAPABILITIES = Capabilities(
         "offline mode: TTFT/TPOT/E2E from vLLM's request stats, ITL unmeasured; streaming mode: every chunk "
         "timestamped",
         "the engine core is spawned (forked cores hung at start on the H200 and the H100); "
-        "VLLM_WORKER_MULTIPROC_METHOD, when set, wins",
+        "VLLM_WORKER_MULTIPROC_METHOD, when set, wins; LEM_VLLM_CORE_START=forkserver (opt-in, not yet run on a GPU) "
+        "forks it from a forkserver that imported vLLM while the engine process waited",
         "speculative decoding: vllm.speculative_model is 'ngram' or a draft model",
         "the prefix cache is emptied before each measured cycle (vllm.cold_prefix_cache: false keeps it warm)",
     ),

@@ -410,3 +410,93 @@ def test_a_process_the_engine_host_spawns_re_imports_no_main_module(tmp_path):
     finally:
         host.close()
     assert json.loads(seen.read_text()) == []  # the child's main module is not gpu_ops.engines run again
+
+
+def _fork_spy(tmp_path: Path) -> tuple[Path, Path]:
+    """A sitecustomize that records every fork of a Python process it is loaded in: the child's pid, its parent, and
+    whether vLLM's engine core module was in the child's sys.modules at the fork (then the child never imports it)."""
+    spy, forks = tmp_path / "fork-spy", tmp_path / "forks.jsonl"
+    spy.mkdir()
+    (spy / "sitecustomize.py").write_text(
+        "import json, os, sys\n"
+        "def forked():\n"
+        f"    with open({str(forks)!r}, 'a') as f:\n"
+        "        f.write(json.dumps([os.getpid(), os.getppid(), 'vllm.v1.engine.core' in sys.modules]) + '\\n')\n"
+        "    if os.environ.get('LEM_TEST_HANG_FORKED'):\n"
+        "        import time; time.sleep(600)\n"
+        "os.register_at_fork(after_in_child=forked)\n"
+    )
+    return spy, forks
+
+
+def _gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie where PID 1 does not reap orphans."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.xdist_group("vllm-engines")
+def test_a_vllm_core_forked_by_the_forkserver_imported_nothing_and_ends_with_its_host(
+    tiny_model_path, tmp_path, monkeypatch
+):
+    """LEM_VLLM_CORE_START=forkserver: the engine process starts a forkserver that imports vLLM's core modules beside
+    its own imports, and vLLM's core is forked from it, with those modules loaded (a spawned core imports vLLM again,
+    15-25 s of an H100 start). Its provenance says so, its engine-start timings still arrive through our log config, and
+    closing the pool ends the forkserver and the core."""
+    if os.environ.get("LEM_REQUIRE_SERVICES") != "1":
+        pytest.importorskip("vllm")
+    spy, forks = _fork_spy(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(spy), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "process")
+    monkeypatch.setenv("LEM_VLLM_CORE_START", "forkserver")
+    with EnginePool(tmp_path / "cache") as pool:
+        out = run_experiment(parse_config(VLLM), tmp_path / "a", nvml=FakeNVML([FakeGpu()]), pool=pool)
+        (engine,) = pool.engines.values()
+        tree = psutil.Process(engine.pid).children(recursive=True)
+        (server,) = [p for p in tree if p.ppid() == engine.pid and "forkserver" in " ".join(p.cmdline())]
+        cores = [p for p in tree if p.ppid() == server.pid]
+        assert engine.backend.info["engine_core_start"] == "forkserver"
+        assert engine.backend.info["engine_init_s"] > 0  # the forked core's own log line, through our log config
+    assert out.tables.cycles.output_tokens.gt(0).all()
+    forked = {pid: (parent, imported) for pid, parent, imported in map(json.loads, forks.read_text().splitlines())}
+    assert cores and all(forked[c.pid] == (server.pid, True) for c in cores)  # forked with vLLM's core loaded
+    assert all(_gone(p.pid) for p in [engine, *tree])  # the engine process, the forkserver, the core
+
+
+@pytest.mark.xdist_group("vllm-engines")
+def test_a_forked_core_that_hangs_at_start_is_ended_with_its_forkserver(tiny_model_path, tmp_path, monkeypatch):
+    """LEM_ENGINE_START_TIMEOUT_S bounds a forkserver start too: the core is the forkserver's child, not the engine
+    process's, and ending the engine process ends both."""
+    if os.environ.get("LEM_REQUIRE_SERVICES") != "1":
+        pytest.importorskip("vllm")
+    from gpu_ops.engines import START_TIMEOUT_ENV, EngineHost
+    from gpu_ops.errors import MeasurementError
+
+    spy, forks = _fork_spy(tmp_path)
+    host = EngineHost(
+        "vllm", env={"PYTHONPATH": str(spy), "LEM_VLLM_CORE_START": "forkserver", "LEM_TEST_HANG_FORKED": "1"}
+    )
+    tree = psutil.Process(host.pid).children(recursive=True)
+    assert any("forkserver" in " ".join(p.cmdline()) for p in tree)
+    monkeypatch.setenv(START_TIMEOUT_ENV, "20")
+    with pytest.raises(MeasurementError, match="did not finish its engine's load within 20 s"):
+        host.load(parse_config(VLLM))
+    forked = [pid for pid, *_ in map(json.loads, forks.read_text().splitlines())]
+    assert forked  # the core was forked, and hung
+    deadline = time.monotonic() + 15
+    while not all(map(_gone, [host.pid, *forked, *(p.pid for p in tree)])) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(map(_gone, [host.pid, *forked, *(p.pid for p in tree)]))
+
+
+def test_a_bad_core_start_is_named_before_vllm_is_imported():
+    from gpu_ops.engines import EngineHost
+
+    host = EngineHost("vllm", env={"LEM_VLLM_CORE_START": "fork"}, wait=False)
+    try:
+        with pytest.raises(UserError, match="LEM_VLLM_CORE_START='fork' .* use one of spawn, forkserver"):
+            host.ready()
+    finally:
+        host.close()

@@ -296,9 +296,32 @@ def test_engine_cores_are_spawned_unless_the_user_chose(monkeypatch):
     from gpu_ops.backends.vllm import METHOD_ENV, engine_core_start
 
     monkeypatch.delenv(METHOD_ENV, raising=False)
+    monkeypatch.delenv("LEM_VLLM_CORE_START", raising=False)
     assert engine_core_start() == "spawn" and os.environ[METHOD_ENV] == "spawn"
     monkeypatch.setenv(METHOD_ENV, "fork")
     assert engine_core_start() == "fork" and os.environ[METHOD_ENV] == "fork"
+
+
+def test_a_forkserver_core_start_is_refused_inline_and_where_vllm_lacks_the_patch_point(monkeypatch):
+    """LEM_VLLM_CORE_START=forkserver redirects vLLM's core manager to a forkserver the engine process started before
+    it imported vLLM; inline there is none, and a vLLM without the name it replaces fails rather than spawning."""
+    import vllm.v1.engine.utils as core_utils
+
+    from gpu_ops.backends import vllm_core
+    from gpu_ops.backends.vllm import METHOD_ENV, engine_core_start
+    from gpu_ops.errors import UserError
+
+    monkeypatch.delenv(METHOD_ENV, raising=False)  # restored after the test: engine_core_start sets it
+    monkeypatch.setenv("LEM_VLLM_CORE_START", "forkserver")
+    with pytest.raises(UserError, match="LEM_VLLM_CORE_START=forkserver works in an engine process of its own"):
+        engine_core_start()
+    monkeypatch.setattr(vllm_core, "_forkserver_started", True)  # as in an engine process
+    monkeypatch.setattr(core_utils, "get_mp_context", core_utils.get_mp_context)  # restored after the test
+    assert engine_core_start() == "forkserver" == engine_core_start()
+    assert isinstance(core_utils.get_mp_context(), vllm_core._CoreContext)
+    monkeypatch.delattr(core_utils, "get_mp_context")
+    with pytest.raises(UserError, match=r"has no vllm.v1.engine.utils.get_mp_context, .* unset LEM_VLLM_CORE_START"):
+        engine_core_start()
 
 
 def test_the_backend_imports_the_engine_entry_point_with_vllm():
