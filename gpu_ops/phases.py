@@ -35,6 +35,7 @@ import pandas as pd
 from gpu_ops.energy.meter import WindowMeasurement, integrate
 
 MIN_SENSED_UPDATES = 10  # fewer updates inside a window: the fit is not attempted (the timeline integral is used)
+MIN_SENSED_KIND = 3  # nor when fewer updates sensed any prompt (or any decode) work that the window holds
 
 
 @dataclass
@@ -173,9 +174,13 @@ def _sensed_fit(t, p, window: WindowMeasurement, sensed, starts, ends, steps) ->
             x += np.array([overlap @ rate_p, overlap @ rate_d]) / 5
         rows.append([1.0, *x])
         reads.append(p[k])
+    x = np.array(rows)
     if len(rows) < MIN_SENSED_UPDATES:
         return None
-    coef, _ = nnls(np.array(rows), np.array(reads))
+    for column, tokens in ((1, steps.prompt_tokens), (2, steps.decode_tokens)):
+        if tokens.sum() > 0 and np.count_nonzero(x[:, column]) < MIN_SENSED_KIND:
+            return None  # that kind of work was (almost) never sensed: its energy cannot be fitted
+    coef, _ = nnls(x, np.array(reads))
     return tuple(float(v) for v in coef)
 
 

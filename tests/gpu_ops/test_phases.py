@@ -287,3 +287,16 @@ def test_too_few_updates_inside_a_window_fall_back_to_the_timeline_integral():
     tl, w, steps, _ = sensed_run(length_s=1.2)
     split = attribute(tl, requests_for(steps, 4, 1024), w, steps, (0.026, 0.011))
     assert split.method == "engine steps" and split.prefill_j is not None
+
+
+def test_prompt_work_no_update_sensed_is_not_fitted_to_zero_but_integrated():
+    """One prefill step that no sensed stretch overlaps (a decode-heavy window's prompt): a fit would give prompt
+    tokens no energy of their own; the window keeps the timeline integral instead."""
+    tl, w, steps, _ = sensed_run()
+    steps = steps.copy()
+    first = int(np.flatnonzero(steps.prompt_tokens > 0)[0])
+    steps.loc[
+        steps.index[first + 1 :][steps.prompt_tokens.iloc[first + 1 :] > 0], ["prompt_tokens", "decode_tokens"]
+    ] = [0, 64]
+    split = attribute(tl, requests_for(steps, 4, 1024), w, steps, (0.026, 0.011))
+    assert split.method == "engine steps"
