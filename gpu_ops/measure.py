@@ -421,7 +421,7 @@ def _tables(cfg: ExperimentConfig, identity: Record, run: _Run, file_sha: str | 
     )
     cycles, requests, steps = [], [], []
     meter_info = meter.describe()
-    sensed = tuple(meter_info["sensed_stretch_s"]) if meter_info["sensed_stretch_s"] else None
+    sensed = meter_info["sensed_stretch_s"]
     for point, c, cycle, use in run.cycles:
         key = CYCLE_KEY.record(sweep_point=point.label, cycle=c)
         w = cycle.window

@@ -89,8 +89,10 @@ def attribute(
         return (integrate(t, p, a, b) or 0.0) * scale if b > a else 0.0
 
     if len(steps):
-        fit = (lambda starts, ends, st: _sensed_fit(t, p, window, sensed, starts, ends, st)) if sensed else None
-        return _by_steps(steps, req, energy, window.gpu_energy_j, fit, window.end_s - window.start_s)
+        steps = steps.sort_values("t_s").reset_index(drop=True)
+        spans = step_spans(steps)
+        coef = _sensed_fit(t, p, window, sensed, steps, spans) if sensed else None
+        return _by_steps(steps, spans, req, energy, window.gpu_energy_j, coef, window.end_s - window.start_s)
     return _by_batches(req, energy, window.gpu_energy_j)
 
 
@@ -152,12 +154,20 @@ def step_costs(steps: pd.DataFrame) -> tuple[float, float]:
     return b, c
 
 
-def _sensed_fit(t, p, window: WindowMeasurement, sensed, starts, ends, steps) -> tuple | None:
+def step_spans(steps: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of time-ordered engine steps: each from the previous step's end (the first: one median gap)."""
+    ends = steps.t_s.to_numpy()
+    gaps = np.diff(ends)
+    return np.concatenate([[ends[0] - (np.median(gaps) if len(gaps) else 0.0)], ends[:-1]]), ends
+
+
+def _sensed_fit(t, p, window: WindowMeasurement, sensed, steps: pd.DataFrame, spans) -> tuple | None:
     """(P0, α, β) in W, J per prompt token and J per decoded token, fitted to the window's updates each read as the
     mean power of its sensed stretch; None when too few updates lie inside the window."""
     from scipy.optimize import nnls
 
     first, second = sensed
+    starts, ends = spans
     changed = np.flatnonzero(np.diff(p) != 0) + 1  # samples where the reading was updated
     dur = np.maximum(ends - starts, 1e-9)
     rate_p, rate_d = steps.prompt_tokens.to_numpy() / dur, steps.decode_tokens.to_numpy() / dur
@@ -167,12 +177,12 @@ def _sensed_fit(t, p, window: WindowMeasurement, sensed, starts, ends, steps) ->
         lo, hi = t[k - 1] - first, t[k] - second
         if lo < window.start_s or hi > window.end_s:
             continue
-        x = np.zeros(2)
+        rates = np.zeros(2)
         for u in np.linspace(t[k - 1], t[k], 5):
             a, b = u - first, u - second
             overlap = np.clip(np.minimum(ends, b) - np.maximum(starts, a), 0.0, None) / (first - second)
-            x += np.array([overlap @ rate_p, overlap @ rate_d]) / 5
-        rows.append([1.0, *x])
+            rates += np.array([overlap @ rate_p, overlap @ rate_d]) / 5
+        rows.append([1.0, *rates])
         reads.append(p[k])
     x = np.array(rows)
     if len(rows) < MIN_SENSED_UPDATES:
@@ -185,17 +195,15 @@ def _sensed_fit(t, p, window: WindowMeasurement, sensed, starts, ends, steps) ->
 
 
 def _by_steps(
-    steps: pd.DataFrame, req: pd.DataFrame, energy, total_j: float, fit=None, window_s: float = 0.0
+    steps: pd.DataFrame, spans, req: pd.DataFrame, energy, total_j: float, coef: tuple | None, window_s: float
 ) -> PhaseSplit:
-    steps = steps.sort_values("t_s").reset_index(drop=True)
+    """Steps in time order with their (starts, ends); `coef`: the sensed fit's (P0, α, β), None for the timeline
+    integral per step."""
     b, c = step_costs(steps)
-    ends = steps.t_s.to_numpy()
-    gaps = np.diff(ends)
-    starts = np.concatenate([[ends[0] - (np.median(gaps) if len(gaps) else 0.0)], ends[:-1]])
+    starts, ends = spans
     work_p, work_d = b * steps.prompt_tokens.to_numpy(), c * steps.decode_tokens.to_numpy()
     share = np.divide(work_p, work_p + work_d, out=np.zeros(len(steps)), where=(work_p + work_d) > 0)
     has_work = (work_p + work_d) > 0
-    coef = fit(starts, ends, steps) if fit is not None else None
     method = "engine steps"
     if coef is not None:
         # each step: its share of the base power by its work, plus its tokens at the fitted energies; the model's
