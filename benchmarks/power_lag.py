@@ -47,6 +47,15 @@ def reading_at(t: np.ndarray, p: np.ndarray, when: float) -> float:
     return float(p[max(int(np.searchsorted(t, when, side="right")) - 1, 0)])
 
 
+def burst_levels(t, p, updates: np.ndarray, start: float, end: float, period: float) -> tuple[float, float] | None:
+    """(idle reading at the burst's start, the burst's level: the median reading of the updates whose period lies
+    wholly inside it); None when no update does."""
+    inside = updates[(updates > start + 2 * period) & (updates <= end)]
+    if not len(inside):
+        return None
+    return reading_at(t, p, start), float(np.median([reading_at(t, p, u) for u in inside]))
+
+
 def first_update_errors(t, p, updates: np.ndarray, bursts: list[tuple[float, float]]) -> tuple[list, list]:
     """Per long burst: (share of the way from idle to the burst's level that the first update after its start
     reads) - (share of the update period before that update the burst covered); and that covered share."""
@@ -55,13 +64,10 @@ def first_update_errors(t, p, updates: np.ndarray, bursts: list[tuple[float, flo
     for start, end in bursts:
         before = updates[updates <= start]
         after = updates[updates > start]
-        inside = updates[(updates > start + 2 * period) & (updates <= end)]  # periods wholly inside the burst
-        if not len(before) or not len(after) or not len(inside):
+        levels = burst_levels(t, p, updates, start, end, period)
+        if not len(before) or not len(after) or levels is None or levels[1] <= levels[0]:
             continue
-        idle = reading_at(t, p, start)
-        level = float(np.median([reading_at(t, p, u) for u in inside]))
-        if level <= idle:
-            continue
+        idle, level = levels
         read = (reading_at(t, p, after[0]) - idle) / (level - idle)
         share = min(1.0, (after[0] - start) / period)
         errors.append(read - share)
@@ -83,11 +89,11 @@ def edge_lags(t, p, updates: np.ndarray, bursts: list[tuple[float, float]]) -> t
     period = float(np.median(np.diff(updates)))
     rises, falls = [], []
     for start, end in bursts:
-        inside = updates[(updates > start + 2 * period) & (updates <= end)]
-        if not len(inside):
+        levels = burst_levels(t, p, updates, start, end, period)
+        if levels is None:
             continue
-        idle = reading_at(t, p, start)
-        half = idle + 0.5 * (float(np.median([reading_at(t, p, u) for u in inside])) - idle)
+        idle, level = levels
+        half = idle + 0.5 * (level - idle)
         up = crossing(t, p, start, end, half, True)
         down = crossing(t, p, end, end + IDLE_S, half, False)
         if up is not None:
@@ -104,15 +110,12 @@ def edge_reads(t, p, updates: np.ndarray, bursts: list[tuple[float, float]], edg
     period = float(np.median(np.diff(updates)))
     rows = []
     for start, end in bursts:
-        inside = updates[(updates > start + 2 * period) & (updates <= end)]
         at = start if edge == "rise" else end
         after = updates[updates > at][:n]
-        if not len(inside) or len(after) < n:
+        levels = burst_levels(t, p, updates, start, end, period)
+        if levels is None or len(after) < n or levels[1] <= levels[0]:
             continue
-        idle = reading_at(t, p, start)
-        level = float(np.median([reading_at(t, p, u) for u in inside]))
-        if level <= idle:
-            continue
+        idle, level = levels
         rows.append((float(after[0] - at), *((reading_at(t, p, u) - idle) / (level - idle) for u in after)))
     return sorted(rows)
 

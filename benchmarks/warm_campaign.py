@@ -102,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     storage = work / "storage"
     env = dict(os.environ, LEM_CACHE_DIR=str(work / "cache"), LEM_ENGINE_CACHE_DIR=str(engine_cache_root(storage)))
     evidence, compare_out = args.out / "evidence", args.out / "compare"
-    demo = [sys.executable, "-m", "energy_assets.ops.demo", "--campaign", str(args.campaign), "--exit"]
-    demo += ["--passes", str(args.passes), "--evidence", str(evidence), "--timeout", str(args.timeout)]
-    demo += ["--home", str(work / "home"), "--storage", str(storage), "--port", "0"]
     demo_code = 0
     if args.passes > 0:
+        demo = [sys.executable, "-m", "energy_assets.ops.demo", "--campaign", str(args.campaign), "--exit"]
+        demo += ["--passes", str(args.passes), "--evidence", str(evidence), "--timeout", str(args.timeout)]
+        demo += ["--home", str(work / "home"), "--storage", str(storage), "--port", "0"]
         print("$ " + " ".join(demo), flush=True)
         demo_code = subprocess.run(demo, cwd=REPO, env=env).returncode
         print(f"campaign exit {demo_code}", flush=True)

@@ -252,10 +252,14 @@ def ev_calibration_since(raw: Raw) -> str:
     rows = calibration_rows(raw, ("calibration-windows-long", "request-energy"), steady=True, span=UP_TO_13)
     if not rows:
         return "_Not run yet: stages `calibration-windows-long` and `request-energy` of the plan (§0)._"
+    return steady_calibration_table(rows)
+
+
+def steady_calibration_table(rows: list[list]) -> str:
+    """calibration_rows(steady=True) as a table, and how many windows lie inside their tolerance."""
     inside = sum(r[-1] == "inside" for r in rows)
     head = ["stage", "experiment", "sweep point", "cycle", "window s", "steady state s", "batch fill"]
-    head += CALIBRATION_HEAD
-    return table(head, rows) + f"\n\n{inside} of {len(rows)} windows inside their tolerance."
+    return table(head + CALIBRATION_HEAD, rows) + f"\n\n{inside} of {len(rows)} windows inside their tolerance."
 
 
 @blocks("ev-engine-warm-worker")
@@ -488,9 +492,7 @@ def s22_calibration(raw: Raw) -> str:
     rows = calibration_rows(raw, ("request-energy",), steady=True, span=SESSIONS[14])
     if not rows:
         return "_Not run yet: stage `request-energy` in session 14._"
-    inside = sum(r[-1] == "inside" for r in rows)
-    head = ["stage", "experiment", "sweep point", "cycle", "window s", "steady state s", "batch fill"]
-    return table(head + CALIBRATION_HEAD, rows) + f"\n\n{inside} of {len(rows)} windows inside their tolerance."
+    return steady_calibration_table(rows)
 
 
 @blocks("s22-power-lag")
