@@ -200,7 +200,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from gpu_ops.compare import compare, render_table, write_outputs
+    from gpu_ops.compare import check_failures, compare, render_table, write_outputs
 
     say = None if args.quiet else (lambda m: print(m, file=sys.stderr))
     out = Path(args.out)
@@ -209,7 +209,11 @@ def _cmd_compare(args) -> int:
     print(f"request trace {table.trace_hash.iloc[0]} replayed on every backend")
     for path in write_outputs(table, out):
         print(path)
-    return 0
+    failed = check_failures(table)
+    if failed:  # as `run`: the folders and the table stay for inspection; the platform would refuse these results
+        named = "; ".join(f"{backend}: {checks}" for backend, checks in failed.items())
+        print(f"error: blocking checks failed: {named}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _print_profiles() -> None:

@@ -92,6 +92,7 @@ def compare(config_path: str, backends: list[str], out: Path, say=None, nvml=Non
     (None: silent); `nvml`: an NVML stand-in (tests), with which the backends are measured in this process (the
     stand-in cannot cross to another)."""
     from gpu_ops.measure import trace_hash
+    from gpu_ops.validation import blocking_failures, validate
 
     progress, say = say is not None, say or _silent
     if len(backends) < 2 or len(set(backends)) != len(backends):
@@ -109,18 +110,21 @@ def compare(config_path: str, backends: list[str], out: Path, say=None, nvml=Non
         say(f"== {backend} ==")
         outcome = measure_alone(cfg, out / "runs", progress) if nvml is None else _measure_here(cfg, out, say, nvml)
         t = outcome.tables
+        # the same blocking checks `run` and the platform apply: a backend whose result fails them is shown as such
+        failed = sorted({f.check for f in blocking_failures(validate(t))})
         points = t.summary["sweep_points"]
         traces = dict(zip(t.sweep_points.sweep_point, t.sweep_points.trace_hash))
         params = _parameters(t.sweep_points)
         for p in points:
             rows.append(
                 {
-                    "backend": backend,
+                    **{k: v for k, v in p.items() if k != "sweep_point"},
+                    "backend": backend,  # the backend asked for (its folder records the one measured)
                     "label": p["sweep_point"],
                     "trace_hash": traces.get(p["sweep_point"]),
                     "parameters": params,
                     "result_folder": str(outcome.folder),
-                    **{k: v for k, v in p.items() if k != "sweep_point"},
+                    "checks": f"failed: {', '.join(failed)}" if failed else "ok",
                 }
             )
     table = pd.DataFrame(rows)
@@ -199,6 +203,12 @@ def _parameters(sweep_points: pd.DataFrame) -> float | None:
     return float(sweep_points[col].iloc[0]) if col in sweep_points and pd.notna(sweep_points[col].iloc[0]) else None
 
 
+def check_failures(table: pd.DataFrame) -> dict[str, str]:
+    """backend -> its failed blocking checks, for the backends whose result failed any."""
+    bad = table[table.checks != "ok"]
+    return dict(zip(bad.backend, bad.checks.str.removeprefix("failed: ")))
+
+
 def render_table(table: pd.DataFrame) -> str:
     from tabulate import tabulate
 
@@ -217,6 +227,7 @@ def render_table(table: pd.DataFrame) -> str:
                 _fmt(r.get("ttft_p99_pooled_s"), " ms", 1000),
                 _fmt(r.get("tpot_p50_s_mean"), " ms", 1000),
                 int(r.n_cycles),
+                r.checks,
             ]
         )
     return tabulate(
@@ -231,6 +242,7 @@ def render_table(table: pd.DataFrame) -> str:
             "TTFT p99",
             "TPOT p50",
             "cycles",
+            "checks",
         ],
     )
 

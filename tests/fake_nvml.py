@@ -85,8 +85,10 @@ class FakeNVML:
     NVML_POWER_SCOPE_MEMORY = 2
     NVMLError = NVMLError
 
-    def __init__(self, gpus: list[FakeGpu], update_s: float = 0.002, dt: float = 0.001):
+    def __init__(self, gpus: list[FakeGpu], update_s: float = 0.002, dt: float = 0.001, instant_power: bool = False):
         self.gpus = gpus
+        if instant_power:  # the field the meter prefers where the driver has it (NVML_FI_DEV_POWER_INSTANT)
+            self.NVML_FI_DEV_POWER_INSTANT = 186
         self.update_s = update_s
         self.dt = dt
         self.t0 = time.perf_counter()
@@ -188,8 +190,11 @@ class FakeNVML:
         self._gpu(h).locked_clocks = None
 
     def nvmlDeviceGetFieldValues(self, h, fields):
-        """Only GPU memory power (NVML_FI_DEV_POWER_AVERAGE at NVML_POWER_SCOPE_MEMORY), in mW."""
+        """GPU memory power (NVML_FI_DEV_POWER_AVERAGE at NVML_POWER_SCOPE_MEMORY) and, with `instant_power`, the
+        board's instantaneous power, in mW."""
         g = self._gpu(h)
+        if list(fields) == [getattr(self, "NVML_FI_DEV_POWER_INSTANT", None)]:
+            return [_Field(0, _Value(self.nvmlDeviceGetPowerUsage(h)))]
         if list(fields) != [(self.NVML_FI_DEV_POWER_AVERAGE, self.NVML_POWER_SCOPE_MEMORY)]:
             raise NVMLError_NotSupported()
         if g.memory_power_w is None:

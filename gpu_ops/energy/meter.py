@@ -701,7 +701,9 @@ class EnergyMeter:
         return pd.DataFrame(samples, columns=list(TIMELINE.names))
 
     def describe(self) -> dict:
-        """The meter's set-up as stored with a result (meter_json): sources, sampling, counter period, devices."""
+        """The meter's set-up as stored with a result (meter_json): sources, sampling, counter period, devices. Plain
+        JSON values only: the result's checks compare it with what meter_json reads back."""
+        stretch = sensed_stretch(self.gpu.power_source, [t.name for t in self.targets]) if self.gpu else None
         return {
             "gpu_source": "nvml" if self.gpu else None,
             "gpu_unmeasured_reason": self.gpu_reason,
@@ -715,9 +717,7 @@ class EnergyMeter:
             "power_accuracy_w": POWER_ACCURACY_W,
             # what each power-field update reports, where measured (gpu_ops.phases uses it; a folder without it: the
             # timeline integral per step)
-            "sensed_stretch_s": sensed_stretch(
-                self.gpu.power_source if self.gpu else None, [t.name for t in self.targets]
-            ),
+            "sensed_stretch_s": list(stretch) if stretch else None,  # a list, as it reads back from meter_json
             "counter_resolution_j": COUNTER_RESOLUTION_J,
             "cross_check_edges": True,  # the tolerance includes timeline_edge_error (folders before it: not)
             "conditioning": self.conditioning,  # gpu_ops.energy.conditioning: pre-conditioning, clock lock; None: none

@@ -24,6 +24,8 @@ SPEC = {
 
 def _nothing_may_load(monkeypatch) -> list:
     """Every way compare could start a backend records the attempt (the test asserts none happened)."""
+    import gpu_ops.measure  # noqa: F401 - imported first, it keeps the real get_backend for later tests
+
     loaded = []
     monkeypatch.setattr("gpu_ops.backends.get_backend", lambda name: loaded.append(name))
     monkeypatch.setattr(cmp, "measure_alone", lambda cfg, *a: loaded.append(cfg.backend))
@@ -104,3 +106,33 @@ def test_the_gpu_compare_file_starts_the_engine_the_gpu_campaign_warmed():
     campaign = load_config(examples / "campaign-gpu" / "llama-1b-vllm.yaml")
     compare = parse_config(cmp.backend_data(read_yaml(examples / "compare" / "pytorch-vllm-gpu.yaml"), "vllm"))
     assert {engine_identity(p.config) for p in campaign.expand()} == {engine_identity(compare)}
+
+
+def test_compare_shows_each_backends_blocking_checks_and_exits_non_zero_when_one_failed(
+    tmp_path, monkeypatch, capsys, tiny_model_path
+):
+    """On the H100 (docs/benchmarks §23) compare printed a J/token table from results that failed their blocking
+    checks and exited 0. Each row now says how its backend's checks went, and a failure makes the exit code 1, as in
+    `run`. Here a foreign process sits on the second backend's (fake) GPU; both are measured with PyTorch on the CPU."""
+    from gpu_ops.runner import run_experiment
+    from tests.fake_nvml import FakeGpu, FakeNVML
+
+    def measure(cfg, root, progress):
+        nvml = FakeNVML([FakeGpu(pids=[1] if cfg.backend == "vllm" else [])])  # pid 1 is not ours
+        batching = cfg.batching.model_copy(update={"strategy": "static"})  # vLLM's continuous batching, as PyTorch's
+        return run_experiment(cfg.model_copy(update={"backend": "pytorch", "batching": batching}), root, nvml=nvml)
+
+    monkeypatch.setattr(cmp, "measure_alone", measure)
+    path = tmp_path / "cmp.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    code = main(["compare", str(path), "--backends", "pytorch,vllm", "--out", str(tmp_path / "out"), "-q"])
+    out = capsys.readouterr()
+    assert code == 1, out.err
+    import pandas as pd
+
+    checks = dict(zip(*pd.read_csv(tmp_path / "out" / "compare.csv")[["backend", "checks"]].to_numpy().T))
+    assert checks["vllm"].startswith("failed: ") and "no_foreign_gpu_process" in checks["vllm"]
+    assert "no_foreign_gpu_process" not in checks["pytorch"]  # each row shows its own backend's checks
+    assert f"vllm: {checks['vllm'].removeprefix('failed: ')}" in out.err.splitlines()[-1]
+    assert out.err.splitlines()[-1].startswith("error: blocking checks failed: ")
+    assert checks["vllm"] in out.out  # the printed table

@@ -39,7 +39,7 @@ def test_cpu_run_records_unmeasured_energy_never_zero(tmp_path, tiny_model_path)
 
 
 def test_fake_gpu_run_measures_energy_idle_and_net(tmp_path, tiny_model_path):
-    nv = FakeNVML([FakeGpu(power=lambda t: 250.0)])
+    nv = FakeNVML([FakeGpu(power=lambda t: 250.0)], instant_power=True)  # an H100 with the instantaneous field
     cfg = parse_config(dict(BASE, prompts={"count": 32}, sweep={"batching.batch_size": [4, 8]}))
     out = run_experiment(cfg, tmp_path, nvml=nv)
     t = out.tables
@@ -64,6 +64,11 @@ def test_fake_gpu_run_measures_energy_idle_and_net(tmp_path, tiny_model_path):
     assert (abs(parts - m.gross_energy_j) < 1e-6).all()
     st = pd.DataFrame(t.summary["sweep_points"])
     assert (st.n_cycles == 3).all() and st.j_per_token_ci95.notna().all()
+    # the H100 field's sensed stretch is recorded, and the run passes its own checks (on the H100 a tuple here once
+    # failed partition_claim_consistent: meter_json read back a list, docs/benchmarks §23)
+    meter = json.loads(t.experiment.iloc[0].meter_json)
+    assert meter["power_source"] == "nvml_field_power_instant" and meter["sensed_stretch_s"] == [0.026, 0.011]
+    assert not blocking_failures(validate(t))
 
 
 def test_result_folder_roundtrip_and_tamper_detection(tmp_path, tiny_model_path):
