@@ -192,7 +192,12 @@ def ev_engine_warm_start(raw: Raw) -> str:
 
 # GPU sessions as spans of run uids (they start with the run's UTC start, so they sort in time): a block that
 # describes one session reads that session's runs only, so that its prose stays true when later runs land
-SESSIONS = {12: ("20261207T06", "20261207T10"), 13: ("20261207T10", "20261207T12"), 14: ("20261207T14", "20261207T15")}
+SESSIONS = {
+    12: ("20261207T06", "20261207T10"),
+    13: ("20261207T10", "20261207T12"),
+    14: ("20261207T14", "20261207T15"),
+    15: ("20261207T17", "20261207T18"),
+}
 UP_TO_13 = ("", SESSIONS[13][1])
 
 
@@ -205,7 +210,9 @@ def result_folders(raw: Raw, stages: tuple[str, ...], span: tuple[str, str] = ("
     """(stage, result folder) of every run of `stages` in `span`, in ledger order, each noted as a source."""
     for stage in stages:
         for r in runs_of(raw, stage, span):
-            for folder in sorted((raw.run_dir(r) / "results").glob("*/cycles.parquet")):
+            folders = [*(raw.run_dir(r) / "results").glob("*/cycles.parquet"),
+                       *(raw.run_dir(r) / "compare" / "runs").glob("*/cycles.parquet")]  # fmt: skip
+            for folder in sorted(folders):
                 raw.note(f"runs/{r.raw_dir}/results/{folder.parent.name}")
                 yield stage, folder.parent
 
@@ -323,12 +330,12 @@ def s20_start_phases(raw: Raw) -> str:
     return start_phases_table(raw, UP_TO_13)
 
 
-def start_phases_table(raw: Raw, span: tuple[str, str]) -> str:
+def start_phases_table(raw: Raw, span: tuple[str, str], stage: str = "engine-warm-worker") -> str:
     def gap(a, b) -> str:
         return "–" if a is None or b is None else f"{(b - a).total_seconds():.0f}"
 
     rows = []
-    for r in runs_of(raw, "engine-warm-worker", span):
+    for r in runs_of(raw, stage, span):
         if not (raw.run_dir(r) / "result.json").is_file():
             continue
         first = True  # engine_reuse.py: per round a cold start, a warm-cache one, then the spare's
@@ -352,9 +359,9 @@ def s21_warm_worker_gap(raw: Raw) -> str:
     return warm_worker_gap_table(raw, UP_TO_13)
 
 
-def warm_worker_gap_table(raw: Raw, span: tuple[str, str]) -> str:
+def warm_worker_gap_table(raw: Raw, span: tuple[str, str], stage: str = "engine-warm-worker") -> str:
     rows = []
-    for r in runs_of(raw, "engine-warm-worker", span):
+    for r in runs_of(raw, stage, span):
         if not (raw.run_dir(r) / "result.json").is_file():
             continue
         rounds = json.loads(raw.text(f"runs/{r.raw_dir}/result.json")).get("vllm", [])
@@ -385,11 +392,14 @@ def s22_physics_by_length(raw: Raw) -> str:
     return physics_by_length(raw, ("", SESSIONS[14][1]))
 
 
-def physics_by_length(raw: Raw, span: tuple[str, str]) -> str:
+PHYSICS_STAGES = ("calibration-windows", "calibration-windows-long", "request-energy")
+"""The stages whose vLLM windows physics-v1 judged up to session 14."""
+
+
+def physics_by_length(raw: Raw, span: tuple[str, str], stages: tuple[str, ...] = PHYSICS_STAGES) -> str:
     import pandas as pd
 
     long_in = long_n = short_in = short_n = 0
-    stages = ("calibration-windows", "calibration-windows-long", "request-energy")
     for _, folder in result_folders(raw, stages, span):
         if pd.read_parquet(folder / "experiment.parquet").iloc[0]["backend"] != "vllm":
             continue
@@ -537,9 +547,13 @@ def s22_power_lag(raw: Raw) -> str:
 def ev_request_energy(raw: Raw) -> str:
     """request-energy (GPU) and request-energy-prefill (its CPU reading): the per-request attribution at batch 1
     against each request's own measured span, the window sums, and the prefill share under batching against the
-    prefill-only phase run."""
+    prefill-only phase run; sessions up to 14 (§20's prose), s23-request-energy has session 15's."""
+    return request_energy_lines(raw, ("", SESSIONS[14][1]))
+
+
+def request_energy_lines(raw: Raw, span: tuple[str, str]) -> str:
     lines = []
-    for r in raw.ledger().of("request-energy"):
+    for r in runs_of(raw, "request-energy", span):
         if not (raw.run_dir(r) / "result.json").is_file():
             continue
         s = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))["series"]
@@ -552,7 +566,7 @@ def ev_request_energy(raw: Raw) -> str:
             f"{g(statistics.median(bs1), 3)}, max {g(max(bs1), 3)}; every window's requests sum to it within "
             f"{g(max(abs(v) for v in s['window_sum_rel_dev']), 2)} (relative)"
         )
-    for r in raw.ledger().of("request-energy-prefill"):
+    for r in runs_of(raw, "request-energy-prefill", span):
         if not (raw.run_dir(r) / "result.json").is_file():
             continue
         result = json.loads(raw.text(f"runs/{r.raw_dir}/result.json"))
@@ -613,3 +627,66 @@ def ev_meter(raw: Raw) -> str:
     if not rows:
         return "_Not run yet: stages `meter-overhead-compiled` and `meter-overhead-vllm` of the plan (§0)._"
     return table(["stage", "device", "date", "status", "on/off verdict", "A/A control off/off2"], rows)
+
+
+@blocks("s23-request-energy")
+def s23_request_energy(raw: Raw) -> str:
+    """ev-request-energy for session 15 (the sensed fit's first run)."""
+    return request_energy_lines(raw, SESSIONS[15])
+
+
+@blocks("s23-warm-worker-gap")
+def s23_warm_worker_gap(raw: Raw) -> str:
+    """s21-warm-worker-gap for session 15's engine-warm-worker-forkserver run."""
+    return warm_worker_gap_table(raw, SESSIONS[15], "engine-warm-worker-forkserver")
+
+
+@blocks("s23-start-phases")
+def s23_start_phases(raw: Raw) -> str:
+    """s20-start-phases for session 15's engine-warm-worker-forkserver run."""
+    return start_phases_table(raw, SESSIONS[15], "engine-warm-worker-forkserver")
+
+
+@blocks("s23-compare")
+def s23_compare(raw: Raw) -> str:
+    """compare-gpu: each backend's row of compare.json, beside the blocking checks of its result folder as
+    `llm-energy-measure validate` runs them today."""
+    from pathlib import Path
+
+    from gpu_ops.results import ResultFolder
+    from gpu_ops.validation import blocking_failures, validate
+
+    rows = []
+    for r in runs_of(raw, "compare-gpu", SESSIONS[15]):
+        path = f"runs/{r.raw_dir}/compare/compare.json"
+        for x in json.loads(raw.text(path)):
+            folder = raw.run_dir(r) / "compare" / "runs" / Path(x["result_folder"]).name
+            raw.note(f"runs/{r.raw_dir}/compare/runs/{folder.name}")
+            failed = sorted({c.check for c in blocking_failures(validate(ResultFolder.read(folder).tables))})
+            rows.append([f"`{r.uid}`", x["backend"], f"{g(x['j_per_token_mean'], 4)} ± {g(x['j_per_token_ci95'], 2)}",
+                         f(x["tokens_per_s_mean"], 0), f(x["ttft_p50_pooled_s"] * 1e3, 1),
+                         f(x["tpot_p50_pooled_s"] * 1e3, 2), x["n_cycles"], f(x["duration_s_mean"], 2),
+                         ", ".join(failed) or "all pass"])  # fmt: skip
+    if not rows:
+        return "_Not run yet: stage `compare-gpu` in session 15._"
+    head = ["run", "backend", "J/token ± 95 % CI", "tok/s", "TTFT p50 ms", "TPOT p50 ms", "cycles", "window s (mean)",
+            "blocking checks failed"]  # fmt: skip
+    return table(head, rows)
+
+
+S23_STAGES = ("request-energy", "compare-gpu", "vllm-streaming-poisson")
+
+
+@blocks("s23-calibration")
+def s23_calibration(raw: Raw) -> str:
+    """physics-v1 on session 15's GPU windows (every one measured after the rule was fixed: out of sample)."""
+    rows = calibration_rows(raw, S23_STAGES, steady=True, span=SESSIONS[15])
+    if not rows:
+        return "_Not run yet: session 15._"
+    return steady_calibration_table(rows)
+
+
+@blocks("s23-physics-by-length")
+def s23_physics_by_length(raw: Raw) -> str:
+    """s22-physics-by-length through session 15, with its compare and streaming windows."""
+    return physics_by_length(raw, ("", SESSIONS[15][1]), PHYSICS_STAGES + S23_STAGES[1:])
