@@ -369,7 +369,7 @@ def host_main(fd: int, backend_name: str) -> int:
 
     conn = Connection(fd)
     try:
-        if backend_name == "vllm":  # LEM_VLLM_CORE_START=forkserver: it imports vLLM's core while this process imports
+        if backend_name == "vllm":  # the core's forkserver (unless LEM_VLLM_CORE_START=spawn) imports vLLM's core now
             from gpu_ops.backends.vllm_core import start_forkserver
 
             start_forkserver()

@@ -178,9 +178,9 @@ def engine_core_start() -> str:
     host's own imports off a warm worker's engine change instead. Every entry point of ours keeps the
     `if __name__ == "__main__"` guard that spawn needs.
 
-    LEM_VLLM_CORE_START=forkserver (opt-in, gpu_ops.backends.vllm_core) forks the core from a forkserver that imported
-    vLLM while the engine host waited: `forkserver`. The variable above still decides how that core starts its
-    workers."""
+    In an engine host (gpu_ops.engines), the core is forked from a forkserver that imported vLLM while the host waited
+    (gpu_ops.backends.vllm_core; LEM_VLLM_CORE_START=spawn turns it off): `forkserver`. The variable above still
+    decides how that core starts its workers."""
     import os
 
     from gpu_ops.backends.vllm_core import core_start_setting, route_cores_through_forkserver

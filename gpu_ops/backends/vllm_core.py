@@ -1,6 +1,7 @@
-"""How vLLM's engine core process starts: spawned (the default), or, opt-in (LEM_VLLM_CORE_START=forkserver, not yet
-run on a GPU), forked from a multiprocessing forkserver that imported vLLM's engine-core modules while the engine host
-waited for its first engine.
+"""How vLLM's engine core process starts: in an engine process of our own (gpu_ops.engines.EngineHost), forked from a
+multiprocessing forkserver that imported vLLM's engine-core modules while the engine host waited for its first engine
+(the default there since docs/benchmarks §23, where it met the warm-worker target on the H100); inline, and wherever
+LEM_VLLM_CORE_START=spawn, spawned.
 
 A spawned core imports vLLM again: 15-25 s of each H100 engine start, even in a warm spare process
 (docs/benchmarks §20, §21). Forking the host is not an option (forked cores hung on the H100 and the H200, §10, §19,
@@ -24,6 +25,8 @@ from gpu_ops.errors import UserError
 
 CORE_START_ENV = "LEM_VLLM_CORE_START"
 CORE_STARTS = ("spawn", "forkserver")
+HOST_DEFAULT = "forkserver"
+"""An engine host's core start when LEM_VLLM_CORE_START is unset (inline engines: spawn, the only one they can use)."""
 
 PRELOAD = (
     "vllm.v1.engine.core",  # the core's entry point (EngineCoreProc.run_engine_core) and nearly all it imports
@@ -38,21 +41,23 @@ _forkserver_started = False
 
 
 def core_start_setting() -> str:
-    """LEM_VLLM_CORE_START: `spawn` (unset or empty) or `forkserver`."""
+    """LEM_VLLM_CORE_START: `spawn` (unset or empty, inline) or `forkserver` (an engine host sets it when unset)."""
     value = os.environ.get(CORE_START_ENV) or "spawn"
     if value not in CORE_STARTS:
         raise UserError(
             f"{CORE_START_ENV}={value!r} is not a way to start vLLM's engine core; use one of "
-            f"{', '.join(CORE_STARTS)} (or leave it unset: spawn)"
+            f"{', '.join(CORE_STARTS)} (or leave it unset: {HOST_DEFAULT} in an engine process of its own, else spawn)"
         )
     return value
 
 
 def start_forkserver() -> bool:
-    """In an engine host, before it imports vLLM: with LEM_VLLM_CORE_START=forkserver, start the forkserver, which
+    """In an engine host, before it imports vLLM: unless LEM_VLLM_CORE_START=spawn, start the forkserver, which
     imports vLLM's engine-core modules in its own process while this one imports its backend (a spare process does
     both while the worker is idle). Whether it started."""
     global _forkserver_started
+    if not os.environ.get(CORE_START_ENV):
+        os.environ[CORE_START_ENV] = HOST_DEFAULT  # this process's engines (and the backend's info) see the choice
     if core_start_setting() != "forkserver":
         return False
     multiprocessing.set_forkserver_preload(list(PRELOAD))
@@ -80,7 +85,7 @@ class _CoreProcess(multiprocessing.context.ForkServerProcess):
             if torch.cuda.is_initialized():  # a forked CUDA context cannot work: fail loudly, never hang
                 raise RuntimeError(
                     f"{CORE_START_ENV}=forkserver: the forkserver initialised CUDA while importing {list(PRELOAD)}, so "
-                    "a core forked from it cannot use the GPU; unset the variable (spawned cores)"
+                    f"a core forked from it cannot use the GPU; set {CORE_START_ENV}=spawn (spawned cores)"
                 )
             if os.environ.get("OMP_NUM_THREADS", "").isdigit():
                 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -104,7 +109,7 @@ def route_cores_through_forkserver() -> None:
         raise UserError(
             f"{CORE_START_ENV}=forkserver works in an engine process of its own (LEM_ENGINE_PLACEMENT=process), which "
             "starts the forkserver before it imports vLLM; this engine runs inline. Set LEM_ENGINE_PLACEMENT=process "
-            f"or unset {CORE_START_ENV}"
+            f"or set {CORE_START_ENV}=spawn"
         )
     import vllm
     import vllm.v1.engine.utils as core_utils
@@ -113,7 +118,7 @@ def route_cores_through_forkserver() -> None:
         if not hasattr(core_utils, name):
             raise UserError(
                 f"{CORE_START_ENV}=forkserver: vllm {getattr(vllm, '__version__', '?')} has no "
-                f"vllm.v1.engine.utils.{name}, where the engine core's start is redirected; unset {CORE_START_ENV} "
+                f"vllm.v1.engine.utils.{name}, where the engine core's start is redirected; set {CORE_START_ENV}=spawn "
                 "(spawned cores)"
             )
     vllm_context = core_utils.get_mp_context

@@ -361,6 +361,7 @@ def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny
     if os.environ.get("LEM_REQUIRE_SERVICES") != "1":
         pytest.importorskip("vllm")
     monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "process")
+    monkeypatch.setenv("LEM_VLLM_CORE_START", "spawn")  # the opt-out from the engine host's forkserver core
     nvml = FakeNVML([FakeGpu(power=lambda t: 200.0)])
     cold = parse_config(VLLM)
     with EnginePool(tmp_path / "cache") as pool:
@@ -368,7 +369,7 @@ def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny
         (engine,) = pool.engines.values()
         core = {p.pid for p in psutil.Process(engine.pid).children(recursive=True)}
         assert core and core <= smp.own_pids(os.getpid())  # vLLM's engine core under our engine process: ours
-        assert engine.backend.info["engine_core_start"] == "spawn"  # forked cores hung on the GPUs (§20)
+        assert engine.backend.info["engine_core_start"] == "spawn"  # as asked
         assert engine.backend.info["engine_init_s"] > 0  # the spawned core's own log line, through our log config
         two = run_experiment(cold, tmp_path / "b", nvml=nvml, pool=pool)  # the same prompts again, same engine
         # the control: keeping the cache (a run setting, same engine) hits what the last run computed
@@ -439,17 +440,17 @@ def _gone(pid: int) -> bool:
 def test_a_vllm_core_forked_by_the_forkserver_imported_nothing_and_ends_with_its_host(
     tiny_model_path, tmp_path, monkeypatch
 ):
-    """LEM_VLLM_CORE_START=forkserver: the engine process starts a forkserver that imports vLLM's core modules beside
-    its own imports, and vLLM's core is forked from it, with those modules loaded (a spawned core imports vLLM again,
-    15-25 s of an H100 start). Its provenance says so, its engine-start timings still arrive through our log config, and
-    closing the pool ends the forkserver and the core (the engine process's whole tree, as a hung start is ended:
-    test_an_engine_that_hangs_at_start_is_ended_with_its_core_and_named)."""
+    """By default (LEM_VLLM_CORE_START unset) the engine process starts a forkserver that imports vLLM's core modules
+    beside its own imports, and vLLM's core is forked from it, with those modules loaded (a spawned core imports vLLM
+    again, 15-25 s of an H100 start; docs/benchmarks §23). Its provenance says so, its engine-start timings still
+    arrive through our log config, and closing the pool ends the forkserver and the core (the engine process's whole
+    tree, as a hung start is ended: test_an_engine_that_hangs_at_start_is_ended_with_its_core_and_named)."""
     if os.environ.get("LEM_REQUIRE_SERVICES") != "1":
         pytest.importorskip("vllm")
     spy, forks = _fork_spy(tmp_path)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(spy), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "process")
-    monkeypatch.setenv("LEM_VLLM_CORE_START", "forkserver")
+    monkeypatch.delenv("LEM_VLLM_CORE_START", raising=False)
     with EnginePool(tmp_path / "cache") as pool:
         out = run_experiment(parse_config(VLLM), tmp_path / "a", nvml=FakeNVML([FakeGpu()]), pool=pool)
         (engine,) = pool.engines.values()

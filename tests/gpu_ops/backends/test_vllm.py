@@ -291,15 +291,19 @@ def test_engine_starts_with_default_multiprocessing_while_the_meter_samples(tmp_
 
 
 def test_engine_cores_are_spawned_unless_the_user_chose(monkeypatch):
-    """Forked engine cores hung on the H200 and twice on the H100, from an engine host with no thread beyond its
-    imports' (docs/benchmarks §20); spawned ones never did. The user's own choice is kept."""
+    """Inline (no engine process, so no forkserver): forked engine cores hung on the H200 and twice on the H100, from
+    an engine host with no thread beyond its imports' (docs/benchmarks §20); spawned ones never did. The user's own
+    choice is kept, and LEM_VLLM_CORE_START=spawn keeps an engine process from starting the forkserver."""
     from gpu_ops.backends.vllm import METHOD_ENV, engine_core_start
+    from gpu_ops.backends.vllm_core import start_forkserver
 
     monkeypatch.delenv(METHOD_ENV, raising=False)
     monkeypatch.delenv("LEM_VLLM_CORE_START", raising=False)
     assert engine_core_start() == "spawn" and os.environ[METHOD_ENV] == "spawn"
     monkeypatch.setenv(METHOD_ENV, "fork")
     assert engine_core_start() == "fork" and os.environ[METHOD_ENV] == "fork"
+    monkeypatch.setenv("LEM_VLLM_CORE_START", "spawn")
+    assert start_forkserver() is False
 
 
 def test_a_forkserver_core_start_is_refused_inline_and_where_vllm_lacks_the_patch_point(monkeypatch):
@@ -320,7 +324,7 @@ def test_a_forkserver_core_start_is_refused_inline_and_where_vllm_lacks_the_patc
     assert engine_core_start() == "forkserver" == engine_core_start()
     assert isinstance(core_utils.get_mp_context(), vllm_core._CoreContext)
     monkeypatch.delattr(core_utils, "get_mp_context")
-    with pytest.raises(UserError, match=r"has no vllm.v1.engine.utils.get_mp_context, .* unset LEM_VLLM_CORE_START"):
+    with pytest.raises(UserError, match=r"has no vllm.v1.engine.utils.get_mp_context, .* LEM_VLLM_CORE_START=spawn"):
         engine_core_start()
 
 
