@@ -13,8 +13,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One compute thread per process: pytest-xdist runs a worker per core, and the engines, Celery workers and Dagster
 # processes they start share those cores; torch's default (a thread per core in every process) oversubscribes them.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# The platform's inbox and automation sensors tick every 5 s instead of 15: a daemon-driven test waits less per hop
-os.environ.setdefault("LEM_SENSOR_INTERVAL_S", "5")
+# The platform's inbox and automation sensors tick at every pass of Dagster's sensor loop (one each 5 s) instead of
+# every 15 s: a daemon-driven test waits less per hop. Not 5: the loop skips a sensor whose interval is a moment short
+# of elapsed, so 5 ticked every other pass (10 s)
+os.environ.setdefault("LEM_SENSOR_INTERVAL_S", "1")
 # Device locks of this test process only (each pytest-xdist worker has its own): a CPU run locks `cpu-<host>`, and
 # parallel workers, or another checkout's tests on this machine, must not queue behind each other's measurements.
 # Tests of the locks themselves set their own LEM_LOCK_DIR; a folder set by the caller holds this process's own.
