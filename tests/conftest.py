@@ -13,6 +13,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One compute thread per process: pytest-xdist runs a worker per core, and the engines, Celery workers and Dagster
 # processes they start share those cores; torch's default (a thread per core in every process) oversubscribes them.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# vLLM's CPU worker pins its compute threads to core 0 and leaves core 1 to other processes (VLLM_CPU_OMP_THREADS_BIND
+# auto): two engines, or an engine and the other worker's test, then queue on core 0 while core 1 idles
+os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
 # The platform's inbox and automation sensors tick at every pass of Dagster's sensor loop (one each 5 s) instead of
 # every 15 s: a daemon-driven test waits less per hop. Not 5: the loop skips a sensor whose interval is a moment short
 # of elapsed, so 5 ticked every other pass (10 s)
