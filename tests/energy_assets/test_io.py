@@ -6,12 +6,11 @@ from upath import UPath
 
 from energy_assets.io import ParquetIOManager, ResultTablesIOManager
 from gpu_ops.results import TABLES, ResultFolder
-from tests.energy_assets.conftest import fake_gpu_result
 
 
-def test_result_folders_are_stored_as_they_are_and_parquet_roundtrips_on_object_storage(tmp_path):
+def test_result_folders_are_stored_as_they_are_and_parquet_roundtrips_on_object_storage(good_gpu_result, tmp_path):
     """The measured folder's files are stored byte for byte (encoded once, by the runner), locally and remotely."""
-    result = ResultFolder.read(fake_gpu_result(tmp_path))
+    result = ResultFolder.read(good_gpu_result)
     written = {p.name: p.read_bytes() for p in result.folder.iterdir()}
     assert sorted(written) == sorted(["summary.json", *(f"{name}.parquet" for name in TABLES)])
     key = dg.AssetKey("raw_measurements")

@@ -1,5 +1,7 @@
 """raw -> stats -> leaderboard materialised for real on CPU with the builtin models."""
 
+import shutil
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -12,7 +14,7 @@ from energy_assets.tables import significant
 from gpu_ops import rederive
 from gpu_ops.leaderboard import PROVENANCE, build_leaderboard
 from gpu_ops.stats import CV_UNSTABLE
-from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
+from tests.energy_assets.conftest import HW, add_partitions, experiment_config
 
 ASSETS = [
     raw_measurements,
@@ -125,11 +127,8 @@ def test_energy_checks_on_cpu_say_skipped_and_name_the_partition(storage, resour
     assert "sweep point default" in described["cv_under_threshold"]
 
 
-def test_uploaded_gpu_result_is_ingested_and_ranked(tmp_path, storage, resources, instance):
-    folder = fake_gpu_result(tmp_path)
-    dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1"
-    dest.parent.mkdir(parents=True)
-    folder.rename(dest)
+def test_uploaded_gpu_result_is_ingested_and_ranked(good_gpu_result, storage, resources, instance):
+    shutil.copytree(good_gpu_result, storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1")
     add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
     res = materialize_partition(
         instance,
@@ -147,11 +146,10 @@ def test_uploaded_gpu_result_is_ingested_and_ranked(tmp_path, storage, resources
     assert plotted == significant(plotted) and plotted >= worst * 0.999  # no cycle better than their mean
 
 
-def test_blocking_check_failure_stops_statistics(tmp_path, storage, resources, instance):
+def test_blocking_check_failure_stops_statistics(good_gpu_result, storage, resources, instance):
     from gpu_ops.results import read_tables, write_tables
 
-    folder = fake_gpu_result(tmp_path)
-    t = read_tables(folder)
+    t = read_tables(good_gpu_result)
     t.cycles.loc[0, "cross_check_rel_diff"] = 0.5  # counter and timeline disagree: a bad number
     dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "bad"
     write_tables(t, dest)
@@ -272,14 +270,12 @@ def test_leaderboard_markdown_shows_a_missing_ci_as_missing():
 
 
 def test_a_re_measurement_outside_the_stored_interval_is_drift_with_history_slo_pick_and_conversions(
-    tmp_path, storage, resources, instance
+    good_gpu_result, storage, resources, instance
 ):
     from gpu_ops.schema import HISTORY
 
     key = "builtin-tiny-llama__pytorch|h100-80gb-hbm3"
-    dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1"
-    dest.parent.mkdir(parents=True)
-    fake_gpu_result(tmp_path).rename(dest)
+    shutil.copytree(good_gpu_result, storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1")
     add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
     # an earlier measurement of the same sweep point from another run, far from what this one measures
     earlier = HISTORY.record(

@@ -2,6 +2,7 @@
 
 import html
 import logging
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +15,7 @@ from energy_assets.assets.leaderboard import leaderboard
 from energy_assets.assets.publish import HuggingFaceHub, hf_dataset_publish, hf_dataset_snapshot, snapshot_folder
 from energy_assets.assets.raw import SOURCE_TAG, UPLOAD_TAG, raw_measurements
 from energy_assets.assets.stats import cycle_statistics
-from tests.energy_assets.conftest import HW, add_partitions, experiment_config, fake_gpu_result
+from tests.energy_assets.conftest import HW, add_partitions, experiment_config
 from tests.hub_stub import HubStub
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -33,13 +34,11 @@ ALL = [
 
 
 @pytest.fixture
-def measured(tmp_path, storage, resources, instance):
-    """Two partitions: one measured (GPU upload through the NVML fake), one CPU run with energy unmeasured."""
+def measured(good_gpu_result, storage, resources, instance):
+    """Two partitions: one measured (an upload of the session's GPU result, NVML fake), one CPU run with energy
+    unmeasured."""
     resources = {**resources, "hf_hub": HuggingFaceHub(mode="off")}
-    folder = fake_gpu_result(tmp_path)
-    dest = storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1"
-    dest.parent.mkdir(parents=True)
-    folder.rename(dest)
+    shutil.copytree(good_gpu_result, storage.upload_dir("builtin-tiny-llama__pytorch", "h100-80gb-hbm3") / "upload1")
     storage.register_experiment("builtin-small-llama__pytorch", HW, experiment_config("small", "builtin:small-llama"))
     add_partitions(instance, ["builtin-tiny-llama__pytorch", "builtin-small-llama__pytorch"], ["h100-80gb-hbm3", HW])
     for key, tags in (

@@ -1,5 +1,6 @@
 """The campaign evidence: one leaderboard number traced back to its raw windows by its provenance columns alone."""
 
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -7,15 +8,15 @@ import dagster as dg
 from energy_assets.assets.raw import SOURCE_TAG, UPLOAD_TAG
 from energy_assets.ops.evidence import trace_markdown
 from tests.energy_assets.assets.test_pipeline import ASSETS, materialize_partition
-from tests.energy_assets.conftest import add_partitions, fake_gpu_result
+from tests.energy_assets.conftest import add_partitions
 
 PARTITION = "builtin-tiny-llama__pytorch|h100-80gb-hbm3"
 
 
-def test_a_measured_number_is_traced_to_its_windows_and_a_wrong_one_is_caught(tmp_path, storage, resources, instance):
-    dest = storage.upload_dir(*PARTITION.split("|")) / "upload1"
-    dest.parent.mkdir(parents=True)
-    fake_gpu_result(tmp_path).rename(dest)
+def test_a_measured_number_is_traced_to_its_windows_and_a_wrong_one_is_caught(
+    good_gpu_result, storage, resources, instance
+):
+    shutil.copytree(good_gpu_result, storage.upload_dir(*PARTITION.split("|")) / "upload1")
     add_partitions(instance, ["builtin-tiny-llama__pytorch"], ["h100-80gb-hbm3"])
     tags = {SOURCE_TAG: "upload", UPLOAD_TAG: "upload1"}
     assert materialize_partition(instance, resources, PARTITION, tags=tags).success

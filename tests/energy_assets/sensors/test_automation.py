@@ -17,7 +17,6 @@ from tests.energy_assets.conftest import (
     add_partitions,
     experiment_config,
     experiment_yaml,
-    fake_gpu_result,
     moderate,
     register_submitter,
     signed_copy,
@@ -76,12 +75,12 @@ def test_experiment_inbox_good_changed_and_bad_files(storage, instance):
     assert storage.load_experiment("builtin-tiny-llama__pytorch", HW).cycles == 4
 
 
-def test_results_inbox_holds_good_for_moderation_and_quarantines_bad(tmp_path, storage, instance, monkeypatch):
+def test_results_inbox_holds_good_for_moderation_and_quarantines_bad(
+    good_gpu_result, tmp_path, storage, instance, monkeypatch
+):
     monkeypatch.setenv("LEM_INBOX_SETTLE_S", "0")
-    good = fake_gpu_result(tmp_path, folder="good")
-    signed_copy(good, storage.results_inbox_dir / "good", register_submitter(storage, tmp_path))
-    bad_src = fake_gpu_result(tmp_path, folder="bad", name="bad")
-    t = read_tables(bad_src)
+    signed_copy(good_gpu_result, storage.results_inbox_dir / "good", register_submitter(storage, tmp_path))
+    t = read_tables(good_gpu_result)
     t.cycles.loc[1, "avg_power_w"] = 5000.0  # above the 700 W limit: physically impossible
     write_tables(t, storage.results_inbox_dir / "bad")
     (storage.results_inbox_dir / "garbage").mkdir()
