@@ -543,7 +543,8 @@ def test_redis_stopped_during_a_celery_fleet_run_loses_nothing_and_the_run_compl
         monkeypatch.setenv(k, v)
     storage = StorageResource(base_path=str(shared))
     experiment = "builtin-small-llama__pytorch"
-    cfg = experiment_config("slow", "builtin:small-llama", prompts={"count": 64}, max_output_tokens=32, cycles=4)
+    # long enough that the worker still measures when Redis is back (asserted below), no longer
+    cfg = experiment_config("slow", "builtin:small-llama", prompts={"count": 24}, max_output_tokens=32)
     storage.register_experiment(experiment, HW, cfg)
     redis, worker = redis_up(), None
     instance = dg.DagsterInstance.get()
@@ -561,7 +562,7 @@ def test_redis_stopped_during_a_celery_fleet_run_loses_nothing_and_the_run_compl
             )
             run_id = platform.launch_partition(experiment, HW)
             deadline = time.monotonic() + 300
-            while not _step_started(instance, run_id):
+            while "STEP_START" not in _step_events(instance, run_id):
                 assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
                 time.sleep(0.5)
             time.sleep(2)  # mid-measurement
@@ -569,6 +570,8 @@ def test_redis_stopped_during_a_celery_fleet_run_loses_nothing_and_the_run_compl
             redis.wait(timeout=30)
             time.sleep(5)
             redis = redis_up()
+            ended = {"STEP_SUCCESS", "STEP_FAILURE"} & _step_events(instance, run_id)
+            assert not ended, f"the step ended ({ended}) before Redis was back: the outage met no running step"
             # the outage is waited out: failing the run would let its retry measure the partition again while the
             # worker, which went on measuring, stored it too (two materializations of one measurement)
             assert platform.wait_run(run_id, 600) == "SUCCESS"
@@ -597,5 +600,5 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _step_started(instance, run_id: str) -> bool:
-    return any(e.dagster_event and e.dagster_event.event_type_value == "STEP_START" for e in instance.all_logs(run_id))
+def _step_events(instance, run_id: str) -> set[str]:
+    return {e.dagster_event.event_type_value for e in instance.all_logs(run_id) if e.dagster_event}
