@@ -63,13 +63,13 @@ def campaign_demo(tmp_path):
     ok = tiny.replace("sweep:\n  batching.batch_size: [4, 8]\n", "")  # 3 cycles: statistics refuse fewer
     (campaign / "ok.yaml").write_text(ok)
     # a second good partition: the leaderboard must end with both (with partitioned statistics checks it kept the
-    # first only, the automation never seeing the second one's checks passed)
-    (campaign / "ok-small.yaml").write_text(
-        ok.replace("name: tiny-demo", "name: small-demo").replace("builtin:tiny-llama", "builtin:small-llama")
+    # first only, the automation never seeing the second one's checks passed); the smallest model, measured twice
+    (campaign / "ok-micro.yaml").write_text(
+        ok.replace("name: tiny-demo", "name: micro-demo").replace("builtin:tiny-llama", "builtin:micro-llama")
     )
-    (campaign / "needs-gpu.yaml").write_text(
-        tiny.replace("name: tiny-demo", "name: micro-on-cuda")
-        .replace("builtin:tiny-llama", "builtin:micro-llama")
+    (campaign / "needs-gpu.yaml").write_text(  # fails before its model loads
+        tiny.replace("name: tiny-demo", "name: small-on-cuda")
+        .replace("builtin:tiny-llama", "builtin:small-llama")
         .replace("precision: fp32", "precision: fp32\ndevice: cuda")
     )
     evidence = tmp_path / "evidence"
@@ -93,9 +93,9 @@ def test_a_failed_partition_is_reported_and_two_passes_measure_the_others_twice(
     assert r.returncode == 1, r.stderr[-3000:]
     # measured on the platform's engine server, which names itself before the engine's own message
     assert "failed: engine server: device: 'cuda' asked but torch sees no CUDA GPU" in r.stderr
-    assert "pass 1: 1 partition(s) failed: builtin-micro-llama__pytorch|" in r.stderr
+    assert "pass 1: 1 partition(s) failed: builtin-small-llama__pytorch|" in r.stderr
     board = r.stdout.split("leaderboard after pass 1:")[1]
-    assert "builtin-tiny-llama__pytorch" in board and "builtin-small-llama__pytorch" in board
+    assert "builtin-tiny-llama__pytorch" in board and "builtin-micro-llama__pytorch" in board
     # the evidence of what did rank, its one traced number included (tokens/s here: no energy on a CPU)
     assert {p.name for p in (evidence / "pass-1").iterdir()} >= {
         "leaderboard.csv",
@@ -107,7 +107,7 @@ def test_a_failed_partition_is_reported_and_two_passes_measure_the_others_twice(
     assert trace.startswith("# Tracing tokens_per_s") and trace.rstrip().endswith("every step agrees")
     # --passes 2
     assert "leaderboard after pass 1:" in r.stdout and "leaderboard after pass 2:" in r.stdout
-    assert "pass 2: 1 partition(s) failed: builtin-micro-llama__pytorch|" in r.stderr  # it fails again, alone
+    assert "pass 2: 1 partition(s) failed: builtin-small-llama__pytorch|" in r.stderr  # it fails again, alone
     runs = []
     for n in (1, 2):
         timing = json.loads((evidence / f"pass-{n}" / "campaign.json").read_text())
