@@ -364,7 +364,9 @@ def test_a_reused_vllm_engine_starts_every_cycle_with_an_empty_prefix_cache(tiny
     monkeypatch.setenv("LEM_VLLM_CORE_START", "spawn")  # the opt-out from the engine host's forkserver core
     nvml = FakeNVML([FakeGpu(power=lambda t: 200.0)])
     cold = parse_config(VLLM)
-    with EnginePool(tmp_path / "cache") as pool:
+    # on the suite's engine caches: on an empty one vLLM first inspects the model's class in a process of its own,
+    # which imports vLLM once more
+    with EnginePool() as pool:
         one = run_experiment(cold, tmp_path / "a", nvml=nvml, pool=pool)
         (engine,) = pool.engines.values()
         core = {p.pid for p in psutil.Process(engine.pid).children(recursive=True)}
@@ -451,7 +453,7 @@ def test_a_vllm_core_forked_by_the_forkserver_imported_nothing_and_ends_with_its
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(spy), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "process")
     monkeypatch.delenv("LEM_VLLM_CORE_START", raising=False)
-    with EnginePool(tmp_path / "cache") as pool:
+    with EnginePool() as pool:  # the suite's engine caches, as above
         out = run_experiment(parse_config(VLLM), tmp_path / "a", nvml=FakeNVML([FakeGpu()]), pool=pool)
         (engine,) = pool.engines.values()
         tree = psutil.Process(engine.pid).children(recursive=True)
