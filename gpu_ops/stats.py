@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from gpu_ops.errors import UserError
 from gpu_ops.ranking import CYCLE_WINDOW, STEADY, RankingRules
@@ -103,6 +102,10 @@ def fmt_ci(v, unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
 
 def summarize(values) -> dict[str, float | int | None]:
     """n, mean, std (ddof=1), ci95 half-width = t(0.975, n-1) * std / sqrt(n), cv = std / mean."""
+    # scipy.stats here, not at import: every run the platform launches, its code servers and the CLI import this
+    # module, and most of them compute no statistics
+    from scipy import stats as sps
+
     x = np.asarray([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))], dtype=float)
     n = len(x)
     if n == 0:
@@ -121,6 +124,8 @@ def percentile_interval(values: np.ndarray, q: float, level: float = 0.95) -> tu
     at most x_(j) exactly when at least k of its n draws are, a Binomial(n, j / n) event. So the interval's ends are
     order statistics read off binomial tails: no Monte Carlo noise (a re-derivation reproduces them), and cheap for the
     ~10^5 inter-token gaps of a GPU run. None without values."""
+    from scipy import stats as sps
+
     x = np.sort(np.asarray(values, dtype=float))
     x = x[~np.isnan(x)]
     n = len(x)
