@@ -734,9 +734,10 @@ CAPABILITIES = Capabilities(
         "is set",
         "offline mode: TTFT/TPOT/E2E from vLLM's request stats, ITL unmeasured; streaming mode: every chunk "
         "timestamped",
-        "the engine core is spawned (forked cores hung at start on the H200 and the H100); "
-        "VLLM_WORKER_MULTIPROC_METHOD, when set, wins; LEM_VLLM_CORE_START=forkserver (opt-in, not yet run on a GPU) "
-        "forks it from a forkserver that imported vLLM while the engine process waited",
+        "in an engine process of its own, the engine core is forked from a forkserver that imported vLLM while the "
+        "engine process waited (docs/engines.md; LEM_VLLM_CORE_START=spawn spawns it); inline it is spawned (plainly "
+        "forked cores hung at start on the H200 and the H100); VLLM_WORKER_MULTIPROC_METHOD, when set, decides how "
+        "the core starts its workers",
         "speculative decoding: vllm.speculative_model is 'ngram' or a draft model",
         "the prefix cache is emptied before each measured cycle (vllm.cold_prefix_cache: false keeps it warm)",
     ),
