@@ -8,7 +8,8 @@ twice on one worker, then `compare` on the same machine, and the figures their t
    pass 1 starts every engine with empty caches (a fresh cache folder), pass 2 finds the worker warm; each pass
    writes evidence/pass-N/campaign.json with its wall time by kind and its share inside cycle windows.
 2. `llm-energy-measure compare examples/compare/pytorch-vllm-gpu.yaml --backends pytorch,vllm`: its vLLM engine has
-   the campaign's engine arguments, so it starts in a new process from the compile cache pass 1 filled.
+   the campaign's engine arguments, so it starts from the compile cache pass 1 filled, in a process compare started
+   at its outset (it imported vLLM while PyTorch's engine loaded; compare_spare_wait_s: what compare waited for that).
 3. RUN_DIR/result.json: `series` (what benchmarks/targets/warm-*.yaml judge) and the figures behind them:
    share_pass1, share_pass2 (cycle windows / wall time), vllm_start_warm_over_cold (compare's vLLM engine start over
    pass 1's: each engine's own start, from its process's start to its engine loaded, with weights and compile; not
@@ -39,13 +40,33 @@ def vllm_run(campaign: dict) -> dict | None:
     return next((r for r in campaign.get("runs", []) if "__vllm|" in (r.get("partition") or "")), None)
 
 
-def compare_vllm_start(compare_out: Path) -> float | None:
-    """compare's vLLM result folder: the seconds its engine's start took (started_engine_s)."""
+def compare_summaries(compare_out: Path) -> dict[str, dict]:
+    """backend -> compare's result folder summary for it."""
+    out = {}
     for summary in sorted((compare_out / "runs").glob("*/summary.json")):
         data = json.loads(summary.read_text())
-        if data.get("backend") == "vllm":
-            return started_engine_s(data)
-    return None
+        out[data.get("backend")] = data
+    return out
+
+
+def compare_starts(compare_out: Path) -> dict:
+    """compare's vLLM engine start (started_engine_s), whether it started in a process compare started at its outset
+    (engine_prestarted), and the seconds any run of compare waited for such a process's imports (engine_start spans
+    labelled `spare`: the part of the imports the engine start before it did not cover)."""
+    runs = compare_summaries(compare_out)
+    vllm = runs.get("vllm")
+    engines = ((vllm or {}).get("fingerprint") or {}).get("engines") or []
+    waits = [
+        s["end"] - s["start"]
+        for data in runs.values()
+        for s in (data.get("wall_time") or {}).get("spans", [])
+        if s.get("kind") == "engine_start" and s.get("label") == "spare"
+    ]
+    return {
+        "vllm_start_s": started_engine_s(vllm) if vllm is not None else None,
+        "vllm_prestarted": any(e.get("engine_prestarted") for e in engines) if engines else None,
+        "spare_wait_s": sum(waits) if runs else None,
+    }
 
 
 def figures(evidence: Path, compare_out: Path, passes: int, compare_code: int | None) -> dict:
@@ -63,8 +84,10 @@ def figures(evidence: Path, compare_out: Path, passes: int, compare_code: int | 
             "vllm_engine_start_s": (run or {}).get("engine_start_s"),
         }
     cold = out["passes"].get(1, {}).get("vllm_engine_start_s")
-    warm = compare_vllm_start(compare_out)
+    starts = compare_starts(compare_out)
+    warm = starts["vllm_start_s"]
     out["vllm_start_cold_s"], out["vllm_start_warm_cache_s"] = cold, warm
+    out["compare_vllm_prestarted"], out["compare_spare_wait_s"] = starts["vllm_prestarted"], starts["spare_wait_s"]
     ratio = warm / cold if warm is not None and cold else None
     series = {f"share_pass{n}": [p["share_in_windows"]] for n, p in out["passes"].items() if p["share_in_windows"]}
     series["vllm_start_warm_over_cold"] = [ratio] if ratio is not None else []
@@ -123,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = next(iter(result["series"]["vllm_start_warm_over_cold"]), None)
     print(
         f"vLLM engine start: cold (pass 1) {result['vllm_start_cold_s']} s, warm cache (compare) "
-        f"{result['vllm_start_warm_cache_s']} s, ratio {ratio}"
+        f"{result['vllm_start_warm_cache_s']} s, ratio {ratio}; compare's vLLM process started at its outset: "
+        f"{result['compare_vllm_prestarted']}, compare's runs waited {result['compare_spare_wait_s']} s for its imports"
     )
     return 0 if demo_code == 0 and compare_code == 0 else 1
 

@@ -3,24 +3,24 @@
 Each backend gets the file with `backend:` replaced and the other backends' blocks removed; a batching
 strategy the backend lacks becomes its native one (said on stderr). Before anything is measured, every backend's
 request trace (prompt token ids, arrival offsets, token limits) is computed with its tokenizer alone, no engine, and
-the comparison is refused at once if they differ. Each backend is then measured in its own process, one after the
-other, so its idle baselines are its own: the previous backend's process, and its GPU context, have ended. The trace
-each run recorded is checked again against the one computed beforehand.
+the comparison is refused at once if they differ. The backends are then measured one after the other, each engine in
+a process of its own (on any device), ended before the next backend loads: its GPU context is gone before that
+backend measures its idle baselines, which are its own. This process only measures (NVML, never CUDA). The later
+backends' engine processes are started at the outset and import their backends while the first backend's engine
+loads; each run waits for them before its first window, so no import runs beside one. The trace each run recorded
+is checked again against the one computed beforehand.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import multiprocessing
-import queue
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from gpu_ops.config import ExperimentConfig, parse_config
-from gpu_ops.errors import MeasurementError, UserError, excerpt
+from gpu_ops.errors import UserError, excerpt
 from gpu_ops.stats import fmt_ci
 from gpu_ops.stats import fmt_value as _fmt
 from gpu_ops.strict_yaml import read_yaml
@@ -89,12 +89,12 @@ def check_same_traces(traces: dict[str, dict[str, list]]) -> None:
 
 def compare(config_path: str, backends: list[str], out: Path, say=None, nvml=None) -> pd.DataFrame:
     """Measure the file's experiment on each backend over the same request trace. `say` receives progress lines
-    (None: silent); `nvml`: an NVML stand-in (tests), with which the backends are measured in this process (the
-    stand-in cannot cross to another)."""
+    (None: silent); `nvml`: an NVML stand-in (tests)."""
+    from gpu_ops.engines import EnginePool
     from gpu_ops.measure import trace_hash
     from gpu_ops.validation import blocking_failures, validate
 
-    progress, say = say is not None, say or _silent
+    say = say or _silent
     if len(backends) < 2 or len(set(backends)) != len(backends):
         raise UserError("--backends: give two or more different backends, e.g. --backends pytorch,vllm")
     data = read_yaml(config_path)
@@ -105,10 +105,12 @@ def compare(config_path: str, backends: list[str], out: Path, say=None, nvml=Non
     check_same_traces(traces)
     planned = {label: trace_hash(requests) for label, requests in traces[backends[0]].items()}
     say(f"request trace checked before measuring: the same on {', '.join(backends)}")
-    rows = []
-    for backend, cfg in configs.items():
-        say(f"== {backend} ==")
-        outcome = measure_alone(cfg, out / "runs", progress) if nvml is None else _measure_here(cfg, out, say, nvml)
+    rows, pool = [], EnginePool(placement="process")
+    try:
+        outcomes = _measure_each(configs, out / "runs", pool, say, nvml)
+    finally:
+        pool.close()
+    for backend, outcome in outcomes.items():
         t = outcome.tables
         # the same blocking checks `run` and the platform apply: a backend whose result fails them is shown as such
         failed = sorted({f.check for f in blocking_failures(validate(t))})
@@ -138,64 +140,25 @@ def compare(config_path: str, backends: list[str], out: Path, say=None, nvml=Non
     return table
 
 
-def _measure_here(cfg: ExperimentConfig, out: Path, say, nvml):
+def _measure_each(configs: dict[str, ExperimentConfig], out_root: Path, pool, say, nvml) -> dict:
+    """backend -> its result folder, measured in turn on engines from `pool`: the later backends' spares import
+    while the first backend's engine loads; each backend's engine is evicted (its process ended) when the next
+    backend's engine is asked for, before that backend's idle baseline."""
+    from gpu_ops.backends.ranked import needs_launch
     from gpu_ops.runner import run_experiment
 
-    return run_experiment(cfg, out / "runs", nvml=nvml, progress=say)
-
-
-def measure_alone(cfg: ExperimentConfig, out_root: Path, progress: bool):
-    """run_experiment in a process of its own (spawned: no state of this one), which ends before the next backend's:
-    its engine and GPU context are gone before that backend measures its idle baseline. Its result folder is read
-    back here; a failure comes back with its message and kind."""
-    from gpu_ops.results import ResultFolder
-
-    ctx = multiprocessing.get_context("spawn")
-    answers = ctx.Queue()
-    child = ctx.Process(target=_child, args=(cfg.model_dump(mode="json"), str(out_root), progress, answers))
-    child.start()
-    kind, value = "MeasurementError", None
-    try:
-        while True:
-            try:
-                kind, value = answers.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not child.is_alive():
-                    value = f"its measuring process ended with exit code {child.exitcode} before it answered"
-                    break
-    except KeyboardInterrupt:
-        child.terminate()
-        raise
-    finally:
-        child.join()
-    if kind == "folder":
-        return ResultFolder.read(Path(value))
-    if kind == "UserError":
-        raise UserError(value)
-    raise MeasurementError(f"{cfg.backend}: {value}")
+    backends = list(configs)
+    if not any(needs_launch(c) for c in configs.values()):  # ranks under torchrun would not wait for the imports
+        pool.prestart(backends[1:])
+    outcomes = {}
+    for backend in backends:
+        say(f"== {backend} ==")
+        outcomes[backend] = run_experiment(configs[backend], out_root, nvml=nvml, progress=say, pool=pool)
+    return outcomes
 
 
 def _silent(message: str) -> None:
     """A `say` that prints nothing (compare -q)."""
-
-
-def _child(config: dict, out_root: str, progress: bool, answers) -> None:
-    """The measuring process of one backend: quiet libraries as the CLI makes them, progress on stderr."""
-    import logging
-
-    from gpu_ops.runner import quiet_libraries, run_experiment
-
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    quiet_libraries()
-    say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else _silent
-    try:
-        outcome = run_experiment(ExperimentConfig.model_validate(config), Path(out_root), progress=say)
-        answers.put(("folder", str(outcome.folder)))
-    except UserError as exc:
-        answers.put(("UserError", str(exc)))
-    except BaseException as exc:  # noqa: BLE001 - whatever ends the child is the parent's to report
-        answers.put(("MeasurementError", f"{type(exc).__name__}: {exc}"))
 
 
 def _parameters(sweep_points: pd.DataFrame) -> float | None:

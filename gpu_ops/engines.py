@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -370,9 +371,11 @@ def host_main(fd: int, backend_name: str) -> int:
     conn = Connection(fd)
     try:
         if backend_name == "vllm":  # the core's forkserver (unless LEM_VLLM_CORE_START=spawn) imports vLLM's core now
+            from gpu_ops.backends.vllm import import_vllm
             from gpu_ops.backends.vllm_core import start_forkserver
 
             start_forkserver()
+            import_vllm()  # the engine's modules too: part of this process's imports, before it is asked for one
         backend = get_backend(backend_name)
     except BaseException as exc:
         conn.send((False, _picklable(exc)))
@@ -428,7 +431,7 @@ class Engine:
         identity: what it was built for.
         backend: the backend (inline) or its EngineHost (child process).
         start_s: seconds from asking for it to its first load done (process start, imports, weights, engine init).
-        prestarted: whether its process was the pool's spare (imports done before it was asked for; see refill).
+        prestarted: whether its process was the pool's spare (imports begun before it was asked for: refill, prestart).
         uses: how many times it was handed out (1 = fresh).
         caches: hit / miss / unused per cache, as its start found them.
         pid: its child process, or None inline.
@@ -473,10 +476,15 @@ class EnginePool:
     Spares: a long-lived pool (the engine server's) calls `refill()` after each run. It starts, per backend that has
     run here in a process, one engine process that imports its backend and waits (no engine, no CUDA context, no
     GPU work). The next engine of that backend starts in it, so an engine change skips the imports (~19 s for vLLM on
-    an H100, §18). `quiesce()` waits for spares still importing; a run calls it once its first engine is loaded and
-    before its first window, so a refill's import overlaps the next run's engine start but never a window."""
+    an H100, §18). A caller that knows which engines come next asks for their spares up front: `acquire(..., then=)`
+    starts them while the engine it asked for loads (a run whose sweep points change engine), `prestart()` at once
+    (`compare`, before its first backend). `quiesce()` waits for spares still importing; a run calls it after each
+    engine it starts and before that engine's first window, so an import overlaps an engine start but never a window."""
 
-    def __init__(self, cache_root: Path | None = None) -> None:
+    def __init__(self, cache_root: Path | None = None, placement: str | None = None) -> None:
+        """`placement`: where this pool's engines run unless LEM_ENGINE_PLACEMENT says otherwise ('process' for
+        `compare`, whose backends must each end their engine before the next measures); None: by device."""
+        self.default_placement = placement
         self.engines: dict[tuple[str, frozenset[int]], Engine] = {}
         self.spares: dict[tuple[str, str | None], EngineHost] = {}
         self._spare_backends: set[str] = set()
@@ -491,10 +499,11 @@ class EnginePool:
             from gpu_ops.errors import UserError
 
             raise UserError(f"{PLACEMENT_ENV}={chosen!r}: use 'process' or 'inline' (or leave it unset)")
-        return chosen or ("process" if uses_cuda else "inline")
+        return chosen or self.default_placement or ("process" if uses_cuda else "inline")
 
-    def acquire(self, cfg: ExperimentConfig, *, placement: str = "inline") -> Engine:
-        """The engine for `cfg`, loaded for it; `engine.reused` says whether it was warm."""
+    def acquire(self, cfg: ExperimentConfig, *, placement: str = "inline", then: Iterable[str] = ()) -> Engine:
+        """The engine for `cfg`, loaded for it; `engine.reused` says whether it was warm. `then`: the backends whose
+        next engine the caller will start after this one; a started engine's load overlaps their spares' imports."""
         identity, where = engine_identity(cfg), gpu_set(cfg)
         held = self.engines.get(where)
         if held is not None and held.identity == identity and (held.pid is None) == (placement == "inline"):
@@ -503,11 +512,11 @@ class EnginePool:
                 return held
         for key in [k for k in self.engines if _overlap(k, where)]:
             self.evict(self.engines[key])
-        engine = self._start(cfg, identity, placement)
+        engine = self._start(cfg, identity, placement, then)
         self.engines[where] = engine
         return engine
 
-    def _start(self, cfg: ExperimentConfig, identity: EngineIdentity, placement: str) -> Engine:
+    def _start(self, cfg: ExperimentConfig, identity: EngineIdentity, placement: str, then: Iterable[str]) -> Engine:
         before = cache_counts(self.cache_env)
         t0 = time.perf_counter()
         spare = None
@@ -517,7 +526,8 @@ class EnginePool:
             if spare is not None and not spare.alive():
                 spare.close(timeout_s=5)
                 spare = None
-            backend = spare or EngineHost(cfg.backend, self.cache_env)
+            backend = spare or EngineHost(cfg.backend, self.cache_env, wait=False)
+            self.prestart(then)  # after taking this engine's spare: the next engine's imports run beside this load
         else:
             from gpu_ops.backends import get_backend
 
@@ -550,8 +560,12 @@ class EnginePool:
     def refill(self) -> None:
         """Start a spare process for each backend that has run here in a process and has none (for this process's
         CUDA_VISIBLE_DEVICES, which the spare inherits). Returns at once: the spares import in the background."""
+        self.prestart(self._spare_backends)
+
+    def prestart(self, backends: Iterable[str]) -> None:
+        """Start a spare process for each of `backends` that has none (engine processes only; returns at once)."""
         devices = os.environ.get("CUDA_VISIBLE_DEVICES")
-        for name in sorted(self._spare_backends):
+        for name in sorted(set(backends)):
             if (name, devices) not in self.spares:
                 self.spares[(name, devices)] = EngineHost(name, self.cache_env, wait=False)
 

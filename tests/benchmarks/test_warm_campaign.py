@@ -23,14 +23,17 @@ def test_figures_give_each_pass_its_share_and_the_warm_over_cold_vllm_start(tmp_
     evidence, compare = tmp_path / "evidence", tmp_path / "compare"
     _campaign(evidence / "pass-1", 0.62, 60.0)
     _campaign(evidence / "pass-2", 0.9, 0.0)
-    for backend, start in (("pytorch", 5.0), ("vllm", 12.0)):
+    spare = {"kind": "engine_start", "label": "spare", "start": 100.0, "end": 103.5}
+    for backend, start, spans in (("pytorch", 5.0, [spare]), ("vllm", 12.0, [])):
         (compare / "runs" / backend).mkdir(parents=True)
         engines = [{"engine_id": "e-1", "engine_start_s": start, "engine_reused": False}]
+        engines[0]["engine_prestarted"] = backend == "vllm"
         (compare / "runs" / backend / "summary.json").write_text(
-            json.dumps({"backend": backend, "fingerprint": {"engines": engines}})
+            json.dumps({"backend": backend, "fingerprint": {"engines": engines}, "wall_time": {"spans": spans}})
         )
     f = W.figures(evidence, compare, passes=2, compare_code=0)
     assert f["vllm_start_cold_s"] == 60.0 and f["vllm_start_warm_cache_s"] == 12.0
+    assert f["compare_vllm_prestarted"] is True and f["compare_spare_wait_s"] == pytest.approx(3.5)
     assert f["series"] == {
         "share_pass1": [0.62],
         "share_pass2": [0.9],

