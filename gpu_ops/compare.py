@@ -145,8 +145,9 @@ def _measure_each(configs: dict[str, ExperimentConfig], out_root: Path, pool, sa
     while the first backend's engine loads; each backend's engine is evicted (its process ended) when the next
     backend's engine is asked for, before that backend's idle baseline."""
     from gpu_ops.backends.ranked import needs_launch
-    from gpu_ops.runner import run_experiment
+    from gpu_ops.runner import measuring_environment, run_experiment
 
+    measuring_environment()  # before the spares start: they inherit it, as an engine process a run starts does
     backends = list(configs)
     if not any(needs_launch(c) for c in configs.values()):  # ranks under torchrun would not wait for the imports
         pool.prestart(backends[1:])

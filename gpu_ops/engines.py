@@ -482,9 +482,10 @@ class EnginePool:
     engine it starts and before that engine's first window, so an import overlaps an engine start but never a window."""
 
     def __init__(self, cache_root: Path | None = None, placement: str | None = None) -> None:
-        """`placement`: where this pool's engines run unless LEM_ENGINE_PLACEMENT says otherwise ('process' for
-        `compare`, whose backends must each end their engine before the next measures); None: by device."""
-        self.default_placement = placement
+        """`placement`: where this pool's engines run, whatever LEM_ENGINE_PLACEMENT says ('process' for `compare`,
+        whose backends must each end their engine, and its GPU context, before the next measures); None: the variable
+        decides, else the device."""
+        self.fixed_placement = placement
         self.engines: dict[tuple[str, frozenset[int]], Engine] = {}
         self.spares: dict[tuple[str, str | None], EngineHost] = {}
         self._spare_backends: set[str] = set()
@@ -499,7 +500,7 @@ class EnginePool:
             from gpu_ops.errors import UserError
 
             raise UserError(f"{PLACEMENT_ENV}={chosen!r}: use 'process' or 'inline' (or leave it unset)")
-        return chosen or self.default_placement or ("process" if uses_cuda else "inline")
+        return self.fixed_placement or chosen or ("process" if uses_cuda else "inline")
 
     def acquire(self, cfg: ExperimentConfig, *, placement: str = "inline", then: Iterable[str] = ()) -> Engine:
         """The engine for `cfg`, loaded for it; `engine.reused` says whether it was warm. `then`: the backends whose

@@ -35,6 +35,13 @@ def quiet_libraries() -> None:
         pass
 
 
+def measuring_environment() -> None:
+    """Set before a measuring process asks torch about CUDA or starts an engine process (which inherits it)."""
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
+    # the measuring process asks NVML whether CUDA is there, never cuInit: its engines do the GPU work elsewhere
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+
+
 def run_experiment(cfg: ExperimentConfig, out_root: Path, **options) -> ResultFolder:
     """Measure `cfg` and write its result folder under `out_root`.
 
@@ -45,9 +52,7 @@ def run_experiment(cfg: ExperimentConfig, out_root: Path, **options) -> ResultFo
             file_sha, pool: warm engines to run on, the engine server's; None: engines for this run only).
     """
     opts = RunOptions(**options)
-    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # integer CUDA_VISIBLE_DEVICES == NVML order
-    # the measuring process asks NVML whether CUDA is there, never cuInit: its engines do the GPU work elsewhere
-    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    measuring_environment()
     check_output_folder(out_root)  # before measuring, not after
     if not needs_launch(cfg):
         return measure_experiment(cfg, out_root, opts)
