@@ -12,7 +12,7 @@ twice on one worker, then `compare` on the same machine, and the figures their t
    at its outset (it imported vLLM while PyTorch's engine loaded; compare_spare_wait_s: what compare waited for that).
 3. RUN_DIR/result.json: `series` (what benchmarks/targets/warm-*.yaml judge) and the figures behind them:
    share_pass1, share_pass2 (cycle windows / wall time), vllm_start_warm_over_cold (compare's vLLM engine start over
-   pass 1's: each engine's own start, from its process's start to its engine loaded, with weights and compile; not
+   pass 1's: each engine's own start, from asking for it to its engine loaded, with weights and compile; not
    the eviction of the engine before it nor the stop after a run: energy_assets.ops.evidence.started_engine_s), and
    compare_exit_code. Each is also printed, one line each.
 

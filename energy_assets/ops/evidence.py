@@ -91,9 +91,10 @@ def campaign_timing(instance: dg.DagsterInstance, storage: Path, since: float = 
 
 
 def started_engine_s(summary: dict) -> float | None:
-    """Seconds a measurement's own engine starts took (each engine's start_s, from its process's start to its engine
-    loaded: no eviction of the engine before it, no stop after the run), summed over the engines the run started; 0
-    when it found them all warm; None when the summary records no engines."""
+    """Seconds a measurement's own engine starts took (each engine's start_s, from asking for it to its engine loaded,
+    with its process's imports unless a spare had done them before: no eviction of the engine before it, no stop
+    after the run), summed over the engines the run started; 0 when it found them all warm; None when the summary
+    records no engines."""
     engines = (summary.get("fingerprint") or {}).get("engines")
     if not isinstance(engines, list):
         return None
