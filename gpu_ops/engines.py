@@ -208,6 +208,8 @@ class EngineHost:
         child_env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(Path(__file__).resolve().parents[1]), child_env.get("PYTHONPATH")])
         )
+        # integer CUDA_VISIBLE_DEVICES must name the GPU NVML meters, whoever started this engine (a spare included)
+        child_env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", HOST_COMMAND, "--host-fd", str(theirs.fileno()), "--backend", backend],
             pass_fds=(theirs.fileno(),),

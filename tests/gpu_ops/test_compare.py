@@ -142,25 +142,6 @@ def test_compare_shows_each_backends_blocking_checks_and_exits_non_zero_when_one
     assert checks["vllm"] in out.out  # the printed table
 
 
-def test_the_later_backends_engine_processes_start_with_the_measuring_environment(tmp_path, monkeypatch):
-    """Started before any run, a spare must still see the GPUs in NVML's order, as the engine processes a run starts
-    do: otherwise an integer CUDA_VISIBLE_DEVICES could put its engine on another GPU than the one metered."""
-    import os
-
-    import gpu_ops.runner as runner
-    from gpu_ops.engines import EnginePool
-
-    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    started, measured = [], []
-    monkeypatch.setattr(
-        "gpu_ops.engines.EngineHost", lambda name, *a, **k: started.append((name, os.environ.get("CUDA_DEVICE_ORDER")))
-    )
-    monkeypatch.setattr(runner, "run_experiment", lambda cfg, *a, **k: measured.append(cfg.backend))
-    configs = {b: parse_config(cmp.backend_data(SPEC, b)) for b in ("pytorch", "vllm")}
-    cmp._measure_each(configs, tmp_path, EnginePool(tmp_path / "cache", placement="process"), print, None)
-    assert started == [("vllm", "PCI_BUS_ID")] and measured == ["pytorch", "vllm"]
-
-
 def test_compare_keeps_every_engine_in_a_process_of_its_own_whatever_the_placement_variable_says(monkeypatch):
     """Inline, PyTorch's CUDA context would stay open in the measuring process while vLLM measures its idle baseline
     (the H100 read 124.3 W for it, issue #26); compare's pool places engines in processes even when told otherwise."""

@@ -518,3 +518,17 @@ def test_a_bad_core_start_is_named_before_vllm_is_imported():
             host.ready()
     finally:
         host.close()
+
+
+def test_an_engine_process_sees_the_gpus_in_nvml_order_whoever_started_it(monkeypatch):
+    """A spare may start before any run set the measuring environment: an integer CUDA_VISIBLE_DEVICES must still
+    name the GPU NVML meters, or the engine could run on another GPU than the one whose energy is read."""
+    from gpu_ops.engines import EngineHost
+
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    host = EngineHost("pytorch", wait=False)
+    try:
+        environ = Path(f"/proc/{host.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        host.close()
+    assert b"CUDA_DEVICE_ORDER=PCI_BUS_ID" in environ
