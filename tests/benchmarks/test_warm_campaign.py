@@ -32,7 +32,7 @@ def test_figures_give_each_pass_its_share_and_the_warm_over_cold_vllm_start(tmp_
             json.dumps({"backend": backend, "fingerprint": {"engines": engines}, "wall_time": {"spans": spans}})
         )
     f = W.figures(evidence, compare, passes=2, compare_code=0)
-    assert f["vllm_start_cold_s"] == 60.0 and f["vllm_start_warm_cache_s"] == 12.0
+    assert f["vllm_start_cold_s"] == 60.0 and f["vllm_start_compare_s"] == 12.0
     assert f["compare_vllm_prestarted"] is True and f["compare_spare_wait_s"] == pytest.approx(3.5)
     assert f["series"] == {
         "share_pass1": [0.62],
