@@ -8,7 +8,8 @@ Why each is needed (no public equivalent in 1.13):
   installed (the `dagster-daemon` console script is not on PATH under `pip --target`);
 - a blocking check's failed evaluations are read from the event log's check-execution history;
 - the hardware-routed Celery executor builds its CeleryExecutor as dagster-celery's own does (RetryMode) and wraps
-  dagster-celery's task submission.
+  dagster-celery's task submission;
+- a platform waits for the daemon's run-retry consumer to store its first cursor (the key's format is the daemon's).
 """
 
 import dagster as dg
@@ -19,7 +20,25 @@ DAGSTER_VERSION = "1.13.27"
 DAGSTER_CELERY_VERSION = "0.29.27"
 DAEMON_MODULE = "dagster._daemon"  # `python -m dagster._daemon run -w WORKSPACE` is `dagster-daemon run`
 
-__all__ = ["DAEMON_MODULE", "RetryMode", "failed_check_records", "last_check_record_id", "submit_celery_task"]
+__all__ = [
+    "DAEMON_MODULE",
+    "RUN_RETRY_CURSOR_KEY",
+    "RetryMode",
+    "failed_check_records",
+    "last_check_record_id",
+    "run_retries_armed",
+    "submit_celery_task",
+]
+# the daemon's run-retry consumer's cursor for failed runs (event_log_consumer._create_cursor_key: the event type's
+# value, which for RUN_FAILURE is still "PIPELINE_FAILURE")
+RUN_RETRY_CURSOR_KEY = f"EVENT_LOG_CONSUMER_CURSOR-{dg.DagsterEventType.RUN_FAILURE.value}"
+
+
+def run_retries_armed(instance: dg.DagsterInstance) -> bool:
+    """Whether the daemon's run-retry consumer has made its first pass. That pass starts at the newest event and
+    ignores older ones, so a run that fails before it is never retried."""
+    values = instance.daemon_cursor_storage.get_cursor_values({RUN_RETRY_CURSOR_KEY})
+    return values.get(RUN_RETRY_CURSOR_KEY) is not None
 
 
 def last_check_record_id(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> int:

@@ -164,11 +164,34 @@ class Platform:
                             f"code location '{entry['name']}' failed to load: {loaded.get('message', '').strip()}"
                         )
                 if all(e.get("loadStatus") == "LOADED" for e in entries):
-                    return
+                    return self.wait_retries_armed(deadline)
             time.sleep(1)
         raise TimeoutError(
             f"the Dagster webserver did not answer at {self.url} within {timeout_s:.0f} s; see {self.log_dir}"
         )
+
+    def wait_retries_armed(self, deadline: float) -> None:
+        """With run retries on, wait for the daemon's run-retry consumer to make its first pass: a run that failed
+        before it would never be retried (under CI load a lost worker failed its run before that pass)."""
+        import dagster as dg
+
+        from energy_assets.dagster_private import run_retries_armed
+
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            if not instance.run_retries_enabled:
+                return
+            while not run_retries_armed(instance):
+                for p in self.procs:
+                    if p.poll() is not None:
+                        raise PlatformError(
+                            f"{' '.join(p.args[1:4])} exited with code {p.returncode}; see {self.log_dir}"
+                        )
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        "the Dagster daemon's run-retry consumer made no pass over the event log in time, so a run "
+                        f"failed by a lost worker would not be retried; see {self.log_dir / 'daemon.log'}"
+                    )
+                time.sleep(0.5)
 
     def stop(self) -> None:
         for p in self.procs:

@@ -54,3 +54,7 @@ def test_each_private_name_still_has_the_shape_we_use():
     assert list(inspect.signature(_submit_task).parameters) == list(
         inspect.signature(dagster_private.submit_celery_task).parameters
     )
+    import dagster as dg
+    from dagster._daemon.auto_run_reexecution.event_log_consumer import _create_cursor_key
+
+    assert dagster_private.RUN_RETRY_CURSOR_KEY == _create_cursor_key(dg.DagsterEventType.RUN_FAILURE)
