@@ -526,7 +526,7 @@ def test_an_engine_process_sees_the_gpus_in_nvml_order_whoever_started_it(monkey
     from gpu_ops.engines import EngineHost
 
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    host = EngineHost("pytorch", wait=False)
+    host = EngineHost("pytorch")  # imported: its environ is read after the exec (mid-exec it reads empty)
     try:
         environ = Path(f"/proc/{host.pid}/environ").read_bytes().split(b"\0")
     finally:
