@@ -59,7 +59,7 @@ def verdicts(raw: Raw, run: Run) -> list[str]:
         groups = series_values(target, raw.run_dir(run))
         out += [f"{name}{'' if not k else f'`{k}`: '}{evaluate(target, v).text()}" for k, v in groups.items()]
         out += [note] if note else []
-    return out + ([f"{short(MEDIAN_TARGET)}: {median_verdict(raw, run)}"] if median else [])
+    return out + ([f"{MEDIAN_PREFIX}{median_verdict(raw, run)}"] if median else [])
 
 
 def short(path: str) -> str:
@@ -234,8 +234,7 @@ def calibration_rows(
             ratio = abs(x["cross_check_rel_diff"]) / x["cross_check_tolerance"]
             extra = []
             if steady:
-                s_s, fill = x.get("steady_duration_s"), x.get("batch_fill")
-                extra = ["–" if pd.isna(s_s) else f(s_s, 2), "–" if pd.isna(fill) else f(fill, 3)]
+                extra = steady_cells(x.get("steady_duration_s"), x.get("batch_fill"))
             rows.append([f"`{stage}`", folder.name.split("__")[0], x["sweep_point"], x["cycle"],
                          f(x["duration_s"], 2), *extra, f"{x['cross_check_rel_diff'] * 100:+.2f} %",
                          f"{x['cross_check_tolerance'] * 100:.2f} %", g(ratio, 3),
@@ -263,6 +262,21 @@ def ev_calibration_since(raw: Raw) -> str:
     if not rows:
         return "_Not run yet: stages `calibration-windows-long` and `request-energy` of the plan (§0)._"
     return steady_calibration_table(rows)
+
+
+def session_calibration(raw: Raw, stages: tuple[str, ...], session: int) -> str:
+    """physics-v1 on the windows `stages` measured in GPU session `session`, with steady state and batch fill."""
+    rows = calibration_rows(raw, stages, steady=True, span=SESSIONS[session])
+    if not rows:
+        return f"_Not run yet: {', '.join(f'`{x}`' for x in stages)} in session {session}._"
+    return steady_calibration_table(rows)
+
+
+def steady_cells(steady_s, fill) -> list[str]:
+    """A window's steady-state seconds and batch fill as table cells ('–' where none was recorded)."""
+    import pandas as pd
+
+    return ["–" if pd.isna(steady_s) else f(steady_s, 2), "–" if pd.isna(fill) else f(fill, 3)]
 
 
 def steady_calibration_table(rows: list[list]) -> str:
@@ -502,10 +516,7 @@ def s22_start_phases(raw: Raw) -> str:
 @blocks("s22-calibration")
 def s22_calibration(raw: Raw) -> str:
     """physics-v1 on session 14's request-energy windows (measured after the rule was fixed: out of sample)."""
-    rows = calibration_rows(raw, ("request-energy",), steady=True, span=SESSIONS[14])
-    if not rows:
-        return "_Not run yet: stage `request-energy` in session 14._"
-    return steady_calibration_table(rows)
+    return session_calibration(raw, ("request-energy",), 14)
 
 
 @blocks("s22-power-lag")
@@ -618,8 +629,9 @@ def ev_meter(raw: Raw) -> str:
     rows = []
     for stage in MEDIAN_STAGES:
         for r in raw.ledger().of(stage):
-            on_off = [v.removeprefix(f"{short(CI_TARGET)}: ") for v in verdicts(raw, r)]
-            on_off = [v for v in on_off if not v.startswith(f"{short(MEDIAN_TARGET)}: ")]
+            judged = verdicts(raw, r)  # each prefixed with its target's name (both halves are judged)
+            median = [v.removeprefix(MEDIAN_PREFIX) for v in judged if v.startswith(MEDIAN_PREFIX)]
+            on_off = [v.removeprefix(f"{short(CI_TARGET)}: ") for v in judged if not v.startswith(MEDIAN_PREFIX)]
             log = raw.run_dir(r) / "stdout.log"
             aa = [float(x) for x in re.findall(r"off/off2 ([0-9.]+)", log.read_text())] if log.is_file() else []
             control = "–"
@@ -633,7 +645,7 @@ def ev_meter(raw: Raw) -> str:
                     r.started["start"][:10],
                     r.status,
                     "; ".join(on_off),
-                    median_verdict(raw, r),
+                    "; ".join(median),
                     control,
                 ]  # fmt: skip
             )
@@ -646,19 +658,15 @@ def ev_meter(raw: Raw) -> str:
 MEDIAN_TARGET = "benchmarks/targets/meter-overhead-median.yaml"
 CI_TARGET = "benchmarks/targets/meter-overhead.yaml"
 MEDIAN_STAGES = ("meter-overhead-compiled", "meter-overhead-vllm")
+MEDIAN_PREFIX = f"{short(MEDIAN_TARGET)}: "
 
 
 def median_verdict(raw: Raw, run: Run) -> str:
-    """The median half of the meter-overhead goal. Runs before plan.yaml listed it as their stage's second target
-    recorded only the CI half; the median file was committed before any of them (dcbc8c4), so its text as committed
-    judges them; a run that recorded it is judged by what it recorded."""
-    recorded = next((t for t in run.targets() if t["path"] == MEDIAN_TARGET), None)
-    if recorded is not None:
-        target, note = judged_by(raw, run, recorded)
-    else:
-        target, note = parse_target((REPO / MEDIAN_TARGET).read_text(), MEDIAN_TARGET), "not recorded at the run"
+    """The median half of the meter-overhead goal, for a run that recorded only the CI half (before plan.yaml listed
+    both): the median file was committed before any such run (dcbc8c4), so its committed text judges it."""
+    target, note = parse_target((REPO / MEDIAN_TARGET).read_text(), MEDIAN_TARGET), "not recorded at the run"
     groups = series_values(target, raw.run_dir(run))
-    return "; ".join([evaluate(target, v).text() for v in groups.values()] + ([note] if note else []))
+    return "; ".join([evaluate(target, v).text() for v in groups.values()] + [note])
 
 
 @blocks("s23-request-energy")
@@ -715,10 +723,8 @@ def compare_table(raw: Raw, span: tuple[str, str], more: bool = False) -> str:
         failed = sorted({c.check for c in blocking_failures(validate(tables))})
         extra = []
         if more:
-            steady, fill = x.get("steady_duration_s_mean"), x.get("batch_fill_mean")
             before, after = idle(tables)
-            extra = ["–" if steady is None or steady != steady else f(steady, 2),
-                     "–" if fill is None or fill != fill else f(fill, 3),
+            extra = [*steady_cells(x.get("steady_duration_s_mean"), x.get("batch_fill_mean")),
                      f"{f(before, 1)} / {f(after, 1)}"]  # fmt: skip
         rows.append([f"`{r.uid}`", x["backend"], f"{g(x['j_per_token_mean'], 4)} ± {g(x['j_per_token_ci95'], 2)}",
                      f(x["tokens_per_s_mean"], 0), f(x["ttft_p50_pooled_s"] * 1e3, 1),
@@ -761,10 +767,7 @@ S23_STAGES = ("request-energy", "compare-gpu", "vllm-streaming-poisson")
 @blocks("s23-calibration")
 def s23_calibration(raw: Raw) -> str:
     """physics-v1 on session 15's GPU windows (every one measured after the rule was fixed: out of sample)."""
-    rows = calibration_rows(raw, S23_STAGES, steady=True, span=SESSIONS[15])
-    if not rows:
-        return "_Not run yet: session 15._"
-    return steady_calibration_table(rows)
+    return session_calibration(raw, S23_STAGES, 15)
 
 
 @blocks("s23-physics-by-length")
@@ -779,10 +782,7 @@ S25_STAGES = ("calibration-windows-pytorch", "compare-gpu", "vllm-streaming-pois
 @blocks("s25-calibration")
 def s25_calibration(raw: Raw) -> str:
     """physics-v1 on session 17's GPU windows (out of sample: the rule was fixed before them)."""
-    rows = calibration_rows(raw, S25_STAGES, steady=True, span=SESSIONS[17])
-    if not rows:
-        return "_Not run yet: session 17._"
-    return steady_calibration_table(rows)
+    return session_calibration(raw, S25_STAGES, 17)
 
 
 @blocks("s25-physics-by-band")

@@ -146,9 +146,7 @@ class Platform:
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            for p in self.procs:
-                if p.poll() is not None:
-                    raise PlatformError(f"{' '.join(p.args[1:4])} exited with code {p.returncode}; see {self.log_dir}")
+            self.check_alive()
             try:
                 r = requests.post(f"{self.url}/graphql", json={"query": LOCATIONS_QUERY}, timeout=5)
                 entries = (
@@ -170,6 +168,12 @@ class Platform:
             f"the Dagster webserver did not answer at {self.url} within {timeout_s:.0f} s; see {self.log_dir}"
         )
 
+    def check_alive(self) -> None:
+        """Raise, naming its log folder, when the webserver or the daemon has exited while being waited for."""
+        for p in self.procs:
+            if p.poll() is not None:
+                raise PlatformError(f"{' '.join(p.args[1:4])} exited with code {p.returncode}; see {self.log_dir}")
+
     def wait_retries_armed(self, deadline: float) -> None:
         """With run retries on, wait for the daemon's run-retry consumer to make its first pass: a run that failed
         before it would never be retried (under CI load a lost worker failed its run before that pass)."""
@@ -181,11 +185,7 @@ class Platform:
             if not instance.run_retries_enabled:
                 return
             while not run_retries_armed(instance):
-                for p in self.procs:
-                    if p.poll() is not None:
-                        raise PlatformError(
-                            f"{' '.join(p.args[1:4])} exited with code {p.returncode}; see {self.log_dir}"
-                        )
+                self.check_alive()
                 if time.monotonic() >= deadline:
                     raise TimeoutError(
                         "the Dagster daemon's run-retry consumer made no pass over the event log in time, so a run "
